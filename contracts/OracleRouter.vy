@@ -1,0 +1,409 @@
+# pragma version ~=0.4.3
+# pragma nonreentrancy on
+"""
+@title OracleRouter
+@notice One Chainlink AggregatorV3 feed per asset, normalised to WAD, with the guards that
+        failed elsewhere: non-positive answers, stale answers (per-feed heartbeat on `updatedAt`),
+        answers at or outside configured bounds (the LUNA min-answer trap), and a deviation
+        circuit breaker. It also keeps, per asset, an exponentially weighted estimate of realised
+        volatility from each accepted round, normalised by the time between rounds.
+@dev Glossary
+     - price: the feed's latest answer scaled to WAD (USD per whole unit of the asset).
+     - accepted price: the newest round `sync` accepted; the breaker compares against it.
+     - variance: EWMA of r^2 * YEAR / dt over accepted rounds, r = p1 / p0 - 1 (annualised, WAD).
+     - sigma = sqrt(variance): annualised volatility, WAD (0.8e18 = 80%).
+     - maintenance sigma: sigma as the maintenance margin sees it. It follows sigma down at once
+       but up only at `max_vol_rise_per_hour`, so one volatile round cannot by itself push an
+       account into liquidation; the initial margin uses sigma itself and rises at once.
+     Circuit breaker: a round more than `max_deviation` away from the accepted price halts the
+     asset: `price` reverts "oracle: circuit breaker", so opens, increases, withdrawals *and*
+     liquidations priced off it wait. A later round within `max_deviation` of either the halted
+     round (the move is confirmed) or the accepted price (the spike is gone) clears it in
+     `sync`; the owner can clear it too. Liquidations wait on purpose: Compound's 2020 DAI
+     spike liquidated accounts that were healthy at the true price. The wait is at most one
+     more round (deviation or heartbeat).
+@custom:security `sync` is permissionless and idempotent; the bots call it after every round.
+     Reads never depend on it having run: `price` itself checks the newest round against the
+     accepted price, so a skipped sync can only halt, never let an unchecked jump through.
+"""
+
+from snekmate.auth import ownable
+from snekmate.auth import ownable_2step
+
+from .interfaces import IAggregatorV3
+from .interfaces import IOracleRouter
+
+import constants as c
+
+implements: IOracleRouter
+
+initializes: ownable
+initializes: ownable_2step[ownable := ownable]
+
+exports: (
+    ownable_2step.owner,
+    ownable_2step.pending_owner,
+    ownable_2step.transfer_ownership,
+    ownable_2step.accept_ownership,
+)
+
+
+event ParametersSet:
+    ewma_lambda: uint256
+    max_vol_rise_per_hour: uint256
+
+
+struct Feed:
+    aggregator: IAggregatorV3  # the Chainlink feed (or proxy)
+    heartbeat: uint256  # seconds after updatedAt at which an answer is stale
+    scale: uint256  # 10 ** (18 - feed decimals): answer * scale is WAD
+    min_price: uint256  # WAD; an answer at or below it is rejected (frozen minAnswer)
+    max_price: uint256  # WAD; an answer at or above it is rejected
+    max_deviation: uint256  # WAD fraction; a larger move from the accepted price halts the asset
+
+
+struct VolState:
+    variance: uint256  # EWMA of annualised squared returns, WAD
+    mm_anchor: uint256  # maintenance sigma at mm_anchor_time, WAD
+    mm_anchor_time: uint256  # block time at which mm_anchor was fixed
+    last_price: uint256  # accepted price, WAD
+    last_time: uint256  # updatedAt of the accepted round
+    last_round: uint80  # newest round id sync has looked at
+    halted: bool  # circuit breaker tripped and not yet cleared
+    pending_price: uint256  # the halted round's price, WAD
+
+
+MAX_HEARTBEAT: constant(uint256) = 7 * 86_400  # a week; longer means no staleness check at all
+MIN_HEARTBEAT: constant(uint256) = 60  # a minute
+MIN_DEVIATION: constant(uint256) = 10 ** 16  # 1%: tighter would halt on ordinary rounds
+MAX_SIGMA: constant(uint256) = 10 * 10 ** 18  # 1000% annualised, a cap on any estimate
+MIN_DT: constant(uint256) = 60  # seconds; rounds closer together are treated as this far apart
+MIN_LAMBDA: constant(uint256) = 5 * 10 ** 17  # 0.5
+MAX_LAMBDA: constant(uint256) = 999 * 10 ** 15  # 0.999
+MAX_RISE_PER_HOUR: constant(uint256) = 10 ** 18  # +100 vol points an hour at most
+
+feeds: public(HashMap[address, Feed])  # asset => its feed and guards
+vol: public(HashMap[address, VolState])  # asset => volatility and breaker state
+assets: public(DynArray[address, 32])  # every configured asset, for bots
+ewma_lambda: public(uint256)  # weight of the old variance per accepted round, WAD
+max_vol_rise_per_hour: public(uint256)  # how fast maintenance sigma may rise, WAD per hour
+
+
+@deploy
+def __init__(ewma_lambda: uint256, max_vol_rise_per_hour: uint256):
+    ownable.__init__()
+    ownable_2step.__init__()
+    self._set_parameters(ewma_lambda, max_vol_rise_per_hour)
+
+
+@external
+def set_parameters(ewma_lambda: uint256, max_vol_rise_per_hour: uint256):
+    """
+    @notice Set the EWMA decay and the speed at which maintenance volatility may rise.
+    @param ewma_lambda Weight of the previous variance, WAD, in [0.5, 0.999].
+    @param max_vol_rise_per_hour Annualised sigma points per hour, WAD, in (0, 1].
+    """
+    ownable._check_owner()
+    self._set_parameters(ewma_lambda, max_vol_rise_per_hour)
+
+
+@external
+def set_feed(
+    asset: address,
+    aggregator: IAggregatorV3,
+    heartbeat: uint256,
+    min_price: uint256,
+    max_price: uint256,
+    max_deviation: uint256,
+    initial_sigma: uint256,
+):
+    """
+    @notice Configure (or replace) the feed of an asset. The feed's current answer must pass
+            every guard; it becomes the accepted price.
+    @param asset The asset's key (its token address, or any unique address for a perp-only asset).
+    @param aggregator A Chainlink AggregatorV3 feed with at most 18 decimals.
+    @param heartbeat Seconds after which an answer is stale, in [60, 604800].
+    @param min_price Lowest sane price, WAD, > 0; answers at or below it are rejected.
+    @param max_price Highest sane price, WAD, > min_price; answers at or above it are rejected.
+    @param max_deviation Largest accepted move between rounds, WAD fraction, in [0.01, 1].
+    @param initial_sigma Starting annualised volatility, WAD, <= 10 (1000%).
+    """
+    ownable._check_owner()
+    assert asset != empty(address), "oracle: zero asset"
+    assert aggregator.address != empty(address), "oracle: zero aggregator"
+    assert heartbeat >= MIN_HEARTBEAT and heartbeat <= MAX_HEARTBEAT, "oracle: bad heartbeat"
+    assert min_price > 0 and max_price > min_price, "oracle: bad bounds"
+    assert max_deviation >= MIN_DEVIATION and max_deviation <= c.WAD, "oracle: bad deviation"
+    assert initial_sigma <= MAX_SIGMA, "oracle: bad sigma"
+    decimals: uint8 = staticcall aggregator.decimals()
+    assert decimals <= 18, "oracle: bad decimals"
+
+    feed: Feed = Feed(
+        aggregator=aggregator,
+        heartbeat=heartbeat,
+        scale=10 ** convert(18 - decimals, uint256),
+        min_price=min_price,
+        max_price=max_price,
+        max_deviation=max_deviation,
+    )
+    round_id: uint80 = 0
+    answer: int256 = 0
+    updated_at: uint256 = 0
+    round_id, answer, updated_at = self._latest(aggregator)
+    p: uint256 = self._checked_price(feed, answer, updated_at)
+
+    if self.feeds[asset].aggregator.address == empty(address):
+        self.assets.append(asset)
+    self.feeds[asset] = feed
+    self.vol[asset] = VolState(
+        variance=initial_sigma * initial_sigma // c.WAD,
+        mm_anchor=initial_sigma,
+        mm_anchor_time=block.timestamp,
+        last_price=p,
+        last_time=updated_at,
+        last_round=round_id,
+        halted=False,
+        pending_price=0,
+    )
+    log IOracleRouter.FeedSet(
+        asset=asset,
+        aggregator=aggregator.address,
+        heartbeat=heartbeat,
+        min_price=min_price,
+        max_price=max_price,
+        max_deviation=max_deviation,
+    )
+
+
+@external
+def clear_circuit_breaker(asset: address):
+    """
+    @notice Owner override: accept the feed's current answer and lift the halt.
+    @dev The answer must still pass the non-positive, staleness and bounds guards.
+    """
+    ownable._check_owner()
+    feed: Feed = self._feed(asset)
+    st: VolState = self.vol[asset]
+    assert st.halted, "oracle: not halted"
+    round_id: uint80 = 0
+    answer: int256 = 0
+    updated_at: uint256 = 0
+    round_id, answer, updated_at = self._latest(feed.aggregator)
+    p: uint256 = self._checked_price(feed, answer, updated_at)
+    st = self._accept(st, p, updated_at)
+    st.halted = False
+    st.pending_price = 0
+    st.last_round = round_id
+    self.vol[asset] = st
+    log IOracleRouter.CircuitBreakerCleared(asset=asset, price=p, by_owner=True)
+
+
+@external
+def sync(asset: address):
+    """
+    @notice Fold every round published since the last sync (up to 16) into the volatility
+            estimate and the circuit breaker. Permissionless; a no-op when nothing is new.
+    @dev Rounds are walked by id within the current Chainlink phase; after a phase change or a
+         gap of more than 16 rounds only the newest round is taken.
+    """
+    feed: Feed = self._feed(asset)
+    st: VolState = self.vol[asset]
+    latest_id: uint80 = 0
+    latest_answer: int256 = 0
+    latest_updated: uint256 = 0
+    latest_id, latest_answer, latest_updated = self._latest(feed.aggregator)
+    if latest_id == st.last_round:
+        return
+
+    first_id: uint80 = latest_id
+    same_phase: bool = (convert(latest_id, uint256) >> 64) == (convert(st.last_round, uint256) >> 64)
+    if same_phase and latest_id > st.last_round and latest_id - st.last_round <= convert(c.MAX_SYNC_ROUNDS, uint80):
+        first_id = st.last_round + 1
+
+    for i: uint256 in range(c.MAX_SYNC_ROUNDS):
+        round_id: uint80 = first_id + convert(i, uint80)
+        if round_id > latest_id:
+            break
+        answer: int256 = latest_answer
+        updated_at: uint256 = latest_updated
+        if round_id != latest_id:
+            _id: uint80 = 0
+            _started: uint256 = 0
+            _answered: uint80 = 0
+            _id, answer, _started, updated_at, _answered = staticcall feed.aggregator.getRoundData(round_id)
+        st = self._process_round(asset, feed, st, round_id, answer, updated_at)
+        st.last_round = round_id
+    self.vol[asset] = st
+
+
+@view
+@external
+def price(asset: address) -> uint256:
+    """
+    @notice The asset's price in WAD, after every guard.
+    @dev Reverts "oracle: unknown asset", "oracle: non-positive answer", "oracle: stale answer",
+         "oracle: answer out of bounds" or "oracle: circuit breaker".
+    @return USD per whole unit of the asset, WAD.
+    """
+    return self._price(asset)
+
+
+@view
+@external
+def volatility(asset: address) -> uint256:
+    """
+    @notice Current annualised volatility estimate, WAD (drives the initial margin).
+    """
+    self._feed(asset)
+    return self._sigma(self.vol[asset].variance)
+
+
+@view
+@external
+def maintenance_volatility(asset: address) -> uint256:
+    """
+    @notice Volatility as the maintenance margin sees it: the estimate, but risen at most
+            `max_vol_rise_per_hour` per hour since it was last fixed.
+    """
+    self._feed(asset)
+    st: VolState = self.vol[asset]
+    return self._maintenance_sigma(st, self._sigma(st.variance))
+
+
+@view
+@external
+def asset_count() -> uint256:
+    return len(self.assets)
+
+
+@view
+def _feed(asset: address) -> Feed:
+    feed: Feed = self.feeds[asset]
+    assert feed.aggregator.address != empty(address), "oracle: unknown asset"
+    return feed
+
+
+@view
+def _latest(aggregator: IAggregatorV3) -> (uint80, int256, uint256):
+    round_id: uint80 = 0
+    answer: int256 = 0
+    started_at: uint256 = 0
+    updated_at: uint256 = 0
+    answered_in: uint80 = 0
+    round_id, answer, started_at, updated_at, answered_in = staticcall aggregator.latestRoundData()
+    return round_id, answer, updated_at
+
+
+@view
+def _checked_price(feed: Feed, answer: int256, updated_at: uint256) -> uint256:
+    assert answer > 0, "oracle: non-positive answer"
+    assert updated_at != 0 and updated_at <= block.timestamp, "oracle: stale answer"
+    assert block.timestamp - updated_at <= feed.heartbeat, "oracle: stale answer"
+    p: uint256 = convert(answer, uint256) * feed.scale
+    assert p > feed.min_price and p < feed.max_price, "oracle: answer out of bounds"
+    return p
+
+
+@view
+def _price(asset: address) -> uint256:
+    feed: Feed = self._feed(asset)
+    round_id: uint80 = 0
+    answer: int256 = 0
+    updated_at: uint256 = 0
+    round_id, answer, updated_at = self._latest(feed.aggregator)
+    p: uint256 = self._checked_price(feed, answer, updated_at)
+    st: VolState = self.vol[asset]
+    assert not st.halted, "oracle: circuit breaker"
+    if round_id != st.last_round:
+        # not synced yet: the newest round must itself be within the breaker's band
+        assert not self._deviates(st.last_price, p, feed.max_deviation), "oracle: circuit breaker"
+    return p
+
+
+@pure
+def _deviates(reference: uint256, p: uint256, max_deviation: uint256) -> bool:
+    diff: uint256 = max(p, reference) - min(p, reference)
+    return diff * c.WAD > max_deviation * reference
+
+
+@view
+def _sigma(variance: uint256) -> uint256:
+    return min(isqrt(variance * c.WAD), MAX_SIGMA)
+
+
+@view
+def _maintenance_sigma(st: VolState, sigma: uint256) -> uint256:
+    risen: uint256 = st.mm_anchor + self.max_vol_rise_per_hour * (block.timestamp - st.mm_anchor_time) // 3600
+    return min(sigma, risen)
+
+
+def _process_round(asset: address, feed: Feed, st: VolState, round_id: uint80, answer: int256, updated_at: uint256) -> VolState:
+    s: VolState = st
+    if answer <= 0 or updated_at < s.last_time:
+        log IOracleRouter.RoundRejected(asset=asset, round_id=convert(round_id, uint256), answer=answer)
+        return s
+    p: uint256 = convert(answer, uint256) * feed.scale
+    if p <= feed.min_price or p >= feed.max_price:
+        log IOracleRouter.RoundRejected(asset=asset, round_id=convert(round_id, uint256), answer=answer)
+        return s
+
+    if s.halted:
+        near_pending: bool = not self._deviates(s.pending_price, p, feed.max_deviation)
+        near_accepted: bool = not self._deviates(s.last_price, p, feed.max_deviation)
+        if near_pending or near_accepted:
+            s = self._accept(s, p, updated_at)
+            s.halted = False
+            s.pending_price = 0
+            log IOracleRouter.CircuitBreakerCleared(asset=asset, price=p, by_owner=False)
+        else:
+            s.pending_price = p
+        return s
+
+    if self._deviates(s.last_price, p, feed.max_deviation):
+        s.halted = True
+        s.pending_price = p
+        log IOracleRouter.CircuitBreakerTripped(
+            asset=asset, round_id=convert(round_id, uint256), last_price=s.last_price, new_price=p
+        )
+        return s
+
+    s = self._accept(s, p, updated_at)
+    log IOracleRouter.RoundAccepted(asset=asset, round_id=convert(round_id, uint256), price=p, variance=s.variance)
+    return s
+
+
+@view
+def _accept(st: VolState, p: uint256, updated_at: uint256) -> VolState:
+    """
+    @dev variance' = lambda * variance + (1 - lambda) * r^2 * YEAR / dt, with r the simple
+         return against the accepted price and dt floored at MIN_DT. The maintenance anchor is
+         re-fixed at its current value first, so its rise keeps its bounded speed across updates.
+    """
+    s: VolState = st
+    old_sigma: uint256 = self._sigma(s.variance)
+    s.mm_anchor = self._maintenance_sigma(s, old_sigma)
+    s.mm_anchor_time = block.timestamp
+
+    dt: uint256 = MIN_DT
+    if updated_at > s.last_time:
+        dt = max(updated_at - s.last_time, MIN_DT)
+    move: uint256 = max(p, s.last_price) - min(p, s.last_price)
+    r: uint256 = move * c.WAD // s.last_price  # |return|, WAD
+    sample: uint256 = r * r // c.WAD * c.SECONDS_PER_YEAR // dt  # annualised r^2, WAD
+    lam: uint256 = self.ewma_lambda
+    s.variance = min((lam * s.variance + (c.WAD - lam) * sample) // c.WAD, MAX_SIGMA * MAX_SIGMA // c.WAD)
+
+    new_sigma: uint256 = self._sigma(s.variance)
+    if new_sigma < s.mm_anchor:
+        s.mm_anchor = new_sigma  # volatility falling: maintenance follows at once
+    s.last_price = p
+    s.last_time = updated_at
+    return s
+
+
+def _set_parameters(ewma_lambda: uint256, max_vol_rise_per_hour: uint256):
+    assert ewma_lambda >= MIN_LAMBDA and ewma_lambda <= MAX_LAMBDA, "oracle: bad lambda"
+    assert max_vol_rise_per_hour > 0 and max_vol_rise_per_hour <= MAX_RISE_PER_HOUR, "oracle: bad vol speed"
+    self.ewma_lambda = ewma_lambda
+    self.max_vol_rise_per_hour = max_vol_rise_per_hour
+    log ParametersSet(ewma_lambda=ewma_lambda, max_vol_rise_per_hour=max_vol_rise_per_hour)

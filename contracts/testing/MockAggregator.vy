@@ -1,0 +1,112 @@
+# pragma version ~=0.4.3
+"""
+@title MockAggregator
+@notice A Chainlink-compatible price feed for tests and simulations. The oracle bot (or a test)
+        publishes rounds; readers see exactly what a Chainlink AggregatorV3 proxy returns:
+        `(roundId, answer, startedAt, updatedAt, answeredInRound)` with answeredInRound == roundId,
+        and `getRoundData` of an unknown round reverts as Chainlink's does.
+@dev Not for production: any address set as `updater` can publish any answer.
+"""
+
+from ..interfaces import IAggregatorV3
+
+implements: IAggregatorV3
+
+
+event AnswerUpdated:
+    current: indexed(int256)
+    roundId: indexed(uint256)
+    updatedAt: uint256
+
+
+event NewRound:
+    roundId: indexed(uint256)
+    startedBy: indexed(address)
+    startedAt: uint256
+
+
+struct Round:
+    answer: int256
+    started_at: uint256
+    updated_at: uint256
+
+
+decimals: public(uint8)  # decimals of `answer` (8 for Chainlink USD pairs)
+description: public(String[64])  # e.g. "ETH / USD"
+version: public(uint256)  # Chainlink's aggregator version number
+latest_round: public(uint80)  # id of the newest round, 0 before the first
+updater: public(address)  # who may publish rounds
+_rounds: HashMap[uint80, Round]
+
+
+@deploy
+def __init__(decimals_: uint8, description_: String[64], initial_answer: int256):
+    self.decimals = decimals_
+    self.description = description_
+    self.version = 4
+    self.updater = msg.sender
+    self._publish(initial_answer, block.timestamp, block.timestamp)
+
+
+@external
+def set_updater(updater: address):
+    """
+    @notice Hand publishing rights to another address (the oracle bot).
+    """
+    assert msg.sender == self.updater, "aggregator: not updater"
+    self.updater = updater
+
+
+@external
+def update_answer(answer: int256):
+    """
+    @notice Publish a new round at the current block time.
+    @param answer The price with `decimals` decimals (may be <= 0 to test rejection).
+    """
+    assert msg.sender == self.updater, "aggregator: not updater"
+    self._publish(answer, block.timestamp, block.timestamp)
+
+
+@external
+def update_round(answer: int256, updated_at: uint256):
+    """
+    @notice Publish a new round with an explicit timestamp, e.g. an old one to test staleness.
+    """
+    assert msg.sender == self.updater, "aggregator: not updater"
+    self._publish(answer, updated_at, updated_at)
+
+
+@view
+@external
+def latestRoundData() -> (uint80, int256, uint256, uint256, uint80):
+    """
+    @notice The newest round, as Chainlink returns it.
+    """
+    round_id: uint80 = self.latest_round
+    r: Round = self._rounds[round_id]
+    return round_id, r.answer, r.started_at, r.updated_at, round_id
+
+
+@view
+@external
+def getRoundData(_roundId: uint80) -> (uint80, int256, uint256, uint256, uint80):
+    """
+    @notice A past round; reverts for a round that does not exist, as Chainlink's does.
+    """
+    r: Round = self._rounds[_roundId]
+    assert r.updated_at != 0, "No data present"
+    return _roundId, r.answer, r.started_at, r.updated_at, _roundId
+
+
+@view
+@external
+def latestAnswer() -> int256:
+    return self._rounds[self.latest_round].answer
+
+
+def _publish(answer: int256, started_at: uint256, updated_at: uint256):
+    round_id: uint80 = self.latest_round + 1
+    self._rounds[round_id] = Round(answer=answer, started_at=started_at, updated_at=updated_at)
+    self.latest_round = round_id
+    log NewRound(roundId=convert(round_id, uint256), startedBy=msg.sender, startedAt=started_at)
+    log AnswerUpdated(current=answer, roundId=convert(round_id, uint256), updatedAt=updated_at)
