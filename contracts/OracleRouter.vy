@@ -272,6 +272,18 @@ def maintenance_volatility(asset: address) -> uint256:
 
 @view
 @external
+def volatilities(asset: address) -> (uint256, uint256):
+    """
+    @notice Both volatilities in one call: (sigma for initial margin, sigma for maintenance).
+    """
+    self._feed(asset)
+    st: VolState = self.vol[asset]
+    sigma: uint256 = self._sigma(st.variance)
+    return sigma, self._maintenance_sigma(st, sigma)
+
+
+@view
+@external
 def asset_count() -> uint256:
     return len(self.assets)
 

@@ -1,0 +1,207 @@
+# pragma version ~=0.4.3
+# pragma nonreentrancy on
+"""
+@title LiquidityPool
+@notice An ERC-4626 vault of the settlement token that is the counterparty to every trade.
+        Its assets are held by the Clearinghouse (so PnL and fees settle there without a token
+        transfer); its value is the Clearinghouse's `pool_value`: deposits - traders' net PnL
+        (unrealised included) + fees - socialised bad debt.
+@dev Shares are snekmate's ERC-20. The ERC-4626 logic follows snekmate's erc4626.vy with two
+     changes: total assets come from internal accounting (never `balanceOf(self)`, so a direct
+     transfer "donation" moves nothing), and the virtual-share offset of `DECIMALS_OFFSET`
+     decimals defends against the first-depositor inflation attack on top of that.
+     Rounding: deposit/redeem round shares/assets down, mint/withdraw round them up, always in
+     the pool's favour.
+"""
+
+from ethereum.ercs import IERC20
+from ethereum.ercs import IERC4626
+
+from snekmate.auth import ownable
+from snekmate.tokens import erc20
+from snekmate.utils import math
+
+from .interfaces import IClearinghouse
+
+implements: IERC20
+implements: IERC4626
+
+initializes: ownable
+initializes: erc20[ownable := ownable]
+
+exports: (
+    erc20.totalSupply,
+    erc20.balanceOf,
+    erc20.transfer,
+    erc20.transferFrom,
+    erc20.approve,
+    erc20.allowance,
+    erc20.name,
+    erc20.symbol,
+    erc20.decimals,
+    ownable.owner,
+)
+
+DECIMALS_OFFSET: constant(uint256) = 6  # shares have 6 more decimals than the asset
+
+asset: public(immutable(address))  # the settlement token
+CLEARINGHOUSE: public(immutable(IClearinghouse))  # holds the assets and computes their value
+
+
+@deploy
+def __init__(clearinghouse: IClearinghouse, name_: String[25], symbol_: String[5]):
+    ownable.__init__()
+    settlement: address = staticcall clearinghouse.SETTLEMENT()
+    decimals: uint8 = staticcall IERC20Decimals(settlement).decimals()
+    erc20.__init__(name_, symbol_, decimals + convert(DECIMALS_OFFSET, uint8), name_, "1")
+    # shares are minted only by this contract's own deposit logic
+    erc20.is_minter[msg.sender] = False
+    asset = settlement
+    CLEARINGHOUSE = clearinghouse
+    assert extcall IERC20(settlement).approve(clearinghouse.address, max_value(uint256), default_return_value=True), "pool: approve failed"
+
+
+@view
+@external
+def totalAssets() -> uint256:
+    """
+    @notice The pool's value in settlement token units (Clearinghouse.pool_value).
+    """
+    return self._total_assets()
+
+
+@view
+@external
+def convertToShares(assets: uint256) -> uint256:
+    return self._to_shares(assets, False)
+
+
+@view
+@external
+def convertToAssets(shares: uint256) -> uint256:
+    return self._to_assets(shares, False)
+
+
+@view
+@external
+def maxDeposit(receiver: address) -> uint256:
+    return max_value(uint256)
+
+
+@view
+@external
+def previewDeposit(assets: uint256) -> uint256:
+    return self._to_shares(assets, False)
+
+
+@external
+def deposit(assets: uint256, receiver: address) -> uint256:
+    """
+    @notice Deposit `assets` settlement tokens, mint shares (rounded down) to `receiver`.
+    """
+    shares: uint256 = self._to_shares(assets, False)
+    self._deposit(receiver, assets, shares)
+    return shares
+
+
+@view
+@external
+def maxMint(receiver: address) -> uint256:
+    return max_value(uint256)
+
+
+@view
+@external
+def previewMint(shares: uint256) -> uint256:
+    return self._to_assets(shares, True)
+
+
+@external
+def mint(shares: uint256, receiver: address) -> uint256:
+    """
+    @notice Mint exactly `shares` to `receiver` for the assets they cost (rounded up).
+    """
+    assets: uint256 = self._to_assets(shares, True)
+    self._deposit(receiver, assets, shares)
+    return assets
+
+
+@view
+@external
+def maxWithdraw(owner: address) -> uint256:
+    return self._to_assets(erc20.balanceOf[owner], False)
+
+
+@view
+@external
+def previewWithdraw(assets: uint256) -> uint256:
+    return self._to_shares(assets, True)
+
+
+@external
+def withdraw(assets: uint256, receiver: address, owner: address) -> uint256:
+    """
+    @notice Burn the shares (rounded up) worth `assets` from `owner`, pay `receiver`.
+    """
+    shares: uint256 = self._to_shares(assets, True)
+    self._withdraw(receiver, owner, assets, shares)
+    return shares
+
+
+@view
+@external
+def maxRedeem(owner: address) -> uint256:
+    return erc20.balanceOf[owner]
+
+
+@view
+@external
+def previewRedeem(shares: uint256) -> uint256:
+    return self._to_assets(shares, False)
+
+
+@external
+def redeem(shares: uint256, receiver: address, owner: address) -> uint256:
+    """
+    @notice Burn `shares` from `owner`, pay `receiver` their assets (rounded down).
+    """
+    assets: uint256 = self._to_assets(shares, False)
+    self._withdraw(receiver, owner, assets, shares)
+    return assets
+
+
+interface IERC20Decimals:
+    def decimals() -> uint8: view
+
+
+@view
+def _total_assets() -> uint256:
+    return staticcall CLEARINGHOUSE.pool_value()
+
+
+@view
+def _to_shares(assets: uint256, roundup: bool) -> uint256:
+    return math._mul_div(assets, erc20.totalSupply + 10 ** DECIMALS_OFFSET, self._total_assets() + 1, roundup)
+
+
+@view
+def _to_assets(shares: uint256, roundup: bool) -> uint256:
+    return math._mul_div(shares, self._total_assets() + 1, erc20.totalSupply + 10 ** DECIMALS_OFFSET, roundup)
+
+
+def _deposit(receiver: address, assets: uint256, shares: uint256):
+    assert assets > 0 and shares > 0, "pool: zero amount"
+    assert extcall IERC20(asset).transferFrom(msg.sender, self, assets, default_return_value=True), "pool: transfer failed"
+    extcall CLEARINGHOUSE.pool_deposit(assets)
+    erc20._mint(receiver, shares)
+    log IERC4626.Deposit(sender=msg.sender, owner=receiver, assets=assets, shares=shares)
+
+
+def _withdraw(receiver: address, owner: address, assets: uint256, shares: uint256):
+    assert assets > 0 and shares > 0, "pool: zero amount"
+    if msg.sender != owner:
+        erc20._spend_allowance(owner, msg.sender, shares)
+    assert erc20.balanceOf[owner] >= shares, "pool: insufficient shares"
+    erc20._burn(owner, shares)
+    extcall CLEARINGHOUSE.pool_withdraw(assets, receiver)
+    log IERC4626.Withdraw(sender=msg.sender, receiver=receiver, owner=owner, assets=assets, shares=shares)

@@ -1,0 +1,220 @@
+# pragma version ~=0.4.3
+"""
+@title MarginLens
+@notice The what-if views a front end or a keeper needs without re-deriving the maths: account
+        summary, health after a hypothetical trade, liquidation price per market, maximum
+        withdrawal per token, rates, fill price and funding rate. Read-only.
+@dev A separate contract because the Clearinghouse is at the 24 KB code-size limit. It uses the
+     same `risk` module as the Clearinghouse and its `margin` view, so the two cannot drift.
+"""
+
+from .interfaces import IClearinghouse
+from .interfaces import IOracleRouter
+
+import constants as c
+import risk
+
+CLEARINGHOUSE: public(immutable(IClearinghouse))  # the protocol this lens reads
+ORACLE: public(immutable(IOracleRouter))  # its oracle
+
+
+@deploy
+def __init__(clearinghouse: IClearinghouse):
+    CLEARINGHOUSE = clearinghouse
+    ORACLE = IOracleRouter(staticcall clearinghouse.ORACLE())
+
+
+@view
+@external
+def account_summary(account: uint256) -> IClearinghouse.AccountSummary:
+    """
+    @notice Equity, requirements, health and their parts, exactly as the margin checks see them.
+    """
+    equity: int256 = 0
+    maintenance: uint256 = 0
+    initial: uint256 = 0
+    equity, maintenance, initial = staticcall CLEARINGHOUSE.margin(account)
+    s: int256 = staticcall CLEARINGHOUSE.settlement(account)
+    collateral: uint256 = staticcall CLEARINGHOUSE.collateral_value(account)
+    scale: int256 = convert(staticcall CLEARINGHOUSE.SETTLEMENT_TO_WAD(), int256)
+    return IClearinghouse.AccountSummary(
+        equity=equity,
+        maintenance=maintenance,
+        initial=initial,
+        health=risk._health(equity, maintenance),
+        settlement=s,
+        collateral_value=collateral,
+        unrealised_pnl=equity - s * scale - convert(collateral, int256),
+    )
+
+
+@view
+@external
+def health_after_trade(account: uint256, market: uint256, size_delta: int256) -> (uint256, int256, uint256):
+    """
+    @notice What a trade would leave: (health, equity, initial requirement) after filling
+            `size_delta` at the current premium and paying the fee. Equal to what the
+            Clearinghouse computes after the trade, up to the settlement token's rounding of
+            realised PnL (at most 1 token unit).
+    """
+    params: IClearinghouse.MarketParams = self._market(market)
+    equity: int256 = 0
+    maintenance: uint256 = 0
+    initial: uint256 = 0
+    equity, maintenance, initial = staticcall CLEARINGHOUSE.margin(account)
+    price: uint256 = staticcall ORACLE.price(params.asset)
+    st: IClearinghouse.MarketState = staticcall CLEARINGHOUSE.market_state(market)
+    index: int256 = st.funding_index + risk._funding_step(
+        risk._funding_rate(st.long_oi, st.short_oi, params.max_funding_rate, params.skew_scale),
+        price,
+        block.timestamp - st.last_funding_time,
+    )
+    pos: IClearinghouse.Position = staticcall CLEARINGHOUSE.positions(account, market)
+    skew: int256 = convert(st.long_oi, int256) - convert(st.short_oi, int256)
+    fill: uint256 = risk._fill_price(price, skew, size_delta, params.skew_scale)
+    fee: uint256 = risk._ceil_div(
+        risk._mul_up(risk._mul_up(convert(abs(size_delta), uint256), fill), params.fee), staticcall CLEARINGHOUSE.SETTLEMENT_TO_WAD()
+    )
+    p_minus_i: int256 = convert(price, int256) - index
+    pnl_before: int256 = risk._signed_mul_floor(pos.size, p_minus_i) - pos.cost
+    new_size: int256 = pos.size + size_delta
+    new_cost: int256 = pos.cost + risk._signed_mul_ceil(size_delta, convert(fill, int256) - index)
+    pnl_after: int256 = risk._signed_mul_floor(new_size, p_minus_i) - new_cost
+    equity = equity - pnl_before + pnl_after - convert(fee * staticcall CLEARINGHOUSE.SETTLEMENT_TO_WAD(), int256)
+
+    m_before: uint256 = 0
+    i_before: uint256 = 0
+    m_before, i_before = self._requirements(params, convert(abs(pos.size), uint256), price)
+    m_after: uint256 = 0
+    i_after: uint256 = 0
+    m_after, i_after = self._requirements(params, convert(abs(new_size), uint256), price)
+    maintenance = maintenance - m_before + m_after
+    initial = initial - i_before + i_after
+    return risk._health(equity, maintenance), equity, initial
+
+
+@view
+@external
+def liquidation_price(account: uint256, market: uint256) -> uint256:
+    """
+    @notice The price of `market`'s asset at which the account's equity would meet its
+            maintenance requirement, all other prices fixed; 0 when no price does.
+    @dev Linear in the price: E(P) = E0 + a * (P - P0), with a = size plus the haircut units of
+         the same asset held as collateral; M(P) = M_other + |size| * mmr * P, at today's rate.
+    """
+    params: IClearinghouse.MarketParams = self._market(market)
+    pos: IClearinghouse.Position = staticcall CLEARINGHOUSE.positions(account, market)
+    if pos.size == 0:
+        return 0
+    price: uint256 = staticcall ORACLE.price(params.asset)
+    equity: int256 = 0
+    maintenance: uint256 = 0
+    initial: uint256 = 0
+    equity, maintenance, initial = staticcall CLEARINGHOUSE.margin(account)
+    abs_size: uint256 = convert(abs(pos.size), uint256)
+    m_this: uint256 = 0
+    i_this: uint256 = 0
+    m_this, i_this = self._requirements(params, abs_size, price)
+    mmr: uint256 = 0
+    imr: uint256 = 0
+    mmr, imr = self._rates(params, abs_size)
+    m_other: int256 = convert(maintenance - m_this, int256)
+
+    a: int256 = pos.size  # equity change per unit of price, WAD units of the asset
+    slot: uint256 = staticcall CLEARINGHOUSE.collateral_slot(params.asset)
+    if slot != 0:
+        col: IClearinghouse.Collateral = staticcall CLEARINGHOUSE.collaterals(slot)
+        held: uint256 = staticcall CLEARINGHOUSE.balances(account, slot)
+        a += convert(held * c.WAD // col.unit * col.weight // c.WAD, int256)
+    k: int256 = convert(abs_size * mmr // c.WAD, int256)  # d M / d P
+    if k == a:
+        return 0
+    # E0 + a (P - P0) = M_other + k P  =>  P = (E0 - a P0 - M_other) / (k - a)
+    numerator: int256 = equity - a * convert(price, int256) // c.WAD_INT - m_other
+    p: int256 = numerator * c.WAD_INT // (k - a)
+    if p <= 0:
+        return 0
+    return convert(p, uint256)
+
+
+@view
+@external
+def max_withdraw(account: uint256, token: address) -> uint256:
+    """
+    @notice Largest amount of `token` the account can withdraw now and stay at initial margin.
+    """
+    equity: int256 = 0
+    maintenance: uint256 = 0
+    initial: uint256 = 0
+    equity, maintenance, initial = staticcall CLEARINGHOUSE.margin(account)
+    free: int256 = equity - convert(initial, int256)  # WAD USD above the initial requirement
+    if free <= 0:
+        return 0
+    if token == staticcall CLEARINGHOUSE.SETTLEMENT():
+        s: int256 = staticcall CLEARINGHOUSE.settlement(account)
+        if s <= 0:
+            return 0
+        return min(convert(s, uint256), convert(free, uint256) // staticcall CLEARINGHOUSE.SETTLEMENT_TO_WAD())
+    slot: uint256 = staticcall CLEARINGHOUSE.collateral_slot(token)
+    assert slot != 0, "lens: unknown token"
+    col: IClearinghouse.Collateral = staticcall CLEARINGHOUSE.collaterals(slot)
+    price: uint256 = staticcall ORACLE.price(token)
+    # each unit withdrawn lowers equity by price * weight (rounded up); the amount rounds down
+    per_unit: uint256 = risk._mul_up(price, col.weight)
+    units: uint256 = convert(free, uint256) * col.unit // per_unit
+    return min(units, staticcall CLEARINGHOUSE.balances(account, slot))
+
+
+@view
+@external
+def market_rates(market: uint256, size: uint256) -> (uint256, uint256):
+    """
+    @notice (maintenance rate, initial rate) for a position of `size` base units, WAD.
+    """
+    return self._rates(self._market(market), size)
+
+
+@view
+@external
+def fill_price(market: uint256, size_delta: int256) -> uint256:
+    """
+    @notice The price a trade of `size_delta` would fill at now, WAD.
+    """
+    params: IClearinghouse.MarketParams = self._market(market)
+    price: uint256 = staticcall ORACLE.price(params.asset)
+    st: IClearinghouse.MarketState = staticcall CLEARINGHOUSE.market_state(market)
+    return risk._fill_price(price, convert(st.long_oi, int256) - convert(st.short_oi, int256), size_delta, params.skew_scale)
+
+
+@view
+@external
+def funding_rate(market: uint256) -> int256:
+    """
+    @notice Current funding rate per day, WAD; positive means longs pay shorts.
+    """
+    params: IClearinghouse.MarketParams = self._market(market)
+    st: IClearinghouse.MarketState = staticcall CLEARINGHOUSE.market_state(market)
+    return risk._funding_rate(st.long_oi, st.short_oi, params.max_funding_rate, params.skew_scale)
+
+
+@view
+def _market(market: uint256) -> IClearinghouse.MarketParams:
+    assert market != 0 and market <= staticcall CLEARINGHOUSE.market_count(), "lens: unknown market"
+    return staticcall CLEARINGHOUSE.markets(market)
+
+
+@view
+def _rates(params: IClearinghouse.MarketParams, abs_size: uint256) -> (uint256, uint256):
+    sigma: uint256 = 0
+    sigma_mm: uint256 = 0
+    sigma, sigma_mm = staticcall ORACLE.volatilities(params.asset)
+    return risk._market_rates(params, abs_size, sigma, sigma_mm)
+
+
+@view
+def _requirements(params: IClearinghouse.MarketParams, abs_size: uint256, price: uint256) -> (uint256, uint256):
+    mmr: uint256 = 0
+    imr: uint256 = 0
+    mmr, imr = self._rates(params, abs_size)
+    notional: uint256 = risk._mul_up(abs_size, price)
+    return risk._mul_up(notional, mmr), risk._mul_up(notional, imr)
