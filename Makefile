@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 export PATH := $(abspath $(BIN)):$(PATH)
 STAMP  := $(VENV)/.installed
 
-.PHONY: install test compile clean
+.PHONY: install demo test gas deploy compile clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -20,9 +20,22 @@ install: $(STAMP)
 compile: $(STAMP)
 	$(BIN)/ape compile
 
+## The main job: deploy the whole protocol to the embedded local chain and tell a crash story.
+demo: $(STAMP)
+	PYTHONWARNINGS=ignore $(BIN)/ape run demo
+
 ## Every test, on the embedded local chain.
 test: $(STAMP)
 	$(BIN)/ape test tests -q
 
+## Gas benchmark (not a test): prints a table and writes gas-snapshot.json.
+gas: $(STAMP)
+	PYTHONWARNINGS=ignore $(BIN)/ape run gas
+
+## Deploy with default markets; NETWORK=ethereum:local:node for a node such as anvil.
+NETWORK ?= ethereum:local:test
+deploy: $(STAMP)
+	PYTHONWARNINGS=ignore $(BIN)/ape run deploy --network $(NETWORK)
+
 clean:
-	rm -rf .build .pytest_cache deployments/local.json
+	rm -rf .build .pytest_cache deployments/ethereum-local.json

@@ -63,7 +63,7 @@ MAX_HORIZON: constant(uint256) = 7 * 86_400  # a week
 MAX_IMR_MULTIPLIER: constant(uint256) = 10 * 10 ** 18  # initial at most 10x maintenance
 MAX_FUNDING_RATE: constant(uint256) = 10 ** 17  # 10% a day
 MAX_BUFFER: constant(uint256) = 5 * 10 ** 17  # liquidate to at most health 1.5
-MAX_DUST: constant(uint256) = 10 ** 6 * 10 ** 18  # $1M
+MAX_DUST: constant(uint256) = 10 ** 4 * 10 ** 18  # $10,000
 MAX_WEIGHT: constant(uint256) = 99 * 10 ** 16  # 0.99: some haircut always remains
 MIN_DISCOUNT: constant(uint256) = 10 ** 15  # 0.1%: a liquidator must earn something
 NO_POSITIONS_HEALTH: constant(uint256) = max_value(uint256)  # health of an account without positions
@@ -93,7 +93,6 @@ market_mask: public(HashMap[uint256, uint256])  # account => bit per market with
 
 pool_balance: public(int256)  # pool's settlement tokens held here (realised), token units
 insurance_balance: public(uint256)  # insurance fund, settlement token units
-insurance_collateral: public(HashMap[uint256, uint256])  # slot => collateral held by the insurance fund
 settlement_held: public(uint256)  # settlement tokens this contract should hold (internal)
 total_bad_debt: public(uint256)  # cumulative shortfall booked, token units
 
@@ -239,6 +238,8 @@ def trade(market: uint256, size_delta: int256, limit_price: uint256, subaccount:
     self.market_state[market] = st
     if pos.size == 0:
         self.market_mask[account] &= ~(1 << market)
+        if self.market_mask[account] == 0:
+            self._settle_bad_debt(account)  # an underwater account closed by its owner
     else:
         self.market_mask[account] |= 1 << market
 
@@ -302,9 +303,12 @@ def liquidate(account: uint256, market: uint256, max_size: uint256) -> uint256:
     st: IClearinghouse.MarketState = self._accrue(market, params, price)
 
     abs_size: uint256 = convert(abs(pos.size), uint256)
+    mmr: uint256 = 0
+    imr: uint256 = 0
+    mmr, imr = self._rates(params, abs_size)
     close: uint256 = abs_size
     if health_before >= self.full_liquidation_health:
-        close = min(self._least_close(params, abs_size, price, equity, maintenance), abs_size)
+        close = min(self._least_close(params, abs_size, price, equity, maintenance, mmr), abs_size)
         if risk._mul_down(abs_size - close, price) < self.dust_notional:
             close = abs_size
     close = min(close, max_size)
@@ -324,22 +328,23 @@ def liquidate(account: uint256, market: uint256, max_size: uint256) -> uint256:
     self.settlement[account] += credit
     self.pool_balance -= credit
 
-    # penalty: rounded up, but never more than the account's positive equity
-    penalty_wad: uint256 = risk._mul_up(risk._mul_up(close, price), params.penalty)
-    penalty: uint256 = risk._ceil_div(penalty_wad, SETTLEMENT_TO_WAD)
+    # penalty: rounded up, but never more than the share of the account's positive equity that
+    # backed the maintenance this close frees, so positions left open keep their equity
+    closed_notional: uint256 = risk._mul_up(close, price)
+    penalty: uint256 = risk._ceil_div(risk._mul_up(closed_notional, params.penalty), SETTLEMENT_TO_WAD)
     if equity <= 0:
         penalty = 0
     else:
-        penalty = min(penalty, convert(equity, uint256) // SETTLEMENT_TO_WAD)
+        freed: uint256 = min(risk._mul_up(closed_notional, mmr), maintenance)
+        penalty = min(penalty, convert(equity, uint256) * freed // maintenance // SETTLEMENT_TO_WAD)
     keeper_reward: uint256 = penalty * params.keeper_share // c.WAD
     self.settlement[account] -= convert(penalty, int256)
     if penalty > keeper_reward:
         self.insurance_balance += penalty - keeper_reward
         log IClearinghouse.InsuranceDeposit(source=self, amount=penalty - keeper_reward)
 
-    health_after: uint256 = 0
+    health_after: uint256 = NO_POSITIONS_HEALTH
     if self.market_mask[account] == 0:
-        health_after = NO_POSITIONS_HEALTH
         self._settle_bad_debt(account)
     else:
         e2: int256 = 0
@@ -347,7 +352,10 @@ def liquidate(account: uint256, market: uint256, max_size: uint256) -> uint256:
         i2: uint256 = 0
         e2, m2, i2 = self._margin(account)
         health_after = risk._health(e2, m2)
-        assert health_after >= health_before, "liquidation: health worsened"
+        if pos.size != 0:
+            # a partial close in this market must leave the account healthier; a whole market
+            # closed (deep or dust rule) may not, and the next call closes the next market
+            assert health_after >= health_before, "liquidation: health worsened"
 
     if keeper_reward > 0:
         self._push_settlement(msg.sender, keeper_reward)
@@ -357,6 +365,7 @@ def liquidate(account: uint256, market: uint256, max_size: uint256) -> uint256:
         liquidator=msg.sender,
         size_closed=closed,
         price=price,
+        realised_pnl=credit,
         penalty=penalty,
         keeper_reward=keeper_reward,
         health_before=health_before,
@@ -441,27 +450,17 @@ def pool_deposit(amount: uint256):
 def pool_withdraw(amount: uint256, receiver: address):
     """
     @notice The pool pays an LP out of its value here.
-    @dev The pool checks `amount` against its share of `pool_value`; this checks the pool's
-         realised balance still covers what traders could claim right now.
+    @dev The pool checks `amount` against the LP's share of its value; this pays only out of
+         the pool's realised balance, never out of traders' unrealised losses.
     """
     self._require(msg.sender == self.pool, "clearinghouse: not pool")
-    self._require(amount <= self._pool_value(), "clearinghouse: pool value")
+    self._require(convert(amount, int256) <= self.pool_balance, "clearinghouse: pool liquidity")
     self.pool_balance -= convert(amount, int256)
     self._push_settlement(receiver, amount)
     log IClearinghouse.PoolWithdraw(amount=amount, receiver=receiver)
 
 
 # ---------------------------------------------------------------- views
-
-
-@view
-@external
-def pool_value() -> uint256:
-    """
-    @notice The pool's value in settlement token units: its realised balance minus traders'
-            unrealised PnL (funding included), rounded down; 0 if negative.
-    """
-    return self._pool_value()
 
 
 @view
@@ -547,7 +546,7 @@ def list_collateral(token: address, weight: uint256, cap: uint256, liquidation_d
     @notice List a collateral token (it needs an OracleRouter feed under its own address).
     @param weight Haircut weight, WAD in (0, 0.99].
     @param cap Cap on total deposits, token units.
-    @param liquidation_discount Discount to a liquidator buying it, WAD in [0.001, 1 - weight].
+    @param liquidation_discount Discount to a liquidator buying it, WAD in [0.001, 1 - weight).
     """
     ownable._check_owner()
     self._require(token != empty(address) and token != SETTLEMENT.address, "clearinghouse: bad token")
@@ -627,7 +626,7 @@ def set_liquidation_parameters(buffer: uint256, full_liquidation_health: uint256
     @notice Set the liquidation buffer b, the deep-underwater health and the dust notional.
     @param buffer WAD in [0, 0.5]; every market must keep penalty < (1 + b) * base_mmr.
     @param full_liquidation_health WAD in (0, 1]: below it a liquidation closes everything.
-    @param dust_notional WAD USD in [0, 1e6]: a smaller remainder is closed too.
+    @param dust_notional WAD USD in [0, 10,000]: a smaller remainder is closed too.
     """
     ownable._check_owner()
     self._set_liquidation_parameters(buffer, full_liquidation_health, dust_notional)
@@ -760,7 +759,9 @@ def _rates(params: IClearinghouse.MarketParams, abs_size: uint256) -> (uint256, 
 
 
 @view
-def _least_close(params: IClearinghouse.MarketParams, abs_size: uint256, price: uint256, equity: int256, maintenance: uint256) -> uint256:
+def _least_close(
+    params: IClearinghouse.MarketParams, abs_size: uint256, price: uint256, equity: int256, maintenance: uint256, mmr: uint256
+) -> uint256:
     """
     @dev Least size x (base units) that restores E' >= (1 + b) M' when closing at the oracle
          price with penalty f: with N the notional and r the rate of the remainder,
@@ -770,9 +771,7 @@ def _least_close(params: IClearinghouse.MarketParams, abs_size: uint256, price: 
          is kept only if its remainder really is in that tier. Rounded up.
     """
     b1: uint256 = c.WAD + self.liquidation_buffer
-    mmr: uint256 = 0
     imr: uint256 = 0
-    mmr, imr = self._rates(params, abs_size)
     m_this: uint256 = risk._mul_up(risk._mul_up(abs_size, price), mmr)
     m_other: uint256 = maintenance - m_this
     x: uint256 = self._close_for_rate(params, abs_size, price, equity, m_other, mmr, b1)
@@ -794,7 +793,10 @@ def _close_for_rate(
     params: IClearinghouse.MarketParams, abs_size: uint256, price: uint256, equity: int256, m_other: uint256, r: uint256, b1: uint256
 ) -> uint256:
     notional: uint256 = risk._mul_up(abs_size, price)
-    target: int256 = convert(risk._mul_up(m_other + risk._mul_up(notional, r), b1), int256) - equity
+    # equity less the settlement token's rounding of the realised PnL and of the penalty
+    # (one token unit each), so the health reached is at least the target, not just near it
+    slack: int256 = convert(2 * SETTLEMENT_TO_WAD, int256)
+    target: int256 = convert(risk._mul_up(m_other + risk._mul_up(notional, r), b1), int256) - (equity - slack)
     if target <= 0:
         return 0
     denominator: uint256 = risk._mul_down(b1, r) - params.penalty  # > 0 by the spiral bound
@@ -803,26 +805,6 @@ def _close_for_rate(
 
 
 
-
-
-@view
-def _pool_value() -> uint256:
-    value: int256 = self.pool_balance * convert(SETTLEMENT_TO_WAD, int256)
-    for m: uint256 in range(1, c.MAX_MARKETS):
-        if m > self.market_count:
-            break
-        st: IClearinghouse.MarketState = self.market_state[m]
-        if st.long_oi == 0 and st.short_oi == 0 and st.total_cost == 0:
-            continue
-        params: IClearinghouse.MarketParams = self.markets[m]
-        price: uint256 = staticcall ORACLE.price(params.asset)
-        index: int256 = self._funding_index_now(params, st, price)
-        net: int256 = convert(st.long_oi, int256) - convert(st.short_oi, int256)
-        # traders' unrealised PnL, rounded up (the pool's value down)
-        value -= risk._signed_mul_ceil(net, convert(price, int256) - index) - st.total_cost
-    if value <= 0:
-        return 0
-    return convert(value, uint256) // SETTLEMENT_TO_WAD
 
 
 
@@ -916,7 +898,8 @@ def _to_tokens_floor(amount_wad: int256) -> int256:
 
 def _set_collateral(slot: uint256, weight: uint256, cap: uint256, liquidation_discount: uint256):
     self._require(weight > 0 and weight <= MAX_WEIGHT, "clearinghouse: bad weight")
-    self._require(liquidation_discount >= MIN_DISCOUNT and liquidation_discount <= c.WAD - weight, "clearinghouse: bad discount")
+    # strictly below the haircut, so a collateral sale always raises more than the haircut value
+    self._require(liquidation_discount >= MIN_DISCOUNT and liquidation_discount < c.WAD - weight, "clearinghouse: bad discount")
     self.collaterals[slot].weight = weight
     self.collaterals[slot].cap = cap
     self.collaterals[slot].liquidation_discount = liquidation_discount
@@ -939,6 +922,13 @@ def _set_market(market: uint256, params: IClearinghouse.MarketParams):
     self._require(params.keeper_share <= MAX_KEEPER_SHARE, "clearinghouse: bad keeper share")
     self._require(params.skew_scale > 0, "clearinghouse: bad skew scale")
     self._require(params.oi_cap <= params.skew_scale, "clearinghouse: cap above skew scale")
+    # liquidations fill at the oracle price, so closing x moves the skew premium by P x^2 / 2S
+    # without anyone paying it; capping x at 2 S (1 - k) f makes that at most the penalty the
+    # liquidated side loses, so a hedged pair cannot farm it (x <= oi_cap)
+    self._require(
+        params.oi_cap * c.WAD * c.WAD <= 2 * params.skew_scale * (c.WAD - params.keeper_share) * params.penalty,
+        "clearinghouse: cap above premium bound",
+    )
     self._require(params.max_funding_rate <= MAX_FUNDING_RATE, "clearinghouse: bad funding rate")
     self.markets[market] = params
     log IClearinghouse.MarketSet(market=market, params=params)

@@ -4,14 +4,19 @@
 @title LiquidityPool
 @notice An ERC-4626 vault of the settlement token that is the counterparty to every trade.
         Its assets are held by the Clearinghouse (so PnL and fees settle there without a token
-        transfer); its value is the Clearinghouse's `pool_value`: deposits - traders' net PnL
-        (unrealised included) + fees - socialised bad debt.
+        transfer). Its value is what it would hold if every trader closed now: its realised
+        balance there (deposits + traders' realised losses + fees - socialised bad debt) minus
+        traders' unrealised PnL, funding included, valued at the prices they would exit at, i.e.
+        with the skew premium they collect on the way out.
 @dev Shares are snekmate's ERC-20. The ERC-4626 logic follows snekmate's erc4626.vy with two
      changes: total assets come from internal accounting (never `balanceOf(self)`, so a direct
      transfer "donation" moves nothing), and the virtual-share offset of `DECIMALS_OFFSET`
      decimals defends against the first-depositor inflation attack on top of that.
      Rounding: deposit/redeem round shares/assets down, mint/withdraw round them up, always in
-     the pool's favour.
+     the pool's favour; the traders' side of the value rounds up (the pool's value down).
+     Valuing positions at their exit price matters: at the oracle price, a trader opening a large
+     position would lift the share price by the premium it paid and an LP could redeem that
+     premium before the trader closed and took it back (one-transaction drain).
 """
 
 from ethereum.ercs import IERC20
@@ -22,6 +27,10 @@ from snekmate.tokens import erc20
 from snekmate.utils import math
 
 from .interfaces import IClearinghouse
+from .interfaces import IOracleRouter
+
+import constants as c
+import risk
 
 implements: IERC20
 implements: IERC4626
@@ -45,7 +54,9 @@ exports: (
 DECIMALS_OFFSET: constant(uint256) = 6  # shares have 6 more decimals than the asset
 
 asset: public(immutable(address))  # the settlement token
-CLEARINGHOUSE: public(immutable(IClearinghouse))  # holds the assets and computes their value
+CLEARINGHOUSE: public(immutable(IClearinghouse))  # holds the assets and the positions
+ORACLE: public(immutable(IOracleRouter))  # prices the positions
+SETTLEMENT_TO_WAD: immutable(uint256)  # 10 ** (18 - asset decimals)
 
 
 @deploy
@@ -58,6 +69,8 @@ def __init__(clearinghouse: IClearinghouse, name_: String[25], symbol_: String[5
     erc20.is_minter[msg.sender] = False
     asset = settlement
     CLEARINGHOUSE = clearinghouse
+    ORACLE = IOracleRouter(staticcall clearinghouse.ORACLE())
+    SETTLEMENT_TO_WAD = staticcall clearinghouse.SETTLEMENT_TO_WAD()
     assert extcall IERC20(settlement).approve(clearinghouse.address, max_value(uint256), default_return_value=True), "pool: approve failed"
 
 
@@ -65,7 +78,8 @@ def __init__(clearinghouse: IClearinghouse, name_: String[25], symbol_: String[5
 @external
 def totalAssets() -> uint256:
     """
-    @notice The pool's value in settlement token units (Clearinghouse.pool_value).
+    @notice The pool's value in settlement token units: what it would hold if every trader
+            closed now at their exit price; 0 if that is negative.
     """
     return self._total_assets()
 
@@ -176,7 +190,39 @@ interface IERC20Decimals:
 
 @view
 def _total_assets() -> uint256:
-    return staticcall CLEARINGHOUSE.pool_value()
+    value: int256 = self._signed_value()
+    if value <= 0:
+        return 0
+    return convert(value, uint256) // SETTLEMENT_TO_WAD
+
+
+@view
+def _signed_value() -> int256:
+    """
+    @dev WAD USD. Per market, traders' exit PnL = net * (P - F) - total_cost + P * net^2 / 2S:
+         the last term is the premium the net skew collects when it closes (its average fill is
+         P * (1 + net / 2S)). Rounded up, so the pool's value rounds down.
+    """
+    value: int256 = (staticcall CLEARINGHOUSE.pool_balance()) * convert(SETTLEMENT_TO_WAD, int256)
+    for m: uint256 in range(1, c.MAX_MARKETS):
+        if m > staticcall CLEARINGHOUSE.market_count():
+            break
+        st: IClearinghouse.MarketState = staticcall CLEARINGHOUSE.market_state(m)
+        if st.long_oi == 0 and st.short_oi == 0 and st.total_cost == 0:
+            continue
+        params: IClearinghouse.MarketParams = staticcall CLEARINGHOUSE.markets(m)
+        price: uint256 = staticcall ORACLE.price(params.asset)
+        index: int256 = st.funding_index + risk._funding_step(
+            risk._funding_rate(st.long_oi, st.short_oi, params.max_funding_rate, params.skew_scale),
+            price,
+            block.timestamp - st.last_funding_time,
+        )
+        net: int256 = convert(st.long_oi, int256) - convert(st.short_oi, int256)
+        abs_net: uint256 = convert(abs(net), uint256)
+        exit_premium: uint256 = risk._ceil_div(risk._mul_up(abs_net, price) * abs_net, 2 * params.skew_scale)
+        traders: int256 = risk._signed_mul_ceil(net, convert(price, int256) - index) - st.total_cost
+        value -= traders + convert(exit_premium, int256)
+    return value
 
 
 @view
@@ -191,6 +237,8 @@ def _to_assets(shares: uint256, roundup: bool) -> uint256:
 
 def _deposit(receiver: address, assets: uint256, shares: uint256):
     assert assets > 0 and shares > 0, "pool: zero amount"
+    # an insolvent pool (value <= 0 with shares out) would hand a new LP's deposit to the old ones
+    assert erc20.totalSupply == 0 or self._signed_value() > 0, "pool: insolvent"
     assert extcall IERC20(asset).transferFrom(msg.sender, self, assets, default_return_value=True), "pool: transfer failed"
     extcall CLEARINGHOUSE.pool_deposit(assets)
     erc20._mint(receiver, shares)

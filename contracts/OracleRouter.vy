@@ -324,11 +324,10 @@ def _price(asset: address) -> uint256:
     updated_at: uint256 = 0
     round_id, answer, updated_at = self._latest(feed.aggregator)
     p: uint256 = self._checked_price(feed, answer, updated_at)
-    st: VolState = self.vol[asset]
-    assert not st.halted, "oracle: circuit breaker"
-    if round_id != st.last_round:
-        # not synced yet: the newest round must itself be within the breaker's band
-        assert not self._deviates(st.last_price, p, feed.max_deviation), "oracle: circuit breaker"
+    assert not self.vol[asset].halted, "oracle: circuit breaker"
+    # whether or not sync has seen it, the newest round must be within the breaker's band of the
+    # accepted price (a round sync rejected, e.g. a backdated one, gets no free pass)
+    assert not self._deviates(self.vol[asset].last_price, p, feed.max_deviation), "oracle: circuit breaker"
     return p
 
 

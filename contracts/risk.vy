@@ -155,4 +155,4 @@ def _no_spiral(penalty: uint256, base_mmr: uint256, buffer: uint256) -> bool:
     @dev f < (1 + b) * r for the smallest rate any tier or volatility can give (base_mmr);
          otherwise every partial close lowers health (DESIGN.md).
     """
-    return penalty * c.WAD < (c.WAD + buffer) * base_mmr
+    return self._mul_down(c.WAD + buffer, base_mmr) > penalty  # the rounding _close_for_rate uses

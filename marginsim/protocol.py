@@ -61,7 +61,7 @@ class MarketConfig:
     fee: float = 0.0005
     penalty: float = 0.02
     keeper_share: float = 0.5
-    skew_scale: float = 100_000
+    skew_scale: float = 1_000_000
     max_funding_rate: float = 0.01
     oi_cap: float = 10_000
 
@@ -98,7 +98,7 @@ class ProtocolConfig:
     )
     markets: tuple[MarketConfig, ...] = (
         MarketConfig("ETH-PERP", "WETH"),
-        MarketConfig("BTC-PERP", "WBTC", tier_size=100, skew_scale=10_000, oi_cap=1_000),
+        MarketConfig("BTC-PERP", "WBTC", tier_size=100, skew_scale=50_000, oi_cap=1_000),
     )
     ewma_lambda: float = 0.94
     max_vol_rise_per_hour: float = 0.10
@@ -204,3 +204,32 @@ def deploy_protocol(project: Any, deployer: Any, config: ProtocolConfig = DEFAUL
         clearinghouse.list_market(market_config.params(asset.address), sender=deployer)
         protocol.markets[market_config.name] = clearinghouse.market_count()
     return protocol
+
+
+def load_protocol(project: Any, path: Path) -> Protocol:
+    """Typed handles on a protocol that `scripts/deploy.py` deployed and saved to `path`."""
+    if not path.exists():
+        raise SystemExit(f"protocol: no deployment file {path} (run `ape run deploy --network ...` first)")
+    data = json.loads(path.read_text())
+    addresses = data["addresses"]
+    config = _config_from_dict(data["config"])
+    return Protocol(
+        oracle=project.OracleRouter.at(addresses["oracle"]),
+        clearinghouse=project.Clearinghouse.at(addresses["clearinghouse"]),
+        lens=project.MarginLens.at(addresses["lens"]),
+        pool=project.LiquidityPool.at(addresses["pool"]),
+        settlement=project.MockERC20.at(addresses["settlement"]),
+        tokens={k: project.MockERC20.at(v) for k, v in addresses["tokens"].items()},
+        feeds={k: project.MockAggregator.at(v) for k, v in addresses["feeds"].items()},
+        markets=dict(addresses["markets"]),
+        config=config,
+    )
+
+
+def _config_from_dict(raw: dict[str, Any]) -> ProtocolConfig:
+    collaterals = tuple(
+        TokenConfig(**{**c, "feed": FeedConfig(**c["feed"])}) for c in raw["collaterals"]
+    )
+    markets = tuple(MarketConfig(**m) for m in raw["markets"])
+    rest = {k: v for k, v in raw.items() if k not in ("collaterals", "markets")}
+    return ProtocolConfig(collaterals=collaterals, markets=markets, **rest)

@@ -1,0 +1,151 @@
+"""Gas benchmark: receipt gasUsed (21,000 base included) of the protocol's main calls, against
+targets of half their Aave v3 analogue. `make gas` prints the table and writes
+gas-snapshot.json. A benchmark, not a test: it asserts nothing."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from marginsim.protocol import (
+    DEFAULT_CONFIG,
+    FeedConfig,
+    MarketConfig,
+    ProtocolConfig,
+    TokenConfig,
+    account_id,
+    deploy_protocol,
+)
+
+WAD = 10**18
+MAX_UINT = 2**256 - 1
+
+# Half of Aave v3's figures (supply 146,755; borrow 249,844; v3.7 partial liquidationCall 340,429).
+TARGETS = {
+    "deposit": 73_000,
+    "open": 125_000,
+    "partial liquidation, 1 market": 170_000,
+}
+EXTRA_MARKET_TARGET = 15_000
+
+# Four markets, so a liquidation can be measured with 1 to 4 open in the account.
+GAS_CONFIG = replace(
+    DEFAULT_CONFIG,
+    collaterals=DEFAULT_CONFIG.collaterals
+    + (
+        TokenConfig("LINK", 18, 0.7, 10_000_000, 0.1, FeedConfig(15)),
+        TokenConfig("SOL", 9, 0.7, 10_000_000, 0.1, FeedConfig(100)),
+    ),
+    markets=DEFAULT_CONFIG.markets
+    + (
+        MarketConfig("LINK-PERP", "LINK", tier_size=100_000, skew_scale=10_000_000, oi_cap=100_000),
+        MarketConfig("SOL-PERP", "SOL", tier_size=10_000, skew_scale=1_000_000, oi_cap=10_000),
+    ),
+)
+
+
+def run(project: Any, chain: Any, signers: list[Any], config: ProtocolConfig = GAS_CONFIG) -> dict[str, int]:
+    deployer, lp, trader, keeper = signers[:4]
+    p = deploy_protocol(project, deployer, config)
+    ch, usdc = p.clearinghouse, p.settlement
+    unit = 10**config.settlement_decimals
+    usdc.mint(lp, 10_000_000 * unit, sender=lp)
+    usdc.approve(p.pool, MAX_UINT, sender=lp)
+    p.pool.deposit(10_000_000 * unit, lp, sender=lp)
+    for who in (trader, keeper):
+        usdc.mint(who, 1_000_000 * unit, sender=who)
+        usdc.approve(ch, MAX_UINT, sender=who)
+        weth = p.tokens["WETH"]
+        weth.mint(who, 1_000 * WAD, sender=who)
+        weth.approve(ch, MAX_UINT, sender=who)
+
+    gas: dict[str, int] = {}
+
+    def measure(name: str, tx: Any) -> None:
+        gas[name] = int(tx.gas_used)
+
+    measure("deposit", ch.deposit(usdc, 10_000 * unit, 0, sender=trader))
+    measure("deposit, again", ch.deposit(usdc, 1_000 * unit, 0, sender=trader))
+    measure("deposit collateral (WETH)", ch.deposit(p.tokens["WETH"], 5 * WAD, 0, sender=trader))
+    measure("withdraw", ch.withdraw(usdc, 1_000 * unit, 0, sender=trader))
+    eth = p.markets["ETH-PERP"]
+    measure("open", ch.trade(eth, 10 * WAD, 0, 0, sender=trader))
+    measure("increase", ch.trade(eth, 5 * WAD, 0, 0, sender=trader))
+    measure("withdraw, position open", ch.withdraw(usdc, 100 * unit, 0, sender=trader))
+    measure("close", ch.trade(eth, -15 * WAD, 0, 0, sender=trader))
+
+    names = [m.name for m in config.markets]
+    for open_markets in range(1, len(names) + 1):
+        snapshot = chain.snapshot()
+        account = _leveraged_account(p, signers[4], names[:open_markets], unit)
+        _crash_until(p, deployer, account, lambda h: WAD // 2 <= h < WAD)
+        label = "partial liquidation, 1 market" if open_markets == 1 else f"partial liquidation, {open_markets} markets"
+        measure(label, ch.liquidate(account, eth, MAX_UINT, sender=keeper))
+        chain.restore(snapshot)
+
+    snapshot = chain.snapshot()
+    account = _leveraged_account(p, signers[4], ["ETH-PERP"], unit)
+    _crash_until(p, deployer, account, lambda h: h == 0, step=0.05)
+    measure("full liquidation with bad debt", ch.liquidate(account, eth, MAX_UINT, sender=keeper))
+    chain.restore(snapshot)
+    return gas
+
+
+def _leveraged_account(p: Any, owner: Any, markets: list[str], unit: int) -> int:
+    """USDC collateral of $10,000 and 10x in total, spread evenly over `markets`."""
+    ch, usdc = p.clearinghouse, p.settlement
+    usdc.mint(owner, 10_000 * unit, sender=owner)
+    usdc.approve(ch, MAX_UINT, sender=owner)
+    ch.deposit(usdc, 10_000 * unit, 0, sender=owner)
+    for name in markets:
+        price = p.oracle.price(p.market_asset(name))
+        notional = 100_000 * WAD // len(markets)
+        ch.trade(p.markets[name], notional * WAD // price, 0, 0, sender=owner)
+    return account_id(owner)
+
+
+def _crash_until(p: Any, publisher: Any, account: int, done: Any, step: float = 0.01) -> None:
+    """Lower every market's price by `step` per round until `done(health)`."""
+    ch = p.clearinghouse
+    symbols = sorted({m.underlying for m in p.config.markets})
+    for _ in range(200):
+        if done(ch.health(account)):
+            return
+        for symbol in symbols:
+            feed = p.feeds[symbol]
+            answer = feed.latestRoundData()[1]
+            feed.update_answer(int(answer * (1 - step)), sender=publisher)
+            p.oracle.sync(p.tokens[symbol], sender=publisher)
+    raise RuntimeError("gas: account never reached the wanted health")
+
+
+def report(gas: dict[str, int]) -> tuple[str, dict[str, Any]]:
+    lines = [f"{'call':40} {'gas used':>10} {'target':>10}  status"]
+    for name, used in gas.items():
+        target = TARGETS.get(name)
+        status = "" if target is None else ("met" if used <= target else "over")
+        lines.append(f"{name:40} {used:>10,} {'' if target is None else f'{target:,}':>10}  {status}")
+    increments = []
+    liquidations = [gas[k] for k in gas if k.startswith("partial liquidation")]
+    for a, b in zip(liquidations, liquidations[1:]):
+        increments.append(b - a)
+    if increments:
+        worst = max(increments)
+        lines.append(
+            f"{'each extra open market in a liquidation':40} {worst:>10,} {EXTRA_MARKET_TARGET:>10,}  "
+            + ("met" if worst <= EXTRA_MARKET_TARGET else "over")
+            + f"  (steps: {', '.join(f'{i:,}' for i in increments)})"
+        )
+    snapshot = {
+        "gas_used": gas,
+        "targets": TARGETS,
+        "extra_market_increments": increments,
+        "extra_market_target": EXTRA_MARKET_TARGET,
+    }
+    return "\n".join(lines), snapshot
+
+
+def write_snapshot(snapshot: dict[str, Any], path: Path = Path("gas-snapshot.json")) -> None:
+    path.write_text(json.dumps(snapshot, indent=2) + "\n")

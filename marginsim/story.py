@@ -1,0 +1,247 @@
+"""A scripted crash, told on any ape network: traders deposit and open leveraged positions, the
+oracle price of ETH falls 30% over two hours of 10-minute rounds (one of them an -8% gap), and a
+keeper liquidates every
+account that falls below maintenance margin. `make demo` prints it as a table.
+
+The keeper here finds accounts from the Clearinghouse's Trade events (never from the story's own
+list of traders), confirms each on-chain with `health`, and liquidates until none is left below
+maintenance.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from marginsim.protocol import DEFAULT_CONFIG, Protocol, ProtocolConfig, account_id, deploy_protocol
+
+WAD = 10**18
+MAX_UINT = 2**256 - 1
+
+
+@dataclass(frozen=True)
+class TraderPlan:
+    """One trader of the story: what they post and what they open."""
+
+    name: str
+    market: str  # "ETH-PERP" or "BTC-PERP"
+    leverage: float  # notional / collateral value; negative = short
+    collateral_symbol: str  # "USDC" (settlement) or a collateral symbol
+    collateral_usd: float
+
+
+DEFAULT_TRADERS: tuple[TraderPlan, ...] = (
+    TraderPlan("careful long 3x", "ETH-PERP", 3, "USDC", 20_000),
+    TraderPlan("bold long 10x", "ETH-PERP", 10, "USDC", 10_000),
+    TraderPlan("bolder long 10x", "ETH-PERP", 10, "USDC", 25_000),
+    TraderPlan("degen long 14x", "ETH-PERP", 14, "USDC", 5_000),
+    TraderPlan("WETH-backed long 5x", "ETH-PERP", 5, "WETH", 20_000),
+    TraderPlan("short 5x", "ETH-PERP", -5, "USDC", 20_000),
+    TraderPlan("BTC long 6x", "BTC-PERP", 6, "WBTC", 30_000),
+)
+
+
+# ETH over 12 rounds, 10 minutes apart: -30% in all, with one -8% gap at minute 40 that jumps
+# accounts a keeper had just brought back to health 1.1 straight past zero equity.
+DEFAULT_ETH_PATH: tuple[float, ...] = (0.98, 0.95, 0.925, 0.85, 0.84, 0.825, 0.81, 0.79, 0.77, 0.745, 0.72, 0.70)
+
+
+@dataclass
+class RoundRecord:
+    """What one oracle round did."""
+
+    minute: int
+    eth_price: float
+    btc_price: float
+    health: dict[str, float | None]  # trader -> health (None: no position left)
+    liquidations: int
+    closed_notional_usd: float
+    keeper_reward_usd: float
+    insurance_usd: float
+    pool_value_usd: float
+    bad_debt_usd: float
+
+
+@dataclass
+class StoryResult:
+    protocol: Protocol
+    accounts: dict[str, int]
+    rounds: list[RoundRecord] = field(default_factory=list)
+    liquidations: list[dict[str, Any]] = field(default_factory=list)
+
+
+def usd(amount_wad: int) -> float:
+    return amount_wad / WAD
+
+
+class EventIndexKeeper:
+    """The story's keeper: indexes accounts from Trade events and liquidates what is below
+    maintenance. (The simulator's competing, gas-aware keepers are built on the same idea.)"""
+
+    def __init__(self, protocol: Protocol, sender: Any):
+        self.protocol = protocol
+        self.sender = sender
+        self.accounts: set[int] = set()
+        self._next_block = 0
+
+    def index(self, chain: Any) -> None:
+        head = chain.blocks.head.number
+        if head < self._next_block:
+            return
+        for log in self.protocol.clearinghouse.Trade.range(self._next_block, head + 1):
+            self.accounts.add(int(log.account))
+        self._next_block = head + 1
+
+    def run(self, chain: Any) -> list[dict[str, Any]]:
+        self.index(chain)
+        ch = self.protocol.clearinghouse
+        done: list[dict[str, Any]] = []
+        for account in sorted(self.accounts):
+            mask = ch.market_mask(account)
+            if mask == 0 or ch.health(account) >= WAD:
+                continue
+            for market in range(1, 16):
+                if not mask >> market & 1:
+                    continue
+                if ch.health(account) >= WAD:
+                    break
+                tx = ch.liquidate(account, market, MAX_UINT, sender=self.sender)
+                for event in tx.events:
+                    if event.event_name == "Liquidation":
+                        done.append(
+                            {
+                                "account": account,
+                                "market": market,
+                                "size_closed": int(event.size_closed),
+                                "price": int(event.price),
+                                "penalty": int(event.penalty),
+                                "keeper_reward": int(event.keeper_reward),
+                                "health_before": int(event.health_before),
+                                "health_after": int(event.health_after),
+                            }
+                        )
+            # positions gone, debt left against collateral: buy the collateral at its discount
+            if ch.market_mask(account) == 0 and ch.settlement(account) < 0:
+                e, _, _ = ch.margin(account)
+                if e < 0:
+                    self._sell_collateral(account)
+        return done
+
+    def _sell_collateral(self, account: int) -> None:
+        ch = self.protocol.clearinghouse
+        settlement = self.protocol.settlement
+        for slot in range(1, ch.collateral_count() + 1):
+            if ch.balances(account, slot) == 0 or ch.settlement(account) >= 0:
+                continue
+            # the sale is rounded to whole token units of the collateral (a satoshi of WBTC is
+            # worth hundreds of USDC units), so allow a little more than the debt
+            allowance = 2 * -ch.settlement(account) + 10**6
+            if settlement.balanceOf(self.sender) < allowance:
+                settlement.mint(self.sender, allowance, sender=self.sender)
+            settlement.approve(ch, allowance, sender=self.sender)
+            token = ch.collaterals(slot).token
+            ch.liquidate_collateral(account, token, MAX_UINT, sender=self.sender)
+
+
+def run_story(
+    project: Any,
+    chain: Any,
+    accounts: Any,
+    config: ProtocolConfig = DEFAULT_CONFIG,
+    traders: tuple[TraderPlan, ...] = DEFAULT_TRADERS,
+    eth_path: tuple[float, ...] = None,  # ETH price per round as a fraction of the start
+    btc_drop: float = 0.15,
+    on_round: Callable[[RoundRecord], None] | None = None,
+) -> StoryResult:
+    """Deploy, fund, trade, crash, liquidate. `accounts` is a list of signers: [0] deploys and
+    publishes prices, [1] is the LP, [2] the keeper, [3:] the traders."""
+    deployer, lp, keeper_signer = accounts[0], accounts[1], accounts[2]
+    protocol = deploy_protocol(project, deployer, config)
+    ch = protocol.clearinghouse
+    usdc = protocol.settlement
+    unit = 10**config.settlement_decimals
+
+    # liquidity and an insurance fund
+    usdc.mint(lp, 2_000_000 * unit, sender=lp)
+    usdc.approve(protocol.pool, 2_000_000 * unit, sender=lp)
+    protocol.pool.deposit(2_000_000 * unit, lp, sender=lp)
+    usdc.mint(deployer, 20_000 * unit, sender=deployer)
+    usdc.approve(ch, 20_000 * unit, sender=deployer)
+    ch.fund_insurance(20_000 * unit, sender=deployer)
+
+    result = StoryResult(protocol=protocol, accounts={})
+    for plan, signer in zip(traders, accounts[3:]):
+        if plan.collateral_symbol == "USDC":
+            token, price = usdc, WAD
+        else:
+            token = protocol.tokens[plan.collateral_symbol]
+            price = protocol.oracle.price(token)
+        amount = int(plan.collateral_usd * WAD) * 10 ** token.decimals() // price
+        token.mint(signer, amount, sender=signer)
+        token.approve(ch, amount, sender=signer)
+        ch.deposit(token, amount, 0, sender=signer)
+        market_price = protocol.oracle.price(protocol.market_asset(plan.market))
+        size = int(abs(plan.leverage) * plan.collateral_usd * WAD) * WAD // market_price
+        ch.trade(protocol.markets[plan.market], size if plan.leverage > 0 else -size, 0, 0, sender=signer)
+        result.accounts[plan.name] = account_id(signer)
+
+    keeper = EventIndexKeeper(protocol, keeper_signer)
+    eth_start = protocol.oracle.price(protocol.tokens["WETH"]) / WAD
+    btc_start = protocol.oracle.price(protocol.tokens["WBTC"]) / WAD
+    path = eth_path or DEFAULT_ETH_PATH
+    rounds = len(path)
+    btc_step = (1 - btc_drop) ** (1 / rounds)
+
+    result.rounds.append(_record(protocol, result, 0, [], bad_debt_before=0))
+    if on_round:
+        on_round(result.rounds[-1])
+    for i in range(1, rounds + 1):
+        chain.pending_timestamp += 600
+        eth_price = eth_start * path[i - 1]
+        btc_price = btc_start * btc_step**i
+        _publish(protocol, deployer, "WETH", eth_price)
+        _publish(protocol, deployer, "WBTC", btc_price)
+        bad_debt_before = ch.total_bad_debt()
+        done = keeper.run(chain)
+        result.liquidations.extend(done)
+        result.rounds.append(_record(protocol, result, 10 * i, done, bad_debt_before))
+        if on_round:
+            on_round(result.rounds[-1])
+    return result
+
+
+def _publish(protocol: Protocol, publisher: Any, symbol: str, price_usd: float) -> None:
+    feed = protocol.feeds[symbol]
+    feed.update_answer(int(round(price_usd * 10 ** feed.decimals())), sender=publisher)
+    protocol.oracle.sync(protocol.tokens[symbol], sender=publisher)
+
+
+def _record(protocol: Protocol, result: StoryResult, minute: int, done: list[dict[str, Any]], bad_debt_before: int) -> RoundRecord:
+    ch = protocol.clearinghouse
+    scale = 10**protocol.config.settlement_decimals
+    health: dict[str, float | None] = {}
+    for name, account in result.accounts.items():
+        health[name] = None if ch.market_mask(account) == 0 else ch.health(account) / WAD
+    return RoundRecord(
+        minute=minute,
+        eth_price=protocol.oracle.price(protocol.tokens["WETH"]) / WAD,
+        btc_price=protocol.oracle.price(protocol.tokens["WBTC"]) / WAD,
+        health=health,
+        liquidations=len(done),
+        closed_notional_usd=sum(abs(d["size_closed"]) * d["price"] for d in done) / WAD / WAD,
+        keeper_reward_usd=sum(d["keeper_reward"] for d in done) / scale,
+        insurance_usd=ch.insurance_balance() / scale,
+        pool_value_usd=protocol.pool.totalAssets() / scale,
+        bad_debt_usd=(ch.total_bad_debt() - bad_debt_before) / scale,
+    )
+
+
+def token_accounting(protocol: Protocol, accounts: list[int]) -> dict[str, int]:
+    """Settlement tokens held vs the internal balances that claim them, to the wei."""
+    ch = protocol.clearinghouse
+    internal = sum(ch.settlement(a) for a in accounts) + ch.pool_balance() + ch.insurance_balance()
+    return {
+        "held": protocol.settlement.balanceOf(ch),
+        "settlement_held": ch.settlement_held(),
+        "internal_sum": internal,
+    }

@@ -1,0 +1,44 @@
+"""Deploy the full protocol with its default markets to any ape network and write the addresses
+to deployments/<network>.json, which the other scripts and the bots read.
+
+    ape run deploy                                   # embedded local chain, test account 0
+    ape run deploy --network ethereum:local:node     # e.g. anvil on 127.0.0.1:8545
+    MARGINSIM_DEPLOYER=myalias ape run deploy --network ethereum:sepolia:node
+
+On a network other than the embedded one the deployer is the ape account whose alias is in
+MARGINSIM_DEPLOYER (see `ape accounts list`); on a local node it defaults to test account 0.
+Collateral tokens and price feeds are the mocks in contracts/testing/: on a public network point
+the OracleRouter at real Chainlink feeds with `set_feed` afterwards.
+"""
+
+import os
+import sys
+from pathlib import Path
+
+from ape import accounts, networks, project
+from ape.logging import logger
+
+from marginsim.protocol import DEFAULT_CONFIG, deploy_protocol
+
+
+def _deployer():
+    alias = os.environ.get("MARGINSIM_DEPLOYER")
+    if alias:
+        try:
+            return accounts.load(alias)
+        except Exception:  # ape raises its own error types here; any failure means the same thing
+            sys.exit(f"deploy: MARGINSIM_DEPLOYER={alias!r} is not an ape account alias (see `ape accounts list`)")
+    return accounts.test_accounts[0]
+
+
+def main():
+    logger.set_level("WARNING")
+    network = networks.provider.network
+    deployer = _deployer()
+    protocol = deploy_protocol(project, deployer, DEFAULT_CONFIG)
+    path = Path("deployments") / f"{network.ecosystem.name}-{network.name}.json"
+    protocol.save(path)
+    print(f"deployed to {network.ecosystem.name}:{network.name} by {deployer.address}")
+    for name, address in protocol.addresses().items():
+        print(f"  {name:14} {address}")
+    print(f"addresses written to {path}")

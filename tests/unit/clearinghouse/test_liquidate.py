@@ -1,0 +1,197 @@
+import ape
+import pytest
+
+from marginsim.protocol import account_id
+from tests.conftest import USDC, WAD
+
+
+def liquidation_event(tx):
+    return next(e for e in tx.events if e.event_name == "Liquidation")
+
+
+def drop_until_liquidatable(ch, set_price, account, start=2_000, step=0.02, floor_health=None):
+    price = start
+    while ch.health(account) >= WAD:
+        price = price * (1 - step)
+        set_price("WETH", price)
+    if floor_health is not None:
+        assert ch.health(account) > floor_health
+    return price
+
+
+def test_liquidate__healthy_account__reverts(ch, make_account, trader, keeper, eth_market):
+    account = make_account(trader, collateral_usd=10_000, leverage=5)
+    with ape.reverts("liquidation: account healthy"):
+        ch.liquidate(account, eth_market, 10**30, sender=keeper)
+
+
+def test_liquidate__zero_size__reverts(ch, make_account, trader, keeper, eth_market):
+    account = make_account(trader, collateral_usd=10_000, leverage=5)
+    with ape.reverts("liquidation: zero size"):
+        ch.liquidate(account, eth_market, 0, sender=keeper)
+
+
+def test_liquidate__unknown_market__reverts(ch, make_account, trader, keeper):
+    account = make_account(trader, collateral_usd=10_000, leverage=5)
+    with ape.reverts("clearinghouse: unknown market"):
+        ch.liquidate(account, 9, 10**30, sender=keeper)
+
+
+def test_liquidate__no_position_in_market__reverts(ch, make_account, trader, keeper, btc_market, set_price):
+    account = make_account(trader, collateral_usd=10_000, leverage=10)
+    drop_until_liquidatable(ch, set_price, account)
+    with ape.reverts("liquidation: no position"):
+        ch.liquidate(account, btc_market, 10**30, sender=keeper)
+
+
+def test_liquidate__partial__closes_least_size_to_buffer(ch, protocol, make_account, trader, keeper, eth_market, set_price, usdc):
+    account = make_account(trader, collateral_usd=10_000, leverage=10)
+    drop_until_liquidatable(ch, set_price, account, step=0.01)
+    health_before = ch.health(account)
+    assert WAD // 2 <= health_before < WAD
+    size_before = ch.positions(account, eth_market).size
+    insurance_before = ch.insurance_balance()
+    keeper_before = usdc.balanceOf(keeper)
+
+    tx = ch.liquidate(account, eth_market, 10**30, sender=keeper)
+    event = liquidation_event(tx)
+    size_after = ch.positions(account, eth_market).size
+    assert 0 < size_after < size_before  # partial
+    target = WAD + ch.liquidation_buffer()
+    assert ch.health(account) >= target
+    assert event.health_after == ch.health(account)
+    assert event.health_after > health_before
+    # least size: one whole ETH less would not have reached the target buffer
+    closed = size_before - size_after
+    assert closed == -event.size_closed
+    price = protocol.oracle.price(protocol.tokens["WETH"])
+    e, m, _ = ch.margin(account)
+    penalty_rate = protocol.clearinghouse.markets(eth_market).penalty
+    mmr, _ = protocol.lens.market_rates(eth_market, size_after)
+    x = WAD  # re-open 1 ETH of what was closed: equity back +penalty, requirement +rate
+    e_less = e + x * price // WAD * penalty_rate // WAD
+    m_less = m + x * price // WAD * mmr // WAD
+    assert e_less * WAD // m_less < target
+    # penalty split: keeper share to the keeper, the rest to the insurance fund
+    assert usdc.balanceOf(keeper) - keeper_before == event.keeper_reward
+    assert ch.insurance_balance() - insurance_before == event.penalty - event.keeper_reward
+    assert event.keeper_reward == event.penalty * ch.markets(eth_market).keeper_share // WAD
+    assert usdc.balanceOf(ch) == ch.settlement_held()
+
+
+def test_liquidate__deep_underwater_threshold__closes_everything(ch, make_account, trader, keeper, eth_market, set_price):
+    account = make_account(trader, collateral_usd=10_000, leverage=10)
+    price = 2_000
+    while ch.health(account) >= ch.full_liquidation_health():
+        price *= 0.985
+        set_price("WETH", price)
+    tx = ch.liquidate(account, eth_market, 10**30, sender=keeper)
+    assert ch.positions(account, eth_market).size == 0
+    assert ch.market_mask(account) == 0
+    assert liquidation_event(tx).health_after == 2**256 - 1
+
+
+def test_liquidate__max_size__caps_the_close(ch, make_account, trader, keeper, eth_market, set_price):
+    account = make_account(trader, collateral_usd=10_000, leverage=10)
+    drop_until_liquidatable(ch, set_price, account, step=0.01)
+    size = ch.positions(account, eth_market).size
+    tx = ch.liquidate(account, eth_market, WAD // 10, sender=keeper)
+    assert liquidation_event(tx).size_closed == -(WAD // 10)
+    assert ch.positions(account, eth_market).size == size - WAD // 10
+
+
+def test_liquidate__dust_remainder__closed_too(ch, protocol, make_account, trader, keeper, eth_market, set_price, deployer):
+    # a dust threshold larger than any partial remainder forces a full close
+    ch.set_liquidation_parameters(ch.liquidation_buffer(), ch.full_liquidation_health(), 1_000_000 * WAD, sender=deployer)
+    account = make_account(trader, collateral_usd=10_000, leverage=10)
+    drop_until_liquidatable(ch, set_price, account, step=0.01)
+    ch.liquidate(account, eth_market, 10**30, sender=keeper)
+    assert ch.positions(account, eth_market).size == 0
+
+
+def test_liquidate__underwater__bad_debt_to_insurance_then_pool(ch, protocol, make_account, trader, keeper, eth_market, set_price, fund, usdc, guardian):
+    fund(guardian, usdc, 100 * USDC)
+    ch.fund_insurance(100 * USDC, sender=guardian)
+    account = make_account(trader, collateral_usd=10_000, leverage=10)
+    for price in (1_900, 1_800, 1_700):  # -15% with no keeper around: equity < 0
+        set_price("WETH", price)
+    e, _, _ = ch.margin(account)
+    assert e < 0
+    settlement_before = ch.settlement(account)
+    keeper_before = usdc.balanceOf(keeper)
+    tx = ch.liquidate(account, eth_market, 10**30, sender=keeper)
+    event = liquidation_event(tx)
+    bad = next(ev for ev in tx.events if ev.event_name == "BadDebt")
+    # the shortfall is exactly the settlement balance left negative once the loss is realised
+    assert bad.shortfall == -(settlement_before + event.realised_pnl)
+    # and it is the equity the view saw a block earlier, up to that block's funding (< $0.001)
+    assert abs(bad.shortfall * 10**12 + e) < 10**15
+    assert bad.covered_by_insurance == 100 * USDC
+    assert bad.socialised == bad.shortfall - 100 * USDC
+    assert ch.insurance_balance() == 0
+    assert ch.settlement(account) == 0
+    assert ch.total_bad_debt() == bad.shortfall
+    assert event.penalty == 0 and event.keeper_reward == 0  # nothing to charge an underwater account
+    assert usdc.balanceOf(keeper) == keeper_before
+    assert usdc.balanceOf(ch) == ch.settlement_held()
+
+
+def test_liquidate__self_liquidation__owner_loses(ch, make_account, trader, accounts, eth_market, set_price, usdc):
+    second_address = accounts[7]
+    account = make_account(trader, collateral_usd=10_000, leverage=10)
+    drop_until_liquidatable(ch, set_price, account, step=0.01)
+    e_before, _, _ = ch.margin(account)
+    wallet_before = usdc.balanceOf(second_address)
+    tx = ch.liquidate(account, eth_market, 10**30, sender=second_address)
+    event = liquidation_event(tx)
+    e_after, _, _ = ch.margin(account)
+    gained = (usdc.balanceOf(second_address) - wallet_before) * 10**12
+    lost = e_before - e_after
+    assert event.penalty > 0
+    assert gained < lost  # net -(1 - keeper_share) * penalty
+    assert lost - gained >= (event.penalty - event.keeper_reward) * 10**12 - 10**12
+
+
+def test_liquidate__collateral_then_bad_debt(ch, protocol, fund, trader, keeper, eth_market, set_price, usdc, seeded_pool):
+    weth = protocol.tokens["WETH"]
+    fund(trader, weth, 5 * WAD)  # $10,000 of WETH at a 0.85 haircut
+    ch.deposit(weth, 5 * WAD, 0, sender=trader)
+    account = account_id(trader)
+    ch.trade(eth_market, 40 * WAD, 0, 0, sender=trader)  # long 40 ETH on WETH collateral
+    for price in (1_900, 1_800, 1_700, 1_600):
+        set_price("WETH", price)
+    ch.liquidate(account, eth_market, 10**30, sender=keeper)
+    assert ch.market_mask(account) == 0
+    e, _, _ = ch.margin(account)
+    assert e < 0 and ch.settlement(account) < 0  # debt waits for the collateral sale
+
+    with ape.reverts("liquidation: zero amount"):
+        ch.liquidate_collateral(account, weth, 0, sender=keeper)
+    debt = -ch.settlement(account)
+    fund(keeper, usdc, debt * 2)
+    tx = ch.liquidate_collateral(account, weth, 10**30, sender=keeper)
+    sale = next(ev for ev in tx.events if ev.event_name == "CollateralLiquidation")
+    price = protocol.oracle.price(weth)
+    discount = ch.collaterals(1).liquidation_discount
+    # paid at the oracle price less the discount, rounded up against the buyer
+    assert sale.paid == -(-sale.amount * (price * (WAD - discount) // WAD) // (WAD * 10**12))
+    assert weth.balanceOf(keeper) == sale.amount == 5 * WAD
+    bad = next(ev for ev in tx.events if ev.event_name == "BadDebt")
+    assert bad.shortfall == debt - sale.paid
+    assert ch.settlement(account) == 0
+    assert usdc.balanceOf(ch) == ch.settlement_held()
+    assert weth.balanceOf(ch) == ch.collaterals(1).total
+
+
+def test_liquidate_collateral__positions_open__reverts(ch, protocol, make_account, trader, keeper):
+    account = make_account(trader, collateral_usd=10_000, leverage=5)
+    with ape.reverts("liquidation: close positions first"):
+        ch.liquidate_collateral(account, protocol.tokens["WETH"], 1, sender=keeper)
+
+
+def test_liquidate_collateral__solvent_account__reverts(ch, protocol, fund, trader, keeper):
+    weth = protocol.tokens["WETH"]
+    fund(trader, weth, WAD)
+    ch.deposit(weth, WAD, 0, sender=trader)
+    with ape.reverts("liquidation: account healthy"):
+        ch.liquidate_collateral(account_id(trader), weth, WAD, sender=keeper)
