@@ -102,8 +102,9 @@ def test_liquidate__max_size__caps_the_close(ch, make_account, trader, keeper, e
 
 def test_liquidate__dust_remainder__closed_too(ch, protocol, make_account, trader, keeper, eth_market, set_price, deployer):
     # a dust threshold larger than any partial remainder forces a full close
-    ch.set_liquidation_parameters(ch.liquidation_buffer(), ch.full_liquidation_health(), 1_000_000 * WAD, sender=deployer)
-    account = make_account(trader, collateral_usd=10_000, leverage=10)
+    # the largest dust threshold ($10,000) against a $10,000 position: any partial remainder is dust
+    ch.set_liquidation_parameters(ch.liquidation_buffer(), ch.full_liquidation_health(), 10_000 * WAD, sender=deployer)
+    account = make_account(trader, collateral_usd=1_000, leverage=10)
     drop_until_liquidatable(ch, set_price, account, step=0.01)
     ch.liquidate(account, eth_market, 10**30, sender=keeper)
     assert ch.positions(account, eth_market).size == 0
@@ -195,3 +196,51 @@ def test_liquidate_collateral__solvent_account__reverts(ch, protocol, fund, trad
     ch.deposit(weth, WAD, 0, sender=trader)
     with ape.reverts("liquidation: account healthy"):
         ch.liquidate_collateral(account_id(trader), weth, WAD, sender=keeper)
+
+
+def test_liquidate__dust_position_in_second_market__does_not_block(ch, protocol, make_account, trader, keeper, eth_market, btc_market, set_price, fund, usdc):
+    # 20 ETH long on $10k plus a $30 BTC position: once health is low, closing ETH in full must
+    # not revert just because the account keeps its BTC dust
+    account = make_account(trader, collateral_usd=10_000, leverage=0)
+    ch.trade(eth_market, 20 * WAD, 0, 0, sender=trader)
+    ch.trade(btc_market, WAD // 1_000, 0, 0, sender=trader)  # 0.001 BTC, $30
+    price = 2_000
+    while ch.health(account) >= 4 * WAD // 10:
+        price *= 0.99
+        set_price("WETH", price)
+    e, _, _ = ch.margin(account)
+    assert e > 0
+    ch.liquidate(account, eth_market, 10**30, sender=keeper)
+    assert ch.positions(account, eth_market).size == 0
+    # the penalty left equity for the position still open
+    e_after, _, _ = ch.margin(account)
+    assert e_after > 0
+    ch.liquidate(account, btc_market, 10**30, sender=keeper) if ch.health(account) < WAD else None
+    assert usdc.balanceOf(ch) == ch.settlement_held()
+
+
+def test_trade__owner_closes_underwater_account__bad_debt_booked(ch, make_account, trader, eth_market, set_price):
+    account = make_account(trader, collateral_usd=10_000, leverage=10)
+    for price in (1_900, 1_800, 1_750):
+        set_price("WETH", price)
+    size = ch.positions(account, eth_market).size
+    tx = ch.trade(eth_market, -size, 0, 0, sender=trader)
+    bad = next(e for e in tx.events if e.event_name == "BadDebt")
+    assert bad.shortfall > 0
+    assert ch.settlement(account) == 0
+    assert ch.total_bad_debt() == bad.shortfall
+
+
+def test_list_market__cap_above_premium_bound__reverts(ch, protocol, deployer, eth_market):
+    from dataclasses import replace
+
+    from marginsim.protocol import MarketConfig
+
+    asset = protocol.tokens["WETH"].address
+    # liquidating x moves the premium by P x^2 / 2S unpaid: x <= 2 S (1 - k) f must hold
+    too_big = MarketConfig("X", "WETH", skew_scale=100_000, oi_cap=10_000, penalty=0.02, keeper_share=0.5)
+    with ape.reverts("clearinghouse: cap above premium bound"):
+        ch.set_market(eth_market, too_big.params(asset), sender=deployer)
+    edge = replace(too_big, oi_cap=2_000)  # 2 * 100,000 * 0.5 * 0.02
+    ch.set_market(eth_market, edge.params(asset), sender=deployer)
+    assert ch.markets(eth_market).oi_cap == 2_000 * WAD

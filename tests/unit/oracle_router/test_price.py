@@ -83,3 +83,15 @@ def test_price__unsynced_jump_beyond_deviation__reverts(configured, feed, deploy
 def test_price__unsynced_move_within_deviation__accepted(configured, feed, deployer, asset):
     feed.update_answer(2_300 * 10**8, sender=deployer)
     assert configured.price(asset) == 2_300 * WAD
+
+
+def test_price__backdated_round_rejected_by_sync__still_checked_against_breaker(configured, feed, deployer, asset, chain, keeper):
+    chain.pending_timestamp += 600
+    feed.update_answer(2_100 * 10**8, sender=deployer)
+    configured.sync(asset, sender=keeper)
+    # a round whose updatedAt is older than the accepted one: sync rejects it
+    feed.update_round(3_000 * 10**8, chain.pending_timestamp - 300, sender=deployer)
+    tx = configured.sync(asset, sender=keeper)
+    assert [e.event_name for e in tx.events] == ["RoundRejected"]
+    with ape.reverts("oracle: circuit breaker"):
+        configured.price(asset)

@@ -1,0 +1,31 @@
+"""The pool's value is what it would hold if every trader closed now, at their exit price."""
+
+from tests.conftest import USDC, WAD
+
+
+def test_total_assets__large_open__does_not_lift_share_price(protocol, ch, fund, lp, attacker, eth_market, seeded_pool, usdc):
+    pool = protocol.pool
+    assets_before = pool.totalAssets()
+    fund(attacker, usdc, 7_000_000 * USDC)
+    ch.deposit(usdc, 7_000_000 * USDC, 0, sender=attacker)
+    tx = ch.trade(eth_market, 10_000 * WAD, 0, 0, sender=attacker)  # the whole cap, paying the premium
+    trade = next(e for e in tx.events if e.event_name == "Trade")
+    # the premium paid (0.5% of $20M) is owed back on exit: only the fee is the pool's
+    assert trade.fill_price > 2_000 * WAD * 1_004 // 1_000
+    assert assets_before + trade.fee - 1 <= pool.totalAssets() <= assets_before + trade.fee
+
+
+def test_total_assets__one_transaction_drain__loses_money(protocol, ch, fund, lp, attacker, eth_market, seeded_pool, usdc):
+    """The attack the review found: LP in, open the cap, redeem, close. It must not pay."""
+    pool = protocol.pool
+    fund(attacker, usdc, 97_000_000 * USDC)
+    usdc.approve(pool, 90_000_000 * USDC, sender=attacker)
+    pool.deposit(90_000_000 * USDC, attacker, sender=attacker)
+    shares = pool.balanceOf(attacker)
+    ch.deposit(usdc, 7_000_000 * USDC, 0, sender=attacker)
+    ch.trade(eth_market, 10_000 * WAD, 0, 0, sender=attacker)
+    pool.redeem(shares, attacker, attacker, sender=attacker)
+    ch.trade(eth_market, -10_000 * WAD, 0, 0, sender=attacker)
+    ch.withdraw(usdc, ch.settlement((int(str(attacker), 16) << 96)), 0, sender=attacker)
+    assert usdc.balanceOf(attacker) < 97_000_000 * USDC
+    assert pool.totalAssets() >= 10_000_000 * USDC
