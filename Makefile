@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 export PATH := $(abspath $(BIN)):$(PATH)
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test gas deploy compile clean
+.PHONY: install demo test gas deploy anvil compile clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -37,5 +37,10 @@ NETWORK ?= ethereum:local:test
 deploy: $(STAMP)
 	PYTHONWARNINGS=ignore $(BIN)/ape run deploy --network $(NETWORK)
 
+## A local anvil node for NETWORK=ethereum:local:node (npm package; chain id matches ape's test accounts).
+anvil:
+	npm install --silent --prefix .anvil @foundry-rs/anvil
+	.anvil/node_modules/.bin/anvil --chain-id 1337 --port 8545
+
 clean:
-	rm -rf .build .pytest_cache deployments/ethereum-local.json
+	rm -rf .build .pytest_cache deployments/ethereum-local-test.json

@@ -196,7 +196,7 @@ def run_story(
     if on_round:
         on_round(result.rounds[-1])
     for i in range(1, rounds + 1):
-        chain.pending_timestamp += 600
+        advance_time(chain, 600)
         eth_price = eth_start * path[i - 1]
         btc_price = btc_start * btc_step**i
         _publish(protocol, deployer, "WETH", eth_price)
@@ -208,6 +208,20 @@ def run_story(
         if on_round:
             on_round(result.rounds[-1])
     return result
+
+
+def advance_time(chain: Any, seconds: int) -> None:
+    """Move the chain's clock: the embedded chain directly, a dev node (anvil, hardhat) through
+    evm_increaseTime; on a live network time passes by itself and this does nothing."""
+    from ape.exceptions import APINotImplementedError
+
+    try:
+        chain.pending_timestamp += seconds
+    except APINotImplementedError:
+        try:
+            chain.provider.make_request("evm_increaseTime", [seconds])
+        except Exception:  # a live node refuses dev methods; real time goes on instead
+            return
 
 
 def _publish(protocol: Protocol, publisher: Any, symbol: str, price_usd: float) -> None:

@@ -1,5 +1,5 @@
 """Deploy the full protocol with its default markets to any ape network and write the addresses
-to deployments/<network>.json, which the other scripts and the bots read.
+to deployments/<ecosystem>-<network>-<provider>.json, which the other scripts and the bots read.
 
     ape run deploy                                   # embedded local chain, test account 0
     ape run deploy --network ethereum:local:node     # e.g. anvil on 127.0.0.1:8545
@@ -36,7 +36,7 @@ def main():
     network = networks.provider.network
     deployer = _deployer()
     protocol = deploy_protocol(project, deployer, DEFAULT_CONFIG)
-    path = Path("deployments") / f"{network.ecosystem.name}-{network.name}.json"
+    path = Path("deployments") / f"{network.ecosystem.name}-{network.name}-{networks.provider.name}.json"
     protocol.save(path)
     print(f"deployed to {network.ecosystem.name}:{network.name} by {deployer.address}")
     for name, address in protocol.addresses().items():
