@@ -51,28 +51,16 @@ exports: (
 
 
 
-MAX_PENALTY: constant(uint256) = 10 ** 17  # 10% of closed notional
-MAX_FEE: constant(uint256) = 10 ** 16  # 1% of notional
-MAX_KEEPER_SHARE: constant(uint256) = 9 * 10 ** 17  # 90%: below 100% so self-liquidation loses
-MIN_BASE_MMR: constant(uint256) = 10 ** 15  # 0.1%
-MAX_BASE_MMR: constant(uint256) = 5 * 10 ** 17  # 50%
-MAX_TIER_MMR: constant(uint256) = 10 ** 17  # +10% per tier step
-MAX_VOL_K: constant(uint256) = 10 * 10 ** 18  # 10 sigmas
-MIN_HORIZON: constant(uint256) = 60  # a minute
-MAX_HORIZON: constant(uint256) = 7 * 86_400  # a week
-MAX_IMR_MULTIPLIER: constant(uint256) = 10 * 10 ** 18  # initial at most 10x maintenance
-MAX_FUNDING_RATE: constant(uint256) = 10 ** 17  # 10% a day
-MAX_BUFFER: constant(uint256) = 5 * 10 ** 17  # liquidate to at most health 1.5
-MAX_DUST: constant(uint256) = 10 ** 4 * 10 ** 18  # $10,000
-MAX_WEIGHT: constant(uint256) = 99 * 10 ** 16  # 0.99: some haircut always remains
-MIN_DISCOUNT: constant(uint256) = 10 ** 15  # 0.1%: a liquidator must earn something
 NO_POSITIONS_HEALTH: constant(uint256) = max_value(uint256)  # health of an account without positions
+MASK_128: constant(uint256) = 2 ** 128 - 1  # low half of a packed position
+INT128_MAX: constant(int256) = 2 ** 127 - 1  # packed position fields are int128
 
 ORACLE: public(immutable(IOracleRouter))  # the price and volatility source
 SETTLEMENT: public(immutable(IERC20))  # the 6-decimal USD coin that PnL settles in
 SETTLEMENT_TO_WAD: public(immutable(uint256))  # 10 ** (18 - settlement decimals)
 
 pool: public(address)  # the LiquidityPool, set once
+configurator: public(address)  # validates and applies every risk parameter, set once
 guardian: public(address)  # may pause; only the owner unpauses
 paused: public(bool)  # no new risk while set; closes, withdrawals and liquidations go on
 
@@ -88,7 +76,7 @@ reduce_only: public(HashMap[uint256, bool])  # market id => only reductions allo
 settlement: public(HashMap[uint256, int256])  # account => settlement balance, token units
 balances: public(HashMap[uint256, HashMap[uint256, uint256]])  # account => slot => amount
 collateral_mask: public(HashMap[uint256, uint256])  # account => bit per slot with a balance
-positions: public(HashMap[uint256, HashMap[uint256, IClearinghouse.Position]])  # account => market => position
+_positions: HashMap[uint256, HashMap[uint256, uint256]]  # account => market => size (high 128 bits) | cost (low), two's complement: one slot per position
 market_mask: public(HashMap[uint256, uint256])  # account => bit per market with a position
 
 pool_balance: public(int256)  # pool's settlement tokens held here (realised), token units
@@ -110,7 +98,10 @@ def __init__(oracle: IOracleRouter, settlement_token: IERC20, settlement_decimal
     SETTLEMENT = settlement_token
     SETTLEMENT_TO_WAD = 10 ** convert(18 - settlement_decimals, uint256)
     self.guardian = msg.sender
-    self._set_liquidation_parameters(10 ** 17, 5 * 10 ** 17, 100 * c.WAD)
+    # the Configurator's defaults, within its bounds: buffer 10%, full liquidation below 0.5, $100 dust
+    self.liquidation_buffer = 10 ** 17
+    self.full_liquidation_health = 5 * 10 ** 17
+    self.dust_notional = 100 * c.WAD
 
 
 # ---------------------------------------------------------------- collateral vault
@@ -204,7 +195,7 @@ def trade(market: uint256, size_delta: int256, limit_price: uint256, subaccount:
     price: uint256 = staticcall ORACLE.price(params.asset)
     st: IClearinghouse.MarketState = self._accrue(market, params, price)
 
-    pos: IClearinghouse.Position = self.positions[account][market]
+    pos: IClearinghouse.Position = self._load_position(account, market)
     new_size: int256 = pos.size + size_delta
     adds_risk: bool = abs(new_size) > abs(pos.size) or (new_size != 0 and (new_size > 0) != (pos.size > 0) and pos.size != 0)
     if adds_risk:
@@ -234,7 +225,7 @@ def trade(market: uint256, size_delta: int256, limit_price: uint256, subaccount:
     self.settlement[account] += credit - convert(fee, int256)
     self.pool_balance += convert(fee, int256) - credit
 
-    self.positions[account][market] = pos
+    self._store_position(account, market, pos)
     self.market_state[market] = st
     if pos.size == 0:
         self.market_mask[account] &= ~(1 << market)
@@ -295,7 +286,7 @@ def liquidate(account: uint256, market: uint256, max_size: uint256) -> uint256:
     initial: uint256 = 0
     equity, maintenance, initial = self._margin(account)
     assert equity < convert(maintenance, int256), "liquidation: account healthy"
-    pos: IClearinghouse.Position = self.positions[account][market]
+    pos: IClearinghouse.Position = self._load_position(account, market)
     assert pos.size != 0, "liquidation: no position"
     health_before: uint256 = risk._health(equity, maintenance)
 
@@ -318,7 +309,7 @@ def liquidate(account: uint256, market: uint256, max_size: uint256) -> uint256:
         closed = -closed
     realised: int256 = 0
     pos, st, realised = self._apply_fill(pos, st, closed, price)
-    self.positions[account][market] = pos
+    self._store_position(account, market, pos)
     self.market_state[market] = st
     if pos.size == 0:
         self.market_mask[account] &= ~(1 << market)
@@ -478,6 +469,15 @@ def health(account: uint256) -> uint256:
 
 @view
 @external
+def positions(account: uint256, market: uint256) -> IClearinghouse.Position:
+    """
+    @notice The account's position in `market`: size (base units, + long) and cost basis.
+    """
+    return self._load_position(account, market)
+
+
+@view
+@external
 def margin(account: uint256) -> (int256, uint256, uint256):
     """
     @notice (equity, maintenance requirement, initial requirement) in WAD USD, funding accrued
@@ -541,68 +541,62 @@ def unpause():
 
 
 @external
-def list_collateral(token: address, weight: uint256, cap: uint256, liquidation_discount: uint256):
+def set_configurator(configurator: address):
     """
-    @notice List a collateral token (it needs an OracleRouter feed under its own address).
-    @param weight Haircut weight, WAD in (0, 0.99].
-    @param cap Cap on total deposits, token units.
-    @param liquidation_discount Discount to a liquidator buying it, WAD in [0.001, 1 - weight).
+    @notice Connect the Configurator, once: the only caller of the apply_* functions, which
+            validates every parameter against its bounds before it gets here.
     """
     ownable._check_owner()
-    self._require(token != empty(address) and token != SETTLEMENT.address, "clearinghouse: bad token")
-    self._require(self.collateral_slot[token] == 0, "clearinghouse: already listed")
-    slot: uint256 = self.collateral_count + 1
-    self._require(slot < c.MAX_COLLATERALS, "clearinghouse: too many collaterals")
-    assert staticcall ORACLE.price(token) > 0  # must be priced (reverts if not)
-    decimals: uint8 = staticcall IERC20Decimals(token).decimals()
-    self._require(decimals <= 18, "clearinghouse: bad decimals")
-    self.collateral_count = slot
-    self.collateral_slot[token] = slot
-    self.collaterals[slot] = IClearinghouse.Collateral(
-        token=token, unit=10 ** convert(decimals, uint256), weight=0, cap=0, total=0, liquidation_discount=0, enabled=True
-    )
-    self._set_collateral(slot, weight, cap, liquidation_discount)
+    self._require(self.configurator == empty(address), "clearinghouse: configurator already set")
+    self._require(configurator != empty(address), "clearinghouse: zero address")
+    self.configurator = configurator
 
 
 @external
-def set_collateral(token: address, weight: uint256, cap: uint256, liquidation_discount: uint256, enabled: bool):
+def apply_collateral(token: address, unit: uint256, weight: uint256, cap: uint256, liquidation_discount: uint256, enabled: bool):
     """
-    @notice Change a collateral's haircut, cap and discount, or stop new deposits of it.
+    @notice Configurator only: list a collateral (next slot) or change a listed one.
     """
-    ownable._check_owner()
-    slot: uint256 = self._slot(token)
+    self._require(msg.sender == self.configurator, "clearinghouse: not configurator")
+    slot: uint256 = self.collateral_slot[token]
+    if slot == 0:
+        slot = self.collateral_count + 1
+        self.collateral_count = slot
+        self.collateral_slot[token] = slot
+        self.collaterals[slot].token = token
+        self.collaterals[slot].unit = unit
+    self.collaterals[slot].weight = weight
+    self.collaterals[slot].cap = cap
+    self.collaterals[slot].liquidation_discount = liquidation_discount
     self.collaterals[slot].enabled = enabled
-    self._set_collateral(slot, weight, cap, liquidation_discount)
 
 
 @external
-def list_market(params: IClearinghouse.MarketParams) -> uint256:
+def apply_market(market: uint256, params: IClearinghouse.MarketParams):
     """
-    @notice List a perpetual market. Its asset needs an OracleRouter feed.
-    @return The new market id (1-based).
+    @notice Configurator only: list market `market_count + 1`, or change a listed market after
+            accruing its funding at the old parameters.
     """
-    ownable._check_owner()
-    market: uint256 = self.market_count + 1
-    self._require(market < c.MAX_MARKETS, "clearinghouse: too many markets")
-    assert staticcall ORACLE.price(params.asset) > 0  # must be priced (reverts if not)
-    self.market_count = market
-    self.market_state[market].last_funding_time = block.timestamp
-    self._set_market(market, params)
-    return market
+    self._require(msg.sender == self.configurator, "clearinghouse: not configurator")
+    if market == self.market_count + 1:
+        self.market_count = market
+        self.market_state[market].last_funding_time = block.timestamp
+    else:
+        current: IClearinghouse.MarketParams = self._market(market)
+        price: uint256 = staticcall ORACLE.price(current.asset)
+        self.market_state[market] = self._accrue(market, current, price)
+    self.markets[market] = params
 
 
 @external
-def set_market(market: uint256, params: IClearinghouse.MarketParams):
+def apply_liquidation_parameters(buffer: uint256, full_liquidation_health: uint256, dust_notional: uint256):
     """
-    @notice Change a market's parameters (its asset cannot change). Funding accrues first at the
-            old rate.
+    @notice Configurator only: the liquidation buffer, deep-underwater health and dust notional.
     """
-    ownable._check_owner()
-    current: IClearinghouse.MarketParams = self._market(market)
-    self._require(params.asset == current.asset, "clearinghouse: asset fixed")
-    price: uint256 = staticcall ORACLE.price(current.asset)
-    self.market_state[market] = self._accrue(market, current, price)
-    self._set_market(market, params)
+    self._require(msg.sender == self.configurator, "clearinghouse: not configurator")
+    self.liquidation_buffer = buffer
+    self.full_liquidation_health = full_liquidation_health
+    self.dust_notional = dust_notional
 
 
 @external
@@ -620,28 +614,7 @@ def set_reduce_only(market: uint256, reduce_only: bool):
     log IClearinghouse.ReduceOnlySet(market=market, reduce_only=reduce_only)
 
 
-@external
-def set_liquidation_parameters(buffer: uint256, full_liquidation_health: uint256, dust_notional: uint256):
-    """
-    @notice Set the liquidation buffer b, the deep-underwater health and the dust notional.
-    @param buffer WAD in [0, 0.5]; every market must keep penalty < (1 + b) * base_mmr.
-    @param full_liquidation_health WAD in (0, 1]: below it a liquidation closes everything.
-    @param dust_notional WAD USD in [0, 10,000]: a smaller remainder is closed too.
-    """
-    ownable._check_owner()
-    self._set_liquidation_parameters(buffer, full_liquidation_health, dust_notional)
-    for m: uint256 in range(1, c.MAX_MARKETS):
-        if m > self.market_count:
-            break
-        params: IClearinghouse.MarketParams = self.markets[m]
-        self._require(risk._no_spiral(params.penalty, params.base_mmr, buffer), "clearinghouse: liquidation spiral")
-
-
 # ---------------------------------------------------------------- internals
-
-
-interface IERC20Decimals:
-    def decimals() -> uint8: view
 
 
 @pure
@@ -660,6 +633,33 @@ def _slot(token: address) -> uint256:
 def _market(market: uint256) -> IClearinghouse.MarketParams:
     self._require(market != 0 and market <= self.market_count, "clearinghouse: unknown market")
     return self.markets[market]
+
+
+@view
+def _load_position(account: uint256, market: uint256) -> IClearinghouse.Position:
+    word: uint256 = self._positions[account][market]
+    return IClearinghouse.Position(size=self._from_int128(word >> 128), cost=self._from_int128(word & MASK_128))
+
+
+def _store_position(account: uint256, market: uint256, pos: IClearinghouse.Position):
+    # one slot instead of two: a new position costs one fresh SSTORE (22,100 gas), not two
+    self._positions[account][market] = (self._to_int128(pos.size) << 128) | self._to_int128(pos.cost)
+
+
+@pure
+def _to_int128(x: int256) -> uint256:
+    assert x >= -INT128_MAX - 1 and x <= INT128_MAX, "clearinghouse: position too large"
+    if x < 0:
+        return convert(x + 2 ** 128, uint256)  # two's complement in 128 bits
+    return convert(x, uint256)
+
+
+@pure
+def _from_int128(bits: uint256) -> int256:
+    x: int256 = convert(bits, int256)
+    if x > INT128_MAX:
+        x -= 2 ** 128
+    return x
 
 
 def _pull_settlement(source: address, amount: uint256):
@@ -736,7 +736,7 @@ def _positions_risk(account: uint256) -> (int256, uint256, uint256):
         if mask & (1 << m) == 0:
             continue
         params: IClearinghouse.MarketParams = self.markets[m]
-        pos: IClearinghouse.Position = self.positions[account][m]
+        pos: IClearinghouse.Position = self._load_position(account, m)
         price: uint256 = staticcall ORACLE.price(params.asset)
         index: int256 = self._funding_index_now(params, self.market_state[m], price)
         pnl += risk._signed_mul_floor(pos.size, convert(price, int256) - index) - pos.cost
@@ -825,7 +825,11 @@ def _accrue(market: uint256, params: IClearinghouse.MarketParams, price: uint256
         return st
     st.funding_index = self._funding_index_now(params, st, price)
     st.last_funding_time = block.timestamp
-    log IClearinghouse.FundingAccrued(market=market, funding_index=st.funding_index, rate_per_day=risk._funding_rate(st.long_oi, st.short_oi, params.max_funding_rate, params.skew_scale))
+    log IClearinghouse.FundingAccrued(
+        market=market,
+        funding_index=st.funding_index,
+        rate_per_day=risk._funding_rate(st.long_oi, st.short_oi, params.max_funding_rate, params.skew_scale),
+    )
     return st
 
 
@@ -896,52 +900,7 @@ def _to_tokens_floor(amount_wad: int256) -> int256:
 
 
 
-def _set_collateral(slot: uint256, weight: uint256, cap: uint256, liquidation_discount: uint256):
-    self._require(weight > 0 and weight <= MAX_WEIGHT, "clearinghouse: bad weight")
-    # strictly below the haircut, so a collateral sale always raises more than the haircut value
-    self._require(liquidation_discount >= MIN_DISCOUNT and liquidation_discount < c.WAD - weight, "clearinghouse: bad discount")
-    self.collaterals[slot].weight = weight
-    self.collaterals[slot].cap = cap
-    self.collaterals[slot].liquidation_discount = liquidation_discount
-    col: IClearinghouse.Collateral = self.collaterals[slot]
-    log IClearinghouse.CollateralSet(token=col.token, weight=weight, cap=cap, liquidation_discount=liquidation_discount)
 
-
-def _set_market(market: uint256, params: IClearinghouse.MarketParams):
-    self._require(params.base_mmr >= MIN_BASE_MMR and params.base_mmr <= MAX_BASE_MMR, "clearinghouse: bad maintenance rate")
-    self._require(params.tier_size > 0, "clearinghouse: bad tier size")
-    self._require(params.tier_mmr <= MAX_TIER_MMR, "clearinghouse: bad tier rate")
-    self._require(params.vol_k <= MAX_VOL_K, "clearinghouse: bad vol k")
-    self._require(params.liquidation_horizon >= MIN_HORIZON and params.liquidation_horizon <= MAX_HORIZON, "clearinghouse: bad horizon")
-    # maintenance < initial <= 100%
-    self._require(params.imr_multiplier > c.WAD and params.imr_multiplier <= MAX_IMR_MULTIPLIER, "clearinghouse: bad initial multiplier")
-    self._require(risk._mul_up(params.base_mmr, params.imr_multiplier) <= c.WAD, "clearinghouse: initial above 100%")
-    self._require(params.fee <= MAX_FEE, "clearinghouse: bad fee")
-    self._require(params.penalty <= MAX_PENALTY, "clearinghouse: bad penalty")
-    self._require(risk._no_spiral(params.penalty, params.base_mmr, self.liquidation_buffer), "clearinghouse: liquidation spiral")
-    self._require(params.keeper_share <= MAX_KEEPER_SHARE, "clearinghouse: bad keeper share")
-    self._require(params.skew_scale > 0, "clearinghouse: bad skew scale")
-    self._require(params.oi_cap <= params.skew_scale, "clearinghouse: cap above skew scale")
-    # liquidations fill at the oracle price, so closing x moves the skew premium by P x^2 / 2S
-    # without anyone paying it; capping x at 2 S (1 - k) f makes that at most the penalty the
-    # liquidated side loses, so a hedged pair cannot farm it (x <= oi_cap)
-    self._require(
-        params.oi_cap * c.WAD * c.WAD <= 2 * params.skew_scale * (c.WAD - params.keeper_share) * params.penalty,
-        "clearinghouse: cap above premium bound",
-    )
-    self._require(params.max_funding_rate <= MAX_FUNDING_RATE, "clearinghouse: bad funding rate")
-    self.markets[market] = params
-    log IClearinghouse.MarketSet(market=market, params=params)
-
-
-def _set_liquidation_parameters(buffer: uint256, full_liquidation_health: uint256, dust_notional: uint256):
-    self._require(buffer <= MAX_BUFFER, "clearinghouse: bad buffer")
-    self._require(full_liquidation_health > 0 and full_liquidation_health <= c.WAD, "clearinghouse: bad full liquidation health")
-    self._require(dust_notional <= MAX_DUST, "clearinghouse: bad dust")
-    self.liquidation_buffer = buffer
-    self.full_liquidation_health = full_liquidation_health
-    self.dust_notional = dust_notional
-    log IClearinghouse.LiquidationParametersSet(buffer=buffer, full_liquidation_health=full_liquidation_health, dust_notional=dust_notional)
 
 
 @pure

@@ -116,6 +116,7 @@ class Protocol:
 
     oracle: Any
     clearinghouse: Any
+    configurator: Any
     lens: Any
     pool: Any
     settlement: Any
@@ -136,6 +137,7 @@ class Protocol:
         return {
             "oracle": self.oracle.address,
             "clearinghouse": self.clearinghouse.address,
+            "configurator": self.configurator.address,
             "lens": self.lens.address,
             "pool": self.pool.address,
             "settlement": self.settlement.address,
@@ -155,21 +157,23 @@ def account_id(owner: Any, subaccount: int = 0) -> int:
 
 
 def deploy_protocol(project: Any, deployer: Any, config: ProtocolConfig = DEFAULT_CONFIG) -> Protocol:
-    """Deploy mocks (tokens, feeds), the oracle, the clearinghouse, the lens and the pool, and
-    list every collateral and market of `config`."""
+    """Deploy mocks (tokens, feeds), the oracle, the clearinghouse and its configurator, the
+    lens and the pool, and list every collateral and market of `config`."""
     settlement = deployer.deploy(
         project.MockERC20, f"Mock {config.settlement_symbol}", config.settlement_symbol, config.settlement_decimals
     )
     oracle = deployer.deploy(project.OracleRouter, wad(config.ewma_lambda), wad(config.max_vol_rise_per_hour))
     clearinghouse = deployer.deploy(project.Clearinghouse, oracle, settlement, config.settlement_decimals)
-    clearinghouse.set_liquidation_parameters(
+    configurator = deployer.deploy(project.Configurator, clearinghouse)
+    clearinghouse.set_configurator(configurator, sender=deployer)
+    configurator.set_liquidation_parameters(
         wad(config.liquidation_buffer), wad(config.full_liquidation_health), wad(config.dust_notional_usd), sender=deployer
     )
     lens = deployer.deploy(project.MarginLens, clearinghouse)
     pool = deployer.deploy(project.LiquidityPool, clearinghouse, "marginsim LP", "msLP")
     clearinghouse.set_pool(pool, sender=deployer)
 
-    protocol = Protocol(oracle, clearinghouse, lens, pool, settlement, config=config)
+    protocol = Protocol(oracle, clearinghouse, configurator, lens, pool, settlement, config=config)
     for token_config in config.collaterals:
         feed_config = token_config.feed
         token = deployer.deploy(project.MockERC20, f"Mock {token_config.symbol}", token_config.symbol, token_config.decimals)
@@ -189,7 +193,7 @@ def deploy_protocol(project: Any, deployer: Any, config: ProtocolConfig = DEFAUL
             wad(feed_config.initial_sigma),
             sender=deployer,
         )
-        clearinghouse.list_collateral(
+        configurator.list_collateral(
             token,
             wad(token_config.weight),
             token_config.cap * 10**token_config.decimals,
@@ -201,7 +205,7 @@ def deploy_protocol(project: Any, deployer: Any, config: ProtocolConfig = DEFAUL
 
     for market_config in config.markets:
         asset = protocol.tokens[market_config.underlying]
-        clearinghouse.list_market(market_config.params(asset.address), sender=deployer)
+        configurator.list_market(market_config.params(asset.address), sender=deployer)
         protocol.markets[market_config.name] = clearinghouse.market_count()
     return protocol
 
@@ -216,6 +220,7 @@ def load_protocol(project: Any, path: Path) -> Protocol:
     return Protocol(
         oracle=project.OracleRouter.at(addresses["oracle"]),
         clearinghouse=project.Clearinghouse.at(addresses["clearinghouse"]),
+        configurator=project.Configurator.at(addresses["configurator"]),
         lens=project.MarginLens.at(addresses["lens"]),
         pool=project.LiquidityPool.at(addresses["pool"]),
         settlement=project.MockERC20.at(addresses["settlement"]),

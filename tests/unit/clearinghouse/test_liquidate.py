@@ -103,7 +103,7 @@ def test_liquidate__max_size__caps_the_close(ch, make_account, trader, keeper, e
 def test_liquidate__dust_remainder__closed_too(ch, protocol, make_account, trader, keeper, eth_market, set_price, deployer):
     # a dust threshold larger than any partial remainder forces a full close
     # the largest dust threshold ($10,000) against a $10,000 position: any partial remainder is dust
-    ch.set_liquidation_parameters(ch.liquidation_buffer(), ch.full_liquidation_health(), 10_000 * WAD, sender=deployer)
+    protocol.configurator.set_liquidation_parameters(ch.liquidation_buffer(), ch.full_liquidation_health(), 10_000 * WAD, sender=deployer)
     account = make_account(trader, collateral_usd=1_000, leverage=10)
     drop_until_liquidatable(ch, set_price, account, step=0.01)
     ch.liquidate(account, eth_market, 10**30, sender=keeper)
@@ -229,18 +229,3 @@ def test_trade__owner_closes_underwater_account__bad_debt_booked(ch, make_accoun
     assert bad.shortfall > 0
     assert ch.settlement(account) == 0
     assert ch.total_bad_debt() == bad.shortfall
-
-
-def test_list_market__cap_above_premium_bound__reverts(ch, protocol, deployer, eth_market):
-    from dataclasses import replace
-
-    from marginsim.protocol import MarketConfig
-
-    asset = protocol.tokens["WETH"].address
-    # liquidating x moves the premium by P x^2 / 2S unpaid: x <= 2 S (1 - k) f must hold
-    too_big = MarketConfig("X", "WETH", skew_scale=100_000, oi_cap=10_000, penalty=0.02, keeper_share=0.5)
-    with ape.reverts("clearinghouse: cap above premium bound"):
-        ch.set_market(eth_market, too_big.params(asset), sender=deployer)
-    edge = replace(too_big, oi_cap=2_000)  # 2 * 100,000 * 0.5 * 0.02
-    ch.set_market(eth_market, edge.params(asset), sender=deployer)
-    assert ch.markets(eth_market).oi_cap == 2_000 * WAD

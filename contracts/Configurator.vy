@@ -1,0 +1,204 @@
+# pragma version ~=0.4.3
+"""
+@title Configurator
+@notice Governance of the Clearinghouse's risk parameters: lists collaterals and markets and
+        changes their parameters, each checked against its on-chain bounds here, then applied
+        through the Clearinghouse's `apply_*` functions, which only this contract may call.
+@dev Its own contract for the reason Aave has a PoolConfigurator: the bounds checks are cold
+     code that would otherwise push the Clearinghouse over the 24 KB limit. Owned with
+     snekmate's ownable_2step; the Clearinghouse's owner keeps pause, guardian and reduce-only.
+     Bounds that protect the protocol, not just sanity:
+     - maintenance < initial <= 100%: imr_multiplier > 1 and base_mmr * imr_multiplier <= 1;
+     - no liquidation spiral: penalty < (1 + buffer) * base_mmr, rounded as the liquidation
+       formula rounds (DESIGN.md), re-checked for every market when the buffer changes;
+     - self-liquidation loses: keeper_share <= 90%;
+     - the skew premium a liquidation moves unpaid (P x^2 / 2S) stays below the penalty the
+       liquidated side pays: oi_cap <= 2 * skew_scale * (1 - keeper_share) * penalty;
+     - a collateral sale always raises more than the haircut value: discount < 1 - weight.
+"""
+
+from ethereum.ercs import IERC20Detailed
+
+from snekmate.auth import ownable
+from snekmate.auth import ownable_2step
+
+from .interfaces import IClearinghouse
+from .interfaces import IOracleRouter
+
+import constants as c
+import risk
+
+initializes: ownable
+initializes: ownable_2step[ownable := ownable]
+
+exports: (
+    ownable_2step.owner,
+    ownable_2step.pending_owner,
+    ownable_2step.transfer_ownership,
+    ownable_2step.accept_ownership,
+)
+
+
+event MarketSet:
+    market: indexed(uint256)
+    params: IClearinghouse.MarketParams
+
+
+event CollateralSet:
+    token: indexed(address)
+    weight: uint256
+    cap: uint256
+    liquidation_discount: uint256
+    enabled: bool
+
+
+event LiquidationParametersSet:
+    buffer: uint256
+    full_liquidation_health: uint256
+    dust_notional: uint256
+
+
+MAX_PENALTY: constant(uint256) = 10 ** 17  # 10% of closed notional
+MAX_FEE: constant(uint256) = 10 ** 16  # 1% of notional
+MAX_KEEPER_SHARE: constant(uint256) = 9 * 10 ** 17  # 90%: below 100% so self-liquidation loses
+MIN_BASE_MMR: constant(uint256) = 10 ** 15  # 0.1%
+MAX_BASE_MMR: constant(uint256) = 5 * 10 ** 17  # 50%
+MAX_TIER_MMR: constant(uint256) = 10 ** 17  # +10% per tier step
+MAX_VOL_K: constant(uint256) = 10 * 10 ** 18  # 10 sigmas
+MIN_HORIZON: constant(uint256) = 60  # a minute
+MAX_HORIZON: constant(uint256) = 7 * 86_400  # a week
+MAX_IMR_MULTIPLIER: constant(uint256) = 10 * 10 ** 18  # initial at most 10x maintenance
+MAX_FUNDING_RATE: constant(uint256) = 10 ** 17  # 10% a day
+MAX_BUFFER: constant(uint256) = 5 * 10 ** 17  # liquidate to at most health 1.5
+MAX_DUST: constant(uint256) = 10 ** 4 * 10 ** 18  # $10,000
+MAX_WEIGHT: constant(uint256) = 99 * 10 ** 16  # 0.99: some haircut always remains
+MIN_DISCOUNT: constant(uint256) = 10 ** 15  # 0.1%: a liquidator must earn something
+
+CLEARINGHOUSE: public(immutable(IClearinghouse))  # what this contract configures
+ORACLE: public(immutable(IOracleRouter))  # every listed asset must be priced by it
+
+
+@deploy
+def __init__(clearinghouse: IClearinghouse):
+    ownable.__init__()
+    ownable_2step.__init__()
+    CLEARINGHOUSE = clearinghouse
+    ORACLE = IOracleRouter(staticcall clearinghouse.ORACLE())
+
+
+@external
+def list_collateral(token: address, weight: uint256, cap: uint256, liquidation_discount: uint256):
+    """
+    @notice List a collateral token; it needs an OracleRouter feed under its own address.
+    @param token An ERC-20 with at most 18 decimals, not the settlement token.
+    @param weight Haircut weight, WAD in (0, 0.99].
+    @param cap Cap on total deposits, token units.
+    @param liquidation_discount Discount to a liquidator buying it, WAD in [0.001, 1 - weight).
+    """
+    ownable._check_owner()
+    assert token != empty(address) and token != staticcall CLEARINGHOUSE.SETTLEMENT(), "configurator: bad token"
+    assert staticcall CLEARINGHOUSE.collateral_slot(token) == 0, "configurator: already listed"
+    assert staticcall CLEARINGHOUSE.collateral_count() + 1 < c.MAX_COLLATERALS, "configurator: too many collaterals"
+    assert staticcall ORACLE.price(token) > 0, "configurator: no price"
+    decimals: uint8 = staticcall IERC20Detailed(token).decimals()
+    assert decimals <= 18, "configurator: bad decimals"
+    self._check_collateral(weight, liquidation_discount)
+    extcall CLEARINGHOUSE.apply_collateral(token, 10 ** convert(decimals, uint256), weight, cap, liquidation_discount, True)
+    log CollateralSet(token=token, weight=weight, cap=cap, liquidation_discount=liquidation_discount, enabled=True)
+
+
+@external
+def set_collateral(token: address, weight: uint256, cap: uint256, liquidation_discount: uint256, enabled: bool):
+    """
+    @notice Change a listed collateral's haircut, cap and discount, or stop new deposits of it
+            (`enabled = False`; existing balances keep counting).
+    """
+    ownable._check_owner()
+    slot: uint256 = staticcall CLEARINGHOUSE.collateral_slot(token)
+    assert slot != 0, "configurator: unknown token"
+    self._check_collateral(weight, liquidation_discount)
+    unit: uint256 = (staticcall CLEARINGHOUSE.collaterals(slot)).unit
+    extcall CLEARINGHOUSE.apply_collateral(token, unit, weight, cap, liquidation_discount, enabled)
+    log CollateralSet(token=token, weight=weight, cap=cap, liquidation_discount=liquidation_discount, enabled=enabled)
+
+
+@external
+def list_market(params: IClearinghouse.MarketParams) -> uint256:
+    """
+    @notice List a perpetual market; its asset needs an OracleRouter feed.
+    @return The new market id (1-based).
+    """
+    ownable._check_owner()
+    market: uint256 = staticcall CLEARINGHOUSE.market_count() + 1
+    assert market < c.MAX_MARKETS, "configurator: too many markets"
+    assert staticcall ORACLE.price(params.asset) > 0, "configurator: no price"
+    self._check_market(params, staticcall CLEARINGHOUSE.liquidation_buffer())
+    extcall CLEARINGHOUSE.apply_market(market, params)
+    log MarketSet(market=market, params=params)
+    return market
+
+
+@external
+def set_market(market: uint256, params: IClearinghouse.MarketParams):
+    """
+    @notice Change a market's parameters; its asset cannot change. Funding accrues first at
+            the old parameters.
+    """
+    ownable._check_owner()
+    assert market != 0 and market <= staticcall CLEARINGHOUSE.market_count(), "configurator: unknown market"
+    assert params.asset == (staticcall CLEARINGHOUSE.markets(market)).asset, "configurator: asset fixed"
+    self._check_market(params, staticcall CLEARINGHOUSE.liquidation_buffer())
+    extcall CLEARINGHOUSE.apply_market(market, params)
+    log MarketSet(market=market, params=params)
+
+
+@external
+def set_liquidation_parameters(buffer: uint256, full_liquidation_health: uint256, dust_notional: uint256):
+    """
+    @notice Set the liquidation buffer b, the deep-underwater health and the dust notional.
+    @param buffer WAD in [0, 0.5]; every market must keep penalty < (1 + b) * base_mmr.
+    @param full_liquidation_health WAD in (0, 1]: below it a liquidation closes everything.
+    @param dust_notional WAD USD in [0, 10,000]: a smaller remainder is closed too.
+    """
+    ownable._check_owner()
+    assert buffer <= MAX_BUFFER, "configurator: bad buffer"
+    assert full_liquidation_health > 0 and full_liquidation_health <= c.WAD, "configurator: bad full liquidation health"
+    assert dust_notional <= MAX_DUST, "configurator: bad dust"
+    for m: uint256 in range(1, c.MAX_MARKETS):
+        if m > staticcall CLEARINGHOUSE.market_count():
+            break
+        params: IClearinghouse.MarketParams = staticcall CLEARINGHOUSE.markets(m)
+        assert risk._no_spiral(params.penalty, params.base_mmr, buffer), "configurator: liquidation spiral"
+    extcall CLEARINGHOUSE.apply_liquidation_parameters(buffer, full_liquidation_health, dust_notional)
+    log LiquidationParametersSet(buffer=buffer, full_liquidation_health=full_liquidation_health, dust_notional=dust_notional)
+
+
+@pure
+def _check_collateral(weight: uint256, liquidation_discount: uint256):
+    assert weight > 0 and weight <= MAX_WEIGHT, "configurator: bad weight"
+    # strictly below the haircut, so a collateral sale always raises more than the haircut value
+    assert liquidation_discount >= MIN_DISCOUNT and liquidation_discount < c.WAD - weight, "configurator: bad discount"
+
+
+@pure
+def _check_market(params: IClearinghouse.MarketParams, buffer: uint256):
+    assert params.base_mmr >= MIN_BASE_MMR and params.base_mmr <= MAX_BASE_MMR, "configurator: bad maintenance rate"
+    assert params.tier_size > 0, "configurator: bad tier size"
+    assert params.tier_mmr <= MAX_TIER_MMR, "configurator: bad tier rate"
+    assert params.vol_k <= MAX_VOL_K, "configurator: bad vol k"
+    assert params.liquidation_horizon >= MIN_HORIZON and params.liquidation_horizon <= MAX_HORIZON, "configurator: bad horizon"
+    assert params.imr_multiplier > c.WAD and params.imr_multiplier <= MAX_IMR_MULTIPLIER, "configurator: bad initial multiplier"
+    assert risk._mul_up(params.base_mmr, params.imr_multiplier) <= c.WAD, "configurator: initial above 100%"
+    assert params.fee <= MAX_FEE, "configurator: bad fee"
+    assert params.penalty <= MAX_PENALTY, "configurator: bad penalty"
+    assert risk._no_spiral(params.penalty, params.base_mmr, buffer), "configurator: liquidation spiral"
+    assert params.keeper_share <= MAX_KEEPER_SHARE, "configurator: bad keeper share"
+    assert params.skew_scale > 0, "configurator: bad skew scale"
+    assert params.oi_cap <= params.skew_scale, "configurator: cap above skew scale"
+    # liquidations fill at the oracle price, so closing x moves the skew premium by P x^2 / 2S
+    # without anyone paying it; x <= oi_cap <= 2 S (1 - k) f keeps that below the penalty the
+    # liquidated side loses, so a hedged pair cannot farm it
+    assert (
+        params.oi_cap * c.WAD * c.WAD <= 2 * params.skew_scale * (c.WAD - params.keeper_share) * params.penalty
+    ), "configurator: cap above premium bound"
+    assert params.max_funding_rate <= MAX_FUNDING_RATE, "configurator: bad funding rate"
