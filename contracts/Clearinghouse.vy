@@ -51,8 +51,40 @@ exports: (
 
 
 
+struct Hot:
+    asset: address  # the market's parameters as the hot paths read them (from four packed words)
+    base_mmr: uint256
+    tier_size: uint256
+    tier_mmr: uint256
+    vol_unit: uint256  # vol_k * sqrt(liquidation_horizon / year), fixed when the market is set
+    imr_multiplier: uint256
+    fee: uint256
+    penalty: uint256
+    keeper_share: uint256
+    skew_scale: uint256
+    max_funding_rate: uint256
+    oi_cap: uint256
+
+
+struct PackedMarket:
+    core: uint256  # asset | imr_multiplier << 160
+    rates: uint256  # base_mmr | tier_mmr << 64 | vol_unit << 128 | max_funding_rate << 192
+    sizes: uint256  # tier_size (80 bits) | skew_scale << 80 (88) | oi_cap << 168 (88)
+    fees: uint256  # fee | penalty << 64 | keeper_share << 128
+
+
+struct PackedState:
+    open_interest: uint256  # long_oi | short_oi << 128
+    funding: uint256  # funding_index (int192, two's complement) | last_funding_time << 192
+    total_cost: int256  # sum of position costs, WAD USD
+
+
 NO_POSITIONS_HEALTH: constant(uint256) = max_value(uint256)  # health of an account without positions
 MASK_128: constant(uint256) = 2 ** 128 - 1  # low half of a packed position
+MASK_64: constant(uint256) = 2 ** 64 - 1  # a packed WAD parameter (all are bounded below 18.4)
+MASK_80: constant(uint256) = 2 ** 80 - 1  # packed tier size
+MASK_88: constant(uint256) = 2 ** 88 - 1  # packed skew scale and open interest cap
+MASK_192: constant(uint256) = 2 ** 192 - 1  # packed funding index
 INT128_MAX: constant(int256) = 2 ** 127 - 1  # packed position fields are int128
 
 ORACLE: public(immutable(IOracleRouter))  # the price and volatility source
@@ -68,8 +100,9 @@ collaterals: public(HashMap[uint256, IClearinghouse.Collateral])  # slot 1..7 =>
 collateral_slot: public(HashMap[address, uint256])  # token => slot, 0 when unknown
 collateral_count: public(uint256)  # slots in use, excluding settlement
 
-markets: public(HashMap[uint256, IClearinghouse.MarketParams])  # market id 1..15 => parameters
-market_state: public(HashMap[uint256, IClearinghouse.MarketState])  # market id => open interest and funding
+markets: public(HashMap[uint256, IClearinghouse.MarketParams])  # market id 1..15 => parameters, for readers
+_packed: HashMap[uint256, PackedMarket]  # market id => the same parameters in 4 slots, for the hot paths
+_state: HashMap[uint256, PackedState]  # market id => open interest and funding in 3 slots
 market_count: public(uint256)  # markets listed
 reduce_only: public(HashMap[uint256, bool])  # market id => only reductions allowed
 
@@ -191,7 +224,7 @@ def trade(market: uint256, size_delta: int256, limit_price: uint256, subaccount:
     """
     assert size_delta != 0, "clearinghouse: zero size"
     account: uint256 = self._account_id(msg.sender, subaccount)
-    params: IClearinghouse.MarketParams = self._market(market)
+    params: Hot = self._market(market)
     price: uint256 = staticcall ORACLE.price(params.asset)
     st: IClearinghouse.MarketState = self._accrue(market, params, price)
 
@@ -226,7 +259,7 @@ def trade(market: uint256, size_delta: int256, limit_price: uint256, subaccount:
     self.pool_balance += convert(fee, int256) - credit
 
     self._store_position(account, market, pos)
-    self.market_state[market] = st
+    self._store_state(market, st)
     if pos.size == 0:
         self.market_mask[account] &= ~(1 << market)
         if self.market_mask[account] == 0:
@@ -252,9 +285,9 @@ def accrue_funding(market: uint256):
     """
     @notice Bring a market's funding index up to now (anyone; trades do it themselves).
     """
-    params: IClearinghouse.MarketParams = self._market(market)
+    params: Hot = self._market(market)
     price: uint256 = staticcall ORACLE.price(params.asset)
-    self.market_state[market] = self._accrue(market, params, price)
+    self._store_state(market, self._accrue(market, params, price))
 
 
 # ---------------------------------------------------------------- liquidation engine
@@ -280,7 +313,7 @@ def liquidate(account: uint256, market: uint256, max_size: uint256) -> uint256:
            self-liquidation loses (1 - keeper_share) * penalty.
     """
     assert max_size > 0, "liquidation: zero size"
-    params: IClearinghouse.MarketParams = self._market(market)
+    params: Hot = self._market(market)
     equity: int256 = 0
     maintenance: uint256 = 0
     initial: uint256 = 0
@@ -310,7 +343,7 @@ def liquidate(account: uint256, market: uint256, max_size: uint256) -> uint256:
     realised: int256 = 0
     pos, st, realised = self._apply_fill(pos, st, closed, price)
     self._store_position(account, market, pos)
-    self.market_state[market] = st
+    self._store_state(market, st)
     if pos.size == 0:
         self.market_mask[account] &= ~(1 << market)
 
@@ -478,6 +511,15 @@ def positions(account: uint256, market: uint256) -> IClearinghouse.Position:
 
 @view
 @external
+def market_state(market: uint256) -> IClearinghouse.MarketState:
+    """
+    @notice A market's open interest per side, summed cost basis and funding index.
+    """
+    return self._load_state(market)
+
+
+@view
+@external
 def margin(account: uint256) -> (int256, uint256, uint256):
     """
     @notice (equity, maintenance requirement, initial requirement) in WAD USD, funding accrued
@@ -580,12 +622,19 @@ def apply_market(market: uint256, params: IClearinghouse.MarketParams):
     self._require(msg.sender == self.configurator, "clearinghouse: not configurator")
     if market == self.market_count + 1:
         self.market_count = market
-        self.market_state[market].last_funding_time = block.timestamp
+        self._state[market].funding = block.timestamp << 192
     else:
-        current: IClearinghouse.MarketParams = self._market(market)
+        current: Hot = self._market(market)
         price: uint256 = staticcall ORACLE.price(current.asset)
-        self.market_state[market] = self._accrue(market, current, price)
+        self._store_state(market, self._accrue(market, current, price))
     self.markets[market] = params
+    vol_unit: uint256 = risk._vol_unit(params.vol_k, params.liquidation_horizon)
+    self._packed[market] = PackedMarket(
+        core=convert(params.asset, uint256) | (params.imr_multiplier << 160),
+        rates=params.base_mmr | (params.tier_mmr << 64) | (vol_unit << 128) | (params.max_funding_rate << 192),
+        sizes=params.tier_size | (params.skew_scale << 80) | (params.oi_cap << 168),
+        fees=params.fee | (params.penalty << 64) | (params.keeper_share << 128),
+    )
 
 
 @external
@@ -630,9 +679,56 @@ def _slot(token: address) -> uint256:
 
 
 @view
-def _market(market: uint256) -> IClearinghouse.MarketParams:
+def _market(market: uint256) -> Hot:
     self._require(market != 0 and market <= self.market_count, "clearinghouse: unknown market")
-    return self.markets[market]
+    return self._hot(market)
+
+
+@view
+def _hot(market: uint256) -> Hot:
+    w: PackedMarket = self._packed[market]
+    return Hot(
+        asset=convert(w.core & convert(max_value(uint160), uint256), address),
+        base_mmr=w.rates & MASK_64,
+        tier_size=w.sizes & MASK_80,
+        tier_mmr=(w.rates >> 64) & MASK_64,
+        vol_unit=(w.rates >> 128) & MASK_64,
+        imr_multiplier=w.core >> 160,
+        fee=w.fees & MASK_64,
+        penalty=(w.fees >> 64) & MASK_64,
+        keeper_share=w.fees >> 128,
+        skew_scale=(w.sizes >> 80) & MASK_88,
+        max_funding_rate=w.rates >> 192,
+        oi_cap=w.sizes >> 168,
+    )
+
+
+@view
+def _load_state(market: uint256) -> IClearinghouse.MarketState:
+    w: PackedState = self._state[market]
+    index: int256 = convert(w.funding & MASK_192, int256)
+    if index >= 2 ** 191:
+        index -= 2 ** 192  # int192 two's complement
+    return IClearinghouse.MarketState(
+        long_oi=w.open_interest & MASK_128,
+        short_oi=w.open_interest >> 128,
+        total_cost=w.total_cost,
+        funding_index=index,
+        last_funding_time=w.funding >> 192,
+    )
+
+
+def _store_state(market: uint256, st: IClearinghouse.MarketState):
+    assert st.long_oi <= MASK_128 and st.short_oi <= MASK_128, "clearinghouse: open interest too large"
+    assert st.funding_index >= -(2 ** 191) and st.funding_index < 2 ** 191, "clearinghouse: funding index too large"
+    index: uint256 = 0
+    if st.funding_index < 0:
+        index = convert(st.funding_index + 2 ** 192, uint256)
+    else:
+        index = convert(st.funding_index, uint256)
+    self._state[market] = PackedState(
+        open_interest=st.long_oi | (st.short_oi << 128), funding=index | (st.last_funding_time << 192), total_cost=st.total_cost
+    )
 
 
 @view
@@ -735,10 +831,10 @@ def _positions_risk(account: uint256) -> (int256, uint256, uint256):
             break
         if mask & (1 << m) == 0:
             continue
-        params: IClearinghouse.MarketParams = self.markets[m]
+        params: Hot = self._hot(m)
         pos: IClearinghouse.Position = self._load_position(account, m)
         price: uint256 = staticcall ORACLE.price(params.asset)
-        index: int256 = self._funding_index_now(params, self.market_state[m], price)
+        index: int256 = self._funding_index_now(params, self._load_state(m), price)
         pnl += risk._signed_mul_floor(pos.size, convert(price, int256) - index) - pos.cost
         abs_size: uint256 = convert(abs(pos.size), uint256)
         mmr: uint256 = 0
@@ -751,16 +847,16 @@ def _positions_risk(account: uint256) -> (int256, uint256, uint256):
 
 
 @view
-def _rates(params: IClearinghouse.MarketParams, abs_size: uint256) -> (uint256, uint256):
+def _rates(params: Hot, abs_size: uint256) -> (uint256, uint256):
     sigma: uint256 = 0
     sigma_mm: uint256 = 0
     sigma, sigma_mm = staticcall ORACLE.volatilities(params.asset)
-    return risk._market_rates(params, abs_size, sigma, sigma_mm)
+    return risk._rates(params.base_mmr, params.tier_size, params.tier_mmr, params.vol_unit, params.imr_multiplier, abs_size, sigma, sigma_mm)
 
 
 @view
 def _least_close(
-    params: IClearinghouse.MarketParams, abs_size: uint256, price: uint256, equity: int256, maintenance: uint256, mmr: uint256
+    params: Hot, abs_size: uint256, price: uint256, equity: int256, maintenance: uint256, mmr: uint256
 ) -> uint256:
     """
     @dev Least size x (base units) that restores E' >= (1 + b) M' when closing at the oracle
@@ -790,7 +886,7 @@ def _least_close(
 
 @view
 def _close_for_rate(
-    params: IClearinghouse.MarketParams, abs_size: uint256, price: uint256, equity: int256, m_other: uint256, r: uint256, b1: uint256
+    params: Hot, abs_size: uint256, price: uint256, equity: int256, m_other: uint256, r: uint256, b1: uint256
 ) -> uint256:
     notional: uint256 = risk._mul_up(abs_size, price)
     # equity less the settlement token's rounding of the realised PnL and of the penalty
@@ -811,7 +907,7 @@ def _close_for_rate(
 
 
 @view
-def _funding_index_now(params: IClearinghouse.MarketParams, st: IClearinghouse.MarketState, price: uint256) -> int256:
+def _funding_index_now(params: Hot, st: IClearinghouse.MarketState, price: uint256) -> int256:
     elapsed: uint256 = block.timestamp - st.last_funding_time
     if elapsed == 0:
         return st.funding_index
@@ -819,8 +915,8 @@ def _funding_index_now(params: IClearinghouse.MarketParams, st: IClearinghouse.M
     return st.funding_index + risk._funding_step(rate, price, elapsed)
 
 
-def _accrue(market: uint256, params: IClearinghouse.MarketParams, price: uint256) -> IClearinghouse.MarketState:
-    st: IClearinghouse.MarketState = self.market_state[market]
+def _accrue(market: uint256, params: Hot, price: uint256) -> IClearinghouse.MarketState:
+    st: IClearinghouse.MarketState = self._load_state(market)
     if st.last_funding_time == block.timestamp:
         return st
     st.funding_index = self._funding_index_now(params, st, price)

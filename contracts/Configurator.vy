@@ -183,7 +183,8 @@ def _check_collateral(weight: uint256, liquidation_discount: uint256):
 @pure
 def _check_market(params: IClearinghouse.MarketParams, buffer: uint256):
     assert params.base_mmr >= MIN_BASE_MMR and params.base_mmr <= MAX_BASE_MMR, "configurator: bad maintenance rate"
-    assert params.tier_size > 0, "configurator: bad tier size"
+    # tier size and skew scale are packed into 80 and 88 bits in the Clearinghouse
+    assert params.tier_size > 0 and params.tier_size < 2 ** 80, "configurator: bad tier size"
     assert params.tier_mmr <= MAX_TIER_MMR, "configurator: bad tier rate"
     assert params.vol_k <= MAX_VOL_K, "configurator: bad vol k"
     assert params.liquidation_horizon >= MIN_HORIZON and params.liquidation_horizon <= MAX_HORIZON, "configurator: bad horizon"
@@ -193,7 +194,7 @@ def _check_market(params: IClearinghouse.MarketParams, buffer: uint256):
     assert params.penalty <= MAX_PENALTY, "configurator: bad penalty"
     assert risk._no_spiral(params.penalty, params.base_mmr, buffer), "configurator: liquidation spiral"
     assert params.keeper_share <= MAX_KEEPER_SHARE, "configurator: bad keeper share"
-    assert params.skew_scale > 0, "configurator: bad skew scale"
+    assert params.skew_scale > 0 and params.skew_scale < 2 ** 88, "configurator: bad skew scale"
     assert params.oi_cap <= params.skew_scale, "configurator: cap above skew scale"
     # liquidations fill at the oracle price, so closing x moves the skew premium by P x^2 / 2S
     # without anyone paying it; x <= oi_cap <= 2 S (1 - k) f keeps that below the penalty the

