@@ -81,9 +81,17 @@ MIN_DT: constant(uint256) = 60  # seconds; rounds closer together are treated as
 MIN_LAMBDA: constant(uint256) = 5 * 10 ** 17  # 0.5
 MAX_LAMBDA: constant(uint256) = 999 * 10 ** 15  # 0.999
 MAX_RISE_PER_HOUR: constant(uint256) = 10 ** 18  # +100 vol points an hour at most
+MAX_PRICE: constant(uint256) = 2 ** 128 - 1  # prices are packed into 128 bits
+MASK_64: constant(uint256) = 2 ** 64 - 1
+MASK_128: constant(uint256) = 2 ** 128 - 1
 
-feeds: public(HashMap[address, Feed])  # asset => its feed and guards
-vol: public(HashMap[address, VolState])  # asset => volatility and breaker state
+# Packed so that `price` reads three slots and `volatilities` two (plus the speed):
+_config: HashMap[address, uint256]  # asset => aggregator | heartbeat << 160 | decimals << 192
+_bounds: HashMap[address, uint256]  # asset => min_price | max_price << 128 (WAD)
+_guard: HashMap[address, uint256]  # asset => last_price | max_deviation << 128 | halted << 192
+_sigma_state: HashMap[address, uint256]  # asset => variance | mm_anchor << 128 (WAD)
+_clock: HashMap[address, uint256]  # asset => mm_anchor_time | last_time << 64 | last_round << 128
+_pending: HashMap[address, uint256]  # asset => price of the round that tripped the breaker
 assets: public(DynArray[address, 32])  # every configured asset, for bots
 ewma_lambda: public(uint256)  # weight of the old variance per accepted round, WAD
 max_vol_rise_per_hour: public(uint256)  # how fast maintenance sigma may rise, WAD per hour
@@ -132,7 +140,7 @@ def set_feed(
     assert asset != empty(address), "oracle: zero asset"
     assert aggregator.address != empty(address), "oracle: zero aggregator"
     assert heartbeat >= MIN_HEARTBEAT and heartbeat <= MAX_HEARTBEAT, "oracle: bad heartbeat"
-    assert min_price > 0 and max_price > min_price, "oracle: bad bounds"
+    assert min_price > 0 and max_price > min_price and max_price <= MAX_PRICE, "oracle: bad bounds"
     assert max_deviation >= MIN_DEVIATION and max_deviation <= c.WAD, "oracle: bad deviation"
     assert initial_sigma <= MAX_SIGMA, "oracle: bad sigma"
     decimals: uint8 = staticcall aggregator.decimals()
@@ -152,10 +160,11 @@ def set_feed(
     round_id, answer, updated_at = self._latest(aggregator)
     p: uint256 = self._checked_price(feed, answer, updated_at)
 
-    if self.feeds[asset].aggregator.address == empty(address):
+    if self._config[asset] == 0:
         self.assets.append(asset)
-    self.feeds[asset] = feed
-    self.vol[asset] = VolState(
+    self._config[asset] = convert(aggregator.address, uint256) | (heartbeat << 160) | (convert(decimals, uint256) << 192)
+    self._bounds[asset] = min_price | (max_price << 128)
+    self._store_vol(asset, max_deviation, VolState(
         variance=initial_sigma * initial_sigma // c.WAD,
         mm_anchor=initial_sigma,
         mm_anchor_time=block.timestamp,
@@ -164,7 +173,7 @@ def set_feed(
         last_round=round_id,
         halted=False,
         pending_price=0,
-    )
+    ))
     log IOracleRouter.FeedSet(
         asset=asset,
         aggregator=aggregator.address,
@@ -183,7 +192,7 @@ def clear_circuit_breaker(asset: address):
     """
     ownable._check_owner()
     feed: Feed = self._feed(asset)
-    st: VolState = self.vol[asset]
+    st: VolState = self._load_vol(asset)
     assert st.halted, "oracle: not halted"
     round_id: uint80 = 0
     answer: int256 = 0
@@ -194,7 +203,7 @@ def clear_circuit_breaker(asset: address):
     st.halted = False
     st.pending_price = 0
     st.last_round = round_id
-    self.vol[asset] = st
+    self._store_vol(asset, feed.max_deviation, st)
     log IOracleRouter.CircuitBreakerCleared(asset=asset, price=p, by_owner=True)
 
 
@@ -207,7 +216,7 @@ def sync(asset: address):
          gap of more than 16 rounds only the newest round is taken.
     """
     feed: Feed = self._feed(asset)
-    st: VolState = self.vol[asset]
+    st: VolState = self._load_vol(asset)
     latest_id: uint80 = 0
     latest_answer: int256 = 0
     latest_updated: uint256 = 0
@@ -233,7 +242,7 @@ def sync(asset: address):
             _id, answer, _started, updated_at, _answered = staticcall feed.aggregator.getRoundData(round_id)
         st = self._process_round(asset, feed, st, round_id, answer, updated_at)
         st.last_round = round_id
-    self.vol[asset] = st
+    self._store_vol(asset, feed.max_deviation, st)
 
 
 @view
@@ -255,7 +264,7 @@ def volatility(asset: address) -> uint256:
     @notice Current annualised volatility estimate, WAD (drives the initial margin).
     """
     self._feed(asset)
-    return self._sigma(self.vol[asset].variance)
+    return self._sigma(self._sigma_state[asset] & MASK_128)
 
 
 @view
@@ -266,7 +275,7 @@ def maintenance_volatility(asset: address) -> uint256:
             `max_vol_rise_per_hour` per hour since it was last fixed.
     """
     self._feed(asset)
-    st: VolState = self.vol[asset]
+    st: VolState = self._load_vol(asset)
     return self._maintenance_sigma(st, self._sigma(st.variance))
 
 
@@ -276,10 +285,13 @@ def volatilities(asset: address) -> (uint256, uint256):
     """
     @notice Both volatilities in one call: (sigma for initial margin, sigma for maintenance).
     """
-    self._feed(asset)
-    st: VolState = self.vol[asset]
-    sigma: uint256 = self._sigma(st.variance)
-    return sigma, self._maintenance_sigma(st, sigma)
+    assert self._config[asset] != 0, "oracle: unknown asset"
+    word: uint256 = self._sigma_state[asset]
+    clock: uint256 = self._clock[asset]
+    sigma: uint256 = self._sigma(word & MASK_128)
+    anchor: uint256 = word >> 128
+    risen: uint256 = anchor + self.max_vol_rise_per_hour * (block.timestamp - (clock & MASK_64)) // 3600
+    return sigma, min(sigma, risen)
 
 
 @view
@@ -289,10 +301,65 @@ def asset_count() -> uint256:
 
 
 @view
+@external
+def feeds(asset: address) -> Feed:
+    """
+    @notice An asset's feed and guards (zero for an unknown asset).
+    """
+    if self._config[asset] == 0:
+        return empty(Feed)
+    return self._feed(asset)
+
+
+@view
+@external
+def vol(asset: address) -> VolState:
+    """
+    @notice An asset's volatility and circuit-breaker state.
+    """
+    return self._load_vol(asset)
+
+
+@view
 def _feed(asset: address) -> Feed:
-    feed: Feed = self.feeds[asset]
-    assert feed.aggregator.address != empty(address), "oracle: unknown asset"
-    return feed
+    config: uint256 = self._config[asset]
+    assert config != 0, "oracle: unknown asset"
+    bounds: uint256 = self._bounds[asset]
+    return Feed(
+        aggregator=IAggregatorV3(convert(config & convert(max_value(uint160), uint256), address)),
+        heartbeat=(config >> 160) & convert(max_value(uint32), uint256),
+        scale=10 ** (18 - (config >> 192)),
+        min_price=bounds & MASK_128,
+        max_price=bounds >> 128,
+        max_deviation=(self._guard[asset] >> 128) & MASK_64,
+    )
+
+
+@view
+def _load_vol(asset: address) -> VolState:
+    guard: uint256 = self._guard[asset]
+    word: uint256 = self._sigma_state[asset]
+    clock: uint256 = self._clock[asset]
+    return VolState(
+        variance=word & MASK_128,
+        mm_anchor=word >> 128,
+        mm_anchor_time=clock & MASK_64,
+        last_price=guard & MASK_128,
+        last_time=(clock >> 64) & MASK_64,
+        last_round=convert(clock >> 128, uint80),
+        halted=(guard >> 192) & 1 == 1,
+        pending_price=self._pending[asset],
+    )
+
+
+def _store_vol(asset: address, max_deviation: uint256, st: VolState):
+    halted: uint256 = 0
+    if st.halted:
+        halted = 1
+    self._guard[asset] = st.last_price | (max_deviation << 128) | (halted << 192)
+    self._sigma_state[asset] = st.variance | (st.mm_anchor << 128)
+    self._clock[asset] = st.mm_anchor_time | (st.last_time << 64) | (convert(st.last_round, uint256) << 128)
+    self._pending[asset] = st.pending_price
 
 
 @view
@@ -324,10 +391,11 @@ def _price(asset: address) -> uint256:
     updated_at: uint256 = 0
     round_id, answer, updated_at = self._latest(feed.aggregator)
     p: uint256 = self._checked_price(feed, answer, updated_at)
-    assert not self.vol[asset].halted, "oracle: circuit breaker"
+    guard: uint256 = self._guard[asset]
+    assert (guard >> 192) & 1 == 0, "oracle: circuit breaker"
     # whether or not sync has seen it, the newest round must be within the breaker's band of the
     # accepted price (a round sync rejected, e.g. a backdated one, gets no free pass)
-    assert not self._deviates(self.vol[asset].last_price, p, feed.max_deviation), "oracle: circuit breaker"
+    assert not self._deviates(guard & MASK_128, p, feed.max_deviation), "oracle: circuit breaker"
     return p
 
 

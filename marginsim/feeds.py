@@ -93,7 +93,7 @@ from datetime import datetime
 from decimal import ROUND_HALF_UP, Decimal
 from fractions import Fraction
 from pathlib import Path
-from typing import Literal, NamedTuple, overload
+from typing import Any, Literal, NamedTuple, NoReturn, overload
 
 import numpy as np
 from numpy.random import PCG64, Generator
@@ -138,39 +138,39 @@ def data_file(name: str) -> Path:
 # ---------------------------------------------------------------------------------------------
 
 
-def _fail(field_name: str, rule: str, value: object) -> None:
+def _fail(field_name: str, rule: str, value: Any) -> NoReturn:
     raise ValueError(f"feeds: {field_name} must be {rule}, got {value}")
 
 
-def _is_number(value: object) -> bool:
+def _is_number(value: Any) -> bool:
     return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def _check_integer(field_name: str, value: object, minimum: int) -> None:
+def _check_integer(field_name: str, value: Any, minimum: int) -> None:
     if not isinstance(value, numbers.Integral) or isinstance(value, bool):
         _fail(field_name, "an integer", value)
     if value < minimum:
         _fail(field_name, f">= {minimum}", value)
 
 
-def _check_number(field_name: str, value: object) -> None:
+def _check_number(field_name: str, value: Any) -> None:
     if not _is_number(value):
         _fail(field_name, "a finite number", value)
 
 
-def _check_non_negative(field_name: str, value: object) -> None:
+def _check_non_negative(field_name: str, value: Any) -> None:
     _check_number(field_name, value)
     if value < 0:
         _fail(field_name, ">= 0", value)
 
 
-def _check_positive(field_name: str, value: object) -> None:
+def _check_positive(field_name: str, value: Any) -> None:
     _check_number(field_name, value)
     if value <= 0:
         _fail(field_name, "> 0", value)
 
 
-def _check_grid(s0: object, step_seconds: object, duration_seconds: object, seed: object, start_timestamp: object) -> None:
+def _check_grid(s0: Any, step_seconds: Any, duration_seconds: Any, seed: Any, start_timestamp: Any) -> None:
     """The fields every generated path shares."""
     _check_positive("s0", s0)
     _check_integer("step_seconds", step_seconds, 1)
@@ -336,6 +336,7 @@ class PricePath(Sequence[PriceSample]):
     step_seconds: int
 
     def __post_init__(self) -> None:
+        _check_integer("step_seconds", self.step_seconds, 1)
         timestamps = np.array(self.timestamps, dtype=np.int64)
         prices = np.array(self.prices, dtype=np.float64)
         if timestamps.ndim != 1 or timestamps.shape != prices.shape or len(timestamps) == 0:
@@ -384,7 +385,8 @@ def _path_from_log_returns(config: GbmConfig | JumpDiffusionConfig | GarchConfig
     log_prices = math.log(config.s0) + np.concatenate(([0.0], np.cumsum(log_returns)))
     prices = np.exp(log_prices)
     prices[0] = config.s0
-    return PricePath(_grid(config.start_timestamp, config.step_seconds, config.duration_seconds), prices, config.step_seconds)
+    timestamps = _grid(config.start_timestamp, config.step_seconds, config.duration_seconds)
+    return PricePath(timestamps, prices, config.step_seconds)
 
 
 def gbm_path(config: GbmConfig) -> PricePath:
@@ -531,7 +533,9 @@ def _threshold_fraction(deviation_threshold: float) -> Fraction:
     return Fraction(repr(float(deviation_threshold)))
 
 
-def publish_rounds(path: Iterable[tuple[int, float]], config: PublisherConfig = PublisherConfig()) -> list[PublishedRound]:
+def publish_rounds(
+    path: Iterable[tuple[int, float]], config: PublisherConfig = PublisherConfig()
+) -> list[PublishedRound]:
     """The rounds a Chainlink node publishes while watching `path` (rule in the module docstring)."""
     threshold = _threshold_fraction(config.deviation_threshold)
     rounds: list[PublishedRound] = []
@@ -632,7 +636,8 @@ def _read_rows(path: Path, columns: tuple[str, ...]) -> list[tuple[int, dict[str
     with handle:
         reader = csv.DictReader(handle)
         if tuple(reader.fieldnames or ()) != columns:
-            raise FeedDataError(f"feeds: {path}: expected columns {','.join(columns)}, got {','.join(reader.fieldnames or ())}")
+            header = ",".join(reader.fieldnames or ())
+            raise FeedDataError(f"feeds: {path}: expected columns {','.join(columns)}, got {header}")
         rows = [(reader.line_num, row) for row in reader]
     if not rows:
         raise FeedDataError(f"feeds: {path}: no data rows")
@@ -675,7 +680,9 @@ def _bar_seconds(path: Path, bar_starts: list[int]) -> int:
         raise FeedDataError(f"feeds: {path}: needs at least 2 bars to know the bar length")
     lengths = {later - earlier for earlier, later in zip(bar_starts, bar_starts[1:])}
     if len(lengths) != 1 or min(lengths) <= 0:
-        raise FeedDataError(f"feeds: {path}: bars must be equally spaced and increasing, got spacings {sorted(lengths)} s")
+        raise FeedDataError(
+            f"feeds: {path}: bars must be equally spaced and increasing, got spacings {sorted(lengths)} s"
+        )
     return lengths.pop()
 
 
