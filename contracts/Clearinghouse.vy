@@ -81,6 +81,7 @@ struct PackedState:
 
 NO_POSITIONS_HEALTH: constant(uint256) = max_value(uint256)  # health of an account without positions
 MASK_128: constant(uint256) = 2 ** 128 - 1  # low half of a packed position
+MASK_16: constant(uint256) = 2 ** 16 - 1  # an account's market mask (markets 1..15)
 MASK_64: constant(uint256) = 2 ** 64 - 1  # a packed WAD parameter (all are bounded below 18.4)
 MASK_80: constant(uint256) = 2 ** 80 - 1  # packed tier size
 MASK_88: constant(uint256) = 2 ** 88 - 1  # packed skew scale and open interest cap
@@ -106,11 +107,11 @@ _state: HashMap[uint256, PackedState]  # market id => open interest and funding 
 market_count: public(uint256)  # markets listed
 reduce_only: public(HashMap[uint256, bool])  # market id => only reductions allowed
 
-settlement: public(HashMap[uint256, int256])  # account => settlement balance, token units
+# account => settlement balance (int128, two's complement) | market mask << 128 | collateral
+# mask << 144: one slot per account, so the masks ride on the balance write a trade makes anyway
+_accounts: HashMap[uint256, uint256]
 balances: public(HashMap[uint256, HashMap[uint256, uint256]])  # account => slot => amount
-collateral_mask: public(HashMap[uint256, uint256])  # account => bit per slot with a balance
 _positions: HashMap[uint256, HashMap[uint256, uint256]]  # account => market => size (high 128 bits) | cost (low), two's complement: one slot per position
-market_mask: public(HashMap[uint256, uint256])  # account => bit per market with a position
 
 pool_balance: public(int256)  # pool's settlement tokens held here (realised), token units
 insurance_balance: public(uint256)  # insurance fund, settlement token units
@@ -154,7 +155,7 @@ def deposit(token: address, amount: uint256, subaccount: uint96):
     account: uint256 = self._account_id(msg.sender, subaccount)
     if token == SETTLEMENT.address:
         self._pull_settlement(msg.sender, amount)
-        self.settlement[account] += convert(amount, int256)
+        self._add_settlement(account, convert(amount, int256))
     else:
         slot: uint256 = self._slot(token)
         self._require(not self.paused, "clearinghouse: paused")
@@ -163,7 +164,7 @@ def deposit(token: address, amount: uint256, subaccount: uint96):
         self._require(col.total + amount <= col.cap, "clearinghouse: deposit cap")
         self.collaterals[slot].total = col.total + amount
         self.balances[account][slot] += amount
-        self.collateral_mask[account] |= 1 << slot
+        self._set_collateral_mask(account, self._collateral_mask_of(account) | (1 << slot))
         self._require(extcall IERC20(col.token).transferFrom(msg.sender, self, amount, default_return_value=True), "clearinghouse: transfer failed")
     log IClearinghouse.Deposit(account=account, token=token, amount=amount)
 
@@ -180,8 +181,8 @@ def withdraw(token: address, amount: uint256, subaccount: uint96):
     self._require(amount > 0, "clearinghouse: zero amount")
     account: uint256 = self._account_id(msg.sender, subaccount)
     if token == SETTLEMENT.address:
-        self._require(self.settlement[account] >= convert(amount, int256), "clearinghouse: insufficient balance")
-        self.settlement[account] -= convert(amount, int256)
+        self._require(self._settlement_of(account) >= convert(amount, int256), "clearinghouse: insufficient balance")
+        self._add_settlement(account, -(convert(amount, int256)))
     else:
         slot: uint256 = self._slot(token)
         bal: uint256 = self.balances[account][slot]
@@ -189,7 +190,7 @@ def withdraw(token: address, amount: uint256, subaccount: uint96):
         self.balances[account][slot] = bal - amount
         self.collaterals[slot].total -= amount
         if bal == amount:
-            self.collateral_mask[account] &= ~(1 << slot)
+            self._set_collateral_mask(account, self._collateral_mask_of(account) & (~(1 << slot)))
 
     equity: int256 = 0
     maintenance: uint256 = 0
@@ -255,17 +256,17 @@ def trade(market: uint256, size_delta: int256, limit_price: uint256, subaccount:
     fee_wad: uint256 = risk._mul_up(risk._mul_up(convert(abs(size_delta), uint256), fill), params.fee)
     fee: uint256 = risk._ceil_div(fee_wad, SETTLEMENT_TO_WAD)
     credit: int256 = self._to_tokens_floor(realised)
-    self.settlement[account] += credit - convert(fee, int256)
+    self._add_settlement(account, credit - convert(fee, int256))
     self.pool_balance += convert(fee, int256) - credit
 
     self._store_position(account, market, pos)
     self._store_state(market, st)
     if pos.size == 0:
-        self.market_mask[account] &= ~(1 << market)
-        if self.market_mask[account] == 0:
+        self._set_market_mask(account, self._market_mask_of(account) & (~(1 << market)))
+        if self._market_mask_of(account) == 0:
             self._settle_bad_debt(account)  # an underwater account closed by its owner
     else:
-        self.market_mask[account] |= 1 << market
+        self._set_market_mask(account, self._market_mask_of(account) | (1 << market))
 
     if adds_risk:
         equity: int256 = 0
@@ -341,15 +342,16 @@ def liquidate(account: uint256, market: uint256, max_size: uint256) -> uint256:
     if pos.size > 0:
         closed = -closed
     realised: int256 = 0
+    before: IClearinghouse.Position = pos
     pos, st, realised = self._apply_fill(pos, st, closed, price)
     self._store_position(account, market, pos)
     self._store_state(market, st)
     if pos.size == 0:
-        self.market_mask[account] &= ~(1 << market)
+        self._set_market_mask(account, self._market_mask_of(account) & (~(1 << market)))
 
     # realised PnL to the account, exact complement to the pool (rounding kept by the pool)
     credit: int256 = self._to_tokens_floor(realised)
-    self.settlement[account] += credit
+    self._add_settlement(account, credit)
     self.pool_balance -= credit
 
     # penalty: rounded up, but never more than the share of the account's positive equity that
@@ -362,19 +364,29 @@ def liquidate(account: uint256, market: uint256, max_size: uint256) -> uint256:
         freed: uint256 = min(risk._mul_up(closed_notional, mmr), maintenance)
         penalty = min(penalty, convert(equity, uint256) * freed // maintenance // SETTLEMENT_TO_WAD)
     keeper_reward: uint256 = penalty * params.keeper_share // c.WAD
-    self.settlement[account] -= convert(penalty, int256)
+    self._add_settlement(account, -(convert(penalty, int256)))
     if penalty > keeper_reward:
         self.insurance_balance += penalty - keeper_reward
         log IClearinghouse.InsuranceDeposit(source=self, amount=penalty - keeper_reward)
 
     health_after: uint256 = NO_POSITIONS_HEALTH
-    if self.market_mask[account] == 0:
+    if self._market_mask_of(account) == 0:
         self._settle_bad_debt(account)
     else:
-        e2: int256 = 0
-        m2: uint256 = 0
-        i2: uint256 = 0
-        e2, m2, i2 = self._margin(account)
+        # health after the close, re-derived on chain from the values before and this market's
+        # change alone: the same integer formulas `_margin` uses, without re-pricing every other
+        # market (which did not move); `health()` afterwards returns exactly this number
+        p_minus_i: int256 = convert(price, int256) - st.funding_index
+        pnl_change: int256 = (risk._signed_mul_floor(pos.size, p_minus_i) - pos.cost) - (
+            risk._signed_mul_floor(before.size, p_minus_i) - before.cost
+        )
+        scale: int256 = convert(SETTLEMENT_TO_WAD, int256)
+        e2: int256 = equity + pnl_change + (credit - convert(penalty, int256)) * scale
+        left: uint256 = convert(abs(pos.size), uint256)
+        mmr2: uint256 = 0
+        imr2: uint256 = 0
+        mmr2, imr2 = self._rates(params, left)
+        m2: uint256 = maintenance - risk._mul_up(risk._mul_up(abs_size, price), mmr) + risk._mul_up(risk._mul_up(left, price), mmr2)
         health_after = risk._health(e2, m2)
         if pos.size != 0:
             # a partial close in this market must leave the account healthier; a whole market
@@ -413,7 +425,7 @@ def liquidate_collateral(account: uint256, token: address, max_amount: uint256) 
     """
     self._require(max_amount > 0, "liquidation: zero amount")
     slot: uint256 = self._slot(token)
-    self._require(self.market_mask[account] == 0, "liquidation: close positions first")
+    self._require(self._market_mask_of(account) == 0, "liquidation: close positions first")
     equity: int256 = 0
     maintenance: uint256 = 0
     initial: uint256 = 0
@@ -425,7 +437,7 @@ def liquidate_collateral(account: uint256, token: address, max_amount: uint256) 
     col: IClearinghouse.Collateral = self.collaterals[slot]
     price: uint256 = staticcall ORACLE.price(token)
     discounted: uint256 = price * (c.WAD - col.liquidation_discount) // c.WAD  # WAD per unit
-    debt: uint256 = convert(-self.settlement[account], uint256)  # > 0 since equity < 0
+    debt: uint256 = convert(-self._settlement_of(account), uint256)  # > 0 since equity < 0
     # units that repay the debt at the discounted price (rounded up, capped by the balance)
     needed: uint256 = risk._ceil_div(debt * SETTLEMENT_TO_WAD * col.unit, discounted)
     amount: uint256 = min(min(needed, balance), max_amount)
@@ -435,10 +447,10 @@ def liquidate_collateral(account: uint256, token: address, max_amount: uint256) 
     self.balances[account][slot] = balance - amount
     self.collaterals[slot].total -= amount
     if balance == amount:
-        self.collateral_mask[account] &= ~(1 << slot)
-    self.settlement[account] += convert(paid, int256)
+        self._set_collateral_mask(account, self._collateral_mask_of(account) & (~(1 << slot)))
+    self._add_settlement(account, convert(paid, int256))
     self._pull_settlement(msg.sender, paid)
-    if self.collateral_mask[account] == 0:
+    if self._collateral_mask_of(account) == 0:
         self._settle_bad_debt(account)
     self._require(extcall IERC20(col.token).transfer(msg.sender, amount, default_return_value=True), "clearinghouse: transfer failed")
     log IClearinghouse.CollateralLiquidation(account=account, token=token, liquidator=msg.sender, amount=amount, paid=paid)
@@ -511,11 +523,38 @@ def positions(account: uint256, market: uint256) -> IClearinghouse.Position:
 
 @view
 @external
+def settlement(account: uint256) -> int256:
+    """
+    @notice The account's settlement token balance, token units; negative only through losses.
+    """
+    return self._settlement_of(account)
+
+
+@view
+@external
+def market_mask(account: uint256) -> uint256:
+    """
+    @notice Bit m set: the account has a position in market m.
+    """
+    return self._market_mask_of(account)
+
+
+@view
+@external
+def collateral_mask(account: uint256) -> uint256:
+    """
+    @notice Bit s set: the account holds collateral slot s.
+    """
+    return self._collateral_mask_of(account)
+
+
+@view
+@external
 def market_state(market: uint256) -> IClearinghouse.MarketState:
     """
     @notice A market's open interest per side, summed cost basis and funding index.
     """
-    return self._load_state(market)
+    return self._load_state(market, True)
 
 
 @view
@@ -680,13 +719,14 @@ def _slot(token: address) -> uint256:
 
 @view
 def _market(market: uint256) -> Hot:
-    self._require(market != 0 and market <= self.market_count, "clearinghouse: unknown market")
-    return self._hot(market)
+    # a listed market has a non-zero packed core (its asset); no separate count read needed
+    w: PackedMarket = self._packed[market]
+    self._require(w.core != 0, "clearinghouse: unknown market")
+    return self._unpack(w)
 
 
 @view
-def _hot(market: uint256) -> Hot:
-    w: PackedMarket = self._packed[market]
+def _unpack(w: PackedMarket) -> Hot:
     return Hot(
         asset=convert(w.core & convert(max_value(uint160), uint256), address),
         base_mmr=w.rates & MASK_64,
@@ -704,18 +744,22 @@ def _hot(market: uint256) -> Hot:
 
 
 @view
-def _load_state(market: uint256) -> IClearinghouse.MarketState:
-    w: PackedState = self._state[market]
-    index: int256 = convert(w.funding & MASK_192, int256)
+def _load_state(market: uint256, with_cost: bool) -> IClearinghouse.MarketState:
+    open_interest: uint256 = self._state[market].open_interest
+    funding: uint256 = self._state[market].funding
+    index: int256 = convert(funding & MASK_192, int256)
     if index >= 2 ** 191:
         index -= 2 ** 192  # int192 two's complement
-    return IClearinghouse.MarketState(
-        long_oi=w.open_interest & MASK_128,
-        short_oi=w.open_interest >> 128,
-        total_cost=w.total_cost,
+    st: IClearinghouse.MarketState = IClearinghouse.MarketState(
+        long_oi=open_interest & MASK_128,
+        short_oi=open_interest >> 128,
+        total_cost=0,
         funding_index=index,
-        last_funding_time=w.funding >> 192,
+        last_funding_time=funding >> 192,
     )
+    if with_cost:
+        st.total_cost = self._state[market].total_cost
+    return st
 
 
 def _store_state(market: uint256, st: IClearinghouse.MarketState):
@@ -732,6 +776,37 @@ def _store_state(market: uint256, st: IClearinghouse.MarketState):
 
 
 @view
+def _settlement_of(account: uint256) -> int256:
+    return self._from_int128(self._accounts[account] & MASK_128)
+
+
+@view
+def _market_mask_of(account: uint256) -> uint256:
+    return (self._accounts[account] >> 128) & MASK_16
+
+
+@view
+def _collateral_mask_of(account: uint256) -> uint256:
+    return self._accounts[account] >> 144
+
+
+def _set_settlement(account: uint256, balance: int256):
+    self._accounts[account] = (self._accounts[account] & ~MASK_128) | self._to_int128(balance)
+
+
+def _add_settlement(account: uint256, delta: int256):
+    self._set_settlement(account, self._settlement_of(account) + delta)
+
+
+def _set_market_mask(account: uint256, mask: uint256):
+    self._accounts[account] = (self._accounts[account] & ~(MASK_16 << 128)) | (mask << 128)
+
+
+def _set_collateral_mask(account: uint256, mask: uint256):
+    self._accounts[account] = (self._accounts[account] & (2 ** 144 - 1)) | (mask << 144)
+
+
+@view
 def _load_position(account: uint256, market: uint256) -> IClearinghouse.Position:
     word: uint256 = self._positions[account][market]
     return IClearinghouse.Position(size=self._from_int128(word >> 128), cost=self._from_int128(word & MASK_128))
@@ -744,7 +819,7 @@ def _store_position(account: uint256, market: uint256, pos: IClearinghouse.Posit
 
 @pure
 def _to_int128(x: int256) -> uint256:
-    assert x >= -INT128_MAX - 1 and x <= INT128_MAX, "clearinghouse: position too large"
+    assert x >= -INT128_MAX - 1 and x <= INT128_MAX, "clearinghouse: amount too large"
     if x < 0:
         return convert(x + 2 ** 128, uint256)  # two's complement in 128 bits
     return convert(x, uint256)
@@ -774,15 +849,15 @@ def _settle_bad_debt(account: uint256):
     @dev Called when the account has no positions. With collateral left, the debt waits for
          `liquidate_collateral`; with none, a negative balance is bad debt.
     """
-    s: int256 = self.settlement[account]
-    if s >= 0 or self.collateral_mask[account] != 0:
+    s: int256 = self._settlement_of(account)
+    if s >= 0 or self._collateral_mask_of(account) != 0:
         return
     shortfall: uint256 = convert(-s, uint256)
     from_insurance: uint256 = min(shortfall, self.insurance_balance)
     socialised: uint256 = shortfall - from_insurance
     self.insurance_balance -= from_insurance
     self.pool_balance -= convert(socialised, int256)
-    self.settlement[account] = 0
+    self._set_settlement(account, 0)
     self.total_bad_debt += shortfall
     if from_insurance > 0:
         log IClearinghouse.InsurancePayout(account=account, amount=from_insurance)
@@ -795,14 +870,14 @@ def _margin(account: uint256) -> (int256, uint256, uint256):
     maintenance: uint256 = 0
     initial: uint256 = 0
     pnl, maintenance, initial = self._positions_risk(account)
-    equity: int256 = self.settlement[account] * convert(SETTLEMENT_TO_WAD, int256)
+    equity: int256 = self._settlement_of(account) * convert(SETTLEMENT_TO_WAD, int256)
     equity += convert(self._collateral_value(account), int256) + pnl
     return equity, maintenance, initial
 
 
 @view
 def _collateral_value(account: uint256) -> uint256:
-    mask: uint256 = self.collateral_mask[account]
+    mask: uint256 = self._collateral_mask_of(account)
     total: uint256 = 0
     for slot: uint256 in range(1, c.MAX_COLLATERALS):
         if mask >> slot == 0:
@@ -822,7 +897,7 @@ def _positions_risk(account: uint256) -> (int256, uint256, uint256):
     @dev Unrealised PnL (rounded down), maintenance and initial requirements (rounded up) over
          the account's markets, with funding accrued to now.
     """
-    mask: uint256 = self.market_mask[account]
+    mask: uint256 = self._market_mask_of(account)
     pnl: int256 = 0
     maintenance: uint256 = 0
     initial: uint256 = 0
@@ -831,10 +906,11 @@ def _positions_risk(account: uint256) -> (int256, uint256, uint256):
             break
         if mask & (1 << m) == 0:
             continue
-        params: Hot = self._hot(m)
+        # margin needs neither fees nor the summed cost: three + two slots, not four + three
+        params: Hot = self._unpack(PackedMarket(core=self._packed[m].core, rates=self._packed[m].rates, sizes=self._packed[m].sizes, fees=0))
         pos: IClearinghouse.Position = self._load_position(account, m)
         price: uint256 = staticcall ORACLE.price(params.asset)
-        index: int256 = self._funding_index_now(params, self._load_state(m), price)
+        index: int256 = self._funding_index_now(params, self._load_state(m, False), price)
         pnl += risk._signed_mul_floor(pos.size, convert(price, int256) - index) - pos.cost
         abs_size: uint256 = convert(abs(pos.size), uint256)
         mmr: uint256 = 0
@@ -916,7 +992,7 @@ def _funding_index_now(params: Hot, st: IClearinghouse.MarketState, price: uint2
 
 
 def _accrue(market: uint256, params: Hot, price: uint256) -> IClearinghouse.MarketState:
-    st: IClearinghouse.MarketState = self._load_state(market)
+    st: IClearinghouse.MarketState = self._load_state(market, True)
     if st.last_funding_time == block.timestamp:
         return st
     st.funding_index = self._funding_index_now(params, st, price)
