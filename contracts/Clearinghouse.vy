@@ -53,6 +53,7 @@ exports: (
 
 struct Hot:
     asset: address  # the market's parameters as the hot paths read them (from four packed words)
+    flags: uint256  # bit 0: reduce-only, bit 1: paused (no new risk either way)
     base_mmr: uint256
     tier_size: uint256
     tier_mmr: uint256
@@ -67,16 +68,15 @@ struct Hot:
 
 
 struct PackedMarket:
-    core: uint256  # asset | imr_multiplier << 160
+    core: uint256  # asset | imr_multiplier << 160 | flags << 224
     rates: uint256  # base_mmr | tier_mmr << 64 | vol_unit << 128 | max_funding_rate << 192
     sizes: uint256  # tier_size (80 bits) | skew_scale << 80 (88) | oi_cap << 168 (88)
     fees: uint256  # fee | penalty << 64 | keeper_share << 128
 
 
 struct PackedState:
-    open_interest: uint256  # long_oi | short_oi << 128
-    funding: uint256  # funding_index (int192, two's complement) | last_funding_time << 192
-    total_cost: int256  # sum of position costs, WAD USD
+    open_interest: uint256  # long_oi (96 bits) | short_oi << 96 (96) | last_funding_time << 192 (64)
+    funding: uint256  # funding_index (int128, two's complement) | total_cost << 128 (int128)
 
 
 NO_POSITIONS_HEALTH: constant(uint256) = max_value(uint256)  # health of an account without positions
@@ -85,7 +85,9 @@ MASK_16: constant(uint256) = 2 ** 16 - 1  # an account's market mask (markets 1.
 MASK_64: constant(uint256) = 2 ** 64 - 1  # a packed WAD parameter (all are bounded below 18.4)
 MASK_80: constant(uint256) = 2 ** 80 - 1  # packed tier size
 MASK_88: constant(uint256) = 2 ** 88 - 1  # packed skew scale and open interest cap
-MASK_192: constant(uint256) = 2 ** 192 - 1  # packed funding index
+MASK_96: constant(uint256) = 2 ** 96 - 1  # packed open interest per side
+REDUCE_ONLY: constant(uint256) = 1  # market flag
+PAUSED: constant(uint256) = 2  # market flag, set on every market by pause()
 INT128_MAX: constant(int256) = 2 ** 127 - 1  # packed position fields are int128
 
 ORACLE: public(immutable(IOracleRouter))  # the price and volatility source
@@ -105,7 +107,6 @@ markets: public(HashMap[uint256, IClearinghouse.MarketParams])  # market id 1..1
 _packed: HashMap[uint256, PackedMarket]  # market id => the same parameters in 4 slots, for the hot paths
 _state: HashMap[uint256, PackedState]  # market id => open interest and funding in 3 slots
 market_count: public(uint256)  # markets listed
-reduce_only: public(HashMap[uint256, bool])  # market id => only reductions allowed
 
 # account => settlement balance (int128, two's complement) | market mask << 128 | collateral
 # mask << 144: one slot per account, so the masks ride on the balance write a trade makes anyway
@@ -195,7 +196,7 @@ def withdraw(token: address, amount: uint256, subaccount: uint96):
     equity: int256 = 0
     maintenance: uint256 = 0
     initial: uint256 = 0
-    equity, maintenance, initial = self._margin(account)
+    equity, maintenance, initial = self._margin(account, 0, 0)
     self._require(equity >= convert(initial, int256), "clearinghouse: insufficient margin")
 
     if token == SETTLEMENT.address:
@@ -233,8 +234,9 @@ def trade(market: uint256, size_delta: int256, limit_price: uint256, subaccount:
     new_size: int256 = pos.size + size_delta
     adds_risk: bool = abs(new_size) > abs(pos.size) or (new_size != 0 and (new_size > 0) != (pos.size > 0) and pos.size != 0)
     if adds_risk:
-        assert not self.paused, "clearinghouse: paused"
-        assert not self.reduce_only[market], "clearinghouse: reduce only"
+        # both flags ride in the market's packed core word, already loaded: no extra read
+        assert params.flags & PAUSED == 0, "clearinghouse: paused"
+        assert params.flags & REDUCE_ONLY == 0, "clearinghouse: reduce only"
 
     skew: int256 = convert(st.long_oi, int256) - convert(st.short_oi, int256)
     fill: uint256 = risk._fill_price(price, skew, size_delta, params.skew_scale)
@@ -272,7 +274,7 @@ def trade(market: uint256, size_delta: int256, limit_price: uint256, subaccount:
         equity: int256 = 0
         maintenance: uint256 = 0
         initial: uint256 = 0
-        equity, maintenance, initial = self._margin(account)
+        equity, maintenance, initial = self._margin(account, market, price)
         assert equity >= convert(initial, int256), "clearinghouse: insufficient margin"
 
     log IClearinghouse.Trade(
@@ -315,16 +317,16 @@ def liquidate(account: uint256, market: uint256, max_size: uint256) -> uint256:
     """
     assert max_size > 0, "liquidation: zero size"
     params: Hot = self._market(market)
+    price: uint256 = staticcall ORACLE.price(params.asset)
     equity: int256 = 0
     maintenance: uint256 = 0
     initial: uint256 = 0
-    equity, maintenance, initial = self._margin(account)
+    equity, maintenance, initial = self._margin(account, market, price)
     assert equity < convert(maintenance, int256), "liquidation: account healthy"
     pos: IClearinghouse.Position = self._load_position(account, market)
     assert pos.size != 0, "liquidation: no position"
     health_before: uint256 = risk._health(equity, maintenance)
 
-    price: uint256 = staticcall ORACLE.price(params.asset)
     st: IClearinghouse.MarketState = self._accrue(market, params, price)
 
     abs_size: uint256 = convert(abs(pos.size), uint256)
@@ -429,7 +431,7 @@ def liquidate_collateral(account: uint256, token: address, max_amount: uint256) 
     equity: int256 = 0
     maintenance: uint256 = 0
     initial: uint256 = 0
-    equity, maintenance, initial = self._margin(account)
+    equity, maintenance, initial = self._margin(account, 0, 0)
     self._require(equity < 0, "liquidation: account healthy")
     balance: uint256 = self.balances[account][slot]
     self._require(balance > 0, "liquidation: no collateral")
@@ -508,7 +510,7 @@ def health(account: uint256) -> uint256:
     equity: int256 = 0
     maintenance: uint256 = 0
     initial: uint256 = 0
-    equity, maintenance, initial = self._margin(account)
+    equity, maintenance, initial = self._margin(account, 0, 0)
     return risk._health(equity, maintenance)
 
 
@@ -519,6 +521,15 @@ def positions(account: uint256, market: uint256) -> IClearinghouse.Position:
     @notice The account's position in `market`: size (base units, + long) and cost basis.
     """
     return self._load_position(account, market)
+
+
+@view
+@external
+def reduce_only(market: uint256) -> bool:
+    """
+    @notice Whether only reductions are allowed in `market` (set by the guardian or owner).
+    """
+    return (self._packed[market].core >> 224) & REDUCE_ONLY != 0
 
 
 @view
@@ -554,7 +565,7 @@ def market_state(market: uint256) -> IClearinghouse.MarketState:
     """
     @notice A market's open interest per side, summed cost basis and funding index.
     """
-    return self._load_state(market, True)
+    return self._load_state(market)
 
 
 @view
@@ -564,7 +575,7 @@ def margin(account: uint256) -> (int256, uint256, uint256):
     @notice (equity, maintenance requirement, initial requirement) in WAD USD, funding accrued
             to now, exactly as the margin checks see them.
     """
-    return self._margin(account)
+    return self._margin(account, 0, 0)
 
 
 @view
@@ -608,6 +619,7 @@ def pause():
     """
     self._require(msg.sender == self.guardian or msg.sender == ownable.owner, "clearinghouse: not guardian")
     self.paused = True
+    self._set_market_flag(PAUSED, True)
     log IClearinghouse.Paused(by=msg.sender)
 
 
@@ -618,6 +630,7 @@ def unpause():
     """
     ownable._check_owner()
     self.paused = False
+    self._set_market_flag(PAUSED, False)
     log IClearinghouse.Unpaused(by=msg.sender)
 
 
@@ -659,9 +672,12 @@ def apply_market(market: uint256, params: IClearinghouse.MarketParams):
             accruing its funding at the old parameters.
     """
     self._require(msg.sender == self.configurator, "clearinghouse: not configurator")
+    flags: uint256 = self._packed[market].core >> 224  # reduce-only and pause survive a change
     if market == self.market_count + 1:
         self.market_count = market
-        self._state[market].funding = block.timestamp << 192
+        self._state[market].open_interest = block.timestamp << 192
+        if self.paused:
+            flags = PAUSED
     else:
         current: Hot = self._market(market)
         price: uint256 = staticcall ORACLE.price(current.asset)
@@ -669,7 +685,7 @@ def apply_market(market: uint256, params: IClearinghouse.MarketParams):
     self.markets[market] = params
     vol_unit: uint256 = risk._vol_unit(params.vol_k, params.liquidation_horizon)
     self._packed[market] = PackedMarket(
-        core=convert(params.asset, uint256) | (params.imr_multiplier << 160),
+        core=convert(params.asset, uint256) | (params.imr_multiplier << 160) | (flags << 224),
         rates=params.base_mmr | (params.tier_mmr << 64) | (vol_unit << 128) | (params.max_funding_rate << 192),
         sizes=params.tier_size | (params.skew_scale << 80) | (params.oi_cap << 168),
         fees=params.fee | (params.penalty << 64) | (params.keeper_share << 128),
@@ -698,7 +714,12 @@ def set_reduce_only(market: uint256, reduce_only: bool):
         self._require(msg.sender == self.guardian or msg.sender == ownable.owner, "clearinghouse: not guardian")
     else:
         ownable._check_owner()
-    self.reduce_only[market] = reduce_only
+    flags: uint256 = self._packed[market].core >> 224
+    if reduce_only:
+        flags |= REDUCE_ONLY
+    else:
+        flags &= ~REDUCE_ONLY
+    self._packed[market].core = (self._packed[market].core & (2 ** 224 - 1)) | (flags << 224)
     log IClearinghouse.ReduceOnlySet(market=market, reduce_only=reduce_only)
 
 
@@ -729,11 +750,12 @@ def _market(market: uint256) -> Hot:
 def _unpack(w: PackedMarket) -> Hot:
     return Hot(
         asset=convert(w.core & convert(max_value(uint160), uint256), address),
+        flags=w.core >> 224,
         base_mmr=w.rates & MASK_64,
         tier_size=w.sizes & MASK_80,
         tier_mmr=(w.rates >> 64) & MASK_64,
         vol_unit=(w.rates >> 128) & MASK_64,
-        imr_multiplier=w.core >> 160,
+        imr_multiplier=(w.core >> 160) & MASK_64,
         fee=w.fees & MASK_64,
         penalty=(w.fees >> 64) & MASK_64,
         keeper_share=w.fees >> 128,
@@ -744,34 +766,22 @@ def _unpack(w: PackedMarket) -> Hot:
 
 
 @view
-def _load_state(market: uint256, with_cost: bool) -> IClearinghouse.MarketState:
-    open_interest: uint256 = self._state[market].open_interest
-    funding: uint256 = self._state[market].funding
-    index: int256 = convert(funding & MASK_192, int256)
-    if index >= 2 ** 191:
-        index -= 2 ** 192  # int192 two's complement
-    st: IClearinghouse.MarketState = IClearinghouse.MarketState(
-        long_oi=open_interest & MASK_128,
-        short_oi=open_interest >> 128,
-        total_cost=0,
-        funding_index=index,
-        last_funding_time=funding >> 192,
+def _load_state(market: uint256) -> IClearinghouse.MarketState:
+    w: PackedState = self._state[market]
+    return IClearinghouse.MarketState(
+        long_oi=w.open_interest & MASK_96,
+        short_oi=(w.open_interest >> 96) & MASK_96,
+        total_cost=self._from_int128(w.funding >> 128),
+        funding_index=self._from_int128(w.funding & MASK_128),
+        last_funding_time=w.open_interest >> 192,
     )
-    if with_cost:
-        st.total_cost = self._state[market].total_cost
-    return st
 
 
 def _store_state(market: uint256, st: IClearinghouse.MarketState):
-    assert st.long_oi <= MASK_128 and st.short_oi <= MASK_128, "clearinghouse: open interest too large"
-    assert st.funding_index >= -(2 ** 191) and st.funding_index < 2 ** 191, "clearinghouse: funding index too large"
-    index: uint256 = 0
-    if st.funding_index < 0:
-        index = convert(st.funding_index + 2 ** 192, uint256)
-    else:
-        index = convert(st.funding_index, uint256)
+    assert st.long_oi <= MASK_96 and st.short_oi <= MASK_96, "clearinghouse: open interest too large"
     self._state[market] = PackedState(
-        open_interest=st.long_oi | (st.short_oi << 128), funding=index | (st.last_funding_time << 192), total_cost=st.total_cost
+        open_interest=st.long_oi | (st.short_oi << 96) | (st.last_funding_time << 192),
+        funding=self._to_int128(st.funding_index) | (self._to_int128(st.total_cost) << 128),
     )
 
 
@@ -788,6 +798,18 @@ def _market_mask_of(account: uint256) -> uint256:
 @view
 def _collateral_mask_of(account: uint256) -> uint256:
     return self._accounts[account] >> 144
+
+
+def _set_market_flag(flag: uint256, on: bool):
+    for m: uint256 in range(1, c.MAX_MARKETS):
+        if m > self.market_count:
+            break
+        core: uint256 = self._packed[m].core
+        if on:
+            core |= flag << 224
+        else:
+            core &= ~(flag << 224)
+        self._packed[m].core = core
 
 
 def _set_settlement(account: uint256, balance: int256):
@@ -865,11 +887,11 @@ def _settle_bad_debt(account: uint256):
 
 
 @view
-def _margin(account: uint256) -> (int256, uint256, uint256):
+def _margin(account: uint256, known_market: uint256, known_price: uint256) -> (int256, uint256, uint256):
     pnl: int256 = 0
     maintenance: uint256 = 0
     initial: uint256 = 0
-    pnl, maintenance, initial = self._positions_risk(account)
+    pnl, maintenance, initial = self._positions_risk(account, known_market, known_price)
     equity: int256 = self._settlement_of(account) * convert(SETTLEMENT_TO_WAD, int256)
     equity += convert(self._collateral_value(account), int256) + pnl
     return equity, maintenance, initial
@@ -892,10 +914,11 @@ def _collateral_value(account: uint256) -> uint256:
 
 
 @view
-def _positions_risk(account: uint256) -> (int256, uint256, uint256):
+def _positions_risk(account: uint256, known_market: uint256, known_price: uint256) -> (int256, uint256, uint256):
     """
     @dev Unrealised PnL (rounded down), maintenance and initial requirements (rounded up) over
-         the account's markets, with funding accrued to now.
+         the account's markets, with funding accrued to now. `known_price` is the oracle price
+         of `known_market` that the caller already read in this transaction (0: none).
     """
     mask: uint256 = self._market_mask_of(account)
     pnl: int256 = 0
@@ -906,11 +929,13 @@ def _positions_risk(account: uint256) -> (int256, uint256, uint256):
             break
         if mask & (1 << m) == 0:
             continue
-        # margin needs neither fees nor the summed cost: three + two slots, not four + three
+        # margin needs no fees: three parameter slots, not four
         params: Hot = self._unpack(PackedMarket(core=self._packed[m].core, rates=self._packed[m].rates, sizes=self._packed[m].sizes, fees=0))
         pos: IClearinghouse.Position = self._load_position(account, m)
-        price: uint256 = staticcall ORACLE.price(params.asset)
-        index: int256 = self._funding_index_now(params, self._load_state(m, False), price)
+        price: uint256 = known_price
+        if m != known_market:
+            price = staticcall ORACLE.price(params.asset)
+        index: int256 = self._funding_index_now(params, self._load_state(m), price)
         pnl += risk._signed_mul_floor(pos.size, convert(price, int256) - index) - pos.cost
         abs_size: uint256 = convert(abs(pos.size), uint256)
         mmr: uint256 = 0
@@ -992,7 +1017,7 @@ def _funding_index_now(params: Hot, st: IClearinghouse.MarketState, price: uint2
 
 
 def _accrue(market: uint256, params: Hot, price: uint256) -> IClearinghouse.MarketState:
-    st: IClearinghouse.MarketState = self._load_state(market, True)
+    st: IClearinghouse.MarketState = self._load_state(market)
     if st.last_funding_time == block.timestamp:
         return st
     st.funding_index = self._funding_index_now(params, st, price)

@@ -14,6 +14,8 @@ from .interfaces import IOracleRouter
 import constants as c
 import risk
 
+FUNDING_BUFFER_SECONDS: constant(uint256) = 300  # max_withdraw leaves room for 5 minutes of funding at today's rates
+
 CLEARINGHOUSE: public(immutable(IClearinghouse))  # the protocol this lens reads
 ORACLE: public(immutable(IOracleRouter))  # its oracle
 
@@ -141,13 +143,17 @@ def liquidation_price(account: uint256, market: uint256) -> uint256:
 @external
 def max_withdraw(account: uint256, token: address) -> uint256:
     """
-    @notice Largest amount of `token` the account can withdraw now and stay at initial margin.
+    @notice Largest amount of `token` the account can withdraw and stay at initial margin,
+            with room for 5 minutes of funding at today's rates, so the quote still holds
+            when the withdrawal lands a few blocks later.
     """
     equity: int256 = 0
     maintenance: uint256 = 0
     initial: uint256 = 0
     equity, maintenance, initial = staticcall CLEARINGHOUSE.margin(account)
-    free: int256 = equity - convert(initial, int256)  # WAD USD above the initial requirement
+    # WAD USD above the initial requirement, less what funding could take before the withdrawal
+    # lands (a quote exact at this block would revert a block later for an account paying it)
+    free: int256 = equity - convert(initial, int256) - convert(self._funding_buffer(account), int256)
     if free <= 0:
         return 0
     if token == staticcall CLEARINGHOUSE.SETTLEMENT():
@@ -195,6 +201,28 @@ def funding_rate(market: uint256) -> int256:
     params: IClearinghouse.MarketParams = self._market(market)
     st: IClearinghouse.MarketState = staticcall CLEARINGHOUSE.market_state(market)
     return risk._funding_rate(st.long_oi, st.short_oi, params.max_funding_rate, params.skew_scale)
+
+
+@view
+def _funding_buffer(account: uint256) -> uint256:
+    """
+    @dev Funding the account's positions would pay or earn in FUNDING_BUFFER_SECONDS at
+         today's rates: sum of |size| * price * |rate| * seconds / day, rounded up.
+    """
+    mask: uint256 = staticcall CLEARINGHOUSE.market_mask(account)
+    total: uint256 = 0
+    for m: uint256 in range(1, c.MAX_MARKETS):
+        if mask >> m == 0:
+            break
+        if mask & (1 << m) == 0:
+            continue
+        params: IClearinghouse.MarketParams = staticcall CLEARINGHOUSE.markets(m)
+        st: IClearinghouse.MarketState = staticcall CLEARINGHOUSE.market_state(m)
+        rate: int256 = risk._funding_rate(st.long_oi, st.short_oi, params.max_funding_rate, params.skew_scale)
+        size: int256 = (staticcall CLEARINGHOUSE.positions(account, m)).size
+        notional: uint256 = risk._mul_up(convert(abs(size), uint256), staticcall ORACLE.price(params.asset))
+        total += risk._ceil_div(risk._mul_up(notional, convert(abs(rate), uint256)) * FUNDING_BUFFER_SECONDS, c.SECONDS_PER_DAY)
+    return total
 
 
 @view

@@ -25,18 +25,14 @@ event NewRound:
     startedAt: uint256
 
 
-struct Round:
-    answer: int256
-    started_at: uint256
-    updated_at: uint256
-
-
 decimals: public(uint8)  # decimals of `answer` (8 for Chainlink USD pairs)
 description: public(String[64])  # e.g. "ETH / USD"
 version: public(uint256)  # Chainlink's aggregator version number
 latest_round: public(uint80)  # id of the newest round, 0 before the first
 updater: public(address)  # who may publish rounds
-_rounds: HashMap[uint80, Round]
+# round id => answer (int192, two's complement) | updatedAt << 192: one slot per round, as
+# Chainlink's OCR aggregator packs its transmissions (startedAt == updatedAt there too)
+_rounds: HashMap[uint80, uint256]
 
 
 @deploy
@@ -45,7 +41,7 @@ def __init__(decimals_: uint8, description_: String[64], initial_answer: int256)
     self.description = description_
     self.version = 4
     self.updater = msg.sender
-    self._publish(initial_answer, block.timestamp, block.timestamp)
+    self._publish(initial_answer, block.timestamp)
 
 
 @external
@@ -64,7 +60,7 @@ def update_answer(answer: int256):
     @param answer The price with `decimals` decimals (may be <= 0 to test rejection).
     """
     assert msg.sender == self.updater, "aggregator: not updater"
-    self._publish(answer, block.timestamp, block.timestamp)
+    self._publish(answer, block.timestamp)
 
 
 @external
@@ -73,7 +69,7 @@ def update_round(answer: int256, updated_at: uint256):
     @notice Publish a new round with an explicit timestamp, e.g. an old one to test staleness.
     """
     assert msg.sender == self.updater, "aggregator: not updater"
-    self._publish(answer, updated_at, updated_at)
+    self._publish(answer, updated_at)
 
 
 @view
@@ -83,8 +79,10 @@ def latestRoundData() -> (uint80, int256, uint256, uint256, uint80):
     @notice The newest round, as Chainlink returns it.
     """
     round_id: uint80 = self.latest_round
-    r: Round = self._rounds[round_id]
-    return round_id, r.answer, r.started_at, r.updated_at, round_id
+    answer: int256 = 0
+    updated_at: uint256 = 0
+    answer, updated_at = self._round(round_id)
+    return round_id, answer, updated_at, updated_at, round_id
 
 
 @view
@@ -93,20 +91,40 @@ def getRoundData(_roundId: uint80) -> (uint80, int256, uint256, uint256, uint80)
     """
     @notice A past round; reverts for a round that does not exist, as Chainlink's does.
     """
-    r: Round = self._rounds[_roundId]
-    assert r.updated_at != 0, "No data present"
-    return _roundId, r.answer, r.started_at, r.updated_at, _roundId
+    answer: int256 = 0
+    updated_at: uint256 = 0
+    answer, updated_at = self._round(_roundId)
+    assert updated_at != 0, "No data present"
+    return _roundId, answer, updated_at, updated_at, _roundId
 
 
 @view
 @external
 def latestAnswer() -> int256:
-    return self._rounds[self.latest_round].answer
+    answer: int256 = 0
+    updated_at: uint256 = 0
+    answer, updated_at = self._round(self.latest_round)
+    return answer
 
 
-def _publish(answer: int256, started_at: uint256, updated_at: uint256):
+@view
+def _round(round_id: uint80) -> (int256, uint256):
+    word: uint256 = self._rounds[round_id]
+    answer: int256 = convert(word & (2 ** 192 - 1), int256)
+    if answer >= 2 ** 191:
+        answer -= 2 ** 192
+    return answer, word >> 192
+
+
+def _publish(answer: int256, updated_at: uint256):
+    assert answer >= -(2 ** 191) and answer < 2 ** 191, "aggregator: answer too large"
+    bits: uint256 = 0
+    if answer < 0:
+        bits = convert(answer + 2 ** 192, uint256)
+    else:
+        bits = convert(answer, uint256)
     round_id: uint80 = self.latest_round + 1
-    self._rounds[round_id] = Round(answer=answer, started_at=started_at, updated_at=updated_at)
+    self._rounds[round_id] = bits | (updated_at << 192)
     self.latest_round = round_id
-    log NewRound(roundId=convert(round_id, uint256), startedBy=msg.sender, startedAt=started_at)
+    log NewRound(roundId=convert(round_id, uint256), startedBy=msg.sender, startedAt=updated_at)
     log AnswerUpdated(current=answer, roundId=convert(round_id, uint256), updatedAt=updated_at)
