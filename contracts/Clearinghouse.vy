@@ -114,14 +114,15 @@ _accounts: HashMap[uint256, uint256]
 balances: public(HashMap[uint256, HashMap[uint256, uint256]])  # account => slot => amount
 _positions: HashMap[uint256, HashMap[uint256, uint256]]  # account => market => size (high 128 bits) | cost (low), two's complement: one slot per position
 
-pool_balance: public(int256)  # pool's settlement tokens held here (realised), token units
-insurance_balance: public(uint256)  # insurance fund, settlement token units
+# pool's realised balance held here (int128, token units) | insurance fund << 128 (token units):
+# one slot, as a liquidation moves both
+_funds: uint256
 settlement_held: public(uint256)  # settlement tokens this contract should hold (internal)
 total_bad_debt: public(uint256)  # cumulative shortfall booked, token units
 
-liquidation_buffer: public(uint256)  # b: a partial liquidation targets health >= 1 + b, WAD
-full_liquidation_health: public(uint256)  # below this health everything is closed, WAD
-dust_notional: public(uint256)  # a remainder below this notional is closed too, WAD USD
+# buffer b (a partial liquidation targets health >= 1 + b) | full-liquidation health << 64 |
+# dust notional << 128 (WAD; bounded by the Configurator to 0.5, 1 and $10,000): one slot
+_liquidation_params: uint256
 
 
 @deploy
@@ -134,9 +135,7 @@ def __init__(oracle: IOracleRouter, settlement_token: IERC20, settlement_decimal
     SETTLEMENT_TO_WAD = 10 ** convert(18 - settlement_decimals, uint256)
     self.guardian = msg.sender
     # the Configurator's defaults, within its bounds: buffer 10%, full liquidation below 0.5, $100 dust
-    self.liquidation_buffer = 10 ** 17
-    self.full_liquidation_health = 5 * 10 ** 17
-    self.dust_notional = 100 * c.WAD
+    self._liquidation_params = 10 ** 17 | (5 * 10 ** 17 << 64) | (100 * c.WAD << 128)
 
 
 # ---------------------------------------------------------------- collateral vault
@@ -259,7 +258,7 @@ def trade(market: uint256, size_delta: int256, limit_price: uint256, subaccount:
     fee: uint256 = risk._ceil_div(fee_wad, SETTLEMENT_TO_WAD)
     credit: int256 = self._to_tokens_floor(realised)
     self._add_settlement(account, credit - convert(fee, int256))
-    self.pool_balance += convert(fee, int256) - credit
+    self._add_pool(convert(fee, int256) - credit)
 
     self._store_position(account, market, pos)
     self._store_state(market, st)
@@ -334,9 +333,10 @@ def liquidate(account: uint256, market: uint256, max_size: uint256) -> uint256:
     imr: uint256 = 0
     mmr, imr = self._rates(params, abs_size)
     close: uint256 = abs_size
-    if health_before >= self.full_liquidation_health:
+    liquidation_params: uint256 = self._liquidation_params
+    if health_before >= (liquidation_params >> 64) & MASK_64:
         close = min(self._least_close(params, abs_size, price, equity, maintenance, mmr), abs_size)
-        if risk._mul_down(abs_size - close, price) < self.dust_notional:
+        if risk._mul_down(abs_size - close, price) < liquidation_params >> 128:
             close = abs_size
     close = min(close, max_size)
 
@@ -354,7 +354,7 @@ def liquidate(account: uint256, market: uint256, max_size: uint256) -> uint256:
     # realised PnL to the account, exact complement to the pool (rounding kept by the pool)
     credit: int256 = self._to_tokens_floor(realised)
     self._add_settlement(account, credit)
-    self.pool_balance -= credit
+    self._add_pool(-credit)
 
     # penalty: rounded up, but never more than the share of the account's positive equity that
     # backed the maintenance this close frees, so positions left open keep their equity
@@ -367,9 +367,8 @@ def liquidate(account: uint256, market: uint256, max_size: uint256) -> uint256:
         penalty = min(penalty, convert(equity, uint256) * freed // maintenance // SETTLEMENT_TO_WAD)
     keeper_reward: uint256 = penalty * params.keeper_share // c.WAD
     self._add_settlement(account, -(convert(penalty, int256)))
-    if penalty > keeper_reward:
-        self.insurance_balance += penalty - keeper_reward
-        log IClearinghouse.InsuranceDeposit(source=self, amount=penalty - keeper_reward)
+    # the insurance fund's share, penalty - keeper_reward, is in the Liquidation event below
+    self._add_insurance(convert(penalty - keeper_reward, int256))
 
     health_after: uint256 = NO_POSITIONS_HEALTH
     if self._market_mask_of(account) == 0:
@@ -466,7 +465,7 @@ def fund_insurance(amount: uint256):
     """
     self._require(amount > 0, "clearinghouse: zero amount")
     self._pull_settlement(msg.sender, amount)
-    self.insurance_balance += amount
+    self._add_insurance(convert(amount, int256))
     log IClearinghouse.InsuranceDeposit(source=msg.sender, amount=amount)
 
 
@@ -480,7 +479,7 @@ def pool_deposit(amount: uint256):
     """
     self._require(msg.sender == self.pool, "clearinghouse: not pool")
     self._pull_settlement(msg.sender, amount)
-    self.pool_balance += convert(amount, int256)
+    self._add_pool(convert(amount, int256))
     log IClearinghouse.PoolDeposit(amount=amount)
 
 
@@ -492,8 +491,8 @@ def pool_withdraw(amount: uint256, receiver: address):
          the pool's realised balance, never out of traders' unrealised losses.
     """
     self._require(msg.sender == self.pool, "clearinghouse: not pool")
-    self._require(convert(amount, int256) <= self.pool_balance, "clearinghouse: pool liquidity")
-    self.pool_balance -= convert(amount, int256)
+    self._require(convert(amount, int256) <= self._pool_balance(), "clearinghouse: pool liquidity")
+    self._add_pool(-convert(amount, int256))
     self._push_settlement(receiver, amount)
     log IClearinghouse.PoolWithdraw(amount=amount, receiver=receiver)
 
@@ -521,6 +520,51 @@ def positions(account: uint256, market: uint256) -> IClearinghouse.Position:
     @notice The account's position in `market`: size (base units, + long) and cost basis.
     """
     return self._load_position(account, market)
+
+
+@view
+@external
+def pool_balance() -> int256:
+    """
+    @notice The pool's realised balance held here, token units (negative: it owes traders).
+    """
+    return self._pool_balance()
+
+
+@view
+@external
+def insurance_balance() -> uint256:
+    """
+    @notice The insurance fund, settlement token units.
+    """
+    return self._funds >> 128
+
+
+@view
+@external
+def liquidation_buffer() -> uint256:
+    """
+    @notice b: a partial liquidation closes the least size that restores health 1 + b, WAD.
+    """
+    return self._liquidation_params & MASK_64
+
+
+@view
+@external
+def full_liquidation_health() -> uint256:
+    """
+    @notice Below this health a liquidation closes the whole position, WAD.
+    """
+    return (self._liquidation_params >> 64) & MASK_64
+
+
+@view
+@external
+def dust_notional() -> uint256:
+    """
+    @notice A remainder below this notional is closed too, WAD USD.
+    """
+    return self._liquidation_params >> 128
 
 
 @view
@@ -698,9 +742,7 @@ def apply_liquidation_parameters(buffer: uint256, full_liquidation_health: uint2
     @notice Configurator only: the liquidation buffer, deep-underwater health and dust notional.
     """
     self._require(msg.sender == self.configurator, "clearinghouse: not configurator")
-    self.liquidation_buffer = buffer
-    self.full_liquidation_health = full_liquidation_health
-    self.dust_notional = dust_notional
+    self._liquidation_params = buffer | (full_liquidation_health << 64) | (dust_notional << 128)
 
 
 @external
@@ -800,6 +842,22 @@ def _collateral_mask_of(account: uint256) -> uint256:
     return self._accounts[account] >> 144
 
 
+@view
+def _pool_balance() -> int256:
+    return self._from_int128(self._funds & MASK_128)
+
+
+def _add_pool(delta: int256):
+    self._funds = (self._funds & ~MASK_128) | self._to_int128(self._pool_balance() + delta)
+
+
+def _add_insurance(delta: int256):
+    # never negative: bad debt takes at most the balance
+    insurance: uint256 = convert(convert(self._funds >> 128, int256) + delta, uint256)
+    assert insurance <= MASK_128, "clearinghouse: amount too large"
+    self._funds = (self._funds & MASK_128) | (insurance << 128)
+
+
 def _set_market_flag(flag: uint256, on: bool):
     for m: uint256 in range(1, c.MAX_MARKETS):
         if m > self.market_count:
@@ -875,10 +933,10 @@ def _settle_bad_debt(account: uint256):
     if s >= 0 or self._collateral_mask_of(account) != 0:
         return
     shortfall: uint256 = convert(-s, uint256)
-    from_insurance: uint256 = min(shortfall, self.insurance_balance)
+    from_insurance: uint256 = min(shortfall, self._funds >> 128)
     socialised: uint256 = shortfall - from_insurance
-    self.insurance_balance -= from_insurance
-    self.pool_balance -= convert(socialised, int256)
+    self._add_insurance(-convert(from_insurance, int256))
+    self._add_pool(-convert(socialised, int256))
     self._set_settlement(account, 0)
     self.total_bad_debt += shortfall
     if from_insurance > 0:
@@ -967,7 +1025,7 @@ def _least_close(
          then once more with the rate of the tier that remainder lands in; the second answer
          is kept only if its remainder really is in that tier. Rounded up.
     """
-    b1: uint256 = c.WAD + self.liquidation_buffer
+    b1: uint256 = c.WAD + (self._liquidation_params & MASK_64)
     imr: uint256 = 0
     m_this: uint256 = risk._mul_up(risk._mul_up(abs_size, price), mmr)
     m_other: uint256 = maintenance - m_this

@@ -61,6 +61,11 @@ def run(project: Any, chain: Any, signers: list[Any], config: ProtocolConfig = G
         weth.mint(who, 1_000 * WAD, sender=who)
         weth.approve(ch, MAX_UINT, sender=who)
 
+    # a live protocol: the insurance fund is already funded (so no call pays for its first write)
+    usdc.mint(deployer, 100_000 * unit, sender=deployer)
+    usdc.approve(ch, MAX_UINT, sender=deployer)
+    ch.fund_insurance(100_000 * unit, sender=deployer)
+
     gas: dict[str, int] = {}
 
     def measure(name: str, tx: Any) -> None:
