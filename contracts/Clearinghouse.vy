@@ -1,5 +1,6 @@
 # pragma version ~=0.4.3
 # pragma nonreentrancy on
+# pragma optimize codesize
 """
 @title Clearinghouse
 @notice The deployable core of marginsim: collateral vault, perpetual markets, margin engine,
@@ -119,6 +120,7 @@ _positions: HashMap[uint256, HashMap[uint256, uint256]]  # account => market => 
 _funds: uint256
 settlement_held: public(uint256)  # settlement tokens this contract should hold (internal)
 total_bad_debt: public(uint256)  # cumulative shortfall booked, token units
+total_debt: public(uint256)  # sum of negative settlement balances, token units
 
 # buffer b (a partial liquidation targets health >= 1 + b) | full-liquidation health << 64 |
 # dust notional << 128 (WAD; bounded by the Configurator to 0.5, 1 and $10,000): one slot
@@ -488,10 +490,12 @@ def pool_withdraw(amount: uint256, receiver: address):
     """
     @notice The pool pays an LP out of its value here.
     @dev The pool checks `amount` against the LP's share of its value; this pays only out of
-         the pool's realised balance, never out of traders' unrealised losses.
+         the pool's realised balance less every account's debt (a loss realised into a negative
+         balance is backed by collateral, not tokens), never out of traders' unrealised losses.
+         So the tokens left always cover every positive balance and the insurance fund.
     """
     self._require(msg.sender == self.pool, "clearinghouse: not pool")
-    self._require(convert(amount, int256) <= self._pool_balance(), "clearinghouse: pool liquidity")
+    self._require(amount <= self._pool_liquidity(), "clearinghouse: pool liquidity")
     self._add_pool(-convert(amount, int256))
     self._push_settlement(receiver, amount)
     log IClearinghouse.PoolWithdraw(amount=amount, receiver=receiver)
@@ -843,6 +847,12 @@ def _collateral_mask_of(account: uint256) -> uint256:
 
 
 @view
+def _pool_liquidity() -> uint256:
+    liquid: int256 = self._pool_balance() - convert(self.total_debt, int256)
+    return convert(max(liquid, 0), uint256)
+
+
+@view
 def _pool_balance() -> int256:
     return self._from_int128(self._funds & MASK_128)
 
@@ -871,6 +881,10 @@ def _set_market_flag(flag: uint256, on: bool):
 
 
 def _set_settlement(account: uint256, balance: int256):
+    before: int256 = self._settlement_of(account)
+    if before < 0 or balance < 0:
+        # debts backed by collateral, not tokens: the pool may not pay these out to LPs
+        self.total_debt = self.total_debt + convert(max(-balance, 0), uint256) - convert(max(-before, 0), uint256)
     self._accounts[account] = (self._accounts[account] & ~MASK_128) | self._to_int128(balance)
 
 

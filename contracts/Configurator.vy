@@ -12,8 +12,9 @@
      - no liquidation spiral: penalty < (1 + buffer) * base_mmr, rounded as the liquidation
        formula rounds (DESIGN.md), re-checked for every market when the buffer changes;
      - self-liquidation loses: keeper_share <= 90%;
-     - the skew premium a liquidation moves unpaid (P x^2 / 2S) stays below the penalty the
-       liquidated side pays: oi_cap <= 2 * skew_scale * (1 - keeper_share) * penalty;
+     - the skew premium a liquidation moves unpaid (up to P x n / S) stays below what the
+       liquidated side pays: oi_cap <= skew_scale * (1 - keeper_share) * min(penalty,
+       full_liquidation_health * base_mmr), re-checked when the liquidation parameters change;
      - a collateral sale always raises more than the haircut value: discount < 1 - weight.
 """
 
@@ -132,7 +133,7 @@ def list_market(params: IClearinghouse.MarketParams) -> uint256:
     market: uint256 = staticcall CLEARINGHOUSE.market_count() + 1
     assert market < c.MAX_MARKETS, "configurator: too many markets"
     assert staticcall ORACLE.price(params.asset) > 0, "configurator: no price"
-    self._check_market(params, staticcall CLEARINGHOUSE.liquidation_buffer())
+    self._check_market(params, staticcall CLEARINGHOUSE.liquidation_buffer(), staticcall CLEARINGHOUSE.full_liquidation_health())
     extcall CLEARINGHOUSE.apply_market(market, params)
     log MarketSet(market=market, params=params)
     return market
@@ -147,7 +148,7 @@ def set_market(market: uint256, params: IClearinghouse.MarketParams):
     ownable._check_owner()
     assert market != 0 and market <= staticcall CLEARINGHOUSE.market_count(), "configurator: unknown market"
     assert params.asset == (staticcall CLEARINGHOUSE.markets(market)).asset, "configurator: asset fixed"
-    self._check_market(params, staticcall CLEARINGHOUSE.liquidation_buffer())
+    self._check_market(params, staticcall CLEARINGHOUSE.liquidation_buffer(), staticcall CLEARINGHOUSE.full_liquidation_health())
     extcall CLEARINGHOUSE.apply_market(market, params)
     log MarketSet(market=market, params=params)
 
@@ -169,8 +170,23 @@ def set_liquidation_parameters(buffer: uint256, full_liquidation_health: uint256
             break
         params: IClearinghouse.MarketParams = staticcall CLEARINGHOUSE.markets(m)
         assert risk._no_spiral(params.penalty, params.base_mmr, buffer), "configurator: liquidation spiral"
+        assert self._premium_bounded(params, full_liquidation_health), "configurator: cap above premium bound"
     extcall CLEARINGHOUSE.apply_liquidation_parameters(buffer, full_liquidation_health, dust_notional)
     log LiquidationParametersSet(buffer=buffer, full_liquidation_health=full_liquidation_health, dust_notional=dust_notional)
+
+
+@pure
+def _premium_bounded(params: IClearinghouse.MarketParams, full_liquidation_health: uint256) -> bool:
+    """
+    @dev Liquidations fill at the oracle price, so closing x against a skew n moves the premium
+         by up to P x n / S without anyone paying it. The liquidated side pays at least
+         (1 - k) * min(f, full_liquidation_health * base_mmr) of the notional to the insurance
+         fund (the penalty, capped by equity above the full-liquidation health). With
+         n <= oi_cap <= S (1 - k) min(f, h_full * base_mmr) the premium a hedged pair could farm
+         never exceeds what it pays.
+    """
+    effective_penalty: uint256 = min(params.penalty, risk._mul_down(full_liquidation_health, params.base_mmr))
+    return params.oi_cap * c.WAD * c.WAD <= params.skew_scale * (c.WAD - params.keeper_share) * effective_penalty
 
 
 @pure
@@ -181,7 +197,7 @@ def _check_collateral(weight: uint256, liquidation_discount: uint256):
 
 
 @pure
-def _check_market(params: IClearinghouse.MarketParams, buffer: uint256):
+def _check_market(params: IClearinghouse.MarketParams, buffer: uint256, full_liquidation_health: uint256):
     assert params.base_mmr >= MIN_BASE_MMR and params.base_mmr <= MAX_BASE_MMR, "configurator: bad maintenance rate"
     # tier size and skew scale are packed into 80 and 88 bits in the Clearinghouse
     assert params.tier_size > 0 and params.tier_size < 2 ** 80, "configurator: bad tier size"
@@ -196,10 +212,5 @@ def _check_market(params: IClearinghouse.MarketParams, buffer: uint256):
     assert params.keeper_share <= MAX_KEEPER_SHARE, "configurator: bad keeper share"
     assert params.skew_scale > 0 and params.skew_scale < 2 ** 88, "configurator: bad skew scale"
     assert params.oi_cap <= params.skew_scale, "configurator: cap above skew scale"
-    # liquidations fill at the oracle price, so closing x moves the skew premium by P x^2 / 2S
-    # without anyone paying it; x <= oi_cap <= 2 S (1 - k) f keeps that below the penalty the
-    # liquidated side loses, so a hedged pair cannot farm it
-    assert (
-        params.oi_cap * c.WAD * c.WAD <= 2 * params.skew_scale * (c.WAD - params.keeper_share) * params.penalty
-    ), "configurator: cap above premium bound"
+    assert self._premium_bounded(params, full_liquidation_health), "configurator: cap above premium bound"
     assert params.max_funding_rate <= MAX_FUNDING_RATE, "configurator: bad funding rate"

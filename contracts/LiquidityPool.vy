@@ -41,8 +41,6 @@ initializes: erc20[ownable := ownable]
 exports: (
     erc20.totalSupply,
     erc20.balanceOf,
-    erc20.transfer,
-    erc20.transferFrom,
     erc20.approve,
     erc20.allowance,
     erc20.name,
@@ -52,11 +50,18 @@ exports: (
 )
 
 DECIMALS_OFFSET: constant(uint256) = 6  # shares have 6 more decimals than the asset
+COOLDOWN: constant(uint256) = 900  # seconds after a deposit before those shares can leave (GMX: 15 min)
 
 asset: public(immutable(address))  # the settlement token
 CLEARINGHOUSE: public(immutable(IClearinghouse))  # holds the assets and the positions
 ORACLE: public(immutable(IOracleRouter))  # prices the positions
 SETTLEMENT_TO_WAD: immutable(uint256)  # 10 ** (18 - asset decimals)
+
+# holder => time from which its shares may be redeemed. A deposit sets it for the receiver and a
+# share transfer passes the later of the two on, so a just-in-time LP (deposit, let a liquidation
+# or an oracle round move the value, redeem) cannot leave within the same 15 minutes, whatever
+# address it moves its shares to.
+unlocks_at: public(HashMap[address, uint256])
 
 
 @deploy
@@ -72,6 +77,27 @@ def __init__(clearinghouse: IClearinghouse, name_: String[25], symbol_: String[5
     ORACLE = IOracleRouter(staticcall clearinghouse.ORACLE())
     SETTLEMENT_TO_WAD = staticcall clearinghouse.SETTLEMENT_TO_WAD()
     assert extcall IERC20(settlement).approve(clearinghouse.address, max_value(uint256), default_return_value=True), "pool: approve failed"
+
+
+@external
+def transfer(to: address, amount: uint256) -> bool:
+    """
+    @notice ERC-20 transfer of shares; the receiver inherits the sender's cooldown if later.
+    """
+    self._inherit_cooldown(msg.sender, to)
+    erc20._transfer(msg.sender, to, amount)
+    return True
+
+
+@external
+def transferFrom(owner: address, to: address, amount: uint256) -> bool:
+    """
+    @notice ERC-20 transferFrom of shares; the receiver inherits the owner's cooldown if later.
+    """
+    erc20._spend_allowance(owner, msg.sender, amount)
+    self._inherit_cooldown(owner, to)
+    erc20._transfer(owner, to, amount)
+    return True
 
 
 @view
@@ -143,7 +169,12 @@ def mint(shares: uint256, receiver: address) -> uint256:
 @view
 @external
 def maxWithdraw(owner: address) -> uint256:
-    return self._to_assets(erc20.balanceOf[owner], False)
+    """
+    @notice 0 during the owner's cooldown; never more than the pool can pay out now.
+    """
+    if block.timestamp < self.unlocks_at[owner]:
+        return 0
+    return min(self._to_assets(erc20.balanceOf[owner], False), self._liquidity())
 
 
 @view
@@ -165,7 +196,12 @@ def withdraw(assets: uint256, receiver: address, owner: address) -> uint256:
 @view
 @external
 def maxRedeem(owner: address) -> uint256:
-    return erc20.balanceOf[owner]
+    """
+    @notice 0 during the owner's cooldown; never more shares than the pool can pay out now.
+    """
+    if block.timestamp < self.unlocks_at[owner]:
+        return 0
+    return min(erc20.balanceOf[owner], self._to_shares(self._liquidity(), False))
 
 
 @view
@@ -186,6 +222,21 @@ def redeem(shares: uint256, receiver: address, owner: address) -> uint256:
 
 interface IERC20Decimals:
     def decimals() -> uint8: view
+
+
+def _inherit_cooldown(source: address, receiver: address):
+    if self.unlocks_at[source] > self.unlocks_at[receiver]:
+        self.unlocks_at[receiver] = self.unlocks_at[source]
+
+
+@view
+def _liquidity() -> uint256:
+    """
+    @dev The pool's realised balance less every account's debt (losses realised into negative
+         balances are backed by collateral, not tokens): what the Clearinghouse will pay out.
+    """
+    liquid: int256 = staticcall CLEARINGHOUSE.pool_balance() - convert(staticcall CLEARINGHOUSE.total_debt(), int256)
+    return convert(max(liquid, 0), uint256)
 
 
 @view
@@ -242,11 +293,13 @@ def _deposit(receiver: address, assets: uint256, shares: uint256):
     assert extcall IERC20(asset).transferFrom(msg.sender, self, assets, default_return_value=True), "pool: transfer failed"
     extcall CLEARINGHOUSE.pool_deposit(assets)
     erc20._mint(receiver, shares)
+    self.unlocks_at[receiver] = block.timestamp + COOLDOWN
     log IERC4626.Deposit(sender=msg.sender, owner=receiver, assets=assets, shares=shares)
 
 
 def _withdraw(receiver: address, owner: address, assets: uint256, shares: uint256):
     assert assets > 0 and shares > 0, "pool: zero amount"
+    assert block.timestamp >= self.unlocks_at[owner], "pool: cooldown"
     if msg.sender != owner:
         erc20._spend_allowance(owner, msg.sender, shares)
     assert erc20.balanceOf[owner] >= shares, "pool: insufficient shares"

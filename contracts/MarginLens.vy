@@ -14,6 +14,7 @@ from .interfaces import IOracleRouter
 import constants as c
 import risk
 
+MAX_BATCH: constant(uint256) = 512  # accounts per healths() call
 FUNDING_BUFFER_SECONDS: constant(uint256) = 300  # max_withdraw leaves room for 5 minutes of funding at today's rates
 
 CLEARINGHOUSE: public(immutable(IClearinghouse))  # the protocol this lens reads
@@ -48,6 +49,19 @@ def account_summary(account: uint256) -> IClearinghouse.AccountSummary:
         collateral_value=collateral,
         unrealised_pnl=equity - s * scale - convert(collateral, int256),
     )
+
+
+@view
+@external
+def healths(accounts: DynArray[uint256, MAX_BATCH]) -> DynArray[uint256, MAX_BATCH]:
+    """
+    @notice Health of many accounts in one call, for keepers confirming their candidates;
+            max_value(uint256) for an account without positions.
+    """
+    result: DynArray[uint256, MAX_BATCH] = []
+    for account: uint256 in accounts:
+        result.append(staticcall CLEARINGHOUSE.health(account))
+    return result
 
 
 @view

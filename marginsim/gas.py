@@ -40,8 +40,8 @@ GAS_CONFIG = replace(
     ),
     markets=DEFAULT_CONFIG.markets
     + (
-        MarketConfig("LINK-PERP", "LINK", tier_size=100_000, skew_scale=10_000_000, oi_cap=100_000),
-        MarketConfig("SOL-PERP", "SOL", tier_size=10_000, skew_scale=1_000_000, oi_cap=10_000),
+        MarketConfig("LINK-PERP", "LINK", tier_size=100_000, skew_scale=10_000_000, oi_cap=50_000),
+        MarketConfig("SOL-PERP", "SOL", tier_size=10_000, skew_scale=1_000_000, oi_cap=5_000),
     ),
 )
 

@@ -63,7 +63,7 @@ class MarketConfig:
     keeper_share: float = 0.5
     skew_scale: float = 1_000_000
     max_funding_rate: float = 0.01
-    oi_cap: float = 10_000
+    oi_cap: float = 7_500
 
     def params(self, asset: str) -> tuple:
         """The on-chain MarketParams tuple, in field order."""
@@ -98,7 +98,7 @@ class ProtocolConfig:
     )
     markets: tuple[MarketConfig, ...] = (
         MarketConfig("ETH-PERP", "WETH"),
-        MarketConfig("BTC-PERP", "WBTC", tier_size=100, skew_scale=50_000, oi_cap=1_000),
+        MarketConfig("BTC-PERP", "WBTC", tier_size=100, skew_scale=150_000, oi_cap=1_000),
     )
     ewma_lambda: float = 0.94
     max_vol_rise_per_hour: float = 0.10

@@ -166,13 +166,14 @@ MARKET_VIOLATIONS = {
     "skew_scale-zero": ({"skew_scale": 0}, "configurator: bad skew scale"),
     "skew_scale-beyond-88-bits": ({"skew_scale": 2**88}, "configurator: bad skew scale"),
     "oi_cap-above-skew_scale": ({"oi_cap": 1_000_000 * WAD + 1}, "configurator: cap above skew scale"),
-    # 2 * S * (1 - keeper_share) * penalty = 2 * 1M * 0.5 * 2% = 20,000 units
-    "oi_cap-above-premium-bound": ({"oi_cap": 20_000 * WAD + 1}, "configurator: cap above premium bound"),
+    # S * (1 - keeper_share) * min(penalty, full_liquidation_health * base_mmr)
+    #   = 1M * 0.5 * min(2%, 0.5 * 3%) = 7,500 units
+    "oi_cap-above-premium-bound": ({"oi_cap": 7_500 * WAD + 1}, "configurator: cap above premium bound"),
     "funding-above-max": ({"max_funding_rate": WAD // 10 + 1}, "configurator: bad funding rate"),
 }
 
 MARKET_AT_BOUNDS = {
-    "base_mmr-min": {"base_mmr": 10**15, "penalty": 10**15, "oi_cap": 1_000 * WAD},
+    "base_mmr-min": {"base_mmr": 10**15, "penalty": 10**15, "oi_cap": 250 * WAD},  # 1M * 0.5 * 0.05%
     "base_mmr-max-with-initial-100pct": {"base_mmr": WAD // 2, "imr_multiplier": 2 * WAD},
     "tier_size-largest": {"tier_size": 2**80 - 1},
     "tier_mmr-max": {"tier_mmr": WAD // 10},
@@ -182,9 +183,9 @@ MARKET_AT_BOUNDS = {
     "imr_multiplier-max": {"imr_multiplier": 10 * WAD},
     "fee-max": {"fee": WAD // 100},
     "penalty-just-below-spiral": {"penalty": 33 * 10**15 - 1},
-    "keeper_share-max": {"keeper_share": 9 * WAD // 10, "oi_cap": 4_000 * WAD},
+    "keeper_share-max": {"keeper_share": 9 * WAD // 10, "oi_cap": 1_500 * WAD},  # 1M * 0.1 * 1.5%
     "skew_scale-largest": {"skew_scale": 2**88 - 1},
-    "oi_cap-at-premium-bound": {"oi_cap": 20_000 * WAD},
+    "oi_cap-at-premium-bound": {"oi_cap": 7_500 * WAD},
     "funding-max": {"max_funding_rate": WAD // 10},
 }
 
@@ -294,8 +295,8 @@ def test_spiral__set_market_penalty_at_bound__reverts_just_below__accepted(ch, c
 def test_spiral__set_market_base_mmr_too_low_for_penalty__reverts(ch, configurator, deployer, eth_market):
     # the same bound from the maintenance side: penalty 2% needs base_mmr > 2% / 1.1
     with ape.reverts("configurator: liquidation spiral"):
-        configurator.set_market(eth_market, market_params(ch, eth_market, base_mmr=18 * 10**15), sender=deployer)
-    configurator.set_market(eth_market, market_params(ch, eth_market, base_mmr=19 * 10**15), sender=deployer)
+        configurator.set_market(eth_market, market_params(ch, eth_market, base_mmr=18 * 10**15, oi_cap=4_000 * WAD), sender=deployer)
+    configurator.set_market(eth_market, market_params(ch, eth_market, base_mmr=19 * 10**15, oi_cap=4_000 * WAD), sender=deployer)
     assert ch.markets(eth_market).base_mmr == 19 * 10**15
 
 
@@ -359,8 +360,10 @@ def test_set_liquidation_parameters__at_bounds__applied_with_event(ch, configura
     assert (ch.liquidation_buffer(), ch.full_liquidation_health(), ch.dust_notional()) == (WAD // 2, WAD, 10_000 * WAD)
     [event] = events(tx, "LiquidationParametersSet")
     assert (event.buffer, event.full_liquidation_health, event.dust_notional) == (WAD // 2, WAD, 10_000 * WAD)
-    configurator.set_liquidation_parameters(0, 1, 0, sender=deployer)  # the other ends
-    assert (ch.liquidation_buffer(), ch.full_liquidation_health(), ch.dust_notional()) == (0, 1, 0)
+    # the other ends; full-liquidation health cannot go below 0.5 here, as the listed markets'
+    # caps sit at the premium bound (test_premium_bound__lowering_full_liquidation_health__reverts)
+    configurator.set_liquidation_parameters(0, WAD // 2, 0, sender=deployer)
+    assert (ch.liquidation_buffer(), ch.full_liquidation_health(), ch.dust_notional()) == (0, WAD // 2, 0)
 
 
 # ---------------------------------------------------------------- collateral setters
@@ -632,3 +635,14 @@ def test_ownership__pending_transfer_replaced__first_nominee_cannot_accept(proto
 def test_ownership__accept_without_transfer__reverts(protocol, attacker, contract):
     with ape.reverts(NOT_NEW_OWNER):
         getattr(protocol, contract).accept_ownership(sender=attacker)
+
+
+def test_premium_bound__lowering_full_liquidation_health__reverts(ch, configurator, deployer, eth_market):
+    """The bound uses min(penalty, full_liquidation_health * base_mmr): at the default cap of
+    7,500 ETH (S 1M, k 0.5, base 3%) a full-liquidation health below 0.5 would let a hedged pair
+    farm the premium a liquidation leaves unpaid."""
+    buffer, dust = ch.liquidation_buffer(), ch.dust_notional()
+    with ape.reverts("configurator: cap above premium bound"):
+        configurator.set_liquidation_parameters(buffer, WAD // 2 - 1, dust, sender=deployer)
+    assert ch.full_liquidation_health() == WAD // 2
+    configurator.set_liquidation_parameters(buffer, WAD // 2, dust, sender=deployer)

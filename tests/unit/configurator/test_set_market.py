@@ -9,13 +9,13 @@ from tests.conftest import WAD
 def test_set_market__cap_above_premium_bound__reverts(protocol, deployer, eth_market):
     configurator, ch = protocol.configurator, protocol.clearinghouse
     asset = protocol.tokens["WETH"].address
-    # liquidating x moves the premium by P x^2 / 2S unpaid: x <= 2 S (1 - k) f must hold
-    too_big = MarketConfig("X", "WETH", skew_scale=100_000, oi_cap=10_000, penalty=0.02, keeper_share=0.5)
+    # cap <= S (1 - k) min(f, full_liquidation_health * base_mmr) = 100,000 * 0.5 * 1.5%
+    too_big = MarketConfig("X", "WETH", skew_scale=100_000, oi_cap=751, penalty=0.02, keeper_share=0.5)
     with ape.reverts("configurator: cap above premium bound"):
         configurator.set_market(eth_market, too_big.params(asset), sender=deployer)
-    edge = replace(too_big, oi_cap=2_000)  # 2 * 100,000 * 0.5 * 0.02
+    edge = replace(too_big, oi_cap=750)
     configurator.set_market(eth_market, edge.params(asset), sender=deployer)
-    assert ch.markets(eth_market).oi_cap == 2_000 * WAD
+    assert ch.markets(eth_market).oi_cap == 750 * WAD
 
 
 def test_apply_market__not_configurator__reverts(protocol, deployer, eth_market, attacker):

@@ -41,11 +41,27 @@ def event(receipt, name):
     return found
 
 
+COOLDOWN = 900  # LiquidityPool: seconds after a deposit before the shares may leave
+
+
+def wait_cooldown():
+    """Let a deposit's cooldown pass (well inside the oracle heartbeat)."""
+    ape.chain.pending_timestamp += COOLDOWN
+
+
+@pytest.fixture(autouse=True)
+def _past_seed_cooldowns(_module_fixtures_first):
+    # the module's seeded deposits happened just before: every test starts after their cooldown
+    wait_cooldown()
+
+
 def lp_deposit(protocol, who, amount):
     """Mint `amount` settlement units to `who` and deposit them into `protocol`'s pool; returns
-    the shares minted."""
+    the shares minted, once their cooldown has passed."""
     mint_and_approve(protocol.settlement, who, amount, protocol.pool)
-    return event(protocol.pool.deposit(amount, who, sender=who), "Deposit").shares
+    shares = event(protocol.pool.deposit(amount, who, sender=who), "Deposit").shares
+    wait_cooldown()
+    return shares
 
 
 def open_position(protocol, who, collateral_usd, size):
@@ -110,6 +126,7 @@ def test_mint_then_withdraw__round_trip(empty, lp):
     cost = pool.previewMint(shares)
     mint_and_approve(usdc, lp, cost, pool)
     tx = pool.mint(shares, lp, sender=lp)
+    wait_cooldown()
     assert event(tx, "Deposit").assets == cost == 500 * USDC
     assert pool.balanceOf(lp) == shares
 
@@ -194,6 +211,7 @@ def test_rounding__mint_then_redeem__never_returns_more(pool, usdc, other_trader
     cost = pool.previewMint(shares)
     mint_and_approve(usdc, other_trader, cost, pool)
     paid = event(pool.mint(shares, other_trader, sender=other_trader), "Deposit").assets
+    wait_cooldown()
     assert paid == cost > 0  # even a single share costs a whole token unit
     back = redeem_all(pool, other_trader, shares)
     assert back <= paid
@@ -221,7 +239,9 @@ def redeem_all(pool, who, shares):
 
 def lp_deposit_seeded(pool, usdc, who, amount):
     mint_and_approve(usdc, who, amount, pool)
-    return event(pool.deposit(amount, who, sender=who), "Deposit").shares
+    shares = event(pool.deposit(amount, who, sender=who), "Deposit").shares
+    wait_cooldown()
+    return shares
 
 
 # ---------------------------------------------------------------- donations
@@ -323,7 +343,8 @@ def test_withdraw__traders_at_a_loss__limited_to_realised_balance(ch, pool, make
     make_account(trader, collateral_usd=2_000_000, leverage=5)  # 5,000 ETH long
     set_price("WETH", 1_700)  # the trader is down ~$1.5M
     balance = ch.pool_balance()
-    assert pool.maxWithdraw(lp) > balance
+    assert pool.convertToAssets(pool.balanceOf(lp)) > balance  # the value counts them
+    assert pool.maxWithdraw(lp) == balance  # the liquidity does not
     with ape.reverts("clearinghouse: pool liquidity"):
         pool.redeem(pool.balanceOf(lp), lp, lp, sender=lp)
     pool.withdraw(balance, lp, lp, sender=lp)  # the realised part is available
@@ -338,3 +359,24 @@ def test_deposit__insolvent_pool__reverts(empty, deployer, lp, trader, other_tra
     mint_and_approve(empty.settlement, other_trader, 1_000 * USDC, empty.pool)
     with ape.reverts("pool: insolvent"):
         empty.pool.deposit(1_000 * USDC, other_trader, sender=other_trader)
+
+
+def test_redeem__within_cooldown__reverts(pool, usdc, other_trader):
+    mint_and_approve(usdc, other_trader, 1_000 * USDC, pool)
+    shares = event(pool.deposit(1_000 * USDC, other_trader, sender=other_trader), "Deposit").shares
+    assert pool.maxRedeem(other_trader) == 0 and pool.maxWithdraw(other_trader) == 0
+    with ape.reverts("pool: cooldown"):
+        pool.redeem(shares, other_trader, other_trader, sender=other_trader)
+    wait_cooldown()
+    assert pool.maxRedeem(other_trader) == shares
+    pool.redeem(shares, other_trader, other_trader, sender=other_trader)
+
+
+def test_transfer__shares_carry_the_cooldown(pool, usdc, other_trader, attacker):
+    """A just-in-time LP cannot dodge the cooldown by moving its shares to a fresh address."""
+    mint_and_approve(usdc, attacker, 1_000 * USDC, pool)
+    shares = event(pool.deposit(1_000 * USDC, attacker, sender=attacker), "Deposit").shares
+    pool.transfer(other_trader, shares, sender=attacker)
+    with ape.reverts("pool: cooldown"):
+        pool.redeem(shares, other_trader, other_trader, sender=other_trader)
+    assert pool.unlocks_at(other_trader) == pool.unlocks_at(attacker)
