@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 export PATH := $(abspath $(BIN)):$(PATH)
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test gas deploy anvil compile clean
+.PHONY: install demo test gas simulate bench-sim deploy anvil compile clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -32,6 +32,15 @@ test: $(STAMP)
 gas: $(STAMP)
 	PYTHONWARNINGS=ignore $(BIN)/ape run gas
 
+## A crash scenario (default: Black Thursday 2020 replay); SCENARIO=..., SEED=..., OUT=...
+SCENARIO ?= scenarios/black-thursday-2020.toml
+simulate: $(STAMP)
+	PYTHONWARNINGS=ignore $(BIN)/ape run simulate --scenario $(SCENARIO) $(if $(SEED),--seed $(SEED)) $(if $(OUT),--out $(OUT))
+
+## Simulator benchmark (not a test): wall time, tx/s and a profile of SCENARIO.
+bench-sim: $(STAMP)
+	PYTHONWARNINGS=ignore $(BIN)/ape run bench_sim --scenario $(SCENARIO)
+
 ## Deploy with default markets; NETWORK=ethereum:local:node for a node such as anvil.
 NETWORK ?= ethereum:local:test
 deploy: $(STAMP)
@@ -40,7 +49,7 @@ deploy: $(STAMP)
 ## A local anvil node for NETWORK=ethereum:local:node (npm package; chain id matches ape's test accounts).
 anvil:
 	npm install --silent --prefix .anvil @foundry-rs/anvil
-	.anvil/node_modules/.bin/anvil --chain-id 1337 --port 8545
+	.anvil/node_modules/.bin/anvil --chain-id 1337 --port 8545 --accounts 40
 
 clean:
 	rm -rf .build .pytest_cache deployments/ethereum-local-test.json

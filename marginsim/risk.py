@@ -211,3 +211,35 @@ def snapshot_account(clearinghouse: Any, oracle: Any, account: int, timestamp: i
 
 def _plain(value: Any) -> Any:
     return value if isinstance(value, int) else str(value)
+
+
+def _close_for_rate(params: MarketParams, abs_size: int, price: int, equity: int, m_other: int, rate: int, b1: int, settlement_to_wad: int) -> int:
+    notional = mul_up(abs_size, price)
+    slack = 2 * settlement_to_wad
+    target = mul_up(m_other + mul_up(notional, rate), b1) - (equity - slack)
+    if target <= 0:
+        return 0
+    denominator = mul_down(b1, rate) - params.penalty
+    x_notional = ceil_div(target * WAD, denominator)
+    return ceil_div(x_notional * WAD, price)
+
+
+def least_close(
+    view: MarketView, abs_size: int, equity: int, maintenance: int, buffer: int, settlement_to_wad: int
+) -> int:
+    """The least size (base units) `Clearinghouse.liquidate` closes to restore health 1 + buffer,
+    before the deep-underwater, dust and max_size rules; as `_least_close`."""
+    params, price = view.params, view.price
+    b1 = WAD + buffer
+    mmr, _ = market_rates(params, abs_size, view.sigma, view.sigma_mm)
+    m_other = maintenance - mul_up(mul_up(abs_size, price), mmr)
+    x = _close_for_rate(params, abs_size, price, equity, m_other, mmr, b1, settlement_to_wad)
+    if x >= abs_size:
+        return abs_size
+    r2, _ = market_rates(params, abs_size - x, view.sigma, view.sigma_mm)
+    if r2 < mmr:
+        x2 = _close_for_rate(params, abs_size, price, equity, m_other, r2, b1, settlement_to_wad)
+        check, _ = market_rates(params, abs_size - min(x2, abs_size), view.sigma, view.sigma_mm)
+        if x2 < x and check == r2:
+            x = x2
+    return min(x, abs_size)

@@ -1,0 +1,1 @@
+"""The crash simulator: scenario, agents, the loop, metrics and report."""

@@ -1,0 +1,153 @@
+"""The simulation's actors: traders and competing keepers.
+
+A keeper knows only what a real one could: it builds its account list from the Clearinghouse's
+events, mirrors every account's health off-chain with the contract's own integer arithmetic
+(`marginsim.risk`), confirms its candidates on chain with one batched view
+(`MarginLens.healths`), and liquidates only when the expected reward beats the gas it will pay.
+Deciding *whether* to liquidate (the mirror) and *whether it pays* (`LiquidationModel`) are kept
+apart, as makerdao/auction-keeper keeps can_bark apart from its bidding models.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from marginsim import risk
+from marginsim.sim.scenario import KeeperSpec
+
+WAD = 10**18
+MAX_UINT = 2**256 - 1
+
+
+@dataclass
+class TraderState:
+    """A trader of the population and what it will do when its health falls."""
+
+    name: str
+    signer: Any
+    account: int
+    market: str
+    tops_up: bool
+    closes: bool
+    collateral_usd: float
+    topped_up: int = 0
+    closed: bool = False
+
+
+@dataclass
+class AccountMirror:
+    """What changes an account only through its own events: re-read when one touches it."""
+
+    settlement: int = 0
+    positions: dict[int, tuple[int, int]] = field(default_factory=dict)  # market -> (size, cost)
+    collateral: dict[int, int] = field(default_factory=dict)  # slot -> amount
+
+
+@dataclass(frozen=True)
+class Candidate:
+    account: int
+    market: int
+    equity: int
+    maintenance: int
+    mirror_health: int
+
+
+@dataclass(frozen=True)
+class LiquidationModel:
+    """Profitability: the expected keeper reward against the gas the call will cost."""
+
+    gas_estimate: int = 160_000  # a one-market partial liquidation (make gas: ~152k)
+
+    def expected_reward_usd(self, view: risk.MarketView, close_size: int, equity: int, maintenance: int, settlement_to_wad: int) -> float:
+        if equity <= 0:
+            return 0.0  # the contract charges no penalty to an underwater account
+        notional = risk.mul_up(close_size, view.price)
+        penalty = risk.ceil_div(risk.mul_up(notional, view.params.penalty), settlement_to_wad)
+        mmr, _ = risk.market_rates(view.params, close_size, view.sigma, view.sigma_mm)
+        freed = min(risk.mul_up(notional, mmr), maintenance)
+        penalty = min(penalty, equity * freed // maintenance // settlement_to_wad)
+        reward = penalty * view.params.keeper_share // WAD
+        return reward * settlement_to_wad / WAD
+
+    def gas_cost_usd(self, gas: int, gas_price_gwei: float, eth_price_usd: float) -> float:
+        return gas * gas_price_gwei * 1e-9 * eth_price_usd
+
+
+class Keeper:
+    """One keeper bot: its own signer, delay, censorship windows and profit threshold."""
+
+    def __init__(self, spec: KeeperSpec, signer: Any, protocol: Any, model: LiquidationModel | None = None):
+        self.spec = spec
+        self.signer = signer
+        self.protocol = protocol
+        self.model = model or LiquidationModel()
+        self.accounts: dict[int, AccountMirror] = {}
+        self.first_liquidatable_block: dict[int, int] = {}
+        self._settlement_to_wad = int(protocol.clearinghouse.SETTLEMENT_TO_WAD())
+
+    # ------------------------------------------------------------------ indexing
+    def observe(self, touched: set[int]) -> None:
+        """New Clearinghouse events touched these accounts: (re)load them. The engine reads the
+        logs once per step (one eth_getLogs) and hands every keeper the same view."""
+        for account in touched:
+            self.accounts[account] = self._load(account)
+
+    def _load(self, account: int) -> AccountMirror:
+        ch = self.protocol.clearinghouse
+        mirror = AccountMirror(settlement=int(ch.settlement(account)))
+        mask = int(ch.market_mask(account))
+        for market in range(1, risk.MAX_MARKETS):
+            if mask >> market & 1:
+                pos = ch.positions(account, market)
+                mirror.positions[market] = (int(pos.size), int(pos.cost))
+        collateral_mask = int(ch.collateral_mask(account))
+        for slot in range(1, risk.MAX_COLLATERALS):
+            if collateral_mask >> slot & 1:
+                mirror.collateral[slot] = int(ch.balances(account, slot))
+        return mirror
+
+    # ------------------------------------------------------------------ the mirror
+    def snapshot(self, account: int, market_views: dict[int, risk.MarketView], collateral: dict[int, tuple[int, int, int]], timestamp: int) -> risk.AccountSnapshot:
+        """`collateral`: slot -> (unit, weight, price)."""
+        mirror = self.accounts[account]
+        return risk.AccountSnapshot(
+            settlement=mirror.settlement,
+            settlement_to_wad=self._settlement_to_wad,
+            positions=dict(mirror.positions),
+            markets={m: market_views[m] for m in mirror.positions},
+            collaterals=[risk.CollateralView(*collateral[slot], amount) for slot, amount in mirror.collateral.items()],
+            timestamp=timestamp,
+        )
+
+    def candidates(self, market_views: dict[int, risk.MarketView], collateral: dict[int, tuple[int, int, int]], timestamp: int, sim_block: int) -> list[Candidate]:
+        """Accounts the mirror says are below maintenance, whose delay has passed."""
+        found: list[Candidate] = []
+        for account, mirror in self.accounts.items():
+            if not mirror.positions:
+                self.first_liquidatable_block.pop(account, None)
+                continue
+            equity, maintenance, _ = risk.margin(self.snapshot(account, market_views, collateral, timestamp))
+            if equity >= maintenance:
+                self.first_liquidatable_block.pop(account, None)
+                continue
+            first = self.first_liquidatable_block.setdefault(account, sim_block)
+            if sim_block - first < self.spec.delay_blocks:
+                continue
+            # the market with the largest maintenance requirement goes first
+            market = max(
+                mirror.positions,
+                key=lambda m: risk.mul_up(abs(mirror.positions[m][0]), market_views[m].price),
+            )
+            found.append(Candidate(account, market, equity, maintenance, risk.health(equity, maintenance)))
+        return found
+
+    def liquidation_size(self, candidate: Candidate, view: risk.MarketView, buffer: int, full_health: int, dust: int) -> tuple[int, bool]:
+        """(size the contract will close, whether that is the whole position), as `liquidate`."""
+        size = abs(self.accounts[candidate.account].positions[candidate.market][0])
+        if candidate.mirror_health < full_health:
+            return size, True
+        close = min(risk.least_close(view, size, candidate.equity, candidate.maintenance, buffer, self._settlement_to_wad), size)
+        if risk.mul_down(size - close, view.price) < dust:
+            return size, True
+        return close, close == size

@@ -1,0 +1,510 @@
+"""The simulation loop: time, oracle rounds, traders, competing keepers, metrics.
+
+One step (scenario.step_seconds) does, in order:
+1. move the chain's clock to the step's time;
+2. publish every Chainlink round due by then (marginsim.feeds.publish_rounds on the true path),
+   then `OracleRouter.sync`, as the oracle bot does; feeds without a path get heartbeat rounds;
+3. read the new Clearinghouse events once (the keepers' shared view of the chain);
+4. traders whose health fell below their threshold top up or close;
+5. every keeper mirrors every indexed account's health off-chain, confirms its candidates with
+   one batched on-chain view, and, in a random order drawn from the seed, sends the
+   liquidations that pay for their gas; a keeper that loses a race pays for a reverted call;
+6. record a SeriesPoint.
+
+Simulated blocks are time / block_seconds: delays are counted in them, whatever the chain mines.
+"""
+
+from __future__ import annotations
+
+import math
+import time as wallclock
+from dataclasses import replace
+from typing import Any, Callable
+
+import numpy as np
+from eth_utils import keccak
+
+from marginsim import feeds, risk
+from marginsim.protocol import DEFAULT_CONFIG, FeedConfig, Protocol, ProtocolConfig, account_id, deploy_protocol
+from marginsim.sim.agents import Keeper, LiquidationModel, TraderState
+from marginsim.sim.results import BadDebtRecord, KeeperStats, LiquidationRecord, OracleRound, SeriesPoint, SimulationResult
+from marginsim.sim.scenario import Scenario, gas_price_gwei, price_path
+from marginsim.story import advance_time
+
+WAD = 10**18
+MAX_UINT = 2**256 - 1
+MARKET_UNDERLYING = {"ETH-PERP": "WETH", "BTC-PERP": "WBTC"}
+REVERTED_CALL_GAS = 45_000  # what a liquidate() that reverts after the margin check costs a loser
+KEEPER_WORKING_CAPITAL_USD = 10_000_000  # settlement tokens each keeper holds to buy collateral
+HEALTH_CAP = 10.0  # health quantiles are capped here for plotting
+
+
+class MirrorMismatch(AssertionError):
+    """The keeper's off-chain health differs from the contract's (verify_mirror runs only)."""
+
+
+def protocol_config(scenario: Scenario, start_prices: dict[str, float]) -> ProtocolConfig:
+    """The default protocol with the scenario's overrides and the paths' starting prices."""
+    collaterals = []
+    for token in DEFAULT_CONFIG.collaterals:
+        market = next((m for m, u in MARKET_UNDERLYING.items() if u == token.symbol and m in start_prices), None)
+        if market is not None:
+            token = replace(token, feed=replace(token.feed, price_usd=start_prices[market]))
+        collaterals.append(token)
+    overrides = {k: v for k, v in scenario.protocol.items()}
+    return replace(DEFAULT_CONFIG, collaterals=tuple(collaterals), **overrides)
+
+
+def run_simulation(
+    project: Any,
+    chain: Any,
+    signers: list[Any],
+    scenario: Scenario,
+    seed: int | None = None,
+    network: str = "local",
+    on_step: Callable[[int, int], None] | None = None,
+    verify_mirror: bool = False,
+) -> SimulationResult:
+    """Deploy a fresh protocol and run `scenario` on it; `signers` needs 2 + keepers + traders."""
+    started = wallclock.perf_counter()
+    seed = scenario.seed if seed is None else seed
+    rng = np.random.default_rng(seed)
+    needed = 2 + len(scenario.keepers) + scenario.traders.count
+    if len(signers) < needed:
+        raise ValueError(f"simulate: the scenario needs {needed} funded accounts, the network has {len(signers)}")
+
+    # ---------------------------------------------------------------- paths and rounds
+    paths = {spec.market: price_path(spec, seed) for spec in scenario.feeds}
+    path_start = {m: int(p.timestamps[0]) for m, p in paths.items()}
+    duration = min(int(p.timestamps[-1] - p.timestamps[0]) for p in paths.values())
+    if scenario.duration_seconds is not None:
+        duration = min(duration, scenario.duration_seconds)
+    rounds = {
+        spec.market: feeds.publish_rounds(
+            ((int(t) - path_start[spec.market], float(p)) for t, p in zip(paths[spec.market].timestamps, paths[spec.market].prices)),
+            feeds.PublisherConfig(deviation_threshold=spec.deviation, heartbeat_seconds=spec.heartbeat, publication_lag_seconds=spec.lag_seconds),
+        )
+        for spec in scenario.feeds
+    }
+    start_prices = {m: float(p.prices[0]) for m, p in paths.items()}
+    gas_gwei = gas_price_gwei(scenario.gas)
+
+    # ---------------------------------------------------------------- protocol and liquidity
+    deployer, lp = signers[0], signers[1]
+    keeper_signers = signers[2 : 2 + len(scenario.keepers)]
+    trader_signers = signers[2 + len(scenario.keepers) : needed]
+    protocol = deploy_protocol(project, deployer, protocol_config(scenario, start_prices))
+    ch, usdc, lens = protocol.clearinghouse, protocol.settlement, protocol.lens
+    unit = 10 ** protocol.config.settlement_decimals
+    pool_amount = int(scenario.pool_usd * unit)
+    usdc.mint(lp, pool_amount, sender=lp)
+    usdc.approve(protocol.pool, pool_amount, sender=lp)
+    protocol.pool.deposit(pool_amount, lp, sender=lp)
+    if scenario.insurance_usd > 0:
+        amount = int(scenario.insurance_usd * unit)
+        usdc.mint(deployer, amount, sender=deployer)
+        usdc.approve(ch, amount, sender=deployer)
+        ch.fund_insurance(amount, sender=deployer)
+    for signer in keeper_signers:
+        usdc.mint(signer, KEEPER_WORKING_CAPITAL_USD * unit, sender=signer)
+        usdc.approve(ch, MAX_UINT, sender=signer)
+
+    result = SimulationResult(scenario=scenario.name, seed=seed, network=network, started_block=chain.blocks.head.number)
+    keepers = [Keeper(spec, signer, protocol) for spec, signer in zip(scenario.keepers, keeper_signers)]
+    for keeper in keepers:
+        result.keepers[keeper.spec.name] = KeeperStats(keeper.spec.name)
+
+    # ---------------------------------------------------------------- traders open
+    traders = _open_traders(protocol, scenario, trader_signers, rng)
+    chain_start = chain.pending_timestamp
+    events = _EventReader(chain, ch)
+    state = _LoopState(protocol, scenario, rounds, start_prices)
+    liquidatable_since: dict[int, int] = {}
+    bad_debt_total = 0.0
+
+    steps = duration // scenario.step_seconds
+    for step in range(steps + 1):
+        t = step * scenario.step_seconds
+        sim_block = t // scenario.block_seconds
+        _move_clock(chain, chain_start + t)
+        eth_price = state.publish_due(t, chain, deployer, result, sim_block)
+        state.refresh_idle_feeds(t, chain, deployer)
+
+        touched = events.touched_accounts()
+        for keeper in keepers:
+            keeper.observe(touched)
+        views, collateral = state.market_views(chain_start + t)
+        all_accounts = sorted(set().union(*(k.accounts.keys() for k in keepers)) | {tr.account for tr in traders})
+        onchain = dict(zip(all_accounts, lens.healths(all_accounts))) if all_accounts else {}
+        for account, h in onchain.items():
+            if h < WAD:
+                liquidatable_since.setdefault(account, sim_block)
+            else:
+                liquidatable_since.pop(account, None)
+        if verify_mirror:
+            _verify_mirror(keepers[0], views, collateral, chain.blocks.head.timestamp, onchain)
+
+        _traders_act(traders, onchain, protocol, unit)
+        gas_price = gas_gwei(t)
+        _keepers_act(keepers, protocol, views, collateral, chain_start + t, sim_block, t, gas_price, eth_price, rng, result, liquidatable_since)
+
+        for record in events.bad_debt(unit, t, sim_block):
+            result.bad_debt.append(record)
+            bad_debt_total += record.shortfall_usd
+        result.series.append(state.series_point(t, sim_block, paths, bad_debt_total, onchain))
+        result.peak_open_interest_usd = max(result.peak_open_interest_usd, result.series[-1].open_interest_usd)
+        if on_step:
+            on_step(step, steps)
+
+    final = dict(zip(all_accounts, lens.healths(all_accounts))) if all_accounts else {}
+    result.still_liquidatable_at_end = sum(1 for h in final.values() if h < WAD)
+    result.steps = steps + 1
+    result.transactions = chain.blocks.head.number - result.started_block
+    result.wall_seconds = wallclock.perf_counter() - started
+    return result
+
+
+# -------------------------------------------------------------------- helpers
+
+
+def _move_clock(chain: Any, target: int) -> None:
+    now = chain.pending_timestamp
+    if target > now:
+        advance_time(chain, target - now)
+
+
+def _open_traders(protocol: Protocol, scenario: Scenario, signers: list[Any], rng: np.random.Generator) -> list[TraderState]:
+    spec = scenario.traders
+    ch, oracle = protocol.clearinghouse, protocol.oracle
+    traders: list[TraderState] = []
+    for i, signer in enumerate(signers):
+        market = spec.markets[int(rng.integers(len(spec.markets)))]
+        symbol = spec.collateral[int(rng.integers(len(spec.collateral)))]
+        collateral_usd = float(rng.uniform(*spec.collateral_usd))
+        leverage = float(rng.uniform(*spec.leverage))
+        long = bool(rng.random() < spec.long_share)
+        tops_up = bool(rng.random() < spec.topup_share)
+        closes = (not tops_up) and bool(rng.random() < spec.close_share)
+        token = protocol.settlement if symbol == "USDC" else protocol.tokens[symbol]
+        price = WAD if symbol == "USDC" else int(oracle.price(token))
+        weight = WAD if symbol == "USDC" else int(ch.collaterals(ch.collateral_slot(token)).weight)
+        amount = int(collateral_usd * WAD) * 10 ** int(token.decimals()) // price
+        token.mint(signer, amount, sender=signer)
+        token.approve(ch, MAX_UINT, sender=signer)
+        ch.deposit(token, amount, 0, sender=signer)
+        market_id = protocol.markets[market]
+        market_price = int(oracle.price(protocol.market_asset(market)))
+        # leverage on the haircut value, capped under the initial margin the market asks today
+        _, imr = protocol.lens.market_rates(market_id, 0)
+        usable = collateral_usd * weight / WAD
+        leverage = min(leverage, 0.95 * WAD / imr)
+        size = int(usable * leverage * WAD) * WAD // market_price
+        if size > 0:
+            ch.trade(market_id, size if long else -size, 0, 0, sender=signer)
+        traders.append(TraderState(f"trader-{i + 1}", signer, account_id(signer), market, tops_up, closes, collateral_usd))
+    return traders
+
+
+def _traders_act(traders: list[TraderState], onchain: dict[int, int], protocol: Protocol, unit: int) -> None:
+    spec_health = None
+    ch = protocol.clearinghouse
+    for trader in traders:
+        h = onchain.get(trader.account, MAX_UINT)
+        if h == MAX_UINT or trader.closed:
+            continue
+        if spec_health is None:
+            spec_health = True
+        if trader.tops_up and trader.topped_up < 3 and h < trader_topup_health(trader):
+            amount = int(trader.collateral_usd * 0.5 * unit)
+            protocol.settlement.mint(trader.signer, amount, sender=trader.signer)
+            protocol.settlement.approve(ch, MAX_UINT, sender=trader.signer)
+            ch.deposit(protocol.settlement, amount, 0, sender=trader.signer)
+            trader.topped_up += 1
+        elif trader.closes and h < trader_close_health(trader):
+            market = protocol.markets[trader.market]
+            size = int(ch.positions(trader.account, market).size)
+            if size != 0:
+                ch.trade(market, -size, 0, 0, sender=trader.signer)
+            trader.closed = True
+
+
+# thresholds are set per run by _LoopState (scenario values); module-level for the trader helpers
+_THRESHOLDS = {"topup": 1.3, "close": 1.15}
+
+
+def trader_topup_health(_trader: TraderState) -> int:
+    return int(_THRESHOLDS["topup"] * WAD)
+
+
+def trader_close_health(_trader: TraderState) -> int:
+    return int(_THRESHOLDS["close"] * WAD)
+
+
+def _keepers_act(
+    keepers: list[Keeper],
+    protocol: Protocol,
+    views: dict[int, risk.MarketView],
+    collateral: dict[int, tuple[int, int, int]],
+    timestamp: int,
+    sim_block: int,
+    t: float,
+    gas_price: float,
+    eth_price: float,
+    rng: np.random.Generator,
+    result: SimulationResult,
+    liquidatable_since: dict[int, int],
+) -> None:
+    ch, lens = protocol.clearinghouse, protocol.lens
+    buffer, full_health, dust, settlement_to_wad = _static_parameters(protocol)
+    plans: list[tuple[Keeper, list[tuple[Any, int, float]]]] = []
+    for keeper in keepers:
+        stats = result.keepers[keeper.spec.name]
+        found = keeper.candidates(views, collateral, timestamp, sim_block)
+        if not found:
+            continue
+        confirmed = dict(zip([c.account for c in found], lens.healths([c.account for c in found])))
+        plan = []
+        for candidate in found:
+            if confirmed[candidate.account] >= WAD:
+                continue
+            view = views[candidate.market]
+            size, full = keeper.liquidation_size(candidate, view, buffer, full_health, dust)
+            reward = keeper.model.expected_reward_usd(view, size, candidate.equity, candidate.maintenance, settlement_to_wad)
+            cost = keeper.model.gas_cost_usd(keeper.model.gas_estimate, gas_price, eth_price)
+            if reward < cost + keeper.spec.min_profit_usd:
+                stats.skipped_unprofitable += 1
+                continue
+            least = risk.mul_up(risk.least_close(view, abs(keeper.accounts[candidate.account].positions[candidate.market][0]), candidate.equity, candidate.maintenance, buffer, settlement_to_wad), view.price)
+            plan.append((candidate, least, size))
+        if plan:
+            plans.append((keeper, plan))
+
+    order = rng.permutation(len(plans))
+    for index in order:
+        keeper, plan = plans[int(index)]
+        stats = result.keepers[keeper.spec.name]
+        if keeper.spec.censored_at(t):
+            continue  # its transactions do not land in this window
+        for candidate, least, _size in plan:
+            if int(ch.health(candidate.account)) >= WAD:
+                # another keeper's liquidation landed first in this block: on a real chain this
+                # call would be mined and revert "liquidation: account healthy", costing its gas
+                stats.lost_races += 1
+                stats.gas_spent_usd += keeper.model.gas_cost_usd(REVERTED_CALL_GAS, gas_price, eth_price)
+                continue
+            tx = ch.liquidate(candidate.account, candidate.market, MAX_UINT, sender=keeper.signer)
+            gas_cost = keeper.model.gas_cost_usd(int(tx.gas_used), gas_price, eth_price)
+            event = next(e for e in tx.events if e.event_name == "Liquidation")
+            reward = int(event.keeper_reward) * settlement_to_wad / WAD
+            stats.liquidations += 1
+            stats.revenue_usd += reward
+            stats.gas_spent_usd += gas_cost
+            notional = abs(int(event.size_closed)) * int(event.price) / WAD / WAD
+            result.liquidations.append(
+                LiquidationRecord(
+                    time=t,
+                    block=sim_block,
+                    keeper=keeper.spec.name,
+                    account=candidate.account,
+                    market=_market_name(protocol, candidate.market),
+                    size_closed=int(event.size_closed) / WAD,
+                    notional_usd=notional,
+                    penalty_usd=int(event.penalty) * settlement_to_wad / WAD,
+                    keeper_reward_usd=reward,
+                    gas_used=int(tx.gas_used),
+                    gas_cost_usd=gas_cost,
+                    least_notional_usd=least / WAD,
+                    delay_blocks=sim_block - liquidatable_since.get(candidate.account, sim_block),
+                    health_before=int(event.health_before) / WAD,
+                    health_after=math.inf if int(event.health_after) == MAX_UINT else int(event.health_after) / WAD,
+                    full_close=int(event.health_after) == MAX_UINT or ch.positions(candidate.account, candidate.market).size == 0,
+                )
+            )
+            _sell_collateral_if_due(protocol, keeper, candidate.account, stats, gas_price, eth_price)
+
+
+_STATIC: dict[int, tuple[int, int, int, int]] = {}
+
+
+def _static_parameters(protocol: Protocol) -> tuple[int, int, int, int]:
+    """Liquidation parameters and the settlement scale: fixed for a run, read once."""
+    ch = protocol.clearinghouse
+    key = id(ch)
+    if key not in _STATIC:
+        _STATIC[key] = (int(ch.liquidation_buffer()), int(ch.full_liquidation_health()), int(ch.dust_notional()), int(ch.SETTLEMENT_TO_WAD()))
+    return _STATIC[key]
+
+
+def _name_of(protocol: Protocol, market: int) -> str:
+    return next(name for name, mid in protocol.markets.items() if mid == market)
+
+
+def _sell_collateral_if_due(protocol: Protocol, keeper: Keeper, account: int, stats: KeeperStats, gas_price: float, eth_price: float) -> None:
+    """After the last position goes, debt left against collateral is bought at its discount."""
+    ch = protocol.clearinghouse
+    if int(ch.market_mask(account)) != 0 or int(ch.settlement(account)) >= 0:
+        return
+    equity, _, _ = ch.margin(account)
+    if equity >= 0:
+        return
+    for slot in range(1, int(ch.collateral_count()) + 1):
+        if int(ch.balances(account, slot)) == 0 or int(ch.settlement(account)) >= 0:
+            continue
+        tx = ch.liquidate_collateral(account, ch.collaterals(slot).token, MAX_UINT, sender=keeper.signer)
+        stats.gas_spent_usd += keeper.model.gas_cost_usd(int(tx.gas_used), gas_price, eth_price)
+
+
+def _verify_mirror(keeper: Keeper, views: dict[int, risk.MarketView], collateral: dict[int, tuple[int, int, int]], timestamp: int, onchain: dict[int, int]) -> None:
+    for account in keeper.accounts:
+        mirror = risk.health(*risk.margin(keeper.snapshot(account, views, collateral, timestamp))[:2])
+        if account in onchain and mirror != onchain[account]:
+            raise MirrorMismatch(f"account {account:#x}: mirror health {mirror} != contract {onchain[account]}")
+
+
+def _market_name(protocol: Protocol, market: int) -> str:
+    return next(name for name, mid in protocol.markets.items() if mid == market)
+
+
+class _EventReader:
+    """One eth_getLogs per step for the account events every keeper indexes."""
+
+    NAMES = ("Trade", "Deposit", "Withdraw", "Liquidation", "CollateralLiquidation", "BadDebt")
+
+    def __init__(self, chain: Any, clearinghouse: Any):
+        self.chain = chain
+        self.clearinghouse = clearinghouse
+        self.next_block = chain.blocks.head.number - 10_000 if chain.blocks.head.number > 10_000 else 0
+        self.topics = {
+            "0x" + keccak(text=getattr(clearinghouse, name).abi.selector).hex(): name for name in self.NAMES
+        }
+        self._bad_debt_logs: list[Any] = []
+
+    def touched_accounts(self) -> set[int]:
+        head = self.chain.blocks.head.number
+        if head < self.next_block:
+            return set()
+        logs = self.chain.provider.web3.eth.get_logs(
+            {"address": self.clearinghouse.address, "fromBlock": self.next_block, "toBlock": head, "topics": [list(self.topics)]}
+        )
+        self.next_block = head + 1
+        touched: set[int] = set()
+        for log in logs:
+            touched.add(int.from_bytes(bytes(log["topics"][1]), "big"))
+            if self.topics.get("0x" + bytes(log["topics"][0]).hex()) == "BadDebt":
+                self._bad_debt_logs.append(log)
+        return touched
+
+    def bad_debt(self, unit: int, t: float, sim_block: int) -> list[BadDebtRecord]:
+        self.touched_accounts_since_last = None
+        records = []
+        for log in self._bad_debt_logs:
+            data = bytes(log["data"])
+            shortfall, insurance, socialised = (int.from_bytes(data[i : i + 32], "big") for i in (0, 32, 64))
+            records.append(
+                BadDebtRecord(t, sim_block, int.from_bytes(bytes(log["topics"][1]), "big"), shortfall / unit, insurance / unit, socialised / unit)
+            )
+        self._bad_debt_logs = []
+        return records
+
+
+class _LoopState:
+    """Oracle publication and the per-step market reads the keepers share."""
+
+    def __init__(self, protocol: Protocol, scenario: Scenario, rounds: dict[str, list[feeds.PublishedRound]], start_prices: dict[str, float]):
+        self.protocol = protocol
+        self.scenario = scenario
+        self.rounds = rounds
+        self.next_round = {m: 1 for m in rounds}  # round 1 (the initial answer) is the deployment's
+        self.last_price = dict(start_prices)
+        self.idle_feeds = [s for s in protocol.feeds if s not in {MARKET_UNDERLYING[m] for m in rounds}]
+        self.idle_refreshed_at = 0
+        self.idle_prices: dict[str, int] = {}
+        self.views: dict[int, risk.MarketView] = {}
+        ch = protocol.clearinghouse
+        self.params = {mid: risk.MarketParams(*[v if isinstance(v, int) else str(v) for v in ch.markets(mid)]) for mid in protocol.markets.values()}
+        self.collateral_static = {
+            slot: (int(ch.collaterals(slot).unit), int(ch.collaterals(slot).weight), ch.collaterals(slot).token)
+            for slot in range(1, int(ch.collateral_count()) + 1)
+        }
+        _THRESHOLDS["topup"] = scenario.traders.topup_below_health
+        _THRESHOLDS["close"] = scenario.traders.close_below_health
+
+    def publish_due(self, t: float, chain: Any, publisher: Any, result: SimulationResult, sim_block: int) -> float:
+        for market, rounds in self.rounds.items():
+            symbol = MARKET_UNDERLYING[market]
+            feed, token = self.protocol.feeds[symbol], self.protocol.tokens[symbol]
+            i = self.next_round[market]
+            while i < len(rounds) and rounds[i].round_time <= t:
+                feed.update_answer(rounds[i].answer, sender=publisher)
+                self.last_price[market] = rounds[i].answer / 10**8
+                result.rounds.append(OracleRound(rounds[i].round_time, sim_block, market, rounds[i].answer / 10**8, rounds[i].reason))
+                i += 1
+                self.protocol.oracle.sync(token, sender=publisher)
+            self.next_round[market] = i
+            if t == 0:
+                # the deployment's answer is as old as the setup: publish the first round afresh
+                feed.update_answer(rounds[0].answer, sender=publisher)
+                self.protocol.oracle.sync(token, sender=publisher)
+                result.rounds.append(OracleRound(0, sim_block, market, rounds[0].answer / 10**8, rounds[0].reason))
+        return self.last_price.get("ETH-PERP", next(iter(self.last_price.values())))
+
+    def refresh_idle_feeds(self, t: float, chain: Any, publisher: Any) -> None:
+        """Feeds no scenario path drives still need heartbeat rounds, or they go stale."""
+        if t - self.idle_refreshed_at < 1_800 and t != 0:
+            return
+        self.idle_refreshed_at = t
+        for symbol in self.idle_feeds:
+            feed = self.protocol.feeds[symbol]
+            answer = int(feed.latestRoundData()[1])
+            feed.update_answer(answer, sender=publisher)
+            self.protocol.oracle.sync(self.protocol.tokens[symbol], sender=publisher)
+            self.idle_prices[str(self.protocol.tokens[symbol])] = answer * 10 ** (18 - int(feed.decimals()))
+
+    def market_views(self, timestamp: int) -> tuple[dict[int, risk.MarketView], dict[int, tuple[int, int, int]]]:
+        oracle, ch = self.protocol.oracle, self.protocol.clearinghouse
+        views: dict[int, risk.MarketView] = {}
+        prices: dict[str, int] = {}
+        for market, params in self.params.items():
+            if _name_of(self.protocol, market) not in self.rounds:
+                continue  # no path drives it, so no trader holds it
+            st = ch.market_state(market)
+            price = int(oracle.price(params.asset))
+            prices[params.asset] = price
+            sigma, sigma_mm = oracle.volatilities(params.asset)
+            views[market] = risk.MarketView(params, risk.MarketState(*[int(v) for v in st]), price, int(sigma), int(sigma_mm))
+        collateral = {}
+        for slot, (unit, weight, token) in self.collateral_static.items():
+            price = prices.get(str(token)) or self.idle_prices.get(str(token))
+            if price is None:
+                price = self.idle_prices[str(token)] = int(oracle.price(token))
+            collateral[slot] = (unit, weight, price)
+        self.views = views
+        return views, collateral
+
+    def series_point(self, t: float, sim_block: int, paths: dict[str, feeds.PricePath], bad_debt: float, onchain: dict[int, int]) -> SeriesPoint:
+        ch, pool = self.protocol.clearinghouse, self.protocol.pool
+        unit = 10 ** self.protocol.config.settlement_decimals
+        market_price = {}
+        for market, path in paths.items():
+            index = min(int(t // path.step_seconds), len(path) - 1)
+            market_price[market] = float(path.prices[index])
+        oracle_price = {m: self.last_price[m] for m in paths}
+        open_interest = 0.0
+        for market, view in self.views.items():
+            open_interest += (view.state.long_oi + view.state.short_oi) / WAD * view.price / WAD
+        healths = [h for h in onchain.values() if h != MAX_UINT]
+        capped = sorted(min(h / WAD, HEALTH_CAP) for h in healths)
+        quantiles = tuple(float(np.quantile(capped, q)) for q in (0.05, 0.25, 0.5, 0.75, 0.95)) if capped else (0.0,) * 5
+        return SeriesPoint(
+            time=t,
+            block=sim_block,
+            market_price=market_price,
+            oracle_price=oracle_price,
+            insurance_usd=int(ch.insurance_balance()) / unit,
+            pool_value_usd=int(pool.totalAssets()) / unit,
+            open_interest_usd=open_interest,
+            bad_debt_usd=bad_debt,
+            liquidatable_accounts=sum(1 for h in healths if h < WAD),
+            health_quantiles=quantiles,  # type: ignore[arg-type]
+            open_accounts=len(healths),
+        )

@@ -1,0 +1,130 @@
+"""What a simulation run measures: typed records the loop fills and the report reads.
+
+Units: USD as float (already converted from WAD or token units), times in seconds since the
+scenario start, blocks as chain block numbers relative to the first simulated block.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class OracleRound:
+    """A round the oracle published on chain."""
+
+    time: float
+    block: int
+    market: str  # e.g. "ETH-PERP"
+    price: float  # the published answer, USD
+    reason: str  # "initial", "deviation" or "heartbeat"
+
+
+@dataclass(frozen=True)
+class LiquidationRecord:
+    """One successful liquidate() call."""
+
+    time: float
+    block: int
+    keeper: str
+    account: int
+    market: str
+    size_closed: float  # base units, signed as the change to the position
+    notional_usd: float
+    penalty_usd: float
+    keeper_reward_usd: float
+    gas_used: int
+    gas_cost_usd: float  # gas_used * gas price of the moment * ETH price
+    least_notional_usd: float  # the least notional that would have restored health (off-chain mirror)
+    delay_blocks: int  # blocks since the account was first seen liquidatable
+    health_before: float
+    health_after: float  # inf when no position is left
+    full_close: bool
+
+
+@dataclass(frozen=True)
+class BadDebtRecord:
+    time: float
+    block: int
+    account: int
+    shortfall_usd: float
+    covered_by_insurance_usd: float
+    socialised_usd: float
+
+
+@dataclass(frozen=True)
+class SeriesPoint:
+    """The protocol's state at one simulation step."""
+
+    time: float
+    block: int
+    market_price: dict[str, float]  # market -> true (path) price, USD
+    oracle_price: dict[str, float]  # market -> price the oracle reports, USD
+    insurance_usd: float
+    pool_value_usd: float
+    open_interest_usd: float  # long + short notional over all markets at oracle prices
+    bad_debt_usd: float  # cumulative
+    liquidatable_accounts: int
+    health_quantiles: tuple[float, float, float, float, float]  # p5, p25, p50, p75, p95 of open accounts (capped at 10)
+    open_accounts: int
+
+
+@dataclass
+class KeeperStats:
+    name: str
+    liquidations: int = 0
+    revenue_usd: float = 0.0  # keeper rewards received
+    gas_spent_usd: float = 0.0  # on every transaction sent, lost races included
+    lost_races: int = 0  # liquidate() calls that reverted because someone got there first
+    skipped_unprofitable: int = 0  # candidates left alone because gas would cost more than the reward
+
+    @property
+    def profit_usd(self) -> float:
+        return self.revenue_usd - self.gas_spent_usd
+
+
+@dataclass
+class SimulationResult:
+    scenario: str
+    seed: int
+    network: str
+    started_block: int
+    steps: int = 0
+    transactions: int = 0
+    wall_seconds: float = 0.0
+    rounds: list[OracleRound] = field(default_factory=list)
+    series: list[SeriesPoint] = field(default_factory=list)
+    liquidations: list[LiquidationRecord] = field(default_factory=list)
+    bad_debt: list[BadDebtRecord] = field(default_factory=list)
+    keepers: dict[str, KeeperStats] = field(default_factory=dict)
+    still_liquidatable_at_end: int = 0
+    peak_open_interest_usd: float = 0.0
+
+    # --- derived metrics -----------------------------------------------------------------
+    @property
+    def total_bad_debt_usd(self) -> float:
+        return sum(b.shortfall_usd for b in self.bad_debt)
+
+    @property
+    def bad_debt_share_of_peak_oi(self) -> float:
+        return self.total_bad_debt_usd / self.peak_open_interest_usd if self.peak_open_interest_usd else 0.0
+
+    @property
+    def liquidated_notional_usd(self) -> float:
+        return sum(l.notional_usd for l in self.liquidations)
+
+    @property
+    def over_liquidation_usd(self) -> float:
+        """Notional closed beyond the least that would have restored health, partial closes only
+        (a full close under the deep-underwater or dust rule is the rule, not an excess)."""
+        return sum(max(l.notional_usd - l.least_notional_usd, 0.0) for l in self.liquidations if not l.full_close)
+
+    def delay_quantiles(self) -> dict[str, float]:
+        delays = sorted(l.delay_blocks for l in self.liquidations)
+        if not delays:
+            return {"p50": 0.0, "p90": 0.0, "max": 0.0}
+
+        def q(p: float) -> float:
+            return float(delays[min(len(delays) - 1, int(p * (len(delays) - 1) + 0.5))])
+
+        return {"p50": q(0.5), "p90": q(0.9), "max": float(delays[-1])}
