@@ -51,8 +51,9 @@ def protocol_config(scenario: Scenario, start_prices: dict[str, float]) -> Proto
         if market is not None:
             token = replace(token, feed=replace(token.feed, price_usd=start_prices[market]))
         collaterals.append(token)
+    markets = tuple(replace(m, **scenario.markets.get(m.name, {})) for m in DEFAULT_CONFIG.markets)
     overrides = {k: v for k, v in scenario.protocol.items()}
-    return replace(DEFAULT_CONFIG, collaterals=tuple(collaterals), **overrides)
+    return replace(DEFAULT_CONFIG, collaterals=tuple(collaterals), markets=markets, **overrides)
 
 
 def run_simulation(
@@ -194,11 +195,16 @@ def _open_traders(protocol: Protocol, scenario: Scenario, signers: list[Any], rn
         ch.deposit(token, amount, 0, sender=signer)
         market_id = protocol.markets[market]
         market_price = int(oracle.price(protocol.market_asset(market)))
-        # leverage on the haircut value, capped under the initial margin the market asks today
-        _, imr = protocol.lens.market_rates(market_id, 0)
+        # leverage on the haircut value, capped under the initial margin the market asks for
+        # that size today (size tiers and volatility raise it), with room for fee and premium
         usable = collateral_usd * weight / WAD
-        leverage = min(leverage, 0.95 * WAD / imr)
         size = int(usable * leverage * WAD) * WAD // market_price
+        _, imr = protocol.lens.market_rates(market_id, size)
+        size = min(size, int(0.9 * usable * WAD / imr * WAD) * WAD // market_price)
+        # and within what is left of the open-interest cap on its side
+        state, cap = ch.market_state(market_id), int(ch.markets(market_id).oi_cap)
+        room = cap - int(state.long_oi if long else state.short_oi)
+        size = min(size, room * 99 // 100)
         if size > 0:
             ch.trade(market_id, size if long else -size, 0, 0, sender=signer)
         traders.append(TraderState(f"trader-{i + 1}", signer, account_id(signer), market, tops_up, closes, collateral_usd))

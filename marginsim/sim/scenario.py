@@ -48,6 +48,10 @@ Layout of a scenario file (every table but [feed.*] and [[keepers]] is optional)
 
     [protocol]                   # overrides of marginsim.protocol.ProtocolConfig scalars
     liquidation_buffer = 0.1
+
+    [market.ETH-PERP]            # overrides of marginsim.protocol.MarketConfig (checked on chain
+    oi_cap = 100000              # by the Configurator when the market is listed)
+    skew_scale = 20000000
 """
 
 from __future__ import annotations
@@ -61,6 +65,10 @@ from marginsim import feeds
 
 FEED_KINDS = ("replay", "gbm", "jump", "garch", "shock")
 GAS_PERCENTILES = ("mean", "p30", "p60", "p90", "max")
+MARKET_OVERRIDES = (
+    "base_mmr", "tier_size", "tier_mmr", "vol_k", "imr_multiplier", "fee", "penalty",
+    "keeper_share", "skew_scale", "max_funding_rate", "oi_cap",
+)
 PROTOCOL_OVERRIDES = ("liquidation_buffer", "full_liquidation_health", "dust_notional_usd", "ewma_lambda", "max_vol_rise_per_hour")
 
 
@@ -125,6 +133,7 @@ class Scenario:
     pool_usd: float = 5_000_000.0
     insurance_usd: float = 100_000.0
     protocol: dict[str, float] = field(default_factory=dict)
+    markets: dict[str, dict[str, float]] = field(default_factory=dict)  # market -> MarketConfig overrides
     source: str = ""
 
 
@@ -142,7 +151,7 @@ def load_scenario(path: Path) -> Scenario:
 
 def parse_scenario(raw: dict[str, Any], source: str = "<scenario>") -> Scenario:
     check = _Checker(source)
-    known = {"name", "description", "seed", "step_seconds", "block_seconds", "duration_seconds", "feed", "gas", "traders", "liquidity", "keepers", "protocol"}
+    known = {"name", "description", "seed", "step_seconds", "block_seconds", "duration_seconds", "feed", "gas", "traders", "liquidity", "keepers", "protocol", "market"}
     check.no_unknown("", raw, known)
     name = check.string(raw, "name")
     feeds_raw = raw.get("feed")
@@ -158,6 +167,12 @@ def parse_scenario(raw: dict[str, Any], source: str = "<scenario>") -> Scenario:
         check.fail("keepers", "keeper names must be unique")
     liquidity = raw.get("liquidity", {})
     check.no_unknown("liquidity", liquidity, {"pool_usd", "insurance_usd"})
+    markets_raw = raw.get("market", {})
+    check.no_unknown("market", markets_raw, {"ETH-PERP", "BTC-PERP"})
+    market_overrides: dict[str, dict[str, float]] = {}
+    for market, table in markets_raw.items():
+        check.no_unknown(f"market.{market}", table, set(MARKET_OVERRIDES))
+        market_overrides[market] = {k: check.number(table, k, low=0, where=f"market.{market}.{k}") for k in table}
     protocol = raw.get("protocol", {})
     check.no_unknown("protocol", protocol, set(PROTOCOL_OVERRIDES))
     for key, value in protocol.items():
@@ -176,6 +191,7 @@ def parse_scenario(raw: dict[str, Any], source: str = "<scenario>") -> Scenario:
         pool_usd=check.number(liquidity, "pool_usd", default=5_000_000.0, low=1, where="liquidity.pool_usd"),
         insurance_usd=check.number(liquidity, "insurance_usd", default=100_000.0, low=0, where="liquidity.insurance_usd"),
         protocol={k: float(v) for k, v in protocol.items()},
+        markets=market_overrides,
         source=source,
     )
 

@@ -75,3 +75,10 @@ def test_load_scenario__missing_file_and_bad_toml(tmp_path):
     bad.write_text("name = [")
     with pytest.raises(ScenarioError, match="^scenario bad.toml: not valid TOML: "):
         load_scenario(bad)
+
+
+def test_market_overrides__validated():
+    scenario = parse_scenario(with_changes(market={"ETH-PERP": {"oi_cap": 100_000, "skew_scale": 20_000_000}}))
+    assert scenario.markets == {"ETH-PERP": {"oi_cap": 100_000.0, "skew_scale": 20_000_000.0}}
+    with pytest.raises(ScenarioError, match=r"^scenario <scenario>: market.ETH-PERP.colour: unknown field"):
+        parse_scenario(with_changes(market={"ETH-PERP": {"colour": 1}}))
