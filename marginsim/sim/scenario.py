@@ -250,30 +250,23 @@ class _Checker:
         return value
 
     def integer(self, table: dict, key: str, default: Any = ..., low: int | None = None, high: int | None = None, where: str | None = None) -> Any:
-        where = where or key
+        return self._scalar(table, key, default, low, high, where or key, (int,), "an integer")
+
+    def number(self, table: dict, key: str, default: Any = ..., low: float | None = None, high: float | None = None, where: str | None = None) -> Any:
+        value = self._scalar(table, key, default, low, high, where or key, (int, float), "a number")
+        return value if value is None or value is default else float(value)
+
+    def _scalar(self, table: dict, key: str, default: Any, low: Any, high: Any, where: str, kinds: tuple, kind_name: str) -> Any:
         if key not in table:
             if default is ...:
                 self.fail(where, "is required")
             return default
         value = table[key]
-        if isinstance(value, bool) or not isinstance(value, int):
-            self.fail(where, f"must be an integer, got {value!r}")
+        if isinstance(value, bool) or not isinstance(value, kinds):
+            self.fail(where, f"must be {kind_name}, got {value!r}")
         if (low is not None and value < low) or (high is not None and value > high):
             self.fail(where, f"must be in [{low}, {high if high is not None else 'inf'}], got {value}")
         return value
-
-    def number(self, table: dict, key: str, default: Any = ..., low: float | None = None, high: float | None = None, where: str | None = None) -> Any:
-        where = where or key
-        if key not in table:
-            if default is ...:
-                self.fail(where, "is required")
-            return default
-        value = table[key]
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            self.fail(where, f"must be a number, got {value!r}")
-        if (low is not None and value < low) or (high is not None and value > high):
-            self.fail(where, f"must be in [{low}, {high if high is not None else 'inf'}], got {value}")
-        return float(value)
 
     def pair(self, table: dict, key: str, default: tuple, low: float, where: str) -> tuple[float, float]:
         if key not in table:
