@@ -31,6 +31,8 @@ class TraderState:
     tops_up: bool
     closes: bool
     collateral_usd: float
+    topup_below: int  # health (WAD) below which it tops up, if it does
+    close_below: int  # health (WAD) below which it closes, if it does
     topped_up: int = 0
     closed: bool = False
 

@@ -122,6 +122,7 @@ def run_simulation(
     state = _LoopState(protocol, scenario, rounds, start_prices)
     liquidatable_since: dict[int, int] = {}
     bad_debt_total = 0.0
+    static = _static_parameters(protocol)
 
     steps = duration // scenario.step_seconds
     for step in range(steps + 1):
@@ -147,7 +148,7 @@ def run_simulation(
 
         _traders_act(traders, onchain, protocol, unit)
         gas_price = gas_gwei(t)
-        _keepers_act(keepers, protocol, views, collateral, chain_start + t, sim_block, t, gas_price, eth_price, rng, result, liquidatable_since)
+        _keepers_act(keepers, protocol, views, collateral, chain_start + t, sim_block, t, gas_price, eth_price, rng, result, liquidatable_since, static)
 
         for record in events.bad_debt(unit, t, sim_block):
             result.bad_debt.append(record)
@@ -207,43 +208,41 @@ def _open_traders(protocol: Protocol, scenario: Scenario, signers: list[Any], rn
         size = min(size, room * 99 // 100)
         if size > 0:
             ch.trade(market_id, size if long else -size, 0, 0, sender=signer)
-        traders.append(TraderState(f"trader-{i + 1}", signer, account_id(signer), market, tops_up, closes, collateral_usd))
+        traders.append(
+            TraderState(
+                f"trader-{i + 1}",
+                signer,
+                account_id(signer),
+                market,
+                tops_up,
+                closes,
+                collateral_usd,
+                topup_below=int(spec.topup_below_health * WAD),
+                close_below=int(spec.close_below_health * WAD),
+            )
+        )
     return traders
 
 
 def _traders_act(traders: list[TraderState], onchain: dict[int, int], protocol: Protocol, unit: int) -> None:
-    spec_health = None
+    """Top up (at most three times, half the first deposit each) or close, below the threshold."""
     ch = protocol.clearinghouse
     for trader in traders:
         h = onchain.get(trader.account, MAX_UINT)
         if h == MAX_UINT or trader.closed:
             continue
-        if spec_health is None:
-            spec_health = True
-        if trader.tops_up and trader.topped_up < 3 and h < trader_topup_health(trader):
+        if trader.tops_up and trader.topped_up < 3 and h < trader.topup_below:
             amount = int(trader.collateral_usd * 0.5 * unit)
             protocol.settlement.mint(trader.signer, amount, sender=trader.signer)
             protocol.settlement.approve(ch, MAX_UINT, sender=trader.signer)
             ch.deposit(protocol.settlement, amount, 0, sender=trader.signer)
             trader.topped_up += 1
-        elif trader.closes and h < trader_close_health(trader):
+        elif trader.closes and h < trader.close_below:
             market = protocol.markets[trader.market]
             size = int(ch.positions(trader.account, market).size)
             if size != 0:
                 ch.trade(market, -size, 0, 0, sender=trader.signer)
             trader.closed = True
-
-
-# thresholds are set per run by _LoopState (scenario values); module-level for the trader helpers
-_THRESHOLDS = {"topup": 1.3, "close": 1.15}
-
-
-def trader_topup_health(_trader: TraderState) -> int:
-    return int(_THRESHOLDS["topup"] * WAD)
-
-
-def trader_close_health(_trader: TraderState) -> int:
-    return int(_THRESHOLDS["close"] * WAD)
 
 
 def _keepers_act(
@@ -259,9 +258,10 @@ def _keepers_act(
     rng: np.random.Generator,
     result: SimulationResult,
     liquidatable_since: dict[int, int],
+    static: tuple[int, int, int, int],
 ) -> None:
     ch, lens = protocol.clearinghouse, protocol.lens
-    buffer, full_health, dust, settlement_to_wad = _static_parameters(protocol)
+    buffer, full_health, dust, settlement_to_wad = static
     plans: list[tuple[Keeper, list[tuple[Any, int, float]]]] = []
     for keeper in keepers:
         stats = result.keepers[keeper.spec.name]
@@ -312,7 +312,7 @@ def _keepers_act(
                     block=sim_block,
                     keeper=keeper.spec.name,
                     account=candidate.account,
-                    market=_market_name(protocol, candidate.market),
+                    market=_name_of(protocol, candidate.market),
                     size_closed=int(event.size_closed) / WAD,
                     notional_usd=notional,
                     penalty_usd=int(event.penalty) * settlement_to_wad / WAD,
@@ -329,16 +329,10 @@ def _keepers_act(
             _sell_collateral_if_due(protocol, keeper, candidate.account, stats, gas_price, eth_price)
 
 
-_STATIC: dict[int, tuple[int, int, int, int]] = {}
-
-
 def _static_parameters(protocol: Protocol) -> tuple[int, int, int, int]:
-    """Liquidation parameters and the settlement scale: fixed for a run, read once."""
+    """Liquidation parameters and the settlement scale: fixed for a run."""
     ch = protocol.clearinghouse
-    key = id(ch)
-    if key not in _STATIC:
-        _STATIC[key] = (int(ch.liquidation_buffer()), int(ch.full_liquidation_health()), int(ch.dust_notional()), int(ch.SETTLEMENT_TO_WAD()))
-    return _STATIC[key]
+    return int(ch.liquidation_buffer()), int(ch.full_liquidation_health()), int(ch.dust_notional()), int(ch.SETTLEMENT_TO_WAD())
 
 
 def _name_of(protocol: Protocol, market: int) -> str:
@@ -365,10 +359,6 @@ def _verify_mirror(keeper: Keeper, views: dict[int, risk.MarketView], collateral
         mirror = risk.health(*risk.margin(keeper.snapshot(account, views, collateral, timestamp))[:2])
         if account in onchain and mirror != onchain[account]:
             raise MirrorMismatch(f"account {account:#x}: mirror health {mirror} != contract {onchain[account]}")
-
-
-def _market_name(protocol: Protocol, market: int) -> str:
-    return next(name for name, mid in protocol.markets.items() if mid == market)
 
 
 class _EventReader:
@@ -401,7 +391,6 @@ class _EventReader:
         return touched
 
     def bad_debt(self, unit: int, t: float, sim_block: int) -> list[BadDebtRecord]:
-        self.touched_accounts_since_last = None
         records = []
         for log in self._bad_debt_logs:
             data = bytes(log["data"])
@@ -432,8 +421,6 @@ class _LoopState:
             slot: (int(ch.collaterals(slot).unit), int(ch.collaterals(slot).weight), ch.collaterals(slot).token)
             for slot in range(1, int(ch.collateral_count()) + 1)
         }
-        _THRESHOLDS["topup"] = scenario.traders.topup_below_health
-        _THRESHOLDS["close"] = scenario.traders.close_below_health
 
     def publish_due(self, t: float, chain: Any, publisher: Any, result: SimulationResult, sim_block: int) -> float:
         for market, rounds in self.rounds.items():
