@@ -81,6 +81,7 @@ struct PackedState:
 
 
 NO_POSITIONS_HEALTH: constant(uint256) = max_value(uint256)  # health of an account without positions
+MAX_TIP: constant(uint256) = 1_000 * 10 ** 18  # $1,000: the most one underwater liquidation is tipped
 MASK_128: constant(uint256) = 2 ** 128 - 1  # low half of a packed position
 MASK_16: constant(uint256) = 2 ** 16 - 1  # an account's market mask (markets 1..15)
 MASK_64: constant(uint256) = 2 ** 64 - 1  # a packed WAD parameter (all are bounded below 18.4)
@@ -121,6 +122,7 @@ _funds: uint256
 settlement_held: public(uint256)  # settlement tokens this contract should hold (internal)
 total_bad_debt: public(uint256)  # cumulative shortfall booked, token units
 total_debt: public(uint256)  # sum of negative settlement balances, token units
+underwater_tip_rate: public(uint256)  # tip for liquidating an underwater account, WAD of closed notional
 
 # buffer b (a partial liquidation targets health >= 1 + b) | full-liquidation health << 64 |
 # dust notional << 128 (WAD; bounded by the Configurator to 0.5, 1 and $10,000): one slot
@@ -362,15 +364,23 @@ def liquidate(account: uint256, market: uint256, max_size: uint256) -> uint256:
     # backed the maintenance this close frees, so positions left open keep their equity
     closed_notional: uint256 = risk._mul_up(close, price)
     penalty: uint256 = risk._ceil_div(risk._mul_up(closed_notional, params.penalty), SETTLEMENT_TO_WAD)
+    tip: uint256 = 0
     if equity <= 0:
+        # an underwater account pays no penalty, so its liquidator is tipped from the insurance
+        # fund instead (or underwater positions are left to rot, as on Black Thursday): at most
+        # underwater_tip_rate of the closed notional, which the Configurator keeps below every
+        # market's maintenance rate (an account loses more than that to become underwater, so
+        # self-liquidation cannot farm it), at most MAX_TIP, and at most what the fund holds
         penalty = 0
+        tip = min(min(risk._mul_down(closed_notional, self.underwater_tip_rate), MAX_TIP) // SETTLEMENT_TO_WAD, self._funds >> 128)
     else:
         freed: uint256 = min(risk._mul_up(closed_notional, mmr), maintenance)
         penalty = min(penalty, convert(equity, uint256) * freed // maintenance // SETTLEMENT_TO_WAD)
     keeper_reward: uint256 = penalty * params.keeper_share // c.WAD
     self._add_settlement(account, -(convert(penalty, int256)))
-    # the insurance fund's share, penalty - keeper_reward, is in the Liquidation event below
-    self._add_insurance(convert(penalty - keeper_reward, int256))
+    # the insurance fund's share, penalty - keeper_reward (or - tip), is in the Liquidation event
+    self._add_insurance(convert(penalty - keeper_reward, int256) - convert(tip, int256))
+    keeper_reward += tip
 
     health_after: uint256 = NO_POSITIONS_HEALTH
     if self._market_mask_of(account) == 0:
@@ -738,6 +748,15 @@ def apply_market(market: uint256, params: IClearinghouse.MarketParams):
         sizes=params.tier_size | (params.skew_scale << 80) | (params.oi_cap << 168),
         fees=params.fee | (params.penalty << 64) | (params.keeper_share << 128),
     )
+
+
+@external
+def apply_underwater_tip(rate: uint256):
+    """
+    @notice Configurator only: the tip rate for liquidating an underwater account.
+    """
+    self._require(msg.sender == self.configurator, "clearinghouse: not configurator")
+    self.underwater_tip_rate = rate
 
 
 @external

@@ -53,6 +53,10 @@ event CollateralSet:
     enabled: bool
 
 
+event UnderwaterTipSet:
+    rate: uint256
+
+
 event LiquidationParametersSet:
     buffer: uint256
     full_liquidation_health: uint256
@@ -74,6 +78,7 @@ MAX_BUFFER: constant(uint256) = 5 * 10 ** 17  # liquidate to at most health 1.5
 MAX_DUST: constant(uint256) = 10 ** 4 * 10 ** 18  # $10,000
 MAX_WEIGHT: constant(uint256) = 99 * 10 ** 16  # 0.99: some haircut always remains
 MIN_DISCOUNT: constant(uint256) = 10 ** 15  # 0.1%: a liquidator must earn something
+MAX_TIP_RATE: constant(uint256) = 10 ** 16  # 1% of closed notional for an underwater liquidation
 
 CLEARINGHOUSE: public(immutable(IClearinghouse))  # what this contract configures
 ORACLE: public(immutable(IOracleRouter))  # every listed asset must be priced by it
@@ -134,6 +139,7 @@ def list_market(params: IClearinghouse.MarketParams) -> uint256:
     assert market < c.MAX_MARKETS, "configurator: too many markets"
     assert staticcall ORACLE.price(params.asset) > 0, "configurator: no price"
     self._check_market(params, staticcall CLEARINGHOUSE.liquidation_buffer(), staticcall CLEARINGHOUSE.full_liquidation_health())
+    assert staticcall CLEARINGHOUSE.underwater_tip_rate() < params.base_mmr, "configurator: tip above maintenance"
     extcall CLEARINGHOUSE.apply_market(market, params)
     log MarketSet(market=market, params=params)
     return market
@@ -149,6 +155,7 @@ def set_market(market: uint256, params: IClearinghouse.MarketParams):
     assert market != 0 and market <= staticcall CLEARINGHOUSE.market_count(), "configurator: unknown market"
     assert params.asset == (staticcall CLEARINGHOUSE.markets(market)).asset, "configurator: asset fixed"
     self._check_market(params, staticcall CLEARINGHOUSE.liquidation_buffer(), staticcall CLEARINGHOUSE.full_liquidation_health())
+    assert staticcall CLEARINGHOUSE.underwater_tip_rate() < params.base_mmr, "configurator: tip above maintenance"
     extcall CLEARINGHOUSE.apply_market(market, params)
     log MarketSet(market=market, params=params)
 
@@ -173,6 +180,25 @@ def set_liquidation_parameters(buffer: uint256, full_liquidation_health: uint256
         assert self._premium_bounded(params, full_liquidation_health), "configurator: cap above premium bound"
     extcall CLEARINGHOUSE.apply_liquidation_parameters(buffer, full_liquidation_health, dust_notional)
     log LiquidationParametersSet(buffer=buffer, full_liquidation_health=full_liquidation_health, dust_notional=dust_notional)
+
+
+@external
+def set_underwater_tip(rate: uint256):
+    """
+    @notice Tip, as a fraction of closed notional, paid from the insurance fund to whoever
+            liquidates an account with no equity left (capped at $1,000 a call on chain).
+    @param rate WAD in [0, 1%], and below every market's base maintenance rate: to be
+           underwater an account loses more than its maintenance margin, so the tip can never
+           pay someone to wreck their own account.
+    """
+    ownable._check_owner()
+    assert rate <= MAX_TIP_RATE, "configurator: bad tip"
+    for m: uint256 in range(1, c.MAX_MARKETS):
+        if m > staticcall CLEARINGHOUSE.market_count():
+            break
+        assert rate < (staticcall CLEARINGHOUSE.markets(m)).base_mmr, "configurator: tip above maintenance"
+    extcall CLEARINGHOUSE.apply_underwater_tip(rate)
+    log UnderwaterTipSet(rate=rate)
 
 
 @pure

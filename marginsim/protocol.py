@@ -105,6 +105,7 @@ class ProtocolConfig:
     liquidation_buffer: float = 0.10
     full_liquidation_health: float = 0.50
     dust_notional_usd: float = 100
+    underwater_tip_rate: float = 0.002  # of closed notional, from the insurance fund, capped at $1,000
 
 
 DEFAULT_CONFIG = ProtocolConfig()
@@ -169,6 +170,7 @@ def deploy_protocol(project: Any, deployer: Any, config: ProtocolConfig = DEFAUL
     configurator.set_liquidation_parameters(
         wad(config.liquidation_buffer), wad(config.full_liquidation_health), wad(config.dust_notional_usd), sender=deployer
     )
+    configurator.set_underwater_tip(wad(config.underwater_tip_rate), sender=deployer)
     lens = deployer.deploy(project.MarginLens, clearinghouse)
     pool = deployer.deploy(project.LiquidityPool, clearinghouse, "marginsim LP", "msLP")
     clearinghouse.set_pool(pool, sender=deployer)

@@ -18,6 +18,7 @@ from marginsim.sim.scenario import KeeperSpec
 
 WAD = 10**18
 MAX_UINT = 2**256 - 1
+MAX_TIP_WAD = 1_000 * WAD  # Clearinghouse.MAX_TIP
 
 
 @dataclass
@@ -55,16 +56,21 @@ class Candidate:
     mirror_health: int
 
 
-@dataclass(frozen=True)
+@dataclass
 class LiquidationModel:
     """Profitability: the expected keeper reward against the gas the call will cost."""
 
     gas_estimate: int = 160_000  # a one-market partial liquidation (make gas: ~152k)
 
+    tip_rate: int = 0  # Clearinghouse.underwater_tip_rate, WAD
+    insurance: int = 0  # the insurance fund now, settlement token units
+
     def expected_reward_usd(self, view: risk.MarketView, close_size: int, equity: int, maintenance: int, settlement_to_wad: int) -> float:
-        if equity <= 0:
-            return 0.0  # the contract charges no penalty to an underwater account
         notional = risk.mul_up(close_size, view.price)
+        if equity <= 0:
+            # no penalty from an underwater account: the insurance fund's tip, as the contract pays it
+            tip = min(min(risk.mul_down(notional, self.tip_rate), MAX_TIP_WAD) // settlement_to_wad, self.insurance)
+            return tip * settlement_to_wad / WAD
         penalty = risk.ceil_div(risk.mul_up(notional, view.params.penalty), settlement_to_wad)
         mmr, _ = risk.market_rates(view.params, close_size, view.sigma, view.sigma_mm)
         freed = min(risk.mul_up(notional, mmr), maintenance)

@@ -258,12 +258,14 @@ def _keepers_act(
     rng: np.random.Generator,
     result: SimulationResult,
     liquidatable_since: dict[int, int],
-    static: tuple[int, int, int, int],
+    static: tuple[int, int, int, int, int],
 ) -> None:
     ch, lens = protocol.clearinghouse, protocol.lens
-    buffer, full_health, dust, settlement_to_wad = static
+    buffer, full_health, dust, settlement_to_wad, _tip_rate = static
     plans: list[tuple[Keeper, list[tuple[Any, int, float]]]] = []
+    insurance = int(ch.insurance_balance())
     for keeper in keepers:
+        keeper.model.tip_rate, keeper.model.insurance = static[4], insurance
         stats = result.keepers[keeper.spec.name]
         found = keeper.candidates(views, collateral, timestamp, sim_block)
         if not found:
@@ -329,10 +331,16 @@ def _keepers_act(
             _sell_collateral_if_due(protocol, keeper, candidate.account, stats, gas_price, eth_price)
 
 
-def _static_parameters(protocol: Protocol) -> tuple[int, int, int, int]:
-    """Liquidation parameters and the settlement scale: fixed for a run."""
+def _static_parameters(protocol: Protocol) -> tuple[int, int, int, int, int]:
+    """Liquidation parameters, the settlement scale and the underwater tip: fixed for a run."""
     ch = protocol.clearinghouse
-    return int(ch.liquidation_buffer()), int(ch.full_liquidation_health()), int(ch.dust_notional()), int(ch.SETTLEMENT_TO_WAD())
+    return (
+        int(ch.liquidation_buffer()),
+        int(ch.full_liquidation_health()),
+        int(ch.dust_notional()),
+        int(ch.SETTLEMENT_TO_WAD()),
+        int(ch.underwater_tip_rate()),
+    )
 
 
 def _name_of(protocol: Protocol, market: int) -> str:

@@ -69,7 +69,7 @@ MARKET_OVERRIDES = (
     "base_mmr", "tier_size", "tier_mmr", "vol_k", "imr_multiplier", "fee", "penalty",
     "keeper_share", "skew_scale", "max_funding_rate", "oi_cap",
 )
-PROTOCOL_OVERRIDES = ("liquidation_buffer", "full_liquidation_health", "dust_notional_usd", "ewma_lambda", "max_vol_rise_per_hour")
+PROTOCOL_OVERRIDES = ("liquidation_buffer", "full_liquidation_health", "dust_notional_usd", "ewma_lambda", "max_vol_rise_per_hour", "underwater_tip_rate")
 
 
 class ScenarioError(ValueError):

@@ -211,6 +211,8 @@ def test_list_market__bound_violated__reverts(ch, configurator, deployer, eth_ma
 
 @pytest.mark.parametrize("case", list(MARKET_AT_BOUNDS))
 def test_set_market__at_bound__accepted_and_applied(ch, configurator, deployer, eth_market, case):
+    if case == "base_mmr-min":
+        configurator.set_underwater_tip(0, sender=deployer)  # the tip must stay below base_mmr
     params = market_params(ch, eth_market, **MARKET_AT_BOUNDS[case])
     tx = configurator.set_market(eth_market, params, sender=deployer)
     assert as_tuple(ch.markets(eth_market)) == params
@@ -646,3 +648,22 @@ def test_premium_bound__lowering_full_liquidation_health__reverts(ch, configurat
         configurator.set_liquidation_parameters(buffer, WAD // 2 - 1, dust, sender=deployer)
     assert ch.full_liquidation_health() == WAD // 2
     configurator.set_liquidation_parameters(buffer, WAD // 2, dust, sender=deployer)
+
+
+def test_set_underwater_tip__bounds(ch, configurator, deployer, attacker, eth_market):
+    with ape.reverts("ownable: caller is not the owner"):
+        configurator.set_underwater_tip(10**15, sender=attacker)
+    with ape.reverts("configurator: bad tip"):
+        configurator.set_underwater_tip(10**16 + 1, sender=deployer)
+    # every market's base maintenance rate is 3%: the tip must stay strictly below it
+    configurator.set_market(eth_market, market_params(ch, eth_market, base_mmr=10**16, penalty=10**16 // 2, oi_cap=1_000 * WAD), sender=deployer)
+    with ape.reverts("configurator: tip above maintenance"):
+        configurator.set_underwater_tip(10**16, sender=deployer)
+    tx = configurator.set_underwater_tip(10**16 - 1, sender=deployer)
+    assert ch.underwater_tip_rate() == 10**16 - 1
+    assert [e.rate for e in events(tx, "UnderwaterTipSet")] == [10**16 - 1]
+    # and a market cannot then be set with a base rate at or below the tip
+    with ape.reverts("configurator: tip above maintenance"):
+        configurator.set_market(eth_market, market_params(ch, eth_market, base_mmr=10**16 - 1, penalty=10**15, oi_cap=100 * WAD), sender=deployer)
+    with ape.reverts("clearinghouse: not configurator"):
+        ch.apply_underwater_tip(0, sender=deployer)

@@ -110,9 +110,9 @@ def test_liquidate__dust_remainder__closed_too(ch, protocol, make_account, trade
     assert ch.positions(account, eth_market).size == 0
 
 
-def test_liquidate__underwater__bad_debt_to_insurance_then_pool(ch, protocol, make_account, trader, keeper, eth_market, set_price, fund, usdc, guardian):
-    fund(guardian, usdc, 100 * USDC)
-    ch.fund_insurance(100 * USDC, sender=guardian)
+def test_liquidate__underwater__tip_then_bad_debt_to_insurance_then_pool(ch, protocol, make_account, trader, keeper, eth_market, set_price, fund, usdc, guardian):
+    fund(guardian, usdc, 1_000 * USDC)
+    ch.fund_insurance(1_000 * USDC, sender=guardian)
     account = make_account(trader, collateral_usd=10_000, leverage=10)
     for price in (1_900, 1_800, 1_700):  # -15% with no keeper around: equity < 0
         set_price("WETH", price)
@@ -123,18 +123,33 @@ def test_liquidate__underwater__bad_debt_to_insurance_then_pool(ch, protocol, ma
     tx = ch.liquidate(account, eth_market, 10**30, sender=keeper)
     event = liquidation_event(tx)
     bad = next(ev for ev in tx.events if ev.event_name == "BadDebt")
+    # no penalty from an account with nothing left: the keeper is tipped by the insurance fund,
+    # tip_rate (0.2%) of the closed notional, here about $170
+    closed_notional = -event.size_closed * event.price // WAD
+    tip = closed_notional * ch.underwater_tip_rate() // WAD // 10**12
+    assert event.penalty == 0
+    assert event.keeper_reward == tip > 100 * USDC
+    assert usdc.balanceOf(keeper) - keeper_before == tip
     # the shortfall is exactly the settlement balance left negative once the loss is realised
     assert bad.shortfall == -(settlement_before + event.realised_pnl)
     # and it is the equity the view saw a block earlier, up to that block's funding (< $0.001)
     assert abs(bad.shortfall * 10**12 + e) < 10**15
-    assert bad.covered_by_insurance == 100 * USDC
-    assert bad.socialised == bad.shortfall - 100 * USDC
+    # what the tip left of the fund covers bad debt first, the pool the rest
+    assert bad.covered_by_insurance == 1_000 * USDC - tip
+    assert bad.socialised == bad.shortfall - bad.covered_by_insurance
     assert ch.insurance_balance() == 0
     assert ch.settlement(account) == 0
     assert ch.total_bad_debt() == bad.shortfall
-    assert event.penalty == 0 and event.keeper_reward == 0  # nothing to charge an underwater account
-    assert usdc.balanceOf(keeper) == keeper_before
     assert usdc.balanceOf(ch) == ch.settlement_held()
+
+
+def test_liquidate__underwater_tip__capped_by_the_insurance_fund(ch, make_account, trader, keeper, eth_market, set_price):
+    assert ch.insurance_balance() == 0
+    account = make_account(trader, collateral_usd=10_000, leverage=10)
+    for price in (1_900, 1_800, 1_700):
+        set_price("WETH", price)
+    tx = ch.liquidate(account, eth_market, 10**30, sender=keeper)
+    assert liquidation_event(tx).keeper_reward == 0  # an empty fund tips nothing
 
 
 def test_liquidate__self_liquidation__owner_loses(ch, make_account, trader, accounts, eth_market, set_price, usdc):
