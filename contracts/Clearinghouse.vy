@@ -364,23 +364,27 @@ def liquidate(account: uint256, market: uint256, max_size: uint256) -> uint256:
     # backed the maintenance this close frees, so positions left open keep their equity
     closed_notional: uint256 = risk._mul_up(close, price)
     penalty: uint256 = risk._ceil_div(risk._mul_up(closed_notional, params.penalty), SETTLEMENT_TO_WAD)
-    tip: uint256 = 0
     if equity <= 0:
-        # an underwater account pays no penalty, so its liquidator is tipped from the insurance
-        # fund instead (or underwater positions are left to rot, as on Black Thursday): at most
-        # underwater_tip_rate of the closed notional, which the Configurator keeps below every
-        # market's maintenance rate (an account loses more than that to become underwater, so
-        # self-liquidation cannot farm it), at most MAX_TIP, and at most what the fund holds
         penalty = 0
-        tip = min(min(risk._mul_down(closed_notional, self.underwater_tip_rate), MAX_TIP) // SETTLEMENT_TO_WAD, self._funds >> 128)
     else:
         freed: uint256 = min(risk._mul_up(closed_notional, mmr), maintenance)
         penalty = min(penalty, convert(equity, uint256) * freed // maintenance // SETTLEMENT_TO_WAD)
     keeper_reward: uint256 = penalty * params.keeper_share // c.WAD
     self._add_settlement(account, -(convert(penalty, int256)))
-    # the insurance fund's share, penalty - keeper_reward (or - tip), is in the Liquidation event
-    self._add_insurance(convert(penalty - keeper_reward, int256) - convert(tip, int256))
-    keeper_reward += tip
+    # the insurance fund's share, penalty - keeper_reward, is in the Liquidation event below
+    self._add_insurance(convert(penalty - keeper_reward, int256))
+    if pos.size == 0:
+        # closing a whole position pays at least the tip: underwater_tip_rate of the notional,
+        # at most MAX_TIP and what the fund holds, topped up from the insurance fund. An account
+        # near or below zero equity pays (almost) no penalty, and without this its position
+        # would be left to rot (Maker, Black Thursday) or keepers would wait for it to sink.
+        # Only a whole close is tipped, so splitting a close cannot multiply the cap, and the
+        # Configurator keeps the rate below every market's maintenance rate: an account loses
+        # more than the tip to get here, so self-liquidation cannot farm it.
+        tip: uint256 = min(min(risk._mul_down(closed_notional, self.underwater_tip_rate), MAX_TIP) // SETTLEMENT_TO_WAD, self._funds >> 128)
+        if tip > keeper_reward:
+            self._add_insurance(-convert(tip - keeper_reward, int256))
+            keeper_reward = tip
 
     health_after: uint256 = NO_POSITIONS_HEALTH
     if self._market_mask_of(account) == 0:

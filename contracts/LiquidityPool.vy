@@ -50,18 +50,20 @@ exports: (
 )
 
 DECIMALS_OFFSET: constant(uint256) = 6  # shares have 6 more decimals than the asset
-COOLDOWN: constant(uint256) = 900  # seconds after a deposit before those shares can leave (GMX: 15 min)
+COOLDOWN: constant(uint256) = 900  # seconds after a deposit before the shares it minted can leave (GMX: 15 min)
 
 asset: public(immutable(address))  # the settlement token
 CLEARINGHOUSE: public(immutable(IClearinghouse))  # holds the assets and the positions
 ORACLE: public(immutable(IOracleRouter))  # prices the positions
 SETTLEMENT_TO_WAD: immutable(uint256)  # 10 ** (18 - asset decimals)
 
-# holder => time from which its shares may be redeemed. A deposit sets it for the receiver and a
-# share transfer passes the later of the two on, so a just-in-time LP (deposit, let a liquidation
-# or an oracle round move the value, redeem) cannot leave within the same 15 minutes, whatever
-# address it moves its shares to.
-unlocks_at: public(HashMap[address, uint256])
+# Shares minted by a deposit are locked for COOLDOWN: they can be neither redeemed nor
+# transferred until then, so a just-in-time LP (deposit, let a liquidation or an oracle round move
+# the value, redeem) cannot leave within the same 15 minutes, whatever address it tries to move
+# them to. Only the new shares are locked: a deposit made *to* someone else locks the depositor's
+# own money, never the receiver's existing shares, so nobody can freeze another LP.
+locked_shares: public(HashMap[address, uint256])  # holder => shares minted in its cooldown
+unlocks_at: public(HashMap[address, uint256])  # holder => end of that cooldown
 
 
 @deploy
@@ -82,9 +84,9 @@ def __init__(clearinghouse: IClearinghouse, name_: String[25], symbol_: String[5
 @external
 def transfer(to: address, amount: uint256) -> bool:
     """
-    @notice ERC-20 transfer of shares; the receiver inherits the sender's cooldown if later.
+    @notice ERC-20 transfer of shares that are out of their cooldown.
     """
-    self._inherit_cooldown(msg.sender, to)
+    assert amount <= self._free_shares(msg.sender), "pool: cooldown"
     erc20._transfer(msg.sender, to, amount)
     return True
 
@@ -92,10 +94,10 @@ def transfer(to: address, amount: uint256) -> bool:
 @external
 def transferFrom(owner: address, to: address, amount: uint256) -> bool:
     """
-    @notice ERC-20 transferFrom of shares; the receiver inherits the owner's cooldown if later.
+    @notice ERC-20 transferFrom of shares that are out of their cooldown.
     """
     erc20._spend_allowance(owner, msg.sender, amount)
-    self._inherit_cooldown(owner, to)
+    assert amount <= self._free_shares(owner), "pool: cooldown"
     erc20._transfer(owner, to, amount)
     return True
 
@@ -170,11 +172,9 @@ def mint(shares: uint256, receiver: address) -> uint256:
 @external
 def maxWithdraw(owner: address) -> uint256:
     """
-    @notice 0 during the owner's cooldown; never more than the pool can pay out now.
+    @notice The owner's shares out of cooldown, in assets; never more than the pool can pay now.
     """
-    if block.timestamp < self.unlocks_at[owner]:
-        return 0
-    return min(self._to_assets(erc20.balanceOf[owner], False), self._liquidity())
+    return min(self._to_assets(self._free_shares(owner), False), self._liquidity())
 
 
 @view
@@ -197,11 +197,9 @@ def withdraw(assets: uint256, receiver: address, owner: address) -> uint256:
 @external
 def maxRedeem(owner: address) -> uint256:
     """
-    @notice 0 during the owner's cooldown; never more shares than the pool can pay out now.
+    @notice The owner's shares out of cooldown; never more than the pool can pay out now.
     """
-    if block.timestamp < self.unlocks_at[owner]:
-        return 0
-    return min(erc20.balanceOf[owner], self._to_shares(self._liquidity(), False))
+    return min(self._free_shares(owner), self._to_shares(self._liquidity(), False))
 
 
 @view
@@ -224,9 +222,12 @@ interface IERC20Decimals:
     def decimals() -> uint8: view
 
 
-def _inherit_cooldown(source: address, receiver: address):
-    if self.unlocks_at[source] > self.unlocks_at[receiver]:
-        self.unlocks_at[receiver] = self.unlocks_at[source]
+@view
+def _free_shares(holder: address) -> uint256:
+    balance: uint256 = erc20.balanceOf[holder]
+    if block.timestamp >= self.unlocks_at[holder]:
+        return balance
+    return balance - min(self.locked_shares[holder], balance)
 
 
 @view
@@ -293,13 +294,16 @@ def _deposit(receiver: address, assets: uint256, shares: uint256):
     assert extcall IERC20(asset).transferFrom(msg.sender, self, assets, default_return_value=True), "pool: transfer failed"
     extcall CLEARINGHOUSE.pool_deposit(assets)
     erc20._mint(receiver, shares)
+    if block.timestamp >= self.unlocks_at[receiver]:
+        self.locked_shares[receiver] = 0  # the last cooldown is over
+    self.locked_shares[receiver] += shares
     self.unlocks_at[receiver] = block.timestamp + COOLDOWN
     log IERC4626.Deposit(sender=msg.sender, owner=receiver, assets=assets, shares=shares)
 
 
 def _withdraw(receiver: address, owner: address, assets: uint256, shares: uint256):
     assert assets > 0 and shares > 0, "pool: zero amount"
-    assert block.timestamp >= self.unlocks_at[owner], "pool: cooldown"
+    assert shares <= self._free_shares(owner) or shares > erc20.balanceOf[owner], "pool: cooldown"
     if msg.sender != owner:
         erc20._spend_allowance(owner, msg.sender, shares)
     assert erc20.balanceOf[owner] >= shares, "pool: insufficient shares"

@@ -143,6 +143,25 @@ def test_liquidate__underwater__tip_then_bad_debt_to_insurance_then_pool(ch, pro
     assert usdc.balanceOf(ch) == ch.settlement_held()
 
 
+def test_liquidate__underwater_tip__only_for_a_whole_close(ch, make_account, trader, keeper, eth_market, set_price, fund, usdc, guardian):
+    """Splitting the close of an underwater position into pieces must not multiply the tip."""
+    fund(guardian, usdc, 20_000 * USDC)
+    ch.fund_insurance(20_000 * USDC, sender=guardian)
+    account = make_account(trader, collateral_usd=10_000, leverage=10)
+    for price in (1_900, 1_800, 1_700):
+        set_price("WETH", price)
+    size = ch.positions(account, eth_market).size
+    rewards = []
+    for _ in range(3):
+        tx = ch.liquidate(account, eth_market, size // 4, sender=keeper)
+        rewards.append(liquidation_event(tx).keeper_reward)
+    assert rewards == [0, 0, 0]  # pieces of an underwater position earn nothing
+    tx = ch.liquidate(account, eth_market, 10**30, sender=keeper)
+    event = liquidation_event(tx)
+    # the last call closes the rest: tipped on what it closed (a quarter), capped at $1,000
+    assert event.keeper_reward == min(-event.size_closed * event.price // WAD * ch.underwater_tip_rate() // WAD, 1_000 * WAD) // 10**12
+
+
 def test_liquidate__underwater_tip__capped_by_the_insurance_fund(ch, make_account, trader, keeper, eth_market, set_price):
     assert ch.insurance_balance() == 0
     account = make_account(trader, collateral_usd=10_000, leverage=10)

@@ -372,11 +372,27 @@ def test_redeem__within_cooldown__reverts(pool, usdc, other_trader):
     pool.redeem(shares, other_trader, other_trader, sender=other_trader)
 
 
-def test_transfer__shares_carry_the_cooldown(pool, usdc, other_trader, attacker):
-    """A just-in-time LP cannot dodge the cooldown by moving its shares to a fresh address."""
+def test_transfer__locked_shares_cannot_move(pool, usdc, other_trader, attacker):
+    """A just-in-time LP cannot dodge the cooldown by moving its new shares to another address."""
     mint_and_approve(usdc, attacker, 1_000 * USDC, pool)
     shares = event(pool.deposit(1_000 * USDC, attacker, sender=attacker), "Deposit").shares
-    pool.transfer(other_trader, shares, sender=attacker)
     with ape.reverts("pool: cooldown"):
-        pool.redeem(shares, other_trader, other_trader, sender=other_trader)
-    assert pool.unlocks_at(other_trader) == pool.unlocks_at(attacker)
+        pool.transfer(other_trader, shares, sender=attacker)
+    pool.approve(other_trader, shares, sender=attacker)
+    with ape.reverts("pool: cooldown"):
+        pool.transferFrom(attacker, other_trader, shares, sender=other_trader)
+    wait_cooldown()
+    pool.transfer(other_trader, shares, sender=attacker)
+    assert pool.balanceOf(other_trader) == shares
+
+
+def test_deposit__to_someone_else__locks_only_the_new_shares(pool, usdc, lp, attacker):
+    """Griefing: a 1-unit deposit to an LP must not freeze the LP's existing shares."""
+    held = pool.balanceOf(lp)
+    assert pool.maxRedeem(lp) == held
+    mint_and_approve(usdc, attacker, 1, pool)
+    gift = event(pool.deposit(1, lp, sender=attacker), "Deposit").shares
+    assert pool.locked_shares(lp) == gift
+    assert pool.maxRedeem(lp) == held  # everything it had before is still free
+    pool.redeem(held, lp, lp, sender=lp)
+    assert pool.balanceOf(lp) == gift
