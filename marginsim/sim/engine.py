@@ -25,8 +25,8 @@ import numpy as np
 from eth_utils import keccak
 
 from marginsim import feeds, risk
-from marginsim.protocol import DEFAULT_CONFIG, FeedConfig, Protocol, ProtocolConfig, account_id, deploy_protocol
-from marginsim.sim.agents import Keeper, LiquidationModel, TraderState
+from marginsim.protocol import DEFAULT_CONFIG, Protocol, ProtocolConfig, account_id, deploy_protocol
+from marginsim.sim.agents import Keeper, TraderState
 from marginsim.sim.results import BadDebtRecord, KeeperStats, LiquidationRecord, OracleRound, SeriesPoint, SimulationResult
 from marginsim.sim.scenario import Scenario, gas_price_gwei, price_path
 from marginsim.story import advance_time

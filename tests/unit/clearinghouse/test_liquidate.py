@@ -1,5 +1,4 @@
 import ape
-import pytest
 
 from marginsim.protocol import account_id
 from tests.conftest import USDC, WAD

@@ -1,4 +1,4 @@
-from tests.conftest import USDC, WAD
+from tests.conftest import USDC
 
 
 def test_open_and_close__round_trip(protocol, ch, make_account, trader, eth_market, usdc):

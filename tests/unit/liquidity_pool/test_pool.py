@@ -278,7 +278,7 @@ def test_inflation_attack__donation__victim_loses_nothing(empty, attacker, lp, t
 def test_inflation_attack__real_value_through_fees__victim_loses_under_a_cent(empty, attacker, lp):
     """Fees are real value, so they do lift the share price. The virtual shares make the
     attacker own only half of what it adds on top of one token unit."""
-    pool, usdc, ch = empty.pool, empty.settlement, empty.clearinghouse
+    pool, ch = empty.pool, empty.clearinghouse
     attacker_shares = lp_deposit(empty, attacker, 1)
     # the attacker pays ~$2,000 of fees into the pool through the clearinghouse
     account = open_position(empty, attacker, 200_000, 1_000 * WAD)
