@@ -123,10 +123,7 @@ def _crash_until(p: Any, publisher: Any, account: int, done: Any, step: float = 
         if done(ch.health(account)):
             return
         for symbol in symbols:
-            feed = p.feeds[symbol]
-            answer = feed.latestRoundData()[1]
-            feed.update_answer(int(answer * (1 - step)), sender=publisher)
-            p.oracle.sync(p.tokens[symbol], sender=publisher)
+            p.publish(symbol, int(p.feeds[symbol].latestRoundData()[1] * (1 - step)), publisher)
     raise RuntimeError("gas: account never reached the wanted health")
 
 

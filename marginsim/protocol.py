@@ -134,6 +134,27 @@ class Protocol:
         market = next(m for m in self.config.markets if m.name == name)
         return self.feeds[market.underlying]
 
+    def publish(self, symbol: str, answer: int, publisher: Any) -> None:
+        """Publish a round on `symbol`'s feed (answer in the feed's decimals) and fold it into the
+        router at once, as the oracle bot does."""
+        self.feeds[symbol].update_answer(answer, sender=publisher)
+        self.oracle.sync(self.tokens[symbol], sender=publisher)
+
+    def sell_collateral(self, account: int, buyer: Any) -> list[Any]:
+        """When `account` has no positions left and negative equity, buy its collateral at the
+        liquidation discount until its debt is repaid or the collateral is gone (the rest is
+        then booked as bad debt). `buyer` needs settlement tokens approved to the clearinghouse.
+        Returns the receipts; none when no sale is due."""
+        ch = self.clearinghouse
+        if int(ch.market_mask(account)) != 0 or int(ch.settlement(account)) >= 0 or ch.margin(account)[0] >= 0:
+            return []
+        receipts = []
+        for slot in range(1, int(ch.collateral_count()) + 1):
+            if int(ch.balances(account, slot)) == 0 or int(ch.settlement(account)) >= 0:
+                continue
+            receipts.append(ch.liquidate_collateral(account, ch.collaterals(slot).token, 2**256 - 1, sender=buyer))
+        return receipts
+
     def addresses(self) -> dict[str, Any]:
         return {
             "oracle": self.oracle.address,

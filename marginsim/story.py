@@ -83,6 +83,10 @@ class EventIndexKeeper:
         self.sender = sender
         self.accounts: set[int] = set()
         self._next_block = 0
+        # working capital to buy collateral of accounts left in debt
+        settlement = protocol.settlement
+        settlement.mint(sender, 10_000_000 * 10 ** int(settlement.decimals()), sender=sender)
+        settlement.approve(protocol.clearinghouse, MAX_UINT, sender=sender)
 
     def index(self, chain: Any) -> None:
         head = chain.blocks.head.number
@@ -121,26 +125,8 @@ class EventIndexKeeper:
                             }
                         )
             # positions gone, debt left against collateral: buy the collateral at its discount
-            if ch.market_mask(account) == 0 and ch.settlement(account) < 0:
-                e, _, _ = ch.margin(account)
-                if e < 0:
-                    self._sell_collateral(account)
+            self.protocol.sell_collateral(account, self.sender)
         return done
-
-    def _sell_collateral(self, account: int) -> None:
-        ch = self.protocol.clearinghouse
-        settlement = self.protocol.settlement
-        for slot in range(1, ch.collateral_count() + 1):
-            if ch.balances(account, slot) == 0 or ch.settlement(account) >= 0:
-                continue
-            # the sale is rounded to whole token units of the collateral (a satoshi of WBTC is
-            # worth hundreds of USDC units), so allow a little more than the debt
-            allowance = 2 * -ch.settlement(account) + 10**6
-            if settlement.balanceOf(self.sender) < allowance:
-                settlement.mint(self.sender, allowance, sender=self.sender)
-            settlement.approve(ch, allowance, sender=self.sender)
-            token = ch.collaterals(slot).token
-            ch.liquidate_collateral(account, token, MAX_UINT, sender=self.sender)
 
 
 def run_story(
@@ -225,9 +211,7 @@ def advance_time(chain: Any, seconds: int) -> None:
 
 
 def _publish(protocol: Protocol, publisher: Any, symbol: str, price_usd: float) -> None:
-    feed = protocol.feeds[symbol]
-    feed.update_answer(int(round(price_usd * 10 ** feed.decimals())), sender=publisher)
-    protocol.oracle.sync(protocol.tokens[symbol], sender=publisher)
+    protocol.publish(symbol, int(round(price_usd * 10 ** protocol.feeds[symbol].decimals())), publisher)
 
 
 def _record(protocol: Protocol, result: StoryResult, minute: int, done: list[dict[str, Any]], bad_debt_before: int) -> RoundRecord:

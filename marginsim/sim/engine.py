@@ -328,7 +328,9 @@ def _keepers_act(
                     full_close=int(event.health_after) == MAX_UINT or ch.positions(candidate.account, candidate.market).size == 0,
                 )
             )
-            _sell_collateral_if_due(protocol, keeper, candidate.account, stats, gas_price, eth_price)
+            # positions gone, debt left against collateral: buy the collateral at its discount
+            for receipt in protocol.sell_collateral(candidate.account, keeper.signer):
+                stats.gas_spent_usd += keeper.model.gas_cost_usd(int(receipt.gas_used), gas_price, eth_price)
 
 
 def _static_parameters(protocol: Protocol) -> tuple[int, int, int, int, int]:
@@ -345,21 +347,6 @@ def _static_parameters(protocol: Protocol) -> tuple[int, int, int, int, int]:
 
 def _name_of(protocol: Protocol, market: int) -> str:
     return next(name for name, mid in protocol.markets.items() if mid == market)
-
-
-def _sell_collateral_if_due(protocol: Protocol, keeper: Keeper, account: int, stats: KeeperStats, gas_price: float, eth_price: float) -> None:
-    """After the last position goes, debt left against collateral is bought at its discount."""
-    ch = protocol.clearinghouse
-    if int(ch.market_mask(account)) != 0 or int(ch.settlement(account)) >= 0:
-        return
-    equity, _, _ = ch.margin(account)
-    if equity >= 0:
-        return
-    for slot in range(1, int(ch.collateral_count()) + 1):
-        if int(ch.balances(account, slot)) == 0 or int(ch.settlement(account)) >= 0:
-            continue
-        tx = ch.liquidate_collateral(account, ch.collaterals(slot).token, MAX_UINT, sender=keeper.signer)
-        stats.gas_spent_usd += keeper.model.gas_cost_usd(int(tx.gas_used), gas_price, eth_price)
 
 
 def _verify_mirror(keeper: Keeper, views: dict[int, risk.MarketView], collateral: dict[int, tuple[int, int, int]], timestamp: int, onchain: dict[int, int]) -> None:
@@ -433,19 +420,16 @@ class _LoopState:
     def publish_due(self, t: float, chain: Any, publisher: Any, result: SimulationResult, sim_block: int) -> float:
         for market, rounds in self.rounds.items():
             symbol = MARKET_UNDERLYING[market]
-            feed, token = self.protocol.feeds[symbol], self.protocol.tokens[symbol]
             i = self.next_round[market]
             while i < len(rounds) and rounds[i].round_time <= t:
-                feed.update_answer(rounds[i].answer, sender=publisher)
+                self.protocol.publish(symbol, rounds[i].answer, publisher)
                 self.last_price[market] = rounds[i].answer / 10**8
                 result.rounds.append(OracleRound(rounds[i].round_time, sim_block, market, rounds[i].answer / 10**8, rounds[i].reason))
                 i += 1
-                self.protocol.oracle.sync(token, sender=publisher)
             self.next_round[market] = i
             if t == 0:
                 # the deployment's answer is as old as the setup: publish the first round afresh
-                feed.update_answer(rounds[0].answer, sender=publisher)
-                self.protocol.oracle.sync(token, sender=publisher)
+                self.protocol.publish(symbol, rounds[0].answer, publisher)
                 result.rounds.append(OracleRound(0, sim_block, market, rounds[0].answer / 10**8, rounds[0].reason))
         return self.last_price.get("ETH-PERP", next(iter(self.last_price.values())))
 
@@ -457,8 +441,7 @@ class _LoopState:
         for symbol in self.idle_feeds:
             feed = self.protocol.feeds[symbol]
             answer = int(feed.latestRoundData()[1])
-            feed.update_answer(answer, sender=publisher)
-            self.protocol.oracle.sync(self.protocol.tokens[symbol], sender=publisher)
+            self.protocol.publish(symbol, answer, publisher)
             self.idle_prices[str(self.protocol.tokens[symbol])] = answer * 10 ** (18 - int(feed.decimals()))
 
     def market_views(self, timestamp: int) -> tuple[dict[int, risk.MarketView], dict[int, tuple[int, int, int]]]:
