@@ -169,7 +169,7 @@ def deposit(token: address, amount: uint256, subaccount: uint96):
         self.collaterals[slot].total = col.total + amount
         self.balances[account][slot] += amount
         self._set_collateral_mask(account, self._collateral_mask_of(account) | (1 << slot))
-        self._require(extcall IERC20(col.token).transferFrom(msg.sender, self, amount, default_return_value=True), "clearinghouse: transfer failed")
+        self._pull(IERC20(col.token), msg.sender, amount)
     log IClearinghouse.Deposit(account=account, token=token, amount=amount)
 
 
@@ -952,7 +952,18 @@ def _from_int128(bits: uint256) -> int256:
 
 def _pull_settlement(source: address, amount: uint256):
     self.settlement_held += amount
-    self._require(extcall SETTLEMENT.transferFrom(source, self, amount, default_return_value=True), "clearinghouse: transfer failed")
+    self._pull(SETTLEMENT, source, amount)
+
+
+def _pull(token: IERC20, source: address, amount: uint256):
+    """
+    @dev Credits are booked before the call (nonreentrancy holds the lock); a token that delivers
+         less than `amount` (a fee on transfer) is refused, so internal balances never exceed
+         what the contract holds.
+    """
+    before: uint256 = staticcall token.balanceOf(self)
+    self._require(extcall token.transferFrom(source, self, amount, default_return_value=True), "clearinghouse: transfer failed")
+    self._require(staticcall token.balanceOf(self) == before + amount, "clearinghouse: fee on transfer")
 
 
 def _push_settlement(receiver: address, amount: uint256):
