@@ -95,13 +95,16 @@ class Keeper:
         self._settlement_to_wad = int(protocol.clearinghouse.SETTLEMENT_TO_WAD())
 
     # ------------------------------------------------------------------ indexing
-    def observe(self, touched: set[int]) -> None:
+    def observe(self, touched: set[int], loaded: dict[int, AccountMirror] | None = None) -> None:
         """New Clearinghouse events touched these accounts: (re)load them. The engine reads the
-        logs once per step (one eth_getLogs) and hands every keeper the same view."""
+        logs once per step (one eth_getLogs) and hands every keeper the same view; `loaded`,
+        when given, holds the accounts already read from the chain this step."""
         for account in touched:
-            self.accounts[account] = self._load(account)
+            mirror = loaded.get(account) if loaded else None
+            self.accounts[account] = mirror if mirror is not None else self.load(account)
 
-    def _load(self, account: int) -> AccountMirror:
+    def load(self, account: int) -> AccountMirror:
+        """An account's settlement balance, positions and collateral, read from the chain."""
         ch = self.protocol.clearinghouse
         mirror = AccountMirror(settlement=int(ch.settlement(account)))
         mask = int(ch.market_mask(account))

@@ -99,6 +99,8 @@ class SimulationResult:
     keepers: dict[str, KeeperStats] = field(default_factory=dict)
     still_liquidatable_at_end: int = 0
     peak_open_interest_usd: float = 0.0
+    trader_topups: int = 0  # margin top-ups by traders whose health fell below their threshold
+    trader_closes: int = 0  # positions closed by their owners below the close threshold
 
     # --- derived metrics -----------------------------------------------------------------
     @property
