@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 export PATH := $(abspath $(BIN)):$(PATH)
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test gas simulate bench-sim deploy anvil compile clean
+.PHONY: install demo story test gas simulate sweep bench-sim deploy anvil compile clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -20,9 +20,13 @@ install: $(STAMP)
 compile: $(STAMP)
 	$(BIN)/ape compile
 
-## The main job: deploy the whole protocol to the embedded local chain and tell a crash story.
+## The main job: replay Black Thursday (2020-03-12) against a fresh protocol on the embedded chain.
 demo: $(STAMP)
 	PYTHONWARNINGS=ignore $(BIN)/ape run demo
+
+## The scripted crash story: seven traders, a 30% fall in twelve rounds, one keeper.
+story: $(STAMP)
+	PYTHONWARNINGS=ignore $(BIN)/ape run story
 
 ## Every test, on the embedded local chain.
 test: $(STAMP)
@@ -36,6 +40,11 @@ gas: $(STAMP)
 SCENARIO ?= scenarios/black-thursday-2020.toml
 simulate: $(STAMP)
 	PYTHONWARNINGS=ignore $(BIN)/ape run simulate --scenario $(SCENARIO) $(if $(SEED),--seed $(SEED)) $(if $(OUT),--out $(OUT))
+
+## Bad debt over seeds (p50, p95, max) of SCENARIO; SEEDS=1-20 by default.
+SEEDS ?= 1-20
+sweep: $(STAMP)
+	PYTHONWARNINGS=ignore $(BIN)/ape run sweep --scenario $(SCENARIO) --seeds $(SEEDS) $(if $(OUT),--out $(OUT))
 
 ## Simulator benchmark (not a test): wall time, tx/s and a profile of SCENARIO.
 bench-sim: $(STAMP)

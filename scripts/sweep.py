@@ -1,0 +1,43 @@
+"""Bad debt over seeds (`make sweep`): one scenario, many seeds, a fresh protocol for each.
+
+    ape run sweep                                            # black-thursday-2020, seeds 1-20
+    ape run sweep --scenario scenarios/flash-crash.toml --seeds 1-50 --out out/sweep-flash
+
+Prints one row per seed and the mean, p50, p95 (nearest rank) and maximum bad debt, and writes
+<out>/sweep.json. Each run is rolled back afterwards (a chain snapshot), so the chain does not
+grow with the number of seeds.
+"""
+
+import sys
+from pathlib import Path
+
+import click
+from ape import accounts, chain, networks, project
+from ape.cli import ConnectedProviderCommand
+from ape.logging import logger
+
+from marginsim.sim.scenario import ScenarioError, load_scenario
+from marginsim.sim.sweep import parse_seeds, run_sweep, summarise_sweep, sweep_table, write_sweep
+
+
+@click.command(cls=ConnectedProviderCommand)
+@click.option("--scenario", "scenario_path", default="scenarios/black-thursday-2020.toml", show_default=True)
+@click.option("--seeds", "seeds_text", default="1-20", show_default=True, help="e.g. 1-20 or 1,5,9")
+@click.option("--out", "out_dir", default=None, help="output folder (default out/sweep-<scenario name>)")
+def cli(scenario_path, seeds_text, out_dir):
+    logger.set_level("WARNING")
+    try:
+        scenario = load_scenario(Path(scenario_path))
+        seeds = parse_seeds(seeds_text)
+    except (ScenarioError, ValueError) as error:
+        sys.exit(str(error))
+    network = f"{networks.provider.network.ecosystem.name}:{networks.provider.network.name}:{networks.provider.name}"
+    with click.progressbar(length=len(seeds), label=f"{scenario.name} x {len(seeds)} seeds", show_pos=True) as bar:
+        try:
+            runs = run_sweep(project, chain, list(accounts.test_accounts), scenario, seeds, network, on_run=lambda _: bar.update(1))
+        except ValueError as error:
+            sys.exit(str(error).splitlines()[0])
+    summary = summarise_sweep(scenario.name, runs)
+    click.echo(sweep_table(summary, runs))
+    path = write_sweep(summary, runs, Path(out_dir or f"out/sweep-{scenario.name}"))
+    click.echo(f"written to {path}")

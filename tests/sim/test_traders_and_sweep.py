@@ -1,0 +1,64 @@
+"""Traders who top up or close as their health falls, and bad debt over seeds."""
+
+from pathlib import Path
+
+import pytest
+
+from marginsim.sim.engine import run_simulation
+from marginsim.sim.scenario import load_scenario
+from marginsim.sim.sweep import nearest_rank, parse_seeds, run_sweep, summarise_sweep, sweep_table
+
+SCENARIOS = Path(__file__).parent / "scenarios"
+
+
+@pytest.fixture(scope="module")
+def reacting(project, chain, accounts):
+    scenario = load_scenario(SCENARIOS / "traders-react.toml")
+    return scenario, run_simulation(project, chain, list(accounts), scenario, verify_mirror=True)
+
+
+def test_traders__top_up_and_close_below_their_thresholds(reacting):
+    _, run = reacting
+    assert run.trader_topups > 0
+    assert run.trader_closes > 0
+
+
+def test_sweep__quantiles_are_runs_not_interpolations():
+    assert nearest_rank([3.0, 1.0, 2.0], 0.5) == 2.0
+    values = [float(i) for i in range(1, 21)]
+    assert nearest_rank(values, 0.95) == 19.0
+    assert nearest_rank(values, 1.0) == 20.0
+    assert nearest_rank([7.0], 0.95) == 7.0
+    with pytest.raises(ValueError, match="^sweep: no runs to summarise$"):
+        nearest_rank([], 0.5)
+
+
+@pytest.mark.parametrize(
+    "text, seeds",
+    [("1-3", [1, 2, 3]), ("7", [7]), ("1,5,9", [1, 5, 9]), ("2-3,8", [2, 3, 8])],
+)
+def test_sweep__parse_seeds(text, seeds):
+    assert parse_seeds(text) == seeds
+
+
+@pytest.mark.parametrize("text", ["", "a", "3-1", "1-", "-2"])
+def test_sweep__bad_seeds_are_one_line_errors(text):
+    with pytest.raises(ValueError, match=r"^sweep: --seeds must"):
+        parse_seeds(text)
+
+
+def test_sweep__two_seeds_roll_back_and_summarise(reacting, project, chain, accounts):
+    scenario, single = reacting
+    head = chain.blocks.head.number
+    runs = run_sweep(project, chain, list(accounts), scenario, [11, 12])
+    assert chain.blocks.head.number == head  # each run rolled back to its snapshot
+    assert [r.seed for r in runs] == [11, 12]
+    assert runs[0] != runs[1]  # a different population per seed
+    summary = summarise_sweep(scenario.name, runs)
+    debts = sorted(r.bad_debt_usd for r in runs)
+    assert summary.bad_debt_p95_usd == debts[1] and summary.bad_debt_p50_usd == debts[0]
+    assert summary.bad_debt_max_usd == debts[1]
+    assert "2 seeds" in sweep_table(summary, runs)
+    # seed 11 is the scenario's own seed: the sweep reproduces the single run
+    assert runs[0].liquidations == len(single.liquidations)
+    assert runs[0].bad_debt_usd == single.total_bad_debt_usd
