@@ -1,4 +1,5 @@
-"""The crash story on the embedded local chain (or any network given with --network)."""
+"""The scripted crash story (`make story`): seven traders, a 30% fall in twelve rounds, one keeper,
+on the embedded local chain (or any network given with --network)."""
 
 from ape import accounts, chain, project
 from ape.logging import logger
