@@ -1,0 +1,131 @@
+# pragma version ~=0.4.3
+"""
+@title FlashAttacker
+@notice The bZx 2020 attack shape in one transaction: with flash-loaned capital, move a price
+        (pump a thin spot pool; publish a round on a feed it controls and sync the router),
+        then open and close a position on the Clearinghouse and withdraw everything. It logs
+        what it saw at each step, so a test can show which moves reached the price the
+        protocol uses and what the round trip cost. Tests only.
+@dev The flash loan is modelled by the test minting the settlement coin to this contract
+     before the call; the test compares the balance after the call with the balance before.
+"""
+
+from ethereum.ercs import IERC20
+
+
+interface IClearinghouse:
+    def deposit(token: address, amount: uint256, subaccount: uint96): nonpayable
+    def withdraw(token: address, amount: uint256, subaccount: uint96): nonpayable
+    def trade(market: uint256, size_delta: int256, limit_price: uint256, subaccount: uint96) -> uint256: nonpayable
+    def settlement(account: uint256) -> int256: view
+
+
+interface IOracleRouter:
+    def price(asset: address) -> uint256: view
+    def sync(asset: address): nonpayable
+
+
+interface IMockAggregator:
+    def update_answer(answer: int256): nonpayable
+    def update_round(answer: int256, updated_at: uint256): nonpayable
+
+
+interface IThinSpotPool:
+    def BASE() -> address: view
+    def spot_price() -> uint256: view
+    def buy_base(quote_in: uint256) -> uint256: nonpayable
+    def sell_base(base_in: uint256) -> uint256: nonpayable
+
+
+struct Plan:
+    spot: IThinSpotPool  # a thin DEX to pump (empty: none)
+    spot_quote_in: uint256  # settlement units spent pumping it
+    feed: IMockAggregator  # a feed this contract may publish on (empty: none)
+    feed_answer: int256  # the round it publishes, in the feed's decimals
+    feed_updated_at: uint256  # the round's updatedAt (0: now)
+    sync: bool  # fold the round into the router before trading
+    asset: address  # the market's oracle key
+    market: uint256  # market id
+    margin: uint256  # settlement units deposited for the position
+    size: int256  # base units opened, then closed
+
+
+event Attack:
+    oracle_before: uint256  # OracleRouter.price(asset) before any move, WAD
+    oracle_after_move: uint256  # the same, after the spot pump and the published round
+    spot_before: uint256  # the thin pool's spot price before the pump, WAD (0: none)
+    spot_after_move: uint256  # after the pump
+    fill_open: uint256  # the Clearinghouse's fill for the open, WAD
+    fill_close: uint256  # and for the close
+    withdrawn: uint256  # settlement units taken back out of the Clearinghouse
+
+
+CLEARINGHOUSE: public(immutable(IClearinghouse))
+ORACLE: public(immutable(IOracleRouter))
+SETTLEMENT: public(immutable(IERC20))
+OWNER: public(immutable(address))  # the attacker's wallet: the only caller
+
+
+@deploy
+def __init__(clearinghouse: IClearinghouse, oracle: IOracleRouter, settlement: IERC20):
+    CLEARINGHOUSE = clearinghouse
+    ORACLE = oracle
+    SETTLEMENT = settlement
+    OWNER = msg.sender
+
+
+@external
+def attack(plan: Plan):
+    """
+    @notice Move the prices, open, close and withdraw, all in this one call.
+    @dev Reverts with whatever stops it (e.g. "oracle: circuit breaker" from the trade).
+    """
+    assert msg.sender == OWNER, "attacker: not owner"
+    oracle_before: uint256 = staticcall ORACLE.price(plan.asset)
+
+    # 1. the spot move: flash capital buys the thin pool's base
+    spot_before: uint256 = 0
+    spot_after: uint256 = 0
+    base_bought: uint256 = 0
+    if plan.spot.address != empty(address):
+        spot_before = staticcall plan.spot.spot_price()
+        extcall SETTLEMENT.approve(plan.spot.address, plan.spot_quote_in)
+        base_bought = extcall plan.spot.buy_base(plan.spot_quote_in)
+        spot_after = staticcall plan.spot.spot_price()
+
+    # 2. the oracle move: a round on a feed this contract controls, folded in by sync
+    if plan.feed.address != empty(address):
+        if plan.feed_updated_at == 0:
+            extcall plan.feed.update_answer(plan.feed_answer)
+        else:
+            extcall plan.feed.update_round(plan.feed_answer, plan.feed_updated_at)
+    if plan.sync:
+        extcall ORACLE.sync(plan.asset)
+
+    # 3. the trade: deposit, open, close, withdraw everything the account holds
+    extcall SETTLEMENT.approve(CLEARINGHOUSE.address, plan.margin)
+    extcall CLEARINGHOUSE.deposit(SETTLEMENT.address, plan.margin, 0)
+    fill_open: uint256 = extcall CLEARINGHOUSE.trade(plan.market, plan.size, 0, 0)
+    oracle_after: uint256 = staticcall ORACLE.price(plan.asset)
+    fill_close: uint256 = extcall CLEARINGHOUSE.trade(plan.market, -plan.size, 0, 0)
+    balance: int256 = staticcall CLEARINGHOUSE.settlement(convert(self, uint256) << 96)
+    withdrawn: uint256 = 0
+    if balance > 0:
+        withdrawn = convert(balance, uint256)
+        extcall CLEARINGHOUSE.withdraw(SETTLEMENT.address, withdrawn, 0)
+
+    # 4. unwind the spot pump
+    if base_bought > 0:
+        base: IERC20 = IERC20(staticcall plan.spot.BASE())
+        extcall base.approve(plan.spot.address, base_bought)
+        extcall plan.spot.sell_base(base_bought)
+
+    log Attack(
+        oracle_before=oracle_before,
+        oracle_after_move=oracle_after,
+        spot_before=spot_before,
+        spot_after_move=spot_after,
+        fill_open=fill_open,
+        fill_close=fill_close,
+        withdrawn=withdrawn,
+    )

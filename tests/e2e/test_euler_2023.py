@@ -1,0 +1,307 @@
+"""Euler, March 2023.
+
+The incident: `donateToReserves` lowered an account's equity with no health check; the attacker
+self-liquidated from a second address and the discount paid more than the donation ($197M).
+
+What marginsim does: nothing an owner can do lowers an account's equity without a margin check.
+Withdrawals and any trade that adds risk need initial margin afterwards. Pure reductions pay
+only a fee far below the maintenance rate they free. Direct token transfers touch no internal
+balance: custody is `settlement_held` and `collaterals(slot).total`, never `balanceOf`.
+`fund_insurance` spends the caller's wallet, not an account. A liquidation's penalty comes only
+out of the account's positive equity, and the liquidator gets only `keeper_share` of it, so
+self-liquidation through a second address loses `(1 - keeper_share) * penalty`. A collateral
+sale moves value between the owner and the buyer at the oracle price, less a discount the buyer
+gains exactly as the owner loses it.
+
+What this proves, with funding off so that equity is the same in the block a test reads it and
+the block its transaction lands in: donations and `fund_insurance` move no account and no
+share price, and are simply lost. From initial margin, every owner action either reverts with
+its exact message or leaves the account healthy. Self-liquidation at health 0.95 and 0.70
+(partial), 0.55 (whole: the least close is all of it) and 0.45 (whole: below
+`full_liquidation_health`) changes owner + liquidator value by exactly `-(penalty - keeper_reward)` minus
+the protocol's rounding. That rounding is documented in `rounding_kept` and is under one
+settlement unit plus one wei.
+
+Near zero equity, and underwater, the liquidator's underwater tip (from the insurance fund) can
+exceed what the account still had. That is the one place self-liquidation nets a positive amount
+at the moment of the call, and it is the README's stated bound. The tip is at most 0.2% of
+notional, and the owner lost its whole margin (over 4% of notional) to get there, so the attack
+as a whole loses. This is asserted to the unit, together with who paid the tip. A self-purchase
+of collateral at the discount leaves owner + buyer unchanged at the oracle price, to the wei.
+"""
+
+import ape
+import pytest
+
+from marginsim.protocol import account_id, deploy_protocol
+from tests.e2e.attacks import (
+    MAX_SIZE,
+    TO_WAD,
+    USDC,
+    WAD,
+    books,
+    event,
+    price_for_health,
+    publish,
+    quiet_config,
+    walk_price,
+)
+
+INSURANCE_USDC = 50_000
+MARGIN_USDC = 10_000
+
+
+@pytest.fixture(scope="module")
+def accomplice(accounts):
+    """The attacker's second address: the liquidator of its own account."""
+    return accounts[7]
+
+
+@pytest.fixture(scope="module")
+def protocol(project, deployer, lp, guardian):
+    protocol = deploy_protocol(project, deployer, quiet_config())
+    ch, usdc, pool = protocol.clearinghouse, protocol.settlement, protocol.pool
+    usdc.mint(lp, 2_000_000 * USDC, sender=lp)
+    usdc.approve(pool, 2_000_000 * USDC, sender=lp)
+    pool.deposit(2_000_000 * USDC, lp, sender=lp)
+    usdc.mint(guardian, INSURANCE_USDC * USDC, sender=guardian)
+    usdc.approve(ch, INSURANCE_USDC * USDC, sender=guardian)
+    ch.fund_insurance(INSURANCE_USDC * USDC, sender=guardian)
+    return protocol
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _module_fixtures_first(protocol, accomplice, deployer, attacker, keeper, lp, guardian):
+    """Request the module-scoped fixtures before any test, so ape's isolation snapshots them once."""
+
+
+@pytest.fixture
+def owned(protocol, attacker):
+    """The attacker's account: $10,000 of USDC and a 10x ETH long (50 ETH at $2,000)."""
+    ch, usdc = protocol.clearinghouse, protocol.settlement
+    usdc.mint(attacker, MARGIN_USDC * USDC, sender=attacker)
+    usdc.approve(ch, MARGIN_USDC * USDC, sender=attacker)
+    ch.deposit(usdc, MARGIN_USDC * USDC, 0, sender=attacker)
+    ch.trade(protocol.markets["ETH-PERP"], 50 * WAD, 0, 0, sender=attacker)
+    return account_id(attacker)
+
+
+def to_health(protocol, account, health, publisher):
+    """Publish rounds (each inside the breaker) to the price at which `account` has `health`
+    (negative: equity of `health` times the maintenance requirement)."""
+    walk_price(protocol, "WETH", round(price_for_health(protocol, account, "ETH-PERP", health), 8), publisher)
+
+
+def rounding_kept(protocol, before, after, price, credit):
+    """What the protocol's rounding kept out of a liquidation of a long, in WAD:
+    - r1: the realised PnL floored to a whole settlement unit (0 <= r1 < 1e12);
+    - r2: splitting floor(size * p) into the closed part and the rest (0 or 1 wei).
+    Then the account's equity falls by exactly penalty + r1 + r2."""
+    index = protocol.clearinghouse.market_state(protocol.markets["ETH-PERP"]).funding_index
+    p = price - index
+    closed = before.size - after.size
+    cost_removed = before.cost - after.cost
+    realised = closed * p // WAD - cost_removed
+    r1 = realised - credit * TO_WAD
+    r2 = before.size * p // WAD - after.size * p // WAD - closed * p // WAD
+    assert 0 <= r1 < TO_WAD and r2 in (0, 1)
+    return r1 + r2
+
+
+# ---------------------------------------------------------------- donations
+
+
+def test_donations__to_clearinghouse_and_pool__move_no_account_and_are_lost(project, protocol, owned, attacker, accomplice, deployer):
+    ch, pool, usdc, weth = protocol.clearinghouse, protocol.pool, protocol.settlement, protocol.tokens["WETH"]
+    to_health(protocol, owned, 1.02, deployer)  # just above maintenance: the donor's target
+    margin, health = ch.margin(owned), ch.health(owned)
+    assert WAD < health < WAD * 103 // 100
+    share_value, total_assets = pool.convertToAssets(10**12), pool.totalAssets()
+    before = books(protocol, project, [owned])
+
+    usdc.mint(attacker, 20_000 * USDC, sender=attacker)
+    weth.mint(attacker, 3 * WAD, sender=attacker)
+    usdc.transfer(ch, 10_000 * USDC, sender=attacker)
+    weth.transfer(ch, 2 * WAD, sender=attacker)
+    usdc.transfer(pool, 10_000 * USDC, sender=attacker)
+    weth.transfer(pool, WAD, sender=attacker)
+
+    assert ch.margin(owned) == margin and ch.health(owned) == health
+    with ape.reverts("liquidation: account healthy"):
+        ch.liquidate(owned, protocol.markets["ETH-PERP"], MAX_SIZE, sender=accomplice)
+    assert (pool.convertToAssets(10**12), pool.totalAssets()) == (share_value, total_assets)
+    after = books(protocol, project, [owned])
+    # the internal books did not move; the tokens sit in custody, owned by nobody
+    assert (after.settlement_held, after.pool_balance, after.insurance, after.accounts) == (
+        before.settlement_held, before.pool_balance, before.insurance, before.accounts
+    )
+    assert after.settlement_tokens_held == after.settlement_held + 10_000 * USDC
+    weth_slot = ch.collateral_slot(weth)
+    assert weth.balanceOf(ch) == ch.collaterals(weth_slot).total + 2 * WAD
+    assert (usdc.balanceOf(pool), weth.balanceOf(pool)) == (10_000 * USDC, WAD)
+
+
+def test_fund_insurance__the_reserves_donation__leaves_the_account_as_it_was(protocol, owned, attacker, accomplice, deployer):
+    """Euler's `donateToReserves` took from the account; `fund_insurance` takes from the wallet."""
+    ch, usdc = protocol.clearinghouse, protocol.settlement
+    to_health(protocol, owned, 1.02, deployer)
+    margin, insurance = ch.margin(owned), ch.insurance_balance()
+    usdc.mint(attacker, 5_000 * USDC, sender=attacker)
+    usdc.approve(ch, 5_000 * USDC, sender=attacker)
+
+    ch.fund_insurance(5_000 * USDC, sender=attacker)
+
+    assert ch.margin(owned) == margin
+    assert ch.insurance_balance() == insurance + 5_000 * USDC
+    with ape.reverts("liquidation: account healthy"):
+        ch.liquidate(owned, protocol.markets["ETH-PERP"], MAX_SIZE, sender=accomplice)
+
+
+def test_owner_actions__from_initial_margin__none_makes_the_account_liquidatable(protocol, owned, attacker, accomplice):
+    ch, usdc = protocol.clearinghouse, protocol.settlement
+    eth, btc = protocol.markets["ETH-PERP"], protocol.markets["BTC-PERP"]
+    equity, _, initial = ch.margin(owned)
+    most = (equity - initial) // TO_WAD  # a settlement withdrawal lowers equity unit for unit
+    with ape.reverts("clearinghouse: insufficient margin"):
+        ch.withdraw(usdc, most + 1, 0, sender=attacker)
+    ch.withdraw(usdc, most, 0, sender=attacker)
+    equity, _, initial = ch.margin(owned)
+    assert 0 <= equity - initial < TO_WAD  # at initial margin, to the unit
+
+    refused = [
+        lambda: ch.withdraw(usdc, 1, 0, sender=attacker),
+        lambda: ch.trade(eth, WAD // 100, 0, 0, sender=attacker),  # increase
+        lambda: ch.trade(eth, -100 * WAD, 0, 0, sender=attacker),  # flip to a short
+        lambda: ch.trade(btc, WAD // 100, 0, 0, sender=attacker),  # a second market
+    ]
+    for action in refused:
+        with ape.reverts("clearinghouse: insufficient margin"):
+            action()
+    # the one thing that lowers equity unchecked is a reduction's fee, and it raises health
+    health = ch.health(owned)
+    for _ in range(3):
+        ch.trade(eth, -10 * WAD, 0, 0, sender=attacker)
+        assert ch.health(owned) > health
+        health = ch.health(owned)
+    assert health > WAD
+    with ape.reverts("liquidation: account healthy"):
+        ch.liquidate(owned, eth, MAX_SIZE, sender=accomplice)
+
+
+# ---------------------------------------------------------------- self-liquidation
+
+
+# (health, whole close?) With penalty f = 2% and maintenance rate r = 3%, the least close that
+# restores 1 + buffer is the whole position once health < f / r = 0.667; below
+# full_liquidation_health (0.5) the whole position is closed by rule.
+HEALTHS = [(0.95, False), (0.7, False), (0.55, True), (0.45, True)]
+
+
+@pytest.mark.parametrize("health,whole", HEALTHS, ids=["partial-0.95", "partial-0.70", "whole-0.55", "whole-0.45-deep"])
+def test_self_liquidation__across_the_health_range__owner_and_liquidator_lose_the_insurance_share(protocol, owned, accomplice, deployer, health, whole):
+    ch, usdc = protocol.clearinghouse, protocol.settlement
+    eth = protocol.markets["ETH-PERP"]
+    to_health(protocol, owned, health, deployer)
+    health_before = ch.health(owned)
+    assert abs(health_before - health * WAD) < WAD // 100
+    position = ch.positions(owned, eth)
+    equity = ch.margin(owned)[0]
+    wallet = usdc.balanceOf(accomplice)
+    insurance = ch.insurance_balance()
+
+    receipt = ch.liquidate(owned, eth, MAX_SIZE, sender=accomplice)
+
+    liquidation = event(receipt, "Liquidation")
+    assert liquidation.health_before == health_before
+    assert (ch.positions(owned, eth).size == 0) == whole
+    kept = rounding_kept(protocol, position, ch.positions(owned, eth), liquidation.price, liquidation.realised_pnl)
+    gained = usdc.balanceOf(accomplice) - wallet
+    equity_lost = equity - ch.margin(owned)[0]
+    assert gained == liquidation.keeper_reward == liquidation.penalty * ch.markets(eth).keeper_share // WAD
+    assert equity_lost == liquidation.penalty * TO_WAD + kept
+    # owner + liquidator: exactly the insurance fund's share, and the rounding, lost
+    change = gained * TO_WAD - equity_lost
+    assert change == -(liquidation.penalty - liquidation.keeper_reward) * TO_WAD - kept
+    assert change < 0
+    assert ch.insurance_balance() - insurance == liquidation.penalty - liquidation.keeper_reward
+    assert usdc.balanceOf(ch) == ch.settlement_held()
+
+
+@pytest.mark.parametrize("health", [0.03, -0.5], ids=["near-zero-0.03", "underwater"])
+def test_self_liquidation__near_zero_or_underwater__tip_is_less_than_the_loss_to_get_there(protocol, owned, attacker, accomplice, deployer, health):
+    ch, usdc = protocol.clearinghouse, protocol.settlement
+    eth = protocol.markets["ETH-PERP"]
+    start = MARGIN_USDC * USDC + usdc.balanceOf(accomplice)  # the attack's capital, both wallets
+    equity_open = ch.margin(owned)[0]
+    to_health(protocol, owned, health, deployer)
+    position = ch.positions(owned, eth)
+    equity = ch.margin(owned)[0]
+    assert (equity > 0) == (health > 0)
+    insurance = ch.insurance_balance()
+
+    receipt = ch.liquidate(owned, eth, MAX_SIZE, sender=accomplice)
+
+    liquidation = event(receipt, "Liquidation")
+    assert ch.market_mask(owned) == 0  # below full_liquidation_health: the whole position
+    closed_notional = -(liquidation.size_closed * liquidation.price // WAD)  # _mul_up: the size closed is negative
+    tip = closed_notional * ch.underwater_tip_rate() // WAD // TO_WAD
+    kept = rounding_kept(protocol, position, ch.positions(owned, eth), liquidation.price, liquidation.realised_pnl)
+    assert liquidation.keeper_reward == tip > liquidation.penalty * ch.markets(eth).keeper_share // WAD
+    if equity > 0:  # all the equity left is the penalty (rounded down to a unit), the rest rounding
+        assert liquidation.penalty == equity // TO_WAD
+        assert ch.settlement(owned) * TO_WAD == equity - liquidation.penalty * TO_WAD - kept
+        assert ch.insurance_balance() - insurance == liquidation.penalty - tip
+    else:  # no penalty from nothing; the shortfall is booked as bad debt, insurance first
+        bad_debt = event(receipt, "BadDebt")
+        assert liquidation.penalty == 0 and ch.settlement(owned) == 0
+        assert bad_debt.shortfall * TO_WAD == -equity + kept
+        assert bad_debt.covered_by_insurance == bad_debt.shortfall
+        assert insurance - ch.insurance_balance() == tip + bad_debt.shortfall
+    # at this moment owner + liquidator are up by the tip less the equity that was left ...
+    change = max(ch.margin(owned)[0], 0) - max(equity, 0) + tip * TO_WAD
+    assert change == tip * TO_WAD - (liquidation.penalty * TO_WAD + kept if equity > 0 else 0)
+    assert 0 < change <= tip * TO_WAD
+    # ... but the owner lost its margin to get here, over twenty times the tip
+    assert equity_open - equity > 20 * tip * TO_WAD
+    if ch.settlement(owned) > 0:
+        ch.withdraw(usdc, ch.settlement(owned), 0, sender=attacker)
+    end = usdc.balanceOf(attacker) + usdc.balanceOf(accomplice)
+    assert end < start
+    assert usdc.balanceOf(ch) == ch.settlement_held()
+
+
+def test_self_purchase_of_collateral__at_the_discount__owner_and_buyer_unchanged(project, protocol, attacker, accomplice, keeper, deployer):
+    """An account on WBTC collateral, long ETH, loses its haircut equity (not yet its market
+    value); a keeper closes the position; the owner's second address buys the WBTC at 5% under
+    the oracle. The discount the buyer gains is exactly what the owner loses."""
+    ch, usdc, oracle = protocol.clearinghouse, protocol.settlement, protocol.oracle
+    wbtc, eth = protocol.tokens["WBTC"], protocol.markets["ETH-PERP"]
+    wbtc.mint(attacker, 10**8, sender=attacker)
+    wbtc.approve(ch, 10**8, sender=attacker)
+    ch.deposit(wbtc, 10**8, 0, sender=attacker)  # $30,000; $25,500 after the haircut
+    account = account_id(attacker)
+    ch.trade(eth, 200 * WAD, 0, 0, sender=attacker)
+    publish(protocol, "WETH", 1_861, deployer)  # -6.95%: about -$27,800
+    ch.liquidate(account, eth, MAX_SIZE, sender=keeper)
+    assert ch.market_mask(account) == 0 and ch.margin(account)[0] < 0
+    btc_price = oracle.price(wbtc)
+    slot = ch.collateral_slot(wbtc)
+
+    def owner_value():  # at the oracle, no haircut: what the account is worth to its owner
+        return ch.settlement(account) * TO_WAD + ch.balances(account, slot) * btc_price // 10**8
+
+    def buyer_value():
+        return usdc.balanceOf(accomplice) * TO_WAD + wbtc.balanceOf(accomplice) * btc_price // 10**8
+
+    assert owner_value() > 0  # haircut equity gone, market value not
+    usdc.mint(accomplice, 40_000 * USDC, sender=accomplice)
+    usdc.approve(ch, 40_000 * USDC, sender=accomplice)
+    before = owner_value() + buyer_value()
+
+    sold = event(ch.liquidate_collateral(account, wbtc, MAX_SIZE, sender=accomplice), "CollateralLiquidation")
+
+    assert ch.settlement(account) >= 0 and 0 < ch.balances(account, slot)  # debt repaid, some left
+    discount = sold.amount * btc_price // 10**8 - sold.paid * TO_WAD
+    assert discount > 0  # the buyer's gain at the oracle price ...
+    assert owner_value() + buyer_value() == before  # ... is exactly the owner's loss
+    books(protocol, project, [account]).assert_consistent()

@@ -1,0 +1,283 @@
+"""Curve / Vyper reentrancy, July 2023.
+
+The incident: Vyper 0.2.15-0.3.0 compiled `@nonreentrant` locks wrongly, so Curve pools that
+paid out raw ETH were re-entered mid-withdrawal and drained of about $70M.
+
+What marginsim does: the Clearinghouse, LiquidityPool and OracleRouter carry
+`# pragma nonreentrancy on` (Vyper 0.4.3), which locks every external function, views included,
+per contract. The Clearinghouse books every credit before it hands a token control (`_pull`),
+and makes its token transfers last.
+
+What this proves: a hostile collateral, listed through the Configurator, re-enters every
+mutating function of the Clearinghouse and the LiquidityPool, plus the router's `sync`, from
+inside each token call the Clearinghouse makes (deposit's transferFrom, withdraw's and
+liquidate_collateral's transfer). Every Clearinghouse function reverts with empty revert data,
+which is Vyper's lock. The pool's deposit, mint, withdraw and redeem revert the same way,
+because each reads or calls the Clearinghouse. Replayed with no lock held, the same calls
+succeed or revert with their own reason, so the lock is the only thing that stops them.
+
+The governance functions are locked too, except `transfer_ownership` and `accept_ownership`:
+snekmate's ownable_2step exports them from a module the pragma does not reach, so they answer
+with their own owner check, and they move no money. Two re-entries succeed:
+`LiquidityPool.transfer` and `OracleRouter.sync`. Neither touches the
+Clearinghouse's books. A share transfer is just a share transfer (the pool's own lock is not
+held), and `sync` only folds rounds that are already published. Read-only reentrancy fails
+closed: the Clearinghouse's views, the MarginLens and the pool's `totalAssets` and
+`convertToAssets` revert mid-call, so no half-updated number can be read. The router's `price`
+answers, with exactly the value it gives outside the call. Finally, the Clearinghouse's books
+after each hostile call equal, to the unit, the books after the same call made with the hooks
+disarmed.
+"""
+
+from dataclasses import dataclass
+from typing import Any
+
+import ape
+import pytest
+from eth_abi import decode
+
+from marginsim.protocol import DEFAULT_CONFIG, account_id, deploy_protocol
+from tests.e2e.attacks import MAX_SIZE, USDC, WAD, books, list_collateral, publish
+
+EVIL_PRICE = 100  # USD per whole hostile token
+COOLDOWN = 900  # LiquidityPool: seconds before freshly minted shares may leave
+LOCK = b""  # Vyper's nonreentrancy check is a bare `assert`: it reverts with no data
+
+
+@dataclass
+class Scene:
+    protocol: Any
+    evil: Any  # the hostile collateral, and the contract that re-enters
+    evil_account: int  # the hostile token's own Clearinghouse account (USDC, a long)
+    attacker_account: int  # the attacker wallet's account holding hostile collateral
+    liquidatable: int  # a USDC account below maintenance
+    bankrupt: int  # an account with no positions, a debt and hostile collateral
+    eth_market: int
+
+
+@pytest.fixture(scope="module")
+def scene(project, chain, deployer, attacker, trader, other_trader, keeper, lp):
+    protocol = deploy_protocol(project, deployer, DEFAULT_CONFIG)
+    ch, usdc, pool = protocol.clearinghouse, protocol.settlement, protocol.pool
+    eth = protocol.markets["ETH-PERP"]
+
+    evil = attacker.deploy(project.ReentrantERC20, "Evil Collateral", "EVIL", 18)
+    list_collateral(protocol, deployer, evil, EVIL_PRICE, project=project)
+
+    usdc.mint(lp, 1_000_000 * USDC, sender=lp)
+    usdc.approve(pool, 1_000_000 * USDC, sender=lp)
+    pool.deposit(1_000_000 * USDC, lp, sender=lp)
+
+    # the hostile token holds protocol positions of its own: USDC margin, a long and LP shares
+    usdc.mint(evil, 200_000 * USDC, sender=attacker)
+    evil.execute(usdc, usdc.approve.encode_input(ch, 2**256 - 1), sender=attacker)
+    evil.execute(usdc, usdc.approve.encode_input(pool, 2**256 - 1), sender=attacker)
+    evil.execute(ch, ch.deposit.encode_input(usdc, 100_000 * USDC, 0), sender=attacker)
+    evil.execute(ch, ch.trade.encode_input(eth, WAD, 0, 0), sender=attacker)
+    evil.execute(pool, pool.deposit.encode_input(10_000 * USDC, evil), sender=attacker)
+
+    # the attacker's wallet holds hostile collateral in the Clearinghouse
+    evil.mint(attacker, 1_000 * WAD, sender=attacker)
+    evil.approve(ch, 2**256 - 1, sender=attacker)
+    ch.deposit(evil, 500 * WAD, 0, sender=attacker)
+
+    # a 10x USDC long to be below maintenance, and a 16x long on hostile collateral to go bankrupt
+    usdc.mint(trader, 10_000 * USDC, sender=trader)
+    usdc.approve(ch, 10_000 * USDC, sender=trader)
+    ch.deposit(usdc, 10_000 * USDC, 0, sender=trader)
+    ch.trade(eth, 50 * WAD, 0, 0, sender=trader)
+    evil.mint(other_trader, 100 * WAD, sender=other_trader)
+    evil.approve(ch, 2**256 - 1, sender=other_trader)
+    ch.deposit(evil, 100 * WAD, 0, sender=other_trader)  # $10,000, $8,500 after the haircut
+    ch.trade(eth, 68 * WAD, 0, 0, sender=other_trader)
+    publish(protocol, "WETH", 1_850, deployer)  # -7.5%
+    bankrupt = account_id(other_trader)
+    ch.liquidate(bankrupt, eth, MAX_SIZE, sender=keeper)  # whole close: a debt against EVIL is left
+    usdc.mint(keeper, 100_000 * USDC, sender=keeper)
+    usdc.approve(ch, 2**256 - 1, sender=keeper)
+
+    chain.pending_timestamp += COOLDOWN  # the hostile token's LP shares are free to move
+    publish(protocol, "WETH", 1_850, deployer)  # a fresh round after the wait
+    scene = Scene(protocol, evil, account_id(evil), account_id(attacker), account_id(trader), bankrupt, eth)
+    assert ch.health(scene.liquidatable) < WAD
+    assert ch.market_mask(bankrupt) == 0 and ch.settlement(bankrupt) < 0 and ch.margin(bankrupt)[0] < 0
+    return scene
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _evil_feed_fresh(scene, project, deployer, chain):
+    """The hostile token's feed was published at listing; keep it inside its heartbeat."""
+    feed_address = scene.protocol.oracle.feeds(scene.evil).aggregator
+    project.MockAggregator.at(feed_address).update_answer(EVIL_PRICE * 10**8, sender=deployer)
+
+
+# ---------------------------------------------------------------- the attempts
+
+
+@dataclass(frozen=True)
+class Attempt:
+    name: str
+    target: Any
+    data: bytes
+    static: bool = False
+    unlocked: str | None = None  # the revert reason with no lock held (None: it succeeds)
+    inside: str = "lock"  # mid-call: "lock" (bare revert), "ok" (succeeds) or "own" (its own reason)
+
+
+def attempts(scene: Scene, attacker: Any) -> list[Attempt]:
+    """Every mutating function of the Clearinghouse and the pool, the router's sync, and the
+    views a read-only reentrancy would read, each with a call that does something real."""
+    p = scene.protocol
+    ch, pool, usdc, oracle, lens = p.clearinghouse, p.pool, p.settlement, p.oracle, p.lens
+    weth = p.tokens["WETH"]
+    return [
+        Attempt("Clearinghouse.deposit", ch, ch.deposit.encode_input(usdc, USDC, 0)),
+        Attempt("Clearinghouse.withdraw", ch, ch.withdraw.encode_input(usdc, USDC, 0)),
+        Attempt("Clearinghouse.trade", ch, ch.trade.encode_input(scene.eth_market, WAD // 10, 0, 0)),
+        Attempt("Clearinghouse.accrue_funding", ch, ch.accrue_funding.encode_input(scene.eth_market)),
+        Attempt("Clearinghouse.liquidate", ch, ch.liquidate.encode_input(scene.liquidatable, scene.eth_market, MAX_SIZE)),
+        Attempt("Clearinghouse.liquidate_collateral", ch, ch.liquidate_collateral.encode_input(scene.bankrupt, scene.evil, WAD)),
+        Attempt("Clearinghouse.fund_insurance", ch, ch.fund_insurance.encode_input(USDC)),
+        Attempt("Clearinghouse.pool_deposit", ch, ch.pool_deposit.encode_input(USDC), unlocked="clearinghouse: not pool"),
+        Attempt("Clearinghouse.pool_withdraw", ch, ch.pool_withdraw.encode_input(USDC, scene.evil), unlocked="clearinghouse: not pool"),
+        Attempt("LiquidityPool.deposit", pool, pool.deposit.encode_input(USDC, scene.evil)),
+        Attempt("LiquidityPool.mint", pool, pool.mint.encode_input(10**6, scene.evil)),
+        Attempt("LiquidityPool.withdraw", pool, pool.withdraw.encode_input(USDC, scene.evil, scene.evil)),
+        Attempt("LiquidityPool.redeem", pool, pool.redeem.encode_input(10**6, scene.evil, scene.evil)),
+        # governance: locked too, except the ownership functions exported from snekmate's
+        # ownable_2step, a module the pragma does not reach; they are owner-only and move nothing
+        Attempt("Clearinghouse.pause", ch, ch.pause.encode_input(), unlocked="clearinghouse: not guardian"),
+        Attempt("Clearinghouse.set_reduce_only", ch, ch.set_reduce_only.encode_input(scene.eth_market, True), unlocked="clearinghouse: not guardian"),
+        Attempt("Clearinghouse.apply_underwater_tip", ch, ch.apply_underwater_tip.encode_input(0), unlocked="clearinghouse: not configurator"),
+        Attempt("Clearinghouse.transfer_ownership", ch, ch.transfer_ownership.encode_input(scene.evil), unlocked="ownable: caller is not the owner", inside="own"),
+        Attempt("Clearinghouse.accept_ownership", ch, ch.accept_ownership.encode_input(), unlocked="ownable_2step: caller is not the new owner", inside="own"),
+        # outside the Clearinghouse: the pool's share transfer and the router's sync hold no
+        # Clearinghouse state, and their own contracts' locks are not held here
+        Attempt("LiquidityPool.transfer", pool, pool.transfer.encode_input(attacker, 1), inside="ok"),
+        Attempt("OracleRouter.sync", oracle, oracle.sync.encode_input(weth), inside="ok"),
+        Attempt("view Clearinghouse.margin", ch, ch.margin.encode_input(scene.evil_account), static=True),
+        Attempt("view Clearinghouse.health", ch, ch.health.encode_input(scene.evil_account), static=True),
+        Attempt("view Clearinghouse.pool_balance", ch, ch.pool_balance.encode_input(), static=True),
+        Attempt("view MarginLens.account_summary", lens, lens.account_summary.encode_input(scene.evil_account), static=True),
+        Attempt("view LiquidityPool.totalAssets", pool, pool.totalAssets.encode_input(), static=True),
+        Attempt("view LiquidityPool.convertToAssets", pool, pool.convertToAssets.encode_input(10**12), static=True),
+        Attempt("view OracleRouter.price", oracle, oracle.price.encode_input(weth), static=True, inside="ok"),
+    ]
+
+
+def arm(scene: Scene, attacker: Any, armed: bool = True, strict: bool = False) -> list[Attempt]:
+    listed = attempts(scene, attacker)
+    scene.evil.set_calls([(a.target.address, a.data, a.static) for a in listed], armed, strict, sender=attacker)
+    return listed
+
+
+def revert_reason(data: bytes) -> str:
+    """The string of an `Error(string)` revert; '' for anything else (a bare revert)."""
+    data = bytes(data)
+    if data[:4] != bytes.fromhex("08c379a0"):
+        return ""
+    return decode(["string"], data[4:])[0]
+
+
+def reentries(receipt: Any, hook: str) -> list[Any]:
+    found = [e for e in receipt.events if e.event_name == "Reentry"]
+    assert {e.hook for e in found} == {hook}
+    return found
+
+
+def hostile_call(scene: Scene, entry: str, attacker: Any, keeper: Any) -> Any:
+    """The outer call during which the Clearinghouse hands the hostile token control."""
+    ch = scene.protocol.clearinghouse
+    if entry == "deposit":  # transferFrom(attacker -> clearinghouse)
+        return ch.deposit(scene.evil, 7 * WAD, 0, sender=attacker)
+    if entry == "withdraw":  # transfer(clearinghouse -> attacker)
+        return ch.withdraw(scene.evil, 7 * WAD, 0, sender=attacker)
+    # transfer(clearinghouse -> buyer) of the bankrupt account's collateral
+    return ch.liquidate_collateral(scene.bankrupt, scene.evil, 7 * WAD, sender=keeper)
+
+
+HOOK = {"deposit": "transferFrom", "withdraw": "transfer", "liquidate_collateral": "transfer"}
+
+
+# ---------------------------------------------------------------- tests
+
+
+def test_replay__no_lock_held__every_attempt_succeeds_or_gives_its_own_reason(scene, attacker):
+    """The control: outside any Clearinghouse call, the same calls from the same contract do
+    real things (or fail for their own reason), so a bare revert inside the hook is the lock."""
+    listed = arm(scene, attacker, armed=False)
+    receipt = scene.evil.replay(sender=attacker)
+    results = reentries(receipt, "replay")
+    assert len(results) == len(listed)
+    for attempt, result in zip(listed, results):
+        if attempt.unlocked is None:
+            assert result.success, attempt.name
+        else:
+            assert not result.success and revert_reason(result.returndata) == attempt.unlocked, attempt.name
+    # the calls did happen: a fill on the trade, a liquidation, collateral bought
+    names = [a.name for a in listed]
+    fill = decode(["uint256"], bytes(results[names.index("Clearinghouse.trade")].returndata))[0]
+    assert fill > 1_800 * WAD
+    assert decode(["uint256"], bytes(results[names.index("Clearinghouse.liquidate")].returndata))[0] > 0
+    assert decode(["uint256"], bytes(results[names.index("Clearinghouse.liquidate_collateral")].returndata))[0] == WAD
+
+
+@pytest.mark.parametrize("entry", ["deposit", "withdraw", "liquidate_collateral"])
+def test_reentry__every_protocol_call_from_the_token_hook__reverts_on_the_lock(scene, project, chain, attacker, keeper, entry):
+    protocol = scene.protocol
+    watched = [scene.evil_account, scene.attacker_account, scene.liquidatable, scene.bankrupt, account_id(keeper)]
+    weth = protocol.tokens["WETH"]
+    price_outside = protocol.oracle.price(weth)
+
+    # the honest call, hooks disarmed: the books it leaves
+    snapshot = chain.snapshot()
+    arm(scene, attacker, armed=False)
+    honest = hostile_call(scene, entry, attacker, keeper)
+    assert not [e for e in honest.events if e.event_name == "Reentry"]
+    books_honest = books(protocol, project, watched)
+    shares_honest = (protocol.pool.balanceOf(scene.evil), protocol.pool.balanceOf(attacker), protocol.pool.totalSupply())
+    chain.restore(snapshot)
+
+    listed = arm(scene, attacker)
+    receipt = hostile_call(scene, entry, attacker, keeper)
+    results = reentries(receipt, HOOK[entry])
+    assert len(results) == len(listed)
+    for attempt, result in zip(listed, results):
+        if attempt.inside == "ok":
+            assert result.success, attempt.name
+        elif attempt.inside == "own":
+            assert not result.success and revert_reason(result.returndata) == attempt.unlocked, attempt.name
+        else:
+            # a bare revert: the lock, not the function's own checks (those give reasons)
+            assert (result.success, bytes(result.returndata)) == (False, LOCK), attempt.name
+
+    # read-only reentrancy: the router, which holds no lock here, answers with the true price
+    by_name = dict(zip([a.name for a in listed], results))
+    price_inside = decode(["uint256"], bytes(by_name["view OracleRouter.price"].returndata))[0]
+    assert price_inside == price_outside == protocol.oracle.price(weth)
+
+    # the books equal the honest call's, to the unit; the one share moved is all that differs
+    books_attacked = books(protocol, project, watched)
+    assert books_attacked == books_honest
+    books_attacked.assert_consistent()
+    assert protocol.pool.balanceOf(scene.evil) == shares_honest[0] - 1
+    assert protocol.pool.balanceOf(attacker) == shares_honest[1] + 1
+    assert protocol.pool.totalSupply() == shares_honest[2]
+
+
+@pytest.mark.parametrize("entry", ["deposit", "withdraw", "liquidate_collateral"])
+def test_reentry__strict_token__outer_call_reverts_and_nothing_moves(scene, project, attacker, keeper, entry):
+    """A token that does not swallow the failure takes the outer call down with it: the lock's
+    bare revert bubbles up through the Clearinghouse, and every balance is as it was."""
+    protocol = scene.protocol
+    watched = [scene.evil_account, scene.attacker_account, scene.liquidatable, scene.bankrupt, account_id(keeper)]
+    before = books(protocol, project, watched)
+    wallets = (scene.evil.balanceOf(attacker), scene.evil.balanceOf(keeper), protocol.settlement.balanceOf(keeper))
+    arm(scene, attacker, strict=True)
+
+    with ape.reverts() as revert:
+        hostile_call(scene, entry, attacker, keeper)
+    assert revert.value.revert_message == "Transaction failed."  # ape's words for a revert with no data
+
+    assert books(protocol, project, watched) == before
+    assert (scene.evil.balanceOf(attacker), scene.evil.balanceOf(keeper), protocol.settlement.balanceOf(keeper)) == wallets
