@@ -1,0 +1,474 @@
+"""The keeper bot: the simulator's keeper as a polling process against a real node.
+
+Each iteration (`KeeperBot.step`) does, in order:
+1. read the Clearinghouse's account events since the last iteration (eth_getLogs in chunks of
+   `log_block_range` blocks, from the deployment block on the first) and reload every account
+   they touched (`Keeper.observe`);
+2. read the markets from the chain: parameters, state, oracle price and volatilities, the
+   collateral prices, the liquidation parameters and the insurance fund;
+3. mirror every indexed account's health off-chain exactly (`Keeper.candidates`, i.e.
+   `marginsim.risk`) and confirm those below maintenance with one `MarginLens.healths` call;
+4. size each confirmed liquidation as the contract will (`Keeper.liquidation_size`) and send it
+   when the expected reward (`LiquidationModel`) beats its gas at the current gas price and the
+   oracle's ETH price, plus `min_profit_usd`;
+5. buy the collateral of accounts left with no positions and debt (`Protocol.sell_collateral`).
+
+A liquidation that reverts (another keeper's landed first, or the account recovered) is logged
+as a lost race and the bot moves on. Reads that fail (a stale oracle, a node hiccup) skip the
+iteration with one line. Every action is one log line naming the block, the account, the market,
+the size, the reward and the gas.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from ape.exceptions import TransactionError
+from eth_utils import keccak, to_checksum_address
+
+from marginsim import risk
+from marginsim.bots.common import CHAIN_ERRORS, BotConfigError, first_line, run_loop
+from marginsim.protocol import Protocol
+from marginsim.sim.agents import Candidate, Keeper, LiquidationModel
+from marginsim.sim.scenario import KeeperSpec
+
+WAD = 10**18
+MAX_UINT = 2**256 - 1
+HEALTHS_BATCH = 512  # MarginLens.MAX_BATCH
+ACCOUNT_EVENTS = ("Trade", "Deposit", "Withdraw", "Liquidation", "CollateralLiquidation", "BadDebt")
+
+
+@dataclass(frozen=True)
+class KeeperConfig:
+    """How the keeper bot runs; the CLI options of scripts/keeper.py."""
+
+    name: str = "keeper"
+    poll_seconds: float = 12.0  # between iterations: about one block
+    min_profit_usd: float = 0.0  # a liquidation must beat its gas by this much
+    gas_price_gwei: float | None = None  # None: the provider's gas price at each iteration
+    log_block_range: int = 2_000  # blocks per eth_getLogs call (public nodes cap the range)
+    parameter_refresh_iterations: int = 25  # governed parameters are re-read this often (~5 min)
+
+    def __post_init__(self) -> None:
+        if not self.poll_seconds >= 0:
+            raise BotConfigError(f"keeper: --poll must be >= 0 seconds, got {self.poll_seconds}")
+        if not self.min_profit_usd >= 0:
+            raise BotConfigError(f"keeper: --min-profit must be >= 0 USD, got {self.min_profit_usd}")
+        if self.gas_price_gwei is not None and not self.gas_price_gwei >= 0:
+            raise BotConfigError(f"keeper: --gas-price-gwei must be >= 0, got {self.gas_price_gwei}")
+        if self.parameter_refresh_iterations < 1:
+            raise BotConfigError(f"keeper: parameter_refresh_iterations must be >= 1, got {self.parameter_refresh_iterations}")
+        if self.log_block_range < 1:
+            raise BotConfigError(f"keeper: log_block_range must be >= 1, got {self.log_block_range}")
+
+
+@dataclass
+class KeeperSummary:
+    """What a keeper bot did, printed as one line when it stops."""
+
+    iterations: int = 0
+    liquidations: int = 0
+    collateral_sales: int = 0
+    lost_races: int = 0
+    skipped_unprofitable: int = 0
+    failed_iterations: int = 0
+    revenue_usd: float = 0.0  # keeper rewards received
+    gas_used: int = 0  # by every transaction the keeper sent
+    gas_usd: float = 0.0
+    interrupted: bool = False
+
+    def line(self) -> str:
+        how = "interrupted (Ctrl-C)" if self.interrupted else "stopped"
+        return (
+            f"keeper {how} after {self.iterations} iterations: {self.liquidations} liquidations, "
+            f"{self.collateral_sales} collateral sales, {self.lost_races} lost races, "
+            f"{self.skipped_unprofitable} skipped as unprofitable, revenue ${self.revenue_usd:,.2f}, "
+            f"gas {self.gas_used:,} (${self.gas_usd:,.2f}), net ${self.revenue_usd - self.gas_usd:,.2f}"
+        )
+
+
+@dataclass(frozen=True)
+class GovernedParameters:
+    """What only governance changes: read once every `parameter_refresh_iterations`."""
+
+    markets: dict[int, risk.MarketParams]  # market id -> parameters
+    collaterals: dict[int, tuple[int, int, str]]  # slot -> (unit, weight, token)
+    buffer: int
+    full_health: int
+    dust: int
+    tip_rate: int
+
+
+@dataclass(frozen=True)
+class MarketData:
+    """One iteration's read of the markets: what the mirror and the profitability model need."""
+
+    block: int
+    timestamp: int
+    views: dict[int, risk.MarketView]  # market id -> view
+    collateral: dict[int, tuple[int, int, int]]  # slot -> (unit, weight, price)
+    eth_price_usd: float
+    buffer: int
+    full_health: int
+    dust: int
+    tip_rate: int
+    insurance: int  # settlement token units
+
+
+@dataclass(frozen=True)
+class PlannedLiquidation:
+    candidate: Candidate
+    size: int  # base units the contract will close
+    full: bool
+    reward_usd: float  # expected keeper reward
+    gas_usd: float  # expected gas cost
+
+
+@dataclass
+class Plan:
+    """What one iteration decided to send, before sending it."""
+
+    block: int
+    gas_price_gwei: float
+    eth_price_usd: float
+    liquidations: list[PlannedLiquidation] = field(default_factory=list)
+    collateral_sales: list[int] = field(default_factory=list)  # accounts
+
+
+class AccountIndexer:
+    """Accounts touched by Clearinghouse events since the last call, from `from_block` on."""
+
+    def __init__(self, chain: Any, clearinghouse: Any, from_block: int, block_range: int = 2_000):
+        self.chain = chain
+        self.clearinghouse = clearinghouse
+        self.next_block = from_block
+        self.block_range = block_range
+        self.topics = ["0x" + keccak(text=getattr(clearinghouse, name).abi.selector).hex() for name in ACCOUNT_EVENTS]
+
+    def touched_accounts(self, head: int) -> set[int]:
+        touched: set[int] = set()
+        eth = self.chain.provider.web3.eth
+        while self.next_block <= head:
+            last = min(head, self.next_block + self.block_range - 1)
+            logs = eth.get_logs({"address": self.clearinghouse.address, "fromBlock": self.next_block, "toBlock": last, "topics": [self.topics]})
+            touched.update(int.from_bytes(bytes(log["topics"][1]), "big") for log in logs)
+            self.next_block = last + 1
+        return touched
+
+
+def find_deployment_block(chain: Any, address: str) -> int:
+    """The first block with code at `address` (binary search on eth_getCode). Needs the node to
+    keep old state (an archive node, anvil, the embedded chain); otherwise pass --from-block."""
+    head = chain.blocks.head.number
+    try:
+        if not chain.provider.get_code(address, block_id=head):
+            raise BotConfigError(f"keeper: no contract at {address}")
+        low, high = -1, head  # no code at low (or before genesis), code at high
+        while high - low > 1:
+            middle = (low + high) // 2
+            if chain.provider.get_code(address, block_id=middle):
+                high = middle
+            else:
+                low = middle
+    except BotConfigError:
+        raise
+    except (*CHAIN_ERRORS, ValueError) as error:  # a pruned node: "missing trie node", "header not found"
+        raise BotConfigError(
+            f"keeper: --from-block: the node cannot say when {address} was deployed ({first_line(error)}); pass --from-block N"
+        ) from None
+    return high
+
+
+def describe_account(account: int) -> str:
+    """owner/subaccount, as the account id owner << 96 | subaccount encodes it."""
+    return f"{to_checksum_address((account >> 96).to_bytes(20, 'big'))}/{account & (2**96 - 1)}"
+
+
+class KeeperBot:
+    """One keeper: the simulator's `Keeper` (event index, exact mirror, sizing, profitability)
+    driven by a polling loop against whatever chain ape is connected to."""
+
+    def __init__(
+        self,
+        protocol: Protocol,
+        chain: Any,
+        signer: Any,
+        from_block: int,
+        config: KeeperConfig = KeeperConfig(),
+        log: Callable[[str], None] = print,
+        model: LiquidationModel | None = None,
+    ):
+        if "WETH" not in protocol.tokens:
+            raise BotConfigError("keeper: the deployment has no WETH feed to price gas in USD")
+        self.protocol = protocol
+        self.chain = chain
+        self.signer = signer
+        self.config = config
+        self.log = log
+        self.keeper = Keeper(KeeperSpec(config.name, min_profit_usd=config.min_profit_usd), signer, protocol, model)
+        self.indexer = AccountIndexer(chain, protocol.clearinghouse, from_block, config.log_block_range)
+        self.summary = KeeperSummary()
+        self.market_names = {market_id: name for name, market_id in protocol.markets.items()}
+        self._settlement_to_wad = int(protocol.clearinghouse.SETTLEMENT_TO_WAD())
+        self._approved = False
+        self._governed: GovernedParameters | None = None
+        self._governed_age = 0  # market_data reads since the governed parameters were read
+        self._reported_unprofitable: set[int] = set()
+
+    # ------------------------------------------------------------------ the loop
+    def run(self, max_iterations: int | None = None, sleep: Callable[[float], None] = time.sleep) -> KeeperSummary:
+        """Poll until `max_iterations` or Ctrl-C; returns the summary (also kept in .summary)."""
+        self.log(
+            f"keeper {self.signer.address} watching Clearinghouse {self.protocol.clearinghouse.address} "
+            f"from block {self.indexer.next_block}, every {self.config.poll_seconds:g} s"
+        )
+        iterations, interrupted = run_loop(self.step, sleep, max_iterations)
+        self.summary.iterations = iterations
+        self.summary.interrupted = interrupted
+        return self.summary
+
+    def step(self) -> float:
+        """One iteration; returns the seconds to wait before the next."""
+        plan = self.scan()
+        if plan is not None:
+            try:
+                self.execute(plan)
+            except CHAIN_ERRORS as error:  # not a revert (those are handled): the node
+                self.summary.failed_iterations += 1
+                self.log(f"block {plan.block}  iteration cut short: {first_line(error)}")
+        return self.config.poll_seconds
+
+    # ------------------------------------------------------------------ deciding
+    def scan(self) -> Plan | None:
+        """Index, mirror, confirm and price: what to send now. None when the chain could not be
+        read (logged; the next iteration tries again)."""
+        try:
+            head = self.chain.blocks.head
+            self.index(head.number)
+            data = self.market_data(head.number, head.timestamp)
+            gas_price = self.gas_price_gwei()
+            return self._plan(data, gas_price)
+        except CHAIN_ERRORS as error:
+            self.summary.failed_iterations += 1
+            self.log(f"iteration skipped: cannot read the chain: {first_line(error)}")
+            return None
+
+    def index(self, head: int) -> None:
+        """Reload every account the events up to block `head` touched. If a read fails, the
+        same blocks are read again next time: no touched account is ever skipped."""
+        start = self.indexer.next_block
+        try:
+            touched = self.indexer.touched_accounts(head)
+            new = touched - self.keeper.accounts.keys()
+            self.keeper.observe(touched)
+        except CHAIN_ERRORS:
+            self.indexer.next_block = start
+            raise
+        if touched:
+            self.log(f"block {head}  events touched {len(touched)} accounts ({len(new)} new, {len(self.keeper.accounts)} indexed)")
+
+    def governed(self) -> GovernedParameters:
+        """The parameters only governance changes, re-read every `parameter_refresh_iterations`."""
+        if self._governed is None or self._governed_age >= self.config.parameter_refresh_iterations:
+            ch = self.protocol.clearinghouse
+            self._governed = GovernedParameters(
+                markets={
+                    market: risk.MarketParams(*[v if isinstance(v, int) else str(v) for v in ch.markets(market)])
+                    for market in self.market_names
+                },
+                collaterals={
+                    slot: (int(listed.unit), int(listed.weight), str(listed.token))
+                    for slot, listed in ((slot, ch.collaterals(slot)) for slot in range(1, int(ch.collateral_count()) + 1))
+                },
+                buffer=int(ch.liquidation_buffer()),
+                full_health=int(ch.full_liquidation_health()),
+                dust=int(ch.dust_notional()),
+                tip_rate=int(ch.underwater_tip_rate()),
+            )
+            self._governed_age = 0
+        self._governed_age += 1
+        return self._governed
+
+    def market_data(self, block: int, timestamp: int) -> MarketData:
+        """Every market's state, price and volatilities, and every collateral's price, now."""
+        ch, oracle = self.protocol.clearinghouse, self.protocol.oracle
+        governed = self.governed()
+        prices: dict[str, int] = {}
+
+        def price_of(asset: str) -> int:
+            if asset not in prices:
+                prices[asset] = int(oracle.price(asset))
+            return prices[asset]
+
+        views: dict[int, risk.MarketView] = {}
+        for market, params in governed.markets.items():
+            state = risk.MarketState(*[int(v) for v in ch.market_state(market)])
+            sigma, sigma_mm = oracle.volatilities(params.asset)
+            views[market] = risk.MarketView(params, state, price_of(params.asset), int(sigma), int(sigma_mm))
+        collateral = {slot: (unit, weight, price_of(token)) for slot, (unit, weight, token) in governed.collaterals.items()}
+        return MarketData(
+            block=block,
+            timestamp=timestamp,
+            views=views,
+            collateral=collateral,
+            eth_price_usd=price_of(str(self.protocol.tokens["WETH"])) / WAD,
+            buffer=governed.buffer,
+            full_health=governed.full_health,
+            dust=governed.dust,
+            tip_rate=governed.tip_rate,
+            insurance=int(ch.insurance_balance()),
+        )
+
+    def gas_price_gwei(self) -> float:
+        if self.config.gas_price_gwei is not None:
+            return self.config.gas_price_gwei
+        return int(self.chain.provider.gas_price) / 1e9
+
+    def mirror_healths(self, data: MarketData | None = None) -> dict[int, int]:
+        """Every indexed account's health as the mirror computes it, at the head block (after
+        indexing the events up to it, so accounts the bot itself just changed are current)."""
+        head = self.chain.blocks.head
+        self.index(head.number)
+        if data is None:
+            data = self.market_data(head.number, head.timestamp)
+        return {
+            account: risk.health(*risk.margin(self.keeper.snapshot(account, data.views, data.collateral, data.timestamp))[:2])
+            for account in self.keeper.accounts
+        }
+
+    def _plan(self, data: MarketData, gas_price: float) -> Plan:
+        plan = Plan(data.block, gas_price, data.eth_price_usd)
+        model = self.keeper.model
+        model.tip_rate, model.insurance = data.tip_rate, data.insurance
+        found = self.keeper.candidates(data.views, data.collateral, data.timestamp, data.block)
+        confirmed = self._confirm([c.account for c in found])
+        for candidate in found:
+            name = self.market_names[candidate.market]
+            onchain = confirmed[candidate.account]
+            if onchain >= WAD:
+                self.log(
+                    f"block {data.block}  {describe_account(candidate.account)} {name}: mirror health "
+                    f"{candidate.mirror_health / WAD:.4f}, chain {_health_text(onchain)}: not liquidatable, skipped"
+                )
+                continue
+            view = data.views[candidate.market]
+            size, full = self.keeper.liquidation_size(candidate, view, data.buffer, data.full_health, data.dust)
+            reward = model.expected_reward_usd(view, size, candidate.equity, candidate.maintenance, self._settlement_to_wad)
+            cost = model.gas_cost_usd(model.gas_estimate, gas_price, data.eth_price_usd)
+            if reward < cost + self.config.min_profit_usd:
+                self.summary.skipped_unprofitable += 1
+                if candidate.account not in self._reported_unprofitable:
+                    self._reported_unprofitable.add(candidate.account)
+                    self.log(
+                        f"block {data.block}  {describe_account(candidate.account)} {name} health {onchain / WAD:.4f}: "
+                        f"reward ${reward:,.2f} < gas ${cost:,.2f} + min profit ${self.config.min_profit_usd:,.2f}, skipped"
+                    )
+                continue
+            self._reported_unprofitable.discard(candidate.account)
+            plan.liquidations.append(PlannedLiquidation(candidate, size, full, reward, cost))
+        # accounts with no positions left, a debt and collateral to sell against it
+        for account, mirror in self.keeper.accounts.items():
+            if not mirror.positions and mirror.settlement < 0 and any(mirror.collateral.values()):
+                plan.collateral_sales.append(account)
+        return plan
+
+    def _confirm(self, accounts: list[int]) -> dict[int, int]:
+        """On-chain health of `accounts`, in batched MarginLens.healths calls."""
+        healths: dict[int, int] = {}
+        for start in range(0, len(accounts), HEALTHS_BATCH):
+            batch = accounts[start : start + HEALTHS_BATCH]
+            healths.update(zip(batch, (int(h) for h in self.protocol.lens.healths(batch))))
+        return healths
+
+    # ------------------------------------------------------------------ acting
+    def execute(self, plan: Plan) -> None:
+        """Send the planned liquidations, then the collateral sales; a revert is logged, never raised."""
+        ch = self.protocol.clearinghouse
+        sold: set[int] = set()
+        for planned in plan.liquidations:
+            candidate = planned.candidate
+            name = self.market_names[candidate.market]
+            who = describe_account(candidate.account)
+            try:
+                receipt = ch.liquidate(candidate.account, candidate.market, MAX_UINT, sender=self.signer)
+            except TransactionError as error:
+                self.summary.lost_races += 1
+                self._count_gas(getattr(error, "txn", None), plan)
+                self.log(f"block {plan.block}  {who} {name}: liquidation reverted, lost the race: {first_line(error)}")
+                continue
+            event = next(e for e in receipt.events if e.event_name == "Liquidation")
+            reward = int(event.keeper_reward) * self._settlement_to_wad / WAD
+            gas_usd = self._count_gas(receipt, plan)
+            self.summary.liquidations += 1
+            self.summary.revenue_usd += reward
+            closed = abs(int(event.size_closed)) / WAD
+            after = int(event.health_after)
+            kind = "full" if after == MAX_UINT or ch.positions(candidate.account, candidate.market).size == 0 else "partial"
+            self.log(
+                f"block {receipt.block_number}  liquidated {who} {name} size {closed:,.4f} {name.split('-')[0]} ({kind}) "
+                f"at ${int(event.price) / WAD:,.2f}  health {int(event.health_before) / WAD:.4f} -> {_health_text(after)}  "
+                f"reward ${reward:,.2f}  gas {int(receipt.gas_used):,} (${gas_usd:,.2f})"
+            )
+            if after == MAX_UINT and self._sell_collateral(candidate.account, plan):  # no positions left
+                sold.add(candidate.account)
+        for account in plan.collateral_sales:
+            if account not in sold:
+                self._sell_collateral(account, plan)
+
+    def _sell_collateral(self, account: int, plan: Plan) -> bool:
+        """Buy `account`'s collateral at the liquidation discount if it has no positions and a
+        debt (Protocol.sell_collateral checks that on chain); True when something was bought."""
+        protocol, who = self.protocol, describe_account(account)
+        try:
+            if int(protocol.clearinghouse.settlement(account)) >= 0:
+                return False  # no debt: nothing to sell (sell_collateral checks the rest)
+            if not self._approved:
+                if int(protocol.settlement.allowance(self.signer, protocol.clearinghouse)) < MAX_UINT // 2:
+                    receipt = protocol.settlement.approve(protocol.clearinghouse, MAX_UINT, sender=self.signer)
+                    self._count_gas(receipt, plan)
+                    self.log(f"block {receipt.block_number}  approved the Clearinghouse to take settlement tokens for collateral purchases")
+                self._approved = True
+            receipts = protocol.sell_collateral(account, self.signer)
+        except TransactionError as error:
+            self.log(f"block {plan.block}  {who}: collateral purchase failed: {first_line(error)}")
+            return False
+        unit = 10 ** protocol.config.settlement_decimals
+        symbols = {str(token): symbol for symbol, token in protocol.tokens.items()}
+        for receipt in receipts:
+            gas_usd = self._count_gas(receipt, plan)
+            for event in receipt.events:
+                if event.event_name != "CollateralLiquidation":
+                    continue
+                self.summary.collateral_sales += 1
+                symbol = symbols.get(str(event.token), str(event.token))
+                decimals = next((c.decimals for c in protocol.config.collaterals if c.symbol == symbol), 18)
+                self.log(
+                    f"block {receipt.block_number}  bought collateral of {who}: {int(event.amount) / 10**decimals:,.6f} {symbol} "
+                    f"for ${int(event.paid) / unit:,.2f}  gas {int(receipt.gas_used):,} (${gas_usd:,.2f})"
+                )
+            for event in receipt.events:
+                if event.event_name == "BadDebt":
+                    self.log(f"block {receipt.block_number}  {who}: bad debt ${int(event.shortfall) / unit:,.2f} booked")
+        return bool(receipts)
+
+    def _count_gas(self, receipt: Any, plan: Plan) -> float:
+        """Add a mined transaction's gas to the summary; its USD cost at the gas price the
+        decision used (--gas-price-gwei) or, without one, the price the receipt paid."""
+        if receipt is None or not hasattr(receipt, "gas_used") or receipt.gas_used is None:
+            return 0.0  # reverted before it was mined (gas estimation): nothing spent
+        gas = int(receipt.gas_used)
+        if self.config.gas_price_gwei is not None:
+            gwei = self.config.gas_price_gwei
+        else:
+            gwei = int(getattr(receipt, "gas_price", 0) or 0) / 1e9 or plan.gas_price_gwei
+        usd = self.keeper.model.gas_cost_usd(gas, gwei, plan.eth_price_usd)
+        self.summary.gas_used += gas
+        self.summary.gas_usd += usd
+        return usd
+
+
+def _health_text(health: int) -> str:
+    return "no positions" if health == MAX_UINT else f"{health / WAD:.4f}"
