@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 export PATH := $(abspath $(BIN)):$(PATH)
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo story test gas simulate sweep bench-sim deploy anvil compile clean
+.PHONY: install demo story test gas simulate sweep keeper oracle bench-sim deploy anvil compile clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -54,6 +54,15 @@ bench-sim: $(STAMP)
 NETWORK ?= ethereum:local:test
 deploy: $(STAMP)
 	PYTHONWARNINGS=ignore $(BIN)/ape run deploy --network $(NETWORK)
+
+## The long-running bots against a node (make anvil; make deploy NETWORK=ethereum:local:node
+## first); Ctrl-C stops them. BOT_NETWORK=... for another network, ARGS=... for their options.
+BOT_NETWORK ?= ethereum:local:node
+keeper: $(STAMP)
+	PYTHONWARNINGS=ignore $(BIN)/ape run keeper --network $(BOT_NETWORK) $(ARGS)
+
+oracle: $(STAMP)
+	PYTHONWARNINGS=ignore $(BIN)/ape run oracle --network $(BOT_NETWORK) $(ARGS)
 
 ## A local anvil node for NETWORK=ethereum:local:node (npm package; chain id matches ape's test accounts).
 anvil:

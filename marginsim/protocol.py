@@ -168,9 +168,14 @@ class Protocol:
             "markets": dict(self.markets),
         }
 
-    def save(self, path: Path) -> None:
+    def save(self, path: Path, deployed_block: int | None = None) -> None:
+        """Addresses and configuration as JSON; `deployed_block`, the first block of the
+        deployment, lets a keeper index events from there without searching the node."""
+        data: dict[str, Any] = {"addresses": self.addresses(), "config": asdict(self.config)}
+        if deployed_block is not None:
+            data["deployed_block"] = deployed_block
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps({"addresses": self.addresses(), "config": asdict(self.config)}, indent=2))
+        path.write_text(json.dumps(data, indent=2))
 
 
 def account_id(owner: Any, subaccount: int = 0) -> int:

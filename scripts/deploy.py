@@ -15,7 +15,7 @@ import os
 import sys
 from pathlib import Path
 
-from ape import accounts, networks, project
+from ape import accounts, chain, networks, project
 from ape.logging import logger
 
 from marginsim.protocol import DEFAULT_CONFIG, deploy_protocol
@@ -35,9 +35,10 @@ def main():
     logger.set_level("WARNING")
     network = networks.provider.network
     deployer = _deployer()
+    first_block = chain.blocks.head.number + 1
     protocol = deploy_protocol(project, deployer, DEFAULT_CONFIG)
     path = Path("deployments") / f"{network.ecosystem.name}-{network.name}-{networks.provider.name}.json"
-    protocol.save(path)
+    protocol.save(path, deployed_block=first_block)
     print(f"deployed to {network.ecosystem.name}:{network.name} by {deployer.address}")
     for name, address in protocol.addresses().items():
         print(f"  {name:14} {address}")
