@@ -1,0 +1,1136 @@
+"""Hostile inputs: every external function of every protocol contract, the bad inputs tried and
+the exact message each gets, as one table (`ROWS`) that is the single source of both these tests
+and docs/hostile-inputs.md.
+
+Each row is run against one module-scoped deployed protocol (ape's isolation rolls every row back):
+its setup puts the protocol in the state the row needs (paused, stale oracle, underwater account,
+...), then the call must revert with the row's exact message, be sent by the row's caller (a real,
+mined, failed transaction; a view is an eth_call and mines nothing), and change nothing: the
+storage of every deployed contract (so every token balance and every view), the token balances of
+the contracts and of the caller, and the function's own views are equal before and after.
+
+Regenerate the document after editing the table:
+    .venv/bin/python -m tests.unit.hostile_inputs_table > docs/hostile-inputs.md
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import ape
+import pytest
+from ape.exceptions import TransactionError
+
+from marginsim.protocol import DEFAULT_CONFIG, account_id, deploy_protocol
+from tests.conftest import USDC, WAD
+from tests.unit.hostile_inputs_table import DOC_PATH, render
+
+ROOT = Path(__file__).resolve().parents[2]
+ZERO = "0x0000000000000000000000000000000000000000"
+MAX_ADDRESS = "0xFFfFfFffFFfffFFfFFfFFFFFffFFFffffFfFFFfF"  # the address analogue of id 2**256 - 1
+MAX_UINT = 2**256 - 1
+HEARTBEAT = 3_600  # every feed of the test protocol
+COOLDOWN = 900  # LiquidityPool
+ETH, BTC = 1, 2  # market ids; market_count is 2, so 3 is "count + 1"
+WETH = 10**18
+WBTC = 10**8
+NOT_OWNER = "ownable: caller is not the owner"
+NOT_NEW_OWNER = "ownable_2step: caller is not the new owner"
+NO_REASON = None  # a revert without a reason string (ABI decoding, checked arithmetic, no code)
+
+MARKET_FIELDS = (
+    "asset", "base_mmr", "tier_size", "tier_mmr", "vol_k", "liquidation_horizon", "imr_multiplier",
+    "fee", "penalty", "keeper_share", "skew_scale", "max_funding_rate", "oi_cap",
+)
+
+# A token that lies, for the messages only a misbehaving ERC-20 reaches. mode 0: honest;
+# mode 1: transfer, transferFrom and approve return False and move nothing; mode 2: a transfer
+# delivers one unit less than asked (fee on transfer). Compiled here, as the table's own fixture.
+QUIRKY_ERC20 = """
+# pragma version ~=0.4.3
+balanceOf: public(HashMap[address, uint256])
+allowance: public(HashMap[address, HashMap[address, uint256]])
+totalSupply: public(uint256)
+decimals: public(uint8)
+mode: public(uint256)
+
+@deploy
+def __init__(decimals_: uint8):
+    self.decimals = decimals_
+
+@external
+def set_mode(mode: uint256):
+    self.mode = mode
+
+@external
+def mint(owner: address, amount: uint256):
+    self.balanceOf[owner] += amount
+    self.totalSupply += amount
+
+@external
+def approve(spender: address, amount: uint256) -> bool:
+    if self.mode == 1:
+        return False
+    self.allowance[msg.sender][spender] = amount
+    return True
+
+@external
+def transfer(to: address, amount: uint256) -> bool:
+    if self.mode == 1:
+        return False
+    self._move(msg.sender, to, amount)
+    return True
+
+@external
+def transferFrom(owner: address, to: address, amount: uint256) -> bool:
+    if self.mode == 1:
+        return False
+    self.allowance[owner][msg.sender] -= amount
+    self._move(owner, to, amount)
+    return True
+
+def _move(source: address, to: address, amount: uint256):
+    self.balanceOf[source] -= amount
+    fee: uint256 = 0
+    if self.mode == 2 and amount > 0:
+        fee = 1
+    self.balanceOf[to] += amount - fee
+"""
+
+
+# ---------------------------------------------------------------- the context every row runs in
+
+
+@dataclass
+class Ctx:
+    """The deployed protocol, the actors and the extra contracts the rows use."""
+
+    project: Any
+    chain: Any
+    p: Any  # marginsim.protocol.Protocol
+    roles: dict[str, Any]
+    new_token: Any  # priced by the oracle, not listed
+    new_feed: Any
+    d19_token: Any  # priced, 19 decimals
+    agg19: Any  # an aggregator with 19 decimals, not set on any asset
+    fee_token: Any  # listed collateral that charges a fee on transfer
+    false_token: Any  # listed collateral that can be switched to return False
+    mini_settlement: Any  # a lying settlement token
+    mini_ch: Any  # Clearinghouse on it (no configurator)
+    mini_pool: Any  # LiquidityPool on it
+    bare_ch: Any  # a Clearinghouse with neither pool nor configurator set
+    empty: Any  # a second protocol that holds no settlement token at all (no LP, no insurance)
+    contracts: list[Any] = field(default_factory=list)  # every deployed contract, for storage roots
+
+    @property
+    def ch(self):
+        return self.p.clearinghouse
+
+    @property
+    def oracle(self):
+        return self.p.oracle
+
+    @property
+    def cfg(self):
+        return self.p.configurator
+
+    @property
+    def lens(self):
+        return self.p.lens
+
+    @property
+    def pool(self):
+        return self.p.pool
+
+    @property
+    def usdc(self):
+        return self.p.settlement
+
+    @property
+    def weth(self):
+        return self.p.tokens["WETH"]
+
+    @property
+    def wbtc(self):
+        return self.p.tokens["WBTC"]
+
+    def __getattr__(self, name):
+        roles = self.__dict__.get("roles", {})
+        if name in roles:
+            return roles[name]
+        raise AttributeError(name)
+
+    def token(self, symbol: str):
+        return {
+            "USDC": self.usdc,
+            "WETH": self.weth,
+            "WBTC": self.wbtc,
+            "msLP": self.pool,
+            "FOT": self.fee_token,
+            "RF": self.false_token,
+            "QS": self.mini_settlement,
+        }[symbol]
+
+    def read(self, view, *args):
+        """Call a view for the before/after comparison. With an explicit `from`, the call skips
+        web3's account lookup: twice as fast, and these reads are most of a row's time."""
+        return view(*args, sender=self.roles["owner"])
+
+    def account(self, role: str, subaccount: int = 0) -> int:
+        return account_id(self.roles[role], subaccount)
+
+    def market_params(self, market: int = ETH, **changes) -> tuple:
+        current = self.read(self.ch.markets, market)
+        return tuple(changes.get(name, getattr(current, name)) for name in MARKET_FIELDS)
+
+
+def storage_roots(chain, contracts) -> dict[str, bytes]:
+    """The storage trie root of each contract at the chain's head: equal roots, equal storage
+    (every balance, allowance, parameter and position the contract keeps)."""
+    accounts = chain.provider.evm_backend.chain.get_vm().state._account_db
+    return {
+        f"{c.contract_type.name}@{c.address}": accounts._get_storage_root(bytes.fromhex(str(c.address)[2:])) for c in contracts
+    }
+
+
+def fund(token, who, amount, spender=None, approve=None):
+    """Mint `amount` of `token` to `who`, approving `spender` for `approve` (default: amount)."""
+    token.mint(who, amount, sender=who)
+    if spender is not None:
+        token.approve(spender, amount if approve is None else approve, sender=who)
+
+
+def deploy_quirky(project, deployer, decimals):
+    import vyper
+    from ape.contracts import ContractContainer
+    from ethpm_types import ContractType
+
+    out = vyper.compile_code(QUIRKY_ERC20, output_formats=["abi", "bytecode"])
+    contract_type = ContractType.model_validate(
+        {"contractName": "QuirkyERC20", "abi": out["abi"], "deploymentBytecode": {"bytecode": out["bytecode"]}}
+    )
+    return deployer.deploy(ContractContainer(contract_type), decimals)
+
+
+def priced_token(project, oracle, owner, symbol, decimals=18, price_usd=10):
+    """A new token with an OracleRouter feed (not listed as collateral)."""
+    token = owner.deploy(project.MockERC20, f"Mock {symbol}", symbol, decimals)
+    feed = owner.deploy(project.MockAggregator, 8, f"{symbol} / USD", price_usd * 10**8)
+    oracle.set_feed(token, feed, HEARTBEAT, WAD // 100, 10**7 * WAD, 2 * 10**17, 8 * 10**17, sender=owner)
+    return token, feed
+
+
+@pytest.fixture(scope="module")
+def ctx(project, chain, protocol, seeded_pool, deployer, guardian, trader, keeper, lp, attacker, other_trader):
+    """The protocol every row starts from: a 10M USDC pool past its cooldown, a $20k insurance
+    fund, a guardian, a trader near initial margin, funded attackers and keepers, and the extra
+    tokens, feeds and contracts some rows need."""
+    p = protocol
+    ch, oracle, cfg = p.clearinghouse, p.oracle, p.configurator
+    chain.pending_timestamp += COOLDOWN + 1  # the LP's seed shares are free to leave
+    ch.set_guardian(guardian, sender=deployer)
+    fund(p.settlement, deployer, 20_000 * USDC, spender=ch)
+    ch.fund_insurance(20_000 * USDC, sender=deployer)
+
+    # trader subaccount 0: 2,000 USDC + 1 WETH, 25 ETH long: healthy, close to initial margin
+    fund(p.settlement, trader, 2_000 * USDC, spender=ch)
+    ch.deposit(p.settlement, 2_000 * USDC, 0, sender=trader)
+    fund(p.tokens["WETH"], trader, 2 * WETH, spender=ch)
+    ch.deposit(p.tokens["WETH"], WETH, 0, sender=trader)
+    ch.trade(ETH, 25 * WAD, 0, 0, sender=trader)
+    # trader subaccount 1: 1 WETH, no positions, no debt
+    ch.deposit(p.tokens["WETH"], WETH, 1, sender=trader)
+    # victim: 10,000 USDC + 0.1 WBTC, 50 ETH long (10x): liquidatable at ETH -10%, underwater at -15%
+    fund(p.settlement, other_trader, 10_000 * USDC, spender=ch)
+    ch.deposit(p.settlement, 10_000 * USDC, 0, sender=other_trader)
+    fund(p.tokens["WBTC"], other_trader, WBTC // 10, spender=ch)
+    ch.deposit(p.tokens["WBTC"], WBTC // 10, 0, sender=other_trader)
+    ch.trade(ETH, 50 * WAD, 0, 0, sender=other_trader)
+
+    # attacker: 1,000 USDC with only 500 approved to the clearinghouse, all to the pool;
+    # 1 WETH with 0.5 approved. keeper: 100,000 USDC and 1 WETH, both approved in full.
+    fund(p.settlement, attacker, 1_000 * USDC, spender=ch, approve=500 * USDC)
+    p.settlement.approve(p.pool, MAX_UINT, sender=attacker)
+    fund(p.tokens["WETH"], attacker, WETH, spender=ch, approve=WETH // 2)
+    fund(p.settlement, keeper, 100_000 * USDC, spender=ch, approve=MAX_UINT)
+    fund(p.tokens["WETH"], keeper, WETH, spender=ch, approve=MAX_UINT)
+
+    new_token, new_feed = priced_token(project, oracle, deployer, "NEW")
+    d19_token, d19_feed = priced_token(project, oracle, deployer, "D19", decimals=19)
+    agg19 = deployer.deploy(project.MockAggregator, 19, "NINETEEN / USD", 10 * 10**19)
+
+    fee_token = deploy_quirky(project, deployer, 18)
+    false_token = deploy_quirky(project, deployer, 18)
+    quirky_feeds = []
+    for token in (fee_token, false_token):
+        feed = deployer.deploy(project.MockAggregator, 8, "QUIRKY / USD", 10 * 10**8)
+        oracle.set_feed(token, feed, HEARTBEAT, WAD // 100, 10**7 * WAD, 2 * 10**17, 8 * 10**17, sender=deployer)
+        cfg.list_collateral(token, WAD // 2, 10**30, WAD // 10, sender=deployer)
+        fund(token, attacker, 1_000 * WETH, spender=ch, approve=MAX_UINT)
+        quirky_feeds.append(feed)
+    fee_token.set_mode(2, sender=deployer)
+
+    mini_settlement = deploy_quirky(project, deployer, 6)
+    mini_ch = deployer.deploy(project.Clearinghouse, oracle, mini_settlement, 6)
+    mini_pool = deployer.deploy(project.LiquidityPool, mini_ch, "mini LP", "mLP")
+    mini_ch.set_pool(mini_pool, sender=deployer)
+    fund(mini_settlement, attacker, 1_000 * USDC, spender=mini_pool, approve=MAX_UINT)
+    bare_ch = deployer.deploy(project.Clearinghouse, oracle, p.settlement, 6)
+    empty = deploy_protocol(project, deployer, DEFAULT_CONFIG)
+
+    contracts = [ch, oracle, cfg, p.lens, p.pool, p.settlement, *p.tokens.values(), *p.feeds.values()]
+    contracts += [new_token, new_feed, d19_token, d19_feed, agg19, fee_token, false_token, *quirky_feeds]
+    contracts += [mini_settlement, mini_ch, mini_pool, bare_ch]
+    contracts += [empty.clearinghouse, empty.oracle, empty.configurator, empty.pool, empty.settlement, *empty.tokens.values(), *empty.feeds.values()]
+    roles = {
+        "owner": deployer,
+        "guardian": guardian,
+        "trader": trader,
+        "keeper": keeper,
+        "lp": lp,
+        "attacker": attacker,
+        "victim": other_trader,
+    }
+    return Ctx(
+        project, chain, p, roles, new_token, new_feed, d19_token, agg19, fee_token, false_token,
+        mini_settlement, mini_ch, mini_pool, bare_ch, empty, contracts,
+    )
+
+
+# ---------------------------------------------------------------- setups: the states rows need
+
+
+def publish(symbol: str, price_usd: float, sync: bool = True):
+    """A new round on `symbol`'s feed at `price_usd` (synced into the router unless told)."""
+
+    def setup(x: Ctx):
+        x.p.feeds[symbol].update_answer(int(price_usd * 10**8), sender=x.owner)
+        if sync:
+            x.oracle.sync(x.p.tokens[symbol], sender=x.owner)
+
+    return setup
+
+
+def publish_raw(answer: int, updated_at: Callable[[Ctx], int] | None = None):
+    """A WETH round with a raw answer (8 decimals) and optionally an explicit updatedAt."""
+
+    def setup(x: Ctx):
+        feed = x.p.feeds["WETH"]
+        if updated_at is None:
+            feed.update_answer(answer, sender=x.owner)
+        else:
+            feed.update_round(answer, updated_at(x), sender=x.owner)
+
+    return setup
+
+
+def then(*setups):
+    def setup(x: Ctx):
+        for step in setups:
+            step(x)
+
+    return setup
+
+
+def stale(x: Ctx):
+    """Every feed's newest round is older than its heartbeat."""
+    x.chain.pending_timestamp += HEARTBEAT + 1
+    x.chain.mine()
+
+
+eth_breaker = publish("WETH", 2_600)  # +30%, beyond the 20% breaker, synced: the asset halts
+
+
+def paused(x: Ctx):
+    x.ch.pause(sender=x.guardian)
+
+
+def eth_reduce_only(x: Ctx):
+    x.ch.set_reduce_only(ETH, True, sender=x.guardian)
+
+
+def open_long(x: Ctx, role: str, collateral_usdc: int, size_eth: int):
+    who = x.roles[role]
+    fund(x.usdc, who, collateral_usdc * USDC, spender=x.ch)
+    x.ch.deposit(x.usdc, collateral_usdc * USDC, 0, sender=who)
+    x.ch.trade(ETH, size_eth * WAD, 0, 0, sender=who)
+
+
+def liquidatable(x: Ctx):
+    """ETH -10%: the victim's health falls below 1 (about 0.9), its equity stays positive."""
+    publish("WETH", 1_800)(x)
+
+
+def underwater(x: Ctx):
+    """ETH -15% and a keeper closes the victim's whole position. Left: no positions, a negative
+    settlement balance and 0.1 WBTC: a collateral sale is due."""
+    publish("WETH", 1_700)(x)
+    x.ch.liquidate(x.account("victim"), ETH, MAX_UINT, sender=x.keeper)
+
+
+def liquidatable_without_tokens(x: Ctx):
+    """In the empty protocol (no LP, no insurance, so it holds no settlement token): the victim
+    posts 0.1 WBTC, goes 15 ETH long (its fee is a collateral-backed debt), and ETH falls 6%:
+    liquidatable with positive equity, so the keeper is owed a reward in settlement tokens."""
+    e, who = x.empty, x.victim
+    fund(e.tokens["WBTC"], who, WBTC // 10, spender=e.clearinghouse)
+    e.clearinghouse.deposit(e.tokens["WBTC"], WBTC // 10, 0, sender=who)
+    e.clearinghouse.trade(ETH, 15 * WAD, 0, 0, sender=who)
+    e.publish("WETH", 1_880 * 10**8, x.owner)
+
+
+def lp_cooldown(x: Ctx):
+    """The attacker deposits 100 USDC into the pool: the minted shares are locked 15 minutes."""
+    x.pool.deposit(100 * USDC, x.attacker, sender=x.attacker)
+
+
+def traders_in_profit(x: Ctx):
+    """ETH +5%: the traders' unrealised profit lowers the pool's value below its liquidity, so
+    the LP's maxWithdraw is bounded by its shares."""
+    publish("WETH", 2_100)(x)
+
+
+def traders_at_a_loss(x: Ctx):
+    """The victim goes 5,000 ETH long on 2M USDC; ETH -15%: its unrealised loss raises the
+    pool's value above its realised balance, which is all the pool can pay out."""
+    open_long(x, "victim", 2_000_000, 5_000)
+    publish("WETH", 1_700)(x)
+
+
+def insolvent_pool(x: Ctx):
+    """The LP takes all but 1,000 USDC out; the victim goes 400 ETH long; ETH +10%: the
+    traders' profit exceeds the pool, whose value is <= 0 with shares outstanding."""
+    x.pool.withdraw(x.pool.maxWithdraw(x.lp) - 1_000 * USDC, x.lp, x.lp, sender=x.lp)
+    open_long(x, "victim", 100_000, 400)
+    publish("WETH", 2_200)(x)
+
+
+def pending_owner(contract: str):
+    def setup(x: Ctx):
+        getattr(x, contract).transfer_ownership(x.lp, sender=x.owner)
+
+    return setup
+
+
+def fifteen_markets(x: Ctx):
+    for _ in range(int(x.ch.market_count()), 15):
+        x.cfg.list_market(x.market_params(ETH), sender=x.owner)
+
+
+def seven_collaterals(x: Ctx):
+    """Fill every collateral slot (1..7; 5 are listed in the base state) with new priced tokens."""
+    for n in range(int(x.ch.collateral_count()), 7):
+        token, _ = priced_token(x.project, x.oracle, x.owner, f"C{n}")
+        x.cfg.list_collateral(token, WAD // 2, 10**30, WAD // 10, sender=x.owner)
+
+
+def eth_penalty_near_spiral(x: Ctx):
+    """ETH-PERP penalty 3.2%: safe at the 10% buffer (1.1 * 3% = 3.3%), a spiral at buffer 0."""
+    x.cfg.set_market(ETH, x.market_params(ETH, penalty=32 * 10**15), sender=x.owner)
+
+
+def btc_low_maintenance(x: Ctx):
+    """BTC-PERP base maintenance 0.5% (penalty and cap lowered to stay within their bounds)."""
+    x.cfg.set_market(BTC, x.market_params(BTC, base_mmr=5 * 10**15, penalty=5 * 10**15, oi_cap=100 * WAD), sender=x.owner)
+
+
+def weth_disabled(x: Ctx):
+    c = x.ch.collaterals(x.ch.collateral_slot(x.weth))
+    x.cfg.set_collateral(x.weth, c.weight, c.cap, c.liquidation_discount, False, sender=x.owner)
+
+
+def weth_cap_reached(x: Ctx):
+    c = x.ch.collaterals(x.ch.collateral_slot(x.weth))
+    x.cfg.set_collateral(x.weth, c.weight, c.total, c.liquidation_discount, True, sender=x.owner)
+
+
+def false_token_lies(x: Ctx):
+    x.false_token.set_mode(1, sender=x.owner)
+
+
+def false_token_deposited_then_lies(x: Ctx):
+    x.ch.deposit(x.false_token, 100 * WETH, 0, sender=x.attacker)
+    x.false_token.set_mode(1, sender=x.owner)
+
+
+def mini_settlement_lies(x: Ctx):
+    x.mini_settlement.set_mode(1, sender=x.owner)
+
+
+def mint_to(symbol: str, role: str, amount: int):
+    def setup(x: Ctx):
+        x.token(symbol).mint(x.roles[role], amount, sender=x.owner)
+
+    return setup
+
+
+def attacker_shares_approved_to_keeper(x: Ctx):
+    lp_cooldown(x)
+    x.pool.approve(x.keeper, MAX_UINT, sender=x.attacker)
+
+
+# ---------------------------------------------------------------- the table
+
+
+@dataclass(frozen=True)
+class Row:
+    contract: str
+    function: str
+    bad_input: str  # what is hostile about the call, in words
+    caller: str | None  # role that sends it; None: a view, called without a transaction
+    call: Callable[[Ctx, Any], Any]  # makes the call, given the context and the caller's account
+    message: str | None  # the exact revert reason; None: reverts with no reason string
+    setup: Callable[[Ctx], None] | None = None  # the state the row needs, built before the call
+    token: str = "USDC"  # whose balances (clearinghouse, pool, caller) must not move
+    views: Callable[[Ctx], tuple] | None = None  # the function's own state, read before and after
+
+    @property
+    def id(self) -> str:
+        return f"{self.contract}.{self.function}: {self.bad_input}"
+
+
+# The function's own views, read before and after each row (the storage roots cover the rest).
+def oracle_views(x: Ctx) -> tuple:
+    return (x.read(x.oracle.vol, x.weth), x.read(x.oracle.ewma_lambda))
+
+
+def account_views(role: str, subaccount: int = 0):
+    def views(x: Ctx) -> tuple:
+        a = x.account(role, subaccount)
+        return (x.read(x.ch.settlement, a), x.read(x.ch.collateral_mask, a), x.read(x.ch.positions, a, ETH))
+
+    return views
+
+
+def ch_views(x: Ctx) -> tuple:
+    return (x.read(x.ch.settlement_held), x.read(x.ch.pool_balance), x.read(x.ch.insurance_balance))
+
+
+def governance_views(x: Ctx) -> tuple:
+    return (x.read(x.ch.paused), x.read(x.ch.guardian))
+
+
+def configurator_views(x: Ctx) -> tuple:
+    return (x.read(x.ch.markets, ETH), x.read(x.ch.collaterals, 1))
+
+
+def pool_views(x: Ctx) -> tuple:
+    return (x.read(x.pool.totalSupply), x.read(x.ch.pool_balance))
+
+
+UNKNOWN_MARKETS = (("0", lambda x: 0), ("count + 1", lambda x: int(x.ch.market_count()) + 1), ("2**256 - 1", lambda x: MAX_UINT))
+UNKNOWN_ASSETS = (
+    ("zero address", lambda x: ZERO),
+    ("an address without a feed", lambda x: x.attacker.address),
+    ("0xfff...f", lambda x: MAX_ADDRESS),
+)
+UNLISTED_TOKENS = (
+    ("zero address", lambda x: ZERO),
+    ("a priced token that is not listed", lambda x: x.new_token.address),
+    ("0xfff...f", lambda x: MAX_ADDRESS),
+)
+
+# ---- OracleRouter
+
+FEED_OK = {"heartbeat": HEARTBEAT, "min_price": WAD // 100, "max_price": 10**7 * WAD, "max_deviation": 2 * 10**17, "initial_sigma": 8 * 10**17}
+
+
+def set_feed(asset=None, aggregator=None, **changes):
+    """OracleRouter.set_feed for WETH on its own feed with valid guards, some replaced."""
+    args = {**FEED_OK, **changes}
+
+    def call(x: Ctx, who):
+        a = asset(x) if asset else x.weth
+        agg = aggregator(x) if aggregator else x.p.feeds["WETH"]
+        return x.oracle.set_feed(
+            a, agg, args["heartbeat"], args["min_price"], args["max_price"], args["max_deviation"], args["initial_sigma"], sender=who
+        )
+
+    return call
+
+
+def oracle_rows() -> list[Row]:
+    def R(function, bad, caller, call, message, **kw):
+        return Row("OracleRouter", function, bad, caller, call, message, views=kw.pop("views", oracle_views), **kw)
+
+    deploy = lambda lam, speed: lambda x, who: who.deploy(x.project.OracleRouter, lam, speed)
+    rows = [
+        R("__init__", "ewma_lambda 0.5 - 1 wei", "owner", deploy(5 * 10**17 - 1, 10**17), "oracle: bad lambda"),
+        R("__init__", "ewma_lambda 0.999 + 1 wei", "owner", deploy(999 * 10**15 + 1, 10**17), "oracle: bad lambda"),
+        R("__init__", "max_vol_rise_per_hour 0", "owner", deploy(94 * 10**16, 0), "oracle: bad vol speed"),
+        R("__init__", "max_vol_rise_per_hour 1 + 1 wei", "owner", deploy(94 * 10**16, WAD + 1), "oracle: bad vol speed"),
+        R("set_parameters", "not the owner", "attacker", lambda x, who: x.oracle.set_parameters(94 * 10**16, 10**17, sender=who), NOT_OWNER),
+        R("set_parameters", "not the owner (the guardian)", "guardian", lambda x, who: x.oracle.set_parameters(94 * 10**16, 10**17, sender=who), NOT_OWNER),
+        R("set_parameters", "ewma_lambda 0", "owner", lambda x, who: x.oracle.set_parameters(0, 10**17, sender=who), "oracle: bad lambda"),
+        R("set_parameters", "ewma_lambda 0.5 - 1 wei", "owner", lambda x, who: x.oracle.set_parameters(5 * 10**17 - 1, 10**17, sender=who), "oracle: bad lambda"),
+        R("set_parameters", "ewma_lambda 0.999 + 1 wei", "owner", lambda x, who: x.oracle.set_parameters(999 * 10**15 + 1, 10**17, sender=who), "oracle: bad lambda"),
+        R("set_parameters", "max_vol_rise_per_hour 0", "owner", lambda x, who: x.oracle.set_parameters(94 * 10**16, 0, sender=who), "oracle: bad vol speed"),
+        R("set_parameters", "max_vol_rise_per_hour 1 + 1 wei", "owner", lambda x, who: x.oracle.set_parameters(94 * 10**16, WAD + 1, sender=who), "oracle: bad vol speed"),
+        R("set_feed", "not the owner", "attacker", set_feed(), NOT_OWNER),
+        R("set_feed", "asset zero address", "owner", set_feed(asset=lambda x: ZERO), "oracle: zero asset"),
+        R("set_feed", "aggregator zero address", "owner", set_feed(aggregator=lambda x: ZERO), "oracle: zero aggregator"),
+        R("set_feed", "aggregator without code (an EOA)", "owner", set_feed(aggregator=lambda x: x.attacker.address), NO_REASON),
+        R("set_feed", "heartbeat 59 s", "owner", set_feed(heartbeat=59), "oracle: bad heartbeat"),
+        R("set_feed", "heartbeat a week + 1 s", "owner", set_feed(heartbeat=7 * 86_400 + 1), "oracle: bad heartbeat"),
+        R("set_feed", "min_price 0", "owner", set_feed(min_price=0), "oracle: bad bounds"),
+        R("set_feed", "max_price == min_price", "owner", set_feed(min_price=WAD, max_price=WAD), "oracle: bad bounds"),
+        R("set_feed", "max_price 2**128 (above the packed range)", "owner", set_feed(max_price=2**128), "oracle: bad bounds"),
+        R("set_feed", "max_deviation 1% - 1 wei", "owner", set_feed(max_deviation=10**16 - 1), "oracle: bad deviation"),
+        R("set_feed", "max_deviation 100% + 1 wei", "owner", set_feed(max_deviation=WAD + 1), "oracle: bad deviation"),
+        R("set_feed", "initial_sigma 1000% + 1 wei", "owner", set_feed(initial_sigma=10 * WAD + 1), "oracle: bad sigma"),
+        R("set_feed", "aggregator with 19 decimals", "owner", set_feed(aggregator=lambda x: x.agg19), "oracle: bad decimals"),
+        R("set_feed", "current answer 0", "owner", set_feed(), "oracle: non-positive answer", setup=publish_raw(0)),
+        R("set_feed", "current answer older than the heartbeat", "owner", set_feed(), "oracle: stale answer", setup=stale),
+        R("set_feed", "current answer at min_price", "owner", set_feed(min_price=2_000 * WAD), "oracle: answer out of bounds"),
+        R("set_feed", "current answer at max_price", "owner", set_feed(max_price=2_000 * WAD), "oracle: answer out of bounds"),
+        R("clear_circuit_breaker", "not the owner", "attacker", lambda x, who: x.oracle.clear_circuit_breaker(x.weth, sender=who), NOT_OWNER, setup=eth_breaker),
+        R("clear_circuit_breaker", "asset not halted", "owner", lambda x, who: x.oracle.clear_circuit_breaker(x.weth, sender=who), "oracle: not halted"),
+        R("clear_circuit_breaker", "halted, newest answer stale", "owner", lambda x, who: x.oracle.clear_circuit_breaker(x.weth, sender=who), "oracle: stale answer", setup=then(eth_breaker, stale)),
+        R("clear_circuit_breaker", "halted, newest answer at min_price", "owner", lambda x, who: x.oracle.clear_circuit_breaker(x.weth, sender=who), "oracle: answer out of bounds", setup=then(eth_breaker, publish_raw(10**6))),
+        R("clear_circuit_breaker", "halted, newest answer -1", "owner", lambda x, who: x.oracle.clear_circuit_breaker(x.weth, sender=who), "oracle: non-positive answer", setup=then(eth_breaker, publish_raw(-1))),
+        R("price", "answer 0", None, lambda x, who: x.oracle.price(x.weth), "oracle: non-positive answer", setup=publish_raw(0)),
+        R("price", "answer -1", None, lambda x, who: x.oracle.price(x.weth), "oracle: non-positive answer", setup=publish_raw(-1)),
+        R("price", "answer older than the heartbeat", None, lambda x, who: x.oracle.price(x.weth), "oracle: stale answer", setup=stale),
+        R("price", "round from the future (updatedAt = now + 1 h)", None, lambda x, who: x.oracle.price(x.weth), "oracle: stale answer",
+          setup=publish_raw(2_000 * 10**8, lambda x: x.chain.pending_timestamp + HEARTBEAT)),
+        R("price", "round with updatedAt 0", None, lambda x, who: x.oracle.price(x.weth), "oracle: stale answer", setup=publish_raw(2_000 * 10**8, lambda x: 0)),
+        R("price", "answer at min_price ($0.01)", None, lambda x, who: x.oracle.price(x.weth), "oracle: answer out of bounds", setup=publish_raw(10**6)),
+        R("price", "answer below min_price", None, lambda x, who: x.oracle.price(x.weth), "oracle: answer out of bounds", setup=publish_raw(1)),
+        R("price", "answer at max_price ($10M)", None, lambda x, who: x.oracle.price(x.weth), "oracle: answer out of bounds", setup=publish_raw(10**7 * 10**8)),
+        R("price", "circuit breaker tripped (+30% round, synced)", None, lambda x, who: x.oracle.price(x.weth), "oracle: circuit breaker", setup=eth_breaker),
+        R("price", "+30% round not yet synced", None, lambda x, who: x.oracle.price(x.weth), "oracle: circuit breaker", setup=publish("WETH", 2_600, sync=False)),
+        R("assets", "index == asset_count", None, lambda x, who: x.oracle.assets(x.oracle.asset_count()), NO_REASON),
+        R("transfer_ownership", "not the owner", "attacker", lambda x, who: x.oracle.transfer_ownership(who, sender=who), NOT_OWNER),
+        R("accept_ownership", "no transfer pending", "attacker", lambda x, who: x.oracle.accept_ownership(sender=who), NOT_NEW_OWNER),
+        R("accept_ownership", "transfer pending to someone else", "attacker", lambda x, who: x.oracle.accept_ownership(sender=who), NOT_NEW_OWNER, setup=pending_owner("oracle")),
+    ]
+    for label, asset in UNKNOWN_ASSETS:
+        rows += [
+            R("price", f"unknown asset: {label}", None, lambda x, who, a=asset: x.oracle.price(a(x)), "oracle: unknown asset"),
+            R("volatility", f"unknown asset: {label}", None, lambda x, who, a=asset: x.oracle.volatility(a(x)), "oracle: unknown asset"),
+            R("maintenance_volatility", f"unknown asset: {label}", None, lambda x, who, a=asset: x.oracle.maintenance_volatility(a(x)), "oracle: unknown asset"),
+            R("volatilities", f"unknown asset: {label}", None, lambda x, who, a=asset: x.oracle.volatilities(a(x)), "oracle: unknown asset"),
+            R("sync", f"unknown asset: {label}", "keeper", lambda x, who, a=asset: x.oracle.sync(a(x), sender=who), "oracle: unknown asset"),
+            R("clear_circuit_breaker", f"unknown asset: {label}", "owner", lambda x, who, a=asset: x.oracle.clear_circuit_breaker(a(x), sender=who), "oracle: unknown asset"),
+        ]
+    return rows
+
+
+# ---- Clearinghouse
+
+
+def clearinghouse_rows() -> list[Row]:
+    def R(function, bad, caller, call, message, **kw):
+        return Row("Clearinghouse", function, bad, caller, call, message, views=kw.pop("views", ch_views), **kw)
+
+    trader0 = account_views("trader")
+    victim = account_views("victim")
+    deposit = lambda token, amount, sub=0: lambda x, who: x.ch.deposit(token(x), amount, sub, sender=who)
+    withdraw = lambda token, amount, sub=0: lambda x, who: x.ch.withdraw(token(x), amount, sub, sender=who)
+    trade = lambda size, limit=0, market=ETH, sub=0: lambda x, who: x.ch.trade(market, size, limit(x) if callable(limit) else limit, sub, sender=who)
+    usdc = lambda x: x.usdc
+    weth = lambda x: x.weth
+    rows = [
+        R("__init__", "settlement decimals 19", "owner", lambda x, who: who.deploy(x.project.Clearinghouse, x.oracle, x.usdc, 19), "clearinghouse: bad decimals"),
+        # deposit
+        R("deposit", "amount 0 (settlement)", "attacker", deposit(usdc, 0), "clearinghouse: zero amount"),
+        R("deposit", "amount 0 (collateral)", "attacker", deposit(weth, 0), "clearinghouse: zero amount", token="WETH"),
+        R("deposit", "settlement above allowance", "attacker", deposit(usdc, 501 * USDC), "erc20: insufficient allowance"),
+        R("deposit", "settlement above balance", "keeper", deposit(usdc, 100_001 * USDC), "erc20: transfer amount exceeds balance"),
+        R("deposit", "settlement 2**256 - 1", "keeper", deposit(usdc, MAX_UINT), NO_REASON),
+        R("deposit", "settlement 2**127 (beyond the packed int128 balance)", "keeper", deposit(usdc, 2**127), "clearinghouse: amount too large",
+          setup=mint_to("USDC", "keeper", 2**127)),
+        R("deposit", "collateral above allowance", "attacker", deposit(weth, WETH // 2 + 1), "erc20: insufficient allowance", token="WETH"),
+        R("deposit", "collateral above balance", "keeper", deposit(weth, WETH + 1), "erc20: transfer amount exceeds balance", token="WETH"),
+        R("deposit", "collateral while paused", "keeper", deposit(weth, WETH), "clearinghouse: paused", setup=paused, token="WETH"),
+        R("deposit", "collateral disabled by governance", "keeper", deposit(weth, WETH), "clearinghouse: collateral disabled", setup=weth_disabled, token="WETH"),
+        R("deposit", "collateral above its deposit cap", "keeper", deposit(weth, 1), "clearinghouse: deposit cap", setup=weth_cap_reached, token="WETH"),
+        R("deposit", "collateral that charges a fee on transfer", "attacker", deposit(lambda x: x.fee_token, WETH), "clearinghouse: fee on transfer", token="FOT"),
+        R("deposit", "collateral whose transferFrom returns False", "attacker", deposit(lambda x: x.false_token, WETH), "clearinghouse: transfer failed",
+          setup=false_token_lies, token="RF"),
+        # withdraw
+        R("withdraw", "amount 0", "trader", withdraw(usdc, 0), "clearinghouse: zero amount", views=trader0),
+        R("withdraw", "settlement above balance", "trader", withdraw(usdc, 2_001 * USDC), "clearinghouse: insufficient balance", views=trader0),
+        R("withdraw", "settlement 2**256 - 1", "trader", withdraw(usdc, MAX_UINT), NO_REASON, views=trader0),
+        R("withdraw", "collateral above balance", "trader", withdraw(weth, WETH + 1, sub=1), "clearinghouse: insufficient balance", token="WETH",
+          views=account_views("trader", 1)),
+        R("withdraw", "settlement leaving the account below initial margin", "trader", withdraw(usdc, 1_000 * USDC), "clearinghouse: insufficient margin",
+          views=trader0),
+        R("withdraw", "collateral leaving the account below initial margin", "trader", withdraw(weth, WETH), "clearinghouse: insufficient margin",
+          token="WETH", views=trader0),
+        R("withdraw", "account with positions, oracle stale", "trader", withdraw(usdc, 1 * USDC), "oracle: stale answer", setup=stale, views=trader0),
+        R("withdraw", "half the collateral of an account without positions or debt, its oracle stale (all of it goes through)", "trader",
+          withdraw(weth, WETH // 2, sub=1), "oracle: stale answer",
+          setup=stale, token="WETH", views=account_views("trader", 1)),
+        R("withdraw", "collateral whose transfer returns False", "attacker", withdraw(lambda x: x.false_token, 100 * WETH), "clearinghouse: transfer failed",
+          setup=false_token_deposited_then_lies, token="RF", views=account_views("attacker")),
+        # trade
+        R("trade", "size 0", "trader", trade(0), "clearinghouse: zero size", views=trader0),
+        R("trade", "opening while paused", "attacker", trade(WAD), "clearinghouse: paused", setup=paused),
+        R("trade", "increasing while reduce-only", "trader", trade(WAD), "clearinghouse: reduce only", setup=eth_reduce_only, views=trader0),
+        R("trade", "flipping long to short while reduce-only", "trader", trade(-50 * WAD), "clearinghouse: reduce only", setup=eth_reduce_only, views=trader0),
+        R("trade", "buy with limit price 1 wei (below the fill)", "trader", trade(WAD, limit=1), "clearinghouse: price limit", views=trader0),
+        R("trade", "sell with limit price 2**256 - 1 (above the fill)", "trader", trade(-WAD, limit=MAX_UINT), "clearinghouse: price limit", views=trader0),
+        R("trade", "long beyond the open-interest cap", "attacker", trade(7_500 * WAD), "clearinghouse: open interest cap"),
+        R("trade", "short beyond the open-interest cap", "attacker", trade(-7_501 * WAD), "clearinghouse: open interest cap"),
+        R("trade", "opening without collateral", "attacker", trade(WAD), "clearinghouse: insufficient margin"),
+        R("trade", "increase beyond initial margin", "trader", trade(10 * WAD), "clearinghouse: insufficient margin", views=trader0),
+        R("trade", "size 2**255 - 1", "attacker", trade(2**255 - 1), NO_REASON),
+        R("trade", "size -2**255", "attacker", trade(-(2**255)), NO_REASON),
+        R("trade", "oracle stale", "trader", trade(-WAD), "oracle: stale answer", setup=stale, views=trader0),
+        R("trade", "oracle circuit breaker tripped", "trader", trade(-WAD), "oracle: circuit breaker", setup=eth_breaker, views=trader0),
+        # accrue_funding
+        R("accrue_funding", "oracle stale", "keeper", lambda x, who: x.ch.accrue_funding(ETH, sender=who), "oracle: stale answer", setup=stale),
+        # liquidate
+        R("liquidate", "max_size 0", "keeper", lambda x, who: x.ch.liquidate(x.account("victim"), ETH, 0, sender=who), "liquidation: zero size",
+          setup=liquidatable, views=victim),
+        R("liquidate", "healthy account", "keeper", lambda x, who: x.ch.liquidate(x.account("trader"), ETH, MAX_UINT, sender=who),
+          "liquidation: account healthy", views=trader0),
+        R("liquidate", "account without positions", "keeper", lambda x, who: x.ch.liquidate(x.account("attacker"), ETH, MAX_UINT, sender=who),
+          "liquidation: account healthy"),
+        R("liquidate", "liquidatable account, no position in that market", "keeper",
+          lambda x, who: x.ch.liquidate(x.account("victim"), BTC, MAX_UINT, sender=who), "liquidation: no position", setup=liquidatable, views=victim),
+        R("liquidate", "liquidatable account, oracle circuit breaker tripped", "keeper",
+          lambda x, who: x.ch.liquidate(x.account("victim"), ETH, MAX_UINT, sender=who), "oracle: circuit breaker",
+          setup=then(liquidatable, publish("WETH", 2_300)), views=victim),
+        R("liquidate", "max_size 1 wei (the realised PnL's token rounding outweighs the maintenance freed)", "keeper",
+          lambda x, who: x.ch.liquidate(x.account("victim"), ETH, 1, sender=who), "liquidation: health worsened", setup=liquidatable, views=victim),
+        R("liquidate", "keeper reward due, clearinghouse holds no settlement token (empty protocol)", "keeper",
+          lambda x, who: x.empty.clearinghouse.liquidate(x.account("victim"), ETH, MAX_UINT, sender=who), "clearinghouse: insufficient liquidity",
+          setup=liquidatable_without_tokens, views=lambda x: (x.read(x.empty.clearinghouse.settlement, x.account("victim")),)),
+        R("liquidate", "liquidatable account, oracle stale", "keeper",
+          lambda x, who: x.ch.liquidate(x.account("victim"), ETH, MAX_UINT, sender=who), "oracle: stale answer", setup=then(liquidatable, stale),
+          views=victim),
+        # liquidate_collateral
+        R("liquidate_collateral", "max_amount 0", "keeper", lambda x, who: x.ch.liquidate_collateral(x.account("victim"), x.wbtc, 0, sender=who),
+          "liquidation: zero amount", setup=underwater, views=victim),
+        R("liquidate_collateral", "token is the settlement token", "keeper",
+          lambda x, who: x.ch.liquidate_collateral(x.account("victim"), x.usdc, MAX_UINT, sender=who), "clearinghouse: unknown token",
+          setup=underwater, views=victim),
+        R("liquidate_collateral", "account still has positions", "keeper",
+          lambda x, who: x.ch.liquidate_collateral(x.account("trader"), x.weth, MAX_UINT, sender=who), "liquidation: close positions first",
+          views=trader0),
+        R("liquidate_collateral", "account with collateral and no debt", "keeper",
+          lambda x, who: x.ch.liquidate_collateral(x.account("trader", 1), x.weth, MAX_UINT, sender=who), "liquidation: account healthy",
+          views=account_views("trader", 1)),
+        R("liquidate_collateral", "empty account", "keeper",
+          lambda x, who: x.ch.liquidate_collateral(x.account("attacker"), x.weth, MAX_UINT, sender=who), "liquidation: account healthy"),
+        R("liquidate_collateral", "underwater account, token it does not hold", "keeper",
+          lambda x, who: x.ch.liquidate_collateral(x.account("victim"), x.weth, MAX_UINT, sender=who), "liquidation: no collateral",
+          setup=underwater, views=victim),
+        R("liquidate_collateral", "underwater account, buyer's allowance too small", "attacker",
+          lambda x, who: x.ch.liquidate_collateral(x.account("victim"), x.wbtc, MAX_UINT, sender=who), "erc20: insufficient allowance",
+          setup=underwater, views=victim),
+        R("liquidate_collateral", "underwater account, oracle stale", "keeper",
+          lambda x, who: x.ch.liquidate_collateral(x.account("victim"), x.wbtc, MAX_UINT, sender=who), "oracle: stale answer",
+          setup=then(underwater, stale), views=victim),
+        # fund_insurance
+        R("fund_insurance", "amount 0", "attacker", lambda x, who: x.ch.fund_insurance(0, sender=who), "clearinghouse: zero amount"),
+        R("fund_insurance", "above allowance", "attacker", lambda x, who: x.ch.fund_insurance(501 * USDC, sender=who), "erc20: insufficient allowance"),
+        R("fund_insurance", "above balance", "keeper", lambda x, who: x.ch.fund_insurance(100_001 * USDC, sender=who), "erc20: transfer amount exceeds balance"),
+        R("fund_insurance", "2**128 (beyond the packed fund)", "keeper", lambda x, who: x.ch.fund_insurance(2**128, sender=who),
+          "clearinghouse: amount too large", setup=mint_to("USDC", "keeper", 2**128)),
+        # pool custody
+        R("pool_deposit", "not the pool", "attacker", lambda x, who: x.ch.pool_deposit(100 * USDC, sender=who), "clearinghouse: not pool"),
+        R("pool_deposit", "not the pool (the owner)", "owner", lambda x, who: x.ch.pool_deposit(100 * USDC, sender=who), "clearinghouse: not pool"),
+        R("pool_withdraw", "not the pool", "attacker", lambda x, who: x.ch.pool_withdraw(100 * USDC, who, sender=who), "clearinghouse: not pool"),
+        R("pool_withdraw", "not the pool (the owner)", "owner", lambda x, who: x.ch.pool_withdraw(100 * USDC, who, sender=who), "clearinghouse: not pool"),
+        # views that price
+        R("health", "account with positions, oracle stale", None, lambda x, who: x.ch.health(x.account("trader")), "oracle: stale answer", setup=stale),
+        R("margin", "account with positions, oracle circuit breaker tripped", None, lambda x, who: x.ch.margin(x.account("trader")),
+          "oracle: circuit breaker", setup=eth_breaker),
+        R("collateral_value", "WETH collateral, WETH answer 0", None, lambda x, who: x.ch.collateral_value(x.account("trader", 1)),
+          "oracle: non-positive answer", setup=publish_raw(0)),
+        # governance
+        R("set_pool", "not the owner", "attacker", lambda x, who: x.ch.set_pool(who, sender=who), NOT_OWNER, views=lambda x: (x.read(x.ch.pool),)),
+        R("set_pool", "already set", "owner", lambda x, who: x.ch.set_pool(who, sender=who), "clearinghouse: pool already set"),
+        R("set_pool", "zero address (pool not yet set)", "owner", lambda x, who: x.bare_ch.set_pool(ZERO, sender=who), "clearinghouse: zero address",
+          views=lambda x: (x.read(x.bare_ch.pool),)),
+        R("set_configurator", "not the owner", "attacker", lambda x, who: x.ch.set_configurator(who, sender=who), NOT_OWNER),
+        R("set_configurator", "already set", "owner", lambda x, who: x.ch.set_configurator(who, sender=who), "clearinghouse: configurator already set"),
+        R("set_configurator", "zero address (configurator not yet set)", "owner", lambda x, who: x.bare_ch.set_configurator(ZERO, sender=who),
+          "clearinghouse: zero address", views=lambda x: (x.read(x.bare_ch.configurator),)),
+        R("set_guardian", "not the owner", "attacker", lambda x, who: x.ch.set_guardian(who, sender=who), NOT_OWNER, views=lambda x: (x.read(x.ch.guardian),)),
+        R("set_guardian", "not the owner (the guardian)", "guardian", lambda x, who: x.ch.set_guardian(x.attacker, sender=who), NOT_OWNER,
+          views=lambda x: (x.read(x.ch.guardian),)),
+        R("pause", "neither guardian nor owner", "attacker", lambda x, who: x.ch.pause(sender=who), "clearinghouse: not guardian", views=governance_views),
+        R("pause", "neither guardian nor owner (a trader)", "trader", lambda x, who: x.ch.pause(sender=who), "clearinghouse: not guardian", views=governance_views),
+        R("unpause", "not the owner", "attacker", lambda x, who: x.ch.unpause(sender=who), NOT_OWNER, setup=paused, views=governance_views),
+        R("unpause", "not the owner (the guardian)", "guardian", lambda x, who: x.ch.unpause(sender=who), NOT_OWNER, setup=paused, views=governance_views),
+        R("set_reduce_only", "set by neither guardian nor owner", "attacker", lambda x, who: x.ch.set_reduce_only(ETH, True, sender=who),
+          "clearinghouse: not guardian", views=lambda x: (x.read(x.ch.reduce_only, ETH),)),
+        R("set_reduce_only", "lifted by the guardian (owner only)", "guardian", lambda x, who: x.ch.set_reduce_only(ETH, False, sender=who), NOT_OWNER,
+          setup=eth_reduce_only, views=lambda x: (x.read(x.ch.reduce_only, ETH),)),
+        R("set_reduce_only", "lifted by an attacker", "attacker", lambda x, who: x.ch.set_reduce_only(ETH, False, sender=who), NOT_OWNER,
+          setup=eth_reduce_only, views=lambda x: (x.read(x.ch.reduce_only, ETH),)),
+        R("transfer_ownership", "not the owner", "attacker", lambda x, who: x.ch.transfer_ownership(who, sender=who), NOT_OWNER),
+        R("accept_ownership", "no transfer pending", "attacker", lambda x, who: x.ch.accept_ownership(sender=who), NOT_NEW_OWNER),
+        R("accept_ownership", "transfer pending to someone else", "attacker", lambda x, who: x.ch.accept_ownership(sender=who), NOT_NEW_OWNER,
+          setup=pending_owner("ch")),
+    ]
+    apply_calls = {
+        "apply_collateral": lambda x, who: x.ch.apply_collateral(x.weth, WETH, WAD // 2, 1, WAD // 10, True, sender=who),
+        "apply_market": lambda x, who: x.ch.apply_market(ETH, x.market_params(ETH), sender=who),
+        "apply_underwater_tip": lambda x, who: x.ch.apply_underwater_tip(0, sender=who),
+        "apply_liquidation_parameters": lambda x, who: x.ch.apply_liquidation_parameters(0, WAD // 2, 0, sender=who),
+    }
+    for function, call in apply_calls.items():
+        rows += [
+            R(function, "not the configurator", "attacker", call, "clearinghouse: not configurator", views=configurator_views),
+            R(function, "not the configurator (the owner)", "owner", call, "clearinghouse: not configurator", views=configurator_views),
+        ]
+    for label, market in UNKNOWN_MARKETS:
+        rows += [
+            R("trade", f"unknown market: {label}", "trader", lambda x, who, m=market: x.ch.trade(m(x), WAD, 0, 0, sender=who),
+              "clearinghouse: unknown market", views=trader0),
+            R("accrue_funding", f"unknown market: {label}", "keeper", lambda x, who, m=market: x.ch.accrue_funding(m(x), sender=who),
+              "clearinghouse: unknown market"),
+            R("liquidate", f"unknown market: {label}", "keeper", lambda x, who, m=market: x.ch.liquidate(x.account("victim"), m(x), MAX_UINT, sender=who),
+              "clearinghouse: unknown market", setup=liquidatable, views=victim),
+            R("set_reduce_only", f"unknown market: {label}", "guardian", lambda x, who, m=market: x.ch.set_reduce_only(m(x), True, sender=who),
+              "clearinghouse: unknown market", views=governance_views),
+        ]
+    for label, token in UNLISTED_TOKENS:
+        rows += [
+            R("deposit", f"unknown token: {label}", "attacker", lambda x, who, t=token: x.ch.deposit(t(x), 1, 0, sender=who), "clearinghouse: unknown token"),
+            R("withdraw", f"unknown token: {label}", "trader", lambda x, who, t=token: x.ch.withdraw(t(x), 1, 0, sender=who), "clearinghouse: unknown token",
+              views=trader0),
+            R("liquidate_collateral", f"unknown token: {label}", "keeper",
+              lambda x, who, t=token: x.ch.liquidate_collateral(x.account("victim"), t(x), MAX_UINT, sender=who), "clearinghouse: unknown token",
+              setup=underwater, views=victim),
+        ]
+    return rows
+
+
+# ---- Configurator
+
+COLLATERAL_OK = {"weight": WAD // 2, "cap": 10**30, "discount": WAD // 10}
+
+
+def list_collateral(token=None, **changes):
+    args = {**COLLATERAL_OK, **changes}
+    return lambda x, who: x.cfg.list_collateral(
+        token(x) if token else x.new_token, args["weight"], args["cap"], args["discount"], sender=who
+    )
+
+
+def set_collateral(token=None, **changes):
+    args = {**COLLATERAL_OK, **changes}
+    return lambda x, who: x.cfg.set_collateral(
+        token(x) if token else x.weth, args["weight"], args["cap"], args["discount"], True, sender=who
+    )
+
+
+# Every market bound, each side that exists: (what is wrong, field changes to ETH-PERP's, message)
+MARKET_BOUNDS = (
+    ("base_mmr 0.1% - 1 wei", {"base_mmr": 10**15 - 1}, "configurator: bad maintenance rate"),
+    ("base_mmr 50% + 1 wei", {"base_mmr": 5 * 10**17 + 1}, "configurator: bad maintenance rate"),
+    ("tier_size 0", {"tier_size": 0}, "configurator: bad tier size"),
+    ("tier_size 2**80", {"tier_size": 2**80}, "configurator: bad tier size"),
+    ("tier_mmr 10% + 1 wei", {"tier_mmr": 10**17 + 1}, "configurator: bad tier rate"),
+    ("vol_k 10 + 1 wei", {"vol_k": 10 * WAD + 1}, "configurator: bad vol k"),
+    ("liquidation_horizon 59 s", {"liquidation_horizon": 59}, "configurator: bad horizon"),
+    ("liquidation_horizon a week + 1 s", {"liquidation_horizon": 7 * 86_400 + 1}, "configurator: bad horizon"),
+    ("imr_multiplier 1.0 (initial == maintenance)", {"imr_multiplier": WAD}, "configurator: bad initial multiplier"),
+    ("imr_multiplier 10 + 1 wei", {"imr_multiplier": 10 * WAD + 1}, "configurator: bad initial multiplier"),
+    ("base_mmr 50% x imr_multiplier 2 + 1 wei (initial above 100%)", {"base_mmr": WAD // 2, "imr_multiplier": 2 * WAD + 1}, "configurator: initial above 100%"),
+    ("fee 1% + 1 wei", {"fee": 10**16 + 1}, "configurator: bad fee"),
+    ("penalty 10% + 1 wei", {"penalty": 10**17 + 1}, "configurator: bad penalty"),
+    ("penalty 3.3% == (1 + buffer) x base_mmr", {"penalty": 33 * 10**15}, "configurator: liquidation spiral"),
+    ("keeper_share 90% + 1 wei", {"keeper_share": 9 * 10**17 + 1}, "configurator: bad keeper share"),
+    ("skew_scale 0", {"skew_scale": 0}, "configurator: bad skew scale"),
+    ("skew_scale 2**88", {"skew_scale": 2**88}, "configurator: bad skew scale"),
+    ("oi_cap skew_scale + 1 wei", {"oi_cap": 10**6 * WAD + 1}, "configurator: cap above skew scale"),
+    ("oi_cap 1 wei above the premium bound (7,500)", {"oi_cap": 7_500 * WAD + 1}, "configurator: cap above premium bound"),
+    ("max_funding_rate 10%/day + 1 wei", {"max_funding_rate": 10**17 + 1}, "configurator: bad funding rate"),
+    ("base_mmr 0.2% == the underwater tip rate", {"base_mmr": 2 * 10**15, "penalty": 2 * 10**15, "oi_cap": 500 * WAD}, "configurator: tip above maintenance"),
+)
+
+
+def configurator_rows() -> list[Row]:
+    def R(function, bad, caller, call, message, **kw):
+        return Row("Configurator", function, bad, caller, call, message, views=kw.pop("views", configurator_views), **kw)
+
+    liquidation = lambda buffer=10**17, full=WAD // 2, dust=100 * WAD: lambda x, who: x.cfg.set_liquidation_parameters(buffer, full, dust, sender=who)
+    rows = [
+        R("__init__", "clearinghouse without code (an EOA)", "owner", lambda x, who: who.deploy(x.project.Configurator, x.attacker), NO_REASON),
+        R("list_collateral", "not the owner", "attacker", list_collateral(), NOT_OWNER),
+        R("list_collateral", "not the owner (the guardian)", "guardian", list_collateral(), NOT_OWNER),
+        R("list_collateral", "token zero address", "owner", list_collateral(lambda x: ZERO), "configurator: bad token"),
+        R("list_collateral", "token is the settlement token", "owner", list_collateral(lambda x: x.usdc), "configurator: bad token"),
+        R("list_collateral", "token already listed", "owner", list_collateral(lambda x: x.weth), "configurator: already listed"),
+        R("list_collateral", "every collateral slot in use", "owner", list_collateral(lambda x: x.d19_token), "configurator: too many collaterals",
+          setup=seven_collaterals),
+        R("list_collateral", "token without a feed", "owner", list_collateral(lambda x: x.attacker.address), "oracle: unknown asset"),
+        R("list_collateral", "token 0xfff...f", "owner", list_collateral(lambda x: MAX_ADDRESS), "oracle: unknown asset"),
+        R("list_collateral", "token's oracle stale", "owner", list_collateral(), "oracle: stale answer", setup=stale),
+        R("list_collateral", "token with 19 decimals", "owner", list_collateral(lambda x: x.d19_token), "configurator: bad decimals"),
+        R("list_collateral", "weight 0", "owner", list_collateral(weight=0), "configurator: bad weight"),
+        R("list_collateral", "weight 0.99 + 1 wei", "owner", list_collateral(weight=99 * 10**16 + 1), "configurator: bad weight"),
+        R("list_collateral", "liquidation_discount 0.1% - 1 wei", "owner", list_collateral(discount=10**15 - 1), "configurator: bad discount"),
+        R("list_collateral", "liquidation_discount == 1 - weight", "owner", list_collateral(weight=WAD // 2, discount=WAD // 2), "configurator: bad discount"),
+        R("set_collateral", "not the owner", "attacker", set_collateral(), NOT_OWNER),
+        R("set_collateral", "weight 0", "owner", set_collateral(weight=0), "configurator: bad weight"),
+        R("set_collateral", "weight 0.99 + 1 wei", "owner", set_collateral(weight=99 * 10**16 + 1), "configurator: bad weight"),
+        R("set_collateral", "liquidation_discount 0.1% - 1 wei", "owner", set_collateral(discount=10**15 - 1), "configurator: bad discount"),
+        R("set_collateral", "liquidation_discount == 1 - weight", "owner", set_collateral(weight=WAD // 2, discount=WAD // 2), "configurator: bad discount"),
+        R("list_market", "not the owner", "attacker", lambda x, who: x.cfg.list_market(x.market_params(ETH), sender=who), NOT_OWNER),
+        R("list_market", "not the owner (the guardian)", "guardian", lambda x, who: x.cfg.list_market(x.market_params(ETH), sender=who), NOT_OWNER),
+        R("list_market", "every market id in use", "owner", lambda x, who: x.cfg.list_market(x.market_params(ETH), sender=who),
+          "configurator: too many markets", setup=fifteen_markets),
+        R("list_market", "asset zero address", "owner", lambda x, who: x.cfg.list_market(x.market_params(ETH, asset=ZERO), sender=who), "oracle: unknown asset"),
+        R("list_market", "asset without a feed", "owner", lambda x, who: x.cfg.list_market(x.market_params(ETH, asset=x.attacker.address), sender=who),
+          "oracle: unknown asset"),
+        R("list_market", "asset's oracle stale", "owner", lambda x, who: x.cfg.list_market(x.market_params(ETH), sender=who), "oracle: stale answer",
+          setup=stale),
+        R("set_market", "not the owner", "attacker", lambda x, who: x.cfg.set_market(ETH, x.market_params(ETH), sender=who), NOT_OWNER),
+        R("set_market", "asset changed", "owner", lambda x, who: x.cfg.set_market(ETH, x.market_params(ETH, asset=x.wbtc.address), sender=who),
+          "configurator: asset fixed"),
+        R("set_market", "market's oracle halted (funding accrues first)", "owner", lambda x, who: x.cfg.set_market(ETH, x.market_params(ETH), sender=who),
+          "oracle: circuit breaker", setup=eth_breaker),
+        R("set_liquidation_parameters", "not the owner", "attacker", liquidation(), NOT_OWNER),
+        R("set_liquidation_parameters", "buffer 50% + 1 wei", "owner", liquidation(buffer=5 * 10**17 + 1), "configurator: bad buffer"),
+        R("set_liquidation_parameters", "full_liquidation_health 0", "owner", liquidation(full=0), "configurator: bad full liquidation health"),
+        R("set_liquidation_parameters", "full_liquidation_health 1 + 1 wei", "owner", liquidation(full=WAD + 1), "configurator: bad full liquidation health"),
+        R("set_liquidation_parameters", "dust_notional $10,000 + 1 wei", "owner", liquidation(dust=10**4 * WAD + 1), "configurator: bad dust"),
+        R("set_liquidation_parameters", "buffer 0 with a market whose penalty is 3.2% > base_mmr 3%", "owner", liquidation(buffer=0),
+          "configurator: liquidation spiral", setup=eth_penalty_near_spiral),
+        R("set_liquidation_parameters", "full_liquidation_health 0.4 (ETH-PERP's cap above its premium bound)", "owner", liquidation(full=4 * 10**17),
+          "configurator: cap above premium bound"),
+        R("set_underwater_tip", "not the owner", "attacker", lambda x, who: x.cfg.set_underwater_tip(0, sender=who), NOT_OWNER),
+        R("set_underwater_tip", "rate 1% + 1 wei", "owner", lambda x, who: x.cfg.set_underwater_tip(10**16 + 1, sender=who), "configurator: bad tip"),
+        R("set_underwater_tip", "rate == a market's base_mmr (0.5%)", "owner", lambda x, who: x.cfg.set_underwater_tip(5 * 10**15, sender=who),
+          "configurator: tip above maintenance", setup=btc_low_maintenance),
+        R("transfer_ownership", "not the owner", "attacker", lambda x, who: x.cfg.transfer_ownership(who, sender=who), NOT_OWNER),
+        R("accept_ownership", "no transfer pending", "attacker", lambda x, who: x.cfg.accept_ownership(sender=who), NOT_NEW_OWNER),
+        R("accept_ownership", "transfer pending to someone else", "attacker", lambda x, who: x.cfg.accept_ownership(sender=who), NOT_NEW_OWNER,
+          setup=pending_owner("cfg")),
+    ]
+    for label, changes, message in MARKET_BOUNDS:
+        rows += [
+            R("list_market", label, "owner", lambda x, who, c=changes: x.cfg.list_market(x.market_params(ETH, **c), sender=who), message),
+            R("set_market", label, "owner", lambda x, who, c=changes: x.cfg.set_market(ETH, x.market_params(ETH, **c), sender=who), message),
+        ]
+    for label, market in UNKNOWN_MARKETS:
+        rows.append(
+            R("set_market", f"unknown market: {label}", "owner", lambda x, who, m=market: x.cfg.set_market(m(x), x.market_params(ETH), sender=who),
+              "configurator: unknown market")
+        )
+    for label, token in UNLISTED_TOKENS:
+        rows.append(R("set_collateral", f"unknown token: {label}", "owner", set_collateral(token), "configurator: unknown token"))
+    return rows
+
+
+# ---- MarginLens (views only)
+
+
+def lens_rows() -> list[Row]:
+    def R(function, bad, call, message, **kw):
+        return Row("MarginLens", function, bad, None, call, message, **kw)
+
+    trader = lambda x: x.account("trader")
+    rows = [
+        Row("MarginLens", "__init__", "clearinghouse without code (an EOA)", "owner", lambda x, who: who.deploy(x.project.MarginLens, x.attacker),
+            NO_REASON),
+        R("healths", "batch of 513 accounts (MAX_BATCH is 512)", lambda x, who: x.lens.healths([x.account("trader")] * 513), NO_REASON),
+        R("account_summary", "account with positions, oracle stale", lambda x, who: x.lens.account_summary(trader(x)), "oracle: stale answer", setup=stale),
+        R("healths", "account with positions, oracle circuit breaker tripped", lambda x, who: x.lens.healths([trader(x)]), "oracle: circuit breaker",
+          setup=eth_breaker),
+        R("health_after_trade", "oracle stale", lambda x, who: x.lens.health_after_trade(trader(x), ETH, WAD), "oracle: stale answer", setup=stale),
+        R("max_withdraw", "account with positions, oracle stale", lambda x, who: x.lens.max_withdraw(trader(x), x.usdc), "oracle: stale answer", setup=stale),
+    ]
+    for label, market in UNKNOWN_MARKETS:
+        rows += [
+            R("health_after_trade", f"unknown market: {label}", lambda x, who, m=market: x.lens.health_after_trade(trader(x), m(x), WAD), "lens: unknown market"),
+            R("liquidation_price", f"unknown market: {label}", lambda x, who, m=market: x.lens.liquidation_price(trader(x), m(x)), "lens: unknown market"),
+            R("market_rates", f"unknown market: {label}", lambda x, who, m=market: x.lens.market_rates(m(x), WAD), "lens: unknown market"),
+            R("fill_price", f"unknown market: {label}", lambda x, who, m=market: x.lens.fill_price(m(x), WAD), "lens: unknown market"),
+            R("funding_rate", f"unknown market: {label}", lambda x, who, m=market: x.lens.funding_rate(m(x)), "lens: unknown market"),
+        ]
+    for label, token in UNLISTED_TOKENS:
+        rows.append(
+            R("max_withdraw", f"unknown token: {label} (account with free margin)", lambda x, who, t=token: x.lens.max_withdraw(trader(x), t(x)),
+              "lens: unknown token")
+        )
+    return rows
+
+
+# ---- LiquidityPool
+
+
+def pool_rows() -> list[Row]:
+    def R(function, bad, caller, call, message, **kw):
+        return Row("LiquidityPool", function, bad, caller, call, message, views=kw.pop("views", pool_views), **kw)
+
+    lp_all = lambda x: x.pool.balanceOf(x.lp)
+    attacker_locked = lambda x: x.pool.balanceOf(x.attacker)
+    rows = [
+        R("__init__", "settlement token whose approve returns False", "owner",
+          lambda x, who: who.deploy(x.project.LiquidityPool, x.mini_ch, "mini LP", "mLP"), "pool: approve failed", setup=mini_settlement_lies, token="QS",
+          views=lambda x: (x.read(x.mini_ch.pool),)),
+        R("deposit", "assets 0", "attacker", lambda x, who: x.pool.deposit(0, who, sender=who), "pool: zero amount"),
+        R("deposit", "above allowance", "keeper", lambda x, who: x.pool.deposit(1 * USDC, who, sender=who), "erc20: insufficient allowance"),
+        R("deposit", "above balance", "attacker", lambda x, who: x.pool.deposit(1_001 * USDC, who, sender=who), "erc20: transfer amount exceeds balance"),
+        R("deposit", "receiver zero address", "attacker", lambda x, who: x.pool.deposit(100 * USDC, ZERO, sender=who), "erc20: mint to the zero address"),
+        R("deposit", "pool insolvent (traders' profit exceeds it)", "attacker", lambda x, who: x.pool.deposit(100 * USDC, who, sender=who), "pool: insolvent",
+          setup=insolvent_pool),
+        R("deposit", "open positions, oracle stale", "attacker", lambda x, who: x.pool.deposit(100 * USDC, who, sender=who), "oracle: stale answer",
+          setup=stale),
+        R("deposit", "asset's transferFrom returns False", "attacker", lambda x, who: x.mini_pool.deposit(100 * USDC, who, sender=who), "pool: transfer failed",
+          setup=mini_settlement_lies, token="QS", views=lambda x: (x.read(x.mini_pool.totalSupply), x.read(x.mini_ch.pool_balance))),
+        R("mint", "shares 0", "attacker", lambda x, who: x.pool.mint(0, who, sender=who), "pool: zero amount"),
+        R("mint", "above allowance", "keeper", lambda x, who: x.pool.mint(10**12, who, sender=who), "erc20: insufficient allowance"),
+        R("mint", "above balance", "attacker", lambda x, who: x.pool.mint(x.pool.previewDeposit(1_001 * USDC), who, sender=who),
+          "erc20: transfer amount exceeds balance"),
+        R("mint", "receiver zero address", "attacker", lambda x, who: x.pool.mint(10**12, ZERO, sender=who), "erc20: mint to the zero address"),
+        R("mint", "pool insolvent", "attacker", lambda x, who: x.pool.mint(10**12, who, sender=who), "pool: insolvent", setup=insolvent_pool),
+        R("withdraw", "assets 0", "lp", lambda x, who: x.pool.withdraw(0, who, who, sender=who), "pool: zero amount"),
+        R("withdraw", "shares still in their cooldown", "attacker", lambda x, who: x.pool.withdraw(50 * USDC, who, who, sender=who), "pool: cooldown",
+          setup=lp_cooldown),
+        R("withdraw", "maxWithdraw + 1 USDC (more than the owner's shares)", "lp",
+          lambda x, who: x.pool.withdraw(x.pool.maxWithdraw(who) + USDC, who, who, sender=who), "pool: insufficient shares", setup=traders_in_profit),
+        R("withdraw", "maxWithdraw + 1 (more than the pool's liquidity)", "lp",
+          lambda x, who: x.pool.withdraw(x.pool.maxWithdraw(who) + 1, who, who, sender=who), "clearinghouse: pool liquidity", setup=traders_at_a_loss),
+        R("withdraw", "someone else's shares without allowance", "attacker", lambda x, who: x.pool.withdraw(100 * USDC, who, x.lp, sender=who),
+          "erc20: insufficient allowance"),
+        R("withdraw", "receiver zero address", "lp", lambda x, who: x.pool.withdraw(100 * USDC, ZERO, who, sender=who), "erc20: transfer to the zero address"),
+        R("redeem", "shares 0", "lp", lambda x, who: x.pool.redeem(0, who, who, sender=who), "pool: zero amount"),
+        R("redeem", "shares still in their cooldown", "attacker", lambda x, who: x.pool.redeem(attacker_locked(x), who, who, sender=who), "pool: cooldown",
+          setup=lp_cooldown),
+        R("redeem", "balance + 1", "lp", lambda x, who: x.pool.redeem(lp_all(x) + 1, who, who, sender=who), "pool: insufficient shares"),
+        R("redeem", "all shares, more than the pool's liquidity", "lp", lambda x, who: x.pool.redeem(lp_all(x), who, who, sender=who),
+          "clearinghouse: pool liquidity", setup=traders_at_a_loss),
+        R("redeem", "someone else's shares without allowance", "attacker", lambda x, who: x.pool.redeem(10**12, who, x.lp, sender=who),
+          "erc20: insufficient allowance"),
+        R("redeem", "receiver zero address", "lp", lambda x, who: x.pool.redeem(10**12, ZERO, who, sender=who), "erc20: transfer to the zero address"),
+        R("transfer", "shares still in their cooldown", "attacker", lambda x, who: x.pool.transfer(x.keeper, attacker_locked(x), sender=who), "pool: cooldown",
+          setup=lp_cooldown, token="msLP"),
+        R("transfer", "more than the balance (none)", "attacker", lambda x, who: x.pool.transfer(x.keeper, 1, sender=who), "pool: cooldown", token="msLP"),
+        R("transfer", "to the zero address", "lp", lambda x, who: x.pool.transfer(ZERO, 1, sender=who), "erc20: transfer to the zero address", token="msLP"),
+        R("transferFrom", "without allowance", "attacker", lambda x, who: x.pool.transferFrom(x.lp, who, 1, sender=who), "erc20: insufficient allowance",
+          token="msLP"),
+        R("transferFrom", "shares still in their cooldown", "keeper", lambda x, who: x.pool.transferFrom(x.attacker, who, attacker_locked(x), sender=who),
+          "pool: cooldown", setup=attacker_shares_approved_to_keeper, token="msLP"),
+        R("approve", "spender zero address", "lp", lambda x, who: x.pool.approve(ZERO, 1, sender=who), "erc20: approve to the zero address", token="msLP"),
+    ]
+    return rows
+
+
+ROWS: list[Row] = oracle_rows() + clearinghouse_rows() + configurator_rows() + lens_rows() + pool_rows()
+
+# Messages in contracts/*.vy that no row can reach, each with the reason. A message leaves this
+# list the moment a row reaches it (test_allow_list_is_exact fails until it does).
+UNREACHABLE = {
+    # _store_state: open interest is checked against oi_cap (< 2**88, a Configurator bound) before
+    # every store that raises it, so it never reaches the 96-bit packing limit.
+    "clearinghouse: open interest too large": "oi_cap < 2**88 is checked first on every increase",
+    # liquidate_collateral: amount > 0 and the discounted price > 0, so the buyer's payment,
+    # rounded up, is at least 1 unit.
+    "liquidation: amount too small": "paid = ceil(amount * discounted price) >= 1 whenever amount > 0",
+    # list_collateral / list_market: OracleRouter.price never returns 0 (it reverts, or returns a
+    # price above min_price > 0), so the router's own message comes first.
+    "configurator: no price": "OracleRouter.price reverts before it could return 0",
+}
+
+MESSAGE_PATTERN = re.compile(r'(?:\bassert\b[^\n#]*?,|_require\([^\n]*?,)\s*"([^"\n]+)"|\braise\s+"([^"\n]+)"')
+
+
+def contract_messages() -> dict[str, set[str]]:
+    """Every revert message in contracts/*.vy (not contracts/testing/), with the files it is in."""
+    found: dict[str, set[str]] = {}
+    for path in sorted((ROOT / "contracts").glob("*.vy")):
+        for match in MESSAGE_PATTERN.finditer(path.read_text()):
+            found.setdefault(match.group(1) or match.group(2), set()).add(path.name)
+    return found
+
+
+# ---------------------------------------------------------------- the tests
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _module_fixtures_first(ctx):
+    """Build the base state before any row, so ape's isolation snapshots it once."""
+
+
+def balances(x: Ctx, row: Row, who) -> dict[str, int]:
+    """The row's token held by the contracts it concerns and by its caller."""
+    token = x.token(row.token)
+    holders = {"clearinghouse": x.ch}
+    if row.contract == "LiquidityPool":
+        holders["pool"] = x.pool
+    if row.token == "QS":
+        holders = {"clearinghouse": x.mini_ch, "pool": x.mini_pool}
+    if who is not None:
+        holders["caller"] = who
+    return {f"{row.token}.balanceOf({name})": int(x.read(token.balanceOf, holder)) for name, holder in holders.items()}
+
+
+@pytest.mark.parametrize("row", ROWS, ids=[row.id for row in ROWS])
+def test_hostile_input__reverts_with_its_message_and_changes_nothing(ctx, row):
+    if row.setup is not None:
+        row.setup(ctx)
+    who = ctx.roles[row.caller] if row.caller else None
+    roots_before = storage_roots(ctx.chain, ctx.contracts)
+    balances_before = balances(ctx, row, who)
+    views_before = row.views(ctx) if row.views else ()
+    height = ctx.chain.blocks.height
+    nonce = who.nonce if who is not None else None
+
+    expected = TransactionError.DEFAULT_MESSAGE if row.message is NO_REASON else row.message
+    with ape.reverts(expected) as revert:
+        row.call(ctx, who)
+
+    if who is None:
+        assert ctx.chain.blocks.height == height, "a view row must not send a transaction"
+    else:
+        # a real transaction from the row's caller, mined and failed
+        assert revert.value.txn.sender == who.address
+        assert who.nonce == nonce + 1
+        assert ctx.chain.blocks.height == height + 1
+    changed = [name for name, root in storage_roots(ctx.chain, ctx.contracts).items() if roots_before[name] != root]
+    assert not changed, f"storage changed in {changed}"
+    assert balances(ctx, row, who) == balances_before
+    assert (row.views(ctx) if row.views else ()) == views_before
+
+
+def test_rows__ids_are_unique():
+    ids = [row.id for row in ROWS]
+    assert len(ids) == len(set(ids)), sorted({i for i in ids if ids.count(i) > 1})
+
+
+def test_rows__every_contract_message_is_covered_or_allow_listed():
+    in_sources = contract_messages()
+    covered = {row.message for row in ROWS}
+    missing = sorted(set(in_sources) - covered - set(UNREACHABLE))
+    assert not missing, f"messages no row reaches (add a row, or allow-list with a reason): {missing}"
+
+
+def test_rows__allow_list_is_exact():
+    in_sources = contract_messages()
+    covered = {row.message for row in ROWS}
+    assert not (set(UNREACHABLE) & covered), f"allow-listed but reached by a row: {set(UNREACHABLE) & covered}"
+    assert set(UNREACHABLE) <= set(in_sources), f"allow-listed but not in contracts/: {set(UNREACHABLE) - set(in_sources)}"
+
+
+def test_rows__every_external_function_has_a_row(project):
+    """Every state-changing external function (and constructor) of every protocol contract."""
+    missing = []
+    for name in ("OracleRouter", "Clearinghouse", "Configurator", "MarginLens", "LiquidityPool"):
+        abi = getattr(project, name).contract_type.abi
+        mutating = {f.name for f in abi if f.type == "function" and f.stateMutability not in ("view", "pure")}
+        if any(f.type == "constructor" and f.inputs for f in abi):
+            mutating.add("__init__")
+        have = {row.function for row in ROWS if row.contract == name}
+        missing += [f"{name}.{function}" for function in sorted(mutating - have)]
+    assert not missing, f"external functions without a hostile-input row: {missing}"
+
+
+def test_doc__matches_the_table():
+    rendered = render(ROWS, UNREACHABLE)
+    assert DOC_PATH.exists() and DOC_PATH.read_text() == rendered, (
+        f"{DOC_PATH.relative_to(ROOT)} is out of date: run `.venv/bin/python -m tests.unit.hostile_inputs_table > docs/hostile-inputs.md`"
+    )
