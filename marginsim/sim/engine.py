@@ -22,12 +22,13 @@ from dataclasses import replace
 from typing import Any, Callable
 
 import numpy as np
+from ape.exceptions import ContractLogicError
 from eth_utils import keccak
 
 from marginsim import feeds, risk
 from marginsim.protocol import DEFAULT_CONFIG, Protocol, ProtocolConfig, account_id, deploy_protocol
-from marginsim.sim.agents import AccountMirror, Keeper, TraderState
-from marginsim.sim.fastchain import fast
+from marginsim.sim.agents import Keeper, TraderState
+from marginsim.sim.fastchain import FastRevert, fast
 from marginsim.sim.results import BadDebtRecord, KeeperStats, LiquidationRecord, OracleRound, SeriesPoint, SimulationResult
 from marginsim.sim.scenario import Scenario, gas_price_gwei, price_path
 from marginsim.story import advance_time
@@ -273,18 +274,19 @@ def _keepers_act(
     ch, lens = protocol.clearinghouse, protocol.lens
     buffer, full_health, dust, settlement_to_wad, _tip_rate = static
     plans: list[tuple[Keeper, list[tuple[Any, int, float]]]] = []
-    insurance = int(ch.insurance_balance())
+    insurance: int | None = None
     for keeper in keepers:
-        keeper.model.tip_rate, keeper.model.insurance = static[4], insurance
         stats = result.keepers[keeper.spec.name]
         found = keeper.candidates(views, collateral, timestamp, sim_block)
         if not found:
             continue
-        confirmed = dict(zip([c.account for c in found], lens.healths([c.account for c in found])))
-        plan = []
+        if insurance is None:
+            insurance = int(ch.insurance_balance())
+        keeper.model.tip_rate, keeper.model.insurance = static[4], insurance
+        # price each candidate off-chain first, as a keeper does to save its node calls; then
+        # confirm the ones worth a transaction with one batched view
+        profitable = []
         for candidate in found:
-            if confirmed[candidate.account] >= WAD:
-                continue
             view = views[candidate.market]
             size, full = keeper.liquidation_size(candidate, view, buffer, full_health, dust)
             reward = keeper.model.expected_reward_usd(view, size, candidate.equity, candidate.maintenance, settlement_to_wad)
@@ -292,25 +294,44 @@ def _keepers_act(
             if reward < cost + keeper.spec.min_profit_usd:
                 stats.skipped_unprofitable += 1
                 continue
+            profitable.append((candidate, size))
+        if not profitable:
+            continue
+        confirmed = lens.healths([c.account for c, _ in profitable])
+        plan = []
+        for (candidate, size), onchain_health in zip(profitable, confirmed):
+            if onchain_health >= WAD:
+                continue
+            view = views[candidate.market]
             least = risk.mul_up(risk.least_close(view, abs(keeper.accounts[candidate.account].positions[candidate.market][0]), candidate.equity, candidate.maintenance, buffer, settlement_to_wad), view.price)
             plan.append((candidate, least, size))
         if plan:
             plans.append((keeper, plan))
 
     order = rng.permutation(len(plans))
+    landed: set[int] = set()
     for index in order:
         keeper, plan = plans[int(index)]
         stats = result.keepers[keeper.spec.name]
         if keeper.spec.censored_at(t):
             continue  # its transactions do not land in this window
         for candidate, least, _size in plan:
-            if int(ch.health(candidate.account)) >= WAD:
+            # the keepers confirmed against the same state: only an account another keeper has
+            # already liquidated in this block can have changed since
+            if candidate.account in landed and int(ch.health(candidate.account)) >= WAD:
                 # another keeper's liquidation landed first in this block: on a real chain this
                 # call would be mined and revert "liquidation: account healthy", costing its gas
                 stats.lost_races += 1
                 stats.gas_spent_usd += keeper.model.gas_cost_usd(REVERTED_CALL_GAS, gas_price, eth_price)
                 continue
-            tx = ch.liquidate(candidate.account, candidate.market, MAX_UINT, sender=keeper.signer)
+            try:
+                tx = ch.liquidate(candidate.account, candidate.market, MAX_UINT, sender=keeper.signer)
+            except (FastRevert, ContractLogicError):
+                # e.g. the other keeper's close left no position in this market: a reverted call
+                stats.lost_races += 1
+                stats.gas_spent_usd += keeper.model.gas_cost_usd(REVERTED_CALL_GAS, gas_price, eth_price)
+                continue
+            landed.add(candidate.account)
             gas_cost = keeper.model.gas_cost_usd(int(tx.gas_used), gas_price, eth_price)
             event = next(e for e in tx.events if e.event_name == "Liquidation")
             reward = int(event.keeper_reward) * settlement_to_wad / WAD
