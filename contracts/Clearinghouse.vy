@@ -411,7 +411,12 @@ def liquidate(account: uint256, market: uint256, max_size: uint256) -> uint256:
             assert health_after >= health_before, "liquidation: health worsened"
 
     if keeper_reward > 0:
-        self._push_settlement(msg.sender, keeper_reward)
+        if self.settlement_held >= keeper_reward:
+            self._push_settlement(msg.sender, keeper_reward)
+        else:
+            # too few tokens on hand (the reward is backed by the account's collateral): credit
+            # the caller's account 0 rather than block the liquidation
+            self._add_settlement(self._account_id(msg.sender, 0), convert(keeper_reward, int256))
     log IClearinghouse.Liquidation(
         account=account,
         market=market,
@@ -1179,7 +1184,13 @@ def _apply_fill(pos: IClearinghouse.Position, st: IClearinghouse.MarketState, de
 
 @view
 def _to_tokens_floor(amount_wad: int256) -> int256:
-    return risk._div_floor(amount_wad, convert(SETTLEMENT_TO_WAD, int256))
+    """
+    @dev Realised PnL in token units, rounded down. A profit is paid at most out of the pool's
+         balance: the pool is every trade's counterparty, and beyond its balance the profit
+         would come out of other users' deposits and the insurance fund (Mango, 2022). The
+         rest is forfeited, as auto-deleveraging does; the open-interest caps keep it rare.
+    """
+    return min(risk._div_floor(amount_wad, convert(SETTLEMENT_TO_WAD, int256)), max(self._pool_balance(), 0))
 
 
 

@@ -53,6 +53,10 @@ event ParametersSet:
     max_vol_rise_per_hour: uint256
 
 
+event ConfirmationDelaySet:
+    seconds: uint256
+
+
 struct Feed:
     aggregator: IAggregatorV3  # the Chainlink feed (or proxy)
     heartbeat: uint256  # seconds after updatedAt at which an answer is stale
@@ -71,6 +75,7 @@ struct VolState:
     last_round: uint80  # newest round id sync has looked at
     halted: bool  # circuit breaker tripped and not yet cleared
     pending_price: uint256  # the halted round's price, WAD
+    pending_since: uint256  # updatedAt of the first round at the pending level
 
 
 MAX_HEARTBEAT: constant(uint256) = 7 * 86_400  # a week; longer means no staleness check at all
@@ -81,6 +86,8 @@ MIN_DT: constant(uint256) = 60  # seconds; rounds closer together are treated as
 MIN_LAMBDA: constant(uint256) = 5 * 10 ** 17  # 0.5
 MAX_LAMBDA: constant(uint256) = 999 * 10 ** 15  # 0.999
 MAX_RISE_PER_HOUR: constant(uint256) = 10 ** 18  # +100 vol points an hour at most
+MAX_CONFIRMATION_DELAY: constant(uint256) = 86_400  # a day
+DEFAULT_CONFIRMATION_DELAY: constant(uint256) = 3_600  # Compound's 2020 DAI spike lasted about an hour
 MAX_PRICE: constant(uint256) = 2 ** 128 - 1  # prices are packed into 128 bits
 MASK_64: constant(uint256) = 2 ** 64 - 1
 MASK_128: constant(uint256) = 2 ** 128 - 1
@@ -91,10 +98,12 @@ _bounds: HashMap[address, uint256]  # asset => min_price | max_price << 128 (WAD
 _guard: HashMap[address, uint256]  # asset => last_price | max_deviation << 128 | halted << 192
 _sigma_state: HashMap[address, uint256]  # asset => variance | mm_anchor << 128 (WAD)
 _clock: HashMap[address, uint256]  # asset => mm_anchor_time | last_time << 64 | last_round << 128
-_pending: HashMap[address, uint256]  # asset => price of the round that tripped the breaker
+_pending: HashMap[address, uint256]  # asset => pending_price | pending_since << 128
 assets: public(DynArray[address, 32])  # every configured asset, for bots
 ewma_lambda: public(uint256)  # weight of the old variance per accepted round, WAD
 max_vol_rise_per_hour: public(uint256)  # how fast maintenance sigma may rise, WAD per hour
+# how long a new level beyond the breaker must hold (by the feed's updatedAt) before it is accepted
+confirmation_delay: public(uint256)
 
 
 @deploy
@@ -102,6 +111,21 @@ def __init__(ewma_lambda: uint256, max_vol_rise_per_hour: uint256):
     ownable.__init__()
     ownable_2step.__init__()
     self._set_parameters(ewma_lambda, max_vol_rise_per_hour)
+    self.confirmation_delay = DEFAULT_CONFIRMATION_DELAY
+
+
+@external
+def set_confirmation_delay(seconds: uint256):
+    """
+    @notice How long rounds at a new level beyond the circuit breaker must keep coming, by
+            their updatedAt, before that level is accepted. A return near the accepted price
+            lifts the halt at once.
+    @param seconds At most a day (0: the second round at the new level confirms it).
+    """
+    ownable._check_owner()
+    assert seconds <= MAX_CONFIRMATION_DELAY, "oracle: bad confirmation delay"
+    self.confirmation_delay = seconds
+    log ConfirmationDelaySet(seconds=seconds)
 
 
 @external
@@ -173,6 +197,7 @@ def set_feed(
         last_round=round_id,
         halted=False,
         pending_price=0,
+        pending_since=0,
     ))
     log IOracleRouter.FeedSet(
         asset=asset,
@@ -348,7 +373,8 @@ def _load_vol(asset: address) -> VolState:
         last_time=(clock >> 64) & MASK_64,
         last_round=convert(clock >> 128, uint80),
         halted=(guard >> 192) & 1 == 1,
-        pending_price=self._pending[asset],
+        pending_price=self._pending[asset] & MASK_128,
+        pending_since=self._pending[asset] >> 128,
     )
 
 
@@ -359,7 +385,7 @@ def _store_vol(asset: address, max_deviation: uint256, st: VolState):
     self._guard[asset] = st.last_price | (max_deviation << 128) | (halted << 192)
     self._sigma_state[asset] = st.variance | (st.mm_anchor << 128)
     self._clock[asset] = st.mm_anchor_time | (st.last_time << 64) | (convert(st.last_round, uint256) << 128)
-    self._pending[asset] = st.pending_price
+    self._pending[asset] = st.pending_price | (st.pending_since << 128)
 
 
 @view
@@ -427,20 +453,25 @@ def _process_round(asset: address, feed: Feed, st: VolState, round_id: uint80, a
         return s
 
     if s.halted:
+        # back near the accepted price: the spike is gone. Near the pending level: confirmed
+        # only once rounds there have kept coming for `confirmation_delay` (Compound's 2020 DAI
+        # spike was printed for an hour). Anywhere else: a new pending level, its clock restarts.
         near_pending: bool = not self._deviates(s.pending_price, p, feed.max_deviation)
-        near_accepted: bool = not self._deviates(s.last_price, p, feed.max_deviation)
-        if near_pending or near_accepted:
+        if not self._deviates(s.last_price, p, feed.max_deviation) or (near_pending and updated_at >= s.pending_since + self.confirmation_delay):
             s = self._accept(s, p, updated_at)
             s.halted = False
             s.pending_price = 0
+            s.pending_since = 0
             log IOracleRouter.CircuitBreakerCleared(asset=asset, price=p, by_owner=False)
-        else:
+        elif not near_pending:
             s.pending_price = p
+            s.pending_since = updated_at
         return s
 
     if self._deviates(s.last_price, p, feed.max_deviation):
         s.halted = True
         s.pending_price = p
+        s.pending_since = updated_at
         log IOracleRouter.CircuitBreakerTripped(
             asset=asset, round_id=convert(round_id, uint256), last_price=s.last_price, new_price=p
         )

@@ -16,7 +16,8 @@ top it cannot withdraw any of its $2M of paper profit ("clearinghouse: insuffici
 and no trade can add to either side past the cap ("clearinghouse: open interest cap"). If the
 attacker just lets the price come back, the protocol is solvent and its tokens equal its
 books. If it closes the long at the top, its realised profit stays within the cap's bound,
-cap * (top - entry) * (1 + cap / 2 skew_scale); the last test asserts the protocol is still
+cap * (top - entry) * (1 + cap / 2 skew_scale), and is paid at most out of the pool's balance
+(the rest is forfeited, as auto-deleveraging does); the last test asserts the protocol is still
 solvent then (an honest depositor gets their money back).
 """
 
@@ -179,10 +180,14 @@ def test_mango__profit_taken_at_the_top_is_bounded_by_the_cap(opened, chain, dep
     # on the way out (entry cost already included the premium paid on the way in)
     bound_wad = CAP_UNITS * top * (2 * SKEW_SCALE_UNITS + CAP_UNITS) // (2 * SKEW_SCALE_UNITS) - cost
     assert 0 < realised * SETTLEMENT_TO_WAD <= bound_wad
-    assert realised > 2_000_000 * USDC  # a real attack: the bound is what limits it
-    # what the pool paid the long is exactly that profit less the closing fee
+    # the paper profit is over $2M (a real attack), more than the pool holds: the pool, the
+    # counterparty, pays what it has and the rest is forfeited, so no other user's deposit and
+    # not the insurance fund pays a trader's profit
+    assert CAP_UNITS * top - cost > 2_000_000 * WAD
+    assert 0 < pool_before < 2_000_000 * USDC
+    assert realised == pool_before
     assert fee > 0
-    assert int(ch.pool_balance()) == pool_before - realised + fee
+    assert int(ch.pool_balance()) == pool_before - realised + fee == fee
 
 
 def test_mango__profit_taken_at_the_top__honest_depositor_is_still_whole(opened, chain, deployer, keeper, attacker, other_trader):

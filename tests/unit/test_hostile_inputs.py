@@ -383,6 +383,14 @@ def liquidatable_without_tokens(x: Ctx):
     e.publish("WETH", 1_880 * 10**8, x.owner)
 
 
+def liquidated_without_tokens(x: Ctx):
+    """The keeper liquidates that account: with no tokens on hand its reward is credited to its
+    own account 0 instead of blocking the liquidation."""
+    e = x.empty
+    e.clearinghouse.liquidate(x.account("victim"), ETH, MAX_UINT, sender=x.keeper)
+    assert int(e.clearinghouse.settlement(account_id(x.keeper))) > 0
+
+
 def lp_cooldown(x: Ctx):
     """The attacker deposits 100 USDC into the pool: the minted shares are locked 15 minutes."""
     x.pool.deposit(100 * USDC, x.attacker, sender=x.attacker)
@@ -570,6 +578,8 @@ def oracle_rows() -> list[Row]:
         R("set_parameters", "ewma_lambda 0.999 + 1 wei", "owner", lambda x, who: x.oracle.set_parameters(999 * 10**15 + 1, 10**17, sender=who), "oracle: bad lambda"),
         R("set_parameters", "max_vol_rise_per_hour 0", "owner", lambda x, who: x.oracle.set_parameters(94 * 10**16, 0, sender=who), "oracle: bad vol speed"),
         R("set_parameters", "max_vol_rise_per_hour 1 + 1 wei", "owner", lambda x, who: x.oracle.set_parameters(94 * 10**16, WAD + 1, sender=who), "oracle: bad vol speed"),
+        R("set_confirmation_delay", "not the owner", "attacker", lambda x, who: x.oracle.set_confirmation_delay(600, sender=who), NOT_OWNER),
+        R("set_confirmation_delay", "a day + 1 s", "owner", lambda x, who: x.oracle.set_confirmation_delay(86_401, sender=who), "oracle: bad confirmation delay"),
         R("set_feed", "not the owner", "attacker", set_feed(), NOT_OWNER),
         R("set_feed", "asset zero address", "owner", set_feed(asset=lambda x: ZERO), "oracle: zero asset"),
         R("set_feed", "aggregator zero address", "owner", set_feed(aggregator=lambda x: ZERO), "oracle: zero aggregator"),
@@ -699,9 +709,10 @@ def clearinghouse_rows() -> list[Row]:
           setup=then(liquidatable, publish("WETH", 2_300)), views=victim),
         R("liquidate", "max_size 1 wei (the realised PnL's token rounding outweighs the maintenance freed)", "keeper",
           lambda x, who: x.ch.liquidate(x.account("victim"), ETH, 1, sender=who), "liquidation: health worsened", setup=liquidatable, views=victim),
-        R("liquidate", "keeper reward due, clearinghouse holds no settlement token (empty protocol)", "keeper",
-          lambda x, who: x.empty.clearinghouse.liquidate(x.account("victim"), ETH, MAX_UINT, sender=who), "clearinghouse: insufficient liquidity",
-          setup=liquidatable_without_tokens, views=lambda x: (x.read(x.empty.clearinghouse.settlement, x.account("victim")),)),
+        R("withdraw", "a keeper reward credited while the clearinghouse held no settlement token (empty protocol)", "keeper",
+          lambda x, who: x.empty.clearinghouse.withdraw(x.empty.settlement, x.read(x.empty.clearinghouse.settlement, account_id(who)), 0, sender=who),
+          "clearinghouse: insufficient liquidity", setup=then(liquidatable_without_tokens, liquidated_without_tokens),
+          views=lambda x: (x.read(x.empty.clearinghouse.settlement, account_id(x.keeper)),)),
         R("liquidate", "liquidatable account, oracle stale", "keeper",
           lambda x, who: x.ch.liquidate(x.account("victim"), ETH, MAX_UINT, sender=who), "oracle: stale answer", setup=then(liquidatable, stale),
           views=victim),

@@ -262,3 +262,34 @@ def test_trade__owner_closes_underwater_account__bad_debt_booked(ch, make_accoun
     assert bad.shortfall > 0
     assert ch.settlement(account) == 0
     assert ch.total_bad_debt() == bad.shortfall
+
+
+def test_liquidate__no_settlement_tokens_on_hand__reward_credited_not_blocked(project, deployer, trader, keeper, lp):
+    """An empty protocol (no pool, no insurance) holds no settlement token: a keeper reward
+    backed by the account's collateral is credited to the keeper's account 0 instead of
+    reverting, and is withdrawable once tokens arrive."""
+    from marginsim.protocol import deploy_protocol
+
+    p = deploy_protocol(project, deployer)
+    ch, usdc, wbtc = p.clearinghouse, p.settlement, p.tokens["WBTC"]
+    wbtc.mint(trader, 10**7, sender=trader)
+    wbtc.approve(ch, 10**7, sender=trader)
+    ch.deposit(wbtc, 10**7, 0, sender=trader)  # 0.1 WBTC, $3,000
+    ch.trade(p.markets["ETH-PERP"], 15 * WAD, 0, 0, sender=trader)
+    p.publish("WETH", 1_880 * 10**8, deployer)
+    victim = account_id(trader)
+    assert ch.health(victim) < WAD and usdc.balanceOf(ch) == 0
+
+    tx = ch.liquidate(victim, p.markets["ETH-PERP"], 2**256 - 1, sender=keeper)
+    reward = int(liquidation_event(tx).keeper_reward)
+    assert reward > 0
+    assert usdc.balanceOf(keeper) == 0
+    assert ch.settlement(account_id(keeper)) == reward
+    with ape.reverts("clearinghouse: insufficient liquidity"):
+        ch.withdraw(usdc, reward, 0, sender=keeper)
+
+    usdc.mint(lp, 1_000 * USDC, sender=lp)
+    usdc.approve(p.pool, 1_000 * USDC, sender=lp)
+    p.pool.deposit(1_000 * USDC, lp, sender=lp)
+    ch.withdraw(usdc, reward, 0, sender=keeper)
+    assert usdc.balanceOf(keeper) == reward

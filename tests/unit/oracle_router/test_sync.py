@@ -27,18 +27,59 @@ def publish(feed, deployer, chain, price, after=600):
     feed.update_answer(int(price * 10**8), sender=deployer)
 
 
-def test_sync__breaker_trips_then_confirming_round_clears(configured, feed, deployer, asset, chain, keeper):
+def test_sync__breaker_trips_then_a_level_held_for_the_delay_clears(configured, feed, deployer, asset, chain, keeper):
+    assert configured.confirmation_delay() == HOUR
     publish(feed, deployer, chain, 2_600)  # +30%
     tx = configured.sync(asset, sender=keeper)
     assert [e.new_price for e in tx.events if e.event_name == "CircuitBreakerTripped"] == [2_600 * WAD]
-    assert configured.vol(asset).halted
+    tripped_at = feed.latestRoundData()[3]
+    assert configured.vol(asset).halted and configured.vol(asset).pending_since == tripped_at
     with ape.reverts("oracle: circuit breaker"):
         configured.price(asset)
 
-    publish(feed, deployer, chain, 2_650)  # within 20% of the halted round: move confirmed
+    # printed again 10 minutes later: not yet a confirmation (Compound's DAI spike held an hour)
+    publish(feed, deployer, chain, 2_650)
     configured.sync(asset, sender=keeper)
+    st = configured.vol(asset)
+    assert st.halted and st.pending_price == 2_600 * WAD and st.pending_since == tripped_at
+
+    # still at that level an hour after it first printed: the move is confirmed
+    publish(feed, deployer, chain, 2_640, after=HOUR - 600)
+    tx = configured.sync(asset, sender=keeper)
+    assert [e.price for e in tx.events if e.event_name == "CircuitBreakerCleared"] == [2_640 * WAD]
     assert not configured.vol(asset).halted
+    assert configured.price(asset) == 2_640 * WAD
+
+
+def test_sync__a_third_level_restarts_the_confirmation_clock(configured, feed, deployer, asset, chain, keeper):
+    publish(feed, deployer, chain, 2_600)
+    configured.sync(asset, sender=keeper)
+    publish(feed, deployer, chain, 3_400, after=1_800)  # beyond both the accepted and the pending level
+    configured.sync(asset, sender=keeper)
+    st = configured.vol(asset)
+    assert st.halted and st.pending_price == 3_400 * WAD and st.pending_since == feed.latestRoundData()[3]
+    publish(feed, deployer, chain, 3_410, after=1_800)  # an hour after 2,600, half an hour after 3,400
+    configured.sync(asset, sender=keeper)
+    assert configured.vol(asset).halted
+
+
+def test_sync__zero_delay__the_second_round_confirms(configured, feed, deployer, asset, chain, keeper):
+    tx = configured.set_confirmation_delay(0, sender=deployer)
+    assert [e.seconds for e in tx.events if e.event_name == "ConfirmationDelaySet"] == [0]
+    publish(feed, deployer, chain, 2_600)
+    configured.sync(asset, sender=keeper)
+    publish(feed, deployer, chain, 2_650)
+    configured.sync(asset, sender=keeper)
     assert configured.price(asset) == 2_650 * WAD
+
+
+def test_set_confirmation_delay__bounds_and_owner(configured, deployer, keeper):
+    with ape.reverts("oracle: bad confirmation delay"):
+        configured.set_confirmation_delay(86_401, sender=deployer)
+    with ape.reverts("ownable: caller is not the owner"):
+        configured.set_confirmation_delay(60, sender=keeper)
+    configured.set_confirmation_delay(86_400, sender=deployer)
+    assert configured.confirmation_delay() == 86_400
 
 
 def test_sync__spike_reverts__accepted_price_kept(configured, feed, deployer, asset, chain, keeper):
