@@ -310,6 +310,7 @@ def _keepers_act(
 
     order = rng.permutation(len(plans))
     landed: set[int] = set()
+    sold: set[int] = set()
     for index in order:
         keeper, plan = plans[int(index)]
         stats = result.keepers[keeper.spec.name]
@@ -362,6 +363,36 @@ def _keepers_act(
             # positions gone, debt left against collateral: buy the collateral at its discount
             for receipt in protocol.sell_collateral(candidate.account, keeper.signer):
                 stats.gas_spent_usd += keeper.model.gas_cost_usd(int(receipt.gas_used), gas_price, eth_price)
+            sold.add(candidate.account)
+
+    # accounts with no positions whose collateral has fallen below their debt (closed earlier
+    # with positive equity): the mirror finds them, the first keeper on duty buys the collateral
+    on_duty = [k for k in keepers if not k.spec.censored_at(t)]
+    if on_duty:
+        keeper = on_duty[0]
+        _sell_debt_collateral(keeper, protocol, views, collateral, timestamp, sold, result.keepers[keeper.spec.name], gas_price, eth_price)
+
+
+def _sell_debt_collateral(
+    keeper: Keeper,
+    protocol: Protocol,
+    views: dict[int, risk.MarketView],
+    collateral: dict[int, tuple[int, int, int]],
+    timestamp: int,
+    sold: set[int],
+    stats: KeeperStats,
+    gas_price: float,
+    eth_price: float,
+) -> None:
+    for account, mirror in list(keeper.accounts.items()):
+        if account in sold or mirror.positions or mirror.settlement >= 0 or not any(mirror.collateral.values()):
+            continue
+        equity, _, _ = risk.margin(keeper.snapshot(account, views, collateral, timestamp))
+        if equity >= 0:
+            continue
+        for receipt in protocol.sell_collateral(account, keeper.signer):
+            stats.gas_spent_usd += keeper.model.gas_cost_usd(int(receipt.gas_used), gas_price, eth_price)
+        sold.add(account)
 
 
 def _fast_protocol(protocol: Protocol, chain: Any) -> Protocol:
