@@ -1184,13 +1184,7 @@ def _apply_fill(pos: IClearinghouse.Position, st: IClearinghouse.MarketState, de
 
 @view
 def _to_tokens_floor(amount_wad: int256) -> int256:
-    """
-    @dev Realised PnL in token units, rounded down. A profit is paid at most out of the pool's
-         balance: the pool is every trade's counterparty, and beyond its balance the profit
-         would come out of other users' deposits and the insurance fund (Mango, 2022). The
-         rest is forfeited, as auto-deleveraging does; the open-interest caps keep it rare.
-    """
-    return min(risk._div_floor(amount_wad, convert(SETTLEMENT_TO_WAD, int256)), max(self._pool_balance(), 0))
+    return risk._div_floor(amount_wad, convert(SETTLEMENT_TO_WAD, int256))
 
 
 

