@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 export PATH := $(abspath $(BIN)):$(PATH)
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo story test gas simulate sweep keeper oracle bench-sim deploy anvil compile clean
+.PHONY: install demo story test fuzz-long gas simulate sweep keeper oracle bench-sim deploy anvil compile clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -31,6 +31,10 @@ story: $(STAMP)
 ## Every test, on the embedded local chain.
 test: $(STAMP)
 	$(BIN)/ape test tests -q
+
+## The invariant state machine's long profile: 100,000 steps (MARGINSIM_FUZZ_STEPS=N to change).
+fuzz-long: $(STAMP)
+	MARGINSIM_FUZZ=long $(BIN)/ape test tests/invariants -q -s
 
 ## Gas benchmark (not a test): prints a table and writes gas-snapshot.json.
 gas: $(STAMP)
