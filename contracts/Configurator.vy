@@ -239,4 +239,8 @@ def _check_market(params: IClearinghouse.MarketParams, buffer: uint256, full_liq
     assert params.skew_scale > 0 and params.skew_scale < 2 ** 88, "configurator: bad skew scale"
     assert params.oi_cap <= params.skew_scale, "configurator: cap above skew scale"
     assert self._premium_bounded(params, full_liquidation_health), "configurator: cap above premium bound"
+    # a reduction is never refused, so what it costs (the fee, and at worst the premium at the
+    # open-interest cap) must stay below the maintenance it frees: otherwise an owner's own
+    # reduction could take an account from initial margin to liquidatable (found by the fuzzer)
+    assert params.fee + risk._ceil_div(params.oi_cap * c.WAD, params.skew_scale) < params.base_mmr, "configurator: fee above maintenance"
     assert params.max_funding_rate <= MAX_FUNDING_RATE, "configurator: bad funding rate"

@@ -857,6 +857,8 @@ MARKET_BOUNDS = (
     ("skew_scale 2**88", {"skew_scale": 2**88}, "configurator: bad skew scale"),
     ("oi_cap skew_scale + 1 wei", {"oi_cap": 10**6 * WAD + 1}, "configurator: cap above skew scale"),
     ("oi_cap 1 wei above the premium bound (7,500)", {"oi_cap": 7_500 * WAD + 1}, "configurator: cap above premium bound"),
+    ("fee 1% + premium at the cap 0.3% >= base_mmr 1.2% (a reduction could cost more than it frees)",
+     {"base_mmr": 12 * 10**15, "penalty": 10**16, "oi_cap": 3_000 * WAD, "fee": 10**16}, "configurator: fee above maintenance"),
     ("max_funding_rate 10%/day + 1 wei", {"max_funding_rate": 10**17 + 1}, "configurator: bad funding rate"),
     ("base_mmr 0.2% == the underwater tip rate", {"base_mmr": 2 * 10**15, "penalty": 2 * 10**15, "oi_cap": 500 * WAD}, "configurator: tip above maintenance"),
 )

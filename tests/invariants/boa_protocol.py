@@ -1,0 +1,504 @@
+"""Deploy the whole marginsim protocol in-process with titanoboa, for the invariant fuzzer.
+
+The same contracts as the ape deployment (contracts/ and contracts/testing/), compiled once per
+session by titanoboa and deployed in the order of `marginsim.protocol.deploy_protocol`, into a
+`boa.Env` of their own: the fuzzer snapshots and rewinds that environment itself, so neither
+titanoboa's pytest plugin (which anchors the global `boa.env` around every test) nor ape's
+chain isolation can touch it. The handles are the same typed `Protocol` the ape side uses.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from functools import cache, lru_cache
+from pathlib import Path
+from typing import Any
+
+import boa
+from eth_utils import keccak
+
+from marginsim import risk
+from marginsim.protocol import (
+    DEFAULT_CONFIG,
+    WAD,
+    Protocol,
+    ProtocolConfig,
+    account_id,
+    wad,
+)
+
+CONTRACTS = Path(__file__).resolve().parents[2] / "contracts"
+SOURCES = {
+    "MockERC20": CONTRACTS / "testing" / "MockERC20.vy",
+    "MockAggregator": CONTRACTS / "testing" / "MockAggregator.vy",
+    "OracleRouter": CONTRACTS / "OracleRouter.vy",
+    "Clearinghouse": CONTRACTS / "Clearinghouse.vy",
+    "Configurator": CONTRACTS / "Configurator.vy",
+    "MarginLens": CONTRACTS / "MarginLens.vy",
+    "LiquidityPool": CONTRACTS / "LiquidityPool.vy",
+}
+
+
+@cache
+def compiled(name: str) -> Any:
+    """The titanoboa deployer of contract `name`, compiled once per session (a few seconds each)."""
+    return boa.load_partial(str(SOURCES[name]))
+
+
+def deploy_protocol(env: boa.Env, deployer: Any, config: ProtocolConfig = DEFAULT_CONFIG) -> Protocol:
+    """Deploy mocks, oracle, clearinghouse, configurator, lens and pool into `env` and list every
+    collateral and market of `config`, exactly as `marginsim.protocol.deploy_protocol` does."""
+    with boa.swap_env(env), env.prank(deployer):
+        settlement = compiled("MockERC20").deploy(
+            f"Mock {config.settlement_symbol}", config.settlement_symbol, config.settlement_decimals
+        )
+        oracle = compiled("OracleRouter").deploy(wad(config.ewma_lambda), wad(config.max_vol_rise_per_hour))
+        clearinghouse = compiled("Clearinghouse").deploy(oracle, settlement, config.settlement_decimals)
+        configurator = compiled("Configurator").deploy(clearinghouse)
+        clearinghouse.set_configurator(configurator)
+        configurator.set_liquidation_parameters(
+            wad(config.liquidation_buffer), wad(config.full_liquidation_health), wad(config.dust_notional_usd)
+        )
+        configurator.set_underwater_tip(wad(config.underwater_tip_rate))
+        lens = compiled("MarginLens").deploy(clearinghouse)
+        pool = compiled("LiquidityPool").deploy(clearinghouse, "marginsim LP", "msLP")
+        clearinghouse.set_pool(pool)
+
+        protocol = Protocol(oracle, clearinghouse, configurator, lens, pool, settlement, config=config)
+        for token_config in config.collaterals:
+            feed_config = token_config.feed
+            token = compiled("MockERC20").deploy(
+                f"Mock {token_config.symbol}", token_config.symbol, token_config.decimals
+            )
+            feed = compiled("MockAggregator").deploy(
+                feed_config.decimals,
+                f"{token_config.symbol} / USD",
+                int(wad(feed_config.price_usd) // 10 ** (18 - feed_config.decimals)),
+            )
+            oracle.set_feed(
+                token,
+                feed,
+                feed_config.heartbeat,
+                wad(feed_config.min_price_usd),
+                wad(feed_config.max_price_usd),
+                wad(feed_config.max_deviation),
+                wad(feed_config.initial_sigma),
+            )
+            configurator.list_collateral(
+                token,
+                wad(token_config.weight),
+                token_config.cap * 10**token_config.decimals,
+                wad(token_config.liquidation_discount),
+            )
+            protocol.tokens[token_config.symbol] = token
+            protocol.feeds[token_config.symbol] = feed
+
+        for market_config in config.markets:
+            asset = protocol.tokens[market_config.underlying]
+            configurator.list_market(market_config.params(asset.address))
+            protocol.markets[market_config.name] = clearinghouse.market_count()
+    return protocol
+
+
+# ------------------------------------------------------------------ a seeded world
+
+USD = 10**6  # settlement token units per dollar (6 decimals)
+HUGE = 10**15  # whole tokens minted to every actor wallet: never the limit in a run
+MAX_UINT = 2**256 - 1
+
+
+@dataclass
+class Roles:
+    """Role-named addresses (tests/STYLE.md): one owner for every contract at the start."""
+
+    owner: Any
+    guardian: Any
+    traders: list[Any]
+    second_addresses: list[Any]  # trader i's other address, used to liquidate its own accounts
+    keeper: Any
+    collateral_buyer: Any
+    lps: list[Any]
+    donor: Any
+    attacker: Any  # a stranger who calls what is not theirs to call
+
+
+@dataclass
+class World:
+    env: boa.Env
+    protocol: Protocol
+    roles: Roles
+    accounts: list[tuple[Any, int]]  # (owner, subaccount) of every trader account the fuzzer drives
+    seeded_at: int  # block timestamp of the seeded state
+
+    def account_id(self, index: int) -> int:
+        owner, subaccount = self.accounts[index]
+        return account_id(owner, subaccount)
+
+
+def _seed_trade(
+    protocol: Protocol, trader: Any, subaccount: int, market: str, leverage: float, equity_usd: int
+) -> None:
+    price = protocol.oracle.price(protocol.market_asset(market))
+    size = int(abs(leverage) * equity_usd * WAD) * WAD // price
+    protocol.clearinghouse.trade(
+        protocol.markets[market], size if leverage > 0 else -size, 0, subaccount, sender=trader
+    )
+
+
+@lru_cache(maxsize=1)
+def seeded_world() -> World:
+    """Deploy once per session and seed: a $2M pool, a $20,000 insurance fund, every actor's
+    wallet funded and approved, and five trader accounts with collateral in each token (6, 8 and
+    18 decimals) and positions from 4x to 9x, and LINK, priced by the router but not yet listed.
+    The fuzzer rewinds to this state for every example."""
+    env = boa.Env()
+    roles = Roles(
+        owner=env.generate_address("owner"),
+        guardian=env.generate_address("guardian"),
+        traders=[env.generate_address(f"trader{i}") for i in range(3)],
+        second_addresses=[env.generate_address(f"second{i}") for i in range(3)],
+        keeper=env.generate_address("keeper"),
+        collateral_buyer=env.generate_address("collateral_buyer"),
+        lps=[env.generate_address(f"lp{i}") for i in range(2)],
+        donor=env.generate_address("donor"),
+        attacker=env.generate_address("attacker"),
+    )
+    protocol = deploy_protocol(env, roles.owner)
+    ch, pool = protocol.clearinghouse, protocol.pool
+    ch.set_guardian(roles.guardian, sender=roles.owner)
+    wallets = [*roles.traders, *roles.second_addresses, roles.keeper, roles.collateral_buyer, *roles.lps, roles.donor]
+    tokens = [protocol.settlement, *protocol.tokens.values()]
+    for who in wallets:
+        for token in tokens:
+            token.mint(who, HUGE * 10 ** token.decimals(), sender=who)
+            token.approve(ch, MAX_UINT, sender=who)
+        protocol.settlement.approve(pool, MAX_UINT, sender=who)
+
+    # LINK: a token with a feed on the router but not listed, for the fuzzer's list_collateral
+    # and list_market (deposits of it are refused until then)
+    with boa.swap_env(env), env.prank(roles.owner):
+        link = compiled("MockERC20").deploy("Mock LINK", "LINK", 18)
+        link_feed = compiled("MockAggregator").deploy(8, "LINK / USD", 15 * 10**8)
+    protocol.oracle.set_feed(link, link_feed, 3_600, wad(0.01), wad(10_000), wad(0.2), wad(0.9), sender=roles.owner)
+    for who in wallets:
+        link.mint(who, HUGE * 10**18, sender=who)
+        link.approve(ch, MAX_UINT, sender=who)
+    protocol.tokens["LINK"] = link
+    protocol.feeds["LINK"] = link_feed
+
+    pool.deposit(2_000_000 * USD, roles.lps[0], sender=roles.lps[0])
+    ch.fund_insurance(20_000 * USD, sender=roles.donor)
+
+    t0, t1, t2 = roles.traders
+    weth, wbtc, usdt, usdc = (
+        protocol.tokens["WETH"],
+        protocol.tokens["WBTC"],
+        protocol.tokens["USDT"],
+        protocol.settlement,
+    )
+    ch.deposit(usdc, 10_000 * USD, 0, sender=t0)
+    _seed_trade(protocol, t0, 0, "ETH-PERP", 8, 10_000)
+    ch.deposit(weth, 5 * 10**18, 1, sender=t0)
+    _seed_trade(protocol, t0, 1, "ETH-PERP", -4, 8_500)
+    ch.deposit(wbtc, 5 * 10**7, 0, sender=t1)
+    _seed_trade(protocol, t1, 0, "BTC-PERP", 7, 12_750)
+    ch.deposit(usdt, 20_000 * USD, 1, sender=t1)
+    _seed_trade(protocol, t1, 1, "ETH-PERP", 5, 19_000)
+    _seed_trade(protocol, t1, 1, "BTC-PERP", -3, 19_000)
+    ch.deposit(weth, 3 * 10**18, 0, sender=t2)
+    ch.deposit(usdc, 1_000 * USD, 0, sender=t2)
+    _seed_trade(protocol, t2, 0, "ETH-PERP", 9, 6_100)
+    # the LP's cooldown is over when fuzzing starts, so redemptions are possible at once
+    env.time_travel(seconds=901)
+    accounts = [(t, sub) for t in roles.traders for sub in (0, 1)]
+    return World(env=env, protocol=protocol, roles=roles, accounts=accounts, seeded_at=env.evm.patch.timestamp)
+
+
+# ------------------------------------------------------------------ reading the chain
+
+MASK_16 = 2**16 - 1
+MASK_64 = 2**64 - 1
+MASK_96 = 2**96 - 1
+MASK_128 = 2**128 - 1
+
+
+def int128(bits: int) -> int:
+    """A packed int128 field (two's complement in 128 bits), as `Clearinghouse._from_int128`."""
+    return bits - 2**128 if bits >= 2**127 else bits
+
+
+@dataclass(frozen=True)
+class Collateral:
+    token: str
+    unit: int
+    weight: int
+    cap: int
+    total: int
+    liquidation_discount: int
+    enabled: bool
+
+
+@dataclass
+class Ledger:
+    """Every number the Clearinghouse keeps, read straight from its storage (all keys ever
+    written, not just the accounts the fuzzer knows), zero entries dropped so that two ledgers
+    compare equal exactly when the contract's state is the same."""
+
+    settlement: dict[int, int]  # account -> signed settlement balance, token units
+    market_mask: dict[int, int]
+    collateral_mask: dict[int, int]
+    positions: dict[tuple[int, int], tuple[int, int]]  # (account, market) -> (size, cost)
+    balances: dict[tuple[int, int], int]  # (account, slot) -> token units
+    pool_balance: int
+    insurance: int
+    settlement_held: int
+    total_debt: int
+    total_bad_debt: int
+    markets: dict[int, risk.MarketParams]
+    states: dict[int, risk.MarketState]
+    flags: dict[int, int]  # market -> bit 0 reduce-only, bit 1 paused
+    collaterals: dict[int, Collateral]
+    buffer: int
+    full_liquidation_health: int
+    dust_notional: int
+    underwater_tip_rate: int
+    paused: bool
+    guardian: str
+
+    def copy(self) -> Ledger:
+        return replace(
+            self,
+            settlement=dict(self.settlement),
+            market_mask=dict(self.market_mask),
+            collateral_mask=dict(self.collateral_mask),
+            positions=dict(self.positions),
+            balances=dict(self.balances),
+            markets=dict(self.markets),
+            states=dict(self.states),
+            flags=dict(self.flags),
+            collaterals=dict(self.collaterals),
+        )
+
+    def normalise(self) -> Ledger:
+        """Drop zero entries, as storage does not tell a zero from a never-written key."""
+        self.settlement = {k: v for k, v in self.settlement.items() if v}
+        self.market_mask = {k: v for k, v in self.market_mask.items() if v}
+        self.collateral_mask = {k: v for k, v in self.collateral_mask.items() if v}
+        self.positions = {k: v for k, v in self.positions.items() if v != (0, 0)}
+        self.balances = {k: v for k, v in self.balances.items() if v}
+        return self
+
+    def diff(self, other: Ledger) -> list[str]:
+        """Human-readable differences, field by field and key by key."""
+        out = []
+        for name in self.__dataclass_fields__:
+            mine, theirs = getattr(self, name), getattr(other, name)
+            if mine == theirs:
+                continue
+            if isinstance(mine, dict):
+                for key in sorted(set(mine) | set(theirs), key=str):
+                    if mine.get(key) != theirs.get(key):
+                        out.append(f"{name}[{key}]: {mine.get(key)} != {theirs.get(key)}")
+            else:
+                out.append(f"{name}: {mine} != {theirs}")
+        return out
+
+
+def read_ledger(clearinghouse: Any) -> Ledger:
+    """Decode the Clearinghouse's packed storage (layout in contracts/Clearinghouse.vy)."""
+    storage = clearinghouse._storage
+    settlement, market_mask, collateral_mask = {}, {}, {}
+    for account, word in storage._accounts.get().items():
+        settlement[account] = int128(word & MASK_128)
+        market_mask[account] = (word >> 128) & MASK_16
+        collateral_mask[account] = word >> 144
+    positions = {}
+    for account, per_market in storage._positions.get().items():
+        for market, word in per_market.items():
+            positions[(account, market)] = (int128(word >> 128), int128(word & MASK_128))
+    balances = {}
+    for account, per_slot in storage.balances.get().items():
+        for slot, amount in per_slot.items():
+            balances[(account, slot)] = amount
+    # a hashmap dump also lists keys that were only read (e.g. an unknown market probed): keep
+    # the listed markets and collaterals, whose asset or token is set
+    zero = "0x0000000000000000000000000000000000000000"
+    markets = {
+        m: risk.MarketParams(**{k: (str(v) if k == "asset" else v) for k, v in dict(p).items()})
+        for m, p in storage.markets.get().items()
+        if str(dict(p)["asset"]) != zero
+    }
+    states, flags = {}, {}
+    for m, packed in storage._state.get().items():
+        if m not in markets:
+            continue
+        w = dict(packed)
+        oi, funding = w["open_interest"], w["funding"]
+        states[m] = risk.MarketState(
+            long_oi=oi & MASK_96,
+            short_oi=(oi >> 96) & MASK_96,
+            total_cost=int128(funding >> 128),
+            funding_index=int128(funding & MASK_128),
+            last_funding_time=oi >> 192,
+        )
+    for m, packed in storage._packed.get().items():
+        if m in markets:
+            flags[m] = dict(packed)["core"] >> 224
+    collaterals = {
+        slot: Collateral(**{k: (str(v) if k == "token" else v) for k, v in dict(col).items()})
+        for slot, col in storage.collaterals.get().items()
+        if str(dict(col)["token"]) != zero
+    }
+    funds = storage._funds.get()
+    liquidation = storage._liquidation_params.get()
+    return Ledger(
+        settlement=settlement,
+        market_mask=market_mask,
+        collateral_mask=collateral_mask,
+        positions=positions,
+        balances=balances,
+        pool_balance=int128(funds & MASK_128),
+        insurance=funds >> 128,
+        settlement_held=storage.settlement_held.get(),
+        total_debt=storage.total_debt.get(),
+        total_bad_debt=storage.total_bad_debt.get(),
+        markets=markets,
+        states=states,
+        flags=flags,
+        collaterals=collaterals,
+        buffer=liquidation & MASK_64,
+        full_liquidation_health=(liquidation >> 64) & MASK_64,
+        dust_notional=liquidation >> 128,
+        underwater_tip_rate=storage.underwater_tip_rate.get(),
+        paused=bool(storage.paused.get()),
+        guardian=str(storage.guardian.get()),
+    ).normalise()
+
+
+def revert_reason(output: bytes) -> str:
+    """The revert string of a failed call (Error(string) ABI), '<no reason>' for a bare revert
+    (e.g. Vyper's overflow checks), so an unexpected panic never matches a documented message."""
+    if output[:4] == bytes.fromhex("08c379a0"):
+        length = int.from_bytes(output[36:68], "big")
+        return output[68 : 68 + length].decode()
+    return "<no reason>"
+
+
+def transact(function: Any, *args: Any, sender: Any = None) -> tuple[Any, str | None]:
+    """Call a contract function: (returned value, None), or (None, revert message) when it
+    reverted (its state changes undone, as on chain). The same execution titanoboa's
+    `function(*args, sender=...)` runs, without building a Python traceback for every revert,
+    which costs more than the call itself."""
+    contract = function.contract
+    computation = function.env.execute_code(
+        to_address=contract._address,
+        sender=sender,
+        data=function.prepare_calldata(*args),
+        is_modifying=function.func_t.is_mutable,
+        contract=contract,
+    )
+    contract._computation = computation  # for get_logs()
+    if computation.is_error:
+        return None, revert_reason(computation.output)
+    return contract.marshal_to_python(computation, function.func_t.return_type), None
+
+
+def attempt(function: Any, *args: Any, sender: Any) -> str | None:
+    """Send a transaction; None when it succeeded, its revert message when it reverted."""
+    return transact(function, *args, sender=sender)[1]
+
+
+def attempt_view(function: Any, *args: Any) -> tuple[Any, str | None]:
+    """(value, None) or (None, revert message) for a view."""
+    return transact(function, *args)
+
+
+@dataclass(frozen=True)
+class FeedState:
+    """One asset as the OracleRouter stores it, with its aggregator's newest round."""
+
+    heartbeat: int
+    scale: int  # 10 ** (18 - feed decimals)
+    min_price: int
+    max_price: int
+    last_price: int  # the accepted price, WAD
+    max_deviation: int
+    halted: bool
+    variance: int
+    mm_anchor: int
+    mm_anchor_time: int
+    round_id: int  # the aggregator's latest round
+    answer: int  # its answer, feed units
+    updated_at: int
+
+
+class Storage:
+    """Reads a contract's storage words by the compiler's layout (no EVM execution): a plain
+    variable by its path, a HashMap entry as Vyper places it, keccak256(slot ++ key)."""
+
+    def __init__(self, contract: Any):
+        self.address = contract.address
+        self.evm = contract.env.evm
+        self.layout = contract.compiler_data.storage_layout["storage_layout"]
+
+    def slot(self, *path: str) -> int:
+        node = self.layout
+        for name in path:
+            node = node[name]
+        return node["slot"]
+
+    def word(self, slot: int) -> int:
+        return int.from_bytes(self.evm.get_storage_slot(self.address, slot), "big")
+
+    def var(self, *path: str) -> int:
+        return self.word(self.slot(*path))
+
+    def entry(self, path: tuple[str, ...], *keys: Any) -> int:
+        slot = self.slot(*path)
+        for key in keys:
+            if isinstance(key, int):
+                key_int = key
+            else:
+                key_int = int(str(getattr(key, "address", key)), 16)
+            slot = int.from_bytes(keccak(slot.to_bytes(32, "big") + key_int.to_bytes(32, "big")), "big")
+        return self.word(slot)
+
+
+@cache
+def storage_of(contract: Any) -> Storage:
+    return Storage(contract)
+
+
+def token_balance(token: Any, holder: Any) -> int:
+    """An ERC-20 (snekmate) balance straight from storage."""
+    return storage_of(token).entry(("erc20", "balanceOf"), holder)
+
+
+def read_feed(oracle: Any, aggregator: Any, asset: str) -> FeedState:
+    """Decode OracleRouter's packed storage for `asset` and the MockAggregator's newest round."""
+    router, feed = storage_of(oracle), storage_of(aggregator)
+    config = router.entry(("_config",), asset)
+    bounds = router.entry(("_bounds",), asset)
+    guard = router.entry(("_guard",), asset)
+    sigma_state = router.entry(("_sigma_state",), asset)
+    clock = router.entry(("_clock",), asset)
+    round_id = feed.var("latest_round")
+    word = feed.entry(("_rounds",), round_id)
+    answer = word & (2**192 - 1)
+    if answer >= 2**191:
+        answer -= 2**192
+    return FeedState(
+        heartbeat=(config >> 160) & (2**32 - 1),
+        scale=10 ** (18 - (config >> 192)),
+        min_price=bounds & MASK_128,
+        max_price=bounds >> 128,
+        last_price=guard & MASK_128,
+        max_deviation=(guard >> 128) & MASK_64,
+        halted=bool((guard >> 192) & 1),
+        variance=sigma_state & MASK_128,
+        mm_anchor=sigma_state >> 128,
+        mm_anchor_time=clock & MASK_64,
+        round_id=round_id,
+        answer=answer,
+        updated_at=word >> 192,
+    )
