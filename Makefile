@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 export PATH := $(abspath $(BIN)):$(PATH)
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo story test fuzz-long gas simulate sweep keeper oracle bench-sim deploy anvil compile clean
+.PHONY: install lint sizes demo story test fuzz-long gas simulate sweep keeper oracle bench-sim deploy anvil compile clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -16,6 +16,25 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 install: $(STAMP)
+
+# Linters live in their own venv: mamushi pins click==8.1.3, which eth-ape (click>=8.1.6) refuses.
+LINT := .lint
+$(LINT)/.installed:
+	@test -x $(LINT)/bin/python || $(PYTHON) -m venv $(LINT)
+	$(LINT)/bin/python -m pip install --quiet ruff==0.17.6 mamushi==0.1.2
+	@touch $@
+
+## The lint gates CI runs before the tests: ruff (rules in pyproject.toml), ruff format, mamushi.
+lint: $(LINT)/.installed
+	$(LINT)/bin/ruff check .
+	$(LINT)/bin/ruff format --check .
+	$(LINT)/bin/mamushi --check --line-length 130 contracts/
+
+## Format Python and Vyper in place (what `make lint` checks).
+format: $(LINT)/.installed
+	$(LINT)/bin/ruff check --fix .
+	$(LINT)/bin/ruff format .
+	$(LINT)/bin/mamushi --line-length 130 contracts/
 
 compile: $(STAMP)
 	$(BIN)/ape compile
@@ -74,4 +93,4 @@ anvil:
 	.anvil/node_modules/.bin/anvil --chain-id 1337 --port 8545 --accounts 40
 
 clean:
-	rm -rf .build .pytest_cache deployments/ethereum-local-test.json
+	rm -rf .build .pytest_cache .lint deployments/ethereum-local-test.json

@@ -51,7 +51,6 @@ exports: (
 )
 
 
-
 struct Hot:
     asset: address  # the market's parameters as the hot paths read them (from four packed words)
     flags: uint256  # bit 0: reduce-only, bit 1: paused (no new risk either way)
@@ -81,16 +80,16 @@ struct PackedState:
 
 
 NO_POSITIONS_HEALTH: constant(uint256) = max_value(uint256)  # health of an account without positions
-MAX_TIP: constant(uint256) = 1_000 * 10 ** 18  # $1,000: the most one underwater liquidation is tipped
-MASK_128: constant(uint256) = 2 ** 128 - 1  # low half of a packed position
-MASK_16: constant(uint256) = 2 ** 16 - 1  # an account's market mask (markets 1..15)
-MASK_64: constant(uint256) = 2 ** 64 - 1  # a packed WAD parameter (all are bounded below 18.4)
-MASK_80: constant(uint256) = 2 ** 80 - 1  # packed tier size
-MASK_88: constant(uint256) = 2 ** 88 - 1  # packed skew scale and open interest cap
-MASK_96: constant(uint256) = 2 ** 96 - 1  # packed open interest per side
+MAX_TIP: constant(uint256) = 1_000 * 10**18  # $1,000: the most one underwater liquidation is tipped
+MASK_128: constant(uint256) = 2**128 - 1  # low half of a packed position
+MASK_16: constant(uint256) = 2**16 - 1  # an account's market mask (markets 1..15)
+MASK_64: constant(uint256) = 2**64 - 1  # a packed WAD parameter (all are bounded below 18.4)
+MASK_80: constant(uint256) = 2**80 - 1  # packed tier size
+MASK_88: constant(uint256) = 2**88 - 1  # packed skew scale and open interest cap
+MASK_96: constant(uint256) = 2**96 - 1  # packed open interest per side
 REDUCE_ONLY: constant(uint256) = 1  # market flag
 PAUSED: constant(uint256) = 2  # market flag, set on every market by pause()
-INT128_MAX: constant(int256) = 2 ** 127 - 1  # packed position fields are int128
+INT128_MAX: constant(int256) = 2**127 - 1  # packed position fields are int128
 
 ORACLE: public(immutable(IOracleRouter))  # the price and volatility source
 SETTLEMENT: public(immutable(IERC20))  # the 6-decimal USD coin that PnL settles in
@@ -114,7 +113,9 @@ market_count: public(uint256)  # markets listed
 # mask << 144: one slot per account, so the masks ride on the balance write a trade makes anyway
 _accounts: HashMap[uint256, uint256]
 balances: public(HashMap[uint256, HashMap[uint256, uint256]])  # account => slot => amount
-_positions: HashMap[uint256, HashMap[uint256, uint256]]  # account => market => size (high 128 bits) | cost (low), two's complement: one slot per position
+_positions: HashMap[
+    uint256, HashMap[uint256, uint256]
+]  # account => market => size (high 128 bits) | cost (low), two's complement: one slot per position
 
 # pool's realised balance held here (int128, token units) | insurance fund << 128 (token units):
 # one slot, as a liquidation moves both
@@ -136,10 +137,10 @@ def __init__(oracle: IOracleRouter, settlement_token: IERC20, settlement_decimal
     assert settlement_decimals <= 18, "clearinghouse: bad decimals"
     ORACLE = oracle
     SETTLEMENT = settlement_token
-    SETTLEMENT_TO_WAD = 10 ** convert(18 - settlement_decimals, uint256)
+    SETTLEMENT_TO_WAD = 10**convert(18 - settlement_decimals, uint256)
     self.guardian = msg.sender
     # the Configurator's defaults, within its bounds: buffer 10%, full liquidation below 0.5, $100 dust
-    self._liquidation_params = 10 ** 17 | (5 * 10 ** 17 << 64) | (100 * c.WAD << 128)
+    self._liquidation_params = 10**17 | (5 * 10**17 << 64) | (100 * c.WAD << 128)
 
 
 # ---------------------------------------------------------------- collateral vault
@@ -195,7 +196,6 @@ def withdraw(token: address, amount: uint256, subaccount: uint96):
         self.collaterals[slot].total -= amount
         if bal == amount:
             self._set_collateral_mask(account, self._collateral_mask_of(account) & (~(1 << slot)))
-
     equity: int256 = 0
     maintenance: uint256 = 0
     initial: uint256 = 0
@@ -205,7 +205,9 @@ def withdraw(token: address, amount: uint256, subaccount: uint96):
     if token == SETTLEMENT.address:
         self._push_settlement(msg.sender, amount)
     else:
-        self._require(extcall IERC20(token).transfer(msg.sender, amount, default_return_value=True), "clearinghouse: transfer failed")
+        self._require(
+            extcall IERC20(token).transfer(msg.sender, amount, default_return_value=True), "clearinghouse: transfer failed"
+        )
     log IClearinghouse.Withdraw(account=account, token=token, amount=amount, receiver=msg.sender)
 
 
@@ -248,7 +250,6 @@ def trade(market: uint256, size_delta: int256, limit_price: uint256, subaccount:
             assert fill <= limit_price, "clearinghouse: price limit"
         else:
             assert fill >= limit_price, "clearinghouse: price limit"
-
     realised: int256 = 0
     pos, st, realised = self._apply_fill(pos, st, size_delta, fill)
     if adds_risk:
@@ -354,7 +355,6 @@ def liquidate(account: uint256, market: uint256, max_size: uint256) -> uint256:
     self._store_state(market, st)
     if pos.size == 0:
         self._set_market_mask(account, self._market_mask_of(account) & (~(1 << market)))
-
     # realised PnL to the account, exact complement to the pool (rounding kept by the pool)
     credit: int256 = self._to_tokens_floor(realised)
     self._add_settlement(account, credit)
@@ -381,11 +381,12 @@ def liquidate(account: uint256, market: uint256, max_size: uint256) -> uint256:
         # Only a whole close is tipped, so splitting a close cannot multiply the cap, and the
         # Configurator keeps the rate below every market's maintenance rate: an account loses
         # more than the tip to get here, so self-liquidation cannot farm it.
-        tip: uint256 = min(min(risk._mul_down(closed_notional, self.underwater_tip_rate), MAX_TIP) // SETTLEMENT_TO_WAD, self._funds >> 128)
+        tip: uint256 = min(
+            min(risk._mul_down(closed_notional, self.underwater_tip_rate), MAX_TIP) // SETTLEMENT_TO_WAD, self._funds >> 128
+        )
         if tip > keeper_reward:
             self._add_insurance(-convert(tip - keeper_reward, int256))
             keeper_reward = tip
-
     health_after: uint256 = NO_POSITIONS_HEALTH
     if self._market_mask_of(account) == 0:
         self._settle_bad_debt(account)
@@ -403,13 +404,14 @@ def liquidate(account: uint256, market: uint256, max_size: uint256) -> uint256:
         mmr2: uint256 = 0
         imr2: uint256 = 0
         mmr2, imr2 = self._rates(params, left)
-        m2: uint256 = maintenance - risk._mul_up(risk._mul_up(abs_size, price), mmr) + risk._mul_up(risk._mul_up(left, price), mmr2)
+        m2: uint256 = (
+            maintenance - risk._mul_up(risk._mul_up(abs_size, price), mmr) + risk._mul_up(risk._mul_up(left, price), mmr2)
+        )
         health_after = risk._health(e2, m2)
         if pos.size != 0:
             # a partial close in this market must leave the account healthier; a whole market
             # closed (deep or dust rule) may not, and the next call closes the next market
             assert health_after >= health_before, "liquidation: health worsened"
-
     if keeper_reward > 0:
         if self.settlement_held >= keeper_reward:
             self._push_settlement(msg.sender, keeper_reward)
@@ -474,7 +476,9 @@ def liquidate_collateral(account: uint256, token: address, max_amount: uint256) 
     self._pull_settlement(msg.sender, paid)
     if self._collateral_mask_of(account) == 0:
         self._settle_bad_debt(account)
-    self._require(extcall IERC20(col.token).transfer(msg.sender, amount, default_return_value=True), "clearinghouse: transfer failed")
+    self._require(
+        extcall IERC20(col.token).transfer(msg.sender, amount, default_return_value=True), "clearinghouse: transfer failed"
+    )
     log IClearinghouse.CollateralLiquidation(account=account, token=token, liquidator=msg.sender, amount=amount, paid=paid)
     return amount
 
@@ -793,7 +797,7 @@ def set_reduce_only(market: uint256, reduce_only: bool):
         flags |= REDUCE_ONLY
     else:
         flags &= ~REDUCE_ONLY
-    self._packed[market].core = (self._packed[market].core & (2 ** 224 - 1)) | (flags << 224)
+    self._packed[market].core = (self._packed[market].core & (2**224 - 1)) | (flags << 224)
     log IClearinghouse.ReduceOnlySet(market=market, reduce_only=reduce_only)
 
 
@@ -925,7 +929,7 @@ def _set_market_mask(account: uint256, mask: uint256):
 
 
 def _set_collateral_mask(account: uint256, mask: uint256):
-    self._accounts[account] = (self._accounts[account] & (2 ** 144 - 1)) | (mask << 144)
+    self._accounts[account] = (self._accounts[account] & (2**144 - 1)) | (mask << 144)
 
 
 @view
@@ -943,7 +947,7 @@ def _store_position(account: uint256, market: uint256, pos: IClearinghouse.Posit
 def _to_int128(x: int256) -> uint256:
     assert x >= -INT128_MAX - 1 and x <= INT128_MAX, "clearinghouse: amount too large"
     if x < 0:
-        return convert(x + 2 ** 128, uint256)  # two's complement in 128 bits
+        return convert(x + 2**128, uint256)  # two's complement in 128 bits
     return convert(x, uint256)
 
 
@@ -951,7 +955,7 @@ def _to_int128(x: int256) -> uint256:
 def _from_int128(bits: uint256) -> int256:
     x: int256 = convert(bits, int256)
     if x > INT128_MAX:
-        x -= 2 ** 128
+        x -= 2**128
     return x
 
 
@@ -1041,7 +1045,9 @@ def _positions_risk(account: uint256, known_market: uint256, known_price: uint25
         if mask & (1 << m) == 0:
             continue
         # margin needs no fees: three parameter slots, not four
-        params: Hot = self._unpack(PackedMarket(core=self._packed[m].core, rates=self._packed[m].rates, sizes=self._packed[m].sizes, fees=0))
+        params: Hot = self._unpack(
+            PackedMarket(core=self._packed[m].core, rates=self._packed[m].rates, sizes=self._packed[m].sizes, fees=0)
+        )
         pos: IClearinghouse.Position = self._load_position(account, m)
         price: uint256 = known_price
         if m != known_market:
@@ -1063,13 +1069,13 @@ def _rates(params: Hot, abs_size: uint256) -> (uint256, uint256):
     sigma: uint256 = 0
     sigma_mm: uint256 = 0
     sigma, sigma_mm = staticcall ORACLE.volatilities(params.asset)
-    return risk._rates(params.base_mmr, params.tier_size, params.tier_mmr, params.vol_unit, params.imr_multiplier, abs_size, sigma, sigma_mm)
+    return risk._rates(
+        params.base_mmr, params.tier_size, params.tier_mmr, params.vol_unit, params.imr_multiplier, abs_size, sigma, sigma_mm
+    )
 
 
 @view
-def _least_close(
-    params: Hot, abs_size: uint256, price: uint256, equity: int256, maintenance: uint256, mmr: uint256
-) -> uint256:
+def _least_close(params: Hot, abs_size: uint256, price: uint256, equity: int256, maintenance: uint256, mmr: uint256) -> uint256:
     """
     @dev Least size x (base units) that restores E' >= (1 + b) M' when closing at the oracle
          price with penalty f: with N the notional and r the rate of the remainder,
@@ -1112,12 +1118,6 @@ def _close_for_rate(
     return risk._ceil_div(x_notional * c.WAD, price)
 
 
-
-
-
-
-
-
 @view
 def _funding_index_now(params: Hot, st: IClearinghouse.MarketState, price: uint256) -> int256:
     elapsed: uint256 = block.timestamp - st.last_funding_time
@@ -1141,11 +1141,10 @@ def _accrue(market: uint256, params: Hot, price: uint256) -> IClearinghouse.Mark
     return st
 
 
-
-
-
 @view
-def _apply_fill(pos: IClearinghouse.Position, st: IClearinghouse.MarketState, delta: int256, fill: uint256) -> (IClearinghouse.Position, IClearinghouse.MarketState, int256):
+def _apply_fill(
+    pos: IClearinghouse.Position, st: IClearinghouse.MarketState, delta: int256, fill: uint256
+) -> (IClearinghouse.Position, IClearinghouse.MarketState, int256):
     """
     @dev Close first (average cost, realising PnL), then open what is left in the new direction.
          Cost removed on a close rounds up (less PnL now) and is exact across the position's life:
@@ -1175,7 +1174,6 @@ def _apply_fill(pos: IClearinghouse.Position, st: IClearinghouse.MarketState, de
         p.cost += added
         s.total_cost += added
         p.size += opening
-
     # open interest per side
     s.long_oi = s.long_oi + convert(max(p.size, 0), uint256) - convert(max(old_size, 0), uint256)
     s.short_oi = s.short_oi + convert(max(-p.size, 0), uint256) - convert(max(-old_size, 0), uint256)
@@ -1185,30 +1183,6 @@ def _apply_fill(pos: IClearinghouse.Position, st: IClearinghouse.MarketState, de
 @view
 def _to_tokens_floor(amount_wad: int256) -> int256:
     return risk._div_floor(amount_wad, convert(SETTLEMENT_TO_WAD, int256))
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
 
 
 @pure

@@ -63,22 +63,22 @@ event LiquidationParametersSet:
     dust_notional: uint256
 
 
-MAX_PENALTY: constant(uint256) = 10 ** 17  # 10% of closed notional
-MAX_FEE: constant(uint256) = 10 ** 16  # 1% of notional
-MAX_KEEPER_SHARE: constant(uint256) = 9 * 10 ** 17  # 90%: below 100% so self-liquidation loses
-MIN_BASE_MMR: constant(uint256) = 10 ** 15  # 0.1%
-MAX_BASE_MMR: constant(uint256) = 5 * 10 ** 17  # 50%
-MAX_TIER_MMR: constant(uint256) = 10 ** 17  # +10% per tier step
-MAX_VOL_K: constant(uint256) = 10 * 10 ** 18  # 10 sigmas
+MAX_PENALTY: constant(uint256) = 10**17  # 10% of closed notional
+MAX_FEE: constant(uint256) = 10**16  # 1% of notional
+MAX_KEEPER_SHARE: constant(uint256) = 9 * 10**17  # 90%: below 100% so self-liquidation loses
+MIN_BASE_MMR: constant(uint256) = 10**15  # 0.1%
+MAX_BASE_MMR: constant(uint256) = 5 * 10**17  # 50%
+MAX_TIER_MMR: constant(uint256) = 10**17  # +10% per tier step
+MAX_VOL_K: constant(uint256) = 10 * 10**18  # 10 sigmas
 MIN_HORIZON: constant(uint256) = 60  # a minute
 MAX_HORIZON: constant(uint256) = 7 * 86_400  # a week
-MAX_IMR_MULTIPLIER: constant(uint256) = 10 * 10 ** 18  # initial at most 10x maintenance
-MAX_FUNDING_RATE: constant(uint256) = 10 ** 17  # 10% a day
-MAX_BUFFER: constant(uint256) = 5 * 10 ** 17  # liquidate to at most health 1.5
-MAX_DUST: constant(uint256) = 10 ** 4 * 10 ** 18  # $10,000
-MAX_WEIGHT: constant(uint256) = 99 * 10 ** 16  # 0.99: some haircut always remains
-MIN_DISCOUNT: constant(uint256) = 10 ** 15  # 0.1%: a liquidator must earn something
-MAX_TIP_RATE: constant(uint256) = 10 ** 16  # 1% of closed notional for an underwater liquidation
+MAX_IMR_MULTIPLIER: constant(uint256) = 10 * 10**18  # initial at most 10x maintenance
+MAX_FUNDING_RATE: constant(uint256) = 10**17  # 10% a day
+MAX_BUFFER: constant(uint256) = 5 * 10**17  # liquidate to at most health 1.5
+MAX_DUST: constant(uint256) = 10**4 * 10**18  # $10,000
+MAX_WEIGHT: constant(uint256) = 99 * 10**16  # 0.99: some haircut always remains
+MIN_DISCOUNT: constant(uint256) = 10**15  # 0.1%: a liquidator must earn something
+MAX_TIP_RATE: constant(uint256) = 10**16  # 1% of closed notional for an underwater liquidation
 
 CLEARINGHOUSE: public(immutable(IClearinghouse))  # what this contract configures
 ORACLE: public(immutable(IOracleRouter))  # every listed asset must be priced by it
@@ -109,7 +109,7 @@ def list_collateral(token: address, weight: uint256, cap: uint256, liquidation_d
     decimals: uint8 = staticcall IERC20Detailed(token).decimals()
     assert decimals <= 18, "configurator: bad decimals"
     self._check_collateral(weight, liquidation_discount)
-    extcall CLEARINGHOUSE.apply_collateral(token, 10 ** convert(decimals, uint256), weight, cap, liquidation_discount, True)
+    extcall CLEARINGHOUSE.apply_collateral(token, 10**convert(decimals, uint256), weight, cap, liquidation_discount, True)
     log CollateralSet(token=token, weight=weight, cap=cap, liquidation_discount=liquidation_discount, enabled=True)
 
 
@@ -226,7 +226,7 @@ def _check_collateral(weight: uint256, liquidation_discount: uint256):
 def _check_market(params: IClearinghouse.MarketParams, buffer: uint256, full_liquidation_health: uint256):
     assert params.base_mmr >= MIN_BASE_MMR and params.base_mmr <= MAX_BASE_MMR, "configurator: bad maintenance rate"
     # tier size and skew scale are packed into 80 and 88 bits in the Clearinghouse
-    assert params.tier_size > 0 and params.tier_size < 2 ** 80, "configurator: bad tier size"
+    assert params.tier_size > 0 and params.tier_size < 2**80, "configurator: bad tier size"
     assert params.tier_mmr <= MAX_TIER_MMR, "configurator: bad tier rate"
     assert params.vol_k <= MAX_VOL_K, "configurator: bad vol k"
     assert params.liquidation_horizon >= MIN_HORIZON and params.liquidation_horizon <= MAX_HORIZON, "configurator: bad horizon"
@@ -236,11 +236,13 @@ def _check_market(params: IClearinghouse.MarketParams, buffer: uint256, full_liq
     assert params.penalty <= MAX_PENALTY, "configurator: bad penalty"
     assert risk._no_spiral(params.penalty, params.base_mmr, buffer), "configurator: liquidation spiral"
     assert params.keeper_share <= MAX_KEEPER_SHARE, "configurator: bad keeper share"
-    assert params.skew_scale > 0 and params.skew_scale < 2 ** 88, "configurator: bad skew scale"
+    assert params.skew_scale > 0 and params.skew_scale < 2**88, "configurator: bad skew scale"
     assert params.oi_cap <= params.skew_scale, "configurator: cap above skew scale"
     assert self._premium_bounded(params, full_liquidation_health), "configurator: cap above premium bound"
     # a reduction is never refused, so what it costs (the fee, and at worst the premium at the
     # open-interest cap) must stay below the maintenance it frees: otherwise an owner's own
     # reduction could take an account from initial margin to liquidatable (found by the fuzzer)
-    assert params.fee + risk._ceil_div(params.oi_cap * c.WAD, params.skew_scale) < params.base_mmr, "configurator: fee above maintenance"
+    assert (
+        params.fee + risk._ceil_div(params.oi_cap * c.WAD, params.skew_scale) < params.base_mmr
+    ), "configurator: fee above maintenance"
     assert params.max_funding_rate <= MAX_FUNDING_RATE, "configurator: bad funding rate"

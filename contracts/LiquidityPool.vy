@@ -78,7 +78,9 @@ def __init__(clearinghouse: IClearinghouse, name_: String[25], symbol_: String[5
     CLEARINGHOUSE = clearinghouse
     ORACLE = IOracleRouter(staticcall clearinghouse.ORACLE())
     SETTLEMENT_TO_WAD = staticcall clearinghouse.SETTLEMENT_TO_WAD()
-    assert extcall IERC20(settlement).approve(clearinghouse.address, max_value(uint256), default_return_value=True), "pool: approve failed"
+    assert extcall IERC20(settlement).approve(
+        clearinghouse.address, max_value(uint256), default_return_value=True
+    ), "pool: approve failed"
 
 
 @external
@@ -279,12 +281,12 @@ def _signed_value() -> int256:
 
 @view
 def _to_shares(assets: uint256, roundup: bool) -> uint256:
-    return math._mul_div(assets, erc20.totalSupply + 10 ** DECIMALS_OFFSET, self._total_assets() + 1, roundup)
+    return math._mul_div(assets, erc20.totalSupply + 10**DECIMALS_OFFSET, self._total_assets() + 1, roundup)
 
 
 @view
 def _to_assets(shares: uint256, roundup: bool) -> uint256:
-    return math._mul_div(shares, self._total_assets() + 1, erc20.totalSupply + 10 ** DECIMALS_OFFSET, roundup)
+    return math._mul_div(shares, self._total_assets() + 1, erc20.totalSupply + 10**DECIMALS_OFFSET, roundup)
 
 
 def _deposit(receiver: address, assets: uint256, shares: uint256):

@@ -89,7 +89,8 @@ def health_after_trade(account: uint256, market: uint256, size_delta: int256) ->
     skew: int256 = convert(st.long_oi, int256) - convert(st.short_oi, int256)
     fill: uint256 = risk._fill_price(price, skew, size_delta, params.skew_scale)
     fee: uint256 = risk._ceil_div(
-        risk._mul_up(risk._mul_up(convert(abs(size_delta), uint256), fill), params.fee), staticcall CLEARINGHOUSE.SETTLEMENT_TO_WAD()
+        risk._mul_up(risk._mul_up(convert(abs(size_delta), uint256), fill), params.fee),
+        staticcall CLEARINGHOUSE.SETTLEMENT_TO_WAD(),
     )
     p_minus_i: int256 = convert(price, int256) - index
     pnl_before: int256 = risk._signed_mul_floor(pos.size, p_minus_i) - pos.cost

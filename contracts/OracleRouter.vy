@@ -80,17 +80,17 @@ struct VolState:
 
 MAX_HEARTBEAT: constant(uint256) = 7 * 86_400  # a week; longer means no staleness check at all
 MIN_HEARTBEAT: constant(uint256) = 60  # a minute
-MIN_DEVIATION: constant(uint256) = 10 ** 16  # 1%: tighter would halt on ordinary rounds
-MAX_SIGMA: constant(uint256) = 10 * 10 ** 18  # 1000% annualised, a cap on any estimate
+MIN_DEVIATION: constant(uint256) = 10**16  # 1%: tighter would halt on ordinary rounds
+MAX_SIGMA: constant(uint256) = 10 * 10**18  # 1000% annualised, a cap on any estimate
 MIN_DT: constant(uint256) = 60  # seconds; rounds closer together are treated as this far apart
-MIN_LAMBDA: constant(uint256) = 5 * 10 ** 17  # 0.5
-MAX_LAMBDA: constant(uint256) = 999 * 10 ** 15  # 0.999
-MAX_RISE_PER_HOUR: constant(uint256) = 10 ** 18  # +100 vol points an hour at most
+MIN_LAMBDA: constant(uint256) = 5 * 10**17  # 0.5
+MAX_LAMBDA: constant(uint256) = 999 * 10**15  # 0.999
+MAX_RISE_PER_HOUR: constant(uint256) = 10**18  # +100 vol points an hour at most
 MAX_CONFIRMATION_DELAY: constant(uint256) = 86_400  # a day
 DEFAULT_CONFIRMATION_DELAY: constant(uint256) = 3_600  # Compound's 2020 DAI spike lasted about an hour
-MAX_PRICE: constant(uint256) = 2 ** 128 - 1  # prices are packed into 128 bits
-MASK_64: constant(uint256) = 2 ** 64 - 1
-MASK_128: constant(uint256) = 2 ** 128 - 1
+MAX_PRICE: constant(uint256) = 2**128 - 1  # prices are packed into 128 bits
+MASK_64: constant(uint256) = 2**64 - 1
+MASK_128: constant(uint256) = 2**128 - 1
 
 # Packed so that `price` reads three slots and `volatilities` two (plus the speed):
 _config: HashMap[address, uint256]  # asset => aggregator | heartbeat << 160 | decimals << 192
@@ -173,7 +173,7 @@ def set_feed(
     feed: Feed = Feed(
         aggregator=aggregator,
         heartbeat=heartbeat,
-        scale=10 ** convert(18 - decimals, uint256),
+        scale=10**convert(18 - decimals, uint256),
         min_price=min_price,
         max_price=max_price,
         max_deviation=max_deviation,
@@ -188,17 +188,21 @@ def set_feed(
         self.assets.append(asset)
     self._config[asset] = convert(aggregator.address, uint256) | (heartbeat << 160) | (convert(decimals, uint256) << 192)
     self._bounds[asset] = min_price | (max_price << 128)
-    self._store_vol(asset, max_deviation, VolState(
-        variance=initial_sigma * initial_sigma // c.WAD,
-        mm_anchor=initial_sigma,
-        mm_anchor_time=block.timestamp,
-        last_price=p,
-        last_time=updated_at,
-        last_round=round_id,
-        halted=False,
-        pending_price=0,
-        pending_since=0,
-    ))
+    self._store_vol(
+        asset,
+        max_deviation,
+        VolState(
+            variance=initial_sigma * initial_sigma // c.WAD,
+            mm_anchor=initial_sigma,
+            mm_anchor_time=block.timestamp,
+            last_price=p,
+            last_time=updated_at,
+            last_round=round_id,
+            halted=False,
+            pending_price=0,
+            pending_since=0,
+        ),
+    )
     log IOracleRouter.FeedSet(
         asset=asset,
         aggregator=aggregator.address,
@@ -353,7 +357,7 @@ def _feed(asset: address) -> Feed:
     return Feed(
         aggregator=IAggregatorV3(convert(config & convert(max_value(uint160), uint256), address)),
         heartbeat=(config >> 160) & convert(max_value(uint32), uint256),
-        scale=10 ** (18 - (config >> 192)),
+        scale=10**(18 - (config >> 192)),
         min_price=bounds & MASK_128,
         max_price=bounds >> 128,
         max_deviation=(self._guard[asset] >> 128) & MASK_64,
@@ -459,7 +463,9 @@ def _process_round(asset: address, feed: Feed, st: VolState, round_id: uint80, a
         # only once rounds there have kept coming for `confirmation_delay` (Compound's 2020 DAI
         # spike was printed for an hour). Anywhere else: a new pending level, its clock restarts.
         near_pending: bool = not self._deviates(s.pending_price, p, feed.max_deviation)
-        if not self._deviates(s.last_price, p, feed.max_deviation) or (near_pending and updated_at >= s.pending_since + self.confirmation_delay):
+        if not self._deviates(s.last_price, p, feed.max_deviation) or (
+            near_pending and updated_at >= s.pending_since + self.confirmation_delay
+        ):
             s = self._accept(s, p, updated_at)
             s.halted = False
             s.pending_price = 0

@@ -89,7 +89,9 @@ def _health(equity: int256, maintenance: uint256) -> uint256:
 
 
 @pure
-def _market_rates(params: IClearinghouse.MarketParams, abs_size: uint256, sigma: uint256, sigma_mm: uint256) -> (uint256, uint256):
+def _market_rates(
+    params: IClearinghouse.MarketParams, abs_size: uint256, sigma: uint256, sigma_mm: uint256
+) -> (uint256, uint256):
     """
     @dev (mmr, imr) of a market for a position of `abs_size`; see `_rates`.
     """

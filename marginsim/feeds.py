@@ -366,7 +366,7 @@ class PricePath(Sequence[PriceSample]):
         return PriceSample(int(self.timestamps[index]), float(self.prices[index]))
 
     def __iter__(self) -> Iterator[PriceSample]:
-        for timestamp, price in zip(self.timestamps.tolist(), self.prices.tolist()):
+        for timestamp, price in zip(self.timestamps.tolist(), self.prices.tolist(), strict=False):
             yield PriceSample(timestamp, price)
 
     def starting_at(self, start_timestamp: int) -> PricePath:
@@ -478,10 +478,7 @@ def replay_path(config: ReplayConfig) -> PricePath:
     waypoint_indices = _waypoint_indices(samples_per_bar)
     sample_indices = np.arange(samples_per_bar)
     prices = np.concatenate(
-        [
-            np.interp(sample_indices, waypoint_indices, intra_bar_waypoints(bar.open, bar.high, bar.low, bar.close))
-            for bar in bars
-        ]
+        [np.interp(sample_indices, waypoint_indices, intra_bar_waypoints(bar.open, bar.high, bar.low, bar.close)) for bar in bars]
     )
     start = bars[0].bar_start
     duration = len(bars) * bar_seconds - config.step_seconds
@@ -533,9 +530,7 @@ def _threshold_fraction(deviation_threshold: float) -> Fraction:
     return Fraction(repr(float(deviation_threshold)))
 
 
-def publish_rounds(
-    path: Iterable[tuple[int, float]], config: PublisherConfig = PublisherConfig()
-) -> list[PublishedRound]:
+def publish_rounds(path: Iterable[tuple[int, float]], config: PublisherConfig = PublisherConfig()) -> list[PublishedRound]:
     """The rounds a Chainlink node publishes while watching `path` (rule in the module docstring)."""
     threshold = _threshold_fraction(config.deviation_threshold)
     rounds: list[PublishedRound] = []
@@ -558,9 +553,7 @@ def publish_rounds(
         else:
             reason = None
         if reason is not None:
-            rounds.append(
-                PublishedRound(len(rounds) + 1, timestamp + config.publication_lag_seconds, timestamp, answer, reason)
-            )
+            rounds.append(PublishedRound(len(rounds) + 1, timestamp + config.publication_lag_seconds, timestamp, answer, reason))
             last_answer = answer
             last_observed_time = timestamp
     return rounds
@@ -678,11 +671,9 @@ def _bar_seconds(path: Path, bar_starts: list[int]) -> int:
     """The common bar length; bars must be contiguous and equally long."""
     if len(bar_starts) < 2:
         raise FeedDataError(f"feeds: {path}: needs at least 2 bars to know the bar length")
-    lengths = {later - earlier for earlier, later in zip(bar_starts, bar_starts[1:])}
+    lengths = {later - earlier for earlier, later in zip(bar_starts, bar_starts[1:], strict=False)}
     if len(lengths) != 1 or min(lengths) <= 0:
-        raise FeedDataError(
-            f"feeds: {path}: bars must be equally spaced and increasing, got spacings {sorted(lengths)} s"
-        )
+        raise FeedDataError(f"feeds: {path}: bars must be equally spaced and increasing, got spacings {sorted(lengths)} s")
     return lengths.pop()
 
 

@@ -135,7 +135,7 @@ def report(gas: dict[str, int]) -> tuple[str, dict[str, Any]]:
         lines.append(f"{name:40} {used:>10,} {'' if target is None else f'{target:,}':>10}  {status}")
     increments = []
     liquidations = [gas[k] for k in gas if k.startswith("partial liquidation")]
-    for a, b in zip(liquidations, liquidations[1:]):
+    for a, b in zip(liquidations, liquidations[1:], strict=False):
         increments.append(b - a)
     if increments:
         worst = max(increments)

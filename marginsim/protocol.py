@@ -92,7 +92,11 @@ class ProtocolConfig:
         TokenConfig("WETH", 18, 0.85, 1_000_000, 0.05, FeedConfig(2_000)),
         TokenConfig("WBTC", 8, 0.85, 100_000, 0.05, FeedConfig(30_000)),
         TokenConfig(
-            "USDT", 6, 0.95, 1_000_000_000, 0.02,
+            "USDT",
+            6,
+            0.95,
+            1_000_000_000,
+            0.02,
             FeedConfig(1, min_price_usd=0.5, max_price_usd=2, max_deviation=0.1, initial_sigma=0.05),
         ),
     )
@@ -260,9 +264,7 @@ def load_protocol(project: Any, path: Path) -> Protocol:
 
 
 def _config_from_dict(raw: dict[str, Any]) -> ProtocolConfig:
-    collaterals = tuple(
-        TokenConfig(**{**c, "feed": FeedConfig(**c["feed"])}) for c in raw["collaterals"]
-    )
+    collaterals = tuple(TokenConfig(**{**c, "feed": FeedConfig(**c["feed"])}) for c in raw["collaterals"])
     markets = tuple(MarketConfig(**m) for m in raw["markets"])
     rest = {k: v for k, v in raw.items() if k not in ("collaterals", "markets")}
     return ProtocolConfig(collaterals=collaterals, markets=markets, **rest)

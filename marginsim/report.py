@@ -18,7 +18,7 @@ def story_header(names: list[str]) -> str:
     short = [f"T{i + 1}" for i in range(len(names))]
     cols = ["min", "ETH $", "BTC $"] + short + ["liqs", "closed $", "keeper $", "insurance $", "pool $", "bad debt $"]
     widths = [4, 8, 8] + [7] * len(names) + [5, 10, 9, 11, 13, 10]
-    return "  ".join(c.rjust(w) for c, w in zip(cols, widths))
+    return "  ".join(c.rjust(w) for c, w in zip(cols, widths, strict=False))
 
 
 def story_row(r: RoundRecord) -> str:
@@ -45,12 +45,15 @@ def story_summary(result: StoryResult, accounting: dict[str, int]) -> str:
         f"liquidations: {len(result.liquidations)} calls, ${total_closed:,.0f} notional closed",
         f"keeper earned: ${total_reward:,.2f}   insurance fund: ${first.insurance_usd:,.2f} -> ${last.insurance_usd:,.2f}",
         f"pool value: ${first.pool_value_usd:,.2f} -> ${last.pool_value_usd:,.2f}   bad debt: ${total_bad:,.2f}",
-        "still below maintenance: "
-        + str(sum(1 for h in last.health.values() if h is not None and h < 1)),
+        "still below maintenance: " + str(sum(1 for h in last.health.values() if h is not None and h < 1)),
         (
             "settlement tokens held by the clearinghouse: "
             f"{accounting['held']:,} = internal balances {accounting['internal_sum']:,}"
-            + ("  (equal to the wei)" if accounting["held"] == accounting["internal_sum"] == accounting["settlement_held"] else "  MISMATCH")
+            + (
+                "  (equal to the wei)"
+                if accounting["held"] == accounting["internal_sum"] == accounting["settlement_held"]
+                else "  MISMATCH"
+            )
         ),
         "T1..: each trader's health = equity / maintenance requirement; '!' below 1 = liquidatable; '-' = no position left",
     ]

@@ -197,7 +197,9 @@ def snapshot_account(clearinghouse: Any, oracle: Any, account: int, timestamp: i
             continue
         col = clearinghouse.collaterals(slot)
         collaterals.append(
-            CollateralView(int(col.unit), int(col.weight), int(oracle.price(col.token)), int(clearinghouse.balances(account, slot)))
+            CollateralView(
+                int(col.unit), int(col.weight), int(oracle.price(col.token)), int(clearinghouse.balances(account, slot))
+            )
         )
     return AccountSnapshot(
         settlement=int(clearinghouse.settlement(account)),
@@ -213,7 +215,9 @@ def _plain(value: Any) -> Any:
     return value if isinstance(value, int) else str(value)
 
 
-def _close_for_rate(params: MarketParams, abs_size: int, price: int, equity: int, m_other: int, rate: int, b1: int, settlement_to_wad: int) -> int:
+def _close_for_rate(
+    params: MarketParams, abs_size: int, price: int, equity: int, m_other: int, rate: int, b1: int, settlement_to_wad: int
+) -> int:
     notional = mul_up(abs_size, price)
     slack = 2 * settlement_to_wad
     target = mul_up(m_other + mul_up(notional, rate), b1) - (equity - slack)
@@ -224,9 +228,7 @@ def _close_for_rate(params: MarketParams, abs_size: int, price: int, equity: int
     return ceil_div(x_notional * WAD, price)
 
 
-def least_close(
-    view: MarketView, abs_size: int, equity: int, maintenance: int, buffer: int, settlement_to_wad: int
-) -> int:
+def least_close(view: MarketView, abs_size: int, equity: int, maintenance: int, buffer: int, settlement_to_wad: int) -> int:
     """The least size (base units) `Clearinghouse.liquidate` closes to restore health 1 + buffer,
     before the deep-underwater, dust and max_size rules; as `_least_close`."""
     params, price = view.params, view.price

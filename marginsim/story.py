@@ -10,8 +10,9 @@ maintenance.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from marginsim.protocol import DEFAULT_CONFIG, Protocol, ProtocolConfig, account_id, deploy_protocol
 
@@ -156,7 +157,7 @@ def run_story(
     ch.fund_insurance(20_000 * unit, sender=deployer)
 
     result = StoryResult(protocol=protocol, accounts={})
-    for plan, signer in zip(traders, accounts[3:]):
+    for plan, signer in zip(traders, accounts[3:], strict=False):
         if plan.collateral_symbol == "USDC":
             token, price = usdc, WAD
         else:
@@ -214,7 +215,9 @@ def _publish(protocol: Protocol, publisher: Any, symbol: str, price_usd: float) 
     protocol.publish(symbol, int(round(price_usd * 10 ** protocol.feeds[symbol].decimals())), publisher)
 
 
-def _record(protocol: Protocol, result: StoryResult, minute: int, done: list[dict[str, Any]], bad_debt_before: int) -> RoundRecord:
+def _record(
+    protocol: Protocol, result: StoryResult, minute: int, done: list[dict[str, Any]], bad_debt_before: int
+) -> RoundRecord:
     ch = protocol.clearinghouse
     scale = 10**protocol.config.settlement_decimals
     health: dict[str, float | None] = {}

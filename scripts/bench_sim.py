@@ -26,8 +26,10 @@ def cli(scenario_path, top):
     result = run_simulation(project, chain, list(accounts.test_accounts), scenario)
     profiler.disable()
     click.echo(f"scenario {scenario.name}: {result.steps} steps, {result.transactions} transactions")
-    click.echo(f"wall time {result.wall_seconds:.1f} s, {result.transactions / result.wall_seconds:.1f} tx/s, "
-               f"{result.wall_seconds / result.steps * 1000:.0f} ms per step")
+    click.echo(
+        f"wall time {result.wall_seconds:.1f} s, {result.transactions / result.wall_seconds:.1f} tx/s, "
+        f"{result.wall_seconds / result.steps * 1000:.0f} ms per step"
+    )
     stream = io.StringIO()
     pstats.Stats(profiler, stream=stream).sort_stats("cumulative").print_stats(top)
     click.echo(stream.getvalue())

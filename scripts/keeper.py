@@ -19,14 +19,26 @@ from ape import accounts, chain, networks, project
 from ape.cli import ConnectedProviderCommand
 from ape.logging import logger
 
-from marginsim.bots import BotConfigError, KeeperBot, KeeperConfig, choose_signer, deployment_path, find_deployment_block, load_deployment
+from marginsim.bots import (
+    BotConfigError,
+    KeeperBot,
+    KeeperConfig,
+    choose_signer,
+    deployment_path,
+    find_deployment_block,
+    load_deployment,
+)
 
 
 @click.command(cls=ConnectedProviderCommand)
 @click.option("--deployment", default=None, help="deployment file (default deployments/<ecosystem>-<network>-<provider>.json)")
-@click.option("--account", "account_name", default=None, help="ape account alias; on a local network a test account index (default 1)")
+@click.option(
+    "--account", "account_name", default=None, help="ape account alias; on a local network a test account index (default 1)"
+)
 @click.option("--poll", "poll_seconds", type=float, default=12.0, show_default=True, help="seconds between iterations")
-@click.option("--min-profit", "min_profit_usd", type=float, default=0.0, show_default=True, help="USD a liquidation must beat its gas by")
+@click.option(
+    "--min-profit", "min_profit_usd", type=float, default=0.0, show_default=True, help="USD a liquidation must beat its gas by"
+)
 @click.option("--gas-price-gwei", type=float, default=None, help="gas price for the profit test (default: the node's)")
 @click.option("--max-iterations", type=int, default=None, help="stop after this many iterations (default: run until Ctrl-C)")
 @click.option("--from-block", type=int, default=None, help="index events from this block (default: the deployment block)")
@@ -42,7 +54,9 @@ def cli(deployment, account_name, poll_seconds, min_profit_usd, gas_price_gwei, 
         protocol, recorded_block = load_deployment(project, chain, deployment_path(provider, deployment), "keeper")
         signer = choose_signer(accounts, provider.network, account_name, default_index=1, role="keeper")
         if from_block is None:
-            from_block = recorded_block if recorded_block is not None else find_deployment_block(chain, protocol.clearinghouse.address)
+            from_block = (
+                recorded_block if recorded_block is not None else find_deployment_block(chain, protocol.clearinghouse.address)
+            )
         bot = KeeperBot(protocol, chain, signer, from_block, config, log=click.echo)
     except BotConfigError as error:
         sys.exit(str(error))

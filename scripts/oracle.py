@@ -37,7 +37,12 @@ WAD = 10**18
 
 @click.command(cls=ConnectedProviderCommand)
 @click.option("--deployment", default=None, help="deployment file (default deployments/<ecosystem>-<network>-<provider>.json)")
-@click.option("--account", "account_name", default=None, help="the feeds' updater: ape account alias; on a local network a test account index (default 0)")
+@click.option(
+    "--account",
+    "account_name",
+    default=None,
+    help="the feeds' updater: ape account alias; on a local network a test account index (default 0)",
+)
 @click.option("--source", default="gbm", show_default=True, help="gbm | shock | shock:RETURN | replay:PATH")
 @click.option("--asset", "symbol", default="WETH", show_default=True, help="the feed the path drives")
 @click.option("--speed", type=float, default=1.0, show_default=True, help="path seconds per wall second")

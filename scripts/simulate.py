@@ -1,8 +1,8 @@
 """Run a crash scenario against a freshly deployed protocol and write the report.
 
-    ape run simulate                                    # black-thursday-2020 on the embedded chain
-    ape run simulate --scenario scenarios/flash-crash.toml --seed 2 --out out/flash
-    ape run simulate --network ethereum:local:node      # against anvil (make anvil)
+ape run simulate                                    # black-thursday-2020 on the embedded chain
+ape run simulate --scenario scenarios/flash-crash.toml --seed 2 --out out/flash
+ape run simulate --network ethereum:local:node      # against anvil (make anvil)
 """
 
 import sys
@@ -19,7 +19,9 @@ from marginsim.sim.scenario import ScenarioError, load_scenario
 
 
 @click.command(cls=ConnectedProviderCommand)
-@click.option("--scenario", "scenario_path", default="scenarios/black-thursday-2020.toml", show_default=True, help="scenario TOML file")
+@click.option(
+    "--scenario", "scenario_path", default="scenarios/black-thursday-2020.toml", show_default=True, help="scenario TOML file"
+)
 @click.option("--seed", type=int, default=None, help="overrides the scenario's seed")
 @click.option("--out", "out_dir", default=None, help="output folder (default out/<scenario name>)")
 def cli(scenario_path, seed, out_dir):

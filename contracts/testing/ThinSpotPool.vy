@@ -31,8 +31,8 @@ event Swap:
 def __init__(base: IERC20, quote: IERC20, base_decimals: uint8, quote_decimals: uint8):
     BASE = base
     QUOTE = quote
-    BASE_UNIT = 10 ** convert(base_decimals, uint256)
-    QUOTE_TO_WAD = 10 ** convert(18 - quote_decimals, uint256)
+    BASE_UNIT = 10**convert(base_decimals, uint256)
+    QUOTE_TO_WAD = 10**convert(18 - quote_decimals, uint256)
 
 
 @external

@@ -84,7 +84,9 @@ def choose_signer(account_manager: Any, network: Any, account: str | None, defau
         raise BotConfigError(f"{role}: --account ALIAS is required on {network.name} (see `ape accounts list`)")
     if account.isdigit():
         if not dev:
-            raise BotConfigError(f"{role}: --account {account}: test accounts exist only on local networks; give an ape account alias")
+            raise BotConfigError(
+                f"{role}: --account {account}: test accounts exist only on local networks; give an ape account alias"
+            )
         index = int(account)
         if index >= len(account_manager.test_accounts):
             raise BotConfigError(f"{role}: --account {account}: there are {len(account_manager.test_accounts)} test accounts")

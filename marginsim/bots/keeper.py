@@ -153,7 +153,9 @@ class AccountIndexer:
         eth = self.chain.provider.web3.eth
         while self.next_block <= head:
             last = min(head, self.next_block + self.block_range - 1)
-            logs = eth.get_logs({"address": self.clearinghouse.address, "fromBlock": self.next_block, "toBlock": last, "topics": [self.topics]})
+            logs = eth.get_logs(
+                {"address": self.clearinghouse.address, "fromBlock": self.next_block, "toBlock": last, "topics": [self.topics]}
+            )
             touched.update(int.from_bytes(bytes(log["topics"][1]), "big") for log in logs)
             self.next_block = last + 1
         return touched
@@ -268,7 +270,9 @@ class KeeperBot:
             self.indexer.next_block = start
             raise
         if touched:
-            self.log(f"block {head}  events touched {len(touched)} accounts ({len(new)} new, {len(self.keeper.accounts)} indexed)")
+            self.log(
+                f"block {head}  events touched {len(touched)} accounts ({len(new)} new, {len(self.keeper.accounts)} indexed)"
+            )
 
     def governed(self) -> GovernedParameters:
         """The parameters only governance changes, re-read every `parameter_refresh_iterations`."""
@@ -380,7 +384,7 @@ class KeeperBot:
         healths: dict[int, int] = {}
         for start in range(0, len(accounts), HEALTHS_BATCH):
             batch = accounts[start : start + HEALTHS_BATCH]
-            healths.update(zip(batch, (int(h) for h in self.protocol.lens.healths(batch))))
+            healths.update(zip(batch, (int(h) for h in self.protocol.lens.healths(batch)), strict=False))
         return healths
 
     # ------------------------------------------------------------------ acting
@@ -429,13 +433,16 @@ class KeeperBot:
                 if int(protocol.settlement.allowance(self.signer, protocol.clearinghouse)) < MAX_UINT // 2:
                     receipt = protocol.settlement.approve(protocol.clearinghouse, MAX_UINT, sender=self.signer)
                     self._count_gas(receipt, plan)
-                    self.log(f"block {receipt.block_number}  approved the Clearinghouse to take settlement tokens for collateral purchases")
+                    self.log(
+                        f"block {receipt.block_number}  approved the Clearinghouse to take settlement tokens "
+                        "for collateral purchases"
+                    )
                 self._approved = True
             receipts = protocol.sell_collateral(account, self.signer)
         except TransactionError as error:
             self.log(f"block {plan.block}  {who}: collateral purchase failed: {first_line(error)}")
             return False
-        unit = 10 ** protocol.config.settlement_decimals
+        unit = 10**protocol.config.settlement_decimals
         symbols = {str(token): symbol for symbol, token in protocol.tokens.items()}
         for receipt in receipts:
             gas_usd = self._count_gas(receipt, plan)

@@ -85,7 +85,11 @@ def source_path(source: PriceSource, s0: float, seed: int = 0) -> feeds.PricePat
     """The source's price path starting at `s0` USD, its first sample at path time 0."""
     try:
         if source.kind == "gbm":
-            return feeds.gbm_path(feeds.GbmConfig(mu=0.0, sigma=GBM_SIGMA, s0=s0, step_seconds=STEP_SECONDS, duration_seconds=GBM_DURATION_SECONDS, seed=seed))
+            return feeds.gbm_path(
+                feeds.GbmConfig(
+                    mu=0.0, sigma=GBM_SIGMA, s0=s0, step_seconds=STEP_SECONDS, duration_seconds=GBM_DURATION_SECONDS, seed=seed
+                )
+            )
         if source.kind == "shock":
             return feeds.shock_path(
                 feeds.ShockConfig(
@@ -176,7 +180,9 @@ class OracleBot:
         for symbol, feed in protocol.feeds.items():
             self._check_feed(symbol, feed)
         path = path.starting_at(0)
-        publisher = feeds.PublisherConfig(deviation_threshold=config.deviation, heartbeat_seconds=config.heartbeat, decimals=self.decimals[config.symbol])
+        publisher = feeds.PublisherConfig(
+            deviation_threshold=config.deviation, heartbeat_seconds=config.heartbeat, decimals=self.decimals[config.symbol]
+        )
         self.rounds = feeds.publish_rounds(path, publisher)
         self.path_length = int(path.timestamps[-1])
         self.summary = OracleSummary(path_length_seconds=self.path_length, symbol=config.symbol)
@@ -190,7 +196,8 @@ class OracleBot:
         routed = self.protocol.oracle.feeds(token)
         if str(routed.aggregator) != str(feed.address):
             raise BotConfigError(
-                f"oracle: the OracleRouter reads {symbol} from {routed.aggregator}, not the deployment's MockAggregator {feed.address}: nothing to play"
+                f"oracle: the OracleRouter reads {symbol} from {routed.aggregator}, "
+                f"not the deployment's MockAggregator {feed.address}: nothing to play"
             )
         try:
             updater = str(feed.updater())

@@ -65,7 +65,9 @@ class LiquidationModel:
     tip_rate: int = 0  # Clearinghouse.underwater_tip_rate, WAD
     insurance: int = 0  # the insurance fund now, settlement token units
 
-    def expected_reward_usd(self, view: risk.MarketView, close_size: int, equity: int, maintenance: int, settlement_to_wad: int) -> float:
+    def expected_reward_usd(
+        self, view: risk.MarketView, close_size: int, equity: int, maintenance: int, settlement_to_wad: int
+    ) -> float:
         notional = risk.mul_up(close_size, view.price)
         if equity <= 0:
             # no penalty from an underwater account: the insurance fund's tip, as the contract pays it
@@ -119,7 +121,9 @@ class Keeper:
         return mirror
 
     # ------------------------------------------------------------------ the mirror
-    def snapshot(self, account: int, market_views: dict[int, risk.MarketView], collateral: dict[int, tuple[int, int, int]], timestamp: int) -> risk.AccountSnapshot:
+    def snapshot(
+        self, account: int, market_views: dict[int, risk.MarketView], collateral: dict[int, tuple[int, int, int]], timestamp: int
+    ) -> risk.AccountSnapshot:
         """`collateral`: slot -> (unit, weight, price)."""
         mirror = self.accounts[account]
         return risk.AccountSnapshot(
@@ -131,7 +135,13 @@ class Keeper:
             timestamp=timestamp,
         )
 
-    def candidates(self, market_views: dict[int, risk.MarketView], collateral: dict[int, tuple[int, int, int]], timestamp: int, sim_block: int) -> list[Candidate]:
+    def candidates(
+        self,
+        market_views: dict[int, risk.MarketView],
+        collateral: dict[int, tuple[int, int, int]],
+        timestamp: int,
+        sim_block: int,
+    ) -> list[Candidate]:
         """Accounts the mirror says are below maintenance, whose delay has passed."""
         found: list[Candidate] = []
         for account, mirror in self.accounts.items():
@@ -153,7 +163,9 @@ class Keeper:
             found.append(Candidate(account, market, equity, maintenance, risk.health(equity, maintenance)))
         return found
 
-    def liquidation_size(self, candidate: Candidate, view: risk.MarketView, buffer: int, full_health: int, dust: int) -> tuple[int, bool]:
+    def liquidation_size(
+        self, candidate: Candidate, view: risk.MarketView, buffer: int, full_health: int, dust: int
+    ) -> tuple[int, bool]:
         """(size the contract will close, whether that is the whole position), as `liquidate`."""
         size = abs(self.accounts[candidate.account].positions[candidate.market][0])
         if candidate.mirror_health < full_health:

@@ -18,8 +18,9 @@ from __future__ import annotations
 
 import math
 import time as wallclock
+from collections.abc import Callable
 from dataclasses import replace
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 from ape.exceptions import ContractLogicError
@@ -84,8 +85,13 @@ def run_simulation(
         duration = min(duration, scenario.duration_seconds)
     rounds = {
         spec.market: feeds.publish_rounds(
-            ((int(t) - path_start[spec.market], float(p)) for t, p in zip(paths[spec.market].timestamps, paths[spec.market].prices)),
-            feeds.PublisherConfig(deviation_threshold=spec.deviation, heartbeat_seconds=spec.heartbeat, publication_lag_seconds=spec.lag_seconds),
+            (
+                (int(t) - path_start[spec.market], float(p))
+                for t, p in zip(paths[spec.market].timestamps, paths[spec.market].prices, strict=False)
+            ),
+            feeds.PublisherConfig(
+                deviation_threshold=spec.deviation, heartbeat_seconds=spec.heartbeat, publication_lag_seconds=spec.lag_seconds
+            ),
         )
         for spec in scenario.feeds
     }
@@ -98,7 +104,7 @@ def run_simulation(
     trader_signers = signers[2 + len(scenario.keepers) : needed]
     protocol = _fast_protocol(deploy_protocol(project, deployer, protocol_config(scenario, start_prices)), chain)
     ch, usdc, lens = protocol.clearinghouse, protocol.settlement, protocol.lens
-    unit = 10 ** protocol.config.settlement_decimals
+    unit = 10**protocol.config.settlement_decimals
     pool_amount = int(scenario.pool_usd * unit)
     usdc.mint(lp, pool_amount, sender=lp)
     usdc.approve(protocol.pool, pool_amount, sender=lp)
@@ -113,7 +119,7 @@ def run_simulation(
         usdc.approve(ch, MAX_UINT, sender=signer)
 
     result = SimulationResult(scenario=scenario.name, seed=seed, network=network, started_block=chain.blocks.head.number)
-    keepers = [Keeper(spec, signer, protocol) for spec, signer in zip(scenario.keepers, keeper_signers)]
+    keepers = [Keeper(spec, signer, protocol) for spec, signer in zip(scenario.keepers, keeper_signers, strict=False)]
     for keeper in keepers:
         result.keepers[keeper.spec.name] = KeeperStats(keeper.spec.name)
 
@@ -149,12 +155,28 @@ def run_simulation(
                 liquidatable_since.pop(account, None)
         if verify_mirror:
             accounts = sorted(healths)
-            onchain = dict(zip(accounts, lens.healths(accounts))) if accounts else {}
+            onchain = dict(zip(accounts, lens.healths(accounts), strict=False)) if accounts else {}
             _verify_mirror(keepers[0], views, collateral, chain.blocks.head.timestamp, onchain)
 
-        result.trader_topups, result.trader_closes = _traders_act(traders, healths, protocol, unit, result.trader_topups, result.trader_closes)
+        result.trader_topups, result.trader_closes = _traders_act(
+            traders, healths, protocol, unit, result.trader_topups, result.trader_closes
+        )
         gas_price = gas_gwei(t)
-        _keepers_act(keepers, protocol, views, collateral, chain_start + t, sim_block, t, gas_price, eth_price, rng, result, liquidatable_since, static)
+        _keepers_act(
+            keepers,
+            protocol,
+            views,
+            collateral,
+            chain_start + t,
+            sim_block,
+            t,
+            gas_price,
+            eth_price,
+            rng,
+            result,
+            liquidatable_since,
+            static,
+        )
 
         for record in events.bad_debt(unit, t, sim_block):
             result.bad_debt.append(record)
@@ -165,7 +187,7 @@ def run_simulation(
             on_step(step, steps)
 
     all_accounts = sorted(set(keepers[0].accounts) | {tr.account for tr in traders})
-    final = dict(zip(all_accounts, lens.healths(all_accounts))) if all_accounts else {}
+    final = dict(zip(all_accounts, lens.healths(all_accounts), strict=False)) if all_accounts else {}
     result.still_liquidatable_at_end = sum(1 for h in final.values() if h < WAD)
     result.steps = steps + 1
     result.transactions = chain.blocks.head.number - result.started_block
@@ -231,7 +253,9 @@ def _open_traders(protocol: Protocol, scenario: Scenario, signers: list[Any], rn
     return traders
 
 
-def _traders_act(traders: list[TraderState], healths: dict[int, int], protocol: Protocol, unit: int, topups: int, closes: int) -> tuple[int, int]:
+def _traders_act(
+    traders: list[TraderState], healths: dict[int, int], protocol: Protocol, unit: int, topups: int, closes: int
+) -> tuple[int, int]:
     """Top up (at most three times, half the first deposit each) or close, below the threshold.
     Returns the running counts of top-ups and closes."""
     ch = protocol.clearinghouse
@@ -299,11 +323,21 @@ def _keepers_act(
             continue
         confirmed = lens.healths([c.account for c, _ in profitable])
         plan = []
-        for (candidate, size), onchain_health in zip(profitable, confirmed):
+        for (candidate, size), onchain_health in zip(profitable, confirmed, strict=False):
             if onchain_health >= WAD:
                 continue
             view = views[candidate.market]
-            least = risk.mul_up(risk.least_close(view, abs(keeper.accounts[candidate.account].positions[candidate.market][0]), candidate.equity, candidate.maintenance, buffer, settlement_to_wad), view.price)
+            least = risk.mul_up(
+                risk.least_close(
+                    view,
+                    abs(keeper.accounts[candidate.account].positions[candidate.market][0]),
+                    candidate.equity,
+                    candidate.maintenance,
+                    buffer,
+                    settlement_to_wad,
+                ),
+                view.price,
+            )
             plan.append((candidate, least, size))
         if plan:
             plans.append((keeper, plan))
@@ -370,7 +404,9 @@ def _keepers_act(
     on_duty = [k for k in keepers if not k.spec.censored_at(t)]
     if on_duty:
         keeper = on_duty[0]
-        _sell_debt_collateral(keeper, protocol, views, collateral, timestamp, sold, result.keepers[keeper.spec.name], gas_price, eth_price)
+        _sell_debt_collateral(
+            keeper, protocol, views, collateral, timestamp, sold, result.keepers[keeper.spec.name], gas_price, eth_price
+        )
 
 
 def _sell_debt_collateral(
@@ -410,7 +446,9 @@ def _fast_protocol(protocol: Protocol, chain: Any) -> Protocol:
     )
 
 
-def _mirror_healths(keeper: Keeper, views: dict[int, risk.MarketView], collateral: dict[int, tuple[int, int, int]], timestamp: int) -> dict[int, int]:
+def _mirror_healths(
+    keeper: Keeper, views: dict[int, risk.MarketView], collateral: dict[int, tuple[int, int, int]], timestamp: int
+) -> dict[int, int]:
     """Health (WAD; MAX_UINT without positions) of every account the keepers index."""
     healths = {}
     for account, mirror in keeper.accounts.items():
@@ -438,7 +476,13 @@ def _name_of(protocol: Protocol, market: int) -> str:
     return next(name for name, mid in protocol.markets.items() if mid == market)
 
 
-def _verify_mirror(keeper: Keeper, views: dict[int, risk.MarketView], collateral: dict[int, tuple[int, int, int]], timestamp: int, onchain: dict[int, int]) -> None:
+def _verify_mirror(
+    keeper: Keeper,
+    views: dict[int, risk.MarketView],
+    collateral: dict[int, tuple[int, int, int]],
+    timestamp: int,
+    onchain: dict[int, int],
+) -> None:
     for account in keeper.accounts:
         mirror = risk.health(*risk.margin(keeper.snapshot(account, views, collateral, timestamp))[:2])
         if account in onchain and mirror != onchain[account]:
@@ -454,9 +498,7 @@ class _EventReader:
         self.chain = chain
         self.clearinghouse = clearinghouse
         self.next_block = chain.blocks.head.number - 10_000 if chain.blocks.head.number > 10_000 else 0
-        self.topics = {
-            "0x" + keccak(text=getattr(clearinghouse, name).abi.selector).hex(): name for name in self.NAMES
-        }
+        self.topics = {"0x" + keccak(text=getattr(clearinghouse, name).abi.selector).hex(): name for name in self.NAMES}
         self._bad_debt_logs: list[Any] = []
 
     def touched_accounts(self) -> set[int]:
@@ -480,7 +522,14 @@ class _EventReader:
             data = bytes(log["data"])
             shortfall, insurance, socialised = (int.from_bytes(data[i : i + 32], "big") for i in (0, 32, 64))
             records.append(
-                BadDebtRecord(t, sim_block, int.from_bytes(bytes(log["topics"][1]), "big"), shortfall / unit, insurance / unit, socialised / unit)
+                BadDebtRecord(
+                    t,
+                    sim_block,
+                    int.from_bytes(bytes(log["topics"][1]), "big"),
+                    shortfall / unit,
+                    insurance / unit,
+                    socialised / unit,
+                )
             )
         self._bad_debt_logs = []
         return records
@@ -489,7 +538,13 @@ class _EventReader:
 class _LoopState:
     """Oracle publication and the per-step market reads the keepers share."""
 
-    def __init__(self, protocol: Protocol, scenario: Scenario, rounds: dict[str, list[feeds.PublishedRound]], start_prices: dict[str, float]):
+    def __init__(
+        self,
+        protocol: Protocol,
+        scenario: Scenario,
+        rounds: dict[str, list[feeds.PublishedRound]],
+        start_prices: dict[str, float],
+    ):
         self.protocol = protocol
         self.scenario = scenario
         self.rounds = rounds
@@ -500,7 +555,10 @@ class _LoopState:
         self.idle_prices: dict[str, int] = {}
         self.views: dict[int, risk.MarketView] = {}
         ch = protocol.clearinghouse
-        self.params = {mid: risk.MarketParams(*[v if isinstance(v, int) else str(v) for v in ch.markets(mid)]) for mid in protocol.markets.values()}
+        self.params = {
+            mid: risk.MarketParams(*[v if isinstance(v, int) else str(v) for v in ch.markets(mid)])
+            for mid in protocol.markets.values()
+        }
         self.collateral_static = {
             slot: (int(ch.collaterals(slot).unit), int(ch.collaterals(slot).weight), ch.collaterals(slot).token)
             for slot in range(1, int(ch.collateral_count()) + 1)
@@ -513,7 +571,9 @@ class _LoopState:
             while i < len(rounds) and rounds[i].round_time <= t:
                 self.protocol.publish(symbol, rounds[i].answer, publisher)
                 self.last_price[market] = rounds[i].answer / 10**8
-                result.rounds.append(OracleRound(rounds[i].round_time, sim_block, market, rounds[i].answer / 10**8, rounds[i].reason))
+                result.rounds.append(
+                    OracleRound(rounds[i].round_time, sim_block, market, rounds[i].answer / 10**8, rounds[i].reason)
+                )
                 i += 1
             self.next_round[market] = i
             if t == 0:
@@ -554,16 +614,18 @@ class _LoopState:
         self.views = views
         return views, collateral
 
-    def series_point(self, t: float, sim_block: int, paths: dict[str, feeds.PricePath], bad_debt: float, onchain: dict[int, int]) -> SeriesPoint:
+    def series_point(
+        self, t: float, sim_block: int, paths: dict[str, feeds.PricePath], bad_debt: float, onchain: dict[int, int]
+    ) -> SeriesPoint:
         ch, pool = self.protocol.clearinghouse, self.protocol.pool
-        unit = 10 ** self.protocol.config.settlement_decimals
+        unit = 10**self.protocol.config.settlement_decimals
         market_price = {}
         for market, path in paths.items():
             index = min(int(t // path.step_seconds), len(path) - 1)
             market_price[market] = float(path.prices[index])
         oracle_price = {m: self.last_price[m] for m in paths}
         open_interest = 0.0
-        for market, view in self.views.items():
+        for view in self.views.values():
             open_interest += (view.state.long_oi + view.state.short_oi) / WAD * view.price / WAD
         healths = [h for h in onchain.values() if h != MAX_UINT]
         capped = sorted(min(h / WAD, HEALTH_CAP) for h in healths)

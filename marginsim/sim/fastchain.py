@@ -68,7 +68,7 @@ def _converter(param: Any) -> Any:
     if param.type == "tuple" and components:
         struct = namedtuple("Struct", [c.name for c in components])  # type: ignore[misc]
         inner = [_converter(c) for c in components]
-        return lambda values: struct(*(f(v) if f else v for f, v in zip(inner, values)))
+        return lambda values: struct(*(f(v) if f else v for f, v in zip(inner, values, strict=False)))
     return None
 
 
@@ -84,7 +84,7 @@ def _encode_arg(value: Any) -> Any:
 
 
 class _Method:
-    def __init__(self, handle: "FastContract", abi: Any):
+    def __init__(self, handle: FastContract, abi: Any):
         self.handle = handle
         self.abi = abi
         self.selector = keccak(text=abi.selector)[:4]
@@ -98,7 +98,7 @@ class _Method:
 
     def _decode(self, raw: bytes) -> Any:
         values = decode(self.output_types, raw)
-        converted = [f(v) if f else v for f, v in zip(self.converters, values)]
+        converted = [f(v) if f else v for f, v in zip(self.converters, values, strict=False)]
         if len(converted) == 1:
             return converted[0]
         return tuple(converted)
@@ -108,7 +108,9 @@ class _Method:
         data = self._calldata(args)
         if self.view or sender is None:
             try:
-                raw = tester.call({"from": self.handle.caller, "to": self.handle.address, "data": data, "gas": CALL_GAS}, "latest")
+                raw = tester.call(
+                    {"from": self.handle.caller, "to": self.handle.address, "data": data, "gas": CALL_GAS}, "latest"
+                )
             except Exception as error:  # eth-tester raises TransactionFailed with the reason
                 raise FastRevert(_reason(error)) from None
             return self._decode(bytes.fromhex(raw[2:]))
@@ -184,10 +186,10 @@ class FastContract:
             indexed = [i for i in abi.inputs if i.indexed]
             plain = [i for i in abi.inputs if not i.indexed]
             args = {}
-            for param, topic in zip(indexed, log["topics"][1:]):
+            for param, topic in zip(indexed, log["topics"][1:], strict=False):
                 value = decode([_abi_type(param)], _bytes(topic))[0]
                 args[param.name] = to_checksum_address(value) if param.type == "address" else value
-            for param, value in zip(plain, decode([_abi_type(p) for p in plain], _bytes(log["data"]))):
+            for param, value in zip(plain, decode([_abi_type(p) for p in plain], _bytes(log["data"])), strict=False):
                 args[param.name] = to_checksum_address(value) if param.type == "address" else value
             events.append(FastEvent(abi.name, args))
         return events

@@ -253,7 +253,7 @@ def summary_table(result: SimulationResult) -> str:
     widths = [max(len(row[i]) for row in cells) for i in range(len(KEEPER_COLUMNS))]
     for row in cells:
         name, *figures = row
-        aligned = [name.ljust(widths[0])] + [cell.rjust(w) for cell, w in zip(figures, widths[1:])]
+        aligned = [name.ljust(widths[0])] + [cell.rjust(w) for cell, w in zip(figures, widths[1:], strict=False)]
         lines.append("  " + "  ".join(aligned).rstrip())
     return "\n".join(lines)
 
@@ -414,23 +414,17 @@ def _esc(text: object) -> str:
 
 
 def _summary_table_html(summary: RunSummary) -> str:
-    rows = "\n".join(
-        f"<tr><th>{_esc(label)}</th><td>{_esc(value)}</td></tr>" for label, value in _summary_rows(summary)
-    )
+    rows = "\n".join(f"<tr><th>{_esc(label)}</th><td>{_esc(value)}</td></tr>" for label, value in _summary_rows(summary))
     return f'<table class="summary">\n{rows}\n</table>'
 
 
 def _keeper_table_html(keepers: Sequence[KeeperSummary]) -> str:
     if not keepers:
         return "<p>No keepers recorded.</p>"
-    header = "".join(
-        f'<th class="number">{_esc(c)}</th>' if i else f"<th>{_esc(c)}</th>" for i, c in enumerate(KEEPER_COLUMNS)
-    )
+    header = "".join(f'<th class="number">{_esc(c)}</th>' if i else f"<th>{_esc(c)}</th>" for i, c in enumerate(KEEPER_COLUMNS))
     body = "\n".join(
         "<tr>"
-        + "".join(
-            f'<td class="number">{_esc(c)}</td>' if i else f"<td>{_esc(c)}</td>" for i, c in enumerate(_keeper_cells(k))
-        )
+        + "".join(f'<td class="number">{_esc(c)}</td>' if i else f"<td>{_esc(c)}</td>" for i, c in enumerate(_keeper_cells(k)))
         + "</tr>"
         for k in keepers
     )
@@ -466,7 +460,7 @@ def time_axis_of(result: SimulationResult) -> TimeAxis:
     times = (
         [p.time for p in result.series]
         + [r.time for r in result.rounds]
-        + [l.time for l in result.liquidations]
+        + [liq.time for liq in result.liquidations]
         + [b.time for b in result.bad_debt]
     )
     start, end = (min(times), max(times)) if times else (0.0, 0.0)
@@ -567,7 +561,7 @@ def _health_chart(result: SimulationResult, axis: TimeAxis) -> ChartSpec:
 
 def _keeper_names(result: SimulationResult) -> list[str]:
     names = dict.fromkeys(result.keepers)
-    names.update(dict.fromkeys(l.keeper for l in result.liquidations))
+    names.update(dict.fromkeys(liq.keeper for liq in result.liquidations))
     return list(names)
 
 
@@ -575,20 +569,20 @@ def _liquidations_chart(result: SimulationResult, axis: TimeAxis) -> ChartSpec:
     """Notional closed by each liquidation, one colour per keeper."""
     traces = []
     for index, keeper in enumerate(_keeper_names(result)):
-        mine = [l for l in result.liquidations if l.keeper == keeper]
+        mine = [liq for liq in result.liquidations if liq.keeper == keeper]
         if not mine:
             continue
         traces.append(
             Trace(
                 keeper,
-                [axis.to_unit(l.time) for l in mine],
-                [l.notional_usd for l in mine],
+                [axis.to_unit(liq.time) for liq in mine],
+                [liq.notional_usd for liq in mine],
                 PALETTE[index % len(PALETTE)],
                 style="scatter",
                 point_titles=[
-                    f"{keeper}: {format_usd(l.notional_usd)} of {l.market}, account {l.account}, block {l.block}, "
-                    f"delay {l.delay_blocks} blocks"
-                    for l in mine
+                    f"{keeper}: {format_usd(liq.notional_usd)} of {liq.market}, account {liq.account}, block {liq.block}, "
+                    f"delay {liq.delay_blocks} blocks"
+                    for liq in mine
                 ],
             )
         )
@@ -854,7 +848,7 @@ def _n(value: float) -> str:
 def _segments(xs: Sequence[float], ys: Sequence[float | None]) -> list[list[tuple[float, float]]]:
     """Runs of consecutive plottable points; None and non-finite values split them."""
     segments: list[list[tuple[float, float]]] = [[]]
-    for x, y in zip(xs, ys):
+    for x, y in zip(xs, ys, strict=False):
         if y is None or not math.isfinite(y) or not math.isfinite(x):
             if segments[-1]:
                 segments.append([])
@@ -866,8 +860,7 @@ def _segments(xs: Sequence[float], ys: Sequence[float | None]) -> list[list[tupl
 def _legend_entries(spec: ChartSpec) -> list[tuple[str, str]]:
     """(label, swatch svg at origin) for every drawn element."""
     entries = [
-        (b.label, f'<rect x="0" y="-5" width="16" height="10" fill="{b.colour}" fill-opacity="{b.opacity}"/>')
-        for b in spec.bands
+        (b.label, f'<rect x="0" y="-5" width="16" height="10" fill="{b.colour}" fill-opacity="{b.opacity}"/>') for b in spec.bands
     ]
     for t in spec.traces:
         if t.style == "scatter":
@@ -907,23 +900,17 @@ def _axes_svg(spec: ChartSpec, area: PlotArea, y_ticks: list[float], y_step: flo
         y = area.y(tick)
         parts.append(f'<line x1="{_n(area.left)}" y1="{_n(y)}" x2="{_n(area.right)}" y2="{_n(y)}" stroke="#eee"/>')
         parts.append(
-            f'<text class="tick-label" x="{_n(area.left - 6)}" y="{_n(y + 4)}" '
-            f'text-anchor="end">{_esc(y_label(tick))}</text>'
+            f'<text class="tick-label" x="{_n(area.left - 6)}" y="{_n(y + 4)}" text-anchor="end">{_esc(y_label(tick))}</text>'
         )
     x_ticks, x_step = nice_ticks(*area.x_domain, target_count=8)
     x_label = tick_formatter(area.x_domain, x_step)
     for tick in x_ticks:
         x = area.x(tick)
+        parts.append(f'<line x1="{_n(x)}" y1="{_n(area.bottom)}" x2="{_n(x)}" y2="{_n(area.bottom + 5)}" stroke="#888"/>')
         parts.append(
-            f'<line x1="{_n(x)}" y1="{_n(area.bottom)}" x2="{_n(x)}" y2="{_n(area.bottom + 5)}" stroke="#888"/>'
+            f'<text class="tick-label" x="{_n(x)}" y="{_n(area.bottom + 18)}" text-anchor="middle">{_esc(x_label(tick))}</text>'
         )
-        parts.append(
-            f'<text class="tick-label" x="{_n(x)}" y="{_n(area.bottom + 18)}" '
-            f'text-anchor="middle">{_esc(x_label(tick))}</text>'
-        )
-    parts.append(
-        f'<path d="M{_n(area.left)},{_n(area.top)} V{_n(area.bottom)} H{_n(area.right)}" fill="none" stroke="#888"/>'
-    )
+    parts.append(f'<path d="M{_n(area.left)},{_n(area.top)} V{_n(area.bottom)} H{_n(area.right)}" fill="none" stroke="#888"/>')
     parts.append(
         f'<text class="axis-title" x="{_n(area.left + area.width / 2)}" y="{_n(area.bottom + 36)}" '
         f'text-anchor="middle">{_esc(spec.x_title)}</text>'
@@ -970,9 +957,7 @@ def _trace_svg(trace: Trace, area: PlotArea) -> str:
                     f'<path d="{path} L{_n(end_x)},{_n(_baseline(area))} L{_n(area.x(segment[0][0]))},'
                     f'{_n(_baseline(area))} Z" fill="{trace.colour}" fill-opacity="0.15" stroke="none"/>'
                 )
-            parts.append(
-                f'<path d="{path}" fill="none" stroke="{trace.colour}" stroke-width="1.8" stroke-linejoin="round"/>'
-            )
+            parts.append(f'<path d="{path}" fill="none" stroke="{trace.colour}" stroke-width="1.8" stroke-linejoin="round"/>')
             if len(segment) == 1 and trace.style == "line":
                 x, y = segment[0]
                 parts.append(f'<circle cx="{_n(area.x(x))}" cy="{_n(area.y(y))}" r="3" fill="{trace.colour}"/>')
@@ -985,7 +970,7 @@ def _markers_svg(trace: Trace, area: PlotArea) -> str:
     radius = 3.5 if trace.style == "scatter" else 2.5
     titles = list(trace.point_titles) or [""] * len(trace.xs)
     parts = []
-    for x, y, title in zip(trace.xs, trace.ys, titles):
+    for x, y, title in zip(trace.xs, trace.ys, titles, strict=False):
         if y is None or not math.isfinite(y) or not math.isfinite(x):
             continue
         hover = f"<title>{_esc(title)}</title>" if title else ""
@@ -999,7 +984,7 @@ def _markers_svg(trace: Trace, area: PlotArea) -> str:
 def _band_svg(band: Band, area: PlotArea) -> str:
     """The region between the lows and the highs, split where either is missing."""
     runs: list[list[tuple[float, float, float]]] = [[]]
-    for x, lo, hi in zip(band.xs, band.lows, band.highs):
+    for x, lo, hi in zip(band.xs, band.lows, band.highs, strict=False):
         if lo is None or hi is None or not (math.isfinite(lo) and math.isfinite(hi)):
             if runs[-1]:
                 runs.append([])
@@ -1037,9 +1022,7 @@ def _has_data(spec: ChartSpec) -> bool:
 
 def render_chart(spec: ChartSpec) -> str:
     """An SVG chart with title, legend (when there are several series), axes and tick labels."""
-    legend, legend_rows = _legend_svg(
-        _legend_entries(spec), MARGIN_LEFT, TITLE_HEIGHT, CHART_WIDTH - MARGIN_LEFT - MARGIN_RIGHT
-    )
+    legend, legend_rows = _legend_svg(_legend_entries(spec), MARGIN_LEFT, TITLE_HEIGHT, CHART_WIDTH - MARGIN_LEFT - MARGIN_RIGHT)
     top = TITLE_HEIGHT + legend_rows * LEGEND_ROW_HEIGHT + 8
     height = CHART_HEIGHT + legend_rows * LEGEND_ROW_HEIGHT
     y_ticks, y_step, y_domain = _y_domain(spec)

@@ -113,16 +113,16 @@ class SimulationResult:
 
     @property
     def liquidated_notional_usd(self) -> float:
-        return sum(l.notional_usd for l in self.liquidations)
+        return sum(liq.notional_usd for liq in self.liquidations)
 
     @property
     def over_liquidation_usd(self) -> float:
         """Notional closed beyond the least that would have restored health, partial closes only
         (a full close under the deep-underwater or dust rule is the rule, not an excess)."""
-        return sum(max(l.notional_usd - l.least_notional_usd, 0.0) for l in self.liquidations if not l.full_close)
+        return sum(max(liq.notional_usd - liq.least_notional_usd, 0.0) for liq in self.liquidations if not liq.full_close)
 
     def delay_quantiles(self) -> dict[str, float]:
-        delays = sorted(l.delay_blocks for l in self.liquidations)
+        delays = sorted(liq.delay_blocks for liq in self.liquidations)
         if not delays:
             return {"p50": 0.0, "p90": 0.0, "max": 0.0}
 

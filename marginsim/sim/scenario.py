@@ -66,10 +66,26 @@ from marginsim import feeds
 FEED_KINDS = ("replay", "gbm", "jump", "garch", "shock")
 GAS_PERCENTILES = ("mean", "p30", "p60", "p90", "max")
 MARKET_OVERRIDES = (
-    "base_mmr", "tier_size", "tier_mmr", "vol_k", "imr_multiplier", "fee", "penalty",
-    "keeper_share", "skew_scale", "max_funding_rate", "oi_cap",
+    "base_mmr",
+    "tier_size",
+    "tier_mmr",
+    "vol_k",
+    "imr_multiplier",
+    "fee",
+    "penalty",
+    "keeper_share",
+    "skew_scale",
+    "max_funding_rate",
+    "oi_cap",
 )
-PROTOCOL_OVERRIDES = ("liquidation_buffer", "full_liquidation_health", "dust_notional_usd", "ewma_lambda", "max_vol_rise_per_hour", "underwater_tip_rate")
+PROTOCOL_OVERRIDES = (
+    "liquidation_buffer",
+    "full_liquidation_health",
+    "dust_notional_usd",
+    "ewma_lambda",
+    "max_vol_rise_per_hour",
+    "underwater_tip_rate",
+)
 
 
 class ScenarioError(ValueError):
@@ -151,7 +167,21 @@ def load_scenario(path: Path) -> Scenario:
 
 def parse_scenario(raw: dict[str, Any], source: str = "<scenario>") -> Scenario:
     check = _Checker(source)
-    known = {"name", "description", "seed", "step_seconds", "block_seconds", "duration_seconds", "feed", "gas", "traders", "liquidity", "keepers", "protocol", "market"}
+    known = {
+        "name",
+        "description",
+        "seed",
+        "step_seconds",
+        "block_seconds",
+        "duration_seconds",
+        "feed",
+        "gas",
+        "traders",
+        "liquidity",
+        "keepers",
+        "protocol",
+        "market",
+    }
     check.no_unknown("", raw, known)
     name = check.string(raw, "name")
     feeds_raw = raw.get("feed")
@@ -175,7 +205,7 @@ def parse_scenario(raw: dict[str, Any], source: str = "<scenario>") -> Scenario:
         market_overrides[market] = {k: check.number(table, k, low=0, where=f"market.{market}.{k}") for k in table}
     protocol = raw.get("protocol", {})
     check.no_unknown("protocol", protocol, set(PROTOCOL_OVERRIDES))
-    for key, value in protocol.items():
+    for key, _value in protocol.items():
         check.number(protocol, key, low=0, where=f"protocol.{key}")
     return Scenario(
         name=name,
@@ -249,10 +279,20 @@ class _Checker:
             self.fail(where or key, f"must be a non-empty string, got {value!r}")
         return value
 
-    def integer(self, table: dict, key: str, default: Any = ..., low: int | None = None, high: int | None = None, where: str | None = None) -> Any:
+    def integer(
+        self, table: dict, key: str, default: Any = ..., low: int | None = None, high: int | None = None, where: str | None = None
+    ) -> Any:
         return self._scalar(table, key, default, low, high, where or key, (int,), "an integer")
 
-    def number(self, table: dict, key: str, default: Any = ..., low: float | None = None, high: float | None = None, where: str | None = None) -> Any:
+    def number(
+        self,
+        table: dict,
+        key: str,
+        default: Any = ...,
+        low: float | None = None,
+        high: float | None = None,
+        where: str | None = None,
+    ) -> Any:
         value = self._scalar(table, key, default, low, high, where or key, (int, float), "a number")
         return value if value is None or value is default else float(value)
 
@@ -295,7 +335,32 @@ def _parse_feed(check: _Checker, market: str, spec: Any) -> FeedSpec:
     where = f"feed.{market}"
     if market not in ("ETH-PERP", "BTC-PERP"):
         check.fail(where, "market must be ETH-PERP or BTC-PERP")
-    check.no_unknown(where, spec, {"kind", "deviation", "heartbeat", "lag_seconds", "file", "mu", "sigma", "s0", "step_seconds", "duration_seconds", "jump_intensity", "jump_mean", "jump_std", "long_run_volatility", "alpha", "beta", "shock_return", "shock_duration_seconds", "flat_before_seconds", "flat_after_seconds"})
+    check.no_unknown(
+        where,
+        spec,
+        {
+            "kind",
+            "deviation",
+            "heartbeat",
+            "lag_seconds",
+            "file",
+            "mu",
+            "sigma",
+            "s0",
+            "step_seconds",
+            "duration_seconds",
+            "jump_intensity",
+            "jump_mean",
+            "jump_std",
+            "long_run_volatility",
+            "alpha",
+            "beta",
+            "shock_return",
+            "shock_duration_seconds",
+            "flat_before_seconds",
+            "flat_after_seconds",
+        },
+    )
     kind = spec.get("kind")
     if kind not in FEED_KINDS:
         check.fail(f"{where}.kind", f"must be one of {', '.join(FEED_KINDS)}, got {kind!r}")
@@ -335,7 +400,22 @@ def _parse_gas(check: _Checker, raw: Any) -> GasSpec:
 
 
 def _parse_traders(check: _Checker, raw: Any, markets: set[str]) -> TraderSpec:
-    check.no_unknown("traders", raw, {"count", "markets", "collateral", "leverage", "collateral_usd", "long_share", "topup_share", "topup_below_health", "close_share", "close_below_health"})
+    check.no_unknown(
+        "traders",
+        raw,
+        {
+            "count",
+            "markets",
+            "collateral",
+            "leverage",
+            "collateral_usd",
+            "long_share",
+            "topup_share",
+            "topup_below_health",
+            "close_share",
+            "close_below_health",
+        },
+    )
     d = TraderSpec()
     return TraderSpec(
         count=check.integer(raw, "count", default=d.count, low=0, high=500, where="traders.count"),
@@ -345,9 +425,13 @@ def _parse_traders(check: _Checker, raw: Any, markets: set[str]) -> TraderSpec:
         collateral_usd=check.pair(raw, "collateral_usd", d.collateral_usd, 10.0, "traders.collateral_usd"),
         long_share=check.number(raw, "long_share", default=d.long_share, low=0, high=1, where="traders.long_share"),
         topup_share=check.number(raw, "topup_share", default=d.topup_share, low=0, high=1, where="traders.topup_share"),
-        topup_below_health=check.number(raw, "topup_below_health", default=d.topup_below_health, low=1, where="traders.topup_below_health"),
+        topup_below_health=check.number(
+            raw, "topup_below_health", default=d.topup_below_health, low=1, where="traders.topup_below_health"
+        ),
         close_share=check.number(raw, "close_share", default=d.close_share, low=0, high=1, where="traders.close_share"),
-        close_below_health=check.number(raw, "close_below_health", default=d.close_below_health, low=1, where="traders.close_below_health"),
+        close_below_health=check.number(
+            raw, "close_below_health", default=d.close_below_health, low=1, where="traders.close_below_health"
+        ),
     )
 
 

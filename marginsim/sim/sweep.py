@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-
-from typing import Any, Callable
+from typing import Any
 
 from marginsim.sim.results import SimulationResult
 
@@ -33,7 +33,7 @@ class SeedRun:
     wall_seconds: float
 
     @classmethod
-    def of(cls, result: SimulationResult) -> "SeedRun":
+    def of(cls, result: SimulationResult) -> SeedRun:
         return cls(
             seed=result.seed,
             bad_debt_usd=result.total_bad_debt_usd,
@@ -118,10 +118,12 @@ def sweep_table(summary: SweepSummary, runs: list[SeedRun]) -> str:
             f"{r.liquidated_notional_usd:>16,.0f} {r.still_liquidatable_at_end:>5} {r.wall_seconds:>7.1f}"
         )
     lines.append("")
-    lines.append(f"{summary.scenario}, {len(runs)} seeds: bad debt mean ${summary.bad_debt_mean_usd:,.2f}, "
-                 f"p50 ${summary.bad_debt_p50_usd:,.2f}, p95 ${summary.bad_debt_p95_usd:,.2f} "
-                 f"({summary.share_of_peak_oi_p95 * 100:.3f}% of peak OI), max ${summary.bad_debt_max_usd:,.2f}; "
-                 f"{summary.runs_with_bad_debt} runs with bad debt, {summary.runs_with_accounts_left} with accounts left liquidatable")
+    lines.append(
+        f"{summary.scenario}, {len(runs)} seeds: bad debt mean ${summary.bad_debt_mean_usd:,.2f}, "
+        f"p50 ${summary.bad_debt_p50_usd:,.2f}, p95 ${summary.bad_debt_p95_usd:,.2f} "
+        f"({summary.share_of_peak_oi_p95 * 100:.3f}% of peak OI), max ${summary.bad_debt_max_usd:,.2f}; "
+        f"{summary.runs_with_bad_debt} runs with bad debt, {summary.runs_with_accounts_left} with accounts left liquidatable"
+    )
     return "\n".join(lines)
 
 

@@ -53,9 +53,7 @@ def list_collateral(
         project.MockAggregator, feed_decimals, f"{token.symbol()} / USD", int(wad(price_usd) // 10 ** (18 - feed_decimals))
     )
     protocol.oracle.set_feed(token, feed, 3_600, wad(0.01), wad(10_000_000), wad(0.20), wad(0.80), sender=deployer)
-    protocol.configurator.list_collateral(
-        token, wad(weight), cap_whole * 10 ** token.decimals(), wad(discount), sender=deployer
-    )
+    protocol.configurator.list_collateral(token, wad(weight), cap_whole * 10 ** token.decimals(), wad(discount), sender=deployer)
     return feed
 
 
@@ -123,9 +121,7 @@ def books(protocol: Protocol, project: Any, accounts: list[int]) -> Books:
             )
             for a in accounts
         ),
-        market_states=tuple(
-            (int(s.long_oi), int(s.short_oi), int(s.total_cost)) for s in (ch.market_state(m) for m in markets)
-        ),
+        market_states=tuple((int(s.long_oi), int(s.short_oi), int(s.total_cost)) for s in (ch.market_state(m) for m in markets)),
     )
 
 
@@ -159,4 +155,3 @@ def price_for_health(protocol: Protocol, account: int, market: str, health: floa
     equity, maintenance, _ = (x / WAD for x in ch.margin(account))
     # equity + size * (p - price) = health * maintenance * p / price
     return (size * price - equity) / (size - health * maintenance / price)
-

@@ -127,7 +127,8 @@ def replay(project, chain, accounts) -> Replay:
 
     path = feeds.replay_path(feeds.ReplayConfig(feeds.data_file(PRICE_FILE), step_seconds=60))
     rounds = feeds.publish_rounds(
-        zip(path.timestamps, path.prices), feeds.PublisherConfig(deviation_threshold=DEVIATION, heartbeat_seconds=HEARTBEAT)
+        zip(path.timestamps, path.prices, strict=True),
+        feeds.PublisherConfig(deviation_threshold=DEVIATION, heartbeat_seconds=HEARTBEAT),
     )
     gas = feeds.read_gas_prices(feeds.data_file(GAS_FILE))
     day_start = rounds[0].round_time
@@ -142,7 +143,7 @@ def replay(project, chain, accounts) -> Replay:
 
     # traders open at the day's first price
     opened: dict[str, int] = {}
-    for plan, signer in zip(TRADERS, trader_signers):
+    for plan, signer in zip(TRADERS, trader_signers, strict=False):
         account = deposit_usd(protocol, signer, plan.collateral, plan.collateral_usd)
         weight = 1 if plan.collateral == "USDC" else 0.85
         size = size_for_notional(protocol, "ETH-PERP", int(plan.collateral_usd * weight * abs(plan.leverage)))
@@ -151,7 +152,7 @@ def replay(project, chain, accounts) -> Replay:
 
     result = Replay(protocol, opened, [r.answer for r in rounds], int(ch.pool_balance()), int(ch.insurance_balance()))
     market = _MarketReader(protocol)
-    keepers = [Keeper(spec, signer, protocol) for spec, signer in zip(KEEPERS, keeper_signers)]
+    keepers = [Keeper(spec, signer, protocol) for spec, signer in zip(KEEPERS, keeper_signers, strict=False)]
     _observe(keepers, set(opened.values()))
     chain_start = chain.pending_timestamp
     protocol.publish("WETH", rounds[0].answer, deployer)  # the first round, fresh at the replay's start
@@ -186,7 +187,9 @@ def replay(project, chain, accounts) -> Replay:
             keeper.model.tip_rate, keeper.model.insurance = market.tip_rate, int(ch.insurance_balance())
             for candidate in found:
                 size, _full = keeper.liquidation_size(candidate, views[market.id], *market.liquidation_parameters)
-                reward = keeper.model.expected_reward_usd(views[market.id], size, candidate.equity, candidate.maintenance, SETTLEMENT_TO_WAD)
+                reward = keeper.model.expected_reward_usd(
+                    views[market.id], size, candidate.equity, candidate.maintenance, SETTLEMENT_TO_WAD
+                )
                 if reward < keeper.model.gas_cost_usd(keeper.model.gas_estimate, gas_gwei, eth_usd):
                     continue  # priced out by gas this round
                 _liquidate(result, keeper, candidate.account, market, t, gas_gwei)
@@ -260,8 +263,16 @@ def _liquidate(result: Replay, keeper: Keeper, account: int, market: _MarketRead
     bad = events(tx, "BadDebt")
     result.liquidations.append(
         LiquidationDone(
-            keeper.spec.name, t, account, gas_gwei, settlement_before, insurance_before, equity,
-            risk.mul_up(abs(int(event.size_closed)), int(event.price)), event, bad[0] if bad else None,
+            keeper.spec.name,
+            t,
+            account,
+            gas_gwei,
+            settlement_before,
+            insurance_before,
+            equity,
+            risk.mul_up(abs(int(event.size_closed)), int(event.price)),
+            event,
+            bad[0] if bad else None,
         )
     )
 
@@ -271,7 +282,9 @@ def _sell_collateral(result: Replay, keeper: Keeper, account: int, market: _Mark
     price, settlement_before = int(result.protocol.oracle.price(market.weth)), int(ch.settlement(account))
     tx = ch.liquidate_collateral(account, market.weth, MAX_UINT, sender=keeper.signer)
     bad = events(tx, "BadDebt")
-    result.sales.append(SaleDone(account, price, settlement_before, events(tx, "CollateralLiquidation")[0], bad[0] if bad else None))
+    result.sales.append(
+        SaleDone(account, price, settlement_before, events(tx, "CollateralLiquidation")[0], bad[0] if bad else None)
+    )
 
 
 # ------------------------------------------------------------------------------------ tests
@@ -392,4 +405,3 @@ def test_black_thursday__tokens_equal_internal_balances(replay):
             assert int(ch.margin(account)[0]) >= 0
     for symbol, held, total, balances in collateral_accounting(protocol, accounts):
         assert held == total == balances, symbol
-

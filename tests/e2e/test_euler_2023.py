@@ -111,7 +111,9 @@ def rounding_kept(protocol, before, after, price, credit):
 # ---------------------------------------------------------------- donations
 
 
-def test_donations__to_clearinghouse_and_pool__move_no_account_and_are_lost(project, protocol, owned, attacker, accomplice, deployer):
+def test_donations__to_clearinghouse_and_pool__move_no_account_and_are_lost(
+    project, protocol, owned, attacker, accomplice, deployer
+):
     ch, pool, usdc, weth = protocol.clearinghouse, protocol.pool, protocol.settlement, protocol.tokens["WETH"]
     to_health(protocol, owned, 1.02, deployer)  # just above maintenance: the donor's target
     margin, health = ch.margin(owned), ch.health(owned)
@@ -133,7 +135,10 @@ def test_donations__to_clearinghouse_and_pool__move_no_account_and_are_lost(proj
     after = books(protocol, project, [owned])
     # the internal books did not move; the tokens sit in custody, owned by nobody
     assert (after.settlement_held, after.pool_balance, after.insurance, after.accounts) == (
-        before.settlement_held, before.pool_balance, before.insurance, before.accounts
+        before.settlement_held,
+        before.pool_balance,
+        before.insurance,
+        before.accounts,
     )
     assert after.settlement_tokens_held == after.settlement_held + 10_000 * USDC
     weth_slot = ch.collateral_slot(weth)
@@ -198,7 +203,9 @@ HEALTHS = [(0.95, False), (0.7, False), (0.55, True), (0.45, True)]
 
 
 @pytest.mark.parametrize("health,whole", HEALTHS, ids=["partial-0.95", "partial-0.70", "whole-0.55", "whole-0.45-deep"])
-def test_self_liquidation__across_the_health_range__owner_and_liquidator_lose_the_insurance_share(protocol, owned, accomplice, deployer, health, whole):
+def test_self_liquidation__across_the_health_range__owner_and_liquidator_lose_the_insurance_share(
+    protocol, owned, accomplice, deployer, health, whole
+):
     ch, usdc = protocol.clearinghouse, protocol.settlement
     eth = protocol.markets["ETH-PERP"]
     to_health(protocol, owned, health, deployer)
@@ -228,7 +235,9 @@ def test_self_liquidation__across_the_health_range__owner_and_liquidator_lose_th
 
 
 @pytest.mark.parametrize("health", [0.03, -0.5], ids=["near-zero-0.03", "underwater"])
-def test_self_liquidation__near_zero_or_underwater__tip_is_less_than_the_loss_to_get_there(protocol, owned, attacker, accomplice, deployer, health):
+def test_self_liquidation__near_zero_or_underwater__tip_is_less_than_the_loss_to_get_there(
+    protocol, owned, attacker, accomplice, deployer, health
+):
     ch, usdc = protocol.clearinghouse, protocol.settlement
     eth = protocol.markets["ETH-PERP"]
     start = MARGIN_USDC * USDC + usdc.balanceOf(accomplice)  # the attack's capital, both wallets
@@ -270,7 +279,9 @@ def test_self_liquidation__near_zero_or_underwater__tip_is_less_than_the_loss_to
     assert usdc.balanceOf(ch) == ch.settlement_held()
 
 
-def test_self_purchase_of_collateral__at_the_discount__owner_and_buyer_unchanged(project, protocol, attacker, accomplice, keeper, deployer):
+def test_self_purchase_of_collateral__at_the_discount__owner_and_buyer_unchanged(
+    project, protocol, attacker, accomplice, keeper, deployer
+):
     """An account on WBTC collateral, long ETH, loses its haircut equity (not yet its market
     value); a keeper closes the position; the owner's second address buys the WBTC at 5% under
     the oracle. The discount the buyer gains is exactly what the owner loses."""
@@ -300,7 +311,7 @@ def test_self_purchase_of_collateral__at_the_discount__owner_and_buyer_unchanged
 
     sold = event(ch.liquidate_collateral(account, wbtc, MAX_SIZE, sender=accomplice), "CollateralLiquidation")
 
-    assert ch.settlement(account) >= 0 and 0 < ch.balances(account, slot)  # debt repaid, some left
+    assert ch.settlement(account) >= 0 and ch.balances(account, slot) > 0  # debt repaid, some left
     discount = sold.amount * btc_price // 10**8 - sold.paid * TO_WAD
     assert discount > 0  # the buyer's gain at the oracle price ...
     assert owner_value() + buyer_value() == before  # ... is exactly the owner's loss

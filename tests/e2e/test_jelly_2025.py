@@ -44,7 +44,11 @@ SKEW_SCALE_UNITS = 300_000_000  # the Configurator's premium bound: cap <= 0.007
 POOL_USD = 500_000
 
 JELLY = TokenConfig(
-    "JELLY", 18, 0.5, 1_000_000_000, 0.1,
+    "JELLY",
+    18,
+    0.5,
+    1_000_000_000,
+    0.1,
     FeedConfig(0.5, min_price_usd=0.0001, max_price_usd=1_000, max_deviation=0.2, initial_sigma=0.8),
 )
 JELLY_PERP = MarketConfig("JELLY-PERP", "JELLY", tier_size=1_000_000, skew_scale=SKEW_SCALE_UNITS, oi_cap=CAP_UNITS)

@@ -50,7 +50,11 @@ ROUND_SECONDS = 60
 PUMP_ROUNDS = 14  # +19% each: 1.19**14 = 11.4x
 
 MNGO = TokenConfig(
-    "MNGO", 18, 0.5, 1_000_000_000, 0.1,
+    "MNGO",
+    18,
+    0.5,
+    1_000_000_000,
+    0.1,
     FeedConfig(1, min_price_usd=0.001, max_price_usd=1_000, max_deviation=0.2, initial_sigma=0.8),
 )
 MNGO_PERP = MarketConfig("MNGO-PERP", "MNGO", tier_size=1_000_000, skew_scale=SKEW_SCALE_UNITS, oi_cap=CAP_UNITS)
@@ -188,7 +192,9 @@ def test_mango__profit_taken_at_the_top_is_bounded_by_the_cap(opened, chain, dep
     assert int(ch.pool_balance()) == pool_before - realised + fee
 
 
-def test_mango__profit_taken_at_the_top__the_loss_beyond_the_pool_is_booked_not_hidden(opened, chain, deployer, keeper, attacker, other_trader):
+def test_mango__profit_taken_at_the_top__the_loss_beyond_the_pool_is_booked_not_hidden(
+    opened, chain, deployer, keeper, attacker, other_trader
+):
     """Known limitation (README, "Not built yet"): the cap is in base units and not tied to the
     pool's size, so an 11.4x pump on a $1M pool lets the long realise more than the pool holds.
     The pool pays it in full (capping it at the pool's realised balance was tried and let LPs

@@ -139,7 +139,9 @@ def attempts(scene: Scene, attacker: Any) -> list[Attempt]:
         Attempt("Clearinghouse.liquidate_collateral", ch, ch.liquidate_collateral.encode_input(scene.bankrupt, scene.evil, WAD)),
         Attempt("Clearinghouse.fund_insurance", ch, ch.fund_insurance.encode_input(USDC)),
         Attempt("Clearinghouse.pool_deposit", ch, ch.pool_deposit.encode_input(USDC), unlocked="clearinghouse: not pool"),
-        Attempt("Clearinghouse.pool_withdraw", ch, ch.pool_withdraw.encode_input(USDC, scene.evil), unlocked="clearinghouse: not pool"),
+        Attempt(
+            "Clearinghouse.pool_withdraw", ch, ch.pool_withdraw.encode_input(USDC, scene.evil), unlocked="clearinghouse: not pool"
+        ),
         Attempt("LiquidityPool.deposit", pool, pool.deposit.encode_input(USDC, scene.evil)),
         Attempt("LiquidityPool.mint", pool, pool.mint.encode_input(10**6, scene.evil)),
         Attempt("LiquidityPool.withdraw", pool, pool.withdraw.encode_input(USDC, scene.evil, scene.evil)),
@@ -147,10 +149,32 @@ def attempts(scene: Scene, attacker: Any) -> list[Attempt]:
         # governance: locked too, except the ownership functions exported from snekmate's
         # ownable_2step, a module the pragma does not reach; they are owner-only and move nothing
         Attempt("Clearinghouse.pause", ch, ch.pause.encode_input(), unlocked="clearinghouse: not guardian"),
-        Attempt("Clearinghouse.set_reduce_only", ch, ch.set_reduce_only.encode_input(scene.eth_market, True), unlocked="clearinghouse: not guardian"),
-        Attempt("Clearinghouse.apply_underwater_tip", ch, ch.apply_underwater_tip.encode_input(0), unlocked="clearinghouse: not configurator"),
-        Attempt("Clearinghouse.transfer_ownership", ch, ch.transfer_ownership.encode_input(scene.evil), unlocked="ownable: caller is not the owner", inside="own"),
-        Attempt("Clearinghouse.accept_ownership", ch, ch.accept_ownership.encode_input(), unlocked="ownable_2step: caller is not the new owner", inside="own"),
+        Attempt(
+            "Clearinghouse.set_reduce_only",
+            ch,
+            ch.set_reduce_only.encode_input(scene.eth_market, True),
+            unlocked="clearinghouse: not guardian",
+        ),
+        Attempt(
+            "Clearinghouse.apply_underwater_tip",
+            ch,
+            ch.apply_underwater_tip.encode_input(0),
+            unlocked="clearinghouse: not configurator",
+        ),
+        Attempt(
+            "Clearinghouse.transfer_ownership",
+            ch,
+            ch.transfer_ownership.encode_input(scene.evil),
+            unlocked="ownable: caller is not the owner",
+            inside="own",
+        ),
+        Attempt(
+            "Clearinghouse.accept_ownership",
+            ch,
+            ch.accept_ownership.encode_input(),
+            unlocked="ownable_2step: caller is not the new owner",
+            inside="own",
+        ),
         # outside the Clearinghouse: the pool's share transfer and the router's sync hold no
         # Clearinghouse state, and their own contracts' locks are not held here
         Attempt("LiquidityPool.transfer", pool, pool.transfer.encode_input(attacker, 1), inside="ok"),
@@ -209,7 +233,7 @@ def test_replay__no_lock_held__every_attempt_succeeds_or_gives_its_own_reason(sc
     receipt = scene.evil.replay(sender=attacker)
     results = reentries(receipt, "replay")
     assert len(results) == len(listed)
-    for attempt, result in zip(listed, results):
+    for attempt, result in zip(listed, results, strict=False):
         if attempt.unlocked is None:
             assert result.success, attempt.name
         else:
@@ -242,7 +266,7 @@ def test_reentry__every_protocol_call_from_the_token_hook__reverts_on_the_lock(s
     receipt = hostile_call(scene, entry, attacker, keeper)
     results = reentries(receipt, HOOK[entry])
     assert len(results) == len(listed)
-    for attempt, result in zip(listed, results):
+    for attempt, result in zip(listed, results, strict=False):
         if attempt.inside == "ok":
             assert result.success, attempt.name
         elif attempt.inside == "own":
@@ -252,7 +276,7 @@ def test_reentry__every_protocol_call_from_the_token_hook__reverts_on_the_lock(s
             assert (result.success, bytes(result.returndata)) == (False, LOCK), attempt.name
 
     # read-only reentrancy: the router, which holds no lock here, answers with the true price
-    by_name = dict(zip([a.name for a in listed], results))
+    by_name = dict(zip([a.name for a in listed], results, strict=False))
     price_inside = decode(["uint256"], bytes(by_name["view OracleRouter.price"].returndata))[0]
     assert price_inside == price_outside == protocol.oracle.price(weth)
 

@@ -70,7 +70,18 @@ def protocol(project, deployer, lp):
 
 @pytest.fixture(scope="module", autouse=True)
 def _module_fixtures_first(
-    protocol, fot_collateral, fot_core, tokens, no_return_collateral, false_collateral, deployer, trader, lp, attacker, keeper, other_trader
+    protocol,
+    fot_collateral,
+    fot_core,
+    tokens,
+    no_return_collateral,
+    false_collateral,
+    deployer,
+    trader,
+    lp,
+    attacker,
+    keeper,
+    other_trader,
 ):
     """Request the module-scoped fixtures before any test, so ape's isolation snapshots them
     once instead of rebasing."""
@@ -260,7 +271,9 @@ def test_withdraw__to_the_last_unit_of_margin__one_unit_more_refused(protocol, l
     free = equity - initial
 
     def value_lost(units):
-        return collateral_term(balance, price, col.unit, col.weight) - collateral_term(balance - units, price, col.unit, col.weight)
+        return collateral_term(balance, price, col.unit, col.weight) - collateral_term(
+            balance - units, price, col.unit, col.weight
+        )
 
     lo, hi = 0, balance  # the most units whose haircut value fits in `free`
     while lo < hi:
@@ -283,7 +296,9 @@ def test_withdraw__to_the_last_unit_of_margin__one_unit_more_refused(protocol, l
     assert 0 <= equity_after - initial_after < value_lost(most + 1) - value_lost(most)
 
 
-def test_collateral_sale__six_and_eight_decimals__paid_to_the_unit_rounded_up(project, protocol, leveraged, tokens, deployer, keeper, other_trader):
+def test_collateral_sale__six_and_eight_decimals__paid_to_the_unit_rounded_up(
+    project, protocol, leveraged, tokens, deployer, keeper, other_trader
+):
     ch, oracle, usdc = protocol.clearinghouse, protocol.oracle, protocol.settlement
     wbtc, usdt = tokens
     eth = protocol.markets["ETH-PERP"]

@@ -41,7 +41,11 @@ from tests.e2e.incidents import (
 MIN_ANSWER = 10_000_000  # Chainlink's LUNA/USD minAnswer: $0.10 with 8 decimals
 HEARTBEAT = 3_600
 LUNA = TokenConfig(
-    "LUNA", 8, 0.5, 1_000_000_000, 0.1,
+    "LUNA",
+    8,
+    0.5,
+    1_000_000_000,
+    0.1,
     FeedConfig(1, heartbeat=HEARTBEAT, min_price_usd=0.1, max_price_usd=1_000, max_deviation=1.0, initial_sigma=0.8),
 )
 LUNA_PERP = MarketConfig("LUNA-PERP", "LUNA", tier_size=1_000_000, skew_scale=10_000_000, oi_cap=50_000)

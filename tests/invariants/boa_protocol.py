@@ -67,9 +67,7 @@ def deploy_protocol(env: boa.Env, deployer: Any, config: ProtocolConfig = DEFAUL
         protocol = Protocol(oracle, clearinghouse, configurator, lens, pool, settlement, config=config)
         for token_config in config.collaterals:
             feed_config = token_config.feed
-            token = compiled("MockERC20").deploy(
-                f"Mock {token_config.symbol}", token_config.symbol, token_config.decimals
-            )
+            token = compiled("MockERC20").deploy(f"Mock {token_config.symbol}", token_config.symbol, token_config.decimals)
             feed = compiled("MockAggregator").deploy(
                 feed_config.decimals,
                 f"{token_config.symbol} / USD",
@@ -135,14 +133,10 @@ class World:
         return account_id(owner, subaccount)
 
 
-def _seed_trade(
-    protocol: Protocol, trader: Any, subaccount: int, market: str, leverage: float, equity_usd: int
-) -> None:
+def _seed_trade(protocol: Protocol, trader: Any, subaccount: int, market: str, leverage: float, equity_usd: int) -> None:
     price = protocol.oracle.price(protocol.market_asset(market))
     size = int(abs(leverage) * equity_usd * WAD) * WAD // price
-    protocol.clearinghouse.trade(
-        protocol.markets[market], size if leverage > 0 else -size, 0, subaccount, sender=trader
-    )
+    protocol.clearinghouse.trade(protocol.markets[market], size if leverage > 0 else -size, 0, subaccount, sender=trader)
 
 
 @lru_cache(maxsize=1)
@@ -456,10 +450,7 @@ class Storage:
     def entry(self, path: tuple[str, ...], *keys: Any) -> int:
         slot = self.slot(*path)
         for key in keys:
-            if isinstance(key, int):
-                key_int = key
-            else:
-                key_int = int(str(getattr(key, "address", key)), 16)
+            key_int = key if isinstance(key, int) else int(str(getattr(key, "address", key)), 16)
             slot = int.from_bytes(keccak(slot.to_bytes(32, "big") + key_int.to_bytes(32, "big")), "big")
         return self.word(slot)
 

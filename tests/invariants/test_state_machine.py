@@ -303,9 +303,7 @@ class Model:
         stt = ledger.states[market]
         if stt.last_funding_time == self.now:
             return
-        ledger.states[market] = replace(
-            stt, funding_index=self.index_now(ledger, market, price), last_funding_time=self.now
-        )
+        ledger.states[market] = replace(stt, funding_index=self.index_now(ledger, market, price), last_funding_time=self.now)
 
     def settle_bad_debt(self, ledger: Ledger, account: int) -> int:
         """Clearinghouse._settle_bad_debt; returns the shortfall booked."""
@@ -412,9 +410,7 @@ class Model:
             if ledger.settlement_held < amount:
                 return Outcome("clearinghouse: insufficient liquidity", self.ledger)
             ledger.settlement_held -= amount
-        return Outcome(
-            None, ledger, {"flow": -amount if token == settlement_token else 0, "equity": equity, "initial": initial}
-        )
+        return Outcome(None, ledger, {"flow": -amount if token == settlement_token else 0, "equity": equity, "initial": initial})
 
     def trade(self, account: int, market: int, delta: int, limit_price: int) -> Outcome:
         if delta == 0:
@@ -432,9 +428,7 @@ class Model:
         position = ledger.positions.get((account, market), (0, 0))
         old_size = position[0]
         new_size = old_size + delta
-        adds_risk = abs(new_size) > abs(old_size) or (
-            new_size != 0 and old_size != 0 and (new_size > 0) != (old_size > 0)
-        )
+        adds_risk = abs(new_size) > abs(old_size) or (new_size != 0 and old_size != 0 and (new_size > 0) != (old_size > 0))
         flags = ledger.flags[market]
         if adds_risk and flags & PAUSED:
             return Outcome("clearinghouse: paused", self.ledger)
@@ -536,9 +530,7 @@ class Model:
         self.set_settlement(ledger, account, ledger.settlement.get(account, 0) - penalty)
         ledger.insurance += penalty - reward
         if position[0] == 0:
-            tip = min(
-                min(risk.mul_down(closed_notional, ledger.underwater_tip_rate), MAX_TIP) // SCALE, ledger.insurance
-            )
+            tip = min(min(risk.mul_down(closed_notional, ledger.underwater_tip_rate), MAX_TIP) // SCALE, ledger.insurance)
             if tip > reward:
                 ledger.insurance -= tip - reward
                 reward = tip
@@ -548,17 +540,11 @@ class Model:
             shortfall = self.settle_bad_debt(ledger, account)
         else:
             x = price - stt.funding_index
-            pnl_change = (risk.signed_mul_floor(position[0], x) - position[1]) - (
-                risk.signed_mul_floor(before[0], x) - before[1]
-            )
+            pnl_change = (risk.signed_mul_floor(position[0], x) - position[1]) - (risk.signed_mul_floor(before[0], x) - before[1])
             e2 = equity + pnl_change + (credit - penalty) * SCALE
             left = abs(position[0])
             mmr2, _ = self.rates(params, left)
-            m2 = (
-                maintenance
-                - risk.mul_up(risk.mul_up(abs_size, price), mmr)
-                + risk.mul_up(risk.mul_up(left, price), mmr2)
-            )
+            m2 = maintenance - risk.mul_up(risk.mul_up(abs_size, price), mmr) + risk.mul_up(risk.mul_up(left, price), mmr2)
             health_after = risk.health(e2, m2)
         info = {
             "close": close,
@@ -782,9 +768,7 @@ class Model:
         )
         return Outcome(None, after)
 
-    def list_collateral(
-        self, token: str, unit: int, weight: int, cap: int, discount: int, settlement_token: str
-    ) -> Outcome:
+    def list_collateral(self, token: str, unit: int, weight: int, cap: int, discount: int, settlement_token: str) -> Outcome:
         """Configurator.list_collateral (the token's decimals are <= 18 here)."""
         if token == settlement_token:
             return Outcome("configurator: bad token", self.ledger)
@@ -988,9 +972,7 @@ class ProtocolMachine(RuleBasedStateMachine):
             name = type(event).__name__
             if name in NOTABLE_EVENTS:
                 record(f"event {name}", None)
-        assert got == outcome.message, (
-            f"{label}{args}: the contract says {got!r}, the model {outcome.message!r} ({outcome.info})"
-        )
+        assert got == outcome.message, f"{label}{args}: the contract says {got!r}, the model {outcome.message!r} ({outcome.info})"
         if got is None:
             self.expected = outcome.ledger
             if "pool" in outcome.info:
@@ -1100,9 +1082,7 @@ class ProtocolMachine(RuleBasedStateMachine):
             fill = probe.info["fill"]
             limit_price = fill if limit == "exact" else (fill - 1 if delta > 0 else fill + 1)
         outcome = self.model.trade(account, market, delta, limit_price) if limit_price else probe
-        if not self.call(
-            "Clearinghouse.trade", self.ch.trade, market, delta, limit_price, sub, sender=owner, outcome=outcome
-        ):
+        if not self.call("Clearinghouse.trade", self.ch.trade, market, delta, limit_price, sub, sender=owner, outcome=outcome):
             return False
         self.check_bad_debt_event(outcome)
         after = self.model_after_margin(account)
@@ -1171,9 +1151,7 @@ class ProtocolMachine(RuleBasedStateMachine):
             self.env.time_travel(seconds=wait)
             self.refresh(self.ledger)
         outcome = self.model.accrue_funding(market)
-        self.call(
-            "Clearinghouse.accrue_funding", self.ch.accrue_funding, market, sender=self.roles.keeper, outcome=outcome
-        )
+        self.call("Clearinghouse.accrue_funding", self.ch.accrue_funding, market, sender=self.roles.keeper, outcome=outcome)
 
     # -------------------------------------------------------------- liquidation
 
@@ -1181,9 +1159,7 @@ class ProtocolMachine(RuleBasedStateMachine):
         outcome = self.model.liquidate(account, market, max_size)
         info = outcome.info
         if outcome.message == "liquidation: health worsened" and max_size >= info["abs_size"]:
-            raise AssertionError(
-                f"an honest liquidation of unhealthy account {account:#x} in market {market} is refused: {info}"
-            )
+            raise AssertionError(f"an honest liquidation of unhealthy account {account:#x} in market {market} is refused: {info}")
         wallet = token_balance(self.tokens["USDC"], liquidator)
         if not self.call(
             "Clearinghouse.liquidate", self.ch.liquidate, account, market, max_size, sender=liquidator, outcome=outcome
@@ -1213,13 +1189,9 @@ class ProtocolMachine(RuleBasedStateMachine):
             assert info["rule_close"] == info["least"]
         if info["partial"]:
             health = self.ch.health(account)
-            assert health == info["health_after"] and health >= info["health_before"], (
-                "a partial liquidation lowered health"
-            )
+            assert health == info["health_after"] and health >= info["health_before"], "a partial liquidation lowered health"
             if max_size >= info["rule_close"]:
-                assert health >= WAD + self.ledger.buffer, (
-                    f"a partial liquidation left health {health} below 1 + buffer"
-                )
+                assert health >= WAD + self.ledger.buffer, f"a partial liquidation left health {health} below 1 + buffer"
         # invariant 4: owner + liquidator gain nothing, but the documented underwater tip
         after = self.expected
         has_anything = after.market_mask.get(account, 0) or after.collateral_mask.get(account, 0)
@@ -1244,11 +1216,7 @@ class ProtocolMachine(RuleBasedStateMachine):
                 best, best_health = index, health
         return best
 
-    @rule(
-        order=st.tuples(
-            TARGET, MARKET, LIQUIDATOR, st.sampled_from(["all", "all", "part", "zero"]), st.integers(1, 1_000)
-        )
-    )
+    @rule(order=st.tuples(TARGET, MARKET, LIQUIDATOR, st.sampled_from(["all", "all", "part", "zero"]), st.integers(1, 1_000)))
     def liquidate(self, order: tuple[int, int, str, str, int]) -> None:
         """(account or 6 for the least healthy, market, keeper or the owner's second address,
         max_size: everything / part of the position / zero, permille)"""
@@ -1259,11 +1227,7 @@ class ProtocolMachine(RuleBasedStateMachine):
         owner, _, account = self.account(index)
         size = abs(self.ledger.positions.get((account, market), (0, 0))[0])
         max_size = {"all": MAX_UINT, "zero": 0, "part": size * permille // 1_000 + 1}[max_kind]
-        who = (
-            self.roles.keeper
-            if liquidator == "keeper"
-            else self.roles.second_addresses[self.roles.traders.index(owner)]
-        )
+        who = self.roles.keeper if liquidator == "keeper" else self.roles.second_addresses[self.roles.traders.index(owner)]
         self.do_liquidate(account, market, max_size, who)
 
     def do_liquidate_collateral(self, account: int, sym: str, max_amount: int) -> bool:
@@ -1293,9 +1257,7 @@ class ProtocolMachine(RuleBasedStateMachine):
         equity_after = self.model.margin(self.expected, account)[0] - info["shortfall"] * SCALE
         col = self.ledger.collaterals[self.model.slot(self.addr[sym])]
         bound = 2 + risk.ceil_div(info["amount"], col.unit)
-        assert equity_after >= info["equity"] - bound, (
-            f"collateral sale lowered equity by {info['equity'] - equity_after} wei"
-        )
+        assert equity_after >= info["equity"] - bound, f"collateral sale lowered equity by {info['equity'] - equity_after} wei"
         return True
 
     @rule(
@@ -1364,9 +1326,7 @@ class ProtocolMachine(RuleBasedStateMachine):
     def fund_insurance(self, usd: int) -> None:
         amount = self.units("USDC", usd)
         outcome = self.model.fund_insurance(amount)
-        self.call(
-            "Clearinghouse.fund_insurance", self.ch.fund_insurance, amount, sender=self.roles.donor, outcome=outcome
-        )
+        self.call("Clearinghouse.fund_insurance", self.ch.fund_insurance, amount, sender=self.roles.donor, outcome=outcome)
 
     # -------------------------------------------------------------- liquidity pool
 
@@ -1424,9 +1384,7 @@ class ProtocolMachine(RuleBasedStateMachine):
             except PriceError:
                 assets = shares // POOL_OFFSET
             outcome = self.model.pool_withdraw(self.pool_ledger, str(owner), assets, None, allowance)
-            ok = self.call(
-                "LiquidityPool.withdraw", self.pool.withdraw, assets, who, owner, sender=who, outcome=outcome
-            )
+            ok = self.call("LiquidityPool.withdraw", self.pool.withdraw, assets, who, owner, sender=who, outcome=outcome)
         if ok:
             assert token_balance(self.tokens["USDC"], who) == wallet + outcome.info["assets"]
             self.pool_value_unchanged_for_others(outcome)
@@ -1485,9 +1443,7 @@ class ProtocolMachine(RuleBasedStateMachine):
     @rule(
         move=st.tuples(
             st.sampled_from(COLLATERALS),
-            st.one_of(
-                st.integers(-400, 400), st.integers(-1_990, 1_990)
-            ),  # small moves walk accounts into partial liquidation
+            st.one_of(st.integers(-400, 400), st.integers(-1_990, 1_990)),  # small moves walk accounts into partial liquidation
             st.booleans(),
         )
     )
@@ -1550,22 +1506,16 @@ class ProtocolMachine(RuleBasedStateMachine):
         elif not f.halted:
             message = "oracle: not halted"
         else:
-            message = checked_price_error(
-                f.answer, f.updated_at, self.now, f.heartbeat, f.scale, f.min_price, f.max_price
-            )
+            message = checked_price_error(f.answer, f.updated_at, self.now, f.heartbeat, f.scale, f.min_price, f.max_price)
         outcome = Outcome(message, self.ledger)
         who = self.owner["oracle"] if by_owner else self.roles.attacker
-        self.call(
-            "OracleRouter.clear_circuit_breaker", self.oracle.clear_circuit_breaker, asset, sender=who, outcome=outcome
-        )
+        self.call("OracleRouter.clear_circuit_breaker", self.oracle.clear_circuit_breaker, asset, sender=who, outcome=outcome)
 
     @rule(seconds=st.sampled_from([1, 12, 60, 300, 600, 900, 1_800, 3_000, 3_601, 7_200, 86_400]))
     def time_passes(self, seconds: int) -> None:
         self.env.time_travel(seconds=seconds)
 
-    @rule(
-        recipient=st.sampled_from(["clearinghouse", "pool"]), sym=st.sampled_from(TOKENS), usd=st.integers(1, 100_000)
-    )
+    @rule(recipient=st.sampled_from(["clearinghouse", "pool"]), sym=st.sampled_from(TOKENS), usd=st.integers(1, 100_000))
     def donate(self, recipient: str, sym: str, usd: int) -> None:
         """A direct transfer: it must change no internal balance (internal accounting only)."""
         amount = self.units(sym, usd)
@@ -1699,9 +1649,7 @@ class ProtocolMachine(RuleBasedStateMachine):
         keeper_permille=st.integers(0, 900),
         cap_permille=st.integers(0, 1_000),
     )
-    def list_market(
-        self, sym: str, base_bp: int, penalty_permille: int, keeper_permille: int, cap_permille: int
-    ) -> None:
+    def list_market(self, sym: str, base_bp: int, penalty_permille: int, keeper_permille: int, cap_permille: int) -> None:
         """List a new perpetual market (LINK-PERP, or a second market on WETH or USDT)."""
         if len(self.ledger.markets) >= 4:
             return self.set_market(
@@ -1872,9 +1820,7 @@ class ProtocolMachine(RuleBasedStateMachine):
         elif sigma > 10 * WAD:
             message = "oracle: bad sigma"
         else:
-            message = checked_price_error(
-                f.answer, f.updated_at, self.now, heartbeat, f.scale, f.min_price, f.max_price
-            )
+            message = checked_price_error(f.answer, f.updated_at, self.now, heartbeat, f.scale, f.min_price, f.max_price)
         args = (asset, self.feeds[sym], heartbeat, f.min_price, f.max_price, deviation, sigma)
         self.call(
             "OracleRouter.set_feed",
@@ -1903,9 +1849,7 @@ class ProtocolMachine(RuleBasedStateMachine):
             self.set_guardian("keeper" if on else "guardian")
 
     def pause(self, by: str) -> None:
-        who = {"guardian": self.ledger.guardian, "owner": self.owner["clearinghouse"], "attacker": self.roles.attacker}[
-            by
-        ]
+        who = {"guardian": self.ledger.guardian, "owner": self.owner["clearinghouse"], "attacker": self.roles.attacker}[by]
         after = self.ledger.copy()
         after.paused = True
         after.flags = {m: f | PAUSED for m, f in after.flags.items()}
@@ -1918,9 +1862,7 @@ class ProtocolMachine(RuleBasedStateMachine):
         )
 
     def unpause(self, by: str) -> None:
-        who = {"guardian": self.ledger.guardian, "owner": self.owner["clearinghouse"], "attacker": self.roles.attacker}[
-            by
-        ]
+        who = {"guardian": self.ledger.guardian, "owner": self.owner["clearinghouse"], "attacker": self.roles.attacker}[by]
         after = self.ledger.copy()
         after.paused = False
         after.flags = {m: f & ~PAUSED for m, f in after.flags.items()}
@@ -1933,9 +1875,7 @@ class ProtocolMachine(RuleBasedStateMachine):
         )
 
     def set_reduce_only(self, market: int, on: bool, by: str) -> None:
-        who = {"guardian": self.ledger.guardian, "owner": self.owner["clearinghouse"], "attacker": self.roles.attacker}[
-            by
-        ]
+        who = {"guardian": self.ledger.guardian, "owner": self.owner["clearinghouse"], "attacker": self.roles.attacker}[by]
         is_owner = str(who) == str(self.owner["clearinghouse"])
         if market not in self.ledger.markets:
             message = "clearinghouse: unknown market"
@@ -2004,9 +1944,7 @@ class ProtocolMachine(RuleBasedStateMachine):
         current = self.owner[contract]
         successor = self.spare_admin if str(current) == str(self.roles.owner) else self.roles.owner
         unchanged = Outcome(None, self.ledger)
-        self.call(
-            f"{contract}.transfer_ownership", target.transfer_ownership, successor, sender=current, outcome=unchanged
-        )
+        self.call(f"{contract}.transfer_ownership", target.transfer_ownership, successor, sender=current, outcome=unchanged)
         refused = Outcome("ownable_2step: caller is not the new owner", self.ledger)
         self.call(f"{contract}.accept_ownership", target.accept_ownership, sender=self.roles.attacker, outcome=refused)
         self.call(f"{contract}.accept_ownership", target.accept_ownership, sender=successor, outcome=unchanged)
@@ -2093,9 +2031,7 @@ class ProtocolMachine(RuleBasedStateMachine):
             assert stt.long_oi == sum(s for s in sizes if s > 0) and stt.short_oi == sum(-s for s in sizes if s < 0)
             assert stt.total_cost == sum(cost for (_, market), (_, cost) in ledger.positions.items() if market == m)
         for (account, m), (size, cost) in ledger.positions.items():
-            assert size != 0 and ledger.market_mask.get(account, 0) >> m & 1, (
-                f"position {size, cost} without its mask bit"
-            )
+            assert size != 0 and ledger.market_mask.get(account, 0) >> m & 1, f"position {size, cost} without its mask bit"
         for account, mask in ledger.market_mask.items():
             assert all((account, m) in ledger.positions for m in range(16) if mask >> m & 1)
         for account, slot in ledger.balances:
@@ -2222,7 +2158,7 @@ def outcome_table() -> str:
     labels = sorted({label for label, _ in OUTCOMES})
     lines = []
     for label in labels:
-        parts = [f"{outcome} x{n}" for (l, outcome), n in sorted(OUTCOMES.items(), key=lambda kv: -kv[1]) if l == label]
+        parts = [f"{outcome} x{n}" for (rule, outcome), n in sorted(OUTCOMES.items(), key=lambda kv: -kv[1]) if rule == label]
         lines.append(f"  {label}: " + ", ".join(parts))
     return "\n".join(lines)
 
@@ -2393,9 +2329,7 @@ def test_invariants__a_revert_the_model_did_not_predict__is_caught(machine):
     owner, sub, _ = machine.account(5)  # an empty account: it cannot withdraw
     wrong = Outcome(None, machine.ledger)
     with pytest.raises(AssertionError, match="clearinghouse: insufficient balance"):
-        machine.call(
-            "Clearinghouse.withdraw", machine.ch.withdraw, machine.tokens["USDC"], 1, sub, sender=owner, outcome=wrong
-        )
+        machine.call("Clearinghouse.withdraw", machine.ch.withdraw, machine.tokens["USDC"], 1, sub, sender=owner, outcome=wrong)
 
 
 # ------------------------------------------------------------------ findings

@@ -68,7 +68,9 @@ def ctrl_c(_seconds):
 
 def script(name):
     """scripts/<name>.py as a module (scripts/ is not a package)."""
-    spec = importlib.util.spec_from_file_location(f"marginsim_script_{name}", Path(__file__).parents[2] / "scripts" / f"{name}.py")
+    spec = importlib.util.spec_from_file_location(
+        f"marginsim_script_{name}", Path(__file__).parents[2] / "scripts" / f"{name}.py"
+    )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -87,7 +89,7 @@ def market(project, chain, accounts):
     usdc.approve(ch, MAX_UINT, sender=deployer)
     ch.fund_insurance(20_000 * USDC, sender=deployer)
     traders = {}
-    for signer, (symbol, collateral_usd, leverage) in zip(accounts[4:], TRADERS):
+    for signer, (symbol, collateral_usd, leverage) in zip(accounts[4:], TRADERS, strict=False):
         token = usdc if symbol == "USDC" else protocol.tokens[symbol]
         price = WAD if symbol == "USDC" else protocol.oracle.price(token)
         amount = collateral_usd * WAD * 10 ** token.decimals() // price
@@ -102,7 +104,9 @@ def market(project, chain, accounts):
     path = feeds.PricePath([STEP * i for i in range(len(CRASH))], [float(p) for p in CRASH], STEP)
     clock = FakeClock()
     oracle_log = []
-    oracle_bot = OracleBot(protocol, chain, deployer, path, OracleConfig(speed=SPEED, move_chain_time=True), log=oracle_log.append, clock=clock)
+    oracle_bot = OracleBot(
+        protocol, chain, deployer, path, OracleConfig(speed=SPEED, move_chain_time=True), log=oracle_log.append, clock=clock
+    )
     return {
         "protocol": protocol,
         "block_before": block_before,
@@ -135,7 +139,7 @@ def crash(market, chain, accounts):
         data = bots["fast"].market_data(head.number, head.timestamp)
         fast, slow = bots["fast"].mirror_healths(data), bots["slow"].mirror_healths(data)  # each indexes first
         indexed = sorted(fast)
-        lens = dict(zip(indexed, protocol.lens.healths(indexed)))
+        lens = dict(zip(indexed, protocol.lens.healths(indexed), strict=False))
         contract = {a: protocol.clearinghouse.health(a) for a in indexed}
         run["mirror_checks"].append((fast, slow, lens, contract))
 
@@ -259,12 +263,16 @@ def test_keeper_bot__stale_oracle__skips_the_iteration_and_recovers(market, cras
     chain.mine()
     keeper.step()
     assert log[-1] == "iteration skipped: cannot read the chain: oracle: stale answer"
-    assert keeper.summary.failed_iterations == 1 and len(keeper.keeper.accounts) == len(TRADERS)  # indexed, then the prices failed
+    assert keeper.summary.failed_iterations == 1 and len(keeper.keeper.accounts) == len(
+        TRADERS
+    )  # indexed, then the prices failed
     market["oracle"].step()  # the oracle bot's heartbeat brings every feed back
     logged = len(log)
     keeper.step()
     assert keeper.summary.failed_iterations == 1 and not any("skipped" in line for line in log[logged:])
-    assert keeper.mirror_healths() == dict(zip(sorted(keeper.keeper.accounts), protocol.lens.healths(sorted(keeper.keeper.accounts))))
+    assert keeper.mirror_healths() == dict(
+        zip(sorted(keeper.keeper.accounts), protocol.lens.healths(sorted(keeper.keeper.accounts)), strict=False)
+    )
 
 
 def test_bots__ctrl_c__one_line_summary(market, chain, accounts):
@@ -280,7 +288,9 @@ def test_bots__ctrl_c__one_line_summary(market, chain, accounts):
     oracle = OracleBot(protocol, chain, accounts[0], flat, OracleConfig(), log=log.append, clock=FakeClock())
     summary = oracle.run(sleep=interrupt)
     assert summary.interrupted and summary.iterations == 1 and summary.rounds == {"initial": 1}
-    assert "\n" not in summary.line() and summary.line().startswith("oracle interrupted (Ctrl-C) after 1 iterations: 1 WETH rounds")
+    assert "\n" not in summary.line() and summary.line().startswith(
+        "oracle interrupted (Ctrl-C) after 1 iterations: 1 WETH rounds"
+    )
 
 
 def test_bad_input__one_line_errors(market, project, chain, accounts, tmp_path):
@@ -293,7 +303,10 @@ def test_bad_input__one_line_errors(market, project, chain, accounts, tmp_path):
         (lambda: OracleConfig(speed=0), "oracle: --speed must be > 0"),
         (lambda: OracleConfig(heartbeat=0), "oracle: --heartbeat must be"),
         (lambda: KeeperConfig(poll_seconds=-1), "keeper: --poll must be >= 0"),
-        (lambda: choose_signer(ape.accounts, chain.provider.network, "no-such-alias", 1, "keeper"), "keeper: --account 'no-such-alias' is not an ape account alias"),
+        (
+            lambda: choose_signer(ape.accounts, chain.provider.network, "no-such-alias", 1, "keeper"),
+            "keeper: --account 'no-such-alias' is not an ape account alias",
+        ),
         (lambda: OracleBot(protocol, chain, accounts[3], market["path"], OracleConfig(), log=[].append), "oracle: --account"),
     ]
     elsewhere = tmp_path / "other-chain.json"
@@ -320,7 +333,10 @@ def test_sources__paths_start_at_the_feed_price():
 def test_scripts__bad_input__exit_with_one_line(tmp_path):
     result = CliRunner().invoke(script("keeper").cli, ["--deployment", str(tmp_path / "none.json")])
     assert result.exit_code == 1
-    assert result.output == f"keeper: --deployment: no such file: {tmp_path / 'none.json'} (run `ape run deploy --network ...` first)\n"
+    assert (
+        result.output
+        == f"keeper: --deployment: no such file: {tmp_path / 'none.json'} (run `ape run deploy --network ...` first)\n"
+    )
     result = CliRunner().invoke(script("oracle").cli, ["--source", "brownian"])
     assert result.exit_code == 1
     assert result.output == "oracle: --source must be gbm, shock, shock:RETURN or replay:PATH, got 'brownian'\n"
@@ -332,7 +348,9 @@ def test_scripts__run_against_a_deployment_file(market, crash, tmp_path):
     result = CliRunner().invoke(script("oracle").cli, ["--deployment", str(path), "--source", "shock", "--max-iterations", "1"])
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
-    assert "WETH round 1 (initial, path 0 s) $1,580.00" in lines[1] and lines[-1].startswith("oracle stopped after 1 iterations: 1 WETH rounds")
+    assert "WETH round 1 (initial, path 0 s) $1,580.00" in lines[1] and lines[-1].startswith(
+        "oracle stopped after 1 iterations: 1 WETH rounds"
+    )
     result = CliRunner().invoke(script("keeper").cli, ["--deployment", str(path), "--max-iterations", "1", "--poll", "0"])
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()

@@ -7,7 +7,7 @@ hard-coded market facts are the ones in /work/shared/data/README.md.
 
 import math
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -41,7 +41,7 @@ from marginsim.feeds import (
 # Facts from the data README: Black Thursday, 144 ten-minute bars, 195.21 open, 101.01 low, 107.52 close.
 BLACK_THURSDAY_PRICES = "eth_usd_10min_2020-03-12.csv"
 BLACK_THURSDAY_GAS = "gas_price_10min_2020-03-12.csv"
-BLACK_THURSDAY_START = int(datetime(2020, 3, 12, tzinfo=timezone.utc).timestamp())
+BLACK_THURSDAY_START = int(datetime(2020, 3, 12, tzinfo=UTC).timestamp())
 BARS_PER_DAY = 144
 BAR_SECONDS = 600
 DAY_OPEN, DAY_LOW, DAY_CLOSE = 195.21, 101.01, 107.52
@@ -71,7 +71,7 @@ def make_price_file(tmp_path):
 
     def make(bars, name="bars.csv"):
         rows = [
-            f"{datetime.fromtimestamp(BLACK_THURSDAY_START + index * BAR_SECONDS, timezone.utc):%Y-%m-%dT%H:%M:%SZ},"
+            f"{datetime.fromtimestamp(BLACK_THURSDAY_START + index * BAR_SECONDS, UTC):%Y-%m-%dT%H:%M:%SZ},"
             f"{open_price},{high},{low},{close},1.5,3\n"
             for index, (open_price, high, low, close) in enumerate(bars)
         ]
@@ -366,6 +366,7 @@ def test_publish__lag__shifts_round_times_only():
     lagged = publish_rounds(path, PublisherConfig(publication_lag_seconds=45))
     assert len(prompt) > 10
     assert [round_.round_time for round_ in lagged] == [round_.round_time + 45 for round_ in prompt]
+
     def observed(rounds):
         return [(round_.observed_time, round_.answer, round_.reason) for round_ in rounds]
 
@@ -398,7 +399,10 @@ def test_to_answer__rounds_half_up_and_never_zero(price, decimals, answer):
     assert to_answer(price, decimals) == answer
 
 
-def _assert_publication_rule(path, rounds, config=PublisherConfig()):
+DEFAULT_PUBLISHER = PublisherConfig()
+
+
+def _assert_publication_rule(path, rounds, config=DEFAULT_PUBLISHER):
     """Every round was due, and no sample between rounds was due: the rule, checked from outside."""
     published = {round_.observed_time: round_ for round_ in rounds}
     last = rounds[0]
@@ -471,7 +475,7 @@ def test_replay__black_thursday__every_bar_visits_open_nearer_extreme_other_extr
     bars = read_price_bars(data_file(BLACK_THURSDAY_PRICES))
     assert len(bars) == BARS_PER_DAY
     samples = black_thursday_path.prices.reshape(BARS_PER_DAY, BAR_SECONDS // 60)
-    for bar, bar_samples in zip(bars, samples):
+    for bar, bar_samples in zip(bars, samples, strict=False):
         nearer, farther = sorted([bar.high, bar.low], key=lambda extreme: abs(extreme - bar.open))
         if abs(bar.high - bar.open) == abs(bar.low - bar.open):
             nearer, farther = (bar.high, bar.low) if bar.close < bar.open else (bar.low, bar.high)
@@ -511,8 +515,7 @@ def test_replay__minute_steps__linear_between_waypoints(make_price_file):
 def test_replay__step_not_giving_four_samples_a_bar__one_line_error(make_price_file, step_seconds):
     config = ReplayConfig(make_price_file([(100.0, 101.0, 99.0, 100.0)] * 3), step_seconds=step_seconds)
     message = (
-        "feeds: step_seconds must be a divisor of the bar length (600 s) giving at least 4 samples a bar, "
-        f"got {step_seconds}"
+        f"feeds: step_seconds must be a divisor of the bar length (600 s) giving at least 4 samples a bar, got {step_seconds}"
     )
     with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
         replay_path(config)

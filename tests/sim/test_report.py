@@ -96,9 +96,7 @@ def make_run(scenario: str = "eth-crash-30m", steps: int = 30) -> SimulationResu
     bad_debt = [BadDebtRecord(1_200.0, 100, 119, BAD_DEBT_USD, 1_000.0, 234.5)]
     keepers = {
         "keeper-fast": KeeperStats("keeper-fast", liquidations=2, revenue_usd=500.0, gas_spent_usd=12.6, lost_races=1),
-        "keeper-slow": KeeperStats(
-            "keeper-slow", liquidations=1, revenue_usd=125.0, gas_spent_usd=8.4, skipped_unprofitable=3
-        ),
+        "keeper-slow": KeeperStats("keeper-slow", liquidations=1, revenue_usd=125.0, gas_spent_usd=8.4, skipped_unprofitable=3),
     }
     return SimulationResult(
         scenario=scenario,
@@ -144,7 +142,7 @@ GEOMETRY_ATTRIBUTES = ("d", "x", "y", "x1", "y1", "x2", "y2", "cx", "cy", "r", "
 
 def svg_geometry_is_finite(html_text: str) -> bool:
     """No coordinate in any chart is nan or inf."""
-    pattern = r'\b(?:%s)="([^"]*)"' % "|".join(GEOMETRY_ATTRIBUTES)
+    pattern = r'\b(?:{})="([^"]*)"'.format("|".join(GEOMETRY_ATTRIBUTES))
     values = re.findall(pattern, html_text)
     assert values, "no geometry found"
     return not any(re.search(r"nan|inf", v, flags=re.I) for v in values)
@@ -201,7 +199,7 @@ def test_series_csv__one_row_per_point_with_per_market_columns(tmp_path):
         "open_accounts",
     ]  # fmt: skip
     assert len(rows) - 1 == len(run.series) == 30
-    last = dict(zip(rows[0], rows[-1]))
+    last = dict(zip(rows[0], rows[-1], strict=False))
     assert float(last["market_price_ETH-PERP"]) == pytest.approx(1_200.0)
     assert float(last["oracle_price_BTC-PERP"]) == pytest.approx(24_000.0 * 1.001)
     assert int(last["block"]) == 29 * BLOCKS_PER_STEP
@@ -220,7 +218,7 @@ def test_record_csvs__one_row_per_record(tmp_path):
     assert keepers[0] == [
         "name", "liquidations", "revenue_usd", "gas_spent_usd", "profit_usd", "lost_races", "skipped_unprofitable"
     ]  # fmt: skip
-    assert float(dict(zip(keepers[0], keepers[1]))["profit_usd"]) == pytest.approx(500.0 - 12.6)
+    assert float(dict(zip(keepers[0], keepers[1], strict=False))["profit_usd"]) == pytest.approx(500.0 - 12.6)
 
 
 def test_summary_json__round_trips_with_bad_debt_total_and_share_of_peak_oi(tmp_path):
@@ -327,8 +325,7 @@ ZERO_FIELDS = ("insurance_usd", "open_interest_usd", "bad_debt_usd")
 def test_report_html__infinite_health_and_all_zero_series__plot_finite_coordinates(tmp_path):
     run = make_run()
     run.series = [
-        make_point(s, eth=2_000.0, btc=30_000.0, health=(math.inf,) * 5, **{name: 0.0 for name in ZERO_FIELDS})
-        for s in range(30)
+        make_point(s, eth=2_000.0, btc=30_000.0, health=(math.inf,) * 5, **{name: 0.0 for name in ZERO_FIELDS}) for s in range(30)
     ]
     run.bad_debt, run.peak_open_interest_usd = [], 0.0
     html_text = write_outputs(run, tmp_path)["report"].read_text(encoding="utf-8")

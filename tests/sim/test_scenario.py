@@ -43,19 +43,45 @@ def test_minimal_scenario__defaults():
     [
         ({"seed": -1}, "scenario <scenario>: seed: must be in [0, inf], got -1"),
         ({"step_seconds": 0}, "scenario <scenario>: step_seconds: must be in [1, 3600], got 0"),
-        ({"traders__leverage": [0, 5]}, "scenario <scenario>: traders.leverage: must be two numbers [low, high] with 1.0 <= low <= high, got [0, 5]"),
+        (
+            {"traders__leverage": [0, 5]},
+            "scenario <scenario>: traders.leverage: must be two numbers [low, high] with 1.0 <= low <= high, got [0, 5]",
+        ),
         ({"traders__long_share": 1.5}, "scenario <scenario>: traders.long_share: must be in [0, 1], got 1.5"),
-        ({"traders__collateral": ["DOGE"]}, "scenario <scenario>: traders.collateral: must be a non-empty list from ['USDC', 'USDT', 'WBTC', 'WETH'], got ['DOGE']"),
-        ({"traders__markets": ["BTC-PERP"]}, "scenario <scenario>: traders.markets: must be a non-empty list from ['ETH-PERP'], got ['BTC-PERP']"),
+        (
+            {"traders__collateral": ["DOGE"]},
+            "scenario <scenario>: traders.collateral: must be a non-empty list from "
+            "['USDC', 'USDT', 'WBTC', 'WETH'], got ['DOGE']",
+        ),
+        (
+            {"traders__markets": ["BTC-PERP"]},
+            "scenario <scenario>: traders.markets: must be a non-empty list from ['ETH-PERP'], got ['BTC-PERP']",
+        ),
         ({"gas": {"constant_gwei": 10, "file": "x.csv"}}, "scenario <scenario>: gas: give exactly one of file or constant_gwei"),
-        ({"gas": {"file": "gas_price_10min_2020-03-12.csv", "percentile": "p99"}}, "scenario <scenario>: gas.percentile: must be one of mean, p30, p60, p90, max, got 'p99'"),
+        (
+            {"gas": {"file": "gas_price_10min_2020-03-12.csv", "percentile": "p99"}},
+            "scenario <scenario>: gas.percentile: must be one of mean, p30, p60, p90, max, got 'p99'",
+        ),
         ({"keepers": []}, "scenario <scenario>: keepers: at least one [[keepers]] entry is required"),
         ({"keepers": [{"name": "a"}, {"name": "a"}]}, "scenario <scenario>: keepers: keeper names must be unique"),
-        ({"keepers": [{"name": "a", "censored": [[10, 5]]}]}, "scenario <scenario>: keepers[0].censored: must be a list of [start, end] second pairs with start < end, got [[10, 5]]"),
-        ({"feed": {"ETH-PERP": {"kind": "brownian"}}}, "scenario <scenario>: feed.ETH-PERP.kind: must be one of replay, gbm, jump, garch, shock, got 'brownian'"),
+        (
+            {"keepers": [{"name": "a", "censored": [[10, 5]]}]},
+            "scenario <scenario>: keepers[0].censored: must be a list of [start, end] second pairs "
+            "with start < end, got [[10, 5]]",
+        ),
+        (
+            {"feed": {"ETH-PERP": {"kind": "brownian"}}},
+            "scenario <scenario>: feed.ETH-PERP.kind: must be one of replay, gbm, jump, garch, shock, got 'brownian'",
+        ),
         ({"feed": {"SOL-PERP": {"kind": "gbm"}}}, "scenario <scenario>: feed.SOL-PERP: market must be ETH-PERP or BTC-PERP"),
-        ({"feed": {"ETH-PERP": {"kind": "replay", "file": "nope.csv"}}}, "scenario <scenario>: feed.ETH-PERP.file: no such data file:"),
-        ({"feed": {"ETH-PERP": {"kind": "gbm", "mu": 0.0, "sigma": -0.1, "s0": 2000.0}}}, "scenario <scenario>: feed.ETH-PERP: feeds: sigma must be >= 0, got -0.1"),
+        (
+            {"feed": {"ETH-PERP": {"kind": "replay", "file": "nope.csv"}}},
+            "scenario <scenario>: feed.ETH-PERP.file: no such data file:",
+        ),
+        (
+            {"feed": {"ETH-PERP": {"kind": "gbm", "mu": 0.0, "sigma": -0.1, "s0": 2000.0}}},
+            "scenario <scenario>: feed.ETH-PERP: feeds: sigma must be >= 0, got -0.1",
+        ),
         ({"protocol__liquidation_bufer": 0.1}, "scenario <scenario>: protocol.liquidation_bufer: unknown field"),
         ({"colour": "red"}, "scenario <scenario>: colour: unknown field"),
     ],

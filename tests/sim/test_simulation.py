@@ -22,10 +22,10 @@ def run(project, chain, accounts):
 def test_simulation__keepers_liquidate_the_crash(run):
     assert run.steps == 51  # 50 minutes at one-minute steps, both ends
     assert len(run.liquidations) > 0
-    assert {l.keeper for l in run.liquidations} <= {"fast", "slow"}
+    assert {liq.keeper for liq in run.liquidations} <= {"fast", "slow"}
     stats = run.keepers["fast"]
-    assert stats.liquidations == sum(1 for l in run.liquidations if l.keeper == "fast")
-    assert stats.revenue_usd == pytest.approx(sum(l.keeper_reward_usd for l in run.liquidations if l.keeper == "fast"))
+    assert stats.liquidations == sum(1 for liq in run.liquidations if liq.keeper == "fast")
+    assert stats.revenue_usd == pytest.approx(sum(liq.keeper_reward_usd for liq in run.liquidations if liq.keeper == "fast"))
     # every partial liquidation restored health to at least 1 + buffer (1.1)
     for record in run.liquidations:
         assert record.full_close or record.health_after >= 1.1
@@ -35,7 +35,7 @@ def test_simulation__keepers_liquidate_the_crash(run):
 def test_simulation__rounds_follow_chainlink_rules(run):
     rounds = [r for r in run.rounds if r.market == "ETH-PERP"]
     assert rounds[0].reason == "initial"
-    for previous, current in zip(rounds, rounds[1:]):
+    for previous, current in zip(rounds, rounds[1:], strict=False):
         moved = abs(current.price - previous.price) / previous.price
         assert current.reason == "heartbeat" or moved >= 0.005 - 1e-9
 
@@ -56,7 +56,7 @@ def test_simulation__outputs_written(run, tmp_path):
 
 def test_simulation__same_seed_same_result(run, project, chain, accounts):
     again = run_simulation(project, chain, list(accounts), load_scenario(SCENARIO))
-    assert [(l.time, l.account, l.notional_usd) for l in again.liquidations] == [
-        (l.time, l.account, l.notional_usd) for l in run.liquidations
+    assert [(liq.time, liq.account, liq.notional_usd) for liq in again.liquidations] == [
+        (liq.time, liq.account, liq.notional_usd) for liq in run.liquidations
     ]
     assert again.total_bad_debt_usd == run.total_bad_debt_usd

@@ -31,7 +31,9 @@ def _realised_tokens(ch, account, market, price_wad, premium=True):
     return realised // (10**12)
 
 
-def test_cap__lp_withdraws_before_winner_closes__winner_still_paid(protocol, ch, usdc, fund, lp, trader, other_trader, chain, set_price):
+def test_cap__lp_withdraws_before_winner_closes__winner_still_paid(
+    protocol, ch, usdc, fund, lp, trader, other_trader, chain, set_price
+):
     """A long and a short of equal size net to zero: the pool carries no risk and every dollar
     the long wins, the short loses (out of its own margin). An LP who owns the pool redeems
     95% of its shares just before the winner closes: the winner's profit is capped at the 5%
@@ -112,7 +114,9 @@ def test_cap__lens_health_after_trade__matches_the_capped_close(protocol, ch, us
     assert abs(int(predicted) - int(actual)) <= 10**12  # within one token unit, as the lens promises
 
 
-def test_oracle__backdated_round_while_halted__cannot_shorten_the_confirmation_delay(oracle, deployer, make_aggregator, make_token, chain, keeper):
+def test_oracle__backdated_round_while_halted__cannot_shorten_the_confirmation_delay(
+    oracle, deployer, make_aggregator, make_token, chain, keeper
+):
     """While halted, a round at a third level restarts the pending clock at its updatedAt, which
     is only checked against the last ACCEPTED round's time. A round backdated to before the
     round that tripped the breaker (a publisher bug, a phase change) therefore starts the clock

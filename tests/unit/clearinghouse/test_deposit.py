@@ -140,7 +140,9 @@ def test_deposit__unknown_token__reverts(ch, make_token, fund, trader):
         ch.deposit(stray, 10**18, 0, sender=trader)
 
 
-def test_deposit__collateral_up_to_cap__accepted_one_unit_more__reverts(ch, configurator, fund, trader, other_trader, deployer, collateral):
+def test_deposit__collateral_up_to_cap__accepted_one_unit_more__reverts(
+    ch, configurator, fund, trader, other_trader, deployer, collateral
+):
     slot = ch.collateral_slot(collateral)
     col = ch.collaterals(slot)
     cap = whole(collateral, 3)

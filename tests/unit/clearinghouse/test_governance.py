@@ -102,7 +102,9 @@ CONFIGURATOR_OWNER_CALLS = {
 }
 
 APPLY_CALLS = {
-    "apply_collateral": lambda p, who: p.clearinghouse.apply_collateral(p.tokens["WETH"], 10**18, WAD // 2, 1, WAD // 10, True, sender=who),
+    "apply_collateral": lambda p, who: p.clearinghouse.apply_collateral(
+        p.tokens["WETH"], 10**18, WAD // 2, 1, WAD // 10, True, sender=who
+    ),
     "apply_market": lambda p, who: p.clearinghouse.apply_market(1, market_params(p.clearinghouse, 1), sender=who),
     "apply_liquidation_parameters": lambda p, who: p.clearinghouse.apply_liquidation_parameters(0, WAD // 2, 0, sender=who),
 }
@@ -243,7 +245,9 @@ def test_set_market__unknown_market__reverts(ch, configurator, deployer, eth_mar
         configurator.set_market(market, market_params(ch, eth_market), sender=deployer)
 
 
-def test_set_market__accrues_funding_at_old_rate_first(ch, configurator, usdc, deployer, trader, eth_market, chain, set_price, fund):
+def test_set_market__accrues_funding_at_old_rate_first(
+    ch, configurator, usdc, deployer, trader, eth_market, chain, set_price, fund
+):
     fund(trader, usdc, 100_000 * USDC)
     ch.deposit(usdc, 100_000 * USDC, 0, sender=trader)
     ch.trade(eth_market, 100 * WAD, 0, 0, sender=trader)  # a long skew: funding accrues
@@ -297,7 +301,9 @@ def test_spiral__set_market_penalty_at_bound__reverts_just_below__accepted(ch, c
 def test_spiral__set_market_base_mmr_too_low_for_penalty__reverts(ch, configurator, deployer, eth_market):
     # the same bound from the maintenance side: penalty 2% needs base_mmr > 2% / 1.1
     with ape.reverts("configurator: liquidation spiral"):
-        configurator.set_market(eth_market, market_params(ch, eth_market, base_mmr=18 * 10**15, oi_cap=4_000 * WAD), sender=deployer)
+        configurator.set_market(
+            eth_market, market_params(ch, eth_market, base_mmr=18 * 10**15, oi_cap=4_000 * WAD), sender=deployer
+        )
     configurator.set_market(eth_market, market_params(ch, eth_market, base_mmr=19 * 10**15, oi_cap=4_000 * WAD), sender=deployer)
     assert ch.markets(eth_market).base_mmr == 19 * 10**15
 
@@ -656,7 +662,9 @@ def test_set_underwater_tip__bounds(ch, configurator, deployer, attacker, eth_ma
     with ape.reverts("configurator: bad tip"):
         configurator.set_underwater_tip(10**16 + 1, sender=deployer)
     # every market's base maintenance rate is 3%: the tip must stay strictly below it
-    configurator.set_market(eth_market, market_params(ch, eth_market, base_mmr=10**16, penalty=10**16 // 2, oi_cap=1_000 * WAD), sender=deployer)
+    configurator.set_market(
+        eth_market, market_params(ch, eth_market, base_mmr=10**16, penalty=10**16 // 2, oi_cap=1_000 * WAD), sender=deployer
+    )
     with ape.reverts("configurator: tip above maintenance"):
         configurator.set_underwater_tip(10**16, sender=deployer)
     tx = configurator.set_underwater_tip(10**16 - 1, sender=deployer)
@@ -664,6 +672,8 @@ def test_set_underwater_tip__bounds(ch, configurator, deployer, attacker, eth_ma
     assert [e.rate for e in events(tx, "UnderwaterTipSet")] == [10**16 - 1]
     # and a market cannot then be set with a base rate at or below the tip
     with ape.reverts("configurator: tip above maintenance"):
-        configurator.set_market(eth_market, market_params(ch, eth_market, base_mmr=10**16 - 1, penalty=10**15, oi_cap=100 * WAD), sender=deployer)
+        configurator.set_market(
+            eth_market, market_params(ch, eth_market, base_mmr=10**16 - 1, penalty=10**15, oi_cap=100 * WAD), sender=deployer
+        )
     with ape.reverts("clearinghouse: not configurator"):
         ch.apply_underwater_tip(0, sender=deployer)

@@ -102,14 +102,18 @@ def test_liquidate__max_size__caps_the_close(ch, make_account, trader, keeper, e
 def test_liquidate__dust_remainder__closed_too(ch, protocol, make_account, trader, keeper, eth_market, set_price, deployer):
     # a dust threshold larger than any partial remainder forces a full close
     # the largest dust threshold ($10,000) against a $10,000 position: any partial remainder is dust
-    protocol.configurator.set_liquidation_parameters(ch.liquidation_buffer(), ch.full_liquidation_health(), 10_000 * WAD, sender=deployer)
+    protocol.configurator.set_liquidation_parameters(
+        ch.liquidation_buffer(), ch.full_liquidation_health(), 10_000 * WAD, sender=deployer
+    )
     account = make_account(trader, collateral_usd=1_000, leverage=10)
     drop_until_liquidatable(ch, set_price, account, step=0.01)
     ch.liquidate(account, eth_market, 10**30, sender=keeper)
     assert ch.positions(account, eth_market).size == 0
 
 
-def test_liquidate__underwater__tip_then_bad_debt_to_insurance_then_pool(ch, protocol, make_account, trader, keeper, eth_market, set_price, fund, usdc, guardian):
+def test_liquidate__underwater__tip_then_bad_debt_to_insurance_then_pool(
+    ch, protocol, make_account, trader, keeper, eth_market, set_price, fund, usdc, guardian
+):
     fund(guardian, usdc, 1_000 * USDC)
     ch.fund_insurance(1_000 * USDC, sender=guardian)
     account = make_account(trader, collateral_usd=10_000, leverage=10)
@@ -142,7 +146,9 @@ def test_liquidate__underwater__tip_then_bad_debt_to_insurance_then_pool(ch, pro
     assert usdc.balanceOf(ch) == ch.settlement_held()
 
 
-def test_liquidate__underwater_tip__only_for_a_whole_close(ch, make_account, trader, keeper, eth_market, set_price, fund, usdc, guardian):
+def test_liquidate__underwater_tip__only_for_a_whole_close(
+    ch, make_account, trader, keeper, eth_market, set_price, fund, usdc, guardian
+):
     """Splitting the close of an underwater position into pieces must not multiply the tip."""
     fund(guardian, usdc, 20_000 * USDC)
     ch.fund_insurance(20_000 * USDC, sender=guardian)
@@ -158,7 +164,10 @@ def test_liquidate__underwater_tip__only_for_a_whole_close(ch, make_account, tra
     tx = ch.liquidate(account, eth_market, 10**30, sender=keeper)
     event = liquidation_event(tx)
     # the last call closes the rest: tipped on what it closed (a quarter), capped at $1,000
-    assert event.keeper_reward == min(-event.size_closed * event.price // WAD * ch.underwater_tip_rate() // WAD, 1_000 * WAD) // 10**12
+    assert (
+        event.keeper_reward
+        == min(-event.size_closed * event.price // WAD * ch.underwater_tip_rate() // WAD, 1_000 * WAD) // 10**12
+    )
 
 
 def test_liquidate__underwater_tip__capped_by_the_insurance_fund(ch, make_account, trader, keeper, eth_market, set_price):
@@ -231,7 +240,9 @@ def test_liquidate_collateral__solvent_account__reverts(ch, protocol, fund, trad
         ch.liquidate_collateral(account_id(trader), weth, WAD, sender=keeper)
 
 
-def test_liquidate__dust_position_in_second_market__does_not_block(ch, protocol, make_account, trader, keeper, eth_market, btc_market, set_price, fund, usdc):
+def test_liquidate__dust_position_in_second_market__does_not_block(
+    ch, protocol, make_account, trader, keeper, eth_market, btc_market, set_price, fund, usdc
+):
     # 20 ETH long on $10k plus a $30 BTC position: once health is low, closing ETH in full must
     # not revert just because the account keeps its BTC dust
     account = make_account(trader, collateral_usd=10_000, leverage=0)

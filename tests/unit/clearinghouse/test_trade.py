@@ -72,7 +72,9 @@ def expected_funding_step(rate, price, elapsed):
 
 
 @pytest.fixture(scope="module", autouse=True)
-def _module_fixtures_first(protocol, ch, usdc, fund, seeded_pool, make_account, set_price, deployer, trader, other_trader, attacker):
+def _module_fixtures_first(
+    protocol, ch, usdc, fund, seeded_pool, make_account, set_price, deployer, trader, other_trader, attacker
+):
     """Request the module- and session-scoped fixtures before any test, so ape's isolation
     snapshots them once instead of rebasing."""
 
@@ -105,7 +107,9 @@ def set_eth_market(protocol, deployer, eth_config, eth_market, weth):
     """Re-set ETH-PERP, through the Configurator, with some fields of its configuration changed."""
 
     def set_eth_market(**changes):
-        protocol.configurator.set_market(eth_market, dataclasses.replace(eth_config, **changes).params(weth.address), sender=deployer)
+        protocol.configurator.set_market(
+            eth_market, dataclasses.replace(eth_config, **changes).params(weth.address), sender=deployer
+        )
 
     return set_eth_market
 

@@ -285,7 +285,9 @@ def test_max_withdraw__underwater_on_initial__zero(protocol, ch, usdc, make_acco
         ch.withdraw(usdc, 1 * USDC, 0, sender=trader)
 
 
-def test_max_withdraw__account_paying_funding__quote_holds_a_block_later(protocol, ch, deposit_collateral, trader, eth_market, chain):
+def test_max_withdraw__account_paying_funding__quote_holds_a_block_later(
+    protocol, ch, deposit_collateral, trader, eth_market, chain
+):
     weth = protocol.tokens["WETH"]
     deposit_collateral(trader, weth, 10)  # whole tokens
     account = account_id(trader, 0)

@@ -21,7 +21,9 @@ def empty(project, deployer):
 
 
 @pytest.fixture(scope="module", autouse=True)
-def _module_fixtures_first(empty, protocol, ch, usdc, fund, seeded_pool, make_account, set_price, deployer, trader, lp, attacker, other_trader):
+def _module_fixtures_first(
+    empty, protocol, ch, usdc, fund, seeded_pool, make_account, set_price, deployer, trader, lp, attacker, other_trader
+):
     """Request the module- and session-scoped fixtures before any test, so ape's isolation
     snapshots them once instead of rebasing."""
 
@@ -114,7 +116,12 @@ def test_deposit_then_redeem__round_trip_returns_the_deposit(empty, lp):
     shares = lp_deposit(empty, lp, 1_000 * USDC + 1)
     tx = pool.redeem(shares, lp, lp, sender=lp)
     withdraw = event(tx, "Withdraw")
-    assert (withdraw.receiver, withdraw.owner, withdraw.assets, withdraw.shares) == (lp.address, lp.address, 1_000 * USDC + 1, shares)
+    assert (withdraw.receiver, withdraw.owner, withdraw.assets, withdraw.shares) == (
+        lp.address,
+        lp.address,
+        1_000 * USDC + 1,
+        shares,
+    )
     assert usdc.balanceOf(lp) == 1_000 * USDC + 1
     assert pool.totalSupply() == 0
     assert empty.clearinghouse.pool_balance() == 0
@@ -321,7 +328,9 @@ def test_total_assets__moves_against_traders_pnl(protocol, ch, pool, make_accoun
         assert pool.convertToAssets(10**12) > share_price_before
 
 
-def test_withdraw__traders_in_profit__lp_cannot_take_the_deposit_back(protocol, ch, pool, make_account, set_price, trader, lp, eth_market):
+def test_withdraw__traders_in_profit__lp_cannot_take_the_deposit_back(
+    protocol, ch, pool, make_account, set_price, trader, lp, eth_market
+):
     account = make_account(trader, collateral_usd=1_000_000, leverage=5)  # 2,500 ETH long
     set_price("WETH", 2_300)
     assert pool.maxWithdraw(lp) < 10_000_000 * USDC - 500_000 * USDC

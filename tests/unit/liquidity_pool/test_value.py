@@ -31,6 +31,6 @@ def test_total_assets__one_transaction_drain__loses_money(protocol, ch, fund, lp
     ch.trade(eth_market, 7_500 * WAD, 0, 0, sender=attacker)
     pool.redeem(shares, attacker, attacker, sender=attacker)
     ch.trade(eth_market, -7_500 * WAD, 0, 0, sender=attacker)
-    ch.withdraw(usdc, ch.settlement((int(str(attacker), 16) << 96)), 0, sender=attacker)
+    ch.withdraw(usdc, ch.settlement(int(str(attacker), 16) << 96), 0, sender=attacker)
     assert usdc.balanceOf(attacker) < 97_000_000 * USDC
     assert pool.totalAssets() >= 10_000_000 * USDC

@@ -40,7 +40,9 @@ def test_health_after_trade__unknown_market__reverts(protocol, make_account, tra
 
 
 @pytest.mark.parametrize("leverage", [10, -10])
-def test_liquidation_price__is_where_equity_meets_maintenance(protocol, ch, make_account, trader, eth_market, set_price, leverage):
+def test_liquidation_price__is_where_equity_meets_maintenance(
+    protocol, ch, make_account, trader, eth_market, set_price, leverage
+):
     account = make_account(trader, collateral_usd=10_000, leverage=leverage)
     price = protocol.lens.liquidation_price(account, eth_market) / WAD
     assert (price < 2_000) if leverage > 0 else (price > 2_000)
