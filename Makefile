@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 export PATH := $(abspath $(BIN)):$(PATH)
 STAMP  := $(VENV)/.installed
 
-.PHONY: install lint sizes demo story test fuzz-long gas simulate sweep keeper oracle bench-sim deploy anvil compile clean
+.PHONY: install lint format sizes demo story test fuzz-long gas simulate sweep keeper oracle bench-sim deploy anvil compile clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -54,6 +54,10 @@ test: $(STAMP)
 ## The invariant state machine's long profile: 100,000 steps (MARGINSIM_FUZZ_STEPS=N to change).
 fuzz-long: $(STAMP)
 	MARGINSIM_FUZZ=long $(BIN)/ape test tests/invariants -q -s
+
+## Each deployable's runtime size against the 20,480-byte budget; fails when one is over.
+sizes: $(STAMP)
+	PYTHONWARNINGS=ignore $(BIN)/ape run sizes
 
 ## Gas benchmark (not a test): prints a table and writes gas-snapshot.json.
 gas: $(STAMP)

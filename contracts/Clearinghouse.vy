@@ -1,14 +1,15 @@
 # pragma version ~=0.4.3
 # pragma nonreentrancy on
-# pragma optimize codesize
 """
 @title Clearinghouse
-@notice The deployable core of marginsim: collateral vault, perpetual markets, margin engine,
-        liquidation engine, insurance fund and governance in one contract, so a trade or a
-        liquidation prices and settles without a cross-contract call per concern (gas), and the
-        settlement token never moves on a trade (PnL, fees and funding settle internally).
-        The LP side is the separate ERC-4626 LiquidityPool, whose assets are held here as
-        `pool_balance`; prices come from the OracleRouter.
+@notice The deployable core of marginsim: collateral vault, perpetual markets, margin check,
+        insurance fund and emergency controls in one contract, so a trade prices, checks margin
+        and settles without a cross-contract call per concern (gas), and the settlement token
+        never moves on a trade (PnL, fees and funding settle internally). Liquidation is sized
+        and priced by the separate LiquidationEngine, which alone may call `liquidation_close`
+        and `seize_collateral`; risk parameters come only from the Configurator. The LP side is
+        the ERC-4626 LiquidityPool, whose assets are held here as `pool_balance`; prices come
+        from the OracleRouter.
 @dev Glossary (one account; every USD value is WAD, every token amount in its own decimals)
      - settlement balance s: signed balance in the 6-decimal settlement token. Goes negative only
        through losses, fees, penalties and funding, never by a withdrawal.
@@ -18,9 +19,10 @@
        needs no extra storage per position.
      - equity E = s + C + U.
      - maintenance requirement M = sum over markets of |size| * price * mmr,
-       mmr = max(base_mmr + tier_mmr * (|size| // tier_size), vol_k * sigma_mm * sqrt(horizon)).
+       mmr = min(max(tier rate, vol_unit * sigma_mm), imr), tier rate = base_mmr + tier_mmr *
+       (|size| // tier_size), vol_unit = vol_k * sqrt(liquidation_horizon / year).
      - initial requirement I = sum of |size| * price * imr,
-       imr = min(imr_multiplier * max(tier rate, vol_k * sigma * sqrt(horizon)), 100%).
+       imr = min(imr_multiplier * max(tier rate, vol_unit * sigma), 100%).
        sigma rises at once, sigma_mm only at a bounded speed (see OracleRouter).
      - health h = E / M. Liquidatable iff E < M.
      Rounding: everything the account owes or is required to hold rounds up, everything it is
@@ -79,8 +81,6 @@ struct PackedState:
     funding: uint256  # funding_index (int128, two's complement) | total_cost << 128 (int128)
 
 
-NO_POSITIONS_HEALTH: constant(uint256) = max_value(uint256)  # health of an account without positions
-MAX_TIP: constant(uint256) = 1_000 * 10**18  # $1,000: the most one underwater liquidation is tipped
 MASK_128: constant(uint256) = 2**128 - 1  # low half of a packed position
 MASK_16: constant(uint256) = 2**16 - 1  # an account's market mask (markets 1..15)
 MASK_64: constant(uint256) = 2**64 - 1  # a packed WAD parameter (all are bounded below 18.4)
@@ -95,8 +95,9 @@ ORACLE: public(immutable(IOracleRouter))  # the price and volatility source
 SETTLEMENT: public(immutable(IERC20))  # the 6-decimal USD coin that PnL settles in
 SETTLEMENT_TO_WAD: public(immutable(uint256))  # 10 ** (18 - settlement decimals)
 
-pool: public(address)  # the LiquidityPool, set once
-configurator: public(address)  # validates and applies every risk parameter, set once
+pool: public(address)  # the LiquidityPool, set once by connect()
+configurator: public(address)  # validates and applies every risk parameter, set once by connect()
+liquidation_engine: public(address)  # sizes and prices liquidations, the only caller of liquidation_close, set once by connect()
 guardian: public(address)  # may pause; only the owner unpauses
 paused: public(bool)  # no new risk while set; closes, withdrawals and liquidations go on
 
@@ -123,11 +124,6 @@ _funds: uint256
 settlement_held: public(uint256)  # settlement tokens this contract should hold (internal)
 total_bad_debt: public(uint256)  # cumulative shortfall booked, token units
 total_debt: public(uint256)  # sum of negative settlement balances, token units
-underwater_tip_rate: public(uint256)  # tip for liquidating an underwater account, WAD of closed notional
-
-# buffer b (a partial liquidation targets health >= 1 + b) | full-liquidation health << 64 |
-# dust notional << 128 (WAD; bounded by the Configurator to 0.5, 1 and $10,000): one slot
-_liquidation_params: uint256
 
 
 @deploy
@@ -139,8 +135,6 @@ def __init__(oracle: IOracleRouter, settlement_token: IERC20, settlement_decimal
     SETTLEMENT = settlement_token
     SETTLEMENT_TO_WAD = 10**convert(18 - settlement_decimals, uint256)
     self.guardian = msg.sender
-    # the Configurator's defaults, within its bounds: buffer 10%, full liquidation below 0.5, $100 dust
-    self._liquidation_params = 10**17 | (5 * 10**17 << 64) | (100 * c.WAD << 128)
 
 
 # ---------------------------------------------------------------- collateral vault
@@ -250,30 +244,15 @@ def trade(market: uint256, size_delta: int256, limit_price: uint256, subaccount:
             assert fill <= limit_price, "clearinghouse: price limit"
         else:
             assert fill >= limit_price, "clearinghouse: price limit"
-    realised: int256 = 0
-    pos, st, realised = self._apply_fill(pos, st, size_delta, fill)
+    fee_wad: uint256 = risk._mul_up(risk._mul_up(convert(abs(size_delta), uint256), fill), params.fee)
+    fee: uint256 = risk._ceil_div(fee_wad, SETTLEMENT_TO_WAD)  # on the filled notional, rounded up, to the pool
+    credit: int256 = 0
+    pos, st, credit = self._settle_fill(account, market, pos, st, size_delta, fill, fee, fee)
     if adds_risk:
         if new_size > 0:
             assert st.long_oi <= params.oi_cap, "clearinghouse: open interest cap"
         else:
             assert st.short_oi <= params.oi_cap, "clearinghouse: open interest cap"
-
-    # fee on the filled notional, rounded up, to the pool
-    fee_wad: uint256 = risk._mul_up(risk._mul_up(convert(abs(size_delta), uint256), fill), params.fee)
-    fee: uint256 = risk._ceil_div(fee_wad, SETTLEMENT_TO_WAD)
-    credit: int256 = self._to_tokens_floor(realised)
-    self._add_settlement(account, credit - convert(fee, int256))
-    self._add_pool(convert(fee, int256) - credit)
-
-    self._store_position(account, market, pos)
-    self._store_state(market, st)
-    if pos.size == 0:
-        self._set_market_mask(account, self._market_mask_of(account) & (~(1 << market)))
-        if self._market_mask_of(account) == 0:
-            self._settle_bad_debt(account)  # an underwater account closed by its owner
-    else:
-        self._set_market_mask(account, self._market_mask_of(account) | (1 << market))
-
     if adds_risk:
         equity: int256 = 0
         maintenance: uint256 = 0
@@ -291,202 +270,143 @@ def trade(market: uint256, size_delta: int256, limit_price: uint256, subaccount:
 def accrue_funding(market: uint256):
     """
     @notice Bring a market's funding index up to now (anyone; trades do it themselves).
+    @param market The market id; reverts `clearinghouse: unknown market` when not listed.
     """
     params: Hot = self._market(market)
     price: uint256 = staticcall ORACLE.price(params.asset)
     self._store_state(market, self._accrue(market, params, price))
 
 
-# ---------------------------------------------------------------- liquidation engine
+# ---------------------------------------------------------------- the liquidation engine's API
 
 
+@view
 @external
-def liquidate(account: uint256, market: uint256, max_size: uint256) -> uint256:
+def liquidation_snapshot(account: uint256, market: uint256) -> IClearinghouse.LiquidationSnapshot:
     """
-    @notice Permissionless: close part of an account's position in `market` when its equity is
-            below its maintenance requirement, at the oracle price, charging a penalty on the
-            closed notional that is split between the caller and the insurance fund.
-    @dev Closes the least size that brings health back to 1 + buffer (solved per DESIGN.md on
-         the size tier the remainder lands in), everything when health is below
-         `full_liquidation_health` or the remainder would be dust, never more than `max_size`.
-         When the account is left with no positions, no collateral and a negative balance, the
-         shortfall is bad debt: the insurance fund pays what it can, the pool the rest.
+    @notice Everything the LiquidationEngine needs to size and price a liquidation of
+            `account` in `market`, in one call: margin, price, position, rate parameters,
+            volatilities, penalty terms, liquidation parameters and the insurance fund.
     @param account The account id (owner << 96 | subaccount).
-    @param market The market to close in.
-    @param max_size Most base units the caller is willing to close, > 0.
-    @return Base units closed.
-    @custom:security The penalty is charged only out of the account's positive equity, so a
-           liquidator (the owner included) is never paid out of the insurance fund or the pool:
-           self-liquidation loses (1 - keeper_share) * penalty.
+    @param market The market id; reverts `clearinghouse: unknown market` when not listed.
+    @return The snapshot, funding accrued to now, exactly as the margin checks see it.
     """
-    assert max_size > 0, "liquidation: zero size"
     params: Hot = self._market(market)
     price: uint256 = staticcall ORACLE.price(params.asset)
     equity: int256 = 0
     maintenance: uint256 = 0
     initial: uint256 = 0
     equity, maintenance, initial = self._margin(account, market, price)
-    assert equity < convert(maintenance, int256), "liquidation: account healthy"
-    pos: IClearinghouse.Position = self._load_position(account, market)
-    assert pos.size != 0, "liquidation: no position"
-    health_before: uint256 = risk._health(equity, maintenance)
-
-    st: IClearinghouse.MarketState = self._accrue(market, params, price)
-
-    abs_size: uint256 = convert(abs(pos.size), uint256)
-    mmr: uint256 = 0
-    imr: uint256 = 0
-    mmr, imr = self._rates(params, abs_size)
-    close: uint256 = abs_size
-    liquidation_params: uint256 = self._liquidation_params
-    if health_before >= (liquidation_params >> 64) & MASK_64:
-        close = min(self._least_close(params, abs_size, price, equity, maintenance, mmr), abs_size)
-        if risk._mul_down(abs_size - close, price) < liquidation_params >> 128:
-            close = abs_size
-    close = min(close, max_size)
-
-    closed: int256 = convert(close, int256)
-    if pos.size > 0:
-        closed = -closed
-    realised: int256 = 0
-    before: IClearinghouse.Position = pos
-    pos, st, realised = self._apply_fill(pos, st, closed, price)
-    self._store_position(account, market, pos)
-    self._store_state(market, st)
-    if pos.size == 0:
-        self._set_market_mask(account, self._market_mask_of(account) & (~(1 << market)))
-    # realised PnL to the account, exact complement to the pool (rounding kept by the pool)
-    credit: int256 = self._to_tokens_floor(realised)
-    self._add_settlement(account, credit)
-    self._add_pool(-credit)
-
-    # penalty: rounded up, but never more than the share of the account's positive equity that
-    # backed the maintenance this close frees, so positions left open keep their equity
-    closed_notional: uint256 = risk._mul_up(close, price)
-    penalty: uint256 = risk._ceil_div(risk._mul_up(closed_notional, params.penalty), SETTLEMENT_TO_WAD)
-    if equity <= 0:
-        penalty = 0
-    else:
-        freed: uint256 = min(risk._mul_up(closed_notional, mmr), maintenance)
-        penalty = min(penalty, convert(equity, uint256) * freed // maintenance // SETTLEMENT_TO_WAD)
-    keeper_reward: uint256 = penalty * params.keeper_share // c.WAD
-    self._add_settlement(account, -(convert(penalty, int256)))
-    # the insurance fund's share, penalty - keeper_reward, is in the Liquidation event below
-    self._add_insurance(convert(penalty - keeper_reward, int256))
-    if pos.size == 0:
-        # closing a whole position pays at least the tip: underwater_tip_rate of the notional,
-        # at most MAX_TIP and what the fund holds, topped up from the insurance fund. An account
-        # near or below zero equity pays (almost) no penalty, and without this its position
-        # would be left to rot (Maker, Black Thursday) or keepers would wait for it to sink.
-        # Only a whole close is tipped, so splitting a close cannot multiply the cap, and the
-        # Configurator keeps the rate below every market's maintenance rate: an account loses
-        # more than the tip to get here, so self-liquidation cannot farm it.
-        tip: uint256 = min(
-            min(risk._mul_down(closed_notional, self.underwater_tip_rate), MAX_TIP) // SETTLEMENT_TO_WAD, self._funds >> 128
-        )
-        if tip > keeper_reward:
-            self._add_insurance(-convert(tip - keeper_reward, int256))
-            keeper_reward = tip
-    health_after: uint256 = NO_POSITIONS_HEALTH
-    if self._market_mask_of(account) == 0:
-        self._settle_bad_debt(account)
-    else:
-        # health after the close, re-derived on chain from the values before and this market's
-        # change alone: the same integer formulas `_margin` uses, without re-pricing every other
-        # market (which did not move); `health()` afterwards returns exactly this number
-        p_minus_i: int256 = convert(price, int256) - st.funding_index
-        pnl_change: int256 = (risk._signed_mul_floor(pos.size, p_minus_i) - pos.cost) - (
-            risk._signed_mul_floor(before.size, p_minus_i) - before.cost
-        )
-        scale: int256 = convert(SETTLEMENT_TO_WAD, int256)
-        e2: int256 = equity + pnl_change + (credit - convert(penalty, int256)) * scale
-        left: uint256 = convert(abs(pos.size), uint256)
-        mmr2: uint256 = 0
-        imr2: uint256 = 0
-        mmr2, imr2 = self._rates(params, left)
-        m2: uint256 = (
-            maintenance - risk._mul_up(risk._mul_up(abs_size, price), mmr) + risk._mul_up(risk._mul_up(left, price), mmr2)
-        )
-        health_after = risk._health(e2, m2)
-        if pos.size != 0:
-            # a partial close in this market must leave the account healthier; a whole market
-            # closed (deep or dust rule) may not, and the next call closes the next market
-            assert health_after >= health_before, "liquidation: health worsened"
-    if keeper_reward > 0:
-        if self.settlement_held >= keeper_reward:
-            self._push_settlement(msg.sender, keeper_reward)
-        else:
-            # too few tokens on hand (the reward is backed by the account's collateral): credit
-            # the caller's account 0 rather than block the liquidation
-            self._add_settlement(self._account_id(msg.sender, 0), convert(keeper_reward, int256))
-    log IClearinghouse.Liquidation(
-        account=account,
-        market=market,
-        liquidator=msg.sender,
-        size_closed=closed,
+    sigma: uint256 = 0
+    sigma_mm: uint256 = 0
+    sigma, sigma_mm = staticcall ORACLE.volatilities(params.asset)
+    return IClearinghouse.LiquidationSnapshot(
+        equity=equity,
+        maintenance=maintenance,
         price=price,
-        realised_pnl=credit,
-        penalty=penalty,
-        keeper_reward=keeper_reward,
-        health_before=health_before,
-        health_after=health_after,
+        size=self._load_position(account, market).size,
+        base_mmr=params.base_mmr,
+        tier_size=params.tier_size,
+        tier_mmr=params.tier_mmr,
+        vol_unit=params.vol_unit,
+        imr_multiplier=params.imr_multiplier,
+        sigma=sigma,
+        sigma_mm=sigma_mm,
+        penalty=params.penalty,
+        keeper_share=params.keeper_share,
+        insurance=self._funds >> 128,
     )
-    return close
 
 
 @external
-def liquidate_collateral(account: uint256, token: address, max_amount: uint256) -> uint256:
+def liquidation_close(
+    account: uint256,
+    market: uint256,
+    size_delta: int256,
+    price: uint256,
+    penalty: uint256,
+    keeper_reward: uint256,
+    keeper: address,
+) -> IClearinghouse.LiquidationResult:
     """
-    @notice Buy collateral of an account that has no positions left and negative equity, at
-            the oracle price less the token's liquidation discount, paying settlement token
-            that repays the account's debt. Never a zero bid: the price is the oracle's.
-    @dev Sells at most what repays the debt. When the account is left with no collateral, the
-         rest of the debt is bad debt.
+    @notice LiquidationEngine only: close `size_delta` of `account`'s position in `market` at
+            `price`, charge `penalty`, pay `keeper_reward` to `keeper` and book the rest of the
+            penalty (or, when the reward is larger, the top-up) to the insurance fund. With no
+            positions left and no collateral, a negative balance becomes bad debt.
+    @dev The engine sized the close and priced the penalty from `liquidation_snapshot` in the
+         same transaction. The keeper reward is paid in tokens, or credited to the keeper's
+         account 0 when this contract holds fewer than the reward.
     @param account The account id.
-    @param token A collateral token the account holds.
-    @param max_amount Most token units the caller will buy, > 0.
-    @return Token units bought.
+    @param market The market id.
+    @param size_delta Base units, of the sign that reduces the position.
+    @param price The oracle price the engine read, WAD.
+    @param penalty Settlement token units charged to the account.
+    @param keeper_reward Settlement token units paid to `keeper`.
+    @param keeper Who called the engine.
+    @return The realised PnL credited, the position's change of unrealised PnL and the
+            account's open markets afterwards.
+    @custom:security Only the engine may call this: it moves the insurance fund. The insurance
+           fund can never go negative: the engine caps the tip's top-up at the fund, and a
+           negative result would revert in `_add_insurance`'s conversion to uint256.
     """
-    self._require(max_amount > 0, "liquidation: zero amount")
-    slot: uint256 = self._slot(token)
-    self._require(self._market_mask_of(account) == 0, "liquidation: close positions first")
-    equity: int256 = 0
-    maintenance: uint256 = 0
-    initial: uint256 = 0
-    equity, maintenance, initial = self._margin(account, 0, 0)
-    self._require(equity < 0, "liquidation: account healthy")
+    assert msg.sender == self.liquidation_engine, "clearinghouse: not liquidation engine"
+    params: Hot = self._market(market)
+    st: IClearinghouse.MarketState = self._accrue(market, params, price)
+    # the insurance fund's side first: bad debt, settled when the account is left empty, may
+    # then draw on the penalty share it just received
+    self._add_insurance(convert(penalty, int256) - convert(keeper_reward, int256))
+    before: IClearinghouse.Position = self._load_position(account, market)
+    pos: IClearinghouse.Position = empty(IClearinghouse.Position)
+    credit: int256 = 0
+    pos, st, credit = self._settle_fill(account, market, before, st, size_delta, price, penalty, 0)
+    if keeper_reward > 0:
+        if self.settlement_held >= keeper_reward:
+            self._push_settlement(keeper, keeper_reward)
+        else:
+            # too few tokens on hand (the reward is backed by the account's collateral): credit
+            # the keeper's account 0 rather than block the liquidation
+            self._add_settlement(self._account_id(keeper, 0), convert(keeper_reward, int256))
+    p_minus_i: int256 = convert(price, int256) - st.funding_index
+    pnl_change: int256 = (risk._signed_mul_floor(pos.size, p_minus_i) - pos.cost) - (
+        risk._signed_mul_floor(before.size, p_minus_i) - before.cost
+    )
+    return IClearinghouse.LiquidationResult(realised_pnl=credit, pnl_change=pnl_change, market_mask=self._market_mask_of(account))
+
+
+@external
+def seize_collateral(account: uint256, slot: uint256, amount: uint256, paid: uint256, buyer: address):
+    """
+    @notice LiquidationEngine only: move `amount` of `account`'s collateral in `slot` to
+            `buyer`, who pays `paid` settlement token units into the account's balance. With no
+            collateral left, the rest of a debt is bad debt.
+    @param account The account id.
+    @param slot The collateral slot.
+    @param amount Token units sold.
+    @param paid Settlement token units the buyer pays (pulled from `buyer`, who approved this
+           contract).
+    @param buyer Who called the engine.
+    """
+    assert msg.sender == self.liquidation_engine, "clearinghouse: not liquidation engine"
     balance: uint256 = self.balances[account][slot]
-    self._require(balance > 0, "liquidation: no collateral")
-
-    col: IClearinghouse.Collateral = self.collaterals[slot]
-    price: uint256 = staticcall ORACLE.price(token)
-    discounted: uint256 = price * (c.WAD - col.liquidation_discount) // c.WAD  # WAD per unit
-    debt: uint256 = convert(-self._settlement_of(account), uint256)  # > 0 since equity < 0
-    # units that repay the debt at the discounted price (rounded up, capped by the balance)
-    needed: uint256 = risk._ceil_div(debt * SETTLEMENT_TO_WAD * col.unit, discounted)
-    amount: uint256 = min(min(needed, balance), max_amount)
-    paid: uint256 = risk._ceil_div(amount * discounted, col.unit * SETTLEMENT_TO_WAD)  # the buyer rounds up
-    self._require(paid > 0, "liquidation: amount too small")
-
     self.balances[account][slot] = balance - amount
     self.collaterals[slot].total -= amount
     if balance == amount:
         self._set_collateral_mask(account, self._collateral_mask_of(account) & (~(1 << slot)))
     self._add_settlement(account, convert(paid, int256))
-    self._pull_settlement(msg.sender, paid)
+    self._pull_settlement(buyer, paid)
     if self._collateral_mask_of(account) == 0:
         self._settle_bad_debt(account)
     self._require(
-        extcall IERC20(col.token).transfer(msg.sender, amount, default_return_value=True), "clearinghouse: transfer failed"
+        extcall IERC20(self.collaterals[slot].token).transfer(buyer, amount, default_return_value=True),
+        "clearinghouse: transfer failed",
     )
-    log IClearinghouse.CollateralLiquidation(account=account, token=token, liquidator=msg.sender, amount=amount, paid=paid)
-    return amount
 
 
 @external
 def fund_insurance(amount: uint256):
     """
     @notice Add settlement token to the insurance fund (anyone).
+    @param amount Settlement token units pulled from the caller (approved to this contract), > 0.
     """
     self._require(amount > 0, "clearinghouse: zero amount")
     self._pull_settlement(msg.sender, amount)
@@ -501,6 +421,7 @@ def fund_insurance(amount: uint256):
 def pool_deposit(amount: uint256):
     """
     @notice The pool moves LP assets here; they back traders' profits.
+    @param amount Settlement token units pulled from the pool.
     """
     self._require(msg.sender == self.pool, "clearinghouse: not pool")
     self._pull_settlement(msg.sender, amount)
@@ -516,6 +437,8 @@ def pool_withdraw(amount: uint256, receiver: address):
          the pool's realised balance less every account's debt (a loss realised into a negative
          balance is backed by collateral, not tokens), never out of traders' unrealised losses.
          So the tokens left always cover every positive balance and the insurance fund.
+    @param amount Settlement token units, at most the pool's realised balance less every debt.
+    @param receiver Who receives the tokens (the redeeming LP).
     """
     self._require(msg.sender == self.pool, "clearinghouse: not pool")
     self._require(amount <= self._pool_liquidity(), "clearinghouse: pool liquidity")
@@ -532,6 +455,8 @@ def pool_withdraw(amount: uint256, receiver: address):
 def health(account: uint256) -> uint256:
     """
     @notice equity / maintenance requirement, WAD; max_value(uint256) without positions.
+    @param account The account id (owner << 96 | subaccount).
+    @return equity * 1e18 // maintenance, rounded down; 0 when equity <= 0.
     """
     equity: int256 = 0
     maintenance: uint256 = 0
@@ -545,6 +470,9 @@ def health(account: uint256) -> uint256:
 def positions(account: uint256, market: uint256) -> IClearinghouse.Position:
     """
     @notice The account's position in `market`: size (base units, + long) and cost basis.
+    @param account The account id.
+    @param market The market id.
+    @return (size in base units, cost basis in WAD USD).
     """
     return self._load_position(account, market)
 
@@ -554,6 +482,7 @@ def positions(account: uint256, market: uint256) -> IClearinghouse.Position:
 def pool_balance() -> int256:
     """
     @notice The pool's realised balance held here, token units (negative: it owes traders).
+    @return Settlement token units; negative when the pool owes traders more than it holds.
     """
     return self._pool_balance()
 
@@ -563,35 +492,9 @@ def pool_balance() -> int256:
 def insurance_balance() -> uint256:
     """
     @notice The insurance fund, settlement token units.
+    @return Settlement token units.
     """
     return self._funds >> 128
-
-
-@view
-@external
-def liquidation_buffer() -> uint256:
-    """
-    @notice b: a partial liquidation closes the least size that restores health 1 + b, WAD.
-    """
-    return self._liquidation_params & MASK_64
-
-
-@view
-@external
-def full_liquidation_health() -> uint256:
-    """
-    @notice Below this health a liquidation closes the whole position, WAD.
-    """
-    return (self._liquidation_params >> 64) & MASK_64
-
-
-@view
-@external
-def dust_notional() -> uint256:
-    """
-    @notice A remainder below this notional is closed too, WAD USD.
-    """
-    return self._liquidation_params >> 128
 
 
 @view
@@ -599,6 +502,8 @@ def dust_notional() -> uint256:
 def reduce_only(market: uint256) -> bool:
     """
     @notice Whether only reductions are allowed in `market` (set by the guardian or owner).
+    @param market The market id.
+    @return True while only reductions are allowed.
     """
     return (self._packed[market].core >> 224) & REDUCE_ONLY != 0
 
@@ -608,6 +513,8 @@ def reduce_only(market: uint256) -> bool:
 def settlement(account: uint256) -> int256:
     """
     @notice The account's settlement token balance, token units; negative only through losses.
+    @param account The account id.
+    @return Settlement token units (signed).
     """
     return self._settlement_of(account)
 
@@ -617,6 +524,8 @@ def settlement(account: uint256) -> int256:
 def market_mask(account: uint256) -> uint256:
     """
     @notice Bit m set: the account has a position in market m.
+    @param account The account id.
+    @return The mask (bits 1..15).
     """
     return self._market_mask_of(account)
 
@@ -626,6 +535,8 @@ def market_mask(account: uint256) -> uint256:
 def collateral_mask(account: uint256) -> uint256:
     """
     @notice Bit s set: the account holds collateral slot s.
+    @param account The account id.
+    @return The mask (bits 1..7).
     """
     return self._collateral_mask_of(account)
 
@@ -635,6 +546,8 @@ def collateral_mask(account: uint256) -> uint256:
 def market_state(market: uint256) -> IClearinghouse.MarketState:
     """
     @notice A market's open interest per side, summed cost basis and funding index.
+    @param market The market id.
+    @return The state as stored (funding accrued to its last_funding_time, not to now).
     """
     return self._load_state(market)
 
@@ -645,6 +558,8 @@ def margin(account: uint256) -> (int256, uint256, uint256):
     """
     @notice (equity, maintenance requirement, initial requirement) in WAD USD, funding accrued
             to now, exactly as the margin checks see them.
+    @param account The account id.
+    @return (equity, maintenance requirement, initial requirement), WAD USD.
     """
     return self._margin(account, 0, 0)
 
@@ -654,6 +569,8 @@ def margin(account: uint256) -> (int256, uint256, uint256):
 def collateral_value(account: uint256) -> uint256:
     """
     @notice Haircut collateral value of the account (settlement balance excluded), WAD USD.
+    @param account The account id.
+    @return Sum over tokens of amount * price // unit * weight // 1e18, WAD USD.
     """
     return self._collateral_value(account)
 
@@ -662,20 +579,35 @@ def collateral_value(account: uint256) -> uint256:
 
 
 @external
-def set_pool(pool: address):
+def connect(pool: address, configurator: address, liquidation_engine: address):
     """
-    @notice Connect the LiquidityPool, once.
+    @notice Wire the protocol, once: the LiquidityPool (the only caller of `pool_deposit` and
+            `pool_withdraw`), the Configurator (the only caller of the `apply_*` functions,
+            which validates every parameter against its bounds before it gets here) and the
+            LiquidationEngine (the only caller of `liquidation_close` and `seize_collateral`).
+    @dev Each of them is deployed against this contract's address, so none can be a
+         constructor argument; once set they cannot change, so no owner can swap in a
+         contract that moves balances.
+    @param pool The LiquidityPool.
+    @param configurator The Configurator.
+    @param liquidation_engine The LiquidationEngine.
     """
     ownable._check_owner()
-    self._require(self.pool == empty(address), "clearinghouse: pool already set")
-    self._require(pool != empty(address), "clearinghouse: zero address")
+    self._require(self.pool == empty(address), "clearinghouse: already connected")
+    self._require(
+        pool != empty(address) and configurator != empty(address) and liquidation_engine != empty(address),
+        "clearinghouse: zero address",
+    )
     self.pool = pool
+    self.configurator = configurator
+    self.liquidation_engine = liquidation_engine
 
 
 @external
 def set_guardian(guardian: address):
     """
     @notice Set the pause guardian.
+    @param guardian Who may pause and set reduce-only besides the owner.
     """
     ownable._check_owner()
     self.guardian = guardian
@@ -706,21 +638,15 @@ def unpause():
 
 
 @external
-def set_configurator(configurator: address):
-    """
-    @notice Connect the Configurator, once: the only caller of the apply_* functions, which
-            validates every parameter against its bounds before it gets here.
-    """
-    ownable._check_owner()
-    self._require(self.configurator == empty(address), "clearinghouse: configurator already set")
-    self._require(configurator != empty(address), "clearinghouse: zero address")
-    self.configurator = configurator
-
-
-@external
 def apply_collateral(token: address, unit: uint256, weight: uint256, cap: uint256, liquidation_discount: uint256, enabled: bool):
     """
     @notice Configurator only: list a collateral (next slot) or change a listed one.
+    @param token The ERC-20.
+    @param unit 10 ** its decimals (kept from the first listing).
+    @param weight Haircut weight, WAD.
+    @param cap Cap on total deposits, token units.
+    @param liquidation_discount Discount a buyer of seized collateral gets, WAD.
+    @param enabled Whether new deposits are allowed.
     """
     self._require(msg.sender == self.configurator, "clearinghouse: not configurator")
     slot: uint256 = self.collateral_slot[token]
@@ -737,10 +663,14 @@ def apply_collateral(token: address, unit: uint256, weight: uint256, cap: uint25
 
 
 @external
-def apply_market(market: uint256, params: IClearinghouse.MarketParams):
+def apply_market(market: uint256, params: IClearinghouse.MarketParams, vol_unit: uint256):
     """
     @notice Configurator only: list market `market_count + 1`, or change a listed market after
             accruing its funding at the old parameters.
+    @param market The market id.
+    @param params The parameters, validated by the Configurator.
+    @param vol_unit vol_k * sqrt(liquidation_horizon / year), WAD (`risk._vol_unit`), computed
+           by the Configurator: the square root is governance's cost, not the core's bytes.
     """
     self._require(msg.sender == self.configurator, "clearinghouse: not configurator")
     flags: uint256 = self._packed[market].core >> 224  # reduce-only and pause survive a change
@@ -754,7 +684,6 @@ def apply_market(market: uint256, params: IClearinghouse.MarketParams):
         price: uint256 = staticcall ORACLE.price(current.asset)
         self._store_state(market, self._accrue(market, current, price))
     self.markets[market] = params
-    vol_unit: uint256 = risk._vol_unit(params.vol_k, params.liquidation_horizon)
     self._packed[market] = PackedMarket(
         core=convert(params.asset, uint256) | (params.imr_multiplier << 160) | (flags << 224),
         rates=params.base_mmr | (params.tier_mmr << 64) | (vol_unit << 128) | (params.max_funding_rate << 192),
@@ -764,28 +693,12 @@ def apply_market(market: uint256, params: IClearinghouse.MarketParams):
 
 
 @external
-def apply_underwater_tip(rate: uint256):
-    """
-    @notice Configurator only: the tip rate for liquidating an underwater account.
-    """
-    self._require(msg.sender == self.configurator, "clearinghouse: not configurator")
-    self.underwater_tip_rate = rate
-
-
-@external
-def apply_liquidation_parameters(buffer: uint256, full_liquidation_health: uint256, dust_notional: uint256):
-    """
-    @notice Configurator only: the liquidation buffer, deep-underwater health and dust notional.
-    """
-    self._require(msg.sender == self.configurator, "clearinghouse: not configurator")
-    self._liquidation_params = buffer | (full_liquidation_health << 64) | (dust_notional << 128)
-
-
-@external
 def set_reduce_only(market: uint256, reduce_only: bool):
     """
     @notice Allow only reductions in a market (owner or guardian may set it; only the owner
             lifts it).
+    @param market The market id.
+    @param reduce_only True to allow only reductions (owner or guardian), False to lift it (owner).
     """
     self._market(market)
     if reduce_only:
@@ -1052,7 +965,7 @@ def _positions_risk(account: uint256, known_market: uint256, known_price: uint25
         price: uint256 = known_price
         if m != known_market:
             price = staticcall ORACLE.price(params.asset)
-        index: int256 = self._funding_index_now(params, self._load_state(m), price)
+        index: int256 = risk._funding_index_now(self._load_state(m), params.max_funding_rate, params.skew_scale, price)
         pnl += risk._signed_mul_floor(pos.size, convert(price, int256) - index) - pos.cost
         abs_size: uint256 = convert(abs(pos.size), uint256)
         mmr: uint256 = 0
@@ -1074,64 +987,11 @@ def _rates(params: Hot, abs_size: uint256) -> (uint256, uint256):
     )
 
 
-@view
-def _least_close(params: Hot, abs_size: uint256, price: uint256, equity: int256, maintenance: uint256, mmr: uint256) -> uint256:
-    """
-    @dev Least size x (base units) that restores E' >= (1 + b) M' when closing at the oracle
-         price with penalty f: with N the notional and r the rate of the remainder,
-         x * price >= ((1 + b) (M_other + N r) - E) / ((1 + b) r - f).
-         Solved first with today's tier rate (an upper bound: tiers only fall as size falls),
-         then once more with the rate of the tier that remainder lands in; the second answer
-         is kept only if its remainder really is in that tier. Rounded up.
-    """
-    b1: uint256 = c.WAD + (self._liquidation_params & MASK_64)
-    imr: uint256 = 0
-    m_this: uint256 = risk._mul_up(risk._mul_up(abs_size, price), mmr)
-    m_other: uint256 = maintenance - m_this
-    x: uint256 = self._close_for_rate(params, abs_size, price, equity, m_other, mmr, b1)
-    if x >= abs_size:
-        return abs_size
-    r2: uint256 = 0
-    r2, imr = self._rates(params, abs_size - x)
-    if r2 < mmr:
-        x2: uint256 = self._close_for_rate(params, abs_size, price, equity, m_other, r2, b1)
-        mm_check: uint256 = 0
-        mm_check, imr = self._rates(params, abs_size - min(x2, abs_size))
-        if x2 < x and mm_check == r2:
-            x = x2
-    return x
-
-
-@view
-def _close_for_rate(
-    params: Hot, abs_size: uint256, price: uint256, equity: int256, m_other: uint256, r: uint256, b1: uint256
-) -> uint256:
-    notional: uint256 = risk._mul_up(abs_size, price)
-    # equity less the settlement token's rounding of the realised PnL and of the penalty
-    # (one token unit each), so the health reached is at least the target, not just near it
-    slack: int256 = convert(2 * SETTLEMENT_TO_WAD, int256)
-    target: int256 = convert(risk._mul_up(m_other + risk._mul_up(notional, r), b1), int256) - (equity - slack)
-    if target <= 0:
-        return 0
-    denominator: uint256 = risk._mul_down(b1, r) - params.penalty  # > 0 by the spiral bound
-    x_notional: uint256 = risk._ceil_div(convert(target, uint256) * c.WAD, denominator)
-    return risk._ceil_div(x_notional * c.WAD, price)
-
-
-@view
-def _funding_index_now(params: Hot, st: IClearinghouse.MarketState, price: uint256) -> int256:
-    elapsed: uint256 = block.timestamp - st.last_funding_time
-    if elapsed == 0:
-        return st.funding_index
-    rate: int256 = risk._funding_rate(st.long_oi, st.short_oi, params.max_funding_rate, params.skew_scale)
-    return st.funding_index + risk._funding_step(rate, price, elapsed)
-
-
 def _accrue(market: uint256, params: Hot, price: uint256) -> IClearinghouse.MarketState:
     st: IClearinghouse.MarketState = self._load_state(market)
     if st.last_funding_time == block.timestamp:
         return st
-    st.funding_index = self._funding_index_now(params, st, price)
+    st.funding_index = risk._funding_index_now(st, params.max_funding_rate, params.skew_scale, price)
     st.last_funding_time = block.timestamp
     log IClearinghouse.FundingAccrued(
         market=market,
@@ -1139,6 +999,43 @@ def _accrue(market: uint256, params: Hot, price: uint256) -> IClearinghouse.Mark
         rate_per_day=risk._funding_rate(st.long_oi, st.short_oi, params.max_funding_rate, params.skew_scale),
     )
     return st
+
+
+def _settle_fill(
+    account: uint256,
+    market: uint256,
+    pos: IClearinghouse.Position,
+    st: IClearinghouse.MarketState,
+    size_delta: int256,
+    fill: uint256,
+    charge: uint256,
+    to_pool: uint256,
+) -> (IClearinghouse.Position, IClearinghouse.MarketState, int256):
+    """
+    @dev Fill `size_delta` at `fill` (a trade or a liquidation): realise PnL into the account's
+         balance (rounded down; the pool takes the exact complement), charge `charge` token
+         units, of which `to_pool` goes to the pool (a fee; a penalty's destination is the
+         caller's), store the position and market state, keep the market mask, and when the
+         account is left with no positions settle a debt it cannot cover as bad debt.
+    @return The position and market state afterwards, and the realised PnL in token units.
+    """
+    p: IClearinghouse.Position = empty(IClearinghouse.Position)
+    s: IClearinghouse.MarketState = empty(IClearinghouse.MarketState)
+    realised: int256 = 0
+    p, s, realised = self._apply_fill(pos, st, size_delta, fill)
+    credit: int256 = self._to_tokens_floor(realised)
+    self._add_settlement(account, credit - convert(charge, int256))
+    self._add_pool(convert(to_pool, int256) - credit)
+    self._store_position(account, market, p)
+    self._store_state(market, s)
+    mask: uint256 = self._market_mask_of(account)
+    if p.size == 0:
+        self._set_market_mask(account, mask & (~(1 << market)))
+        if mask & (~(1 << market)) == 0:
+            self._settle_bad_debt(account)  # an underwater account closed by its owner or a keeper
+    else:
+        self._set_market_mask(account, mask | (1 << market))
+    return p, s, credit
 
 
 @view

@@ -24,6 +24,7 @@ from snekmate.auth import ownable
 from snekmate.auth import ownable_2step
 
 from .interfaces import IClearinghouse
+from .interfaces import ILiquidationEngine
 from .interfaces import IOracleRouter
 
 import constants as c
@@ -95,11 +96,16 @@ def __init__(clearinghouse: IClearinghouse):
 @external
 def list_collateral(token: address, weight: uint256, cap: uint256, liquidation_discount: uint256):
     """
-    @notice List a collateral token; it needs an OracleRouter feed under its own address.
-    @param token An ERC-20 with at most 18 decimals, not the settlement token.
+    @notice List a collateral token in the next free slot; it needs an OracleRouter feed under
+            its own address. Owner only.
+    @dev The token's unit (10 ** decimals) is read here, once: `set_collateral` keeps it.
+    @param token An ERC-20 with at most 18 decimals; not the zero address, not the settlement
+           token and not already listed; at most 7 collaterals besides the settlement token.
     @param weight Haircut weight, WAD in (0, 0.99].
-    @param cap Cap on total deposits, token units.
+    @param cap Cap on total deposits, token units (not bounded).
     @param liquidation_discount Discount to a liquidator buying it, WAD in [0.001, 1 - weight).
+    @custom:security The OracleRouter must price the token now: `price` reverts (rather than
+           returning 0) for an unknown, stale, out-of-bounds or halted feed, and so does this.
     """
     ownable._check_owner()
     assert token != empty(address) and token != staticcall CLEARINGHOUSE.SETTLEMENT(), "configurator: bad token"
@@ -117,7 +123,15 @@ def list_collateral(token: address, weight: uint256, cap: uint256, liquidation_d
 def set_collateral(token: address, weight: uint256, cap: uint256, liquidation_discount: uint256, enabled: bool):
     """
     @notice Change a listed collateral's haircut, cap and discount, or stop new deposits of it
-            (`enabled = False`; existing balances keep counting).
+            (`enabled = False`; existing balances keep counting). Owner only.
+    @param token A listed collateral token (not the settlement token).
+    @param weight Haircut weight, WAD in (0, 0.99].
+    @param cap Cap on total deposits, token units; below the current total it only stops new
+           deposits.
+    @param liquidation_discount Discount to a liquidator buying it, WAD in [0.001, 1 - weight).
+    @param enabled Whether new deposits are allowed.
+    @custom:security The new weight applies at once to every account holding the token: a lower
+           one lowers their equity in the same block and can make accounts liquidatable.
     """
     ownable._check_owner()
     slot: uint256 = staticcall CLEARINGHOUSE.collateral_slot(token)
@@ -131,16 +145,32 @@ def set_collateral(token: address, weight: uint256, cap: uint256, liquidation_di
 @external
 def list_market(params: IClearinghouse.MarketParams) -> uint256:
     """
-    @notice List a perpetual market; its asset needs an OracleRouter feed.
-    @return The new market id (1-based).
+    @notice List a perpetual market as id `market_count + 1`; its asset needs an OracleRouter
+            feed. Owner only.
+    @dev vol_unit = vol_k * sqrt(liquidation_horizon / year) is computed here (`risk._vol_unit`)
+         and stored with the market. Nothing stops two markets on the same asset.
+    @param params Checked against their bounds (`_check_market`): base_mmr WAD in [0.001, 0.5];
+           tier_size base units in (0, 2^80); tier_mmr WAD <= 0.1; vol_k WAD <= 10;
+           liquidation_horizon seconds in [60, 604800]; imr_multiplier WAD in (1, 10] with
+           base_mmr * imr_multiplier <= 1 (rounded up); fee WAD <= 0.01; penalty WAD <= 0.1 and
+           < (1 + buffer) * base_mmr; keeper_share WAD <= 0.9; skew_scale base units in
+           (0, 2^88); oi_cap base units <= skew_scale and <= skew_scale * (1 - keeper_share) *
+           min(penalty, full_liquidation_health * base_mmr); fee + oi_cap / skew_scale (rounded
+           up) < base_mmr; max_funding_rate WAD per day <= 0.1; and the LiquidationEngine's
+           underwater tip rate < base_mmr.
+    @return The new market id (1-based, at most 15).
+    @custom:security The asset must be priced now: `ORACLE.price` reverts for an unknown, stale,
+           out-of-bounds or halted feed, and so does this.
     """
     ownable._check_owner()
     market: uint256 = staticcall CLEARINGHOUSE.market_count() + 1
     assert market < c.MAX_MARKETS, "configurator: too many markets"
     assert staticcall ORACLE.price(params.asset) > 0, "configurator: no price"
-    self._check_market(params, staticcall CLEARINGHOUSE.liquidation_buffer(), staticcall CLEARINGHOUSE.full_liquidation_health())
-    assert staticcall CLEARINGHOUSE.underwater_tip_rate() < params.base_mmr, "configurator: tip above maintenance"
-    extcall CLEARINGHOUSE.apply_market(market, params)
+    self._check_market(
+        params, staticcall self._engine().liquidation_buffer(), staticcall self._engine().full_liquidation_health()
+    )
+    assert staticcall self._engine().underwater_tip_rate() < params.base_mmr, "configurator: tip above maintenance"
+    extcall CLEARINGHOUSE.apply_market(market, params, risk._vol_unit(params.vol_k, params.liquidation_horizon))
     log MarketSet(market=market, params=params)
     return market
 
@@ -149,14 +179,25 @@ def list_market(params: IClearinghouse.MarketParams) -> uint256:
 def set_market(market: uint256, params: IClearinghouse.MarketParams):
     """
     @notice Change a market's parameters; its asset cannot change. Funding accrues first at
-            the old parameters.
+            the old parameters. Owner only.
+    @param market A listed market id, in [1, market_count].
+    @param params The new parameters: `params.asset` must equal the market's asset; every other
+           field is bounded as in `list_market` (buffer, full-liquidation health and underwater
+           tip as the LiquidationEngine holds them now).
+    @custom:security The new rates apply at once to every open position: raising a maintenance
+           rate (base_mmr, tiers, vol_k, horizon) can make accounts liquidatable in the same
+           block; an oi_cap below the open interest only blocks increases. Reverts while the
+           asset's price does (stale, out of bounds, halted): the Clearinghouse accrues funding
+           at the oracle price before it applies the change.
     """
     ownable._check_owner()
     assert market != 0 and market <= staticcall CLEARINGHOUSE.market_count(), "configurator: unknown market"
     assert params.asset == (staticcall CLEARINGHOUSE.markets(market)).asset, "configurator: asset fixed"
-    self._check_market(params, staticcall CLEARINGHOUSE.liquidation_buffer(), staticcall CLEARINGHOUSE.full_liquidation_health())
-    assert staticcall CLEARINGHOUSE.underwater_tip_rate() < params.base_mmr, "configurator: tip above maintenance"
-    extcall CLEARINGHOUSE.apply_market(market, params)
+    self._check_market(
+        params, staticcall self._engine().liquidation_buffer(), staticcall self._engine().full_liquidation_health()
+    )
+    assert staticcall self._engine().underwater_tip_rate() < params.base_mmr, "configurator: tip above maintenance"
+    extcall CLEARINGHOUSE.apply_market(market, params, risk._vol_unit(params.vol_k, params.liquidation_horizon))
     log MarketSet(market=market, params=params)
 
 
@@ -164,8 +205,14 @@ def set_market(market: uint256, params: IClearinghouse.MarketParams):
 def set_liquidation_parameters(buffer: uint256, full_liquidation_health: uint256, dust_notional: uint256):
     """
     @notice Set the liquidation buffer b, the deep-underwater health and the dust notional.
-    @param buffer WAD in [0, 0.5]; every market must keep penalty < (1 + b) * base_mmr.
-    @param full_liquidation_health WAD in (0, 1]: below it a liquidation closes everything.
+            Owner only.
+    @dev Re-checks every listed market against the new values: the spiral bound with the new
+         buffer and the premium bound on oi_cap with the new full-liquidation health.
+    @param buffer WAD in [0, 0.5]; every market must keep penalty < (1 + b) * base_mmr
+           ((1 + b) * base_mmr rounded down, as the liquidation formula rounds it).
+    @param full_liquidation_health WAD in (0, 1]: below it a liquidation closes the whole
+           position in the market liquidated; every market must keep oi_cap <= skew_scale *
+           (1 - keeper_share) * min(penalty, full_liquidation_health * base_mmr).
     @param dust_notional WAD USD in [0, 10,000]: a smaller remainder is closed too.
     """
     ownable._check_owner()
@@ -178,18 +225,22 @@ def set_liquidation_parameters(buffer: uint256, full_liquidation_health: uint256
         params: IClearinghouse.MarketParams = staticcall CLEARINGHOUSE.markets(m)
         assert risk._no_spiral(params.penalty, params.base_mmr, buffer), "configurator: liquidation spiral"
         assert self._premium_bounded(params, full_liquidation_health), "configurator: cap above premium bound"
-    extcall CLEARINGHOUSE.apply_liquidation_parameters(buffer, full_liquidation_health, dust_notional)
+    extcall self._engine().apply_liquidation_parameters(buffer, full_liquidation_health, dust_notional)
     log LiquidationParametersSet(buffer=buffer, full_liquidation_health=full_liquidation_health, dust_notional=dust_notional)
 
 
 @external
 def set_underwater_tip(rate: uint256):
     """
-    @notice Tip, as a fraction of closed notional, paid from the insurance fund to whoever
-            liquidates an account with no equity left (capped at $1,000 a call on chain).
-    @param rate WAD in [0, 1%], and below every market's base maintenance rate: to be
-           underwater an account loses more than its maintenance margin, so the tip can never
-           pay someone to wreck their own account.
+    @notice Set the underwater tip rate: a liquidation that closes a whole position pays its
+            caller at least this fraction of the closed notional, at most $1,000. Owner only.
+    @dev The LiquidationEngine tops the keeper's share of the penalty up to the tip out of the
+         insurance fund (never more than the fund holds), so positions with no equity left to
+         pay a penalty still get closed.
+    @param rate WAD in [0, 1%], and below every listed market's base maintenance rate (markets
+           listed or changed later are checked against it too): to be underwater an account
+           loses more than its maintenance margin, so the tip can never pay someone to wreck
+           their own account.
     """
     ownable._check_owner()
     assert rate <= MAX_TIP_RATE, "configurator: bad tip"
@@ -197,8 +248,16 @@ def set_underwater_tip(rate: uint256):
         if m > staticcall CLEARINGHOUSE.market_count():
             break
         assert rate < (staticcall CLEARINGHOUSE.markets(m)).base_mmr, "configurator: tip above maintenance"
-    extcall CLEARINGHOUSE.apply_underwater_tip(rate)
+    extcall self._engine().apply_underwater_tip(rate)
     log UnderwaterTipSet(rate=rate)
+
+
+@view
+def _engine() -> ILiquidationEngine:
+    # the liquidation parameters live in the engine the Clearinghouse trusts
+    engine: address = staticcall CLEARINGHOUSE.liquidation_engine()
+    assert engine != empty(address), "configurator: no liquidation engine"
+    return ILiquidationEngine(engine)
 
 
 @pure

@@ -5,9 +5,9 @@
 @notice An ERC-4626 vault of the settlement token that is the counterparty to every trade.
         Its assets are held by the Clearinghouse (so PnL and fees settle there without a token
         transfer). Its value is what it would hold if every trader closed now: its realised
-        balance there (deposits + traders' realised losses + fees - socialised bad debt) minus
-        traders' unrealised PnL, funding included, valued at the prices they would exit at, i.e.
-        with the skew premium they collect on the way out.
+        balance there (deposits - withdrawals + fees + traders' net realised losses - socialised
+        bad debt) minus traders' unrealised PnL, funding included, valued at the prices they
+        would exit at, i.e. with the skew premium they collect on the way out.
 @dev Shares are snekmate's ERC-20. The ERC-4626 logic follows snekmate's erc4626.vy with two
      changes: total assets come from internal accounting (never `balanceOf(self)`, so a direct
      transfer "donation" moves nothing), and the virtual-share offset of `DECIMALS_OFFSET`
@@ -60,8 +60,10 @@ SETTLEMENT_TO_WAD: immutable(uint256)  # 10 ** (18 - asset decimals)
 # Shares minted by a deposit are locked for COOLDOWN: they can be neither redeemed nor
 # transferred until then, so a just-in-time LP (deposit, let a liquidation or an oracle round move
 # the value, redeem) cannot leave within the same 15 minutes, whatever address it tries to move
-# them to. Only the new shares are locked: a deposit made *to* someone else locks the depositor's
-# own money, never the receiver's existing shares, so nobody can freeze another LP.
+# them to. Only minted shares are locked: a deposit made *to* someone else locks the depositor's
+# own money, never the receiver's shares that are out of their cooldown, so nobody can freeze
+# another LP's settled shares. It does restart the receiver's running cooldown, though: every
+# deposit sets unlocks_at to now + COOLDOWN for all the receiver's still-locked shares.
 locked_shares: public(HashMap[address, uint256])  # holder => shares minted in its cooldown
 unlocks_at: public(HashMap[address, uint256])  # holder => end of that cooldown
 
@@ -87,6 +89,11 @@ def __init__(clearinghouse: IClearinghouse, name_: String[25], symbol_: String[5
 def transfer(to: address, amount: uint256) -> bool:
     """
     @notice ERC-20 transfer of shares that are out of their cooldown.
+    @param to The receiver; shares it receives this way are never locked.
+    @param amount Shares (the asset's decimals + 6), at most the caller's shares out of cooldown.
+    @return True; every failure reverts ("pool: cooldown" for locked shares).
+    @custom:security Shares minted in the last COOLDOWN (900 s) cannot move, so a just-in-time
+           LP cannot park them at another address to redeem there.
     """
     assert amount <= self._free_shares(msg.sender), "pool: cooldown"
     erc20._transfer(msg.sender, to, amount)
@@ -97,6 +104,10 @@ def transfer(to: address, amount: uint256) -> bool:
 def transferFrom(owner: address, to: address, amount: uint256) -> bool:
     """
     @notice ERC-20 transferFrom of shares that are out of their cooldown.
+    @param owner Whose shares move; the caller spends `amount` of its allowance.
+    @param to The receiver; shares it receives this way are never locked.
+    @param amount Shares, at most the allowance and `owner`'s shares out of cooldown.
+    @return True; every failure reverts ("pool: cooldown" for locked shares).
     """
     erc20._spend_allowance(owner, msg.sender, amount)
     assert amount <= self._free_shares(owner), "pool: cooldown"
@@ -110,6 +121,12 @@ def totalAssets() -> uint256:
     """
     @notice The pool's value in settlement token units: what it would hold if every trader
             closed now at their exit price; 0 if that is negative.
+    @dev Funding accrued to now; the traders' side rounds up, so the value rounds down.
+    @return Settlement token units, rounded down; 0 when the value is zero or negative.
+    @custom:security Reads the oracle price of every market with open interest, so this and every
+           conversion, preview, max*, deposit and withdrawal revert while one of those prices
+           does (stale, out of bounds, halted). Under the nonreentrancy pragma these views also
+           revert when called back during one of the pool's own state-changing calls.
     """
     return self._total_assets()
 
@@ -117,24 +134,47 @@ def totalAssets() -> uint256:
 @view
 @external
 def convertToShares(assets: uint256) -> uint256:
+    """
+    @notice Shares `assets` are worth at the current value, rounded down.
+    @dev Ignores the insolvency check: with shares out and a value of 0 it quotes far more
+         shares than `deposit` would ever mint (deposit reverts "pool: insolvent").
+    @param assets Settlement token units.
+    @return Shares.
+    """
     return self._to_shares(assets, False)
 
 
 @view
 @external
 def convertToAssets(shares: uint256) -> uint256:
+    """
+    @notice Settlement tokens `shares` are worth at the current value, rounded down.
+    @param shares Shares.
+    @return Settlement token units.
+    """
     return self._to_assets(shares, False)
 
 
 @view
 @external
 def maxDeposit(receiver: address) -> uint256:
+    """
+    @notice No deposit limit: max_value(uint256).
+    @param receiver Ignored.
+    @return max_value(uint256), even when a deposit would revert ("pool: insolvent" with shares
+            out and a value <= 0).
+    """
     return max_value(uint256)
 
 
 @view
 @external
 def previewDeposit(assets: uint256) -> uint256:
+    """
+    @notice Shares `deposit(assets)` would mint now, rounded down.
+    @param assets Settlement token units.
+    @return Shares.
+    """
     return self._to_shares(assets, False)
 
 
@@ -142,6 +182,14 @@ def previewDeposit(assets: uint256) -> uint256:
 def deposit(assets: uint256, receiver: address) -> uint256:
     """
     @notice Deposit `assets` settlement tokens, mint shares (rounded down) to `receiver`.
+    @dev The tokens go from the caller through the pool to the Clearinghouse in the same call.
+    @param assets Settlement token units pulled from the caller (approved to this pool), > 0;
+           must mint at least one share.
+    @param receiver Who gets the shares, locked for COOLDOWN (900 s).
+    @return Shares minted.
+    @custom:security Reverts "pool: insolvent" while shares are out and the value is <= 0: a new
+           deposit would otherwise pay the old LPs' losses. Depositing to someone else restarts
+           their running cooldown for every share of theirs still locked.
     """
     shares: uint256 = self._to_shares(assets, False)
     self._deposit(receiver, assets, shares)
@@ -151,12 +199,22 @@ def deposit(assets: uint256, receiver: address) -> uint256:
 @view
 @external
 def maxMint(receiver: address) -> uint256:
+    """
+    @notice No mint limit: max_value(uint256).
+    @param receiver Ignored.
+    @return max_value(uint256), even when a mint would revert ("pool: insolvent").
+    """
     return max_value(uint256)
 
 
 @view
 @external
 def previewMint(shares: uint256) -> uint256:
+    """
+    @notice Settlement tokens `mint(shares)` would cost now, rounded up.
+    @param shares Shares.
+    @return Settlement token units.
+    """
     return self._to_assets(shares, True)
 
 
@@ -164,6 +222,11 @@ def previewMint(shares: uint256) -> uint256:
 def mint(shares: uint256, receiver: address) -> uint256:
     """
     @notice Mint exactly `shares` to `receiver` for the assets they cost (rounded up).
+    @param shares Shares to mint, > 0.
+    @param receiver Who gets the shares, locked for COOLDOWN (900 s).
+    @return Settlement token units pulled from the caller (approved to this pool).
+    @custom:security As `deposit`: reverts "pool: insolvent" while shares are out and the value
+           is <= 0, and restarts `receiver`'s running cooldown.
     """
     assets: uint256 = self._to_assets(shares, True)
     self._deposit(receiver, assets, shares)
@@ -175,6 +238,9 @@ def mint(shares: uint256, receiver: address) -> uint256:
 def maxWithdraw(owner: address) -> uint256:
     """
     @notice The owner's shares out of cooldown, in assets; never more than the pool can pay now.
+    @param owner The share holder.
+    @return Settlement token units, rounded down; capped at the pool's realised balance less
+            every account's debt (what the Clearinghouse will pay out).
     """
     return min(self._to_assets(self._free_shares(owner), False), self._liquidity())
 
@@ -182,6 +248,12 @@ def maxWithdraw(owner: address) -> uint256:
 @view
 @external
 def previewWithdraw(assets: uint256) -> uint256:
+    """
+    @notice Shares `withdraw(assets)` would burn now, rounded up.
+    @dev Ignores the cooldown and the pool's liquidity; see `maxWithdraw`.
+    @param assets Settlement token units.
+    @return Shares.
+    """
     return self._to_shares(assets, True)
 
 
@@ -189,6 +261,13 @@ def previewWithdraw(assets: uint256) -> uint256:
 def withdraw(assets: uint256, receiver: address, owner: address) -> uint256:
     """
     @notice Burn the shares (rounded up) worth `assets` from `owner`, pay `receiver`.
+    @param assets Settlement token units, > 0 and at most `maxWithdraw(owner)`.
+    @param receiver Who gets the tokens, paid directly by the Clearinghouse.
+    @param owner Whose shares burn; a caller other than `owner` spends its allowance.
+    @return Shares burned.
+    @custom:security Reverts "pool: cooldown" for shares still locked and "clearinghouse: pool
+           liquidity" beyond the pool's realised balance less every account's debt: LPs never
+           take the tokens that back traders' positive balances or the insurance fund.
     """
     shares: uint256 = self._to_shares(assets, True)
     self._withdraw(receiver, owner, assets, shares)
@@ -200,6 +279,8 @@ def withdraw(assets: uint256, receiver: address, owner: address) -> uint256:
 def maxRedeem(owner: address) -> uint256:
     """
     @notice The owner's shares out of cooldown; never more than the pool can pay out now.
+    @param owner The share holder.
+    @return Shares, rounded down.
     """
     return min(self._free_shares(owner), self._to_shares(self._liquidity(), False))
 
@@ -207,6 +288,12 @@ def maxRedeem(owner: address) -> uint256:
 @view
 @external
 def previewRedeem(shares: uint256) -> uint256:
+    """
+    @notice Settlement tokens `redeem(shares)` would pay now, rounded down.
+    @dev Ignores the cooldown and the pool's liquidity; see `maxRedeem`.
+    @param shares Shares.
+    @return Settlement token units.
+    """
     return self._to_assets(shares, False)
 
 
@@ -214,6 +301,12 @@ def previewRedeem(shares: uint256) -> uint256:
 def redeem(shares: uint256, receiver: address, owner: address) -> uint256:
     """
     @notice Burn `shares` from `owner`, pay `receiver` their assets (rounded down).
+    @param shares Shares, > 0 and at most `maxRedeem(owner)`; must be worth at least one token unit.
+    @param receiver Who gets the tokens, paid directly by the Clearinghouse.
+    @param owner Whose shares burn; a caller other than `owner` spends its allowance.
+    @return Settlement token units paid.
+    @custom:security Reverts "pool: cooldown" for shares still locked and "clearinghouse: pool
+           liquidity" beyond the pool's realised balance less every account's debt.
     """
     assets: uint256 = self._to_assets(shares, False)
     self._withdraw(receiver, owner, assets, shares)
@@ -266,11 +359,7 @@ def _signed_value() -> int256:
             continue
         params: IClearinghouse.MarketParams = staticcall CLEARINGHOUSE.markets(m)
         price: uint256 = staticcall ORACLE.price(params.asset)
-        index: int256 = st.funding_index + risk._funding_step(
-            risk._funding_rate(st.long_oi, st.short_oi, params.max_funding_rate, params.skew_scale),
-            price,
-            block.timestamp - st.last_funding_time,
-        )
+        index: int256 = risk._funding_index_now(st, params.max_funding_rate, params.skew_scale, price)
         net: int256 = convert(st.long_oi, int256) - convert(st.short_oi, int256)
         abs_net: uint256 = convert(abs(net), uint256)
         exit_premium: uint256 = risk._ceil_div(risk._mul_up(abs_net, price) * abs_net, 2 * params.skew_scale)

@@ -32,6 +32,11 @@ def __init__(clearinghouse: IClearinghouse):
 def account_summary(account: uint256) -> IClearinghouse.AccountSummary:
     """
     @notice Equity, requirements, health and their parts, exactly as the margin checks see them.
+    @param account The account id (owner << 96 | subaccount).
+    @return equity, maintenance, initial, collateral_value and unrealised_pnl in WAD USD (funding
+            accrued to now), health in WAD (max_value(uint256) without positions), settlement in
+            settlement token units; unrealised_pnl is equity less the settlement balance (in
+            WAD) and collateral_value.
     """
     equity: int256 = 0
     maintenance: uint256 = 0
@@ -57,6 +62,9 @@ def healths(accounts: DynArray[uint256, MAX_BATCH]) -> DynArray[uint256, MAX_BAT
     """
     @notice Health of many accounts in one call, for keepers confirming their candidates;
             max_value(uint256) for an account without positions.
+    @param accounts Account ids (owner << 96 | subaccount), at most 512.
+    @return Each account's equity / maintenance, WAD, rounded down, in the order given; 0 for an
+            account with positions and equity <= 0.
     """
     result: DynArray[uint256, MAX_BATCH] = []
     for account: uint256 in accounts:
@@ -72,6 +80,16 @@ def health_after_trade(account: uint256, market: uint256, size_delta: int256) ->
             `size_delta` at the current premium and paying the fee. Equal to what the
             Clearinghouse computes after the trade, up to the settlement token's rounding of
             realised PnL (at most 1 token unit).
+    @dev Does not check what the Clearinghouse would refuse (zero size, pause, reduce-only, the
+         open-interest cap, the price limit, initial margin) nor the bad debt it settles when a
+         close leaves an underwater account with no positions.
+    @param account The account id (owner << 96 | subaccount).
+    @param market A listed market id.
+    @param size_delta Base units to buy (> 0) or sell (< 0).
+    @return (health in WAD, equity in WAD USD, initial requirement in WAD USD), all afterwards.
+    @custom:security The Clearinghouse floors realised PnL to token units, so its equity can be
+           up to 1 token unit below this one: a trade quoted at exactly initial margin may still
+           revert "clearinghouse: insufficient margin".
     """
     params: IClearinghouse.MarketParams = self._market(market)
     equity: int256 = 0
@@ -80,11 +98,7 @@ def health_after_trade(account: uint256, market: uint256, size_delta: int256) ->
     equity, maintenance, initial = staticcall CLEARINGHOUSE.margin(account)
     price: uint256 = staticcall ORACLE.price(params.asset)
     st: IClearinghouse.MarketState = staticcall CLEARINGHOUSE.market_state(market)
-    index: int256 = st.funding_index + risk._funding_step(
-        risk._funding_rate(st.long_oi, st.short_oi, params.max_funding_rate, params.skew_scale),
-        price,
-        block.timestamp - st.last_funding_time,
-    )
+    index: int256 = risk._funding_index_now(st, params.max_funding_rate, params.skew_scale, price)
     pos: IClearinghouse.Position = staticcall CLEARINGHOUSE.positions(account, market)
     skew: int256 = convert(st.long_oi, int256) - convert(st.short_oi, int256)
     fill: uint256 = risk._fill_price(price, skew, size_delta, params.skew_scale)
@@ -118,6 +132,12 @@ def liquidation_price(account: uint256, market: uint256) -> uint256:
             maintenance requirement, all other prices fixed; 0 when no price does.
     @dev Linear in the price: E(P) = E0 + a * (P - P0), with a = size plus the haircut units of
          the same asset held as collateral; M(P) = M_other + |size| * mmr * P, at today's rate.
+         Funding, volatility and other markets (even on the same asset) are held as they are now;
+         every division truncates, so the answer is approximate by a few wei.
+    @param account The account id (owner << 96 | subaccount).
+    @param market A listed market id.
+    @return USD per whole unit of the asset, WAD; 0 without a position in `market` or when no
+            positive price makes equity meet maintenance.
     """
     params: IClearinghouse.MarketParams = self._market(market)
     pos: IClearinghouse.Position = staticcall CLEARINGHOUSE.positions(account, market)
@@ -161,6 +181,13 @@ def max_withdraw(account: uint256, token: address) -> uint256:
     @notice Largest amount of `token` the account can withdraw and stay at initial margin,
             with room for 5 minutes of funding at today's rates, so the quote still holds
             when the withdrawal lands a few blocks later.
+    @dev The funding room counts every position's funding as a cost, paid or earned. Price
+         moves before the withdrawal lands are not covered.
+    @param account The account id (owner << 96 | subaccount).
+    @param token The settlement token or a listed collateral token; reverts "lens: unknown
+           token" for anything else.
+    @return Token units, rounded down, at most the account's balance of `token`; 0 when its
+            equity does not exceed the initial requirement plus the funding room.
     """
     equity: int256 = 0
     maintenance: uint256 = 0
@@ -180,9 +207,13 @@ def max_withdraw(account: uint256, token: address) -> uint256:
     assert slot != 0, "lens: unknown token"
     col: IClearinghouse.Collateral = staticcall CLEARINGHOUSE.collaterals(slot)
     price: uint256 = staticcall ORACLE.price(token)
-    # each unit withdrawn lowers equity by price * weight (rounded up); the amount rounds down
+    # each unit withdrawn lowers equity by price * weight (rounded up); the amount rounds down.
+    # The collateral value floors twice (amount * price // unit, then * weight // WAD), so
+    # withdrawing x units can lower it by up to 1 wei more than x * per_unit / unit: keep 2 wei
+    if free <= 2:
+        return 0
     per_unit: uint256 = risk._mul_up(price, col.weight)
-    units: uint256 = convert(free, uint256) * col.unit // per_unit
+    units: uint256 = convert(free - 2, uint256) * col.unit // per_unit
     return min(units, staticcall CLEARINGHOUSE.balances(account, slot))
 
 
@@ -191,6 +222,10 @@ def max_withdraw(account: uint256, token: address) -> uint256:
 def market_rates(market: uint256, size: uint256) -> (uint256, uint256):
     """
     @notice (maintenance rate, initial rate) for a position of `size` base units, WAD.
+    @param market A listed market id.
+    @param size The position's absolute size, base units.
+    @return (maintenance rate, initial rate), WAD, both rounded up, with today's volatilities;
+            the maintenance rate never exceeds the initial one, which is at most 100%.
     """
     return self._rates(self._market(market), size)
 
@@ -200,6 +235,10 @@ def market_rates(market: uint256, size: uint256) -> (uint256, uint256):
 def fill_price(market: uint256, size_delta: int256) -> uint256:
     """
     @notice The price a trade of `size_delta` would fill at now, WAD.
+    @param market A listed market id.
+    @param size_delta Base units to buy (> 0) or sell (< 0).
+    @return USD per whole unit of the asset, WAD: the oracle price times (1 + the average skew
+            premium over the trade); buys round up (plus 1 wei), sells down.
     """
     params: IClearinghouse.MarketParams = self._market(market)
     price: uint256 = staticcall ORACLE.price(params.asset)
@@ -212,6 +251,10 @@ def fill_price(market: uint256, size_delta: int256) -> uint256:
 def funding_rate(market: uint256) -> int256:
     """
     @notice Current funding rate per day, WAD; positive means longs pay shorts.
+    @dev The rate the next accrual applies: max_funding_rate * skew / skew_scale at today's open
+         interest, clamped to +-max_funding_rate. The pool takes the net side.
+    @param market A listed market id.
+    @return Signed WAD per day of the position's notional.
     """
     params: IClearinghouse.MarketParams = self._market(market)
     st: IClearinghouse.MarketState = staticcall CLEARINGHOUSE.market_state(market)

@@ -17,11 +17,14 @@
        account into liquidation; the initial margin uses sigma itself and rises at once.
      Circuit breaker: a round more than `max_deviation` away from the accepted price halts the
      asset: `price` reverts "oracle: circuit breaker", so opens, increases, withdrawals *and*
-     liquidations priced off it wait. A later round within `max_deviation` of either the halted
-     round (the move is confirmed) or the accepted price (the spike is gone) clears it in
-     `sync`; the owner can clear it too. Liquidations wait on purpose: Compound's 2020 DAI
-     spike liquidated accounts that were healthy at the true price. The wait is at most one
-     more round (deviation or heartbeat).
+     liquidations priced off it wait. In `sync`, a later round within `max_deviation` of the
+     accepted price clears it at once (the spike is gone); a round within `max_deviation` of the
+     pending level (the halted round's price) clears it at that level only once it is dated at
+     least `confirmation_delay` after the pending level's first round (the move is confirmed);
+     a round away from both starts a new pending level and its clock. The owner can clear it
+     too. Liquidations wait on purpose: Compound's 2020 DAI spike liquidated accounts that were
+     healthy at the true price. The wait is one more round when the price comes back, and at
+     least `confirmation_delay` (default an hour, at most a day) when it does not.
 @custom:security `sync` is permissionless and idempotent; the bots call it after every round.
      Reads never depend on it having run: `price` itself checks the newest round against the
      accepted price, so a skipped sync can only halt, never let an unchecked jump through.
@@ -59,7 +62,7 @@ event ConfirmationDelaySet:
 
 struct Feed:
     aggregator: IAggregatorV3  # the Chainlink feed (or proxy)
-    heartbeat: uint256  # seconds after updatedAt at which an answer is stale
+    heartbeat: uint256  # seconds after updatedAt beyond which an answer is stale
     scale: uint256  # 10 ** (18 - feed decimals): answer * scale is WAD
     min_price: uint256  # WAD; an answer at or below it is rejected (frozen minAnswer)
     max_price: uint256  # WAD; an answer at or above it is rejected
@@ -92,7 +95,8 @@ MAX_PRICE: constant(uint256) = 2**128 - 1  # prices are packed into 128 bits
 MASK_64: constant(uint256) = 2**64 - 1
 MASK_128: constant(uint256) = 2**128 - 1
 
-# Packed so that `price` reads three slots and `volatilities` two (plus the speed):
+# Packed so that `price` reads three slots and `volatilities` three (`_config` only for its
+# existence check) plus the speed:
 _config: HashMap[address, uint256]  # asset => aggregator | heartbeat << 160 | decimals << 192
 _bounds: HashMap[address, uint256]  # asset => min_price | max_price << 128 (WAD)
 _guard: HashMap[address, uint256]  # asset => last_price | max_deviation << 128 | halted << 192
@@ -119,8 +123,10 @@ def set_confirmation_delay(seconds: uint256):
     """
     @notice How long rounds at a new level beyond the circuit breaker must keep coming, by
             their updatedAt, before that level is accepted. A return near the accepted price
-            lifts the halt at once.
-    @param seconds At most a day (0: the second round at the new level confirms it).
+            lifts the halt at once. Owner only.
+    @dev Read as each round is processed, so it applies to a halt already pending too.
+    @param seconds Seconds, at most 86,400 (a day); 0: the second round at the new level
+           confirms it.
     """
     ownable._check_owner()
     assert seconds <= MAX_CONFIRMATION_DELAY, "oracle: bad confirmation delay"
@@ -131,9 +137,15 @@ def set_confirmation_delay(seconds: uint256):
 @external
 def set_parameters(ewma_lambda: uint256, max_vol_rise_per_hour: uint256):
     """
-    @notice Set the EWMA decay and the speed at which maintenance volatility may rise.
-    @param ewma_lambda Weight of the previous variance, WAD, in [0.5, 0.999].
+    @notice Set the EWMA decay and the speed at which maintenance volatility may rise, for
+            every asset. Owner only.
+    @param ewma_lambda Weight of the previous variance, WAD, in [0.5, 0.999]; used from the next
+           accepted round.
     @param max_vol_rise_per_hour Annualised sigma points per hour, WAD, in (0, 1].
+    @custom:security The new speed applies retroactively: maintenance sigma is
+           min(sigma, anchor + speed * (now - anchor time)) and an anchor is re-fixed only when
+           a round is accepted, so raising the speed can lift maintenance sigma, and with it
+           maintenance requirements, for every asset in the same block.
     """
     ownable._check_owner()
     self._set_parameters(ewma_lambda, max_vol_rise_per_hour)
@@ -150,15 +162,22 @@ def set_feed(
     initial_sigma: uint256,
 ):
     """
-    @notice Configure (or replace) the feed of an asset. The feed's current answer must pass
-            every guard; it becomes the accepted price.
-    @param asset The asset's key (its token address, or any unique address for a perp-only asset).
-    @param aggregator A Chainlink AggregatorV3 feed with at most 18 decimals.
+    @notice Configure (or replace) the feed of an asset. Owner only. The feed's current answer
+            must pass the non-positive, staleness and bounds guards; it becomes the accepted price.
+    @dev The circuit breaker is not applied to that answer: there may be no accepted price yet.
+    @param asset The asset's key, not zero (its token address, or any unique address for a
+           perp-only asset); at most 32 assets.
+    @param aggregator A Chainlink AggregatorV3 feed (not zero) with at most 18 decimals.
     @param heartbeat Seconds after which an answer is stale, in [60, 604800].
     @param min_price Lowest sane price, WAD, > 0; answers at or below it are rejected.
-    @param max_price Highest sane price, WAD, > min_price; answers at or above it are rejected.
+    @param max_price Highest sane price, WAD, > min_price and < 2^128; answers at or above it
+           are rejected.
     @param max_deviation Largest accepted move between rounds, WAD fraction, in [0.01, 1].
     @param initial_sigma Starting annualised volatility, WAD, <= 10 (1000%).
+    @custom:security Replacing a feed resets the asset's state: a halt and its pending level are
+           dropped, the new answer is accepted whatever its distance from the old accepted
+           price, and variance and the maintenance anchor restart at `initial_sigma`, so
+           maintenance sigma moves there at once, not at `max_vol_rise_per_hour`.
     """
     ownable._check_owner()
     assert asset != empty(address), "oracle: zero asset"
@@ -217,7 +236,11 @@ def set_feed(
 def clear_circuit_breaker(asset: address):
     """
     @notice Owner override: accept the feed's current answer and lift the halt.
-    @dev The answer must still pass the non-positive, staleness and bounds guards.
+    @dev The answer must still pass the non-positive, staleness and bounds guards. Its move from
+         the old accepted price is folded into the volatility estimate as `sync` would, and the
+         next `sync` starts after the current round.
+    @param asset A configured asset whose circuit breaker is tripped; reverts "oracle: not
+           halted" otherwise.
     """
     ownable._check_owner()
     feed: Feed = self._feed(asset)
@@ -242,7 +265,14 @@ def sync(asset: address):
     @notice Fold every round published since the last sync (up to 16) into the volatility
             estimate and the circuit breaker. Permissionless; a no-op when nothing is new.
     @dev Rounds are walked by id within the current Chainlink phase; after a phase change or a
-         gap of more than 16 rounds only the newest round is taken.
+         gap of more than 16 rounds only the newest round is taken. A round that is
+         non-positive, out of bounds, dated in the future or before the accepted round (or the
+         pending level's first round) is skipped with `RoundRejected`; the heartbeat does not
+         apply here.
+    @param asset A configured asset; reverts "oracle: unknown asset" otherwise.
+    @custom:security Prices never depend on it having run, but the volatility estimate and the
+           breaker's clearing do: an asset nobody syncs keeps its old sigma, and a halted one
+           stays halted until a sync or the owner clears it.
     """
     feed: Feed = self._feed(asset)
     st: VolState = self._load_vol(asset)
@@ -281,7 +311,11 @@ def price(asset: address) -> uint256:
     @notice The asset's price in WAD, after every guard.
     @dev Reverts "oracle: unknown asset", "oracle: non-positive answer", "oracle: stale answer",
          "oracle: answer out of bounds" or "oracle: circuit breaker".
+    @param asset A configured asset.
     @return USD per whole unit of the asset, WAD.
+    @custom:security The newest round is checked against the accepted price whether or not
+           `sync` has seen it, so this can revert "oracle: circuit breaker" before any sync trips
+           the breaker. It never returns 0: every failure reverts.
     """
     return self._price(asset)
 
@@ -291,6 +325,9 @@ def price(asset: address) -> uint256:
 def volatility(asset: address) -> uint256:
     """
     @notice Current annualised volatility estimate, WAD (drives the initial margin).
+    @param asset A configured asset; reverts "oracle: unknown asset" otherwise.
+    @return sqrt(variance), WAD (0.8e18 = 80%), capped at 10 (1000%), as of the last accepted
+            round.
     """
     self._feed(asset)
     return self._sigma(self._sigma_state[asset] & MASK_128)
@@ -302,6 +339,8 @@ def maintenance_volatility(asset: address) -> uint256:
     """
     @notice Volatility as the maintenance margin sees it: the estimate, but risen at most
             `max_vol_rise_per_hour` per hour since it was last fixed.
+    @param asset A configured asset; reverts "oracle: unknown asset" otherwise.
+    @return min(sigma, anchor + max_vol_rise_per_hour * hours since the anchor), WAD.
     """
     self._feed(asset)
     st: VolState = self._load_vol(asset)
@@ -313,6 +352,9 @@ def maintenance_volatility(asset: address) -> uint256:
 def volatilities(asset: address) -> (uint256, uint256):
     """
     @notice Both volatilities in one call: (sigma for initial margin, sigma for maintenance).
+    @param asset A configured asset; reverts "oracle: unknown asset" otherwise.
+    @return (`volatility(asset)`, `maintenance_volatility(asset)`), WAD; the second never
+            exceeds the first.
     """
     assert self._config[asset] != 0, "oracle: unknown asset"
     word: uint256 = self._sigma_state[asset]
@@ -326,6 +368,10 @@ def volatilities(asset: address) -> (uint256, uint256):
 @view
 @external
 def asset_count() -> uint256:
+    """
+    @notice How many assets have been configured, for bots walking `assets`.
+    @return The length of `assets`, at most 32.
+    """
     return len(self.assets)
 
 
@@ -334,6 +380,9 @@ def asset_count() -> uint256:
 def feeds(asset: address) -> Feed:
     """
     @notice An asset's feed and guards (zero for an unknown asset).
+    @param asset The asset's key.
+    @return The aggregator, heartbeat (seconds), scale (10 ** (18 - decimals)), min_price and
+            max_price (WAD) and max_deviation (WAD fraction).
     """
     if self._config[asset] == 0:
         return empty(Feed)
@@ -345,6 +394,10 @@ def feeds(asset: address) -> Feed:
 def vol(asset: address) -> VolState:
     """
     @notice An asset's volatility and circuit-breaker state.
+    @param asset The asset's key; not checked, so an unknown asset reads as all zero.
+    @return The state as stored: variance (WAD, not sigma), the maintenance anchor at its time
+            (not today's maintenance sigma: see `maintenance_volatility`), the accepted price
+            (WAD) and its updatedAt, the newest round id seen, the halt and the pending level.
     """
     return self._load_vol(asset)
 

@@ -26,9 +26,11 @@ MAX_UINT = 2**256 - 1
 TARGETS = {
     "deposit": 73_000,
     "open, live market": 125_000,
-    "partial liquidation, 1 market": 170_000,
+    "partial liquidation, 1 market": 160_000,
+    "batch liquidation, per account after the first": 60_000,  # Liquity v1's batch: ~60,000 a trove
 }
 EXTRA_MARKET_TARGET = 15_000
+BATCH = 4  # accounts in the measured liquidate_many
 
 # Four markets, so a liquidation can be measured with 1 to 4 open in the account.
 GAS_CONFIG = replace(
@@ -91,36 +93,50 @@ def run(project: Any, chain: Any, signers: list[Any], config: ProtocolConfig = G
         account = _leveraged_account(p, signers[4], names[:open_markets], unit)
         _crash_until(p, deployer, account, lambda h: WAD // 2 <= h < WAD)
         label = "partial liquidation, 1 market" if open_markets == 1 else f"partial liquidation, {open_markets} markets"
-        measure(label, ch.liquidate(account, eth, MAX_UINT, sender=keeper))
+        measure(label, p.liquidation_engine.liquidate(account, eth, MAX_UINT, sender=keeper))
         chain.restore(snapshot)
 
     snapshot = chain.snapshot()
     account = _leveraged_account(p, signers[4], ["ETH-PERP"], unit)
     _crash_until(p, deployer, account, lambda h: h == 0, step=0.05)
-    measure("full liquidation with bad debt", ch.liquidate(account, eth, MAX_UINT, sender=keeper))
+    measure("full liquidation with bad debt", p.liquidation_engine.liquidate(account, eth, MAX_UINT, sender=keeper))
+    chain.restore(snapshot)
+
+    # a batch: BATCH accounts alike, liquidated in one liquidate_many; the figure is the cost of
+    # each account after the first
+    snapshot = chain.snapshot()
+    batch = [_leveraged_account(p, signers[4], ["ETH-PERP"], unit, subaccount=i) for i in range(BATCH)]
+    _crash_until(p, deployer, batch, lambda h: WAD // 2 <= h < WAD)
+    one = chain.snapshot()
+    single = int(p.liquidation_engine.liquidate_many(batch[:1], [eth], sender=keeper).gas_used)
+    chain.restore(one)
+    every = int(p.liquidation_engine.liquidate_many(batch, [eth] * BATCH, sender=keeper).gas_used)
+    gas["batch liquidation, first account"] = single
+    gas["batch liquidation, per account after the first"] = (every - single) // (BATCH - 1)
     chain.restore(snapshot)
     return gas
 
 
-def _leveraged_account(p: Any, owner: Any, markets: list[str], unit: int) -> int:
+def _leveraged_account(p: Any, owner: Any, markets: list[str], unit: int, subaccount: int = 0) -> int:
     """USDC collateral of $10,000 and 10x in total, spread evenly over `markets`."""
     ch, usdc = p.clearinghouse, p.settlement
     usdc.mint(owner, 10_000 * unit, sender=owner)
     usdc.approve(ch, MAX_UINT, sender=owner)
-    ch.deposit(usdc, 10_000 * unit, 0, sender=owner)
+    ch.deposit(usdc, 10_000 * unit, subaccount, sender=owner)
     for name in markets:
         price = p.oracle.price(p.market_asset(name))
         notional = 100_000 * WAD // len(markets)
-        ch.trade(p.markets[name], notional * WAD // price, 0, 0, sender=owner)
-    return account_id(owner)
+        ch.trade(p.markets[name], notional * WAD // price, 0, subaccount, sender=owner)
+    return account_id(owner, subaccount)
 
 
-def _crash_until(p: Any, publisher: Any, account: int, done: Any, step: float = 0.01) -> None:
-    """Lower every market's price by `step` per round until `done(health)`."""
+def _crash_until(p: Any, publisher: Any, account: int | list[int], done: Any, step: float = 0.01) -> None:
+    """Lower every market's price by `step` per round until `done(health)` holds for every account."""
     ch = p.clearinghouse
     symbols = sorted({m.underlying for m in p.config.markets})
+    every = account if isinstance(account, list) else [account]
     for _ in range(200):
-        if done(ch.health(account)):
+        if all(done(ch.health(a)) for a in every):
             return
         for symbol in symbols:
             p.publish(symbol, int(p.feeds[symbol].latestRoundData()[1] * (1 - step)), publisher)

@@ -7,11 +7,15 @@ scattered through them: they ask the returned `Protocol` for a contract, a token
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 WAD = 10**18
+# The events that change an account, by the contract that emits them; each one's first topic is
+# the account id, so a keeper indexes accounts from them.
+CLEARINGHOUSE_ACCOUNT_EVENTS = ("Trade", "Deposit", "Withdraw", "BadDebt")
+ENGINE_ACCOUNT_EVENTS = ("Liquidation", "CollateralLiquidation")
 
 
 def wad(x: float | int | str) -> int:
@@ -23,7 +27,9 @@ def wad(x: float | int | str) -> int:
 
 @dataclass(frozen=True)
 class FeedConfig:
-    """A Chainlink-style feed for one asset, with the router's guards."""
+    """A Chainlink-style feed for one asset, with the router's guards. `aggregator`: the address
+    of an existing AggregatorV3 (a Chainlink proxy); None deploys a MockAggregator answering
+    `price_usd` with `decimals` decimals."""
 
     price_usd: float
     decimals: int = 8
@@ -32,11 +38,13 @@ class FeedConfig:
     max_price_usd: float = 10_000_000
     max_deviation: float = 0.20
     initial_sigma: float = 0.80
+    aggregator: str | None = None
 
 
 @dataclass(frozen=True)
 class TokenConfig:
-    """A collateral token (mock on a local chain) with its haircut, cap and feed."""
+    """A collateral token with its haircut, cap and feed. `address`: an existing ERC-20 (its
+    decimals must equal `decimals`); None deploys a MockERC20."""
 
     symbol: str
     decimals: int
@@ -44,6 +52,7 @@ class TokenConfig:
     cap: int  # whole tokens
     liquidation_discount: float
     feed: FeedConfig
+    address: str | None = None
 
 
 @dataclass(frozen=True)
@@ -86,8 +95,13 @@ class MarketConfig:
 
 @dataclass(frozen=True)
 class ProtocolConfig:
+    """What `deploy_protocol` deploys and lists. Tokens and feeds named by address are used as
+    they are; only the unnamed ones are deployed as mocks (with `MOCK_SUPPLY` minted to the
+    deployer, the funded account everything else is paid from)."""
+
     settlement_symbol: str = "USDC"
     settlement_decimals: int = 6
+    settlement_address: str | None = None  # an existing ERC-20 (e.g. USDC); None deploys a mock
     collaterals: tuple[TokenConfig, ...] = (
         TokenConfig("WETH", 18, 0.85, 1_000_000, 0.05, FeedConfig(2_000)),
         TokenConfig("WBTC", 8, 0.85, 100_000, 0.05, FeedConfig(30_000)),
@@ -125,6 +139,7 @@ class Protocol:
     lens: Any
     pool: Any
     settlement: Any
+    liquidation_engine: Any
     tokens: dict[str, Any] = field(default_factory=dict)  # symbol -> ERC20 (collaterals)
     feeds: dict[str, Any] = field(default_factory=dict)  # symbol -> aggregator
     markets: dict[str, int] = field(default_factory=dict)  # market name -> id
@@ -141,7 +156,7 @@ class Protocol:
     def publish(self, symbol: str, answer: int, publisher: Any) -> None:
         """Publish a round on `symbol`'s feed (answer in the feed's decimals) and fold it into the
         router at once, as the oracle bot does."""
-        self.feeds[symbol].update_answer(answer, sender=publisher)
+        self.feeds[symbol].updateAnswer(answer, sender=publisher)
         self.oracle.sync(self.tokens[symbol], sender=publisher)
 
     def sell_collateral(self, account: int, buyer: Any) -> list[Any]:
@@ -149,20 +164,30 @@ class Protocol:
         liquidation discount until its debt is repaid or the collateral is gone (the rest is
         then booked as bad debt). `buyer` needs settlement tokens approved to the clearinghouse.
         Returns the receipts; none when no sale is due."""
-        ch = self.clearinghouse
+        ch, engine = self.clearinghouse, self.liquidation_engine
         if int(ch.market_mask(account)) != 0 or int(ch.settlement(account)) >= 0 or ch.margin(account)[0] >= 0:
             return []
         receipts = []
         for slot in range(1, int(ch.collateral_count()) + 1):
             if int(ch.balances(account, slot)) == 0 or int(ch.settlement(account)) >= 0:
                 continue
-            receipts.append(ch.liquidate_collateral(account, ch.collaterals(slot).token, 2**256 - 1, sender=buyer))
+            receipts.append(engine.liquidate_collateral(account, ch.collaterals(slot).token, 2**256 - 1, sender=buyer))
         return receipts
+
+    def fund(self, token: Any, receiver: Any, amount: int, funder: Any) -> None:
+        """Pay `amount` units of `token` to `receiver` out of `funder`'s balance: the simulator,
+        the story and the keepers take their working capital from a funded account (the deployer
+        holds each mock's supply), never by minting, so they run on real tokens too."""
+        held = int(token.balanceOf(funder))
+        if held < amount:
+            raise DeploymentError(f"funding: {funder} holds {held} units of {token.address}, {amount} needed")
+        token.transfer(receiver, amount, sender=funder)
 
     def addresses(self) -> dict[str, Any]:
         return {
             "oracle": self.oracle.address,
             "clearinghouse": self.clearinghouse.address,
+            "liquidation_engine": self.liquidation_engine.address,
             "configurator": self.configurator.address,
             "lens": self.lens.address,
             "pool": self.pool.address,
@@ -188,33 +213,28 @@ def account_id(owner: Any, subaccount: int = 0) -> int:
 
 
 def deploy_protocol(project: Any, deployer: Any, config: ProtocolConfig = DEFAULT_CONFIG) -> Protocol:
-    """Deploy mocks (tokens, feeds), the oracle, the clearinghouse and its configurator, the
-    lens and the pool, and list every collateral and market of `config`."""
-    settlement = deployer.deploy(
-        project.MockERC20, f"Mock {config.settlement_symbol}", config.settlement_symbol, config.settlement_decimals
-    )
+    """Deploy the oracle, the clearinghouse, its configurator, liquidation engine, lens and pool,
+    wire them, and list every collateral and market of `config`. Tokens and feeds the config
+    names by address are used as they are (any ERC-20, any Chainlink AggregatorV3); the others
+    are deployed as mocks, each mock token's `MOCK_SUPPLY` minted to `deployer`."""
+    settlement = _token(project, deployer, config.settlement_symbol, config.settlement_decimals, config.settlement_address)
     oracle = deployer.deploy(project.OracleRouter, wad(config.ewma_lambda), wad(config.max_vol_rise_per_hour))
     clearinghouse = deployer.deploy(project.Clearinghouse, oracle, settlement, config.settlement_decimals)
     configurator = deployer.deploy(project.Configurator, clearinghouse)
-    clearinghouse.set_configurator(configurator, sender=deployer)
+    liquidation_engine = deployer.deploy(project.LiquidationEngine, clearinghouse)
+    lens = deployer.deploy(project.MarginLens, clearinghouse)
+    pool = deployer.deploy(project.LiquidityPool, clearinghouse, "marginsim LP", "msLP")
+    clearinghouse.connect(pool, configurator, liquidation_engine, sender=deployer)
     configurator.set_liquidation_parameters(
         wad(config.liquidation_buffer), wad(config.full_liquidation_health), wad(config.dust_notional_usd), sender=deployer
     )
     configurator.set_underwater_tip(wad(config.underwater_tip_rate), sender=deployer)
-    lens = deployer.deploy(project.MarginLens, clearinghouse)
-    pool = deployer.deploy(project.LiquidityPool, clearinghouse, "marginsim LP", "msLP")
-    clearinghouse.set_pool(pool, sender=deployer)
 
-    protocol = Protocol(oracle, clearinghouse, configurator, lens, pool, settlement, config=config)
+    protocol = Protocol(oracle, clearinghouse, configurator, lens, pool, settlement, liquidation_engine, config=config)
     for token_config in config.collaterals:
         feed_config = token_config.feed
-        token = deployer.deploy(project.MockERC20, f"Mock {token_config.symbol}", token_config.symbol, token_config.decimals)
-        feed = deployer.deploy(
-            project.MockAggregator,
-            feed_config.decimals,
-            f"{token_config.symbol} / USD",
-            int(wad(feed_config.price_usd) // 10 ** (18 - feed_config.decimals)),
-        )
+        token = _token(project, deployer, token_config.symbol, token_config.decimals, token_config.address)
+        feed = _feed(project, deployer, token_config.symbol, feed_config)
         oracle.set_feed(
             token,
             feed,
@@ -242,6 +262,46 @@ def deploy_protocol(project: Any, deployer: Any, config: ProtocolConfig = DEFAUL
     return protocol
 
 
+class DeploymentError(ValueError):
+    """A configuration that cannot be deployed; the message is one line naming the field."""
+
+
+MOCK_SUPPLY = 10**12  # whole tokens of each mock minted to the deployer: the funded account
+
+
+def _token(project: Any, deployer: Any, symbol: str, decimals: int, address: str | None) -> Any:
+    """The ERC-20 at `address` (its decimals checked against the config), or a new mock whose
+    supply the deployer holds."""
+    if address is None:
+        token = deployer.deploy(project.MockERC20, f"Mock {symbol}", symbol, decimals)
+        token.mint(deployer, MOCK_SUPPLY * 10**decimals, sender=deployer)
+        return token
+    token = _erc20_at(project, address)
+    actual = int(token.decimals())
+    if actual != decimals:
+        raise DeploymentError(f"config: {symbol} at {address} has {actual} decimals, the config says {decimals}")
+    return token
+
+
+def _feed(project: Any, deployer: Any, symbol: str, feed: FeedConfig) -> Any:
+    """The AggregatorV3 at `feed.aggregator` (its decimals checked), or a new mock answering
+    `feed.price_usd`."""
+    if feed.aggregator is None:
+        answer = int(wad(feed.price_usd) // 10 ** (18 - feed.decimals))
+        return deployer.deploy(project.MockAggregator, feed.decimals, f"{symbol} / USD", answer)
+    aggregator = project.MockAggregator.at(feed.aggregator)  # read through AggregatorV3's calls only
+    actual = int(aggregator.decimals())
+    if actual != feed.decimals:
+        raise DeploymentError(f"config: {symbol} feed {feed.aggregator} has {actual} decimals, the config says {feed.decimals}")
+    return aggregator
+
+
+def _erc20_at(project: Any, address: str) -> Any:
+    # MockERC20's ABI is a superset of ERC-20's; only the standard calls are made on a token the
+    # deployment did not deploy
+    return project.MockERC20.at(address)
+
+
 def load_protocol(project: Any, path: Path) -> Protocol:
     """Typed handles on a protocol that `scripts/deploy.py` deployed and saved to `path`."""
     if not path.exists():
@@ -255,8 +315,9 @@ def load_protocol(project: Any, path: Path) -> Protocol:
         configurator=project.Configurator.at(addresses["configurator"]),
         lens=project.MarginLens.at(addresses["lens"]),
         pool=project.LiquidityPool.at(addresses["pool"]),
-        settlement=project.MockERC20.at(addresses["settlement"]),
-        tokens={k: project.MockERC20.at(v) for k, v in addresses["tokens"].items()},
+        settlement=_erc20_at(project, addresses["settlement"]),
+        liquidation_engine=project.LiquidationEngine.at(addresses["liquidation_engine"]),
+        tokens={k: _erc20_at(project, v) for k, v in addresses["tokens"].items()},
         feeds={k: project.MockAggregator.at(v) for k, v in addresses["feeds"].items()},
         markets=dict(addresses["markets"]),
         config=config,
@@ -264,7 +325,46 @@ def load_protocol(project: Any, path: Path) -> Protocol:
 
 
 def _config_from_dict(raw: dict[str, Any]) -> ProtocolConfig:
-    collaterals = tuple(TokenConfig(**{**c, "feed": FeedConfig(**c["feed"])}) for c in raw["collaterals"])
-    markets = tuple(MarketConfig(**m) for m in raw["markets"])
+    """A ProtocolConfig from its dict form (a deployments file's "config", or a deploy TOML):
+    top-level keys override the defaults; `collaterals` and `markets`, when given, replace them.
+    Raises DeploymentError naming the first unknown or missing field."""
+    known = {f.name for f in fields(ProtocolConfig)}
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        raise DeploymentError(f"config: unknown field {unknown[0]!r} (fields: {', '.join(sorted(known))})")
     rest = {k: v for k, v in raw.items() if k not in ("collaterals", "markets")}
+    try:
+        collaterals = DEFAULT_CONFIG.collaterals
+        if "collaterals" in raw:
+            collaterals = tuple(TokenConfig(**{**c, "feed": FeedConfig(**c["feed"])}) for c in raw["collaterals"])
+        markets = DEFAULT_CONFIG.markets
+        if "markets" in raw:
+            markets = tuple(MarketConfig(**m) for m in raw["markets"])
+    except (TypeError, KeyError) as error:
+        raise DeploymentError(f"config: {error}") from None
     return ProtocolConfig(collaterals=collaterals, markets=markets, **rest)
+
+
+def load_config(path: Path) -> ProtocolConfig:
+    """A deploy configuration from a TOML file with ProtocolConfig's fields, e.g. to name the
+    settlement coin, the collaterals and their Chainlink feeds on a real network:
+
+        settlement_address = "0xA0b8...eB48"           # USDC
+        [[collaterals]]
+        symbol = "WETH"
+        decimals = 18
+        weight = 0.85
+        cap = 1000000
+        liquidation_discount = 0.05
+        address = "0xC02a...6Cc2"
+        feed = { price_usd = 2000, aggregator = "0x5f4e...8419" }
+    """
+    import tomllib
+
+    if not path.exists():
+        raise DeploymentError(f"config: no file {path}")
+    try:
+        raw = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as error:
+        raise DeploymentError(f"config: {path} is not TOML: {error}") from None
+    return _config_from_dict(raw)

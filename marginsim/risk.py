@@ -112,23 +112,36 @@ class AccountSnapshot:
     timestamp: int
 
 
-def market_rates(params: MarketParams, abs_size: int, sigma: int, sigma_mm: int) -> tuple[int, int]:
-    """(mmr, imr), as risk._market_rates."""
-    tier_rate = params.base_mmr + params.tier_mmr * (abs_size // params.tier_size)
-    horizon = isqrt(params.liquidation_horizon * WAD * WAD // SECONDS_PER_YEAR)
-    vol_unit = mul_up(params.vol_k, horizon)
-    mmr = max(tier_rate, mul_up(vol_unit, sigma_mm))
-    imr = min(mul_up(max(tier_rate, mul_up(vol_unit, sigma)), params.imr_multiplier), WAD)
+def vol_unit(vol_k: int, liquidation_horizon: int) -> int:
+    """vol_k * sqrt(horizon / year), WAD, rounded up, as risk._vol_unit."""
+    return mul_up(vol_k, isqrt(liquidation_horizon * WAD * WAD // SECONDS_PER_YEAR))
+
+
+def rates(
+    base_mmr: int, tier_size: int, tier_mmr: int, unit: int, imr_multiplier: int, abs_size: int, sigma: int, sigma_mm: int
+) -> tuple[int, int]:
+    """(mmr, imr), as risk._rates: tier = base + tier_mmr * (|size| // tier_size);
+    mmr = min(max(tier, unit * sigma_mm), imr); imr = min(multiplier * max(tier, unit * sigma), 100%)."""
+    tier_rate = base_mmr + tier_mmr * (abs_size // tier_size)
+    mmr = max(tier_rate, mul_up(unit, sigma_mm))
+    imr = min(mul_up(max(tier_rate, mul_up(unit, sigma)), imr_multiplier), WAD)
     return min(mmr, imr), imr
 
 
+def market_rates(params: MarketParams, abs_size: int, sigma: int, sigma_mm: int) -> tuple[int, int]:
+    """(mmr, imr), as risk._market_rates."""
+    unit = vol_unit(params.vol_k, params.liquidation_horizon)
+    return rates(params.base_mmr, params.tier_size, params.tier_mmr, unit, params.imr_multiplier, abs_size, sigma, sigma_mm)
+
+
 def fill_price(price: int, skew: int, size_delta: int, skew_scale: int) -> int:
-    """As risk._fill_price: the average skew premium over the trade."""
-    premium = _tdiv((2 * skew + size_delta) * WAD, 2 * skew_scale)
-    factor = max(WAD + premium, 0)
+    """As risk._fill_price: price * (2 S + 2 skew + delta) / (2 S), buys rounded up, sells down."""
+    numerator = 2 * skew_scale + 2 * skew + size_delta
+    if numerator <= 0:
+        return 0
     if size_delta > 0:
-        return mul_up(price, factor) + 1
-    return mul_down(price, factor)
+        return ceil_div(price * numerator, 2 * skew_scale)
+    return price * numerator // (2 * skew_scale)
 
 
 def funding_rate(long_oi: int, short_oi: int, max_funding_rate: int, skew_scale: int) -> int:
@@ -215,33 +228,172 @@ def _plain(value: Any) -> Any:
     return value if isinstance(value, int) else str(value)
 
 
-def _close_for_rate(
-    params: MarketParams, abs_size: int, price: int, equity: int, m_other: int, rate: int, b1: int, settlement_to_wad: int
-) -> int:
-    notional = mul_up(abs_size, price)
-    slack = 2 * settlement_to_wad
-    target = mul_up(m_other + mul_up(notional, rate), b1) - (equity - slack)
+# ---------------------------------------------------------------- liquidation (LiquidationEngine)
+
+MAX_TIP = 1_000 * WAD  # LiquidationEngine.MAX_TIP: the most one whole close is tipped, WAD USD
+NO_POSITIONS_HEALTH = 2**256 - 1
+
+
+@dataclass(frozen=True)
+class LiquidationSnapshot:
+    """As IClearinghouse.LiquidationSnapshot: what the engine reads for one account and market."""
+
+    equity: int
+    maintenance: int
+    price: int
+    size: int
+    base_mmr: int
+    tier_size: int
+    tier_mmr: int
+    vol_unit: int
+    imr_multiplier: int
+    sigma: int
+    sigma_mm: int
+    penalty: int
+    keeper_share: int
+    insurance: int
+
+
+@dataclass(frozen=True)
+class LiquidationParams:
+    """The engine's parameters: buffer b, full-liquidation health, dust notional (WAD) and the
+    underwater tip rate (WAD of closed notional)."""
+
+    buffer: int
+    full_liquidation_health: int
+    dust_notional: int
+    underwater_tip_rate: int
+
+
+@dataclass(frozen=True)
+class LiquidationOutcome:
+    """What `LiquidationEngine.liquidate` does: base units closed, whether that is the whole
+    position, the penalty and the keeper's reward (settlement token units)."""
+
+    close: int
+    whole: bool
+    penalty: int
+    keeper_reward: int
+    health_before: int
+
+
+def snapshot_for(view: MarketView, size: int, equity: int, maintenance: int, insurance: int = 0) -> LiquidationSnapshot:
+    """The engine's snapshot of a position of `size` in `view`'s market, for an account of
+    `equity` and `maintenance` (from `margin`)."""
+    p = view.params
+    return LiquidationSnapshot(
+        equity,
+        maintenance,
+        view.price,
+        size,
+        p.base_mmr,
+        p.tier_size,
+        p.tier_mmr,
+        vol_unit(p.vol_k, p.liquidation_horizon),
+        p.imr_multiplier,
+        view.sigma,
+        view.sigma_mm,
+        p.penalty,
+        p.keeper_share,
+        insurance,
+    )
+
+
+def snapshot_rate(s: LiquidationSnapshot, abs_size: int) -> int:
+    """The maintenance rate of a position of `abs_size` in the snapshot's market."""
+    return rates(s.base_mmr, s.tier_size, s.tier_mmr, s.vol_unit, s.imr_multiplier, abs_size, s.sigma, s.sigma_mm)[0]
+
+
+def close_for_rate(s: LiquidationSnapshot, abs_size: int, m_other: int, rate: int, buffer: int, settlement_to_wad: int) -> int:
+    """Least x (base units, rounded up) with E' >= (1 + b) M' when the remainder's rate is `rate`:
+    x * price >= ((1 + b)(M_other + N r) - (E - 2 token units)) / ((1 + b) r - f), as risk._close_for_rate."""
+    b1 = WAD + buffer
+    notional = mul_up(abs_size, s.price)
+    target = mul_up(m_other + mul_up(notional, rate), b1) - (s.equity - 2 * settlement_to_wad)
     if target <= 0:
         return 0
-    denominator = mul_down(b1, rate) - params.penalty
-    x_notional = ceil_div(target * WAD, denominator)
-    return ceil_div(x_notional * WAD, price)
+    x_notional = ceil_div(target * WAD, mul_down(b1, rate) - s.penalty)
+    return ceil_div(x_notional * WAD, s.price)
+
+
+def least_close_for(s: LiquidationSnapshot, buffer: int, settlement_to_wad: int) -> int:
+    """The least size whose close restores health 1 + buffer across size tiers (|size| when none
+    can), as risk._least_close: a binary search for the highest tier t with X(R_t) <= hi_t."""
+    abs_size = abs(s.size)
+    mmr = snapshot_rate(s, abs_size)
+    m_other = s.maintenance - mul_up(mul_up(abs_size, s.price), mmr)
+    top = abs_size // s.tier_size
+    x = close_for_rate(s, abs_size, m_other, mmr, buffer, settlement_to_wad)
+    if x <= abs_size - top * s.tier_size:
+        return x
+    if close_for_rate(s, abs_size, m_other, snapshot_rate(s, 0), buffer, settlement_to_wad) > abs_size:
+        return abs_size
+    lo, hi = 0, top
+    for _ in range(128):
+        if hi - lo <= 1:
+            break
+        mid = (lo + hi) // 2
+        rate = snapshot_rate(s, mid * s.tier_size)
+        if close_for_rate(s, abs_size, m_other, rate, buffer, settlement_to_wad) <= abs_size - mid * s.tier_size:
+            lo = mid
+        else:
+            hi = mid
+    x = close_for_rate(s, abs_size, m_other, snapshot_rate(s, lo * s.tier_size), buffer, settlement_to_wad)
+    upper_remainder = (lo + 1) * s.tier_size - 1
+    if upper_remainder < abs_size:
+        x = max(x, abs_size - upper_remainder)
+    return x
 
 
 def least_close(view: MarketView, abs_size: int, equity: int, maintenance: int, buffer: int, settlement_to_wad: int) -> int:
-    """The least size (base units) `Clearinghouse.liquidate` closes to restore health 1 + buffer,
-    before the deep-underwater, dust and max_size rules; as `_least_close`."""
-    params, price = view.params, view.price
-    b1 = WAD + buffer
-    mmr, _ = market_rates(params, abs_size, view.sigma, view.sigma_mm)
-    m_other = maintenance - mul_up(mul_up(abs_size, price), mmr)
-    x = _close_for_rate(params, abs_size, price, equity, m_other, mmr, b1, settlement_to_wad)
-    if x >= abs_size:
-        return abs_size
-    r2, _ = market_rates(params, abs_size - x, view.sigma, view.sigma_mm)
-    if r2 < mmr:
-        x2 = _close_for_rate(params, abs_size, price, equity, m_other, r2, b1, settlement_to_wad)
-        check, _ = market_rates(params, abs_size - min(x2, abs_size), view.sigma, view.sigma_mm)
-        if x2 < x and check == r2:
-            x = x2
-    return min(x, abs_size)
+    """`least_close_for` of a position of `abs_size` in `view`'s market."""
+    return least_close_for(snapshot_for(view, abs_size, equity, maintenance), buffer, settlement_to_wad)
+
+
+def liquidation_penalty(
+    equity: int, maintenance: int, closed_notional: int, mmr: int, penalty_rate: int, settlement_to_wad: int
+) -> int:
+    """Token units, as risk._liquidation_penalty: penalty_rate of the closed notional (up), at most
+    the share of positive equity that backed the maintenance freed (down); 0 when equity <= 0."""
+    if equity <= 0:
+        return 0
+    penalty = ceil_div(mul_up(closed_notional, penalty_rate), settlement_to_wad)
+    freed = min(mul_up(closed_notional, mmr), maintenance)
+    return min(penalty, equity * freed // maintenance // settlement_to_wad)
+
+
+def liquidation_outcome(
+    s: LiquidationSnapshot, params: LiquidationParams, max_size: int, settlement_to_wad: int
+) -> LiquidationOutcome:
+    """What `LiquidationEngine.liquidate(account, market, max_size)` closes and pays, in the
+    contract's order: least close (all below full_liquidation_health, when health * mmr < penalty,
+    or when the remainder is dust), capped at max_size; the penalty; the keeper's share; on a whole close at least the tip
+    (underwater_tip_rate of the notional, at most MAX_TIP and the fund after the penalty's share)."""
+    health_before = health(s.equity, s.maintenance)
+    abs_size = abs(s.size)
+    mmr = snapshot_rate(s, abs_size)
+    close = abs_size
+    if health_before >= params.full_liquidation_health and mul_down(health_before, mmr) >= s.penalty:
+        close = min(least_close_for(s, params.buffer, settlement_to_wad), abs_size)
+        if mul_down(abs_size - close, s.price) < params.dust_notional:
+            close = abs_size
+    close = min(close, max_size)
+    notional = mul_up(close, s.price)
+    penalty = liquidation_penalty(s.equity, s.maintenance, notional, mmr, s.penalty, settlement_to_wad)
+    reward = penalty * s.keeper_share // WAD
+    if close == abs_size:
+        tip = min(
+            min(mul_down(notional, params.underwater_tip_rate), MAX_TIP) // settlement_to_wad, s.insurance + penalty - reward
+        )
+        reward = max(reward, tip)
+    return LiquidationOutcome(close, close == abs_size, penalty, reward, health_before)
+
+
+def read_liquidation_params(liquidation_engine: Any) -> LiquidationParams:
+    """The engine's governed parameters, read from the chain."""
+    return LiquidationParams(
+        int(liquidation_engine.liquidation_buffer()),
+        int(liquidation_engine.full_liquidation_health()),
+        int(liquidation_engine.dust_notional()),
+        int(liquidation_engine.underwater_tip_rate()),
+    )

@@ -18,6 +18,7 @@ from marginsim.protocol import DEFAULT_CONFIG, Protocol, ProtocolConfig, account
 
 WAD = 10**18
 MAX_UINT = 2**256 - 1
+KEEPER_WORKING_CAPITAL_USD = 10_000_000  # settlement tokens the keeper starts with, to buy collateral of accounts in debt
 
 
 @dataclass(frozen=True)
@@ -79,14 +80,14 @@ class EventIndexKeeper:
     """The story's keeper: indexes accounts from Trade events and liquidates what is below
     maintenance. (The simulator's competing, gas-aware keepers are built on the same idea.)"""
 
-    def __init__(self, protocol: Protocol, sender: Any):
+    def __init__(self, protocol: Protocol, sender: Any, funder: Any):
         self.protocol = protocol
         self.sender = sender
         self.accounts: set[int] = set()
         self._next_block = 0
         # working capital to buy collateral of accounts left in debt
         settlement = protocol.settlement
-        settlement.mint(sender, 10_000_000 * 10 ** int(settlement.decimals()), sender=sender)
+        protocol.fund(settlement, sender, KEEPER_WORKING_CAPITAL_USD * 10 ** int(settlement.decimals()), funder)
         settlement.approve(protocol.clearinghouse, MAX_UINT, sender=sender)
 
     def index(self, chain: Any) -> None:
@@ -110,7 +111,7 @@ class EventIndexKeeper:
                     continue
                 if ch.health(account) >= WAD:
                     break
-                tx = ch.liquidate(account, market, MAX_UINT, sender=self.sender)
+                tx = self.protocol.liquidation_engine.liquidate(account, market, MAX_UINT, sender=self.sender)
                 for event in tx.events:
                     if event.event_name == "Liquidation":
                         done.append(
@@ -149,10 +150,10 @@ def run_story(
     unit = 10**config.settlement_decimals
 
     # liquidity and an insurance fund
-    usdc.mint(lp, 2_000_000 * unit, sender=lp)
+    # every wallet is paid from the deployer, which holds each mock's supply: nothing mints
+    protocol.fund(usdc, lp, 2_000_000 * unit, deployer)
     usdc.approve(protocol.pool, 2_000_000 * unit, sender=lp)
     protocol.pool.deposit(2_000_000 * unit, lp, sender=lp)
-    usdc.mint(deployer, 20_000 * unit, sender=deployer)
     usdc.approve(ch, 20_000 * unit, sender=deployer)
     ch.fund_insurance(20_000 * unit, sender=deployer)
 
@@ -164,7 +165,7 @@ def run_story(
             token = protocol.tokens[plan.collateral_symbol]
             price = protocol.oracle.price(token)
         amount = int(plan.collateral_usd * WAD) * 10 ** token.decimals() // price
-        token.mint(signer, amount, sender=signer)
+        protocol.fund(token, signer, amount, deployer)
         token.approve(ch, amount, sender=signer)
         ch.deposit(token, amount, 0, sender=signer)
         market_price = protocol.oracle.price(protocol.market_asset(plan.market))
@@ -172,7 +173,7 @@ def run_story(
         ch.trade(protocol.markets[plan.market], size if plan.leverage > 0 else -size, 0, 0, sender=signer)
         result.accounts[plan.name] = account_id(signer)
 
-    keeper = EventIndexKeeper(protocol, keeper_signer)
+    keeper = EventIndexKeeper(protocol, keeper_signer, deployer)
     eth_start = protocol.oracle.price(protocol.tokens["WETH"]) / WAD
     btc_start = protocol.oracle.price(protocol.tokens["WBTC"]) / WAD
     path = eth_path or DEFAULT_ETH_PATH

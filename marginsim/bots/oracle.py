@@ -5,7 +5,7 @@ the bot's signer is their updater (the deployer). It walks a `marginsim.feeds` p
 real time, accelerated `speed` times: path second t falls due at wall second t / speed after the
 start. The rounds are exactly those `feeds.publish_rounds` gives for the path (Chainlink's
 deviation threshold and heartbeat, the simulator's publisher); each is published with
-`update_answer` and folded into the router with `OracleRouter.sync`, as `Protocol.publish` does.
+`updateAnswer` and folded into the router with `OracleRouter.sync`, as `Protocol.publish` does.
 Feeds that no path drives (and the path's own once it has ended) get their latest answer
 republished once it is half the router's heartbeat old, so they never go stale.
 
@@ -137,6 +137,7 @@ class OracleSummary:
     iterations: int = 0
     rounds: Counter = field(default_factory=Counter)  # reason -> rounds published from the path
     refreshes: int = 0  # heartbeat republications of feeds without a path
+    syncs: int = 0  # router syncs of feeds this signer cannot publish (real feeds), on their new rounds
     rejected: int = 0  # rounds the router rejected or that tripped its circuit breaker
     path_seconds: int = 0  # path time reached
     path_length_seconds: int = 0
@@ -149,7 +150,8 @@ class OracleSummary:
         reasons = ", ".join(f"{self.rounds[r]} {r}" for r in ("initial", "deviation", "heartbeat") if self.rounds[r])
         return (
             f"oracle {how} after {self.iterations} iterations: {sum(self.rounds.values())} {self.symbol} rounds "
-            f"({reasons or 'none'}), {self.refreshes} heartbeat refreshes of other feeds, {self.rejected} rejected; "
+            f"({reasons or 'none'}), {self.refreshes} heartbeat refreshes of other feeds, {self.syncs} syncs of feeds "
+            f"it cannot publish, {self.rejected} rejected; "
             f"path at {self.path_seconds:,} of {self.path_length_seconds:,} s, last {self.symbol} ${self.last_price_usd:,.2f}"
         )
 
@@ -176,6 +178,8 @@ class OracleBot:
         self.log = log
         self.clock = clock
         self.decimals: dict[str, int] = {}
+        self.publishable: dict[str, bool] = {}  # symbol -> whether this signer can publish rounds
+        self._synced_round: dict[str, int] = {}  # symbol -> the feed's round last synced (real feeds)
         self.refresh_after: dict[str, int] = {}  # symbol -> age (s) at which it is republished
         for symbol, feed in protocol.feeds.items():
             self._check_feed(symbol, feed)
@@ -197,15 +201,20 @@ class OracleBot:
         if str(routed.aggregator) != str(feed.address):
             raise BotConfigError(
                 f"oracle: the OracleRouter reads {symbol} from {routed.aggregator}, "
-                f"not the deployment's MockAggregator {feed.address}: nothing to play"
+                f"not the deployment's feed {feed.address}: redeploy or fix the deployments file"
             )
+        # a feed this signer can publish to (the project's MockAggregator with this signer as
+        # updater, or Chainlink's MockV3Aggregator) takes a dry run of `updateAnswer`; a real
+        # feed does not, and is only synced into the router when it publishes a round itself
+        latest = int(feed.latestRoundData()[1])
         try:
-            updater = str(feed.updater())
+            feed.updateAnswer.call(latest, sender=self.signer)
+            self.publishable[symbol] = True
         except (ApeException, ValueError):
-            raise BotConfigError(f"oracle: the {symbol} feed at {feed.address} is not a MockAggregator") from None
-        if updater != str(self.signer.address):
-            raise BotConfigError(
-                f"oracle: --account {self.signer.address} cannot publish {symbol}: the feed's updater is {updater} (the deployer)"
+            self.publishable[symbol] = False
+            self.log(
+                f"oracle: {self.signer.address} cannot publish {symbol} on {feed.address} "
+                "(a feed it does not control): syncing only"
             )
         self.decimals[symbol] = int(feed.decimals())
         self.refresh_after[symbol] = max(1, min(self.config.heartbeat, int(routed.heartbeat) // 2))
@@ -247,6 +256,9 @@ class OracleBot:
 
     def _publish_due(self, t: float) -> None:
         symbol = self.config.symbol
+        if not self.publishable[symbol]:
+            self._next_round = len(self.rounds)  # no path to play on a feed it cannot publish
+            return
         while self._next_round < len(self.rounds) and self.rounds[self._next_round].round_time <= t:
             due = self.rounds[self._next_round]
             self._move_clock(self._chain_start + due.round_time)
@@ -263,7 +275,13 @@ class OracleBot:
         for symbol, feed in self.protocol.feeds.items():
             if path_running and symbol == self.config.symbol:
                 continue
-            _round_id, answer, _started_at, updated_at, _answered_in = feed.latestRoundData()
+            round_id, answer, _started_at, updated_at, _answered_in = feed.latestRoundData()
+            if not self.publishable[symbol]:
+                if self._synced_round.get(symbol) != int(round_id):
+                    self.protocol.oracle.sync(self.protocol.tokens[symbol], sender=self.signer)
+                    self._synced_round[symbol] = int(round_id)
+                    self.summary.syncs += 1
+                continue
             if chain_now - int(updated_at) >= self.refresh_after[symbol]:
                 self._publish(symbol, int(answer), "heartbeat refresh")
                 self.summary.refreshes += 1
@@ -281,10 +299,10 @@ class OracleBot:
         return now
 
     def _publish(self, symbol: str, answer: int, what: str) -> None:
-        """update_answer then OracleRouter.sync, as Protocol.publish does; logs the router's verdict."""
+        """updateAnswer then OracleRouter.sync, as Protocol.publish does; logs the router's verdict."""
         token, feed = self.protocol.tokens[symbol], self.protocol.feeds[symbol]
         previous = self._last_answer.get(symbol)
-        feed.update_answer(answer, sender=self.signer)
+        feed.updateAnswer(answer, sender=self.signer)
         receipt = self.protocol.oracle.sync(token, sender=self.signer)
         self._last_answer[symbol] = answer
         names = {event.event_name for event in receipt.events}

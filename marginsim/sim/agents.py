@@ -18,7 +18,6 @@ from marginsim.sim.scenario import KeeperSpec
 
 WAD = 10**18
 MAX_UINT = 2**256 - 1
-MAX_TIP_WAD = 1_000 * WAD  # Clearinghouse.MAX_TIP
 
 
 @dataclass
@@ -58,27 +57,13 @@ class Candidate:
 
 @dataclass
 class LiquidationModel:
-    """Profitability: the expected keeper reward against the gas the call will cost."""
+    """Profitability: the keeper reward the contract will pay (`risk.liquidation_outcome`, the
+    exact rule) against the gas the call will cost."""
 
-    gas_estimate: int = 160_000  # a one-market partial liquidation (make gas: ~152k)
+    gas_estimate: int = 160_000  # a one-market partial liquidation (make gas: ~150k)
 
-    tip_rate: int = 0  # Clearinghouse.underwater_tip_rate, WAD
-    insurance: int = 0  # the insurance fund now, settlement token units
-
-    def expected_reward_usd(
-        self, view: risk.MarketView, close_size: int, equity: int, maintenance: int, settlement_to_wad: int
-    ) -> float:
-        notional = risk.mul_up(close_size, view.price)
-        if equity <= 0:
-            # no penalty from an underwater account: the insurance fund's tip, as the contract pays it
-            tip = min(min(risk.mul_down(notional, self.tip_rate), MAX_TIP_WAD) // settlement_to_wad, self.insurance)
-            return tip * settlement_to_wad / WAD
-        penalty = risk.ceil_div(risk.mul_up(notional, view.params.penalty), settlement_to_wad)
-        mmr, _ = risk.market_rates(view.params, close_size, view.sigma, view.sigma_mm)
-        freed = min(risk.mul_up(notional, mmr), maintenance)
-        penalty = min(penalty, equity * freed // maintenance // settlement_to_wad)
-        reward = penalty * view.params.keeper_share // WAD
-        return reward * settlement_to_wad / WAD
+    def reward_usd(self, outcome: risk.LiquidationOutcome, settlement_to_wad: int) -> float:
+        return outcome.keeper_reward * settlement_to_wad / WAD
 
     def gas_cost_usd(self, gas: int, gas_price_gwei: float, eth_price_usd: float) -> float:
         return gas * gas_price_gwei * 1e-9 * eth_price_usd
@@ -163,14 +148,11 @@ class Keeper:
             found.append(Candidate(account, market, equity, maintenance, risk.health(equity, maintenance)))
         return found
 
-    def liquidation_size(
-        self, candidate: Candidate, view: risk.MarketView, buffer: int, full_health: int, dust: int
-    ) -> tuple[int, bool]:
-        """(size the contract will close, whether that is the whole position), as `liquidate`."""
-        size = abs(self.accounts[candidate.account].positions[candidate.market][0])
-        if candidate.mirror_health < full_health:
-            return size, True
-        close = min(risk.least_close(view, size, candidate.equity, candidate.maintenance, buffer, self._settlement_to_wad), size)
-        if risk.mul_down(size - close, view.price) < dust:
-            return size, True
-        return close, close == size
+    def plan(
+        self, candidate: Candidate, view: risk.MarketView, params: risk.LiquidationParams, insurance: int
+    ) -> risk.LiquidationOutcome:
+        """What `LiquidationEngine.liquidate(candidate, market, max)` will close and pay, from the
+        mirror: the contract's own rule (`risk.liquidation_outcome`)."""
+        size = self.accounts[candidate.account].positions[candidate.market][0]
+        snapshot = risk.snapshot_for(view, size, candidate.equity, candidate.maintenance, insurance)
+        return risk.liquidation_outcome(snapshot, params, MAX_UINT, self._settlement_to_wad)

@@ -27,7 +27,15 @@ from ape.exceptions import ContractLogicError
 from eth_utils import keccak
 
 from marginsim import feeds, risk
-from marginsim.protocol import DEFAULT_CONFIG, Protocol, ProtocolConfig, account_id, deploy_protocol
+from marginsim.protocol import (
+    CLEARINGHOUSE_ACCOUNT_EVENTS,
+    DEFAULT_CONFIG,
+    ENGINE_ACCOUNT_EVENTS,
+    Protocol,
+    ProtocolConfig,
+    account_id,
+    deploy_protocol,
+)
 from marginsim.sim.agents import Keeper, TraderState
 from marginsim.sim.fastchain import FastRevert, fast
 from marginsim.sim.results import BadDebtRecord, KeeperStats, LiquidationRecord, OracleRound, SeriesPoint, SimulationResult
@@ -37,6 +45,7 @@ from marginsim.story import advance_time
 WAD = 10**18
 MAX_UINT = 2**256 - 1
 MARKET_UNDERLYING = {"ETH-PERP": "WETH", "BTC-PERP": "WBTC"}
+TOPUP_SHARE = 0.5  # a top-up adds this share of the first deposit, in settlement token, at most 3 times
 REVERTED_CALL_GAS = 45_000  # what a liquidate() that reverts after the margin check costs a loser
 KEEPER_WORKING_CAPITAL_USD = 10_000_000  # settlement tokens each keeper holds to buy collateral
 HEALTH_CAP = 10.0  # health quantiles are capped here for plotting
@@ -106,16 +115,17 @@ def run_simulation(
     ch, usdc, lens = protocol.clearinghouse, protocol.settlement, protocol.lens
     unit = 10**protocol.config.settlement_decimals
     pool_amount = int(scenario.pool_usd * unit)
-    usdc.mint(lp, pool_amount, sender=lp)
+    # every wallet is paid from the deployer's balance (it holds each mock's supply; on a real
+    # token it must be funded): nothing here mints
+    protocol.fund(usdc, lp, pool_amount, deployer)
     usdc.approve(protocol.pool, pool_amount, sender=lp)
     protocol.pool.deposit(pool_amount, lp, sender=lp)
     if scenario.insurance_usd > 0:
         amount = int(scenario.insurance_usd * unit)
-        usdc.mint(deployer, amount, sender=deployer)
         usdc.approve(ch, amount, sender=deployer)
         ch.fund_insurance(amount, sender=deployer)
     for signer in keeper_signers:
-        usdc.mint(signer, KEEPER_WORKING_CAPITAL_USD * unit, sender=signer)
+        protocol.fund(usdc, signer, KEEPER_WORKING_CAPITAL_USD * unit, deployer)
         usdc.approve(ch, MAX_UINT, sender=signer)
 
     result = SimulationResult(scenario=scenario.name, seed=seed, network=network, started_block=chain.blocks.head.number)
@@ -124,9 +134,9 @@ def run_simulation(
         result.keepers[keeper.spec.name] = KeeperStats(keeper.spec.name)
 
     # ---------------------------------------------------------------- traders open
-    traders = _open_traders(protocol, scenario, trader_signers, rng)
+    traders = _open_traders(protocol, scenario, trader_signers, rng, deployer)
     chain_start = chain.pending_timestamp
-    events = _EventReader(chain, ch)
+    events = _EventReader(chain, ch, protocol.liquidation_engine)
     state = _LoopState(protocol, scenario, rounds, start_prices)
     liquidatable_since: dict[int, int] = {}
     bad_debt_total = 0.0
@@ -204,7 +214,11 @@ def _move_clock(chain: Any, target: int) -> None:
         advance_time(chain, target - now)
 
 
-def _open_traders(protocol: Protocol, scenario: Scenario, signers: list[Any], rng: np.random.Generator) -> list[TraderState]:
+def _open_traders(
+    protocol: Protocol, scenario: Scenario, signers: list[Any], rng: np.random.Generator, funder: Any
+) -> list[TraderState]:
+    """Draw, fund (from `funder`: the collateral, and for a trader who tops up a reserve of
+    settlement token for its three top-ups) and open each trader."""
     spec = scenario.traders
     ch, oracle = protocol.clearinghouse, protocol.oracle
     traders: list[TraderState] = []
@@ -220,7 +234,11 @@ def _open_traders(protocol: Protocol, scenario: Scenario, signers: list[Any], rn
         price = WAD if symbol == "USDC" else int(oracle.price(token))
         weight = WAD if symbol == "USDC" else int(ch.collaterals(ch.collateral_slot(token)).weight)
         amount = int(collateral_usd * WAD) * 10 ** int(token.decimals()) // price
-        token.mint(signer, amount, sender=signer)
+        protocol.fund(token, signer, amount, funder)
+        if tops_up:
+            unit = 10**protocol.config.settlement_decimals
+            protocol.fund(protocol.settlement, signer, 3 * int(collateral_usd * TOPUP_SHARE * unit), funder)
+            protocol.settlement.approve(ch, MAX_UINT, sender=signer)
         token.approve(ch, MAX_UINT, sender=signer)
         ch.deposit(token, amount, 0, sender=signer)
         market_id = protocol.markets[market]
@@ -264,9 +282,7 @@ def _traders_act(
         if h == MAX_UINT or trader.closed:
             continue
         if trader.tops_up and trader.topped_up < 3 and h < trader.topup_below:
-            amount = int(trader.collateral_usd * 0.5 * unit)
-            protocol.settlement.mint(trader.signer, amount, sender=trader.signer)
-            protocol.settlement.approve(ch, MAX_UINT, sender=trader.signer)
+            amount = int(trader.collateral_usd * TOPUP_SHARE * unit)  # from the reserve funded at open
             ch.deposit(protocol.settlement, amount, 0, sender=trader.signer)
             trader.topped_up += 1
             topups += 1
@@ -293,10 +309,10 @@ def _keepers_act(
     rng: np.random.Generator,
     result: SimulationResult,
     liquidatable_since: dict[int, int],
-    static: tuple[int, int, int, int, int],
+    static: tuple[risk.LiquidationParams, int],
 ) -> None:
-    ch, lens = protocol.clearinghouse, protocol.lens
-    buffer, full_health, dust, settlement_to_wad, _tip_rate = static
+    ch, lens, engine = protocol.clearinghouse, protocol.lens, protocol.liquidation_engine
+    params, settlement_to_wad = static
     plans: list[tuple[Keeper, list[tuple[Any, int, float]]]] = []
     insurance: int | None = None
     for keeper in keepers:
@@ -306,19 +322,18 @@ def _keepers_act(
             continue
         if insurance is None:
             insurance = int(ch.insurance_balance())
-        keeper.model.tip_rate, keeper.model.insurance = static[4], insurance
         # price each candidate off-chain first, as a keeper does to save its node calls; then
         # confirm the ones worth a transaction with one batched view
         profitable = []
         for candidate in found:
             view = views[candidate.market]
-            size, full = keeper.liquidation_size(candidate, view, buffer, full_health, dust)
-            reward = keeper.model.expected_reward_usd(view, size, candidate.equity, candidate.maintenance, settlement_to_wad)
+            outcome = keeper.plan(candidate, view, params, insurance)
+            reward = keeper.model.reward_usd(outcome, settlement_to_wad)
             cost = keeper.model.gas_cost_usd(keeper.model.gas_estimate, gas_price, eth_price)
             if reward < cost + keeper.spec.min_profit_usd:
                 stats.skipped_unprofitable += 1
                 continue
-            profitable.append((candidate, size))
+            profitable.append((candidate, outcome.close))
         if not profitable:
             continue
         confirmed = lens.healths([c.account for c, _ in profitable])
@@ -333,7 +348,7 @@ def _keepers_act(
                     abs(keeper.accounts[candidate.account].positions[candidate.market][0]),
                     candidate.equity,
                     candidate.maintenance,
-                    buffer,
+                    params.buffer,
                     settlement_to_wad,
                 ),
                 view.price,
@@ -360,7 +375,7 @@ def _keepers_act(
                 stats.gas_spent_usd += keeper.model.gas_cost_usd(REVERTED_CALL_GAS, gas_price, eth_price)
                 continue
             try:
-                tx = ch.liquidate(candidate.account, candidate.market, MAX_UINT, sender=keeper.signer)
+                tx = engine.liquidate(candidate.account, candidate.market, MAX_UINT, sender=keeper.signer)
             except (FastRevert, ContractLogicError):
                 # e.g. the other keeper's close left no position in this market: a reverted call
                 stats.lost_races += 1
@@ -438,6 +453,7 @@ def _fast_protocol(protocol: Protocol, chain: Any) -> Protocol:
         oracle=fast(protocol.oracle, chain),
         clearinghouse=fast(protocol.clearinghouse, chain),
         configurator=fast(protocol.configurator, chain),
+        liquidation_engine=fast(protocol.liquidation_engine, chain),
         lens=fast(protocol.lens, chain),
         pool=fast(protocol.pool, chain),
         settlement=fast(protocol.settlement, chain),
@@ -460,16 +476,9 @@ def _mirror_healths(
     return healths
 
 
-def _static_parameters(protocol: Protocol) -> tuple[int, int, int, int, int]:
-    """Liquidation parameters, the settlement scale and the underwater tip: fixed for a run."""
-    ch = protocol.clearinghouse
-    return (
-        int(ch.liquidation_buffer()),
-        int(ch.full_liquidation_health()),
-        int(ch.dust_notional()),
-        int(ch.SETTLEMENT_TO_WAD()),
-        int(ch.underwater_tip_rate()),
-    )
+def _static_parameters(protocol: Protocol) -> tuple[risk.LiquidationParams, int]:
+    """The liquidation engine's parameters and the settlement scale: fixed for a run."""
+    return risk.read_liquidation_params(protocol.liquidation_engine), int(protocol.clearinghouse.SETTLEMENT_TO_WAD())
 
 
 def _name_of(protocol: Protocol, market: int) -> str:
@@ -490,15 +499,17 @@ def _verify_mirror(
 
 
 class _EventReader:
-    """One eth_getLogs per step for the account events every keeper indexes."""
+    """One eth_getLogs per step for the account events every keeper indexes: the Clearinghouse's
+    and the LiquidationEngine's (`sources`), each event's first topic the account."""
 
-    NAMES = ("Trade", "Deposit", "Withdraw", "Liquidation", "CollateralLiquidation", "BadDebt")
-
-    def __init__(self, chain: Any, clearinghouse: Any):
+    def __init__(self, chain: Any, clearinghouse: Any, liquidation_engine: Any):
         self.chain = chain
-        self.clearinghouse = clearinghouse
+        sources = [(clearinghouse, CLEARINGHOUSE_ACCOUNT_EVENTS), (liquidation_engine, ENGINE_ACCOUNT_EVENTS)]
+        self.addresses = [source.address for source, _ in sources]
         self.next_block = chain.blocks.head.number - 10_000 if chain.blocks.head.number > 10_000 else 0
-        self.topics = {"0x" + keccak(text=getattr(clearinghouse, name).abi.selector).hex(): name for name in self.NAMES}
+        self.topics = {
+            "0x" + keccak(text=getattr(source, name).abi.selector).hex(): name for source, names in sources for name in names
+        }
         self._bad_debt_logs: list[Any] = []
 
     def touched_accounts(self) -> set[int]:
@@ -506,7 +517,7 @@ class _EventReader:
         if head < self.next_block:
             return set()
         logs = self.chain.provider.web3.eth.get_logs(
-            {"address": self.clearinghouse.address, "fromBlock": self.next_block, "toBlock": head, "topics": [list(self.topics)]}
+            {"address": self.addresses, "fromBlock": self.next_block, "toBlock": head, "topics": [list(self.topics)]}
         )
         self.next_block = head + 1
         touched: set[int] = set()

@@ -58,20 +58,22 @@ def list_collateral(
 
 
 def deploy_core(project: Any, deployer: Any, settlement: Any, config: ProtocolConfig = DEFAULT_CONFIG) -> Protocol:
-    """The router, Clearinghouse, Configurator, lens and pool around a settlement token the
-    caller deployed (a quirky one), with `config`'s liquidation parameters and no collateral or
-    market: what the settlement-token cases need. `deploy_protocol` always deploys its own."""
+    """The router, Clearinghouse, Configurator, LiquidationEngine, lens and pool around a
+    settlement token the caller deployed (a quirky one), wired with `connect`, with `config`'s
+    liquidation parameters and no collateral or market: what the settlement-token cases need.
+    `deploy_protocol` always deploys its own."""
     oracle = deployer.deploy(project.OracleRouter, wad(config.ewma_lambda), wad(config.max_vol_rise_per_hour))
     clearinghouse = deployer.deploy(project.Clearinghouse, oracle, settlement, settlement.decimals())
     configurator = deployer.deploy(project.Configurator, clearinghouse)
-    clearinghouse.set_configurator(configurator, sender=deployer)
+    liquidation_engine = deployer.deploy(project.LiquidationEngine, clearinghouse)
+    lens = deployer.deploy(project.MarginLens, clearinghouse)
+    pool = deployer.deploy(project.LiquidityPool, clearinghouse, "marginsim LP", "msLP")
+    clearinghouse.connect(pool, configurator, liquidation_engine, sender=deployer)
+    # the Configurator applies these to the engine the Clearinghouse was connected to
     configurator.set_liquidation_parameters(
         wad(config.liquidation_buffer), wad(config.full_liquidation_health), wad(config.dust_notional_usd), sender=deployer
     )
-    lens = deployer.deploy(project.MarginLens, clearinghouse)
-    pool = deployer.deploy(project.LiquidityPool, clearinghouse, "marginsim LP", "msLP")
-    clearinghouse.set_pool(pool, sender=deployer)
-    return Protocol(oracle, clearinghouse, configurator, lens, pool, settlement, config=config)
+    return Protocol(oracle, clearinghouse, configurator, lens, pool, settlement, liquidation_engine, config=config)
 
 
 # ---------------------------------------------------------------- books

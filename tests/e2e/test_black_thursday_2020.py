@@ -95,6 +95,7 @@ class LiquidationDone:
     closed_notional: int  # WAD
     event: Any
     bad_debt: Any | None
+    planned: risk.LiquidationOutcome  # the engine's rule (marginsim.risk) on the mirror at that block
 
 
 @dataclass
@@ -184,12 +185,10 @@ def replay(project, chain, accounts) -> Replay:
             found = keeper.candidates(views, collateral, timestamp, sim_block)
             if keeper.spec.censored_at(t):
                 continue  # it sees them, but its transactions do not land
-            keeper.model.tip_rate, keeper.model.insurance = market.tip_rate, int(ch.insurance_balance())
             for candidate in found:
-                size, _full = keeper.liquidation_size(candidate, views[market.id], *market.liquidation_parameters)
-                reward = keeper.model.expected_reward_usd(
-                    views[market.id], size, candidate.equity, candidate.maintenance, SETTLEMENT_TO_WAD
-                )
+                # the engine's own rule on the mirror: what it will close and pay the keeper
+                outcome = keeper.plan(candidate, views[market.id], market.liquidation_params, int(ch.insurance_balance()))
+                reward = keeper.model.reward_usd(outcome, SETTLEMENT_TO_WAD)
                 if reward < keeper.model.gas_cost_usd(keeper.model.gas_estimate, gas_gwei, eth_usd):
                     continue  # priced out by gas this round
                 _liquidate(result, keeper, candidate.account, market, t, gas_gwei)
@@ -222,7 +221,7 @@ class _MarketReader:
     the price, volatilities and open interest on demand (three calls)."""
 
     def __init__(self, protocol: Any):
-        ch = protocol.clearinghouse
+        ch, engine = protocol.clearinghouse, protocol.liquidation_engine
         self.protocol = protocol
         self.id = protocol.markets["ETH-PERP"]
         self.weth = protocol.tokens["WETH"]
@@ -230,14 +229,16 @@ class _MarketReader:
         self.weth_slot = int(ch.collateral_slot(self.weth))
         col = ch.collaterals(self.weth_slot)
         self.unit, self.weight, self.discount = int(col.unit), int(col.weight), int(col.liquidation_discount)
-        self.liquidation_parameters = (int(ch.liquidation_buffer()), int(ch.full_liquidation_health()), int(ch.dust_notional()))
-        self.tip_rate = int(ch.underwater_tip_rate())
+        # buffer, full-liquidation health, dust notional and underwater tip: the engine's parameters
+        self.liquidation_params = risk.read_liquidation_params(engine)
 
-    def views(self) -> tuple[dict[int, risk.MarketView], dict[int, tuple[int, int, int]]]:
+    def views(self, pending: bool = False) -> tuple[dict[int, risk.MarketView], dict[int, tuple[int, int, int]]]:
+        """`pending`: read in the block the next transaction lands in, not the latest one."""
+        at = {"block_id": "pending"} if pending else {}
         ch, oracle = self.protocol.clearinghouse, self.protocol.oracle
-        price = int(oracle.price(self.weth))
-        sigma, sigma_mm = oracle.volatilities(self.weth)
-        state = risk.MarketState(*[int(v) for v in ch.market_state(self.id)])
+        price = int(oracle.price(self.weth, **at))
+        sigma, sigma_mm = oracle.volatilities(self.weth, **at)
+        state = risk.MarketState(*[int(v) for v in ch.market_state(self.id, **at)])
         return (
             {self.id: risk.MarketView(self.params, state, price, int(sigma), int(sigma_mm))},
             {self.weth_slot: (self.unit, self.weight, price)},
@@ -255,10 +256,15 @@ def _observe(keepers: list[Keeper], touched: set[int]) -> None:
 def _liquidate(result: Replay, keeper: Keeper, account: int, market: _MarketReader, t: int, gas_gwei: float) -> None:
     ch = result.protocol.clearinghouse
     settlement_before, insurance_before = int(ch.settlement(account)), int(ch.insurance_balance())
-    views, collateral = market.views()
-    tx = ch.liquidate(account, market.id, MAX_UINT, sender=keeper.signer)
+    # read in the pending block, the one the liquidation lands in: the maintenance volatility
+    # may rise with the clock, so a read in the latest block can be a second stale
+    views, collateral = market.views(pending=True)
+    size = keeper.accounts[account].positions[market.id][0]
+    tx = result.protocol.liquidation_engine.liquidate(account, market.id, MAX_UINT, sender=keeper.signer)
     # the contract's equity at the liquidation's block: the mirror, funding accrued to that block
-    equity, _, _ = risk.margin(keeper.snapshot(account, views, collateral, int(tx.timestamp)))
+    equity, maintenance, _ = risk.margin(keeper.snapshot(account, views, collateral, int(tx.timestamp)))
+    snapshot = risk.snapshot_for(views[market.id], size, equity, maintenance, insurance_before)
+    planned = risk.liquidation_outcome(snapshot, market.liquidation_params, MAX_UINT, SETTLEMENT_TO_WAD)
     event = events(tx, "Liquidation")[0]
     bad = events(tx, "BadDebt")
     result.liquidations.append(
@@ -273,6 +279,7 @@ def _liquidate(result: Replay, keeper: Keeper, account: int, market: _MarketRead
             risk.mul_up(abs(int(event.size_closed)), int(event.price)),
             event,
             bad[0] if bad else None,
+            planned,
         )
     )
 
@@ -280,7 +287,7 @@ def _liquidate(result: Replay, keeper: Keeper, account: int, market: _MarketRead
 def _sell_collateral(result: Replay, keeper: Keeper, account: int, market: _MarketReader) -> None:
     ch = result.protocol.clearinghouse
     price, settlement_before = int(result.protocol.oracle.price(market.weth)), int(ch.settlement(account))
-    tx = ch.liquidate_collateral(account, market.weth, MAX_UINT, sender=keeper.signer)
+    tx = result.protocol.liquidation_engine.liquidate_collateral(account, market.weth, MAX_UINT, sender=keeper.signer)
     bad = events(tx, "BadDebt")
     result.sales.append(
         SaleDone(account, price, settlement_before, events(tx, "CollateralLiquidation")[0], bad[0] if bad else None)
@@ -302,6 +309,27 @@ def test_black_thursday__the_day_is_replayed_with_delayed_keepers_at_extreme_gas
     assert any(d.gas_gwei > 100 for d in replay.liquidations)
     # the crash sent accounts under water: some liquidations closed accounts with no equity
     assert any(d.equity_before <= 0 for d in replay.liquidations)
+
+
+def test_black_thursday__every_close_is_the_rules_least_close(replay):
+    """Each liquidation of the day closed and paid exactly what marginsim.risk's rule (the
+    engine's: least close across size tiers, whole below full_liquidation_health or when the
+    rest is dust, the penalty, the keeper's share or the tip) says, from the mirror at its block."""
+    assert replay.liquidations
+    for done in replay.liquidations:
+        e, planned = done.event, done.planned
+        assert abs(int(e.size_closed)) == planned.close, done.account
+        assert (int(e.penalty), int(e.keeper_reward), int(e.health_before)) == (
+            planned.penalty,
+            planned.keeper_reward,
+            planned.health_before,
+        ), done.account
+    # partial closes happened on the day, and each left its account at least 1 + buffer healthy
+    buffer = replay.protocol.liquidation_engine.liquidation_buffer()
+    partial = [d for d in replay.liquidations if not d.planned.whole]
+    assert partial
+    for done in partial:
+        assert int(done.event.health_after) >= WAD + buffer
 
 
 def test_black_thursday__every_collateral_sale_is_at_oracle_less_discount__never_a_zero_bid(replay):
@@ -368,8 +396,8 @@ def test_black_thursday__bad_debt_is_booked_equal_to_the_shortfall(replay):
 
 
 def test_black_thursday__underwater_closes_pay_the_keeper_a_tip(replay):
-    ch = replay.protocol.clearinghouse
-    tip_rate = int(ch.underwater_tip_rate())
+    engine = replay.protocol.liquidation_engine  # the replay's own deployment, not the shared fixture's
+    tip_rate = int(engine.underwater_tip_rate())
     underwater = [d for d in replay.liquidations if d.equity_before <= 0]
     assert underwater
     for done in underwater:

@@ -124,9 +124,10 @@ def test_spot_pump__tenfold_in_one_transaction__oracle_unmoved_and_attacker_lose
     cost, opened, closed = round_trip_cost(protocol, receipt)
     bought, sold = events(receipt, "Swap")
     spot_loss = bought.quote_in - sold.quote_out
-    # the premium is path-independent: the close fills on the wrong side of the open
-    assert (closed.fill_price < opened.fill_price) if size > 0 else (closed.fill_price > opened.fill_price)
-    assert closed.realised_pnl < 0 and cost > 0
+    # the premium is path-independent: the close fills no better than the open (the same price
+    # when the average-premium product divides exactly; each fill rounds against the trader)
+    assert (closed.fill_price <= opened.fill_price) if size > 0 else (closed.fill_price >= opened.fill_price)
+    assert closed.realised_pnl <= 0 and cost > 0
     assert usdc.balanceOf(flash) == FLASH_USDC * USDC - cost - spot_loss
     assert ch.pool_balance() - pool_balance_before == cost  # the attacker's loss is the pool's gain
     assert weth.balanceOf(flash) == 0

@@ -15,8 +15,8 @@ of the halted round (the move is confirmed), or when the owner clears it.
 What the test proves: ETH's feed prints +30% for an hour, published with Chainlink semantics by
 `marginsim.feeds` (0.5% deviation, one-hour heartbeat). While it is up, a liquidation of a
 short that is healthy at the true price reverts "oracle: circuit breaker" at every minute we
-try; afterwards the short is untouched and healthy, and `liquidate` reverts "liquidation:
-account healthy". When the spiked level is printed more than once within the hour (a second
+try; afterwards the short is untouched and healthy, and the LiquidationEngine's `liquidate`
+reverts "liquidation: account healthy". When the spiked level is printed more than once within the hour (a second
 round 0.6% away, as any live market wobbles), the second round is taken as confirmation: the
 last test asserts the protective behaviour for that case too.
 """
@@ -86,6 +86,7 @@ def test_compound_dai__bounds_do_not_act_on_the_spike__the_breaker_does(setup):
 def test_compound_dai__an_hour_long_spike__no_healthy_account_is_liquidated(setup, chain, deployer, keeper, trader, other_trader):
     protocol, short, _ = setup
     ch, oracle, weth = protocol.clearinghouse, protocol.oracle, protocol.tokens["WETH"]
+    engine = protocol.liquidation_engine  # this replay's own deployment, not the shared fixture's
     market = protocol.markets["ETH-PERP"]
     rounds = feeds.publish_rounds(spike_path(0.0), feeds.PublisherConfig())
     # Chainlink semantics on a flat print: the spike is one round, the return the next
@@ -107,7 +108,7 @@ def test_compound_dai__an_hour_long_spike__no_healthy_account_is_liquidated(setu
     for minute in range(0, 60, 10):
         move_clock_to(chain, start + SPIKE_START + minute * 60)
         with ape.reverts("oracle: circuit breaker"):
-            ch.liquidate(short, market, MAX_UINT, sender=keeper)
+            engine.liquidate(short, market, MAX_UINT, sender=keeper)
         with ape.reverts("oracle: circuit breaker"):
             ch.withdraw(protocol.settlement, 1 * USDC, 0, sender=other_trader)
         with ape.reverts("oracle: circuit breaker"):
@@ -123,7 +124,7 @@ def test_compound_dai__an_hour_long_spike__no_healthy_account_is_liquidated(setu
     assert int(ch.positions(short, market).size) == size_before
     assert int(ch.health(short)) > 6 * WAD
     with ape.reverts("liquidation: account healthy"):
-        ch.liquidate(short, market, MAX_UINT, sender=keeper)
+        engine.liquidate(short, market, MAX_UINT, sender=keeper)
     assert int(ch.total_bad_debt()) == 0
 
 
@@ -131,7 +132,7 @@ def test_compound_dai__a_spike_printed_twice_in_the_hour__no_healthy_account_is_
     """The same hour, but the spiked market wobbles 0.6% and the feed publishes it again after
     10 minutes. Nothing about the true price changed: the short must still not be liquidated."""
     protocol, short, _ = setup
-    ch, market = protocol.clearinghouse, protocol.markets["ETH-PERP"]
+    ch, engine, market = protocol.clearinghouse, protocol.liquidation_engine, protocol.markets["ETH-PERP"]
     rounds = feeds.publish_rounds(spike_path(0.006), feeds.PublisherConfig())
     spiked = [r for r in rounds if SPIKE_START <= r.observed_time < SPIKE_START + SPIKE_SECONDS]
     assert len(spiked) == 6  # one round per 10-minute wobble
@@ -148,6 +149,6 @@ def test_compound_dai__a_spike_printed_twice_in_the_hour__no_healthy_account_is_
                 f"as confirmation: ETH accepted at ${int(vol.last_price) / WAD:,.2f}, true price ${TRUE_PRICE:,}"
             )
             with ape.reverts("oracle: circuit breaker"):
-                ch.liquidate(short, market, MAX_UINT, sender=keeper)
+                engine.liquidate(short, market, MAX_UINT, sender=keeper)
     assert int(ch.positions(short, market).size) == size_before
     assert int(ch.health(short)) > 6 * WAD

@@ -17,7 +17,7 @@ What this proves, with funding off so that equity is the same in the block a tes
 the block its transaction lands in: donations and `fund_insurance` move no account and no
 share price, and are simply lost. From initial margin, every owner action either reverts with
 its exact message or leaves the account healthy. Self-liquidation at health 0.95 and 0.70
-(partial), 0.55 (whole: the least close is all of it) and 0.45 (whole: below
+(partial), 0.55 (whole: health * r < f, no partial close restores health) and 0.45 (whole: below
 `full_liquidation_health`) changes owner + liquidator value by exactly `-(penalty - keeper_reward)` minus
 the protocol's rounding. That rounding is documented in `rounding_kept` and is under one
 settlement unit plus one wei.
@@ -71,8 +71,10 @@ def protocol(project, deployer, lp, guardian):
 
 
 @pytest.fixture(scope="module", autouse=True)
-def _module_fixtures_first(protocol, accomplice, deployer, attacker, keeper, lp, guardian):
+def _module_fixtures_first(protocol, engine, accomplice, deployer, attacker, keeper, lp, guardian):
     """Request the module-scoped fixtures before any test, so ape's isolation snapshots them once."""
+    # the shared `engine` fixture resolves `protocol` to this module's deployment
+    assert engine.address == protocol.liquidation_engine.address
 
 
 @pytest.fixture
@@ -112,7 +114,7 @@ def rounding_kept(protocol, before, after, price, credit):
 
 
 def test_donations__to_clearinghouse_and_pool__move_no_account_and_are_lost(
-    project, protocol, owned, attacker, accomplice, deployer
+    project, protocol, owned, attacker, accomplice, deployer, engine
 ):
     ch, pool, usdc, weth = protocol.clearinghouse, protocol.pool, protocol.settlement, protocol.tokens["WETH"]
     to_health(protocol, owned, 1.02, deployer)  # just above maintenance: the donor's target
@@ -130,7 +132,7 @@ def test_donations__to_clearinghouse_and_pool__move_no_account_and_are_lost(
 
     assert ch.margin(owned) == margin and ch.health(owned) == health
     with ape.reverts("liquidation: account healthy"):
-        ch.liquidate(owned, protocol.markets["ETH-PERP"], MAX_SIZE, sender=accomplice)
+        engine.liquidate(owned, protocol.markets["ETH-PERP"], MAX_SIZE, sender=accomplice)
     assert (pool.convertToAssets(10**12), pool.totalAssets()) == (share_value, total_assets)
     after = books(protocol, project, [owned])
     # the internal books did not move; the tokens sit in custody, owned by nobody
@@ -146,7 +148,9 @@ def test_donations__to_clearinghouse_and_pool__move_no_account_and_are_lost(
     assert (usdc.balanceOf(pool), weth.balanceOf(pool)) == (10_000 * USDC, WAD)
 
 
-def test_fund_insurance__the_reserves_donation__leaves_the_account_as_it_was(protocol, owned, attacker, accomplice, deployer):
+def test_fund_insurance__the_reserves_donation__leaves_the_account_as_it_was(
+    protocol, owned, attacker, accomplice, deployer, engine
+):
     """Euler's `donateToReserves` took from the account; `fund_insurance` takes from the wallet."""
     ch, usdc = protocol.clearinghouse, protocol.settlement
     to_health(protocol, owned, 1.02, deployer)
@@ -159,10 +163,10 @@ def test_fund_insurance__the_reserves_donation__leaves_the_account_as_it_was(pro
     assert ch.margin(owned) == margin
     assert ch.insurance_balance() == insurance + 5_000 * USDC
     with ape.reverts("liquidation: account healthy"):
-        ch.liquidate(owned, protocol.markets["ETH-PERP"], MAX_SIZE, sender=accomplice)
+        engine.liquidate(owned, protocol.markets["ETH-PERP"], MAX_SIZE, sender=accomplice)
 
 
-def test_owner_actions__from_initial_margin__none_makes_the_account_liquidatable(protocol, owned, attacker, accomplice):
+def test_owner_actions__from_initial_margin__none_makes_the_account_liquidatable(protocol, owned, attacker, accomplice, engine):
     ch, usdc = protocol.clearinghouse, protocol.settlement
     eth, btc = protocol.markets["ETH-PERP"], protocol.markets["BTC-PERP"]
     equity, _, initial = ch.margin(owned)
@@ -190,21 +194,22 @@ def test_owner_actions__from_initial_margin__none_makes_the_account_liquidatable
         health = ch.health(owned)
     assert health > WAD
     with ape.reverts("liquidation: account healthy"):
-        ch.liquidate(owned, eth, MAX_SIZE, sender=accomplice)
+        engine.liquidate(owned, eth, MAX_SIZE, sender=accomplice)
 
 
 # ---------------------------------------------------------------- self-liquidation
 
 
-# (health, whole close?) With penalty f = 2% and maintenance rate r = 3%, the least close that
-# restores 1 + buffer is the whole position once health < f / r = 0.667; below
-# full_liquidation_health (0.5) the whole position is closed by rule.
+# (health, whole close?) With penalty f = 2% and maintenance rate r = 3%, no partial close can
+# restore health once health * r < f (health < 0.667: the penalty is capped at the equity share
+# the close frees), so the engine closes the whole position; below full_liquidation_health (0.5)
+# it does so by rule.
 HEALTHS = [(0.95, False), (0.7, False), (0.55, True), (0.45, True)]
 
 
 @pytest.mark.parametrize("health,whole", HEALTHS, ids=["partial-0.95", "partial-0.70", "whole-0.55", "whole-0.45-deep"])
 def test_self_liquidation__across_the_health_range__owner_and_liquidator_lose_the_insurance_share(
-    protocol, owned, accomplice, deployer, health, whole
+    protocol, owned, accomplice, deployer, health, whole, engine
 ):
     ch, usdc = protocol.clearinghouse, protocol.settlement
     eth = protocol.markets["ETH-PERP"]
@@ -216,7 +221,7 @@ def test_self_liquidation__across_the_health_range__owner_and_liquidator_lose_th
     wallet = usdc.balanceOf(accomplice)
     insurance = ch.insurance_balance()
 
-    receipt = ch.liquidate(owned, eth, MAX_SIZE, sender=accomplice)
+    receipt = engine.liquidate(owned, eth, MAX_SIZE, sender=accomplice)
 
     liquidation = event(receipt, "Liquidation")
     assert liquidation.health_before == health_before
@@ -236,7 +241,7 @@ def test_self_liquidation__across_the_health_range__owner_and_liquidator_lose_th
 
 @pytest.mark.parametrize("health", [0.03, -0.5], ids=["near-zero-0.03", "underwater"])
 def test_self_liquidation__near_zero_or_underwater__tip_is_less_than_the_loss_to_get_there(
-    protocol, owned, attacker, accomplice, deployer, health
+    protocol, owned, attacker, accomplice, deployer, health, engine
 ):
     ch, usdc = protocol.clearinghouse, protocol.settlement
     eth = protocol.markets["ETH-PERP"]
@@ -248,12 +253,12 @@ def test_self_liquidation__near_zero_or_underwater__tip_is_less_than_the_loss_to
     assert (equity > 0) == (health > 0)
     insurance = ch.insurance_balance()
 
-    receipt = ch.liquidate(owned, eth, MAX_SIZE, sender=accomplice)
+    receipt = engine.liquidate(owned, eth, MAX_SIZE, sender=accomplice)
 
     liquidation = event(receipt, "Liquidation")
     assert ch.market_mask(owned) == 0  # below full_liquidation_health: the whole position
     closed_notional = -(liquidation.size_closed * liquidation.price // WAD)  # _mul_up: the size closed is negative
-    tip = closed_notional * ch.underwater_tip_rate() // WAD // TO_WAD
+    tip = closed_notional * engine.underwater_tip_rate() // WAD // TO_WAD
     kept = rounding_kept(protocol, position, ch.positions(owned, eth), liquidation.price, liquidation.realised_pnl)
     assert liquidation.keeper_reward == tip > liquidation.penalty * ch.markets(eth).keeper_share // WAD
     if equity > 0:  # all the equity left is the penalty (rounded down to a unit), the rest rounding
@@ -280,7 +285,7 @@ def test_self_liquidation__near_zero_or_underwater__tip_is_less_than_the_loss_to
 
 
 def test_self_purchase_of_collateral__at_the_discount__owner_and_buyer_unchanged(
-    project, protocol, attacker, accomplice, keeper, deployer
+    project, protocol, attacker, accomplice, keeper, deployer, engine
 ):
     """An account on WBTC collateral, long ETH, loses its haircut equity (not yet its market
     value); a keeper closes the position; the owner's second address buys the WBTC at 5% under
@@ -293,7 +298,7 @@ def test_self_purchase_of_collateral__at_the_discount__owner_and_buyer_unchanged
     account = account_id(attacker)
     ch.trade(eth, 200 * WAD, 0, 0, sender=attacker)
     publish(protocol, "WETH", 1_861, deployer)  # -6.95%: about -$27,800
-    ch.liquidate(account, eth, MAX_SIZE, sender=keeper)
+    engine.liquidate(account, eth, MAX_SIZE, sender=keeper)
     assert ch.market_mask(account) == 0 and ch.margin(account)[0] < 0
     btc_price = oracle.price(wbtc)
     slot = ch.collateral_slot(wbtc)
@@ -309,7 +314,7 @@ def test_self_purchase_of_collateral__at_the_discount__owner_and_buyer_unchanged
     usdc.approve(ch, 40_000 * USDC, sender=accomplice)
     before = owner_value() + buyer_value()
 
-    sold = event(ch.liquidate_collateral(account, wbtc, MAX_SIZE, sender=accomplice), "CollateralLiquidation")
+    sold = event(engine.liquidate_collateral(account, wbtc, MAX_SIZE, sender=accomplice), "CollateralLiquidation")
 
     assert ch.settlement(account) >= 0 and ch.balances(account, slot) > 0  # debt repaid, some left
     discount = sold.amount * btc_price // 10**8 - sold.paid * TO_WAD

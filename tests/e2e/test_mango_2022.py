@@ -98,10 +98,11 @@ class Pump:
     def round(self, answer: int) -> None:
         move_clock_to(self.chain, self.chain.pending_timestamp + ROUND_SECONDS)
         self.protocol.publish("MNGO", answer, self.publisher)
-        ch, market = self.protocol.clearinghouse, self.protocol.markets["MNGO-PERP"]
+        ch, engine = self.protocol.clearinghouse, self.protocol.liquidation_engine
+        market = self.protocol.markets["MNGO-PERP"]
         for account in self.accounts:
             while int(ch.market_mask(account)) != 0 and int(ch.health(account)) < WAD:
-                ch.liquidate(account, market, MAX_UINT, sender=self.keeper)
+                engine.liquidate(account, market, MAX_UINT, sender=self.keeper)
 
 
 def test_mango__open_interest_cap_holds_on_both_sides(opened, attacker, trader):

@@ -34,6 +34,7 @@ SOURCES = {
     "OracleRouter": CONTRACTS / "OracleRouter.vy",
     "Clearinghouse": CONTRACTS / "Clearinghouse.vy",
     "Configurator": CONTRACTS / "Configurator.vy",
+    "LiquidationEngine": CONTRACTS / "LiquidationEngine.vy",
     "MarginLens": CONTRACTS / "MarginLens.vy",
     "LiquidityPool": CONTRACTS / "LiquidityPool.vy",
 }
@@ -46,8 +47,9 @@ def compiled(name: str) -> Any:
 
 
 def deploy_protocol(env: boa.Env, deployer: Any, config: ProtocolConfig = DEFAULT_CONFIG) -> Protocol:
-    """Deploy mocks, oracle, clearinghouse, configurator, lens and pool into `env` and list every
-    collateral and market of `config`, exactly as `marginsim.protocol.deploy_protocol` does."""
+    """Deploy mocks, oracle, clearinghouse, configurator, liquidation engine, lens and pool into
+    `env`, connect them and list every collateral and market of `config`, exactly as
+    `marginsim.protocol.deploy_protocol` does."""
     with boa.swap_env(env), env.prank(deployer):
         settlement = compiled("MockERC20").deploy(
             f"Mock {config.settlement_symbol}", config.settlement_symbol, config.settlement_decimals
@@ -55,16 +57,16 @@ def deploy_protocol(env: boa.Env, deployer: Any, config: ProtocolConfig = DEFAUL
         oracle = compiled("OracleRouter").deploy(wad(config.ewma_lambda), wad(config.max_vol_rise_per_hour))
         clearinghouse = compiled("Clearinghouse").deploy(oracle, settlement, config.settlement_decimals)
         configurator = compiled("Configurator").deploy(clearinghouse)
-        clearinghouse.set_configurator(configurator)
+        engine = compiled("LiquidationEngine").deploy(clearinghouse)
+        lens = compiled("MarginLens").deploy(clearinghouse)
+        pool = compiled("LiquidityPool").deploy(clearinghouse, "marginsim LP", "msLP")
+        clearinghouse.connect(pool, configurator, engine)
         configurator.set_liquidation_parameters(
             wad(config.liquidation_buffer), wad(config.full_liquidation_health), wad(config.dust_notional_usd)
         )
         configurator.set_underwater_tip(wad(config.underwater_tip_rate))
-        lens = compiled("MarginLens").deploy(clearinghouse)
-        pool = compiled("LiquidityPool").deploy(clearinghouse, "marginsim LP", "msLP")
-        clearinghouse.set_pool(pool)
 
-        protocol = Protocol(oracle, clearinghouse, configurator, lens, pool, settlement, config=config)
+        protocol = Protocol(oracle, clearinghouse, configurator, lens, pool, settlement, engine, config=config)
         for token_config in config.collaterals:
             feed_config = token_config.feed
             token = compiled("MockERC20").deploy(f"Mock {token_config.symbol}", token_config.symbol, token_config.decimals)
@@ -235,8 +237,9 @@ class Collateral:
 @dataclass
 class Ledger:
     """Every number the Clearinghouse keeps, read straight from its storage (all keys ever
-    written, not just the accounts the fuzzer knows), zero entries dropped so that two ledgers
-    compare equal exactly when the contract's state is the same."""
+    written, not just the accounts the fuzzer knows), and the LiquidationEngine's parameters,
+    zero entries dropped so that two ledgers compare equal exactly when the contracts' state is
+    the same."""
 
     settlement: dict[int, int]  # account -> signed settlement balance, token units
     market_mask: dict[int, int]
@@ -252,7 +255,7 @@ class Ledger:
     states: dict[int, risk.MarketState]
     flags: dict[int, int]  # market -> bit 0 reduce-only, bit 1 paused
     collaterals: dict[int, Collateral]
-    buffer: int
+    buffer: int  # the LiquidationEngine's parameters
     full_liquidation_health: int
     dust_notional: int
     underwater_tip_rate: int
@@ -298,8 +301,9 @@ class Ledger:
         return out
 
 
-def read_ledger(clearinghouse: Any) -> Ledger:
-    """Decode the Clearinghouse's packed storage (layout in contracts/Clearinghouse.vy)."""
+def read_ledger(clearinghouse: Any, engine: Any) -> Ledger:
+    """Decode the Clearinghouse's packed storage (layout in contracts/Clearinghouse.vy) and the
+    LiquidationEngine's parameters (contracts/LiquidationEngine.vy)."""
     storage = clearinghouse._storage
     settlement, market_mask, collateral_mask = {}, {}, {}
     for account, word in storage._accounts.get().items():
@@ -344,7 +348,7 @@ def read_ledger(clearinghouse: Any) -> Ledger:
         if str(dict(col)["token"]) != zero
     }
     funds = storage._funds.get()
-    liquidation = storage._liquidation_params.get()
+    liquidation = engine._storage._liquidation_params.get()
     return Ledger(
         settlement=settlement,
         market_mask=market_mask,
@@ -363,7 +367,7 @@ def read_ledger(clearinghouse: Any) -> Ledger:
         buffer=liquidation & MASK_64,
         full_liquidation_health=(liquidation >> 64) & MASK_64,
         dust_notional=liquidation >> 128,
-        underwater_tip_rate=storage.underwater_tip_rate.get(),
+        underwater_tip_rate=engine._storage.underwater_tip_rate.get(),
         paused=bool(storage.paused.get()),
         guardian=str(storage.guardian.get()),
     ).normalise()

@@ -1,10 +1,10 @@
 """Stateful invariant fuzzing of the whole protocol (issue 4), in-process on titanoboa.
 
-A hypothesis `RuleBasedStateMachine` drives OracleRouter, Clearinghouse, Configurator,
-LiquidityPool and the mock feeds and tokens through every external mutating function, from a
-seeded state (tests/invariants/boa_protocol.py: a $2M pool, a $20,000 insurance fund, five
-trader accounts holding USDC, WETH (18 decimals), WBTC (8) and USDT (6) with positions from 4x
-to 9x). Each rule first predicts its outcome with an exact Python model of the contract
+A hypothesis `RuleBasedStateMachine` drives OracleRouter, Clearinghouse, LiquidationEngine,
+Configurator, LiquidityPool and the mock feeds and tokens through every external mutating
+function, from a seeded state (tests/invariants/boa_protocol.py: a $2M pool, a $20,000
+insurance fund, five trader accounts holding USDC, WETH (18 decimals), WBTC (8) and USDT (6)
+with positions from 4x to 9x). Each rule first predicts its outcome with an exact Python model of the contract
 (`Model` below, built on `marginsim.risk`): the revert message, which must be one of the
 documented messages, or the complete Clearinghouse ledger afterwards, which must then equal
 the contract's storage to the wei. Reverts are never swallowed: a message the model did not
@@ -25,14 +25,17 @@ Invariants, checked after every step:
    (Not so on a market whose fee exceeds its initial rate, which the Configurator accepts:
    `test_reduce__fee_above_initial_rate__...` below, an expected failure until it is bounded.)
 3. A healthy account (equity >= maintenance) cannot be liquidated: "liquidation: account
-   healthy". A liquidation closes exactly what `marginsim.risk.least_close` says, capped by
-   max_size, all of it below full_liquidation_health or when the remainder is dust. A partial
-   close never lowers health (read back from the contract), and when max_size did not bind it
-   restores health >= 1 + buffer. An honest keeper can always liquidate an unhealthy account
-   whose prices are live.
+   healthy". A liquidation closes exactly what `marginsim.risk.liquidation_outcome` says (the
+   least close of `risk.least_close_for`, capped by max_size, all of it below
+   full_liquidation_health or when the remainder is dust) and charges and pays its penalty and
+   keeper reward, from the Clearinghouse's `liquidation_snapshot`, which must equal
+   `risk.snapshot_for` of the model's state. A partial close never lowers health (read back
+   from the contract), and when max_size did not bind it restores health >= 1 + buffer. An
+   honest keeper can always liquidate an unhealthy account whose prices are live.
 4. Owner + liquidator gain nothing from a liquidation, whoever the liquidator is (the `liquidate`
    rule also liquidates from the owner's second address): the account's equity change (before
-   any bad-debt write-off) plus the liquidator's reward is <= 0, and < 0 when a penalty was
+   any bad-debt write-off) plus the liquidator's reward (paid in tokens, or credited to its
+   account 0 when the Clearinghouse holds fewer tokens) is <= 0, and < 0 when a penalty was
    charged, except for the underwater tip, which is documented and bounded: then the gain is at
    most the tip's top-up from the insurance fund (<= underwater_tip_rate * notional < base_mmr
    * notional, README "Liquidation").
@@ -66,7 +69,7 @@ from __future__ import annotations
 import math
 import os
 from collections import Counter
-from dataclasses import dataclass, field, replace
+from dataclasses import astuple, dataclass, field, replace
 from typing import Any
 
 import pytest
@@ -80,6 +83,7 @@ from hypothesis.stateful import (
 )
 
 from marginsim import risk
+from marginsim.protocol import account_id
 from tests.invariants.boa_protocol import (
     Collateral,
     FeedState,
@@ -97,9 +101,7 @@ from tests.invariants.boa_protocol import (
 WAD = 10**18
 SCALE = 10**12  # WAD per settlement token unit (6 decimals)
 MAX_UINT = 2**256 - 1
-MAX_TIP = 1_000 * WAD
 REDUCE_ONLY, PAUSED = 1, 2
-NO_POSITIONS_HEALTH = MAX_UINT
 POOL_OFFSET = 10**6  # LiquidityPool's virtual shares (DECIMALS_OFFSET = 6)
 COOLDOWN = 900
 
@@ -208,10 +210,11 @@ class Outcome:
 
 
 class Model:
-    """The Clearinghouse, LiquidityPool and Configurator checks, integer for integer, over a
-    ledger read from storage and the oracle as it reads now. Each method mirrors one external
-    function: the order of its checks (so the first failing one names the message) and every
-    write it makes."""
+    """The Clearinghouse, LiquidationEngine, LiquidityPool and Configurator checks, integer for
+    integer, over a ledger read from storage and the oracle as it reads now. Each method mirrors
+    one external function: the order of its checks (so the first failing one names the message)
+    and every write it makes. The liquidation rule itself is not copied here: it is
+    `marginsim.risk.liquidation_outcome`, the one Python copy the keepers use too."""
 
     def __init__(self, ledger: Ledger, oracle: OracleView, now: int):
         self.ledger = ledger
@@ -475,100 +478,117 @@ class Model:
         self.accrue(ledger, market, price)
         return Outcome(None, ledger)
 
-    def liquidate(self, account: int, market: int, max_size: int) -> Outcome:
+    # -------------------------------------------------------------- LiquidationEngine
+
+    def liquidation_snapshot(self, account: int, market: int) -> risk.LiquidationSnapshot:
+        """Clearinghouse.liquidation_snapshot of a listed market, through `risk.snapshot_for`;
+        raises PriceError in the contract's read order (the market's price, then the margin's)."""
+        params = self.ledger.markets[market]
+        price = self.price(params.asset)
+        equity, maintenance, _ = self.margin(self.ledger, account, market, price)
+        sigma, sigma_mm = self.oracle.vols[params.asset]
+        view = risk.MarketView(params, self.ledger.states[market], price, sigma, sigma_mm)
+        size = self.ledger.positions.get((account, market), (0, 0))[0]
+        return risk.snapshot_for(view, size, equity, maintenance, self.ledger.insurance)
+
+    @staticmethod
+    def liquidation_params(ledger: Ledger) -> risk.LiquidationParams:
+        """The engine's parameters, as the ledger read them from its storage."""
+        return risk.LiquidationParams(
+            ledger.buffer, ledger.full_liquidation_health, ledger.dust_notional, ledger.underwater_tip_rate
+        )
+
+    def liquidate(self, account: int, market: int, max_size: int, liquidator: Any) -> Outcome:
+        """LiquidationEngine.liquidate. What it closes and pays (size, penalty, keeper reward with
+        the underwater tip) is `risk.liquidation_outcome` of the snapshot, the one Python copy of
+        the rule; this applies it as Clearinghouse.liquidation_close does, then checks the health
+        after as the engine does."""
         if max_size == 0:
             return Outcome("liquidation: zero size", self.ledger)
         if market not in self.ledger.markets:
             return Outcome("clearinghouse: unknown market", self.ledger)
-        params = self.ledger.markets[market]
         try:
-            price = self.price(params.asset)
-            equity, maintenance, _ = self.margin(self.ledger, account, market, price)
+            snap = self.liquidation_snapshot(account, market)
         except PriceError as error:
             return Outcome(error.message, self.ledger)
-        if equity >= maintenance:
+        if snap.equity >= snap.maintenance:
             return Outcome("liquidation: account healthy", self.ledger)
-        position = self.ledger.positions.get((account, market), (0, 0))
-        if position[0] == 0:
+        if snap.size == 0:
             return Outcome("liquidation: no position", self.ledger)
-        health_before = risk.health(equity, maintenance)
+        params = self.liquidation_params(self.ledger)
+        result = risk.liquidation_outcome(snap, params, max_size, SCALE)
+        rule_close = risk.liquidation_outcome(snap, params, MAX_UINT, SCALE).close  # before the max_size cap
+        # the keeper's share alone: the same rule without the tip
+        share_reward = risk.liquidation_outcome(snap, replace(params, underwater_tip_rate=0), max_size, SCALE).keeper_reward
+        least = None
+        if result.health_before >= params.full_liquidation_health:
+            least = min(risk.least_close_for(snap, params.buffer, SCALE), abs(snap.size))
+        close, penalty, reward, price = result.close, result.penalty, result.keeper_reward, snap.price
+        abs_size = abs(snap.size)
+
+        # Clearinghouse.liquidation_close: the insurance fund's side first, then the fill and the
+        # penalty (bad debt when the account is left empty), then the keeper's reward
         ledger = self.ledger.copy()
         self.accrue(ledger, market, price)
-        stt = ledger.states[market]
-        abs_size = abs(position[0])
-        mmr, _ = self.rates(params, abs_size)
-        close = abs_size
-        least = None
-        if health_before >= ledger.full_liquidation_health:
-            sigma, sigma_mm = self.oracle.vols[params.asset]
-            view = risk.MarketView(params, stt, price, sigma, sigma_mm)
-            least = min(risk.least_close(view, abs_size, equity, maintenance, ledger.buffer, SCALE), abs_size)
-            close = least
-            if risk.mul_down(abs_size - close, price) < ledger.dust_notional:
-                close = abs_size
-        rule_close = close
-        close = min(close, max_size)
-        closed = -close if position[0] > 0 else close
-        before = position
-        position, stt, realised = self.apply_fill(position, stt, closed, price)
+        ledger.insurance += penalty - reward
+        assert ledger.insurance >= 0, f"the tip overdraws the insurance fund: {result}"
+        before = ledger.positions[(account, market)]
+        position, stt, realised = self.apply_fill(before, ledger.states[market], -close if snap.size > 0 else close, price)
         ledger.positions[(account, market)] = position
         ledger.states[market] = stt
+        credit = realised // SCALE
+        self.set_settlement(ledger, account, ledger.settlement.get(account, 0) + credit - penalty)
+        ledger.pool_balance -= credit
+        shortfall = 0
         if position[0] == 0:
             self.set_bit(ledger.market_mask, account, market, False)
-        credit = realised // SCALE
-        self.set_settlement(ledger, account, ledger.settlement.get(account, 0) + credit)
-        ledger.pool_balance -= credit
-        closed_notional = risk.mul_up(close, price)
-        penalty = risk.ceil_div(risk.mul_up(closed_notional, params.penalty), SCALE)
-        if equity <= 0:
-            penalty = 0
-        else:
-            freed = min(risk.mul_up(closed_notional, mmr), maintenance)
-            penalty = min(penalty, equity * freed // maintenance // SCALE)
-        reward = penalty * params.keeper_share // WAD
-        share_reward = reward
-        self.set_settlement(ledger, account, ledger.settlement.get(account, 0) - penalty)
-        ledger.insurance += penalty - reward
-        if position[0] == 0:
-            tip = min(min(risk.mul_down(closed_notional, ledger.underwater_tip_rate), MAX_TIP) // SCALE, ledger.insurance)
-            if tip > reward:
-                ledger.insurance -= tip - reward
-                reward = tip
-        health_after = NO_POSITIONS_HEALTH
-        shortfall = 0
-        if ledger.market_mask.get(account, 0) == 0:
-            shortfall = self.settle_bad_debt(ledger, account)
-        else:
+            if ledger.market_mask.get(account, 0) == 0:
+                shortfall = self.settle_bad_debt(ledger, account)
+        credited = 0
+        if reward > 0:
+            if ledger.settlement_held >= reward:
+                ledger.settlement_held -= reward
+            else:
+                # fewer tokens on hand than the reward: credited to the keeper's account 0
+                credited = reward
+                keeper_account = account_id(liquidator, 0)
+                self.set_settlement(ledger, keeper_account, ledger.settlement.get(keeper_account, 0) + reward)
+
+        # the engine's health after, from the snapshot and this market's change alone
+        health_after = risk.NO_POSITIONS_HEALTH
+        if ledger.market_mask.get(account, 0) != 0:
             x = price - stt.funding_index
             pnl_change = (risk.signed_mul_floor(position[0], x) - position[1]) - (risk.signed_mul_floor(before[0], x) - before[1])
-            e2 = equity + pnl_change + (credit - penalty) * SCALE
+            e2 = snap.equity + pnl_change + (credit - penalty) * SCALE
             left = abs(position[0])
-            mmr2, _ = self.rates(params, left)
-            m2 = maintenance - risk.mul_up(risk.mul_up(abs_size, price), mmr) + risk.mul_up(risk.mul_up(left, price), mmr2)
+            m2 = (
+                snap.maintenance
+                - risk.mul_up(risk.mul_up(abs_size, price), risk.snapshot_rate(snap, abs_size))
+                + risk.mul_up(risk.mul_up(left, price), risk.snapshot_rate(snap, left))
+            )
             health_after = risk.health(e2, m2)
         info = {
             "close": close,
             "rule_close": rule_close,
             "least": least,
             "abs_size": abs_size,
+            "whole": result.whole,
             "penalty": penalty,
             "reward": reward,
+            "credited": credited,
             "tip_top_up": reward - share_reward,
             "credit": credit,
-            "health_before": health_before,
+            "health_before": result.health_before,
             "health_after": health_after,
-            "equity": equity,
-            "maintenance": maintenance,
+            "equity": snap.equity,
+            "maintenance": snap.maintenance,
             "shortfall": shortfall,
             "partial": position[0] != 0,
             "price": price,
+            "flow": -(reward - credited),
         }
-        if position[0] != 0 and health_after < health_before:
+        if position[0] != 0 and health_after < result.health_before:
             return Outcome("liquidation: health worsened", self.ledger, info)
-        if ledger.settlement_held < reward:
-            return Outcome("clearinghouse: insufficient liquidity", self.ledger, info)
-        ledger.settlement_held -= reward
-        info["flow"] = -reward
         return Outcome(None, ledger.normalise(), info)
 
     def liquidate_collateral(self, account: int, token: str, max_amount: int) -> Outcome:
@@ -901,6 +921,7 @@ class ProtocolMachine(RuleBasedStateMachine):
         self.pool = protocol.pool
         self.oracle = protocol.oracle
         self.configurator = protocol.configurator
+        self.engine = protocol.liquidation_engine
         self.tokens = {"USDC": protocol.settlement, **protocol.tokens}
         self.feeds = protocol.feeds
         self.addr = {sym: str(token.address) for sym, token in self.tokens.items()}
@@ -924,7 +945,7 @@ class ProtocolMachine(RuleBasedStateMachine):
 
     def refresh(self, ledger: Ledger | None = None) -> None:
         self.now = self.env.evm.patch.timestamp
-        self.ledger = ledger if ledger is not None else read_ledger(self.ch)
+        self.ledger = ledger if ledger is not None else read_ledger(self.ch, self.engine)
         feeds = {self.addr[sym]: read_feed(self.oracle, self.feeds[sym], self.addr[sym]) for sym in COLLATERALS}
         self.oracle_view = oracle_view(feeds, self.oracle._storage.max_vol_rise_per_hour.get(), self.now)
         self.pool_ledger = self.read_pool()
@@ -981,7 +1002,7 @@ class ProtocolMachine(RuleBasedStateMachine):
 
     def settle_step(self) -> None:
         """Between the calls of a multi-call rule: the ledger must already match, then re-read."""
-        actual = read_ledger(self.ch)
+        actual = read_ledger(self.ch, self.engine)
         differences = self.expected.copy().normalise().diff(actual)
         assert not differences, "ledger differs from the model:\n" + "\n".join(differences)
         self.refresh(actual)
@@ -1155,22 +1176,46 @@ class ProtocolMachine(RuleBasedStateMachine):
 
     # -------------------------------------------------------------- liquidation
 
+    def check_liquidation_snapshot(self, account: int, market: int) -> None:
+        """The Clearinghouse's `liquidation_snapshot`, which the engine sizes and prices from,
+        equals the model's `risk.snapshot_for` (or reverts with the model's message)."""
+        if market not in self.ledger.markets:
+            return
+        got, message = attempt_view(self.ch.liquidation_snapshot, account, market)
+        try:
+            expected = self.model.liquidation_snapshot(account, market)
+        except PriceError as error:
+            assert message == error.message, f"liquidation_snapshot: {message!r} vs model {error.message!r}"
+            return
+        assert message is None and tuple(got) == astuple(expected), f"liquidation_snapshot {got} != model {expected}"
+
     def do_liquidate(self, account: int, market: int, max_size: int, liquidator: Any) -> bool:
-        outcome = self.model.liquidate(account, market, max_size)
+        self.check_liquidation_snapshot(account, market)
+        outcome = self.model.liquidate(account, market, max_size, liquidator)
         info = outcome.info
         if outcome.message == "liquidation: health worsened" and max_size >= info["abs_size"]:
             raise AssertionError(f"an honest liquidation of unhealthy account {account:#x} in market {market} is refused: {info}")
-        wallet = token_balance(self.tokens["USDC"], liquidator)
+        usdc, keeper_account = self.tokens["USDC"], account_id(liquidator, 0)
+        wallet, credited_before = token_balance(usdc, liquidator), self.ch.settlement(keeper_account)
         if not self.call(
-            "Clearinghouse.liquidate", self.ch.liquidate, account, market, max_size, sender=liquidator, outcome=outcome
+            "LiquidationEngine.liquidate", self.engine.liquidate, account, market, max_size, sender=liquidator, outcome=outcome
         ):
             return False
-        reward = token_balance(self.tokens["USDC"], liquidator) - wallet
-        assert reward == info["reward"]
+        # the reward in tokens, or credited to the liquidator's account 0 when the Clearinghouse
+        # holds fewer tokens than the reward
+        paid, credited = token_balance(usdc, liquidator) - wallet, self.ch.settlement(keeper_account) - credited_before
+        assert (paid, credited) == (info["reward"] - info["credited"], info["credited"])
+        reward = paid + credited
         by = "keeper" if liquidator == self.roles.keeper else "owner's second address"
         record(f"liquidation {'partial' if info['partial'] else 'whole position'}, by the {by}", None)
         if info["tip_top_up"]:
             record("liquidation paid the underwater tip", None)
+            # the tip is bounded as documented: at most the tip rate of the closed notional and $1,000
+            notional = risk.mul_up(info["close"], info["price"])
+            bound = min(risk.mul_down(notional, self.ledger.underwater_tip_rate), risk.MAX_TIP)
+            assert info["tip_top_up"] * SCALE <= bound, f"tip top-up {info['tip_top_up']} above {bound} WAD"
+        if info["credited"]:
+            record("liquidation reward credited to the liquidator's account", None)
         (event,) = self.events("Liquidation")
         assert event.health_before < WAD, "a healthy account was liquidated"
         assert (event.penalty, event.keeper_reward, event.health_before, event.health_after) == (
@@ -1179,6 +1224,13 @@ class ProtocolMachine(RuleBasedStateMachine):
             info["health_before"],
             info["health_after"],
         )
+        assert (event.account, event.market, str(event.liquidator), event.price) == (
+            account,
+            market,
+            str(liquidator),
+            info["price"],
+        )
+        assert event.realised_pnl == info["credit"]
         self.check_bad_debt_event(outcome)
         # invariant 3: exactly the least close of marginsim.risk (or all of it: deep or dust), capped
         assert (
@@ -1236,8 +1288,8 @@ class ProtocolMachine(RuleBasedStateMachine):
         usdc, token = self.tokens["USDC"], self.tokens[sym]
         paid_before, got_before = token_balance(usdc, buyer), token_balance(token, buyer)
         if not self.call(
-            "Clearinghouse.liquidate_collateral",
-            self.ch.liquidate_collateral,
+            "LiquidationEngine.liquidate_collateral",
+            self.engine.liquidate_collateral,
             account,
             token,
             max_amount,
@@ -1430,11 +1482,11 @@ class ProtocolMachine(RuleBasedStateMachine):
     def publish(self, sym: str, answer: int, updated_at: int | None = None) -> None:
         feed = self.feeds[sym]
         if updated_at is None:
-            feed.update_answer(answer, sender=self.roles.owner)
-            record("MockAggregator.update_answer", None)
+            feed.updateAnswer(answer, sender=self.roles.owner)
+            record("MockAggregator.updateAnswer", None)
         else:
-            feed.update_round(answer, updated_at, sender=self.roles.owner)
-            record("MockAggregator.update_round", None)
+            feed.updateRoundData(feed.latest_round() + 1, answer, updated_at, updated_at, sender=self.roles.owner)
+            record("MockAggregator.updateRoundData", None)
 
     def sync(self, sym: str) -> None:
         outcome = Outcome(None, self.ledger)
@@ -1918,10 +1970,10 @@ class ProtocolMachine(RuleBasedStateMachine):
                 "apply_collateral",
                 "apply_tip",
                 "apply_liquidation",
-                "set_pool",
-                "set_configurator",
-                "set_pool_again",
-                "set_configurator_again",
+                "connect",
+                "connect_again",
+                "liquidation_close",
+                "seize_collateral",
                 "configurator",
                 "oracle",
                 "feed",
@@ -1959,32 +2011,38 @@ class ProtocolMachine(RuleBasedStateMachine):
         calls = {
             "pool_deposit": (self.ch.pool_deposit, (1,), a, "clearinghouse: not pool"),
             "pool_withdraw": (self.ch.pool_withdraw, (1, a), a, "clearinghouse: not pool"),
-            "apply_market": (self.ch.apply_market, (1, market_tuple), a, "clearinghouse: not configurator"),
+            "apply_market": (self.ch.apply_market, (1, market_tuple, 0), a, "clearinghouse: not configurator"),
             "apply_collateral": (
                 self.ch.apply_collateral,
                 (self.tokens["WETH"], WAD, WAD, 0, 10**15, True),
                 a,
                 "clearinghouse: not configurator",
             ),
-            "apply_tip": (self.ch.apply_underwater_tip, (0,), a, "clearinghouse: not configurator"),
+            "apply_tip": (self.engine.apply_underwater_tip, (0,), a, "liquidation: not configurator"),
             "apply_liquidation": (
-                self.ch.apply_liquidation_parameters,
+                self.engine.apply_liquidation_parameters,
                 (0, WAD, 0),
                 a,
-                "clearinghouse: not configurator",
+                "liquidation: not configurator",
             ),
-            "set_pool": (self.ch.set_pool, (a,), a, not_owner),
-            "set_configurator": (self.ch.set_configurator, (a,), a, not_owner),
-            "set_pool_again": (self.ch.set_pool, (a,), self.owner["clearinghouse"], "clearinghouse: pool already set"),
-            "set_configurator_again": (
-                self.ch.set_configurator,
-                (a,),
-                self.owner["clearinghouse"],
-                "clearinghouse: configurator already set",
+            "connect": (self.ch.connect, (a, a, a), a, not_owner),
+            "connect_again": (self.ch.connect, (a, a, a), self.owner["clearinghouse"], "clearinghouse: already connected"),
+            # the engine's narrow API moves balances and the insurance fund: nobody else may call it
+            "liquidation_close": (
+                self.ch.liquidation_close,
+                (self.world.account_id(0), 1, -1, WAD, 0, 0, a),
+                a,
+                "clearinghouse: not liquidation engine",
+            ),
+            "seize_collateral": (
+                self.ch.seize_collateral,
+                (self.world.account_id(0), 1, 1, 0, a),
+                a,
+                "clearinghouse: not liquidation engine",
             ),
             "configurator": (self.configurator.set_underwater_tip, (0,), a, not_owner),
             "oracle": (self.oracle.set_parameters, (94 * 10**16, 10**17), a, not_owner),
-            "feed": (self.feeds["WETH"].update_answer, (1,), a, "aggregator: not updater"),
+            "feed": (self.feeds["WETH"].updateAnswer, (1,), a, "aggregator: not updater"),
             "feed_updater": (self.feeds["WBTC"].set_updater, (a,), a, "aggregator: not updater"),
             "guardian": (self.ch.set_guardian, (a,), a, not_owner),
             "transfer_ownership": (self.configurator.transfer_ownership, (a,), a, not_owner),
@@ -1996,7 +2054,7 @@ class ProtocolMachine(RuleBasedStateMachine):
 
     @invariant()
     def protocol_invariants(self) -> None:
-        actual = read_ledger(self.ch)
+        actual = read_ledger(self.ch, self.engine)
         differences = self.expected.copy().normalise().diff(actual)
         assert not differences, "ledger differs from the model:\n" + "\n".join(differences)
         self.check_tokens(actual)
@@ -2066,7 +2124,7 @@ class ProtocolMachine(RuleBasedStateMachine):
         """The contracts' own views agree with the model. A full margin or pool valuation costs
         10-30 ms of interpreted EVM, so every other step checks one item of a rotation: every
         account's margin, every account's health, the pool's totalAssets, and the router's price
-        and volatilities of every asset (against `oracle_view`). Risk-adding trades and
+        and volatilities of every asset (against `oracle_view`) with the engine's parameters. Risk-adding trades and
         withdrawals also read their account's margin at once, for invariant 2."""
         count = len(self.world.accounts)
         self.rotation = (self.rotation + 1) % (4 * count + 4)
@@ -2098,6 +2156,10 @@ class ProtocolMachine(RuleBasedStateMachine):
                 price, message = attempt_view(self.oracle.price, asset)
                 assert (price, message) == (self.oracle_view.prices[asset], self.oracle_view.errors[asset])
                 assert tuple(self.oracle.volatilities(asset)) == self.oracle_view.vols[asset]
+            # the engine's own views of the parameters the model reads from its storage
+            engine = self.engine
+            views = (engine.liquidation_buffer(), engine.full_liquidation_health(), engine.dust_notional())
+            assert (*views, engine.underwater_tip_rate()) == astuple(self.model.liquidation_params(ledger))
 
 
 # ------------------------------------------------------------------ the tests
@@ -2109,8 +2171,8 @@ EVERY_FUNCTION = (
     "Clearinghouse.withdraw",
     "Clearinghouse.trade",
     "Clearinghouse.accrue_funding",
-    "Clearinghouse.liquidate",
-    "Clearinghouse.liquidate_collateral",
+    "LiquidationEngine.liquidate",
+    "LiquidationEngine.liquidate_collateral",
     "Clearinghouse.fund_insurance",
     "Clearinghouse.pause",
     "Clearinghouse.unpause",
@@ -2139,15 +2201,15 @@ EVERY_FUNCTION = (
     "configurator.accept_ownership",
     "oracle.transfer_ownership",
     "oracle.accept_ownership",
-    "MockAggregator.update_answer",
-    "MockAggregator.update_round",
+    "MockAggregator.updateAnswer",
+    "MockAggregator.updateRoundData",
     "MockERC20.transfer to clearinghouse",
     "MockERC20.transfer to pool",
 )
 CORE_FUNCTIONS = (
     "Clearinghouse.deposit",
     "Clearinghouse.trade",
-    "Clearinghouse.liquidate",
+    "LiquidationEngine.liquidate",
     "LiquidityPool.deposit",
     "OracleRouter.sync",
     "Configurator.set_market",

@@ -182,15 +182,16 @@ def crash(market, chain, accounts):
 
 
 def liquidations(protocol, chain, start, stop):
-    return list(protocol.clearinghouse.Liquidation.range(start, stop + 1))
+    return list(protocol.liquidation_engine.Liquidation.range(start, stop + 1))
 
 
 def test_deployment_block__recorded_in_the_file_or_found_on_the_node(market, project, chain, tmp_path):
     protocol, path = market["protocol"], tmp_path / "deployment.json"
     protocol.save(path)
     assert load_deployment(project, chain, path, "keeper")[1] is None  # scripts/deploy.py records none yet
-    # settlement token, oracle router, then the clearinghouse: one block each
-    assert find_deployment_block(chain, protocol.clearinghouse.address) == market["block_before"] + 3
+    # settlement token, its supply minted to the deployer, oracle router, then the clearinghouse:
+    # one block each
+    assert find_deployment_block(chain, protocol.clearinghouse.address) == market["block_before"] + 4
     path.write_text(json.dumps({**json.loads(path.read_text()), "deployed_block": market["block_before"] + 1}))
     loaded, block = load_deployment(project, chain, path, "keeper")
     assert block == market["block_before"] + 1 and loaded.addresses() == protocol.addresses()
@@ -237,7 +238,7 @@ def test_keeper_bot__liquidates_the_crash_and_sells_collateral(market, crash, ch
     assert len(events) >= 2 and {e.liquidator for e in events} == {accounts[2].address}
     # the gap took the WETH-backed long underwater: its collateral was bought, its shortfall booked
     weth_long = market["traders"][("WETH", 10_000, 8)]
-    sales = list(protocol.clearinghouse.CollateralLiquidation.range(crash["crash_start"], crash["crash_end"] + 1))
+    sales = list(protocol.liquidation_engine.CollateralLiquidation.range(crash["crash_start"], crash["crash_end"] + 1))
     assert [int(e.account) for e in sales] == [weth_long] and keeper.summary.collateral_sales == 1
     assert protocol.clearinghouse.balances(weth_long, 1) == 0 and protocol.clearinghouse.settlement(weth_long) == 0
     # nothing indexed is left below maintenance; the 3x long and the short were spared
@@ -307,7 +308,6 @@ def test_bad_input__one_line_errors(market, project, chain, accounts, tmp_path):
             lambda: choose_signer(ape.accounts, chain.provider.network, "no-such-alias", 1, "keeper"),
             "keeper: --account 'no-such-alias' is not an ape account alias",
         ),
-        (lambda: OracleBot(protocol, chain, accounts[3], market["path"], OracleConfig(), log=[].append), "oracle: --account"),
     ]
     elsewhere = tmp_path / "other-chain.json"
     addresses = {**protocol.addresses(), "clearinghouse": "0x" + "12" * 20}
@@ -317,6 +317,21 @@ def test_bad_input__one_line_errors(market, project, chain, accounts, tmp_path):
         with pytest.raises(BotConfigError) as error:
             call()
         assert str(error.value).startswith(message) and "\n" not in str(error.value)
+
+
+def test_oracle_bot__feed_it_cannot_publish__says_so_and_only_syncs(market, chain, accounts):
+    """A signer that is not a feed's updater (as with a real Chainlink feed) gets one line per
+    feed and the bot only syncs the router when a feed has a round it has not synced."""
+    lines: list[str] = []
+    bot = OracleBot(market["protocol"], chain, accounts[3], market["path"], OracleConfig(), log=lines.append)
+    weth_feed = market["protocol"].feeds["WETH"].address
+    assert f"oracle: {accounts[3].address} cannot publish WETH on {weth_feed} (a feed it does not control): syncing only" in lines
+    assert not any(bot.publishable.values())
+    bot.step()
+    assert bot.summary.syncs == len(market["protocol"].feeds)  # each feed's current round, once
+    assert sum(bot.summary.rounds.values()) == 0  # nothing published
+    bot.step()
+    assert bot.summary.syncs == len(market["protocol"].feeds)  # no new round, no new sync
 
 
 def test_sources__paths_start_at_the_feed_price():
@@ -354,6 +369,6 @@ def test_scripts__run_against_a_deployment_file(market, crash, tmp_path):
     result = CliRunner().invoke(script("keeper").cli, ["--deployment", str(path), "--max-iterations", "1", "--poll", "0"])
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
-    assert lines[0].endswith(f"from block {market['block_before'] + 3}, every 0 s")  # found on the node
+    assert lines[0].endswith(f"from block {market['block_before'] + 4}, every 0 s")  # found on the node
     assert "events touched 5 accounts (5 new, 5 indexed)" in lines[1]
     assert lines[-1].startswith("keeper stopped after 1 iterations: 0 liquidations")

@@ -131,15 +131,24 @@ class Ctx:
     fee_token: Any  # listed collateral that charges a fee on transfer
     false_token: Any  # listed collateral that can be switched to return False
     mini_settlement: Any  # a lying settlement token
-    mini_ch: Any  # Clearinghouse on it (no configurator)
+    mini_ch: Any  # Clearinghouse on it, connected to the three below
     mini_pool: Any  # LiquidityPool on it
-    bare_ch: Any  # a Clearinghouse with neither pool nor configurator set
+    mini_cfg: Any  # Configurator on it
+    mini_engine: Any  # LiquidationEngine on it
+    bare_ch: Any  # a Clearinghouse not yet connected (no pool, configurator or liquidation engine)
+    bare_pool: Any  # a LiquidityPool on it
+    bare_cfg: Any  # a Configurator on it: every call that needs the liquidation engine reverts
+    bare_engine: Any  # a LiquidationEngine on it
     empty: Any  # a second protocol that holds no settlement token at all (no LP, no insurance)
     contracts: list[Any] = field(default_factory=list)  # every deployed contract, for storage roots
 
     @property
     def ch(self):
         return self.p.clearinghouse
+
+    @property
+    def engine(self):
+        return self.p.liquidation_engine
 
     @property
     def oracle(self):
@@ -288,18 +297,26 @@ def ctx(project, chain, protocol, seeded_pool, deployer, guardian, trader, keepe
     mini_settlement = deploy_quirky(project, deployer, 6)
     mini_ch = deployer.deploy(project.Clearinghouse, oracle, mini_settlement, 6)
     mini_pool = deployer.deploy(project.LiquidityPool, mini_ch, "mini LP", "mLP")
-    mini_ch.set_pool(mini_pool, sender=deployer)
+    mini_cfg = deployer.deploy(project.Configurator, mini_ch)
+    mini_engine = deployer.deploy(project.LiquidationEngine, mini_ch)
+    mini_ch.connect(mini_pool, mini_cfg, mini_engine, sender=deployer)
     fund(mini_settlement, attacker, 1_000 * USDC, spender=mini_pool, approve=MAX_UINT)
     bare_ch = deployer.deploy(project.Clearinghouse, oracle, p.settlement, 6)
+    bare_pool = deployer.deploy(project.LiquidityPool, bare_ch, "bare LP", "bLP")
+    bare_cfg = deployer.deploy(project.Configurator, bare_ch)
+    bare_engine = deployer.deploy(project.LiquidationEngine, bare_ch)
     empty = deploy_protocol(project, deployer, DEFAULT_CONFIG)
 
-    contracts = [ch, oracle, cfg, p.lens, p.pool, p.settlement, *p.tokens.values(), *p.feeds.values()]
+    contracts = [ch, p.liquidation_engine, oracle, cfg, p.lens, p.pool, p.settlement, *p.tokens.values(), *p.feeds.values()]
     contracts += [new_token, new_feed, d19_token, d19_feed, agg19, fee_token, false_token, *quirky_feeds]
-    contracts += [mini_settlement, mini_ch, mini_pool, bare_ch]
+    contracts += [mini_settlement, mini_ch, mini_pool, mini_cfg, mini_engine]
+    contracts += [bare_ch, bare_pool, bare_cfg, bare_engine]
     contracts += [
         empty.clearinghouse,
+        empty.liquidation_engine,
         empty.oracle,
         empty.configurator,
+        empty.lens,
         empty.pool,
         empty.settlement,
         *empty.tokens.values(),
@@ -315,22 +332,27 @@ def ctx(project, chain, protocol, seeded_pool, deployer, guardian, trader, keepe
         "victim": other_trader,
     }
     return Ctx(
-        project,
-        chain,
-        p,
-        roles,
-        new_token,
-        new_feed,
-        d19_token,
-        agg19,
-        fee_token,
-        false_token,
-        mini_settlement,
-        mini_ch,
-        mini_pool,
-        bare_ch,
-        empty,
-        contracts,
+        project=project,
+        chain=chain,
+        p=p,
+        roles=roles,
+        new_token=new_token,
+        new_feed=new_feed,
+        d19_token=d19_token,
+        agg19=agg19,
+        fee_token=fee_token,
+        false_token=false_token,
+        mini_settlement=mini_settlement,
+        mini_ch=mini_ch,
+        mini_pool=mini_pool,
+        mini_cfg=mini_cfg,
+        mini_engine=mini_engine,
+        bare_ch=bare_ch,
+        bare_pool=bare_pool,
+        bare_cfg=bare_cfg,
+        bare_engine=bare_engine,
+        empty=empty,
+        contracts=contracts,
     )
 
 
@@ -341,7 +363,7 @@ def publish(symbol: str, price_usd: float, sync: bool = True):
     """A new round on `symbol`'s feed at `price_usd` (synced into the router unless told)."""
 
     def setup(x: Ctx):
-        x.p.feeds[symbol].update_answer(int(price_usd * 10**8), sender=x.owner)
+        x.p.feeds[symbol].updateAnswer(int(price_usd * 10**8), sender=x.owner)
         if sync:
             x.oracle.sync(x.p.tokens[symbol], sender=x.owner)
 
@@ -354,9 +376,9 @@ def publish_raw(answer: int, updated_at: Callable[[Ctx], int] | None = None):
     def setup(x: Ctx):
         feed = x.p.feeds["WETH"]
         if updated_at is None:
-            feed.update_answer(answer, sender=x.owner)
+            feed.updateAnswer(answer, sender=x.owner)
         else:
-            feed.update_round(answer, updated_at(x), sender=x.owner)
+            feed.updateRoundData(feed.latest_round() + 1, answer, updated_at(x), updated_at(x), sender=x.owner)
 
     return setup
 
@@ -402,7 +424,7 @@ def underwater(x: Ctx):
     """ETH -15% and a keeper closes the victim's whole position. Left: no positions, a negative
     settlement balance and 0.1 WBTC: a collateral sale is due."""
     publish("WETH", 1_700)(x)
-    x.ch.liquidate(x.account("victim"), ETH, MAX_UINT, sender=x.keeper)
+    x.engine.liquidate(x.account("victim"), ETH, MAX_UINT, sender=x.keeper)
 
 
 def liquidatable_without_tokens(x: Ctx):
@@ -420,7 +442,7 @@ def liquidated_without_tokens(x: Ctx):
     """The keeper liquidates that account: with no tokens on hand its reward is credited to its
     own account 0 instead of blocking the liquidation."""
     e = x.empty
-    e.clearinghouse.liquidate(x.account("victim"), ETH, MAX_UINT, sender=x.keeper)
+    e.liquidation_engine.liquidate(x.account("victim"), ETH, MAX_UINT, sender=x.keeper)
     assert int(e.clearinghouse.settlement(account_id(x.keeper))) > 0
 
 
@@ -555,8 +577,27 @@ def governance_views(x: Ctx) -> tuple:
     return (x.read(x.ch.paused), x.read(x.ch.guardian))
 
 
+def engine_views(x: Ctx) -> tuple:
+    """The liquidation parameters, kept by the LiquidationEngine and set through the Configurator."""
+    e = x.engine
+    return (
+        x.read(e.liquidation_buffer),
+        x.read(e.full_liquidation_health),
+        x.read(e.dust_notional),
+        x.read(e.underwater_tip_rate),
+    )
+
+
 def configurator_views(x: Ctx) -> tuple:
-    return (x.read(x.ch.markets, ETH), x.read(x.ch.collaterals, 1))
+    return (x.read(x.ch.markets, ETH), x.read(x.ch.collaterals, 1), *engine_views(x))
+
+
+def connection_views(x: Ctx) -> tuple:
+    return (x.read(x.ch.pool), x.read(x.ch.configurator), x.read(x.ch.liquidation_engine))
+
+
+def bare_connection_views(x: Ctx) -> tuple:
+    return (x.read(x.bare_ch.pool), x.read(x.bare_ch.configurator), x.read(x.bare_ch.liquidation_engine))
 
 
 def pool_views(x: Ctx) -> tuple:
@@ -902,6 +943,41 @@ def clearinghouse_rows() -> list[Row]:
     def weth(x):
         return x.weth
 
+    def liquidation_close(account="victim", size=-WAD, price=None, penalty=0, reward=0):
+        """Clearinghouse.liquidation_close as the engine would send it, the caller as keeper."""
+        return lambda x, who: x.ch.liquidation_close(
+            x.account(account),
+            ETH,
+            size,
+            x.read(x.oracle.price, x.weth) if price is None else price,
+            penalty,
+            reward,
+            who,
+            sender=who,
+        )
+
+    def seize_collateral(account=("victim", 0), slot_of="WBTC", amount=WBTC // 10, paid=0):
+        """Clearinghouse.seize_collateral of all of an account's collateral in one slot, the caller as buyer."""
+        return lambda x, who: x.ch.seize_collateral(
+            x.account(*account), x.read(x.ch.collateral_slot, x.token(slot_of)), amount, paid, who, sender=who
+        )
+
+    def connect(bare=False, pool=None, configurator=None, engine=None):
+        """Clearinghouse.connect on the protocol's (connected) clearinghouse, or on the bare one
+        (not connected) with its own pool, configurator and engine; some replaced."""
+
+        def call(x, who):
+            if bare:
+                target, defaults = x.bare_ch, (x.bare_pool, x.bare_cfg, x.bare_engine)
+            else:
+                target, defaults = x.ch, (x.pool, x.cfg, x.engine)
+            args = [
+                default if f is None else f(x, who) for f, default in zip((pool, configurator, engine), defaults, strict=True)
+            ]
+            return target.connect(*args, sender=who)
+
+        return call
+
     rows = [
         R(
             "__init__",
@@ -1125,58 +1201,7 @@ def clearinghouse_rows() -> list[Row]:
             "oracle: stale answer",
             setup=stale,
         ),
-        # liquidate
-        R(
-            "liquidate",
-            "max_size 0",
-            "keeper",
-            lambda x, who: x.ch.liquidate(x.account("victim"), ETH, 0, sender=who),
-            "liquidation: zero size",
-            setup=liquidatable,
-            views=victim,
-        ),
-        R(
-            "liquidate",
-            "healthy account",
-            "keeper",
-            lambda x, who: x.ch.liquidate(x.account("trader"), ETH, MAX_UINT, sender=who),
-            "liquidation: account healthy",
-            views=trader0,
-        ),
-        R(
-            "liquidate",
-            "account without positions",
-            "keeper",
-            lambda x, who: x.ch.liquidate(x.account("attacker"), ETH, MAX_UINT, sender=who),
-            "liquidation: account healthy",
-        ),
-        R(
-            "liquidate",
-            "liquidatable account, no position in that market",
-            "keeper",
-            lambda x, who: x.ch.liquidate(x.account("victim"), BTC, MAX_UINT, sender=who),
-            "liquidation: no position",
-            setup=liquidatable,
-            views=victim,
-        ),
-        R(
-            "liquidate",
-            "liquidatable account, oracle circuit breaker tripped",
-            "keeper",
-            lambda x, who: x.ch.liquidate(x.account("victim"), ETH, MAX_UINT, sender=who),
-            "oracle: circuit breaker",
-            setup=then(liquidatable, publish("WETH", 2_300)),
-            views=victim,
-        ),
-        R(
-            "liquidate",
-            "max_size 1 wei (the realised PnL's token rounding outweighs the maintenance freed)",
-            "keeper",
-            lambda x, who: x.ch.liquidate(x.account("victim"), ETH, 1, sender=who),
-            "liquidation: health worsened",
-            setup=liquidatable,
-            views=victim,
-        ),
+        # withdraw, after a liquidation in a protocol without tokens on hand
         R(
             "withdraw",
             "a keeper reward credited while the clearinghouse held no settlement token (empty protocol)",
@@ -1187,84 +1212,6 @@ def clearinghouse_rows() -> list[Row]:
             "clearinghouse: insufficient liquidity",
             setup=then(liquidatable_without_tokens, liquidated_without_tokens),
             views=lambda x: (x.read(x.empty.clearinghouse.settlement, account_id(x.keeper)),),
-        ),
-        R(
-            "liquidate",
-            "liquidatable account, oracle stale",
-            "keeper",
-            lambda x, who: x.ch.liquidate(x.account("victim"), ETH, MAX_UINT, sender=who),
-            "oracle: stale answer",
-            setup=then(liquidatable, stale),
-            views=victim,
-        ),
-        # liquidate_collateral
-        R(
-            "liquidate_collateral",
-            "max_amount 0",
-            "keeper",
-            lambda x, who: x.ch.liquidate_collateral(x.account("victim"), x.wbtc, 0, sender=who),
-            "liquidation: zero amount",
-            setup=underwater,
-            views=victim,
-        ),
-        R(
-            "liquidate_collateral",
-            "token is the settlement token",
-            "keeper",
-            lambda x, who: x.ch.liquidate_collateral(x.account("victim"), x.usdc, MAX_UINT, sender=who),
-            "clearinghouse: unknown token",
-            setup=underwater,
-            views=victim,
-        ),
-        R(
-            "liquidate_collateral",
-            "account still has positions",
-            "keeper",
-            lambda x, who: x.ch.liquidate_collateral(x.account("trader"), x.weth, MAX_UINT, sender=who),
-            "liquidation: close positions first",
-            views=trader0,
-        ),
-        R(
-            "liquidate_collateral",
-            "account with collateral and no debt",
-            "keeper",
-            lambda x, who: x.ch.liquidate_collateral(x.account("trader", 1), x.weth, MAX_UINT, sender=who),
-            "liquidation: account healthy",
-            views=account_views("trader", 1),
-        ),
-        R(
-            "liquidate_collateral",
-            "empty account",
-            "keeper",
-            lambda x, who: x.ch.liquidate_collateral(x.account("attacker"), x.weth, MAX_UINT, sender=who),
-            "liquidation: account healthy",
-        ),
-        R(
-            "liquidate_collateral",
-            "underwater account, token it does not hold",
-            "keeper",
-            lambda x, who: x.ch.liquidate_collateral(x.account("victim"), x.weth, MAX_UINT, sender=who),
-            "liquidation: no collateral",
-            setup=underwater,
-            views=victim,
-        ),
-        R(
-            "liquidate_collateral",
-            "underwater account, buyer's allowance too small",
-            "attacker",
-            lambda x, who: x.ch.liquidate_collateral(x.account("victim"), x.wbtc, MAX_UINT, sender=who),
-            "erc20: insufficient allowance",
-            setup=underwater,
-            views=victim,
-        ),
-        R(
-            "liquidate_collateral",
-            "underwater account, oracle stale",
-            "keeper",
-            lambda x, who: x.ch.liquidate_collateral(x.account("victim"), x.wbtc, MAX_UINT, sender=who),
-            "oracle: stale answer",
-            setup=then(underwater, stale),
-            views=victim,
         ),
         # fund_insurance
         R(
@@ -1350,39 +1297,153 @@ def clearinghouse_rows() -> list[Row]:
             "oracle: non-positive answer",
             setup=publish_raw(0),
         ),
-        # governance
+        # liquidation custody: only the LiquidationEngine moves balances for a liquidation
         R(
-            "set_pool",
-            "not the owner",
+            "liquidation_snapshot",
+            "liquidatable account, oracle stale",
+            None,
+            lambda x, who: x.ch.liquidation_snapshot(x.account("victim"), ETH),
+            "oracle: stale answer",
+            setup=then(liquidatable, stale),
+        ),
+        R(
+            "liquidation_snapshot",
+            "liquidatable account, oracle circuit breaker tripped",
+            None,
+            lambda x, who: x.ch.liquidation_snapshot(x.account("victim"), ETH),
+            "oracle: circuit breaker",
+            setup=then(liquidatable, publish("WETH", 2_300)),
+        ),
+        R(
+            "liquidation_close",
+            "not the engine: closing a liquidatable account's whole position, all of its penalty as the caller's reward",
             "attacker",
-            lambda x, who: x.ch.set_pool(who, sender=who),
+            liquidation_close(size=-50 * WAD, penalty=1_000 * USDC, reward=1_000 * USDC),
+            "clearinghouse: not liquidation engine",
+            setup=liquidatable,
+            views=victim,
+        ),
+        R(
+            "liquidation_close",
+            "not the engine: a healthy account's position closed at 1 wei, the insurance fund as reward",
+            "attacker",
+            liquidation_close(account="trader", size=-25 * WAD, price=1, reward=20_000 * USDC),
+            "clearinghouse: not liquidation engine",
+            views=trader0,
+        ),
+        R(
+            "liquidation_close",
+            "not the engine (the owner)",
+            "owner",
+            liquidation_close(size=-WAD),
+            "clearinghouse: not liquidation engine",
+            setup=liquidatable,
+            views=victim,
+        ),
+        R(
+            "liquidation_close",
+            "not the engine (the account's own owner)",
+            "victim",
+            liquidation_close(size=-50 * WAD, price=1_800 * WAD),
+            "clearinghouse: not liquidation engine",
+            setup=liquidatable,
+            views=victim,
+        ),
+        R(
+            "seize_collateral",
+            "not the engine: an underwater account's WBTC for nothing",
+            "attacker",
+            seize_collateral(paid=0),
+            "clearinghouse: not liquidation engine",
+            setup=underwater,
+            token="WBTC",
+            views=victim,
+        ),
+        R(
+            "seize_collateral",
+            "not the engine: a healthy account's WETH for 1 unit",
+            "keeper",
+            seize_collateral(account=("trader", 1), slot_of="WETH", amount=WETH, paid=1),
+            "clearinghouse: not liquidation engine",
+            token="WETH",
+            views=account_views("trader", 1),
+        ),
+        R(
+            "seize_collateral",
+            "not the engine (the owner)",
+            "owner",
+            seize_collateral(paid=1_000 * USDC),
+            "clearinghouse: not liquidation engine",
+            setup=underwater,
+            token="WBTC",
+            views=victim,
+        ),
+        # governance
+        R("connect", "not the owner", "attacker", connect(), NOT_OWNER, views=connection_views),
+        R("connect", "not the owner (the guardian)", "guardian", connect(), NOT_OWNER, views=connection_views),
+        R(
+            "connect",
+            "not the owner, before the owner connects (a front-run wiring the caller in)",
+            "attacker",
+            connect(bare=True, pool=lambda x, who: who, configurator=lambda x, who: who, engine=lambda x, who: who),
             NOT_OWNER,
-            views=lambda x: (x.read(x.ch.pool),),
+            views=bare_connection_views,
         ),
-        R("set_pool", "already set", "owner", lambda x, who: x.ch.set_pool(who, sender=who), "clearinghouse: pool already set"),
         R(
-            "set_pool",
-            "zero address (pool not yet set)",
+            "connect",
+            "already connected: the same contracts again",
             "owner",
-            lambda x, who: x.bare_ch.set_pool(ZERO, sender=who),
+            connect(),
+            "clearinghouse: already connected",
+            views=connection_views,
+        ),
+        R(
+            "connect",
+            "already connected: the caller as pool, configurator and engine",
+            "owner",
+            connect(pool=lambda x, who: who, configurator=lambda x, who: who, engine=lambda x, who: who),
+            "clearinghouse: already connected",
+            views=connection_views,
+        ),
+        R(
+            "connect",
+            "already connected: zero addresses",
+            "owner",
+            connect(pool=lambda x, who: ZERO, configurator=lambda x, who: ZERO, engine=lambda x, who: ZERO),
+            "clearinghouse: already connected",
+            views=connection_views,
+        ),
+        R(
+            "connect",
+            "pool zero address (not yet connected)",
+            "owner",
+            connect(bare=True, pool=lambda x, who: ZERO),
             "clearinghouse: zero address",
-            views=lambda x: (x.read(x.bare_ch.pool),),
-        ),
-        R("set_configurator", "not the owner", "attacker", lambda x, who: x.ch.set_configurator(who, sender=who), NOT_OWNER),
-        R(
-            "set_configurator",
-            "already set",
-            "owner",
-            lambda x, who: x.ch.set_configurator(who, sender=who),
-            "clearinghouse: configurator already set",
+            views=bare_connection_views,
         ),
         R(
-            "set_configurator",
-            "zero address (configurator not yet set)",
+            "connect",
+            "configurator zero address (not yet connected)",
             "owner",
-            lambda x, who: x.bare_ch.set_configurator(ZERO, sender=who),
+            connect(bare=True, configurator=lambda x, who: ZERO),
             "clearinghouse: zero address",
-            views=lambda x: (x.read(x.bare_ch.configurator),),
+            views=bare_connection_views,
+        ),
+        R(
+            "connect",
+            "liquidation_engine zero address (not yet connected)",
+            "owner",
+            connect(bare=True, engine=lambda x, who: ZERO),
+            "clearinghouse: zero address",
+            views=bare_connection_views,
+        ),
+        R(
+            "connect",
+            "every address zero (not yet connected)",
+            "owner",
+            connect(bare=True, pool=lambda x, who: ZERO, configurator=lambda x, who: ZERO, engine=lambda x, who: ZERO),
+            "clearinghouse: zero address",
+            views=bare_connection_views,
         ),
         R(
             "set_guardian",
@@ -1473,9 +1534,7 @@ def clearinghouse_rows() -> list[Row]:
     ]
     apply_calls = {
         "apply_collateral": lambda x, who: x.ch.apply_collateral(x.weth, WETH, WAD // 2, 1, WAD // 10, True, sender=who),
-        "apply_market": lambda x, who: x.ch.apply_market(ETH, x.market_params(ETH), sender=who),
-        "apply_underwater_tip": lambda x, who: x.ch.apply_underwater_tip(0, sender=who),
-        "apply_liquidation_parameters": lambda x, who: x.ch.apply_liquidation_parameters(0, WAD // 2, 0, sender=who),
+        "apply_market": lambda x, who: x.ch.apply_market(ETH, x.market_params(ETH), 0, sender=who),
     }
     for function, call in apply_calls.items():
         rows += [
@@ -1507,13 +1566,12 @@ def clearinghouse_rows() -> list[Row]:
                 "clearinghouse: unknown market",
             ),
             R(
-                "liquidate",
+                "liquidation_snapshot",
                 f"unknown market: {label}",
-                "keeper",
-                lambda x, who, m=market: x.ch.liquidate(x.account("victim"), m(x), MAX_UINT, sender=who),
+                None,
+                lambda x, who, m=market: x.ch.liquidation_snapshot(x.account("victim"), m(x)),
                 "clearinghouse: unknown market",
                 setup=liquidatable,
-                views=victim,
             ),
             R(
                 "set_reduce_only",
@@ -1541,11 +1599,279 @@ def clearinghouse_rows() -> list[Row]:
                 "clearinghouse: unknown token",
                 views=trader0,
             ),
+        ]
+    return rows
+
+
+# ---- LiquidationEngine
+
+
+def engine_rows() -> list[Row]:
+    def R(function, bad, caller, call, message, **kw):
+        return Row("LiquidationEngine", function, bad, caller, call, message, views=kw.pop("views", engine_views), **kw)
+
+    trader0 = account_views("trader")
+    victim = account_views("victim")
+
+    def bare_engine_views(x: Ctx) -> tuple:
+        e = x.bare_engine
+        return (
+            x.read(e.liquidation_buffer),
+            x.read(e.full_liquidation_health),
+            x.read(e.dust_notional),
+            x.read(e.underwater_tip_rate),
+        )
+
+    rows = [
+        R(
+            "__init__",
+            "clearinghouse without code (an EOA)",
+            "owner",
+            lambda x, who: who.deploy(x.project.LiquidationEngine, x.attacker),
+            NO_REASON,
+        ),
+        # liquidate
+        R(
+            "liquidate",
+            "max_size 0",
+            "keeper",
+            lambda x, who: x.engine.liquidate(x.account("victim"), ETH, 0, sender=who),
+            "liquidation: zero size",
+            setup=liquidatable,
+            views=victim,
+        ),
+        R(
+            "liquidate",
+            "healthy account",
+            "keeper",
+            lambda x, who: x.engine.liquidate(x.account("trader"), ETH, MAX_UINT, sender=who),
+            "liquidation: account healthy",
+            views=trader0,
+        ),
+        R(
+            "liquidate",
+            "account without positions",
+            "keeper",
+            lambda x, who: x.engine.liquidate(x.account("attacker"), ETH, MAX_UINT, sender=who),
+            "liquidation: account healthy",
+        ),
+        R(
+            "liquidate",
+            "liquidatable account, no position in that market",
+            "keeper",
+            lambda x, who: x.engine.liquidate(x.account("victim"), BTC, MAX_UINT, sender=who),
+            "liquidation: no position",
+            setup=liquidatable,
+            views=victim,
+        ),
+        R(
+            "liquidate",
+            "liquidatable account, oracle circuit breaker tripped",
+            "keeper",
+            lambda x, who: x.engine.liquidate(x.account("victim"), ETH, MAX_UINT, sender=who),
+            "oracle: circuit breaker",
+            setup=then(liquidatable, publish("WETH", 2_300)),
+            views=victim,
+        ),
+        R(
+            "liquidate",
+            "max_size 1 wei (the realised PnL's token rounding outweighs the maintenance freed)",
+            "keeper",
+            lambda x, who: x.engine.liquidate(x.account("victim"), ETH, 1, sender=who),
+            "liquidation: health worsened",
+            setup=liquidatable,
+            views=victim,
+        ),
+        R(
+            "liquidate",
+            "liquidatable account, oracle stale",
+            "keeper",
+            lambda x, who: x.engine.liquidate(x.account("victim"), ETH, MAX_UINT, sender=who),
+            "oracle: stale answer",
+            setup=then(liquidatable, stale),
+            views=victim,
+        ),
+        # liquidate_many
+        R(
+            "liquidate_many",
+            "2 accounts, 1 market (a liquidatable pair first)",
+            "keeper",
+            lambda x, who: x.engine.liquidate_many([x.account("victim"), x.account("trader")], [ETH], sender=who),
+            "liquidation: length mismatch",
+            setup=liquidatable,
+            views=victim,
+        ),
+        R(
+            "liquidate_many",
+            "1 account, 2 markets",
+            "keeper",
+            lambda x, who: x.engine.liquidate_many([x.account("victim")], [ETH, BTC], sender=who),
+            "liquidation: length mismatch",
+            setup=liquidatable,
+            views=victim,
+        ),
+        R(
+            "liquidate_many",
+            "1 account, no market",
+            "keeper",
+            lambda x, who: x.engine.liquidate_many([x.account("victim")], [], sender=who),
+            "liquidation: length mismatch",
+            setup=liquidatable,
+            views=victim,
+        ),
+        R(
+            "liquidate_many",
+            "65 pairs (MAX_BATCH is 64)",
+            "keeper",
+            lambda x, who: x.engine.liquidate_many([x.account("victim")] * 65, [ETH] * 65, sender=who),
+            NO_REASON,
+            setup=liquidatable,
+            views=victim,
+        ),
+        R(
+            "liquidate_many",
+            "liquidatable pair, oracle stale",
+            "keeper",
+            lambda x, who: x.engine.liquidate_many([x.account("victim")], [ETH], sender=who),
+            "oracle: stale answer",
+            setup=then(liquidatable, stale),
+            views=victim,
+        ),
+        R(
+            "liquidate_many",
+            "liquidatable pair, oracle circuit breaker tripped",
+            "keeper",
+            lambda x, who: x.engine.liquidate_many([x.account("victim")], [ETH], sender=who),
+            "oracle: circuit breaker",
+            setup=then(liquidatable, publish("WETH", 2_300)),
+            views=victim,
+        ),
+        # liquidate_collateral
+        R(
+            "liquidate_collateral",
+            "max_amount 0",
+            "keeper",
+            lambda x, who: x.engine.liquidate_collateral(x.account("victim"), x.wbtc, 0, sender=who),
+            "liquidation: zero amount",
+            setup=underwater,
+            views=victim,
+        ),
+        R(
+            "liquidate_collateral",
+            "token is the settlement token",
+            "keeper",
+            lambda x, who: x.engine.liquidate_collateral(x.account("victim"), x.usdc, MAX_UINT, sender=who),
+            "clearinghouse: unknown token",
+            setup=underwater,
+            views=victim,
+        ),
+        R(
+            "liquidate_collateral",
+            "account still has positions",
+            "keeper",
+            lambda x, who: x.engine.liquidate_collateral(x.account("trader"), x.weth, MAX_UINT, sender=who),
+            "liquidation: close positions first",
+            views=trader0,
+        ),
+        R(
+            "liquidate_collateral",
+            "account with collateral and no debt",
+            "keeper",
+            lambda x, who: x.engine.liquidate_collateral(x.account("trader", 1), x.weth, MAX_UINT, sender=who),
+            "liquidation: account healthy",
+            views=account_views("trader", 1),
+        ),
+        R(
+            "liquidate_collateral",
+            "empty account",
+            "keeper",
+            lambda x, who: x.engine.liquidate_collateral(x.account("attacker"), x.weth, MAX_UINT, sender=who),
+            "liquidation: account healthy",
+        ),
+        R(
+            "liquidate_collateral",
+            "underwater account, token it does not hold",
+            "keeper",
+            lambda x, who: x.engine.liquidate_collateral(x.account("victim"), x.weth, MAX_UINT, sender=who),
+            "liquidation: no collateral",
+            setup=underwater,
+            views=victim,
+        ),
+        R(
+            "liquidate_collateral",
+            "underwater account, buyer's allowance too small",
+            "attacker",
+            lambda x, who: x.engine.liquidate_collateral(x.account("victim"), x.wbtc, MAX_UINT, sender=who),
+            "erc20: insufficient allowance",
+            setup=underwater,
+            views=victim,
+        ),
+        R(
+            "liquidate_collateral",
+            "underwater account, oracle stale",
+            "keeper",
+            lambda x, who: x.engine.liquidate_collateral(x.account("victim"), x.wbtc, MAX_UINT, sender=who),
+            "oracle: stale answer",
+            setup=then(underwater, stale),
+            views=victim,
+        ),
+    ]
+    apply_calls = {
+        # buffer 0, deep-liquidation health 1 (every liquidation closes everything), no dust rule
+        "apply_liquidation_parameters": lambda e: lambda x, who: e(x).apply_liquidation_parameters(0, WAD, 0, sender=who),
+        # a tip of 100% of the closed notional, far above the Configurator's 1% bound
+        "apply_underwater_tip": lambda e: lambda x, who: e(x).apply_underwater_tip(WAD, sender=who),
+    }
+    for function, call in apply_calls.items():
+        rows += [
+            R(function, "not the configurator", "attacker", call(lambda x: x.engine), "liquidation: not configurator"),
+            R(function, "not the configurator (the owner)", "owner", call(lambda x: x.engine), "liquidation: not configurator"),
+            R(
+                function,
+                "not the configurator (the guardian)",
+                "guardian",
+                call(lambda x: x.engine),
+                "liquidation: not configurator",
+            ),
+            R(
+                function,
+                "clearinghouse not yet connected (its configurator is the zero address)",
+                "attacker",
+                call(lambda x: x.bare_engine),
+                "liquidation: not configurator",
+                views=bare_engine_views,
+            ),
+        ]
+    for label, market in UNKNOWN_MARKETS:
+        rows += [
+            R(
+                "liquidate",
+                f"unknown market: {label}",
+                "keeper",
+                lambda x, who, m=market: x.engine.liquidate(x.account("victim"), m(x), MAX_UINT, sender=who),
+                "clearinghouse: unknown market",
+                setup=liquidatable,
+                views=victim,
+            ),
+            R(
+                "liquidate_many",
+                f"a liquidatable pair, then one in an unknown market: {label} (the first close is undone too)",
+                "keeper",
+                lambda x, who, m=market: x.engine.liquidate_many(
+                    [x.account("victim"), x.account("trader")], [ETH, m(x)], sender=who
+                ),
+                "clearinghouse: unknown market",
+                setup=liquidatable,
+                views=victim,
+            ),
+        ]
+    for label, token in UNLISTED_TOKENS:
+        rows += [
             R(
                 "liquidate_collateral",
                 f"unknown token: {label}",
                 "keeper",
-                lambda x, who, t=token: x.ch.liquidate_collateral(x.account("victim"), t(x), MAX_UINT, sender=who),
+                lambda x, who, t=token: x.engine.liquidate_collateral(x.account("victim"), t(x), MAX_UINT, sender=who),
                 "clearinghouse: unknown token",
                 setup=underwater,
                 views=victim,
@@ -1615,6 +1941,16 @@ MARKET_BOUNDS = (
 def configurator_rows() -> list[Row]:
     def R(function, bad, caller, call, message, **kw):
         return Row("Configurator", function, bad, caller, call, message, views=kw.pop("views", configurator_views), **kw)
+
+    def unconnected_views(x: Ctx) -> tuple:
+        ch, e = x.bare_ch, x.bare_engine
+        return (
+            x.read(ch.market_count),
+            x.read(ch.collateral_count),
+            x.read(ch.collateral_slot, x.new_token),
+            x.read(e.liquidation_buffer),
+            x.read(e.underwater_tip_rate),
+        )
 
     def liquidation(buffer=10**17, full=WAD // 2, dust=100 * WAD):
         return lambda x, who: x.cfg.set_liquidation_parameters(buffer, full, dust, sender=who)
@@ -1836,6 +2172,48 @@ def configurator_rows() -> list[Row]:
             lambda x, who: x.cfg.accept_ownership(sender=who),
             NOT_NEW_OWNER,
             setup=pending_owner("cfg"),
+        ),
+        # a Configurator on a Clearinghouse that is not yet connected: no engine to keep the
+        # liquidation parameters, and the Clearinghouse does not take its apply_* calls
+        R(
+            "list_market",
+            "clearinghouse not yet connected",
+            "owner",
+            lambda x, who: x.bare_cfg.list_market(x.market_params(ETH), sender=who),
+            "configurator: no liquidation engine",
+            views=unconnected_views,
+        ),
+        R(
+            "set_market",
+            "clearinghouse not yet connected (it has no market)",
+            "owner",
+            lambda x, who: x.bare_cfg.set_market(ETH, x.market_params(ETH), sender=who),
+            "configurator: unknown market",
+            views=unconnected_views,
+        ),
+        R(
+            "set_liquidation_parameters",
+            "clearinghouse not yet connected",
+            "owner",
+            lambda x, who: x.bare_cfg.set_liquidation_parameters(10**17, WAD // 2, 100 * WAD, sender=who),
+            "configurator: no liquidation engine",
+            views=unconnected_views,
+        ),
+        R(
+            "set_underwater_tip",
+            "clearinghouse not yet connected",
+            "owner",
+            lambda x, who: x.bare_cfg.set_underwater_tip(2 * 10**15, sender=who),
+            "configurator: no liquidation engine",
+            views=unconnected_views,
+        ),
+        R(
+            "list_collateral",
+            "clearinghouse not yet connected (it does not know this configurator)",
+            "owner",
+            lambda x, who: x.bare_cfg.list_collateral(x.new_token, WAD // 2, 10**30, WAD // 10, sender=who),
+            "clearinghouse: not configurator",
+            views=unconnected_views,
         ),
     ]
     for label, changes, message in MARKET_BOUNDS:
@@ -2202,7 +2580,7 @@ def pool_rows() -> list[Row]:
     return rows
 
 
-ROWS: list[Row] = oracle_rows() + clearinghouse_rows() + configurator_rows() + lens_rows() + pool_rows()
+ROWS: list[Row] = oracle_rows() + clearinghouse_rows() + engine_rows() + configurator_rows() + lens_rows() + pool_rows()
 
 # Messages in contracts/*.vy that no row can reach, each with the reason. A message leaves this
 # list the moment a row reaches it (test_allow_list_is_exact fails until it does).
@@ -2242,6 +2620,8 @@ def balances(x: Ctx, row: Row, who) -> dict[str, int]:
     """The row's token held by the contracts it concerns and by its caller."""
     token = x.token(row.token)
     holders = {"clearinghouse": x.ch}
+    if row.contract == "LiquidationEngine":
+        holders["liquidation engine"] = x.engine  # holds nothing, and must not start to
     if row.contract == "LiquidityPool":
         holders["pool"] = x.pool
     if row.token == "QS":
@@ -2301,7 +2681,7 @@ def test_rows__allow_list_is_exact():
 def test_rows__every_external_function_has_a_row(project):
     """Every state-changing external function (and constructor) of every protocol contract."""
     missing = []
-    for name in ("OracleRouter", "Clearinghouse", "Configurator", "MarginLens", "LiquidityPool"):
+    for name in ("OracleRouter", "Clearinghouse", "LiquidationEngine", "Configurator", "MarginLens", "LiquidityPool"):
         abi = getattr(project, name).contract_type.abi
         mutating = {f.name for f in abi if f.type == "function" and f.stateMutability not in ("view", "pure")}
         if any(f.type == "constructor" and f.inputs for f in abi):

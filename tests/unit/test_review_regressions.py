@@ -19,15 +19,21 @@ def _trade_event(tx):
     return next(e for e in tx.events if e.event_name == "Trade")
 
 
-def _realised_tokens(ch, account, market, price_wad, premium=True):
+def _realised_tokens(ch, account, market, price_wad, premium=True, timestamp=None):
     """Floor of a whole close's realised PnL at the oracle price (plus the closing premium for a
-    trade, none for a liquidation), token units, as the contract computes it before any cap."""
+    trade, none for a liquidation), token units, as the contract computes it before any cap;
+    with `timestamp`, funding accrued to it (the block the close lands in)."""
     pos = ch.positions(account, market)
     st = ch.market_state(market)
     params = ch.markets(market)
     skew = int(st.long_oi) - int(st.short_oi)
     fill = risk.fill_price(price_wad, skew, -int(pos.size), int(params.skew_scale)) if premium else price_wad
-    realised = risk.signed_mul_floor(int(pos.size), fill - int(st.funding_index)) - int(pos.cost)
+    index = int(st.funding_index)
+    if timestamp is not None:
+        state = risk.MarketState(*(int(v) for v in st))
+        market_params = risk.MarketParams(*(v if isinstance(v, int) else str(v) for v in params))
+        index = risk.funding_index_now(risk.MarketView(market_params, state, price_wad, 0, 0), timestamp)
+    realised = risk.signed_mul_floor(int(pos.size), fill - index) - int(pos.cost)
     return realised // (10**12)
 
 
@@ -67,7 +73,9 @@ def test_cap__lp_withdraws_before_winner_closes__winner_still_paid(
     assert lp_total < (POOL_USD + 100) * USDC
 
 
-def test_cap__liquidating_a_winning_market__profit_repays_the_losing_one(protocol, ch, usdc, fund, trader, keeper, set_price):
+def test_cap__liquidating_a_winning_market__profit_repays_the_losing_one(
+    protocol, ch, usdc, fund, trader, keeper, set_price, engine, chain
+):
     """Cross margin: long ETH (winning) and long BTC (losing badly), the pool empty (no LP yet).
     A keeper closes the whole ETH position (health below the full-liquidation threshold): its
     profit is forfeited to the pool, the account's debt grows by it, and that debt is later bad
@@ -86,12 +94,14 @@ def test_cap__liquidating_a_winning_market__profit_repays_the_losing_one(protoco
     assert ch.health(account) < 5 * 10**17  # below full-liquidation health: ETH closes whole
     assert ch.pool_balance() < 1_000 * USDC
 
-    full_profit = _realised_tokens(ch, account, eth, 2_300 * WAD, premium=False)
+    timestamp = chain.pending_timestamp + 1
+    chain.pending_timestamp = timestamp  # the liquidation's block: funding accrued to it
+    full_profit = _realised_tokens(ch, account, eth, 2_300 * WAD, premium=False, timestamp=timestamp)
     before = ch.settlement(account)
-    tx = ch.liquidate(account, eth, 2**256 - 1, sender=keeper)
+    tx = engine.liquidate(account, eth, 2**256 - 1, sender=keeper)
     liq = next(e for e in tx.events if e.event_name == "Liquidation")
-    # in full, not capped at the pool's ~$70 of fees (one unit of funding accrues in the block)
-    assert full_profit - 1 <= liq.realised_pnl <= full_profit
+    # in full, to the token unit, not capped at the pool's ~$70 of fees
+    assert liq.realised_pnl == full_profit
     assert ch.settlement(account) == before + liq.realised_pnl - liq.penalty
 
 
@@ -125,13 +135,15 @@ def test_oracle__backdated_round_while_halted__cannot_shorten_the_confirmation_d
     oracle.set_feed(asset, feed, 3_600, 1 * WAD, 1_000_000 * WAD, 20 * 10**16, 8 * 10**17, sender=deployer)
     accepted_at = feed.latestRoundData()[3]
     chain.pending_timestamp += 3_600
-    feed.update_answer(2_600 * 10**8, sender=deployer)  # +30%: trips
+    feed.updateAnswer(2_600 * 10**8, sender=deployer)  # +30%: trips
     oracle.sync(asset, sender=keeper)
     tripped_at = feed.latestRoundData()[3]
-    feed.update_round(3_400 * 10**8, accepted_at + 1, sender=deployer)  # third level, backdated
+    feed.updateRoundData(
+        feed.latest_round() + 1, 3_400 * 10**8, accepted_at + 1, accepted_at + 1, sender=deployer
+    )  # third level, backdated
     oracle.sync(asset, sender=keeper)
     chain.pending_timestamp += 600
-    feed.update_answer(3_410 * 10**8, sender=deployer)  # ten minutes after the trip
+    feed.updateAnswer(3_410 * 10**8, sender=deployer)  # ten minutes after the trip
     oracle.sync(asset, sender=keeper)
 
     st = oracle.vol(asset)

@@ -1,11 +1,13 @@
 """Governance of the Clearinghouse: who may call each setter, every risk-parameter bound with its
 exact message (checked by the Configurator, applied through the Clearinghouse's apply_*), the
-liquidation-spiral bound from both sides, pause roles, set_pool / set_configurator once, and
-the two-step ownership transfer of both contracts."""
+liquidation-spiral bound from both sides, pause roles, connect once (pool, configurator and
+liquidation engine), the liquidation parameters kept by the LiquidationEngine and set only through
+the Configurator, and the two-step ownership transfer of both owned contracts."""
 
 import ape
 import pytest
 
+from marginsim.protocol import account_id
 from tests.conftest import USDC, WAD
 
 NOT_OWNER = "ownable: caller is not the owner"
@@ -84,8 +86,7 @@ def events(receipt, name):
 
 
 CLEARINGHOUSE_OWNER_CALLS = {
-    "set_pool": lambda p, who: p.clearinghouse.set_pool(who, sender=who),
-    "set_configurator": lambda p, who: p.clearinghouse.set_configurator(who, sender=who),
+    "connect": lambda p, who: p.clearinghouse.connect(who, who, who, sender=who),
     "set_guardian": lambda p, who: p.clearinghouse.set_guardian(who, sender=who),
     "unpause": lambda p, who: p.clearinghouse.unpause(sender=who),
     "set_reduce_only-lift": lambda p, who: p.clearinghouse.set_reduce_only(1, False, sender=who),
@@ -98,6 +99,7 @@ CONFIGURATOR_OWNER_CALLS = {
     "list_market": lambda p, who: p.configurator.list_market(market_params(p.clearinghouse, 1), sender=who),
     "set_market": lambda p, who: p.configurator.set_market(1, market_params(p.clearinghouse, 1), sender=who),
     "set_liquidation_parameters": lambda p, who: p.configurator.set_liquidation_parameters(0, WAD // 2, 0, sender=who),
+    "set_underwater_tip": lambda p, who: p.configurator.set_underwater_tip(0, sender=who),
     "transfer_ownership": lambda p, who: p.configurator.transfer_ownership(who, sender=who),
 }
 
@@ -105,9 +107,17 @@ APPLY_CALLS = {
     "apply_collateral": lambda p, who: p.clearinghouse.apply_collateral(
         p.tokens["WETH"], 10**18, WAD // 2, 1, WAD // 10, True, sender=who
     ),
-    "apply_market": lambda p, who: p.clearinghouse.apply_market(1, market_params(p.clearinghouse, 1), sender=who),
-    "apply_liquidation_parameters": lambda p, who: p.clearinghouse.apply_liquidation_parameters(0, WAD // 2, 0, sender=who),
+    "apply_market": lambda p, who: p.clearinghouse.apply_market(1, market_params(p.clearinghouse, 1), 0, sender=who),
 }
+
+ENGINE_APPLY_CALLS = {
+    "apply_liquidation_parameters": lambda p, who: p.liquidation_engine.apply_liquidation_parameters(0, WAD, 0, sender=who),
+    "apply_underwater_tip": lambda p, who: p.liquidation_engine.apply_underwater_tip(WAD, sender=who),
+}
+
+
+def liquidation_parameters(engine):
+    return (engine.liquidation_buffer(), engine.full_liquidation_health(), engine.dust_notional(), engine.underwater_tip_rate())
 
 
 @pytest.mark.parametrize("setter", list(CLEARINGHOUSE_OWNER_CALLS))
@@ -137,10 +147,72 @@ def test_apply__not_configurator__reverts(protocol, request, setter, caller):
         APPLY_CALLS[setter](protocol, request.getfixturevalue(caller))
 
 
-def test_configurator__wired_to_the_clearinghouse(protocol, ch, configurator):
+ENGINE_ONLY_CALLS = {
+    "liquidation_close": lambda p, who: p.clearinghouse.liquidation_close(
+        account_id(who), 1, -WAD, 2_000 * WAD, 0, 20_000 * USDC, who, sender=who
+    ),
+    "seize_collateral": lambda p, who: p.clearinghouse.seize_collateral(account_id(who), 1, 1, 0, who, sender=who),
+}
+
+
+@pytest.mark.parametrize("caller", ["attacker", "deployer"], ids=["stranger", "clearinghouse-owner"])
+@pytest.mark.parametrize("function", list(ENGINE_ONLY_CALLS))
+def test_liquidation_calls__not_engine__reverts(protocol, ch, request, function, caller):
+    """Closing at a chosen price, paying a chosen reward, seizing collateral: only the engine,
+    which sized and priced them from a snapshot in the same transaction."""
+    insurance = ch.insurance_balance()
+    with ape.reverts("clearinghouse: not liquidation engine"):
+        ENGINE_ONLY_CALLS[function](protocol, request.getfixturevalue(caller))
+    assert ch.insurance_balance() == insurance
+
+
+@pytest.mark.parametrize("market", [0, 3, 2**256 - 1])
+def test_liquidation_snapshot__unknown_market__reverts(ch, trader, market):
+    with ape.reverts("clearinghouse: unknown market"):
+        ch.liquidation_snapshot(account_id(trader), market)
+
+
+@pytest.mark.parametrize("caller", ["attacker", "deployer", "guardian"], ids=["stranger", "owner", "guardian"])
+@pytest.mark.parametrize("setter", list(ENGINE_APPLY_CALLS))
+def test_engine_apply__not_configurator__reverts(protocol, engine, request, setter, caller):
+    """The liquidation parameters live in the engine, but their bounds in the Configurator:
+    nobody else may set them, not even the owner of the Clearinghouse and the Configurator."""
+    before = liquidation_parameters(engine)
+    with ape.reverts("liquidation: not configurator"):
+        ENGINE_APPLY_CALLS[setter](protocol, request.getfixturevalue(caller))
+    assert liquidation_parameters(engine) == before
+
+
+def test_engine_apply__a_second_configurator__reverts(project, protocol, deployer, engine):
+    """A second Configurator, even on the same Clearinghouse, is not the one it was connected to."""
+    rogue = deployer.deploy(project.Configurator, protocol.clearinghouse)
+    before = liquidation_parameters(engine)
+    with ape.reverts("liquidation: not configurator"):
+        rogue.set_underwater_tip(0, sender=deployer)
+    with ape.reverts("liquidation: not configurator"):
+        rogue.set_liquidation_parameters(0, WAD // 2, 0, sender=deployer)
+    assert liquidation_parameters(engine) == before
+
+
+def test_configurator__wired_to_the_clearinghouse(protocol, ch, configurator, engine):
     assert ch.configurator() == configurator.address
     assert configurator.CLEARINGHOUSE() == ch.address
     assert configurator.ORACLE() == protocol.oracle.address
+    assert ch.pool() == protocol.pool.address
+    assert ch.liquidation_engine() == engine.address
+    assert engine.CLEARINGHOUSE() == ch.address
+    assert engine.ORACLE() == protocol.oracle.address
+    assert engine.SETTLEMENT_TO_WAD() == ch.SETTLEMENT_TO_WAD() == 10**12
+
+
+def test_liquidation_parameters__deployed_from_the_config__read_from_the_engine(protocol, engine):
+    config = protocol.config
+    assert liquidation_parameters(engine) == (
+        int(config.liquidation_buffer * 10**18),
+        int(config.full_liquidation_health * 10**18),
+        int(config.dust_notional_usd) * WAD,
+        2 * 10**15,
+    )
 
 
 # ---------------------------------------------------------------- set_market / list_market bounds
@@ -288,8 +360,8 @@ def test_list_market__unpriced_asset__reverts(ch, configurator, deployer, eth_ma
 # ---------------------------------------------------------------- the liquidation spiral bound
 
 
-def test_spiral__set_market_penalty_at_bound__reverts_just_below__accepted(ch, configurator, deployer, eth_market):
-    buffer = ch.liquidation_buffer()
+def test_spiral__set_market_penalty_at_bound__reverts_just_below__accepted(ch, configurator, deployer, eth_market, engine):
+    buffer = engine.liquidation_buffer()
     base_mmr = ch.markets(eth_market).base_mmr
     bound = (WAD + buffer) * base_mmr // WAD  # the penalty must stay strictly below this
     with ape.reverts("configurator: liquidation spiral"):
@@ -309,7 +381,7 @@ def test_spiral__set_market_base_mmr_too_low_for_penalty__reverts(ch, configurat
 
 
 @pytest.mark.parametrize("market_name", ["ETH-PERP", "BTC-PERP"])
-def test_spiral__lowering_buffer__reverts_below_the_bound(protocol, ch, configurator, deployer, market_name):
+def test_spiral__lowering_buffer__reverts_below_the_bound(protocol, ch, configurator, deployer, market_name, engine):
     """A lower buffer tightens the bound: with penalty 3.2% on base 3%, a buffer of 0.1 is safe
     but one of about 0.0667 or less would make every partial liquidation lower health."""
     market = protocol.markets[market_name]
@@ -318,29 +390,29 @@ def test_spiral__lowering_buffer__reverts_below_the_bound(protocol, ch, configur
     base_mmr = ch.markets(market).base_mmr
     safe = smallest_safe_buffer(penalty, base_mmr)
     assert 6 * 10**16 < safe < 7 * 10**16
-    health, dust = ch.full_liquidation_health(), ch.dust_notional()
+    health, dust = engine.full_liquidation_health(), engine.dust_notional()
 
     for unsafe in (0, 5 * 10**16, safe - 1):
         with ape.reverts("configurator: liquidation spiral"):
             configurator.set_liquidation_parameters(unsafe, health, dust, sender=deployer)
-    assert ch.liquidation_buffer() == 10**17  # unchanged
+    assert engine.liquidation_buffer() == 10**17  # unchanged
 
     configurator.set_liquidation_parameters(safe, health, dust, sender=deployer)
-    assert ch.liquidation_buffer() == safe
+    assert engine.liquidation_buffer() == safe
     # and at that buffer the market cannot be moved onto the spiral either
     with ape.reverts("configurator: liquidation spiral"):
         configurator.set_market(market, market_params(ch, market, penalty=penalty + 1), sender=deployer)
 
 
-def test_spiral__raising_buffer__always_allowed(ch, configurator, deployer):
-    configurator.set_liquidation_parameters(5 * 10**17, ch.full_liquidation_health(), ch.dust_notional(), sender=deployer)
-    assert ch.liquidation_buffer() == 5 * 10**17
+def test_spiral__raising_buffer__always_allowed(ch, configurator, deployer, engine):
+    configurator.set_liquidation_parameters(5 * 10**17, engine.full_liquidation_health(), engine.dust_notional(), sender=deployer)
+    assert engine.liquidation_buffer() == 5 * 10**17
 
 
-def test_spiral__default_markets__safe_at_zero_buffer(ch, configurator, deployer):
+def test_spiral__default_markets__safe_at_zero_buffer(ch, configurator, deployer, engine):
     # penalty 2% < base 3%: no buffer is needed
-    configurator.set_liquidation_parameters(0, ch.full_liquidation_health(), ch.dust_notional(), sender=deployer)
-    assert ch.liquidation_buffer() == 0
+    configurator.set_liquidation_parameters(0, engine.full_liquidation_health(), engine.dust_notional(), sender=deployer)
+    assert engine.liquidation_buffer() == 0
 
 
 # ---------------------------------------------------------------- set_liquidation_parameters bounds
@@ -355,23 +427,27 @@ LIQUIDATION_VIOLATIONS = {
 
 
 @pytest.mark.parametrize("case", list(LIQUIDATION_VIOLATIONS))
-def test_set_liquidation_parameters__bound_violated__reverts(ch, configurator, deployer, case):
+def test_set_liquidation_parameters__bound_violated__reverts(ch, configurator, deployer, case, engine):
     args, message = LIQUIDATION_VIOLATIONS[case]
-    before = (ch.liquidation_buffer(), ch.full_liquidation_health(), ch.dust_notional())
+    before = (engine.liquidation_buffer(), engine.full_liquidation_health(), engine.dust_notional())
     with ape.reverts(message):
         configurator.set_liquidation_parameters(*args, sender=deployer)
-    assert (ch.liquidation_buffer(), ch.full_liquidation_health(), ch.dust_notional()) == before
+    assert (engine.liquidation_buffer(), engine.full_liquidation_health(), engine.dust_notional()) == before
 
 
-def test_set_liquidation_parameters__at_bounds__applied_with_event(ch, configurator, deployer):
+def test_set_liquidation_parameters__at_bounds__applied_with_event(ch, configurator, deployer, engine):
     tx = configurator.set_liquidation_parameters(WAD // 2, WAD, 10_000 * WAD, sender=deployer)
-    assert (ch.liquidation_buffer(), ch.full_liquidation_health(), ch.dust_notional()) == (WAD // 2, WAD, 10_000 * WAD)
+    assert (engine.liquidation_buffer(), engine.full_liquidation_health(), engine.dust_notional()) == (
+        WAD // 2,
+        WAD,
+        10_000 * WAD,
+    )
     [event] = events(tx, "LiquidationParametersSet")
     assert (event.buffer, event.full_liquidation_health, event.dust_notional) == (WAD // 2, WAD, 10_000 * WAD)
     # the other ends; full-liquidation health cannot go below 0.5 here, as the listed markets'
     # caps sit at the premium bound (test_premium_bound__lowering_full_liquidation_health__reverts)
     configurator.set_liquidation_parameters(0, WAD // 2, 0, sender=deployer)
-    assert (ch.liquidation_buffer(), ch.full_liquidation_health(), ch.dust_notional()) == (0, WAD // 2, 0)
+    assert (engine.liquidation_buffer(), engine.full_liquidation_health(), engine.dust_notional()) == (0, WAD // 2, 0)
 
 
 # ---------------------------------------------------------------- collateral setters
@@ -550,7 +626,7 @@ def test_set_reduce_only__unknown_market__reverts(ch, deployer):
         ch.set_reduce_only(3, True, sender=deployer)
 
 
-# ---------------------------------------------------------------- set_pool, set_configurator
+# ---------------------------------------------------------------- connect
 
 
 @pytest.fixture
@@ -558,30 +634,76 @@ def fresh_clearinghouse(project, protocol, deployer, usdc):
     return deployer.deploy(project.Clearinghouse, protocol.oracle, usdc, 6)
 
 
-def test_set_pool__already_set__reverts(protocol, ch, deployer, attacker):
-    with ape.reverts("clearinghouse: pool already set"):
-        ch.set_pool(attacker, sender=deployer)
-    assert ch.pool() == protocol.pool.address
+@pytest.fixture
+def fresh_parts(project, fresh_clearinghouse, deployer):
+    """A pool, a configurator and a liquidation engine deployed against the fresh clearinghouse."""
+    return (
+        deployer.deploy(project.LiquidityPool, fresh_clearinghouse, "fresh LP", "fLP"),
+        deployer.deploy(project.Configurator, fresh_clearinghouse),
+        deployer.deploy(project.LiquidationEngine, fresh_clearinghouse),
+    )
 
 
-def test_set_configurator__already_set__reverts(ch, configurator, deployer, attacker):
-    with ape.reverts("clearinghouse: configurator already set"):
-        ch.set_configurator(attacker, sender=deployer)
-    assert ch.configurator() == configurator.address
+def wiring(ch):
+    return (ch.pool(), ch.configurator(), ch.liquidation_engine())
 
 
-@pytest.mark.parametrize("setter", ["set_pool", "set_configurator"])
-def test_set_once__fresh_clearinghouse(fresh_clearinghouse, deployer, lp, attacker, setter):
-    set_once, read = getattr(fresh_clearinghouse, setter), getattr(fresh_clearinghouse, setter.removeprefix("set_"))
-    assert read() == ZERO_ADDRESS
-    with ape.reverts("clearinghouse: zero address"):
-        set_once(ZERO_ADDRESS, sender=deployer)
+@pytest.mark.parametrize("replacement", ["same", "attacker", "zero"])
+def test_connect__already_connected__reverts(protocol, ch, configurator, engine, deployer, attacker, replacement):
+    args = {
+        "same": (protocol.pool, configurator, engine),
+        "attacker": (attacker, attacker, attacker),
+        "zero": (ZERO_ADDRESS, ZERO_ADDRESS, ZERO_ADDRESS),
+    }[replacement]
+    with ape.reverts("clearinghouse: already connected"):
+        ch.connect(*args, sender=deployer)
+    assert wiring(ch) == (protocol.pool.address, configurator.address, engine.address)
+
+
+def test_connect__not_owner__reverts(fresh_clearinghouse, fresh_parts, attacker):
+    """Before the owner connects, nobody else can wire themselves in."""
     with ape.reverts(NOT_OWNER):
-        set_once(attacker, sender=attacker)
-    set_once(lp, sender=deployer)
-    assert read() == lp.address
-    with ape.reverts(f"clearinghouse: {setter.removeprefix('set_')} already set"):
-        set_once(attacker, sender=deployer)
+        fresh_clearinghouse.connect(attacker, attacker, attacker, sender=attacker)
+    with ape.reverts(NOT_OWNER):
+        fresh_clearinghouse.connect(*fresh_parts, sender=attacker)
+    assert wiring(fresh_clearinghouse) == (ZERO_ADDRESS,) * 3
+
+
+@pytest.mark.parametrize("zero", [(0,), (1,), (2,), (0, 1, 2)], ids=["pool", "configurator", "liquidation_engine", "all"])
+def test_connect__zero_address__reverts(fresh_clearinghouse, fresh_parts, deployer, zero):
+    args = [ZERO_ADDRESS if i in zero else part for i, part in enumerate(fresh_parts)]
+    with ape.reverts("clearinghouse: zero address"):
+        fresh_clearinghouse.connect(*args, sender=deployer)
+    assert wiring(fresh_clearinghouse) == (ZERO_ADDRESS,) * 3
+
+
+def test_connect__once__wires_all_three(fresh_clearinghouse, fresh_parts, deployer, attacker, usdc):
+    pool, configurator, engine = fresh_parts
+    assert wiring(fresh_clearinghouse) == (ZERO_ADDRESS,) * 3
+    fresh_clearinghouse.connect(pool, configurator, engine, sender=deployer)
+    assert wiring(fresh_clearinghouse) == (pool.address, configurator.address, engine.address)
+    # once: neither another set of contracts nor the same one again
+    with ape.reverts("clearinghouse: already connected"):
+        fresh_clearinghouse.connect(attacker, attacker, attacker, sender=deployer)
+    with ape.reverts("clearinghouse: already connected"):
+        fresh_clearinghouse.connect(pool, configurator, engine, sender=deployer)
+    assert wiring(fresh_clearinghouse) == (pool.address, configurator.address, engine.address)
+    # the configurator now reaches the engine, and only it does
+    configurator.set_liquidation_parameters(2 * 10**17, WAD, 50 * WAD, sender=deployer)
+    configurator.set_underwater_tip(10**15, sender=deployer)
+    assert liquidation_parameters(engine) == (2 * 10**17, WAD, 50 * WAD, 10**15)
+    with ape.reverts("liquidation: not configurator"):
+        engine.apply_underwater_tip(0, sender=deployer)
+    # and the core takes liquidation calls from the engine only
+    with ape.reverts("clearinghouse: not liquidation engine"):
+        fresh_clearinghouse.seize_collateral(1, 1, 0, 0, deployer, sender=deployer)
+
+
+def test_connect__engine_defaults_before_any_configuration(fresh_parts):
+    """A new engine starts at the Configurator's defaults (buffer 10%, full liquidation below
+    0.5, $100 dust, no tip), within every bound."""
+    engine = fresh_parts[2]
+    assert liquidation_parameters(engine) == (10**17, WAD // 2, 100 * WAD, 0)
 
 
 def test_constructor__settlement_above_18_decimals__reverts(project, protocol, deployer, usdc):
@@ -613,7 +735,7 @@ def test_ownership__clearinghouse_two_step_transfer(ch, deployer, guardian, atta
     ch.unpause(sender=guardian)
 
 
-def test_ownership__configurator_two_step_transfer(ch, configurator, deployer, guardian, attacker):
+def test_ownership__configurator_two_step_transfer(ch, configurator, deployer, guardian, attacker, engine):
     configurator.transfer_ownership(guardian, sender=deployer)
     assert configurator.pending_owner() == guardian.address
     assert configurator.owner() == deployer.address
@@ -626,7 +748,7 @@ def test_ownership__configurator_two_step_transfer(ch, configurator, deployer, g
     with ape.reverts(NOT_OWNER):
         configurator.set_liquidation_parameters(0, WAD // 2, 0, sender=deployer)
     configurator.set_liquidation_parameters(0, WAD // 2, 0, sender=guardian)
-    assert ch.liquidation_buffer() == 0
+    assert engine.liquidation_buffer() == 0
 
 
 @pytest.mark.parametrize("contract", ["clearinghouse", "configurator"])
@@ -645,18 +767,18 @@ def test_ownership__accept_without_transfer__reverts(protocol, attacker, contrac
         getattr(protocol, contract).accept_ownership(sender=attacker)
 
 
-def test_premium_bound__lowering_full_liquidation_health__reverts(ch, configurator, deployer, eth_market):
+def test_premium_bound__lowering_full_liquidation_health__reverts(ch, configurator, deployer, eth_market, engine):
     """The bound uses min(penalty, full_liquidation_health * base_mmr): at the default cap of
     7,500 ETH (S 1M, k 0.5, base 3%) a full-liquidation health below 0.5 would let a hedged pair
     farm the premium a liquidation leaves unpaid."""
-    buffer, dust = ch.liquidation_buffer(), ch.dust_notional()
+    buffer, dust = engine.liquidation_buffer(), engine.dust_notional()
     with ape.reverts("configurator: cap above premium bound"):
         configurator.set_liquidation_parameters(buffer, WAD // 2 - 1, dust, sender=deployer)
-    assert ch.full_liquidation_health() == WAD // 2
+    assert engine.full_liquidation_health() == WAD // 2
     configurator.set_liquidation_parameters(buffer, WAD // 2, dust, sender=deployer)
 
 
-def test_set_underwater_tip__bounds(ch, configurator, deployer, attacker, eth_market):
+def test_set_underwater_tip__bounds(ch, configurator, deployer, attacker, eth_market, engine):
     with ape.reverts("ownable: caller is not the owner"):
         configurator.set_underwater_tip(10**15, sender=attacker)
     with ape.reverts("configurator: bad tip"):
@@ -668,12 +790,13 @@ def test_set_underwater_tip__bounds(ch, configurator, deployer, attacker, eth_ma
     with ape.reverts("configurator: tip above maintenance"):
         configurator.set_underwater_tip(10**16, sender=deployer)
     tx = configurator.set_underwater_tip(10**16 - 1, sender=deployer)
-    assert ch.underwater_tip_rate() == 10**16 - 1
+    assert engine.underwater_tip_rate() == 10**16 - 1
     assert [e.rate for e in events(tx, "UnderwaterTipSet")] == [10**16 - 1]
     # and a market cannot then be set with a base rate at or below the tip
     with ape.reverts("configurator: tip above maintenance"):
         configurator.set_market(
             eth_market, market_params(ch, eth_market, base_mmr=10**16 - 1, penalty=10**15, oi_cap=100 * WAD), sender=deployer
         )
-    with ape.reverts("clearinghouse: not configurator"):
-        ch.apply_underwater_tip(0, sender=deployer)
+    with ape.reverts("liquidation: not configurator"):
+        engine.apply_underwater_tip(0, sender=deployer)
+    assert engine.underwater_tip_rate() == 10**16 - 1

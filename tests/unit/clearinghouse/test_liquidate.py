@@ -18,32 +18,34 @@ def drop_until_liquidatable(ch, set_price, account, start=2_000, step=0.02, floo
     return price
 
 
-def test_liquidate__healthy_account__reverts(ch, make_account, trader, keeper, eth_market):
+def test_liquidate__healthy_account__reverts(ch, make_account, trader, keeper, eth_market, engine):
     account = make_account(trader, collateral_usd=10_000, leverage=5)
     with ape.reverts("liquidation: account healthy"):
-        ch.liquidate(account, eth_market, 10**30, sender=keeper)
+        engine.liquidate(account, eth_market, 10**30, sender=keeper)
 
 
-def test_liquidate__zero_size__reverts(ch, make_account, trader, keeper, eth_market):
+def test_liquidate__zero_size__reverts(ch, make_account, trader, keeper, eth_market, engine):
     account = make_account(trader, collateral_usd=10_000, leverage=5)
     with ape.reverts("liquidation: zero size"):
-        ch.liquidate(account, eth_market, 0, sender=keeper)
+        engine.liquidate(account, eth_market, 0, sender=keeper)
 
 
-def test_liquidate__unknown_market__reverts(ch, make_account, trader, keeper):
+def test_liquidate__unknown_market__reverts(ch, make_account, trader, keeper, engine):
     account = make_account(trader, collateral_usd=10_000, leverage=5)
     with ape.reverts("clearinghouse: unknown market"):
-        ch.liquidate(account, 9, 10**30, sender=keeper)
+        engine.liquidate(account, 9, 10**30, sender=keeper)
 
 
-def test_liquidate__no_position_in_market__reverts(ch, make_account, trader, keeper, btc_market, set_price):
+def test_liquidate__no_position_in_market__reverts(ch, make_account, trader, keeper, btc_market, set_price, engine):
     account = make_account(trader, collateral_usd=10_000, leverage=10)
     drop_until_liquidatable(ch, set_price, account)
     with ape.reverts("liquidation: no position"):
-        ch.liquidate(account, btc_market, 10**30, sender=keeper)
+        engine.liquidate(account, btc_market, 10**30, sender=keeper)
 
 
-def test_liquidate__partial__closes_least_size_to_buffer(ch, protocol, make_account, trader, keeper, eth_market, set_price, usdc):
+def test_liquidate__partial__closes_least_size_to_buffer(
+    ch, protocol, make_account, trader, keeper, eth_market, set_price, usdc, engine
+):
     account = make_account(trader, collateral_usd=10_000, leverage=10)
     drop_until_liquidatable(ch, set_price, account, step=0.01)
     health_before = ch.health(account)
@@ -52,11 +54,11 @@ def test_liquidate__partial__closes_least_size_to_buffer(ch, protocol, make_acco
     insurance_before = ch.insurance_balance()
     keeper_before = usdc.balanceOf(keeper)
 
-    tx = ch.liquidate(account, eth_market, 10**30, sender=keeper)
+    tx = engine.liquidate(account, eth_market, 10**30, sender=keeper)
     event = liquidation_event(tx)
     size_after = ch.positions(account, eth_market).size
     assert 0 < size_after < size_before  # partial
-    target = WAD + ch.liquidation_buffer()
+    target = WAD + engine.liquidation_buffer()
     assert ch.health(account) >= target
     assert event.health_after == ch.health(account)
     assert event.health_after > health_before
@@ -78,41 +80,43 @@ def test_liquidate__partial__closes_least_size_to_buffer(ch, protocol, make_acco
     assert usdc.balanceOf(ch) == ch.settlement_held()
 
 
-def test_liquidate__deep_underwater_threshold__closes_everything(ch, make_account, trader, keeper, eth_market, set_price):
+def test_liquidate__deep_underwater_threshold__closes_everything(ch, make_account, trader, keeper, eth_market, set_price, engine):
     account = make_account(trader, collateral_usd=10_000, leverage=10)
     price = 2_000
-    while ch.health(account) >= ch.full_liquidation_health():
+    while ch.health(account) >= engine.full_liquidation_health():
         price *= 0.985
         set_price("WETH", price)
-    tx = ch.liquidate(account, eth_market, 10**30, sender=keeper)
+    tx = engine.liquidate(account, eth_market, 10**30, sender=keeper)
     assert ch.positions(account, eth_market).size == 0
     assert ch.market_mask(account) == 0
     assert liquidation_event(tx).health_after == 2**256 - 1
 
 
-def test_liquidate__max_size__caps_the_close(ch, make_account, trader, keeper, eth_market, set_price):
+def test_liquidate__max_size__caps_the_close(ch, make_account, trader, keeper, eth_market, set_price, engine):
     account = make_account(trader, collateral_usd=10_000, leverage=10)
     drop_until_liquidatable(ch, set_price, account, step=0.01)
     size = ch.positions(account, eth_market).size
-    tx = ch.liquidate(account, eth_market, WAD // 10, sender=keeper)
+    tx = engine.liquidate(account, eth_market, WAD // 10, sender=keeper)
     assert liquidation_event(tx).size_closed == -(WAD // 10)
     assert ch.positions(account, eth_market).size == size - WAD // 10
 
 
-def test_liquidate__dust_remainder__closed_too(ch, protocol, make_account, trader, keeper, eth_market, set_price, deployer):
+def test_liquidate__dust_remainder__closed_too(
+    ch, protocol, make_account, trader, keeper, eth_market, set_price, deployer, engine
+):
     # a dust threshold larger than any partial remainder forces a full close
     # the largest dust threshold ($10,000) against a $10,000 position: any partial remainder is dust
     protocol.configurator.set_liquidation_parameters(
-        ch.liquidation_buffer(), ch.full_liquidation_health(), 10_000 * WAD, sender=deployer
+        engine.liquidation_buffer(), engine.full_liquidation_health(), 10_000 * WAD, sender=deployer
     )
     account = make_account(trader, collateral_usd=1_000, leverage=10)
     drop_until_liquidatable(ch, set_price, account, step=0.01)
-    ch.liquidate(account, eth_market, 10**30, sender=keeper)
+    engine.liquidate(account, eth_market, 10**30, sender=keeper)
     assert ch.positions(account, eth_market).size == 0
 
 
 def test_liquidate__underwater__tip_then_bad_debt_to_insurance_then_pool(
-    ch, protocol, make_account, trader, keeper, eth_market, set_price, fund, usdc, guardian
+    ch, protocol, make_account, trader, keeper, eth_market, set_price, fund, usdc, guardian, engine
 ):
     fund(guardian, usdc, 1_000 * USDC)
     ch.fund_insurance(1_000 * USDC, sender=guardian)
@@ -123,13 +127,13 @@ def test_liquidate__underwater__tip_then_bad_debt_to_insurance_then_pool(
     assert e < 0
     settlement_before = ch.settlement(account)
     keeper_before = usdc.balanceOf(keeper)
-    tx = ch.liquidate(account, eth_market, 10**30, sender=keeper)
+    tx = engine.liquidate(account, eth_market, 10**30, sender=keeper)
     event = liquidation_event(tx)
     bad = next(ev for ev in tx.events if ev.event_name == "BadDebt")
     # no penalty from an account with nothing left: the keeper is tipped by the insurance fund,
     # tip_rate (0.2%) of the closed notional, here about $170
     closed_notional = -event.size_closed * event.price // WAD
-    tip = closed_notional * ch.underwater_tip_rate() // WAD // 10**12
+    tip = closed_notional * engine.underwater_tip_rate() // WAD // 10**12
     assert event.penalty == 0
     assert event.keeper_reward == tip > 100 * USDC
     assert usdc.balanceOf(keeper) - keeper_before == tip
@@ -147,7 +151,7 @@ def test_liquidate__underwater__tip_then_bad_debt_to_insurance_then_pool(
 
 
 def test_liquidate__underwater_tip__only_for_a_whole_close(
-    ch, make_account, trader, keeper, eth_market, set_price, fund, usdc, guardian
+    ch, make_account, trader, keeper, eth_market, set_price, fund, usdc, guardian, engine
 ):
     """Splitting the close of an underwater position into pieces must not multiply the tip."""
     fund(guardian, usdc, 20_000 * USDC)
@@ -158,34 +162,34 @@ def test_liquidate__underwater_tip__only_for_a_whole_close(
     size = ch.positions(account, eth_market).size
     rewards = []
     for _ in range(3):
-        tx = ch.liquidate(account, eth_market, size // 4, sender=keeper)
+        tx = engine.liquidate(account, eth_market, size // 4, sender=keeper)
         rewards.append(liquidation_event(tx).keeper_reward)
     assert rewards == [0, 0, 0]  # pieces of an underwater position earn nothing
-    tx = ch.liquidate(account, eth_market, 10**30, sender=keeper)
+    tx = engine.liquidate(account, eth_market, 10**30, sender=keeper)
     event = liquidation_event(tx)
     # the last call closes the rest: tipped on what it closed (a quarter), capped at $1,000
     assert (
         event.keeper_reward
-        == min(-event.size_closed * event.price // WAD * ch.underwater_tip_rate() // WAD, 1_000 * WAD) // 10**12
+        == min(-event.size_closed * event.price // WAD * engine.underwater_tip_rate() // WAD, 1_000 * WAD) // 10**12
     )
 
 
-def test_liquidate__underwater_tip__capped_by_the_insurance_fund(ch, make_account, trader, keeper, eth_market, set_price):
+def test_liquidate__underwater_tip__capped_by_the_insurance_fund(ch, make_account, trader, keeper, eth_market, set_price, engine):
     assert ch.insurance_balance() == 0
     account = make_account(trader, collateral_usd=10_000, leverage=10)
     for price in (1_900, 1_800, 1_700):
         set_price("WETH", price)
-    tx = ch.liquidate(account, eth_market, 10**30, sender=keeper)
+    tx = engine.liquidate(account, eth_market, 10**30, sender=keeper)
     assert liquidation_event(tx).keeper_reward == 0  # an empty fund tips nothing
 
 
-def test_liquidate__self_liquidation__owner_loses(ch, make_account, trader, accounts, eth_market, set_price, usdc):
+def test_liquidate__self_liquidation__owner_loses(ch, make_account, trader, accounts, eth_market, set_price, usdc, engine):
     second_address = accounts[7]
     account = make_account(trader, collateral_usd=10_000, leverage=10)
     drop_until_liquidatable(ch, set_price, account, step=0.01)
     e_before, _, _ = ch.margin(account)
     wallet_before = usdc.balanceOf(second_address)
-    tx = ch.liquidate(account, eth_market, 10**30, sender=second_address)
+    tx = engine.liquidate(account, eth_market, 10**30, sender=second_address)
     event = liquidation_event(tx)
     e_after, _, _ = ch.margin(account)
     gained = (usdc.balanceOf(second_address) - wallet_before) * 10**12
@@ -195,7 +199,9 @@ def test_liquidate__self_liquidation__owner_loses(ch, make_account, trader, acco
     assert lost - gained >= (event.penalty - event.keeper_reward) * 10**12 - 10**12
 
 
-def test_liquidate__collateral_then_bad_debt(ch, protocol, fund, trader, keeper, eth_market, set_price, usdc, seeded_pool):
+def test_liquidate__collateral_then_bad_debt(
+    ch, protocol, fund, trader, keeper, eth_market, set_price, usdc, seeded_pool, engine
+):
     weth = protocol.tokens["WETH"]
     fund(trader, weth, 5 * WAD)  # $10,000 of WETH at a 0.85 haircut
     ch.deposit(weth, 5 * WAD, 0, sender=trader)
@@ -203,16 +209,16 @@ def test_liquidate__collateral_then_bad_debt(ch, protocol, fund, trader, keeper,
     ch.trade(eth_market, 40 * WAD, 0, 0, sender=trader)  # long 40 ETH on WETH collateral
     for price in (1_900, 1_800, 1_700, 1_600):
         set_price("WETH", price)
-    ch.liquidate(account, eth_market, 10**30, sender=keeper)
+    engine.liquidate(account, eth_market, 10**30, sender=keeper)
     assert ch.market_mask(account) == 0
     e, _, _ = ch.margin(account)
     assert e < 0 and ch.settlement(account) < 0  # debt waits for the collateral sale
 
     with ape.reverts("liquidation: zero amount"):
-        ch.liquidate_collateral(account, weth, 0, sender=keeper)
+        engine.liquidate_collateral(account, weth, 0, sender=keeper)
     debt = -ch.settlement(account)
     fund(keeper, usdc, debt * 2)
-    tx = ch.liquidate_collateral(account, weth, 10**30, sender=keeper)
+    tx = engine.liquidate_collateral(account, weth, 10**30, sender=keeper)
     sale = next(ev for ev in tx.events if ev.event_name == "CollateralLiquidation")
     price = protocol.oracle.price(weth)
     discount = ch.collaterals(1).liquidation_discount
@@ -226,22 +232,22 @@ def test_liquidate__collateral_then_bad_debt(ch, protocol, fund, trader, keeper,
     assert weth.balanceOf(ch) == ch.collaterals(1).total
 
 
-def test_liquidate_collateral__positions_open__reverts(ch, protocol, make_account, trader, keeper):
+def test_liquidate_collateral__positions_open__reverts(ch, protocol, make_account, trader, keeper, engine):
     account = make_account(trader, collateral_usd=10_000, leverage=5)
     with ape.reverts("liquidation: close positions first"):
-        ch.liquidate_collateral(account, protocol.tokens["WETH"], 1, sender=keeper)
+        engine.liquidate_collateral(account, protocol.tokens["WETH"], 1, sender=keeper)
 
 
-def test_liquidate_collateral__solvent_account__reverts(ch, protocol, fund, trader, keeper):
+def test_liquidate_collateral__solvent_account__reverts(ch, protocol, fund, trader, keeper, engine):
     weth = protocol.tokens["WETH"]
     fund(trader, weth, WAD)
     ch.deposit(weth, WAD, 0, sender=trader)
     with ape.reverts("liquidation: account healthy"):
-        ch.liquidate_collateral(account_id(trader), weth, WAD, sender=keeper)
+        engine.liquidate_collateral(account_id(trader), weth, WAD, sender=keeper)
 
 
 def test_liquidate__dust_position_in_second_market__does_not_block(
-    ch, protocol, make_account, trader, keeper, eth_market, btc_market, set_price, fund, usdc
+    ch, protocol, make_account, trader, keeper, eth_market, btc_market, set_price, fund, usdc, engine
 ):
     # 20 ETH long on $10k plus a $30 BTC position: once health is low, closing ETH in full must
     # not revert just because the account keeps its BTC dust
@@ -254,12 +260,12 @@ def test_liquidate__dust_position_in_second_market__does_not_block(
         set_price("WETH", price)
     e, _, _ = ch.margin(account)
     assert e > 0
-    ch.liquidate(account, eth_market, 10**30, sender=keeper)
+    engine.liquidate(account, eth_market, 10**30, sender=keeper)
     assert ch.positions(account, eth_market).size == 0
     # the penalty left equity for the position still open
     e_after, _, _ = ch.margin(account)
     assert e_after > 0
-    ch.liquidate(account, btc_market, 10**30, sender=keeper) if ch.health(account) < WAD else None
+    engine.liquidate(account, btc_market, 10**30, sender=keeper) if ch.health(account) < WAD else None
     assert usdc.balanceOf(ch) == ch.settlement_held()
 
 
@@ -291,7 +297,7 @@ def test_liquidate__no_settlement_tokens_on_hand__reward_credited_not_blocked(pr
     victim = account_id(trader)
     assert ch.health(victim) < WAD and usdc.balanceOf(ch) == 0
 
-    tx = ch.liquidate(victim, p.markets["ETH-PERP"], 2**256 - 1, sender=keeper)
+    tx = p.liquidation_engine.liquidate(victim, p.markets["ETH-PERP"], 2**256 - 1, sender=keeper)
     reward = int(liquidation_event(tx).keeper_reward)
     assert reward > 0
     assert usdc.balanceOf(keeper) == 0

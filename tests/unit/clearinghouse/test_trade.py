@@ -6,6 +6,7 @@ import dataclasses
 import ape
 import pytest
 
+from marginsim import risk
 from marginsim.protocol import account_id
 from tests.conftest import USDC, WAD
 
@@ -47,11 +48,7 @@ def _ceil_div(a, b):
 
 
 def expected_fill(price, skew, size_delta, skew_scale):
-    premium = _trunc_div((2 * skew + size_delta) * WAD, 2 * skew_scale)
-    factor = max(WAD + premium, 0)
-    if size_delta > 0:
-        return _ceil_div(price * factor, WAD) + 1
-    return price * factor // WAD
+    return risk.fill_price(price, skew, size_delta, skew_scale)
 
 
 def expected_fee(size_delta, fill, fee_rate):

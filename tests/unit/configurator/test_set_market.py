@@ -3,6 +3,7 @@ from dataclasses import replace
 import ape
 
 from marginsim.protocol import MarketConfig
+from marginsim.risk import vol_unit
 from tests.conftest import WAD
 
 
@@ -19,15 +20,20 @@ def test_set_market__cap_above_premium_bound__reverts(protocol, deployer, eth_ma
 
 
 def test_apply_market__not_configurator__reverts(protocol, deployer, eth_market, attacker):
-    params = MarketConfig("ETH-PERP", "WETH").params(protocol.tokens["WETH"].address)
+    config = MarketConfig("ETH-PERP", "WETH")
+    params = config.params(protocol.tokens["WETH"].address)
+    unit = vol_unit(params[4], params[5])
     with ape.reverts("clearinghouse: not configurator"):
-        protocol.clearinghouse.apply_market(eth_market, params, sender=attacker)
+        protocol.clearinghouse.apply_market(eth_market, params, unit, sender=attacker)
     with ape.reverts("clearinghouse: not configurator"):
-        protocol.clearinghouse.apply_market(eth_market, params, sender=deployer)
+        protocol.clearinghouse.apply_market(eth_market, params, unit, sender=deployer)
 
 
-def test_set_configurator__only_once(protocol, deployer, attacker):
+def test_connect__only_once(protocol, deployer, attacker):
+    ch = protocol.clearinghouse
     with ape.reverts("ownable: caller is not the owner"):
-        protocol.clearinghouse.set_configurator(attacker, sender=attacker)
-    with ape.reverts("clearinghouse: configurator already set"):
-        protocol.clearinghouse.set_configurator(attacker, sender=deployer)
+        ch.connect(attacker, attacker, attacker, sender=attacker)
+    with ape.reverts("clearinghouse: already connected"):
+        ch.connect(attacker, attacker, attacker, sender=deployer)
+    assert ch.configurator() == protocol.configurator.address
+    assert ch.liquidation_engine() == protocol.liquidation_engine.address

@@ -76,7 +76,7 @@ def open_position(protocol, who, collateral_usd, size):
 
 def set_eth_price(protocol, deployer, price_usd):
     feed = protocol.feeds["WETH"]
-    feed.update_answer(int(price_usd * 10 ** feed.decimals()), sender=deployer)
+    feed.updateAnswer(int(price_usd * 10 ** feed.decimals()), sender=deployer)
     protocol.oracle.sync(protocol.tokens["WETH"], sender=deployer)
 
 

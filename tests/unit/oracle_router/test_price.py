@@ -35,10 +35,10 @@ def test_price__unknown_asset__reverts(oracle, asset):
 
 
 def test_price__non_positive_answer__reverts(configured, feed, deployer, asset):
-    feed.update_answer(0, sender=deployer)
+    feed.updateAnswer(0, sender=deployer)
     with ape.reverts("oracle: non-positive answer"):
         configured.price(asset)
-    feed.update_answer(-5, sender=deployer)
+    feed.updateAnswer(-5, sender=deployer)
     with ape.reverts("oracle: non-positive answer"):
         configured.price(asset)
 
@@ -51,7 +51,13 @@ def test_price__stale_answer__reverts(configured, feed, deployer, asset, chain):
 
 
 def test_price__old_updated_at__reverts(configured, feed, deployer, asset, chain):
-    feed.update_round(2_000 * 10**8, chain.pending_timestamp - 2 * HOUR, sender=deployer)
+    feed.updateRoundData(
+        feed.latest_round() + 1,
+        2_000 * 10**8,
+        chain.pending_timestamp - 2 * HOUR,
+        chain.pending_timestamp - 2 * HOUR,
+        sender=deployer,
+    )
     with ape.reverts("oracle: stale answer"):
         configured.price(asset)
 
@@ -66,31 +72,33 @@ def test_price__at_heartbeat_edge__accepted(configured, feed, asset, chain):
 def test_price__answer_at_min_bound__reverts(oracle, deployer, make_aggregator, asset):
     feed = make_aggregator(price_usd=2_000)
     oracle.set_feed(asset, feed, HOUR, 1_500 * WAD, 10**6 * WAD, WAD, 8 * 10**17, sender=deployer)
-    feed.update_answer(1_500 * 10**8, sender=deployer)  # frozen at minAnswer, as LUNA's feed was
+    feed.updateAnswer(1_500 * 10**8, sender=deployer)  # frozen at minAnswer, as LUNA's feed was
     with ape.reverts("oracle: answer out of bounds"):
         oracle.price(asset)
-    feed.update_answer(10**6 * 10**8, sender=deployer)
+    feed.updateAnswer(10**6 * 10**8, sender=deployer)
     with ape.reverts("oracle: answer out of bounds"):
         oracle.price(asset)
 
 
 def test_price__unsynced_jump_beyond_deviation__reverts(configured, feed, deployer, asset):
-    feed.update_answer(2_500 * 10**8, sender=deployer)  # +25% against a 20% breaker
+    feed.updateAnswer(2_500 * 10**8, sender=deployer)  # +25% against a 20% breaker
     with ape.reverts("oracle: circuit breaker"):
         configured.price(asset)
 
 
 def test_price__unsynced_move_within_deviation__accepted(configured, feed, deployer, asset):
-    feed.update_answer(2_300 * 10**8, sender=deployer)
+    feed.updateAnswer(2_300 * 10**8, sender=deployer)
     assert configured.price(asset) == 2_300 * WAD
 
 
 def test_price__backdated_round_rejected_by_sync__still_checked_against_breaker(configured, feed, deployer, asset, chain, keeper):
     chain.pending_timestamp += 600
-    feed.update_answer(2_100 * 10**8, sender=deployer)
+    feed.updateAnswer(2_100 * 10**8, sender=deployer)
     configured.sync(asset, sender=keeper)
     # a round whose updatedAt is older than the accepted one: sync rejects it
-    feed.update_round(3_000 * 10**8, chain.pending_timestamp - 300, sender=deployer)
+    feed.updateRoundData(
+        feed.latest_round() + 1, 3_000 * 10**8, chain.pending_timestamp - 300, chain.pending_timestamp - 300, sender=deployer
+    )
     tx = configured.sync(asset, sender=keeper)
     assert [e.event_name for e in tx.events] == ["RoundRejected"]
     with ape.reverts("oracle: circuit breaker"):

@@ -24,7 +24,7 @@ def configured(oracle, deployer, feed, asset):
 
 def publish(feed, deployer, chain, price, after=600):
     chain.pending_timestamp += after
-    feed.update_answer(int(price * 10**8), sender=deployer)
+    feed.updateAnswer(int(price * 10**8), sender=deployer)
 
 
 def test_sync__breaker_trips_then_a_level_held_for_the_delay_clears(configured, feed, deployer, asset, chain, keeper):

@@ -1,0 +1,275 @@
+# pragma version ~=0.4.3
+# pragma nonreentrancy on
+"""
+@title LiquidationEngine
+@notice Permissionless liquidation of accounts below maintenance margin: sizes the least close
+        that restores health, prices the penalty and the keeper's pay, and sells the collateral
+        of accounts left in debt. It holds no funds: every token and every balance stays in the
+        Clearinghouse, which it drives through a narrow API (`liquidation_close` and
+        `seize_collateral`, which only this contract may call, and the `liquidation_snapshot`
+        view).
+@dev Liquidation is the rare path, so it lives in its own deployable, where it has room to
+     grow (auctions, gas-indexed pay, batches), and costs one cross-contract round trip
+     (a snapshot and a close, about 5,000 gas) instead of bytes in the core. The arithmetic
+     is the pure `risk` module, mirrored in Python by marginsim/risk.py.
+     Glossary: E equity, M maintenance requirement (WAD USD), h = E / M, b the buffer a
+     partial close restores (h' >= 1 + b), f the penalty rate, k the keeper's share of it.
+"""
+
+from .interfaces import IClearinghouse
+from .interfaces import ILiquidationEngine
+from .interfaces import IOracleRouter
+
+import constants as c
+import risk
+
+implements: ILiquidationEngine
+
+NO_POSITIONS_HEALTH: constant(uint256) = max_value(uint256)  # health of an account without positions
+MAX_TIP: constant(uint256) = 1_000 * 10**18  # $1,000: the most one underwater liquidation is tipped, WAD USD
+MASK_64: constant(uint256) = 2**64 - 1  # a packed WAD liquidation parameter
+MAX_BATCH: constant(uint256) = 64  # (account, market) pairs per liquidate_many call
+
+CLEARINGHOUSE: public(immutable(IClearinghouse))  # holds every balance; trusts only this engine to liquidate
+ORACLE: public(immutable(IOracleRouter))  # the Clearinghouse's price source
+SETTLEMENT_TO_WAD: public(immutable(uint256))  # 10 ** (18 - settlement decimals), as the Clearinghouse's
+
+# buffer b (a partial liquidation targets health >= 1 + b) | full-liquidation health << 64 |
+# dust notional << 128 (WAD; bounded by the Configurator to 0.5, 1 and $10,000): one slot
+_liquidation_params: uint256
+underwater_tip_rate: public(uint256)  # tip for closing a whole position, WAD of closed notional
+
+
+@deploy
+def __init__(clearinghouse: IClearinghouse):
+    CLEARINGHOUSE = clearinghouse
+    SETTLEMENT_TO_WAD = staticcall clearinghouse.SETTLEMENT_TO_WAD()
+    ORACLE = IOracleRouter(staticcall clearinghouse.ORACLE())
+    # the Configurator's defaults, within its bounds: buffer 10%, full liquidation below 0.5, $100 dust
+    self._liquidation_params = 10**17 | (5 * 10**17 << 64) | (100 * c.WAD << 128)
+
+
+@external
+def liquidate(account: uint256, market: uint256, max_size: uint256) -> uint256:
+    """
+    @notice Permissionless: close part of an account's position in `market` when its equity is
+            below its maintenance requirement, at the oracle price, charging a penalty on the
+            closed notional that is split between the caller and the insurance fund.
+    @dev Closes the least size that brings health back to 1 + buffer across size tiers
+         (`risk._least_close`); everything when health is below `full_liquidation_health`, when
+         health * mmr < penalty (the penalty is then capped at the equity share and no partial
+         close can raise health) or when the remainder would be under `dust_notional`; never
+         more than `max_size`. A close of a
+         whole position pays the caller at least the underwater tip. When the account is left
+         with no positions, no collateral and a negative balance, the shortfall is bad debt:
+         the insurance fund pays what it can, the pool the rest.
+    @param account The account id (owner << 96 | subaccount).
+    @param market The market to close in.
+    @param max_size Most base units the caller is willing to close, > 0.
+    @return Base units closed.
+    @custom:security The penalty is charged only out of the account's positive equity, so
+           self-liquidation through a second address loses (1 - keeper_share) * penalty. The
+           one payment from the insurance fund is the underwater tip on a whole close:
+           `underwater_tip_rate` of the closed notional (below every base maintenance rate, so
+           an account loses more than the tip to get there), at most $1,000 and at most the
+           fund. Only whole closes are tipped, so splitting cannot multiply the cap.
+    """
+    assert max_size > 0, "liquidation: zero size"
+    return self._liquidate(account, market, max_size, True)
+
+
+@external
+def liquidate_many(accounts: DynArray[uint256, MAX_BATCH], markets: DynArray[uint256, MAX_BATCH]) -> DynArray[uint256, MAX_BATCH]:
+    """
+    @notice Liquidate several (account, market) pairs in one call, each exactly as `liquidate`
+            with no size cap would; a pair that is no longer liquidatable (healthy, or its
+            position already closed by another keeper) is skipped, not reverted, so one lost
+            race does not sink the batch.
+    @param accounts Account ids, at most 64.
+    @param markets The market to close for each account (the same account may appear again
+           with another market).
+    @return Base units closed per pair (0 for a skipped pair).
+    @custom:security Every pair re-reads its account after the previous pair's close, so a
+           batch can never liquidate on stale health. Parameter errors (an unknown market)
+           still revert the whole batch.
+    """
+    assert len(accounts) == len(markets), "liquidation: length mismatch"
+    closed: DynArray[uint256, MAX_BATCH] = []
+    for i: uint256 in range(MAX_BATCH):
+        if i == len(accounts):
+            break
+        closed.append(self._liquidate(accounts[i], markets[i], max_value(uint256), False))
+    return closed
+
+
+@external
+def liquidate_collateral(account: uint256, token: address, max_amount: uint256) -> uint256:
+    """
+    @notice Buy collateral of an account that has no positions left and negative equity, at
+            the oracle price less the token's liquidation discount, paying settlement token
+            (approved to the Clearinghouse) that repays the account's debt. Never a zero bid:
+            the price is the oracle's.
+    @dev Sells at most what repays the debt, rounded up in units; the buyer's payment rounds
+         up. When the account is left with no collateral, the rest of the debt is bad debt.
+    @param account The account id.
+    @param token A collateral token the account holds.
+    @param max_amount Most token units the caller will buy, > 0.
+    @return Token units bought.
+    """
+    assert max_amount > 0, "liquidation: zero amount"
+    slot: uint256 = staticcall CLEARINGHOUSE.collateral_slot(token)
+    assert slot != 0, "clearinghouse: unknown token"
+    assert staticcall CLEARINGHOUSE.market_mask(account) == 0, "liquidation: close positions first"
+    equity: int256 = 0
+    maintenance: uint256 = 0
+    initial: uint256 = 0
+    equity, maintenance, initial = staticcall CLEARINGHOUSE.margin(account)
+    assert equity < 0, "liquidation: account healthy"
+    balance: uint256 = staticcall CLEARINGHOUSE.balances(account, slot)
+    assert balance > 0, "liquidation: no collateral"
+
+    col: IClearinghouse.Collateral = staticcall CLEARINGHOUSE.collaterals(slot)
+    price: uint256 = staticcall ORACLE.price(token)
+    discounted: uint256 = price * (c.WAD - col.liquidation_discount) // c.WAD  # WAD per unit
+    # equity < 0 with no positions: the settlement balance is a debt
+    debt: uint256 = convert(-(staticcall CLEARINGHOUSE.settlement(account)), uint256)
+    # units that repay the debt at the discounted price (rounded up, capped by the balance)
+    needed: uint256 = risk._ceil_div(debt * SETTLEMENT_TO_WAD * col.unit, discounted)
+    amount: uint256 = min(min(needed, balance), max_amount)
+    paid: uint256 = risk._ceil_div(amount * discounted, col.unit * SETTLEMENT_TO_WAD)  # the buyer rounds up
+    assert paid > 0, "liquidation: amount too small"
+
+    extcall CLEARINGHOUSE.seize_collateral(account, slot, amount, paid, msg.sender)
+    log ILiquidationEngine.CollateralLiquidation(account=account, token=token, liquidator=msg.sender, amount=amount, paid=paid)
+    return amount
+
+
+@external
+def apply_liquidation_parameters(buffer: uint256, full_liquidation_health: uint256, dust_notional: uint256):
+    """
+    @notice Configurator only: the liquidation buffer, deep-underwater health and dust notional,
+            checked against their bounds there.
+    @param buffer b, WAD: a partial close restores health 1 + b.
+    @param full_liquidation_health WAD: below it a liquidation closes the whole position.
+    @param dust_notional WAD USD: a remainder below it is closed too.
+    """
+    assert msg.sender == staticcall CLEARINGHOUSE.configurator(), "liquidation: not configurator"
+    self._liquidation_params = buffer | (full_liquidation_health << 64) | (dust_notional << 128)
+
+
+@external
+def apply_underwater_tip(rate: uint256):
+    """
+    @notice Configurator only: the tip rate for closing a whole position, checked there.
+    @param rate WAD of the closed notional.
+    """
+    assert msg.sender == staticcall CLEARINGHOUSE.configurator(), "liquidation: not configurator"
+    self.underwater_tip_rate = rate
+
+
+@view
+@external
+def liquidation_buffer() -> uint256:
+    """
+    @notice b: a partial liquidation closes the least size that restores health 1 + b, WAD.
+    @return b, WAD.
+    """
+    return self._liquidation_params & MASK_64
+
+
+@view
+@external
+def full_liquidation_health() -> uint256:
+    """
+    @notice Below this health a liquidation closes the whole position, WAD.
+    @return WAD.
+    """
+    return (self._liquidation_params >> 64) & MASK_64
+
+
+@view
+@external
+def dust_notional() -> uint256:
+    """
+    @notice A remainder below this notional is closed too, WAD USD.
+    @return WAD USD.
+    """
+    return self._liquidation_params >> 128
+
+
+def _liquidate(account: uint256, market: uint256, max_size: uint256, strict: bool) -> uint256:
+    """
+    @dev One liquidation (see `liquidate`). `strict`: revert when the account is healthy or has
+         no position in `market`; otherwise return 0 for such a pair (batches).
+    """
+    s: IClearinghouse.LiquidationSnapshot = staticcall CLEARINGHOUSE.liquidation_snapshot(account, market)
+    params: uint256 = self._liquidation_params
+    if not strict and (s.equity >= convert(s.maintenance, int256) or s.size == 0):
+        return 0
+    assert s.equity < convert(s.maintenance, int256), "liquidation: account healthy"
+    assert s.size != 0, "liquidation: no position"
+    health_before: uint256 = risk._health(s.equity, s.maintenance)
+
+    abs_size: uint256 = convert(abs(s.size), uint256)
+    mmr: uint256 = risk._snapshot_rates(s, abs_size)
+    close: uint256 = abs_size
+    # a partial close only where it can restore health: above full_liquidation_health, and where
+    # the penalty is not capped at the equity share (h * r < f): capped, it takes exactly the
+    # health the close frees and every partial close leaves h where it was
+    if health_before >= (params >> 64) & MASK_64 and risk._mul_down(health_before, mmr) >= s.penalty:
+        close = min(risk._least_close(s, params & MASK_64, SETTLEMENT_TO_WAD), abs_size)
+        if risk._mul_down(abs_size - close, s.price) < params >> 128:
+            close = abs_size  # the remainder would be dust
+    close = min(close, max_size)
+
+    closed_notional: uint256 = risk._mul_up(close, s.price)
+    penalty: uint256 = risk._liquidation_penalty(s.equity, s.maintenance, closed_notional, mmr, s.penalty, SETTLEMENT_TO_WAD)
+    keeper_reward: uint256 = penalty * s.keeper_share // c.WAD
+    if close == abs_size:
+        # a whole close pays at least the tip, topped up from the insurance fund (which has
+        # already received the penalty's share): without it, underwater positions rot
+        # (Maker, Black Thursday) or keepers wait for an account to sink
+        tip: uint256 = min(
+            min(risk._mul_down(closed_notional, self.underwater_tip_rate), MAX_TIP) // SETTLEMENT_TO_WAD,
+            s.insurance + penalty - keeper_reward,
+        )
+        keeper_reward = max(keeper_reward, tip)
+
+    size_delta: int256 = convert(close, int256)
+    if s.size > 0:
+        size_delta = -size_delta
+    result: IClearinghouse.LiquidationResult = extcall CLEARINGHOUSE.liquidation_close(
+        account, market, size_delta, s.price, penalty, keeper_reward, msg.sender
+    )
+
+    health_after: uint256 = NO_POSITIONS_HEALTH
+    if result.market_mask != 0:
+        # health after the close, from the values before and this market's change alone (the
+        # other markets did not move): `health()` afterwards returns exactly this number, unless
+        # the keeper's reward was credited to this very account (its account 0), which only raises it
+        scale: int256 = convert(SETTLEMENT_TO_WAD, int256)
+        equity_after: int256 = s.equity + result.pnl_change + (result.realised_pnl - convert(penalty, int256)) * scale
+        left: uint256 = abs_size - close
+        maintenance_after: uint256 = (
+            s.maintenance
+            - risk._mul_up(risk._mul_up(abs_size, s.price), mmr)
+            + risk._mul_up(risk._mul_up(left, s.price), risk._snapshot_rates(s, left))
+        )
+        health_after = risk._health(equity_after, maintenance_after)
+        if left != 0:
+            # a partial close must leave the account healthier; a whole market closed (deep or
+            # dust rule) may not, and the next call closes the next market
+            assert health_after >= health_before, "liquidation: health worsened"
+    log ILiquidationEngine.Liquidation(
+        account=account,
+        market=market,
+        liquidator=msg.sender,
+        size_closed=size_delta,
+        price=s.price,
+        realised_pnl=result.realised_pnl,
+        penalty=penalty,
+        keeper_reward=keeper_reward,
+        health_before=health_before,
+        health_after=health_after,
+    )
+    return close
