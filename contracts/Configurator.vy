@@ -186,13 +186,19 @@ def set_market(market: uint256, params: IClearinghouse.MarketParams):
            tip as the LiquidationEngine holds them now).
     @custom:security The new rates apply at once to every open position: raising a maintenance
            rate (base_mmr, tiers, vol_k, horizon) can make accounts liquidatable in the same
-           block; an oi_cap below the open interest only blocks increases. Reverts while the
+           block. The new oi_cap must hold the open interest already on each side (else
+           "configurator: cap below open interest"): with |skew| <= oi_cap <= skew_scale every
+           fill stays positive; a skew_scale lowered under the open interest would let a
+           reduction fill at 0 out of the pool (review v2). Reduce-only winds a market down.
+           Reverts while the
            asset's price does (stale, out of bounds, halted): the Clearinghouse accrues funding
            at the oracle price before it applies the change.
     """
     ownable._check_owner()
     assert market != 0 and market <= staticcall CLEARINGHOUSE.market_count(), "configurator: unknown market"
     assert params.asset == (staticcall CLEARINGHOUSE.markets(market)).asset, "configurator: asset fixed"
+    st: IClearinghouse.MarketState = staticcall CLEARINGHOUSE.market_state(market)
+    assert st.long_oi <= params.oi_cap and st.short_oi <= params.oi_cap, "configurator: cap below open interest"
     self._check_market(
         params, staticcall self._engine().liquidation_buffer(), staticcall self._engine().full_liquidation_health()
     )

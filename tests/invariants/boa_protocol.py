@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import boa
+from boa.contracts.vyper.vyper_contract import StorageVar
 from eth_utils import keccak
 
 from marginsim import risk
@@ -212,15 +213,9 @@ def seeded_world() -> World:
 
 # ------------------------------------------------------------------ reading the chain
 
-MASK_16 = 2**16 - 1
 MASK_64 = 2**64 - 1
-MASK_96 = 2**96 - 1
 MASK_128 = 2**128 - 1
-
-
-def int128(bits: int) -> int:
-    """A packed int128 field (two's complement in 128 bits), as `Clearinghouse._from_int128`."""
-    return bits - 2**128 if bits >= 2**127 else bits
+REDUCE_ONLY = 1  # a market's flag bit that `Clearinghouse.reduce_only(market)` reports
 
 
 @dataclass(frozen=True)
@@ -236,10 +231,10 @@ class Collateral:
 
 @dataclass
 class Ledger:
-    """Every number the Clearinghouse keeps, read straight from its storage (all keys ever
-    written, not just the accounts the fuzzer knows), and the LiquidationEngine's parameters,
-    zero entries dropped so that two ledgers compare equal exactly when the contracts' state is
-    the same."""
+    """Every number the Clearinghouse keeps, through its views, for every key its storage holds
+    (all keys ever written, not just the accounts the fuzzer knows), and the LiquidationEngine's
+    parameters, zero entries dropped so that two ledgers compare equal exactly when the
+    contracts' state is the same."""
 
     settlement: dict[int, int]  # account -> signed settlement balance, token units
     market_mask: dict[int, int]
@@ -301,75 +296,84 @@ class Ledger:
         return out
 
 
+@cache
+def storage_map(contract: Any, name: str) -> StorageVar:
+    """HashMap `name` of `contract`, in the contract itself or in a module it initializes (boa's
+    `contract._storage` lists only the contract's own variables); `.get()` dumps every key written."""
+
+    def find(layout: dict, module_t: Any) -> StorageVar | None:
+        if name in module_t.variables and "slot" in layout.get(name, {}):
+            return StorageVar(contract, layout[name]["slot"], module_t.variables[name].typ)
+        for alias, info in module_t.imported_modules.items():
+            if alias in layout and "slot" not in layout[alias]:
+                found = find(layout[alias], info.module_t)
+                if found is not None:
+                    return found
+        return None
+
+    found = find(contract.compiler_data.storage_layout["storage_layout"], contract.module_t)
+    assert found is not None, f"no storage variable {name!r} in {contract}"
+    return found
+
+
 def read_ledger(clearinghouse: Any, engine: Any) -> Ledger:
-    """Decode the Clearinghouse's packed storage (layout in contracts/Clearinghouse.vy) and the
-    LiquidationEngine's parameters (contracts/LiquidationEngine.vy)."""
-    storage = clearinghouse._storage
-    settlement, market_mask, collateral_mask = {}, {}, {}
-    for account, word in storage._accounts.get().items():
-        settlement[account] = int128(word & MASK_128)
-        market_mask[account] = (word >> 128) & MASK_16
-        collateral_mask[account] = word >> 144
+    """The Clearinghouse's ledger and the LiquidationEngine's parameters, every value read through
+    the contracts' own views (which decode their packing). Storage is read only for its keys:
+    which accounts, positions, balances, markets and collateral slots were ever written, so the
+    ledger covers every account, not just those the fuzzer knows."""
+    ch = clearinghouse
+    accounts = storage_map(ch, "_accounts").get()
     positions = {}
-    for account, per_market in storage._positions.get().items():
-        for market, word in per_market.items():
-            positions[(account, market)] = (int128(word >> 128), int128(word & MASK_128))
-    balances = {}
-    for account, per_slot in storage.balances.get().items():
-        for slot, amount in per_slot.items():
-            balances[(account, slot)] = amount
+    for account, per_market in storage_map(ch, "_positions").get().items():
+        for market in per_market:
+            position = ch.positions(account, market)
+            positions[(account, market)] = (position.size, position.cost)
+    balances = {
+        (account, slot): ch.balances(account, slot)
+        for account, per_slot in storage_map(ch, "balances").get().items()
+        for slot in per_slot
+    }
     # a hashmap dump also lists keys that were only read (e.g. an unknown market probed): keep
     # the listed markets and collaterals, whose asset or token is set
     zero = "0x0000000000000000000000000000000000000000"
-    markets = {
-        m: risk.MarketParams(**{k: (str(v) if k == "asset" else v) for k, v in dict(p).items()})
-        for m, p in storage.markets.get().items()
-        if str(dict(p)["asset"]) != zero
-    }
-    states, flags = {}, {}
-    for m, packed in storage._state.get().items():
-        if m not in markets:
-            continue
-        w = dict(packed)
-        oi, funding = w["open_interest"], w["funding"]
-        states[m] = risk.MarketState(
-            long_oi=oi & MASK_96,
-            short_oi=(oi >> 96) & MASK_96,
-            total_cost=int128(funding >> 128),
-            funding_index=int128(funding & MASK_128),
-            last_funding_time=oi >> 192,
-        )
-    for m, packed in storage._packed.get().items():
-        if m in markets:
-            flags[m] = dict(packed)["core"] >> 224
-    collaterals = {
-        slot: Collateral(**{k: (str(v) if k == "token" else v) for k, v in dict(col).items()})
-        for slot, col in storage.collaterals.get().items()
-        if str(dict(col)["token"]) != zero
-    }
-    funds = storage._funds.get()
-    liquidation = engine._storage._liquidation_params.get()
+    markets = {}
+    for m in storage_map(ch, "markets").get():
+        params = ch.markets(m)
+        if str(params.asset) != zero:
+            markets[m] = risk.MarketParams(**{k: (str(v) if k == "asset" else v) for k, v in params._asdict().items()})
+    states = {m: risk.MarketState(**ch.market_state(m)._asdict()) for m in markets}
+    # Only a market's reduce-only bit has a view: `paused()` is the Clearinghouse-wide switch, not
+    # the PAUSED bit pause() sets on every market (and on one listed while paused) and trade()
+    # checks. So the other flag bits are still read from storage, the top bits of the market's
+    # packed core word (`PackedMarket.core`: asset | imr_multiplier << 160 | flags << 224).
+    packed = storage_map(ch, "_packed").get()
+    flags = {m: (dict(packed[m])["core"] >> 224) & ~REDUCE_ONLY | int(ch.reduce_only(m)) for m in markets}
+    collaterals = {}
+    for slot in storage_map(ch, "collaterals").get():
+        col = ch.collaterals(slot)
+        if str(col.token) != zero:
+            collaterals[slot] = Collateral(**{k: (str(v) if k == "token" else v) for k, v in col._asdict().items()})
     return Ledger(
-        settlement=settlement,
-        market_mask=market_mask,
-        collateral_mask=collateral_mask,
+        settlement={account: ch.settlement(account) for account in accounts},
+        market_mask={account: ch.market_mask(account) for account in accounts},
+        collateral_mask={account: ch.collateral_mask(account) for account in accounts},
         positions=positions,
         balances=balances,
-        pool_balance=int128(funds & MASK_128),
-        insurance=funds >> 128,
-        settlement_held=storage.settlement_held.get(),
-        total_debt=storage.total_debt.get(),
-        total_bad_debt=storage.total_bad_debt.get(),
+        pool_balance=ch.pool_balance(),
+        insurance=ch.insurance_balance(),
+        settlement_held=ch.settlement_held(),
+        total_debt=ch.total_debt(),
+        total_bad_debt=ch.total_bad_debt(),
         markets=markets,
         states=states,
         flags=flags,
         collaterals=collaterals,
-        buffer=liquidation & MASK_64,
-        full_liquidation_health=(liquidation >> 64) & MASK_64,
-        dust_notional=liquidation >> 128,
-        underwater_tip_rate=engine._storage.underwater_tip_rate.get(),
-        paused=bool(storage.paused.get()),
-        guardian=str(storage.guardian.get()),
+        buffer=engine.liquidation_buffer(),
+        full_liquidation_health=engine.full_liquidation_health(),
+        dust_notional=engine.dust_notional(),
+        underwater_tip_rate=engine.underwater_tip_rate(),
+        paused=ch.paused(),
+        guardian=str(ch.guardian()),
     ).normalise()
 
 

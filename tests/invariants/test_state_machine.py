@@ -760,6 +760,9 @@ class Model:
             return Outcome("configurator: unknown market", ledger)
         if params.asset != ledger.markets[market].asset:
             return Outcome("configurator: asset fixed", ledger)
+        open_interest = ledger.states[market]
+        if open_interest.long_oi > params.oi_cap or open_interest.short_oi > params.oi_cap:
+            return Outcome("configurator: cap below open interest", ledger)
         message = self.market_params_error(params, ledger.buffer, ledger.full_liquidation_health)
         if message:
             return Outcome(message, ledger)

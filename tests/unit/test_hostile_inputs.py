@@ -2091,6 +2091,14 @@ def configurator_rows() -> list[Row]:
         ),
         R(
             "set_market",
+            "oi_cap below the open interest already on a side (a lower skew_scale could fill at 0)",
+            "owner",
+            lambda x, who: x.cfg.set_market(ETH, x.market_params(ETH, oi_cap=WAD), sender=who),
+            "configurator: cap below open interest",
+            setup=lambda x: open_long(x, "trader", 10_000, 2),
+        ),
+        R(
+            "set_market",
             "market's oracle halted (funding accrues first)",
             "owner",
             lambda x, who: x.cfg.set_market(ETH, x.market_params(ETH), sender=who),
