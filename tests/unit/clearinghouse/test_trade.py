@@ -369,15 +369,20 @@ def test_trade__open_interest_cap__per_side(ch, make_account, trade, set_eth_mar
         ch.trade(eth_market, -1, 0, 0, sender=attacker)
 
 
-def test_trade__open_interest_cap_lowered_below_oi__reduce_allowed_increase_refused(
+def test_trade__open_interest_cap_lowered_to_oi__reduce_allowed_increase_refused(
     ch, make_account, trade, set_eth_market, trader, eth_market
 ):
+    """A cap below the open interest is refused by the Configurator (a lowered skew_scale could
+    then fill a reduction at 0: review v2); a cap lowered to exactly the open interest allows
+    reductions and refuses any increase."""
     account = make_account(trader, collateral_usd=10_000)
     trade(trader, eth_market, 8 * WAD)
-    set_eth_market(oi_cap=5)
-    trade(trader, eth_market, -1 * WAD)  # 7 > cap, but a reduction
+    with ape.reverts("configurator: cap below open interest"):
+        set_eth_market(oi_cap=5)
+    set_eth_market(oi_cap=8)
     with ape.reverts("clearinghouse: open interest cap"):
         ch.trade(eth_market, 1, 0, 0, sender=trader)
+    trade(trader, eth_market, -1 * WAD)  # a reduction
     assert ch.positions(account, eth_market).size == 7 * WAD
 
 
