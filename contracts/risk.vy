@@ -110,7 +110,9 @@ def _market_rates(
 @pure
 def _vol_unit(vol_k: uint256, liquidation_horizon: uint256) -> uint256:
     """
-    @dev vol_k * sqrt(horizon / YEAR), WAD, rounded up: the rate one unit of sigma adds.
+    @dev vol_k * sqrt(horizon / YEAR), WAD: the rate one unit of sigma adds. The square root is
+         floored (isqrt), then the product with vol_k rounded up, so the unit can sit a few wei
+         below the exact value; every rate built on it rounds up again.
     """
     horizon: uint256 = isqrt(liquidation_horizon * c.WAD * c.WAD // c.SECONDS_PER_YEAR)
     return self._mul_up(vol_k, horizon)
