@@ -1,7 +1,8 @@
 """Review v2: the liquidation split (Clearinghouse core + LiquidationEngine), attacked.
 
-One xfail (strict) test per finding that still works against the code: it flips when fixed.
-Plain tests are attacks that were tried and failed, kept as proofs of the defence.
+The one finding (a lowered skew_scale filling a reduction at price 0) is fixed, and its test
+now proves the fix; the other tests are attacks that were tried and failed, kept as proofs of
+the defence.
 """
 
 from dataclasses import replace
@@ -45,7 +46,7 @@ def books_consistent(ch, usdc):
     assert usdc.balanceOf(ch) == ch.settlement_held()
 
 
-# ---------------------------------------------------------------- findings (xfail strict)
+# ---------------------------------------------------------------- the finding, fixed
 
 
 def test_finding_skew_scale_below_open_interest__refused_so_no_fill_at_zero(
