@@ -340,10 +340,9 @@ def test_attempts__cover_every_mutating_function_of_the_engine_and_the_core(scen
         assert mutating - tried == NOT_ATTEMPTED[name], name
 
 
-@pytest.mark.parametrize("entry", ["deposit", "withdraw", "liquidate_collateral"])
-def test_reentry__every_protocol_call_from_the_token_hook__reverts_on_the_lock(scene, project, chain, attacker, keeper, entry):
-    protocol = scene.protocol
-    watched = [
+def _watched_accounts(scene, keeper):
+    """Every account a re-entry could move: the attacker's, the liquidation targets, the keeper's."""
+    return [
         scene.evil_account,
         scene.attacker_account,
         scene.liquidatable,
@@ -351,6 +350,12 @@ def test_reentry__every_protocol_call_from_the_token_hook__reverts_on_the_lock(s
         scene.bankrupt,
         account_id(keeper),
     ]
+
+
+@pytest.mark.parametrize("entry", ["deposit", "withdraw", "liquidate_collateral"])
+def test_reentry__every_protocol_call_from_the_token_hook__reverts_on_the_lock(scene, project, chain, attacker, keeper, entry):
+    protocol = scene.protocol
+    watched = _watched_accounts(scene, keeper)
     weth = protocol.tokens["WETH"]
     price_outside = protocol.oracle.price(weth)
 
@@ -395,14 +400,7 @@ def test_reentry__strict_token__outer_call_reverts_and_nothing_moves(scene, proj
     """A token that does not swallow the failure takes the outer call down with it: the lock's
     bare revert bubbles up through the Clearinghouse, and every balance is as it was."""
     protocol = scene.protocol
-    watched = [
-        scene.evil_account,
-        scene.attacker_account,
-        scene.liquidatable,
-        scene.batch_liquidatable,
-        scene.bankrupt,
-        account_id(keeper),
-    ]
+    watched = _watched_accounts(scene, keeper)
     before = books(protocol, project, watched)
     wallets = (scene.evil.balanceOf(attacker), scene.evil.balanceOf(keeper), protocol.settlement.balanceOf(keeper))
     arm(scene, attacker, strict=True)

@@ -15,6 +15,7 @@ Regenerate the document after editing the table:
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -25,6 +26,7 @@ import ape
 import pytest
 from ape.exceptions import TransactionError
 
+from marginsim import risk
 from marginsim.protocol import DEFAULT_CONFIG, account_id, deploy_protocol
 from tests.conftest import USDC, WAD
 from tests.unit.hostile_inputs_table import DOC_PATH, render
@@ -42,21 +44,8 @@ NOT_OWNER = "ownable: caller is not the owner"
 NOT_NEW_OWNER = "ownable_2step: caller is not the new owner"
 NO_REASON = None  # a revert without a reason string (ABI decoding, checked arithmetic, no code)
 
-MARKET_FIELDS = (
-    "asset",
-    "base_mmr",
-    "tier_size",
-    "tier_mmr",
-    "vol_k",
-    "liquidation_horizon",
-    "imr_multiplier",
-    "fee",
-    "penalty",
-    "keeper_share",
-    "skew_scale",
-    "max_funding_rate",
-    "oi_cap",
-)
+# IClearinghouse.MarketParams in field order, as marginsim.risk mirrors it
+MARKET_FIELDS = tuple(f.name for f in dataclasses.fields(risk.MarketParams))
 
 # A token that lies, for the messages only a misbehaving ERC-20 reaches. mode 0: honest;
 # mode 1: transfer, transferFrom and approve return False and move nothing; mode 2: a transfer

@@ -4,9 +4,12 @@ liquidation-spiral bound from both sides, pause roles, connect once (pool, confi
 liquidation engine), the liquidation parameters kept by the LiquidationEngine and set only through
 the Configurator, and the two-step ownership transfer of both owned contracts."""
 
+import dataclasses
+
 import ape
 import pytest
 
+from marginsim import risk
 from marginsim.protocol import account_id
 from tests.conftest import USDC, WAD
 
@@ -16,21 +19,8 @@ ZERO_ADDRESS = "0x0000000000000000000000000000000000000000"
 HOUR = 3_600
 MAX_HORIZON = 7 * 86_400
 
-MARKET_FIELDS = (
-    "asset",
-    "base_mmr",
-    "tier_size",
-    "tier_mmr",
-    "vol_k",
-    "liquidation_horizon",
-    "imr_multiplier",
-    "fee",
-    "penalty",
-    "keeper_share",
-    "skew_scale",
-    "max_funding_rate",
-    "oi_cap",
-)
+# IClearinghouse.MarketParams in field order, as marginsim.risk mirrors it
+MARKET_FIELDS = tuple(f.name for f in dataclasses.fields(risk.MarketParams))
 
 
 @pytest.fixture(scope="module", autouse=True)
