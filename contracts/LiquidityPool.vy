@@ -57,15 +57,21 @@ CLEARINGHOUSE: public(immutable(IClearinghouse))  # holds the assets and the pos
 ORACLE: public(immutable(IOracleRouter))  # prices the positions
 SETTLEMENT_TO_WAD: immutable(uint256)  # 10 ** (18 - asset decimals)
 
+LOTS: constant(uint256) = 4  # deposits a holder can have in their cooldown at once
+MASK_192: constant(uint256) = 2**192 - 1  # a lot's shares
+
 # Shares minted by a deposit are locked for COOLDOWN: they can be neither redeemed nor
 # transferred until then, so a just-in-time LP (deposit, let a liquidation or an oracle round move
 # the value, redeem) cannot leave within the same 15 minutes, whatever address it tries to move
-# them to. Only minted shares are locked: a deposit made *to* someone else locks the depositor's
-# own money, never the receiver's shares that are out of their cooldown, so nobody can freeze
-# another LP's settled shares. It does restart the receiver's running cooldown, though: every
-# deposit sets unlocks_at to now + COOLDOWN for all the receiver's still-locked shares.
-locked_shares: public(HashMap[address, uint256])  # holder => shares minted in its cooldown
-unlocks_at: public(HashMap[address, uint256])  # holder => end of that cooldown
+# them to. Each deposit's shares are a lot with its own unlock time, so a deposit made *to*
+# someone never moves the unlock time of shares they already hold (a dust deposit every few
+# minutes cannot keep an LP locked in).
+_lots: HashMap[address, uint256[LOTS]]  # holder => lots: shares | unlocks_at << 192 (empty or past: free)
+
+
+struct Lot:
+    shares: uint256  # shares minted by one deposit (or several in one block)
+    unlocks_at: uint256  # when they become free to redeem or transfer
 
 
 @deploy
@@ -188,8 +194,10 @@ def deposit(assets: uint256, receiver: address) -> uint256:
     @param receiver Who gets the shares, locked for COOLDOWN (900 s).
     @return Shares minted.
     @custom:security Reverts "pool: insolvent" while shares are out and the value is <= 0: a new
-           deposit would otherwise pay the old LPs' losses. Depositing to someone else restarts
-           their running cooldown for every share of theirs still locked.
+           deposit would otherwise pay the old LPs' losses. The new shares are locked in a lot
+           of their own: shares the receiver already holds keep their unlock time. Reverts
+           "pool: too many locked deposits" when someone else deposits to a receiver that
+           already has LOTS (4) deposits in their cooldown.
     """
     shares: uint256 = self._to_shares(assets, False)
     self._deposit(receiver, assets, shares)
@@ -226,7 +234,7 @@ def mint(shares: uint256, receiver: address) -> uint256:
     @param receiver Who gets the shares, locked for COOLDOWN (900 s).
     @return Settlement token units pulled from the caller (approved to this pool).
     @custom:security As `deposit`: reverts "pool: insolvent" while shares are out and the value
-           is <= 0, and restarts `receiver`'s running cooldown.
+           is <= 0; the new shares are locked in a lot of their own, as for `deposit`.
     """
     assets: uint256 = self._to_assets(shares, True)
     self._deposit(receiver, assets, shares)
@@ -313,6 +321,47 @@ def redeem(shares: uint256, receiver: address, owner: address) -> uint256:
     return assets
 
 
+@view
+@external
+def locked_shares(holder: address) -> uint256:
+    """
+    @notice Shares of `holder` still in their cooldown (summed over its lots).
+    @param holder The share holder.
+    @return Shares that can be neither redeemed nor transferred yet.
+    """
+    return self._locked(holder)
+
+
+@view
+@external
+def unlocks_at(holder: address) -> uint256:
+    """
+    @notice When the last of `holder`'s locked shares become free; 0 when none are locked.
+    @param holder The share holder.
+    @return A timestamp, seconds.
+    """
+    latest: uint256 = 0
+    for lot: uint256 in self._lots[holder]:
+        if lot >> 192 > block.timestamp:
+            latest = max(latest, lot >> 192)
+    return latest
+
+
+@view
+@external
+def locked_lots(holder: address) -> DynArray[Lot, LOTS]:
+    """
+    @notice `holder`'s deposits still in their cooldown, each with its own unlock time.
+    @param holder The share holder.
+    @return The lots in storage order (at most LOTS).
+    """
+    lots: DynArray[Lot, LOTS] = []
+    for lot: uint256 in self._lots[holder]:
+        if lot >> 192 > block.timestamp:
+            lots.append(Lot(shares=lot & MASK_192, unlocks_at=lot >> 192))
+    return lots
+
+
 interface IERC20Decimals:
     def decimals() -> uint8: view
 
@@ -320,9 +369,46 @@ interface IERC20Decimals:
 @view
 def _free_shares(holder: address) -> uint256:
     balance: uint256 = erc20.balanceOf[holder]
-    if block.timestamp >= self.unlocks_at[holder]:
-        return balance
-    return balance - min(self.locked_shares[holder], balance)
+    return balance - min(self._locked(holder), balance)
+
+
+@view
+def _locked(holder: address) -> uint256:
+    locked: uint256 = 0
+    for lot: uint256 in self._lots[holder]:
+        if lot >> 192 > block.timestamp:
+            locked += lot & MASK_192
+    return locked
+
+
+def _lock(receiver: address, shares: uint256):
+    """
+    @dev Lock `shares` until now + COOLDOWN in a lot of their own: shares minted in the same block
+         join that block's lot, otherwise the first free lot (empty or past its unlock time)
+         takes them. With all LOTS in their cooldown, the holder's own deposit joins its latest
+         lot (restarting that lot's cooldown: the holder's choice), and a deposit from anyone
+         else is refused, so no third party can extend a lock.
+    """
+    until: uint256 = block.timestamp + COOLDOWN
+    lots: uint256[LOTS] = self._lots[receiver]
+    free: uint256 = LOTS
+    latest: uint256 = 0
+    for i: uint256 in range(LOTS):
+        t: uint256 = lots[i] >> 192
+        if t == until:
+            self._lots[receiver][i] = lots[i] + shares
+            return
+        if t <= block.timestamp:
+            if free == LOTS:
+                free = i
+        elif t > lots[latest] >> 192 or lots[latest] >> 192 <= block.timestamp:
+            latest = i
+    amount: uint256 = shares
+    if free == LOTS:
+        assert msg.sender == receiver, "pool: too many locked deposits"
+        free = latest
+        amount += lots[latest] & MASK_192
+    self._lots[receiver][free] = amount | (until << 192)
 
 
 @view
@@ -382,13 +468,10 @@ def _deposit(receiver: address, assets: uint256, shares: uint256):
     assert assets > 0 and shares > 0, "pool: zero amount"
     # an insolvent pool (value <= 0 with shares out) would hand a new LP's deposit to the old ones
     assert erc20.totalSupply == 0 or self._signed_value() > 0, "pool: insolvent"
+    self._lock(receiver, shares)
     assert extcall IERC20(asset).transferFrom(msg.sender, self, assets, default_return_value=True), "pool: transfer failed"
     extcall CLEARINGHOUSE.pool_deposit(assets)
     erc20._mint(receiver, shares)
-    if block.timestamp >= self.unlocks_at[receiver]:
-        self.locked_shares[receiver] = 0  # the last cooldown is over
-    self.locked_shares[receiver] += shares
-    self.unlocks_at[receiver] = block.timestamp + COOLDOWN
     log IERC4626.Deposit(sender=msg.sender, owner=receiver, assets=assets, shares=shares)
 
 

@@ -456,11 +456,19 @@ class Storage:
         return self.word(self.slot(*path))
 
     def entry(self, path: tuple[str, ...], *keys: Any) -> int:
+        return self.word(self.entry_slot(path, *keys))
+
+    def entry_words(self, path: tuple[str, ...], *keys: Any, count: int) -> list[int]:
+        """A HashMap entry that is a fixed array of `count` words (stored at consecutive slots)."""
+        slot = self.entry_slot(path, *keys)
+        return [self.word(slot + i) for i in range(count)]
+
+    def entry_slot(self, path: tuple[str, ...], *keys: Any) -> int:
         slot = self.slot(*path)
         for key in keys:
             key_int = key if isinstance(key, int) else int(str(getattr(key, "address", key)), 16)
             slot = int.from_bytes(keccak(slot.to_bytes(32, "big") + key_int.to_bytes(32, "big")), "big")
-        return self.word(slot)
+        return slot
 
 
 @cache

@@ -104,6 +104,7 @@ MAX_UINT = 2**256 - 1
 REDUCE_ONLY, PAUSED = 1, 2
 POOL_OFFSET = 10**6  # LiquidityPool's virtual shares (DECIMALS_OFFSET = 6)
 COOLDOWN = 900
+LOTS = 4  # LiquidityPool: deposits a holder can have in their cooldown at once
 
 # ------------------------------------------------------------------ profiles
 
@@ -196,8 +197,10 @@ class PoolLedger:
 
     total_supply: int
     balances: dict[str, int]
-    locked: dict[str, int]
-    unlocks_at: dict[str, int]
+    lots: dict[str, list[int]]  # holder => LOTS words: shares | unlocks_at << 192
+
+    def copy(self) -> "PoolLedger":
+        return PoolLedger(self.total_supply, dict(self.balances), {h: list(w) for h, w in self.lots.items()})
 
 
 @dataclass
@@ -643,8 +646,10 @@ class Model:
 
     # -------------------------------------------------------------- LiquidityPool
 
-    def pool_deposit(self, pool: PoolLedger, receiver: str, assets: int | None, shares: int | None) -> Outcome:
-        """deposit(assets) when `assets` is given, else mint(shares)."""
+    def pool_deposit(
+        self, pool: PoolLedger, receiver: str, assets: int | None, shares: int | None, sender: str | None = None
+    ) -> Outcome:
+        """deposit(assets) when `assets` is given, else mint(shares), by `sender` (None: the receiver)."""
         try:
             total_assets = self.total_assets(self.ledger)
             if assets is not None:
@@ -660,23 +665,44 @@ class Model:
         ledger = self.ledger.copy()
         ledger.pool_balance += assets
         ledger.settlement_held += assets
-        after = PoolLedger(pool.total_supply + shares, dict(pool.balances), dict(pool.locked), dict(pool.unlocks_at))
+        lots = self.lock(pool.lots.get(receiver, [0] * LOTS), receiver, sender or receiver, shares)
+        if isinstance(lots, str):
+            return Outcome(lots, self.ledger)
+        after = pool.copy()
+        after.total_supply += shares
         after.balances[receiver] = after.balances.get(receiver, 0) + shares
-        if self.now >= after.unlocks_at.get(receiver, 0):
-            after.locked[receiver] = 0
-        after.locked[receiver] = after.locked.get(receiver, 0) + shares
-        after.unlocks_at[receiver] = self.now + COOLDOWN
+        after.lots[receiver] = lots
         return Outcome(
             None,
             ledger,
             {"flow": assets, "assets": assets, "shares": shares, "pool": after, "total_assets": total_assets},
         )
 
+    def lock(self, lots: list[int], receiver: str, sender: str, shares: int) -> list[int] | str:
+        """LiquidityPool._lock: the receiver's lots after `shares` are locked, or the revert."""
+        until = self.now + COOLDOWN
+        live = [i for i, w in enumerate(lots) if w >> 192 > self.now]
+        after = list(lots)
+        same_block = [i for i in live if lots[i] >> 192 == until]
+        if same_block:
+            after[same_block[0]] += shares
+            return after
+        free = [i for i in range(LOTS) if i not in live]
+        if free:
+            after[free[0]] = shares | until << 192
+            return after
+        if sender != receiver:
+            return "pool: too many locked deposits"
+        latest = max(live, key=lambda i: (lots[i] >> 192, -i))
+        after[latest] = ((lots[latest] & (2**192 - 1)) + shares) | until << 192
+        return after
+
+    def locked_shares(self, pool: PoolLedger, holder: str) -> int:
+        return sum(w & (2**192 - 1) for w in pool.lots.get(holder, []) if w >> 192 > self.now)
+
     def free_shares(self, pool: PoolLedger, holder: str) -> int:
         balance = pool.balances.get(holder, 0)
-        if self.now >= pool.unlocks_at.get(holder, 0):
-            return balance
-        return balance - min(pool.locked.get(holder, 0), balance)
+        return balance - min(self.locked_shares(pool, holder), balance)
 
     def pool_withdraw(
         self, pool: PoolLedger, owner: str, assets: int | None, shares: int | None, allowance: int | None = None
@@ -708,7 +734,8 @@ class Model:
         ledger = self.ledger.copy()
         ledger.pool_balance -= assets
         ledger.settlement_held -= assets
-        after = PoolLedger(pool.total_supply - shares, dict(pool.balances), dict(pool.locked), dict(pool.unlocks_at))
+        after = pool.copy()
+        after.total_supply -= shares
         after.balances[owner] = balance - shares
         return Outcome(
             None,
@@ -960,8 +987,7 @@ class ProtocolMachine(RuleBasedStateMachine):
         return PoolLedger(
             total_supply=storage.var("erc20", "totalSupply"),
             balances={h: storage.entry(("erc20", "balanceOf"), h) for h in holders},
-            locked={h: storage.entry(("locked_shares",), h) for h in holders},
-            unlocks_at={h: storage.entry(("unlocks_at",), h) for h in holders},
+            lots={h: storage.entry_words(("_lots",), h, count=LOTS) for h in holders},
         )
 
     def account(self, index: int) -> tuple[Any, int, int]:
@@ -1401,6 +1427,22 @@ class ProtocolMachine(RuleBasedStateMachine):
         if self.call("LiquidityPool.deposit", self.pool.deposit, amount, who, sender=who, outcome=outcome):
             self.pool_value_unchanged_for_others(outcome)
 
+    @rule(lp=st.integers(0, 1), usd=st.sampled_from([0, 1, 1, 100]))
+    def lp_deposit_to_other(self, lp: int, usd: int) -> None:
+        """A deposit to the other LP (dust, as a griefer would): it may be refused, but it never
+        moves the unlock time of a share the receiver already holds (issue 9, item 3)."""
+        who, receiver = self.roles.lps[lp], self.roles.lps[1 - lp]
+        amount = max(self.units("USDC", usd), 1)
+        before = self.pool_ledger.lots.get(str(receiver), [0] * LOTS)
+        outcome = self.model.pool_deposit(self.pool_ledger, str(receiver), amount, None, sender=str(who))
+        if self.call("LiquidityPool.deposit", self.pool.deposit, amount, receiver, sender=who, outcome=outcome):
+            after = outcome.info["pool"].lots[str(receiver)]
+            for word in before:
+                if word >> 192 > self.now:
+                    # the lot is still there, with its unlock time; only a same-block lot grows
+                    assert any(w >> 192 == word >> 192 and w & (2**192 - 1) >= word & (2**192 - 1) for w in after)
+            self.pool_value_unchanged_for_others(outcome)
+
     @rule(lp=st.integers(0, 1), usd=USD_AMOUNT)
     def lp_mint(self, lp: int, usd: int) -> None:
         who = self.roles.lps[lp]
@@ -1470,12 +1512,7 @@ class ProtocolMachine(RuleBasedStateMachine):
             outcome = Outcome(message, self.ledger)
             ok = self.call("LiquidityPool.transfer", self.pool.transfer, target, amount, sender=source, outcome=outcome)
         if ok:
-            after = PoolLedger(
-                self.pool_ledger.total_supply,
-                dict(self.pool_ledger.balances),
-                dict(self.pool_ledger.locked),
-                dict(self.pool_ledger.unlocks_at),
-            )
+            after = self.pool_ledger.copy()
             after.balances[str(source)] -= amount
             after.balances[str(target)] = after.balances.get(str(target), 0) + amount
             self.expected_pool = after

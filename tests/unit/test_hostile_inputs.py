@@ -440,6 +440,14 @@ def lp_cooldown(x: Ctx):
     x.pool.deposit(100 * USDC, x.attacker, sender=x.attacker)
 
 
+def lp_four_gift_lots(x: Ctx):
+    """The attacker deposits 1 micro-USDC to the LP in four blocks: the LP now has four lots in
+    their cooldown, the most a third party may fill."""
+    for _ in range(4):
+        x.chain.pending_timestamp += 1
+        x.pool.deposit(1, x.lp, sender=x.attacker)
+
+
 def traders_in_profit(x: Ctx):
     """ETH +5%: the traders' unrealised profit lowers the pool's value below its liquidity, so
     the LP's maxWithdraw is bounded by its shares."""
@@ -2416,6 +2424,14 @@ def pool_rows() -> list[Row]:
             token="QS",
             views=lambda x: (x.read(x.mini_pool.totalSupply), x.read(x.mini_ch.pool_balance)),
         ),
+        R(
+            "deposit",
+            "to an LP with four lots in their cooldown",
+            "attacker",
+            lambda x, who: x.pool.deposit(1, x.lp, sender=who),
+            "pool: too many locked deposits",
+            setup=lp_four_gift_lots,
+        ),
         R("mint", "shares 0", "attacker", lambda x, who: x.pool.mint(0, who, sender=who), "pool: zero amount"),
         R(
             "mint",
@@ -2430,6 +2446,14 @@ def pool_rows() -> list[Row]:
             "attacker",
             lambda x, who: x.pool.mint(x.pool.previewDeposit(1_001 * USDC), who, sender=who),
             "erc20: transfer amount exceeds balance",
+        ),
+        R(
+            "mint",
+            "to an LP with four lots in their cooldown",
+            "attacker",
+            lambda x, who: x.pool.mint(10**6, x.lp, sender=who),
+            "pool: too many locked deposits",
+            setup=lp_four_gift_lots,
         ),
         R(
             "mint",

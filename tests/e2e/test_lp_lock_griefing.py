@@ -1,0 +1,87 @@
+"""Issue 9, item 3: anyone could keep an LP's shares locked forever.
+
+A deposit made to a receiver used to reset the receiver's unlock time for all of its locked
+shares: one micro-USDC deposited to a victim every 14 minutes kept a $1M deposit locked for
+hours, for 8 micro-USDC plus gas. Each deposit's shares are now a lot with its own unlock
+time; a third party can add lots (at most four at once), never move an existing one.
+"""
+
+import ape
+import pytest
+
+from tests.conftest import USDC
+
+COOLDOWN = 900  # LiquidityPool: seconds a deposit's shares stay locked
+MILLION = 1_000_000 * USDC
+
+
+@pytest.fixture
+def victim_deposit(protocol, fund, seeded_pool, other_trader):
+    """The victim deposits $1M into a pool already seeded with $10M (past its own cooldown)."""
+    ape.chain.pending_timestamp += COOLDOWN + 1
+    fund(other_trader, protocol.settlement, MILLION, spender=seeded_pool)
+    tx = seeded_pool.deposit(MILLION, other_trader, sender=other_trader)
+    return tx.timestamp, seeded_pool.balanceOf(other_trader)
+
+
+def test_dust_every_14_minutes__victim_redeems_its_million_after_its_own_cooldown(
+    protocol, fund, seeded_pool, other_trader, attacker, victim_deposit
+):
+    """The replayed attack: 8 deposits of 1 micro-USDC to the victim, one every 14 minutes (about
+    2 hours). Before the fix the victim's $1M stayed locked to the end; now it is free 15 minutes
+    after its own deposit, and only the attacker's dust shares are ever locked after that."""
+    pool = seeded_pool
+    deposited_at, victim_shares = victim_deposit
+    fund(attacker, protocol.settlement, 8, spender=pool)
+    dust_shares = 0
+    for i in range(8):
+        ape.chain.pending_timestamp = deposited_at + 14 * 60 * (i + 1)
+        tx = pool.deposit(1, other_trader, sender=attacker)
+        dust_shares += tx.events[-1].shares
+        now = tx.timestamp
+        if now >= deposited_at + COOLDOWN:
+            # the victim's million is out of its cooldown whatever the attacker does
+            assert pool.locked_shares(other_trader) <= dust_shares
+            assert pool.maxRedeem(other_trader) >= victim_shares
+        assert pool.unlocks_at(other_trader) == now + COOLDOWN  # the dust's own lot, no more
+    # two hours later: the locked amount is the dust only (worth micro-USDC), never the million
+    locked = pool.locked_shares(other_trader)
+    assert 0 < locked <= dust_shares
+    assert pool.convertToAssets(locked) <= 8
+    tx = pool.redeem(victim_shares, other_trader, other_trader, sender=other_trader)
+    assert tx.events[-1].assets >= MILLION - 1  # the whole deposit out, less rounding in the pool's favour
+
+
+def test_third_party_deposit__never_moves_an_existing_lot(protocol, fund, seeded_pool, other_trader, attacker, victim_deposit):
+    """Each lot keeps its unlock time: after a gift the victim's own lot unlocks exactly when it
+    did before, and the gift has a lot of its own."""
+    pool = seeded_pool
+    deposited_at, victim_shares = victim_deposit
+    assert [tuple(lot) for lot in pool.locked_lots(other_trader)] == [(victim_shares, deposited_at + COOLDOWN)]
+    fund(attacker, protocol.settlement, 1, spender=pool)
+    ape.chain.pending_timestamp = deposited_at + 600
+    gift = pool.deposit(1, other_trader, sender=attacker)
+    lots = [tuple(lot) for lot in pool.locked_lots(other_trader)]
+    assert lots == [(victim_shares, deposited_at + COOLDOWN), (gift.events[-1].shares, gift.timestamp + COOLDOWN)]
+    ape.chain.pending_timestamp = deposited_at + COOLDOWN
+    ape.chain.mine()
+    assert pool.locked_shares(other_trader) == gift.events[-1].shares
+
+
+def test_own_deposit_with_four_lots__joins_the_latest_lot(protocol, fund, seeded_pool, other_trader, attacker, victim_deposit):
+    """With four lots in their cooldown a third party is refused, but the holder's own deposit
+    still goes through: it joins the holder's latest lot and restarts that lot's cooldown only."""
+    pool = seeded_pool
+    deposited_at, victim_shares = victim_deposit
+    fund(attacker, protocol.settlement, 3, spender=pool)
+    for i in range(3):
+        ape.chain.pending_timestamp = deposited_at + 60 * (i + 1)
+        pool.deposit(1, other_trader, sender=attacker)
+    with ape.reverts("pool: too many locked deposits"):
+        pool.deposit(1, other_trader, sender=attacker)
+    before = [tuple(lot) for lot in pool.locked_lots(other_trader)]
+    fund(other_trader, protocol.settlement, 10 * USDC, spender=pool)
+    tx = pool.deposit(10 * USDC, other_trader, sender=other_trader)
+    after = [tuple(lot) for lot in pool.locked_lots(other_trader)]
+    assert after[:3] == before[:3]  # the million's lot and the first two gifts keep their times
+    assert after[3] == (before[3][0] + tx.events[-1].shares, tx.timestamp + COOLDOWN)
