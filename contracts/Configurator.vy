@@ -131,15 +131,41 @@ def set_collateral(token: address, weight: uint256, cap: uint256, liquidation_di
     @param liquidation_discount Discount to a liquidator buying it, WAD in [0.001, 1 - weight).
     @param enabled Whether new deposits are allowed.
     @custom:security The new weight applies at once to every account holding the token: a lower
-           one lowers their equity in the same block and can make accounts liquidatable.
+           one lowers their equity in the same block and can make accounts liquidatable. A
+           written-off token (weight 0) is restored only while its feed prices it.
     """
     ownable._check_owner()
     slot: uint256 = staticcall CLEARINGHOUSE.collateral_slot(token)
     assert slot != 0, "configurator: unknown token"
     self._check_collateral(weight, liquidation_discount)
-    unit: uint256 = (staticcall CLEARINGHOUSE.collaterals(slot)).unit
-    extcall CLEARINGHOUSE.apply_collateral(token, unit, weight, cap, liquidation_discount, enabled)
+    col: IClearinghouse.Collateral = staticcall CLEARINGHOUSE.collaterals(slot)
+    if col.weight == 0:
+        # restoring a written-off token: its feed must price it again
+        assert staticcall ORACLE.price(token) > 0, "configurator: no price"
+    extcall CLEARINGHOUSE.apply_collateral(token, col.unit, weight, cap, liquidation_discount, enabled)
     log CollateralSet(token=token, weight=weight, cap=cap, liquidation_discount=liquidation_discount, enabled=enabled)
+
+
+@external
+def write_off_collateral(token: address):
+    """
+    @notice Write a listed collateral off: weight 0 and deposits disabled, so every account
+            holding it is valued without reading its feed (a halted or stale feed then blocks
+            neither margin checks nor liquidations). Owner only.
+    @dev The cap and discount are kept. A keeper can then take an underwater account's
+         written-off balance without paying (`LiquidationEngine.liquidate_collateral`), which
+         lets the rest of its debt settle as bad debt. `set_collateral` with a weight > 0
+         restores it once its feed prices it again.
+    @param token A listed collateral token.
+    @custom:security Lowers the equity of every account holding the token at once: some may
+           become liquidatable in the same block, as with any lower weight.
+    """
+    ownable._check_owner()
+    slot: uint256 = staticcall CLEARINGHOUSE.collateral_slot(token)
+    assert slot != 0, "configurator: unknown token"
+    col: IClearinghouse.Collateral = staticcall CLEARINGHOUSE.collaterals(slot)
+    extcall CLEARINGHOUSE.apply_collateral(token, col.unit, 0, col.cap, col.liquidation_discount, False)
+    log CollateralSet(token=token, weight=0, cap=col.cap, liquidation_discount=col.liquidation_discount, enabled=False)
 
 
 @external

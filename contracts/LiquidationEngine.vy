@@ -108,7 +108,8 @@ def liquidate_collateral(account: uint256, token: address, max_amount: uint256) 
     @notice Buy collateral of an account that has no positions left and negative equity, at
             the oracle price less the token's liquidation discount, paying settlement token
             (approved to the Clearinghouse) that repays the account's debt. Never a zero bid:
-            the price is the oracle's.
+            the price is the oracle's. A written-off token (weight 0) is taken for nothing,
+            without reading its feed.
     @dev Sells at most what repays the debt, rounded up in units; the buyer's payment rounds
          up. When the account is left with no collateral, the rest of the debt is bad debt.
     @param account The account id.
@@ -129,15 +130,20 @@ def liquidate_collateral(account: uint256, token: address, max_amount: uint256) 
     assert balance > 0, "liquidation: no collateral"
 
     col: IClearinghouse.Collateral = staticcall CLEARINGHOUSE.collaterals(slot)
-    price: uint256 = staticcall ORACLE.price(token)
-    discounted: uint256 = price * (c.WAD - col.liquidation_discount) // c.WAD  # WAD per unit
-    # equity < 0 with no positions: the settlement balance is a debt
-    debt: uint256 = convert(-(staticcall CLEARINGHOUSE.settlement(account)), uint256)
-    # units that repay the debt at the discounted price (rounded up, capped by the balance)
-    needed: uint256 = risk._ceil_div(debt * SETTLEMENT_TO_WAD * col.unit, discounted)
-    amount: uint256 = min(min(needed, balance), max_amount)
-    paid: uint256 = risk._ceil_div(amount * discounted, col.unit * SETTLEMENT_TO_WAD)  # the buyer rounds up
-    assert paid > 0, "liquidation: amount too small"
+    amount: uint256 = min(balance, max_amount)
+    paid: uint256 = 0
+    if col.weight != 0:
+        price: uint256 = staticcall ORACLE.price(token)
+        discounted: uint256 = price * (c.WAD - col.liquidation_discount) // c.WAD  # WAD per unit
+        # equity < 0 with no positions: the settlement balance is a debt
+        debt: uint256 = convert(-(staticcall CLEARINGHOUSE.settlement(account)), uint256)
+        # units that repay the debt at the discounted price (rounded up, capped by the balance)
+        amount = min(risk._ceil_div(debt * SETTLEMENT_TO_WAD * col.unit, discounted), amount)
+        paid = risk._ceil_div(amount * discounted, col.unit * SETTLEMENT_TO_WAD)  # the buyer rounds up
+        assert paid > 0, "liquidation: amount too small"
+    # else written off (weight 0): governance valued it at nothing and its feed is not read; the
+    # caller takes it for free, which clears the way for the rest of the debt to settle
+
 
     extcall CLEARINGHOUSE.seize_collateral(account, slot, amount, paid, msg.sender)
     log ILiquidationEngine.CollateralLiquidation(account=account, token=token, liquidator=msg.sender, amount=amount, paid=paid)

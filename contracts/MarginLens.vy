@@ -206,6 +206,8 @@ def max_withdraw(account: uint256, token: address) -> uint256:
     slot: uint256 = staticcall CLEARINGHOUSE.collateral_slot(token)
     assert slot != 0, "lens: unknown token"
     col: IClearinghouse.Collateral = staticcall CLEARINGHOUSE.collaterals(slot)
+    if col.weight == 0:
+        return staticcall CLEARINGHOUSE.balances(account, slot)  # written off: worth nothing to the margin
     price: uint256 = staticcall ORACLE.price(token)
     # each unit withdrawn lowers equity by price * weight (rounded up); the amount rounds down.
     # The collateral value floors twice (amount * price // unit, then * weight // WAD), so

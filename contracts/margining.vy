@@ -40,6 +40,8 @@ def _collateral_value(account: uint256) -> uint256:
         if mask & (1 << slot) == 0:
             continue
         col: IClearinghouse.Collateral = vault.collaterals[slot]
+        if col.weight == 0:
+            continue  # written off: worth nothing, and its feed is not read
         price: uint256 = staticcall IOracleRouter(vault.ORACLE).price(col.token)
         # amount * price / unit, then the haircut; both rounded down (a credit)
         total += vault.balances[account][slot] * price // col.unit * col.weight // c.WAD

@@ -209,11 +209,9 @@ def snapshot_account(clearinghouse: Any, oracle: Any, account: int, timestamp: i
         if not collateral_mask >> slot & 1:
             continue
         col = clearinghouse.collaterals(slot)
-        collaterals.append(
-            CollateralView(
-                int(col.unit), int(col.weight), int(oracle.price(col.token)), int(clearinghouse.balances(account, slot))
-            )
-        )
+        # a written-off token (weight 0) is worth nothing and its feed is not read, as on chain
+        price = int(oracle.price(col.token)) if int(col.weight) else 0
+        collaterals.append(CollateralView(int(col.unit), int(col.weight), price, int(clearinghouse.balances(account, slot))))
     return AccountSnapshot(
         settlement=int(clearinghouse.settlement(account)),
         settlement_to_wad=int(clearinghouse.SETTLEMENT_TO_WAD()),

@@ -9,14 +9,16 @@ Chainlink's minAnswer makes a feed frozen at its clamp unusable rather than wron
 priced off the asset then reverts: opening or increasing a perp on it, and every margin check
 of an account holding it as collateral (opens, increases and withdrawals in any market).
 Depositing it still works (a deposit needs no price) but buys nothing. Liquidations are priced
-the same way, so they revert too: the README's known-open issue, "a collateral feed that is
-halted or stale blocks the liquidation of every account holding that collateral"; an account
-without the asset is liquidated as usual.
+the same way, so an account holding the asset waits on its feed, until governance writes the
+token off (`Configurator.write_off_collateral`: weight 0, deposits off). From then on the
+Clearinghouse values it at zero without reading its feed, so the account is liquidated as
+usual, and a keeper takes the worthless balance for nothing so the rest of the debt settles as
+bad debt (issue 9, item 6).
 
 What the test proves, for a feed frozen at the bound, one frozen below it and one whose last
-round is older than the heartbeat: each of those actions reverts with the exact message, and
-a liquidation of an underwater account holding LUNA reverts with the same message (the
-documented current behaviour) while one without LUNA goes through.
+round is older than the heartbeat: each of those actions reverts with the exact message; a
+liquidation of an underwater account holding LUNA reverts with the same message until the
+write-off, and goes through after it; one without LUNA goes through either way.
 """
 
 from __future__ import annotations
@@ -145,19 +147,44 @@ def test_venus_luna__opening_increasing_and_withdrawing_against_luna_collateral_
 
 
 @pytest.mark.parametrize("state", STATES)
-def test_venus_luna__liquidation_of_an_account_holding_luna_waits_on_its_feed(luna, chain, deployer, state, keeper):
+def test_venus_luna__liquidation_waits_on_the_feed_until_the_write_off(luna, chain, deployer, state, keeper, attacker):
     protocol, accounts = luna
     ch, engine, eth = protocol.clearinghouse, protocol.liquidation_engine, protocol.markets["ETH-PERP"]
     publish_usd(protocol, "WETH", 1_800, deployer)  # -10%: both 8-10x ETH longs are underwater
     assert int(ch.health(accounts["holder"])) < WAD and int(ch.health(accounts["plain"])) < WAD
     message = freeze(protocol, chain, deployer, state)
-    # documented current behaviour (README, "What is not built yet"): a halted or stale
-    # collateral feed blocks the liquidation of every account holding that collateral
+    # a halted or stale collateral feed blocks the liquidation of every account holding it ...
     with ape.reverts(message):
         engine.liquidate(accounts["holder"], eth, MAX_UINT, sender=keeper)
     with ape.reverts(message):
         ch.health(accounts["holder"])
-    # an account without LUNA is liquidated as usual
+    # ... an account without LUNA is liquidated as usual
     tx = engine.liquidate(accounts["plain"], eth, MAX_UINT, sender=keeper)
     assert int(ch.positions(accounts["plain"], eth).size) == 0
     assert len(tx.events.filter(engine.Liquidation)) == 1
+
+    # governance writes LUNA off: valued at 0 without a feed read, deposits off
+    luna_token = protocol.tokens["LUNA"]
+    protocol.configurator.write_off_collateral(luna_token, sender=deployer)
+    col = ch.collaterals(ch.collateral_slot(luna_token))
+    assert (int(col.weight), col.enabled) == (0, False)
+    assert int(ch.collateral_value(accounts["holder"])) == 0
+    with ape.reverts("clearinghouse: collateral disabled"):
+        deposit(protocol, keeper, "LUNA", 10**8)
+    # the holder is liquidated without the LUNA feed
+    engine.liquidate(accounts["holder"], eth, MAX_UINT, sender=keeper)
+    assert int(ch.positions(accounts["holder"], eth).size) == 0
+    assert int(ch.settlement(accounts["holder"])) < 0  # the 10% drop took more than its USDC
+    # in debt with only written-off LUNA left: a keeper takes it for nothing, and the debt
+    # that it no longer backs settles as bad debt
+    held = int(ch.balances(accounts["holder"], ch.collateral_slot(luna_token)))
+    bad_debt = int(ch.total_bad_debt())
+    tx = engine.liquidate_collateral(accounts["holder"], luna_token, MAX_UINT, sender=keeper)
+    sale = tx.events.filter(engine.CollateralLiquidation)[0]
+    assert (int(sale.amount), int(sale.paid)) == (held, 0)
+    assert int(ch.collateral_mask(accounts["holder"])) == 0 and int(ch.settlement(accounts["holder"])) == 0
+    assert int(ch.total_bad_debt()) > bad_debt
+    # the idle holder can take its worthless LUNA home: it no longer counts in any margin check
+    slot = ch.collateral_slot(luna_token)
+    ch.withdraw(luna_token, int(ch.balances(accounts["idle_holder"], slot)), 0, sender=attacker)
+    assert int(ch.collateral_mask(accounts["idle_holder"])) == 0

@@ -199,7 +199,7 @@ class PoolLedger:
     balances: dict[str, int]
     lots: dict[str, list[int]]  # holder => LOTS words: shares | unlocks_at << 192
 
-    def copy(self) -> "PoolLedger":
+    def copy(self) -> PoolLedger:
         return PoolLedger(self.total_supply, dict(self.balances), {h: list(w) for h, w in self.lots.items()})
 
 
@@ -268,6 +268,8 @@ class Model:
             if not mask >> slot & 1:
                 continue
             col = ledger.collaterals[slot]
+            if col.weight == 0:
+                continue  # written off: worth nothing, its feed is not read
             total += ledger.balances.get((account, slot), 0) * self.price(col.token) // col.unit * col.weight // WAD
         return total
 
@@ -612,14 +614,19 @@ class Model:
         if balance == 0:
             return Outcome("liquidation: no collateral", self.ledger)
         col = self.ledger.collaterals[slot]
-        price = self.price(token)
-        discounted = price * (WAD - col.liquidation_discount) // WAD
-        debt = -self.ledger.settlement.get(account, 0)
-        needed = risk.ceil_div(debt * SCALE * col.unit, discounted)
-        amount = min(needed, balance, max_amount)
-        paid = risk.ceil_div(amount * discounted, col.unit * SCALE)
-        if paid == 0:
-            return Outcome("liquidation: amount too small", self.ledger)
+        amount, paid = min(balance, max_amount), 0  # written off: taken for nothing, no feed read
+        if col.weight:
+            try:
+                price = self.price(token)
+            except PriceError as error:
+                return Outcome(error.message, self.ledger)
+            discounted = price * (WAD - col.liquidation_discount) // WAD
+            debt = -self.ledger.settlement.get(account, 0)
+            needed = risk.ceil_div(debt * SCALE * col.unit, discounted)
+            amount = min(needed, amount)
+            paid = risk.ceil_div(amount * discounted, col.unit * SCALE)
+            if paid == 0:
+                return Outcome("liquidation: amount too small", self.ledger)
         ledger = self.ledger.copy()
         ledger.balances[(account, slot)] = balance - amount
         ledger.collaterals[slot] = replace(col, total=col.total - amount)
@@ -813,9 +820,22 @@ class Model:
             return Outcome("configurator: bad discount", self.ledger)
         after = self.ledger.copy()
         slot = self.slot(token)
+        if after.collaterals[slot].weight == 0:
+            try:
+                self.price(token)  # restoring a written-off token needs its feed
+            except PriceError as error:
+                return Outcome(error.message, self.ledger)
         after.collaterals[slot] = replace(
             after.collaterals[slot], weight=weight, cap=cap, liquidation_discount=discount, enabled=enabled
         )
+        return Outcome(None, after)
+
+    def write_off_collateral(self, token: str) -> Outcome:
+        slot = self.slot(token)
+        if slot is None:
+            return Outcome("configurator: unknown token", self.ledger)
+        after = self.ledger.copy()
+        after.collaterals[slot] = replace(after.collaterals[slot], weight=0, enabled=False)
         return Outcome(None, after)
 
     def list_collateral(self, token: str, unit: int, weight: int, cap: int, discount: int, settlement_token: str) -> Outcome:
@@ -1824,6 +1844,19 @@ class ProtocolMachine(RuleBasedStateMachine):
             new_cap,
             discount,
             enabled,
+            sender=self.owner["configurator"],
+            outcome=outcome,
+        )
+
+    @rule(sym=st.sampled_from(COLLATERALS))
+    def write_off_collateral(self, sym: str) -> None:
+        """Governance writes a collateral off (issue 9, item 6): afterwards every margin check and
+        liquidation goes through without its feed; `set_collateral` may restore it."""
+        outcome = self.model.write_off_collateral(self.addr[sym])
+        self.call(
+            "Configurator.write_off_collateral",
+            self.configurator.write_off_collateral,
+            self.tokens[sym],
             sender=self.owner["configurator"],
             outcome=outcome,
         )

@@ -2250,7 +2250,38 @@ def configurator_rows() -> list[Row]:
         )
     for label, token in UNLISTED_TOKENS:
         rows.append(R("set_collateral", f"unknown token: {label}", "owner", set_collateral(token), "configurator: unknown token"))
+        rows.append(
+            R(
+                "write_off_collateral",
+                f"unknown token: {label}",
+                "owner",
+                lambda x, who, t=token: x.cfg.write_off_collateral(t(x), sender=who),
+                "configurator: unknown token",
+            )
+        )
+    rows += [
+        R(
+            "write_off_collateral",
+            "not the owner",
+            "attacker",
+            lambda x, who: x.cfg.write_off_collateral(x.weth, sender=who),
+            NOT_OWNER,
+        ),
+        R(
+            "set_collateral",
+            "restoring a written-off token while its feed is stale",
+            "owner",
+            set_collateral(),
+            "oracle: stale answer",
+            setup=then(weth_written_off, stale),
+        ),
+    ]
     return rows
+
+
+def weth_written_off(x: Ctx):
+    """Governance writes WETH off (weight 0, deposits off)."""
+    x.cfg.write_off_collateral(x.weth, sender=x.owner)
 
 
 # ---- MarginLens (views only)
