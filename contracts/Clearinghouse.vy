@@ -1,5 +1,6 @@
 # pragma version ~=0.4.3
 # pragma nonreentrancy on
+# pragma optimize codesize
 """
 @title Clearinghouse
 @notice The deployable core of marginsim: collateral vault, perpetual markets, margin check,
@@ -203,6 +204,8 @@ def trade(market: uint256, size_delta: int256, limit_price: uint256, subaccount:
     fee: uint256 = risk._ceil_div(fee_wad, vault.SETTLEMENT_TO_WAD)  # on the filled notional, rounded up, to the pool
     credit: int256 = 0
     pos, st, credit = perps._settle_fill(account, market, pos, st, size_delta, fill, fee, fee)
+    if pos.size == 0 and vault._market_mask_of(account) == 0:
+        vault._settle_bad_debt(account)  # an underwater account closed by its owner
     if adds_risk:
         if new_size > 0:
             assert st.long_oi <= params.oi_cap, "clearinghouse: open interest cap"
@@ -219,17 +222,6 @@ def trade(market: uint256, size_delta: int256, limit_price: uint256, subaccount:
         account=account, market=market, size_delta=size_delta, fill_price=fill, fee=fee, realised_pnl=credit, new_size=pos.size
     )
     return fill
-
-
-@external
-def accrue_funding(market: uint256):
-    """
-    @notice Bring a market's funding index up to now (anyone; trades do it themselves).
-    @param market The market id; reverts `clearinghouse: unknown market` when not listed.
-    """
-    params: perps.Hot = perps._market(market)
-    price: uint256 = staticcall IOracleRouter(vault.ORACLE).price(params.asset)
-    perps._store_state(market, perps._accrue(market, params, price))
 
 
 # ---------------------------------------------------------------- the liquidation engine's API
@@ -255,6 +247,7 @@ def liquidation_snapshot(account: uint256, market: uint256) -> IClearinghouse.Li
     sigma: uint256 = 0
     sigma_mm: uint256 = 0
     sigma, sigma_mm = staticcall IOracleRouter(vault.ORACLE).volatilities(params.asset)
+    st: IClearinghouse.MarketState = perps._load_state(market)
     return IClearinghouse.LiquidationSnapshot(
         equity=equity,
         maintenance=maintenance,
@@ -270,6 +263,8 @@ def liquidation_snapshot(account: uint256, market: uint256) -> IClearinghouse.Li
         penalty=params.penalty,
         keeper_share=params.keeper_share,
         insurance=vault._funds >> 128,
+        skew=convert(st.long_oi, int256) - convert(st.short_oi, int256),
+        skew_scale=params.skew_scale,
     )
 
 
@@ -279,54 +274,77 @@ def liquidation_close(
     market: uint256,
     size_delta: int256,
     price: uint256,
+    fill: uint256,
     penalty: uint256,
     keeper_reward: uint256,
     keeper: address,
 ) -> IClearinghouse.LiquidationResult:
     """
     @notice LiquidationEngine only: close `size_delta` of `account`'s position in `market` at
-            `price`, charge `penalty`, pay `keeper_reward` to `keeper` and book the rest of the
+            `fill`, charge `penalty`, pay `keeper_reward` to `keeper` and book the rest of the
             penalty (or, when the reward is larger, the top-up) to the insurance fund. With no
             positions left and no collateral, a negative balance becomes bad debt.
     @dev The engine sized the close and priced the penalty from `liquidation_snapshot` in the
-         same transaction. The keeper reward is paid in tokens, or credited to the keeper's
-         account 0 when this contract holds fewer than the reward.
+         same transaction. The keeper is paid in tokens: the pool pays the owed fraction of the
+         penalty's reward out of its free liquidity, the insurance fund the rest (tip
+         included), never more than they and this contract hold.
     @param account The account id.
     @param market The market id.
     @param size_delta Base units, of the sign that reduces the position.
-    @param price The oracle price the engine read, WAD.
+    @param price The oracle price the engine read, WAD: funding accrues and the unrealised PnL
+           is marked at it.
+    @param fill The price the close fills at, WAD: `price` for a partial close, the skew-premium
+           fill price (as a trade's) for the close of a whole position.
     @param penalty Settlement token units charged to the account.
     @param keeper_reward Settlement token units paid to `keeper`.
     @param keeper Who called the engine.
     @return The realised PnL credited, the position's change of unrealised PnL and the
             account's open markets afterwards.
-    @custom:security Only the engine may call this: it moves the insurance fund. The insurance
-           fund can never go negative: the engine caps the tip's top-up at the fund, and a
-           negative result would revert in `_add_insurance`'s conversion to uint256.
+    @custom:security Only the engine may call this: it moves the insurance fund. The fund never
+           goes negative and never pays the keeper's share of a penalty the pool lent; the pool
+           pays out of its free liquidity only, so it never takes the tokens that back other
+           users' balances.
     """
     assert msg.sender == self.liquidation_engine, "clearinghouse: not liquidation engine"
     params: perps.Hot = perps._market(market)
     st: IClearinghouse.MarketState = perps._accrue(market, params, price)
-    # the insurance fund's side first: bad debt, settled when the account is left empty, may
-    # then draw on the penalty share it just received
-    vault._add_insurance(convert(penalty, int256) - convert(keeper_reward, int256))
     before: IClearinghouse.Position = perps._load_position(account, market)
     pos: IClearinghouse.Position = empty(IClearinghouse.Position)
     credit: int256 = 0
-    pos, st, credit = perps._settle_fill(account, market, before, st, size_delta, price, penalty, 0)
-    if keeper_reward > 0:
-        if vault.settlement_held >= keeper_reward:
-            vault._push_settlement(keeper, keeper_reward)
-        else:
-            # too few tokens on hand (the reward is backed by the account's collateral): credit
-            # the keeper's account 0 rather than block the liquidation
-            vault._add_settlement(vault._account_id(keeper, 0), convert(keeper_reward, int256))
+    pos, st, credit = perps._settle_fill(account, market, before, st, size_delta, fill, 0, 0)
+    # the penalty: what the account pays out of a positive balance goes to the insurance fund;
+    # what it can only owe, the pool lends it and holds as a claim (so the fund never counts a
+    # debt as tokens). Booking `owed` raises the pool's balance and the debts alike, so the
+    # pool's free liquidity is read before it (and only when the pool pays).
+    s: int256 = vault._settlement_of(account)
+    owed: uint256 = convert(min(max(convert(penalty, int256) - s, 0), convert(penalty, int256)), uint256)
+    # the keeper: each side pays its share of the reward, the pool the owed fraction of the
+    # penalty out of its free liquidity, the insurance fund the rest (the tip included), and
+    # never more tokens than are held
+    reward_owed: uint256 = 0
+    from_pool: uint256 = 0
+    if owed > 0:
+        reward_owed = keeper_reward * owed // penalty
+        from_pool = min(reward_owed, vault._pool_liquidity())
+    vault._set_settlement(account, s - convert(penalty, int256))
+    insurance: uint256 = (vault._funds >> 128) + penalty - owed
+    from_insurance: uint256 = min(keeper_reward - reward_owed, insurance)
+    paid: uint256 = min(from_pool + from_insurance, vault.settlement_held)
+    from_insurance = min(from_insurance, paid)
+    from_pool = paid - from_insurance
+    vault._funds = vault._to_int128(vault._pool_balance() + convert(owed, int256) - convert(from_pool, int256)) | (
+        (insurance - from_insurance) << 128
+    )
+    if paid > 0:
+        vault._push_settlement(keeper, paid)
+    if vault._market_mask_of(account) == 0:
+        vault._settle_bad_debt(account)  # left empty: what it cannot cover is bad debt
     p_minus_i: int256 = convert(price, int256) - st.funding_index
     pnl_change: int256 = (risk._signed_mul_floor(pos.size, p_minus_i) - pos.cost) - (
         risk._signed_mul_floor(before.size, p_minus_i) - before.cost
     )
     return IClearinghouse.LiquidationResult(
-        realised_pnl=credit, pnl_change=pnl_change, market_mask=vault._market_mask_of(account)
+        realised_pnl=credit, pnl_change=pnl_change, market_mask=vault._market_mask_of(account), keeper_paid=paid
     )
 
 

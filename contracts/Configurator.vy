@@ -295,12 +295,13 @@ def _engine() -> ILiquidationEngine:
 @pure
 def _premium_bounded(params: IClearinghouse.MarketParams, full_liquidation_health: uint256) -> bool:
     """
-    @dev Liquidations fill at the oracle price, so closing x against a skew n moves the premium
-         by up to P x n / S without anyone paying it. The liquidated side pays at least
+    @dev A partial liquidation fills at the oracle price, so closing x against a skew n moves
+         the premium by up to P x n / S without paying it. A partial close happens only above
+         full_liquidation_health, where the liquidated side pays at least
          (1 - k) * min(f, full_liquidation_health * base_mmr) of the notional to the insurance
-         fund (the penalty, capped by equity above the full-liquidation health). With
-         n <= oi_cap <= S (1 - k) min(f, h_full * base_mmr) the premium a hedged pair could farm
-         never exceeds what it pays.
+         fund. With n <= oi_cap <= S (1 - k) min(f, h_full * base_mmr) the premium a hedged
+         pair could farm never exceeds what it pays. A whole close (below
+         full_liquidation_health among others) fills at the premium price, as a trade does.
     """
     effective_penalty: uint256 = min(params.penalty, risk._mul_down(full_liquidation_health, params.base_mmr))
     return params.oi_cap * c.WAD * c.WAD <= params.skew_scale * (c.WAD - params.keeper_share) * effective_penalty

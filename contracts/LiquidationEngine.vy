@@ -228,8 +228,22 @@ def _liquidate(account: uint256, market: uint256, max_size: uint256, strict: boo
             close = abs_size  # the remainder would be dust
     close = min(close, max_size)
 
+    size_delta: int256 = convert(close, int256)
+    if s.size > 0:
+        size_delta = -size_delta
+    fill: uint256 = s.price
+    premium: int256 = 0
+    if close == abs_size:
+        # a whole close pays (or earns) the skew premium it moves, as a trade would: below
+        # full_liquidation_health the penalty shrinks with the equity, so a close at the bare
+        # price would hand the premium to whoever trades the skew back. The premium is paid
+        # first, the penalty only out of the equity left (rounded up: never more than is there)
+        fill = risk._fill_price(s.price, s.skew, size_delta, s.skew_scale)
+        premium = max(risk._signed_mul_ceil(size_delta, convert(fill, int256) - convert(s.price, int256)), 0)
     closed_notional: uint256 = risk._mul_up(close, s.price)
-    penalty: uint256 = risk._liquidation_penalty(s.equity, s.maintenance, closed_notional, mmr, s.penalty, SETTLEMENT_TO_WAD)
+    penalty: uint256 = risk._liquidation_penalty(
+        s.equity - premium, s.maintenance, closed_notional, mmr, s.penalty, SETTLEMENT_TO_WAD
+    )
     keeper_reward: uint256 = penalty * s.keeper_share // c.WAD
     if close == abs_size:
         # a whole close pays at least the tip, topped up from the insurance fund (which has
@@ -240,19 +254,14 @@ def _liquidate(account: uint256, market: uint256, max_size: uint256, strict: boo
             s.insurance + penalty - keeper_reward,
         )
         keeper_reward = max(keeper_reward, tip)
-
-    size_delta: int256 = convert(close, int256)
-    if s.size > 0:
-        size_delta = -size_delta
     result: IClearinghouse.LiquidationResult = extcall CLEARINGHOUSE.liquidation_close(
-        account, market, size_delta, s.price, penalty, keeper_reward, msg.sender
+        account, market, size_delta, s.price, fill, penalty, keeper_reward, msg.sender
     )
 
     health_after: uint256 = NO_POSITIONS_HEALTH
     if result.market_mask != 0:
         # health after the close, from the values before and this market's change alone (the
-        # other markets did not move): `health()` afterwards returns exactly this number, unless
-        # the keeper's reward was credited to this very account (its account 0), which only raises it
+        # other markets did not move): `health()` afterwards returns exactly this number
         scale: int256 = convert(SETTLEMENT_TO_WAD, int256)
         equity_after: int256 = s.equity + result.pnl_change + (result.realised_pnl - convert(penalty, int256)) * scale
         left: uint256 = abs_size - close
@@ -271,10 +280,10 @@ def _liquidate(account: uint256, market: uint256, max_size: uint256, strict: boo
         market=market,
         liquidator=msg.sender,
         size_closed=size_delta,
-        price=s.price,
+        price=fill,
         realised_pnl=result.realised_pnl,
         penalty=penalty,
-        keeper_reward=keeper_reward,
+        keeper_reward=result.keeper_paid,
         health_before=health_before,
         health_after=health_after,
     )

@@ -172,8 +172,8 @@ def _settle_fill(
     @dev Fill `size_delta` at `fill` (a trade or a liquidation): realise PnL into the account's
          balance (rounded down; the pool takes the exact complement), charge `charge` token
          units, of which `to_pool` goes to the pool (a fee; a penalty's destination is the
-         caller's), store the position and market state, keep the market mask, and when the
-         account is left with no positions settle a debt it cannot cover as bad debt.
+         caller's), store the position and market state and keep the market mask. The caller settles bad debt (`vault._settle_bad_debt`)
+         once everything the fill moves is booked.
     @return The position and market state afterwards, and the realised PnL in token units.
     """
     p: IClearinghouse.Position = empty(IClearinghouse.Position)
@@ -188,8 +188,6 @@ def _settle_fill(
     mask: uint256 = vault._market_mask_of(account)
     if p.size == 0:
         vault._set_market_mask(account, mask & (~(1 << market)))
-        if mask & (~(1 << market)) == 0:
-            vault._settle_bad_debt(account)  # an underwater account closed by its owner or a keeper
     else:
         vault._set_market_mask(account, mask | (1 << market))
     return p, s, credit

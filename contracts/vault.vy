@@ -31,7 +31,8 @@ collateral_slot: public(HashMap[address, uint256])  # token => slot, 0 when unkn
 collateral_count: public(uint256)  # slots in use, excluding settlement
 
 # account => settlement balance (int128, two's complement) | market mask << 128 | collateral
-# mask << 144: one slot per account, so the masks ride on the balance write a trade makes anyway
+# mask << 144 (8 bits): one slot per account, so the masks ride on the balance write a trade
+# makes anyway
 _accounts: HashMap[uint256, uint256]
 balances: public(HashMap[uint256, HashMap[uint256, uint256]])  # account => slot => amount
 
@@ -75,11 +76,15 @@ def _market_mask_of(account: uint256) -> uint256:
 
 @view
 def _collateral_mask_of(account: uint256) -> uint256:
-    return self._accounts[account] >> 144
+    return (self._accounts[account] >> 144) & 255
 
 
 @view
 def _pool_liquidity() -> uint256:
+    """
+    @dev The pool's free liquidity: its balance less every debt (a debt is backed by collateral,
+         not tokens). Keepers are topped up and LPs paid out of it.
+    """
     liquid: int256 = self._pool_balance() - convert(self.total_debt, int256)
     return convert(max(liquid, 0), uint256)
 
@@ -117,7 +122,7 @@ def _set_market_mask(account: uint256, mask: uint256):
 
 
 def _set_collateral_mask(account: uint256, mask: uint256):
-    self._accounts[account] = (self._accounts[account] & (2**144 - 1)) | (mask << 144)
+    self._accounts[account] = (self._accounts[account] & ~(255 << 144)) | (mask << 144)
 
 
 @pure

@@ -250,6 +250,8 @@ class LiquidationSnapshot:
     penalty: int
     keeper_share: int
     insurance: int
+    skew: int = 0  # the market's long - short open interest, base units
+    skew_scale: int = 1  # the market's skew scale (the premium's denominator)
 
 
 @dataclass(frozen=True)
@@ -266,13 +268,17 @@ class LiquidationParams:
 @dataclass(frozen=True)
 class LiquidationOutcome:
     """What `LiquidationEngine.liquidate` does: base units closed, whether that is the whole
-    position, the penalty and the keeper's reward (settlement token units)."""
+    position, the penalty and the keeper's reward (settlement token units), and the fill price
+    (the oracle price, or the skew-premium fill for a whole close). The Clearinghouse pays the
+    reward out of the insurance fund, then the pool's free liquidity: it pays less only when
+    both together hold less."""
 
     close: int
     whole: bool
     penalty: int
     keeper_reward: int
     health_before: int
+    fill: int
 
 
 def snapshot_for(view: MarketView, size: int, equity: int, maintenance: int, insurance: int = 0) -> LiquidationSnapshot:
@@ -294,6 +300,8 @@ def snapshot_for(view: MarketView, size: int, equity: int, maintenance: int, ins
         p.penalty,
         p.keeper_share,
         insurance,
+        view.state.long_oi - view.state.short_oi,
+        p.skew_scale,
     )
 
 
@@ -376,15 +384,22 @@ def liquidation_outcome(
         if mul_down(abs_size - close, s.price) < params.dust_notional:
             close = abs_size
     close = min(close, max_size)
+    fill, premium = s.price, 0
+    if close == abs_size:
+        # a whole close fills at the skew premium it moves, as a trade would; the premium it pays
+        # comes first (rounded up), the penalty only out of the equity left
+        delta = -close if s.size > 0 else close
+        fill = fill_price(s.price, s.skew, delta, s.skew_scale)
+        premium = max(signed_mul_ceil(delta, fill - s.price), 0)
     notional = mul_up(close, s.price)
-    penalty = liquidation_penalty(s.equity, s.maintenance, notional, mmr, s.penalty, settlement_to_wad)
+    penalty = liquidation_penalty(s.equity - premium, s.maintenance, notional, mmr, s.penalty, settlement_to_wad)
     reward = penalty * s.keeper_share // WAD
     if close == abs_size:
         tip = min(
             min(mul_down(notional, params.underwater_tip_rate), MAX_TIP) // settlement_to_wad, s.insurance + penalty - reward
         )
         reward = max(reward, tip)
-    return LiquidationOutcome(close, close == abs_size, penalty, reward, health_before)
+    return LiquidationOutcome(close, close == abs_size, penalty, reward, health_before, fill)
 
 
 def read_liquidation_params(liquidation_engine: Any) -> LiquidationParams:

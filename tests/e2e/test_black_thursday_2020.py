@@ -15,10 +15,13 @@ other 30 minutes late; both also buy the collateral of an account whose debt out
 its positions were closed, when the discount beats the gas). Then every collateral sale paid
 exactly amount * oracle price * (1 - discount), rounded up against the buyer; every BadDebt
 event equals the account's shortfall (its balance once positions and collateral are gone, and
-the contract's own negative equity before the close) and insurance draw + socialised equals
-it; the insurance fund and the pool moved by exactly those amounts; underwater closes paid the
-capped tip; nothing underwater is left unbooked at the end; and tokens held equal internal
-balances to the wei.
+the contract's own negative equity before the close, marked at the close's fill: a whole close
+fills at the skew-premium price, as a trade would) and insurance draw + socialised equals it;
+the insurance fund and the pool moved by exactly those amounts, the penalties (the part paid
+out of a positive balance to the fund, the part only owed to the pool) and the keepers' pay
+(out of the fund, then the pool's free liquidity); underwater closes paid the capped tip on the
+notional at the oracle price; nothing underwater is left unbooked at the end; and tokens held
+equal internal balances to the wei.
 """
 
 from __future__ import annotations
@@ -92,7 +95,9 @@ class LiquidationDone:
     settlement_before: int
     insurance_before: int
     equity_before: int  # the contract's equity at the liquidation's block (mirrored exactly)
-    closed_notional: int  # WAD
+    price: int  # the oracle price the engine read, WAD (the event's price is the fill)
+    closed_notional: int  # WAD, at the oracle price (as the engine's penalty and tip)
+    premium: int  # the closed position marked at the fill less marked at the oracle price, WAD
     event: Any
     bad_debt: Any | None
     planned: risk.LiquidationOutcome  # the engine's rule (marginsim.risk) on the mirror at that block
@@ -267,6 +272,11 @@ def _liquidate(result: Replay, keeper: Keeper, account: int, market: _MarketRead
     planned = risk.liquidation_outcome(snapshot, market.liquidation_params, MAX_UINT, SETTLEMENT_TO_WAD)
     event = events(tx, "Liquidation")[0]
     bad = events(tx, "BadDebt")
+    # what the fill adds to (or takes from) the closed size's value at the oracle price, each
+    # marked as the contract marks it (floored, net of the funding index at that block)
+    price, index = int(snapshot.price), risk.funding_index_now(views[market.id], int(tx.timestamp))
+    closed = -int(event.size_closed)  # in the sign of the position
+    premium = risk.signed_mul_floor(closed, int(event.price) - index) - risk.signed_mul_floor(closed, price - index)
     result.liquidations.append(
         LiquidationDone(
             keeper.spec.name,
@@ -276,7 +286,9 @@ def _liquidate(result: Replay, keeper: Keeper, account: int, market: _MarketRead
             settlement_before,
             insurance_before,
             equity,
-            risk.mul_up(abs(int(event.size_closed)), int(event.price)),
+            price,
+            risk.mul_up(abs(int(event.size_closed)), price),
+            premium,
             event,
             bad[0] if bad else None,
             planned,
@@ -292,6 +304,20 @@ def _sell_collateral(result: Replay, keeper: Keeper, account: int, market: _Mark
     result.sales.append(
         SaleDone(account, price, settlement_before, events(tx, "CollateralLiquidation")[0], bad[0] if bad else None)
     )
+
+
+def _penalty_and_pay_routes(done: LiquidationDone) -> tuple[int, int]:
+    """(the part of the penalty the account could only owe, which the pool lends it; the part of
+    the keeper's pay the insurance fund paid), in token units, as the Clearinghouse books a
+    liquidation: the pool pays the owed fraction of the reward out of its free liquidity, the
+    fund the rest and the tip, never more than the keeper was paid in all."""
+    e = done.event
+    penalty, balance = int(e.penalty), done.settlement_before + int(e.realised_pnl)
+    owed = min(max(penalty - balance, 0), penalty)
+    reward = int(done.planned.keeper_reward)  # what the engine asked for
+    reward_owed = reward * owed // penalty if owed else 0
+    from_insurance = min(reward - reward_owed, done.insurance_before + penalty - owed)
+    return owed, min(from_insurance, int(e.keeper_reward))
 
 
 # ------------------------------------------------------------------------------------ tests
@@ -364,9 +390,19 @@ def test_black_thursday__bad_debt_is_booked_equal_to_the_shortfall(replay):
         # the shortfall is the balance the close left: before + realised PnL - penalty
         shortfall = -(done.settlement_before + int(e.realised_pnl) - int(e.penalty))
         assert int(bad.shortfall) == shortfall > 0
-        # and it is the account's negative equity before the close, in whole token units
-        assert int(e.penalty) == 0
-        assert shortfall == risk.ceil_div(-done.equity_before, SETTLEMENT_TO_WAD)
+        # and it is the account's equity before the close, marked at the close's fill (the oracle
+        # price plus the premium a whole close moves), less the penalty, in whole token units
+        assert int(e.price) == done.planned.fill
+        assert shortfall == risk.ceil_div(-(done.equity_before + done.premium), SETTLEMENT_TO_WAD) + int(e.penalty)
+        if done.equity_before <= 0:  # no penalty from nothing
+            assert int(e.penalty) == 0
+        else:  # the penalty is at most the equity at the oracle price: a close that grows the
+            # skew pays a premium, and the debt left is at most that premium
+            assert shortfall <= risk.ceil_div(-done.premium, SETTLEMENT_TO_WAD)
+        # settled after the penalty and the keeper's pay are booked: the fund first
+        owed, from_insurance = _penalty_and_pay_routes(done)
+        fund_left = done.insurance_before + int(e.penalty) - owed - from_insurance
+        assert int(bad.covered_by_insurance) == min(shortfall, fund_left)
         booked.append(bad)
     for sale in replay.sales:
         if sale.bad_debt is None:
@@ -386,13 +422,17 @@ def test_black_thursday__bad_debt_is_booked_equal_to_the_shortfall(replay):
     # the insurance fund ran dry and the pool took the rest (both routes are exercised)
     assert covered > 0 and socialised > 0
 
-    # insurance: + each penalty's fund share, - each tip top-up (together penalty - keeper reward),
+    # insurance: + each penalty paid out of a positive balance, - each keeper's pay it funded,
     # - what it covered; to the token unit
-    penalties_less_rewards = sum(int(d.event.penalty) - int(d.event.keeper_reward) for d in replay.liquidations)
-    assert int(ch.insurance_balance()) == replay.insurance_start + penalties_less_rewards - covered
-    # pool: pays every realised profit, receives every realised loss, and absorbs what was socialised
+    routes = [_penalty_and_pay_routes(d) for d in replay.liquidations]
+    to_insurance = sum(int(d.event.penalty) - owed - paid for d, (owed, paid) in zip(replay.liquidations, routes, strict=True))
+    assert int(ch.insurance_balance()) == replay.insurance_start + to_insurance - covered
+    # pool: pays every realised profit, receives every realised loss, lends each penalty an
+    # account can only owe (holding the claim), pays keepers the fund could not, and absorbs what
+    # was socialised
     realised = sum(int(d.event.realised_pnl) for d in replay.liquidations)
-    assert int(ch.pool_balance()) == replay.pool_start - realised - socialised
+    to_pool = sum(owed - (int(d.event.keeper_reward) - paid) for d, (owed, paid) in zip(replay.liquidations, routes, strict=True))
+    assert int(ch.pool_balance()) == replay.pool_start - realised + to_pool - socialised
 
 
 def test_black_thursday__underwater_closes_pay_the_keeper_a_tip(replay):
@@ -401,10 +441,13 @@ def test_black_thursday__underwater_closes_pay_the_keeper_a_tip(replay):
     underwater = [d for d in replay.liquidations if d.equity_before <= 0]
     assert underwater
     for done in underwater:
-        # no equity, no penalty: the keeper is paid the tip from the insurance fund, as capped
+        # no equity, no penalty: the keeper is paid the tip on the notional closed at the oracle
+        # price (not the fill), from the insurance fund, as capped (at most the fund, which pays
+        # it all)
         tip = min(min(risk.mul_down(done.closed_notional, tip_rate), 1_000 * WAD) // SETTLEMENT_TO_WAD, done.insurance_before)
         assert int(done.event.penalty) == 0
         assert int(done.event.keeper_reward) == tip
+        assert _penalty_and_pay_routes(done) == (0, tip)
 
 
 def test_black_thursday__nothing_underwater_is_left_unbooked(replay):

@@ -9,7 +9,10 @@ only a fee far below the maintenance rate they free. Direct token transfers touc
 balance: custody is `settlement_held` and `collaterals(slot).total`, never `balanceOf`.
 `fund_insurance` spends the caller's wallet, not an account. A liquidation's penalty comes only
 out of the account's positive equity, and the liquidator gets only `keeper_share` of it, so
-self-liquidation through a second address loses `(1 - keeper_share) * penalty`. A collateral
+self-liquidation through a second address loses `(1 - keeper_share) * penalty`. A close of a
+whole position fills at the skew-premium price, exactly as a trade of that size would, so it
+earns (or pays) the premium it moves: a gain any trade closing the same position would make, not
+one of the liquidation. A collateral
 sale moves value between the owner and the buyer at the oracle price, less a discount the buyer
 gains exactly as the owner loses it.
 
@@ -18,13 +21,16 @@ the block its transaction lands in: donations and `fund_insurance` move no accou
 share price, and are simply lost. From initial margin, every owner action either reverts with
 its exact message or leaves the account healthy. Self-liquidation at health 0.95 and 0.70
 (partial), 0.55 (whole: health * r < f, no partial close restores health) and 0.45 (whole: below
-`full_liquidation_health`) changes owner + liquidator value by exactly `-(penalty - keeper_reward)` minus
-the protocol's rounding. That rounding is documented in `rounding_kept` and is under one
-settlement unit plus one wei.
+`full_liquidation_health`) changes owner + liquidator value, net of the premium a whole close's
+fill earns over the oracle price (`fill_premium`, rounded down so that it never flatters the
+attack), by exactly `-(penalty - keeper_reward)` minus the protocol's rounding. That rounding is
+documented in `rounding_kept` and is under one settlement unit plus one wei (and at most one wei
+in the account's favour).
 
 Near zero equity, and underwater, the liquidator's underwater tip (from the insurance fund) can
 exceed what the account still had. That is the one place self-liquidation nets a positive amount
-at the moment of the call, and it is the README's stated bound. The tip is at most 0.2% of
+at the moment of the call (net of the fill's premium, which underwater shrinks the bad debt
+instead of reaching the owner), and it is the README's stated bound. The tip is at most 0.2% of
 notional, and the owner lost its whole margin (over 4% of notional) to get there, so the attack
 as a whole loses. This is asserted to the unit, together with who paid the tip. A self-purchase
 of collateral at the discount leaves owner + buyer unchanged at the oracle price, to the wei.
@@ -33,6 +39,7 @@ of collateral at the discount leaves owner + buyer unchanged at the oracle price
 import ape
 import pytest
 
+from marginsim import risk
 from marginsim.protocol import account_id, deploy_protocol
 from tests.e2e.attacks import (
     MAX_SIZE,
@@ -94,20 +101,31 @@ def to_health(protocol, account, health, publisher):
     walk_price(protocol, "WETH", round(price_for_health(protocol, account, "ETH-PERP", health), 8), publisher)
 
 
-def rounding_kept(protocol, before, after, price, credit):
-    """What the protocol's rounding kept out of a liquidation of a long, in WAD:
-    - r1: the realised PnL floored to a whole settlement unit (0 <= r1 < 1e12);
-    - r2: splitting floor(size * p) into the closed part and the rest (0 or 1 wei).
-    Then the account's equity falls by exactly penalty + r1 + r2."""
+def fill_premium(price, fill, size_delta):
+    """What a close of `size_delta` at `fill` earns over the same close at the oracle `price`
+    (negative: what it pays), WAD USD, rounded down: never more than the close really earned."""
+    return (fill - price) * -size_delta // WAD
+
+
+def rounding_kept(protocol, before, after, price, credit, fill):
+    """What the protocol's rounding kept out of a liquidation of a long closed at `fill` (the
+    oracle `price` for a partial close, the skew-premium fill for a whole one), in WAD:
+    - r1: the realised PnL at the fill floored to a whole settlement unit (0 <= r1 < 1e12);
+    - r2: splitting floor(size * p) into the closed part and the rest (0 or 1 wei);
+    - r3: the closed part marked at the fill, floored, less the same at the price, floored, is
+      the premium rounded down (`fill_premium`) or one wei more, which the account keeps (0 or 1
+      wei, counted against the rounding kept; 0 when the fill is the price).
+    Then the account's equity falls by exactly penalty + r1 + r2 - r3 - fill_premium."""
     index = protocol.clearinghouse.market_state(protocol.markets["ETH-PERP"]).funding_index
-    p = price - index
+    p, q = price - index, fill - index
     closed = before.size - after.size
     cost_removed = before.cost - after.cost
-    realised = closed * p // WAD - cost_removed
+    realised = closed * q // WAD - cost_removed
     r1 = realised - credit * TO_WAD
     r2 = before.size * p // WAD - after.size * p // WAD - closed * p // WAD
-    assert 0 <= r1 < TO_WAD and r2 in (0, 1)
-    return r1 + r2
+    r3 = closed * q // WAD - closed * p // WAD - fill_premium(price, fill, -closed)
+    assert 0 <= r1 < TO_WAD and r2 in (0, 1) and r3 in (0, 1)
+    return r1 + r2 - r3
 
 
 # ---------------------------------------------------------------- donations
@@ -211,6 +229,11 @@ HEALTHS = [(0.95, False), (0.7, False), (0.55, True), (0.45, True)]
 def test_self_liquidation__across_the_health_range__owner_and_liquidator_lose_the_insurance_share(
     protocol, owned, accomplice, deployer, health, whole, engine
 ):
+    """A partial close fills at the oracle price; a whole close at the skew-premium fill, as a
+    trade of its size would. The long is the whole book, so selling it all shrinks the skew and
+    earns the premium: what any trade closing the position would earn, so it is taken out of
+    owner + liquidator's change (rounded down, `fill_premium`) before the strict check that the
+    liquidation itself loses the insurance fund's share of the penalty and the rounding."""
     ch, usdc = protocol.clearinghouse, protocol.settlement
     eth = protocol.markets["ETH-PERP"]
     to_health(protocol, owned, health, deployer)
@@ -218,6 +241,7 @@ def test_self_liquidation__across_the_health_range__owner_and_liquidator_lose_th
     assert abs(health_before - health * WAD) < WAD // 100
     position = ch.positions(owned, eth)
     equity = ch.margin(owned)[0]
+    snapshot = ch.liquidation_snapshot(owned, eth)  # the oracle price and skew the engine reads
     wallet = usdc.balanceOf(accomplice)
     insurance = ch.insurance_balance()
 
@@ -226,13 +250,19 @@ def test_self_liquidation__across_the_health_range__owner_and_liquidator_lose_th
     liquidation = event(receipt, "Liquidation")
     assert liquidation.health_before == health_before
     assert (ch.positions(owned, eth).size == 0) == whole
-    kept = rounding_kept(protocol, position, ch.positions(owned, eth), liquidation.price, liquidation.realised_pnl)
+    price, size_delta = snapshot.price, liquidation.size_closed
+    fill = risk.fill_price(price, snapshot.skew, size_delta, snapshot.skew_scale) if whole else price
+    assert liquidation.price == fill
+    premium = fill_premium(price, fill, size_delta)
+    assert (premium > 0) == whole  # selling the long out of a book it alone makes long earns
+    kept = rounding_kept(protocol, position, ch.positions(owned, eth), price, liquidation.realised_pnl, fill)
     gained = usdc.balanceOf(accomplice) - wallet
     equity_lost = equity - ch.margin(owned)[0]
     assert gained == liquidation.keeper_reward == liquidation.penalty * ch.markets(eth).keeper_share // WAD
-    assert equity_lost == liquidation.penalty * TO_WAD + kept
-    # owner + liquidator: exactly the insurance fund's share, and the rounding, lost
-    change = gained * TO_WAD - equity_lost
+    assert equity_lost == liquidation.penalty * TO_WAD + kept - premium
+    # owner + liquidator, net of the fill's premium: exactly the insurance fund's share, and the
+    # rounding, lost
+    change = gained * TO_WAD - equity_lost - premium
     assert change == -(liquidation.penalty - liquidation.keeper_reward) * TO_WAD - kept
     assert change < 0
     assert ch.insurance_balance() - insurance == liquidation.penalty - liquidation.keeper_reward
@@ -243,6 +273,11 @@ def test_self_liquidation__across_the_health_range__owner_and_liquidator_lose_th
 def test_self_liquidation__near_zero_or_underwater__tip_is_less_than_the_loss_to_get_there(
     protocol, owned, attacker, accomplice, deployer, health, engine
 ):
+    """The whole close fills at the skew-premium price and, selling the long out of a book it
+    alone makes long, earns the premium (rounded down, `fill_premium`), as any trade closing it
+    would. The tip is on the closed notional at the oracle price. With equity left the premium
+    stays in the account's balance, and owner + liquidator's change is measured net of it;
+    underwater it shrinks the bad debt instead and never reaches the owner."""
     ch, usdc = protocol.clearinghouse, protocol.settlement
     eth = protocol.markets["ETH-PERP"]
     start = MARGIN_USDC * USDC + usdc.balanceOf(accomplice)  # the attack's capital, both wallets
@@ -251,28 +286,37 @@ def test_self_liquidation__near_zero_or_underwater__tip_is_less_than_the_loss_to
     position = ch.positions(owned, eth)
     equity = ch.margin(owned)[0]
     assert (equity > 0) == (health > 0)
+    snapshot = ch.liquidation_snapshot(owned, eth)  # the oracle price and skew the engine reads
     insurance = ch.insurance_balance()
 
     receipt = engine.liquidate(owned, eth, MAX_SIZE, sender=accomplice)
 
     liquidation = event(receipt, "Liquidation")
     assert ch.market_mask(owned) == 0  # below full_liquidation_health: the whole position
-    closed_notional = -(liquidation.size_closed * liquidation.price // WAD)  # _mul_up: the size closed is negative
+    price, size_delta = snapshot.price, liquidation.size_closed
+    assert liquidation.price == risk.fill_price(price, snapshot.skew, size_delta, snapshot.skew_scale)
+    premium = fill_premium(price, liquidation.price, size_delta)
+    assert premium > 0  # the long is the book: closing it earns the premium
+    closed_notional = -(size_delta * price // WAD)  # _mul_up at the oracle price: the size closed is negative
     tip = closed_notional * engine.underwater_tip_rate() // WAD // TO_WAD
-    kept = rounding_kept(protocol, position, ch.positions(owned, eth), liquidation.price, liquidation.realised_pnl)
+    kept = rounding_kept(protocol, position, ch.positions(owned, eth), price, liquidation.realised_pnl, liquidation.price)
     assert liquidation.keeper_reward == tip > liquidation.penalty * ch.markets(eth).keeper_share // WAD
     if equity > 0:  # all the equity left is the penalty (rounded down to a unit), the rest rounding
         assert liquidation.penalty == equity // TO_WAD
-        assert ch.settlement(owned) * TO_WAD == equity - liquidation.penalty * TO_WAD - kept
+        assert ch.settlement(owned) * TO_WAD == equity - liquidation.penalty * TO_WAD - kept + premium
+        # paid out of a positive balance, the whole penalty goes to the insurance fund
+        assert ch.settlement(owned) >= 0
         assert ch.insurance_balance() - insurance == liquidation.penalty - tip
     else:  # no penalty from nothing; the shortfall is booked as bad debt, insurance first
         bad_debt = event(receipt, "BadDebt")
         assert liquidation.penalty == 0 and ch.settlement(owned) == 0
-        assert bad_debt.shortfall * TO_WAD == -equity + kept
+        assert bad_debt.shortfall * TO_WAD == -equity + kept - premium  # the premium shrinks the debt
         assert bad_debt.covered_by_insurance == bad_debt.shortfall
         assert insurance - ch.insurance_balance() == tip + bad_debt.shortfall
-    # at this moment owner + liquidator are up by the tip less the equity that was left ...
-    change = max(ch.margin(owned)[0], 0) - max(equity, 0) + tip * TO_WAD
+    # at this moment owner + liquidator, net of the premium they kept, are up by the tip less the
+    # equity that was left ...
+    premium_kept = premium if equity > 0 else 0
+    change = max(ch.margin(owned)[0], 0) - max(equity, 0) + tip * TO_WAD - premium_kept
     assert change == tip * TO_WAD - (liquidation.penalty * TO_WAD + kept if equity > 0 else 0)
     assert 0 < change <= tip * TO_WAD
     # ... but the owner lost its margin to get here, over twenty times the tip

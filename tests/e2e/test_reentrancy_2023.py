@@ -164,7 +164,6 @@ def attempts(scene: Scene, attacker: Any) -> list[Attempt]:
         Attempt("Clearinghouse.deposit", ch, ch.deposit.encode_input(usdc, USDC, 0)),
         Attempt("Clearinghouse.withdraw", ch, ch.withdraw.encode_input(usdc, USDC, 0)),
         Attempt("Clearinghouse.trade", ch, ch.trade.encode_input(eth, WAD // 10, 0, 0)),
-        Attempt("Clearinghouse.accrue_funding", ch, ch.accrue_funding.encode_input(eth)),
         # liquidation goes through the engine, which drives the Clearinghouse
         Attempt("LiquidationEngine.liquidate", engine, engine.liquidate.encode_input(scene.liquidatable, eth, MAX_SIZE)),
         # the same account twice: the first pair closes, the second finds it healthy and is skipped
@@ -182,7 +181,9 @@ def attempts(scene: Scene, attacker: Any) -> list[Attempt]:
         Attempt(
             "Clearinghouse.liquidation_close",
             ch,
-            ch.liquidation_close.encode_input(scene.liquidatable, eth, -WAD, 1_850 * WAD, 0, 100_000 * USDC, scene.evil),
+            ch.liquidation_close.encode_input(
+                scene.liquidatable, eth, -WAD, 1_850 * WAD, 1_850 * WAD, 0, 100_000 * USDC, scene.evil
+            ),
             unlocked=NOT_ENGINE,
         ),
         Attempt(

@@ -78,7 +78,7 @@ def test_engine_only_api__unreachable_for_anyone_else(protocol, ch, engine, make
     victim = make_account(trader, collateral_usd=10_000, leverage=5)
     for who in (attacker, deployer):
         with ape.reverts("clearinghouse: not liquidation engine"):
-            ch.liquidation_close(victim, eth_market, -WAD, 1, 0, 10**6, who, sender=who)
+            ch.liquidation_close(victim, eth_market, -WAD, 1, 1, 0, 10**6, who, sender=who)
         with ape.reverts("clearinghouse: not liquidation engine"):
             ch.seize_collateral(victim, 1, 0, 0, who, sender=who)
         with ape.reverts("liquidation: not configurator"):

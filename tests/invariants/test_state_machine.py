@@ -83,7 +83,6 @@ from hypothesis.stateful import (
 )
 
 from marginsim import risk
-from marginsim.protocol import account_id
 from tests.invariants.boa_protocol import (
     Collateral,
     FeedState,
@@ -295,8 +294,15 @@ class Model:
 
     # -------------------------------------------------------------- writes
 
-    @staticmethod
-    def set_settlement(ledger: Ledger, account: int, balance: int) -> None:
+    def settle_fill(self, ledger: Ledger, account: int, credit: int, charge: int, to_pool: int) -> int:
+        """perps._settle_fill's money: the realised PnL `credit` less `charge` into the account,
+        `to_pool` - credit into the pool. Returns the credit."""
+        self.set_settlement(ledger, account, ledger.settlement.get(account, 0) + credit - charge)
+        ledger.pool_balance += to_pool - credit
+        return credit
+
+    @classmethod
+    def set_settlement(cls, ledger: Ledger, account: int, balance: int) -> None:
         before = ledger.settlement.get(account, 0)
         if before < 0 or balance < 0:
             ledger.total_debt = ledger.total_debt + max(-balance, 0) - max(-before, 0)
@@ -450,9 +456,7 @@ class Model:
         if adds_risk and (stt.long_oi if new_size > 0 else stt.short_oi) > params.oi_cap:
             return Outcome("clearinghouse: open interest cap", self.ledger, info)
         fee = risk.ceil_div(risk.mul_up(risk.mul_up(abs(delta), fill), params.fee), SCALE)
-        credit = realised // SCALE
-        self.set_settlement(ledger, account, ledger.settlement.get(account, 0) + credit - fee)
-        ledger.pool_balance += fee - credit
+        credit = self.settle_fill(ledger, account, realised // SCALE, fee, fee)
         ledger.positions[(account, market)] = position
         ledger.states[market] = stt
         shortfall = 0
@@ -471,17 +475,6 @@ class Model:
             if equity < initial:
                 return Outcome("clearinghouse: insufficient margin", self.ledger, info)
         return Outcome(None, ledger.normalise(), info)
-
-    def accrue_funding(self, market: int) -> Outcome:
-        if market not in self.ledger.markets:
-            return Outcome("clearinghouse: unknown market", self.ledger)
-        try:
-            price = self.price(self.ledger.markets[market].asset)
-        except PriceError as error:
-            return Outcome(error.message, self.ledger)
-        ledger = self.ledger.copy()
-        self.accrue(ledger, market, price)
-        return Outcome(None, ledger)
 
     # -------------------------------------------------------------- LiquidationEngine
 
@@ -528,36 +521,42 @@ class Model:
         least = None
         if result.health_before >= params.full_liquidation_health:
             least = min(risk.least_close_for(snap, params.buffer, SCALE), abs(snap.size))
-        close, penalty, reward, price = result.close, result.penalty, result.keeper_reward, snap.price
+        close, penalty, reward, price, fill = result.close, result.penalty, result.keeper_reward, snap.price, result.fill
         abs_size = abs(snap.size)
 
-        # Clearinghouse.liquidation_close: the insurance fund's side first, then the fill and the
-        # penalty (bad debt when the account is left empty), then the keeper's reward
+        # Clearinghouse.liquidation_close: the fill (profit capped as a trade's), then the
+        # penalty (to the insurance fund what the account pays out of a positive balance, to the
+        # pool what it can only owe), the keeper's pay out of the fund and then the pool's free
+        # liquidity, and bad debt when the account is left empty
         ledger = self.ledger.copy()
         self.accrue(ledger, market, price)
-        ledger.insurance += penalty - reward
-        assert ledger.insurance >= 0, f"the tip overdraws the insurance fund: {result}"
         before = ledger.positions[(account, market)]
-        position, stt, realised = self.apply_fill(before, ledger.states[market], -close if snap.size > 0 else close, price)
+        delta = -close if snap.size > 0 else close
+        position, stt, realised = self.apply_fill(before, ledger.states[market], delta, fill)
         ledger.positions[(account, market)] = position
         ledger.states[market] = stt
-        credit = realised // SCALE
-        self.set_settlement(ledger, account, ledger.settlement.get(account, 0) + credit - penalty)
-        ledger.pool_balance -= credit
-        shortfall = 0
+        credit = self.settle_fill(ledger, account, realised // SCALE, 0, 0)
+        liquidity = max(ledger.pool_balance - ledger.total_debt, 0)
+        balance = ledger.settlement.get(account, 0)
+        owed = min(max(penalty - balance, 0), penalty)
+        self.set_settlement(ledger, account, balance - penalty)
+        # the pool pays the owed fraction of the reward out of its free liquidity, the insurance
+        # fund the rest (the tip included), never more tokens than are held
+        reward_owed = reward * owed // penalty if penalty else 0
+        from_pool = min(reward_owed, liquidity)
+        insurance = ledger.insurance + penalty - owed
+        from_insurance = min(reward - reward_owed, insurance)
+        paid = min(from_pool + from_insurance, ledger.settlement_held)
+        from_insurance = min(from_insurance, paid)
+        from_pool = paid - from_insurance
+        ledger.insurance = insurance - from_insurance
+        ledger.pool_balance += owed - from_pool
+        ledger.settlement_held -= paid
         if position[0] == 0:
             self.set_bit(ledger.market_mask, account, market, False)
-            if ledger.market_mask.get(account, 0) == 0:
-                shortfall = self.settle_bad_debt(ledger, account)
-        credited = 0
-        if reward > 0:
-            if ledger.settlement_held >= reward:
-                ledger.settlement_held -= reward
-            else:
-                # fewer tokens on hand than the reward: credited to the keeper's account 0
-                credited = reward
-                keeper_account = account_id(liquidator, 0)
-                self.set_settlement(ledger, keeper_account, ledger.settlement.get(keeper_account, 0) + reward)
+        shortfall = 0
+        if ledger.market_mask.get(account, 0) == 0:
+            shortfall = self.settle_bad_debt(ledger, account)
 
         # the engine's health after, from the snapshot and this market's change alone
         health_after = risk.NO_POSITIONS_HEALTH
@@ -579,9 +578,11 @@ class Model:
             "abs_size": abs_size,
             "whole": result.whole,
             "penalty": penalty,
-            "reward": reward,
-            "credited": credited,
-            "tip_top_up": reward - share_reward,
+            "reward": paid,
+            "requested": reward,
+            "tip_top_up": max(min(paid, reward) - share_reward, 0),
+            "premium": -((fill - price) * delta // WAD),  # WAD USD the fill earned the account over the oracle price, rounded up
+            "fill": fill,
             "credit": credit,
             "health_before": result.health_before,
             "health_after": health_after,
@@ -589,8 +590,9 @@ class Model:
             "maintenance": snap.maintenance,
             "shortfall": shortfall,
             "partial": position[0] != 0,
-            "price": price,
-            "flow": -(reward - credited),
+            "price": fill,
+            "oracle_price": price,
+            "flow": -paid,
         }
         if position[0] != 0 and health_after < result.health_before:
             return Outcome("liquidation: health worsened", self.ledger, info)
@@ -912,6 +914,11 @@ def no_spiral(penalty: int, base_mmr: int, buffer: int) -> bool:
     return risk.mul_down(WAD + buffer, base_mmr) > penalty
 
 
+def snap_price(info: dict[str, Any]) -> int:
+    """The oracle price a liquidation read (its event's price is the fill)."""
+    return info["oracle_price"]
+
+
 def premium_bounded(params: risk.MarketParams, full: int) -> bool:
     """Configurator._premium_bounded."""
     effective_penalty = min(params.penalty, risk.mul_down(full, params.base_mmr))
@@ -1213,16 +1220,6 @@ class ProtocolMachine(RuleBasedStateMachine):
             # invariant 5: a round trip in one block creates no value for the trader
             assert equity_after <= equity_before, f"round trip gained {equity_after - equity_before} wei"
 
-    @rule(market=MARKET_OR_UNKNOWN, wait=st.sampled_from([0, 60, 0, 3_600, 86_400]))
-    def accrue_funding(self, market: int, wait: int) -> None:
-        """Funding accrues over `wait` seconds, then anyone brings the index up to now."""
-        market = self.market_of(market)
-        if wait:
-            self.env.time_travel(seconds=wait)
-            self.refresh(self.ledger)
-        outcome = self.model.accrue_funding(market)
-        self.call("Clearinghouse.accrue_funding", self.ch.accrue_funding, market, sender=self.roles.keeper, outcome=outcome)
-
     # -------------------------------------------------------------- liquidation
 
     def check_liquidation_snapshot(self, account: int, market: int) -> None:
@@ -1244,27 +1241,27 @@ class ProtocolMachine(RuleBasedStateMachine):
         info = outcome.info
         if outcome.message == "liquidation: health worsened" and max_size >= info["abs_size"]:
             raise AssertionError(f"an honest liquidation of unhealthy account {account:#x} in market {market} is refused: {info}")
-        usdc, keeper_account = self.tokens["USDC"], account_id(liquidator, 0)
-        wallet, credited_before = token_balance(usdc, liquidator), self.ch.settlement(keeper_account)
+        usdc = self.tokens["USDC"]
+        wallet = token_balance(usdc, liquidator)
         if not self.call(
             "LiquidationEngine.liquidate", self.engine.liquidate, account, market, max_size, sender=liquidator, outcome=outcome
         ):
             return False
-        # the reward in tokens, or credited to the liquidator's account 0 when the Clearinghouse
-        # holds fewer tokens than the reward
-        paid, credited = token_balance(usdc, liquidator) - wallet, self.ch.settlement(keeper_account) - credited_before
-        assert (paid, credited) == (info["reward"] - info["credited"], info["credited"])
-        reward = paid + credited
+        # the keeper is paid in tokens: out of the insurance fund, then the pool's free liquidity
+        reward = token_balance(usdc, liquidator) - wallet
+        assert reward == info["reward"]
         by = "keeper" if liquidator == self.roles.keeper else "owner's second address"
         record(f"liquidation {'partial' if info['partial'] else 'whole position'}, by the {by}", None)
         if info["tip_top_up"]:
             record("liquidation paid the underwater tip", None)
             # the tip is bounded as documented: at most the tip rate of the closed notional and $1,000
-            notional = risk.mul_up(info["close"], info["price"])
+            notional = risk.mul_up(info["close"], snap_price(info))
             bound = min(risk.mul_down(notional, self.ledger.underwater_tip_rate), risk.MAX_TIP)
             assert info["tip_top_up"] * SCALE <= bound, f"tip top-up {info['tip_top_up']} above {bound} WAD"
-        if info["credited"]:
-            record("liquidation reward credited to the liquidator's account", None)
+        if info["reward"] < info["requested"]:
+            record("liquidation paid less than its reward (fund and pool liquidity short)", None)
+        if info["whole"] and info["fill"] != snap_price(info):
+            record("whole close filled at the skew premium", None)
         (event,) = self.events("Liquidation")
         assert event.health_before < WAD, "a healthy account was liquidated"
         assert (event.penalty, event.keeper_reward, event.health_before, event.health_after) == (
@@ -1298,7 +1295,9 @@ class ProtocolMachine(RuleBasedStateMachine):
         has_anything = after.market_mask.get(account, 0) or after.collateral_mask.get(account, 0)
         equity_after = self.model.margin(after, account)[0] if has_anything else 0
         equity_after -= info["shortfall"] * SCALE  # the account's equity before its bad debt was written off
-        gain = equity_after - info["equity"] + reward * SCALE
+        # the skew premium a whole close earns is what any trade closing it would earn: not a gain
+        # of the liquidation
+        gain = equity_after - info["equity"] + reward * SCALE - max(info["premium"], 0)
         assert gain <= info["tip_top_up"] * SCALE, f"liquidation gained owner + liquidator {gain} wei ({info})"
         if info["tip_top_up"] == 0 and info["penalty"] > 0:
             assert gain < 0
@@ -2103,7 +2102,7 @@ class ProtocolMachine(RuleBasedStateMachine):
             # the engine's narrow API moves balances and the insurance fund: nobody else may call it
             "liquidation_close": (
                 self.ch.liquidation_close,
-                (self.world.account_id(0), 1, -1, WAD, 0, 0, a),
+                (self.world.account_id(0), 1, -1, WAD, WAD, 0, 0, a),
                 a,
                 "clearinghouse: not liquidation engine",
             ),
@@ -2243,7 +2242,6 @@ EVERY_FUNCTION = (
     "Clearinghouse.deposit",
     "Clearinghouse.withdraw",
     "Clearinghouse.trade",
-    "Clearinghouse.accrue_funding",
     "LiquidationEngine.liquidate",
     "LiquidationEngine.liquidate_collateral",
     "Clearinghouse.fund_insurance",
@@ -2338,7 +2336,6 @@ def test_every_rule_succeeds_in_a_scripted_walk(machine):
     step("deposit", order=(5, "WBTC", 20_000, 0))
     step("withdraw", order=(0, 0, 100, 1))
     step("trade", order=(5, 1, "open", 3, 1_000, True, "exact"))
-    step("accrue_funding", market=0, wait=60)
     step("fund_insurance", usd=1_000)
     step("lp_deposit", lp=1, usd=10_000)
     step("lp_mint", lp=1, usd=10_000)

@@ -20,9 +20,10 @@ def _trade_event(tx):
 
 
 def _realised_tokens(ch, account, market, price_wad, premium=True, timestamp=None):
-    """Floor of a whole close's realised PnL at the oracle price (plus the closing premium for a
-    trade, none for a liquidation), token units, as the contract computes it before any cap;
-    with `timestamp`, funding accrued to it (the block the close lands in)."""
+    """Floor of a whole close's realised PnL at the oracle price plus the closing premium (a
+    trade's fill, and a liquidation's when it closes the whole position; `premium=False` for the
+    bare oracle price of a partial liquidation), token units, as the contract computes it before
+    any cap; with `timestamp`, funding accrued to it (the block the close lands in)."""
     pos = ch.positions(account, market)
     st = ch.market_state(market)
     params = ch.markets(market)
@@ -81,7 +82,8 @@ def test_cap__liquidating_a_winning_market__profit_repays_the_losing_one(
     profit is forfeited to the pool, the account's debt grows by it, and that debt is later bad
     debt paid by the insurance fund and then the LPs, while the same LPs pocketed the forfeit.
     The profit is owed by the account's own losing BTC position to the same pool; it should be
-    credited."""
+    credited. A whole close fills at the skew-premium price, as a trade would (the Liquidation
+    event's `price`): the profit is the one realised at that fill."""
     eth, btc = protocol.markets["ETH-PERP"], protocol.markets["BTC-PERP"]
     fund(trader, usdc, 10_000 * USDC)
     ch.deposit(usdc, 10_000 * USDC, 0, sender=trader)
@@ -96,10 +98,14 @@ def test_cap__liquidating_a_winning_market__profit_repays_the_losing_one(
 
     timestamp = chain.pending_timestamp + 1
     chain.pending_timestamp = timestamp  # the liquidation's block: funding accrued to it
-    full_profit = _realised_tokens(ch, account, eth, 2_300 * WAD, premium=False, timestamp=timestamp)
+    # the engine's fill for a whole close: the trade fill for size_delta = -size at the skew before it
+    full_profit = _realised_tokens(ch, account, eth, 2_300 * WAD, premium=True, timestamp=timestamp)
+    pos, st = ch.positions(account, eth), ch.market_state(eth)
+    fill = risk.fill_price(2_300 * WAD, int(st.long_oi) - int(st.short_oi), -int(pos.size), int(ch.markets(eth).skew_scale))
     before = ch.settlement(account)
     tx = engine.liquidate(account, eth, 2**256 - 1, sender=keeper)
     liq = next(e for e in tx.events if e.event_name == "Liquidation")
+    assert int(liq.size_closed) == -int(pos.size) and int(liq.price) == fill != 2_300 * WAD
     # in full, to the token unit, not capped at the pool's ~$70 of fees
     assert liq.realised_pnl == full_profit
     assert ch.settlement(account) == before + liq.realised_pnl - liq.penalty

@@ -139,7 +139,7 @@ def test_apply__not_configurator__reverts(protocol, request, setter, caller):
 
 ENGINE_ONLY_CALLS = {
     "liquidation_close": lambda p, who: p.clearinghouse.liquidation_close(
-        account_id(who), 1, -WAD, 2_000 * WAD, 0, 20_000 * USDC, who, sender=who
+        account_id(who), 1, -WAD, 2_000 * WAD, 2_000 * WAD, 0, 20_000 * USDC, who, sender=who
     ),
     "seize_collateral": lambda p, who: p.clearinghouse.seize_collateral(account_id(who), 1, 1, 0, who, sender=who),
 }

@@ -132,15 +132,21 @@ def test_liquidate__underwater__tip_then_bad_debt_to_insurance_then_pool(
     bad = next(ev for ev in tx.events if ev.event_name == "BadDebt")
     # no penalty from an account with nothing left: the keeper is tipped by the insurance fund,
     # tip_rate (0.2%) of the closed notional, here about $170
-    closed_notional = -event.size_closed * event.price // WAD
+    # (on the oracle price: the event's price is the fill, which for a whole close carries the
+    # skew premium the close moves)
+    oracle_price = protocol.oracle.price(protocol.tokens["WETH"])
+    assert event.price > oracle_price  # selling a long into a long-heavy book earns the premium
+    closed_notional = -event.size_closed * oracle_price // WAD
     tip = closed_notional * engine.underwater_tip_rate() // WAD // 10**12
     assert event.penalty == 0
     assert event.keeper_reward == tip > 100 * USDC
     assert usdc.balanceOf(keeper) - keeper_before == tip
     # the shortfall is exactly the settlement balance left negative once the loss is realised
     assert bad.shortfall == -(settlement_before + event.realised_pnl)
-    # and it is the equity the view saw a block earlier, up to that block's funding (< $0.001)
-    assert abs(bad.shortfall * 10**12 + e) < 10**15
+    # and it is the equity the view saw a block earlier, less the premium the fill earned, up to
+    # that block's funding (< $0.001)
+    premium = (event.price - oracle_price) * -event.size_closed // WAD
+    assert abs(bad.shortfall * 10**12 + e + premium) < 10**15
     # what the tip left of the fund covers bad debt first, the pool the rest
     assert bad.covered_by_insurance == 1_000 * USDC - tip
     assert bad.socialised == bad.shortfall - bad.covered_by_insurance
@@ -151,7 +157,7 @@ def test_liquidate__underwater__tip_then_bad_debt_to_insurance_then_pool(
 
 
 def test_liquidate__underwater_tip__only_for_a_whole_close(
-    ch, make_account, trader, keeper, eth_market, set_price, fund, usdc, guardian, engine
+    ch, protocol, make_account, trader, keeper, eth_market, set_price, fund, usdc, guardian, engine
 ):
     """Splitting the close of an underwater position into pieces must not multiply the tip."""
     fund(guardian, usdc, 20_000 * USDC)
@@ -168,9 +174,9 @@ def test_liquidate__underwater_tip__only_for_a_whole_close(
     tx = engine.liquidate(account, eth_market, 10**30, sender=keeper)
     event = liquidation_event(tx)
     # the last call closes the rest: tipped on what it closed (a quarter), capped at $1,000
+    price = protocol.oracle.price(protocol.tokens["WETH"])  # the tip is on the oracle notional
     assert (
-        event.keeper_reward
-        == min(-event.size_closed * event.price // WAD * engine.underwater_tip_rate() // WAD, 1_000 * WAD) // 10**12
+        event.keeper_reward == min(-event.size_closed * price // WAD * engine.underwater_tip_rate() // WAD, 1_000 * WAD) // 10**12
     )
 
 
@@ -281,10 +287,11 @@ def test_trade__owner_closes_underwater_account__bad_debt_booked(ch, make_accoun
     assert ch.total_bad_debt() == bad.shortfall
 
 
-def test_liquidate__no_settlement_tokens_on_hand__reward_credited_not_blocked(project, deployer, trader, keeper, lp):
-    """An empty protocol (no pool, no insurance) holds no settlement token: a keeper reward
-    backed by the account's collateral is credited to the keeper's account 0 instead of
-    reverting, and is withdrawable once tokens arrive."""
+def test_liquidate__no_settlement_tokens_on_hand__not_blocked_keeper_paid_what_exists(project, deployer, trader, keeper, lp):
+    """An empty protocol (no pool, no insurance) holds no settlement token: the liquidation goes
+    through, the penalty the account can only owe is lent by the pool (which holds the claim),
+    and the keeper is paid what the insurance fund and the pool's free liquidity hold: nothing.
+    No balance is ever credited that the tokens held do not cover."""
     from marginsim.protocol import deploy_protocol
 
     p = deploy_protocol(project, deployer)
@@ -296,17 +303,13 @@ def test_liquidate__no_settlement_tokens_on_hand__reward_credited_not_blocked(pr
     p.publish("WETH", 1_880 * 10**8, deployer)
     victim = account_id(trader)
     assert ch.health(victim) < WAD and usdc.balanceOf(ch) == 0
+    debt_before, pool_before = ch.total_debt(), ch.pool_balance()
 
     tx = p.liquidation_engine.liquidate(victim, p.markets["ETH-PERP"], 2**256 - 1, sender=keeper)
-    reward = int(liquidation_event(tx).keeper_reward)
-    assert reward > 0
-    assert usdc.balanceOf(keeper) == 0
-    assert ch.settlement(account_id(keeper)) == reward
-    with ape.reverts("clearinghouse: insufficient liquidity"):
-        ch.withdraw(usdc, reward, 0, sender=keeper)
-
-    usdc.mint(lp, 1_000 * USDC, sender=lp)
-    usdc.approve(p.pool, 1_000 * USDC, sender=lp)
-    p.pool.deposit(1_000 * USDC, lp, sender=lp)
-    ch.withdraw(usdc, reward, 0, sender=keeper)
-    assert usdc.balanceOf(keeper) == reward
+    event = liquidation_event(tx)
+    assert event.penalty > 0 and event.keeper_reward == 0
+    assert usdc.balanceOf(keeper) == 0 and ch.settlement(account_id(keeper)) == 0
+    assert ch.insurance_balance() == 0  # the fund holds no debt as if it were tokens
+    # the penalty (and the realised loss) became the victim's debt, lent by the pool
+    assert ch.pool_balance() - pool_before == ch.total_debt() - debt_before > event.penalty
+    assert usdc.balanceOf(ch) == ch.settlement_held() == 0

@@ -438,10 +438,11 @@ def test_trade__reduce_only__increase_refused_reduce_allowed(
 
 @pytest.mark.parametrize("skew_side", [1, -1], ids=["long-skew", "short-skew"])
 def test_trade__funding__majority_side_pays_over_a_day(
-    protocol, ch, make_account, trade, set_price, trader, other_trader, eth_market, weth, chain, skew_side
+    protocol, ch, make_account, trade, set_price, trader, other_trader, keeper, eth_market, weth, chain, skew_side
 ):
     majority = make_account(trader, collateral_usd=500_000)
     minority = make_account(other_trader, collateral_usd=100_000)
+    make_account(keeper, collateral_usd=1_000)
     trade(trader, eth_market, skew_side * 1_000 * WAD)
     trade(other_trader, eth_market, -skew_side * 200 * WAD)
     rate = protocol.lens.funding_rate(eth_market)
@@ -452,7 +453,7 @@ def test_trade__funding__majority_side_pays_over_a_day(
 
     chain.pending_timestamp += DAY
     set_price("WETH", 2_000)  # a fresh round: the old one is past its heartbeat
-    tx = ch.accrue_funding(eth_market, sender=trader)
+    tx = ch.trade(eth_market, WAD // 1_000, 0, 0, sender=keeper)  # any trade accrues the funding first
 
     state = ch.market_state(eth_market)
     price = protocol.oracle.price(weth)
@@ -470,16 +471,17 @@ def test_trade__funding__majority_side_pays_over_a_day(
     assert abs(received - 200 * abs(step)) <= 1
 
 
-def test_trade__funding__no_skew_no_funding(ch, make_account, trade, set_price, trader, other_trader, eth_market, chain):
+def test_trade__funding__no_skew_no_funding(ch, make_account, trade, set_price, trader, other_trader, keeper, eth_market, chain):
     long_account = make_account(trader, collateral_usd=100_000)
     make_account(other_trader, collateral_usd=100_000)
+    make_account(keeper, collateral_usd=1_000)
     trade(trader, eth_market, 100 * WAD)
     trade(other_trader, eth_market, -100 * WAD)
     index_before = ch.market_state(eth_market).funding_index  # a second of skew accrued already
     equity_before = ch.margin(long_account)[0]
     chain.pending_timestamp += DAY
     set_price("WETH", 2_000)
-    ch.accrue_funding(eth_market, sender=trader)
+    trade(keeper, eth_market, WAD // 1_000)  # accrues the day at zero skew
     assert ch.market_state(eth_market).funding_index == index_before
     assert ch.margin(long_account)[0] == equity_before
 
