@@ -29,7 +29,18 @@ def test_simulation__keepers_liquidate_the_crash(run):
     # every partial liquidation restored health to at least 1 + buffer (1.1)
     for record in run.liquidations:
         assert record.full_close or record.health_after >= 1.1
-        assert record.delay_blocks >= 0
+
+
+def test_simulation__delay_metric_counts_from_first_liquidatable_block(run):
+    """The delay metric is the blocks between an account's first liquidatable block and its
+    liquidation (issue 9, item 7: a metric reset every step survived a test that only checked
+    it was not negative). The slow keeper waits 10 blocks before it acts, so each of its
+    liquidations is at least 10 blocks late; the fast keeper acts in the block it sees one."""
+    slow = [record for record in run.liquidations if record.keeper == "slow"]
+    fast = [record for record in run.liquidations if record.keeper == "fast"]
+    assert slow and fast
+    assert all(record.delay_blocks >= 10 for record in slow)
+    assert min(record.delay_blocks for record in fast) == 0
 
 
 def test_simulation__rounds_follow_chainlink_rules(run):

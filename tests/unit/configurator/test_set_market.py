@@ -3,7 +3,7 @@ from dataclasses import replace
 import ape
 
 from marginsim.protocol import MarketConfig
-from marginsim.risk import vol_unit
+from marginsim.risk import MarketParams, vol_unit
 from tests.conftest import WAD
 
 
@@ -37,3 +37,23 @@ def test_connect__only_once(protocol, deployer, attacker):
         ch.connect(attacker, attacker, attacker, sender=deployer)
     assert ch.configurator() == protocol.configurator.address
     assert ch.liquidation_engine() == protocol.liquidation_engine.address
+
+
+def test_set_market__fee_plus_premium_at_the_cap_equal_to_maintenance__reverts_one_wei_less_accepted(
+    protocol, deployer, eth_market
+):
+    """The fee bound at its limit (issue 9, item 7: a `<` turned `<=` survived the suite):
+    fee + ceil(oi_cap / skew_scale) must stay strictly below base_mmr. With base_mmr 1.2% and a
+    0.3% premium at the cap, a 0.9% fee equals it and is refused; one wei less is accepted."""
+    configurator, ch = protocol.configurator, protocol.clearinghouse
+    asset = protocol.tokens["WETH"].address
+    config = MarketConfig("ETH-PERP", "WETH", base_mmr=0.012, penalty=0.01, oi_cap=3_000, fee=0.009)
+    at_limit = list(config.params(asset))
+    fee_index = list(MarketParams.__dataclass_fields__).index("fee")
+    assert at_limit[fee_index] + 3_000 * WAD * WAD // (1_000_000 * WAD) == at_limit[1]  # fee + premium == base_mmr
+    with ape.reverts("configurator: fee above maintenance"):
+        configurator.set_market(eth_market, tuple(at_limit), sender=deployer)
+    below = list(at_limit)
+    below[fee_index] -= 1
+    configurator.set_market(eth_market, tuple(below), sender=deployer)
+    assert ch.markets(eth_market).fee == 9 * 10**15 - 1
