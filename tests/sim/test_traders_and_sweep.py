@@ -1,10 +1,12 @@
 """Traders who top up or close as their health falls, and bad debt over seeds."""
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
-from marginsim.sim.engine import run_simulation
+from marginsim.sim.agents import TraderState
+from marginsim.sim.engine import _traders_act, run_simulation
 from marginsim.sim.scenario import load_scenario
 from marginsim.sim.sweep import nearest_rank, parse_seeds, run_sweep, summarise_sweep, sweep_table
 
@@ -21,6 +23,46 @@ def test_traders__top_up_and_close_below_their_thresholds(reacting):
     _, run = reacting
     assert run.trader_topups > 0
     assert run.trader_closes > 0
+
+
+class _Recorder:
+    """A stand-in for the Clearinghouse and the protocol: records what the traders send."""
+
+    def __init__(self):
+        self.calls = []
+        self.settlement = "USDC"
+        self.markets = {"ETH-PERP": 1}
+        self.clearinghouse = self
+
+    def deposit(self, token, amount, subaccount, sender):
+        self.calls.append(("deposit", sender, amount))
+
+    def positions(self, account, market):
+        return SimpleNamespace(size=5 * 10**18)
+
+    def trade(self, market, size, limit, subaccount, sender):
+        self.calls.append(("trade", sender, size))
+
+
+def test_traders__act_exactly_below_their_thresholds_and_top_up_at_most_three_times():
+    """The thresholds by value (issue 9, item 7: the test above only counts): at a health equal
+    to its threshold a trader does nothing, one wei below it acts; a top-up adds half the first
+    deposit, three times at most, and a closer closes its whole position once."""
+    wad = 10**18
+    topper = TraderState("t", "topper", 1, "ETH-PERP", True, False, 1_000.0, int(1.6 * wad), int(1.5 * wad))
+    closer = TraderState("c", "closer", 2, "ETH-PERP", False, True, 1_000.0, int(1.6 * wad), int(1.5 * wad))
+    ch = _Recorder()
+    at_threshold = {1: topper.topup_below, 2: closer.close_below}
+    assert _traders_act([topper, closer], at_threshold, ch, 10**6, 0, 0) == (0, 0)
+    assert ch.calls == []
+    below = {1: topper.topup_below - 1, 2: closer.close_below - 1}
+    for _ in range(5):
+        topups, closes = _traders_act([topper, closer], below, ch, 10**6, 0, 0)
+    assert (
+        ch.calls
+        == [("deposit", "topper", 500 * 10**6), ("trade", "closer", -5 * 10**18)] + [("deposit", "topper", 500 * 10**6)] * 2
+    )
+    assert (topper.topped_up, closer.closed) == (3, True)
 
 
 def test_sweep__quantiles_are_runs_not_interpolations():
