@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 export PATH := $(abspath $(BIN)):$(PATH)
 STAMP  := $(VENV)/.installed
 
-.PHONY: install lint format sizes demo story test fuzz-long gas simulate sweep keeper oracle bench-sim deploy anvil compile clean
+.PHONY: install lint format sizes demo story test fuzz-long mutate gas simulate sweep keeper oracle bench-sim deploy anvil compile clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -54,6 +54,11 @@ test: $(STAMP)
 ## The invariant state machine's long profile: 100,000 steps (MARGINSIM_FUZZ_STEPS=N to change).
 fuzz-long: $(STAMP)
 	MARGINSIM_FUZZ=long $(BIN)/ape test tests/invariants -q -s
+
+## Mutation benchmark (not a test): one planted bug at a time in the money paths, the tests
+## that should notice it, and which test killed it; fails on a survivor. MUTANTS=id,id for some.
+mutate: $(STAMP)
+	$(BIN)/python scripts/mutate.py
 
 ## Each deployable's runtime size against the 20,480-byte budget; fails when one is over.
 sizes: $(STAMP)
