@@ -85,3 +85,25 @@ def test_own_deposit_with_four_lots__joins_the_latest_lot(protocol, fund, seeded
     after = [tuple(lot) for lot in pool.locked_lots(other_trader)]
     assert after[:3] == before[:3]  # the million's lot and the first two gifts keep their times
     assert after[3] == (before[3][0] + tx.events[-1].shares, tx.timestamp + COOLDOWN)
+
+
+def test_a_lot_is_free_from_its_unlock_second__a_gift_then_reuses_it(
+    protocol, fund, seeded_pool, other_trader, attacker, victim_deposit
+):
+    """A lot unlocks at its unlock time exactly (the same instant its shares may be redeemed):
+    with four live lots a gift is refused one second before the first one's unlock time and
+    accepted at it, taking that lot's slot."""
+    pool = seeded_pool
+    deposited_at, victim_shares = victim_deposit
+    fund(attacker, protocol.settlement, 4, spender=pool)
+    for i in range(3):
+        ape.chain.pending_timestamp = deposited_at + 60 * (i + 1)
+        pool.deposit(1, other_trader, sender=attacker)
+    ape.chain.pending_timestamp = deposited_at + COOLDOWN - 1
+    with ape.reverts("pool: too many locked deposits"):
+        pool.deposit(1, other_trader, sender=attacker)
+    ape.chain.pending_timestamp = deposited_at + COOLDOWN
+    gift = pool.deposit(1, other_trader, sender=attacker)
+    lots = [tuple(lot) for lot in pool.locked_lots(other_trader)]
+    assert lots[0] == (gift.events[-1].shares, gift.timestamp + COOLDOWN)  # the victim's old slot
+    assert pool.maxRedeem(other_trader) >= victim_shares

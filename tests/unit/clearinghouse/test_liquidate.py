@@ -180,6 +180,25 @@ def test_liquidate__underwater_tip__only_for_a_whole_close(
     )
 
 
+def test_liquidate__underwater_tip__capped_at_1000_usd(
+    ch, protocol, make_account, trader, keeper, eth_market, set_price, fund, usdc, guardian, engine
+):
+    """The underwater tip is 0.2% of the closed notional but never more than $1,000: an $800,000
+    position closed whole underwater would earn $1,360 at the rate and is paid $1,000."""
+    fund(guardian, usdc, 5_000 * USDC)
+    ch.fund_insurance(5_000 * USDC, sender=guardian)
+    account = make_account(trader, collateral_usd=80_000, leverage=10)
+    for price in (1_900, 1_800, 1_700):
+        set_price("WETH", price)
+    assert ch.margin(account)[0] < 0
+    oracle_price = protocol.oracle.price(protocol.tokens["WETH"])
+    tx = engine.liquidate(account, eth_market, 10**30, sender=keeper)
+    event = liquidation_event(tx)
+    at_rate = -event.size_closed * oracle_price // WAD * engine.underwater_tip_rate() // WAD
+    assert at_rate > 1_000 * WAD  # the rate alone would pay more
+    assert event.penalty == 0 and event.keeper_reward == 1_000 * USDC
+
+
 def test_liquidate__underwater_tip__capped_by_the_insurance_fund(ch, make_account, trader, keeper, eth_market, set_price, engine):
     assert ch.insurance_balance() == 0
     account = make_account(trader, collateral_usd=10_000, leverage=10)
