@@ -392,7 +392,8 @@ def _lock(receiver: address, shares: uint256):
     until: uint256 = block.timestamp + COOLDOWN
     lots: uint256[LOTS] = self._lots[receiver]
     free: uint256 = LOTS
-    latest: uint256 = 0
+    latest: uint256 = 0  # the live lot that unlocks last (the first such in storage order)
+    latest_at: uint256 = 0
     for i: uint256 in range(LOTS):
         t: uint256 = lots[i] >> 192
         if t == until:
@@ -401,8 +402,9 @@ def _lock(receiver: address, shares: uint256):
         if t <= block.timestamp:
             if free == LOTS:
                 free = i
-        elif t > lots[latest] >> 192 or lots[latest] >> 192 <= block.timestamp:
+        elif t > latest_at:
             latest = i
+            latest_at = t
     amount: uint256 = shares
     if free == LOTS:
         assert msg.sender == receiver, "pool: too many locked deposits"

@@ -24,6 +24,16 @@ def victim_deposit(protocol, fund, seeded_pool, other_trader):
     return tx.timestamp, seeded_pool.balanceOf(other_trader)
 
 
+def gift_three_lots(protocol, fund, pool, receiver, giver, deposited_at, spare):
+    """The giver deposits 1 micro-USDC to the receiver one, two and three minutes after the
+    receiver's own deposit: with it, four lots in their cooldown. `spare` more units are funded
+    for the test's own later gifts."""
+    fund(giver, protocol.settlement, 3 + spare, spender=pool)
+    for i in range(3):
+        ape.chain.pending_timestamp = deposited_at + 60 * (i + 1)
+        pool.deposit(1, receiver, sender=giver)
+
+
 def test_dust_every_14_minutes__victim_redeems_its_million_after_its_own_cooldown(
     protocol, fund, seeded_pool, other_trader, attacker, victim_deposit
 ):
@@ -73,10 +83,7 @@ def test_own_deposit_with_four_lots__joins_the_latest_lot(protocol, fund, seeded
     still goes through: it joins the holder's latest lot and restarts that lot's cooldown only."""
     pool = seeded_pool
     deposited_at, victim_shares = victim_deposit
-    fund(attacker, protocol.settlement, 3, spender=pool)
-    for i in range(3):
-        ape.chain.pending_timestamp = deposited_at + 60 * (i + 1)
-        pool.deposit(1, other_trader, sender=attacker)
+    gift_three_lots(protocol, fund, pool, other_trader, attacker, deposited_at, spare=0)
     with ape.reverts("pool: too many locked deposits"):
         pool.deposit(1, other_trader, sender=attacker)
     before = [tuple(lot) for lot in pool.locked_lots(other_trader)]
@@ -95,10 +102,7 @@ def test_a_lot_is_free_from_its_unlock_second__a_gift_then_reuses_it(
     accepted at it, taking that lot's slot."""
     pool = seeded_pool
     deposited_at, victim_shares = victim_deposit
-    fund(attacker, protocol.settlement, 4, spender=pool)
-    for i in range(3):
-        ape.chain.pending_timestamp = deposited_at + 60 * (i + 1)
-        pool.deposit(1, other_trader, sender=attacker)
+    gift_three_lots(protocol, fund, pool, other_trader, attacker, deposited_at, spare=1)
     ape.chain.pending_timestamp = deposited_at + COOLDOWN - 1
     with ape.reverts("pool: too many locked deposits"):
         pool.deposit(1, other_trader, sender=attacker)

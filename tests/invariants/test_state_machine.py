@@ -914,11 +914,6 @@ def no_spiral(penalty: int, base_mmr: int, buffer: int) -> bool:
     return risk.mul_down(WAD + buffer, base_mmr) > penalty
 
 
-def snap_price(info: dict[str, Any]) -> int:
-    """The oracle price a liquidation read (its event's price is the fill)."""
-    return info["oracle_price"]
-
-
 def premium_bounded(params: risk.MarketParams, full: int) -> bool:
     """Configurator._premium_bounded."""
     effective_penalty = min(params.penalty, risk.mul_down(full, params.base_mmr))
@@ -1255,12 +1250,12 @@ class ProtocolMachine(RuleBasedStateMachine):
         if info["tip_top_up"]:
             record("liquidation paid the underwater tip", None)
             # the tip is bounded as documented: at most the tip rate of the closed notional and $1,000
-            notional = risk.mul_up(info["close"], snap_price(info))
+            notional = risk.mul_up(info["close"], info["oracle_price"])
             bound = min(risk.mul_down(notional, self.ledger.underwater_tip_rate), risk.MAX_TIP)
             assert info["tip_top_up"] * SCALE <= bound, f"tip top-up {info['tip_top_up']} above {bound} WAD"
         if info["reward"] < info["requested"]:
             record("liquidation paid less than its reward (fund and pool liquidity short)", None)
-        if info["whole"] and info["fill"] != snap_price(info):
+        if info["whole"] and info["fill"] != info["oracle_price"]:
             record("whole close filled at the skew premium", None)
         (event,) = self.events("Liquidation")
         assert event.health_before < WAD, "a healthy account was liquidated"
