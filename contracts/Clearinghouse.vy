@@ -83,6 +83,7 @@ exports: (
 pool: public(address)  # the LiquidityPool, set once by connect()
 configurator: public(address)  # validates and applies every risk parameter, set once by connect()
 liquidation_engine: public(address)  # sizes and prices liquidations, the only caller of liquidation_close, set once by connect()
+orders: public(address)  # delayed orders, the only caller of fill_order, set once by connect()
 
 
 @deploy
@@ -165,24 +166,27 @@ def withdraw(token: address, amount: uint256, subaccount: uint96):
 
 
 @external
-def trade(market: uint256, size_delta: int256, limit_price: uint256, subaccount: uint96) -> uint256:
+def fill_order(account: uint256, market: uint256, size_delta: int256, limit_price: uint256, price: uint256) -> uint256:
     """
-    @notice Open, increase, reduce, close or flip a position at the oracle price plus a premium
-            that grows with the market's skew, against the LiquidityPool.
+    @notice Orders only: open, increase, reduce, close or flip `account`'s position at `price`
+            plus a premium that grows with the market's skew, against the LiquidityPool.
+    @dev Orders are placed with `Orders.commit_order` and filled by a keeper at the first oracle
+         round dated at least the settlement delay after the order (`OracleRouter.round_price`),
+         a price nobody knew when the order was placed; Orders passes that price here.
+    @param account The account id (owner << 96 | subaccount) whose owner placed the order.
     @param market Market id.
     @param size_delta Base units to buy (> 0) or sell (< 0).
     @param limit_price Worst acceptable fill, WAD (a buy fills at or below it, a sell at or
            above it); 0 for none.
-    @param subaccount Which of the caller's accounts.
+    @param price The oracle price of the market's asset, WAD, as `round_price` returned it.
     @return The fill price, WAD.
     @custom:security Anything that adds risk (a larger |size| or a flip) needs initial margin
            afterwards and is refused while paused or reduce-only; pure reductions are always
            allowed, so a trader can always cut risk.
     """
+    assert msg.sender == self.orders, "clearinghouse: not orders"
     assert size_delta != 0, "clearinghouse: zero size"
-    account: uint256 = vault._account_id(msg.sender, subaccount)
     params: perps.Hot = perps._market(market)
-    price: uint256 = staticcall IOracleRouter(vault.ORACLE).price(params.asset)
     st: IClearinghouse.MarketState = perps._accrue(market, params, price)
 
     pos: IClearinghouse.Position = perps._load_position(account, market)
@@ -543,28 +547,34 @@ def collateral_value(account: uint256) -> uint256:
 
 
 @external
-def connect(pool: address, configurator: address, liquidation_engine: address):
+def connect(pool: address, configurator: address, liquidation_engine: address, orders: address):
     """
     @notice Wire the protocol, once: the LiquidityPool (the only caller of `pool_deposit` and
             `pool_withdraw`), the Configurator (the only caller of the `apply_*` functions,
-            which validates every parameter against its bounds before it gets here) and the
-            LiquidationEngine (the only caller of `liquidation_close` and `seize_collateral`).
+            which validates every parameter against its bounds before it gets here), the
+            LiquidationEngine (the only caller of `liquidation_close` and `seize_collateral`)
+            and Orders (the only caller of `fill_order`).
     @dev Each of them is deployed against this contract's address, so none can be a
          constructor argument; once set they cannot change, so no owner can swap in a
          contract that moves balances.
     @param pool The LiquidityPool.
     @param configurator The Configurator.
     @param liquidation_engine The LiquidationEngine.
+    @param orders The Orders contract.
     """
     ownable._check_owner()
     vault._require(self.pool == empty(address), "clearinghouse: already connected")
     vault._require(
-        pool != empty(address) and configurator != empty(address) and liquidation_engine != empty(address),
+        pool != empty(address)
+        and configurator != empty(address)
+        and liquidation_engine != empty(address)
+        and orders != empty(address),
         "clearinghouse: zero address",
     )
     self.pool = pool
     self.configurator = configurator
     self.liquidation_engine = liquidation_engine
+    self.orders = orders
 
 
 @external

@@ -27,6 +27,11 @@ from .interfaces import IClearinghouse
 from .interfaces import ILiquidationEngine
 from .interfaces import IOracleRouter
 
+
+interface IOrders:
+    def apply_order_parameters(settlement_delay: uint256, expiry: uint256, execution_fee: uint256): nonpayable
+
+
 import constants as c
 import risk
 
@@ -58,6 +63,12 @@ event UnderwaterTipSet:
     rate: uint256
 
 
+event OrderParametersSet:
+    settlement_delay: uint256
+    expiry: uint256
+    execution_fee: uint256
+
+
 event LiquidationParametersSet:
     buffer: uint256
     full_liquidation_health: uint256
@@ -80,6 +91,10 @@ MAX_DUST: constant(uint256) = 10**4 * 10**18  # $10,000
 MAX_WEIGHT: constant(uint256) = 99 * 10**16  # 0.99: some haircut always remains
 MIN_DISCOUNT: constant(uint256) = 10**15  # 0.1%: a liquidator must earn something
 MAX_TIP_RATE: constant(uint256) = 10**16  # 1% of closed notional for an underwater liquidation
+MAX_SETTLEMENT_DELAY: constant(uint256) = 3_600  # an hour between an order and its round
+MIN_ORDER_EXPIRY: constant(uint256) = 60  # a minute
+MAX_ORDER_EXPIRY: constant(uint256) = 7 * 86_400  # a week
+MAX_EXECUTION_FEE: constant(uint256) = 1_000  # whole settlement tokens per order
 
 CLEARINGHOUSE: public(immutable(IClearinghouse))  # what this contract configures
 ORACLE: public(immutable(IOracleRouter))  # every listed asset must be priced by it
@@ -282,6 +297,31 @@ def set_underwater_tip(rate: uint256):
         assert rate < (staticcall CLEARINGHOUSE.markets(m)).base_mmr, "configurator: tip above maintenance"
     extcall self._engine().apply_underwater_tip(rate)
     log UnderwaterTipSet(rate=rate)
+
+
+@external
+def set_order_parameters(settlement_delay: uint256, expiry: uint256, execution_fee: uint256):
+    """
+    @notice Set how orders fill (see Orders). Owner only. Orders already placed keep their
+            executable time and escrowed fee.
+    @param settlement_delay Seconds in [1, 3,600] between an order and the earliest oracle
+           round it fills at. At least 1: a round in the order's own block may already be known.
+           It should exceed how long a round can be seen pending before it lands.
+    @param expiry Seconds in [60, 7 days] an order waits past its executable time, with no
+           round to fill at, before anyone may cancel it for its fee. It should exceed the
+           feeds' heartbeat, or orders in a quiet market lapse.
+    @param execution_fee Settlement token units, at most 1,000 whole tokens: what a trader
+           escrows per order and its keeper is paid.
+    """
+    ownable._check_owner()
+    assert settlement_delay >= 1 and settlement_delay <= MAX_SETTLEMENT_DELAY, "configurator: bad settlement delay"
+    assert expiry >= MIN_ORDER_EXPIRY and expiry <= MAX_ORDER_EXPIRY, "configurator: bad order expiry"
+    unit: uint256 = c.WAD // staticcall CLEARINGHOUSE.SETTLEMENT_TO_WAD()
+    assert execution_fee <= MAX_EXECUTION_FEE * unit, "configurator: bad execution fee"
+    orders: address = staticcall CLEARINGHOUSE.orders()
+    assert orders != empty(address), "configurator: no orders"
+    extcall IOrders(orders).apply_order_parameters(settlement_delay, expiry, execution_fee)
+    log OrderParametersSet(settlement_delay=settlement_delay, expiry=expiry, execution_fee=execution_fee)
 
 
 @view

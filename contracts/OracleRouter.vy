@@ -322,6 +322,42 @@ def price(asset: address) -> uint256:
 
 @view
 @external
+def round_price(asset: address, after: uint256) -> uint256:
+    """
+    @notice The price of the first round dated at or after `after`, while it is the newest:
+            what a delayed order placed before `after` fills at (see Orders). A round dated
+            later than the first one means the first has passed.
+    @dev Reverts "oracle: no round yet" while the newest round is dated before `after`, and
+         with every guard `price` has. The round before the newest is read with
+         `getRoundData(id - 1)`; when it does not exist (the first round of a Chainlink phase)
+         the newest round counts as the first.
+    @param asset A configured asset; reverts "oracle: unknown asset" otherwise.
+    @param after A time, seconds: the earliest `updatedAt` the round may have.
+    @return The price, WAD, or 0 once a newer round has replaced the first one after `after`.
+    """
+    feed: Feed = self._feed(asset)
+    round_id: uint80 = 0
+    answer: int256 = 0
+    updated_at: uint256 = 0
+    round_id, answer, updated_at = self._latest(feed.aggregator)
+    assert updated_at >= after, "oracle: no round yet"
+    if round_id > 0:
+        ok: bool = False
+        data: Bytes[160] = b""
+        ok, data = raw_call(
+            feed.aggregator.address,
+            abi_encode(round_id - 1, method_id=method_id("getRoundData(uint80)")),
+            max_outsize=160,
+            is_static_call=True,
+            revert_on_failure=False,
+        )
+        if ok and len(data) == 160 and convert(slice(data, 96, 32), uint256) >= after:
+            return 0  # the round before the newest was already at or after `after`
+    return self._price(asset)
+
+
+@view
+@external
 def volatility(asset: address) -> uint256:
     """
     @notice Current annualised volatility estimate, WAD (drives the initial margin).

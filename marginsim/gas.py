@@ -9,6 +9,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from marginsim.orders import market_feed, redate, trade_now
 from marginsim.protocol import (
     DEFAULT_CONFIG,
     FeedConfig,
@@ -78,14 +79,20 @@ def run(project: Any, chain: Any, signers: list[Any], config: ProtocolConfig = G
     measure("deposit collateral (WETH)", ch.deposit(p.tokens["WETH"], 5 * WAD, 0, sender=trader))
     measure("withdraw", ch.withdraw(usdc, 1_000 * unit, 0, sender=trader))
     eth = p.markets["ETH-PERP"]
-    measure("open, first in an empty market", ch.trade(eth, 10 * WAD, 0, 0, sender=trader))
+    measure("open, first in an empty market", trade_now(ch, eth, 10 * WAD, 0, 0, sender=trader))
     # a second trader opening in a market that already has open interest: the usual case
     ch.deposit(usdc, 10_000 * unit, 0, sender=keeper)
-    measure("open, live market", ch.trade(eth, 10 * WAD, 0, 0, sender=keeper))
-    ch.trade(eth, -10 * WAD, 0, 0, sender=keeper)
-    measure("increase", ch.trade(eth, 5 * WAD, 0, 0, sender=trader))
+    # a trade is two transactions: the trader's commit (escrows the execution fee) and the
+    # keeper's fill at the next round; each fill row below is the fill alone
+    usdc.approve(p.orders, MAX_UINT, sender=keeper)
+    measure("commit an order", p.orders.commit_order(eth, 10 * WAD, 0, 0, sender=keeper))
+    chain.pending_timestamp = chain.pending_timestamp + int(p.orders.settlement_delay())
+    redate(market_feed(ch, eth))
+    measure("open, live market", p.orders.execute_order(account_id(keeper), eth, sender=trader))
+    trade_now(ch, eth, -10 * WAD, 0, 0, sender=keeper)
+    measure("increase", trade_now(ch, eth, 5 * WAD, 0, 0, sender=trader))
     measure("withdraw, position open", ch.withdraw(usdc, 100 * unit, 0, sender=trader))
-    measure("close", ch.trade(eth, -15 * WAD, 0, 0, sender=trader))
+    measure("close", trade_now(ch, eth, -15 * WAD, 0, 0, sender=trader))
 
     names = [m.name for m in config.markets]
     for open_markets in range(1, len(names) + 1):
@@ -126,7 +133,7 @@ def _leveraged_account(p: Any, owner: Any, markets: list[str], unit: int, subacc
     for name in markets:
         price = p.oracle.price(p.market_asset(name))
         notional = 100_000 * WAD // len(markets)
-        ch.trade(p.markets[name], notional * WAD // price, 0, subaccount, sender=owner)
+        trade_now(ch, p.markets[name], notional * WAD // price, 0, subaccount, sender=owner)
     return account_id(owner, subaccount)
 
 

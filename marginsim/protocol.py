@@ -124,6 +124,9 @@ class ProtocolConfig:
     full_liquidation_health: float = 0.50
     dust_notional_usd: float = 100
     underwater_tip_rate: float = 0.002  # of closed notional, from the insurance fund, capped at $1,000
+    settlement_delay: int = 60  # seconds between an order and the earliest oracle round it fills at
+    order_expiry: int = 86_400  # seconds an unfilled order waits past its executable time before anyone may cancel it
+    execution_fee_usd: float = 2  # settlement tokens a trader escrows per order for the keeper who fills it
 
 
 DEFAULT_CONFIG = ProtocolConfig()
@@ -140,6 +143,7 @@ class Protocol:
     pool: Any
     settlement: Any
     liquidation_engine: Any
+    orders: Any
     tokens: dict[str, Any] = field(default_factory=dict)  # symbol -> ERC20 (collaterals)
     feeds: dict[str, Any] = field(default_factory=dict)  # symbol -> aggregator
     markets: dict[str, int] = field(default_factory=dict)  # market name -> id
@@ -158,6 +162,10 @@ class Protocol:
         router at once, as the oracle bot does."""
         self.feeds[symbol].updateAnswer(answer, sender=publisher)
         self.oracle.sync(self.tokens[symbol], sender=publisher)
+
+    def commit(self, signer: Any, market: int, size_delta: int, limit_price: int = 0, subaccount: int = 0) -> Any:
+        """Place an order for `signer`'s subaccount (its execution fee approved to `orders`)."""
+        return self.orders.commit_order(market, size_delta, limit_price, subaccount, sender=signer)
 
     def sell_collateral(self, account: int, buyer: Any) -> list[Any]:
         """When `account` has no positions left and negative equity, buy its collateral at the
@@ -188,6 +196,7 @@ class Protocol:
             "oracle": self.oracle.address,
             "clearinghouse": self.clearinghouse.address,
             "liquidation_engine": self.liquidation_engine.address,
+            "orders": self.orders.address,
             "configurator": self.configurator.address,
             "lens": self.lens.address,
             "pool": self.pool.address,
@@ -213,7 +222,7 @@ def account_id(owner: Any, subaccount: int = 0) -> int:
 
 
 def deploy_protocol(project: Any, deployer: Any, config: ProtocolConfig = DEFAULT_CONFIG) -> Protocol:
-    """Deploy the oracle, the clearinghouse, its configurator, liquidation engine, lens and pool,
+    """Deploy the oracle, the clearinghouse, its configurator, liquidation engine, orders, lens and pool,
     wire them, and list every collateral and market of `config`. Tokens and feeds the config
     names by address are used as they are (any ERC-20, any Chainlink AggregatorV3); the others
     are deployed as mocks, each mock token's `MOCK_SUPPLY` minted to `deployer`."""
@@ -224,13 +233,20 @@ def deploy_protocol(project: Any, deployer: Any, config: ProtocolConfig = DEFAUL
     liquidation_engine = deployer.deploy(project.LiquidationEngine, clearinghouse)
     lens = deployer.deploy(project.MarginLens, clearinghouse)
     pool = deployer.deploy(project.LiquidityPool, clearinghouse, "marginsim LP", "msLP")
-    clearinghouse.connect(pool, configurator, liquidation_engine, sender=deployer)
+    orders = deployer.deploy(project.Orders, clearinghouse)
+    clearinghouse.connect(pool, configurator, liquidation_engine, orders, sender=deployer)
+    configurator.set_order_parameters(
+        config.settlement_delay,
+        config.order_expiry,
+        int(wad(config.execution_fee_usd) // 10 ** (18 - config.settlement_decimals)),
+        sender=deployer,
+    )
     configurator.set_liquidation_parameters(
         wad(config.liquidation_buffer), wad(config.full_liquidation_health), wad(config.dust_notional_usd), sender=deployer
     )
     configurator.set_underwater_tip(wad(config.underwater_tip_rate), sender=deployer)
 
-    protocol = Protocol(oracle, clearinghouse, configurator, lens, pool, settlement, liquidation_engine, config=config)
+    protocol = Protocol(oracle, clearinghouse, configurator, lens, pool, settlement, liquidation_engine, orders, config=config)
     for token_config in config.collaterals:
         feed_config = token_config.feed
         token = _token(project, deployer, token_config.symbol, token_config.decimals, token_config.address)
@@ -317,6 +333,7 @@ def load_protocol(project: Any, path: Path) -> Protocol:
         pool=project.LiquidityPool.at(addresses["pool"]),
         settlement=_erc20_at(project, addresses["settlement"]),
         liquidation_engine=project.LiquidationEngine.at(addresses["liquidation_engine"]),
+        orders=project.Orders.at(addresses["orders"]),
         tokens={k: _erc20_at(project, v) for k, v in addresses["tokens"].items()},
         feeds={k: project.MockAggregator.at(v) for k, v in addresses["feeds"].items()},
         markets=dict(addresses["markets"]),

@@ -170,12 +170,24 @@ def run_story(
         ch.deposit(token, amount, 0, sender=signer)
         market_price = protocol.oracle.price(protocol.market_asset(plan.market))
         size = int(abs(plan.leverage) * plan.collateral_usd * WAD) * WAD // market_price
-        ch.trade(protocol.markets[plan.market], size if plan.leverage > 0 else -size, 0, 0, sender=signer)
+        # a trade is an order: the execution fee escrowed, filled by the keeper at the next round
+        fee = int(protocol.orders.execution_fee())
+        if fee:
+            protocol.fund(usdc, signer, fee, deployer)
+            usdc.approve(protocol.orders, fee, sender=signer)
+        protocol.commit(signer, protocol.markets[plan.market], size if plan.leverage > 0 else -size)
         result.accounts[plan.name] = account_id(signer)
 
-    keeper = EventIndexKeeper(protocol, keeper_signer, deployer)
     eth_start = protocol.oracle.price(protocol.tokens["WETH"]) / WAD
     btc_start = protocol.oracle.price(protocol.tokens["WBTC"]) / WAD
+    # the opening round, a settlement delay later, at the same prices: the keeper fills the orders
+    advance_time(chain, int(protocol.orders.settlement_delay()))
+    _publish(protocol, deployer, "WETH", eth_start)
+    _publish(protocol, deployer, "WBTC", btc_start)
+    for plan in traders[: len(result.accounts)]:
+        protocol.orders.execute_order(result.accounts[plan.name], protocol.markets[plan.market], sender=keeper_signer)
+
+    keeper = EventIndexKeeper(protocol, keeper_signer, deployer)
     path = eth_path or DEFAULT_ETH_PATH
     rounds = len(path)
     btc_step = (1 - btc_drop) ** (1 / rounds)

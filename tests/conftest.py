@@ -2,6 +2,8 @@
 
 import pytest
 
+from marginsim.orders import trade_now
+
 WAD = 10**18
 ETH_PRICE = 2_000  # USD, the default starting price of the ETH feed
 BTC_PRICE = 30_000
@@ -144,7 +146,7 @@ def make_account(protocol, ch, fund, seeded_pool):
             market_id = protocol.markets[market]
             price = protocol.oracle.price(protocol.market_asset(market))
             size = int(abs(leverage) * collateral_usd * WAD * WAD // price)
-            ch.trade(market_id, size if leverage > 0 else -size, 0, subaccount, sender=owner)
+            trade_now(ch, market_id, size if leverage > 0 else -size, 0, subaccount, sender=owner)
         return account_id(owner, subaccount)
 
     return make_account

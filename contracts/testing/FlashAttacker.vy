@@ -3,9 +3,11 @@
 @title FlashAttacker
 @notice The bZx 2020 attack shape in one transaction: with flash-loaned capital, move a price
         (pump a thin spot pool; publish a round on a feed it controls and sync the router),
-        then open and close a position on the Clearinghouse and withdraw everything. It logs
-        what it saw at each step, so a test can show which moves reached the price the
-        protocol uses and what the round trip cost. Tests only.
+        then deposit, place an order on the Clearinghouse's Orders and, when `fill` is set, try
+        to have it filled in the same call, then unwind the spot pump. It logs what it saw at
+        each step, so a test can show which moves reached the price the protocol uses. A
+        trade is an order filled at a round dated a settlement delay after it, so the fill
+        cannot happen inside the transaction that moved the prices. Tests only.
 @dev The flash loan is modelled by the test minting the settlement coin to this contract
      before the call; the test compares the balance after the call with the balance before.
 """
@@ -16,8 +18,12 @@ from ethereum.ercs import IERC20
 interface IClearinghouse:
     def deposit(token: address, amount: uint256, subaccount: uint96): nonpayable
     def withdraw(token: address, amount: uint256, subaccount: uint96): nonpayable
-    def trade(market: uint256, size_delta: int256, limit_price: uint256, subaccount: uint96) -> uint256: nonpayable
     def settlement(account: uint256) -> int256: view
+
+
+interface IOrders:
+    def commit_order(market: uint256, size_delta: int256, limit_price: uint256, subaccount: uint96): nonpayable
+    def execute_order(account: uint256, market: uint256) -> bool: nonpayable
 
 
 interface IOracleRouter:
@@ -48,7 +54,8 @@ struct Plan:
     asset: address  # the market's oracle key
     market: uint256  # market id
     margin: uint256  # settlement units deposited for the position
-    size: int256  # base units opened, then closed
+    size: int256  # base units ordered
+    fill: bool  # try to fill the order in this same call (a keeper's execute_order)
 
 
 event Attack:
@@ -56,20 +63,20 @@ event Attack:
     oracle_after_move: uint256  # the same, after the spot pump and the published round
     spot_before: uint256  # the thin pool's spot price before the pump, WAD (0: none)
     spot_after_move: uint256  # after the pump
-    fill_open: uint256  # the Clearinghouse's fill for the open, WAD
-    fill_close: uint256  # and for the close
-    withdrawn: uint256  # settlement units taken back out of the Clearinghouse
+    executable_at: uint256  # the order's earliest round time (Orders.order)
 
 
 CLEARINGHOUSE: public(immutable(IClearinghouse))
+ORDERS: public(immutable(IOrders))
 ORACLE: public(immutable(IOracleRouter))
 SETTLEMENT: public(immutable(IERC20))
 OWNER: public(immutable(address))  # the attacker's wallet: the only caller
 
 
 @deploy
-def __init__(clearinghouse: IClearinghouse, oracle: IOracleRouter, settlement: IERC20):
+def __init__(clearinghouse: IClearinghouse, orders: IOrders, oracle: IOracleRouter, settlement: IERC20):
     CLEARINGHOUSE = clearinghouse
+    ORDERS = orders
     ORACLE = oracle
     SETTLEMENT = settlement
     OWNER = msg.sender
@@ -102,19 +109,18 @@ def attack(plan: Plan):
             extcall plan.feed.updateRoundData(next_round, plan.feed_answer, plan.feed_updated_at, plan.feed_updated_at)
     if plan.sync:
         extcall ORACLE.sync(plan.asset)
-    # 3. the trade: deposit, open, close, withdraw everything the account holds
-    extcall SETTLEMENT.approve(CLEARINGHOUSE.address, plan.margin)
-    extcall CLEARINGHOUSE.deposit(SETTLEMENT.address, plan.margin, 0)
-    fill_open: uint256 = extcall CLEARINGHOUSE.trade(plan.market, plan.size, 0, 0)
-    oracle_after: uint256 = staticcall ORACLE.price(plan.asset)
-    fill_close: uint256 = extcall CLEARINGHOUSE.trade(plan.market, -plan.size, 0, 0)
-    balance: int256 = staticcall CLEARINGHOUSE.settlement(convert(self, uint256) << 96)
-    withdrawn: uint256 = 0
-    if balance > 0:
-        withdrawn = convert(balance, uint256)
-        extcall CLEARINGHOUSE.withdraw(SETTLEMENT.address, withdrawn, 0)
-    # 4. unwind the spot pump
-    if base_bought > 0:
+    # 3. the trade (none when size is 0: a publish-only call): deposit and order; a fill now
+    #    would need a round dated a settlement delay from now, which this call cannot contain
+    oracle_after: uint256 = 0
+    if plan.size != 0:
+        extcall SETTLEMENT.approve(CLEARINGHOUSE.address, plan.margin)
+        extcall CLEARINGHOUSE.deposit(SETTLEMENT.address, plan.margin, 0)
+        extcall SETTLEMENT.approve(ORDERS.address, max_value(uint256))
+        extcall ORDERS.commit_order(plan.market, plan.size, 0, 0)
+        oracle_after = staticcall ORACLE.price(plan.asset)
+        if plan.fill:
+            extcall ORDERS.execute_order(convert(self, uint256) << 96, plan.market)
+    if base_bought > 0:  # 4. unwind the spot pump
         base: IERC20 = IERC20(staticcall plan.spot.BASE())
         extcall base.approve(plan.spot.address, base_bought)
         extcall plan.spot.sell_base(base_bought)
@@ -124,7 +130,5 @@ def attack(plan: Plan):
         oracle_after_move=oracle_after,
         spot_before=spot_before,
         spot_after_move=spot_after,
-        fill_open=fill_open,
-        fill_close=fill_close,
-        withdrawn=withdrawn,
+        executable_at=block.timestamp + 60,
     )

@@ -4,8 +4,10 @@ One step (scenario.step_seconds) does, in order:
 1. move the chain's clock to the step's time;
 2. publish every Chainlink round due by then (marginsim.feeds.publish_rounds on the true path),
    then `OracleRouter.sync`, as the oracle bot does; feeds without a path get heartbeat rounds;
+   after each round, the keepers fill the traders' orders that round prices (delayed orders:
+   an order placed in one step fills at the first round dated a settlement delay later);
 3. read the new Clearinghouse events once (the keepers' shared view of the chain);
-4. traders whose health fell below their threshold top up or close;
+4. traders whose health fell below their threshold top up or place an order to close;
 5. every keeper mirrors every indexed account's health off-chain, confirms its candidates with
    one batched on-chain view, and, in a random order drawn from the seed, sends the
    liquidations that pay for their gas; a keeper that loses a race pays for a reverted call;
@@ -48,6 +50,7 @@ MARKET_UNDERLYING = {"ETH-PERP": "WETH", "BTC-PERP": "WBTC"}
 TOPUP_SHARE = 0.5  # a top-up adds this share of the first deposit, in settlement token, at most 3 times
 REVERTED_CALL_GAS = 45_000  # what a liquidate() that reverts after the margin check costs a loser
 KEEPER_WORKING_CAPITAL_USD = 10_000_000  # settlement tokens each keeper holds to buy collateral
+ORDER_FEES_FUNDED = 4  # execution fees each trader is funded for: its open, its close and spares
 HEALTH_CAP = 10.0  # health quantiles are capped here for plotting
 
 
@@ -134,8 +137,10 @@ def run_simulation(
         result.keepers[keeper.spec.name] = KeeperStats(keeper.spec.name)
 
     # ---------------------------------------------------------------- traders open
-    traders = _open_traders(protocol, scenario, trader_signers, rng, deployer)
-    chain_start = chain.pending_timestamp
+    book = _OrderBook(protocol)
+    traders = _open_traders(protocol, scenario, trader_signers, rng, deployer, book)
+    # the opening orders fill at the first round of step 0, a settlement delay after they were placed
+    chain_start = chain.pending_timestamp + int(protocol.orders.settlement_delay())
     events = _EventReader(chain, ch, protocol.liquidation_engine)
     state = _LoopState(protocol, scenario, rounds, start_prices)
     liquidatable_since: dict[int, int] = {}
@@ -147,7 +152,15 @@ def run_simulation(
         t = step * scenario.step_seconds
         sim_block = t // scenario.block_seconds
         _move_clock(chain, chain_start + t)
-        eth_price = state.publish_due(t, chain, deployer, result, sim_block)
+        gas_price = gas_gwei(t)
+        eth_price = state.publish_due(
+            t,
+            chain,
+            deployer,
+            result,
+            sim_block,
+            lambda market, gas_price=gas_price: book.fill_due(market, keepers, result, gas_price, state),
+        )
         state.refresh_idle_feeds(t, chain, deployer)
 
         touched = events.touched_accounts()
@@ -169,9 +182,8 @@ def run_simulation(
             _verify_mirror(keepers[0], views, collateral, chain.blocks.head.timestamp, onchain)
 
         result.trader_topups, result.trader_closes = _traders_act(
-            traders, healths, protocol, unit, result.trader_topups, result.trader_closes
+            traders, healths, protocol, unit, result.trader_topups, result.trader_closes, book
         )
-        gas_price = gas_gwei(t)
         _keepers_act(
             keepers,
             protocol,
@@ -215,10 +227,11 @@ def _move_clock(chain: Any, target: int) -> None:
 
 
 def _open_traders(
-    protocol: Protocol, scenario: Scenario, signers: list[Any], rng: np.random.Generator, funder: Any
+    protocol: Protocol, scenario: Scenario, signers: list[Any], rng: np.random.Generator, funder: Any, book: _OrderBook
 ) -> list[TraderState]:
-    """Draw, fund (from `funder`: the collateral, and for a trader who tops up a reserve of
-    settlement token for its three top-ups) and open each trader."""
+    """Draw, fund (from `funder`: the collateral, settlement token for its orders' execution
+    fees, and for a trader who tops up a reserve for its three top-ups), deposit and place each
+    trader's opening order (filled at the first round of the run)."""
     spec = scenario.traders
     ch, oracle = protocol.clearinghouse, protocol.oracle
     traders: list[TraderState] = []
@@ -239,6 +252,8 @@ def _open_traders(
             unit = 10**protocol.config.settlement_decimals
             protocol.fund(protocol.settlement, signer, 3 * int(collateral_usd * TOPUP_SHARE * unit), funder)
             protocol.settlement.approve(ch, MAX_UINT, sender=signer)
+        protocol.fund(protocol.settlement, signer, ORDER_FEES_FUNDED * book.fee, funder)
+        protocol.settlement.approve(protocol.orders, MAX_UINT, sender=signer)
         token.approve(ch, MAX_UINT, sender=signer)
         ch.deposit(token, amount, 0, sender=signer)
         market_id = protocol.markets[market]
@@ -254,7 +269,7 @@ def _open_traders(
         room = cap - int(state.long_oi if long else state.short_oi)
         size = min(size, room * 99 // 100)
         if size > 0:
-            ch.trade(market_id, size if long else -size, 0, 0, sender=signer)
+            book.commit(signer, market_id, size if long else -size)
         traders.append(
             TraderState(
                 f"trader-{i + 1}",
@@ -272,10 +287,16 @@ def _open_traders(
 
 
 def _traders_act(
-    traders: list[TraderState], healths: dict[int, int], protocol: Protocol, unit: int, topups: int, closes: int
+    traders: list[TraderState],
+    healths: dict[int, int],
+    protocol: Protocol,
+    unit: int,
+    topups: int,
+    closes: int,
+    book: _OrderBook,
 ) -> tuple[int, int]:
-    """Top up (at most three times, half the first deposit each) or close, below the threshold.
-    Returns the running counts of top-ups and closes."""
+    """Top up (at most three times, half the first deposit each) or place an order to close the
+    whole position, below the threshold. Returns the running counts of top-ups and closes."""
     ch = protocol.clearinghouse
     for trader in traders:
         h = healths.get(trader.account, MAX_UINT)
@@ -290,7 +311,7 @@ def _traders_act(
             market = protocol.markets[trader.market]
             size = int(ch.positions(trader.account, market).size)
             if size != 0:
-                ch.trade(market, -size, 0, 0, sender=trader.signer)
+                book.commit(trader.signer, market, -size)
                 closes += 1
             trader.closed = True
     return topups, closes
@@ -446,6 +467,41 @@ def _sell_debt_collateral(
         sold.add(account)
 
 
+class _OrderBook:
+    """The traders' open orders, as the keepers index them from `OrderCommitted`: each is filled
+    (or cancelled as unfillable) by the keepers in turn right after a round of its market dated
+    at or after its executable time, and the filling keeper is paid the execution fee."""
+
+    def __init__(self, protocol: Protocol):
+        self.protocol = protocol
+        self.fee = int(protocol.orders.execution_fee())
+        self.unit = 10**protocol.config.settlement_decimals
+        self.pending: list[tuple[int, int, int]] = []  # (account, market, executable_at)
+        self.turn = 0
+
+    def commit(self, signer: Any, market: int, size_delta: int) -> None:
+        receipt = self.protocol.orders.commit_order(market, size_delta, 0, 0, sender=signer)
+        executable_at = next(e for e in receipt.events if e.event_name == "OrderCommitted").executable_at
+        self.pending.append((account_id(signer), market, int(executable_at)))
+
+    def fill_due(self, market: int, keepers: list[Keeper], result: SimulationResult, gas_price: float, state: Any) -> None:
+        if not self.pending or not keepers:
+            return
+        feed = self.protocol.feed_of_market(_name_of(self.protocol, market))
+        round_time = int(feed.latestRoundData()[3])
+        due = [o for o in self.pending if o[1] == market and o[2] <= round_time]
+        eth_price = state.last_price.get("ETH-PERP", next(iter(state.last_price.values())))
+        for order in due:
+            self.pending.remove(order)
+            keeper = keepers[self.turn % len(keepers)]
+            self.turn += 1
+            receipt = self.protocol.orders.execute_order(order[0], order[1], sender=keeper.signer)
+            stats = result.keepers[keeper.spec.name]
+            stats.orders_filled += 1
+            stats.revenue_usd += self.fee / self.unit
+            stats.gas_spent_usd += keeper.model.gas_cost_usd(int(receipt.gas_used), gas_price, eth_price)
+
+
 def _fast_protocol(protocol: Protocol, chain: Any) -> Protocol:
     """The same protocol with every handle on the fast path (the embedded chain only)."""
     return replace(
@@ -454,6 +510,7 @@ def _fast_protocol(protocol: Protocol, chain: Any) -> Protocol:
         clearinghouse=fast(protocol.clearinghouse, chain),
         configurator=fast(protocol.configurator, chain),
         liquidation_engine=fast(protocol.liquidation_engine, chain),
+        orders=fast(protocol.orders, chain),
         lens=fast(protocol.lens, chain),
         pool=fast(protocol.pool, chain),
         settlement=fast(protocol.settlement, chain),
@@ -575,13 +632,18 @@ class _LoopState:
             for slot in range(1, int(ch.collateral_count()) + 1)
         }
 
-    def publish_due(self, t: float, chain: Any, publisher: Any, result: SimulationResult, sim_block: int) -> float:
+    def publish_due(
+        self, t: float, chain: Any, publisher: Any, result: SimulationResult, sim_block: int, on_round: Callable[[int], None]
+    ) -> float:
+        """Publish every round due by `t`; after each, `on_round(market id)` (the keepers fill
+        the orders it prices). Returns the ETH price."""
         for market, rounds in self.rounds.items():
             symbol = MARKET_UNDERLYING[market]
             i = self.next_round[market]
             while i < len(rounds) and rounds[i].round_time <= t:
                 self.protocol.publish(symbol, rounds[i].answer, publisher)
                 self.last_price[market] = rounds[i].answer / 10**8
+                on_round(self.protocol.markets[market])
                 result.rounds.append(
                     OracleRound(rounds[i].round_time, sim_block, market, rounds[i].answer / 10**8, rounds[i].reason)
                 )
@@ -591,6 +653,7 @@ class _LoopState:
                 # the deployment's answer is as old as the setup: publish the first round afresh
                 self.protocol.publish(symbol, rounds[0].answer, publisher)
                 result.rounds.append(OracleRound(0, sim_block, market, rounds[0].answer / 10**8, rounds[0].reason))
+                on_round(self.protocol.markets[market])
         return self.last_price.get("ETH-PERP", next(iter(self.last_price.values())))
 
     def refresh_idle_feeds(self, t: float, chain: Any, publisher: Any) -> None:

@@ -56,6 +56,7 @@ TraceStyle = Literal["line", "step", "scatter"]  # how a chart trace joins its p
 class KeeperSummary:
     name: str
     liquidations: int
+    orders_filled: int
     revenue_usd: float
     gas_spent_usd: float
     profit_usd: float
@@ -133,6 +134,7 @@ def summarise(result: SimulationResult) -> RunSummary:
             KeeperSummary(
                 name=k.name,
                 liquidations=k.liquidations,
+                orders_filled=k.orders_filled,
                 revenue_usd=k.revenue_usd,
                 gas_spent_usd=k.gas_spent_usd,
                 profit_usd=k.profit_usd,
@@ -224,13 +226,23 @@ def _summary_rows(summary: RunSummary) -> list[tuple[str, str]]:
     ]
 
 
-KEEPER_COLUMNS = ("keeper", "liquidations", "revenue", "gas spent", "profit", "lost races", "skipped unprofitable")
+KEEPER_COLUMNS = (
+    "keeper",
+    "liquidations",
+    "orders filled",
+    "revenue",
+    "gas spent",
+    "profit",
+    "lost races",
+    "skipped unprofitable",
+)
 
 
 def _keeper_cells(keeper: KeeperSummary) -> tuple[str, ...]:
     return (
         keeper.name,
         f"{keeper.liquidations:,}",
+        f"{keeper.orders_filled:,}",
         format_usd(keeper.revenue_usd),
         format_usd(keeper.gas_spent_usd),
         format_usd(keeper.profit_usd),

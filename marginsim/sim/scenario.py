@@ -85,6 +85,9 @@ PROTOCOL_OVERRIDES = (
     "ewma_lambda",
     "max_vol_rise_per_hour",
     "underwater_tip_rate",
+    "settlement_delay",
+    "order_expiry",
+    "execution_fee_usd",
 )
 
 

@@ -68,12 +68,13 @@ def deploy_core(project: Any, deployer: Any, settlement: Any, config: ProtocolCo
     liquidation_engine = deployer.deploy(project.LiquidationEngine, clearinghouse)
     lens = deployer.deploy(project.MarginLens, clearinghouse)
     pool = deployer.deploy(project.LiquidityPool, clearinghouse, "marginsim LP", "msLP")
-    clearinghouse.connect(pool, configurator, liquidation_engine, sender=deployer)
+    orders = deployer.deploy(project.Orders, clearinghouse)
+    clearinghouse.connect(pool, configurator, liquidation_engine, orders, sender=deployer)
     # the Configurator applies these to the engine the Clearinghouse was connected to
     configurator.set_liquidation_parameters(
         wad(config.liquidation_buffer), wad(config.full_liquidation_health), wad(config.dust_notional_usd), sender=deployer
     )
-    return Protocol(oracle, clearinghouse, configurator, lens, pool, settlement, liquidation_engine, config=config)
+    return Protocol(oracle, clearinghouse, configurator, lens, pool, settlement, liquidation_engine, orders, config=config)
 
 
 # ---------------------------------------------------------------- books

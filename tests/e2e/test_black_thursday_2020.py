@@ -32,6 +32,7 @@ from typing import Any
 import pytest
 
 from marginsim import feeds, risk
+from marginsim.orders import trade_now
 from marginsim.protocol import FeedConfig, MarketConfig, TokenConfig, deploy_protocol
 from marginsim.sim.agents import Keeper
 from marginsim.sim.scenario import KeeperSpec
@@ -153,7 +154,7 @@ def replay(project, chain, accounts) -> Replay:
         account = deposit_usd(protocol, signer, plan.collateral, plan.collateral_usd)
         weight = 1 if plan.collateral == "USDC" else 0.85
         size = size_for_notional(protocol, "ETH-PERP", int(plan.collateral_usd * weight * abs(plan.leverage)))
-        ch.trade(protocol.markets["ETH-PERP"], size if plan.leverage > 0 else -size, 0, 0, sender=signer)
+        trade_now(ch, protocol.markets["ETH-PERP"], size if plan.leverage > 0 else -size, 0, 0, sender=signer)
         opened[plan.name] = account
 
     result = Replay(protocol, opened, [r.answer for r in rounds], int(ch.pool_balance()), int(ch.insurance_balance()))

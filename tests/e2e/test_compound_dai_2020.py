@@ -27,6 +27,7 @@ import ape
 import pytest
 
 from marginsim import feeds
+from marginsim.orders import trade_now
 from marginsim.protocol import FeedConfig, MarketConfig, TokenConfig, deploy_protocol
 from tests.e2e.incidents import (
     MAX_UINT,
@@ -67,10 +68,10 @@ def setup(project, deployer, lp, trader, other_trader, chain):
     ch, market = protocol.clearinghouse, protocol.markets["ETH-PERP"]
     # a 5x short: health ~6.6 at $2,000, equity -10% of notional at $2,600
     short = deposit_usd(protocol, trader, "USDC", 20_000)
-    ch.trade(market, -size_for_notional(protocol, "ETH-PERP", 100_000), 0, 0, sender=trader)
+    trade_now(ch, market, -size_for_notional(protocol, "ETH-PERP", 100_000), 0, 0, sender=trader)
     # a 10x long: a 30% paper profit it would love to cash out at the spiked price
     long = deposit_usd(protocol, other_trader, "USDC", 10_000)
-    ch.trade(market, size_for_notional(protocol, "ETH-PERP", 100_000), 0, 0, sender=other_trader)
+    trade_now(ch, market, size_for_notional(protocol, "ETH-PERP", 100_000), 0, 0, sender=other_trader)
     return protocol, short, long
 
 
@@ -112,7 +113,7 @@ def test_compound_dai__an_hour_long_spike__no_healthy_account_is_liquidated(setu
         with ape.reverts("oracle: circuit breaker"):
             ch.withdraw(protocol.settlement, 1 * USDC, 0, sender=other_trader)
         with ape.reverts("oracle: circuit breaker"):
-            ch.trade(market, 10**18, 0, 0, sender=other_trader)
+            trade_now(ch, market, 10**18, 0, 0, sender=other_trader)
         with ape.reverts("oracle: circuit breaker"):
             ch.health(short)
 

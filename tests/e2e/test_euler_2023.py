@@ -40,6 +40,7 @@ import ape
 import pytest
 
 from marginsim import risk
+from marginsim.orders import trade_now
 from marginsim.protocol import account_id, deploy_protocol
 from tests.e2e.attacks import (
     MAX_SIZE,
@@ -91,7 +92,7 @@ def owned(protocol, attacker):
     usdc.mint(attacker, MARGIN_USDC * USDC, sender=attacker)
     usdc.approve(ch, MARGIN_USDC * USDC, sender=attacker)
     ch.deposit(usdc, MARGIN_USDC * USDC, 0, sender=attacker)
-    ch.trade(protocol.markets["ETH-PERP"], 50 * WAD, 0, 0, sender=attacker)
+    trade_now(ch, protocol.markets["ETH-PERP"], 50 * WAD, 0, 0, sender=attacker)
     return account_id(attacker)
 
 
@@ -197,9 +198,9 @@ def test_owner_actions__from_initial_margin__none_makes_the_account_liquidatable
 
     refused = [
         lambda: ch.withdraw(usdc, 1, 0, sender=attacker),
-        lambda: ch.trade(eth, WAD // 100, 0, 0, sender=attacker),  # increase
-        lambda: ch.trade(eth, -100 * WAD, 0, 0, sender=attacker),  # flip to a short
-        lambda: ch.trade(btc, WAD // 100, 0, 0, sender=attacker),  # a second market
+        lambda: trade_now(ch, eth, WAD // 100, 0, 0, sender=attacker),  # increase
+        lambda: trade_now(ch, eth, -100 * WAD, 0, 0, sender=attacker),  # flip to a short
+        lambda: trade_now(ch, btc, WAD // 100, 0, 0, sender=attacker),  # a second market
     ]
     for action in refused:
         with ape.reverts("clearinghouse: insufficient margin"):
@@ -207,7 +208,7 @@ def test_owner_actions__from_initial_margin__none_makes_the_account_liquidatable
     # the one thing that lowers equity unchecked is a reduction's fee, and it raises health
     health = ch.health(owned)
     for _ in range(3):
-        ch.trade(eth, -10 * WAD, 0, 0, sender=attacker)
+        trade_now(ch, eth, -10 * WAD, 0, 0, sender=attacker)
         assert ch.health(owned) > health
         health = ch.health(owned)
     assert health > WAD
@@ -340,7 +341,7 @@ def test_self_purchase_of_collateral__at_the_discount__owner_and_buyer_unchanged
     wbtc.approve(ch, 10**8, sender=attacker)
     ch.deposit(wbtc, 10**8, 0, sender=attacker)  # $30,000; $25,500 after the haircut
     account = account_id(attacker)
-    ch.trade(eth, 200 * WAD, 0, 0, sender=attacker)
+    trade_now(ch, eth, 200 * WAD, 0, 0, sender=attacker)
     publish(protocol, "WETH", 1_861, deployer)  # -6.95%: about -$27,800
     engine.liquidate(account, eth, MAX_SIZE, sender=keeper)
     assert ch.market_mask(account) == 0 and ch.margin(account)[0] < 0

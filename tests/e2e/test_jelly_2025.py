@@ -25,6 +25,7 @@ from __future__ import annotations
 import ape
 import pytest
 
+from marginsim.orders import trade_now
 from marginsim.protocol import FeedConfig, MarketConfig, TokenConfig, deploy_protocol
 from tests.e2e.incidents import (
     SETTLEMENT_TO_WAD,
@@ -68,13 +69,13 @@ def test_jelly__a_position_larger_than_the_pool_is_capped(market, attacker, trad
     deposit(protocol, attacker, "USDC", 200_000 * USDC, subaccount=1)
     deposit(protocol, trader, "USDC", 200_000 * USDC)
     with ape.reverts("clearinghouse: open interest cap"):
-        ch.trade(jelly, CAP_UNITS * WAD + 1, 0, 0, sender=attacker)
-    ch.trade(jelly, CAP_UNITS * WAD, 0, 0, sender=attacker)
+        trade_now(ch, jelly, CAP_UNITS * WAD + 1, 0, 0, sender=attacker)
+    trade_now(ch, jelly, CAP_UNITS * WAD, 0, 0, sender=attacker)
     notional = CAP_UNITS * ENTRY_ANSWER // 10**8
     assert notional == 2 * POOL_USD  # the position is twice the pool's depth
     for sender, subaccount in ((attacker, 0), (attacker, 1), (trader, 0)):
         with ape.reverts("clearinghouse: open interest cap"):
-            ch.trade(jelly, 1, 0, subaccount, sender=sender)
+            trade_now(ch, jelly, 1, 0, subaccount, sender=sender)
     assert int(ch.market_state(jelly).long_oi) == CAP_UNITS * WAD
 
 
@@ -84,11 +85,11 @@ def test_jelly__the_pools_loss_is_within_the_caps_bound(market, chain, deployer,
     deposit(protocol, attacker, "USDC", 200_000 * USDC)
     pool_before = int(ch.pool_balance())
     assets_before = int(protocol.pool.totalAssets())
-    opened = ch.trade(jelly, CAP_UNITS * WAD, 0, 0, sender=attacker).events.filter(ch.Trade)[0]
+    opened = trade_now(ch, jelly, CAP_UNITS * WAD, 0, 0, sender=attacker).events.filter(ch.Trade)[0]
     for answer in PUMP:
         move_clock_to(chain, chain.pending_timestamp + 60)
         protocol.publish("JELLY", answer, deployer)
-    closed = ch.trade(jelly, -CAP_UNITS * WAD, 0, 0, sender=attacker).events.filter(ch.Trade)[0]
+    closed = trade_now(ch, jelly, -CAP_UNITS * WAD, 0, 0, sender=attacker).events.filter(ch.Trade)[0]
 
     loss = pool_before - int(ch.pool_balance())
     assert loss == int(closed.realised_pnl) - int(opened.fee) - int(closed.fee)

@@ -28,6 +28,7 @@ from __future__ import annotations
 import ape
 import pytest
 
+from marginsim.orders import trade_now
 from marginsim.protocol import FeedConfig, MarketConfig, TokenConfig, deploy_protocol
 from tests.e2e.incidents import (
     MAX_UINT,
@@ -81,8 +82,8 @@ def opened(project, deployer, lp, attacker, other_trader):
     ch, market = protocol.clearinghouse, protocol.markets["MNGO-PERP"]
     long = deposit(protocol, attacker, "USDC", 20_000 * USDC, subaccount=0)
     short = deposit(protocol, attacker, "USDC", 20_000 * USDC, subaccount=1)
-    ch.trade(market, CAP_UNITS * WAD, 0, 0, sender=attacker)
-    ch.trade(market, -CAP_UNITS * WAD, 0, 1, sender=attacker)
+    trade_now(ch, market, CAP_UNITS * WAD, 0, 0, sender=attacker)
+    trade_now(ch, market, -CAP_UNITS * WAD, 0, 1, sender=attacker)
     # an honest depositor with nothing at stake in MNGO
     bystander = deposit(protocol, other_trader, "USDC", 100_000 * USDC)
     return protocol, long, short, bystander
@@ -113,10 +114,10 @@ def test_mango__open_interest_cap_holds_on_both_sides(opened, attacker, trader):
     deposit(protocol, trader, "USDC", 50_000 * USDC)
     for sender, subaccount in ((attacker, 0), (trader, 0)):
         with ape.reverts("clearinghouse: open interest cap"):
-            ch.trade(market, 1, 0, subaccount, sender=sender)
+            trade_now(ch, market, 1, 0, subaccount, sender=sender)
     for sender, subaccount in ((attacker, 1), (trader, 0)):
         with ape.reverts("clearinghouse: open interest cap"):
-            ch.trade(market, -1, 0, subaccount, sender=sender)
+            trade_now(ch, market, -1, 0, subaccount, sender=sender)
 
 
 def test_mango__unrealised_profit_cannot_be_withdrawn_past_initial_margin(opened, chain, deployer, keeper, attacker):
@@ -146,7 +147,7 @@ def test_mango__unrealised_profit_cannot_be_withdrawn_past_initial_margin(opened
         ch.withdraw(usdc, balance + 1, 0, sender=attacker)
     # the cap still holds at the top: the attacker cannot add to the long, nor re-open a short
     with ape.reverts("clearinghouse: open interest cap"):
-        ch.trade(market, 1, 0, 0, sender=attacker)
+        trade_now(ch, market, 1, 0, 0, sender=attacker)
 
 
 def test_mango__price_returns__protocol_is_solvent(opened, chain, deployer, keeper, attacker, other_trader):
@@ -180,7 +181,7 @@ def test_mango__profit_taken_at_the_top_is_bounded_by_the_cap(opened, chain, dep
         pump.round(answer)
     top = pump_answers()[-1] * 10**10  # WAD
     pool_before = int(ch.pool_balance())
-    tx = ch.trade(market, -CAP_UNITS * WAD, 0, 0, sender=attacker)
+    tx = trade_now(ch, market, -CAP_UNITS * WAD, 0, 0, sender=attacker)
     trade = tx.events.filter(ch.Trade)[0]
     realised, fee = int(trade.realised_pnl), int(trade.fee)
     # the cap's bound: the capped size times the move, plus the skew premium a capped skew earns
@@ -211,7 +212,7 @@ def test_mango__profit_taken_at_the_top__the_loss_beyond_the_pool_is_booked_not_
         pump.round(answer)
     top = pump_answers()[-1] * 10**10
     cost = int(ch.positions(long, market).cost)
-    ch.trade(market, -CAP_UNITS * WAD, 0, 0, sender=attacker)
+    trade_now(ch, market, -CAP_UNITS * WAD, 0, 0, sender=attacker)
     takeable = min(int(ch.settlement(long)), int(ch.settlement_held()))
     ch.withdraw(usdc, takeable, 0, sender=attacker)
     for answer in return_answers(pump_answers()[-1]):

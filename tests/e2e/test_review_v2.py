@@ -10,6 +10,7 @@ from dataclasses import replace
 import ape
 import pytest
 
+from marginsim.orders import trade_now
 from tests.conftest import USDC, WAD
 
 MAX = 2**256 - 1
@@ -64,7 +65,7 @@ def test_finding_skew_scale_below_open_interest__refused_so_no_fill_at_zero(
     assert ch.markets(eth_market).skew_scale == 1_000_000 * WAD
     # the short buys back at the oracle price plus (here: minus) the usual premium
     price = protocol.oracle.price(protocol.tokens["WETH"])
-    tx = ch.trade(eth_market, 1_000 * WAD, 0, 0, sender=attacker)
+    tx = trade_now(ch, eth_market, 1_000 * WAD, 0, 0, sender=attacker)
     assert trade_event(tx).fill_price >= price * 99 // 100
     books_consistent(ch, usdc)
 
@@ -92,15 +93,16 @@ def test_connect__front_run_and_configurator_before_connect__refused(project, pr
     cfg = deployer.deploy(project.Configurator, ch)
     engine = deployer.deploy(project.LiquidationEngine, ch)
     rogue_engine = attacker.deploy(project.LiquidationEngine, ch)
+    orders = deployer.deploy(project.Orders, ch)
     with ape.reverts():
-        ch.connect(attacker, attacker, rogue_engine, sender=attacker)
+        ch.connect(attacker, attacker, rogue_engine, attacker, sender=attacker)
     with ape.reverts("configurator: no liquidation engine"):
         cfg.set_underwater_tip(10**15, sender=deployer)
     with ape.reverts("liquidation: not configurator"):  # configurator() is still zero
         engine.apply_underwater_tip(10**15, sender=attacker)
-    ch.connect(protocol.pool, cfg, engine, sender=deployer)
+    ch.connect(protocol.pool, cfg, engine, orders, sender=deployer)
     with ape.reverts("clearinghouse: already connected"):
-        ch.connect(attacker, attacker, rogue_engine, sender=deployer)
+        ch.connect(attacker, attacker, rogue_engine, attacker, sender=deployer)
     assert ch.liquidation_engine() == engine.address
 
 
@@ -114,7 +116,7 @@ def test_batch__repeated_pair_healthy_closed_and_front_run_pairs__skipped_not_re
     drop_until(ch, set_price, victim, WAD, step=0.002)
     assert ch.health(evader) < WAD and ch.health(evader2) < WAD
     # the attacker front-runs the keeper's batch: one account closes itself, the other tops up
-    ch.trade(eth_market, -ch.positions(evader, eth_market).size, 0, 0, sender=attacker)
+    trade_now(ch, eth_market, -ch.positions(evader, eth_market).size, 0, 0, sender=attacker)
     fund(attacker, usdc, 50_000 * USDC)
     ch.deposit(usdc, 50_000 * USDC, 1, sender=attacker)
     pairs = [
@@ -175,8 +177,8 @@ def test_fill_price__round_trip_at_any_skew__never_gains(
         for sign in (1, -1):
             before = ch.settlement(account)
             pool_before = ch.pool_balance()
-            ch.trade(eth_market, sign * size, 0, 0, sender=trader)
-            ch.trade(eth_market, -sign * size, 0, 0, sender=trader)
+            trade_now(ch, eth_market, sign * size, 0, 0, sender=trader)
+            trade_now(ch, eth_market, -sign * size, 0, 0, sender=trader)
             assert ch.positions(account, eth_market).size == 0
             assert ch.settlement(account) <= before
             assert ch.pool_balance() >= pool_before
@@ -212,7 +214,7 @@ def test_full_close_rule__multi_market_low_rate_market__health_not_lowered_no_ti
     fund(guardian, usdc, 100_000 * USDC)
     ch.fund_insurance(100_000 * USDC, sender=guardian)
     account = make_account(trader, collateral_usd=20_000, leverage=5)  # 20 ETH long
-    ch.trade(btc_market, 3 * WAD, 0, 0, sender=trader)  # $90k BTC long too
+    trade_now(ch, btc_market, 3 * WAD, 0, 0, sender=trader)  # $90k BTC long too
     drop_until(ch, set_price, account, 6 * WAD // 10, step=0.005)  # only ETH falls
     h0 = ch.health(account)
     mmr = protocol.lens.market_rates(eth_market, ch.positions(account, eth_market).size)[0]

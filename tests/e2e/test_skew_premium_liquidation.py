@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import pytest
 
+from marginsim.orders import trade_now
 from marginsim.protocol import DEFAULT_CONFIG, deploy_protocol
 from tests.e2e.incidents import MAX_UINT, USDC, WAD, deposit, fund_liquidity, publish_usd
 
@@ -45,18 +46,18 @@ def attack(project, deployer, lp, attacker, keeper):
     value_before = int(protocol.pool.totalAssets())
     owner_in = 4_000_000 * USDC + SHORTS * SHORT_DEPOSIT
     long = deposit(protocol, attacker, "USDC", 4_000_000 * USDC, subaccount=0)
-    ch.trade(eth, SHORTS * SHORT_SIZE, 0, 0, sender=attacker)
+    trade_now(ch, eth, SHORTS * SHORT_SIZE, 0, 0, sender=attacker)
     shorts = []
     for i in range(1, SHORTS + 1):
         shorts.append(deposit(protocol, attacker, "USDC", SHORT_DEPOSIT, subaccount=i))
-        ch.trade(eth, -SHORT_SIZE, 0, i, sender=attacker)
+        trade_now(ch, eth, -SHORT_SIZE, 0, i, sender=attacker)
     publish_usd(protocol, "WETH", 2_116, deployer)  # +5.8% in one round, inside the breaker
     healths = [int(ch.health(s)) for s in shorts]
     keeper_before = wallet_usd(usdc, second)
     bad_debt_before = int(ch.total_bad_debt())
     for s in shorts:
         engine.liquidate(s, eth, MAX_UINT, sender=second)
-    ch.trade(eth, -SHORTS * SHORT_SIZE, 0, 0, sender=attacker)  # the long sells into the skew
+    trade_now(ch, eth, -SHORTS * SHORT_SIZE, 0, 0, sender=attacker)  # the long sells into the skew
     owner_out = sum(max(int(ch.settlement(a)), 0) for a in [long, *shorts])
     keeper_paid = wallet_usd(usdc, second) - keeper_before
     return {

@@ -25,6 +25,7 @@ false is refused with "clearinghouse: transfer failed" (or "pool: transfer faile
 import ape
 import pytest
 
+from marginsim.orders import trade_now
 from marginsim.protocol import account_id, deploy_protocol
 from tests.e2e.attacks import (
     MAX_SIZE,
@@ -257,7 +258,7 @@ def leveraged(protocol, tokens, trader):
     eth_price = protocol.oracle.price(protocol.tokens["WETH"])
     initial_rate = 6 * 10**16  # 2 x max(3% base, 3 * 80% * sqrt(1h / 1y))
     size = (ch.collateral_value(account) - 400 * WAD) * WAD // initial_rate * WAD // eth_price
-    ch.trade(protocol.markets["ETH-PERP"], size, 0, 0, sender=trader)
+    trade_now(ch, protocol.markets["ETH-PERP"], size, 0, 0, sender=trader)
     equity, _, initial = ch.margin(account)
     assert 100 * WAD < equity - initial < 400 * WAD
     return account
@@ -357,8 +358,8 @@ def test_tiny_trade__six_decimal_settlement__fee_and_pnl_round_against_the_trade
     pool_before = ch.pool_balance()
     size = 10**11
 
-    opened = event(ch.trade(eth, size, 0, 0, sender=trader), "Trade")
-    closed = event(ch.trade(eth, -size, 0, 0, sender=trader), "Trade")
+    opened = event(trade_now(ch, eth, size, 0, 0, sender=trader), "Trade")
+    closed = event(trade_now(ch, eth, -size, 0, 0, sender=trader), "Trade")
 
     fee_rate = ch.markets(eth).fee
     for trade in (opened, closed):

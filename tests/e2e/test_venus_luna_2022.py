@@ -26,6 +26,7 @@ from __future__ import annotations
 import ape
 import pytest
 
+from marginsim.orders import trade_now
 from marginsim.protocol import FeedConfig, MarketConfig, TokenConfig, deploy_protocol
 from tests.e2e.incidents import (
     MAX_UINT,
@@ -67,16 +68,16 @@ def luna(project, deployer, lp, trader, other_trader, attacker, guardian):
     eth, luna_perp = protocol.markets["ETH-PERP"], protocol.markets["LUNA-PERP"]
 
     perp_trader = deposit_usd(protocol, trader, "USDC", 10_000)
-    ch.trade(luna_perp, size_for_notional(protocol, "LUNA-PERP", 20_000), 0, 0, sender=trader)
+    trade_now(ch, luna_perp, size_for_notional(protocol, "LUNA-PERP", 20_000), 0, 0, sender=trader)
 
     holder = deposit_usd(protocol, other_trader, "USDC", 10_000)
     deposit_usd(protocol, other_trader, "LUNA", 2_000)
-    ch.trade(eth, size_for_notional(protocol, "ETH-PERP", 100_000), 0, 0, sender=other_trader)  # ~8.3x
+    trade_now(ch, eth, size_for_notional(protocol, "ETH-PERP", 100_000), 0, 0, sender=other_trader)  # ~8.3x
 
     idle_holder = deposit_usd(protocol, attacker, "LUNA", 50_000)
 
     plain = deposit_usd(protocol, guardian, "USDC", 10_000)
-    ch.trade(eth, size_for_notional(protocol, "ETH-PERP", 100_000), 0, 0, sender=guardian)  # 10x
+    trade_now(ch, eth, size_for_notional(protocol, "ETH-PERP", 100_000), 0, 0, sender=guardian)  # 10x
     return protocol, {"perp_trader": perp_trader, "holder": holder, "idle_holder": idle_holder, "plain": plain}
 
 
@@ -116,9 +117,9 @@ def test_venus_luna__opening_and_increasing_a_luna_perp_revert(luna, chain, depl
     deposit(protocol, keeper, "USDC", 10_000 * USDC)
     message = freeze(protocol, chain, deployer, state)
     with ape.reverts(message):
-        ch.trade(luna_perp, 1_000 * WAD, 0, 0, sender=keeper)  # open
+        trade_now(ch, luna_perp, 1_000 * WAD, 0, 0, sender=keeper)  # open
     with ape.reverts(message):
-        ch.trade(luna_perp, 1_000 * WAD, 0, 0, sender=trader)  # increase
+        trade_now(ch, luna_perp, 1_000 * WAD, 0, 0, sender=trader)  # increase
     with ape.reverts(message):
         ch.withdraw(protocol.settlement, 1 * USDC, 0, sender=trader)  # withdraw against it
 
@@ -134,12 +135,12 @@ def test_venus_luna__opening_increasing_and_withdrawing_against_luna_collateral_
     deposit(protocol, attacker, "LUNA", 1_000_000 * 10**8)
     # ... and none of it can be used: no open against it, no withdrawal of anything
     with ape.reverts(message):
-        ch.trade(eth, 10**18, 0, 0, sender=attacker)  # open
+        trade_now(ch, eth, 10**18, 0, 0, sender=attacker)  # open
     with ape.reverts(message):
         ch.withdraw(protocol.tokens["LUNA"], 1, 0, sender=attacker)
     # an account already trading with LUNA in its collateral cannot add risk or take money out
     with ape.reverts(message):
-        ch.trade(eth, 10**18, 0, 0, sender=other_trader)  # increase
+        trade_now(ch, eth, 10**18, 0, 0, sender=other_trader)  # increase
     with ape.reverts(message):
         ch.withdraw(protocol.settlement, 1 * USDC, 0, sender=other_trader)
     with ape.reverts(message):

@@ -38,6 +38,7 @@ SOURCES = {
     "LiquidationEngine": CONTRACTS / "LiquidationEngine.vy",
     "MarginLens": CONTRACTS / "MarginLens.vy",
     "LiquidityPool": CONTRACTS / "LiquidityPool.vy",
+    "Orders": CONTRACTS / "Orders.vy",
 }
 
 
@@ -48,9 +49,9 @@ def compiled(name: str) -> Any:
 
 
 def deploy_protocol(env: boa.Env, deployer: Any, config: ProtocolConfig = DEFAULT_CONFIG) -> Protocol:
-    """Deploy mocks, oracle, clearinghouse, configurator, liquidation engine, lens and pool into
-    `env`, connect them and list every collateral and market of `config`, exactly as
-    `marginsim.protocol.deploy_protocol` does."""
+    """Deploy mocks, oracle, clearinghouse, configurator, liquidation engine, lens, pool and
+    orders into `env`, connect them, set the order parameters and list every collateral and
+    market of `config`, exactly as `marginsim.protocol.deploy_protocol` does."""
     with boa.swap_env(env), env.prank(deployer):
         settlement = compiled("MockERC20").deploy(
             f"Mock {config.settlement_symbol}", config.settlement_symbol, config.settlement_decimals
@@ -61,13 +62,19 @@ def deploy_protocol(env: boa.Env, deployer: Any, config: ProtocolConfig = DEFAUL
         engine = compiled("LiquidationEngine").deploy(clearinghouse)
         lens = compiled("MarginLens").deploy(clearinghouse)
         pool = compiled("LiquidityPool").deploy(clearinghouse, "marginsim LP", "msLP")
-        clearinghouse.connect(pool, configurator, engine)
+        orders = compiled("Orders").deploy(clearinghouse)
+        clearinghouse.connect(pool, configurator, engine, orders)
+        configurator.set_order_parameters(
+            config.settlement_delay,
+            config.order_expiry,
+            int(wad(config.execution_fee_usd) // 10 ** (18 - config.settlement_decimals)),
+        )
         configurator.set_liquidation_parameters(
             wad(config.liquidation_buffer), wad(config.full_liquidation_health), wad(config.dust_notional_usd)
         )
         configurator.set_underwater_tip(wad(config.underwater_tip_rate))
 
-        protocol = Protocol(oracle, clearinghouse, configurator, lens, pool, settlement, engine, config=config)
+        protocol = Protocol(oracle, clearinghouse, configurator, lens, pool, settlement, engine, orders, config=config)
         for token_config in config.collaterals:
             feed_config = token_config.feed
             token = compiled("MockERC20").deploy(f"Mock {token_config.symbol}", token_config.symbol, token_config.decimals)
@@ -136,16 +143,69 @@ class World:
         return account_id(owner, subaccount)
 
 
-def _seed_trade(protocol: Protocol, trader: Any, subaccount: int, market: str, leverage: float, equity_usd: int) -> None:
+def redate(env: boa.Env, feed: Any, updater: Any) -> None:
+    """Publish a MockAggregator's latest round again, same id and answer, dated now: the round a
+    delayed order fills at, without moving the router's volatility estimate (as
+    `marginsim.orders.redate`)."""
+    round_id = feed.latest_round()
+    answer = feed.latestRoundData()[1]
+    now = env.evm.patch.timestamp
+    feed.updateRoundData(round_id, answer, now, now, sender=updater)
+
+
+def trade_now(
+    env: boa.Env,
+    protocol: Protocol,
+    trader: Any,
+    market: int,
+    size_delta: int,
+    limit_price: int = 0,
+    subaccount: int = 0,
+    *,
+    feed: Any,
+    updater: Any,
+    keeper: Any,
+) -> str | None:
+    """Commit an order for `trader`'s subaccount, let the settlement delay pass, re-date `feed`
+    (the market's) to now and have `keeper` fill it (as `marginsim.orders.trade_now`; the
+    trader's execution fee, approved to Orders, goes to the keeper). Returns None when filled,
+    the reason the order was cancelled otherwise."""
+    orders = protocol.orders
+    orders.commit_order(market, size_delta, limit_price, subaccount, sender=trader)
+    env.time_travel(seconds=orders.settlement_delay())
+    redate(env, feed, updater)
+    if orders.execute_order(account_id(trader, subaccount), market, sender=keeper):
+        return None
+    (cancelled,) = [e for e in orders.get_logs() if type(e).__name__ == "OrderCancelled"]
+    return cancelled.reason
+
+
+def _seed_trade(
+    seed: tuple[boa.Env, Protocol, Roles], trader: Any, subaccount: int, market: str, leverage: float, equity_usd: int
+) -> None:
+    env, protocol, roles = seed
     price = protocol.oracle.price(protocol.market_asset(market))
     size = int(abs(leverage) * equity_usd * WAD) * WAD // price
-    protocol.clearinghouse.trade(protocol.markets[market], size if leverage > 0 else -size, 0, subaccount, sender=trader)
+    reason = trade_now(
+        env,
+        protocol,
+        trader,
+        protocol.markets[market],
+        size if leverage > 0 else -size,
+        0,
+        subaccount,
+        feed=protocol.feed_of_market(market),
+        updater=roles.owner,
+        keeper=roles.keeper,
+    )
+    assert reason is None, f"seed trade in {market} cancelled: {reason}"
 
 
 @lru_cache(maxsize=1)
 def seeded_world() -> World:
     """Deploy once per session and seed: a $2M pool, a $20,000 insurance fund, every actor's
-    wallet funded and approved, and five trader accounts with collateral in each token (6, 8 and
+    wallet funded and approved (to the clearinghouse, the pool and Orders, for execution fees),
+    and five trader accounts with collateral in each token (6, 8 and
     18 decimals) and positions from 4x to 9x, and LINK, priced by the router but not yet listed.
     The fuzzer rewinds to this state for every example."""
     env = boa.Env()
@@ -170,6 +230,7 @@ def seeded_world() -> World:
             token.mint(who, HUGE * 10 ** token.decimals(), sender=who)
             token.approve(ch, MAX_UINT, sender=who)
         protocol.settlement.approve(pool, MAX_UINT, sender=who)
+        protocol.settlement.approve(protocol.orders, MAX_UINT, sender=who)  # execution fees
 
     # LINK: a token with a feed on the router but not listed, for the fuzzer's list_collateral
     # and list_market (deposits of it are refused until then)
@@ -193,18 +254,19 @@ def seeded_world() -> World:
         protocol.tokens["USDT"],
         protocol.settlement,
     )
+    seed = (env, protocol, roles)
     ch.deposit(usdc, 10_000 * USD, 0, sender=t0)
-    _seed_trade(protocol, t0, 0, "ETH-PERP", 8, 10_000)
+    _seed_trade(seed, t0, 0, "ETH-PERP", 8, 10_000)
     ch.deposit(weth, 5 * 10**18, 1, sender=t0)
-    _seed_trade(protocol, t0, 1, "ETH-PERP", -4, 8_500)
+    _seed_trade(seed, t0, 1, "ETH-PERP", -4, 8_500)
     ch.deposit(wbtc, 5 * 10**7, 0, sender=t1)
-    _seed_trade(protocol, t1, 0, "BTC-PERP", 7, 12_750)
+    _seed_trade(seed, t1, 0, "BTC-PERP", 7, 12_750)
     ch.deposit(usdt, 20_000 * USD, 1, sender=t1)
-    _seed_trade(protocol, t1, 1, "ETH-PERP", 5, 19_000)
-    _seed_trade(protocol, t1, 1, "BTC-PERP", -3, 19_000)
+    _seed_trade(seed, t1, 1, "ETH-PERP", 5, 19_000)
+    _seed_trade(seed, t1, 1, "BTC-PERP", -3, 19_000)
     ch.deposit(weth, 3 * 10**18, 0, sender=t2)
     ch.deposit(usdc, 1_000 * USD, 0, sender=t2)
-    _seed_trade(protocol, t2, 0, "ETH-PERP", 9, 6_100)
+    _seed_trade(seed, t2, 0, "ETH-PERP", 9, 6_100)
     # the LP's cooldown is over when fuzzing starts, so redemptions are possible at once
     env.time_travel(seconds=901)
     accounts = [(t, sub) for t in roles.traders for sub in (0, 1)]
@@ -343,7 +405,7 @@ def read_ledger(clearinghouse: Any, engine: Any) -> Ledger:
             markets[m] = risk.MarketParams(**{k: (str(v) if k == "asset" else v) for k, v in params._asdict().items()})
     states = {m: risk.MarketState(**ch.market_state(m)._asdict()) for m in markets}
     # Only a market's reduce-only bit has a view: `paused()` is the Clearinghouse-wide switch, not
-    # the PAUSED bit pause() sets on every market (and on one listed while paused) and trade()
+    # the PAUSED bit pause() sets on every market (and on one listed while paused) and fill_order()
     # checks. So the other flag bits are still read from storage, the top bits of the market's
     # packed core word (`PackedMarket.core`: asset | imr_multiplier << 160 | flags << 224).
     packed = storage_map(ch, "_packed").get()

@@ -1,7 +1,7 @@
 """Stateful invariant fuzzing of the whole protocol (issue 4), in-process on titanoboa.
 
 A hypothesis `RuleBasedStateMachine` drives OracleRouter, Clearinghouse, LiquidationEngine,
-Configurator, LiquidityPool and the mock feeds and tokens through every external mutating
+Configurator, LiquidityPool, Orders and the mock feeds and tokens through every external mutating
 function, from a seeded state (tests/invariants/boa_protocol.py: a $2M pool, a $20,000
 insurance fund, five trader accounts holding USDC, WETH (18 decimals), WBTC (8) and USDT (6)
 with positions from 4x to 9x). Each rule first predicts its outcome with an exact Python model of the contract
@@ -10,6 +10,14 @@ documented messages, or the complete Clearinghouse ledger afterwards, which must
 the contract's storage to the wei. Reverts are never swallowed: a message the model did not
 predict fails the run.
 
+Trades take two steps, as on chain (contracts/Orders.vy): the owner commits an order (escrowing
+the execution fee), the settlement delay passes, the market's latest round is re-dated to now
+(same id and answer, as `marginsim.orders.trade_now`) and the keeper executes it. A fill the
+Clearinghouse refuses (what the one-step trade reverted with) is predicted as a cancellation
+with that reason, nothing moving but the fee from escrow to the keeper; a market price the
+router refuses reverts the execution and the order waits, to be tried again by the next trade
+in that market.
+
 Invariants, checked after every step:
 
 1. Tokens held == internal balances, to the wei. settlement.balanceOf(clearinghouse) ==
@@ -17,8 +25,9 @@ Invariants, checked after every step:
    balance (every storage key, not only the accounts the fuzzer knows) + pool_balance +
    insurance_balance; total_debt == sum of negative balances; per collateral,
    balanceOf(clearinghouse) == collaterals(slot).total + donations == sum of balances; the pool
-   holds exactly what was donated to it; long/short open interest and total_cost are the sums
-   of the positions; masks match non-zero positions and balances.
+   holds exactly what was donated to it; Orders holds exactly the fees of the orders still
+   waiting; long/short open interest and total_cost are the sums of the positions; masks match
+   non-zero positions and balances.
 2. No owner action leaves its account below initial margin: after a successful withdrawal or
    risk-adding trade, equity >= initial (the contract's check). A pure reduction is never
    refused; it leaves the account at or above initial margin whenever it was there before.
@@ -39,7 +48,10 @@ Invariants, checked after every step:
    charged, except for the underwater tip, which is documented and bounded: then the gain is at
    most the tip's top-up from the insurance fund (<= underwater_tip_rate * notional < base_mmr
    * notional, README "Liquidation").
-5. Opening and closing in the same block creates no value: equity after <= equity before.
+5. A round trip creates no value: opening and closing it by the next order, at the same price,
+   leaves the account's equity at most what it would be without the round trip (funding to the
+   open as it was) plus the funding the opened size earned in between (the one block of the
+   one-step trade is gone: the close's order fills settlement_delay later).
 6. Accounts + pool + insurance conserve value. With V_a = s_a * S + sum_m (floor(size * (p_m -
    F_m)) - cost) each account's equity without its collateral (S = 10**12 WAD per token unit,
    p_m the feed's price, F_m the funding index now), the pool marked at the same prices
@@ -92,6 +104,7 @@ from tests.invariants.boa_protocol import (
     attempt_view,
     read_feed,
     read_ledger,
+    redate,
     seeded_world,
     storage_of,
     token_balance,
@@ -100,6 +113,7 @@ from tests.invariants.boa_protocol import (
 WAD = 10**18
 SCALE = 10**12  # WAD per settlement token unit (6 decimals)
 MAX_UINT = 2**256 - 1
+MASK_128 = 2**128 - 1
 REDUCE_ONLY, PAUSED = 1, 2
 POOL_OFFSET = 10**6  # LiquidityPool's virtual shares (DECIMALS_OFFSET = 6)
 COOLDOWN = 900
@@ -209,6 +223,18 @@ class Outcome:
     message: str | None
     ledger: Ledger
     info: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Pending:
+    """An order Orders holds: committed, not yet filled or cancelled."""
+
+    owner: Any
+    subaccount: int
+    size_delta: int
+    limit_price: int
+    executable_at: int
+    fee: int  # escrowed, settlement token units
 
 
 class Model:
@@ -974,6 +1000,12 @@ class ProtocolMachine(RuleBasedStateMachine):
         self.oracle = protocol.oracle
         self.configurator = protocol.configurator
         self.engine = protocol.liquidation_engine
+        self.orders = protocol.orders
+        # the order parameters stay as deployed (no rule changes them)
+        self.settlement_delay = self.orders.settlement_delay()
+        self.order_expiry = self.orders.expiry()
+        self.execution_fee = self.orders.execution_fee()
+        self.pending: dict[tuple[int, int], Pending] = {}  # (account, market) -> the order Orders holds
         self.tokens = {"USDC": protocol.settlement, **protocol.tokens}
         self.feeds = protocol.feeds
         self.addr = {sym: str(token.address) for sym, token in self.tokens.items()}
@@ -1146,20 +1178,104 @@ class ProtocolMachine(RuleBasedStateMachine):
         target = equity * WAD // max(risk.mul_up(price, imr), 1) * permille // 1_000
         return sign * target - size
 
-    def do_trade(self, owner: Any, sub: int, account: int, market: int, delta: int, limit: str) -> bool:
-        before = self.live_margin(account)
-        probe = self.model.trade(account, market, delta, 0)
-        limit_price = 0
-        if "fill" in probe.info and limit != "none":
-            fill = probe.info["fill"]
-            limit_price = fill if limit == "exact" else (fill - 1 if delta > 0 else fill + 1)
-        outcome = self.model.trade(account, market, delta, limit_price) if limit_price else probe
-        if not self.call("Clearinghouse.trade", self.ch.trade, market, delta, limit_price, sub, sender=owner, outcome=outcome):
+    def market_feed(self, market: int) -> tuple[str, Any]:
+        """The symbol and MockAggregator of `market`'s asset."""
+        asset = self.ledger.markets[market].asset
+        sym = next(s for s in COLLATERALS if self.addr[s] == asset)
+        return sym, self.feeds[sym]
+
+    def commit(self, owner: Any, sub: int, account: int, market: int, delta: int, limit_price: int) -> bool:
+        """Orders.commit_order, its refusals predicted in the contract's order; on success the
+        execution fee moves from the owner's wallet into escrow (less the fee of an expired
+        order it replaces, which is refunded) and the order waits in `pending`."""
+        key = (account, market)
+        now = self.env.evm.patch.timestamp
+        waiting = self.pending.get(key)
+        message = None
+        if delta == 0:
+            message = "orders: zero size"
+        elif abs(delta) > MASK_128 >> 1:
+            message = "orders: size too large"
+        elif limit_price > MASK_128:
+            message = "orders: limit too large"
+        elif market not in self.ledger.markets:
+            message = "orders: unknown market"
+        elif waiting is not None and now < waiting.executable_at + self.order_expiry:
+            message = "orders: order pending"
+        usdc = self.tokens["USDC"]
+        wallet = token_balance(usdc, owner)
+        outcome = Outcome(message, self.ledger)  # the Clearinghouse is not touched
+        commit = self.orders.commit_order
+        if not self.call("Orders.commit_order", commit, market, delta, limit_price, sub, sender=owner, outcome=outcome):
             return False
+        refund = waiting.fee if waiting is not None else 0
+        assert token_balance(usdc, owner) == wallet - self.execution_fee + refund
+        (event,) = self.events("OrderCommitted")
+        assert (event.size_delta, event.limit_price, event.executable_at, event.fee) == (
+            delta,
+            limit_price,
+            now + self.settlement_delay,
+            self.execution_fee,
+        )
+        expired = self.events("OrderCancelled")
+        assert [(e.reason, e.fee) for e in expired] == ([("orders: expired", refund)] if waiting else [])
+        self.pending[key] = Pending(owner, sub, delta, limit_price, now + self.settlement_delay, self.execution_fee)
+        return True
+
+    def fill(self, key: tuple[int, int], redate_round: bool = True) -> bool | None:
+        """The keeper executes the order waiting for `key`, after re-dating the market's latest
+        round to now (as marginsim.orders.trade_now: same id and answer), predicted as
+        OracleRouter.round_price and Clearinghouse.fill_order read now. True: filled; False:
+        cancelled with the Clearinghouse's reason (or "orders: round passed"), the ledger
+        unchanged; either way the keeper is paid the escrowed fee. None: execute_order reverted
+        (no round yet, or the market's price refused: the old trade's revert), the order waits."""
+        account, market = key
+        order = self.pending[key]
+        _, feed = self.market_feed(market)
+        if redate_round:
+            redate(self.env, feed, self.roles.owner)
+        self.refresh(self.ledger)  # the commit and the clock left the ledger as it was
+        asset = self.ledger.markets[market].asset
+        f = self.oracle_view.feeds[asset]
+        previous = storage_of(feed).entry(("_rounds",), f.round_id - 1) >> 192  # 0: no such round
+        before = self.live_margin(account)
+        reason = None
+        outcome = Outcome(None, self.ledger)
+        if f.updated_at < order.executable_at:
+            outcome = Outcome("oracle: no round yet", self.ledger)
+        elif previous >= order.executable_at:
+            reason = "orders: round passed"
+        else:
+            try:
+                self.model.price(asset)
+            except PriceError as error:
+                outcome = Outcome(error.message, self.ledger)
+            else:
+                traded = self.model.trade(account, market, order.size_delta, order.limit_price)
+                reason = traded.message
+                outcome = traded if reason is None else Outcome(None, self.ledger, traded.info)
+        usdc, keeper = self.tokens["USDC"], self.roles.keeper
+        wallet = token_balance(usdc, keeper)
+        if not self.call("Orders.execute_order", self.orders.execute_order, account, market, sender=keeper, outcome=outcome):
+            return None
+        del self.pending[key]
+        record("Orders.fill", reason)
+        assert token_balance(usdc, keeper) == wallet + order.fee
+        filled, cancelled = self.events("OrderFilled"), self.events("OrderCancelled")
+        if reason is not None:
+            # a refused fill: cancelled with the reason the old trade reverted with, nothing
+            # else moves but the fee
+            assert not filled and not self.events("Trade")
+            (event,) = cancelled
+            assert (event.reason, event.fee, event.size_delta) == (reason, order.fee, order.size_delta)
+            return False
+        assert not cancelled
+        (event,) = filled
+        assert (event.fill_price, event.fee, event.size_delta) == (outcome.info["fill"], order.fee, order.size_delta)
         self.check_bad_debt_event(outcome)
         after = self.model_after_margin(account)
         if outcome.info["adds_risk"]:
-            # invariant 2: a trade that adds risk leaves equity >= initial, read from the contract
+            # invariant 2: a fill that adds risk leaves equity >= initial, read from the contract
             margin = tuple(self.ch.margin(account))
             assert margin == after
             assert margin[0] >= margin[2], f"a risk-adding trade left equity {margin[0]} below initial {margin[2]}"
@@ -1167,10 +1283,30 @@ class ProtocolMachine(RuleBasedStateMachine):
             # invariant 2 for pure reductions: never refused, and never take an account that was
             # at or above initial margin below it
             assert after[0] >= after[2], (
-                f"reduction {delta} in market {market} took the account from equity {before[0]} >= initial "
+                f"reduction {order.size_delta} in market {market} took the account from equity {before[0]} >= initial "
                 f"{before[2]} to equity {after[0]} < initial {after[2]}"
             )
         return True
+
+    def do_trade(self, owner: Any, sub: int, account: int, market: int, delta: int, limit: str) -> bool:
+        """One trade, in two steps: commit an order, let the settlement delay pass, fill it at
+        the market's round re-dated to now. An order still waiting in that market (its fill
+        reverted) is tried first, and then is this step's trade. True when a fill happened."""
+        key = (account, market)
+        if key in self.pending:
+            result = self.fill(key)
+            if result is not None:
+                return result
+        limit_price = 0
+        if limit != "none" and delta != 0 and market in self.ledger.markets:
+            # the fill the order will get: same price (the round is re-dated, not moved), same skew
+            params, stt = self.ledger.markets[market], self.ledger.states[market]
+            fill = risk.fill_price(self.oracle_view.raw[params.asset], stt.long_oi - stt.short_oi, delta, params.skew_scale)
+            limit_price = fill if limit == "exact" else max(fill - 1 if delta > 0 else fill + 1, 0)
+        if not self.commit(owner, sub, account, market, delta, limit_price):
+            return False
+        self.env.time_travel(seconds=self.settlement_delay)
+        return self.fill(key) is True
 
     def model_after_margin(self, account: int) -> tuple[int, int, int] | None:
         try:
@@ -1181,7 +1317,7 @@ class ProtocolMachine(RuleBasedStateMachine):
     @rule(
         order=st.tuples(
             ACCOUNT,
-            MARKET,
+            MARKET_OR_UNKNOWN,
             st.sampled_from(["open", "reduce", "close", "flip", "edge"]),
             st.integers(1, 25),
             st.integers(0, 1_100),
@@ -1190,30 +1326,79 @@ class ProtocolMachine(RuleBasedStateMachine):
         )
     )
     def trade(self, order: tuple[int, int, str, int, int, bool, str]) -> None:
-        """(account, market, open / reduce / close / flip / edge of initial margin, leverage,
-        permille, long, price limit: none / exactly the fill / one wei beyond it)"""
+        """(account, market (or an unknown one), open / reduce / close / flip / edge of initial
+        margin, leverage, permille, long, price limit: none / exactly the fill / one wei beyond it)"""
         index, choice, kind, leverage, permille, is_long, limit = order
         market = self.market_of(choice)
         owner, sub, account = self.account(index)
+        if market not in self.ledger.markets:
+            self.commit(owner, sub, account, market, 1 if is_long else -1, 0)  # "orders: unknown market"
+            return
         delta = self.trade_delta(account, market, kind, leverage, permille, is_long)
         self.do_trade(owner, sub, account, market, delta, limit)
 
     @rule(index=ACCOUNT, market=MARKET, leverage=st.integers(1, 20), is_long=st.booleans())
-    def open_and_close_in_one_block(self, index: int, market: int, leverage: int, is_long: bool) -> None:
+    def open_and_close(self, index: int, market: int, leverage: int, is_long: bool) -> None:
+        """Open, then close what was opened by the next order (settlement_delay later, at the
+        same price): invariant 5."""
         market = self.market_of(market)
         owner, sub, account = self.account(index)
+        if (account, market) in self.pending:
+            self.fill((account, market))  # the waiting order first; the round trip another time
+            return
         size = self.ledger.positions.get((account, market), (0, 0))[0]
         delta = self.trade_delta(account, market, "open", leverage, 1_000, is_long if size == 0 else size > 0)
-        equity_before = self.ch.margin(account)[0] if self.live_margin(account) else None
+        untouched = self.ledger.copy()
         if not self.do_trade(owner, sub, account, market, delta, "none"):
             return
         self.settle_step()
+        opened = self.ledger.states[market]  # funding accrued to the open
         # the close is a pure reduction of what was just opened: always allowed
         assert self.do_trade(owner, sub, account, market, -delta, "none")
-        if equity_before is not None and self.live_margin(account) is not None:
-            equity_after = self.ch.margin(account)[0]
-            # invariant 5: a round trip in one block creates no value for the trader
-            assert equity_after <= equity_before, f"round trip gained {equity_after - equity_before} wei"
+        closed = self.expected.states[market]
+        # invariant 5: a round trip creates no value for the trader beyond the funding the opened
+        # size earned while it was open. Compared with the account had it not traded, funding
+        # accrued to the open as it was (the trade only changes the skew after it): the skew the
+        # trade added only ever makes the funding of a position on the same side worse.
+        without = replace(untouched, states={**untouched.states})
+        without.states[market] = replace(
+            untouched.states[market], funding_index=opened.funding_index, last_funding_time=opened.last_funding_time
+        )
+        try:
+            equity_without = self.model.margin(without, account)[0]
+        except PriceError:
+            return
+        if self.model_after_margin(account) is None:
+            return
+        equity_after = self.ch.margin(account)[0]
+        earned = -risk.signed_mul_floor(delta, closed.funding_index - opened.funding_index)
+        assert equity_after <= equity_without + earned, (
+            f"round trip of {delta} gained {equity_after - equity_without} wei, its funding {earned}"
+        )
+
+    @rule(index=ACCOUNT, market=MARKET, leverage=st.integers(1, 10), is_long=st.booleans())
+    def order_round_passed(self, index: int, market: int, leverage: int, is_long: bool) -> None:
+        """An order whose first round has been replaced by a newer one before the keeper came:
+        two rounds published after its executable time (same answer), and the order is
+        cancelled "orders: round passed", never filled at a price chosen after the fact; the
+        position stays, the keeper is paid the fee. (An order already waiting is the one.)"""
+        market = self.market_of(market)
+        owner, sub, account = self.account(index)
+        key = (account, market)
+        if key not in self.pending:
+            delta = self.trade_delta(account, market, "open", leverage, 1_000, is_long)
+            if not self.commit(owner, sub, account, market, delta, 0):
+                return
+            self.env.time_travel(seconds=self.settlement_delay)
+        sym, _ = self.market_feed(market)
+        position = tuple(self.ch.positions(account, market))
+        answer = self.oracle_view.feeds[self.addr[sym]].answer
+        self.publish(sym, answer)  # the first round at or after executable_at
+        self.env.time_travel(seconds=12)
+        self.publish(sym, answer)  # a newer one
+        assert self.fill(key, redate_round=False) is False
+        assert self.events("OrderCancelled")[0].reason == "orders: round passed"
+        assert tuple(self.ch.positions(account, market)) == position
 
     # -------------------------------------------------------------- liquidation
 
@@ -2039,6 +2224,10 @@ class ProtocolMachine(RuleBasedStateMachine):
                 "apply_liquidation",
                 "connect",
                 "connect_again",
+                "fill_order",
+                "apply_order_parameters",
+                "order_parameters",
+                "execute_no_order",
                 "liquidation_close",
                 "seize_collateral",
                 "configurator",
@@ -2092,8 +2281,13 @@ class ProtocolMachine(RuleBasedStateMachine):
                 a,
                 "liquidation: not configurator",
             ),
-            "connect": (self.ch.connect, (a, a, a), a, not_owner),
-            "connect_again": (self.ch.connect, (a, a, a), self.owner["clearinghouse"], "clearinghouse: already connected"),
+            "connect": (self.ch.connect, (a, a, a, a), a, not_owner),
+            "connect_again": (self.ch.connect, (a, a, a, a), self.owner["clearinghouse"], "clearinghouse: already connected"),
+            # only Orders fills, at the round it read; only the Configurator sets its parameters
+            "fill_order": (self.ch.fill_order, (self.world.account_id(0), 1, 1, 0, WAD), a, "clearinghouse: not orders"),
+            "apply_order_parameters": (self.orders.apply_order_parameters, (1, 60, 0), a, "orders: not configurator"),
+            "order_parameters": (self.configurator.set_order_parameters, (1, 60, 0), a, not_owner),
+            "execute_no_order": (self.orders.execute_order, (int(str(a), 16) << 96, 1), a, "orders: no order"),
             # the engine's narrow API moves balances and the insurance fund: nobody else may call it
             "liquidation_close": (
                 self.ch.liquidation_close,
@@ -2151,6 +2345,8 @@ class ProtocolMachine(RuleBasedStateMachine):
                 assert token_balance(self.tokens[sym], self.ch) == self.donated_ch[sym]
         for sym in TOKENS:
             assert token_balance(self.tokens[sym], self.pool) == self.donated_pool[sym]
+        # Orders holds exactly the fees escrowed by the orders still waiting
+        assert token_balance(usdc, self.orders) == sum(order.fee for order in self.pending.values())
         for m, stt in ledger.states.items():
             sizes = [size for (_, market), (size, _) in ledger.positions.items() if market == m]
             assert stt.long_oi == sum(s for s in sizes if s > 0) and stt.short_oi == sum(-s for s in sizes if s < 0)
@@ -2236,7 +2432,9 @@ class ProtocolMachine(RuleBasedStateMachine):
 EVERY_FUNCTION = (
     "Clearinghouse.deposit",
     "Clearinghouse.withdraw",
-    "Clearinghouse.trade",
+    "Orders.commit_order",
+    "Orders.execute_order",
+    "Orders.fill",  # an execute_order that filled (its other outcomes: the reasons it cancelled)
     "LiquidationEngine.liquidate",
     "LiquidationEngine.liquidate_collateral",
     "Clearinghouse.fund_insurance",
@@ -2274,7 +2472,8 @@ EVERY_FUNCTION = (
 )
 CORE_FUNCTIONS = (
     "Clearinghouse.deposit",
-    "Clearinghouse.trade",
+    "Orders.commit_order",
+    "Orders.fill",
     "LiquidationEngine.liquidate",
     "LiquidityPool.deposit",
     "OracleRouter.sync",
@@ -2331,6 +2530,7 @@ def test_every_rule_succeeds_in_a_scripted_walk(machine):
     step("deposit", order=(5, "WBTC", 20_000, 0))
     step("withdraw", order=(0, 0, 100, 1))
     step("trade", order=(5, 1, "open", 3, 1_000, True, "exact"))
+    step("order_round_passed", index=5, market=1, leverage=2, is_long=True)
     step("fund_insurance", usd=1_000)
     step("lp_deposit", lp=1, usd=10_000)
     step("lp_mint", lp=1, usd=10_000)
@@ -2424,6 +2624,7 @@ def test_every_rule_succeeds_in_a_scripted_walk(machine):
     )
     missing = [label for label in (*EVERY_FUNCTION, *paths) if OUTCOMES[(label, "ok")] == 0]
     assert not missing, f"never succeeded: {missing}\n{outcome_table()}"
+    assert OUTCOMES[("Orders.fill", "orders: round passed")], outcome_table()
 
 
 # ------------------------------------------------------------------ the checks can fail

@@ -26,6 +26,7 @@ from marginsim.bots import (
     parse_source,
     source_path,
 )
+from marginsim.orders import trade_now
 from marginsim.protocol import DEFAULT_CONFIG, account_id, deploy_protocol
 
 WAD = 10**18
@@ -97,7 +98,7 @@ def market(project, chain, accounts):
         token.approve(ch, MAX_UINT, sender=signer)
         ch.deposit(token, amount, 0, sender=signer)
         size = abs(leverage) * collateral_usd * WAD * WAD // protocol.oracle.price(protocol.tokens["WETH"])
-        ch.trade(protocol.markets["ETH-PERP"], size if leverage > 0 else -size, 0, 0, sender=signer)
+        trade_now(ch, protocol.markets["ETH-PERP"], size if leverage > 0 else -size, 0, 0, sender=signer)
         traders[(symbol, collateral_usd, leverage)] = account_id(signer)
     for keeper in (accounts[2], accounts[3]):
         usdc.mint(keeper, 1_000_000 * USDC, sender=keeper)  # to buy collateral of accounts in debt

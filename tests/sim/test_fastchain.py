@@ -3,6 +3,7 @@ views and structs, the same events and gas, and revert reasons as one-line messa
 
 import pytest
 
+from marginsim.orders import trade_now
 from marginsim.protocol import account_id, deploy_protocol
 from marginsim.sim.fastchain import FastContract, FastRevert, fast
 from tests.conftest import USDC, WAD
@@ -28,7 +29,7 @@ def test_fast__views_and_structs_equal_ape(deployed, chain):
     ch = protocol.clearinghouse
     f = fast(ch, chain)
     ch.deposit(protocol.settlement, 5_000 * USDC, 0, sender=trader)
-    ch.trade(protocol.markets["ETH-PERP"], 2 * WAD, 0, 0, sender=trader)
+    trade_now(ch, protocol.markets["ETH-PERP"], 2 * WAD, 0, 0, sender=trader)
     account = account_id(trader)
     assert f.margin(account) == tuple(ch.margin(account))
     assert f.positions(account, 1) == tuple(ch.positions(account, 1))

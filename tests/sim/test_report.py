@@ -216,7 +216,8 @@ def test_record_csvs__one_row_per_record(tmp_path):
     assert len(read_csv(paths["bad_debt"])) - 1 == 1
     keepers = read_csv(paths["keepers"])
     assert keepers[0] == [
-        "name", "liquidations", "revenue_usd", "gas_spent_usd", "profit_usd", "lost_races", "skipped_unprofitable"
+        "name", "liquidations", "orders_filled", "revenue_usd", "gas_spent_usd", "profit_usd", "lost_races",
+        "skipped_unprofitable",
     ]  # fmt: skip
     assert float(dict(zip(keepers[0], keepers[1], strict=False))["profit_usd"]) == pytest.approx(500.0 - 12.6)
 
@@ -260,7 +261,7 @@ def test_summary_table__lists_each_keeper_and_the_bad_debt():
     keeper_rows = [line for line in table.splitlines() if "keeper-" in line]
     assert len(keeper_rows) == 2
     fast = next(line for line in keeper_rows if "keeper-fast" in line).split()
-    assert fast[1:] == ["2", "$500.00", "$12.60", "$487.40", "1", "0"]
+    assert fast[1:] == ["2", "0", "$500.00", "$12.60", "$487.40", "1", "0"]
     assert "$1,234.50" in table
     assert "0.49% of peak OI" in table  # 1,234.5 / 250,000
     assert "p50 3, p90 6, max 6" in table

@@ -25,7 +25,10 @@ def test_simulation__keepers_liquidate_the_crash(run):
     assert {liq.keeper for liq in run.liquidations} <= {"fast", "slow"}
     stats = run.keepers["fast"]
     assert stats.liquidations == sum(1 for liq in run.liquidations if liq.keeper == "fast")
-    assert stats.revenue_usd == pytest.approx(sum(liq.keeper_reward_usd for liq in run.liquidations if liq.keeper == "fast"))
+    # its liquidation rewards and the execution fee ($2) of every order it filled
+    rewards = sum(liq.keeper_reward_usd for liq in run.liquidations if liq.keeper == "fast")
+    assert stats.revenue_usd == pytest.approx(rewards + 2 * stats.orders_filled)
+    assert sum(k.orders_filled for k in run.keepers.values()) > 0
     # every partial liquidation restored health to at least 1 + buffer (1.1)
     for record in run.liquidations:
         assert record.full_close or record.health_after >= 1.1

@@ -26,7 +26,7 @@ def test_traders__top_up_and_close_below_their_thresholds(reacting):
 
 
 class _Recorder:
-    """A stand-in for the Clearinghouse and the protocol: records what the traders send."""
+    """A stand-in for the Clearinghouse, the protocol and the order book: records what the traders send."""
 
     def __init__(self):
         self.calls = []
@@ -40,8 +40,8 @@ class _Recorder:
     def positions(self, account, market):
         return SimpleNamespace(size=5 * 10**18)
 
-    def trade(self, market, size, limit, subaccount, sender):
-        self.calls.append(("trade", sender, size))
+    def commit(self, signer, market, size_delta):  # the order book's commit
+        self.calls.append(("order", signer, size_delta))
 
 
 def test_traders__act_exactly_below_their_thresholds_and_top_up_at_most_three_times():
@@ -53,14 +53,14 @@ def test_traders__act_exactly_below_their_thresholds_and_top_up_at_most_three_ti
     closer = TraderState("c", "closer", 2, "ETH-PERP", False, True, 1_000.0, int(1.6 * wad), int(1.5 * wad))
     ch = _Recorder()
     at_threshold = {1: topper.topup_below, 2: closer.close_below}
-    assert _traders_act([topper, closer], at_threshold, ch, 10**6, 0, 0) == (0, 0)
+    assert _traders_act([topper, closer], at_threshold, ch, 10**6, 0, 0, ch) == (0, 0)
     assert ch.calls == []
     below = {1: topper.topup_below - 1, 2: closer.close_below - 1}
     for _ in range(5):
-        topups, closes = _traders_act([topper, closer], below, ch, 10**6, 0, 0)
+        topups, closes = _traders_act([topper, closer], below, ch, 10**6, 0, 0, ch)
     assert (
         ch.calls
-        == [("deposit", "topper", 500 * 10**6), ("trade", "closer", -5 * 10**18)] + [("deposit", "topper", 500 * 10**6)] * 2
+        == [("deposit", "topper", 500 * 10**6), ("order", "closer", -5 * 10**18)] + [("deposit", "topper", 500 * 10**6)] * 2
     )
     assert (topper.topped_up, closer.closed) == (3, True)
 

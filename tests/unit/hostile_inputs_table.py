@@ -13,7 +13,7 @@ from typing import Any
 
 DOC_PATH = Path(__file__).resolve().parents[2] / "docs" / "hostile-inputs.md"
 REGENERATE = ".venv/bin/python -m tests.unit.hostile_inputs_table > docs/hostile-inputs.md"
-CONTRACT_ORDER = ("OracleRouter", "Clearinghouse", "LiquidationEngine", "Configurator", "MarginLens", "LiquidityPool")
+CONTRACT_ORDER = ("OracleRouter", "Clearinghouse", "Orders", "LiquidationEngine", "Configurator", "MarginLens", "LiquidityPool")
 
 INTRO = """\
 # Hostile inputs
@@ -34,10 +34,17 @@ Further tests check that every revert message in `contracts/*.vy` is reached by 
 at the end as unreachable, with the reason), that every state-changing external function and
 constructor has a row, and that this file equals the rendering of the table.
 
+Trades take two steps: a trader commits an order (`Orders.commit_order`) and anyone executes
+it at the first oracle round dated at least the settlement delay later. The Clearinghouse's
+refusals of a fill (pause, reduce-only, the price limit, the open-interest cap, initial margin)
+do not revert the execution: Orders cancels the order with that reason and pays its keeper, so
+they are not rows here (see the end; `tests/unit/orders/test_orders.py` checks each).
+
 Roles: *owner* deployed and owns the Clearinghouse, the OracleRouter and the Configurator
-(the LiquidationEngine has no owner: only the Configurator the Clearinghouse is connected to
-sets its parameters, and only the engine may call the Clearinghouse's liquidation functions);
-*guardian* may pause; *attacker*, *keeper*, *trader*, *lp* and *victim* are ordinary accounts.
+(the LiquidationEngine and Orders have no owner: only the Configurator the Clearinghouse is
+connected to sets their parameters, only the engine may call the Clearinghouse's liquidation
+functions and only Orders its `fill_order`); *guardian* may pause; *attacker*, *keeper*,
+*trader*, *lp* and *victim* are ordinary accounts.
 Unknown ids are tried as `0`, `count + 1` and `2**256 - 1`; unknown addresses as the zero
 address, a real but unconfigured one, and `0xfff...f`.
 

@@ -27,6 +27,7 @@ import pytest
 from ape.exceptions import TransactionError
 
 from marginsim import risk
+from marginsim.orders import trade_now
 from marginsim.protocol import DEFAULT_CONFIG, account_id, deploy_protocol
 from tests.conftest import USDC, WAD
 from tests.unit.hostile_inputs_table import DOC_PATH, render
@@ -120,14 +121,16 @@ class Ctx:
     fee_token: Any  # listed collateral that charges a fee on transfer
     false_token: Any  # listed collateral that can be switched to return False
     mini_settlement: Any  # a lying settlement token
-    mini_ch: Any  # Clearinghouse on it, connected to the three below
+    mini_ch: Any  # Clearinghouse on it, connected to the four below (no market listed)
     mini_pool: Any  # LiquidityPool on it
     mini_cfg: Any  # Configurator on it
     mini_engine: Any  # LiquidationEngine on it
-    bare_ch: Any  # a Clearinghouse not yet connected (no pool, configurator or liquidation engine)
+    mini_orders: Any  # Orders on it: its execution fee is paid in the lying token
+    bare_ch: Any  # a Clearinghouse not yet connected (no pool, configurator, liquidation engine or orders)
     bare_pool: Any  # a LiquidityPool on it
-    bare_cfg: Any  # a Configurator on it: every call that needs the liquidation engine reverts
+    bare_cfg: Any  # a Configurator on it: every call that needs the liquidation engine or orders reverts
     bare_engine: Any  # a LiquidationEngine on it
+    bare_orders: Any  # an Orders on it
     empty: Any  # a second protocol that holds no settlement token at all (no LP, no insurance)
     contracts: list[Any] = field(default_factory=list)  # every deployed contract, for storage roots
 
@@ -138,6 +141,10 @@ class Ctx:
     @property
     def engine(self):
         return self.p.liquidation_engine
+
+    @property
+    def orders(self):
+        return self.p.orders
 
     @property
     def oracle(self):
@@ -250,7 +257,7 @@ def ctx(project, chain, protocol, seeded_pool, deployer, guardian, trader, keepe
     ch.deposit(p.settlement, 2_000 * USDC, 0, sender=trader)
     fund(p.tokens["WETH"], trader, 2 * WETH, spender=ch)
     ch.deposit(p.tokens["WETH"], WETH, 0, sender=trader)
-    ch.trade(ETH, 25 * WAD, 0, 0, sender=trader)
+    trade_now(ch, ETH, 25 * WAD, 0, 0, sender=trader)
     # trader subaccount 1: 1 WETH, no positions, no debt
     ch.deposit(p.tokens["WETH"], WETH, 1, sender=trader)
     # victim: 10,000 USDC + 0.1 WBTC, 50 ETH long (10x): liquidatable at ETH -10%, underwater at -15%
@@ -258,7 +265,7 @@ def ctx(project, chain, protocol, seeded_pool, deployer, guardian, trader, keepe
     ch.deposit(p.settlement, 10_000 * USDC, 0, sender=other_trader)
     fund(p.tokens["WBTC"], other_trader, WBTC // 10, spender=ch)
     ch.deposit(p.tokens["WBTC"], WBTC // 10, 0, sender=other_trader)
-    ch.trade(ETH, 50 * WAD, 0, 0, sender=other_trader)
+    trade_now(ch, ETH, 50 * WAD, 0, 0, sender=other_trader)
 
     # attacker: 1,000 USDC with only 500 approved to the clearinghouse, all to the pool;
     # 1 WETH with 0.5 approved. keeper: 100,000 USDC and 1 WETH, both approved in full.
@@ -288,21 +295,25 @@ def ctx(project, chain, protocol, seeded_pool, deployer, guardian, trader, keepe
     mini_pool = deployer.deploy(project.LiquidityPool, mini_ch, "mini LP", "mLP")
     mini_cfg = deployer.deploy(project.Configurator, mini_ch)
     mini_engine = deployer.deploy(project.LiquidationEngine, mini_ch)
-    mini_ch.connect(mini_pool, mini_cfg, mini_engine, sender=deployer)
+    mini_orders = deployer.deploy(project.Orders, mini_ch)
+    mini_ch.connect(mini_pool, mini_cfg, mini_engine, mini_orders, sender=deployer)
     fund(mini_settlement, attacker, 1_000 * USDC, spender=mini_pool, approve=MAX_UINT)
     bare_ch = deployer.deploy(project.Clearinghouse, oracle, p.settlement, 6)
     bare_pool = deployer.deploy(project.LiquidityPool, bare_ch, "bare LP", "bLP")
     bare_cfg = deployer.deploy(project.Configurator, bare_ch)
     bare_engine = deployer.deploy(project.LiquidationEngine, bare_ch)
+    bare_orders = deployer.deploy(project.Orders, bare_ch)
     empty = deploy_protocol(project, deployer, DEFAULT_CONFIG)
 
-    contracts = [ch, p.liquidation_engine, oracle, cfg, p.lens, p.pool, p.settlement, *p.tokens.values(), *p.feeds.values()]
+    contracts = [ch, p.liquidation_engine, p.orders, oracle, cfg, p.lens, p.pool, p.settlement]
+    contracts += [*p.tokens.values(), *p.feeds.values()]
     contracts += [new_token, new_feed, d19_token, d19_feed, agg19, fee_token, false_token, *quirky_feeds]
-    contracts += [mini_settlement, mini_ch, mini_pool, mini_cfg, mini_engine]
-    contracts += [bare_ch, bare_pool, bare_cfg, bare_engine]
+    contracts += [mini_settlement, mini_ch, mini_pool, mini_cfg, mini_engine, mini_orders]
+    contracts += [bare_ch, bare_pool, bare_cfg, bare_engine, bare_orders]
     contracts += [
         empty.clearinghouse,
         empty.liquidation_engine,
+        empty.orders,
         empty.oracle,
         empty.configurator,
         empty.lens,
@@ -336,10 +347,12 @@ def ctx(project, chain, protocol, seeded_pool, deployer, guardian, trader, keepe
         mini_pool=mini_pool,
         mini_cfg=mini_cfg,
         mini_engine=mini_engine,
+        mini_orders=mini_orders,
         bare_ch=bare_ch,
         bare_pool=bare_pool,
         bare_cfg=bare_cfg,
         bare_engine=bare_engine,
+        bare_orders=bare_orders,
         empty=empty,
         contracts=contracts,
     )
@@ -397,11 +410,37 @@ def eth_reduce_only(x: Ctx):
     x.ch.set_reduce_only(ETH, True, sender=x.guardian)
 
 
+def order_pending(x: Ctx):
+    """The trader commits an order to sell 1 ETH in ETH-PERP (subaccount 0), its execution fee
+    minted to it and approved to Orders first: the order waits for its round."""
+    fee = int(x.orders.execution_fee())
+    fund(x.usdc, x.trader, fee, spender=x.orders)
+    x.orders.commit_order(ETH, -WAD, 0, 0, sender=x.trader)
+
+
+def settlement_delay_passed(x: Ctx):
+    """The settlement delay passes (no new round yet)."""
+    x.chain.pending_timestamp += int(x.orders.settlement_delay())
+
+
+def just_before_expiry(x: Ctx):
+    """The next block is one second short of the trader's ETH-PERP order expiring."""
+    order = x.orders.order(x.account("trader"), ETH)
+    x.chain.pending_timestamp = int(order.executable_at) + int(x.orders.expiry()) - 1
+
+
+def mini_eth_listed(x: Ctx):
+    """ETH-PERP listed on the mini clearinghouse, the attacker's lying settlement token approved
+    to its Orders: an order there escrows its fee in that token."""
+    x.mini_cfg.list_market(x.market_params(ETH), sender=x.owner)
+    x.mini_settlement.approve(x.mini_orders, MAX_UINT, sender=x.attacker)
+
+
 def open_long(x: Ctx, role: str, collateral_usdc: int, size_eth: int):
     who = x.roles[role]
     fund(x.usdc, who, collateral_usdc * USDC, spender=x.ch)
     x.ch.deposit(x.usdc, collateral_usdc * USDC, 0, sender=who)
-    x.ch.trade(ETH, size_eth * WAD, 0, 0, sender=who)
+    trade_now(x.ch, ETH, size_eth * WAD, 0, 0, sender=who)
 
 
 def liquidatable(x: Ctx):
@@ -502,6 +541,10 @@ def mini_settlement_lies(x: Ctx):
     x.mini_settlement.set_mode(1, sender=x.owner)
 
 
+def mini_settlement_charges_a_fee(x: Ctx):
+    x.mini_settlement.set_mode(2, sender=x.owner)
+
+
 def mint_to(symbol: str, role: str, amount: int):
     def setup(x: Ctx):
         x.token(symbol).mint(x.roles[role], amount, sender=x.owner)
@@ -571,11 +614,30 @@ def configurator_views(x: Ctx) -> tuple:
 
 
 def connection_views(x: Ctx) -> tuple:
-    return (x.read(x.ch.pool), x.read(x.ch.configurator), x.read(x.ch.liquidation_engine))
+    return (x.read(x.ch.pool), x.read(x.ch.configurator), x.read(x.ch.liquidation_engine), x.read(x.ch.orders))
 
 
 def bare_connection_views(x: Ctx) -> tuple:
-    return (x.read(x.bare_ch.pool), x.read(x.bare_ch.configurator), x.read(x.bare_ch.liquidation_engine))
+    ch = x.bare_ch
+    return (x.read(ch.pool), x.read(ch.configurator), x.read(ch.liquidation_engine), x.read(ch.orders))
+
+
+def order_parameter_views(orders: Callable[[Ctx], Any]):
+    def views(x: Ctx) -> tuple:
+        o = orders(x)
+        return (x.read(o.settlement_delay), x.read(o.expiry), x.read(o.execution_fee))
+
+    return views
+
+
+def orders_views(role: str = "trader", subaccount: int = 0, orders: Callable[[Ctx], Any] = lambda x: x.orders):
+    """`role`'s order in ETH-PERP and its position there, with the order parameters."""
+
+    def views(x: Ctx) -> tuple:
+        a = x.account(role, subaccount)
+        return (x.read(orders(x).order, a, ETH), x.read(x.ch.positions, a, ETH), *order_parameter_views(orders)(x))
+
+    return views
 
 
 def pool_views(x: Ctx) -> tuple:
@@ -912,8 +974,9 @@ def clearinghouse_rows() -> list[Row]:
     def withdraw(token, amount, sub=0):
         return lambda x, who: x.ch.withdraw(token(x), amount, sub, sender=who)
 
-    def trade(size, limit=0, market=ETH, sub=0):
-        return lambda x, who: x.ch.trade(market, size, limit(x) if callable(limit) else limit, sub, sender=who)
+    def fill_order(role="attacker", size=WAD, limit=0, price=lambda x: 1):
+        """Clearinghouse.fill_order as Orders would send it, for `role`'s account at `price`."""
+        return lambda x, who: x.ch.fill_order(x.account(role), ETH, size, limit, price(x), sender=who)
 
     def usdc(x):
         return x.usdc
@@ -941,21 +1004,28 @@ def clearinghouse_rows() -> list[Row]:
             x.account(*account), x.read(x.ch.collateral_slot, x.token(slot_of)), amount, paid, who, sender=who
         )
 
-    def connect(bare=False, pool=None, configurator=None, engine=None):
+    def connect(bare=False, pool=None, configurator=None, engine=None, orders=None):
         """Clearinghouse.connect on the protocol's (connected) clearinghouse, or on the bare one
-        (not connected) with its own pool, configurator and engine; some replaced."""
+        (not connected) with its own pool, configurator, engine and orders; some replaced."""
 
         def call(x, who):
             if bare:
-                target, defaults = x.bare_ch, (x.bare_pool, x.bare_cfg, x.bare_engine)
+                target, defaults = x.bare_ch, (x.bare_pool, x.bare_cfg, x.bare_engine, x.bare_orders)
             else:
-                target, defaults = x.ch, (x.pool, x.cfg, x.engine)
+                target, defaults = x.ch, (x.pool, x.cfg, x.engine, x.orders)
             args = [
-                default if f is None else f(x, who) for f, default in zip((pool, configurator, engine), defaults, strict=True)
+                default if f is None else f(x, who)
+                for f, default in zip((pool, configurator, engine, orders), defaults, strict=True)
             ]
             return target.connect(*args, sender=who)
 
         return call
+
+    def caller(x, who):
+        return who
+
+    def zero(x, who):
+        return ZERO
 
     rows = [
         R(
@@ -1111,65 +1181,37 @@ def clearinghouse_rows() -> list[Row]:
             token="RF",
             views=account_views("attacker"),
         ),
-        # trade
-        R("trade", "size 0", "trader", trade(0), "clearinghouse: zero size", views=trader0),
-        R("trade", "opening while paused", "attacker", trade(WAD), "clearinghouse: paused", setup=paused),
+        # fill_order: only Orders fills, at the price of the round it read; its refusals of a
+        # fill (paused, reduce only, price limit, open-interest cap, margin) cancel the order
         R(
-            "trade",
-            "increasing while reduce-only",
+            "fill_order",
+            "not Orders: opening a position without collateral at a price of 1 wei",
+            "attacker",
+            fill_order(),
+            "clearinghouse: not orders",
+        ),
+        R(
+            "fill_order",
+            "not Orders: closing one's own position at a price of one's choosing",
             "trader",
-            trade(WAD),
-            "clearinghouse: reduce only",
-            setup=eth_reduce_only,
+            fill_order(role="trader", size=-25 * WAD, price=lambda x: 10**30),
+            "clearinghouse: not orders",
             views=trader0,
         ),
         R(
-            "trade",
-            "flipping long to short while reduce-only",
-            "trader",
-            trade(-50 * WAD),
-            "clearinghouse: reduce only",
-            setup=eth_reduce_only,
-            views=trader0,
+            "fill_order",
+            "not Orders: size 0",
+            "attacker",
+            fill_order(size=0, price=lambda x: 2_000 * WAD),
+            "clearinghouse: not orders",
         ),
+        R("fill_order", "not Orders (the owner)", "owner", fill_order(role="trader"), "clearinghouse: not orders", views=trader0),
         R(
-            "trade",
-            "buy with limit price 1 wei (below the fill)",
-            "trader",
-            trade(WAD, limit=1),
-            "clearinghouse: price limit",
-            views=trader0,
-        ),
-        R(
-            "trade",
-            "sell with limit price 2**256 - 1 (above the fill)",
-            "trader",
-            trade(-WAD, limit=MAX_UINT),
-            "clearinghouse: price limit",
-            views=trader0,
-        ),
-        R("trade", "long beyond the open-interest cap", "attacker", trade(7_500 * WAD), "clearinghouse: open interest cap"),
-        R("trade", "short beyond the open-interest cap", "attacker", trade(-7_501 * WAD), "clearinghouse: open interest cap"),
-        R("trade", "opening without collateral", "attacker", trade(WAD), "clearinghouse: insufficient margin"),
-        R(
-            "trade",
-            "increase beyond initial margin",
-            "trader",
-            trade(10 * WAD),
-            "clearinghouse: insufficient margin",
-            views=trader0,
-        ),
-        R("trade", "size 2**255 - 1", "attacker", trade(2**255 - 1), NO_REASON),
-        R("trade", "size -2**255", "attacker", trade(-(2**255)), NO_REASON),
-        R("trade", "oracle stale", "trader", trade(-WAD), "oracle: stale answer", setup=stale, views=trader0),
-        R(
-            "trade",
-            "oracle circuit breaker tripped",
-            "trader",
-            trade(-WAD),
-            "oracle: circuit breaker",
-            setup=eth_breaker,
-            views=trader0,
+            "fill_order",
+            "not Orders, on a clearinghouse not yet connected (its orders is the zero address)",
+            "owner",
+            lambda x, who: x.bare_ch.fill_order(x.account("attacker"), ETH, WAD, 0, WAD, sender=who),
+            "clearinghouse: not orders",
         ),
         # fund_insurance
         R(
@@ -1343,7 +1385,7 @@ def clearinghouse_rows() -> list[Row]:
             "connect",
             "not the owner, before the owner connects (a front-run wiring the caller in)",
             "attacker",
-            connect(bare=True, pool=lambda x, who: who, configurator=lambda x, who: who, engine=lambda x, who: who),
+            connect(bare=True, pool=caller, configurator=caller, engine=caller, orders=caller),
             NOT_OWNER,
             views=bare_connection_views,
         ),
@@ -1357,9 +1399,9 @@ def clearinghouse_rows() -> list[Row]:
         ),
         R(
             "connect",
-            "already connected: the caller as pool, configurator and engine",
+            "already connected: the caller as pool, configurator, engine and orders",
             "owner",
-            connect(pool=lambda x, who: who, configurator=lambda x, who: who, engine=lambda x, who: who),
+            connect(pool=caller, configurator=caller, engine=caller, orders=caller),
             "clearinghouse: already connected",
             views=connection_views,
         ),
@@ -1367,7 +1409,7 @@ def clearinghouse_rows() -> list[Row]:
             "connect",
             "already connected: zero addresses",
             "owner",
-            connect(pool=lambda x, who: ZERO, configurator=lambda x, who: ZERO, engine=lambda x, who: ZERO),
+            connect(pool=zero, configurator=zero, engine=zero, orders=zero),
             "clearinghouse: already connected",
             views=connection_views,
         ),
@@ -1375,7 +1417,7 @@ def clearinghouse_rows() -> list[Row]:
             "connect",
             "pool zero address (not yet connected)",
             "owner",
-            connect(bare=True, pool=lambda x, who: ZERO),
+            connect(bare=True, pool=zero),
             "clearinghouse: zero address",
             views=bare_connection_views,
         ),
@@ -1383,7 +1425,7 @@ def clearinghouse_rows() -> list[Row]:
             "connect",
             "configurator zero address (not yet connected)",
             "owner",
-            connect(bare=True, configurator=lambda x, who: ZERO),
+            connect(bare=True, configurator=zero),
             "clearinghouse: zero address",
             views=bare_connection_views,
         ),
@@ -1391,7 +1433,15 @@ def clearinghouse_rows() -> list[Row]:
             "connect",
             "liquidation_engine zero address (not yet connected)",
             "owner",
-            connect(bare=True, engine=lambda x, who: ZERO),
+            connect(bare=True, engine=zero),
+            "clearinghouse: zero address",
+            views=bare_connection_views,
+        ),
+        R(
+            "connect",
+            "orders zero address (not yet connected)",
+            "owner",
+            connect(bare=True, orders=zero),
             "clearinghouse: zero address",
             views=bare_connection_views,
         ),
@@ -1399,7 +1449,7 @@ def clearinghouse_rows() -> list[Row]:
             "connect",
             "every address zero (not yet connected)",
             "owner",
-            connect(bare=True, pool=lambda x, who: ZERO, configurator=lambda x, who: ZERO, engine=lambda x, who: ZERO),
+            connect(bare=True, pool=zero, configurator=zero, engine=zero, orders=zero),
             "clearinghouse: zero address",
             views=bare_connection_views,
         ),
@@ -1509,14 +1559,6 @@ def clearinghouse_rows() -> list[Row]:
     for label, market in UNKNOWN_MARKETS:
         rows += [
             R(
-                "trade",
-                f"unknown market: {label}",
-                "trader",
-                lambda x, who, m=market: x.ch.trade(m(x), WAD, 0, 0, sender=who),
-                "clearinghouse: unknown market",
-                views=trader0,
-            ),
-            R(
                 "liquidation_snapshot",
                 f"unknown market: {label}",
                 None,
@@ -1549,6 +1591,259 @@ def clearinghouse_rows() -> list[Row]:
                 lambda x, who, t=token: x.ch.withdraw(t(x), 1, 0, sender=who),
                 "clearinghouse: unknown token",
                 views=trader0,
+            ),
+        ]
+    return rows
+
+
+# ---- Orders
+
+
+def orders_rows() -> list[Row]:
+    def R(function, bad, caller, call, message, **kw):
+        return Row("Orders", function, bad, caller, call, message, views=kw.pop("views", orders_views()), **kw)
+
+    def commit(size=WAD, limit=0, market=ETH, sub=0):
+        return lambda x, who: x.orders.commit_order(market, size, limit, sub, sender=who)
+
+    def execute(role="trader", market=ETH):
+        return lambda x, who: x.orders.execute_order(x.account(role), market, sender=who)
+
+    def cancel(role="trader", market=ETH):
+        return lambda x, who: x.orders.cancel_order(x.account(role), market, sender=who)
+
+    def apply(orders):
+        # no delay, the shortest expiry, no fee: orders filled in their own block, for free
+        return lambda x, who: orders(x).apply_order_parameters(0, 60, 0, sender=who)
+
+    def mini_commit(x, who):
+        return x.mini_orders.commit_order(ETH, WAD, 0, 0, sender=who)
+
+    attacker = orders_views("attacker")
+    mini = orders_views("attacker", orders=lambda x: x.mini_orders)
+    round_came = then(order_pending, settlement_delay_passed)
+
+    rows = [
+        R(
+            "__init__",
+            "clearinghouse without code (an EOA)",
+            "owner",
+            lambda x, who: who.deploy(x.project.Orders, x.attacker),
+            NO_REASON,
+        ),
+        # commit_order
+        R("commit_order", "size 0", "trader", commit(0), "orders: zero size"),
+        R("commit_order", "size 2**127 (beyond the packed int128)", "trader", commit(2**127), "orders: size too large"),
+        R("commit_order", "size -2**127 (|size| beyond 2**127 - 1)", "trader", commit(-(2**127)), "orders: size too large"),
+        R("commit_order", "size 2**255 - 1", "trader", commit(2**255 - 1), "orders: size too large"),
+        R("commit_order", "size -2**255 (its absolute value overflows)", "trader", commit(-(2**255)), NO_REASON),
+        R(
+            "commit_order",
+            "limit_price 2**128 (beyond the packed 128 bits)",
+            "trader",
+            commit(limit=2**128),
+            "orders: limit too large",
+        ),
+        R("commit_order", "limit_price 2**256 - 1", "trader", commit(limit=MAX_UINT), "orders: limit too large"),
+        R(
+            "commit_order",
+            "an order already pending in that market, its round not yet come",
+            "trader",
+            commit(WAD),
+            "orders: order pending",
+            setup=order_pending,
+        ),
+        R(
+            "commit_order",
+            "replacing a pending order once the settlement delay passed (a free option on the next round)",
+            "trader",
+            commit(-WAD, limit=1),
+            "orders: order pending",
+            setup=round_came,
+        ),
+        R(
+            "commit_order",
+            "replacing a pending order one second before it expires",
+            "trader",
+            commit(WAD),
+            "orders: order pending",
+            setup=then(order_pending, just_before_expiry),
+        ),
+        R(
+            "commit_order",
+            "execution fee not approved to Orders",
+            "attacker",
+            commit(WAD),
+            "erc20: insufficient allowance",
+            views=attacker,
+        ),
+        R(
+            "commit_order",
+            "execution fee approved, the wallet empty",
+            "trader",
+            commit(-WAD),
+            "erc20: transfer amount exceeds balance",
+        ),
+        R(
+            "commit_order",
+            "fee token's transferFrom returns False",
+            "attacker",
+            mini_commit,
+            "orders: transfer failed",
+            setup=then(mini_eth_listed, mini_settlement_lies),
+            token="QS",
+            views=mini,
+        ),
+        R(
+            "commit_order",
+            "fee token charges a fee on transfer",
+            "attacker",
+            mini_commit,
+            "orders: fee on transfer",
+            setup=then(mini_eth_listed, mini_settlement_charges_a_fee),
+            token="QS",
+            views=mini,
+        ),
+        # execute_order
+        R("execute_order", "no order", "keeper", execute("attacker"), "orders: no order", views=attacker),
+        R(
+            "execute_order",
+            "no order in that market (one pending in another)",
+            "keeper",
+            execute(market=BTC),
+            "orders: no order",
+            setup=order_pending,
+        ),
+        R(
+            "execute_order",
+            "settlement delay not yet passed",
+            "keeper",
+            execute(),
+            "oracle: no round yet",
+            setup=order_pending,
+        ),
+        R(
+            "execute_order",
+            "settlement delay passed, no round since",
+            "keeper",
+            execute(),
+            "oracle: no round yet",
+            setup=round_came,
+        ),
+        R(
+            "execute_order",
+            "settlement delay passed, no round since (by the order's own owner)",
+            "trader",
+            execute(),
+            "oracle: no round yet",
+            setup=round_came,
+        ),
+        R(
+            "execute_order",
+            "its round came: +30%, oracle circuit breaker tripped",
+            "keeper",
+            execute(),
+            "oracle: circuit breaker",
+            setup=then(round_came, eth_breaker),
+        ),
+        R(
+            "execute_order",
+            "its round came: +30%, not yet synced",
+            "keeper",
+            execute(),
+            "oracle: circuit breaker",
+            setup=then(round_came, publish("WETH", 2_600, sync=False)),
+        ),
+        R(
+            "execute_order",
+            "its round came, now older than the heartbeat",
+            "keeper",
+            execute(),
+            "oracle: stale answer",
+            setup=then(round_came, publish("WETH", 2_000), stale),
+        ),
+        R(
+            "execute_order",
+            "its round came with answer 0",
+            "keeper",
+            execute(),
+            "oracle: non-positive answer",
+            setup=then(round_came, publish_raw(0)),
+        ),
+        R(
+            "execute_order",
+            "its round came with answer $0.01 (at min_price)",
+            "keeper",
+            execute(),
+            "oracle: answer out of bounds",
+            setup=then(round_came, publish_raw(10**6)),
+        ),
+        # cancel_order
+        R("cancel_order", "no order", "attacker", cancel("attacker"), "orders: no order", views=attacker),
+        R(
+            "cancel_order",
+            "someone else's order, its round not yet come",
+            "attacker",
+            cancel(),
+            "orders: not expired",
+            setup=order_pending,
+        ),
+        R(
+            "cancel_order",
+            "one's own order once the settlement delay passed (a free option on the next round)",
+            "trader",
+            cancel(),
+            "orders: not expired",
+            setup=round_came,
+        ),
+        R(
+            "cancel_order",
+            "someone else's order, one second before it expires",
+            "keeper",
+            cancel(),
+            "orders: not expired",
+            setup=then(order_pending, just_before_expiry),
+        ),
+        # apply_order_parameters
+        R("apply_order_parameters", "not the configurator", "attacker", apply(lambda x: x.orders), "orders: not configurator"),
+        R(
+            "apply_order_parameters",
+            "not the configurator (the owner)",
+            "owner",
+            apply(lambda x: x.orders),
+            "orders: not configurator",
+        ),
+        R(
+            "apply_order_parameters",
+            "not the configurator (the guardian)",
+            "guardian",
+            apply(lambda x: x.orders),
+            "orders: not configurator",
+        ),
+        R(
+            "apply_order_parameters",
+            "clearinghouse not yet connected (its configurator is the zero address)",
+            "attacker",
+            apply(lambda x: x.bare_orders),
+            "orders: not configurator",
+            views=order_parameter_views(lambda x: x.bare_orders),
+        ),
+    ]
+    for label, market in UNKNOWN_MARKETS:
+        rows += [
+            R(
+                "commit_order",
+                f"unknown market: {label}",
+                "trader",
+                lambda x, who, m=market: x.orders.commit_order(m(x), WAD, 0, 0, sender=who),
+                "orders: unknown market",
+            ),
+            R(
+                "execute_order",
+                f"unknown market: {label}",
+                "keeper",
+                lambda x, who, m=market: x.orders.execute_order(x.account("trader"), m(x), sender=who),
+                "orders: no order",
             ),
         ]
     return rows
@@ -1906,6 +2201,11 @@ def configurator_rows() -> list[Row]:
     def liquidation(buffer=10**17, full=WAD // 2, dust=100 * WAD):
         return lambda x, who: x.cfg.set_liquidation_parameters(buffer, full, dust, sender=who)
 
+    def order_parameters(delay=60, expiry=86_400, fee=2 * USDC):
+        return lambda x, who: x.cfg.set_order_parameters(delay, expiry, fee, sender=who)
+
+    order_views = order_parameter_views(lambda x: x.orders)
+
     rows = [
         R(
             "__init__",
@@ -2116,6 +2416,56 @@ def configurator_rows() -> list[Row]:
             "configurator: tip above maintenance",
             setup=btc_low_maintenance,
         ),
+        R("set_order_parameters", "not the owner", "attacker", order_parameters(), NOT_OWNER, views=order_views),
+        R("set_order_parameters", "not the owner (the guardian)", "guardian", order_parameters(), NOT_OWNER, views=order_views),
+        R(
+            "set_order_parameters",
+            "settlement_delay 0 (a round in the order's own block may already be known)",
+            "owner",
+            order_parameters(delay=0),
+            "configurator: bad settlement delay",
+            views=order_views,
+        ),
+        R(
+            "set_order_parameters",
+            "settlement_delay an hour + 1 s",
+            "owner",
+            order_parameters(delay=3_601),
+            "configurator: bad settlement delay",
+            views=order_views,
+        ),
+        R(
+            "set_order_parameters",
+            "expiry 59 s",
+            "owner",
+            order_parameters(expiry=59),
+            "configurator: bad order expiry",
+            views=order_views,
+        ),
+        R(
+            "set_order_parameters",
+            "expiry a week + 1 s",
+            "owner",
+            order_parameters(expiry=7 * 86_400 + 1),
+            "configurator: bad order expiry",
+            views=order_views,
+        ),
+        R(
+            "set_order_parameters",
+            "execution_fee 1,000 USDC + 1 unit",
+            "owner",
+            order_parameters(fee=1_000 * USDC + 1),
+            "configurator: bad execution fee",
+            views=order_views,
+        ),
+        R(
+            "set_order_parameters",
+            "execution_fee 2**256 - 1",
+            "owner",
+            order_parameters(fee=MAX_UINT),
+            "configurator: bad execution fee",
+            views=order_views,
+        ),
         R("transfer_ownership", "not the owner", "attacker", lambda x, who: x.cfg.transfer_ownership(who, sender=who), NOT_OWNER),
         R(
             "accept_ownership",
@@ -2165,6 +2515,14 @@ def configurator_rows() -> list[Row]:
             lambda x, who: x.bare_cfg.set_underwater_tip(2 * 10**15, sender=who),
             "configurator: no liquidation engine",
             views=unconnected_views,
+        ),
+        R(
+            "set_order_parameters",
+            "clearinghouse not yet connected (no Orders to set them on)",
+            "owner",
+            lambda x, who: x.bare_cfg.set_order_parameters(60, 86_400, 2 * USDC, sender=who),
+            "configurator: no orders",
+            views=lambda x: (*unconnected_views(x), *order_parameter_views(lambda x: x.bare_orders)(x)),
         ),
         R(
             "list_collateral",
@@ -2586,14 +2944,27 @@ def pool_rows() -> list[Row]:
     return rows
 
 
-ROWS: list[Row] = oracle_rows() + clearinghouse_rows() + engine_rows() + configurator_rows() + lens_rows() + pool_rows()
+ROWS: list[Row] = [
+    *oracle_rows(),
+    *clearinghouse_rows(),
+    *orders_rows(),
+    *engine_rows(),
+    *configurator_rows(),
+    *lens_rows(),
+    *pool_rows(),
+]
+
+FILL_REFUSAL = "a fill refusal: Orders cancels the order with this reason; tests/unit/orders/test_orders.py checks each"
 
 # Messages in contracts/*.vy that no row can reach, each with the reason. A message leaves this
 # list the moment a row reaches it (test_allow_list_is_exact fails until it does).
 UNREACHABLE = {
-    # _store_state: open interest is checked against oi_cap (< 2**88, a Configurator bound) before
-    # every store that raises it, so it never reaches the 96-bit packing limit.
-    "clearinghouse: open interest too large": "oi_cap < 2**88 is checked first on every increase",
+    # _store_state: a fill stores the market's open interest before fill_order compares it with
+    # oi_cap, so an order of more than 2**96 base units reaches the 96-bit packing limit first;
+    # that too is a fill refusal (Orders cancels the order with this reason). A liquidation only
+    # lowers open interest.
+    "clearinghouse: open interest too large": "a fill refusal (an order beyond 2**96 base units): Orders cancels the order "
+    "with this reason; liquidations only lower open interest",
     # liquidate_collateral: amount > 0 and the discounted price > 0, so the buyer's payment,
     # rounded up, is at least 1 unit.
     "liquidation: amount too small": "paid = ceil(amount * discounted price) >= 1 whenever amount > 0",
@@ -2606,6 +2977,15 @@ UNREACHABLE = {
     # of a balance, an LP's withdrawal or a keeper's pay never finds too few tokens; the fuzzer
     # checks the cover after every step.
     "clearinghouse: insufficient liquidity": "tokens held >= positive balances + insurance + pool liquidity",
+    # fill_order: only Orders calls it (any other caller gets "clearinghouse: not orders"), and a
+    # refusal with a reason does not revert there: Orders cancels the order, pays its keeper and
+    # logs OrderCancelled with the reason. ("clearinghouse: paused" and "clearinghouse:
+    # insufficient margin" are still reached by deposit and withdraw rows.)
+    "clearinghouse: reduce only": FILL_REFUSAL,
+    "clearinghouse: price limit": FILL_REFUSAL,
+    "clearinghouse: open interest cap": FILL_REFUSAL,
+    # commit_order refuses size 0 ("orders: zero size"), so no order of size 0 reaches a fill
+    "clearinghouse: zero size": "Orders refuses a size-0 order at commit (orders: zero size), so no fill has size 0",
 }
 
 MESSAGE_PATTERN = re.compile(r'(?:\bassert\b[^\n#]*?,|_require\([^\n]*?,)\s*"([^"\n]+)"|\braise\s+"([^"\n]+)"')
@@ -2631,13 +3011,13 @@ def _module_fixtures_first(ctx):
 def balances(x: Ctx, row: Row, who) -> dict[str, int]:
     """The row's token held by the contracts it concerns and by its caller."""
     token = x.token(row.token)
-    holders = {"clearinghouse": x.ch}
+    holders = {"clearinghouse": x.ch, "orders": x.orders}  # Orders escrows execution fees
     if row.contract == "LiquidationEngine":
         holders["liquidation engine"] = x.engine  # holds nothing, and must not start to
     if row.contract == "LiquidityPool":
         holders["pool"] = x.pool
     if row.token == "QS":
-        holders = {"clearinghouse": x.mini_ch, "pool": x.mini_pool}
+        holders = {"clearinghouse": x.mini_ch, "pool": x.mini_pool, "orders": x.mini_orders}
     if who is not None:
         holders["caller"] = who
     return {f"{row.token}.balanceOf({name})": int(x.read(token.balanceOf, holder)) for name, holder in holders.items()}
@@ -2693,7 +3073,7 @@ def test_rows__allow_list_is_exact():
 def test_rows__every_external_function_has_a_row(project):
     """Every state-changing external function (and constructor) of every protocol contract."""
     missing = []
-    for name in ("OracleRouter", "Clearinghouse", "LiquidationEngine", "Configurator", "MarginLens", "LiquidityPool"):
+    for name in ("OracleRouter", "Clearinghouse", "Orders", "LiquidationEngine", "Configurator", "MarginLens", "LiquidityPool"):
         abi = getattr(project, name).contract_type.abi
         mutating = {f.name for f in abi if f.type == "function" and f.stateMutability not in ("view", "pure")}
         if any(f.type == "constructor" and f.inputs for f in abi):

@@ -8,6 +8,7 @@ balance, and the lens quotes what the contract does. The last one: a backdated r
 the circuit breaker is tripped cannot shorten the confirmation delay."""
 
 from marginsim import risk
+from marginsim.orders import trade_now
 from marginsim.protocol import account_id
 from tests.conftest import USDC, WAD
 
@@ -53,7 +54,7 @@ def test_cap__lp_withdraws_before_winner_closes__winner_still_paid(
     for who, size in ((trader, SIZE), (other_trader, -SIZE)):
         fund(who, usdc, 5_000 * USDC)
         ch.deposit(usdc, 5_000 * USDC, 0, sender=who)
-        ch.trade(eth, size, 0, 0, sender=who)
+        trade_now(ch, eth, size, 0, 0, sender=who)
 
     chain.pending_timestamp += 901  # the LP's shares are out of their cooldown
     set_price("WETH", 2_200)
@@ -65,8 +66,8 @@ def test_cap__lp_withdraws_before_winner_closes__winner_still_paid(
     pool.redeem(shares * 95 // 100, lp, lp, sender=lp)
     redeemed = usdc.balanceOf(lp)
 
-    tx = ch.trade(eth, -SIZE, 0, 0, sender=trader)
-    ch.trade(eth, SIZE, 0, 0, sender=other_trader)
+    tx = trade_now(ch, eth, -SIZE, 0, 0, sender=trader)
+    trade_now(ch, eth, SIZE, 0, 0, sender=other_trader)
     lp_total = redeemed + pool.convertToAssets(pool.balanceOf(lp))
 
     assert _trade_event(tx).realised_pnl == full_profit  # not the pool's ~$500 realised balance
@@ -87,8 +88,8 @@ def test_cap__liquidating_a_winning_market__profit_repays_the_losing_one(
     eth, btc = protocol.markets["ETH-PERP"], protocol.markets["BTC-PERP"]
     fund(trader, usdc, 10_000 * USDC)
     ch.deposit(usdc, 10_000 * USDC, 0, sender=trader)
-    ch.trade(eth, 20 * WAD, 0, 0, sender=trader)  # $40,000
-    ch.trade(btc, 2 * WAD, 0, 0, sender=trader)  # $60,000
+    trade_now(ch, eth, 20 * WAD, 0, 0, sender=trader)  # $40,000
+    trade_now(ch, btc, 2 * WAD, 0, 0, sender=trader)  # $60,000
     account = account_id(trader)
     set_price("WETH", 2_300)
     for price in (27_000, 24_300, 22_500):
@@ -120,12 +121,12 @@ def test_cap__lens_health_after_trade__matches_the_capped_close(protocol, ch, us
     for who, size in ((trader, SIZE), (other_trader, -SIZE)):
         fund(who, usdc, 5_000 * USDC)
         ch.deposit(usdc, 5_000 * USDC, 0, sender=who)
-        ch.trade(eth, size, 0, 0, sender=who)
+        trade_now(ch, eth, size, 0, 0, sender=who)
     set_price("WETH", 2_200)
     winner = account_id(trader)
     _, predicted, _ = protocol.lens.health_after_trade(winner, eth, -SIZE)
 
-    ch.trade(eth, -SIZE, 0, 0, sender=trader)
+    trade_now(ch, eth, -SIZE, 0, 0, sender=trader)
     actual = ch.margin(winner)[0]
     assert abs(int(predicted) - int(actual)) <= 10**12  # within one token unit, as the lens promises
 

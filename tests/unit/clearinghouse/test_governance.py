@@ -10,6 +10,7 @@ import ape
 import pytest
 
 from marginsim import risk
+from marginsim.orders import trade_now
 from marginsim.protocol import account_id
 from tests.conftest import USDC, WAD
 
@@ -76,7 +77,7 @@ def events(receipt, name):
 
 
 CLEARINGHOUSE_OWNER_CALLS = {
-    "connect": lambda p, who: p.clearinghouse.connect(who, who, who, sender=who),
+    "connect": lambda p, who: p.clearinghouse.connect(who, who, who, who, sender=who),
     "set_guardian": lambda p, who: p.clearinghouse.set_guardian(who, sender=who),
     "unpause": lambda p, who: p.clearinghouse.unpause(sender=who),
     "set_reduce_only-lift": lambda p, who: p.clearinghouse.set_reduce_only(1, False, sender=who),
@@ -290,8 +291,8 @@ def test_set_market__applied_values_drive_trading(ch, configurator, deployer, tr
     ch.deposit(usdc, 10_000 * USDC, 0, sender=trader)
     configurator.set_market(eth_market, market_params(ch, eth_market, oi_cap=3 * WAD, fee=WAD // 100), sender=deployer)
     with ape.reverts("clearinghouse: open interest cap"):
-        ch.trade(eth_market, 3 * WAD + 1, 0, 0, sender=trader)
-    tx = ch.trade(eth_market, 3 * WAD, 0, 0, sender=trader)
+        trade_now(ch, eth_market, 3 * WAD + 1, 0, 0, sender=trader)
+    tx = trade_now(ch, eth_market, 3 * WAD, 0, 0, sender=trader)
     [trade] = events(tx, "Trade")
     assert trade.fee == -(-3 * trade.fill_price // 100 // 10**12)  # 1% of notional, rounded up
 
@@ -312,7 +313,7 @@ def test_set_market__accrues_funding_at_old_rate_first(
 ):
     fund(trader, usdc, 100_000 * USDC)
     ch.deposit(usdc, 100_000 * USDC, 0, sender=trader)
-    ch.trade(eth_market, 100 * WAD, 0, 0, sender=trader)  # a long skew: funding accrues
+    trade_now(ch, eth_market, 100 * WAD, 0, 0, sender=trader)  # a long skew: funding accrues
     index_before = ch.market_state(eth_market).funding_index
     chain.pending_timestamp += HOUR // 2
     set_price("WETH", 2_000)
@@ -631,53 +632,56 @@ def fresh_parts(project, fresh_clearinghouse, deployer):
         deployer.deploy(project.LiquidityPool, fresh_clearinghouse, "fresh LP", "fLP"),
         deployer.deploy(project.Configurator, fresh_clearinghouse),
         deployer.deploy(project.LiquidationEngine, fresh_clearinghouse),
+        deployer.deploy(project.Orders, fresh_clearinghouse),
     )
 
 
 def wiring(ch):
-    return (ch.pool(), ch.configurator(), ch.liquidation_engine())
+    return (ch.pool(), ch.configurator(), ch.liquidation_engine(), ch.orders())
 
 
 @pytest.mark.parametrize("replacement", ["same", "attacker", "zero"])
 def test_connect__already_connected__reverts(protocol, ch, configurator, engine, deployer, attacker, replacement):
     args = {
-        "same": (protocol.pool, configurator, engine),
-        "attacker": (attacker, attacker, attacker),
-        "zero": (ZERO_ADDRESS, ZERO_ADDRESS, ZERO_ADDRESS),
+        "same": (protocol.pool, configurator, engine, protocol.orders),
+        "attacker": (attacker, attacker, attacker, attacker),
+        "zero": (ZERO_ADDRESS, ZERO_ADDRESS, ZERO_ADDRESS, ZERO_ADDRESS),
     }[replacement]
     with ape.reverts("clearinghouse: already connected"):
         ch.connect(*args, sender=deployer)
-    assert wiring(ch) == (protocol.pool.address, configurator.address, engine.address)
+    assert wiring(ch) == (protocol.pool.address, configurator.address, engine.address, protocol.orders.address)
 
 
 def test_connect__not_owner__reverts(fresh_clearinghouse, fresh_parts, attacker):
     """Before the owner connects, nobody else can wire themselves in."""
     with ape.reverts(NOT_OWNER):
-        fresh_clearinghouse.connect(attacker, attacker, attacker, sender=attacker)
+        fresh_clearinghouse.connect(attacker, attacker, attacker, attacker, sender=attacker)
     with ape.reverts(NOT_OWNER):
         fresh_clearinghouse.connect(*fresh_parts, sender=attacker)
-    assert wiring(fresh_clearinghouse) == (ZERO_ADDRESS,) * 3
+    assert wiring(fresh_clearinghouse) == (ZERO_ADDRESS,) * 4
 
 
-@pytest.mark.parametrize("zero", [(0,), (1,), (2,), (0, 1, 2)], ids=["pool", "configurator", "liquidation_engine", "all"])
+@pytest.mark.parametrize(
+    "zero", [(0,), (1,), (2,), (3,), (0, 1, 2, 3)], ids=["pool", "configurator", "liquidation_engine", "orders", "all"]
+)
 def test_connect__zero_address__reverts(fresh_clearinghouse, fresh_parts, deployer, zero):
     args = [ZERO_ADDRESS if i in zero else part for i, part in enumerate(fresh_parts)]
     with ape.reverts("clearinghouse: zero address"):
         fresh_clearinghouse.connect(*args, sender=deployer)
-    assert wiring(fresh_clearinghouse) == (ZERO_ADDRESS,) * 3
+    assert wiring(fresh_clearinghouse) == (ZERO_ADDRESS,) * 4
 
 
 def test_connect__once__wires_all_three(fresh_clearinghouse, fresh_parts, deployer, attacker, usdc):
-    pool, configurator, engine = fresh_parts
-    assert wiring(fresh_clearinghouse) == (ZERO_ADDRESS,) * 3
-    fresh_clearinghouse.connect(pool, configurator, engine, sender=deployer)
-    assert wiring(fresh_clearinghouse) == (pool.address, configurator.address, engine.address)
+    pool, configurator, engine, orders = fresh_parts
+    assert wiring(fresh_clearinghouse) == (ZERO_ADDRESS,) * 4
+    fresh_clearinghouse.connect(pool, configurator, engine, orders, sender=deployer)
+    assert wiring(fresh_clearinghouse) == (pool.address, configurator.address, engine.address, orders.address)
     # once: neither another set of contracts nor the same one again
     with ape.reverts("clearinghouse: already connected"):
-        fresh_clearinghouse.connect(attacker, attacker, attacker, sender=deployer)
+        fresh_clearinghouse.connect(attacker, attacker, attacker, attacker, sender=deployer)
     with ape.reverts("clearinghouse: already connected"):
-        fresh_clearinghouse.connect(pool, configurator, engine, sender=deployer)
-    assert wiring(fresh_clearinghouse) == (pool.address, configurator.address, engine.address)
+        fresh_clearinghouse.connect(pool, configurator, engine, orders, sender=deployer)
+    assert wiring(fresh_clearinghouse) == (pool.address, configurator.address, engine.address, orders.address)
     # the configurator now reaches the engine, and only it does
     configurator.set_liquidation_parameters(2 * 10**17, WAD, 50 * WAD, sender=deployer)
     configurator.set_underwater_tip(10**15, sender=deployer)

@@ -1,5 +1,6 @@
 import ape
 
+from marginsim.orders import trade_now
 from marginsim.protocol import account_id
 from tests.conftest import USDC, WAD
 
@@ -231,7 +232,7 @@ def test_liquidate__collateral_then_bad_debt(
     fund(trader, weth, 5 * WAD)  # $10,000 of WETH at a 0.85 haircut
     ch.deposit(weth, 5 * WAD, 0, sender=trader)
     account = account_id(trader)
-    ch.trade(eth_market, 40 * WAD, 0, 0, sender=trader)  # long 40 ETH on WETH collateral
+    trade_now(ch, eth_market, 40 * WAD, 0, 0, sender=trader)  # long 40 ETH on WETH collateral
     for price in (1_900, 1_800, 1_700, 1_600):
         set_price("WETH", price)
     engine.liquidate(account, eth_market, 10**30, sender=keeper)
@@ -277,8 +278,8 @@ def test_liquidate__dust_position_in_second_market__does_not_block(
     # 20 ETH long on $10k plus a $30 BTC position: once health is low, closing ETH in full must
     # not revert just because the account keeps its BTC dust
     account = make_account(trader, collateral_usd=10_000, leverage=0)
-    ch.trade(eth_market, 20 * WAD, 0, 0, sender=trader)
-    ch.trade(btc_market, WAD // 1_000, 0, 0, sender=trader)  # 0.001 BTC, $30
+    trade_now(ch, eth_market, 20 * WAD, 0, 0, sender=trader)
+    trade_now(ch, btc_market, WAD // 1_000, 0, 0, sender=trader)  # 0.001 BTC, $30
     price = 2_000
     while ch.health(account) >= 4 * WAD // 10:
         price *= 0.99
@@ -299,7 +300,7 @@ def test_trade__owner_closes_underwater_account__bad_debt_booked(ch, make_accoun
     for price in (1_900, 1_800, 1_750):
         set_price("WETH", price)
     size = ch.positions(account, eth_market).size
-    tx = ch.trade(eth_market, -size, 0, 0, sender=trader)
+    tx = trade_now(ch, eth_market, -size, 0, 0, sender=trader)
     bad = next(e for e in tx.events if e.event_name == "BadDebt")
     assert bad.shortfall > 0
     assert ch.settlement(account) == 0
@@ -318,7 +319,7 @@ def test_liquidate__no_settlement_tokens_on_hand__not_blocked_keeper_paid_what_e
     wbtc.mint(trader, 10**7, sender=trader)
     wbtc.approve(ch, 10**7, sender=trader)
     ch.deposit(wbtc, 10**7, 0, sender=trader)  # 0.1 WBTC, $3,000
-    ch.trade(p.markets["ETH-PERP"], 15 * WAD, 0, 0, sender=trader)
+    trade_now(ch, p.markets["ETH-PERP"], 15 * WAD, 0, 0, sender=trader)
     p.publish("WETH", 1_880 * 10**8, deployer)
     victim = account_id(trader)
     assert ch.health(victim) < WAD and usdc.balanceOf(ch) == 0

@@ -1,3 +1,4 @@
+from marginsim.orders import trade_now
 from tests.conftest import USDC
 
 
@@ -7,7 +8,7 @@ def test_open_and_close__round_trip(protocol, ch, make_account, trader, eth_mark
     assert pos.size > 0
     e, m, i = ch.margin(account)
     assert e > i > m > 0
-    ch.trade(eth_market, -pos.size, 0, 0, sender=trader)
+    trade_now(ch, eth_market, -pos.size, 0, 0, sender=trader)
     assert ch.positions(account, eth_market).size == 0
     assert ch.settlement(account) < 10_000 * USDC  # fees and premium paid
     assert usdc.balanceOf(ch) == ch.settlement_held()

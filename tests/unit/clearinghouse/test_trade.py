@@ -7,7 +7,7 @@ import ape
 import pytest
 
 from marginsim import risk
-from marginsim.protocol import account_id
+from marginsim.orders import trade_now
 from tests.conftest import USDC, WAD
 
 USDC_TO_WAD = 10**12
@@ -16,24 +16,6 @@ DAY = 86_400
 # An attacker contract that deposits, opens and closes in one transaction: the same block, the
 # same oracle price, no funding in between. Compiled from source here because this suite may
 # not add files under contracts/testing/.
-ROUND_TRIP_SOURCE = """
-# pragma version ~=0.4.3
-interface IERC20:
-    def approve(spender: address, amount: uint256) -> bool: nonpayable
-
-interface IClearinghouse:
-    def deposit(token: address, amount: uint256, subaccount: uint96): nonpayable
-    def trade(market: uint256, size_delta: int256, limit_price: uint256, subaccount: uint96) -> uint256: nonpayable
-
-@external
-def round_trip(clearinghouse: address, token: address, amount: uint256, market: uint256, size: int256):
-    extcall IERC20(token).approve(clearinghouse, amount)
-    extcall IClearinghouse(clearinghouse).deposit(token, amount, 0)
-    extcall IClearinghouse(clearinghouse).trade(market, size, 0, 0)
-    extcall IClearinghouse(clearinghouse).trade(market, -size, 0, 0)
-"""
-
-
 # ---------------------------------------------------------------- mirrors of risk.vy
 
 
@@ -91,7 +73,7 @@ def trade(ch, usdc):
     """Trade and check custody afterwards; returns the Trade event."""
 
     def trade(owner, market, size_delta, limit_price=0, subaccount=0):
-        tx = ch.trade(market, size_delta, limit_price, subaccount, sender=owner)
+        tx = trade_now(ch, market, size_delta, limit_price, subaccount, sender=owner)
         assert usdc.balanceOf(ch) == ch.settlement_held()
         [event] = [e for e in tx.events if e.event_name == "Trade"]
         return event
@@ -109,12 +91,6 @@ def set_eth_market(protocol, deployer, eth_config, eth_market, weth):
         )
 
     return set_eth_market
-
-
-@pytest.fixture(scope="module")
-def round_trip_attacker(deployer):
-    container = ape.compilers.compile_source("vyper", ROUND_TRIP_SOURCE, contractName="RoundTrip")
-    return deployer.deploy(container)
 
 
 def skew_of(ch, market):
@@ -290,7 +266,7 @@ def test_trade__buy_above_limit__reverts(protocol, ch, make_account, trade, trad
     make_account(trader, collateral_usd=10_000)
     fill = protocol.lens.fill_price(eth_market, 2 * WAD)
     with ape.reverts("clearinghouse: price limit"):
-        ch.trade(eth_market, 2 * WAD, fill - 1, 0, sender=trader)
+        trade_now(ch, eth_market, 2 * WAD, fill - 1, 0, sender=trader)
     assert trade(trader, eth_market, 2 * WAD, limit_price=fill).fill_price == fill
 
 
@@ -298,7 +274,7 @@ def test_trade__sell_below_limit__reverts(protocol, ch, make_account, trade, tra
     make_account(trader, collateral_usd=10_000)
     fill = protocol.lens.fill_price(eth_market, -2 * WAD)
     with ape.reverts("clearinghouse: price limit"):
-        ch.trade(eth_market, -2 * WAD, fill + 1, 0, sender=trader)
+        trade_now(ch, eth_market, -2 * WAD, fill + 1, 0, sender=trader)
     assert trade(trader, eth_market, -2 * WAD, limit_price=fill).fill_price == fill
 
 
@@ -307,16 +283,16 @@ def test_trade__sell_below_limit__reverts(protocol, ch, make_account, trade, tra
 
 def test_trade__zero_size__reverts(ch, make_account, trader, eth_market):
     make_account(trader, collateral_usd=10_000)
-    with ape.reverts("clearinghouse: zero size"):
-        ch.trade(eth_market, 0, 0, 0, sender=trader)
+    with ape.reverts("orders: zero size"):
+        trade_now(ch, eth_market, 0, 0, 0, sender=trader)
 
 
 @pytest.mark.parametrize("market", [0, 3, 15], ids=["zero", "next-id", "last-id"])
 def test_trade__unknown_market__reverts(ch, make_account, trader, market):
     make_account(trader, collateral_usd=10_000)
     assert ch.market_count() < 3
-    with ape.reverts("clearinghouse: unknown market"):
-        ch.trade(market, WAD, 0, 0, sender=trader)
+    with ape.reverts("orders: unknown market"):
+        trade_now(ch, market, WAD, 0, 0, sender=trader)
 
 
 @pytest.mark.parametrize("direction", [1, -1], ids=["long", "short"])
@@ -324,16 +300,16 @@ def test_trade__open_beyond_initial_margin__reverts(ch, make_account, trader, et
     account = make_account(trader, collateral_usd=10_000)
     # 20x: initial requirement 6% of $200k = $12k > $10k
     with ape.reverts("clearinghouse: insufficient margin"):
-        ch.trade(eth_market, direction * 100 * WAD, 0, 0, sender=trader)
+        trade_now(ch, eth_market, direction * 100 * WAD, 0, 0, sender=trader)
     assert ch.positions(account, eth_market).size == 0
     # 10x is fine
-    ch.trade(eth_market, direction * 50 * WAD, 0, 0, sender=trader)
+    trade_now(ch, eth_market, direction * 50 * WAD, 0, 0, sender=trader)
 
 
 def test_trade__increase_beyond_initial_margin__reverts(ch, make_account, trader, eth_market):
     account = make_account(trader, collateral_usd=10_000, leverage=10)
     with ape.reverts("clearinghouse: insufficient margin"):
-        ch.trade(eth_market, 50 * WAD, 0, 0, sender=trader)  # to 20x
+        trade_now(ch, eth_market, 50 * WAD, 0, 0, sender=trader)  # to 20x
     assert ch.positions(account, eth_market).size == 50 * WAD
 
 
@@ -349,7 +325,7 @@ def test_trade__reduce_below_initial_margin__allowed(ch, make_account, trade, se
 def test_trade__flip_beyond_initial_margin__reverts(ch, make_account, trader, eth_market):
     account = make_account(trader, collateral_usd=10_000, leverage=5)  # long 25
     with ape.reverts("clearinghouse: insufficient margin"):
-        ch.trade(eth_market, -(25 + 100) * WAD, 0, 0, sender=trader)  # short 100 = 20x
+        trade_now(ch, eth_market, -(25 + 100) * WAD, 0, 0, sender=trader)  # short 100 = 20x
     assert ch.positions(account, eth_market).size == 25 * WAD
 
 
@@ -360,13 +336,13 @@ def test_trade__open_interest_cap__per_side(ch, make_account, trade, set_eth_mar
     make_account(attacker, collateral_usd=10_000)
     trade(trader, eth_market, 6 * WAD)
     with ape.reverts("clearinghouse: open interest cap"):
-        ch.trade(eth_market, 4 * WAD + 1, 0, 0, sender=other_trader)
+        trade_now(ch, eth_market, 4 * WAD + 1, 0, 0, sender=other_trader)
     trade(other_trader, eth_market, 4 * WAD)  # exactly at the cap
     assert ch.market_state(eth_market).long_oi == 10 * WAD
     # the short side has its own cap
     trade(attacker, eth_market, -10 * WAD)
     with ape.reverts("clearinghouse: open interest cap"):
-        ch.trade(eth_market, -1, 0, 0, sender=attacker)
+        trade_now(ch, eth_market, -1, 0, 0, sender=attacker)
 
 
 def test_trade__open_interest_cap_lowered_to_oi__reduce_allowed_increase_refused(
@@ -381,7 +357,7 @@ def test_trade__open_interest_cap_lowered_to_oi__reduce_allowed_increase_refused
         set_eth_market(oi_cap=5)
     set_eth_market(oi_cap=8)
     with ape.reverts("clearinghouse: open interest cap"):
-        ch.trade(eth_market, 1, 0, 0, sender=trader)
+        trade_now(ch, eth_market, 1, 0, 0, sender=trader)
     trade(trader, eth_market, -1 * WAD)  # a reduction
     assert ch.positions(account, eth_market).size == 7 * WAD
 
@@ -391,11 +367,11 @@ def test_trade__paused__opens_increases_and_flips_refused(ch, make_account, depl
     make_account(other_trader, collateral_usd=10_000)
     ch.pause(sender=deployer)
     with ape.reverts("clearinghouse: paused"):
-        ch.trade(eth_market, WAD, 0, 0, sender=other_trader)  # open
+        trade_now(ch, eth_market, WAD, 0, 0, sender=other_trader)  # open
     with ape.reverts("clearinghouse: paused"):
-        ch.trade(eth_market, WAD, 0, 0, sender=trader)  # increase
+        trade_now(ch, eth_market, WAD, 0, 0, sender=trader)  # increase
     with ape.reverts("clearinghouse: paused"):
-        ch.trade(eth_market, -20 * WAD, 0, 0, sender=trader)  # flip 10 long to 10 short
+        trade_now(ch, eth_market, -20 * WAD, 0, 0, sender=trader)  # flip 10 long to 10 short
 
 
 def test_trade__paused__reduce_and_close_allowed(ch, make_account, trade, deployer, trader, eth_market):
@@ -422,11 +398,11 @@ def test_trade__reduce_only__increase_refused_reduce_allowed(
     make_account(other_trader, collateral_usd=10_000)
     ch.set_reduce_only(eth_market, True, sender=deployer)
     with ape.reverts("clearinghouse: reduce only"):
-        ch.trade(eth_market, -WAD, 0, 0, sender=other_trader)  # open
+        trade_now(ch, eth_market, -WAD, 0, 0, sender=other_trader)  # open
     with ape.reverts("clearinghouse: reduce only"):
-        ch.trade(eth_market, WAD, 0, 0, sender=trader)  # increase
+        trade_now(ch, eth_market, WAD, 0, 0, sender=trader)  # increase
     with ape.reverts("clearinghouse: reduce only"):
-        ch.trade(eth_market, -11 * WAD, 0, 0, sender=trader)  # flip
+        trade_now(ch, eth_market, -11 * WAD, 0, 0, sender=trader)  # flip
     trade(trader, eth_market, -3 * WAD)
     assert ch.positions(account, eth_market).size == 7 * WAD
     # other markets are not affected
@@ -453,7 +429,7 @@ def test_trade__funding__majority_side_pays_over_a_day(
 
     chain.pending_timestamp += DAY
     set_price("WETH", 2_000)  # a fresh round: the old one is past its heartbeat
-    tx = ch.trade(eth_market, WAD // 1_000, 0, 0, sender=keeper)  # any trade accrues the funding first
+    tx = trade_now(ch, eth_market, WAD // 1_000, 0, 0, sender=keeper)  # any trade accrues the funding first
 
     state = ch.market_state(eth_market)
     price = protocol.oracle.price(weth)
@@ -507,21 +483,22 @@ def test_trade__funding__settles_into_realised_pnl_on_close(ch, make_account, tr
 @pytest.mark.parametrize("skew_units", [-3_000, 0, 3_000], ids=["short-skew", "no-skew", "long-skew"])
 @pytest.mark.parametrize("size", [1, WAD, 1_234 * WAD + 567], ids=["1-wei", "1-eth", "1234-eth"])
 @pytest.mark.parametrize("direction", [1, -1], ids=["buy-first", "sell-first"])
-def test_trade__same_block_round_trip__never_profits(
-    ch, usdc, make_account, trade, round_trip_attacker, deployer, attacker, other_trader, eth_market, skew_units, size, direction
+def test_trade__round_trip__never_profits(
+    ch, usdc, make_account, trade, attacker, other_trader, eth_market, skew_units, size, direction
 ):
+    """An open and its close at the same round (two orders, each filled after its own delay: a
+    contract can no longer do both in one transaction) lose at least the two fees."""
     make_account(other_trader, collateral_usd=2_000_000)
     if skew_units:
         trade(other_trader, eth_market, skew_units * WAD)
     deposit = 500_000 * USDC
-    usdc.mint(round_trip_attacker, deposit, sender=deployer)
+    account = make_account(attacker, collateral_usd=500_000)
     pool_before = ch.pool_balance()
 
-    tx = round_trip_attacker.round_trip(ch, usdc, deposit, eth_market, direction * size, sender=attacker)
+    trade(attacker, eth_market, direction * size)
+    closed = trade(attacker, eth_market, -direction * size)
 
-    account = account_id(round_trip_attacker, 0)
-    fills = [e for e in tx.events if e.event_name == "Trade"]
-    assert len(fills) == 2 and fills[1].new_size == 0
+    assert closed.new_size == 0
     assert ch.settlement(account) < deposit  # at least the two fees are lost
     assert ch.pool_balance() - pool_before == deposit - ch.settlement(account)
     assert usdc.balanceOf(ch) == ch.settlement_held()

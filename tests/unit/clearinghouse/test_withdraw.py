@@ -3,6 +3,7 @@
 import ape
 import pytest
 
+from marginsim.orders import trade_now
 from marginsim.protocol import account_id
 from tests.conftest import USDC, WAD
 
@@ -45,7 +46,7 @@ def hedge(ch, make_account, other_trader):
     def hedge(account, market):
         make_account(other_trader, collateral_usd=1_000_000, subaccount=7)
         size = ch.positions(account, market).size
-        ch.trade(market, -size, 0, 7, sender=other_trader)
+        trade_now(ch, market, -size, 0, 7, sender=other_trader)
         state = ch.market_state(market)
         assert state.long_oi == state.short_oi
 
@@ -105,7 +106,7 @@ def test_withdraw__zero_amount__reverts(ch, usdc, make_account, trader):
 def test_withdraw__negative_settlement_balance__reverts(protocol, ch, usdc, deposit_collateral, trader, eth_market):
     # collateral-only account: the trading fee drives the settlement balance below zero
     deposit_collateral(trader, protocol.tokens["WETH"], 10)
-    ch.trade(eth_market, 2 * WAD, 0, 0, sender=trader)
+    trade_now(ch, eth_market, 2 * WAD, 0, 0, sender=trader)
     account = account_id(trader, 0)
     assert ch.settlement(account) < 0
     with ape.reverts("clearinghouse: insufficient balance"):
@@ -205,7 +206,7 @@ def test_withdraw__above_initial_margin_with_position__allowed(ch, usdc, make_ac
 def test_withdraw__collateral_backing_a_position__reverts(ch, deposit_collateral, trader, eth_market, collateral):
     units = deposit_collateral(trader, collateral, {6: 20_000, 8: 1, 18: 10}[collateral.decimals()])
     account = account_id(trader, 0)
-    ch.trade(eth_market, 20 * WAD, 0, 0, sender=trader)  # ~$40k notional, initial ~$2.4k
+    trade_now(ch, eth_market, 20 * WAD, 0, 0, sender=trader)  # ~$40k notional, initial ~$2.4k
     with ape.reverts("clearinghouse: insufficient margin"):
         ch.withdraw(collateral, units, 0, sender=trader)
     assert ch.balances(account, ch.collateral_slot(collateral)) == units
@@ -260,7 +261,7 @@ def test_max_withdraw__collateral_with_position__is_the_exact_limit(
 ):
     units = deposit_collateral(trader, collateral, {6: 20_000, 8: 1, 18: 10}[collateral.decimals()])
     account = account_id(trader, 0)
-    ch.trade(eth_market, 20 * WAD, 0, 0, sender=trader)
+    trade_now(ch, eth_market, 20 * WAD, 0, 0, sender=trader)
     hedge(account, eth_market)
     max_units = protocol.lens.max_withdraw(account, collateral)
     assert 0 < max_units < units
@@ -291,7 +292,7 @@ def test_max_withdraw__account_paying_funding__quote_holds_a_block_later(
     weth = protocol.tokens["WETH"]
     deposit_collateral(trader, weth, 10)  # whole tokens
     account = account_id(trader, 0)
-    ch.trade(eth_market, 20 * WAD, 0, 0, sender=trader)  # alone on the long side: pays funding
+    trade_now(ch, eth_market, 20 * WAD, 0, 0, sender=trader)  # alone on the long side: pays funding
     assert protocol.lens.funding_rate(eth_market) > 0
     quote = protocol.lens.max_withdraw(account, weth)
     chain.pending_timestamp += 60  # the withdrawal lands a minute later, after more funding

@@ -32,9 +32,9 @@ def test_apply_market__not_configurator__reverts(protocol, deployer, eth_market,
 def test_connect__only_once(protocol, deployer, attacker):
     ch = protocol.clearinghouse
     with ape.reverts("ownable: caller is not the owner"):
-        ch.connect(attacker, attacker, attacker, sender=attacker)
+        ch.connect(attacker, attacker, attacker, attacker, sender=attacker)
     with ape.reverts("clearinghouse: already connected"):
-        ch.connect(attacker, attacker, attacker, sender=deployer)
+        ch.connect(attacker, attacker, attacker, attacker, sender=deployer)
     assert ch.configurator() == protocol.configurator.address
     assert ch.liquidation_engine() == protocol.liquidation_engine.address
 

@@ -5,6 +5,7 @@ liquidation of the accounts holding it; `set_collateral` restores it once its fe
 import ape
 
 from marginsim import risk
+from marginsim.orders import trade_now
 from marginsim.protocol import account_id
 from tests.conftest import WAD
 
@@ -20,7 +21,7 @@ def test_write_off__stale_feed_no_longer_blocks_margin_quotes_or_the_mirror(
     ch.deposit(protocol.settlement, 50_000 * 10**6, 0, sender=trader)
     fund(trader, weth, 3 * WAD)
     ch.deposit(weth, 3 * WAD, 0, sender=trader)
-    ch.trade(btc_market, 5 * WAD, 0, 0, sender=trader)  # $150k of BTC on $50k + 3 WETH
+    trade_now(ch, btc_market, 5 * WAD, 0, 0, sender=trader)  # $150k of BTC on $50k + 3 WETH
     slot = ch.collateral_slot(weth)
     before = ch.collaterals(slot)
     equity_before = ch.margin(account)[0]

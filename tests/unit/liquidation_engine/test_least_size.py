@@ -15,6 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from marginsim import risk
+from marginsim.orders import trade_now
 from tests.conftest import USDC, WAD
 
 MAX = 2**256 - 1
@@ -50,7 +51,7 @@ def _open(ch, protocol, fund, owner, size_eth, collateral_usd, subaccount=0):
     usdc = protocol.settlement
     fund(owner, usdc, int(collateral_usd * USDC))
     ch.deposit(usdc, int(collateral_usd * USDC), subaccount, sender=owner)
-    ch.trade(protocol.markets["ETH-PERP"], int(size_eth * WAD), 0, subaccount, sender=owner)
+    trade_now(ch, protocol.markets["ETH-PERP"], int(size_eth * WAD), 0, subaccount, sender=owner)
     return (int(str(owner), 16) << 96) | subaccount
 
 

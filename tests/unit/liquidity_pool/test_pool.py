@@ -4,6 +4,7 @@ first-depositor inflation attack, and how traders' PnL moves the pool's value an
 import ape
 import pytest
 
+from marginsim.orders import trade_now
 from marginsim.protocol import DEFAULT_CONFIG, account_id, deploy_protocol
 from tests.conftest import USDC, WAD
 
@@ -70,7 +71,7 @@ def open_position(protocol, who, collateral_usd, size):
     settlement, ch = protocol.settlement, protocol.clearinghouse
     mint_and_approve(settlement, who, collateral_usd * USDC, ch)
     ch.deposit(settlement, collateral_usd * USDC, 0, sender=who)
-    ch.trade(protocol.markets["ETH-PERP"], size, 0, 0, sender=who)
+    trade_now(ch, protocol.markets["ETH-PERP"], size, 0, 0, sender=who)
     return account_id(who, 0)
 
 
@@ -85,8 +86,8 @@ def fees_paid(protocol, ch, make_account, trader, eth_market):
     """A trader opens and closes 37 ETH: the pool earns the fees, so assets per share are no
     longer a round number and every rounding direction shows."""
     make_account(trader, collateral_usd=100_000)
-    ch.trade(eth_market, 37 * WAD, 0, 0, sender=trader)
-    ch.trade(eth_market, -37 * WAD, 0, 0, sender=trader)
+    trade_now(ch, eth_market, 37 * WAD, 0, 0, sender=trader)
+    trade_now(ch, eth_market, -37 * WAD, 0, 0, sender=trader)
     state = ch.market_state(eth_market)
     assert (state.long_oi, state.short_oi, state.total_cost) == (0, 0, 0)
     assert protocol.pool.totalAssets() > 10_000_000 * USDC
@@ -289,7 +290,7 @@ def test_inflation_attack__real_value_through_fees__victim_loses_under_a_cent(em
     attacker_shares = lp_deposit(empty, attacker, 1)
     # the attacker pays ~$2,000 of fees into the pool through the clearinghouse
     account = open_position(empty, attacker, 200_000, 1_000 * WAD)
-    ch.trade(empty.markets["ETH-PERP"], -1_000 * WAD, 0, 0, sender=attacker)
+    trade_now(ch, empty.markets["ETH-PERP"], -1_000 * WAD, 0, 0, sender=attacker)
     donated = pool.totalAssets() - 1
     assert donated > 1_900 * USDC
 
@@ -340,7 +341,7 @@ def test_withdraw__traders_in_profit__lp_cannot_take_the_deposit_back(
     # the LP leaves with its share of the value; what stays covers the trader's profit
     paid = event(pool.redeem(pool.balanceOf(lp), lp, lp, sender=lp), "Withdraw").assets
     assert paid < 10_000_000 * USDC
-    ch.trade(eth_market, -ch.positions(account, eth_market).size, 0, 0, sender=trader)
+    trade_now(ch, eth_market, -ch.positions(account, eth_market).size, 0, 0, sender=trader)
     assert ch.pool_balance() >= 0
     ch.withdraw(protocol.settlement, ch.settlement(account), 0, sender=trader)
     assert protocol.settlement.balanceOf(ch) == ch.settlement_held()

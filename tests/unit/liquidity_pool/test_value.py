@@ -2,6 +2,7 @@
 
 import ape
 
+from marginsim.orders import trade_now
 from tests.conftest import USDC, WAD
 
 
@@ -10,7 +11,7 @@ def test_total_assets__large_open__does_not_lift_share_price(protocol, ch, fund,
     assets_before = pool.totalAssets()
     fund(attacker, usdc, 7_000_000 * USDC)
     ch.deposit(usdc, 7_000_000 * USDC, 0, sender=attacker)
-    tx = ch.trade(eth_market, 7_500 * WAD, 0, 0, sender=attacker)  # the whole cap, paying the premium
+    tx = trade_now(ch, eth_market, 7_500 * WAD, 0, 0, sender=attacker)  # the whole cap, paying the premium
     trade = next(e for e in tx.events if e.event_name == "Trade")
     # the premium paid (0.375% of $15M) is owed back on exit: only the fee is the pool's
     assert trade.fill_price > 2_000 * WAD * 1_003 // 1_000
@@ -28,9 +29,9 @@ def test_total_assets__one_transaction_drain__loses_money(protocol, ch, fund, lp
         pool.redeem(shares, attacker, attacker, sender=attacker)
     ape.chain.pending_timestamp += 900  # and even after it, the position is valued at exit prices
     ch.deposit(usdc, 7_000_000 * USDC, 0, sender=attacker)
-    ch.trade(eth_market, 7_500 * WAD, 0, 0, sender=attacker)
+    trade_now(ch, eth_market, 7_500 * WAD, 0, 0, sender=attacker)
     pool.redeem(shares, attacker, attacker, sender=attacker)
-    ch.trade(eth_market, -7_500 * WAD, 0, 0, sender=attacker)
+    trade_now(ch, eth_market, -7_500 * WAD, 0, 0, sender=attacker)
     ch.withdraw(usdc, ch.settlement(int(str(attacker), 16) << 96), 0, sender=attacker)
     assert usdc.balanceOf(attacker) < 97_000_000 * USDC
     assert pool.totalAssets() >= 10_000_000 * USDC

@@ -3,6 +3,7 @@ twice, so the quote keeps 2 wei of room (an exact quote could leave equity 1 wei
 
 import pytest
 
+from marginsim.orders import trade_now
 from marginsim.protocol import account_id
 from tests.conftest import WAD
 
@@ -15,9 +16,9 @@ def test_max_withdraw__collateral_after_realised_loss__withdraw_succeeds(
     fund(trader, token, weth)
     ch.deposit(token, weth, 0, sender=trader)
     size = weth * 4  # 4x the collateral's ETH, long
-    ch.trade(eth_market, size, 0, 0, sender=trader)
+    trade_now(ch, eth_market, size, 0, 0, sender=trader)
     set_price("WETH", price)
-    ch.trade(eth_market, -size, 0, 0, sender=trader)  # the loss is realised: a negative balance
+    trade_now(ch, eth_market, -size, 0, 0, sender=trader)  # the loss is realised: a negative balance
     account = account_id(trader)
     assert ch.settlement(account) < 0 and ch.market_mask(account) == 0
     quote = protocol.lens.max_withdraw(account, token)

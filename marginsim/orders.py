@@ -1,0 +1,106 @@
+"""Delayed orders from Python: the one place that places an order and fills it.
+
+On chain a trade takes two steps (contracts/Orders.vy): the trader commits an order and a keeper
+fills it at the first oracle round dated at least the settlement delay later. `trade_now` does
+both at once for tests and scripted stories on mock feeds: it re-dates the market's latest round
+to the fill's block (same round id and answer, so the router's volatility estimate does not
+move), which only a MockAggregator allows. The simulator and the bots place orders with
+`Orders.commit_order` and fill them at real rounds.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ape.exceptions import ContractLogicError
+
+_HANDLES: dict[str, tuple[Any, Any, Any]] = {}  # clearinghouse address -> (orders, settlement, oracle)
+_FEEDS: dict[tuple[str, int], Any] = {}  # (clearinghouse, market) -> the market's mock feed
+
+
+class OrderRefused(ContractLogicError):
+    """An order the Clearinghouse refused at its fill: Orders cancelled it with `reason`, which is
+    the revert message the old immediate trade gave (so `ape.reverts(...)` still matches it)."""
+
+
+def handles(ch: Any) -> tuple[Any, Any, Any]:
+    """(Orders, settlement token, OracleRouter) of the protocol around clearinghouse `ch`."""
+    from ape import project
+
+    key = str(ch.address)
+    if key not in _HANDLES:
+        _HANDLES[key] = (
+            project.Orders.at(ch.orders()),
+            project.MockERC20.at(ch.SETTLEMENT()),
+            project.OracleRouter.at(ch.ORACLE()),
+        )
+    return _HANDLES[key]
+
+
+def market_feed(ch: Any, market: int) -> Any:
+    """The MockAggregator that prices `market`'s asset."""
+    from ape import project
+
+    key = (str(ch.address), int(market))
+    if key not in _FEEDS:
+        _, _, oracle = handles(ch)
+        _FEEDS[key] = project.MockAggregator.at(oracle.feeds(ch.markets(market).asset).aggregator)
+    return _FEEDS[key]
+
+
+_NOT_MINTABLE: set[str] = set()  # settlement tokens without an open mint (a real ERC-20)
+
+
+def _fund_fee(settlement: Any, owner: Any, fee: int) -> None:
+    """Mint the fee to `owner` on a mock token, so its wallet ends where it started; a token
+    without an open mint pays it out of the wallet."""
+    key = str(settlement.address)
+    if key in _NOT_MINTABLE:
+        return
+    try:
+        settlement.mint(owner, fee, sender=owner)
+    except ContractLogicError:
+        _NOT_MINTABLE.add(key)
+
+
+def redate(feed: Any) -> None:
+    """Publish a MockAggregator's latest round again, same id and answer, at the next block's time."""
+    from ape import accounts, chain
+
+    round_id = int(feed.latest_round())
+    answer = feed.latestRoundData()[1]
+    now = chain.pending_timestamp
+    feed.updateRoundData(round_id, answer, now, now, sender=accounts[feed.updater()])
+
+
+def trade_now(
+    ch: Any, market: int, size_delta: int, limit_price: int = 0, subaccount: int = 0, *, sender: Any, keeper: Any = None
+) -> Any:
+    """Commit an order for `sender`'s subaccount and fill it at the current price; returns the
+    fill's receipt. The execution fee is minted to `sender` first (on a mock settlement token, so
+    its wallet ends where it started; a real token's comes out of the wallet); the keeper
+    (default: the last test account) is paid it.
+    Raises OrderRefused with the Clearinghouse's reason when the fill is refused (the order is
+    then cancelled on chain), as the one-step trade reverted with it; and the router's reason,
+    before anything is sent, when the market has no valid price now."""
+    from ape import accounts, chain
+
+    orders, settlement, oracle = handles(ch)
+    # no trade at the current price when the router has none: it reverts with its reason, as the
+    # one-step trade did (re-dating the round below would otherwise hide a stale answer)
+    if 0 < market <= int(ch.market_count()):
+        oracle.price(ch.markets(market).asset)
+    fee = int(orders.execution_fee())
+    if fee:
+        _fund_fee(settlement, sender, fee)
+        if int(settlement.allowance(sender, orders)) < fee:  # a chain snapshot may have undone an approval
+            settlement.approve(orders, 2**256 - 1, sender=sender)
+    orders.commit_order(market, size_delta, limit_price, subaccount, sender=sender)
+    chain.pending_timestamp = chain.pending_timestamp + int(orders.settlement_delay())
+    redate(market_feed(ch, market))
+    owner = int(str(sender), 16)
+    receipt = orders.execute_order((owner << 96) | subaccount, market, sender=keeper or accounts.test_accounts[-1])
+    cancelled = receipt.events.filter(orders.OrderCancelled)
+    if cancelled:
+        raise OrderRefused(cancelled[0].reason, txn=receipt.transaction)
+    return receipt

@@ -1,0 +1,585 @@
+"""Orders: commit (storage, escrow, packing, one order per account and market, replacement after
+expiry), execute (first round at or after executable_at, premium, keeper's fee, a passed round,
+every Clearinghouse refusal, out of gas), cancel after expiry, and the Configurator's order
+parameters. Rounds are published at chosen times, as in tests/e2e/test_known_round.py."""
+
+import ape
+import pytest
+from ape.exceptions import ContractLogicError
+
+from marginsim import risk
+from marginsim.orders import trade_now
+from marginsim.protocol import account_id
+from tests.conftest import USDC, WAD
+from tests.e2e.incidents import move_clock_to
+
+DELAY = 60  # DEFAULT_CONFIG.settlement_delay
+EXPIRY = 86_400  # DEFAULT_CONFIG.order_expiry
+FEE = 2 * USDC  # DEFAULT_CONFIG.execution_fee_usd
+WEEK = 7 * 86_400
+MAX_UINT = 2**256 - 1
+ETH = 2_000 * 10**8  # the ETH feed's answer, 8 decimals
+FEED_TO_WAD = 10**10
+SKEW = 200 * WAD  # other_trader's long: a skew, so the premium is not zero
+# Enough gas for Orders' own work around a fill_order call that refuses early (about 124k
+# measured), not for a complete fill (about 201k measured): see the out-of-gas test.
+STARVED_GAS = 160_000
+
+
+# ---------------------------------------------------------------- fixtures
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _module_fixtures_first(protocol, ch, usdc, seeded_pool, make_account, deployer, trader, keeper, attacker, guardian):
+    """Request the module- and session-scoped fixtures before any test, so ape's isolation
+    snapshots them once."""
+
+
+@pytest.fixture(scope="module")
+def orders(protocol):
+    return protocol.orders
+
+
+@pytest.fixture(scope="module")
+def account(make_account, other_trader, trader, usdc, orders):
+    """The trader's subaccount 0 with $100k, execution fees approved to Orders; other_trader is
+    long 200 ETH, so every fill pays a premium."""
+    make_account(other_trader, 400_000, leverage=1)
+    acct = make_account(trader, 100_000)
+    usdc.mint(trader, 10_000 * USDC, sender=trader)
+    usdc.approve(orders, MAX_UINT, sender=trader)
+    return acct
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _skew(account, ch, eth_market):
+    st = ch.market_state(eth_market)
+    assert st.long_oi - st.short_oi == SKEW
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def publish(protocol, deployer, chain, answer, at, symbol="WETH"):
+    """A round at `answer` dated exactly `at`, synced into the router. Returns its price, WAD."""
+    move_clock_to(chain, at)
+    receipt = protocol.feeds[symbol].updateAnswer(answer, sender=deployer)
+    assert receipt.timestamp == at
+    protocol.oracle.sync(protocol.tokens[symbol], sender=deployer)
+    return answer * 10 ** (18 - int(protocol.feeds[symbol].decimals()))
+
+
+def commit(orders, who, market, size, limit=0, subaccount=0):
+    """Place an order; returns (receipt, its executable_at)."""
+    receipt = orders.commit_order(market, size, limit, subaccount, sender=who)
+    return receipt, receipt.timestamp + int(orders.settlement_delay())
+
+
+def expected_fill(ch, market, price, size):
+    st = ch.market_state(market)
+    return risk.fill_price(price, st.long_oi - st.short_oi, size, ch.markets(market).skew_scale)
+
+
+def expected_trade_fee(ch, market, size, fill):
+    fee_wad = risk.mul_up(risk.mul_up(abs(size), fill), ch.markets(market).fee)
+    return risk.ceil_div(fee_wad, 10**12)
+
+
+def book(ch, usdc, orders, acct, market, trader, keeper):
+    """Everything an execution may touch, besides the order itself."""
+    pos = ch.positions(acct, market)
+    st = ch.market_state(market)
+    return {
+        "size": pos.size,
+        "cost": pos.cost,
+        "settlement": ch.settlement(acct),
+        "long_oi": st.long_oi,
+        "short_oi": st.short_oi,
+        "pool": ch.pool_balance(),
+        "insurance": ch.insurance_balance(),
+        "wallet": usdc.balanceOf(trader),
+        "keeper": usdc.balanceOf(keeper),
+        "escrow": usdc.balanceOf(orders),
+    }
+
+
+def no_order(orders, acct, market):
+    return tuple(orders.order(acct, market)) == (0, 0, 0, 0)
+
+
+# ---------------------------------------------------------------- commit
+
+
+def test_commit__stores_the_order_escrows_the_fee_and_logs(orders, usdc, account, trader, eth_market):
+    wallet, escrow = usdc.balanceOf(trader), usdc.balanceOf(orders)
+    receipt, executable_at = commit(orders, trader, eth_market, 10 * WAD, 2_100 * WAD)
+    assert account == account_id(trader)
+    assert tuple(orders.order(account, eth_market)) == (10 * WAD, 2_100 * WAD, receipt.timestamp + DELAY, FEE)
+    assert usdc.balanceOf(trader) == wallet - FEE
+    assert usdc.balanceOf(orders) == escrow + FEE
+    [event] = receipt.events.filter(orders.OrderCommitted)
+    assert (event.account, event.market, event.size_delta, event.limit_price, event.executable_at, event.fee) == (
+        account,
+        eth_market,
+        10 * WAD,
+        2_100 * WAD,
+        executable_at,
+        FEE,
+    )
+    assert not receipt.events.filter(orders.OrderCancelled)
+
+
+@pytest.mark.parametrize(
+    "size, limit",
+    [
+        (-1, 0),
+        (-1, 2**128 - 1),
+        (-(2**127 - 1), 2**128 - 1),
+        (2**127 - 1, 2**128 - 1),
+        (1, 1),
+        (-(2**64), 5),
+        (-(2**127 - 1), 0),
+    ],
+)
+def test_commit__size_and_limit_round_trip_the_packing(orders, account, trader, eth_market, size, limit):
+    receipt, executable_at = commit(orders, trader, eth_market, size, limit)
+    assert tuple(orders.order(account, eth_market)) == (size, limit, executable_at, FEE)
+    assert receipt.events.filter(orders.OrderCommitted)[0].size_delta == size
+
+
+@pytest.mark.parametrize(
+    "market, size, limit, reason",
+    [
+        (1, 0, 0, "orders: zero size"),
+        (1, 2**127, 0, "orders: size too large"),
+        (1, -(2**127), 0, "orders: size too large"),
+        (1, 1, 2**128, "orders: limit too large"),
+        (0, 1, 0, "orders: unknown market"),
+        (3, 1, 0, "orders: unknown market"),
+    ],
+)
+def test_commit__bad_input__reverts(orders, usdc, account, trader, market, size, limit, reason):
+    wallet = usdc.balanceOf(trader)
+    with ape.reverts(reason):
+        orders.commit_order(market, size, limit, 0, sender=trader)
+    assert usdc.balanceOf(trader) == wallet
+
+
+def test_commit__second_while_pending__reverts_until_expiry(orders, usdc, account, trader, eth_market, chain):
+    _, executable_at = commit(orders, trader, eth_market, 10 * WAD)
+    stored = tuple(orders.order(account, eth_market))
+    wallet = usdc.balanceOf(trader)
+    with ape.reverts("orders: order pending"):
+        orders.commit_order(eth_market, -5 * WAD, 0, 0, sender=trader)
+    move_clock_to(chain, executable_at + EXPIRY - 1)  # one second short of expiry
+    with ape.reverts("orders: order pending"):
+        orders.commit_order(eth_market, -5 * WAD, 0, 0, sender=trader)
+    assert tuple(orders.order(account, eth_market)) == stored
+    assert usdc.balanceOf(trader) == wallet
+
+
+@pytest.mark.parametrize("new_fee", [5 * USDC, USDC // 2, FEE, 0])
+def test_commit__after_expiry__replaces_and_refunds_the_old_fee(
+    protocol, orders, usdc, account, trader, deployer, eth_market, chain, new_fee
+):
+    _, executable_at = commit(orders, trader, eth_market, 10 * WAD, 2_100 * WAD)
+    protocol.configurator.set_order_parameters(DELAY, EXPIRY, new_fee, sender=deployer)
+    move_clock_to(chain, executable_at + EXPIRY)  # exactly at expiry
+    wallet, escrow = usdc.balanceOf(trader), usdc.balanceOf(orders)
+    receipt, new_executable_at = commit(orders, trader, eth_market, -3 * WAD, 7)
+    assert receipt.timestamp == executable_at + EXPIRY
+    assert usdc.balanceOf(trader) == wallet - (new_fee - FEE)
+    assert usdc.balanceOf(orders) == escrow + (new_fee - FEE)
+    assert tuple(orders.order(account, eth_market)) == (-3 * WAD, 7, new_executable_at, new_fee)
+    [cancelled] = receipt.events.filter(orders.OrderCancelled)
+    assert (cancelled.account, cancelled.market, cancelled.size_delta, cancelled.by, cancelled.fee, cancelled.reason) == (
+        account,
+        eth_market,
+        10 * WAD,
+        trader.address,
+        FEE,
+        "orders: expired",
+    )
+    [committed] = receipt.events.filter(orders.OrderCommitted)
+    assert (committed.size_delta, committed.fee, committed.executable_at) == (-3 * WAD, new_fee, new_executable_at)
+
+
+def test_commit__markets_and_subaccounts_hold_separate_orders(
+    protocol, orders, usdc, ch, account, trader, keeper, deployer, eth_market, btc_market, chain
+):
+    escrow = usdc.balanceOf(orders)
+    _, eth_at = commit(orders, trader, eth_market, 1 * WAD, 0, subaccount=0)
+    _, sub_at = commit(orders, trader, eth_market, -2 * WAD, 3, subaccount=1)
+    _, btc_at = commit(orders, trader, btc_market, 3 * WAD, 4, subaccount=0)
+    sub1 = account_id(trader, 1)
+    assert tuple(orders.order(account, eth_market)) == (1 * WAD, 0, eth_at, FEE)
+    assert tuple(orders.order(sub1, eth_market)) == (-2 * WAD, 3, sub_at, FEE)
+    assert tuple(orders.order(account, btc_market)) == (3 * WAD, 4, btc_at, FEE)
+    assert no_order(orders, sub1, btc_market)
+    assert usdc.balanceOf(orders) == escrow + 3 * FEE
+    # filling one leaves the others as they were
+    publish(protocol, deployer, chain, ETH, eth_at + 5)
+    assert orders.execute_order(account, eth_market, sender=keeper).events.filter(orders.OrderFilled)
+    assert ch.positions(account, eth_market).size == 1 * WAD
+    assert no_order(orders, account, eth_market)
+    assert tuple(orders.order(sub1, eth_market)) == (-2 * WAD, 3, sub_at, FEE)
+    assert tuple(orders.order(account, btc_market)) == (3 * WAD, 4, btc_at, FEE)
+
+
+# ---------------------------------------------------------------- execute
+
+
+def test_execute__round_before_executable_at__no_round_yet(
+    protocol, orders, usdc, ch, account, trader, keeper, deployer, eth_market, chain
+):
+    _, executable_at = commit(orders, trader, eth_market, 10 * WAD)
+    stored = tuple(orders.order(account, eth_market))
+    with ape.reverts("oracle: no round yet"):  # the newest round predates the commit
+        orders.execute_order(account, eth_market, sender=keeper)
+    publish(protocol, deployer, chain, ETH + 10**8, executable_at - 1)
+    keeper_before = usdc.balanceOf(keeper)
+    with ape.reverts("oracle: no round yet"):
+        orders.execute_order(account, eth_market, sender=keeper)
+    assert tuple(orders.order(account, eth_market)) == stored
+    assert usdc.balanceOf(keeper) == keeper_before
+    assert ch.positions(account, eth_market).size == 0
+    # the next round is the first at or after executable_at: it fills there
+    price = publish(protocol, deployer, chain, ETH + 2 * 10**8, executable_at + 5)
+    fill = expected_fill(ch, eth_market, price, 10 * WAD)
+    receipt = orders.execute_order(account, eth_market, sender=keeper)
+    assert receipt.events.filter(orders.OrderFilled)[0].fill_price == fill
+
+
+@pytest.mark.parametrize("size", [10 * WAD, -10 * WAD, 1, -1])
+@pytest.mark.parametrize("late", [0, 900])
+def test_execute__fills_at_the_first_round_plus_premium_and_pays_the_keeper(
+    protocol, orders, usdc, ch, account, trader, keeper, deployer, eth_market, chain, size, late
+):
+    _, executable_at = commit(orders, trader, eth_market, size)
+    publish(protocol, deployer, chain, ETH - 3 * 10**8, executable_at - 30)  # before: not this one
+    price = publish(protocol, deployer, chain, ETH + 12_345_678, executable_at + late)
+    fill = expected_fill(ch, eth_market, price, size)
+    assert fill != price  # the premium is there
+    trade_fee = expected_trade_fee(ch, eth_market, size, fill)
+    before = book(ch, usdc, orders, account, eth_market, trader, keeper)
+
+    receipt = orders.execute_order(account, eth_market, sender=keeper)
+
+    [filled] = receipt.events.filter(orders.OrderFilled)
+    assert (filled.account, filled.market, filled.size_delta, filled.fill_price, filled.keeper, filled.fee) == (
+        account,
+        eth_market,
+        size,
+        fill,
+        keeper.address,
+        FEE,
+    )
+    assert not receipt.events.filter(orders.OrderCancelled)
+    [trade] = receipt.events.filter(ch.Trade)
+    assert (trade.fill_price, trade.new_size, trade.fee) == (fill, size, trade_fee)
+    after = book(ch, usdc, orders, account, eth_market, trader, keeper)
+    assert after["size"] == size
+    assert after["settlement"] == before["settlement"] - trade_fee
+    assert (after["long_oi"] - before["long_oi"], after["short_oi"] - before["short_oi"]) == (max(size, 0), max(-size, 0))
+    assert after["keeper"] == before["keeper"] + FEE
+    assert after["escrow"] == before["escrow"] - FEE
+    assert after["wallet"] == before["wallet"]
+    assert no_order(orders, account, eth_market)
+
+
+def test_execute__fills_as_a_direct_trade_of_the_same_size_would(
+    protocol, orders, usdc, ch, account, trader, keeper, deployer, eth_market, chain
+):
+    """A keeper filling the order at a published round of the current price gives the same fill,
+    trading fee and position as trade_now (which re-dates the current round) does."""
+    size = 25 * WAD
+    fill = expected_fill(ch, eth_market, ETH * FEED_TO_WAD, size)
+    chain.mine()  # a snapshot id is a block hash: one apart from the test's own isolation snapshot
+    snapshot = chain.snapshot()
+    direct = trade_now(ch, eth_market, size, 0, 0, sender=trader, keeper=keeper).events.filter(ch.Trade)[0]
+    chain.restore(snapshot)
+    _, executable_at = commit(orders, trader, eth_market, size)
+    publish(protocol, deployer, chain, ETH, executable_at)
+    delayed = orders.execute_order(account, eth_market, sender=keeper).events.filter(ch.Trade)[0]
+    assert (delayed.fill_price, delayed.fee, delayed.new_size) == (direct.fill_price, direct.fee, direct.new_size)
+    assert direct.fill_price == fill
+
+
+def test_execute__newer_round_replaced_the_first__cancelled_round_passed(
+    protocol, orders, usdc, ch, account, trader, keeper, deployer, eth_market, chain
+):
+    _, executable_at = commit(orders, trader, eth_market, 10 * WAD)
+    publish(protocol, deployer, chain, ETH + 10**8, executable_at)
+    publish(protocol, deployer, chain, ETH + 2 * 10**8, executable_at + 5)
+    before = book(ch, usdc, orders, account, eth_market, trader, keeper)
+    receipt = orders.execute_order(account, eth_market, sender=keeper)
+    assert not receipt.events.filter(orders.OrderFilled)
+    assert not receipt.events.filter(ch.Trade)
+    [cancelled] = receipt.events.filter(orders.OrderCancelled)
+    assert (cancelled.account, cancelled.market, cancelled.size_delta, cancelled.by, cancelled.fee, cancelled.reason) == (
+        account,
+        eth_market,
+        10 * WAD,
+        keeper.address,
+        FEE,
+        "orders: round passed",
+    )
+    after = book(ch, usdc, orders, account, eth_market, trader, keeper)
+    assert after == {**before, "keeper": before["keeper"] + FEE, "escrow": before["escrow"] - FEE}
+    assert no_order(orders, account, eth_market)
+
+
+# each case: (order size, limit: None / "below" / "above" the fill, subaccount collateral, setup after commit)
+REFUSALS = {
+    "buy above its limit": (10 * WAD, "below", None, None, "clearinghouse: price limit"),
+    "sell below its limit": (-10 * WAD, "above", None, None, "clearinghouse: price limit"),
+    "insufficient margin": (100 * WAD, None, 1_000, None, "clearinghouse: insufficient margin"),
+    "one wei over the cap": ("cap", None, None, None, "clearinghouse: open interest cap"),
+    "paused": (10 * WAD, None, None, "pause", "clearinghouse: paused"),
+    "reduce only": (-10 * WAD, None, None, "reduce_only", "clearinghouse: reduce only"),
+}
+
+
+@pytest.mark.parametrize("case", list(REFUSALS))
+def test_execute__refused_fill__cancels_with_the_reason_and_changes_only_the_fee(
+    protocol, orders, usdc, ch, make_account, account, trader, keeper, guardian, deployer, eth_market, chain, case
+):
+    size, limit_side, collateral, setup, reason = REFUSALS[case]
+    acct, sub = account, 0
+    if collateral is not None:
+        sub = 2
+        acct = make_account(trader, collateral, subaccount=sub)
+    if size == "cap":
+        size = ch.markets(eth_market).oi_cap - ch.market_state(eth_market).long_oi + 1
+    price = ETH * FEED_TO_WAD  # the round comes at an unchanged price
+    limit = 0
+    if limit_side is not None:
+        fill = expected_fill(ch, eth_market, price, size)
+        limit = fill - 1 if limit_side == "below" else fill + 1
+    _, executable_at = commit(orders, trader, eth_market, size, limit, sub)
+    ch.set_guardian(guardian, sender=deployer)
+    if setup == "pause":
+        ch.pause(sender=guardian)
+    elif setup == "reduce_only":
+        ch.set_reduce_only(eth_market, True, sender=guardian)
+    publish(protocol, deployer, chain, ETH, executable_at)
+    before = book(ch, usdc, orders, acct, eth_market, trader, keeper)
+
+    receipt = orders.execute_order(acct, eth_market, sender=keeper)
+
+    assert not receipt.events.filter(orders.OrderFilled)
+    assert not receipt.events.filter(ch.Trade)
+    [cancelled] = receipt.events.filter(orders.OrderCancelled)
+    assert (cancelled.account, cancelled.size_delta, cancelled.by, cancelled.fee, cancelled.reason) == (
+        acct,
+        size,
+        keeper.address,
+        FEE,
+        reason,
+    )
+    after = book(ch, usdc, orders, acct, eth_market, trader, keeper)
+    assert after == {**before, "keeper": before["keeper"] + FEE, "escrow": before["escrow"] - FEE}
+    assert no_order(orders, acct, eth_market)
+
+
+@pytest.mark.parametrize("size", [10 * WAD, -10 * WAD])
+def test_execute__limit_equal_to_the_fill__fills(
+    protocol, orders, ch, account, trader, keeper, deployer, eth_market, chain, size
+):
+    fill = expected_fill(ch, eth_market, ETH * FEED_TO_WAD, size)
+    _, executable_at = commit(orders, trader, eth_market, size, fill)
+    publish(protocol, deployer, chain, ETH, executable_at)
+    receipt = orders.execute_order(account, eth_market, sender=keeper)
+    assert receipt.events.filter(orders.OrderFilled)[0].fill_price == fill
+    assert ch.positions(account, eth_market).size == size
+
+
+@pytest.mark.parametrize("halt", ["pause", "reduce_only"])
+@pytest.mark.parametrize(
+    "delta, fills",
+    [(-4 * WAD, True), (-10 * WAD, True), (-15 * WAD, False), (1 * WAD, False)],
+    ids=["reduce", "close", "flip", "increase"],  # a flip or an increase adds risk
+)
+def test_execute__reductions_fill_while_halted(
+    protocol, orders, usdc, ch, account, trader, keeper, deployer, eth_market, chain, halt, delta, fills
+):
+    trade_now(ch, eth_market, 10 * WAD, 0, 0, sender=trader, keeper=keeper)
+    assert ch.positions(account, eth_market).size == 10 * WAD
+    _, executable_at = commit(orders, trader, eth_market, delta)
+    if halt == "pause":
+        ch.pause(sender=deployer)
+    else:
+        ch.set_reduce_only(eth_market, True, sender=deployer)
+    publish(protocol, deployer, chain, ETH, executable_at)
+    keeper_before = usdc.balanceOf(keeper)
+    receipt = orders.execute_order(account, eth_market, sender=keeper)
+    assert usdc.balanceOf(keeper) == keeper_before + FEE
+    assert no_order(orders, account, eth_market)
+    if fills:
+        assert receipt.events.filter(orders.OrderFilled)
+        assert ch.positions(account, eth_market).size == 10 * WAD + delta
+    else:
+        expected = "clearinghouse: paused" if halt == "pause" else "clearinghouse: reduce only"
+        assert receipt.events.filter(orders.OrderCancelled)[0].reason == expected
+        assert ch.positions(account, eth_market).size == 10 * WAD
+
+
+def test_execute__no_order__reverts(orders, account, trader, keeper, eth_market, btc_market):
+    commit(orders, trader, eth_market, 10 * WAD)
+    for acct, market in ((account, btc_market), (account_id(trader, 1), eth_market), (account_id(keeper), eth_market)):
+        with ape.reverts("orders: no order"):
+            orders.execute_order(acct, market, sender=keeper)
+
+
+@pytest.mark.parametrize("first", ["fill", "round passed"])
+def test_execute__twice__second_has_no_order(
+    protocol, orders, usdc, ch, account, trader, keeper, deployer, eth_market, chain, first
+):
+    _, executable_at = commit(orders, trader, eth_market, 10 * WAD)
+    publish(protocol, deployer, chain, ETH, executable_at)
+    if first == "round passed":
+        publish(protocol, deployer, chain, ETH, executable_at + 5)
+    orders.execute_order(account, eth_market, sender=keeper)
+    keeper_before = usdc.balanceOf(keeper)
+    with ape.reverts("orders: no order"):
+        orders.execute_order(account, eth_market, sender=keeper)
+    with ape.reverts("orders: no order"):
+        orders.cancel_order(account, eth_market, sender=keeper)
+    assert usdc.balanceOf(keeper) == keeper_before
+    assert ch.positions(account, eth_market).size == (10 * WAD if first == "fill" else 0)
+
+
+# ---------------------------------------------------------------- out of gas
+
+
+def test_execute__starved_of_gas__reverts_and_the_order_stays(
+    protocol, orders, usdc, ch, make_account, account, trader, keeper, deployer, eth_market, chain
+):
+    """With STARVED_GAS, Orders' own work around a fill_order call fits: an order the
+    Clearinghouse refuses at once (price limit) is cancelled with its reason. The same order
+    without a limit needs the whole fill, which runs out inside fill_order: the call reverts as
+    a whole (not with Orders' own out-of-gas), the order stays pending and nobody is paid."""
+    sub1 = make_account(trader, 100_000, subaccount=1)
+    _, at0 = commit(orders, trader, eth_market, 10 * WAD, 1, subaccount=0)  # refused: limit 1 wei
+    _, at1 = commit(orders, trader, eth_market, 10 * WAD, 0, subaccount=1)
+    assert at0 < at1  # blocks apart: the round at at1 is the first at or after either
+    publish(protocol, deployer, chain, ETH, at1)
+
+    refused = orders.execute_order(account, eth_market, sender=keeper, gas=STARVED_GAS)
+    assert refused.events.filter(orders.OrderCancelled)[0].reason == "clearinghouse: price limit"
+
+    stored = tuple(orders.order(sub1, eth_market))
+    before = book(ch, usdc, orders, sub1, eth_market, trader, keeper)
+    with pytest.raises(ContractLogicError) as failure:
+        orders.execute_order(sub1, eth_market, sender=keeper, gas=STARVED_GAS)
+    assert "out of gas" not in str(failure.value).lower()  # fill_order ran out; Orders itself did not
+    assert tuple(orders.order(sub1, eth_market)) == stored
+    assert book(ch, usdc, orders, sub1, eth_market, trader, keeper) == before
+
+    # with gas enough it fills at the same round, and the keeper is paid
+    filled = orders.execute_order(sub1, eth_market, sender=keeper)
+    assert filled.events.filter(orders.OrderFilled)
+    assert ch.positions(sub1, eth_market).size == 10 * WAD
+    assert usdc.balanceOf(keeper) == before["keeper"] + FEE
+
+
+# ---------------------------------------------------------------- cancel
+
+
+def test_cancel__before_expiry__reverts(protocol, orders, usdc, account, trader, attacker, eth_market, chain):
+    _, executable_at = commit(orders, trader, eth_market, 10 * WAD)
+    stored = tuple(orders.order(account, eth_market))
+    with ape.reverts("orders: not expired"):  # not even its owner, right away
+        orders.cancel_order(account, eth_market, sender=trader)
+    move_clock_to(chain, executable_at + EXPIRY - 1)
+    with ape.reverts("orders: not expired"):
+        orders.cancel_order(account, eth_market, sender=attacker)
+    assert tuple(orders.order(account, eth_market)) == stored
+
+
+def test_cancel__at_expiry__pays_the_caller_and_deletes_the_order(
+    orders, usdc, ch, account, trader, attacker, keeper, eth_market, chain
+):
+    _, executable_at = commit(orders, trader, eth_market, -7 * WAD, 3)
+    move_clock_to(chain, executable_at + EXPIRY)
+    before = book(ch, usdc, orders, account, eth_market, trader, keeper)
+    attacker_before = usdc.balanceOf(attacker)
+    receipt = orders.cancel_order(account, eth_market, sender=attacker)
+    assert receipt.timestamp == executable_at + EXPIRY
+    assert usdc.balanceOf(attacker) == attacker_before + FEE
+    assert book(ch, usdc, orders, account, eth_market, trader, keeper) == {**before, "escrow": before["escrow"] - FEE}
+    assert no_order(orders, account, eth_market)
+    [cancelled] = receipt.events.filter(orders.OrderCancelled)
+    assert (cancelled.account, cancelled.market, cancelled.size_delta, cancelled.by, cancelled.fee, cancelled.reason) == (
+        account,
+        eth_market,
+        -7 * WAD,
+        attacker.address,
+        FEE,
+        "orders: expired",
+    )
+    with ape.reverts("orders: no order"):
+        orders.cancel_order(account, eth_market, sender=attacker)
+    with ape.reverts("orders: no order"):
+        orders.execute_order(account, eth_market, sender=attacker)
+
+
+def test_cancel__no_order__reverts(orders, account, attacker, eth_market):
+    with ape.reverts("orders: no order"):
+        orders.cancel_order(account, eth_market, sender=attacker)
+
+
+# ---------------------------------------------------------------- Configurator.set_order_parameters
+
+
+@pytest.mark.parametrize("params", [(1, 60, 0), (3_600, WEEK, 1_000 * USDC), (1, WEEK, 1_000 * USDC), (3_600, 60, 0)])
+def test_set_order_parameters__bounds_accepted(protocol, orders, deployer, params):
+    receipt = protocol.configurator.set_order_parameters(*params, sender=deployer)
+    assert (orders.settlement_delay(), orders.expiry(), orders.execution_fee()) == params
+    [event] = receipt.events.filter(protocol.configurator.OrderParametersSet)
+    assert (event.settlement_delay, event.expiry, event.execution_fee) == params
+
+
+@pytest.mark.parametrize(
+    "params, reason",
+    [
+        ((0, EXPIRY, FEE), "configurator: bad settlement delay"),
+        ((3_601, EXPIRY, FEE), "configurator: bad settlement delay"),
+        ((DELAY, 59, FEE), "configurator: bad order expiry"),
+        ((DELAY, WEEK + 1, FEE), "configurator: bad order expiry"),
+        ((DELAY, EXPIRY, 1_000 * USDC + 1), "configurator: bad execution fee"),
+    ],
+)
+def test_set_order_parameters__one_past_a_bound__reverts(protocol, orders, deployer, params, reason):
+    with ape.reverts(reason):
+        protocol.configurator.set_order_parameters(*params, sender=deployer)
+    assert (orders.settlement_delay(), orders.expiry(), orders.execution_fee()) == (DELAY, EXPIRY, FEE)
+
+
+def test_set_order_parameters__owner_only(protocol, orders, attacker, guardian, deployer, ch):
+    ch.set_guardian(guardian, sender=deployer)
+    for who in (attacker, guardian):
+        with ape.reverts("ownable: caller is not the owner"):
+            protocol.configurator.set_order_parameters(DELAY, EXPIRY, FEE, sender=who)
+    for who in (attacker, deployer):  # only through the Configurator, which checks the bounds
+        with ape.reverts("orders: not configurator"):
+            orders.apply_order_parameters(0, 0, 10**30, sender=who)
+    assert (orders.settlement_delay(), orders.expiry(), orders.execution_fee()) == (DELAY, EXPIRY, FEE)
+
+
+def test_set_order_parameters__a_placed_order_keeps_its_executable_at_and_fee(
+    protocol, orders, usdc, ch, account, trader, keeper, deployer, eth_market, chain
+):
+    receipt, executable_at = commit(orders, trader, eth_market, 10 * WAD)
+    assert executable_at == receipt.timestamp + DELAY
+    protocol.configurator.set_order_parameters(3_600, EXPIRY, 7 * USDC, sender=deployer)
+    assert tuple(orders.order(account, eth_market)) == (10 * WAD, 0, executable_at, FEE)
+    # a new order takes the new delay and fee
+    later, later_at = commit(orders, trader, eth_market, 1 * WAD, 0, subaccount=1)
+    assert tuple(orders.order(account_id(trader, 1), eth_market)) == (1 * WAD, 0, later.timestamp + 3_600, 7 * USDC)
+    # the first fills at the first round at its old executable_at, paying its old fee
+    publish(protocol, deployer, chain, ETH, executable_at)
+    keeper_before = usdc.balanceOf(keeper)
+    assert orders.execute_order(account, eth_market, sender=keeper).events.filter(orders.OrderFilled)
+    assert usdc.balanceOf(keeper) == keeper_before + FEE
+    assert ch.positions(account, eth_market).size == 10 * WAD
