@@ -47,6 +47,11 @@ import emergency
 
 implements: IClearinghouse
 
+
+interface IOrders:
+    def open_orders(account: uint256) -> uint256: view
+
+
 initializes: ownable
 initializes: ownable_2step[ownable := ownable]
 initializes: vault
@@ -129,13 +134,15 @@ def deposit(token: address, amount: uint256, subaccount: uint96):
 def withdraw(token: address, amount: uint256, subaccount: uint96):
     """
     @notice Withdraw from one of the caller's accounts, only while it stays at or above initial
-            margin afterwards. Allowed while paused.
+            margin afterwards and has no order open (see Orders). Allowed while paused.
     @param token The settlement token or a listed collateral token.
     @param amount Token units, > 0 and at most the balance.
     @param subaccount Which of the caller's accounts.
     """
     vault._require(amount > 0, "clearinghouse: zero amount")
     account: uint256 = vault._account_id(msg.sender, subaccount)
+    # an order in flight keeps the margin its fill needs (Orders: no backing out by withdrawing)
+    vault._require(staticcall IOrders(self.orders).open_orders(account) == 0, "clearinghouse: order pending")
     if token == vault.SETTLEMENT:
         vault._require(vault._settlement_of(account) >= convert(amount, int256), "clearinghouse: insufficient balance")
         vault._add_settlement(account, -(convert(amount, int256)))

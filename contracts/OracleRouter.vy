@@ -329,8 +329,10 @@ def round_price(asset: address, after: uint256) -> uint256:
             later than the first one means the first has passed.
     @dev Reverts "oracle: no round yet" while the newest round is dated before `after`, and
          with every guard `price` has. The round before the newest is read with
-         `getRoundData(id - 1)`; when it does not exist (the first round of a Chainlink phase)
-         the newest round counts as the first.
+         `getRoundData(id - 1)`. When that read fails on a proxy's round (phase bits set: the
+         first round of a new phase, whose predecessor lives in the previous phase) the newest
+         round is not known to be the first and counts as passed; on a plain aggregator's
+         round (no phase bits) it had no predecessor and is the first.
     @param asset A configured asset; reverts "oracle: unknown asset" otherwise.
     @param after A time, seconds: the earliest `updatedAt` the round may have.
     @return The price, WAD, or 0 once a newer round has replaced the first one after `after`.
@@ -341,18 +343,22 @@ def round_price(asset: address, after: uint256) -> uint256:
     updated_at: uint256 = 0
     round_id, answer, updated_at = self._latest(feed.aggregator)
     assert updated_at >= after, "oracle: no round yet"
-    if round_id > 0:
-        ok: bool = False
-        data: Bytes[160] = b""
-        ok, data = raw_call(
-            feed.aggregator.address,
-            abi_encode(round_id - 1, method_id=method_id("getRoundData(uint80)")),
-            max_outsize=160,
-            is_static_call=True,
-            revert_on_failure=False,
-        )
-        if ok and len(data) == 160 and convert(slice(data, 96, 32), uint256) >= after:
+    if round_id == 0:
+        return 0
+    ok: bool = False
+    data: Bytes[160] = b""
+    ok, data = raw_call(
+        feed.aggregator.address,
+        abi_encode(round_id - 1, method_id=method_id("getRoundData(uint80)")),
+        max_outsize=160,
+        is_static_call=True,
+        revert_on_failure=False,
+    )
+    if ok and len(data) == 160:
+        if convert(slice(data, 96, 32), uint256) >= after:
             return 0  # the round before the newest was already at or after `after`
+    elif convert(round_id, uint256) >> 64 != 0:
+        return 0  # a proxy's new phase: its predecessor is in the previous phase, unknown here
     return self._price(asset)
 
 

@@ -8,20 +8,29 @@
         source) cannot be traded ahead of: the order placed before it fills after it.
         Liquidations do not come through here; they stay immediate (LiquidationEngine).
 @dev Filling is permissionless and paid: the trader escrows `execution_fee` settlement tokens
-     at commit, and whoever fills the order, or finds it unfillable, is paid them.
+     at commit and the keeper who fills the order is paid them. An order that does not fill at
+     its round forfeits them to the insurance fund (so waiting to cancel never pays a keeper
+     more than filling, and a trader who makes its own fill fail pays for it); an order whose
+     round never came is refunded to its owner at expiry.
      - The fill: `OracleRouter.round_price(asset, executable_at)` gives the price of the first
        round dated at or after `executable_at` while it is the newest round; the order is then
        filled by `Clearinghouse.fill_order` at that price plus the skew premium, exactly as a
        trade was (fee, margin, caps, pause and reduce-only all checked there).
      - A fill the Clearinghouse refuses with a reason (price limit, margin, open-interest cap,
-       pause) cancels the order and pays the keeper; so does a keeper who comes after a newer
-       round has replaced the first one ("orders: round passed"): the order can never fill at
-       a price chosen after the fact. A refusal without a reason (out of gas) reverts the whole
-       call, so a keeper cannot starve the fill of gas to cancel an order it should fill.
-     - Nobody, the trader included, can cancel an order before it has had its chance: only
-       once `expiry` seconds have passed after `executable_at` (when no round came at all), and
-       the escrowed fee then goes to whoever cancels. A trader who could withdraw an order on
-       seeing the next round coming would own a free option on it.
+       pause, or any price the margin check cannot read) cancels the order; so does a keeper
+       who comes after a newer round has replaced the first one ("orders: round passed"), and
+       a position that changed since the order (a liquidation in between: "orders: position
+       changed", so a close never opens the other side). The order can never fill at a price
+       chosen after the fact. A refusal without a reason (out of gas) reverts the whole call,
+       so a keeper cannot starve the fill of gas to cancel an order it should fill.
+     - Nobody, the trader included, can cancel an order while it can still fill: only once
+       `expiry` seconds have passed after `executable_at` with no round at all (refunded), or
+       once its round has passed (forfeited). A trader who could withdraw an order on seeing
+       the next round coming would own a free option on it. While an account has an order open
+       the Clearinghouse refuses its withdrawals, so it cannot pull the margin a fill needs.
+     - What is left: an owner who fills its own order chooses whether to fill while the
+       order's round is the newest, for the fee, when no other keeper fills first. Every
+       keeper is paid to fill at once.
      One order per account and market. Parameters come from the Configurator.
 """
 
@@ -36,6 +45,7 @@ struct Order:
     limit_price: uint256  # worst acceptable fill, WAD; 0 for none
     executable_at: uint256  # the fill uses the first round dated at or after this time
     fee: uint256  # escrowed execution fee, settlement token units
+    position: int256  # the account's position in the market when the order was placed
 
 
 event OrderCommitted:
@@ -62,11 +72,15 @@ event OrderCancelled:
     size_delta: int256
     by: indexed(address)
     fee: uint256
+    fee_to: address  # the owner (refund), or the Clearinghouse (the insurance fund)
     reason: String[64]
 
 
-MASK_64: constant(uint256) = 2**64 - 1
+MASK_40: constant(uint256) = 2**40 - 1
 MASK_128: constant(uint256) = 2**128 - 1
+NO_ROUND: constant(uint256) = 0  # _round_state: no round at or after executable_at yet (or no price)
+FILLABLE: constant(uint256) = 1  # the first such round is the newest: the order can fill
+PASSED: constant(uint256) = 2  # a newer round replaced it: the order can never fill
 ERROR_SELECTOR: constant(bytes4) = 0x08c379a0  # Error(string): every reason the Clearinghouse gives
 
 CLEARINGHOUSE: public(immutable(IClearinghouse))  # fills every order; trusts only this contract to
@@ -75,8 +89,10 @@ SETTLEMENT: public(immutable(IERC20))  # the fee's token
 SETTLEMENT_UNIT: public(immutable(uint256))  # 10 ** settlement decimals
 
 # account => market => [size_delta (int128, two's complement) | limit_price << 128,
-#                       executable_at | fee << 64]; the second word is 0 for no order
+#                       executable_at (40 bits) | fee << 40 (88 bits) | position at commit
+#                       << 128 (int128)]; the second word is 0 for no order
 _orders: HashMap[uint256, HashMap[uint256, uint256[2]]]
+open_orders: public(HashMap[uint256, uint256])  # account => its orders not yet filled or cancelled
 _assets: HashMap[uint256, address]  # market => its oracle asset, read once from the Clearinghouse
 settlement_delay: public(uint256)  # seconds between a commit and the earliest round it fills at
 expiry: public(uint256)  # seconds after executable_at before anyone may cancel an unfilled order
@@ -89,6 +105,8 @@ def __init__(clearinghouse: IClearinghouse):
     ORACLE = IOracleRouter(staticcall clearinghouse.ORACLE())
     SETTLEMENT = IERC20(staticcall clearinghouse.SETTLEMENT())
     SETTLEMENT_UNIT = 10**18 // staticcall clearinghouse.SETTLEMENT_TO_WAD()
+    # forfeited fees go to the insurance fund through the Clearinghouse's fund_insurance
+    assert extcall SETTLEMENT.approve(clearinghouse.address, max_value(uint256), default_return_value=True)
     # the Configurator's defaults, within its bounds: a minute, a day, 2 tokens ($2)
     self.settlement_delay = 60
     self.expiry = 86_400
@@ -102,8 +120,9 @@ def commit_order(market: uint256, size_delta: int256, limit_price: uint256, suba
             dated `settlement_delay` or more seconds from now, plus the skew premium, if the
             account then meets the trade's checks. Escrows `execution_fee` settlement tokens
             (approved to this contract) for the keeper who fills it.
-    @dev An account has at most one order per market; an expired one is replaced (its fee is
-         refunded to the caller, its owner).
+    @dev An account has at most one order per market. One that can no longer fill is replaced:
+         if its round passed its fee goes to the insurance fund, if no round came by its
+         expiry its fee is refunded to the caller, its owner.
     @param market Market id.
     @param size_delta Base units to buy (> 0) or sell (< 0).
     @param limit_price Worst acceptable fill, WAD (a buy fills at or below it, a sell at or
@@ -113,27 +132,20 @@ def commit_order(market: uint256, size_delta: int256, limit_price: uint256, suba
     assert size_delta != 0, "orders: zero size"
     assert abs(size_delta) <= convert(MASK_128 >> 1, int256), "orders: size too large"
     assert limit_price <= MASK_128, "orders: limit too large"
-    self._asset(market)
+    asset: address = self._asset(market)
     account: uint256 = (convert(msg.sender, uint256) << 96) | convert(subaccount, uint256)
     refund: uint256 = 0
-    old: uint256 = self._orders[account][market][1]
-    if old != 0:
-        assert block.timestamp >= (old & MASK_64) + self.expiry, "orders: order pending"
-        refund = old >> 64
-        log OrderCancelled(
-            account=account,
-            market=market,
-            size_delta=self._size_of(self._orders[account][market][0]),
-            by=msg.sender,
-            fee=refund,
-            reason="orders: expired",
-        )
+    old: Order = self._load(account, market)
+    if old.executable_at != 0:
+        refund = self._release(account, market, old, asset, "orders: order pending")
+    self.open_orders[account] += 1
     fee: uint256 = self.execution_fee
     executable_at: uint256 = block.timestamp + self.settlement_delay
-    size_bits: int256 = size_delta
-    if size_delta < 0:
-        size_bits += 2**128  # two's complement in 128 bits
-    self._orders[account][market] = [convert(size_bits, uint256) | (limit_price << 128), executable_at | (fee << 64)]
+    position: int256 = (staticcall CLEARINGHOUSE.positions(account, market)).size
+    self._orders[account][market] = [
+        self._int128_bits(size_delta) | (limit_price << 128),
+        executable_at | (fee << 40) | (self._int128_bits(position) << 128),
+    ]
     if fee > refund:
         self._pull(fee - refund)
     elif refund > fee:
@@ -147,85 +159,82 @@ def commit_order(market: uint256, size_delta: int256, limit_price: uint256, suba
 def execute_order(account: uint256, market: uint256) -> bool:
     """
     @notice Permissionless: fill `account`'s order in `market` at the first oracle round dated
-            at or after its `executable_at`, or cancel it when it cannot fill; either way the
-            caller is paid the order's escrowed fee.
+            at or after its `executable_at` and take its escrowed fee, or cancel it when it
+            cannot fill (its fee then goes to the insurance fund).
     @dev Reverts "orders: no order", or "oracle: no round yet" (and the router's other price
-         errors) while there is no round to fill at; the order then stays. A fill the
-         Clearinghouse refuses with a reason cancels the order with that reason; one refused
-         without a reason (out of gas) reverts.
+         errors) while there is no round to fill at; the order then stays. Cancels with
+         "orders: round passed" once a newer round replaced the first, "orders: position
+         changed" when the account's position moved since the order (a liquidation), or the
+         Clearinghouse's reason when it refuses the fill; a refusal without a reason (out of
+         gas) reverts.
     @param account The account id (owner << 96 | subaccount).
     @param market Market id.
     @return True when filled, False when cancelled.
     """
     order: Order = self._load(account, market)
     assert order.executable_at != 0, "orders: no order"
-    self._orders[account][market] = [0, 0]
+    self._delete(account, market)
     price: uint256 = staticcall ORACLE.round_price(self._assets[market], order.executable_at)
-    filled: bool = False
     reason: String[64] = "orders: round passed"
     if price != 0:
-        ok: bool = False
-        data: Bytes[256] = b""
-        ok, data = raw_call(
-            CLEARINGHOUSE.address,
-            abi_encode(
-                account,
-                market,
-                order.size_delta,
-                order.limit_price,
-                price,
-                method_id=method_id("fill_order(uint256,uint256,int256,uint256,uint256)"),
-            ),
-            max_outsize=256,
-            revert_on_failure=False,
-        )
-        if ok:
-            filled = True
-            log OrderFilled(
-                account=account,
-                market=market,
-                size_delta=order.size_delta,
-                fill_price=abi_decode(data, uint256),
-                keeper=msg.sender,
-                fee=order.fee,
+        reason = "orders: position changed"
+        if (staticcall CLEARINGHOUSE.positions(account, market)).size == order.position:
+            ok: bool = False
+            data: Bytes[256] = b""
+            ok, data = raw_call(
+                CLEARINGHOUSE.address,
+                abi_encode(
+                    account,
+                    market,
+                    order.size_delta,
+                    order.limit_price,
+                    price,
+                    method_id=method_id("fill_order(uint256,uint256,int256,uint256,uint256)"),
+                ),
+                max_outsize=256,
+                revert_on_failure=False,
             )
-        else:
+            if ok:
+                log OrderFilled(
+                    account=account,
+                    market=market,
+                    size_delta=order.size_delta,
+                    fill_price=abi_decode(data, uint256),
+                    keeper=msg.sender,
+                    fee=order.fee,
+                )
+                self._push(msg.sender, order.fee)
+                return True
             # only a refusal with a reason cancels: no reason means out of gas (or worse)
             if len(data) < 68 or convert(slice(data, 0, 4), bytes4) != ERROR_SELECTOR:
                 raw_revert(data)
             reason = abi_decode(slice(data, 4, len(data) - 4), String[64])
-    if not filled:
-        log OrderCancelled(
-            account=account, market=market, size_delta=order.size_delta, by=msg.sender, fee=order.fee, reason=reason
-        )
-    self._push(msg.sender, order.fee)
-    return filled
+    self._forfeit(account, market, order, reason)
+    return False
 
 
 @external
 def cancel_order(account: uint256, market: uint256):
     """
-    @notice Anyone, once an order has waited `expiry` seconds past its `executable_at` without
-            a round to fill at: remove it and take its escrowed fee (the owner gets its own fee
-            back by cancelling first, or by committing a new order).
+    @notice Anyone, for an order that can no longer fill: once its round has passed (its fee
+            goes to the insurance fund), or once `expiry` seconds have passed after its
+            `executable_at` with no round to fill at (its fee is refunded to its owner).
     @param account The account id.
     @param market Market id.
     """
     order: Order = self._load(account, market)
     assert order.executable_at != 0, "orders: no order"
-    assert block.timestamp >= order.executable_at + self.expiry, "orders: not expired"
-    self._orders[account][market] = [0, 0]
-    log OrderCancelled(
-        account=account, market=market, size_delta=order.size_delta, by=msg.sender, fee=order.fee, reason="orders: expired"
+    self._push(
+        convert(account >> 96, address), self._release(account, market, order, self._assets[market], "orders: not expired")
     )
-    self._push(msg.sender, order.fee)
 
 
 @external
 def apply_order_parameters(settlement_delay: uint256, expiry: uint256, execution_fee: uint256):
     """
     @notice Configurator only (which checks the bounds): set the delay, the expiry and the fee.
-            Orders already placed keep their `executable_at` and their escrowed fee.
+            Orders already placed keep their `executable_at` and their escrowed fee; the expiry
+            applies to them as set.
     @param settlement_delay Seconds, in [1, 3,600].
     @param expiry Seconds, in [60, 7 days].
     @param execution_fee Settlement token units, at most 1,000 whole tokens.
@@ -243,28 +252,103 @@ def order(account: uint256, market: uint256) -> Order:
     @notice The account's open order in `market`; all zero when there is none.
     @param account The account id.
     @param market Market id.
-    @return (size_delta, limit_price, executable_at, fee).
+    @return (size_delta, limit_price, executable_at, fee, position at commit).
     """
     return self._load(account, market)
+
+
+def _release(account: uint256, market: uint256, order: Order, asset: address, still_live: String[64]) -> uint256:
+    """
+    @dev Remove an order that can no longer fill, or revert `still_live`: a passed round
+         forfeits its fee (returns 0); no round by its expiry refunds it (returns the fee, which
+         the caller pays to the owner).
+    """
+    state: uint256 = self._round_state(asset, order.executable_at)
+    if state == PASSED:
+        self._delete(account, market)
+        self._forfeit(account, market, order, "orders: round passed")
+        return 0
+    assert state == NO_ROUND and block.timestamp >= order.executable_at + self.expiry, still_live
+    self._delete(account, market)
+    log OrderCancelled(
+        account=account,
+        market=market,
+        size_delta=order.size_delta,
+        by=msg.sender,
+        fee=order.fee,
+        fee_to=convert(account >> 96, address),
+        reason="orders: expired",
+    )
+    return order.fee
+
+
+def _forfeit(account: uint256, market: uint256, order: Order, reason: String[64]):
+    log OrderCancelled(
+        account=account,
+        market=market,
+        size_delta=order.size_delta,
+        by=msg.sender,
+        fee=order.fee,
+        fee_to=CLEARINGHOUSE.address,
+        reason=reason,
+    )
+    if order.fee > 0:
+        extcall CLEARINGHOUSE.fund_insurance(order.fee)
+
+
+def _delete(account: uint256, market: uint256):
+    self._orders[account][market] = [0, 0]
+    self.open_orders[account] -= 1
+
+
+@view
+def _round_state(asset: address, after: uint256) -> uint256:
+    """
+    @dev Whether the first round at or after `after` has come: NO_ROUND when the router says
+         there is none yet or cannot price it now, PASSED when it was replaced, else FILLABLE.
+    """
+    ok: bool = False
+    data: Bytes[32] = b""
+    ok, data = raw_call(
+        ORACLE.address,
+        abi_encode(asset, after, method_id=method_id("round_price(address,uint256)")),
+        max_outsize=32,
+        is_static_call=True,
+        revert_on_failure=False,
+    )
+    if not ok:
+        return NO_ROUND
+    if abi_decode(data, uint256) == 0:
+        return PASSED
+    return FILLABLE
 
 
 @view
 def _load(account: uint256, market: uint256) -> Order:
     words: uint256[2] = self._orders[account][market]
     return Order(
-        size_delta=self._size_of(words[0]),
+        size_delta=self._from_int128_bits(words[0] & MASK_128),
         limit_price=words[0] >> 128,
-        executable_at=words[1] & MASK_64,
-        fee=words[1] >> 64,
+        executable_at=words[1] & MASK_40,
+        fee=(words[1] >> 40) & (MASK_128 >> 40),
+        position=self._from_int128_bits(words[1] >> 128),
     )
 
 
 @pure
-def _size_of(word: uint256) -> int256:
-    size: int256 = convert(word & MASK_128, int256)
-    if size >= 2**127:
-        size -= 2**128
-    return size
+def _int128_bits(x: int256) -> uint256:
+    # sizes are bounded by int128 (at commit; positions by the Clearinghouse's packing)
+    if x < 0:
+        return convert(x + 2**128, uint256)
+    return convert(x, uint256)
+
+
+@pure
+def _from_int128_bits(bits: uint256) -> int256:
+    x: int256 = convert(bits, int256)
+    if x >= 2**127:
+        x -= 2**128
+    return x
 
 
 def _asset(market: uint256) -> address:

@@ -469,8 +469,9 @@ def _sell_debt_collateral(
 
 class _OrderBook:
     """The traders' open orders, as the keepers index them from `OrderCommitted`: each is filled
-    (or cancelled as unfillable) by the keepers in turn right after a round of its market dated
-    at or after its executable time, and the filling keeper is paid the execution fee."""
+    (or cancelled as unfillable, its fee then going to the insurance fund) by the keepers in turn
+    right after a round of its market dated at or after its executable time; a keeper is paid the
+    execution fee for a fill."""
 
     def __init__(self, protocol: Protocol):
         self.protocol = protocol
@@ -497,8 +498,9 @@ class _OrderBook:
             self.turn += 1
             receipt = self.protocol.orders.execute_order(order[0], order[1], sender=keeper.signer)
             stats = result.keepers[keeper.spec.name]
-            stats.orders_filled += 1
-            stats.revenue_usd += self.fee / self.unit
+            if any(e.event_name == "OrderFilled" for e in receipt.events):  # cancelled: the fee went to insurance
+                stats.orders_filled += 1
+                stats.revenue_usd += self.fee / self.unit
             stats.gas_spent_usd += keeper.model.gas_cost_usd(int(receipt.gas_used), gas_price, eth_price)
 
 

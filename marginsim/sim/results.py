@@ -77,7 +77,7 @@ class KeeperStats:
     gas_spent_usd: float = 0.0  # on every transaction sent, lost races included
     lost_races: int = 0  # liquidate() calls that reverted because someone got there first
     skipped_unprofitable: int = 0  # candidates left alone because gas would cost more than the reward
-    orders_filled: int = 0  # traders' orders it filled (or cancelled as unfillable), each paid the execution fee
+    orders_filled: int = 0  # traders' orders it filled, each paid the execution fee
 
     @property
     def profit_usd(self) -> float:

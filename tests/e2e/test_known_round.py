@@ -114,7 +114,8 @@ def test_known_round__the_pool_gains_what_the_attacker_loses(replay):
 def test_known_round__the_order_cannot_fill_at_the_round_it_saw(project, chain, deployer, lp, attacker, keeper):
     """A round dated before executable_at never fills an order, even as the only new round; the
     first round at or after it does, and once a newer round has replaced that one the order is
-    cancelled ("orders: round passed") with the keeper paid, never filled at a later price."""
+    cancelled ("orders: round passed", its fee to the insurance fund), never filled at a later
+    price."""
     protocol = deploy_protocol(project, deployer, DEFAULT_CONFIG)
     fund_liquidity(protocol, lp, deployer, 5_000_000, 20_000)
     orders, usdc, _ = handles(protocol.clearinghouse)
@@ -135,10 +136,13 @@ def test_known_round__the_order_cannot_fill_at_the_round_it_saw(project, chain, 
     publish(protocol, deployer, chain, price + 2, t + 60)  # the first eligible round
     publish(protocol, deployer, chain, price + 3, t + 61)  # replaced before anyone filled
     keeper_before = int(usdc.balanceOf(keeper))
+    insurance_before = int(protocol.clearinghouse.insurance_balance())
     receipt = orders.execute_order(account, eth, sender=keeper)
     assert not filled(orders, receipt)
     cancelled = receipt.events.filter(orders.OrderCancelled)
     assert cancelled[0].reason == "orders: round passed"
     assert int(protocol.clearinghouse.positions(account, eth).size) == 0
-    assert int(usdc.balanceOf(keeper)) - keeper_before == 2 * USDC
+    # a keeper is paid for fills only: the lapsed order's fee goes to the insurance fund
+    assert int(usdc.balanceOf(keeper)) == keeper_before
+    assert int(protocol.clearinghouse.insurance_balance()) - insurance_before == 2 * USDC
     assert account == account_id(attacker)

@@ -1,9 +1,13 @@
 """Attacker's review of two-step delayed orders (contracts/Orders.vy, Clearinghouse.fill_order,
 OracleRouter.round_price, Configurator.set_order_parameters).
 
-Tests named `test_finding_*` demonstrate a FINDING: they assert the harmful outcome that happens
-today, so each must be flipped when the finding is fixed. Tests named `test_refused_*` are
-attacks that were tried and failed; each shows the exact revert message or cancellation reason.
+Tests named `test_finding_*` demonstrate a finding that is still open, a known limit listed in
+the README ("What is not built yet"): they assert the harmful outcome that happens today, so each
+must be flipped when it is fixed. Tests named `test_refused_*` are attacks that were tried and
+failed, among them the findings since fixed (F2, F3, F4, F5, F7: the keeper paid for fills only,
+no withdrawal while an order is open, no cancel of a fillable order, "orders: position changed",
+a phase change counted as passed); each shows the exact revert message or cancellation reason,
+and where the fee went.
 """
 
 from __future__ import annotations
@@ -106,27 +110,29 @@ PENDING = 12  # a round is seen pending a block before it lands
 
 
 def test_finding_owner_timed_fill__the_known_round_attack_comes_back(env, chain, deployer, attacker, keeper):
-    """FINDING (high): an order fills at its first round R only while R is the newest round, and
-    its owner is a keeper of its own order (paid its own fee back). When no third-party keeper
-    fills within the round (the fee is flat and a fill costs 2.6x a "round passed" cancel, see
-    the keeper-pay finding; the project's keeper bot does not fill orders yet), the owner waits
-    until it sees the NEXT round R2 pending and then either fills at R just before R2 lands, or
-    lets R2 land and cancels its own order ("orders: round passed") for its own fee back.
+    """FINDING (high), a KNOWN LIMIT listed in the README ("What is not built yet": delayed
+    orders lean on a live keeper): an order fills at its first round R only while R is the
+    newest round, and its owner is a keeper of its own order (paid its own fee back). When no
+    third-party keeper fills within the round (the project's keeper bot does not fill orders
+    yet), the owner waits until it sees the NEXT round R2 pending and then either fills at R just
+    before R2 lands, or lets R2 land and the order lapses ("orders: round passed"). Since the
+    fixes, the lapse costs the order's fee, which goes to the insurance fund (F2's fix), and the
+    owner cannot make the fill fail by withdrawing (F3's fix): the option now costs $2 a round.
 
     Replayed on test_known_round's ten +-0.5% rounds with 7,500 ETH: a long order (subaccount 1)
     and a short order (subaccount 2) wait for R; when R2 shows pending, the owner fills the leg
-    in R2's direction at R and cancels the other for free. The exit fills at a later round the
-    attacker does not know (both outcomes, from one snapshot). Expected gain per round:
-    +$60,097 to +$60,479 (0.5% of $15M less two 0.05% fees), +$601,987 over the ten rounds (the
-    original attack made +$601,462; test_known_round's replay of the fix shows about -$15,000 a
-    round); the pool loses exactly that, every execution fee coming back to the attacker.
+    in R2's direction at R and lets the other lapse for its $2 fee. The exit fills at a later
+    round the attacker does not know (both outcomes, from one snapshot). Expected gain per round:
+    +$60,095 to +$60,477 (0.5% of $15M less two 0.05% fees and the lapsed fee), +$601,967 over
+    the ten rounds (the original attack made +$601,462; test_known_round's replay shows about
+    -$15,000 a round when the order fills at the round after the one seen pending); the pool
+    loses what the attacker gains plus the $2 a round the insurance fund takes.
 
-    Fix: price the fill at the first round at or after executable_at whenever it is executed
-    (a keeper passes the round id; the router checks getRoundData(id).updatedAt >= executable_at
-    > getRoundData(id - 1).updatedAt within one phase) and drop the "round passed" cancellation,
-    so nobody's choice of WHEN to execute changes whether or at what price the order fills. It
-    needs the withdraw-to-cancel fix too (reserve the order's margin), or the owner, seeing R2,
-    still makes a losing fill at R fail."""
+    Fix (not built): price the fill at the first round at or after executable_at whenever it
+    is executed (a keeper passes the round id; the router checks getRoundData(id).updatedAt >=
+    executable_at > getRoundData(id - 1).updatedAt within one phase) and drop the "round
+    passed" cancellation, so nobody's choice of WHEN to execute changes whether or at what price
+    the order fills; or a keeper that fills every order within its round."""
     p = env.protocol
     orders, usdc, eth = env.orders, env.usdc, env.eth
     legs = {+1: deposit(p, attacker, "USDC", 4_000_000 * USDC, 1), -1: deposit(p, attacker, "USDC", 4_000_000 * USDC, 2)}
@@ -147,11 +153,14 @@ def test_finding_owner_timed_fill__the_known_round_attack_comes_back(env, chain,
         # no keeper fills; R2 is seen pending: fill the leg in its direction, at R
         nxt = price * (1000 + 5 * move) // 1000
         move_clock_to(chain, t + STEP - PENDING)
+        with ape.reverts("clearinghouse: order pending"):  # the other leg's margin stays
+            env.ch.withdraw(usdc, 1, 2 if move > 0 else 1, sender=attacker)
         assert outcome(env, orders.execute_order(legs[move], eth, sender=attacker)) == "filled"
         publish(env, deployer, chain, nxt, t + STEP)  # R2 lands
-        wallet = int(usdc.balanceOf(attacker))
+        wallet, insurance = int(usdc.balanceOf(attacker)), int(env.ch.insurance_balance())
         assert outcome(env, orders.execute_order(legs[-move], eth, sender=attacker)) == "orders: round passed"
-        assert int(usdc.balanceOf(attacker)) == wallet + FEE  # the unused leg cost nothing
+        assert int(usdc.balanceOf(attacker)) == wallet  # the unused leg's fee is not paid back
+        assert int(env.ch.insurance_balance()) == insurance + FEE  # it goes to the insurance fund
         orders.commit_order(eth, -move * SIZE, 0, 1 if move > 0 else 2, sender=attacker)  # out again
         gains = []
         for exit_move in (+1, -1):  # the exit's round: unknown to the attacker, both outcomes
@@ -172,26 +181,23 @@ def test_finding_owner_timed_fill__the_known_round_attack_comes_back(env, chain,
     print("F1 expected gain per round (USDC):", [round(e / USDC, 2) for e in expected], "total", round(sum(expected) / USDC, 2))
     print("F1 expected pool change per round (USDC):", [round(q / USDC, 2) for q in pool])
     for e, q in zip(expected, pool, strict=True):
-        assert 55_000 * USDC < e < 62_000 * USDC  # test_known_round: -$15,000 on the same rounds
+        assert 60_000 * USDC < e < 60_500 * USDC  # test_known_round: -$15,000 on the same rounds
         assert q < -55_000 * USDC  # out of the LPs
+    assert 601_900 * USDC < sum(expected) < 602_000 * USDC
 
 
-# ---------------------------------------------------------------- F2: a keeper is paid more to wait than to fill
+# ---------------------------------------------------------------- F2 (fixed): waiting to cancel pays a keeper nothing
 
-ETH_USD = 2_000  # to price gas
+ETH_USD = 2_000  # to price gas, for the print
 
 
-def test_finding_keeper_pay__waiting_to_cancel_pays_the_same_fee_as_filling(env, chain, deployer, trader, other_trader, keeper):
-    """FINDING (medium): the escrowed fee is paid in full whether the keeper fills the order
-    (Orders + the whole fill_order) or waits for the next round and cancels it ("orders: round
-    passed": one router read, no fill). Measured here: a fill in a live market (157,188 gas) and
-    a round-passed cancel (60,391 gas), each for the $2 fee. With ETH at $2,000 the fill stops
-    paying above 6.4 gwei, the cancel only above 16.6 gwei: in between, a rational keeper never fills
-    and cancels every order one round later, the trader losing the fee and the trade (and the
-    owner, its own last keeper, gets the timing option of the owner-timed-fill finding). Even
-    below, waiting costs a keeper 38% of the gas of filling. Fix: no fee (or only a gas-sized part
-    of it) for a round-passed cancel, the rest refunded to the owner; better, remove the
-    round-passed outcome altogether (see the owner-timed-fill finding)."""
+def test_refused_keeper_pay__waiting_to_cancel_pays_the_keeper_nothing(env, chain, deployer, trader, other_trader, keeper):
+    """F2, fixed. The finding: the escrowed fee was paid in full whether the keeper filled the
+    order or waited for the next round and cancelled it ("orders: round passed": one router
+    read, no fill, under 40% of a fill's gas), so between about 6 and 17 gwei a rational keeper
+    never filled. Now the keeper is paid for a fill only: of two identical $2 orders at one
+    round, the one filled pays the keeper $2, the one the keeper waited out pays it $0 and its
+    fee goes to the insurance fund (the trader still loses it, and gets no trade)."""
     p = env.protocol
     orders, usdc, eth = env.orders, env.usdc, env.eth
     deposit(p, other_trader, "USDC", 400_000 * USDC)
@@ -204,38 +210,33 @@ def test_finding_keeper_pay__waiting_to_cancel_pays_the_same_fee_as_filling(env,
     commit(env, trader, eth, 10 * WAD, 0, 1)
     publish(env, deployer, chain, ETH, at + 5)  # R: both orders' first round
 
-    keeper_before = int(usdc.balanceOf(keeper))
+    keeper_before, insurance_before = int(usdc.balanceOf(keeper)), int(env.ch.insurance_balance())
     fill = orders.execute_order(filler, eth, sender=keeper)
     assert outcome(env, fill) == "filled"
+    assert int(usdc.balanceOf(keeper)) == keeper_before + FEE  # paid for the fill
     publish(env, deployer, chain, ETH, at + 65)  # R2: the keeper waited for it
     cancel = orders.execute_order(waited, eth, sender=keeper)
     assert outcome(env, cancel) == "orders: round passed"
-    assert int(usdc.balanceOf(keeper)) == keeper_before + 2 * FEE  # the same pay for each
-    assert int(env.ch.positions(waited, eth).size) == 0  # the trader got no trade for its fee
+    assert cancel.events.filter(orders.OrderCancelled)[0].fee_to == env.ch.address
+    assert int(usdc.balanceOf(keeper)) == keeper_before + FEE  # nothing for the wait
+    assert int(env.ch.insurance_balance()) == insurance_before + FEE
+    assert int(env.ch.positions(waited, eth).size) == 0
 
     fill_gas, cancel_gas = int(fill.gas_used), int(cancel.gas_used)
-    fee_usd = FEE / USDC
-    fill_break_even = fee_usd / (fill_gas * ETH_USD * 1e-9)  # gwei
-    cancel_break_even = fee_usd / (cancel_gas * ETH_USD * 1e-9)
-    print(
-        f"F2 gas: fill {fill_gas}, round-passed cancel {cancel_gas}; "
-        f"the $2 fee pays a fill up to {fill_break_even:.2f} gwei, a cancel up to {cancel_break_even:.2f} gwei"
-    )
-    assert cancel_gas * 5 < fill_gas * 2  # the cancel costs less than 40% of the fill
-    assert fill_break_even < 7 < 15 < cancel_break_even
+    fill_break_even = FEE / USDC / (fill_gas * ETH_USD * 1e-9)  # gwei
+    print(f"F2 gas: fill {fill_gas} paid $2 (pays up to {fill_break_even:.2f} gwei), round-passed cancel {cancel_gas} paid $0")
 
 
-# ---------------------------------------------------------------- F3: the admitted option costs nothing
+# ---------------------------------------------------------------- F3 (fixed): withdrawing to make the fill fail
 
 
-def test_finding_withdraw_to_cancel__the_owner_gets_its_own_fee_back(env, chain, deployer, trader):
-    """FINDING (low; the README admits the option "for the fee"): once the order's round R is
-    out and the next one is seen coming against it, the owner withdraws the margin the fill
-    needs and executes its own order: cancelled with "clearinghouse: insufficient margin", and
-    the fee goes to the caller, its owner. The option costs gas only, not the fee. Fix: reserve
-    the pending order's initial margin at commit (withdraw checks E >= I including every pending
-    order of the account), so a trader cannot make its own fill fail after the fact; the fee's
-    destination cannot fix it (the owner can call from any address)."""
+def test_refused_withdraw_to_cancel__order_pending(env, chain, deployer, trader, keeper):
+    """F3, fixed. The finding: once its round R was out and the next one seen coming against
+    it, the owner withdrew the margin the fill needed and executed its own order: cancelled
+    "clearinghouse: insufficient margin", its own fee back. Now an account with an order open
+    cannot withdraw at all ("clearinghouse: order pending", not even one unit): the owner of a
+    $200,000 long on $50,000 either lets a keeper fill it at R (the fee to the keeper) or, if it
+    lapses, loses the fee to the insurance fund. Both branches from one snapshot."""
     p = env.protocol
     orders, usdc, eth = env.orders, env.usdc, env.eth
     acct = deposit(p, trader, "USDC", 50_000 * USDC, 3)
@@ -243,59 +244,75 @@ def test_finding_withdraw_to_cancel__the_owner_gets_its_own_fee_back(env, chain,
     wallet_before = int(usdc.balanceOf(trader))
     at = commit(env, trader, eth, 100 * WAD, 0, 3)  # $200,000 long: needs margin at its fill
     publish(env, deployer, chain, ETH, at + 5)  # R
-    # R2 is seen coming, -0.5%: walk away for free
-    env.ch.withdraw(usdc, 45_000 * USDC, 3, sender=trader)
-    receipt = orders.execute_order(acct, eth, sender=trader)
-    assert outcome(env, receipt) == "clearinghouse: insufficient margin"
-    assert int(usdc.balanceOf(trader)) == wallet_before + 45_000 * USDC  # the fee came back
-    assert int(env.ch.positions(acct, eth).size) == 0
+    # R2 is seen coming, -0.5%: try to walk away
+    for amount in (45_000 * USDC, 1):
+        with ape.reverts("clearinghouse: order pending"):
+            env.ch.withdraw(usdc, amount, 3, sender=trader)
+    assert int(env.ch.settlement(acct)) == 50_000 * USDC
+    snap = snapshot(chain)
+    keeper_before = int(usdc.balanceOf(keeper))
+    assert outcome(env, orders.execute_order(acct, eth, sender=keeper)) == "filled"
+    assert int(env.ch.positions(acct, eth).size) == 100 * WAD
+    assert int(usdc.balanceOf(keeper)) == keeper_before + FEE
+    assert int(usdc.balanceOf(trader)) == wallet_before - FEE
+    chain.restore(snap)
+    insurance = int(env.ch.insurance_balance())
+    publish(env, deployer, chain, ETH * 995 // 1000, at + 65)  # R2 lands: the order lapses
+    assert outcome(env, orders.execute_order(acct, eth, sender=trader)) == "orders: round passed"
+    assert int(usdc.balanceOf(trader)) == wallet_before - FEE  # the fee is gone either way
+    assert int(env.ch.insurance_balance()) == insurance + FEE
+    env.ch.withdraw(usdc, 45_000 * USDC, 3, sender=trader)  # no order open: free again
+    assert int(usdc.balanceOf(trader)) == wallet_before - FEE + 45_000 * USDC
 
 
-# ---------------------------------------------------------------- F4: cancel after expiry ignores the round
+# ---------------------------------------------------------------- F4 (fixed): cancel after expiry checks the round
 
 
-def test_finding_cancel_after_expiry__drops_an_order_whose_round_came_and_is_fillable(env, chain, deployer, trader, keeper):
-    """FINDING (low): Orders' docstring says an order can be cancelled only after `expiry`
-    "(when no round came at all)", but `cancel_order` (and a replacing `commit_order`) checks the
-    time only. With the expiry at its Configurator minimum (60 s, below the feeds' 3,600 s
-    heartbeat, which the Configurator allows), an order whose first round came and is still
-    fillable (round_price > 0) is dropped by its owner at no cost once the round is known, or
-    by a keeper for the full fee instead of filling it (cancel_order costs far less gas than a
-    fill). Fix: cancel_order (and the replacement in commit_order) only when round_price would
-    revert "oracle: no round yet" or return 0; or bound expiry above the largest heartbeat."""
+def test_refused_cancel_after_expiry__a_fillable_order_cannot_be_dropped(env, chain, deployer, trader, keeper):
+    """F4, fixed. The finding: cancel_order (and a replacing commit_order) checked the time
+    only, so with the expiry at its minimum (60 s, below the feeds' 3,600 s heartbeat) an order
+    whose first round had come and was still fillable was dropped by its owner at no cost once
+    the round was known, or by a keeper for the full fee. Now, 30 s past its expiry with its
+    round ($2,001) fillable, nobody can cancel it ("orders: not expired": the owner, a keeper)
+    nor replace it ("orders: order pending"); a keeper fills both orders at $2,001 plus premium
+    and is paid $2 each."""
     p = env.protocol
     orders, usdc, eth = env.orders, env.usdc, env.eth
     p.configurator.set_order_parameters(DELAY, 60, FEE, sender=deployer)
-    deposit(p, trader, "USDC", 100_000 * USDC, 0)
-    deposit(p, trader, "USDC", 100_000 * USDC, 1)
+    a0 = deposit(p, trader, "USDC", 100_000 * USDC, 0)
+    a1 = deposit(p, trader, "USDC", 100_000 * USDC, 1)
     wallet_ready(env, trader)
     at = commit(env, trader, eth, 10 * WAD, 0, 0)
     commit(env, trader, eth, 10 * WAD, 0, 1)
     publish(env, deployer, chain, ETH + 10**8, at + 5)  # the first round: $2,001, known to all
-    move_clock_to(chain, at + 60)
+    move_clock_to(chain, at + 90)
     chain.mine()
     assert int(p.oracle.round_price(p.tokens["WETH"], at)) == (ETH + 10**8) * FEED_TO_WAD  # fillable now
 
-    wallet = int(usdc.balanceOf(trader))
-    own = orders.cancel_order(account_id(trader, 0), eth, sender=trader)  # the owner: free
-    assert own.events.filter(orders.OrderCancelled)[0].reason == "orders: expired"
-    assert int(usdc.balanceOf(trader)) == wallet + FEE
-    keeper_before = int(usdc.balanceOf(keeper))
-    other = orders.cancel_order(account_id(trader, 1), eth, sender=keeper)  # a keeper: the full fee
-    assert int(usdc.balanceOf(keeper)) == keeper_before + FEE
-    print(f"F4 cancel_order gas {int(other.gas_used)}")
-    assert int(other.gas_used) < 60_000
-    assert int(env.ch.positions(account_id(trader, 0), eth).size) == 0
-    assert int(env.ch.positions(account_id(trader, 1), eth).size) == 0
+    wallet, keeper_before = int(usdc.balanceOf(trader)), int(usdc.balanceOf(keeper))
+    with ape.reverts("orders: not expired"):
+        orders.cancel_order(a0, eth, sender=trader)  # the owner
+    with ape.reverts("orders: not expired"):
+        orders.cancel_order(a1, eth, sender=keeper)  # a keeper
+    with ape.reverts("orders: order pending"):
+        orders.commit_order(eth, -10 * WAD, 0, 0, sender=trader)
+    for acct in (a0, a1):
+        receipt = orders.execute_order(acct, eth, sender=keeper)
+        assert outcome(env, receipt) == "filled"
+        assert 2_001 * WAD < receipt.events.filter(orders.OrderFilled)[0].fill_price < 2_002 * WAD
+        assert int(env.ch.positions(acct, eth).size) == 10 * WAD
+    assert int(usdc.balanceOf(trader)) == wallet
+    assert int(usdc.balanceOf(keeper)) == keeper_before + 2 * FEE
 
 
-# ---------------------------------------------------------------- F5: a close placed before a liquidation
+# ---------------------------------------------------------------- F5 (fixed): a close placed before a liquidation
 
 
 def _liquidated_with_a_pending_close(env, chain, deployer, trader, keeper, slow_walk: bool):
     """The trader: $7,000 and 50 ETH long (5x health 2.33); it orders the whole 50 ETH sold; a
     round before the order's own drops it to health 0.995 and a keeper liquidates at once (the
-    least close back to health 1.1). Returns (account, the remaining long, the order's receipt)."""
+    least close back to health 1.1). Returns (account, the remaining long, the insurance fund
+    before the execution, the execution's receipt)."""
     from tests.e2e.attacks import price_for_health
 
     p = env.protocol
@@ -321,50 +338,60 @@ def _liquidated_with_a_pending_close(env, chain, deployer, trader, keeper, slow_
     remaining = int(env.ch.positions(acct, eth).size)
     assert 0 < remaining < 50 * WAD
     publish(env, deployer, chain, target, at + 5)  # the order's round, the same price
-    return acct, remaining, env.orders.execute_order(acct, eth, sender=keeper)
+    assert int(p.oracle.round_price(p.tokens["WETH"], at)) == target * FEED_TO_WAD  # fillable
+    insurance = int(env.ch.insurance_balance())
+    return acct, remaining, insurance, env.orders.execute_order(acct, eth, sender=keeper)
 
 
-def test_finding_close_then_liquidation__the_close_opens_an_unwanted_short(env, chain, deployer, trader, keeper):
-    """FINDING (medium, traders' funds): an order keeps its size whatever happens to the position
-    before its round. A trader orders its whole 50 ETH long closed; a liquidation in between
-    closes 12.1 ETH; at the round the keeper fills the -50 ETH order anyway: the account, which
-    asked to be flat, is now SHORT 12.1 ETH ($23,000 notional, health 3.4) that nobody ordered.
-    Fix: record the position size (or a per-account liquidation counter) at commit and cancel
-    with a reason when a liquidation changed it ("orders: position liquidated"), or give orders
-    a reduce-only flag that clamps the fill to the position and never flips it."""
-    acct, remaining, receipt = _liquidated_with_a_pending_close(env, chain, deployer, trader, keeper, slow_walk=True)
-    assert outcome(env, receipt) == "filled"
+@pytest.mark.parametrize(
+    "slow_walk",
+    [True, False],
+    ids=["slow walk: the close would open a short", "gap: the close would be refused for margin"],
+)
+def test_refused_close_then_liquidation__cancelled_position_changed(env, chain, deployer, trader, keeper, slow_walk):
+    """F5, fixed. The finding: an order kept its size whatever happened to the position before
+    its round. A trader ordered its whole 50 ETH long closed; a liquidation in between closed
+    part of it; at the round the -50 ETH order either filled (after a slow walk down: the account,
+    which asked to be flat, ended SHORT 12.1 ETH, $23,000 notional that nobody ordered) or, after
+    one -4.1% round, was refused "clearinghouse: insufficient margin". Now the order records the
+    position at commit (50 ETH) and is cancelled "orders: position changed" when it differs at
+    the fill: the account keeps the 37.88 ETH long the liquidation left, never short, and the
+    $2 fee goes to the insurance fund. A new close of what is left fills flat."""
+    acct, remaining, insurance, receipt = _liquidated_with_a_pending_close(
+        env, chain, deployer, trader, keeper, slow_walk=slow_walk
+    )
+    assert outcome(env, receipt) == "orders: position changed"
+    [cancelled] = receipt.events.filter(env.orders.OrderCancelled)
+    assert (cancelled.size_delta, cancelled.fee, cancelled.fee_to) == (-50 * WAD, FEE, env.ch.address)
+    assert not receipt.events.filter(env.ch.Trade)
     size = int(env.ch.positions(acct, env.eth).size)
     print(f"F5 after liquidation long {remaining / WAD:.4f} ETH; after the close order: {size / WAD:.4f} ETH")
-    assert size == remaining - 50 * WAD
-    assert -13 * WAD < size < -12 * WAD  # an unwanted short
-
-
-def test_finding_close_then_liquidation__a_gap_leaves_the_remainder_open(env, chain, deployer, trader, keeper):
-    """FINDING (same as above, the other branch): the same story with one -4.1% round (volatility
-    jumps, so the unwanted short would need more initial margin than the account has): the whole
-    -50 ETH order is refused ("clearinghouse: insufficient margin") and the 37.3 ETH left after
-    the liquidation stays open, though the trader ordered everything closed before the drop and
-    paid the fee for it."""
-    acct, remaining, receipt = _liquidated_with_a_pending_close(env, chain, deployer, trader, keeper, slow_walk=False)
-    assert outcome(env, receipt) == "clearinghouse: insufficient margin"
-    assert int(env.ch.positions(acct, env.eth).size) == remaining
-    assert 37 * WAD < remaining < 38 * WAD
+    assert size == remaining
+    assert 37_88 * WAD // 100 < size < 37_89 * WAD // 100  # still long: no unwanted short
+    assert int(env.ch.insurance_balance()) == insurance + FEE
+    at = commit(env, trader, env.eth, -size)
+    price = int(env.protocol.feeds["WETH"].latestRoundData()[1])
+    publish(env, deployer, chain, price, at + 5)
+    assert outcome(env, env.orders.execute_order(acct, env.eth, sender=keeper)) == "filled"
+    assert int(env.ch.positions(acct, env.eth).size) == 0
 
 
 # ---------------------------------------------------------------- F6: the keeper orders the fills of one round
 
 
 def test_finding_fill_order_sandwich__a_keeper_brackets_a_large_order_at_one_round(env, chain, deployer, attacker, other_trader):
-    """FINDING (low; pre-existing in the one-step trade, where only a block builder could do it):
-    every order of one round fills at the same oracle price, the premium set by the skew at the
-    moment of each fill, and the keeper picks the order of the fills. Seeing a 5,000 ETH buy
-    committed, the attacker commits a 2,500 ETH buy (subaccount 5) and a 2,500 ETH sell
-    (subaccount 6), fills buy, victim, sell at the victim's round, and unwinds the hedged pair at
-    a later round (net premium zero). Attacker: about +$15,000 (2,500 x 5,000 / 1M x $2,000 less
-    four 0.05% fees); the victim pays $25,000 more premium than alone. Fix: fill the orders of a
-    market in commit order (execute_order refuses an order while an earlier-committed one in the
-    same market is still pending), or a fee floor of oi_cap / (4 * skew_scale) (0.1875% here)."""
+    """FINDING (low; pre-existing in the one-step trade, where only a block builder could do it),
+    a KNOWN LIMIT listed in the README ("What is not built yet"): every order of one round fills
+    at the same oracle price, the premium set by the skew at the moment of each fill, and the
+    keeper picks the order of the fills. Seeing a 5,000 ETH buy committed, the attacker commits
+    a 2,500 ETH buy (subaccount 5) and a 2,500 ETH sell (subaccount 6), fills buy, victim, sell
+    at the victim's round, and unwinds the hedged pair at a later round (net premium zero).
+    Attacker: +$14,964.50 (2,500 x 5,000 / 1M x $2,000 less four 0.05% fees); the victim pays
+    $25,000 more premium than alone. The fixes of F2-F5 and F7 leave it as it was: every order
+    here fills, and the attacker, its own keeper, is paid its own fees back. Fix (not built):
+    fill the orders of a market in commit order (execute_order refuses an order while an
+    earlier-committed one in the same market is still pending), or a fee floor of
+    oi_cap / (4 * skew_scale) (0.1875% here)."""
     p = env.protocol
     orders, usdc, eth = env.orders, env.usdc, env.eth
     victim = deposit(p, other_trader, "USDC", 3_000_000 * USDC, 0)
@@ -401,39 +428,55 @@ def test_finding_fill_order_sandwich__a_keeper_brackets_a_large_order_at_one_rou
     assert victim_extra >= 24_900 * USDC
 
 
-# ---------------------------------------------------------------- F7: a phase change forgets the first round
+# ---------------------------------------------------------------- F7 (fixed): a phase change counts as passed
 
 
-def test_finding_phase_change__the_order_fills_at_its_second_round(env, chain, deployer, trader, keeper):
-    """FINDING (low): round_price decides "first round at or after executable_at" by reading only
-    the round before the newest, and counts the newest as the first whenever that read fails
-    (getRoundData reverts or returns short data). After a Chainlink phase change (the proxy moved
-    to a new aggregator) the newest round is (phase 2, 1) and (phase 2, 0) does not exist: an
-    order whose first round R1 came in phase 1 and was not filled then fills at the phase-2
-    round, a later price, instead of being cancelled "orders: round passed". Here R1 $2,001,
-    then the phase-2 round $2,040: it fills at $2,040 plus premium. Fix: when the previous round
-    cannot be read, compare against the round the router last synced (its updatedAt, kept
-    per asset) or walk back into the previous phase (phaseAggregators); never fail open."""
+def test_refused_phase_change__the_order_counts_as_passed(env, chain, deployer, trader, keeper):
+    """F7, fixed. The finding: round_price counted the newest round as the first whenever
+    getRoundData(id - 1) failed, so after a Chainlink phase change (the newest round (2 << 64)
+    | 1, whose predecessor (2 << 64) | 0 does not exist) an order whose first round R1 ($2,001)
+    came in the old phase and was not filled then filled at the phase-2 round, $2,040 plus
+    premium. Now a failed read on a round id with phase bits counts as passed (round_price 0):
+    the order is cancelled "orders: round passed", its fee to the insurance fund, no position.
+
+    The cost of failing closed: an order placed after R1, whose first round really is the
+    phase-2 round, lapses the same way (it could not be told apart); its owner loses the fee
+    and places it again."""
     p = env.protocol
-    orders, eth = env.orders, env.eth
+    orders, usdc, eth = env.orders, env.usdc, env.eth
     acct = deposit(p, trader, "USDC", 100_000 * USDC, 0)
+    later = deposit(p, trader, "USDC", 100_000 * USDC, 1)
     wallet_ready(env, trader)
     at = commit(env, trader, eth, 10 * WAD)
     publish(env, deployer, chain, ETH + 10**8, at + 5)  # R1, phase 1: the order's round
+    later_at = commit(env, trader, eth, 10 * WAD, 0, 1)  # placed after R1
     feed = p.feeds["WETH"]
-    move_clock_to(chain, at + 20)
+    t = later_at + 10
+    move_clock_to(chain, t)
     chain.mine()
     phase2 = (2 << 64) | 1
-    feed.updateRoundData(phase2, 2_040 * 10**8, at + 20, at + 20, sender=deployer)
-    assert int(p.oracle.round_price(p.tokens["WETH"], at)) == 2_040 * WAD  # R1 forgotten
-    receipt = orders.execute_order(acct, eth, sender=keeper)
-    assert outcome(env, receipt) == "filled"
-    assert receipt.events.filter(orders.OrderFilled)[0].fill_price > 2_040 * WAD
+    feed.updateRoundData(phase2, 2_040 * 10**8, t, t, sender=deployer)
+    weth = p.tokens["WETH"]
+    assert int(p.oracle.price(weth)) == 2_040 * WAD  # the new phase's round is a good price
+    assert int(p.oracle.round_price(weth, at)) == 0  # R1 is not forgotten: passed
+    assert int(p.oracle.round_price(weth, later_at)) == 0  # failing closed: passed too
+    insurance, keeper_before = int(env.ch.insurance_balance()), int(usdc.balanceOf(keeper))
+    for a in (acct, later):
+        receipt = orders.execute_order(a, eth, sender=keeper)
+        assert outcome(env, receipt) == "orders: round passed"
+        assert receipt.events.filter(orders.OrderCancelled)[0].fee_to == env.ch.address
+        assert int(env.ch.positions(a, eth).size) == 0
+    assert int(env.ch.insurance_balance()) == insurance + 2 * FEE
+    assert int(usdc.balanceOf(keeper)) == keeper_before
+    # the next round of the new phase has a readable predecessor: the usual rule again
+    again = commit(env, trader, eth, 10 * WAD, 0, 1)
+    publish(env, deployer, chain, 2_040 * 10**8, again + 5)  # (2 << 64) | 2
+    assert outcome(env, orders.execute_order(later, eth, sender=keeper)) == "filled"
 
 
 def test_refused_same_phase__a_replaced_first_round_cancels(env, chain, deployer, trader, keeper):
     """The same story without the phase change: the next round replaces R1 and the order is
-    cancelled "orders: round passed", the keeper paid (the behaviour the phase change loses)."""
+    cancelled "orders: round passed", its fee to the insurance fund, the keeper paid nothing."""
     p = env.protocol
     acct = deposit(p, trader, "USDC", 100_000 * USDC, 0)
     wallet_ready(env, trader)
@@ -441,7 +484,10 @@ def test_refused_same_phase__a_replaced_first_round_cancels(env, chain, deployer
     publish(env, deployer, chain, ETH + 10**8, at + 5)
     publish(env, deployer, chain, 2_040 * 10**8, at + 20)
     assert int(p.oracle.round_price(p.tokens["WETH"], at)) == 0
+    insurance, keeper_before = int(env.ch.insurance_balance()), int(env.usdc.balanceOf(keeper))
     assert outcome(env, env.orders.execute_order(acct, env.eth, sender=keeper)) == "orders: round passed"
+    assert int(env.ch.insurance_balance()) == insurance + FEE
+    assert int(env.usdc.balanceOf(keeper)) == keeper_before
 
 
 # ---------------------------------------------------------------- refused: the owner escaping its order
@@ -503,9 +549,10 @@ def test_refused_gas_games__no_gas_limit_fills_a_passed_round(env, chain, deploy
     """The other way: starving the router's getRoundData(id - 1) read (raw_call, failure counted
     as "no previous round") to fill an order whose round has passed. With the MockAggregator's
     ~2,600-gas read, the 1/64 left after it is too little for the rest of round_price: every
-    limit from 30,000 to 200,000 (step 1,000; step 100 around the edge near 93,000) reverts or cancels "orders: round passed". (A
-    feed whose getRoundData costs >~400k gas would make this work: see the phase-change finding's
-    fix, never fail open.)"""
+    limit from 30,000 to 200,000 (step 1,000; step 100 around the edge near 93,000) reverts or
+    cancels "orders: round passed". (A feed whose getRoundData costs >~400k gas would make this
+    work on a plain round id; a proxy's round id has phase bits, and a failed read on it now
+    counts as passed: F7's fix.)"""
     p = env.protocol
     acct = deposit(p, trader, "USDC", 100_000 * USDC, 0)
     wallet_ready(env, trader)
@@ -516,6 +563,36 @@ def test_refused_gas_games__no_gas_limit_fills_a_passed_round(env, chain, deploy
     seen, reverted = _sweep(env, chain, acct, env.eth, keeper, gases)
     assert seen == {"orders: round passed"}
     assert reverted > 100  # the edge is near 93,000
+
+
+def test_refused_gas_games__no_gas_limit_refunds_a_passed_round_at_expiry(env, chain, deployer, trader, attacker):
+    """cancel_order reads the round through a raw_call and takes any failure for "no round
+    yet", which after expiry refunds the fee to the owner instead of forfeiting it. The owner
+    (from another address: the refund goes to the owner whoever cancels) starves that read to
+    turn a passed round's forfeit into a refund: at every limit from 30,000 to 200,000 (step
+    1,000; step 100 around the edge) the call reverts or forfeits ("orders: round passed"),
+    the 1/64 left after a starved read being too little for the rest. Never "orders: expired"."""
+    p = env.protocol
+    orders, eth = env.orders, env.eth
+    acct = deposit(p, trader, "USDC", 100_000 * USDC, 0)
+    wallet_ready(env, trader)
+    at = commit(env, trader, eth, 10 * WAD)
+    publish(env, deployer, chain, ETH, at + 5)
+    publish(env, deployer, chain, ETH + 10**8, at + 10)  # passed
+    move_clock_to(chain, at + EXPIRY + 10)
+    chain.mine()
+    seen, reverted = set(), 0
+    for gas in [*range(30_000, 200_001, 1_000), *range(60_000, 110_001, 100)]:
+        snap = snapshot(chain)
+        try:
+            receipt = orders.cancel_order(acct, eth, sender=attacker, gas=gas)
+        except Exception:
+            reverted += 1
+            continue
+        seen.add(outcome(env, receipt))
+        chain.restore(snap)
+    assert seen == {"orders: round passed"}
+    assert reverted > 30
 
 
 # ---------------------------------------------------------------- refused: sizes at the packing's edges
@@ -531,8 +608,8 @@ def test_refused_gas_games__no_gas_limit_fills_a_passed_round(env, chain, deploy
 )
 def test_refused_huge_sizes__cancel_with_a_reason_not_stuck(env, chain, deployer, trader, keeper, size, reason):
     """The largest sizes the int128 packing takes are stored exactly and refused at the fill with
-    the core's reason (the order cancelled, the keeper paid), never a bare revert that would
-    keep the order pending."""
+    the core's reason (the order cancelled, its fee to the insurance fund), never a bare revert
+    that would keep the order pending."""
     p = env.protocol
     acct = deposit(p, trader, "USDC", 100_000 * USDC, 0)
     wallet_ready(env, trader)
@@ -632,7 +709,8 @@ def test_refused_governance_mid_flight__placed_orders_keep_their_round_and_fee_e
     (a delay cut to 1 s does not make an earlier round eligible: "oracle: no round yet") and its
     $2 fee (a fee raised to $1,000 is not taken from it, not paid to its keeper); the escrow
     always equals the pending orders' fees; a stranger cannot cancel before expiry ("orders: not
-    expired"); a replaced order refunds exactly its own escrow."""
+    expired"); an order whose round passed, replaced at a fee now 0, forfeits exactly its own
+    $1,000 escrow to the insurance fund, nothing refunded."""
     p = env.protocol
     orders, usdc, eth = env.orders, env.usdc, env.eth
     a = deposit(p, trader, "USDC", 100_000 * USDC, 0)
@@ -657,23 +735,26 @@ def test_refused_governance_mid_flight__placed_orders_keep_their_round_and_fee_e
     assert outcome(env, orders.execute_order(a, eth, sender=keeper)) == "filled"
     assert int(usdc.balanceOf(keeper)) == keeper_before + FEE
     assert int(usdc.balanceOf(orders)) == escrow0 + 1_000 * USDC
-    # the other order's round passed; with the fee at 0 and expiry at 60 s, its owner replaces it
+    # the other order's round passed; with the fee at 0, its owner replaces it at once
     publish(env, deployer, chain, ETH, at + 10)
-    p.configurator.set_order_parameters(DELAY, 60, 0, sender=deployer)
-    move_clock_to(chain, b_at + 60)
-    wallet = int(usdc.balanceOf(other_trader))
-    orders.commit_order(eth, 5 * WAD, 0, 0, sender=other_trader)
-    assert int(usdc.balanceOf(other_trader)) == wallet + 1_000 * USDC
+    assert b_at <= at + 5  # the round at at + 5 was its first too
+    p.configurator.set_order_parameters(DELAY, 7 * 86_400, 0, sender=deployer)
+    wallet, insurance = int(usdc.balanceOf(other_trader)), int(env.ch.insurance_balance())
+    receipt = orders.commit_order(eth, 5 * WAD, 0, 0, sender=other_trader)
+    assert outcome(env, receipt) == "orders: round passed"
+    assert int(usdc.balanceOf(other_trader)) == wallet
+    assert int(env.ch.insurance_balance()) == insurance + 1_000 * USDC
     assert int(usdc.balanceOf(orders)) == escrow0
 
 
 # ---------------------------------------------------------------- refused: risk added right after a liquidation
 
 
-def test_refused_increase_after_liquidation__needs_initial_margin(env, chain, deployer, trader, keeper):
-    """An order that adds risk, placed before a liquidation and filled after it (health 1.1),
-    is refused "clearinghouse: insufficient margin": a liquidated account cannot be re-levered
-    by an order it placed before."""
+def test_refused_increase_after_liquidation__cancelled_position_changed(env, chain, deployer, trader, keeper):
+    """An order that adds risk, placed before a liquidation and executed after it (health 1.1),
+    is cancelled "orders: position changed" (F5's fix; before it, the margin check refused it,
+    "clearinghouse: insufficient margin"): a liquidated account cannot be re-levered by an order
+    it placed before. The fee goes to the insurance fund."""
     from tests.e2e.attacks import price_for_health
 
     p = env.protocol
@@ -689,8 +770,10 @@ def test_refused_increase_after_liquidation__needs_initial_margin(env, chain, de
     p.liquidation_engine.liquidate(acct, eth, 10**30, sender=keeper)
     remaining = int(env.ch.positions(acct, eth).size)
     publish(env, deployer, chain, target, at + 5)
-    assert outcome(env, env.orders.execute_order(acct, eth, sender=keeper)) == "clearinghouse: insufficient margin"
+    insurance = int(env.ch.insurance_balance())
+    assert outcome(env, env.orders.execute_order(acct, eth, sender=keeper)) == "orders: position changed"
     assert int(env.ch.positions(acct, eth).size) == remaining
+    assert int(env.ch.insurance_balance()) == insurance + FEE
 
 
 # ---------------------------------------------------------------- refused: locking an escrowed fee
@@ -700,7 +783,7 @@ def test_refused_locked_fee__an_unfillable_order_is_released_at_expiry(env, chai
     """An order whose round can never be priced (its round trips the breaker: "oracle: circuit
     breaker"; then, with no newer round, goes stale: "oracle: stale answer") stays pending, and
     execute_order reverts without paying anyone; at expiry anyone can release it
-    ("orders: expired") and the fee leaves escrow. The owner gets it by cancelling first."""
+    ("orders: expired"): the fee leaves escrow for its owner, not the caller."""
     p = env.protocol
     orders, usdc, eth = env.orders, env.usdc, env.eth
     acct = deposit(p, trader, "USDC", 100_000 * USDC, 0)
@@ -717,7 +800,10 @@ def test_refused_locked_fee__an_unfillable_order_is_released_at_expiry(env, chai
     with ape.reverts("orders: not expired"):
         orders.cancel_order(acct, eth, sender=trader)
     move_clock_to(chain, at + EXPIRY)
-    wallet = int(usdc.balanceOf(trader))
-    assert orders.cancel_order(acct, eth, sender=trader).events.filter(orders.OrderCancelled)[0].reason == "orders: expired"
+    wallet, keeper_before = int(usdc.balanceOf(trader)), int(usdc.balanceOf(keeper))
+    receipt = orders.cancel_order(acct, eth, sender=keeper)
+    [cancelled] = receipt.events.filter(orders.OrderCancelled)
+    assert (cancelled.reason, cancelled.fee_to) == ("orders: expired", trader.address)
     assert int(usdc.balanceOf(trader)) == wallet + FEE
+    assert int(usdc.balanceOf(keeper)) == keeper_before
     assert int(usdc.balanceOf(orders)) == escrow - FEE

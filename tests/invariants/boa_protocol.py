@@ -168,8 +168,9 @@ def trade_now(
 ) -> str | None:
     """Commit an order for `trader`'s subaccount, let the settlement delay pass, re-date `feed`
     (the market's) to now and have `keeper` fill it (as `marginsim.orders.trade_now`; the
-    trader's execution fee, approved to Orders, goes to the keeper). Returns None when filled,
-    the reason the order was cancelled otherwise."""
+    trader's execution fee, approved to Orders, goes to the keeper when the order fills, to the
+    insurance fund when it is cancelled). Returns None when filled, the reason the order was
+    cancelled otherwise."""
     orders = protocol.orders
     orders.commit_order(market, size_delta, limit_price, subaccount, sender=trader)
     env.time_travel(seconds=orders.settlement_delay())

@@ -11,12 +11,17 @@ the contract's storage to the wei. Reverts are never swallowed: a message the mo
 predict fails the run.
 
 Trades take two steps, as on chain (contracts/Orders.vy): the owner commits an order (escrowing
-the execution fee), the settlement delay passes, the market's latest round is re-dated to now
-(same id and answer, as `marginsim.orders.trade_now`) and the keeper executes it. A fill the
-Clearinghouse refuses (what the one-step trade reverted with) is predicted as a cancellation
-with that reason, nothing moving but the fee from escrow to the keeper; a market price the
-router refuses reverts the execution and the order waits, to be tried again by the next trade
-in that market.
+the execution fee, and recording its position), the settlement delay passes, the market's latest
+round is re-dated to now (same id and answer, as `marginsim.orders.trade_now`) and the keeper
+executes it, and is paid the fee only when it fills. A fill the Clearinghouse refuses (what the
+one-step trade reverted with), an order whose round passed (OracleRouter.round_price: a newer
+round, or the first round of a new aggregator phase) and one whose position changed since the
+commit (a liquidation in between) are predicted as cancellations with that reason, nothing moving
+but the fee from escrow to the insurance fund (Clearinghouse.fund_insurance); a market price the
+router refuses reverts the execution and the order waits, to be tried again by the next trade in
+that market, and its owner's withdrawals are refused ("clearinghouse: order pending") until then.
+Orders are cancelled (cancel_order, or replaced by a commit) only once they can no longer fill:
+their round passed (forfeited to the insurance fund) or they expired with no round (refunded).
 
 Invariants, checked after every step:
 
@@ -26,8 +31,9 @@ Invariants, checked after every step:
    insurance_balance; total_debt == sum of negative balances; per collateral,
    balanceOf(clearinghouse) == collaterals(slot).total + donations == sum of balances; the pool
    holds exactly what was donated to it; Orders holds exactly the fees of the orders still
-   waiting; long/short open interest and total_cost are the sums of the positions; masks match
-   non-zero positions and balances.
+   waiting, and exactly those orders (with the position each was placed against), and
+   open_orders counts them per account (the withdrawal lock); long/short open interest and
+   total_cost are the sums of the positions; masks match non-zero positions and balances.
 2. No owner action leaves its account below initial margin: after a successful withdrawal or
    risk-adding trade, equity >= initial (the contract's check). A pure reduction is never
    refused; it leaves the account at or above initial margin whenever it was there before.
@@ -56,14 +62,15 @@ Invariants, checked after every step:
    F_m)) - cost) each account's equity without its collateral (S = 10**12 WAD per token unit,
    p_m the feed's price, F_m the funding index now), the pool marked at the same prices
    pool_balance * S - sum_m (ceil(net_m * (p_m - F_m)) - total_cost_m), and the insurance
-   fund insurance * S: 0 <= settlement_held * S - (sum_a V_a + pool + insurance) < sum_m (n_m
-   + 1) wei, n_m the open positions in market m. Derivation: sum_a s_a + pool_balance +
-   insurance == settlement_held exactly (1), sum of costs == total_cost, sum of sizes == net, so
-   the difference is sum_m (ceil(net x) - sum_a floor(size_a x)), with each floor within 1 wei
-   below its exact value and the ceil within 1 wei above. And settlement_held moves only by the
-   token flows each step makes (deposits, withdrawals, liquidators' rewards, collateral sales,
-   insurance funding, LP deposits and withdrawals), checked to the wei. So trades, funding,
-   price moves, liquidations and bad debt only move value between accounts, pool and fund.
+   fund insurance * S (forfeited execution fees fund it too): 0 <= settlement_held * S -
+   (sum_a V_a + pool + insurance) < sum_m (n_m + 1) wei, n_m the open positions in market m.
+   Derivation: sum_a s_a + pool_balance + insurance == settlement_held exactly (1), sum of
+   costs == total_cost, sum of sizes == net, so the difference is sum_m (ceil(net x) - sum_a
+   floor(size_a x)), with each floor within 1 wei below its exact value and the ceil within 1
+   wei above. And settlement_held moves only by the token flows each step makes (deposits,
+   withdrawals, liquidators' rewards, collateral sales, insurance funding, forfeited execution
+   fees, LP deposits and withdrawals), checked to the wei. So trades, funding, price moves,
+   liquidations and bad debt only move value between accounts, pool and fund.
    The pool's totalAssets equals this mark less the skew premium of the exit, rounded down.
 7. Recorded bad debt equals the shortfall: total_bad_debt rises only when an account is left
    with no positions and no collateral, by exactly its negative balance then, which the
@@ -235,6 +242,20 @@ class Pending:
     limit_price: int
     executable_at: int
     fee: int  # escrowed, settlement token units
+    position: int  # the account's position size in the market at commit
+
+    def words(self) -> list[int]:
+        """Orders._orders' packing of this order: [size_delta (int128) | limit_price << 128,
+        executable_at (40 bits) | fee << 40 | position at commit (int128) << 128]."""
+        return [
+            (self.size_delta & MASK_128) | self.limit_price << 128,
+            self.executable_at | self.fee << 40 | (self.position & MASK_128) << 128,
+        ]
+
+
+# Orders._round_state: what OracleRouter.round_price says of an order's first round now
+NO_ROUND, FILLABLE, PASSED = "no round", "fillable", "passed"
+EXPIRED = "expired"  # no round, and expiry seconds past executable_at: refunded on cancel
 
 
 class Model:
@@ -420,10 +441,14 @@ class Model:
         """The collateral slot of `token`, None while it is not listed."""
         return next((s for s, c in self.ledger.collaterals.items() if c.token == token), None)
 
-    def withdraw(self, account: int, token: str, amount: int, settlement_token: str) -> Outcome:
+    def withdraw(self, account: int, token: str, amount: int, settlement_token: str, open_orders: int = 0) -> Outcome:
+        """Clearinghouse.withdraw, `open_orders` the account's orders not yet filled or cancelled
+        (Orders.open_orders): any refuses it, so the margin a fill needs stays."""
         ledger = self.ledger.copy()
         if amount == 0:
             return Outcome("clearinghouse: zero amount", self.ledger)
+        if open_orders:
+            return Outcome("clearinghouse: order pending", self.ledger)
         if token == settlement_token:
             if ledger.settlement.get(account, 0) < amount:
                 return Outcome("clearinghouse: insufficient balance", self.ledger)
@@ -678,6 +703,14 @@ class Model:
         ledger.settlement_held += amount
         ledger.insurance += amount
         return Outcome(None, ledger, {"flow": amount})
+
+    def forfeit(self, fee: int) -> Outcome:
+        """Orders._forfeit: a cancelled order's escrowed fee goes to the insurance fund, through
+        Clearinghouse.fund_insurance (not called for a zero fee)."""
+        ledger = self.ledger.copy()
+        ledger.settlement_held += fee
+        ledger.insurance += fee
+        return Outcome(None, ledger, {"flow": fee})
 
     # -------------------------------------------------------------- LiquidityPool
 
@@ -1147,7 +1180,7 @@ class ProtocolMachine(RuleBasedStateMachine):
         amount = balance * permille // 1_000 if balance > 0 else self.units(sym, usd) * (permille > 0)
         token = self.tokens[sym]
         wallet = token_balance(token, owner)
-        outcome = self.model.withdraw(account, self.addr[sym], amount, self.addr["USDC"])
+        outcome = self.model.withdraw(account, self.addr[sym], amount, self.addr["USDC"], self.open_orders(account))
         if self.call("Clearinghouse.withdraw", self.ch.withdraw, token, amount, sub, sender=owner, outcome=outcome):
             assert token_balance(token, owner) == wallet + amount
             # invariant 2: a withdrawal leaves equity >= initial, read back from the contract
@@ -1184,14 +1217,60 @@ class ProtocolMachine(RuleBasedStateMachine):
         sym = next(s for s in COLLATERALS if self.addr[s] == asset)
         return sym, self.feeds[sym]
 
+    def open_orders(self, account: int) -> int:
+        """Orders.open_orders: the account's orders not yet filled or cancelled."""
+        return sum(1 for (a, _) in self.pending if a == account)
+
+    def round_state(self, key: tuple[int, int]) -> tuple[str, str | None]:
+        """Orders._round_state of the order waiting for `key`, from OracleRouter.round_price as
+        it reads now (the feed re-read; `self.ledger` must be current): NO_ROUND with the
+        router's revert ("oracle: no round yet" while the newest round is dated before
+        executable_at, else the price's guard), PASSED when the round before the newest is
+        dated at or after executable_at, or cannot be read (getRoundData(id - 1) reverts) and
+        the newest id has phase bits (the first round of a new phase), else FILLABLE."""
+        account, market = key
+        order = self.pending[key]
+        _, feed = self.market_feed(market)
+        self.refresh(self.ledger)
+        asset = self.ledger.markets[market].asset
+        f = self.oracle_view.feeds[asset]
+        if f.updated_at < order.executable_at:
+            return NO_ROUND, "oracle: no round yet"
+        if f.round_id == 0:
+            return PASSED, None
+        previous = storage_of(feed).entry(("_rounds",), f.round_id - 1) >> 192  # 0: getRoundData reverts
+        # without a readable predecessor, an id with phase bits is a proxy's new phase (passed), a
+        # plain id had none (the first)
+        if previous >= order.executable_at if previous else f.round_id >> 64 != 0:
+            return PASSED, None
+        try:
+            self.model.price(asset)
+        except PriceError as error:
+            return NO_ROUND, error.message
+        return FILLABLE, None
+
+    def dead(self, key: tuple[int, int]) -> str | None:
+        """Orders._release's verdict on the order waiting for `key`: PASSED (its fee forfeited),
+        EXPIRED (no round and `expiry` seconds past executable_at: refunded), or None while it
+        can still fill (or may yet get its round)."""
+        state, _ = self.round_state(key)
+        if state == PASSED:
+            return PASSED
+        if state == NO_ROUND and self.now >= self.pending[key].executable_at + self.order_expiry:
+            return EXPIRED
+        return None
+
     def commit(self, owner: Any, sub: int, account: int, market: int, delta: int, limit_price: int) -> bool:
         """Orders.commit_order, its refusals predicted in the contract's order; on success the
-        execution fee moves from the owner's wallet into escrow (less the fee of an expired
-        order it replaces, which is refunded) and the order waits in `pending`."""
+        execution fee moves from the owner's wallet into escrow and the order waits in `pending`
+        with the position it was placed against. An order already waiting in that market is
+        replaced once it can no longer fill, its fee forfeited to the insurance fund when its
+        round passed, refunded (net of the new fee) when it expired with no round; while it can
+        still fill: "orders: order pending"."""
         key = (account, market)
         now = self.env.evm.patch.timestamp
         waiting = self.pending.get(key)
-        message = None
+        message, verdict = None, None
         if delta == 0:
             message = "orders: zero size"
         elif abs(delta) > MASK_128 >> 1:
@@ -1200,15 +1279,19 @@ class ProtocolMachine(RuleBasedStateMachine):
             message = "orders: limit too large"
         elif market not in self.ledger.markets:
             message = "orders: unknown market"
-        elif waiting is not None and now < waiting.executable_at + self.order_expiry:
-            message = "orders: order pending"
+        elif waiting is not None:
+            verdict = self.dead(key)
+            if verdict is None:
+                message = "orders: order pending"
         usdc = self.tokens["USDC"]
         wallet = token_balance(usdc, owner)
-        outcome = Outcome(message, self.ledger)  # the Clearinghouse is not touched
+        outcome = Outcome(message, self.ledger)  # the Clearinghouse is not touched...
+        if verdict == PASSED:
+            outcome = self.model.forfeit(waiting.fee)  # ...but for a replaced order's forfeited fee
         commit = self.orders.commit_order
         if not self.call("Orders.commit_order", commit, market, delta, limit_price, sub, sender=owner, outcome=outcome):
             return False
-        refund = waiting.fee if waiting is not None else 0
+        refund = waiting.fee if verdict == EXPIRED else 0
         assert token_balance(usdc, owner) == wallet - self.execution_fee + refund
         (event,) = self.events("OrderCommitted")
         assert (event.size_delta, event.limit_price, event.executable_at, event.fee) == (
@@ -1217,58 +1300,110 @@ class ProtocolMachine(RuleBasedStateMachine):
             now + self.settlement_delay,
             self.execution_fee,
         )
-        expired = self.events("OrderCancelled")
-        assert [(e.reason, e.fee) for e in expired] == ([("orders: expired", refund)] if waiting else [])
-        self.pending[key] = Pending(owner, sub, delta, limit_price, now + self.settlement_delay, self.execution_fee)
+        replaced = []
+        if verdict is not None:
+            record(f"Orders.commit_order replaced an order {verdict}", None)
+        if verdict == PASSED:
+            replaced = [("orders: round passed", waiting.fee, str(self.ch.address))]
+        elif verdict == EXPIRED:
+            replaced = [("orders: expired", waiting.fee, str(owner))]
+        assert [(e.reason, e.fee, str(e.fee_to)) for e in self.events("OrderCancelled")] == replaced
+        position = self.ledger.positions.get(key, (0, 0))[0]
+        self.pending[key] = Pending(owner, sub, delta, limit_price, now + self.settlement_delay, self.execution_fee, position)
+        return True
+
+    def cancel(self, key: tuple[int, int], by: Any) -> bool:
+        """Orders.cancel_order by `by` (anyone): "orders: no order"; "orders: not expired" while
+        the order can still fill, or has no round yet before its expiry; once its round passed
+        its fee goes to the insurance fund, once expired without a round it is refunded to the
+        owner. Nothing else moves."""
+        account, market = key
+        order = self.pending.get(key)
+        verdict = None
+        if order is None:
+            outcome = Outcome("orders: no order", self.ledger)
+        else:
+            verdict = self.dead(key)
+            if verdict is None:
+                outcome = Outcome("orders: not expired", self.ledger)
+            elif verdict == PASSED:
+                outcome = self.model.forfeit(order.fee)
+            else:
+                outcome = Outcome(None, self.ledger)
+        usdc = self.tokens["USDC"]
+        owner = order.owner if order is not None else by
+        wallets = {str(owner): token_balance(usdc, owner), str(by): token_balance(usdc, by)}
+        if not self.call("Orders.cancel_order", self.orders.cancel_order, account, market, sender=by, outcome=outcome):
+            return False
+        del self.pending[key]
+        record(f"Orders.cancel_order {verdict}", None)
+        (event,) = self.events("OrderCancelled")
+        assert (str(event.by), event.size_delta, event.fee) == (str(by), order.size_delta, order.fee)
+        if verdict == PASSED:
+            assert (event.reason, str(event.fee_to)) == ("orders: round passed", str(self.ch.address))
+            refunded = 0
+        else:
+            assert (event.reason, str(event.fee_to)) == ("orders: expired", str(owner))
+            refunded = order.fee
+        assert token_balance(usdc, owner) == wallets[str(owner)] + refunded, "the owner's fee was not refunded"
+        if str(by) != str(owner):
+            assert token_balance(usdc, by) == wallets[str(by)], "whoever cancels is not paid"
         return True
 
     def fill(self, key: tuple[int, int], redate_round: bool = True) -> bool | None:
         """The keeper executes the order waiting for `key`, after re-dating the market's latest
         round to now (as marginsim.orders.trade_now: same id and answer), predicted as
-        OracleRouter.round_price and Clearinghouse.fill_order read now. True: filled; False:
-        cancelled with the Clearinghouse's reason (or "orders: round passed"), the ledger
-        unchanged; either way the keeper is paid the escrowed fee. None: execute_order reverted
-        (no round yet, or the market's price refused: the old trade's revert), the order waits."""
+        OracleRouter.round_price and Clearinghouse.fill_order read now. True: filled, the keeper
+        paid the escrowed fee. False: cancelled, "orders: round passed", "orders: position
+        changed" (the position is not the one the order was placed against: a liquidation in
+        between) or the Clearinghouse's reason, the fee forfeited to the insurance fund and
+        nothing else moving. None: execute_order reverted (no round yet, or the market's price
+        refused: the old trade's revert), the order waits."""
         account, market = key
         order = self.pending[key]
         _, feed = self.market_feed(market)
         if redate_round:
             redate(self.env, feed, self.roles.owner)
-        self.refresh(self.ledger)  # the commit and the clock left the ledger as it was
-        asset = self.ledger.markets[market].asset
-        f = self.oracle_view.feeds[asset]
-        previous = storage_of(feed).entry(("_rounds",), f.round_id - 1) >> 192  # 0: no such round
+        state, message = self.round_state(key)  # the commit and the clock left the ledger as it was
         before = self.live_margin(account)
         reason = None
         outcome = Outcome(None, self.ledger)
-        if f.updated_at < order.executable_at:
-            outcome = Outcome("oracle: no round yet", self.ledger)
-        elif previous >= order.executable_at:
+        if state == NO_ROUND:
+            outcome = Outcome(message, self.ledger)
+        elif state == PASSED:
             reason = "orders: round passed"
+        elif self.ledger.positions.get(key, (0, 0))[0] != order.position:
+            reason = "orders: position changed"
         else:
-            try:
-                self.model.price(asset)
-            except PriceError as error:
-                outcome = Outcome(error.message, self.ledger)
-            else:
-                traded = self.model.trade(account, market, order.size_delta, order.limit_price)
-                reason = traded.message
-                outcome = traded if reason is None else Outcome(None, self.ledger, traded.info)
+            outcome = self.model.trade(account, market, order.size_delta, order.limit_price)
+            reason = outcome.message
+        if reason is not None:
+            forfeited = self.model.forfeit(order.fee)
+            forfeited.info.update(outcome.info)
+            outcome = forfeited
         usdc, keeper = self.tokens["USDC"], self.roles.keeper
         wallet = token_balance(usdc, keeper)
         if not self.call("Orders.execute_order", self.orders.execute_order, account, market, sender=keeper, outcome=outcome):
             return None
         del self.pending[key]
         record("Orders.fill", reason)
-        assert token_balance(usdc, keeper) == wallet + order.fee
         filled, cancelled = self.events("OrderFilled"), self.events("OrderCancelled")
         if reason is not None:
-            # a refused fill: cancelled with the reason the old trade reverted with, nothing
-            # else moves but the fee
+            # a cancelled fill: the reason the old trade reverted with (or the order's own), the
+            # keeper not paid, the fee to the insurance fund, nothing else moving
+            assert token_balance(usdc, keeper) == wallet, "a keeper was paid for an order that did not fill"
             assert not filled and not self.events("Trade")
             (event,) = cancelled
-            assert (event.reason, event.fee, event.size_delta) == (reason, order.fee, order.size_delta)
+            assert (event.reason, event.fee, event.size_delta, str(event.fee_to)) == (
+                reason,
+                order.fee,
+                order.size_delta,
+                str(self.ch.address),
+            )
+            deposits = [(str(e.source), e.amount) for e in self.events("InsuranceDeposit")]
+            assert deposits == ([(str(self.orders.address), order.fee)] if order.fee else [])
             return False
+        assert token_balance(usdc, keeper) == wallet + order.fee
         assert not cancelled
         (event,) = filled
         assert (event.fill_price, event.fee, event.size_delta) == (outcome.info["fill"], order.fee, order.size_delta)
@@ -1376,12 +1511,16 @@ class ProtocolMachine(RuleBasedStateMachine):
             f"round trip of {delta} gained {equity_after - equity_without} wei, its funding {earned}"
         )
 
-    @rule(index=ACCOUNT, market=MARKET, leverage=st.integers(1, 10), is_long=st.booleans())
-    def order_round_passed(self, index: int, market: int, leverage: int, is_long: bool) -> None:
+    @rule(index=ACCOUNT, market=MARKET, leverage=st.integers(1, 10), is_long=st.booleans(), new_phase=st.booleans())
+    def order_round_passed(self, index: int, market: int, leverage: int, is_long: bool, new_phase: bool) -> None:
         """An order whose first round has been replaced by a newer one before the keeper came:
         two rounds published after its executable time (same answer), and the order is
         cancelled "orders: round passed", never filled at a price chosen after the fact; the
-        position stays, the keeper is paid the fee. (An order already waiting is the one.)"""
+        position stays, the keeper is not paid, the fee goes to the insurance fund. With
+        `new_phase`, the round after the order is the first of a new aggregator phase (the
+        proxy's round id jumps to the next phase): round_price cannot read the round before it
+        and counts it as passed, the same cancellation; a second round of the phase follows, so
+        the market fills again. (An order already waiting is the one.)"""
         market = self.market_of(market)
         owner, sub, account = self.account(index)
         key = (account, market)
@@ -1389,16 +1528,113 @@ class ProtocolMachine(RuleBasedStateMachine):
             delta = self.trade_delta(account, market, "open", leverage, 1_000, is_long)
             if not self.commit(owner, sub, account, market, delta, 0):
                 return
-            self.env.time_travel(seconds=self.settlement_delay)
-        sym, _ = self.market_feed(market)
+        self.env.time_travel(seconds=max(self.pending[key].executable_at - self.env.evm.patch.timestamp, 0))
+        sym, feed = self.market_feed(market)
         position = tuple(self.ch.positions(account, market))
         answer = self.oracle_view.feeds[self.addr[sym]].answer
-        self.publish(sym, answer)  # the first round at or after executable_at
-        self.env.time_travel(seconds=12)
-        self.publish(sym, answer)  # a newer one
+        if new_phase:
+            now = self.env.evm.patch.timestamp
+            first = ((feed.latest_round() >> 64) + 1) << 64 | 1
+            feed.updateRoundData(first, answer, now, now, sender=self.roles.owner)
+            record("MockAggregator.updateRoundData (new phase)", None)
+        else:
+            self.publish(sym, answer)  # the first round at or after executable_at
+            self.env.time_travel(seconds=12)
+            self.publish(sym, answer)  # a newer one
         assert self.fill(key, redate_round=False) is False
         assert self.events("OrderCancelled")[0].reason == "orders: round passed"
         assert tuple(self.ch.positions(account, market)) == position
+        if new_phase:
+            self.settle_step()  # the forfeited fee
+            self.env.time_travel(seconds=12)
+            self.publish(sym, answer)
+            self.sync(sym)
+
+    @rule(
+        order=st.tuples(
+            TARGET,
+            MARKET,
+            st.sampled_from(["keeper", "keeper", "attacker", "owner", "replace"]),
+            st.sampled_from(["early", "expired", "passed", "as_is"]),
+        )
+    )
+    def cancel_order(self, order: tuple[int, int, str, str]) -> None:
+        """(account or 6 for the first waiting order, market, by, scenario) Orders.cancel_order,
+        by the keeper, a stranger or the owner, of the account's order in the market (placed
+        here, an open of 2x, when none waits), or its owner's new order replacing it
+        (commit_order): at once ("orders: not expired" / "orders: order pending": it can still
+        fill, and stays open, its owner's withdrawals refused until it fills or is cancelled),
+        after its expiry with no round (refunded to its owner), after its round passed
+        (forfeited to the insurance fund), or as it is ("orders: no order" when there is none;
+        a replacement then is a plain commit). A refusal that leaves an order open is followed
+        by the owner's withdrawal, refused while it is."""
+        index, market, by, scenario = order
+        market = self.market_of(market)
+        if index == 6:
+            ids = [self.world.account_id(i) for i in range(len(self.world.accounts))]
+            waiting = sorted(self.pending)
+            index, market = (ids.index(waiting[0][0]), waiting[0][1]) if waiting else (0, market)
+        owner, sub, account = self.account(index)
+        key = (account, market)
+        if key not in self.pending and scenario != "as_is":
+            delta = self.trade_delta(account, market, "open", 2, 1_000, True)
+            if not self.commit(owner, sub, account, market, delta, 0):
+                return
+        if scenario == "expired":
+            self.env.time_travel(seconds=self.settlement_delay + self.order_expiry)
+        elif scenario == "passed":
+            self.env.time_travel(seconds=self.settlement_delay)
+            sym, _ = self.market_feed(market)
+            answer = self.oracle_view.feeds[self.addr[sym]].answer
+            self.publish(sym, answer)
+            self.env.time_travel(seconds=12)
+            self.publish(sym, answer)
+        if by == "replace":
+            delta = self.trade_delta(account, market, "open", 2, 1_000, False)
+            done = self.commit(owner, sub, account, market, delta, 0)
+        else:
+            who = {"keeper": self.roles.keeper, "attacker": self.roles.attacker, "owner": owner}[by]
+            done = self.cancel(key, who)
+        if not done and self.open_orders(account):
+            # the order stays open: its owner cannot withdraw ("clearinghouse: order pending")
+            self.withdraw(order=(index, 0, 1_000, 1))
+
+    @rule(order=st.tuples(TARGET, MARKET, st.integers(300, 1_900)))
+    def liquidated_before_fill(self, order: tuple[int, int, int]) -> None:
+        """(account or 6 for the least healthy in the market, market, basis points) The account
+        commits an order to close its position, its price then moves against it (synced rounds
+        of that many basis points, within the breaker's band, until it is liquidatable or six
+        rounds) and a keeper liquidates it before the fill: the fill is cancelled "orders:
+        position changed", so the close never opens the other side; the keeper is not paid, the
+        fee goes to the insurance fund. (An order already waiting in the market is filled
+        instead.)"""
+        index, market, move_bp = order
+        market = self.market_of(market)
+        if index == 6:
+            index = self.least_healthy(market)
+        owner, sub, account = self.account(index)
+        key = (account, market)
+        if key in self.pending:
+            self.fill(key)
+            return
+        size = self.ledger.positions.get(key, (0, 0))[0]
+        if size == 0 or not self.commit(owner, sub, account, market, -size, 0):
+            return
+        sym, _ = self.market_feed(market)
+        for _ in range(6):
+            margin = self.live_margin(account)
+            if margin is None or margin[0] < margin[1]:
+                break
+            answer = self.oracle_view.feeds[self.addr[sym]].answer
+            self.publish(sym, max(answer * (10_000 - (move_bp if size > 0 else -move_bp)) // 10_000, 1))
+            self.sync(sym)
+            self.refresh(self.ledger)
+        liquidated = self.do_liquidate(account, market, MAX_UINT, self.roles.keeper)
+        self.settle_step()
+        self.env.time_travel(seconds=self.settlement_delay)
+        result = self.fill(key)
+        if liquidated and result is not None:
+            assert result is False and self.events("OrderCancelled")[0].reason == "orders: position changed"
 
     # -------------------------------------------------------------- liquidation
 
@@ -2345,8 +2581,21 @@ class ProtocolMachine(RuleBasedStateMachine):
                 assert token_balance(self.tokens[sym], self.ch) == self.donated_ch[sym]
         for sym in TOKENS:
             assert token_balance(self.tokens[sym], self.pool) == self.donated_pool[sym]
-        # Orders holds exactly the fees escrowed by the orders still waiting
+        # Orders holds exactly the fees escrowed by the orders still waiting (a filled order's fee
+        # went to its keeper, a cancelled one's to the insurance fund or back to its owner), and
+        # exactly those orders, as committed; open_orders counts them (the withdrawal lock)
         assert token_balance(usdc, self.orders) == sum(order.fee for order in self.pending.values())
+        orders = storage_of(self.orders)
+        for index in range(len(self.world.accounts)):
+            account = self.world.account_id(index)
+            assert orders.entry(("open_orders",), account) == self.open_orders(account), (
+                f"open_orders({account:#x}) is {orders.entry(('open_orders',), account)}, "
+                f"{self.open_orders(account)} orders are open"
+            )
+            for m in ledger.markets:
+                order = self.pending.get((account, m))
+                words = orders.entry_words(("_orders",), account, m, count=2)
+                assert words == (order.words() if order else [0, 0]), f"order ({account:#x}, {m}): {words} != {order}"
         for m, stt in ledger.states.items():
             sizes = [size for (_, market), (size, _) in ledger.positions.items() if market == m]
             assert stt.long_oi == sum(s for s in sizes if s > 0) and stt.short_oi == sum(-s for s in sizes if s < 0)
@@ -2435,6 +2684,7 @@ EVERY_FUNCTION = (
     "Orders.commit_order",
     "Orders.execute_order",
     "Orders.fill",  # an execute_order that filled (its other outcomes: the reasons it cancelled)
+    "Orders.cancel_order",
     "LiquidationEngine.liquidate",
     "LiquidationEngine.liquidate_collateral",
     "Clearinghouse.fund_insurance",
@@ -2530,11 +2780,23 @@ def test_every_rule_succeeds_in_a_scripted_walk(machine):
     step("deposit", order=(5, "WBTC", 20_000, 0))
     step("withdraw", order=(0, 0, 100, 1))
     step("trade", order=(5, 1, "open", 3, 1_000, True, "exact"))
-    step("order_round_passed", index=5, market=1, leverage=2, is_long=True)
+    step("order_round_passed", index=5, market=1, leverage=2, is_long=True, new_phase=False)
+    step("order_round_passed", index=4, market=0, leverage=2, is_long=False, new_phase=True)
     step("fund_insurance", usd=1_000)
     step("lp_deposit", lp=1, usd=10_000)
     step("lp_mint", lp=1, usd=10_000)
     step("time_passes", seconds=901)
+    # an order that can still fill stays: its owner's withdrawals wait; then it expires with no
+    # round (refunded), and another's round passes (forfeited)
+    step("cancel_order", order=(2, 0, "keeper", "early"))
+    step("cancel_order", order=(2, 0, "replace", "early"))  # "orders: order pending"
+    step("withdraw", order=(2, 0, 100, 1))
+    assert OUTCOMES[("Clearinghouse.withdraw", "clearinghouse: order pending")]
+    step("cancel_order", order=(2, 0, "attacker", "expired"))
+    step("heartbeat", which="all")
+    step("cancel_order", order=(3, 1, "replace", "passed"))  # the new order replaces it
+    step("cancel_order", order=(3, 1, "owner", "passed"))
+    step("cancel_order", order=(3, 1, "owner", "as_is"))  # "orders: no order"
     step("heartbeat", which="all")
     step("lp_withdraw", lp=1, permille=100, by_shares=True, caller="owner")
     step("lp_withdraw", lp=1, permille=100, by_shares=False, caller="approved")
@@ -2552,6 +2814,8 @@ def test_every_rule_succeeds_in_a_scripted_walk(machine):
     step("liquidate", order=(0, 0, "second_address", "all", 1_000))
     step("crash", sym="WETH", rounds=3, up=False)  # the 9x WETH-backed long goes underwater
     step("keeper_sweep")  # liquidations, collateral sales, bad debt
+    step("heartbeat", which="all")
+    step("liquidated_before_fill", order=(6, 1, 1_000))
     step("backdated_round", sym="USDT", age=10)
     step("clear_circuit_breaker", sym="halted", by_owner=True)
     step("heartbeat", which="all")
@@ -2624,7 +2888,14 @@ def test_every_rule_succeeds_in_a_scripted_walk(machine):
     )
     missing = [label for label in (*EVERY_FUNCTION, *paths) if OUTCOMES[(label, "ok")] == 0]
     assert not missing, f"never succeeded: {missing}\n{outcome_table()}"
-    assert OUTCOMES[("Orders.fill", "orders: round passed")], outcome_table()
+    for outcome in ("orders: round passed", "orders: position changed"):
+        assert OUTCOMES[("Orders.fill", outcome)], outcome_table()
+    for outcome in ("expired", "passed"):
+        assert OUTCOMES[(f"Orders.cancel_order {outcome}", "ok")], outcome_table()
+    for outcome in ("orders: not expired", "orders: no order"):
+        assert OUTCOMES[("Orders.cancel_order", outcome)], outcome_table()
+    assert OUTCOMES[("Orders.commit_order", "orders: order pending")], outcome_table()
+    assert OUTCOMES[("Orders.commit_order replaced an order passed", "ok")], outcome_table()
 
 
 # ------------------------------------------------------------------ the checks can fail
@@ -2661,6 +2932,50 @@ def test_invariants__a_revert_the_model_did_not_predict__is_caught(machine):
 
 
 # ------------------------------------------------------------------ findings
+
+
+def test_commit__replacing_a_dead_order__counts_the_new_one(machine):
+    """A finding of this model, fixed: Orders.commit_order over an order that can no longer fill
+    (here its round passed) replaces it, and `_delete` decremented open_orders for the old one
+    while the increment for the new one was only in the branch without an old order. open_orders
+    then read 0 with an order open: Clearinghouse.withdraw let the account take out the margin
+    the fill needs, and the order could be neither executed nor cancelled (`_delete`
+    underflowed, a revert without a reason) while the account had no other order open. The
+    replacing order is counted, withdrawals wait for it, and it fills."""
+    owner, sub, account = machine.account(0)
+    market = machine.market_of(0)
+    assert machine.commit(owner, sub, account, market, -(10**15), 0)  # a reduction of its long: never refused
+    machine.env.time_travel(seconds=machine.settlement_delay)
+    sym, _ = machine.market_feed(market)
+    answer = machine.oracle_view.feeds[machine.addr[sym]].answer
+    machine.publish(sym, answer)
+    machine.env.time_travel(seconds=12)
+    machine.publish(sym, answer)
+    assert machine.dead((account, market)) == PASSED
+    assert machine.commit(owner, sub, account, market, -(10**15), 0)  # the old fee forfeited
+    assert machine.orders.open_orders(account) == 1
+    machine.protocol_invariants()
+    machine.withdraw(order=(0, 0, 100, 1))
+    assert OUTCOMES[("Clearinghouse.withdraw", "clearinghouse: order pending")]
+    machine.env.time_travel(seconds=machine.settlement_delay)
+    assert machine.fill((account, market)) is True
+    machine.protocol_invariants()
+    assert machine.orders.open_orders(account) == 0
+
+
+def test_cancel__the_owner_cancelling_its_expired_order__is_refunded(machine):
+    """A finding of this model, fixed: `_release` returned an expired order's fee for the caller
+    to pay when the caller was the owner (commit_order nets it against the new fee), but
+    cancel_order discarded the value: an owner cancelling its own expired order got nothing
+    back, and the fee stayed in Orders, backing no order. The owner is refunded, as anyone
+    else cancelling it refunds the owner."""
+    owner, sub, account = machine.account(0)
+    market = machine.market_of(0)
+    assert machine.commit(owner, sub, account, market, 10**15, 0)
+    machine.env.time_travel(seconds=machine.settlement_delay + machine.order_expiry)
+    assert machine.dead((account, market)) == EXPIRED
+    assert machine.cancel((account, market), owner)  # the fee back to the owner
+    machine.protocol_invariants()
 
 
 def test_reduce__fee_above_maintenance_is_refused(machine):

@@ -37,8 +37,12 @@ constructor has a row, and that this file equals the rendering of the table.
 Trades take two steps: a trader commits an order (`Orders.commit_order`) and anyone executes
 it at the first oracle round dated at least the settlement delay later. The Clearinghouse's
 refusals of a fill (pause, reduce-only, the price limit, the open-interest cap, initial margin)
-do not revert the execution: Orders cancels the order with that reason and pays its keeper, so
-they are not rows here (see the end; `tests/unit/orders/test_orders.py` checks each).
+do not revert the execution: Orders cancels the order with that reason (its execution fee goes
+to the insurance fund), so they are not rows here (see the end;
+`tests/unit/orders/test_orders.py` checks each). Nor are the reasons Orders logs when it
+cancels an order (`orders: round passed`, `orders: position changed`, `orders: expired`): they
+are not revert messages. An order cannot be cancelled or replaced while it can still fill, and
+an account with an order open cannot withdraw.
 
 Roles: *owner* deployed and owns the Clearinghouse, the OracleRouter and the Configurator
 (the LiquidationEngine and Orders have no owner: only the Configurator the Clearinghouse is

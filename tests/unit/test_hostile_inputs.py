@@ -429,6 +429,36 @@ def just_before_expiry(x: Ctx):
     x.chain.pending_timestamp = int(order.executable_at) + int(x.orders.expiry()) - 1
 
 
+def expired(x: Ctx):
+    """The next block is the first at which the trader's ETH-PERP order may expire (no round came)."""
+    order = x.orders.order(x.account("trader"), ETH)
+    x.chain.pending_timestamp = int(order.executable_at) + int(x.orders.expiry())
+
+
+def its_round(x: Ctx):
+    """A new ETH round (at the same $2,000, synced) after the trader's order became executable:
+    its first round, the newest, so the order can fill."""
+    publish("WETH", 2_000)(x)
+
+
+def its_round_late_then_expired(x: Ctx):
+    """The trader's ETH-PERP order's first round comes ten seconds before the order would expire,
+    then its expiry passes: that round is still the newest and fresh, so the order can fill."""
+    order = x.orders.order(x.account("trader"), ETH)
+    deadline = int(order.executable_at) + int(x.orders.expiry())
+    x.chain.pending_timestamp = deadline - 10
+    its_round(x)
+    x.chain.pending_timestamp = deadline + 1
+
+
+def sub1_order_pending(x: Ctx):
+    """The trader commits an order to buy 1 ETH in ETH-PERP on subaccount 1 (1 WETH, no
+    positions, no debt), its execution fee minted to it and approved to Orders first."""
+    fee = int(x.orders.execution_fee())
+    fund(x.usdc, x.trader, fee, spender=x.orders)
+    x.orders.commit_order(ETH, WAD, 0, 1, sender=x.trader)
+
+
 def mini_eth_listed(x: Ctx):
     """ETH-PERP listed on the mini clearinghouse, the attacker's lying settlement token approved
     to its Orders: an order there escrows its fee in that token."""
@@ -1181,6 +1211,52 @@ def clearinghouse_rows() -> list[Row]:
             token="RF",
             views=account_views("attacker"),
         ),
+        # an account with an order open keeps the margin its fill needs: no withdrawal at all
+        R(
+            "withdraw",
+            "settlement, an order open (waiting for its round)",
+            "trader",
+            withdraw(usdc, 1 * USDC),
+            "clearinghouse: order pending",
+            setup=order_pending,
+            views=trader0,
+        ),
+        R(
+            "withdraw",
+            "settlement, an order open whose round came (it can fill)",
+            "trader",
+            withdraw(usdc, 1 * USDC),
+            "clearinghouse: order pending",
+            setup=then(order_pending, settlement_delay_passed, its_round),
+            views=trader0,
+        ),
+        R(
+            "withdraw",
+            "settlement, an order open past its expiry, not yet cancelled",
+            "trader",
+            withdraw(usdc, 1 * USDC),
+            "clearinghouse: order pending",
+            setup=then(order_pending, expired),
+            views=trader0,
+        ),
+        R(
+            "withdraw",
+            "half the collateral of an account without positions or debt, an order open",
+            "trader",
+            withdraw(weth, WETH // 2, sub=1),
+            "clearinghouse: order pending",
+            setup=sub1_order_pending,
+            token="WETH",
+            views=account_views("trader", 1),
+        ),
+        R(
+            "withdraw",
+            "on a clearinghouse not yet connected (its orders is the zero address, an address without code)",
+            "attacker",
+            lambda x, who: x.bare_ch.withdraw(x.usdc, 1 * USDC, 0, sender=who),
+            NO_REASON,
+            views=bare_connection_views,
+        ),
         # fill_order: only Orders fills, at the price of the round it read; its refusals of a
         # fill (paused, reduce only, price limit, open-interest cap, margin) cancel the order
         R(
@@ -1671,6 +1747,22 @@ def orders_rows() -> list[Row]:
         ),
         R(
             "commit_order",
+            "replacing a pending order whose round came and is still the newest (it can fill)",
+            "trader",
+            commit(WAD),
+            "orders: order pending",
+            setup=then(round_came, its_round),
+        ),
+        R(
+            "commit_order",
+            "replacing a pending order past its expiry, its round came just before and can still fill",
+            "trader",
+            commit(WAD),
+            "orders: order pending",
+            setup=then(order_pending, its_round_late_then_expired),
+        ),
+        R(
+            "commit_order",
             "execution fee not approved to Orders",
             "attacker",
             commit(WAD),
@@ -1803,6 +1895,38 @@ def orders_rows() -> list[Row]:
             cancel(),
             "orders: not expired",
             setup=then(order_pending, just_before_expiry),
+        ),
+        R(
+            "cancel_order",
+            "someone else's order whose round came and is still the newest (it can fill)",
+            "keeper",
+            cancel(),
+            "orders: not expired",
+            setup=then(round_came, its_round),
+        ),
+        R(
+            "cancel_order",
+            "one's own order whose round came and is still the newest (seeing the price, backing out)",
+            "trader",
+            cancel(),
+            "orders: not expired",
+            setup=then(round_came, its_round),
+        ),
+        R(
+            "cancel_order",
+            "someone else's order past its expiry, its round came just before and can still fill",
+            "keeper",
+            cancel(),
+            "orders: not expired",
+            setup=then(order_pending, its_round_late_then_expired),
+        ),
+        R(
+            "cancel_order",
+            "one's own order past its expiry, its round came just before and can still fill",
+            "trader",
+            cancel(),
+            "orders: not expired",
+            setup=then(order_pending, its_round_late_then_expired),
         ),
         # apply_order_parameters
         R("apply_order_parameters", "not the configurator", "attacker", apply(lambda x: x.orders), "orders: not configurator"),
@@ -2978,8 +3102,8 @@ UNREACHABLE = {
     # checks the cover after every step.
     "clearinghouse: insufficient liquidity": "tokens held >= positive balances + insurance + pool liquidity",
     # fill_order: only Orders calls it (any other caller gets "clearinghouse: not orders"), and a
-    # refusal with a reason does not revert there: Orders cancels the order, pays its keeper and
-    # logs OrderCancelled with the reason. ("clearinghouse: paused" and "clearinghouse:
+    # refusal with a reason does not revert there: Orders cancels the order, forfeits its fee to the
+    # insurance fund and logs OrderCancelled with the reason. ("clearinghouse: paused" and "clearinghouse:
     # insufficient margin" are still reached by deposit and withdraw rows.)
     "clearinghouse: reduce only": FILL_REFUSAL,
     "clearinghouse: price limit": FILL_REFUSAL,
@@ -2988,7 +3112,13 @@ UNREACHABLE = {
     "clearinghouse: zero size": "Orders refuses a size-0 order at commit (orders: zero size), so no fill has size 0",
 }
 
-MESSAGE_PATTERN = re.compile(r'(?:\bassert\b[^\n#]*?,|_require\([^\n]*?,)\s*"([^"\n]+)"|\braise\s+"([^"\n]+)"')
+# assert ..., "msg" / _require(..., "msg") / raise "msg"; and Orders' _release(..., "msg"), whose
+# last argument is the assert message it reverts with while the order can still fill. (The
+# reasons Orders logs in OrderCancelled, "orders: round passed", "orders: position changed" and
+# "orders: expired", are not revert messages, and none of these forms matches them.)
+MESSAGE_PATTERN = re.compile(
+    r'(?:\bassert\b[^\n#]*?,|_require\([^\n]*?,|\b_release\([^\n]*?,)\s*"([^"\n]+)"|\braise\s+"([^"\n]+)"'
+)
 
 
 def contract_messages() -> dict[str, set[str]]:
