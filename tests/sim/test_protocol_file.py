@@ -53,3 +53,20 @@ def test_load_config__unknown_field__one_line_error(tmp_path):
     path.write_text("settlement_adress = 1\n")
     with pytest.raises(DeploymentError, match=r"^config: unknown field 'settlement_adress' \(fields: "):
         load_config(path)
+
+
+def test_load_protocol__file_from_before_orders__one_line_error(project, deployer, tmp_path):
+    """A deployments file written before delayed orders has no Orders address: one line saying
+    to redeploy, not a KeyError."""
+    import json
+
+    import pytest
+
+    protocol = deploy_protocol(project, deployer, DEFAULT_CONFIG)
+    path = tmp_path / "deployment.json"
+    protocol.save(path)
+    data = json.loads(path.read_text())
+    del data["addresses"]["orders"]
+    path.write_text(json.dumps(data))
+    with pytest.raises(SystemExit, match=r"^protocol: deployment file .* has no orders address \(written by an older version\)"):
+        load_protocol(project, path)
