@@ -359,7 +359,7 @@ def round_price(asset: address, after: uint256) -> uint256:
             return 0  # the round before the newest was already at or after `after`
     elif convert(round_id, uint256) >> 64 != 0:
         return 0  # a proxy's new phase: its predecessor is in the previous phase, unknown here
-    return self._price(asset)
+    return self._guarded_price(asset, feed, answer, updated_at)
 
 
 @view
@@ -515,6 +515,15 @@ def _price(asset: address) -> uint256:
     answer: int256 = 0
     updated_at: uint256 = 0
     round_id, answer, updated_at = self._latest(feed.aggregator)
+    return self._guarded_price(asset, feed, answer, updated_at)
+
+
+@view
+def _guarded_price(asset: address, feed: Feed, answer: int256, updated_at: uint256) -> uint256:
+    """
+    @dev The newest round's answer, through every guard: positive, fresh, in bounds, and within
+         the breaker's band of the accepted price (the asset not halted).
+    """
     p: uint256 = self._checked_price(feed, answer, updated_at)
     guard: uint256 = self._guard[asset]
     assert (guard >> 192) & 1 == 0, "oracle: circuit breaker"
