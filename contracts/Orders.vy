@@ -39,6 +39,8 @@ from ethereum.ercs import IERC20
 from .interfaces import IClearinghouse
 from .interfaces import IOracleRouter
 
+import vault
+
 
 struct Order:
     size_delta: int256  # base units to buy (> 0) or sell (< 0)
@@ -143,8 +145,8 @@ def commit_order(market: uint256, size_delta: int256, limit_price: uint256, suba
     executable_at: uint256 = block.timestamp + self.settlement_delay
     position: int256 = (staticcall CLEARINGHOUSE.positions(account, market)).size
     self._orders[account][market] = [
-        self._int128_bits(size_delta) | (limit_price << 128),
-        executable_at | (fee << 40) | (self._int128_bits(position) << 128),
+        vault._to_int128(size_delta) | (limit_price << 128),
+        executable_at | (fee << 40) | (vault._to_int128(position) << 128),
     ]
     if fee > refund:
         self._pull(fee - refund)
@@ -327,28 +329,12 @@ def _round_state(asset: address, after: uint256) -> uint256:
 def _load(account: uint256, market: uint256) -> Order:
     words: uint256[2] = self._orders[account][market]
     return Order(
-        size_delta=self._from_int128_bits(words[0] & MASK_128),
+        size_delta=vault._from_int128(words[0] & MASK_128),
         limit_price=words[0] >> 128,
         executable_at=words[1] & MASK_40,
         fee=(words[1] >> 40) & (MASK_128 >> 40),
-        position=self._from_int128_bits(words[1] >> 128),
+        position=vault._from_int128(words[1] >> 128),
     )
-
-
-@pure
-def _int128_bits(x: int256) -> uint256:
-    # sizes are bounded by int128 (at commit; positions by the Clearinghouse's packing)
-    if x < 0:
-        return convert(x + 2**128, uint256)
-    return convert(x, uint256)
-
-
-@pure
-def _from_int128_bits(bits: uint256) -> int256:
-    x: int256 = convert(bits, int256)
-    if x >= 2**127:
-        x -= 2**128
-    return x
 
 
 def _asset(market: uint256) -> address:

@@ -9,7 +9,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from marginsim.orders import market_feed, redate, trade_now
+from marginsim.orders import fill_now, trade_now
 from marginsim.protocol import (
     DEFAULT_CONFIG,
     FeedConfig,
@@ -86,9 +86,7 @@ def run(project: Any, chain: Any, signers: list[Any], config: ProtocolConfig = G
     # keeper's fill at the next round; each fill row below is the fill alone
     usdc.approve(p.orders, MAX_UINT, sender=keeper)
     measure("commit an order", p.orders.commit_order(eth, 10 * WAD, 0, 0, sender=keeper))
-    chain.pending_timestamp = chain.pending_timestamp + int(p.orders.settlement_delay())
-    redate(market_feed(ch, eth))
-    measure("open, live market", p.orders.execute_order(account_id(keeper), eth, sender=trader))
+    measure("open, live market", fill_now(ch, account_id(keeper), eth, keeper=trader))
     trade_now(ch, eth, -10 * WAD, 0, 0, sender=keeper)
     measure("increase", trade_now(ch, eth, 5 * WAD, 0, 0, sender=trader))
     measure("withdraw, position open", ch.withdraw(usdc, 100 * unit, 0, sender=trader))

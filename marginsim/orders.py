@@ -73,6 +73,18 @@ def redate(feed: Any) -> None:
     feed.updateRoundData(round_id, answer, now, now, sender=accounts[feed.updater()])
 
 
+def fill_now(ch: Any, account: int, market: int, *, keeper: Any) -> Any:
+    """Fill `account`'s placed order in `market` as a keeper would at the next round: move the
+    clock past the settlement delay, re-date the market's mock round to now and execute.
+    Returns the execution's receipt (filled or cancelled)."""
+    from ape import chain
+
+    orders, _, _ = handles(ch)
+    chain.pending_timestamp = chain.pending_timestamp + int(orders.settlement_delay())
+    redate(market_feed(ch, market))
+    return orders.execute_order(account, market, sender=keeper)
+
+
 def trade_now(
     ch: Any, market: int, size_delta: int, limit_price: int = 0, subaccount: int = 0, *, sender: Any, keeper: Any = None
 ) -> Any:
@@ -83,7 +95,7 @@ def trade_now(
     Raises OrderRefused with the Clearinghouse's reason when the fill is refused (the order is
     then cancelled on chain), as the one-step trade reverted with it; and the router's reason,
     before anything is sent, when the market has no valid price now."""
-    from ape import accounts, chain
+    from ape import accounts
 
     orders, settlement, oracle = handles(ch)
     # no trade at the current price when the router has none: it reverts with its reason, as the
@@ -96,10 +108,8 @@ def trade_now(
         if int(settlement.allowance(sender, orders)) < fee:  # a chain snapshot may have undone an approval
             settlement.approve(orders, 2**256 - 1, sender=sender)
     orders.commit_order(market, size_delta, limit_price, subaccount, sender=sender)
-    chain.pending_timestamp = chain.pending_timestamp + int(orders.settlement_delay())
-    redate(market_feed(ch, market))
     owner = int(str(sender), 16)
-    receipt = orders.execute_order((owner << 96) | subaccount, market, sender=keeper or accounts.test_accounts[-1])
+    receipt = fill_now(ch, (owner << 96) | subaccount, market, keeper=keeper or accounts.test_accounts[-1])
     cancelled = receipt.events.filter(orders.OrderCancelled)
     if cancelled:
         raise OrderRefused(cancelled[0].reason, txn=receipt.transaction)

@@ -324,8 +324,8 @@ def load_protocol(project: Any, path: Path) -> Protocol:
         raise SystemExit(f"protocol: no deployment file {path} (run `ape run deploy --network ...` first)")
     data = json.loads(path.read_text())
     addresses = data["addresses"]
-    missing = [name for name in Protocol.__dataclass_fields__ if name not in ("tokens", "feeds", "markets", "config")]
-    missing = [name for name in missing if name not in addresses]
+    contracts = [f.name for f in fields(Protocol) if f.name not in ("tokens", "feeds", "markets", "config")]
+    missing = [name for name in contracts if name not in addresses]
     if missing:
         raise SystemExit(
             f"protocol: deployment file {path} has no {missing[0]} address (written by an older version): "

@@ -27,7 +27,7 @@ import ape
 import pytest
 
 from marginsim import risk
-from marginsim.orders import redate, trade_now
+from marginsim.orders import fill_now, trade_now
 from marginsim.protocol import DEFAULT_CONFIG, account_id, deploy_protocol, wad
 from tests.e2e.attacks import USDC, WAD, books, event, events
 
@@ -104,18 +104,16 @@ def plan(protocol, size, spot=None, pump=0, feed=None, answer=0, updated_at=0, s
     )
 
 
-def keeper_fill(protocol, chain, flash, keeper):
+def keeper_fill(protocol, flash, keeper):
     """A keeper fills the attacker's order at the next round of the real feed (same answer)."""
-    chain.pending_timestamp = chain.pending_timestamp + int(protocol.orders.settlement_delay())
-    redate(protocol.feeds["WETH"])
-    receipt = protocol.orders.execute_order(account_id(flash), protocol.markets["ETH-PERP"], sender=keeper)
+    receipt = fill_now(protocol.clearinghouse, account_id(flash), protocol.markets["ETH-PERP"], keeper=keeper)
     [filled] = events(receipt, "OrderFilled")
     return filled
 
 
 @pytest.mark.parametrize("size", [150 * WAD, -150 * WAD], ids=["long", "short"])
 def test_spot_pump__tenfold_in_one_transaction__cannot_fill_and_oracle_unmoved(
-    project, chain, protocol, spot, flash, attacker, keeper, size
+    project, protocol, spot, flash, attacker, keeper, size
 ):
     ch, oracle, usdc, weth = protocol.clearinghouse, protocol.oracle, protocol.settlement, protocol.tokens["WETH"]
     before = books(protocol, project, [account_id(flash)])
@@ -134,13 +132,13 @@ def test_spot_pump__tenfold_in_one_transaction__cannot_fill_and_oracle_unmoved(
     eth = protocol.markets["ETH-PERP"]
     state = ch.market_state(eth)
     expected = risk.fill_price(price_before, state.long_oi - state.short_oi, size, ch.markets(eth).skew_scale)
-    filled = keeper_fill(protocol, chain, flash, keeper)
+    filled = keeper_fill(protocol, flash, keeper)
     assert filled.fill_price == expected  # the feed's price plus the skew premium, nothing of the spot pump
     assert int(ch.positions(account_id(flash), protocol.markets["ETH-PERP"]).size) == size
     books(protocol, project, [account_id(flash)]).assert_consistent()
 
 
-def test_own_feed__published_and_synced__has_no_path_into_the_router(project, chain, protocol, flash, own_feed, attacker, keeper):
+def test_own_feed__published_and_synced__has_no_path_into_the_router(project, protocol, flash, own_feed, attacker, keeper):
     oracle, weth = protocol.oracle, protocol.tokens["WETH"]
     with ape.reverts("ownable: caller is not the owner"):  # only the owner points the router at a feed
         oracle.set_feed(weth, own_feed, 3_600, wad(0.01), wad(10_000_000), wad(1), wad(0.8), sender=attacker)
@@ -152,7 +150,7 @@ def test_own_feed__published_and_synced__has_no_path_into_the_router(project, ch
     attack = event(receipt, "Attack")
     assert attack.oracle_before == attack.oracle_after_move == price_before  # ... the router still $2,000
     assert not [e for e in receipt.events if e.event_name in ("RoundAccepted", "CircuitBreakerTripped")]
-    filled = keeper_fill(protocol, chain, flash, keeper)
+    filled = keeper_fill(protocol, flash, keeper)
     assert abs(filled.fill_price - price_before) < price_before // 1_000  # $2,000 and the premium, not $20,000
     books(protocol, project, [account_id(flash)]).assert_consistent()
 

@@ -48,7 +48,7 @@ import ape
 import pytest
 from eth_abi import decode
 
-from marginsim.orders import market_feed, redate, trade_now
+from marginsim.orders import fill_now, trade_now
 from marginsim.protocol import DEFAULT_CONFIG, account_id, deploy_protocol
 from tests.e2e.attacks import MAX_SIZE, USDC, WAD, books, list_collateral, publish
 
@@ -91,9 +91,7 @@ def scene(project, chain, accounts, deployer, attacker, trader, other_trader, ke
     orders = protocol.orders
     evil.execute(usdc, usdc.approve.encode_input(orders, 2**256 - 1), sender=attacker)
     evil.execute(orders, orders.commit_order.encode_input(eth, WAD, 0, 0), sender=attacker)
-    chain.pending_timestamp = chain.pending_timestamp + int(orders.settlement_delay())
-    redate(market_feed(ch, eth))
-    orders.execute_order(account_id(evil), eth, sender=keeper)
+    fill_now(ch, account_id(evil), eth, keeper=keeper)
     evil.execute(pool, pool.deposit.encode_input(10_000 * USDC, evil), sender=attacker)
 
     # the attacker's wallet holds hostile collateral in the Clearinghouse

@@ -69,6 +69,15 @@ def wallet_ready(env: Env, who: Any, amount: int = 10_000 * USDC) -> None:
     env.usdc.approve(env.orders, MAX_UINT, sender=who)
 
 
+def long_50_eth(env: Env, trader: Any, keeper: Any) -> int:
+    """$7,000 of USDC and a 50 ETH long (5x, health 2.33) in the trader's subaccount 0; returns
+    the account id."""
+    account = deposit(env.protocol, trader, "USDC", 7_000 * USDC, 0)
+    wallet_ready(env, trader)
+    trade_now(env.ch, env.eth, 50 * WAD, 0, 0, sender=trader, keeper=keeper)
+    return account
+
+
 def publish(env: Env, deployer: Any, chain: Any, answer: int, at: int, symbol: str = "WETH") -> int:
     """A round at `answer` (feed decimals) dated exactly `at`, synced as the oracle bot does.
     Returns its price, WAD."""
@@ -317,9 +326,7 @@ def _liquidated_with_a_pending_close(env, chain, deployer, trader, keeper, slow_
 
     p = env.protocol
     eth = env.eth
-    acct = deposit(p, trader, "USDC", 7_000 * USDC, 0)
-    wallet_ready(env, trader)
-    trade_now(env.ch, eth, 50 * WAD, 0, 0, sender=trader, keeper=keeper)
+    acct = long_50_eth(env, trader, keeper)
     t = int(chain.pending_timestamp) + 600
     if slow_walk:  # -0.5% every 10 minutes to health 1.03: volatility stays near 90%
         price = 2_000.0
@@ -759,9 +766,7 @@ def test_refused_increase_after_liquidation__cancelled_position_changed(env, cha
 
     p = env.protocol
     eth = env.eth
-    acct = deposit(p, trader, "USDC", 7_000 * USDC, 0)
-    wallet_ready(env, trader)
-    trade_now(env.ch, eth, 50 * WAD, 0, 0, sender=trader, keeper=keeper)
+    acct = long_50_eth(env, trader, keeper)
     t = int(chain.pending_timestamp) + 600
     move_clock_to(chain, t)
     at = commit(env, trader, eth, 5 * WAD)
