@@ -32,9 +32,6 @@
 
 from ethereum.ercs import IERC20
 
-from snekmate.auth import ownable
-from snekmate.auth import ownable_2step
-
 from .interfaces import IOracleRouter
 from .interfaces import IClearinghouse
 
@@ -43,7 +40,6 @@ import risk
 import vault
 import perps
 import margining
-import emergency
 
 implements: IClearinghouse
 
@@ -52,18 +48,11 @@ interface IOrders:
     def open_orders(account: uint256) -> uint256: view
 
 
-initializes: ownable
-initializes: ownable_2step[ownable := ownable]
 initializes: vault
 initializes: perps[vault := vault]
 initializes: margining[vault := vault, perps := perps]
-initializes: emergency[ownable := ownable, perps := perps]
 
 exports: (
-    ownable_2step.owner,
-    ownable_2step.pending_owner,
-    ownable_2step.transfer_ownership,
-    ownable_2step.accept_ownership,
     vault.ORACLE,
     vault.SETTLEMENT,
     vault.SETTLEMENT_TO_WAD,
@@ -76,27 +65,20 @@ exports: (
     vault.total_debt,
     perps.markets,
     perps.market_count,
-    emergency.guardian,
-    emergency.paused,
-    emergency.set_guardian,
-    emergency.pause,
-    emergency.unpause,
-    emergency.set_reduce_only,
-    emergency.reduce_only,
 )
 
 pool: public(address)  # the LiquidityPool, set once by connect()
 configurator: public(address)  # validates and applies every risk parameter, set once by connect()
 liquidation_engine: public(address)  # sizes and prices liquidations, the only caller of liquidation_close, set once by connect()
 orders: public(address)  # delayed orders, the only caller of fill_order, set once by connect()
+paused: public(bool)  # no new risk while set (the Configurator's guardian or owner): closes, withdrawals and liquidations go on
+DEPLOYER: immutable(address)  # who may connect() the protocol, once
 
 
 @deploy
 def __init__(oracle: IOracleRouter, settlement_token: IERC20, settlement_decimals: uint8):
-    ownable.__init__()
-    ownable_2step.__init__()
+    DEPLOYER = msg.sender
     vault.__init__(oracle, settlement_token, settlement_decimals)
-    emergency.__init__()
 
 
 # ---------------------------------------------------------------- collateral vault
@@ -119,7 +101,7 @@ def deposit(token: address, amount: uint256, subaccount: uint96):
         vault._add_settlement(account, convert(amount, int256))
     else:
         slot: uint256 = vault._slot(token)
-        vault._require(not emergency.paused, "clearinghouse: paused")
+        vault._require(not self.paused, "clearinghouse: paused")
         col: IClearinghouse.Collateral = vault.collaterals[slot]
         vault._require(col.enabled, "clearinghouse: collateral disabled")
         vault._require(col.total + amount <= col.cap, "clearinghouse: deposit cap")
@@ -569,7 +551,7 @@ def connect(pool: address, configurator: address, liquidation_engine: address, o
     @param liquidation_engine The LiquidationEngine.
     @param orders The Orders contract.
     """
-    ownable._check_owner()
+    vault._require(msg.sender == DEPLOYER, "clearinghouse: not deployer")
     vault._require(self.pool == empty(address), "clearinghouse: already connected")
     vault._require(
         pool != empty(address)
@@ -624,7 +606,7 @@ def apply_market(market: uint256, params: IClearinghouse.MarketParams, vol_unit:
     if market == perps.market_count + 1:
         perps.market_count = market
         perps._state[market].open_interest = block.timestamp << 192
-        if emergency.paused:
+        if self.paused:
             flags = perps.PAUSED
     else:
         current: perps.Hot = perps._market(market)
@@ -637,3 +619,32 @@ def apply_market(market: uint256, params: IClearinghouse.MarketParams, vol_unit:
         sizes=params.tier_size | (params.skew_scale << 80) | (params.oi_cap << 168),
         fees=params.fee | (params.penalty << 64) | (params.keeper_share << 128),
     )
+
+
+@external
+def apply_emergency(market: uint256, flags: uint256):
+    """
+    @notice Configurator only (its guardian's and owner's controls): market 0 sets the pause of
+            non-settlement deposits (flags != 0); a listed market gets its flags (bit 0
+            reduce-only, bit 1 paused: no new risk).
+    @param market 0, or a listed market.
+    @param flags The market's flags, or for market 0 whether deposits are paused.
+    """
+    vault._require(msg.sender == self.configurator, "clearinghouse: not configurator")
+    if market == 0:
+        self.paused = flags != 0
+        return
+    core: uint256 = perps._packed[market].core
+    vault._require(core != 0, "clearinghouse: unknown market")
+    perps._packed[market].core = (core & (2**224 - 1)) | (flags << 224)
+
+
+@view
+@external
+def reduce_only(market: uint256) -> bool:
+    """
+    @notice Whether only reductions are allowed in `market`.
+    @param market The market id.
+    @return True while only reductions are allowed.
+    """
+    return (perps._packed[market].core >> 224) & perps.REDUCE_ONLY != 0

@@ -6,7 +6,9 @@
         through the Clearinghouse's `apply_*` functions, which only this contract may call.
 @dev Its own contract for the reason Aave has a PoolConfigurator: the bounds checks are cold
      code that would otherwise push the Clearinghouse over the 24 KB limit. Owned with
-     snekmate's ownable_2step; the Clearinghouse's owner keeps pause, guardian and reduce-only.
+     snekmate's ownable_2step. The emergency controls live here too (a guardian may pause new
+     risk everywhere or make one market reduce-only; only the owner lifts either), so the
+     Clearinghouse spends no bytes on ownership.
      Bounds that protect the protocol, not just sanity:
      - maintenance < initial <= 100%: imr_multiplier > 1 and base_mmr * imr_multiplier <= 1;
      - no liquidation spiral: penalty < (1 + buffer) * base_mmr, rounded as the liquidation
@@ -96,6 +98,7 @@ MIN_ORDER_EXPIRY: constant(uint256) = 60  # a minute
 MAX_ORDER_EXPIRY: constant(uint256) = 7 * 86_400  # a week
 MAX_EXECUTION_FEE: constant(uint256) = 1_000  # whole settlement tokens per order
 
+guardian: public(address)  # may pause and set reduce-only besides the owner; only the owner lifts either
 CLEARINGHOUSE: public(immutable(IClearinghouse))  # what this contract configures
 ORACLE: public(immutable(IOracleRouter))  # every listed asset must be priced by it
 
@@ -106,6 +109,7 @@ def __init__(clearinghouse: IClearinghouse):
     ownable_2step.__init__()
     CLEARINGHOUSE = clearinghouse
     ORACLE = IOracleRouter(staticcall clearinghouse.ORACLE())
+    self.guardian = msg.sender
 
 
 @external
@@ -322,6 +326,76 @@ def set_order_parameters(settlement_delay: uint256, expiry: uint256, execution_f
     assert orders != empty(address), "configurator: no orders"
     extcall IOrders(orders).apply_order_parameters(settlement_delay, expiry, execution_fee)
     log OrderParametersSet(settlement_delay=settlement_delay, expiry=expiry, execution_fee=execution_fee)
+
+
+@external
+def set_guardian(guardian: address):
+    """
+    @notice Set the pause guardian. Owner only.
+    @param guardian Who may pause and set reduce-only besides the owner.
+    """
+    ownable._check_owner()
+    self.guardian = guardian
+    log IClearinghouse.GuardianSet(guardian=guardian)
+
+
+@external
+def pause():
+    """
+    @notice Stop new risk in the Clearinghouse: opens, increases and non-settlement deposits.
+            Closes, settlement deposits, withdrawals that keep initial margin and liquidations
+            continue. Guardian or owner.
+    """
+    self._check_guardian()
+    self._set_paused(True)
+    log IClearinghouse.Paused(by=msg.sender)
+
+
+@external
+def unpause():
+    """
+    @notice Lift a pause. Owner only.
+    """
+    ownable._check_owner()
+    self._set_paused(False)
+    log IClearinghouse.Unpaused(by=msg.sender)
+
+
+@external
+def set_reduce_only(market: uint256, reduce_only: bool):
+    """
+    @notice Allow only reductions in a market: the guardian or owner sets it, only the owner
+            lifts it.
+    @param market A listed market id (`configurator: unknown market` otherwise).
+    @param reduce_only True to allow only reductions, False to lift it.
+    """
+    if reduce_only:
+        self._check_guardian()
+    else:
+        ownable._check_owner()
+    assert market != 0 and market <= staticcall CLEARINGHOUSE.market_count(), "configurator: unknown market"
+    extcall CLEARINGHOUSE.apply_emergency(market, self._flags(reduce_only, staticcall CLEARINGHOUSE.paused()))
+    log IClearinghouse.ReduceOnlySet(market=market, reduce_only=reduce_only)
+
+
+def _set_paused(paused: bool):
+    # deposits (market 0), then every listed market, each keeping its reduce-only flag
+    extcall CLEARINGHOUSE.apply_emergency(0, convert(paused, uint256))
+    for m: uint256 in range(1, c.MAX_MARKETS):
+        if m > staticcall CLEARINGHOUSE.market_count():
+            break
+        extcall CLEARINGHOUSE.apply_emergency(m, self._flags(staticcall CLEARINGHOUSE.reduce_only(m), paused))
+
+
+@pure
+def _flags(reduce_only: bool, paused: bool) -> uint256:
+    # the core's market flags: bit 0 reduce-only, bit 1 paused
+    return convert(reduce_only, uint256) | (convert(paused, uint256) << 1)
+
+
+@view
+def _check_guardian():
+    assert msg.sender == self.guardian or msg.sender == ownable.owner, "configurator: not guardian"
 
 
 @view

@@ -53,7 +53,7 @@ MASK_80: constant(uint256) = 2**80 - 1  # packed tier size
 MASK_88: constant(uint256) = 2**88 - 1  # packed skew scale and open interest cap
 MASK_96: constant(uint256) = 2**96 - 1  # packed open interest per side
 REDUCE_ONLY: constant(uint256) = 1  # market flag
-PAUSED: constant(uint256) = 2  # market flag, set on every market by pause()
+PAUSED: constant(uint256) = 2  # market flag, set on every market by Configurator.pause()
 
 markets: public(HashMap[uint256, IClearinghouse.MarketParams])  # market id 1..15 => parameters, for readers
 _packed: HashMap[uint256, PackedMarket]  # market id => the same parameters in 4 slots, for the hot paths
@@ -109,18 +109,6 @@ def _store_state(market: uint256, st: IClearinghouse.MarketState):
         open_interest=st.long_oi | (st.short_oi << 96) | (st.last_funding_time << 192),
         funding=vault._to_int128(st.funding_index) | (vault._to_int128(st.total_cost) << 128),
     )
-
-
-def _set_market_flag(flag: uint256, on: bool):
-    for m: uint256 in range(1, c.MAX_MARKETS):
-        if m > self.market_count:
-            break
-        core: uint256 = self._packed[m].core
-        if on:
-            core |= flag << 224
-        else:
-            core &= ~(flag << 224)
-        self._packed[m].core = core
 
 
 @view

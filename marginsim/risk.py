@@ -110,6 +110,8 @@ class AccountSnapshot:
     markets: dict[int, MarketView]
     collaterals: list[CollateralView]
     timestamp: int
+    pending: int = 0  # realised profit the pool owes, not yet paid in tokens: counts as the balance does
+    debt_imr: int = 0  # initial margin on a debt (Clearinghouse.debt_terms), WAD
 
 
 def vol_unit(vol_k: int, liquidation_horizon: int) -> int:
@@ -179,9 +181,41 @@ def margin(snapshot: AccountSnapshot) -> tuple[int, int, int]:
         notional = mul_up(abs(size), view.price)
         maintenance += mul_up(notional, mmr)
         initial += mul_up(notional, imr)
+    if snapshot.settlement < 0:
+        # a debt is a loan from the pool: it needs initial margin of its own
+        initial += mul_up(-snapshot.settlement * snapshot.settlement_to_wad, snapshot.debt_imr)
     collateral = sum(c.amount * c.price // c.unit * c.weight // WAD for c in snapshot.collaterals)
-    equity = snapshot.settlement * snapshot.settlement_to_wad + collateral + pnl
+    equity = (snapshot.settlement + snapshot.pending) * snapshot.settlement_to_wad + collateral + pnl
     return equity, maintenance, initial
+
+
+def health_of(clearinghouse: Any, account: int) -> int:
+    """The account's health as the chain computes it, WAD (`NO_POSITIONS_HEALTH` with nothing
+    to maintain): `health` of `Clearinghouse.margin(account)`."""
+    equity, maintenance, _ = clearinghouse.margin(account)
+    return health(int(equity), int(maintenance))
+
+
+# ---------------------------------------------------------------- debt (vault)
+
+
+def debt_index_now(
+    index: int, elapsed: int, total_debt: int, pool_balance: int, rate_base: int, rate_slope: int
+) -> int:
+    """vault._index_now: index + ceil(index * rate * elapsed / (year * 1e18)), where rate =
+    rate_base + rate_slope * utilisation // 1e18 and utilisation = min(total_debt * 1e18 //
+    pool_balance, 1e18) (1e18 when the pool's balance is <= 0); the index as it is when
+    nothing is owed or no time passed."""
+    if elapsed == 0 or total_debt == 0:
+        return index
+    utilisation = min(total_debt * WAD // pool_balance, WAD) if pool_balance > 0 else WAD
+    rate = rate_base + rate_slope * utilisation // WAD
+    return index + ceil_div(index * rate * elapsed, SECONDS_PER_YEAR * WAD)
+
+
+def debt_now(written: int, index: int, index_at_write: int) -> int:
+    """A debt of `written` token units written at `index_at_write`, at `index`, rounded up."""
+    return ceil_div(written * index, index_at_write)
 
 
 def is_liquidatable(snapshot: AccountSnapshot) -> bool:
@@ -219,6 +253,8 @@ def snapshot_account(clearinghouse: Any, oracle: Any, account: int, timestamp: i
         markets=markets,
         collaterals=collaterals,
         timestamp=timestamp,
+        pending=int(clearinghouse.pending(account)),
+        debt_imr=int(clearinghouse.debt_terms()[2]),
     )
 
 

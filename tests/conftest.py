@@ -84,6 +84,11 @@ def ch(protocol):
 
 
 @pytest.fixture(scope="module")
+def configurator(protocol):
+    return protocol.configurator
+
+
+@pytest.fixture(scope="module")
 def usdc(protocol):
     return protocol.settlement
 

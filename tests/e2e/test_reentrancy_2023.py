@@ -28,9 +28,8 @@ the Clearinghouse. Replayed with no lock held, the same calls succeed or revert 
 reason (the engine-only and governance functions with their access checks), so the lock is the
 only thing that stops them.
 
-The governance functions are locked too, except `transfer_ownership` and `accept_ownership`:
-snekmate's ownable_2step exports them from a module the pragma does not reach, so they answer
-with their own owner check, and they move no money. Two re-entries succeed:
+The governance functions are locked too (the core has no owner: its emergency controls are
+the Configurator's). Two re-entries succeed:
 `LiquidityPool.transfer` and `OracleRouter.sync`. Neither touches the
 Clearinghouse's books. A share transfer is just a share transfer (the pool's own lock is not
 held), and `sync` only folds rounds that are already published. Read-only reentrancy fails
@@ -148,9 +147,9 @@ class Attempt:
 
 # Mutating functions the list leaves out: the hostile token replays at most 32 calls
 # (ReentrantERC20.MAX_CALLS). They are owner- or configurator-only governance, locked by the
-# same pragma as `pause` and `connect`, which are tried.
+# same pragma as `apply_emergency` and `connect`, which are tried.
 NOT_ATTEMPTED = {
-    "Clearinghouse": {"set_guardian", "unpause", "apply_collateral", "apply_market"},
+    "Clearinghouse": {"apply_collateral", "apply_market"},
     "LiquidationEngine": set(),
 }
 NOT_CONFIGURATOR = "liquidation: not configurator"
@@ -214,20 +213,19 @@ def attempts(scene: Scene, attacker: Any) -> list[Attempt]:
         Attempt("LiquidityPool.mint", pool, pool.mint.encode_input(10**6, scene.evil)),
         Attempt("LiquidityPool.withdraw", pool, pool.withdraw.encode_input(USDC, scene.evil, scene.evil)),
         Attempt("LiquidityPool.redeem", pool, pool.redeem.encode_input(10**6, scene.evil, scene.evil)),
-        # governance: locked too, except the ownership functions exported from snekmate's
-        # ownable_2step, a module the pragma does not reach; they are owner-only and move nothing
+        # governance: locked too (the core has no owner; its emergency controls are the
+        # Configurator's, reaching it through apply_emergency)
         Attempt(
             "Clearinghouse.connect",
             ch,
             ch.connect.encode_input(scene.evil, scene.evil, scene.evil, scene.evil),
-            unlocked="ownable: caller is not the owner",
+            unlocked="clearinghouse: not deployer",
         ),
-        Attempt("Clearinghouse.pause", ch, ch.pause.encode_input(), unlocked="clearinghouse: not guardian"),
         Attempt(
-            "Clearinghouse.set_reduce_only",
+            "Clearinghouse.apply_emergency",
             ch,
-            ch.set_reduce_only.encode_input(eth, True),
-            unlocked="clearinghouse: not guardian",
+            ch.apply_emergency.encode_input(eth, 1),
+            unlocked="clearinghouse: not configurator",
         ),
         Attempt(
             "LiquidationEngine.apply_underwater_tip",
@@ -240,20 +238,6 @@ def attempts(scene: Scene, attacker: Any) -> list[Attempt]:
             engine,
             engine.apply_liquidation_parameters.encode_input(0, WAD, 0),
             unlocked=NOT_CONFIGURATOR,
-        ),
-        Attempt(
-            "Clearinghouse.transfer_ownership",
-            ch,
-            ch.transfer_ownership.encode_input(scene.evil),
-            unlocked="ownable: caller is not the owner",
-            inside="own",
-        ),
-        Attempt(
-            "Clearinghouse.accept_ownership",
-            ch,
-            ch.accept_ownership.encode_input(),
-            unlocked="ownable_2step: caller is not the new owner",
-            inside="own",
         ),
         # outside the Clearinghouse: the pool's share transfer and the router's sync hold no
         # Clearinghouse state, and their own contracts' locks are not held here

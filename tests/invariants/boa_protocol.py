@@ -223,7 +223,7 @@ def seeded_world() -> World:
     )
     protocol = deploy_protocol(env, roles.owner)
     ch, pool = protocol.clearinghouse, protocol.pool
-    ch.set_guardian(roles.guardian, sender=roles.owner)
+    protocol.configurator.set_guardian(roles.guardian, sender=roles.owner)
     wallets = [*roles.traders, *roles.second_addresses, roles.keeper, roles.collateral_buyer, *roles.lps, roles.donor]
     tokens = [protocol.settlement, *protocol.tokens.values()]
     for who in wallets:
@@ -379,7 +379,7 @@ def storage_map(contract: Any, name: str) -> StorageVar:
     return found
 
 
-def read_ledger(clearinghouse: Any, engine: Any) -> Ledger:
+def read_ledger(clearinghouse: Any, engine: Any, configurator: Any) -> Ledger:
     """The Clearinghouse's ledger and the LiquidationEngine's parameters, every value read through
     the contracts' own views (which decode their packing). Storage is read only for its keys:
     which accounts, positions, balances, markets and collateral slots were ever written, so the
@@ -436,7 +436,7 @@ def read_ledger(clearinghouse: Any, engine: Any) -> Ledger:
         dust_notional=engine.dust_notional(),
         underwater_tip_rate=engine.underwater_tip_rate(),
         paused=ch.paused(),
-        guardian=str(ch.guardian()),
+        guardian=str(configurator.guardian()),
     ).normalise()
 
 

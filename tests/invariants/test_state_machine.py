@@ -1044,7 +1044,7 @@ class ProtocolMachine(RuleBasedStateMachine):
         self.addr = {sym: str(token.address) for sym, token in self.tokens.items()}
         self.decimals = {sym: token.decimals() for sym, token in self.tokens.items()}
         self.last_logs: list[Any] = []
-        self.owner = {"clearinghouse": self.roles.owner, "configurator": self.roles.owner, "oracle": self.roles.owner}
+        self.owner = {"configurator": self.roles.owner, "oracle": self.roles.owner}
         self.spare_admin = self.env.generate_address("spare_admin")
         self.donated_ch: Counter[str] = Counter()
         self.donated_pool: Counter[str] = Counter()
@@ -1062,7 +1062,7 @@ class ProtocolMachine(RuleBasedStateMachine):
 
     def refresh(self, ledger: Ledger | None = None) -> None:
         self.now = self.env.evm.patch.timestamp
-        self.ledger = ledger if ledger is not None else read_ledger(self.ch, self.engine)
+        self.ledger = ledger if ledger is not None else read_ledger(self.ch, self.engine, self.configurator)
         feeds = {self.addr[sym]: read_feed(self.oracle, self.feeds[sym], self.addr[sym]) for sym in COLLATERALS}
         self.oracle_view = oracle_view(feeds, self.oracle._storage.max_vol_rise_per_hour.get(), self.now)
         self.pool_ledger = self.read_pool()
@@ -1118,7 +1118,7 @@ class ProtocolMachine(RuleBasedStateMachine):
 
     def settle_step(self) -> None:
         """Between the calls of a multi-call rule: the ledger must already match, then re-read."""
-        actual = read_ledger(self.ch, self.engine)
+        actual = read_ledger(self.ch, self.engine, self.configurator)
         differences = self.expected.copy().normalise().diff(actual)
         assert not differences, "ledger differs from the model:\n" + "\n".join(differences)
         self.refresh(actual)
@@ -2389,46 +2389,46 @@ class ProtocolMachine(RuleBasedStateMachine):
             self.set_guardian("keeper" if on else "guardian")
 
     def pause(self, by: str) -> None:
-        who = {"guardian": self.ledger.guardian, "owner": self.owner["clearinghouse"], "attacker": self.roles.attacker}[by]
+        who = {"guardian": self.ledger.guardian, "owner": self.owner["configurator"], "attacker": self.roles.attacker}[by]
         after = self.ledger.copy()
         after.paused = True
         after.flags = {m: f | PAUSED for m, f in after.flags.items()}
-        message = None if by != "attacker" else "clearinghouse: not guardian"
+        message = None if by != "attacker" else "configurator: not guardian"
         self.call(
-            "Clearinghouse.pause",
-            self.ch.pause,
+            "Configurator.pause",
+            self.configurator.pause,
             sender=who,
             outcome=Outcome(message, after if message is None else self.ledger),
         )
 
     def unpause(self, by: str) -> None:
-        who = {"guardian": self.ledger.guardian, "owner": self.owner["clearinghouse"], "attacker": self.roles.attacker}[by]
+        who = {"guardian": self.ledger.guardian, "owner": self.owner["configurator"], "attacker": self.roles.attacker}[by]
         after = self.ledger.copy()
         after.paused = False
         after.flags = {m: f & ~PAUSED for m, f in after.flags.items()}
-        message = None if str(who) == str(self.owner["clearinghouse"]) else "ownable: caller is not the owner"
+        message = None if str(who) == str(self.owner["configurator"]) else "ownable: caller is not the owner"
         self.call(
-            "Clearinghouse.unpause",
-            self.ch.unpause,
+            "Configurator.unpause",
+            self.configurator.unpause,
             sender=who,
             outcome=Outcome(message, after if message is None else self.ledger),
         )
 
     def set_reduce_only(self, market: int, on: bool, by: str) -> None:
-        who = {"guardian": self.ledger.guardian, "owner": self.owner["clearinghouse"], "attacker": self.roles.attacker}[by]
-        is_owner = str(who) == str(self.owner["clearinghouse"])
+        who = {"guardian": self.ledger.guardian, "owner": self.owner["configurator"], "attacker": self.roles.attacker}[by]
+        is_owner = str(who) == str(self.owner["configurator"])
         if market not in self.ledger.markets:
             message = "clearinghouse: unknown market"
         elif on:
-            message = None if is_owner or str(who) == self.ledger.guardian else "clearinghouse: not guardian"
+            message = None if is_owner or str(who) == self.ledger.guardian else "configurator: not guardian"
         else:
             message = None if is_owner else "ownable: caller is not the owner"
         after = self.ledger.copy()
         if message is None:
             after.flags[market] = after.flags[market] | REDUCE_ONLY if on else after.flags[market] & ~REDUCE_ONLY
         self.call(
-            "Clearinghouse.set_reduce_only",
-            self.ch.set_reduce_only,
+            "Configurator.set_reduce_only",
+            self.configurator.set_reduce_only,
             market,
             on,
             sender=who,
@@ -2440,16 +2440,16 @@ class ProtocolMachine(RuleBasedStateMachine):
         after = self.ledger.copy()
         after.guardian = str(who)
         self.call(
-            "Clearinghouse.set_guardian",
-            self.ch.set_guardian,
+            "Configurator.set_guardian",
+            self.configurator.set_guardian,
             who,
-            sender=self.owner["clearinghouse"],
+            sender=self.owner["configurator"],
             outcome=Outcome(None, after),
         )
 
     @rule(
         kind=st.sampled_from(["hand_over_ownership", "attacker_calls"]),
-        contract=st.sampled_from(["clearinghouse", "configurator", "oracle"]),
+        contract=st.sampled_from(["configurator", "oracle"]),
         call=st.sampled_from(
             [
                 "pool_deposit",
@@ -2460,6 +2460,7 @@ class ProtocolMachine(RuleBasedStateMachine):
                 "apply_liquidation",
                 "connect",
                 "connect_again",
+                "apply_emergency",
                 "fill_order",
                 "apply_order_parameters",
                 "order_parameters",
@@ -2484,7 +2485,7 @@ class ProtocolMachine(RuleBasedStateMachine):
 
     def hand_over_ownership(self, contract: str) -> None:
         """Two-step ownership: the pending owner must accept; nobody else can."""
-        target = {"clearinghouse": self.ch, "configurator": self.configurator, "oracle": self.oracle}[contract]
+        target = {"configurator": self.configurator, "oracle": self.oracle}[contract]
         current = self.owner[contract]
         successor = self.spare_admin if str(current) == str(self.roles.owner) else self.roles.owner
         unchanged = Outcome(None, self.ledger)
@@ -2517,8 +2518,9 @@ class ProtocolMachine(RuleBasedStateMachine):
                 a,
                 "liquidation: not configurator",
             ),
-            "connect": (self.ch.connect, (a, a, a, a), a, not_owner),
-            "connect_again": (self.ch.connect, (a, a, a, a), self.owner["clearinghouse"], "clearinghouse: already connected"),
+            "connect": (self.ch.connect, (a, a, a, a), a, "clearinghouse: not deployer"),
+            "connect_again": (self.ch.connect, (a, a, a, a), self.roles.owner, "clearinghouse: already connected"),
+            "apply_emergency": (self.ch.apply_emergency, (0, 1), a, "clearinghouse: not configurator"),
             # only Orders fills, at the round it read; only the Configurator sets its parameters
             "fill_order": (self.ch.fill_order, (self.world.account_id(0), 1, 1, 0, WAD), a, "clearinghouse: not orders"),
             "apply_order_parameters": (self.orders.apply_order_parameters, (1, 60, 0), a, "orders: not configurator"),
@@ -2541,7 +2543,7 @@ class ProtocolMachine(RuleBasedStateMachine):
             "oracle": (self.oracle.set_parameters, (94 * 10**16, 10**17), a, not_owner),
             "feed": (self.feeds["WETH"].updateAnswer, (1,), a, "aggregator: not updater"),
             "feed_updater": (self.feeds["WBTC"].set_updater, (a,), a, "aggregator: not updater"),
-            "guardian": (self.ch.set_guardian, (a,), a, not_owner),
+            "guardian": (self.configurator.set_guardian, (a,), a, not_owner),
             "transfer_ownership": (self.configurator.transfer_ownership, (a,), a, not_owner),
         }
         function, args, sender, message = calls[kind]
@@ -2551,7 +2553,7 @@ class ProtocolMachine(RuleBasedStateMachine):
 
     @invariant()
     def protocol_invariants(self) -> None:
-        actual = read_ledger(self.ch, self.engine)
+        actual = read_ledger(self.ch, self.engine, self.configurator)
         differences = self.expected.copy().normalise().diff(actual)
         assert not differences, "ledger differs from the model:\n" + "\n".join(differences)
         self.check_tokens(actual)
@@ -2688,10 +2690,10 @@ EVERY_FUNCTION = (
     "LiquidationEngine.liquidate",
     "LiquidationEngine.liquidate_collateral",
     "Clearinghouse.fund_insurance",
-    "Clearinghouse.pause",
-    "Clearinghouse.unpause",
-    "Clearinghouse.set_reduce_only",
-    "Clearinghouse.set_guardian",
+    "Configurator.pause",
+    "Configurator.unpause",
+    "Configurator.set_reduce_only",
+    "Configurator.set_guardian",
     "LiquidityPool.deposit",
     "LiquidityPool.mint",
     "LiquidityPool.withdraw",
@@ -2709,8 +2711,6 @@ EVERY_FUNCTION = (
     "OracleRouter.clear_circuit_breaker",
     "OracleRouter.set_parameters",
     "OracleRouter.set_feed",
-    "clearinghouse.transfer_ownership",
-    "clearinghouse.accept_ownership",
     "configurator.transfer_ownership",
     "configurator.accept_ownership",
     "oracle.transfer_ownership",
@@ -2876,7 +2876,7 @@ def test_every_rule_succeeds_in_a_scripted_walk(machine):
         ("set_guardian", "owner"),
     ):
         step("emergency_controls", action=action, by=by, market=0, on=True)
-    for contract in ("clearinghouse", "configurator", "oracle"):
+    for contract in ("configurator", "oracle"):
         step("access_control", kind="hand_over_ownership", contract=contract, call="feed")
     paths = (
         "liquidation partial, by the owner's second address",

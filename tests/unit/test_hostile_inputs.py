@@ -248,7 +248,7 @@ def ctx(project, chain, protocol, seeded_pool, deployer, guardian, trader, keepe
     p = protocol
     ch, oracle, cfg = p.clearinghouse, p.oracle, p.configurator
     chain.pending_timestamp += COOLDOWN + 1  # the LP's seed shares are free to leave
-    ch.set_guardian(guardian, sender=deployer)
+    protocol.configurator.set_guardian(guardian, sender=deployer)
     fund(p.settlement, deployer, 20_000 * USDC, spender=ch)
     ch.fund_insurance(20_000 * USDC, sender=deployer)
 
@@ -403,11 +403,11 @@ eth_breaker = publish("WETH", 2_600)  # +30%, beyond the 20% breaker, synced: th
 
 
 def paused(x: Ctx):
-    x.ch.pause(sender=x.guardian)
+    x.cfg.pause(sender=x.guardian)
 
 
 def eth_reduce_only(x: Ctx):
-    x.ch.set_reduce_only(ETH, True, sender=x.guardian)
+    x.cfg.set_reduce_only(ETH, True, sender=x.guardian)
 
 
 def order_pending(x: Ctx):
@@ -625,7 +625,7 @@ def ch_views(x: Ctx) -> tuple:
 
 
 def governance_views(x: Ctx) -> tuple:
-    return (x.read(x.ch.paused), x.read(x.ch.guardian))
+    return (x.read(x.ch.paused), x.read(x.cfg.guardian))
 
 
 def engine_views(x: Ctx) -> tuple:
@@ -1455,14 +1455,14 @@ def clearinghouse_rows() -> list[Row]:
             views=victim,
         ),
         # governance
-        R("connect", "not the owner", "attacker", connect(), NOT_OWNER, views=connection_views),
-        R("connect", "not the owner (the guardian)", "guardian", connect(), NOT_OWNER, views=connection_views),
+        R("connect", "not the deployer", "attacker", connect(), "clearinghouse: not deployer", views=connection_views),
+        R("connect", "not the deployer (the guardian)", "guardian", connect(), "clearinghouse: not deployer", views=connection_views),
         R(
             "connect",
-            "not the owner, before the owner connects (a front-run wiring the caller in)",
+            "not the deployer, before the deployer connects (a front-run wiring the caller in)",
             "attacker",
             connect(bare=True, pool=caller, configurator=caller, engine=caller, orders=caller),
-            NOT_OWNER,
+            "clearinghouse: not deployer",
             views=bare_connection_views,
         ),
         R(
@@ -1530,90 +1530,12 @@ def clearinghouse_rows() -> list[Row]:
             views=bare_connection_views,
         ),
         R(
-            "set_guardian",
-            "not the owner",
-            "attacker",
-            lambda x, who: x.ch.set_guardian(who, sender=who),
-            NOT_OWNER,
-            views=lambda x: (x.read(x.ch.guardian),),
-        ),
-        R(
-            "set_guardian",
-            "not the owner (the guardian)",
+            "apply_emergency",
+            "not the configurator (the guardian)",
             "guardian",
-            lambda x, who: x.ch.set_guardian(x.attacker, sender=who),
-            NOT_OWNER,
-            views=lambda x: (x.read(x.ch.guardian),),
-        ),
-        R(
-            "pause",
-            "neither guardian nor owner",
-            "attacker",
-            lambda x, who: x.ch.pause(sender=who),
-            "clearinghouse: not guardian",
+            lambda x, who: x.ch.apply_emergency(0, 1, sender=who),
+            "clearinghouse: not configurator",
             views=governance_views,
-        ),
-        R(
-            "pause",
-            "neither guardian nor owner (a trader)",
-            "trader",
-            lambda x, who: x.ch.pause(sender=who),
-            "clearinghouse: not guardian",
-            views=governance_views,
-        ),
-        R(
-            "unpause",
-            "not the owner",
-            "attacker",
-            lambda x, who: x.ch.unpause(sender=who),
-            NOT_OWNER,
-            setup=paused,
-            views=governance_views,
-        ),
-        R(
-            "unpause",
-            "not the owner (the guardian)",
-            "guardian",
-            lambda x, who: x.ch.unpause(sender=who),
-            NOT_OWNER,
-            setup=paused,
-            views=governance_views,
-        ),
-        R(
-            "set_reduce_only",
-            "set by neither guardian nor owner",
-            "attacker",
-            lambda x, who: x.ch.set_reduce_only(ETH, True, sender=who),
-            "clearinghouse: not guardian",
-            views=lambda x: (x.read(x.ch.reduce_only, ETH),),
-        ),
-        R(
-            "set_reduce_only",
-            "lifted by the guardian (owner only)",
-            "guardian",
-            lambda x, who: x.ch.set_reduce_only(ETH, False, sender=who),
-            NOT_OWNER,
-            setup=eth_reduce_only,
-            views=lambda x: (x.read(x.ch.reduce_only, ETH),),
-        ),
-        R(
-            "set_reduce_only",
-            "lifted by an attacker",
-            "attacker",
-            lambda x, who: x.ch.set_reduce_only(ETH, False, sender=who),
-            NOT_OWNER,
-            setup=eth_reduce_only,
-            views=lambda x: (x.read(x.ch.reduce_only, ETH),),
-        ),
-        R("transfer_ownership", "not the owner", "attacker", lambda x, who: x.ch.transfer_ownership(who, sender=who), NOT_OWNER),
-        R("accept_ownership", "no transfer pending", "attacker", lambda x, who: x.ch.accept_ownership(sender=who), NOT_NEW_OWNER),
-        R(
-            "accept_ownership",
-            "transfer pending to someone else",
-            "attacker",
-            lambda x, who: x.ch.accept_ownership(sender=who),
-            NOT_NEW_OWNER,
-            setup=pending_owner("ch"),
         ),
     ]
     apply_calls = {
@@ -1641,14 +1563,6 @@ def clearinghouse_rows() -> list[Row]:
                 lambda x, who, m=market: x.ch.liquidation_snapshot(x.account("victim"), m(x)),
                 "clearinghouse: unknown market",
                 setup=liquidatable,
-            ),
-            R(
-                "set_reduce_only",
-                f"unknown market: {label}",
-                "guardian",
-                lambda x, who, m=market: x.ch.set_reduce_only(m(x), True, sender=who),
-                "clearinghouse: unknown market",
-                views=governance_views,
             ),
         ]
     for label, token in UNLISTED_TOKENS:
@@ -2590,6 +2504,83 @@ def configurator_rows() -> list[Row]:
             "configurator: bad execution fee",
             views=order_views,
         ),
+        # the emergency controls: the Configurator's roles, applied through apply_emergency
+        R(
+            "set_guardian",
+            "not the owner",
+            "attacker",
+            lambda x, who: x.cfg.set_guardian(who, sender=who),
+            NOT_OWNER,
+            views=lambda x: (x.read(x.cfg.guardian),),
+        ),
+        R(
+            "set_guardian",
+            "not the owner (the guardian)",
+            "guardian",
+            lambda x, who: x.cfg.set_guardian(x.attacker, sender=who),
+            NOT_OWNER,
+            views=lambda x: (x.read(x.cfg.guardian),),
+        ),
+        R(
+            "pause",
+            "neither guardian nor owner",
+            "attacker",
+            lambda x, who: x.cfg.pause(sender=who),
+            "configurator: not guardian",
+            views=governance_views,
+        ),
+        R(
+            "pause",
+            "neither guardian nor owner (a trader)",
+            "trader",
+            lambda x, who: x.cfg.pause(sender=who),
+            "configurator: not guardian",
+            views=governance_views,
+        ),
+        R(
+            "unpause",
+            "not the owner",
+            "attacker",
+            lambda x, who: x.cfg.unpause(sender=who),
+            NOT_OWNER,
+            setup=paused,
+            views=governance_views,
+        ),
+        R(
+            "unpause",
+            "not the owner (the guardian)",
+            "guardian",
+            lambda x, who: x.cfg.unpause(sender=who),
+            NOT_OWNER,
+            setup=paused,
+            views=governance_views,
+        ),
+        R(
+            "set_reduce_only",
+            "set by neither guardian nor owner",
+            "attacker",
+            lambda x, who: x.cfg.set_reduce_only(ETH, True, sender=who),
+            "configurator: not guardian",
+            views=lambda x: (x.read(x.ch.reduce_only, ETH),),
+        ),
+        R(
+            "set_reduce_only",
+            "lifted by the guardian (owner only)",
+            "guardian",
+            lambda x, who: x.cfg.set_reduce_only(ETH, False, sender=who),
+            NOT_OWNER,
+            setup=eth_reduce_only,
+            views=lambda x: (x.read(x.ch.reduce_only, ETH),),
+        ),
+        R(
+            "set_reduce_only",
+            "lifted by an attacker",
+            "attacker",
+            lambda x, who: x.cfg.set_reduce_only(ETH, False, sender=who),
+            NOT_OWNER,
+            setup=eth_reduce_only,
+            views=lambda x: (x.read(x.ch.reduce_only, ETH),),
+        ),
         R("transfer_ownership", "not the owner", "attacker", lambda x, who: x.cfg.transfer_ownership(who, sender=who), NOT_OWNER),
         R(
             "accept_ownership",
@@ -2682,6 +2673,16 @@ def configurator_rows() -> list[Row]:
                 "owner",
                 lambda x, who, m=market: x.cfg.set_market(m(x), x.market_params(ETH), sender=who),
                 "configurator: unknown market",
+            )
+        )
+        rows.append(
+            R(
+                "set_reduce_only",
+                f"unknown market: {label}",
+                "guardian",
+                lambda x, who, m=market: x.cfg.set_reduce_only(m(x), True, sender=who),
+                "configurator: unknown market",
+                views=governance_views,
             )
         )
     for label, token in UNLISTED_TOKENS:

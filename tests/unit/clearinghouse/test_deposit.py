@@ -19,7 +19,7 @@ def collateral(request, protocol):
 
 
 @pytest.fixture(scope="module", autouse=True)
-def _module_fixtures_first(protocol, ch, usdc, fund, deployer, trader, other_trader):
+def _module_fixtures_first(protocol, ch, configurator, usdc, fund, deployer, trader, other_trader):
     """Request the module- and session-scoped fixtures before any test, so ape's isolation
     snapshots them once instead of rebasing."""
 
@@ -83,8 +83,8 @@ def test_deposit__settlement_without_allowance__reverts_and_credits_nothing(ch, 
     assert usdc.balanceOf(ch) == ch.settlement_held()
 
 
-def test_deposit__settlement_while_paused__still_credited(ch, usdc, fund, trader, deployer):
-    ch.pause(sender=deployer)
+def test_deposit__settlement_while_paused__still_credited(configurator, ch, usdc, fund, trader, deployer):
+    configurator.pause(sender=deployer)
     fund(trader, usdc, 500 * USDC)
     ch.deposit(usdc, 500 * USDC, 0, sender=trader)
     assert ch.paused()
@@ -184,16 +184,16 @@ def test_deposit__collateral_re_enabled__accepted(ch, configurator, fund, trader
     assert ch.balances(account_id(trader, 0), ch.collateral_slot(collateral)) == whole(collateral, 1)
 
 
-def test_deposit__collateral_while_paused__reverts(ch, fund, trader, deployer, collateral):
-    ch.pause(sender=deployer)
+def test_deposit__collateral_while_paused__reverts(configurator, ch, fund, trader, deployer, collateral):
+    configurator.pause(sender=deployer)
     fund(trader, collateral, whole(collateral, 1))
     with ape.reverts("clearinghouse: paused"):
         ch.deposit(collateral, whole(collateral, 1), 0, sender=trader)
 
 
-def test_deposit__collateral_after_unpause__accepted(ch, fund, trader, deployer, collateral):
-    ch.pause(sender=deployer)
-    ch.unpause(sender=deployer)
+def test_deposit__collateral_after_unpause__accepted(configurator, ch, fund, trader, deployer, collateral):
+    configurator.pause(sender=deployer)
+    configurator.unpause(sender=deployer)
     fund(trader, collateral, whole(collateral, 1))
     ch.deposit(collateral, whole(collateral, 1), 0, sender=trader)
     assert ch.balances(account_id(trader, 0), ch.collateral_slot(collateral)) == whole(collateral, 1)

@@ -2,7 +2,8 @@
 exact message (checked by the Configurator, applied through the Clearinghouse's apply_*), the
 liquidation-spiral bound from both sides, pause roles, connect once (pool, configurator and
 liquidation engine), the liquidation parameters kept by the LiquidationEngine and set only through
-the Configurator, and the two-step ownership transfer of both owned contracts."""
+the Configurator, and the two-step ownership transfer of the owned contracts (the Clearinghouse has no owner: its
+emergency controls are the Configurator's)."""
 
 import dataclasses
 
@@ -28,11 +29,6 @@ MARKET_FIELDS = tuple(f.name for f in dataclasses.fields(risk.MarketParams))
 def _module_fixtures_first(protocol, ch, usdc, fund, seeded_pool, set_price, deployer, guardian, attacker, trader, lp):
     """Request the module- and session-scoped fixtures before any test, so ape's isolation
     snapshots them once instead of rebasing."""
-
-
-@pytest.fixture(scope="module")
-def configurator(protocol):
-    return protocol.configurator
 
 
 def market_params(ch, market, **changes):
@@ -76,15 +72,10 @@ def events(receipt, name):
 # ---------------------------------------------------------------- who may call
 
 
-CLEARINGHOUSE_OWNER_CALLS = {
-    "connect": lambda p, who: p.clearinghouse.connect(who, who, who, who, sender=who),
-    "set_guardian": lambda p, who: p.clearinghouse.set_guardian(who, sender=who),
-    "unpause": lambda p, who: p.clearinghouse.unpause(sender=who),
-    "set_reduce_only-lift": lambda p, who: p.clearinghouse.set_reduce_only(1, False, sender=who),
-    "transfer_ownership": lambda p, who: p.clearinghouse.transfer_ownership(who, sender=who),
-}
-
 CONFIGURATOR_OWNER_CALLS = {
+    "set_guardian": lambda p, who: p.configurator.set_guardian(who, sender=who),
+    "unpause": lambda p, who: p.configurator.unpause(sender=who),
+    "set_reduce_only-lift": lambda p, who: p.configurator.set_reduce_only(1, False, sender=who),
     "list_collateral": lambda p, who: p.configurator.list_collateral(p.tokens["WETH"], WAD // 2, 1, WAD // 10, sender=who),
     "set_collateral": lambda p, who: p.configurator.set_collateral(p.tokens["WETH"], WAD // 2, 1, WAD // 10, True, sender=who),
     "list_market": lambda p, who: p.configurator.list_market(market_params(p.clearinghouse, 1), sender=who),
@@ -111,10 +102,10 @@ def liquidation_parameters(engine):
     return (engine.liquidation_buffer(), engine.full_liquidation_health(), engine.dust_notional(), engine.underwater_tip_rate())
 
 
-@pytest.mark.parametrize("setter", list(CLEARINGHOUSE_OWNER_CALLS))
-def test_clearinghouse_setter__not_owner__reverts(protocol, attacker, setter):
-    with ape.reverts(NOT_OWNER):
-        CLEARINGHOUSE_OWNER_CALLS[setter](protocol, attacker)
+def test_clearinghouse__connect_by_anyone_but_its_deployer__reverts(protocol, attacker):
+    """The core has no owner: only the account that deployed it may connect it, once."""
+    with ape.reverts("clearinghouse: not deployer"):
+        protocol.clearinghouse.connect(attacker, attacker, attacker, attacker, sender=attacker)
 
 
 @pytest.mark.parametrize("setter", list(CONFIGURATOR_OWNER_CALLS))
@@ -124,13 +115,23 @@ def test_configurator_setter__not_owner__reverts(protocol, attacker, setter):
 
 
 @pytest.mark.parametrize("setter", ["set_guardian", "unpause", "set_reduce_only-lift"])
-def test_clearinghouse_setter__guardian_is_not_owner__reverts(protocol, deployer, guardian, setter):
-    protocol.clearinghouse.set_guardian(guardian, sender=deployer)
+def test_configurator_setter__guardian_is_not_owner__reverts(protocol, deployer, guardian, setter):
+    protocol.configurator.set_guardian(guardian, sender=deployer)
     with ape.reverts(NOT_OWNER):
-        CLEARINGHOUSE_OWNER_CALLS[setter](protocol, guardian)
+        CONFIGURATOR_OWNER_CALLS[setter](protocol, guardian)
 
 
-@pytest.mark.parametrize("caller", ["attacker", "deployer"], ids=["stranger", "clearinghouse-owner"])
+def test_apply_emergency__not_configurator__reverts(protocol, deployer, guardian, attacker):
+    """Pause and reduce-only reach the core only through the Configurator's roles."""
+    for who in (deployer, guardian, attacker):
+        with ape.reverts("clearinghouse: not configurator"):
+            protocol.clearinghouse.apply_emergency(0, 1, sender=who)
+        with ape.reverts("clearinghouse: not configurator"):
+            protocol.clearinghouse.apply_emergency(1, 1, sender=who)
+    assert not protocol.clearinghouse.paused() and not protocol.clearinghouse.reduce_only(1)
+
+
+@pytest.mark.parametrize("caller", ["attacker", "deployer"], ids=["stranger", "deployer"])
 @pytest.mark.parametrize("setter", list(APPLY_CALLS))
 def test_apply__not_configurator__reverts(protocol, request, setter, caller):
     """The bounds live in the Configurator: nobody, not even the owner, may bypass them."""
@@ -146,7 +147,7 @@ ENGINE_ONLY_CALLS = {
 }
 
 
-@pytest.mark.parametrize("caller", ["attacker", "deployer"], ids=["stranger", "clearinghouse-owner"])
+@pytest.mark.parametrize("caller", ["attacker", "deployer"], ids=["stranger", "deployer"])
 @pytest.mark.parametrize("function", list(ENGINE_ONLY_CALLS))
 def test_liquidation_calls__not_engine__reverts(protocol, ch, request, function, caller):
     """Closing at a chosen price, paying a chosen reward, seizing collateral: only the engine,
@@ -548,73 +549,80 @@ def test_list_collateral__seventh_is_the_last(ch, configurator, deployer, make_p
 # ---------------------------------------------------------------- pause, guardian, reduce-only
 
 
-def test_pause__by_guardian__paused_with_event(ch, deployer, guardian):
-    ch.set_guardian(guardian, sender=deployer)
-    tx = ch.pause(sender=guardian)
+def test_pause__by_guardian__paused_with_event(configurator, ch, deployer, guardian):
+    configurator.set_guardian(guardian, sender=deployer)
+    tx = configurator.pause(sender=guardian)
     assert ch.paused()
     assert [e.by for e in events(tx, "Paused")] == [guardian.address]
 
 
-def test_pause__by_owner__paused(ch, deployer, guardian):
-    ch.set_guardian(guardian, sender=deployer)
-    ch.pause(sender=deployer)
+def test_pause__by_owner__paused(configurator, ch, deployer, guardian):
+    configurator.set_guardian(guardian, sender=deployer)
+    configurator.pause(sender=deployer)
     assert ch.paused()
 
 
 @pytest.mark.parametrize("caller", ["attacker", "trader"])
-def test_pause__by_anyone_else__reverts(ch, deployer, guardian, request, caller):
-    ch.set_guardian(guardian, sender=deployer)
-    with ape.reverts("clearinghouse: not guardian"):
-        ch.pause(sender=request.getfixturevalue(caller))
+def test_pause__by_anyone_else__reverts(configurator, ch, deployer, guardian, request, caller):
+    configurator.set_guardian(guardian, sender=deployer)
+    with ape.reverts("configurator: not guardian"):
+        configurator.pause(sender=request.getfixturevalue(caller))
     assert not ch.paused()
 
 
-def test_pause__configurator_owner_is_not_guardian(ch, configurator, deployer, guardian, attacker):
-    # the two contracts' roles are separate: owning the Configurator gives no pause power
-    ch.set_guardian(guardian, sender=deployer)
+def test_pause__configurator_ownership_carries_the_pause(ch, configurator, deployer, guardian, attacker):
+    """The Configurator's owner holds the emergency controls: a new owner may pause and lift,
+    the old one may no longer lift."""
+    configurator.set_guardian(guardian, sender=deployer)
     configurator.transfer_ownership(attacker, sender=deployer)
     configurator.accept_ownership(sender=attacker)
-    with ape.reverts("clearinghouse: not guardian"):
-        ch.pause(sender=attacker)
-
-
-def test_pause__replaced_guardian__loses_the_role(ch, deployer, guardian, attacker):
-    ch.set_guardian(guardian, sender=deployer)
-    tx = ch.set_guardian(attacker, sender=deployer)
-    assert ch.guardian() == attacker.address
-    assert [e.guardian for e in events(tx, "GuardianSet")] == [attacker.address]
-    with ape.reverts("clearinghouse: not guardian"):
-        ch.pause(sender=guardian)
-
-
-def test_unpause__owner_only(ch, deployer, guardian):
-    ch.set_guardian(guardian, sender=deployer)
-    ch.pause(sender=guardian)
+    configurator.pause(sender=attacker)
     with ape.reverts(NOT_OWNER):
-        ch.unpause(sender=guardian)
+        configurator.unpause(sender=deployer)
+    configurator.unpause(sender=attacker)
+    assert not ch.paused()
+
+
+def test_pause__replaced_guardian__loses_the_role(configurator, ch, deployer, guardian, attacker):
+    configurator.set_guardian(guardian, sender=deployer)
+    tx = configurator.set_guardian(attacker, sender=deployer)
+    assert configurator.guardian() == attacker.address
+    assert [e.guardian for e in events(tx, "GuardianSet")] == [attacker.address]
+    with ape.reverts("configurator: not guardian"):
+        configurator.pause(sender=guardian)
+
+
+def test_unpause__owner_only(configurator, ch, deployer, guardian):
+    configurator.set_guardian(guardian, sender=deployer)
+    configurator.pause(sender=guardian)
+    with ape.reverts(NOT_OWNER):
+        configurator.unpause(sender=guardian)
     assert ch.paused()
-    tx = ch.unpause(sender=deployer)
+    tx = configurator.unpause(sender=deployer)
     assert not ch.paused()
     assert [e.by for e in events(tx, "Unpaused")] == [deployer.address]
 
 
-def test_set_reduce_only__guardian_sets_owner_lifts(ch, deployer, guardian, attacker, eth_market):
-    ch.set_guardian(guardian, sender=deployer)
-    with ape.reverts("clearinghouse: not guardian"):
-        ch.set_reduce_only(eth_market, True, sender=attacker)
-    tx = ch.set_reduce_only(eth_market, True, sender=guardian)
+def test_set_reduce_only__guardian_sets_owner_lifts(configurator, ch, deployer, guardian, attacker, eth_market):
+    configurator.set_guardian(guardian, sender=deployer)
+    with ape.reverts("configurator: not guardian"):
+        configurator.set_reduce_only(eth_market, True, sender=attacker)
+    tx = configurator.set_reduce_only(eth_market, True, sender=guardian)
     assert ch.reduce_only(eth_market)
     [event] = events(tx, "ReduceOnlySet")
     assert (event.market, event.reduce_only) == (eth_market, True)
     with ape.reverts(NOT_OWNER):
-        ch.set_reduce_only(eth_market, False, sender=guardian)
-    ch.set_reduce_only(eth_market, False, sender=deployer)
+        configurator.set_reduce_only(eth_market, False, sender=guardian)
+    configurator.set_reduce_only(eth_market, False, sender=deployer)
     assert not ch.reduce_only(eth_market)
 
 
-def test_set_reduce_only__unknown_market__reverts(ch, deployer):
-    with ape.reverts("clearinghouse: unknown market"):
-        ch.set_reduce_only(3, True, sender=deployer)
+@pytest.mark.parametrize("market", [0, 3])
+def test_set_reduce_only__unknown_market__reverts(configurator, ch, deployer, market):
+    """Market 0 is not a market (the core reads it as the pause): refused, nothing paused."""
+    with ape.reverts("configurator: unknown market"):
+        configurator.set_reduce_only(market, True, sender=deployer)
+    assert not ch.paused()
 
 
 # ---------------------------------------------------------------- connect
@@ -652,11 +660,11 @@ def test_connect__already_connected__reverts(protocol, ch, configurator, engine,
     assert wiring(ch) == (protocol.pool.address, configurator.address, engine.address, protocol.orders.address)
 
 
-def test_connect__not_owner__reverts(fresh_clearinghouse, fresh_parts, attacker):
-    """Before the owner connects, nobody else can wire themselves in."""
-    with ape.reverts(NOT_OWNER):
+def test_connect__not_deployer__reverts(fresh_clearinghouse, fresh_parts, attacker):
+    """Before its deployer connects it, nobody else can wire themselves in."""
+    with ape.reverts("clearinghouse: not deployer"):
         fresh_clearinghouse.connect(attacker, attacker, attacker, attacker, sender=attacker)
-    with ape.reverts(NOT_OWNER):
+    with ape.reverts("clearinghouse: not deployer"):
         fresh_clearinghouse.connect(*fresh_parts, sender=attacker)
     assert wiring(fresh_clearinghouse) == (ZERO_ADDRESS,) * 4
 
@@ -671,7 +679,7 @@ def test_connect__zero_address__reverts(fresh_clearinghouse, fresh_parts, deploy
     assert wiring(fresh_clearinghouse) == (ZERO_ADDRESS,) * 4
 
 
-def test_connect__once__wires_all_three(fresh_clearinghouse, fresh_parts, deployer, attacker, usdc):
+def test_connect__once__wires_all_three(configurator, fresh_clearinghouse, fresh_parts, deployer, attacker, usdc):
     pool, configurator, engine, orders = fresh_parts
     assert wiring(fresh_clearinghouse) == (ZERO_ADDRESS,) * 4
     fresh_clearinghouse.connect(pool, configurator, engine, orders, sender=deployer)
@@ -708,27 +716,6 @@ def test_constructor__settlement_above_18_decimals__reverts(project, protocol, d
 # ---------------------------------------------------------------- ownership
 
 
-def test_ownership__clearinghouse_two_step_transfer(ch, deployer, guardian, attacker, eth_market):
-    assert ch.owner() == deployer.address
-    ch.transfer_ownership(guardian, sender=deployer)
-    # nothing changes until the new owner accepts
-    assert ch.pending_owner() == guardian.address
-    assert ch.owner() == deployer.address
-    ch.set_reduce_only(eth_market, False, sender=deployer)
-    with ape.reverts(NOT_OWNER):
-        ch.unpause(sender=guardian)
-
-    with ape.reverts(NOT_NEW_OWNER):
-        ch.accept_ownership(sender=attacker)
-    ch.accept_ownership(sender=guardian)
-
-    assert ch.owner() == guardian.address
-    assert ch.pending_owner() == ZERO_ADDRESS
-    with ape.reverts(NOT_OWNER):
-        ch.unpause(sender=deployer)
-    ch.unpause(sender=guardian)
-
-
 def test_ownership__configurator_two_step_transfer(ch, configurator, deployer, guardian, attacker, engine):
     configurator.transfer_ownership(guardian, sender=deployer)
     assert configurator.pending_owner() == guardian.address
@@ -738,14 +725,13 @@ def test_ownership__configurator_two_step_transfer(ch, configurator, deployer, g
     configurator.accept_ownership(sender=guardian)
 
     assert configurator.owner() == guardian.address
-    assert ch.owner() == deployer.address  # the Clearinghouse's owner is unaffected
     with ape.reverts(NOT_OWNER):
         configurator.set_liquidation_parameters(0, WAD // 2, 0, sender=deployer)
     configurator.set_liquidation_parameters(0, WAD // 2, 0, sender=guardian)
     assert engine.liquidation_buffer() == 0
 
 
-@pytest.mark.parametrize("contract", ["clearinghouse", "configurator"])
+@pytest.mark.parametrize("contract", ["configurator", "oracle"])
 def test_ownership__pending_transfer_replaced__first_nominee_cannot_accept(protocol, deployer, guardian, attacker, contract):
     owned = getattr(protocol, contract)
     owned.transfer_ownership(attacker, sender=deployer)
@@ -755,7 +741,7 @@ def test_ownership__pending_transfer_replaced__first_nominee_cannot_accept(proto
     assert owned.owner() == deployer.address
 
 
-@pytest.mark.parametrize("contract", ["clearinghouse", "configurator"])
+@pytest.mark.parametrize("contract", ["configurator", "oracle"])
 def test_ownership__accept_without_transfer__reverts(protocol, attacker, contract):
     with ape.reverts(NOT_NEW_OWNER):
         getattr(protocol, contract).accept_ownership(sender=attacker)

@@ -52,7 +52,7 @@ def expected_funding_step(rate, price, elapsed):
 
 @pytest.fixture(scope="module", autouse=True)
 def _module_fixtures_first(
-    protocol, ch, usdc, fund, seeded_pool, make_account, set_price, deployer, trader, other_trader, attacker
+    protocol, ch, configurator, usdc, fund, seeded_pool, make_account, set_price, deployer, trader, other_trader, attacker
 ):
     """Request the module- and session-scoped fixtures before any test, so ape's isolation
     snapshots them once instead of rebasing."""
@@ -362,10 +362,10 @@ def test_trade__open_interest_cap_lowered_to_oi__reduce_allowed_increase_refused
     assert ch.positions(account, eth_market).size == 7 * WAD
 
 
-def test_trade__paused__opens_increases_and_flips_refused(ch, make_account, deployer, trader, other_trader, eth_market):
+def test_trade__paused__opens_increases_and_flips_refused(configurator, ch, make_account, deployer, trader, other_trader, eth_market):
     make_account(trader, collateral_usd=10_000, leverage=2)  # long
     make_account(other_trader, collateral_usd=10_000)
-    ch.pause(sender=deployer)
+    configurator.pause(sender=deployer)
     with ape.reverts("clearinghouse: paused"):
         trade_now(ch, eth_market, WAD, 0, 0, sender=other_trader)  # open
     with ape.reverts("clearinghouse: paused"):
@@ -374,29 +374,29 @@ def test_trade__paused__opens_increases_and_flips_refused(ch, make_account, depl
         trade_now(ch, eth_market, -20 * WAD, 0, 0, sender=trader)  # flip 10 long to 10 short
 
 
-def test_trade__paused__reduce_and_close_allowed(ch, make_account, trade, deployer, trader, eth_market):
+def test_trade__paused__reduce_and_close_allowed(configurator, ch, make_account, trade, deployer, trader, eth_market):
     account = make_account(trader, collateral_usd=10_000, leverage=2)  # 10 long
-    ch.pause(sender=deployer)
+    configurator.pause(sender=deployer)
     trade(trader, eth_market, -4 * WAD)
     trade(trader, eth_market, -6 * WAD)
     assert ch.positions(account, eth_market).size == 0
     assert ch.market_mask(account) == 0
 
 
-def test_trade__unpaused__opens_again(ch, make_account, trade, deployer, trader, eth_market):
+def test_trade__unpaused__opens_again(configurator, ch, make_account, trade, deployer, trader, eth_market):
     account = make_account(trader, collateral_usd=10_000)
-    ch.pause(sender=deployer)
-    ch.unpause(sender=deployer)
+    configurator.pause(sender=deployer)
+    configurator.unpause(sender=deployer)
     trade(trader, eth_market, WAD)
     assert ch.positions(account, eth_market).size == WAD
 
 
-def test_trade__reduce_only__increase_refused_reduce_allowed(
+def test_trade__reduce_only__increase_refused_reduce_allowed(configurator, 
     ch, make_account, trade, deployer, trader, other_trader, eth_market, btc_market
 ):
     account = make_account(trader, collateral_usd=10_000, leverage=2)  # 10 long
     make_account(other_trader, collateral_usd=10_000)
-    ch.set_reduce_only(eth_market, True, sender=deployer)
+    configurator.set_reduce_only(eth_market, True, sender=deployer)
     with ape.reverts("clearinghouse: reduce only"):
         trade_now(ch, eth_market, -WAD, 0, 0, sender=other_trader)  # open
     with ape.reverts("clearinghouse: reduce only"):

@@ -12,7 +12,7 @@ USDC_TO_WAD = 10**12
 
 
 @pytest.fixture(scope="module", autouse=True)
-def _module_fixtures_first(protocol, ch, usdc, fund, seeded_pool, make_account, deployer, trader, other_trader):
+def _module_fixtures_first(protocol, ch, configurator, usdc, fund, seeded_pool, make_account, deployer, trader, other_trader):
     """Request the module- and session-scoped fixtures before any test, so ape's isolation
     snapshots them once instead of rebasing."""
 
@@ -212,18 +212,18 @@ def test_withdraw__collateral_backing_a_position__reverts(ch, deposit_collateral
     assert ch.balances(account, ch.collateral_slot(collateral)) == units
 
 
-def test_withdraw__while_paused__allowed(ch, usdc, make_account, trader, deployer):
+def test_withdraw__while_paused__allowed(configurator, ch, usdc, make_account, trader, deployer):
     account = make_account(trader, collateral_usd=10_000, leverage=2)
-    ch.pause(sender=deployer)
+    configurator.pause(sender=deployer)
     ch.withdraw(usdc, 1_000 * USDC, 0, sender=trader)
     assert ch.paused()
     assert usdc.balanceOf(trader) == 1_000 * USDC
     assert ch.margin(account)[0] >= ch.margin(account)[2]
 
 
-def test_withdraw__while_paused__margin_still_checked(ch, usdc, make_account, trader, deployer):
+def test_withdraw__while_paused__margin_still_checked(configurator, ch, usdc, make_account, trader, deployer):
     make_account(trader, collateral_usd=10_000, leverage=5)
-    ch.pause(sender=deployer)
+    configurator.pause(sender=deployer)
     with ape.reverts("clearinghouse: insufficient margin"):
         ch.withdraw(usdc, 9_000 * USDC, 0, sender=trader)
 

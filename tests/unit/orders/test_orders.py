@@ -37,7 +37,7 @@ STARVED_GAS = 175_000
 
 
 @pytest.fixture(scope="module", autouse=True)
-def _module_fixtures_first(protocol, ch, usdc, seeded_pool, make_account, engine, deployer, trader, keeper, attacker, guardian):
+def _module_fixtures_first(protocol, ch, configurator, usdc, seeded_pool, make_account, engine, deployer, trader, keeper, attacker, guardian):
     """Request the module- and session-scoped fixtures before any test, so ape's isolation
     snapshots them once."""
 
@@ -467,7 +467,7 @@ REFUSALS = {
 
 
 @pytest.mark.parametrize("case", list(REFUSALS))
-def test_execute__refused_fill__cancels_with_the_reason_and_forfeits_only_the_fee(
+def test_execute__refused_fill__cancels_with_the_reason_and_forfeits_only_the_fee(configurator, 
     protocol, orders, usdc, ch, make_account, account, trader, keeper, guardian, deployer, eth_market, chain, case
 ):
     size, limit_side, collateral, setup, reason = REFUSALS[case]
@@ -483,11 +483,11 @@ def test_execute__refused_fill__cancels_with_the_reason_and_forfeits_only_the_fe
         fill = expected_fill(ch, eth_market, price, size)
         limit = fill - 1 if limit_side == "below" else fill + 1
     _, executable_at = commit(orders, trader, eth_market, size, limit, sub)
-    ch.set_guardian(guardian, sender=deployer)
+    configurator.set_guardian(guardian, sender=deployer)
     if setup == "pause":
-        ch.pause(sender=guardian)
+        configurator.pause(sender=guardian)
     elif setup == "reduce_only":
-        ch.set_reduce_only(eth_market, True, sender=guardian)
+        configurator.set_reduce_only(eth_market, True, sender=guardian)
     publish(protocol, deployer, chain, ETH, executable_at)
     before = book(ch, usdc, orders, acct, eth_market, trader, keeper)
 
@@ -518,7 +518,7 @@ def test_execute__limit_equal_to_the_fill__fills(
     [(-4 * WAD, True), (-10 * WAD, True), (-15 * WAD, False), (1 * WAD, False)],
     ids=["reduce", "close", "flip", "increase"],  # a flip or an increase adds risk
 )
-def test_execute__reductions_fill_while_halted(
+def test_execute__reductions_fill_while_halted(configurator, 
     protocol, orders, usdc, ch, account, trader, keeper, deployer, eth_market, chain, halt, delta, fills
 ):
     trade_now(ch, eth_market, 10 * WAD, 0, 0, sender=trader, keeper=keeper)
@@ -526,9 +526,9 @@ def test_execute__reductions_fill_while_halted(
     _, executable_at = commit(orders, trader, eth_market, delta)
     assert tuple(orders.order(account, eth_market))[4] == 10 * WAD
     if halt == "pause":
-        ch.pause(sender=deployer)
+        configurator.pause(sender=deployer)
     else:
-        ch.set_reduce_only(eth_market, True, sender=deployer)
+        configurator.set_reduce_only(eth_market, True, sender=deployer)
     publish(protocol, deployer, chain, ETH, executable_at)
     keeper_before, insurance_before = usdc.balanceOf(keeper), ch.insurance_balance()
     receipt = orders.execute_order(account, eth_market, sender=keeper)
@@ -961,8 +961,8 @@ def test_set_order_parameters__one_past_a_bound__reverts(protocol, orders, deplo
     assert (orders.settlement_delay(), orders.expiry(), orders.execution_fee()) == (DELAY, EXPIRY, FEE)
 
 
-def test_set_order_parameters__owner_only(protocol, orders, attacker, guardian, deployer, ch):
-    ch.set_guardian(guardian, sender=deployer)
+def test_set_order_parameters__owner_only(configurator, protocol, orders, attacker, guardian, deployer, ch):
+    configurator.set_guardian(guardian, sender=deployer)
     for who in (attacker, guardian):
         with ape.reverts("ownable: caller is not the owner"):
             protocol.configurator.set_order_parameters(DELAY, EXPIRY, FEE, sender=who)
