@@ -63,6 +63,8 @@ exports: (
     vault.settlement_held,
     vault.total_bad_debt,
     vault.total_debt,
+    vault.total_pending,
+    vault.total_scaled_debt,
     perps.markets,
     perps.market_count,
 )
@@ -126,6 +128,7 @@ def withdraw(token: address, amount: uint256, subaccount: uint96):
     # an order in flight keeps the margin its fill needs (Orders: no backing out by withdrawing)
     vault._require(staticcall IOrders(self.orders).open_orders(account) == 0, "clearinghouse: order pending")
     if token == vault.SETTLEMENT:
+        vault._claim(account)  # a pending claim is paid first, as far as the pool holds tokens
         vault._require(vault._settlement_of(account) >= convert(amount, int256), "clearinghouse: insufficient balance")
         vault._add_settlement(account, -(convert(amount, int256)))
     else:
@@ -136,18 +139,19 @@ def withdraw(token: address, amount: uint256, subaccount: uint96):
         vault.collaterals[slot].total -= amount
         if bal == amount:
             vault._set_collateral_mask(account, vault._collateral_mask_of(account) & (~(1 << slot)))
-    equity: int256 = 0
-    maintenance: uint256 = 0
-    initial: uint256 = 0
-    equity, maintenance, initial = margining._margin(account, 0, 0)
-    vault._require(equity >= convert(initial, int256), "clearinghouse: insufficient margin")
+    if vault._market_mask_of(account) != 0 or vault._settlement_of(account) < 0:
+        # with no positions and no debt nothing is required (E >= 0 == I): no price is read,
+        # so a halted or stale collateral feed never locks a balance that owes nothing
+        equity: int256 = 0
+        maintenance: uint256 = 0
+        initial: uint256 = 0
+        equity, maintenance, initial = margining._margin(account, 0, 0)
+        vault._require(equity >= convert(initial, int256), "clearinghouse: insufficient margin")
 
     if token == vault.SETTLEMENT:
         vault._push_settlement(msg.sender, amount)
     else:
-        vault._require(
-            extcall IERC20(token).transfer(msg.sender, amount, default_return_value=True), "clearinghouse: transfer failed"
-        )
+        vault._push(token, msg.sender, amount)
     log IClearinghouse.Withdraw(account=account, token=token, amount=amount, receiver=msg.sender)
 
 
@@ -173,7 +177,7 @@ def fill_order(account: uint256, market: uint256, size_delta: int256, limit_pric
            afterwards and is refused while paused or reduce-only; pure reductions are always
            allowed, so a trader can always cut risk.
     """
-    assert msg.sender == self.orders, "clearinghouse: not orders"
+    vault._require(msg.sender == self.orders, "clearinghouse: not orders")
     assert size_delta != 0, "clearinghouse: zero size"
     params: perps.Hot = perps._market(market)
     st: IClearinghouse.MarketState = perps._accrue(market, params, price)
@@ -183,16 +187,13 @@ def fill_order(account: uint256, market: uint256, size_delta: int256, limit_pric
     adds_risk: bool = abs(new_size) > abs(pos.size) or (new_size != 0 and (new_size > 0) != (pos.size > 0) and pos.size != 0)
     if adds_risk:
         # both flags ride in the market's packed core word, already loaded: no extra read
-        assert params.flags & perps.PAUSED == 0, "clearinghouse: paused"
+        vault._require(params.flags & perps.PAUSED == 0, "clearinghouse: paused")
         assert params.flags & perps.REDUCE_ONLY == 0, "clearinghouse: reduce only"
 
     skew: int256 = convert(st.long_oi, int256) - convert(st.short_oi, int256)
     fill: uint256 = risk._fill_price(price, skew, size_delta, params.skew_scale)
     if limit_price != 0:
-        if size_delta > 0:
-            assert fill <= limit_price, "clearinghouse: price limit"
-        else:
-            assert fill >= limit_price, "clearinghouse: price limit"
+        vault._require(fill <= limit_price if size_delta > 0 else fill >= limit_price, "clearinghouse: price limit")
     fee_wad: uint256 = risk._mul_up(risk._mul_up(convert(abs(size_delta), uint256), fill), params.fee)
     fee: uint256 = risk._ceil_div(fee_wad, vault.SETTLEMENT_TO_WAD)  # on the filled notional, rounded up, to the pool
     credit: int256 = 0
@@ -200,16 +201,13 @@ def fill_order(account: uint256, market: uint256, size_delta: int256, limit_pric
     if pos.size == 0 and vault._market_mask_of(account) == 0:
         vault._settle_bad_debt(account)  # an underwater account closed by its owner
     if adds_risk:
-        if new_size > 0:
-            assert st.long_oi <= params.oi_cap, "clearinghouse: open interest cap"
-        else:
-            assert st.short_oi <= params.oi_cap, "clearinghouse: open interest cap"
+        vault._require((st.long_oi if new_size > 0 else st.short_oi) <= params.oi_cap, "clearinghouse: open interest cap")
     if adds_risk:
         equity: int256 = 0
         maintenance: uint256 = 0
         initial: uint256 = 0
         equity, maintenance, initial = margining._margin(account, market, price)
-        assert equity >= convert(initial, int256), "clearinghouse: insufficient margin"
+        vault._require(equity >= convert(initial, int256), "clearinghouse: insufficient margin")
 
     log IClearinghouse.Trade(
         account=account, market=market, size_delta=size_delta, fill_price=fill, fee=fee, realised_pnl=credit, new_size=pos.size
@@ -232,14 +230,14 @@ def liquidation_snapshot(account: uint256, market: uint256) -> IClearinghouse.Li
     @return The snapshot, funding accrued to now, exactly as the margin checks see it.
     """
     params: perps.Hot = perps._market(market)
-    price: uint256 = staticcall IOracleRouter(vault.ORACLE).price(params.asset)
+    price: uint256 = vault._price(params.asset)
     equity: int256 = 0
     maintenance: uint256 = 0
     initial: uint256 = 0
     equity, maintenance, initial = margining._margin(account, market, price)
     sigma: uint256 = 0
     sigma_mm: uint256 = 0
-    sigma, sigma_mm = staticcall IOracleRouter(vault.ORACLE).volatilities(params.asset)
+    sigma, sigma_mm = vault._volatilities(params.asset)
     st: IClearinghouse.MarketState = perps._load_state(market)
     return IClearinghouse.LiquidationSnapshot(
         equity=equity,
@@ -298,7 +296,7 @@ def liquidation_close(
            pays out of its free liquidity only, so it never takes the tokens that back other
            users' balances.
     """
-    assert msg.sender == self.liquidation_engine, "clearinghouse: not liquidation engine"
+    self._only_engine()
     params: perps.Hot = perps._market(market)
     st: IClearinghouse.MarketState = perps._accrue(market, params, price)
     before: IClearinghouse.Position = perps._load_position(account, market)
@@ -311,17 +309,17 @@ def liquidation_close(
     # pool's free liquidity is read before it (and only when the pool pays).
     s: int256 = vault._settlement_of(account)
     owed: uint256 = convert(min(max(convert(penalty, int256) - s, 0), convert(penalty, int256)), uint256)
-    # the keeper: each side pays its share of the reward, the pool the owed fraction of the
-    # penalty out of its free liquidity, the insurance fund the rest (the tip included), and
-    # never more tokens than are held
-    reward_owed: uint256 = 0
+    # the keeper: the pool pays the keeper's share of the owed part of the penalty out of its
+    # free liquidity, the insurance fund the rest (the tip included, and what the pool cannot
+    # pay: a liquidation is paid even while claims leave the pool no free token), and never
+    # more tokens than are held
+    reward_owed: uint256 = min(keeper_reward, owed * params.keeper_share // c.WAD)
     from_pool: uint256 = 0
-    if owed > 0:
-        reward_owed = keeper_reward * owed // penalty
+    if reward_owed > 0:
         from_pool = min(reward_owed, vault._pool_liquidity())
     vault._set_settlement(account, s - convert(penalty, int256))
     insurance: uint256 = (vault._funds >> 128) + penalty - owed
-    from_insurance: uint256 = min(keeper_reward - reward_owed, insurance)
+    from_insurance: uint256 = min(keeper_reward - from_pool, insurance)
     paid: uint256 = min(from_pool + from_insurance, vault.settlement_held)
     from_insurance = min(from_insurance, paid)
     from_pool = paid - from_insurance
@@ -354,7 +352,7 @@ def seize_collateral(account: uint256, slot: uint256, amount: uint256, paid: uin
            contract).
     @param buyer Who called the engine.
     """
-    assert msg.sender == self.liquidation_engine, "clearinghouse: not liquidation engine"
+    self._only_engine()
     balance: uint256 = vault.balances[account][slot]
     vault.balances[account][slot] = balance - amount
     vault.collaterals[slot].total -= amount
@@ -362,12 +360,9 @@ def seize_collateral(account: uint256, slot: uint256, amount: uint256, paid: uin
         vault._set_collateral_mask(account, vault._collateral_mask_of(account) & (~(1 << slot)))
     vault._add_settlement(account, convert(paid, int256))
     vault._pull_settlement(buyer, paid)
-    if vault._collateral_mask_of(account) == 0:
+    if vault._collateral_mask_of(account) | vault._market_mask_of(account) == 0:
         vault._settle_bad_debt(account)
-    vault._require(
-        extcall IERC20(vault.collaterals[slot].token).transfer(buyer, amount, default_return_value=True),
-        "clearinghouse: transfer failed",
-    )
+    vault._push(vault.collaterals[slot].token, buyer, amount)
 
 
 # ---------------------------------------------------------------- insurance and liquidity pool custody
@@ -391,10 +386,10 @@ def pool_deposit(amount: uint256):
     @notice The pool moves LP assets here; they back traders' profits.
     @param amount Settlement token units pulled from the pool.
     """
-    vault._require(msg.sender == self.pool, "clearinghouse: not pool")
+    self._only_pool()
+    vault._accrue_index()  # the pool's balance sets the debt rate: the interest so far at the old one
     vault._pull_settlement(msg.sender, amount)
     vault._add_pool(convert(amount, int256))
-    log IClearinghouse.PoolDeposit(amount=amount)
 
 
 @external
@@ -408,29 +403,14 @@ def pool_withdraw(amount: uint256, receiver: address):
     @param amount Settlement token units, at most the pool's realised balance less every debt.
     @param receiver Who receives the tokens (the redeeming LP).
     """
-    vault._require(msg.sender == self.pool, "clearinghouse: not pool")
+    self._only_pool()
     vault._require(amount <= vault._pool_liquidity(), "clearinghouse: pool liquidity")
+    vault._accrue_index()
     vault._add_pool(-convert(amount, int256))
     vault._push_settlement(receiver, amount)
-    log IClearinghouse.PoolWithdraw(amount=amount, receiver=receiver)
 
 
 # ---------------------------------------------------------------- views
-
-
-@view
-@external
-def health(account: uint256) -> uint256:
-    """
-    @notice equity / maintenance requirement, WAD; max_value(uint256) without positions.
-    @param account The account id (owner << 96 | subaccount).
-    @return equity * 1e18 // maintenance, rounded down; 0 when equity <= 0.
-    """
-    equity: int256 = 0
-    maintenance: uint256 = 0
-    initial: uint256 = 0
-    equity, maintenance, initial = margining._margin(account, 0, 0)
-    return risk._health(equity, maintenance)
 
 
 @view
@@ -474,6 +454,73 @@ def settlement(account: uint256) -> int256:
     @return Settlement token units (signed).
     """
     return vault._settlement_of(account)
+
+
+@view
+@external
+def pending(account: uint256) -> uint256:
+    """
+    @notice Realised profit the pool owes the account but could not pay in tokens when it was
+            realised: it counts in equity as the balance does and is paid into the balance on
+            the account's next settlement withdrawal, as far as the pool then holds tokens.
+    @param account The account id.
+    @return Settlement token units.
+    """
+    return vault._pending_of(account)
+
+
+@view
+@external
+def debt_index() -> uint256:
+    """
+    @notice The debt index to now, WAD: a debt written at index i0 reads ceil(debt * index / i0).
+    @return WAD, 1e18 at deployment; it only rises.
+    """
+    return vault._index_now()
+
+
+@view
+@external
+def debt_state() -> (uint256, uint256):
+    """
+    @notice The debt index as last accrued and when: `debt_index()` computes from these, the
+            total debt, the pool's balance and `debt_terms` (as funding from `market_state`).
+    @return (index, WAD; timestamp, seconds).
+    """
+    w: uint256 = vault._debt_index
+    return w & vault.MASK_128, w >> 128
+
+
+@view
+@external
+def debt_of(account: uint256) -> (uint256, uint256):
+    """
+    @notice The account's debt as last written and the debt index it was written at (both 0
+            without a debt): `settlement(account)` is -ceil(debt * debt_index() / index).
+    @param account The account id.
+    @return (token units, WAD).
+    """
+    word: uint256 = vault._accounts[account]
+    written: int256 = vault._from_int128(word & vault.MASK_128)
+    if written >= 0:
+        return 0, 0
+    return convert(-written, uint256), word >> 152
+
+
+@view
+@external
+def debt_terms() -> (uint256, uint256, uint256, uint256):
+    """
+    @notice The loan a negative settlement balance is: (rate_base, rate_slope, debt_imr,
+            ceiling), WAD.
+    @return The yearly rate with nothing lent; the yearly rate added at full utilisation
+            (total debt / what the pool could lend: its balance less the pending claims); the
+            initial margin a debt needs (added to the initial requirement); the total debt, as
+            a fraction of what the pool could lend, above which Orders fills no order that adds
+            risk to an account in debt.
+    """
+    terms: uint256 = vault._debt_terms
+    return terms & vault.MASK_64, (terms >> 64) & vault.MASK_64, (terms >> 128) & vault.MASK_64, terms >> 192
 
 
 @view
@@ -577,7 +624,7 @@ def apply_collateral(token: address, unit: uint256, weight: uint256, cap: uint25
     @param liquidation_discount Discount a buyer of seized collateral gets, WAD.
     @param enabled Whether new deposits are allowed.
     """
-    vault._require(msg.sender == self.configurator, "clearinghouse: not configurator")
+    self._only_configurator()
     slot: uint256 = vault.collateral_slot[token]
     if slot == 0:
         slot = vault.collateral_count + 1
@@ -601,7 +648,7 @@ def apply_market(market: uint256, params: IClearinghouse.MarketParams, vol_unit:
     @param vol_unit vol_k * sqrt(liquidation_horizon / year), WAD (`risk._vol_unit`), computed
            by the Configurator: the square root is governance's cost, not the core's bytes.
     """
-    vault._require(msg.sender == self.configurator, "clearinghouse: not configurator")
+    self._only_configurator()
     flags: uint256 = perps._packed[market].core >> 224  # reduce-only and pause survive a change
     if market == perps.market_count + 1:
         perps.market_count = market
@@ -610,7 +657,7 @@ def apply_market(market: uint256, params: IClearinghouse.MarketParams, vol_unit:
             flags = perps.PAUSED
     else:
         current: perps.Hot = perps._market(market)
-        price: uint256 = staticcall IOracleRouter(vault.ORACLE).price(current.asset)
+        price: uint256 = vault._price(current.asset)
         perps._store_state(market, perps._accrue(market, current, price))
     perps.markets[market] = params
     perps._packed[market] = perps.PackedMarket(
@@ -622,15 +669,31 @@ def apply_market(market: uint256, params: IClearinghouse.MarketParams, vol_unit:
 
 
 @external
+def apply_debt_terms(rate_base: uint256, rate_slope: uint256, debt_imr: uint256, ceiling: uint256):
+    """
+    @notice Configurator only (which checks the bounds): the loan's terms, see `debt_terms`.
+            The interest so far accrues at the old rate first.
+    @param rate_base Yearly rate with nothing lent, WAD.
+    @param rate_slope Yearly rate added at full utilisation, WAD.
+    @param debt_imr Initial margin on a debt, WAD.
+    @param ceiling Total debt, as a fraction of what the pool could lend, above which Orders
+           fills no order adding risk to an account in debt, WAD.
+    """
+    self._only_configurator()
+    vault._accrue_index()
+    vault._debt_terms = rate_base | (rate_slope << 64) | (debt_imr << 128) | (ceiling << 192)
+
+
+@external
 def apply_emergency(market: uint256, flags: uint256):
     """
-    @notice Configurator only (its guardian's and owner's controls): market 0 sets the pause of
-            non-settlement deposits (flags != 0); a listed market gets its flags (bit 0
+    @notice Configurator only (its guardian's and owner's controls): market 0 sets the pause
+            of non-settlement deposits (flags != 0); a listed market gets its flags (bit 0
             reduce-only, bit 1 paused: no new risk).
     @param market 0, or a listed market.
     @param flags The market's flags, or for market 0 whether deposits are paused.
     """
-    vault._require(msg.sender == self.configurator, "clearinghouse: not configurator")
+    self._only_configurator()
     if market == 0:
         self.paused = flags != 0
         return
@@ -640,11 +703,18 @@ def apply_emergency(market: uint256, flags: uint256):
 
 
 @view
-@external
-def reduce_only(market: uint256) -> bool:
-    """
-    @notice Whether only reductions are allowed in `market`.
-    @param market The market id.
-    @return True while only reductions are allowed.
-    """
-    return (perps._packed[market].core >> 224) & perps.REDUCE_ONLY != 0
+def _only_configurator():
+    # one copy of the check for every apply_* call
+    vault._require(msg.sender == self.configurator, "clearinghouse: not configurator")
+
+
+@view
+def _only_engine():
+    # the liquidation API's check, once
+    vault._require(msg.sender == self.liquidation_engine, "clearinghouse: not liquidation engine")
+
+
+@view
+def _only_pool():
+    # the pool custody check, once
+    vault._require(msg.sender == self.pool, "clearinghouse: not pool")

@@ -71,6 +71,14 @@ event OrderParametersSet:
     execution_fee: uint256
 
 
+event DebtParametersSet:
+    rate_base: uint256
+    rate_slope: uint256
+    debt_imr: uint256
+    ceiling: uint256
+    liquidation_ltv: uint256
+
+
 event LiquidationParametersSet:
     buffer: uint256
     full_liquidation_health: uint256
@@ -97,8 +105,11 @@ MAX_SETTLEMENT_DELAY: constant(uint256) = 3_600  # an hour between an order and 
 MIN_ORDER_EXPIRY: constant(uint256) = 60  # a minute
 MAX_ORDER_EXPIRY: constant(uint256) = 7 * 86_400  # a week
 MAX_EXECUTION_FEE: constant(uint256) = 1_000  # whole settlement tokens per order
+MAX_DEBT_RATE_BASE: constant(uint256) = 10**18  # 100% a year with nothing lent
+MAX_DEBT_RATE_SLOPE: constant(uint256) = 10 * 10**18  # +1,000% a year with the pool's balance all lent
 
 guardian: public(address)  # may pause and set reduce-only besides the owner; only the owner lifts either
+reduce_only: public(HashMap[uint256, bool])  # market => only reductions allowed (the core's flag, set only from here)
 CLEARINGHOUSE: public(immutable(IClearinghouse))  # what this contract configures
 ORACLE: public(immutable(IOracleRouter))  # every listed asset must be priced by it
 
@@ -329,6 +340,38 @@ def set_order_parameters(settlement_delay: uint256, expiry: uint256, execution_f
 
 
 @external
+def set_debt_parameters(rate_base: uint256, rate_slope: uint256, debt_imr: uint256, ceiling: uint256, liquidation_ltv: uint256):
+    """
+    @notice Set the terms of the loan a negative settlement balance is. Owner only.
+    @dev The Clearinghouse folds the interest so far into its debt index at the old rate first.
+    @param rate_base Yearly interest with nothing lent, WAD in [0, 1].
+    @param rate_slope Yearly interest added at full utilisation (total debt / what the pool
+           could lend: its balance less the pending claims), WAD in [0, 10].
+    @param debt_imr Initial margin on a debt, WAD in (0, 1]: after a withdrawal or a fill that
+           adds risk, an account may owe at most 1 / (1 + debt_imr) of what it holds (haircut
+           collateral, unrealised PnL, pending claim) beyond its positions' initial margin.
+    @param ceiling WAD in (0, 1]: while the total debt is above this fraction of what the pool
+           could lend, Orders fills no order that adds risk to an account in debt.
+    @param liquidation_ltv WAD in (0, 1]: a debt above this fraction of what the account holds
+           (its equity plus its debt) puts its collateral up for sale
+           (LiquidationEngine.liquidate_collateral). Above the initial limit:
+           liquidation_ltv * (1 + debt_imr) > 1, rounded down.
+    """
+    ownable._check_owner()
+    assert rate_base <= MAX_DEBT_RATE_BASE and rate_slope <= MAX_DEBT_RATE_SLOPE, "configurator: bad debt rate"
+    assert debt_imr > 0 and debt_imr <= c.WAD, "configurator: bad debt margin"
+    assert ceiling > 0 and ceiling <= c.WAD, "configurator: bad debt ceiling"
+    assert (
+        liquidation_ltv <= c.WAD and risk._mul_down(liquidation_ltv, c.WAD + debt_imr) > c.WAD
+    ), "configurator: bad loan to value"
+    extcall CLEARINGHOUSE.apply_debt_terms(rate_base, rate_slope, debt_imr, ceiling)
+    extcall self._engine().apply_debt_liquidation_ltv(liquidation_ltv)
+    log DebtParametersSet(
+        rate_base=rate_base, rate_slope=rate_slope, debt_imr=debt_imr, ceiling=ceiling, liquidation_ltv=liquidation_ltv
+    )
+
+
+@external
 def set_guardian(guardian: address):
     """
     @notice Set the pause guardian. Owner only.
@@ -374,6 +417,7 @@ def set_reduce_only(market: uint256, reduce_only: bool):
     else:
         ownable._check_owner()
     assert market != 0 and market <= staticcall CLEARINGHOUSE.market_count(), "configurator: unknown market"
+    self.reduce_only[market] = reduce_only
     extcall CLEARINGHOUSE.apply_emergency(market, self._flags(reduce_only, staticcall CLEARINGHOUSE.paused()))
     log IClearinghouse.ReduceOnlySet(market=market, reduce_only=reduce_only)
 
@@ -384,7 +428,7 @@ def _set_paused(paused: bool):
     for m: uint256 in range(1, c.MAX_MARKETS):
         if m > staticcall CLEARINGHOUSE.market_count():
             break
-        extcall CLEARINGHOUSE.apply_emergency(m, self._flags(staticcall CLEARINGHOUSE.reduce_only(m), paused))
+        extcall CLEARINGHOUSE.apply_emergency(m, self._flags(self.reduce_only[m], paused))
 
 
 @pure

@@ -38,6 +38,9 @@ SETTLEMENT_TO_WAD: public(immutable(uint256))  # 10 ** (18 - settlement decimals
 # dust notional << 128 (WAD; bounded by the Configurator to 0.5, 1 and $10,000): one slot
 _liquidation_params: uint256
 underwater_tip_rate: public(uint256)  # tip for closing a whole position, WAD of closed notional
+debt_liquidation_ltv: public(
+    uint256
+)  # a debt above this fraction of the haircut collateral value puts the collateral up for sale, WAD
 
 
 @deploy
@@ -47,6 +50,7 @@ def __init__(clearinghouse: IClearinghouse):
     ORACLE = IOracleRouter(staticcall clearinghouse.ORACLE())
     # the Configurator's defaults, within its bounds: buffer 10%, full liquidation below 0.5, $100 dust
     self._liquidation_params = 10**17 | (5 * 10**17 << 64) | (100 * c.WAD << 128)
+    self.debt_liquidation_ltv = 9 * 10**17  # 90%
 
 
 @external
@@ -105,13 +109,19 @@ def liquidate_many(accounts: DynArray[uint256, MAX_BATCH], markets: DynArray[uin
 @external
 def liquidate_collateral(account: uint256, token: address, max_amount: uint256) -> uint256:
     """
-    @notice Buy collateral of an account that has no positions left and negative equity, at
-            the oracle price less the token's liquidation discount, paying settlement token
-            (approved to the Clearinghouse) that repays the account's debt. Never a zero bid:
-            the price is the oracle's. A written-off token (weight 0) is taken for nothing,
-            without reading its feed.
+    @notice Buy collateral of an account in debt, at the oracle price less the token's
+            liquidation discount, paying settlement token (approved to the Clearinghouse) that
+            repays the debt. For sale: the collateral of an account whose debt is above
+            `debt_liquidation_ltv` of what it holds (its equity plus its debt: haircut
+            collateral, unrealised PnL and pending claim), whatever its equity and its
+            positions; otherwise, and always for a written-off token, of an account with no
+            positions left and negative equity. Never a zero bid: the price is the oracle's. A
+            written-off token (weight 0) is taken for nothing, without reading its feed.
     @dev Sells at most what repays the debt, rounded up in units; the buyer's payment rounds
-         up. When the account is left with no collateral, the rest of the debt is bad debt.
+         up. When the account is left with no collateral and no positions, the rest of the debt
+         is bad debt. A withdrawal or a fill that adds risk leaves a debt at most
+         1 / (1 + debt_imr) of what the account holds, below the limit (the Configurator
+         requires debt_liquidation_ltv * (1 + debt_imr) > 1), so neither lands an account in a sale.
     @param account The account id.
     @param token A collateral token the account holds.
     @param max_amount Most token units the caller will buy, > 0.
@@ -120,23 +130,28 @@ def liquidate_collateral(account: uint256, token: address, max_amount: uint256) 
     assert max_amount > 0, "liquidation: zero amount"
     slot: uint256 = staticcall CLEARINGHOUSE.collateral_slot(token)
     assert slot != 0, "clearinghouse: unknown token"
-    assert staticcall CLEARINGHOUSE.market_mask(account) == 0, "liquidation: close positions first"
+    debt: uint256 = convert(max(-(staticcall CLEARINGHOUSE.settlement(account)), 0), uint256)
     equity: int256 = 0
     maintenance: uint256 = 0
     initial: uint256 = 0
     equity, maintenance, initial = staticcall CLEARINGHOUSE.margin(account)
-    assert equity < 0, "liquidation: account healthy"
-    balance: uint256 = staticcall CLEARINGHOUSE.balances(account, slot)
-    assert balance > 0, "liquidation: no collateral"
-
     col: IClearinghouse.Collateral = staticcall CLEARINGHOUSE.collaterals(slot)
-    amount: uint256 = min(balance, max_amount)
+    debt_wad: int256 = convert(debt * SETTLEMENT_TO_WAD, int256)
+    over_limit: bool = debt > 0 and debt_wad > risk._signed_mul_floor(
+        equity + debt_wad, convert(self.debt_liquidation_ltv, int256)
+    )
+    if col.weight == 0 or not over_limit:
+        # a loan within its limit, or a written-off token (its sale repays nothing): for sale
+        # only once the positions are gone and equity is not
+        assert staticcall CLEARINGHOUSE.market_mask(account) == 0, "liquidation: close positions first"
+        assert equity < 0, "liquidation: account healthy"
+    amount: uint256 = min(staticcall CLEARINGHOUSE.balances(account, slot), max_amount)
+    assert amount > 0, "liquidation: no collateral"
+
     paid: uint256 = 0
     if col.weight != 0:
         price: uint256 = staticcall ORACLE.price(token)
         discounted: uint256 = price * (c.WAD - col.liquidation_discount) // c.WAD  # WAD per unit
-        # equity < 0 with no positions: the settlement balance is a debt
-        debt: uint256 = convert(-(staticcall CLEARINGHOUSE.settlement(account)), uint256)
         # units that repay the debt at the discounted price (rounded up, capped by the balance)
         amount = min(risk._ceil_div(debt * SETTLEMENT_TO_WAD * col.unit, discounted), amount)
         paid = risk._ceil_div(amount * discounted, col.unit * SETTLEMENT_TO_WAD)  # the buyer rounds up
@@ -161,6 +176,16 @@ def apply_liquidation_parameters(buffer: uint256, full_liquidation_health: uint2
     """
     assert msg.sender == staticcall CLEARINGHOUSE.configurator(), "liquidation: not configurator"
     self._liquidation_params = buffer | (full_liquidation_health << 64) | (dust_notional << 128)
+
+
+@external
+def apply_debt_liquidation_ltv(ltv: uint256):
+    """
+    @notice Configurator only: `debt_liquidation_ltv`, checked there against the initial limit.
+    @param ltv WAD.
+    """
+    assert msg.sender == staticcall CLEARINGHOUSE.configurator(), "liquidation: not configurator"
+    self.debt_liquidation_ltv = ltv
 
 
 @external

@@ -417,9 +417,12 @@ def _lock(receiver: address, shares: uint256):
 def _liquidity() -> uint256:
     """
     @dev The pool's realised balance less every account's debt (losses realised into negative
-         balances are backed by collateral, not tokens): what the Clearinghouse will pay out.
+         balances are backed by collateral, not tokens) less the pending claims it owes first:
+         what the Clearinghouse will pay out.
     """
-    liquid: int256 = staticcall CLEARINGHOUSE.pool_balance() - convert(staticcall CLEARINGHOUSE.total_debt(), int256)
+    liquid: int256 = staticcall CLEARINGHOUSE.pool_balance() - convert(
+        staticcall CLEARINGHOUSE.total_debt() + staticcall CLEARINGHOUSE.total_pending(), int256
+    )
     return convert(max(liquid, 0), uint256)
 
 
@@ -438,7 +441,15 @@ def _signed_value() -> int256:
          the last term is the premium the net skew collects when it closes (its average fill is
          P * (1 + net / 2S)). Rounded up, so the pool's value rounds down.
     """
-    value: int256 = (staticcall CLEARINGHOUSE.pool_balance()) * convert(SETTLEMENT_TO_WAD, int256)
+    # pending claims are realised profit the pool owes: a liability ahead of the LPs. Interest
+    # the debts owe counts as it accrues, before it is charged (at a debtor's next write):
+    # every debt with its interest, rounded down, less the debts as written
+    accrued: uint256 = staticcall CLEARINGHOUSE.total_scaled_debt() * staticcall CLEARINGHOUSE.debt_index() // 10**36
+    value: int256 = (
+        staticcall CLEARINGHOUSE.pool_balance()
+        - convert(staticcall CLEARINGHOUSE.total_pending(), int256)
+        + convert(max(accrued, staticcall CLEARINGHOUSE.total_debt()) - staticcall CLEARINGHOUSE.total_debt(), int256)
+    ) * convert(SETTLEMENT_TO_WAD, int256)
     for m: uint256 in range(1, c.MAX_MARKETS):
         if m > staticcall CLEARINGHOUSE.market_count():
             break

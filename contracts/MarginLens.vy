@@ -35,8 +35,8 @@ def account_summary(account: uint256) -> IClearinghouse.AccountSummary:
     @param account The account id (owner << 96 | subaccount).
     @return equity, maintenance, initial, collateral_value and unrealised_pnl in WAD USD (funding
             accrued to now), health in WAD (max_value(uint256) without positions), settlement in
-            settlement token units; unrealised_pnl is equity less the settlement balance (in
-            WAD) and collateral_value.
+            settlement token units; unrealised_pnl is equity less the settlement balance and
+            the pending claim (in WAD) and collateral_value.
     """
     equity: int256 = 0
     maintenance: uint256 = 0
@@ -52,7 +52,9 @@ def account_summary(account: uint256) -> IClearinghouse.AccountSummary:
         health=risk._health(equity, maintenance),
         settlement=s,
         collateral_value=collateral,
-        unrealised_pnl=equity - s * scale - convert(collateral, int256),
+        unrealised_pnl=equity
+        - (s + convert(staticcall CLEARINGHOUSE.pending(account), int256)) * scale
+        - convert(collateral, int256),
     )
 
 
@@ -68,7 +70,11 @@ def healths(accounts: DynArray[uint256, MAX_BATCH]) -> DynArray[uint256, MAX_BAT
     """
     result: DynArray[uint256, MAX_BATCH] = []
     for account: uint256 in accounts:
-        result.append(staticcall CLEARINGHOUSE.health(account))
+        equity: int256 = 0
+        maintenance: uint256 = 0
+        initial: uint256 = 0
+        equity, maintenance, initial = staticcall CLEARINGHOUSE.margin(account)
+        result.append(risk._health(equity, maintenance))
     return result
 
 
@@ -179,8 +185,9 @@ def liquidation_price(account: uint256, market: uint256) -> uint256:
 def max_withdraw(account: uint256, token: address) -> uint256:
     """
     @notice Largest amount of `token` the account can withdraw and stay at initial margin,
-            with room for 5 minutes of funding at today's rates, so the quote still holds
-            when the withdrawal lands a few blocks later.
+            with room for 5 minutes of funding at today's rates and of a debt's interest at
+            its highest rate, so the quote still holds when the withdrawal lands a few blocks
+            later.
     @dev The funding room counts every position's funding as a cost, paid or earned. Price
          moves before the withdrawal lands are not covered.
     @param account The account id (owner << 96 | subaccount).
@@ -267,7 +274,9 @@ def funding_rate(market: uint256) -> int256:
 def _funding_buffer(account: uint256) -> uint256:
     """
     @dev Funding the account's positions would pay or earn in FUNDING_BUFFER_SECONDS at
-         today's rates: sum of |size| * price * |rate| * seconds / day, rounded up.
+         today's rates: sum of |size| * price * |rate| * seconds / day, rounded up; plus, for a
+         debt, its interest over that time at rate_base + rate_slope and that interest's
+         initial margin.
     """
     mask: uint256 = staticcall CLEARINGHOUSE.market_mask(account)
     total: uint256 = 0
@@ -282,6 +291,23 @@ def _funding_buffer(account: uint256) -> uint256:
         size: int256 = (staticcall CLEARINGHOUSE.positions(account, m)).size
         notional: uint256 = risk._mul_up(convert(abs(size), uint256), staticcall ORACLE.price(params.asset))
         total += risk._ceil_div(risk._mul_up(notional, convert(abs(rate), uint256)) * FUNDING_BUFFER_SECONDS, c.SECONDS_PER_DAY)
+    balance: int256 = staticcall CLEARINGHOUSE.settlement(account)
+    if balance < 0:
+        # a debt's interest over the same time at the highest rate (full utilisation), which
+        # lowers equity and raises the debt's initial margin alike
+        rate_base: uint256 = 0
+        rate_slope: uint256 = 0
+        debt_imr: uint256 = 0
+        ceiling: uint256 = 0
+        rate_base, rate_slope, debt_imr, ceiling = staticcall CLEARINGHOUSE.debt_terms()
+        growth: uint256 = risk._ceil_div(
+            convert(-balance, uint256)
+            * staticcall CLEARINGHOUSE.SETTLEMENT_TO_WAD()
+            * (rate_base + rate_slope)
+            * FUNDING_BUFFER_SECONDS,
+            c.SECONDS_PER_YEAR * c.WAD,
+        )
+        total += growth + risk._mul_up(growth, debt_imr)
     return total
 
 

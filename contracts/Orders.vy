@@ -180,7 +180,11 @@ def execute_order(account: uint256, market: uint256) -> bool:
     reason: String[64] = "orders: round passed"
     if price != 0:
         reason = "orders: position changed"
-        if (staticcall CLEARINGHOUSE.positions(account, market)).size == order.position:
+        if (staticcall CLEARINGHOUSE.positions(account, market)).size != order.position:
+            pass
+        elif self._over_debt_ceiling(account, order):
+            reason = "orders: debt ceiling"
+        else:
             ok: bool = False
             data: Bytes[256] = b""
             ok, data = raw_call(
@@ -301,6 +305,23 @@ def _forfeit(account: uint256, market: uint256, order: Order, reason: String[64]
 def _delete(account: uint256, market: uint256):
     self._orders[account][market] = [0, 0]
     self.open_orders[account] -= 1
+
+
+@view
+def _over_debt_ceiling(account: uint256, order: Order) -> bool:
+    """
+    @dev An order that adds risk to an account in debt, while the debts together are above the
+         ceiling (`debt_terms`: a fraction of what the pool could lend, its balance less the
+         claims it owes): the pool lends no more to it.
+    """
+    new: int256 = order.position + order.size_delta
+    if abs(new) <= abs(order.position) and (new == 0 or order.position == 0 or (new > 0) == (order.position > 0)):
+        return False  # a pure reduction
+    if staticcall CLEARINGHOUSE.settlement(account) >= 0:
+        return False
+    lendable: int256 = staticcall CLEARINGHOUSE.pool_balance() - convert(staticcall CLEARINGHOUSE.total_pending(), int256)
+    ceiling: uint256 = (staticcall CLEARINGHOUSE.debt_terms())[3]
+    return convert(staticcall CLEARINGHOUSE.total_debt() * 10**18, int256) > lendable * convert(ceiling, int256)
 
 
 @view

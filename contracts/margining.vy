@@ -25,7 +25,15 @@ def _margin(account: uint256, known_market: uint256, known_price: uint256) -> (i
     maintenance: uint256 = 0
     initial: uint256 = 0
     pnl, maintenance, initial = self._positions_risk(account, known_market, known_price)
-    equity: int256 = vault._settlement_of(account) * convert(vault.SETTLEMENT_TO_WAD, int256)
+    balance: int256 = vault._settlement_of(account)
+    if balance < 0:
+        # a debt is a loan from the pool: it needs initial margin of its own (debt_imr), so
+        # an account may owe at most 1 / (1 + debt_imr) of its haircut collateral value
+        initial += risk._mul_up(
+            unsafe_mul(convert(-balance, uint256), vault.SETTLEMENT_TO_WAD), (vault._debt_terms >> 128) & vault.MASK_64
+        )
+    # a pending claim counts as the balance does: the pool owes it
+    equity: int256 = (balance + convert(vault._pending_of(account), int256)) * convert(vault.SETTLEMENT_TO_WAD, int256)
     equity += convert(self._collateral_value(account), int256) + pnl
     return equity, maintenance, initial
 
@@ -42,7 +50,7 @@ def _collateral_value(account: uint256) -> uint256:
         col: IClearinghouse.Collateral = vault.collaterals[slot]
         if col.weight == 0:
             continue  # written off: worth nothing, and its feed is not read
-        price: uint256 = staticcall IOracleRouter(vault.ORACLE).price(col.token)
+        price: uint256 = vault._price(col.token)
         # amount * price / unit, then the haircut; both rounded down (a credit)
         total += vault.balances[account][slot] * price // col.unit * col.weight // c.WAD
     return total
@@ -71,7 +79,7 @@ def _positions_risk(account: uint256, known_market: uint256, known_price: uint25
         pos: IClearinghouse.Position = perps._load_position(account, m)
         price: uint256 = known_price
         if m != known_market:
-            price = staticcall IOracleRouter(vault.ORACLE).price(params.asset)
+            price = vault._price(params.asset)
         index: int256 = risk._funding_index_now(perps._load_state(m), params.max_funding_rate, params.skew_scale, price)
         pnl += risk._signed_mul_floor(pos.size, convert(price, int256) - index) - pos.cost
         abs_size: uint256 = convert(abs(pos.size), uint256)

@@ -53,7 +53,7 @@ MASK_80: constant(uint256) = 2**80 - 1  # packed tier size
 MASK_88: constant(uint256) = 2**88 - 1  # packed skew scale and open interest cap
 MASK_96: constant(uint256) = 2**96 - 1  # packed open interest per side
 REDUCE_ONLY: constant(uint256) = 1  # market flag
-PAUSED: constant(uint256) = 2  # market flag, set on every market by Configurator.pause()
+PAUSED: constant(uint256) = 2  # market flag, set on every market by pause()
 
 markets: public(HashMap[uint256, IClearinghouse.MarketParams])  # market id 1..15 => parameters, for readers
 _packed: HashMap[uint256, PackedMarket]  # market id => the same parameters in 4 slots, for the hot paths
@@ -104,7 +104,7 @@ def _load_state(market: uint256) -> IClearinghouse.MarketState:
 
 
 def _store_state(market: uint256, st: IClearinghouse.MarketState):
-    assert st.long_oi <= MASK_96 and st.short_oi <= MASK_96, "clearinghouse: open interest too large"
+    vault._require(st.long_oi <= MASK_96 and st.short_oi <= MASK_96, "clearinghouse: open interest too large")
     self._state[market] = PackedState(
         open_interest=st.long_oi | (st.short_oi << 96) | (st.last_funding_time << 192),
         funding=vault._to_int128(st.funding_index) | (vault._to_int128(st.total_cost) << 128),
@@ -126,7 +126,7 @@ def _store_position(account: uint256, market: uint256, pos: IClearinghouse.Posit
 def _rates(params: Hot, abs_size: uint256) -> (uint256, uint256):
     sigma: uint256 = 0
     sigma_mm: uint256 = 0
-    sigma, sigma_mm = staticcall IOracleRouter(vault.ORACLE).volatilities(params.asset)
+    sigma, sigma_mm = vault._volatilities(params.asset)
     return risk._rates(
         params.base_mmr, params.tier_size, params.tier_mmr, params.vol_unit, params.imr_multiplier, abs_size, sigma, sigma_mm
     )
@@ -141,7 +141,6 @@ def _accrue(market: uint256, params: Hot, price: uint256) -> IClearinghouse.Mark
     log IClearinghouse.FundingAccrued(
         market=market,
         funding_index=st.funding_index,
-        rate_per_day=risk._funding_rate(st.long_oi, st.short_oi, params.max_funding_rate, params.skew_scale),
     )
     return st
 
@@ -171,6 +170,20 @@ def _settle_fill(
     credit: int256 = vault._to_tokens_floor(realised)
     vault._add_settlement(account, credit - convert(charge, int256))
     vault._add_pool(convert(to_pool, int256) - credit)
+    if credit > 0:
+        # profit is paid in tokens only out of what the pool holds free (its balance less every
+        # debt and the claims already pending); the part that would leave the account a
+        # positive balance the pool cannot pay is the account's pending claim, paid as tokens
+        # come back. So the tokens held always cover every positive balance and the insurance
+        # fund, and no profit is paid with other users' tokens.
+        pending: int256 = min(
+            min(convert(vault.total_debt + vault.total_pending, int256) - vault._pool_balance(), credit),
+            vault._settlement_of(account),
+        )
+        if pending > 0:
+            vault._add_settlement(account, -pending)
+            vault._add_pending(account, pending)
+            log IClearinghouse.ProfitPending(account=account, market=market, amount=convert(pending, uint256))
     self._store_position(account, market, p)
     self._store_state(market, s)
     mask: uint256 = vault._market_mask_of(account)

@@ -19,6 +19,7 @@ from marginsim.protocol import (
     account_id,
     deploy_protocol,
 )
+from marginsim.risk import health_of
 
 WAD = 10**18
 MAX_UINT = 2**256 - 1
@@ -141,7 +142,7 @@ def _crash_until(p: Any, publisher: Any, account: int | list[int], done: Any, st
     symbols = sorted({m.underlying for m in p.config.markets})
     every = account if isinstance(account, list) else [account]
     for _ in range(200):
-        if all(done(ch.health(a)) for a in every):
+        if all(done(health_of(ch, a)) for a in every):
             return
         for symbol in symbols:
             p.publish(symbol, int(p.feeds[symbol].latestRoundData()[1] * (1 - step)), publisher)

@@ -11,6 +11,8 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from marginsim import risk
+
 WAD = 10**18
 # The events that change an account, by the contract that emits them; each one's first topic is
 # the account id, so a keeper indexes accounts from them.
@@ -127,6 +129,11 @@ class ProtocolConfig:
     settlement_delay: int = 60  # seconds between an order and the earliest oracle round it fills at
     order_expiry: int = 86_400  # seconds an unfilled order waits past its executable time before anyone may cancel it
     execution_fee_usd: float = 2  # settlement tokens a trader escrows per order for the keeper who fills it
+    debt_rate_base: float = 0.02  # yearly interest on a negative settlement balance with nothing lent
+    debt_rate_slope: float = 0.30  # yearly interest added at full utilisation (total debt / the pool's balance)
+    debt_imr: float = 0.25  # initial margin on a debt: owe at most 1 / 1.25 = 80% of the haircut collateral value
+    debt_ceiling: float = 0.5  # total debt, as a fraction of the pool's balance, above which a debtor may not add risk
+    debt_liquidation_ltv: float = 0.9  # a debt above this fraction of the haircut collateral value puts it up for sale
 
 
 DEFAULT_CONFIG = ProtocolConfig()
@@ -168,18 +175,27 @@ class Protocol:
         return self.orders.commit_order(market, size_delta, limit_price, subaccount, sender=signer)
 
     def sell_collateral(self, account: int, buyer: Any) -> list[Any]:
-        """When `account` has no positions left and negative equity, buy its collateral at the
-        liquidation discount until its debt is repaid or the collateral is gone (the rest is
-        then booked as bad debt). `buyer` needs settlement tokens approved to the clearinghouse.
-        Returns the receipts; none when no sale is due."""
+        """Buy each collateral of `account` the engine puts up for sale (`risk.collateral_for_sale`:
+        a debt above `debt_liquidation_ltv` of what the account holds, or no positions left and
+        negative equity), at the liquidation discount, until the debt is repaid or the
+        collateral is gone (with no positions left, the rest is then booked as bad debt).
+        `buyer` needs settlement tokens approved to the clearinghouse. Returns the receipts;
+        none when no sale is due."""
         ch, engine = self.clearinghouse, self.liquidation_engine
-        if int(ch.market_mask(account)) != 0 or int(ch.settlement(account)) >= 0 or ch.margin(account)[0] >= 0:
-            return []
+        ltv, scale = int(engine.debt_liquidation_ltv()), int(ch.SETTLEMENT_TO_WAD())
         receipts = []
         for slot in range(1, int(ch.collateral_count()) + 1):
-            if int(ch.balances(account, slot)) == 0 or int(ch.settlement(account)) >= 0:
+            debt = -int(ch.settlement(account))
+            if debt <= 0:
+                break
+            if int(ch.balances(account, slot)) == 0:
                 continue
-            receipts.append(engine.liquidate_collateral(account, ch.collaterals(slot).token, 2**256 - 1, sender=buyer))
+            col = ch.collaterals(slot)
+            equity = int(ch.margin(account)[0])
+            has_positions = int(ch.market_mask(account)) != 0
+            if not risk.collateral_for_sale(debt, equity, ltv, has_positions, scale, written_off=int(col.weight) == 0):
+                continue
+            receipts.append(engine.liquidate_collateral(account, col.token, 2**256 - 1, sender=buyer))
         return receipts
 
     def fund(self, token: Any, receiver: Any, amount: int, funder: Any) -> None:
@@ -245,6 +261,14 @@ def deploy_protocol(project: Any, deployer: Any, config: ProtocolConfig = DEFAUL
         wad(config.liquidation_buffer), wad(config.full_liquidation_health), wad(config.dust_notional_usd), sender=deployer
     )
     configurator.set_underwater_tip(wad(config.underwater_tip_rate), sender=deployer)
+    configurator.set_debt_parameters(
+        wad(config.debt_rate_base),
+        wad(config.debt_rate_slope),
+        wad(config.debt_imr),
+        wad(config.debt_ceiling),
+        wad(config.debt_liquidation_ltv),
+        sender=deployer,
+    )
 
     protocol = Protocol(oracle, clearinghouse, configurator, lens, pool, settlement, liquidation_engine, orders, config=config)
     for token_config in config.collaterals:

@@ -13,6 +13,7 @@ from typing import Any
 
 WAD = 10**18
 SECONDS_PER_YEAR = 31_536_000
+MAX_DEBT_INDEX = 2**104 - 1  # an account stores the index its debt was written at in 104 bits
 SECONDS_PER_DAY = 86_400
 MAX_MARKETS = 16
 MAX_COLLATERALS = 8
@@ -184,9 +185,13 @@ def margin(snapshot: AccountSnapshot) -> tuple[int, int, int]:
     if snapshot.settlement < 0:
         # a debt is a loan from the pool: it needs initial margin of its own
         initial += mul_up(-snapshot.settlement * snapshot.settlement_to_wad, snapshot.debt_imr)
-    collateral = sum(c.amount * c.price // c.unit * c.weight // WAD for c in snapshot.collaterals)
-    equity = (snapshot.settlement + snapshot.pending) * snapshot.settlement_to_wad + collateral + pnl
+    equity = (snapshot.settlement + snapshot.pending) * snapshot.settlement_to_wad + collateral_value(snapshot) + pnl
     return equity, maintenance, initial
+
+
+def collateral_value(snapshot: AccountSnapshot) -> int:
+    """Clearinghouse.collateral_value: sum of amount * price // unit * weight // 1e18, WAD."""
+    return sum(c.amount * c.price // c.unit * c.weight // WAD for c in snapshot.collaterals)
 
 
 def health_of(clearinghouse: Any, account: int) -> int:
@@ -200,22 +205,85 @@ def health_of(clearinghouse: Any, account: int) -> int:
 
 
 def debt_index_now(
-    index: int, elapsed: int, total_debt: int, pool_balance: int, rate_base: int, rate_slope: int
+    index: int, elapsed: int, total_debt: int, pool_balance: int, rate_base: int, rate_slope: int, total_pending: int = 0
 ) -> int:
-    """vault._index_now: index + ceil(index * rate * elapsed / (year * 1e18)), where rate =
-    rate_base + rate_slope * utilisation // 1e18 and utilisation = min(total_debt * 1e18 //
-    pool_balance, 1e18) (1e18 when the pool's balance is <= 0); the index as it is when
-    nothing is owed or no time passed."""
+    """vault._index_now: min(index + ceil(index * rate * elapsed / (year * 1e18)), 2**104 - 1),
+    where rate = rate_base + rate_slope * utilisation // 1e18 and utilisation =
+    min(total_debt * 1e18 // lendable, 1e18), lendable = pool_balance - total_pending
+    (1e18 when lendable <= 0); the index as it is when nothing is owed or no time passed."""
     if elapsed == 0 or total_debt == 0:
         return index
-    utilisation = min(total_debt * WAD // pool_balance, WAD) if pool_balance > 0 else WAD
+    lendable = pool_balance - total_pending
+    utilisation = min(total_debt * WAD // lendable, WAD) if lendable > 0 else WAD
     rate = rate_base + rate_slope * utilisation // WAD
-    return index + ceil_div(index * rate * elapsed, SECONDS_PER_YEAR * WAD)
+    return min(index + ceil_div(index * rate * elapsed, SECONDS_PER_YEAR * WAD), MAX_DEBT_INDEX)
 
 
 def debt_now(written: int, index: int, index_at_write: int) -> int:
     """A debt of `written` token units written at `index_at_write`, at `index`, rounded up."""
     return ceil_div(written * index, index_at_write)
+
+
+@dataclass(frozen=True)
+class DebtView:
+    """The debt index's inputs as the chain holds them (`debt_state`, `total_debt`,
+    `pool_balance`, `debt_terms`): the index at any later timestamp, as funding from a
+    MarketView."""
+
+    index: int
+    last_time: int
+    total_debt: int
+    pool_balance: int
+    rate_base: int
+    rate_slope: int
+    debt_imr: int
+    total_pending: int = 0
+
+    def index_at(self, timestamp: int) -> int:
+        return debt_index_now(
+            self.index,
+            timestamp - self.last_time,
+            self.total_debt,
+            self.pool_balance,
+            self.rate_base,
+            self.rate_slope,
+            self.total_pending,
+        )
+
+    def balance(self, written: int, index_at_write: int, timestamp: int) -> int:
+        """A settlement balance as `Clearinghouse.settlement` reads it at `timestamp`: a debt
+        (written < 0 at `index_at_write`) with its interest."""
+        if written >= 0:
+            return written
+        return -debt_now(-written, self.index_at(timestamp), index_at_write)
+
+
+def read_debt_view(clearinghouse: Any) -> DebtView:
+    index, last_time = clearinghouse.debt_state()
+    rate_base, rate_slope, debt_imr, _ = clearinghouse.debt_terms()
+    return DebtView(
+        int(index),
+        int(last_time),
+        int(clearinghouse.total_debt()),
+        int(clearinghouse.pool_balance()),
+        int(rate_base),
+        int(rate_slope),
+        int(debt_imr),
+        int(clearinghouse.total_pending()),
+    )
+
+
+def collateral_for_sale(
+    debt: int, equity: int, liquidation_ltv: int, has_positions: bool, settlement_to_wad: int, written_off: bool = False
+) -> bool:
+    """LiquidationEngine.liquidate_collateral's rule: a debt above `liquidation_ltv` of what the
+    account holds (its equity plus its debt, WAD) puts its collateral up for sale, whatever the
+    equity and the positions; within it, and always for a written-off token, only an account
+    with no positions and negative equity."""
+    debt_wad = debt * settlement_to_wad
+    if debt > 0 and not written_off and debt_wad > signed_mul_floor(equity + debt_wad, liquidation_ltv):
+        return True
+    return not has_positions and equity < 0
 
 
 def is_liquidatable(snapshot: AccountSnapshot) -> bool:

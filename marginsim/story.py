@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from marginsim.protocol import DEFAULT_CONFIG, Protocol, ProtocolConfig, account_id, deploy_protocol
+from marginsim.risk import health_of
 
 WAD = 10**18
 MAX_UINT = 2**256 - 1
@@ -104,12 +105,12 @@ class EventIndexKeeper:
         done: list[dict[str, Any]] = []
         for account in sorted(self.accounts):
             mask = ch.market_mask(account)
-            if mask == 0 or ch.health(account) >= WAD:
+            if mask == 0 or health_of(ch, account) >= WAD:
                 continue
             for market in range(1, 16):
                 if not mask >> market & 1:
                     continue
-                if ch.health(account) >= WAD:
+                if health_of(ch, account) >= WAD:
                     break
                 tx = self.protocol.liquidation_engine.liquidate(account, market, MAX_UINT, sender=self.sender)
                 for event in tx.events:
@@ -235,7 +236,7 @@ def _record(
     scale = 10**protocol.config.settlement_decimals
     health: dict[str, float | None] = {}
     for name, account in result.accounts.items():
-        health[name] = None if ch.market_mask(account) == 0 else ch.health(account) / WAD
+        health[name] = None if ch.market_mask(account) == 0 else health_of(ch, account) / WAD
     return RoundRecord(
         minute=minute,
         eth_price=protocol.oracle.price(protocol.tokens["WETH"]) / WAD,

@@ -310,6 +310,7 @@ class KeeperBot:
             sigma, sigma_mm = oracle.volatilities(params.asset)
             views[market] = risk.MarketView(params, state, price_of(params.asset), int(sigma), int(sigma_mm))
         collateral = {slot: (unit, weight, price_of(token)) for slot, (unit, weight, token) in governed.collaterals.items()}
+        self.keeper.read_debt()  # the debt index's inputs: debts grow without an account's event
         return MarketData(
             block=block,
             timestamp=timestamp,

@@ -41,9 +41,11 @@ class TraderState:
 class AccountMirror:
     """What changes an account only through its own events: re-read when one touches it."""
 
-    settlement: int = 0
+    settlement: int = 0  # as written: a debt without the interest since (see `debt_index_at`)
     positions: dict[int, tuple[int, int]] = field(default_factory=dict)  # market -> (size, cost)
     collateral: dict[int, int] = field(default_factory=dict)  # slot -> amount
+    debt_index_at: int = 0  # the debt index a negative balance was written at (`debt_of`)
+    pending: int = 0  # profit the pool owes, not yet paid in tokens
 
 
 @dataclass(frozen=True)
@@ -80,6 +82,13 @@ class Keeper:
         self.accounts: dict[int, AccountMirror] = {}
         self.first_liquidatable_block: dict[int, int] = {}
         self._settlement_to_wad = int(protocol.clearinghouse.SETTLEMENT_TO_WAD())
+        self.debt = risk.read_debt_view(protocol.clearinghouse)
+        self.debt_liquidation_ltv = int(protocol.liquidation_engine.debt_liquidation_ltv())
+
+    def read_debt(self, debt: risk.DebtView | None = None) -> None:
+        """The debt index's inputs change with every debt and LP flow, without an account's
+        event: read them once a step (or take the step's one read, `debt`)."""
+        self.debt = debt if debt is not None else risk.read_debt_view(self.protocol.clearinghouse)
 
     # ------------------------------------------------------------------ indexing
     def observe(self, touched: set[int], loaded: dict[int, AccountMirror] | None = None) -> None:
@@ -93,7 +102,11 @@ class Keeper:
     def load(self, account: int) -> AccountMirror:
         """An account's settlement balance, positions and collateral, read from the chain."""
         ch = self.protocol.clearinghouse
-        mirror = AccountMirror(settlement=int(ch.settlement(account)))
+        mirror = AccountMirror(settlement=int(ch.settlement(account)), pending=int(ch.pending(account)))
+        if mirror.settlement < 0:
+            # a debt grows without an event: keep it as written, with its index
+            written, mirror.debt_index_at = (int(v) for v in ch.debt_of(account))
+            mirror.settlement = -written
         mask = int(ch.market_mask(account))
         for market in range(1, risk.MAX_MARKETS):
             if mask >> market & 1:
@@ -107,17 +120,28 @@ class Keeper:
 
     # ------------------------------------------------------------------ the mirror
     def snapshot(
-        self, account: int, market_views: dict[int, risk.MarketView], collateral: dict[int, tuple[int, int, int]], timestamp: int
+        self,
+        account: int,
+        market_views: dict[int, risk.MarketView],
+        collateral: dict[int, tuple[int, int, int]],
+        timestamp: int,
     ) -> risk.AccountSnapshot:
-        """`collateral`: slot -> (unit, weight, price)."""
+        """`collateral`: slot -> (unit, weight, price). A debt's interest comes from `debt`, the
+        debt index's inputs as last read (`read_debt`)."""
         mirror = self.accounts[account]
+        debt = self.debt
+        settlement = mirror.settlement
+        if settlement < 0:
+            settlement = debt.balance(settlement, mirror.debt_index_at, timestamp)
         return risk.AccountSnapshot(
-            settlement=mirror.settlement,
+            settlement=settlement,
             settlement_to_wad=self._settlement_to_wad,
             positions=dict(mirror.positions),
             markets={m: market_views[m] for m in mirror.positions},
             collaterals=[risk.CollateralView(*collateral[slot], amount) for slot, amount in mirror.collateral.items()],
             timestamp=timestamp,
+            pending=mirror.pending,
+            debt_imr=debt.debt_imr,
         )
 
     def candidates(

@@ -38,6 +38,7 @@ from marginsim.protocol import (
     account_id,
     deploy_protocol,
 )
+from marginsim.risk import health_of
 from marginsim.sim.agents import Keeper, TraderState
 from marginsim.sim.fastchain import FastRevert, fast
 from marginsim.sim.results import BadDebtRecord, KeeperStats, LiquidationRecord, OracleRound, SeriesPoint, SimulationResult
@@ -168,6 +169,9 @@ def run_simulation(
         for keeper in keepers:
             keeper.observe(touched, loaded)
         views, collateral = state.market_views(chain_start + t)
+        debt = risk.read_debt_view(protocol.clearinghouse)  # debts grow without an event: one read a step
+        for keeper in keepers:
+            keeper.read_debt(debt)
         # health of every account from the exact off-chain mirror (one EVM margin() costs ~20 ms
         # here, the mirror ~0.1 ms); verify_mirror runs assert it equals the contract's each step
         healths = _mirror_healths(keepers[0], views, collateral, chain_start + t)
@@ -389,7 +393,7 @@ def _keepers_act(
         for candidate, least, _size in plan:
             # the keepers confirmed against the same state: only an account another keeper has
             # already liquidated in this block can have changed since
-            if candidate.account in landed and int(ch.health(candidate.account)) >= WAD:
+            if candidate.account in landed and int(health_of(ch, candidate.account)) >= WAD:
                 # another keeper's liquidation landed first in this block: on a real chain this
                 # call would be mined and revert "liquidation: account healthy", costing its gas
                 stats.lost_races += 1
@@ -435,8 +439,8 @@ def _keepers_act(
                 stats.gas_spent_usd += keeper.model.gas_cost_usd(int(receipt.gas_used), gas_price, eth_price)
             sold.add(candidate.account)
 
-    # accounts with no positions whose collateral has fallen below their debt (closed earlier
-    # with positive equity): the mirror finds them, the first keeper on duty buys the collateral
+    # accounts whose collateral is for sale (a debt above the engine's loan-to-value limit, or no
+    # positions left and negative equity): the mirror finds them, the first keeper on duty buys it
     on_duty = [k for k in keepers if not k.spec.censored_at(t)]
     if on_duty:
         keeper = on_duty[0]
@@ -457,10 +461,19 @@ def _sell_debt_collateral(
     eth_price: float,
 ) -> None:
     for account, mirror in list(keeper.accounts.items()):
-        if account in sold or mirror.positions or mirror.settlement >= 0 or not any(mirror.collateral.values()):
+        if account in sold or mirror.settlement >= 0 or not any(mirror.collateral.values()):
             continue
-        equity, _, _ = risk.margin(keeper.snapshot(account, views, collateral, timestamp))
-        if equity >= 0:
+        snapshot = keeper.snapshot(account, views, collateral, timestamp)
+        equity, _, _ = risk.margin(snapshot)
+        written_off = all(collateral[slot][1] == 0 for slot, amount in mirror.collateral.items() if amount)
+        if not risk.collateral_for_sale(
+            -snapshot.settlement,
+            equity,
+            keeper.debt_liquidation_ltv,
+            bool(mirror.positions),
+            snapshot.settlement_to_wad,
+            written_off=written_off,
+        ):
             continue
         for receipt in protocol.sell_collateral(account, keeper.signer):
             stats.gas_spent_usd += keeper.model.gas_cost_usd(int(receipt.gas_used), gas_price, eth_price)

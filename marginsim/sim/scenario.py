@@ -88,6 +88,11 @@ PROTOCOL_OVERRIDES = (
     "settlement_delay",
     "order_expiry",
     "execution_fee_usd",
+    "debt_rate_base",
+    "debt_rate_slope",
+    "debt_imr",
+    "debt_ceiling",
+    "debt_liquidation_ltv",
 )
 
 

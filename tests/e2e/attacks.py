@@ -83,17 +83,25 @@ def deploy_core(project: Any, deployer: Any, settlement: Any, config: ProtocolCo
 @dataclass(frozen=True)
 class Books:
     """Every number an attack could move, read at one moment: custody, the internal funds, and
-    each watched account's settlement balance, collateral and positions."""
+    each watched account's settlement balance, collateral and positions. What is stored, not
+    what the clock makes of it: a debt grows by interest every second with nothing moving, so
+    an account's balance is recorded as written (a debt with the index it was written at, as
+    `debt_of`) and the debt index as last accrued (`debt_state`); with `total_debt`, the pool's
+    balance and the terms these give `settlement(account)` at any later block exactly."""
 
     settlement_tokens_held: int
     settlement_held: int
     pool_balance: int
     insurance: int
     total_debt: int
+    total_pending: int
+    debt_state: tuple[int, int]  # the debt index as last accrued, and when
     total_bad_debt: int
     collateral_tokens_held: tuple[int, ...]  # per slot 1..n
     collateral_totals: tuple[int, ...]
-    accounts: tuple[tuple[int, tuple[int, ...], tuple[tuple[int, int], ...]], ...]  # settlement, balances, positions
+    # (settlement as written, index a debt was written at (0 without one), pending claim),
+    # collateral balances, positions
+    accounts: tuple[tuple[tuple[int, int, int], tuple[int, ...], tuple[tuple[int, int], ...]], ...]
     market_states: tuple[tuple[int, int, int], ...]  # long OI, short OI, total cost
 
     def assert_consistent(self) -> None:
@@ -113,12 +121,14 @@ def books(protocol: Protocol, project: Any, accounts: list[int]) -> Books:
         pool_balance=int(ch.pool_balance()),
         insurance=int(ch.insurance_balance()),
         total_debt=int(ch.total_debt()),
+        total_pending=int(ch.total_pending()),
+        debt_state=tuple(int(v) for v in ch.debt_state()),
         total_bad_debt=int(ch.total_bad_debt()),
         collateral_tokens_held=tuple(int(project.MockERC20.at(c.token).balanceOf(ch)) for c in collaterals),
         collateral_totals=tuple(int(c.total) for c in collaterals),
         accounts=tuple(
             (
-                int(ch.settlement(a)),
+                _written_settlement(ch, a),
                 tuple(int(ch.balances(a, slot)) for slot in slots),
                 tuple((int(ch.positions(a, m).size), int(ch.positions(a, m).cost)) for m in markets),
             )
@@ -126,6 +136,14 @@ def books(protocol: Protocol, project: Any, accounts: list[int]) -> Books:
         ),
         market_states=tuple((int(s.long_oi), int(s.short_oi), int(s.total_cost)) for s in (ch.market_state(m) for m in markets)),
     )
+
+
+def _written_settlement(ch: Any, account: int) -> tuple[int, int, int]:
+    """(the balance as stored: -debt for a debt, without the interest since; the index the debt
+    was written at, 0 without one; the pending claim)."""
+    written, index_at = (int(v) for v in ch.debt_of(account))
+    balance = -written if written else int(ch.settlement(account))
+    return balance, index_at, int(ch.pending(account))
 
 
 # ---------------------------------------------------------------- prices

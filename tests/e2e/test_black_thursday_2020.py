@@ -18,9 +18,10 @@ event equals the account's shortfall (its balance once positions and collateral 
 the contract's own negative equity before the close, marked at the close's fill: a whole close
 fills at the skew-premium price, as a trade would) and insurance draw + socialised equals it;
 the insurance fund and the pool moved by exactly those amounts, the penalties (the part paid
-out of a positive balance to the fund, the part only owed to the pool) and the keepers' pay
-(out of the fund, then the pool's free liquidity); underwater closes paid the capped tip on the
-notional at the oracle price; nothing underwater is left unbooked at the end; and tokens held
+out of a positive balance to the fund, the part only owed to the pool), the keepers' pay
+(out of the fund, then the pool's free liquidity) and the interest on the debts carried (the
+pool's, to the token unit; the keepers mirror it too); underwater closes paid the capped tip on
+the notional at the oracle price; nothing underwater is left unbooked at the end; and tokens held
 equal internal balances to the wei.
 """
 
@@ -93,7 +94,8 @@ class LiquidationDone:
     time: int  # seconds after 00:00 UTC
     account: int
     gas_gwei: float
-    settlement_before: int
+    settlement_before: int  # as the liquidation's block reads it: a debt with its interest to that block
+    interest: int  # what that interest added to a debt since it was written (the pool's, booked by the close)
     insurance_before: int
     equity_before: int  # the contract's equity at the liquidation's block (mirrored exactly)
     price: int  # the oracle price the engine read, WAD (the event's price is the fill)
@@ -108,7 +110,8 @@ class LiquidationDone:
 class SaleDone:
     account: int
     price: int  # oracle price of the collateral at the sale, WAD
-    settlement_before: int
+    settlement_before: int  # as the sale's block reads it: the debt with its interest to that block
+    interest: int  # what that interest added to the debt since it was written (the pool's, booked by the sale)
     event: Any
     bad_debt: Any | None
 
@@ -252,21 +255,40 @@ class _MarketReader:
 
 
 def _observe(keepers: list[Keeper], touched: set[int]) -> None:
-    """Both keepers index the same events: load each touched account once and share it."""
+    """Both keepers index the same events: load each touched account once and share it. A
+    transaction also moves the debt index's inputs (debts grow without an event): one read,
+    shared."""
     keepers[0].observe(touched)
     for keeper in keepers[1:]:
         for account in touched:
             keeper.accounts[account] = keepers[0].accounts[account]
+    debt = risk.read_debt_view(keepers[0].protocol.clearinghouse)
+    for keeper in keepers:
+        keeper.read_debt(debt)
+
+
+def _settlement_at(debt: risk.DebtView, timestamp: int, raw: int, written: int, index_at: int) -> tuple[int, int]:
+    """(the account's settlement balance as a transaction landing at `timestamp` reads it, the
+    interest a debt gained since it was written), from `raw = settlement(account)`,
+    `(written, index_at) = debt_of(account)` and `debt`, all read at the latest block before it."""
+    if written == 0:
+        return raw, 0
+    balance = debt.balance(-written, index_at, timestamp)
+    return balance, -balance - written
 
 
 def _liquidate(result: Replay, keeper: Keeper, account: int, market: _MarketReader, t: int, gas_gwei: float) -> None:
     ch = result.protocol.clearinghouse
-    settlement_before, insurance_before = int(ch.settlement(account)), int(ch.insurance_balance())
+    raw, insurance_before = int(ch.settlement(account)), int(ch.insurance_balance())
+    written, index_at = (int(v) for v in ch.debt_of(account))
+    debt = risk.read_debt_view(ch)  # the debt index's inputs as the liquidation starts from them
+    keeper.read_debt(debt)
     # read in the pending block, the one the liquidation lands in: the maintenance volatility
     # may rise with the clock, so a read in the latest block can be a second stale
     views, collateral = market.views(pending=True)
     size = keeper.accounts[account].positions[market.id][0]
     tx = result.protocol.liquidation_engine.liquidate(account, market.id, MAX_UINT, sender=keeper.signer)
+    settlement_before, interest = _settlement_at(debt, int(tx.timestamp), raw, written, index_at)
     # the contract's equity at the liquidation's block: the mirror, funding accrued to that block
     equity, maintenance, _ = risk.margin(keeper.snapshot(account, views, collateral, int(tx.timestamp)))
     snapshot = risk.snapshot_for(views[market.id], size, equity, maintenance, insurance_before)
@@ -285,6 +307,7 @@ def _liquidate(result: Replay, keeper: Keeper, account: int, market: _MarketRead
             account,
             gas_gwei,
             settlement_before,
+            interest,
             insurance_before,
             equity,
             price,
@@ -299,11 +322,14 @@ def _liquidate(result: Replay, keeper: Keeper, account: int, market: _MarketRead
 
 def _sell_collateral(result: Replay, keeper: Keeper, account: int, market: _MarketReader) -> None:
     ch = result.protocol.clearinghouse
-    price, settlement_before = int(result.protocol.oracle.price(market.weth)), int(ch.settlement(account))
+    price, raw = int(result.protocol.oracle.price(market.weth)), int(ch.settlement(account))
+    written, index_at = (int(v) for v in ch.debt_of(account))
+    debt = risk.read_debt_view(ch)
     tx = result.protocol.liquidation_engine.liquidate_collateral(account, market.weth, MAX_UINT, sender=keeper.signer)
+    settlement_before, interest = _settlement_at(debt, int(tx.timestamp), raw, written, index_at)
     bad = events(tx, "BadDebt")
     result.sales.append(
-        SaleDone(account, price, settlement_before, events(tx, "CollateralLiquidation")[0], bad[0] if bad else None)
+        SaleDone(account, price, settlement_before, interest, events(tx, "CollateralLiquidation")[0], bad[0] if bad else None)
     )
 
 
@@ -429,11 +455,14 @@ def test_black_thursday__bad_debt_is_booked_equal_to_the_shortfall(replay):
     to_insurance = sum(int(d.event.penalty) - owed - paid for d, (owed, paid) in zip(replay.liquidations, routes, strict=True))
     assert int(ch.insurance_balance()) == replay.insurance_start + to_insurance - covered
     # pool: pays every realised profit, receives every realised loss, lends each penalty an
-    # account can only owe (holding the claim), pays keepers the fund could not, and absorbs what
-    # was socialised
+    # account can only owe (holding the claim), pays keepers the fund could not, absorbs what
+    # was socialised, and earns the interest each debt had gained when a close or a sale
+    # rewrote it (the only transactions that touch a debt on this day)
     realised = sum(int(d.event.realised_pnl) for d in replay.liquidations)
     to_pool = sum(owed - (int(d.event.keeper_reward) - paid) for d, (owed, paid) in zip(replay.liquidations, routes, strict=True))
-    assert int(ch.pool_balance()) == replay.pool_start - realised + to_pool - socialised
+    interest = sum(d.interest for d in replay.liquidations) + sum(s.interest for s in replay.sales)
+    assert interest > 0  # debts were carried through the day
+    assert int(ch.pool_balance()) == replay.pool_start - realised + to_pool - socialised + interest
 
 
 def test_black_thursday__underwater_closes_pay_the_keeper_a_tip(replay):

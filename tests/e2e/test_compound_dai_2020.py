@@ -29,6 +29,7 @@ import pytest
 from marginsim import feeds
 from marginsim.orders import trade_now
 from marginsim.protocol import FeedConfig, MarketConfig, TokenConfig, deploy_protocol
+from marginsim.risk import health_of
 from tests.e2e.incidents import (
     MAX_UINT,
     USDC,
@@ -115,7 +116,7 @@ def test_compound_dai__an_hour_long_spike__no_healthy_account_is_liquidated(setu
         with ape.reverts("oracle: circuit breaker"):
             trade_now(ch, market, 10**18, 0, 0, sender=other_trader)
         with ape.reverts("oracle: circuit breaker"):
-            ch.health(short)
+            health_of(ch, short)
 
     move_clock_to(chain, start + SPIKE_START + SPIKE_SECONDS)
     protocol.publish("WETH", rounds[2].answer, deployer)
@@ -123,7 +124,7 @@ def test_compound_dai__an_hour_long_spike__no_healthy_account_is_liquidated(setu
     assert not vol.halted and int(vol.last_price) == TRUE_PRICE * WAD  # the spike is gone
     # the short was never touched, is healthy at the true price, and cannot be liquidated
     assert int(ch.positions(short, market).size) == size_before
-    assert int(ch.health(short)) > 6 * WAD
+    assert int(health_of(ch, short)) > 6 * WAD
     with ape.reverts("liquidation: account healthy"):
         engine.liquidate(short, market, MAX_UINT, sender=keeper)
     assert int(ch.total_bad_debt()) == 0
@@ -152,4 +153,4 @@ def test_compound_dai__a_spike_printed_twice_in_the_hour__no_healthy_account_is_
             with ape.reverts("oracle: circuit breaker"):
                 engine.liquidate(short, market, MAX_UINT, sender=keeper)
     assert int(ch.positions(short, market).size) == size_before
-    assert int(ch.health(short)) > 6 * WAD
+    assert int(health_of(ch, short)) > 6 * WAD

@@ -1,6 +1,7 @@
 """Traders at 10x leverage see ETH fall 30% (with a gap); a keeper that finds them from events
 liquidates them; afterwards every token the contracts hold equals the internal balances."""
 
+from marginsim.risk import health_of
 from marginsim.story import TraderPlan, run_story, token_accounting
 
 WAD = 10**18
@@ -22,7 +23,7 @@ def test_crash__10x_traders_liquidated__tokens_equal_internal_balances(project, 
 
     # every 10x long was liquidated: none still holds a position below maintenance
     for account in longs:
-        assert ch.market_mask(account) == 0 or ch.health(account) >= WAD
+        assert ch.market_mask(account) == 0 or health_of(ch, account) >= WAD
     liquidated = {d["account"] for d in result.liquidations}
     assert set(longs) <= liquidated
     # a partial liquidation always left the account healthier; a full one closed everything
@@ -31,7 +32,7 @@ def test_crash__10x_traders_liquidated__tokens_equal_internal_balances(project, 
     # the short profited and was never liquidated
     short = result.accounts["usdc short 10x"]
     assert short not in liquidated
-    assert ch.health(short) > WAD
+    assert health_of(ch, short) > WAD
 
     # settlement token: held == internal accounting == sum of every internal balance, to the wei
     accounting = token_accounting(protocol, list(result.accounts.values()))

@@ -18,9 +18,9 @@ attacker just lets the price come back, the protocol is solvent and its tokens e
 books. If it closes the long at the top, its realised profit stays within the cap's bound,
 cap * (top - entry) * (1 + cap / 2 skew_scale). That bound is in base units and not tied to
 the pool's size: here it exceeds the $1M pool, and the last test pins what happens then (a
-known limitation, README "Not built yet"): the pool's balance goes negative by exactly the
-excess, the books stay exact, and a withdrawal the tokens cannot cover reverts instead of
-paying out of thin air.
+known limitation, README "Not built yet"): the pool pays in tokens only what it holds free,
+the excess is the long's pending claim (the LPs' value goes below zero by exactly it), the
+books stay exact, and an honest depositor withdraws in full while the claim waits.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ import pytest
 
 from marginsim.orders import trade_now
 from marginsim.protocol import FeedConfig, MarketConfig, TokenConfig, deploy_protocol
+from marginsim.risk import health_of
 from tests.e2e.incidents import (
     MAX_UINT,
     SETTLEMENT_TO_WAD,
@@ -102,7 +103,7 @@ class Pump:
         ch, engine = self.protocol.clearinghouse, self.protocol.liquidation_engine
         market = self.protocol.markets["MNGO-PERP"]
         for account in self.accounts:
-            while int(ch.market_mask(account)) != 0 and int(ch.health(account)) < WAD:
+            while int(ch.market_mask(account)) != 0 and int(health_of(ch, account)) < WAD:
                 engine.liquidate(account, market, MAX_UINT, sender=self.keeper)
 
 
@@ -180,7 +181,7 @@ def test_mango__profit_taken_at_the_top_is_bounded_by_the_cap(opened, chain, dep
     for answer in pump_answers():
         pump.round(answer)
     top = pump_answers()[-1] * 10**10  # WAD
-    pool_before = int(ch.pool_balance())
+    pool_before, debt_before, pending_before = int(ch.pool_balance()), int(ch.total_debt()), int(ch.total_pending())
     tx = trade_now(ch, market, -CAP_UNITS * WAD, 0, 0, sender=attacker)
     trade = tx.events.filter(ch.Trade)[0]
     realised, fee = int(trade.realised_pnl), int(trade.fee)
@@ -189,9 +190,17 @@ def test_mango__profit_taken_at_the_top_is_bounded_by_the_cap(opened, chain, dep
     bound_wad = CAP_UNITS * top * (2 * SKEW_SCALE_UNITS + CAP_UNITS) // (2 * SKEW_SCALE_UNITS) - cost
     assert 0 < realised * SETTLEMENT_TO_WAD <= bound_wad
     assert realised > 2_000_000 * USDC  # a real attack: the bound is what limits it
-    # what the pool paid the long is exactly that profit less the closing fee
+    # the profit less the closing fee is more than the pool holds free (its balance less what
+    # is lent and what earlier claims wait for): the pool pays in tokens exactly what it holds
+    # free, and the rest is the long's pending claim
     assert fee > 0
-    assert int(ch.pool_balance()) == pool_before - realised + fee
+    free = pool_before - debt_before - pending_before
+    assert 0 < free < realised - fee
+    claims = tx.events.filter(ch.ProfitPending)
+    assert len(claims) == 1 and int(claims[0].account) == long
+    assert int(claims[0].amount) == int(ch.pending(long)) == realised - fee - free
+    assert int(ch.total_pending()) == pending_before + realised - fee - free
+    assert int(ch.pool_balance()) == pool_before - realised + fee + int(claims[0].amount)
 
 
 def test_mango__profit_taken_at_the_top__the_loss_beyond_the_pool_is_booked_not_hidden(
@@ -199,12 +208,13 @@ def test_mango__profit_taken_at_the_top__the_loss_beyond_the_pool_is_booked_not_
 ):
     """Known limitation (README, "Not built yet"): the cap is in base units and not tied to the
     pool's size, so an 11.4x pump on a $1M pool lets the long realise more than the pool holds.
-    The pool pays it in full (capping it at the pool's realised balance was tried and let LPs
-    front-run winners), its balance goes negative by exactly the excess, and the attacker can
+    The profit is credited in full (capping it at the pool's realised balance was tried and let
+    LPs front-run winners), but paid in tokens only up to what the pool holds free: the excess
+    is the long's pending claim, paid as tokens come back to the pool, so the attacker cannot
     withdraw tokens that back other users' balances. What the test pins: the books stay exact,
-    the loss equals the pool's negative balance, it is within the cap's bound less the pool's
-    capital, and an honest withdrawal that the tokens cannot cover reverts with
-    "clearinghouse: insufficient liquidity" rather than paying out of thin air."""
+    the loss (the claims pending less the pool's balance: the LPs' value below zero) is exactly
+    the attacker's unpaid claim, within the cap's bound less the pool's capital, and an honest
+    depositor withdraws its balance in full."""
     protocol, long, short, bystander = opened
     ch, usdc, market = protocol.clearinghouse, protocol.settlement, protocol.markets["MNGO-PERP"]
     pump = Pump(protocol, chain, deployer, keeper, [long, short])
@@ -213,20 +223,31 @@ def test_mango__profit_taken_at_the_top__the_loss_beyond_the_pool_is_booked_not_
     top = pump_answers()[-1] * 10**10
     cost = int(ch.positions(long, market).cost)
     trade_now(ch, market, -CAP_UNITS * WAD, 0, 0, sender=attacker)
+    claim = int(ch.pending(long))
+    assert claim > 0
     takeable = min(int(ch.settlement(long)), int(ch.settlement_held()))
     ch.withdraw(usdc, takeable, 0, sender=attacker)
+    assert int(ch.pending(long)) == claim  # nothing in the pool is free to pay it
     for answer in return_answers(pump_answers()[-1]):
         pump.round(answer)
 
     accounts = [long, short, bystander]
     books = accounting(protocol, accounts)
     assert books.held == books.settlement_held == books.internal  # exact, nothing hidden
-    loss = -int(ch.pool_balance())
+    assert books.pool >= 0  # the pool never paid out more than it held
+    loss = int(ch.total_pending()) - int(ch.pool_balance())
     assert loss > 0
+    assert loss == claim == int(ch.pending(long))  # the pool's whole deficit is the attacker's unpaid claim
     bound_wad = CAP_UNITS * top * (2 * SKEW_SCALE_UNITS + CAP_UNITS) // (2 * SKEW_SCALE_UNITS) - cost
     assert loss * SETTLEMENT_TO_WAD <= bound_wad - (POOL_USD - 20_000) * USDC * SETTLEMENT_TO_WAD
-    claims = sum(max(int(ch.settlement(a)), 0) for a in accounts) + books.insurance
+    claims = sum(max(int(ch.settlement(a)), 0) + int(ch.pending(a)) for a in accounts) + books.insurance
     assert claims - books.held == loss + int(ch.total_debt())  # the shortfall is the pool's deficit
-    if books.held < 100_000 * USDC:
-        with ape.reverts("clearinghouse: insufficient liquidity"):
-            ch.withdraw(usdc, 100_000 * USDC, 0, sender=other_trader)
+    # the tokens cover every balance that can be withdrawn now: the honest depositor is paid in full
+    assert books.held >= sum(max(int(ch.settlement(a)), 0) for a in accounts) + books.insurance
+    wallet = int(usdc.balanceOf(other_trader))
+    ch.withdraw(usdc, int(ch.settlement(bystander)), 0, sender=other_trader)
+    assert int(usdc.balanceOf(other_trader)) - wallet == 100_000 * USDC
+    # and the attacker's claim still cannot be paid with it
+    with ape.reverts("clearinghouse: insufficient balance"):
+        ch.withdraw(usdc, 1, 0, sender=attacker)
+    assert int(ch.pending(long)) == claim

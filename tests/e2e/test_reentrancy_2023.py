@@ -12,8 +12,8 @@ last two callable by the engine alone.
 
 What this proves: a hostile collateral, listed through the Configurator, re-enters every
 mutating function of the LiquidationEngine (`liquidate`, `liquidate_many`,
-`liquidate_collateral` and its two configurator-only setters), every mutating function of the
-Clearinghouse but four governance setters (NOT_ATTEMPTED: the token replays at most 32 calls),
+`liquidate_collateral` and its three configurator-only setters), every mutating function of the
+Clearinghouse but two governance setters (NOT_ATTEMPTED: the token replays at most 32 calls),
 among them the engine-only `liquidation_close` and `seize_collateral` and the one-time
 `connect`, the LiquidityPool's, plus the router's `sync`, from inside each token call the
 Clearinghouse makes (deposit's transferFrom, withdraw's transfer, and the transfer of the
@@ -49,6 +49,7 @@ from eth_abi import decode
 
 from marginsim.orders import fill_now, trade_now
 from marginsim.protocol import DEFAULT_CONFIG, account_id, deploy_protocol
+from marginsim.risk import health_of
 from tests.e2e.attacks import MAX_SIZE, USDC, WAD, books, list_collateral, publish
 
 EVIL_PRICE = 100  # USD per whole hostile token
@@ -120,7 +121,7 @@ def scene(project, chain, accounts, deployer, attacker, trader, other_trader, ke
     scene = Scene(
         protocol, evil, account_id(evil), account_id(attacker), account_id(trader), account_id(second_trader), bankrupt, eth
     )
-    assert ch.health(scene.liquidatable) < WAD and ch.health(scene.batch_liquidatable) < WAD
+    assert health_of(ch, scene.liquidatable) < WAD and health_of(ch, scene.batch_liquidatable) < WAD
     assert ch.market_mask(bankrupt) == 0 and ch.settlement(bankrupt) < 0 and ch.margin(bankrupt)[0] < 0
     return scene
 
@@ -228,6 +229,18 @@ def attempts(scene: Scene, attacker: Any) -> list[Attempt]:
             unlocked="clearinghouse: not configurator",
         ),
         Attempt(
+            "Clearinghouse.apply_debt_terms",
+            ch,
+            ch.apply_debt_terms.encode_input(0, 0, WAD, WAD),
+            unlocked="clearinghouse: not configurator",
+        ),
+        Attempt(
+            "LiquidationEngine.apply_debt_liquidation_ltv",
+            engine,
+            engine.apply_debt_liquidation_ltv.encode_input(WAD),
+            unlocked=NOT_CONFIGURATOR,
+        ),
+        Attempt(
             "LiquidationEngine.apply_underwater_tip",
             engine,
             engine.apply_underwater_tip.encode_input(0),
@@ -244,7 +257,9 @@ def attempts(scene: Scene, attacker: Any) -> list[Attempt]:
         Attempt("LiquidityPool.transfer", pool, pool.transfer.encode_input(attacker, 1), inside="ok"),
         Attempt("OracleRouter.sync", oracle, oracle.sync.encode_input(weth), inside="ok"),
         Attempt("view Clearinghouse.margin", ch, ch.margin.encode_input(scene.evil_account), static=True),
-        Attempt("view Clearinghouse.health", ch, ch.health.encode_input(scene.evil_account), static=True),
+        # a debt's balance, read with its interest to the block (`Clearinghouse.health` is gone:
+        # the health is marginsim.risk.health_of over `margin`, tried above)
+        Attempt("view Clearinghouse.settlement", ch, ch.settlement.encode_input(scene.bankrupt), static=True),
         Attempt("view Clearinghouse.pool_balance", ch, ch.pool_balance.encode_input(), static=True),
         Attempt("view MarginLens.account_summary", lens, lens.account_summary.encode_input(scene.evil_account), static=True),
         Attempt("view LiquidityPool.totalAssets", pool, pool.totalAssets.encode_input(), static=True),

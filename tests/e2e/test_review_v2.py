@@ -11,6 +11,7 @@ import ape
 import pytest
 
 from marginsim.orders import trade_now
+from marginsim.risk import health_of
 from tests.conftest import USDC, WAD
 
 MAX = 2**256 - 1
@@ -37,7 +38,7 @@ def set_eth_params(protocol, deployer, **changes):
 def drop_until(ch, set_price, account, below, start=2_000.0, step=0.01):
     """Lower the ETH price in steps (inside the 20% breaker) until health < `below`."""
     price = start
-    while ch.health(account) >= below:
+    while health_of(ch, account) >= below:
         price *= 1 - step
         set_price("WETH", price)
     return price
@@ -114,7 +115,7 @@ def test_batch__repeated_pair_healthy_closed_and_front_run_pairs__skipped_not_re
     evader2 = make_account(attacker, collateral_usd=10_000, leverage=10, subaccount=1)
     healthy = make_account(other_trader, collateral_usd=100_000, leverage=1)
     drop_until(ch, set_price, victim, WAD, step=0.002)
-    assert ch.health(evader) < WAD and ch.health(evader2) < WAD
+    assert health_of(ch, evader) < WAD and health_of(ch, evader2) < WAD
     # the attacker front-runs the keeper's batch: one account closes itself, the other tops up
     trade_now(ch, eth_market, -ch.positions(evader, eth_market).size, 0, 0, sender=attacker)
     fund(attacker, usdc, 50_000 * USDC)
@@ -134,7 +135,7 @@ def test_batch__repeated_pair_healthy_closed_and_front_run_pairs__skipped_not_re
     tx = engine.liquidate_many([a for a, _ in pairs], [m for _, m in pairs], sender=keeper)
     [event] = [e for e in tx.events if e.event_name == "Liquidation"]
     assert event.account == victim and event.size_closed == ch.positions(victim, eth_market).size - size_before < 0
-    assert ch.health(victim) >= WAD + engine.liquidation_buffer()
+    assert health_of(ch, victim) >= WAD + engine.liquidation_buffer()
     books_consistent(ch, usdc)
 
 
@@ -146,10 +147,10 @@ def test_split_liquidation__max_size_steps__close_no_more_than_one_shot(
     account = make_account(trader, collateral_usd=500_000, leverage=-9.5)  # 2,375 ETH short, tier 2 (5%)
     size = ch.positions(account, eth_market).size
     price = 2_000.0
-    while ch.health(account) >= 62 * WAD // 100:  # h * 5% > 2% penalty: a partial close
+    while health_of(ch, account) >= 62 * WAD // 100:  # h * 5% > 2% penalty: a partial close
         price *= 1.01
         set_price("WETH", price)
-    assert ch.health(account) >= engine.full_liquidation_health()
+    assert health_of(ch, account) >= engine.full_liquidation_health()
     snap = chain.snapshot()
     one_shot = liquidation_event(engine.liquidate(account, eth_market, MAX, sender=keeper))
     assert 0 < one_shot.size_closed < -size  # partial
@@ -216,7 +217,7 @@ def test_full_close_rule__multi_market_low_rate_market__health_not_lowered_no_ti
     account = make_account(trader, collateral_usd=20_000, leverage=5)  # 20 ETH long
     trade_now(ch, btc_market, 3 * WAD, 0, 0, sender=trader)  # $90k BTC long too
     drop_until(ch, set_price, account, 6 * WAD // 10, step=0.005)  # only ETH falls
-    h0 = ch.health(account)
+    h0 = health_of(ch, account)
     mmr = protocol.lens.market_rates(eth_market, ch.positions(account, eth_market).size)[0]
     assert h0 * mmr // WAD < ch.markets(eth_market).penalty and h0 >= engine.full_liquidation_health()
     e0 = ch.margin(account)[0]

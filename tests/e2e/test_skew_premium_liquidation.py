@@ -26,6 +26,7 @@ import pytest
 
 from marginsim.orders import trade_now
 from marginsim.protocol import DEFAULT_CONFIG, deploy_protocol
+from marginsim.risk import health_of
 from tests.e2e.incidents import MAX_UINT, USDC, WAD, deposit, fund_liquidity, publish_usd
 
 SHORTS = 8
@@ -52,7 +53,7 @@ def attack(project, deployer, lp, attacker, keeper):
         shorts.append(deposit(protocol, attacker, "USDC", SHORT_DEPOSIT, subaccount=i))
         trade_now(ch, eth, -SHORT_SIZE, 0, i, sender=attacker)
     publish_usd(protocol, "WETH", 2_116, deployer)  # +5.8% in one round, inside the breaker
-    healths = [int(ch.health(s)) for s in shorts]
+    healths = [int(health_of(ch, s)) for s in shorts]
     keeper_before = wallet_usd(usdc, second)
     bad_debt_before = int(ch.total_bad_debt())
     for s in shorts:

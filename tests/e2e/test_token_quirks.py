@@ -22,9 +22,12 @@ in the protocol's favour. (c) A USDT-style token that returns nothing works; one
 false is refused with "clearinghouse: transfer failed" (or "pool: transfer failed").
 """
 
+from dataclasses import replace
+
 import ape
 import pytest
 
+from marginsim import risk
 from marginsim.orders import trade_now
 from marginsim.protocol import account_id, deploy_protocol
 from tests.e2e.attacks import (
@@ -265,13 +268,24 @@ def leveraged(protocol, tokens, trader):
 
 
 @pytest.mark.parametrize("symbol", ["WBTC", "USDT"])
-def test_withdraw__to_the_last_unit_of_margin__one_unit_more_refused(protocol, leveraged, trader, symbol):
+def test_withdraw__to_the_last_unit_of_margin__one_unit_more_refused(protocol, leveraged, trader, symbol, chain):
     ch, oracle = protocol.clearinghouse, protocol.oracle
     token = protocol.tokens[symbol]
     slot, col = slot_of(ch, token)
     balance = ch.balances(leveraged, slot)
     price = oracle.price(token)
-    equity, _, initial = ch.margin(leveraged)
+    # the fee left the account a debt (it holds no USDC), which grows by interest every second:
+    # the margin the withdrawals meet is the one at their block, mirrored exactly from the
+    # latest one (marginsim.risk, the debt with its interest to that block)
+    written, index_at = ch.debt_of(leveraged)
+    assert written > 0
+    debt = risk.read_debt_view(ch)
+    latest = risk.snapshot_account(ch, oracle, leveraged, chain.blocks.head.timestamp)
+    assert risk.margin(latest) == tuple(ch.margin(leveraged))  # the mirror is exact
+    when = chain.pending_timestamp + 5  # the block both withdrawals are tried in
+    at_withdrawal = replace(latest, settlement=debt.balance(-written, index_at, when), timestamp=when)
+    equity, _, initial = risk.margin(at_withdrawal)
+    assert equity < risk.margin(latest)[0]  # the interest is counted
     free = equity - initial
 
     def value_lost(units):
@@ -286,10 +300,16 @@ def test_withdraw__to_the_last_unit_of_margin__one_unit_more_refused(protocol, l
     most = lo
     assert 0 < most < balance
 
+    # one unit more is refused and `most` accepted in the same block: the refusal is undone
+    before_refusal = chain.snapshot()
+    chain.pending_timestamp = when
     with ape.reverts("clearinghouse: insufficient margin"):
         ch.withdraw(token, most + 1, 0, sender=trader)
+    chain.restore(before_refusal)
+    chain.pending_timestamp = when
     wallet = token.balanceOf(trader)
-    ch.withdraw(token, most, 0, sender=trader)
+    receipt = ch.withdraw(token, most, 0, sender=trader)
+    assert receipt.timestamp == when
 
     assert token.balanceOf(trader) - wallet == most
     assert ch.balances(leveraged, slot) == balance - most
@@ -314,30 +334,34 @@ def test_collateral_sale__six_and_eight_decimals__paid_to_the_unit_rounded_up(
     funded(usdc, buyer, 100_000 * USDC, ch)
 
     def sale(token, max_amount):
+        """The sale, checked against the debt as its block reads it (with its interest to that
+        block, from reads at the latest one). Returns (the sale event, the discounted price, that debt)."""
         slot, col = slot_of(ch, token)
-        debt, balance = -ch.settlement(leveraged), ch.balances(leveraged, slot)
+        balance = ch.balances(leveraged, slot)
+        written, index_at = ch.debt_of(leveraged)
+        debt_view = risk.read_debt_view(ch)
         discounted = oracle.price(token) * (WAD - col.liquidation_discount) // WAD
+        tx = engine.liquidate_collateral(leveraged, token, max_amount, sender=buyer)
+        debt = risk.debt_now(written, debt_view.index_at(tx.timestamp), index_at)
         amount = min(ceil_div(debt * TO_WAD * col.unit, discounted), balance, max_amount)
         paid = ceil_div(amount * discounted, col.unit * TO_WAD)
-        tx = engine.liquidate_collateral(leveraged, token, max_amount, sender=buyer)
         sold = event(tx, "CollateralLiquidation")
         assert (sold.amount, sold.paid) == (amount, paid)
-        return sold, discounted
+        return sold, discounted, debt
 
     # one USDT unit is worth 0.98 of a settlement unit at the 2% discount: the buyer pays 1
-    sold, discounted = sale(usdt, 1)
+    sold, discounted, _ = sale(usdt, 1)
     assert (sold.amount, sold.paid, discounted) == (1, 1, 98 * 10**16)
     # one satoshi at $30,001.23 less 5% is worth 285.011685 settlement units: the buyer pays 286
     publish(protocol, "WBTC", 30_001.23, deployer)
-    sold, discounted = sale(wbtc, 1)
+    sold, discounted, _ = sale(wbtc, 1)
     assert (sold.amount, sold.paid) == (1, 286)
     assert discounted == 28_501_168_500 * 10**12
 
     # then everything: the debt is larger than the collateral, so the rest is bad debt
     bad_debt_before = ch.total_bad_debt()
     sale(wbtc, MAX_SIZE)
-    debt_left = -ch.settlement(leveraged)
-    sold, _ = sale(usdt, MAX_SIZE)
+    sold, _, debt_left = sale(usdt, MAX_SIZE)  # the debt left, with its interest to the last sale
     assert ch.collateral_mask(leveraged) == 0
     assert ch.settlement(leveraged) == 0
     assert ch.total_bad_debt() - bad_debt_before == debt_left - sold.paid

@@ -8,12 +8,13 @@ What marginsim does about it (OracleRouter): a price must be strictly inside the
 Chainlink's minAnswer makes a feed frozen at its clamp unusable rather than wrong. Anything
 priced off the asset then reverts: opening or increasing a perp on it, and every margin check
 of an account holding it as collateral (opens, increases and withdrawals in any market).
-Depositing it still works (a deposit needs no price) but buys nothing. Liquidations are priced
-the same way, so an account holding the asset waits on its feed, until governance writes the
-token off (`Configurator.write_off_collateral`: weight 0, deposits off). From then on the
-Clearinghouse values it at zero without reading its feed, so the account is liquidated as
-usual, and a keeper takes the worthless balance for nothing so the rest of the debt settles as
-bad debt (issue 9, item 6).
+Depositing it still works (a deposit needs no price) but buys nothing: an account with no
+position and no debt can only take it back (nothing is required of it, so no price is read).
+Liquidations are priced the same way, so an account holding the asset waits on its feed, until
+governance writes the token off (`Configurator.write_off_collateral`: weight 0, deposits off).
+From then on the Clearinghouse values it at zero without reading its feed, so the account is
+liquidated as usual, and a keeper takes the worthless balance for nothing so the rest of the
+debt settles as bad debt (issue 9, item 6).
 
 What the test proves, for a feed frozen at the bound, one frozen below it and one whose last
 round is older than the heartbeat: each of those actions reverts with the exact message; a
@@ -28,6 +29,7 @@ import pytest
 
 from marginsim.orders import trade_now
 from marginsim.protocol import FeedConfig, MarketConfig, TokenConfig, deploy_protocol
+from marginsim.risk import health_of
 from tests.e2e.incidents import (
     MAX_UINT,
     USDC,
@@ -132,12 +134,17 @@ def test_venus_luna__opening_increasing_and_withdrawing_against_luna_collateral_
     ch, eth = protocol.clearinghouse, protocol.markets["ETH-PERP"]
     message = freeze(protocol, chain, deployer, state)
     # the Venus move: more LUNA goes in (a deposit needs no price) ...
-    deposit(protocol, attacker, "LUNA", 1_000_000 * 10**8)
-    # ... and none of it can be used: no open against it, no withdrawal of anything
+    token = protocol.tokens["LUNA"]
+    account = deposit(protocol, attacker, "LUNA", 1_000_000 * 10**8)
+    # ... and none of it can be used: no open against it
     with ape.reverts(message):
         trade_now(ch, eth, 10**18, 0, 0, sender=attacker)  # open
-    with ape.reverts(message):
-        ch.withdraw(protocol.tokens["LUNA"], 1, 0, sender=attacker)
+    # it can only be taken back: an account with no position and no debt owes nothing, so its
+    # withdrawal reads no price (a halted feed never locks a balance that backs nothing)
+    assert ch.market_mask(account) == 0 and ch.settlement(account) == 0
+    wallet = token.balanceOf(attacker)
+    ch.withdraw(token, 1, 0, sender=attacker)
+    assert token.balanceOf(attacker) == wallet + 1
     # an account already trading with LUNA in its collateral cannot add risk or take money out
     with ape.reverts(message):
         trade_now(ch, eth, 10**18, 0, 0, sender=other_trader)  # increase
@@ -152,13 +159,13 @@ def test_venus_luna__liquidation_waits_on_the_feed_until_the_write_off(luna, cha
     protocol, accounts = luna
     ch, engine, eth = protocol.clearinghouse, protocol.liquidation_engine, protocol.markets["ETH-PERP"]
     publish_usd(protocol, "WETH", 1_800, deployer)  # -10%: both 8-10x ETH longs are underwater
-    assert int(ch.health(accounts["holder"])) < WAD and int(ch.health(accounts["plain"])) < WAD
+    assert int(health_of(ch, accounts["holder"])) < WAD and int(health_of(ch, accounts["plain"])) < WAD
     message = freeze(protocol, chain, deployer, state)
     # a halted or stale collateral feed blocks the liquidation of every account holding it ...
     with ape.reverts(message):
         engine.liquidate(accounts["holder"], eth, MAX_UINT, sender=keeper)
     with ape.reverts(message):
-        ch.health(accounts["holder"])
+        health_of(ch, accounts["holder"])
     # ... an account without LUNA is liquidated as usual
     tx = engine.liquidate(accounts["plain"], eth, MAX_UINT, sender=keeper)
     assert int(ch.positions(accounts["plain"], eth).size) == 0

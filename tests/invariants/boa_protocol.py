@@ -73,6 +73,13 @@ def deploy_protocol(env: boa.Env, deployer: Any, config: ProtocolConfig = DEFAUL
             wad(config.liquidation_buffer), wad(config.full_liquidation_health), wad(config.dust_notional_usd)
         )
         configurator.set_underwater_tip(wad(config.underwater_tip_rate))
+        configurator.set_debt_parameters(
+            wad(config.debt_rate_base),
+            wad(config.debt_rate_slope),
+            wad(config.debt_imr),
+            wad(config.debt_ceiling),
+            wad(config.debt_liquidation_ltv),
+        )
 
         protocol = Protocol(oracle, clearinghouse, configurator, lens, pool, settlement, engine, orders, config=config)
         for token_config in config.collaterals:
@@ -278,7 +285,7 @@ def seeded_world() -> World:
 
 MASK_64 = 2**64 - 1
 MASK_128 = 2**128 - 1
-REDUCE_ONLY = 1  # a market's flag bit that `Clearinghouse.reduce_only(market)` reports
+REDUCE_ONLY = 1  # a market's flag bit that `Configurator.reduce_only(market)` mirrors
 
 
 @dataclass(frozen=True)
@@ -299,7 +306,9 @@ class Ledger:
     parameters, zero entries dropped so that two ledgers compare equal exactly when the
     contracts' state is the same."""
 
-    settlement: dict[int, int]  # account -> signed settlement balance, token units
+    settlement: dict[int, int]  # account -> signed settlement balance as written (a debt without the interest since), token units
+    debt_index_at: dict[int, int]  # account in debt -> the debt index its debt was written at (Clearinghouse.debt_of)
+    pending: dict[int, int]  # account -> its pending claim, token units (Clearinghouse.pending)
     market_mask: dict[int, int]
     collateral_mask: dict[int, int]
     positions: dict[tuple[int, int], tuple[int, int]]  # (account, market) -> (size, cost)
@@ -308,7 +317,12 @@ class Ledger:
     insurance: int
     settlement_held: int
     total_debt: int
+    total_scaled_debt: int  # sum over debts of floor(debt * 1e36 / index at write)
+    total_pending: int
     total_bad_debt: int
+    debt_index: int  # the index as last accrued, WAD (Clearinghouse.debt_state)
+    debt_accrued_at: int  # and when
+    debt_terms: tuple[int, int, int, int]  # (rate_base, rate_slope, debt_imr, ceiling), Clearinghouse.debt_terms
     markets: dict[int, risk.MarketParams]
     states: dict[int, risk.MarketState]
     flags: dict[int, int]  # market -> bit 0 reduce-only, bit 1 paused
@@ -317,6 +331,7 @@ class Ledger:
     full_liquidation_health: int
     dust_notional: int
     underwater_tip_rate: int
+    debt_liquidation_ltv: int
     paused: bool
     guardian: str
 
@@ -324,6 +339,8 @@ class Ledger:
         return replace(
             self,
             settlement=dict(self.settlement),
+            debt_index_at=dict(self.debt_index_at),
+            pending=dict(self.pending),
             market_mask=dict(self.market_mask),
             collateral_mask=dict(self.collateral_mask),
             positions=dict(self.positions),
@@ -337,6 +354,8 @@ class Ledger:
     def normalise(self) -> Ledger:
         """Drop zero entries, as storage does not tell a zero from a never-written key."""
         self.settlement = {k: v for k, v in self.settlement.items() if v}
+        self.debt_index_at = {k: v for k, v in self.debt_index_at.items() if v}
+        self.pending = {k: v for k, v in self.pending.items() if v}
         self.market_mask = {k: v for k, v in self.market_mask.items() if v}
         self.collateral_mask = {k: v for k, v in self.collateral_mask.items() if v}
         self.positions = {k: v for k, v in self.positions.items() if v != (0, 0)}
@@ -383,9 +402,20 @@ def read_ledger(clearinghouse: Any, engine: Any, configurator: Any) -> Ledger:
     """The Clearinghouse's ledger and the LiquidationEngine's parameters, every value read through
     the contracts' own views (which decode their packing). Storage is read only for its keys:
     which accounts, positions, balances, markets and collateral slots were ever written, so the
-    ledger covers every account, not just those the fuzzer knows."""
+    ledger covers every account, not just those the fuzzer knows. A debt is read as written
+    (`debt_of`: the amount and the debt index it was written at) with the global index as last
+    accrued (`debt_state`; `debt_index()` is the index now), so the ledger moves only when the
+    contract writes, not while interest accrues with the clock."""
     ch = clearinghouse
     accounts = storage_map(ch, "_accounts").get()
+    settlement, debt_index_at = {}, {}
+    for account in accounts:
+        written, index_at = ch.debt_of(account)
+        if written:
+            settlement[account], debt_index_at[account] = -written, index_at
+        else:
+            settlement[account] = ch.settlement(account)
+    debt_index, debt_accrued_at = ch.debt_state()
     positions = {}
     for account, per_market in storage_map(ch, "_positions").get().items():
         for market in per_market:
@@ -410,14 +440,18 @@ def read_ledger(clearinghouse: Any, engine: Any, configurator: Any) -> Ledger:
     # checks. So the other flag bits are still read from storage, the top bits of the market's
     # packed core word (`PackedMarket.core`: asset | imr_multiplier << 160 | flags << 224).
     packed = storage_map(ch, "_packed").get()
-    flags = {m: (dict(packed[m])["core"] >> 224) & ~REDUCE_ONLY | int(ch.reduce_only(m)) for m in markets}
+    flags = {m: dict(packed[m])["core"] >> 224 for m in markets}
+    # the Configurator's copy of reduce-only is the core's flag, always
+    assert all(bool(flags[m] & REDUCE_ONLY) == bool(configurator.reduce_only(m)) for m in markets), "reduce-only copies differ"
     collaterals = {}
     for slot in storage_map(ch, "collaterals").get():
         col = ch.collaterals(slot)
         if str(col.token) != zero:
             collaterals[slot] = Collateral(**{k: (str(v) if k == "token" else v) for k, v in col._asdict().items()})
     return Ledger(
-        settlement={account: ch.settlement(account) for account in accounts},
+        settlement=settlement,
+        debt_index_at=debt_index_at,
+        pending={account: ch.pending(account) for account in accounts},
         market_mask={account: ch.market_mask(account) for account in accounts},
         collateral_mask={account: ch.collateral_mask(account) for account in accounts},
         positions=positions,
@@ -426,7 +460,12 @@ def read_ledger(clearinghouse: Any, engine: Any, configurator: Any) -> Ledger:
         insurance=ch.insurance_balance(),
         settlement_held=ch.settlement_held(),
         total_debt=ch.total_debt(),
+        total_scaled_debt=ch.total_scaled_debt(),
+        total_pending=ch.total_pending(),
         total_bad_debt=ch.total_bad_debt(),
+        debt_index=debt_index,
+        debt_accrued_at=debt_accrued_at,
+        debt_terms=tuple(ch.debt_terms()),
         markets=markets,
         states=states,
         flags=flags,
@@ -435,6 +474,7 @@ def read_ledger(clearinghouse: Any, engine: Any, configurator: Any) -> Ledger:
         full_liquidation_health=engine.full_liquidation_health(),
         dust_notional=engine.dust_notional(),
         underwater_tip_rate=engine.underwater_tip_rate(),
+        debt_liquidation_ltv=engine.debt_liquidation_ltv(),
         paused=ch.paused(),
         guardian=str(configurator.guardian()),
     ).normalise()

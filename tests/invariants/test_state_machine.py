@@ -10,6 +10,19 @@ documented messages, or the complete Clearinghouse ledger afterwards, which must
 the contract's storage to the wei. Reverts are never swallowed: a message the model did not
 predict fails the run.
 
+A negative settlement balance is a loan from the pool (issue 9, item 1): the ledger holds each
+debt as written with the debt index it was written at, and the index as last accrued, so it
+moves only when the contract writes; the model reads a debt with its interest to now
+(`marginsim.risk.debt_index_now` / `debt_now`), accrues the index where the contract does
+(every write of a balance that was or becomes negative, LP deposits and withdrawals, new debt
+terms), charges the interest to the pool, nets a claim against a new debt, and counts a debt's
+initial margin (debt_imr). A realised profit the pool cannot pay out of what it holds free is
+the account's pending claim (ProfitPending): equity as the balance is, paid into the balance at
+its next settlement withdrawal as far as the pool then holds tokens, and a liability of the
+pool ahead of its LPs. Orders cancels a risk-adding order of an account in debt while the debts
+are above the ceiling ("orders: debt ceiling"); a debt above debt_liquidation_ltv of what the
+account holds puts its collateral up for sale even with positions open.
+
 Trades take two steps, as on chain (contracts/Orders.vy): the owner commits an order (escrowing
 the execution fee, and recording its position), the settlement delay passes, the market's latest
 round is re-dated to now (same id and answer, as `marginsim.orders.trade_now`) and the keeper
@@ -27,8 +40,10 @@ Invariants, checked after every step:
 
 1. Tokens held == internal balances, to the wei. settlement.balanceOf(clearinghouse) ==
    settlement_held + donations; settlement_held == sum of every account's signed settlement
-   balance (every storage key, not only the accounts the fuzzer knows) + pool_balance +
-   insurance_balance; total_debt == sum of negative balances; per collateral,
+   balance as written (every storage key, not only the accounts the fuzzer knows) +
+   pool_balance + insurance_balance; total_debt == sum of negative balances as written, each
+   with the index it was written at; total_pending == sum of the claims, and no account holds a
+   claim and a debt at once; per collateral,
    balanceOf(clearinghouse) == collaterals(slot).total + donations == sum of balances; the pool
    holds exactly what was donated to it; Orders holds exactly the fees of the orders still
    waiting, and exactly those orders (with the position each was placed against), and
@@ -58,10 +73,11 @@ Invariants, checked after every step:
    leaves the account's equity at most what it would be without the round trip (funding to the
    open as it was) plus the funding the opened size earned in between (the one block of the
    one-step trade is gone: the close's order fills settlement_delay later).
-6. Accounts + pool + insurance conserve value. With V_a = s_a * S + sum_m (floor(size * (p_m -
-   F_m)) - cost) each account's equity without its collateral (S = 10**12 WAD per token unit,
-   p_m the feed's price, F_m the funding index now), the pool marked at the same prices
-   pool_balance * S - sum_m (ceil(net_m * (p_m - F_m)) - total_cost_m), and the insurance
+6. Accounts + pool + insurance conserve value. With V_a = (s_a + c_a) * S + sum_m (floor(size *
+   (p_m - F_m)) - cost) each account's equity without its collateral (s_a its balance as
+   written, c_a its pending claim, S = 10**12 WAD per token unit, p_m the feed's price, F_m the
+   funding index now), the pool marked at the same prices (pool_balance - total_pending) * S -
+   sum_m (ceil(net_m * (p_m - F_m)) - total_cost_m), and the insurance
    fund insurance * S (forfeited execution fees fund it too): 0 <= settlement_held * S -
    (sum_a V_a + pool + insurance) < sum_m (n_m + 1) wei, n_m the open positions in market m.
    Derivation: sum_a s_a + pool_balance + insurance == settlement_held exactly (1), sum of
@@ -76,11 +92,20 @@ Invariants, checked after every step:
    with no positions and no collateral, by exactly its negative balance then, which the
    insurance fund pays first and the pool the rest; no account is ever left with no
    positions, no collateral and a negative balance (hidden bad debt).
+8. Settlement tokens cover what is owed in tokens (issue 9's invariant 8): settlement_held and
+   the Clearinghouse's real token balance are each >= the sum of every positive settlement
+   balance + the insurance fund (so no profit, LP or keeper is paid with tokens that back
+   them; equivalently pool_balance >= total_debt); and every honest account (a positive
+   balance or a claim the pool can pay, no debt, no positions, no order open) can withdraw its
+   free balance (all of it, with what the pool pays of its claim first): a dry run of Clearinghouse.withdraw, rewound, which must
+   succeed, pay exactly that and leave the ledger the model predicts (unless a price of its
+   collateral is refused: the margin check reads it).
 
 Profiles (environment variable MARGINSIM_FUZZ): unset or "ci": 2,000 steps, derandomized
 (reproducible); "long": 100,000 steps, random. MARGINSIM_FUZZ_STEPS=N overrides the number of
 steps of either. The run prints the steps executed and a table of every function called with
-its outcomes, and asserts both.
+its outcomes and the paths taken (interest charged, claims pending, paid and netted, sales
+over the loan-to-value limit, honest withdrawals), and asserts both.
 """
 
 from __future__ import annotations
@@ -121,6 +146,7 @@ WAD = 10**18
 SCALE = 10**12  # WAD per settlement token unit (6 decimals)
 MAX_UINT = 2**256 - 1
 MASK_128 = 2**128 - 1
+DEBT_SCALE = 10**36  # vault.SCALE: total_scaled_debt's precision
 REDUCE_ONLY, PAUSED = 1, 2
 POOL_OFFSET = 10**6  # LiquidityPool's virtual shares (DECIMALS_OFFSET = 6)
 COOLDOWN = 900
@@ -288,27 +314,35 @@ class Model:
         return risk.funding_index_now(view, self.now)
 
     def margin(self, ledger: Ledger, account: int, known_market: int = 0, known_price: int = 0) -> tuple[int, int, int]:
-        """Clearinghouse._margin; raises PriceError in the contract's read order (markets
-        ascending, then collateral slots ascending)."""
-        pnl = maintenance = initial = 0
+        """margining._margin, as `risk.margin` of the account's snapshot: the positions, the
+        balance as it reads now (a debt with its interest, which needs debt_imr of initial
+        margin) and the pending claim (equity, as the balance), the haircut collateral; raises
+        PriceError in the contract's read order (markets ascending, then collateral slots
+        ascending)."""
+        positions, views = {}, {}
         mask = ledger.market_mask.get(account, 0)
         for m in range(1, 16):
             if not mask >> m & 1:
                 continue
             params = ledger.markets[m]
-            size, cost = ledger.positions.get((account, m), (0, 0))
             price = known_price if m == known_market else self.price(params.asset)
-            index = self.index_now(ledger, m, price)
-            pnl += risk.signed_mul_floor(size, price - index) - cost
-            mmr, imr = self.rates(params, abs(size))
-            notional = risk.mul_up(abs(size), price)
-            maintenance += risk.mul_up(notional, mmr)
-            initial += risk.mul_up(notional, imr)
-        equity = ledger.settlement.get(account, 0) * SCALE + self.collateral_value(ledger, account) + pnl
-        return equity, maintenance, initial
+            sigma, sigma_mm = self.oracle.vols[params.asset]
+            positions[m] = ledger.positions.get((account, m), (0, 0))
+            views[m] = risk.MarketView(params, ledger.states[m], price, sigma, sigma_mm)
+        snapshot = risk.AccountSnapshot(
+            settlement=self.settlement_of(ledger, account),
+            settlement_to_wad=SCALE,
+            positions=positions,
+            markets=views,
+            collaterals=self.collateral_views(ledger, account),
+            timestamp=self.now,
+            pending=ledger.pending.get(account, 0),
+            debt_imr=ledger.debt_terms[2],
+        )
+        return risk.margin(snapshot)
 
-    def collateral_value(self, ledger: Ledger, account: int) -> int:
-        total = 0
+    def collateral_views(self, ledger: Ledger, account: int) -> list[risk.CollateralView]:
+        views = []
         mask = ledger.collateral_mask.get(account, 0)
         for slot in range(1, 8):
             if not mask >> slot & 1:
@@ -316,12 +350,39 @@ class Model:
             col = ledger.collaterals[slot]
             if col.weight == 0:
                 continue  # written off: worth nothing, its feed is not read
-            total += ledger.balances.get((account, slot), 0) * self.price(col.token) // col.unit * col.weight // WAD
-        return total
+            views.append(
+                risk.CollateralView(col.unit, col.weight, self.price(col.token), ledger.balances.get((account, slot), 0))
+            )
+        return views
+
+    def collateral_value(self, ledger: Ledger, account: int) -> int:
+        """Clearinghouse.collateral_value: the haircut value, WAD."""
+        return sum(c.amount * c.price // c.unit * c.weight // WAD for c in self.collateral_views(ledger, account))
+
+    def debt_index_now(self, ledger: Ledger) -> int:
+        """vault._index_now (Clearinghouse.debt_index): the index as last accrued, plus the
+        interest since at the rate the debts and what the pool could lend (its balance less
+        the pending claims) set as they stand."""
+        rate_base, rate_slope, _, _ = ledger.debt_terms
+        elapsed = self.now - ledger.debt_accrued_at
+        return risk.debt_index_now(
+            ledger.debt_index, elapsed, ledger.total_debt, ledger.pool_balance, rate_base, rate_slope, ledger.total_pending
+        )
+
+    def settlement_of(self, ledger: Ledger, account: int) -> int:
+        """vault._settlement_of (Clearinghouse.settlement): the balance, a debt with its interest
+        to now, -ceil(D * index now / index at write)."""
+        balance = ledger.settlement.get(account, 0)
+        if balance >= 0:
+            return balance
+        return -risk.debt_now(-balance, self.debt_index_now(ledger), ledger.debt_index_at[account])
 
     def pool_value(self, ledger: Ledger) -> int:
         """LiquidityPool._signed_value, WAD (raises PriceError as the pool's reads would)."""
-        value = ledger.pool_balance * SCALE
+        # the pending claims come first; the interest the debts owe counts as it accrues, before it
+        # is charged: every debt with its interest (rounded down) less the debts as written
+        accrued = ledger.total_scaled_debt * self.debt_index_now(ledger) // DEBT_SCALE
+        value = (ledger.pool_balance - ledger.total_pending + max(accrued, ledger.total_debt) - ledger.total_debt) * SCALE
         for m in sorted(ledger.markets):
             stt = ledger.states[m]
             if stt.long_oi == 0 and stt.short_oi == 0 and stt.total_cost == 0:
@@ -341,19 +402,70 @@ class Model:
 
     # -------------------------------------------------------------- writes
 
-    def settle_fill(self, ledger: Ledger, account: int, credit: int, charge: int, to_pool: int) -> int:
+    def settle_fill(self, ledger: Ledger, account: int, credit: int, charge: int, to_pool: int) -> tuple[int, int]:
         """perps._settle_fill's money: the realised PnL `credit` less `charge` into the account,
-        `to_pool` - credit into the pool. Returns the credit."""
-        self.set_settlement(ledger, account, ledger.settlement.get(account, 0) + credit - charge)
+        `to_pool` - credit into the pool; then of a profit, the part the pool cannot pay out of
+        what it holds free (its balance short of every debt and the claims already pending), as
+        far as the account's balance goes, becomes the account's pending claim. Returns the
+        credit and the claim (ProfitPending)."""
+        self.set_settlement(ledger, account, self.settlement_of(ledger, account) + credit - charge)
         ledger.pool_balance += to_pool - credit
-        return credit
+        pending = 0
+        if credit > 0:
+            short = ledger.total_debt + ledger.total_pending - ledger.pool_balance
+            pending = max(min(short, credit, self.settlement_of(ledger, account)), 0)
+            if pending:
+                self.set_settlement(ledger, account, self.settlement_of(ledger, account) - pending)
+                self.add_pending(ledger, account, pending)
+        return credit, pending
 
-    @classmethod
-    def set_settlement(cls, ledger: Ledger, account: int, balance: int) -> None:
-        before = ledger.settlement.get(account, 0)
-        if before < 0 or balance < 0:
-            ledger.total_debt = ledger.total_debt + max(-balance, 0) - max(-before, 0)
+    def accrue_debt(self, ledger: Ledger) -> int:
+        """vault._accrue_index: the index to now, stored with the time. Returns it."""
+        index = self.debt_index_now(ledger)
+        ledger.debt_index, ledger.debt_accrued_at = index, self.now
+        return index
+
+    def set_settlement(self, ledger: Ledger, account: int, balance: int) -> None:
+        """vault._set_settlement, `balance` counted as `settlement_of` counts it. When the balance
+        was or becomes a debt, the index accrues first; an old debt's interest since it was
+        written goes to the pool; a new debt nets the account's claim first (the pool keeps
+        what it owed); a debt is written with the index now."""
+        written = ledger.settlement.get(account, 0)
+        if written < 0 or balance < 0:
+            index = self.accrue_debt(ledger)
+            if written < 0:
+                written_at = ledger.debt_index_at.pop(account)
+                ledger.pool_balance += risk.debt_now(-written, index, written_at) + written
+                ledger.total_scaled_debt -= -written * DEBT_SCALE // written_at
+            elif ledger.pending.get(account, 0) > 0:
+                netted = min(ledger.pending[account], -balance)
+                ledger.pending[account] -= netted
+                ledger.total_pending -= netted
+                ledger.pool_balance -= netted
+                balance += netted
+            ledger.total_debt += max(-balance, 0) - max(-written, 0)
+            if balance < 0:
+                ledger.debt_index_at[account] = index
+                ledger.total_scaled_debt += -balance * DEBT_SCALE // index
         ledger.settlement[account] = balance
+
+    @staticmethod
+    def add_pending(ledger: Ledger, account: int, delta: int) -> None:
+        """vault._add_pending: +delta from the account's balance (the caller's) into its claim,
+        the tokens left in the pool, which owes them; -delta pays the claim out of the pool."""
+        ledger.pending[account] = ledger.pending.get(account, 0) + delta
+        ledger.total_pending += delta
+        ledger.pool_balance += delta
+
+    def claim(self, ledger: Ledger, account: int) -> int:
+        """vault._claim: the account's claim paid into its balance as far as the pool holds
+        tokens (its balance less every debt). Returns what was paid."""
+        paid = min(ledger.pending.get(account, 0), ledger.pool_balance - ledger.total_debt)
+        if paid <= 0:
+            return 0
+        self.add_pending(ledger, account, -paid)
+        self.set_settlement(ledger, account, self.settlement_of(ledger, account) + paid)
+        return paid
 
     @staticmethod
     def set_bit(mapping: dict[int, int], account: int, bit: int, on: bool) -> None:
@@ -368,7 +480,7 @@ class Model:
 
     def settle_bad_debt(self, ledger: Ledger, account: int) -> int:
         """Clearinghouse._settle_bad_debt; returns the shortfall booked."""
-        s = ledger.settlement.get(account, 0)
+        s = self.settlement_of(ledger, account)
         if s >= 0 or ledger.collateral_mask.get(account, 0) != 0:
             return 0
         shortfall = -s
@@ -419,7 +531,7 @@ class Model:
         if amount == 0:
             return Outcome("clearinghouse: zero amount", self.ledger)
         if token == settlement_token:
-            self.set_settlement(ledger, account, ledger.settlement.get(account, 0) + amount)
+            self.set_settlement(ledger, account, self.settlement_of(ledger, account) + amount)
             ledger.settlement_held += amount
             return Outcome(None, ledger, {"flow": amount})
         slot = self.slot(token)
@@ -449,10 +561,13 @@ class Model:
             return Outcome("clearinghouse: zero amount", self.ledger)
         if open_orders:
             return Outcome("clearinghouse: order pending", self.ledger)
+        claimed = 0
         if token == settlement_token:
-            if ledger.settlement.get(account, 0) < amount:
+            claimed = self.claim(ledger, account)  # the pending claim first, as far as the pool holds tokens
+            balance = self.settlement_of(ledger, account)
+            if balance < amount:
                 return Outcome("clearinghouse: insufficient balance", self.ledger)
-            self.set_settlement(ledger, account, ledger.settlement.get(account, 0) - amount)
+            self.set_settlement(ledger, account, balance - amount)
         else:
             slot = self.slot(token)
             if slot is None:
@@ -465,17 +580,21 @@ class Model:
             ledger.collaterals[slot] = replace(col, total=col.total - amount)
             if balance == amount:
                 self.set_bit(ledger.collateral_mask, account, slot, False)
-        try:
-            equity, _, initial = self.margin(ledger, account)
-        except PriceError as error:
-            return Outcome(error.message, self.ledger)
-        if equity < initial:
-            return Outcome("clearinghouse: insufficient margin", self.ledger)
+        # no positions and no debt: nothing required, no price read (a halted feed locks nothing)
+        equity = initial = None
+        if ledger.market_mask.get(account, 0) != 0 or self.settlement_of(ledger, account) < 0:
+            try:
+                equity, _, initial = self.margin(ledger, account)
+            except PriceError as error:
+                return Outcome(error.message, self.ledger)
+            if equity < initial:
+                return Outcome("clearinghouse: insufficient margin", self.ledger)
         if token == settlement_token:
             if ledger.settlement_held < amount:
                 return Outcome("clearinghouse: insufficient liquidity", self.ledger)
             ledger.settlement_held -= amount
-        return Outcome(None, ledger, {"flow": -amount if token == settlement_token else 0, "equity": equity, "initial": initial})
+        info = {"flow": -amount if token == settlement_token else 0, "equity": equity, "initial": initial, "claimed": claimed}
+        return Outcome(None, ledger, info)
 
     def trade(self, account: int, market: int, delta: int, limit_price: int) -> Outcome:
         if delta == 0:
@@ -507,7 +626,7 @@ class Model:
         if adds_risk and (stt.long_oi if new_size > 0 else stt.short_oi) > params.oi_cap:
             return Outcome("clearinghouse: open interest cap", self.ledger, info)
         fee = risk.ceil_div(risk.mul_up(risk.mul_up(abs(delta), fill), params.fee), SCALE)
-        credit = self.settle_fill(ledger, account, realised // SCALE, fee, fee)
+        credit, pending = self.settle_fill(ledger, account, realised // SCALE, fee, fee)
         ledger.positions[(account, market)] = position
         ledger.states[market] = stt
         shortfall = 0
@@ -517,7 +636,7 @@ class Model:
                 shortfall = self.settle_bad_debt(ledger, account)
         else:
             self.set_bit(ledger.market_mask, account, market, True)
-        info.update(fee=fee, credit=credit, shortfall=shortfall)
+        info.update(fee=fee, credit=credit, pending=pending, shortfall=shortfall)
         if adds_risk:
             try:
                 equity, _, initial = self.margin(ledger, account, market, price)
@@ -526,6 +645,19 @@ class Model:
             if equity < initial:
                 return Outcome("clearinghouse: insufficient margin", self.ledger, info)
         return Outcome(None, ledger.normalise(), info)
+
+    def over_debt_ceiling(self, account: int, market: int, delta: int) -> bool:
+        """Orders._over_debt_ceiling: an order that adds risk to an account in debt while the
+        debts are above the ceiling's fraction of what the pool could lend (its balance less the
+        pending claims) is cancelled "orders: debt ceiling" before the Clearinghouse sees it."""
+        size = self.ledger.positions.get((account, market), (0, 0))[0]
+        new = size + delta
+        if abs(new) <= abs(size) and (new == 0 or size == 0 or (new > 0) == (size > 0)):
+            return False  # a pure reduction
+        if self.settlement_of(self.ledger, account) >= 0:
+            return False
+        lendable = self.ledger.pool_balance - self.ledger.total_pending
+        return self.ledger.total_debt * WAD > lendable * self.ledger.debt_terms[3]
 
     # -------------------------------------------------------------- LiquidationEngine
 
@@ -586,17 +718,17 @@ class Model:
         position, stt, realised = self.apply_fill(before, ledger.states[market], delta, fill)
         ledger.positions[(account, market)] = position
         ledger.states[market] = stt
-        credit = self.settle_fill(ledger, account, realised // SCALE, 0, 0)
-        liquidity = max(ledger.pool_balance - ledger.total_debt, 0)
-        balance = ledger.settlement.get(account, 0)
+        credit, pending = self.settle_fill(ledger, account, realised // SCALE, 0, 0)
+        liquidity = max(ledger.pool_balance - ledger.total_debt - ledger.total_pending, 0)
+        balance = self.settlement_of(ledger, account)
         owed = min(max(penalty - balance, 0), penalty)
         self.set_settlement(ledger, account, balance - penalty)
-        # the pool pays the owed fraction of the reward out of its free liquidity, the insurance
-        # fund the rest (the tip included), never more tokens than are held
-        reward_owed = reward * owed // penalty if penalty else 0
+        # the pool pays the keeper's share of the owed part of the penalty out of its free
+        # liquidity, the insurance fund the rest (the tip included), never more tokens than are held
+        reward_owed = min(reward, owed * self.ledger.markets[market].keeper_share // WAD)
         from_pool = min(reward_owed, liquidity)
         insurance = ledger.insurance + penalty - owed
-        from_insurance = min(reward - reward_owed, insurance)
+        from_insurance = min(reward - from_pool, insurance)  # the fund: the rest, and what the pool cannot pay
         paid = min(from_pool + from_insurance, ledger.settlement_held)
         from_insurance = min(from_insurance, paid)
         from_pool = paid - from_insurance
@@ -635,6 +767,7 @@ class Model:
             "premium": -((fill - price) * delta // WAD),  # WAD USD the fill earned the account over the oracle price, rounded up
             "fill": fill,
             "credit": credit,
+            "pending": pending,
             "health_before": result.health_before,
             "health_after": health_after,
             "equity": snap.equity,
@@ -650,31 +783,42 @@ class Model:
         return Outcome(None, ledger.normalise(), info)
 
     def liquidate_collateral(self, account: int, token: str, max_amount: int) -> Outcome:
+        """LiquidationEngine.liquidate_collateral then Clearinghouse.seize_collateral. For sale:
+        the collateral of an account whose debt (with its interest) is above
+        debt_liquidation_ltv of what it holds (its equity plus its debt), whatever its positions
+        and equity (`risk.collateral_for_sale`); within that limit, and always for a written-off
+        token, only with no positions left and negative equity. The sale repays the debt
+        (interest charged to the pool); bad debt only once no collateral and no positions are
+        left."""
         if max_amount == 0:
             return Outcome("liquidation: zero amount", self.ledger)
         slot = self.slot(token)
         if slot is None:
             return Outcome("clearinghouse: unknown token", self.ledger)
-        if self.ledger.market_mask.get(account, 0) != 0:
-            return Outcome("liquidation: close positions first", self.ledger)
+        debt = max(-self.settlement_of(self.ledger, account), 0)
         try:
             equity, _, _ = self.margin(self.ledger, account)
         except PriceError as error:
             return Outcome(error.message, self.ledger)
-        if equity >= 0:
-            return Outcome("liquidation: account healthy", self.ledger)
-        balance = self.ledger.balances.get((account, slot), 0)
-        if balance == 0:
-            return Outcome("liquidation: no collateral", self.ledger)
         col = self.ledger.collaterals[slot]
+        debt_wad = debt * SCALE
+        over_limit = debt > 0 and debt_wad > risk.signed_mul_floor(equity + debt_wad, self.ledger.debt_liquidation_ltv)
+        has_positions = self.ledger.market_mask.get(account, 0) != 0
+        if col.weight == 0 or not over_limit:
+            if has_positions:
+                return Outcome("liquidation: close positions first", self.ledger)
+            if equity >= 0:
+                return Outcome("liquidation: account healthy", self.ledger)
+        balance = self.ledger.balances.get((account, slot), 0)
         amount, paid = min(balance, max_amount), 0  # written off: taken for nothing, no feed read
+        if amount == 0:
+            return Outcome("liquidation: no collateral", self.ledger)
         if col.weight:
             try:
                 price = self.price(token)
             except PriceError as error:
                 return Outcome(error.message, self.ledger)
             discounted = price * (WAD - col.liquidation_discount) // WAD
-            debt = -self.ledger.settlement.get(account, 0)
             needed = risk.ceil_div(debt * SCALE * col.unit, discounted)
             amount = min(needed, amount)
             paid = risk.ceil_div(amount * discounted, col.unit * SCALE)
@@ -685,16 +829,21 @@ class Model:
         ledger.collaterals[slot] = replace(col, total=col.total - amount)
         if balance == amount:
             self.set_bit(ledger.collateral_mask, account, slot, False)
-        self.set_settlement(ledger, account, ledger.settlement.get(account, 0) + paid)
+        self.set_settlement(ledger, account, self.settlement_of(ledger, account) + paid)
         ledger.settlement_held += paid
         shortfall = 0
-        if ledger.collateral_mask.get(account, 0) == 0:
+        if ledger.collateral_mask.get(account, 0) == 0 and ledger.market_mask.get(account, 0) == 0:
             shortfall = self.settle_bad_debt(ledger, account)
-        return Outcome(
-            None,
-            ledger.normalise(),
-            {"amount": amount, "paid": paid, "flow": paid, "equity": equity, "shortfall": shortfall},
-        )
+        info = {
+            "amount": amount,
+            "paid": paid,
+            "flow": paid,
+            "equity": equity,
+            "shortfall": shortfall,
+            "over_limit": over_limit and col.weight != 0,
+            "has_positions": has_positions,
+        }
+        return Outcome(None, ledger.normalise(), info)
 
     def fund_insurance(self, amount: int) -> Outcome:
         if amount == 0:
@@ -731,6 +880,7 @@ class Model:
         except PriceError as error:
             return Outcome(error.message, self.ledger)
         ledger = self.ledger.copy()
+        self.accrue_debt(ledger)
         ledger.pool_balance += assets
         ledger.settlement_held += assets
         lots = self.lock(pool.lots.get(receiver, [0] * LOTS), receiver, sender or receiver, shares)
@@ -794,12 +944,13 @@ class Model:
             return Outcome("erc20: insufficient allowance", self.ledger)
         if balance < shares:
             return Outcome("pool: insufficient shares", self.ledger)
-        liquidity = max(self.ledger.pool_balance - self.ledger.total_debt, 0)
+        liquidity = max(self.ledger.pool_balance - self.ledger.total_debt - self.ledger.total_pending, 0)
         if assets > liquidity:
             return Outcome("clearinghouse: pool liquidity", self.ledger)
         if self.ledger.settlement_held < assets:
             return Outcome("clearinghouse: insufficient liquidity", self.ledger)
         ledger = self.ledger.copy()
+        self.accrue_debt(ledger)  # the pool's balance sets the debt rate: the interest so far at the old one
         ledger.pool_balance -= assets
         ledger.settlement_held -= assets
         after = pool.copy()
@@ -967,6 +1118,24 @@ class Model:
         after.underwater_tip_rate = rate
         return Outcome(None, after)
 
+    def set_debt_parameters(self, rate_base: int, rate_slope: int, debt_imr: int, ceiling: int, ltv: int) -> Outcome:
+        """Configurator.set_debt_parameters: its bounds in order, then
+        Clearinghouse.apply_debt_terms (the index accrues at the old terms first) and
+        LiquidationEngine.apply_debt_liquidation_ltv."""
+        if rate_base > WAD or rate_slope > 10 * WAD:
+            return Outcome("configurator: bad debt rate", self.ledger)
+        if not 0 < debt_imr <= WAD:
+            return Outcome("configurator: bad debt margin", self.ledger)
+        if not 0 < ceiling <= WAD:
+            return Outcome("configurator: bad debt ceiling", self.ledger)
+        if not (ltv <= WAD and risk.mul_down(ltv, WAD + debt_imr) > WAD):
+            return Outcome("configurator: bad loan to value", self.ledger)
+        after = self.ledger.copy()
+        self.accrue_debt(after)
+        after.debt_terms = (rate_base, rate_slope, debt_imr, ceiling)
+        after.debt_liquidation_ltv = ltv
+        return Outcome(None, after)
+
 
 def no_spiral(penalty: int, base_mmr: int, buffer: int) -> bool:
     """risk._no_spiral."""
@@ -1007,8 +1176,8 @@ TARGET = st.integers(0, 6)  # an account by index, or 6: the one the rule's prec
 NOTABLE_EVENTS = {
     "Liquidation",
     "BadDebt",
-    "InsurancePayout",
     "CollateralLiquidation",
+    "ProfitPending",
     "CircuitBreakerTripped",
     "CircuitBreakerCleared",
     "RoundRejected",
@@ -1111,10 +1280,30 @@ class ProtocolMachine(RuleBasedStateMachine):
                 record(f"event {name}", None)
         assert got == outcome.message, f"{label}{args}: the contract says {got!r}, the model {outcome.message!r} ({outcome.info})"
         if got is None:
+            self.note_paths(self.ledger, outcome)
             self.expected = outcome.ledger
             if "pool" in outcome.info:
                 self.expected_pool = outcome.info["pool"]
         return got is None
+
+    def note_paths(self, before: Ledger, outcome: Outcome) -> None:
+        """The loan and claim paths a successful call took, for the outcome table (the scripted
+        walk and the CI run assert they were exercised): interest charged to the pool (a debt
+        rewritten after its index moved: what the ledger's exact match then proves to the wei),
+        a claim paid at a settlement withdrawal, a claim netted against a new debt."""
+        after = outcome.ledger
+        interest = sum(
+            risk.debt_now(-written, after.debt_index, before.debt_index_at[account]) + written
+            for account, written in before.settlement.items()
+            if written < 0
+            and (after.settlement.get(account, 0), after.debt_index_at.get(account)) != (written, before.debt_index_at[account])
+        )
+        if interest > 0:
+            record("interest charged to the pool", None)
+        if outcome.info.get("claimed"):
+            record("claim paid at withdrawal", None)
+        elif any(after.pending.get(a, 0) < claim and after.settlement.get(a, 0) <= 0 for a, claim in before.pending.items()):
+            record("claim netted against a new debt", None)
 
     def settle_step(self) -> None:
         """Between the calls of a multi-call rule: the ledger must already match, then re-read."""
@@ -1167,26 +1356,37 @@ class ProtocolMachine(RuleBasedStateMachine):
             t
             for t in TOKENS
             if (
-                self.ledger.settlement.get(account, 0) > 0
+                self.ledger.settlement.get(account, 0) + self.ledger.pending.get(account, 0) > 0
                 if t == "USDC"
                 else self.ledger.balances.get((account, self.model.slot(self.addr[t])), 0)
             )
         ]
         sym = (held + [t for t in TOKENS if t not in held])[choice]
         if sym == "USDC":
-            balance = self.ledger.settlement.get(account, 0)
+            # a withdrawal pays the pending claim into the balance first
+            balance = self.ledger.settlement.get(account, 0) + self.ledger.pending.get(account, 0)
         else:
             balance = self.ledger.balances.get((account, self.model.slot(self.addr[sym])), 0)
         amount = balance * permille // 1_000 if balance > 0 else self.units(sym, usd) * (permille > 0)
+        self.do_withdraw(index, sym, amount)
+
+    def do_withdraw(self, index: int, sym: str, amount: int) -> bool:
+        owner, sub, account = self.account(index)
         token = self.tokens[sym]
         wallet = token_balance(token, owner)
         outcome = self.model.withdraw(account, self.addr[sym], amount, self.addr["USDC"], self.open_orders(account))
-        if self.call("Clearinghouse.withdraw", self.ch.withdraw, token, amount, sub, sender=owner, outcome=outcome):
-            assert token_balance(token, owner) == wallet + amount
-            # invariant 2: a withdrawal leaves equity >= initial, read back from the contract
-            margin = tuple(self.ch.margin(account))
-            assert margin == self.model.margin(self.expected, account)
-            assert margin[0] >= margin[2], f"withdraw left equity {margin[0]} below initial {margin[2]}"
+        if not self.call("Clearinghouse.withdraw", self.ch.withdraw, token, amount, sub, sender=owner, outcome=outcome):
+            return False
+        assert token_balance(token, owner) == wallet + amount
+        # invariant 2: a withdrawal leaves equity >= initial, read back from the contract
+        try:
+            expected = self.model.margin(self.expected, account)
+        except PriceError:
+            return True  # no positions, no debt: the withdrawal read no price, and the stale feed blocks the view
+        margin = tuple(self.ch.margin(account))
+        assert margin == expected
+        assert margin[0] >= margin[2], f"withdraw left equity {margin[0]} below initial {margin[2]}"
+        return True
 
     # -------------------------------------------------------------- markets
 
@@ -1374,6 +1574,8 @@ class ProtocolMachine(RuleBasedStateMachine):
             reason = "orders: round passed"
         elif self.ledger.positions.get(key, (0, 0))[0] != order.position:
             reason = "orders: position changed"
+        elif self.model.over_debt_ceiling(account, market, order.size_delta):
+            reason = "orders: debt ceiling"
         else:
             outcome = self.model.trade(account, market, order.size_delta, order.limit_price)
             reason = outcome.message
@@ -1407,6 +1609,7 @@ class ProtocolMachine(RuleBasedStateMachine):
         assert not cancelled
         (event,) = filled
         assert (event.fill_price, event.fee, event.size_delta) == (outcome.info["fill"], order.fee, order.size_delta)
+        self.check_profit_pending_event(outcome, account, market)
         self.check_bad_debt_event(outcome)
         after = self.model_after_margin(account)
         if outcome.info["adds_risk"]:
@@ -1693,6 +1896,7 @@ class ProtocolMachine(RuleBasedStateMachine):
             info["price"],
         )
         assert event.realised_pnl == info["credit"]
+        self.check_profit_pending_event(outcome, account, market)
         self.check_bad_debt_event(outcome)
         # invariant 3: exactly the least close of marginsim.risk (or all of it: deep or dust), capped
         assert (
@@ -1702,7 +1906,7 @@ class ProtocolMachine(RuleBasedStateMachine):
         if info["least"] is not None and info["rule_close"] != info["abs_size"]:
             assert info["rule_close"] == info["least"]
         if info["partial"]:
-            health = self.ch.health(account)
+            health = risk.health_of(self.ch, account)
             assert health == info["health_after"] and health >= info["health_before"], "a partial liquidation lowered health"
             if max_size >= info["rule_close"]:
                 assert health >= WAD + self.ledger.buffer, f"a partial liquidation left health {health} below 1 + buffer"
@@ -1767,6 +1971,10 @@ class ProtocolMachine(RuleBasedStateMachine):
             and token_balance(token, buyer) == got_before + info["amount"]
         )
         self.check_bad_debt_event(outcome)
+        if info["over_limit"]:
+            record("collateral sale over the loan-to-value limit", None)
+            if info["has_positions"]:
+                record("collateral sale over the loan-to-value limit, positions open", None)
         # a sale raises more than the haircut value it removes (discount < 1 - weight): the
         # account's equity never falls, before any bad-debt write-off, but by the roundings: the
         # haircut value's two floors (< 2 wei) and the discounted price's floor (< 1 wei a unit)
@@ -1776,6 +1984,23 @@ class ProtocolMachine(RuleBasedStateMachine):
         assert equity_after >= info["equity"] - bound, f"collateral sale lowered equity by {info['equity'] - equity_after} wei"
         return True
 
+    def collateral_for_sale(self, account: int, sym: str | None = None) -> bool:
+        """`risk.collateral_for_sale` of the model's state (what marginsim.protocol.sell_collateral
+        asks) for the account's collateral (token `sym`, written off or not): a debt above
+        debt_liquidation_ltv of what it holds, or no positions and negative equity. False while
+        a price it needs is refused."""
+        debt = -self.model.settlement_of(self.ledger, account)
+        if debt <= 0:
+            return False
+        try:
+            equity = self.model.margin(self.ledger, account)[0]
+        except PriceError:
+            return False
+        has_positions = self.ledger.market_mask.get(account, 0) != 0
+        slot = self.model.slot(self.addr[sym]) if sym else None
+        written_off = slot is not None and self.ledger.collaterals[slot].weight == 0
+        return risk.collateral_for_sale(debt, equity, self.ledger.debt_liquidation_ltv, has_positions, SCALE, written_off)
+
     @rule(
         index=TARGET,
         sym=st.sampled_from(COLLATERALS),
@@ -1784,15 +2009,18 @@ class ProtocolMachine(RuleBasedStateMachine):
     )
     def liquidate_collateral(self, index: int, sym: str, max_kind: str, permille: int) -> None:
         if index == 6:
-            # an account with debt, no positions and collateral, if there is one, and a token it holds
+            # an account whose collateral is for sale (a debt over the loan-to-value limit, or
+            # no positions and negative equity), else one with debt, no positions and
+            # collateral, if there is one, and a token it holds
+            candidates = []
             for candidate in range(len(self.world.accounts)):
                 account = self.world.account_id(candidate)
                 held = [c for c in COLLATERALS if self.ledger.balances.get((account, self.model.slot(self.addr[c])), 0)]
-                if not self.ledger.market_mask.get(account) and self.ledger.settlement.get(account, 0) < 0 and held:
-                    index, sym = candidate, held[0]
-                    break
-            else:
-                index = 0
+                if held and self.collateral_for_sale(account, held[0]):
+                    candidates.insert(0, (candidate, held[0]))
+                elif held and not self.ledger.market_mask.get(account) and self.ledger.settlement.get(account, 0) < 0:
+                    candidates.append((candidate, held[0]))
+            index, sym = candidates[0] if candidates else (0, sym)
         _, _, account = self.account(index)
         balance = self.ledger.balances.get((account, self.model.slot(self.addr[sym])), 0)
         max_amount = {"all": MAX_UINT, "zero": 0, "part": balance * permille // 1_000 + 1}[max_kind]
@@ -1801,7 +2029,8 @@ class ProtocolMachine(RuleBasedStateMachine):
     @rule()
     def keeper_sweep(self) -> None:
         """Liquidate every unhealthy account in every market, then buy the collateral of every
-        account left with debt, as marginsim.protocol.sell_collateral. Every other sweep the
+        account whose collateral is for sale (a debt above the loan-to-value limit, or no
+        positions left and negative equity), as marginsim.protocol.sell_collateral. Every other sweep the
         owners get there first and liquidate their own accounts from their second address.
         (The only rule without arguments, so hypothesis, which favours the first rule, runs it
         most often: every sweep checks every account against the liquidation invariants.)"""
@@ -1817,13 +2046,19 @@ class ProtocolMachine(RuleBasedStateMachine):
                 if self.do_liquidate(account, market, MAX_UINT, liquidator):
                     self.settle_step()
             for sym in COLLATERALS:
-                margin = self.live_margin(account)
-                if margin is None or self.ledger.market_mask.get(account, 0) or margin[0] >= 0:
+                if not self.collateral_for_sale(account, sym):
                     continue
                 if self.ledger.balances.get((account, self.model.slot(self.addr[sym])), 0) == 0:
                     continue
                 if self.do_liquidate_collateral(account, sym, MAX_UINT):
                     self.settle_step()
+
+    def check_profit_pending_event(self, outcome: Outcome, account: int, market: int) -> None:
+        """The part of a realised profit the pool could not pay out of what it holds free is the
+        account's pending claim: one ProfitPending event with exactly the model's amount."""
+        pending = outcome.info.get("pending", 0)
+        events = [(e.account, e.market, e.amount) for e in self.events("ProfitPending")]
+        assert events == ([(account, market, pending)] if pending else []), f"ProfitPending {events}, model {pending}"
 
     def check_bad_debt_event(self, outcome: Outcome) -> None:
         """Invariant 7: bad debt booked == the shortfall, paid by the fund first, then the pool."""
@@ -1952,6 +2187,75 @@ class ProtocolMachine(RuleBasedStateMachine):
             after.balances[str(target)] = after.balances.get(str(target), 0) + amount
             self.expected_pool = after
 
+    @rule(
+        index=TARGET,
+        keep_usd=st.sampled_from([0, 0, 100, 1_000]),
+        move_bp=st.sampled_from([0, 300, 1_000, 1_500]),
+        refill_usd=st.sampled_from([0, 100, 1_000, 100_000]),
+    )
+    def pool_runs_dry(self, index: int, keep_usd: int, move_bp: int, refill_usd: int) -> None:
+        """(account or 6 for the most profitable position of all, dollars the pool keeps free,
+        basis points the price moves in the position's favour, dollars an LP brings back) A
+        trader realises a profit while the pool is short of tokens (issue 9, item 1): the LPs
+        withdraw what their free shares are worth, up to all the pool can pay but `keep_usd`,
+        the price of the account's most profitable position moves its way (a synced round),
+        the account closes it and the profit beyond what the pool holds free is its pending
+        claim (ProfitPending): equity as its balance is, but not paid in tokens the pool does
+        not hold. Then an LP deposits `refill_usd` and the owner asks for its balance and the
+        part of its claim the pool now holds tokens for (the claim paid at withdrawal, first
+        come first served)."""
+        best = None
+        for candidate in range(len(self.world.accounts)) if index == 6 else (index,):
+            account = self.world.account_id(candidate)
+            for (holder, market), (size, cost) in self.ledger.positions.items():
+                if holder != account or (holder, market) in self.pending:
+                    continue
+                try:
+                    price = self.model.price(self.ledger.markets[market].asset)
+                except PriceError:
+                    continue
+                profit = risk.signed_mul_floor(size, price - self.model.index_now(self.ledger, market, price)) - cost
+                if best is None or profit > best[0]:
+                    best = (profit, candidate, market)
+        if best is None:
+            return
+        _, index, market = best
+        owner, sub, account = self.account(index)
+        for lp in sorted(self.roles.lps, key=lambda h: -self.model.free_shares(self.pool_ledger, str(h))):
+            liquidity = max(self.ledger.pool_balance - self.ledger.total_debt - self.ledger.total_pending, 0)
+            try:
+                total_assets = self.model.total_assets(self.ledger)
+            except PriceError:
+                return
+            free = self.model.free_shares(self.pool_ledger, str(lp))
+            worth = mul_div(free, total_assets + 1, self.pool_ledger.total_supply + POOL_OFFSET, False)
+            assets = min(liquidity - self.units("USDC", keep_usd), worth)
+            if assets <= 0:
+                break
+            outcome = self.model.pool_withdraw(self.pool_ledger, str(lp), assets, None)
+            if self.call("LiquidityPool.withdraw", self.pool.withdraw, assets, lp, lp, sender=lp, outcome=outcome):
+                self.pool_value_unchanged_for_others(outcome)
+            self.settle_step()
+        size = self.ledger.positions.get((account, market), (0, 0))[0]
+        if size == 0:
+            return
+        if move_bp:
+            sym, _ = self.market_feed(market)
+            answer = self.oracle_view.feeds[self.addr[sym]].answer
+            self.publish(sym, max(answer * (10_000 + (move_bp if size > 0 else -move_bp)) // 10_000, 1))
+            self.sync(sym)
+            self.settle_step()
+        if not self.do_trade(owner, sub, account, market, -size, "none"):
+            return
+        self.settle_step()
+        if refill_usd:
+            self.lp_deposit(lp=1, usd=refill_usd)
+            self.settle_step()
+        payable = max(min(self.ledger.pending.get(account, 0), self.ledger.pool_balance - self.ledger.total_debt), 0)
+        amount = self.ledger.settlement.get(account, 0) + payable
+        if amount > 0:
+            self.do_withdraw(index, "USDC", amount)
+
     # -------------------------------------------------------------- oracle and time
 
     def publish(self, sym: str, answer: int, updated_at: int | None = None) -> None:
@@ -2038,8 +2342,10 @@ class ProtocolMachine(RuleBasedStateMachine):
         who = self.owner["oracle"] if by_owner else self.roles.attacker
         self.call("OracleRouter.clear_circuit_breaker", self.oracle.clear_circuit_breaker, asset, sender=who, outcome=outcome)
 
-    @rule(seconds=st.sampled_from([1, 12, 60, 300, 600, 900, 1_800, 3_000, 3_601, 7_200, 86_400]))
+    @rule(seconds=st.sampled_from([1, 12, 60, 300, 600, 900, 1_800, 3_000, 3_601, 7_200, 86_400, 30 * 86_400]))
     def time_passes(self, seconds: int) -> None:
+        """The clock: funding and the debts' interest accrue (a month of it can push a loan over
+        its loan-to-value limit), feeds go stale and orders expire."""
         self.env.time_travel(seconds=seconds)
 
     @rule(recipient=st.sampled_from(["clearinghouse", "pool"]), sym=st.sampled_from(TOKENS), usd=st.integers(1, 100_000))
@@ -2277,6 +2583,48 @@ class ProtocolMachine(RuleBasedStateMachine):
         )
 
     @rule(
+        rate_base=st.sampled_from([2 * 10**16, 0, 10**17, WAD, WAD + 1]),
+        rate_slope=st.sampled_from([3 * 10**17, 0, 3 * WAD, 10 * WAD, 10 * WAD + 1]),
+        debt_imr=st.sampled_from([25 * 10**16, 10**16, 5 * 10**17, WAD, 0, WAD + 1]),
+        ceiling=st.sampled_from([5 * 10**17, WAD, 10**16, 1, 0, WAD + 1]),
+        ltv=st.sampled_from(["default", "lowest", "highest", "below_lowest", "above_one"]),
+        by=st.sampled_from(["owner", "owner", "owner", "attacker"]),
+    )
+    def set_debt_parameters(self, rate_base: int, rate_slope: int, debt_imr: int, ceiling: int, ltv: str, by: str) -> None:
+        """The loan's terms (issue 9, item 1): rates up to 100% a year plus 1,000% at full
+        utilisation, a debt's initial margin, the debt ceiling (down to 1 wei of the pool's
+        balance: every debtor's risk-adding fill refused) and the collateral sale's
+        loan-to-value limit: 0.9, the least or the most the Configurator accepts for that
+        debt_imr, or one wei past either; sometimes one bound broken, or an attacker calling."""
+        lowest = WAD * WAD // (WAD + debt_imr)
+        while risk.mul_down(lowest, WAD + debt_imr) <= WAD:
+            lowest += 1
+        value = {"default": 9 * 10**17, "lowest": lowest, "highest": WAD, "below_lowest": lowest - 1, "above_one": WAD + 1}[ltv]
+        outcome = self.model.set_debt_parameters(rate_base, rate_slope, debt_imr, ceiling, value)
+        if by == "attacker":
+            outcome = Outcome("ownable: caller is not the owner", self.ledger)
+        who = self.owner["configurator"] if by == "owner" else self.roles.attacker
+        if self.call(
+            "Configurator.set_debt_parameters",
+            self.configurator.set_debt_parameters,
+            rate_base,
+            rate_slope,
+            debt_imr,
+            ceiling,
+            value,
+            sender=who,
+            outcome=outcome,
+        ):
+            (event,) = self.events("DebtParametersSet")
+            assert (event.rate_base, event.rate_slope, event.debt_imr, event.ceiling, event.liquidation_ltv) == (
+                rate_base,
+                rate_slope,
+                debt_imr,
+                ceiling,
+                value,
+            )
+
+    @rule(
         kind=st.sampled_from(["liquidation", "tip", "oracle"]),
         buffer_bp=st.sampled_from([1_000, 0, 500, 2_000, 5_000, 5_001]),
         full_bp=st.sampled_from([5_000, 7_500, 10_000, 2_500, 1, 0]),
@@ -2417,12 +2765,12 @@ class ProtocolMachine(RuleBasedStateMachine):
     def set_reduce_only(self, market: int, on: bool, by: str) -> None:
         who = {"guardian": self.ledger.guardian, "owner": self.owner["configurator"], "attacker": self.roles.attacker}[by]
         is_owner = str(who) == str(self.owner["configurator"])
-        if market not in self.ledger.markets:
-            message = "clearinghouse: unknown market"
-        elif on:
+        if on:
             message = None if is_owner or str(who) == self.ledger.guardian else "configurator: not guardian"
         else:
             message = None if is_owner else "ownable: caller is not the owner"
+        if message is None and market not in self.ledger.markets:
+            message = "configurator: unknown market"  # checked after the caller
         after = self.ledger.copy()
         if message is None:
             after.flags[market] = after.flags[market] | REDUCE_ONLY if on else after.flags[market] & ~REDUCE_ONLY
@@ -2461,6 +2809,9 @@ class ProtocolMachine(RuleBasedStateMachine):
                 "connect",
                 "connect_again",
                 "apply_emergency",
+                "apply_debt_terms",
+                "apply_debt_liquidation_ltv",
+                "debt_parameters",
                 "fill_order",
                 "apply_order_parameters",
                 "order_parameters",
@@ -2521,6 +2872,9 @@ class ProtocolMachine(RuleBasedStateMachine):
             "connect": (self.ch.connect, (a, a, a, a), a, "clearinghouse: not deployer"),
             "connect_again": (self.ch.connect, (a, a, a, a), self.roles.owner, "clearinghouse: already connected"),
             "apply_emergency": (self.ch.apply_emergency, (0, 1), a, "clearinghouse: not configurator"),
+            "apply_debt_terms": (self.ch.apply_debt_terms, (0, 0, WAD, WAD), a, "clearinghouse: not configurator"),
+            "apply_debt_liquidation_ltv": (self.engine.apply_debt_liquidation_ltv, (WAD,), a, "liquidation: not configurator"),
+            "debt_parameters": (self.configurator.set_debt_parameters, (0, 0, WAD, WAD, WAD), a, not_owner),
             # only Orders fills, at the round it read; only the Configurator sets its parameters
             "fill_order": (self.ch.fill_order, (self.world.account_id(0), 1, 1, 0, WAD), a, "clearinghouse: not orders"),
             "apply_order_parameters": (self.orders.apply_order_parameters, (1, 60, 0), a, "orders: not configurator"),
@@ -2562,6 +2916,7 @@ class ProtocolMachine(RuleBasedStateMachine):
         assert pool_actual == self.expected_pool, f"pool ledger {pool_actual} != model {self.expected_pool}"
         self.check_value(actual)
         self.check_views(actual)
+        self.check_free_withdrawals(actual)
         self.expected = actual
         self.expected_pool = pool_actual
         if self.started:
@@ -2574,6 +2929,18 @@ class ProtocolMachine(RuleBasedStateMachine):
         assert token_balance(usdc, self.ch) == ledger.settlement_held + self.donated_ch["USDC"]
         assert ledger.settlement_held == sum(ledger.settlement.values()) + ledger.pool_balance + ledger.insurance
         assert ledger.total_debt == sum(-s for s in ledger.settlement.values() if s < 0)
+        # the loan book: every debt carries the index it was written at (at most the index now),
+        # an account never holds a claim and a debt at once, total_pending sums the claims
+        assert set(ledger.debt_index_at) == {a for a, s in ledger.settlement.items() if s < 0}
+        assert all(WAD <= i <= ledger.debt_index for i in ledger.debt_index_at.values())
+        assert not any(ledger.settlement.get(a, 0) < 0 for a in ledger.pending), "an account holds a claim and a debt"
+        assert ledger.total_pending == sum(ledger.pending.values())
+        # invariant 8: the settlement tokens held (the internal count and the real balance) cover
+        # every positive balance and the insurance fund (so the pool never pays a profit, an LP
+        # or a keeper with tokens that back them: equivalently pool_balance >= total_debt)
+        owed = sum(s for s in ledger.settlement.values() if s > 0) + ledger.insurance
+        assert ledger.settlement_held >= owed, f"settlement_held {ledger.settlement_held} < positive balances + insurance {owed}"
+        assert token_balance(usdc, self.ch) >= owed, f"tokens held {token_balance(usdc, self.ch)} < {owed}"
         for slot, col in ledger.collaterals.items():
             sym = next(s for s in COLLATERALS if self.addr[s] == col.token)
             assert token_balance(self.tokens[sym], self.ch) == col.total + self.donated_ch[sym]
@@ -2618,7 +2985,8 @@ class ProtocolMachine(RuleBasedStateMachine):
     def check_value(self, ledger: Ledger) -> None:
         """Invariant 6: accounts + pool + insurance == settlement tokens held, within the bound."""
         unrealised = 0
-        pool_mark = ledger.pool_balance * SCALE
+        # a claim is the account's (equity, as its balance) and the pool's liability
+        pool_mark = (ledger.pool_balance - ledger.total_pending) * SCALE
         bound = 0
         for m, stt in ledger.states.items():
             price = self.oracle_view.raw[ledger.markets[m].asset]
@@ -2628,7 +2996,8 @@ class ProtocolMachine(RuleBasedStateMachine):
             net = stt.long_oi - stt.short_oi
             pool_mark -= risk.signed_mul_ceil(net, price - index) - stt.total_cost
             bound += len(positions) + 1
-        value = sum(ledger.settlement.values()) * SCALE + unrealised + pool_mark + ledger.insurance * SCALE
+        accounts = (sum(ledger.settlement.values()) + sum(ledger.pending.values())) * SCALE + unrealised
+        value = accounts + pool_mark + ledger.insurance * SCALE
         shortfall = ledger.settlement_held * SCALE - value
         assert 0 <= shortfall < bound, (
             f"value {value} vs tokens held {ledger.settlement_held * SCALE}: off by {shortfall} (bound {bound})"
@@ -2641,22 +3010,26 @@ class ProtocolMachine(RuleBasedStateMachine):
         and volatilities of every asset (against `oracle_view`) with the engine's parameters. Risk-adding trades and
         withdrawals also read their account's margin at once, for invariant 2."""
         count = len(self.world.accounts)
+        assert self.ch.debt_index() == self.model.debt_index_now(ledger), "debt_index view != model"
         self.rotation = (self.rotation + 1) % (4 * count + 4)
         if self.rotation % 2:
             return  # every other step: half the cost, each item still checked every 28 steps
         item = self.rotation // 2
         if item < 2 * count:
             account = self.world.account_id(item % count)
+            # the balance as it reads now (a debt with its interest) and the pending claim
+            assert self.ch.settlement(account) == self.model.settlement_of(ledger, account)
+            assert self.ch.pending(account) == ledger.pending.get(account, 0)
             try:
                 equity, maintenance, initial = self.model.margin(ledger, account)
             except PriceError as error:
-                _, message = attempt_view(self.ch.margin if item < count else self.ch.health, account)
+                _, message = attempt_view(self.ch.margin, account)
                 assert message == error.message, f"margin view: {message!r} vs model {error.message!r}"
                 return
             if item < count:
                 assert tuple(self.ch.margin(account)) == (equity, maintenance, initial)
             else:
-                assert self.ch.health(account) == risk.health(equity, maintenance)
+                assert risk.health_of(self.ch, account) == risk.health(equity, maintenance)
         elif item == 2 * count:
             try:
                 expected_assets = self.model.total_assets(ledger)
@@ -2674,6 +3047,38 @@ class ProtocolMachine(RuleBasedStateMachine):
             engine = self.engine
             views = (engine.liquidation_buffer(), engine.full_liquidation_health(), engine.dust_notional())
             assert (*views, engine.underwater_tip_rate()) == astuple(self.model.liquidation_params(ledger))
+
+    def check_free_withdrawals(self, ledger: Ledger) -> None:
+        """Invariant 8, its second half: an honest account (a positive balance or a claim the
+        pool can pay, no debt, no positions, no order open) can always take its free balance
+        out. With no positions and no debt nothing is required, so all of it keeps initial
+        margin: its balance and what the pool pays of its claim first. A dry run (rewound):
+        the model must predict success (or a refused price of its collateral, which the margin
+        check reads), the contract must agree, pay the owner exactly that and leave the ledger
+        the model predicted."""
+        usdc = self.tokens["USDC"]
+        for index in range(len(self.world.accounts)):
+            owner, sub, account = self.account(index)
+            balance = ledger.settlement.get(account, 0)
+            claim = max(min(ledger.pending.get(account, 0), ledger.pool_balance - ledger.total_debt), 0)
+            amount = balance + claim
+            if balance < 0 or amount == 0 or ledger.market_mask.get(account, 0) or self.open_orders(account):
+                continue
+            outcome = self.model.withdraw(account, self.addr["USDC"], amount, self.addr["USDC"])
+            if outcome.message is not None and outcome.message in self.oracle_view.errors.values():
+                record("honest withdrawal (dry run) refused: its collateral's price", None)
+                continue
+            assert outcome.message is None, f"an honest withdrawal of {amount} by {account:#x} is refused: {outcome.message}"
+            wallet = token_balance(usdc, owner)
+            with self.env.anchor():
+                got = attempt(self.ch.withdraw, usdc, amount, sub, sender=owner)
+                assert got is None, f"an honest withdrawal of {amount} by {account:#x}: the contract says {got!r}"
+                assert token_balance(usdc, owner) == wallet + amount
+                differences = outcome.ledger.copy().normalise().diff(read_ledger(self.ch, self.engine, self.configurator))
+                assert not differences, "honest withdrawal (dry run): ledger differs from the model:\n" + "\n".join(differences)
+            record("honest withdrawal of a free balance (dry run)", None)
+            if claim:
+                record("honest withdrawal (dry run) paid a claim", None)
 
 
 # ------------------------------------------------------------------ the tests
@@ -2707,6 +3112,7 @@ EVERY_FUNCTION = (
     "Configurator.set_collateral",
     "Configurator.set_liquidation_parameters",
     "Configurator.set_underwater_tip",
+    "Configurator.set_debt_parameters",
     "OracleRouter.sync",
     "OracleRouter.clear_circuit_breaker",
     "OracleRouter.set_parameters",
@@ -2728,6 +3134,17 @@ CORE_FUNCTIONS = (
     "LiquidityPool.deposit",
     "OracleRouter.sync",
     "Configurator.set_market",
+)
+
+
+# The loan and claim paths the fuzz run must take at least once (the scripted walk takes each of
+# these and the rarer ones: a collateral sale over the loan-to-value limit with positions open,
+# "orders: debt ceiling")
+CORE_PATHS = (
+    "interest charged to the pool",
+    "event ProfitPending",
+    "claim paid at withdrawal",
+    "honest withdrawal of a free balance (dry run)",
 )
 
 
@@ -2762,7 +3179,7 @@ def test_protocol_invariants_hold_under_fuzzing():
     print(f"\nfuzz profile {name}: {STEPS['run']} steps in {examples} examples\n{outcome_table()}")
     assert STEPS["run"] >= steps, f"profile {name} asked for {steps} steps, ran {STEPS['run']}"
     if steps >= 2_000:
-        missing = [label for label in CORE_FUNCTIONS if OUTCOMES[(label, "ok")] == 0]
+        missing = [label for label in (*CORE_FUNCTIONS, *CORE_PATHS) if OUTCOMES[(label, "ok")] == 0]
         assert not missing, f"never succeeded in {STEPS['run']} steps: {missing}"
 
 
@@ -2815,6 +3232,15 @@ def test_every_rule_succeeds_in_a_scripted_walk(machine):
     step("crash", sym="WETH", rounds=3, up=False)  # the 9x WETH-backed long goes underwater
     step("keeper_sweep")  # liquidations, collateral sales, bad debt
     step("heartbeat", which="all")
+    # the pool short of tokens: the LP takes out all it can, the most profitable position (the
+    # ETH short, after the crash) closes, and the profit the pool cannot pay is a pending claim;
+    # an LP deposit brings tokens back and the owner's withdrawal is paid its claim first
+    step("pool_runs_dry", index=6, keep_usd=0, move_bp=0, refill_usd=100_000)
+    assert OUTCOMES[("event ProfitPending", "ok")] and OUTCOMES[("claim paid at withdrawal", "ok")], outcome_table()
+    # that account (no positions left) deposits: an honest account, whose free balance the
+    # invariant's dry run withdraws
+    step("deposit", order=(1, "USDC", 1_000, 0))
+    assert OUTCOMES[("honest withdrawal of a free balance (dry run)", "ok")], outcome_table()
     step("liquidated_before_fill", order=(6, 1, 1_000))
     step("backdated_round", sym="USDT", age=10)
     step("clear_circuit_breaker", sym="halted", by_owner=True)
@@ -2867,6 +3293,53 @@ def test_every_rule_succeeds_in_a_scripted_walk(machine):
         speed_permille=100,
     )
     step("set_feed", sym="WBTC", heartbeat=86_400, deviation_bp=2_000, sigma_bp=8_000)
+    # the loan's terms: each bound broken once, an attacker refused, then a ceiling of one wei
+    # of the pool's balance, which refuses the risk-adding fill of an account in debt (account
+    # 5: WBTC only, so its fees are a debt), and a month of 100% interest
+    for rate_base, rate_slope, debt_imr, ceiling, ltv, by in (
+        (WAD + 1, 0, WAD, WAD, "highest", "owner"),
+        (0, 10 * WAD + 1, WAD, WAD, "highest", "owner"),
+        (0, 0, 0, WAD, "highest", "owner"),
+        (0, 0, WAD + 1, WAD, "highest", "owner"),
+        (0, 0, WAD, 0, "highest", "owner"),
+        (0, 0, WAD, WAD + 1, "highest", "owner"),
+        (0, 0, 10**16, WAD, "default", "owner"),
+        (0, 0, WAD, WAD, "below_lowest", "owner"),
+        (0, 0, WAD, WAD, "above_one", "owner"),
+        (0, 0, WAD, WAD, "highest", "attacker"),
+        (WAD, 10 * WAD, 25 * 10**16, 1, "lowest", "owner"),
+    ):
+        step(
+            "set_debt_parameters", rate_base=rate_base, rate_slope=rate_slope, debt_imr=debt_imr, ceiling=ceiling, ltv=ltv, by=by
+        )
+    for message in ("rate", "margin", "ceiling"):
+        assert OUTCOMES[("Configurator.set_debt_parameters", f"configurator: bad debt {message}")] == 2, outcome_table()
+    assert OUTCOMES[("Configurator.set_debt_parameters", "configurator: bad loan to value")] == 3, outcome_table()
+    assert OUTCOMES[("Configurator.set_debt_parameters", "ownable: caller is not the owner")] == 1, outcome_table()
+    assert machine.ledger.settlement.get(machine.world.account_id(5), 0) < 0
+    step("trade", order=(5, 1, "open", 1, 1_000, True, "none"))
+    assert OUTCOMES[("Orders.fill", "orders: debt ceiling")], outcome_table()
+    step("time_passes", seconds=30 * 86_400)
+    step("heartbeat", which="all")
+    step(
+        "set_debt_parameters",
+        rate_base=2 * 10**16,
+        rate_slope=3 * 10**17,
+        debt_imr=25 * 10**16,
+        ceiling=5 * 10**17,
+        ltv="default",
+        by="owner",
+    )
+    assert OUTCOMES[("interest charged to the pool", "ok")], outcome_table()
+    # a loan over its limit with its position open: account 5 (WBTC, long BTC) realises a loss
+    # into a debt, then governance cuts WBTC's weight to 5%: the debt is above 0.9 of the
+    # haircut collateral value and the collateral is for sale, the position still open
+    step("price_moves", move=("WBTC", -1_000, True))
+    step("trade", order=(5, 1, "reduce", 1, 900, True, "none"))
+    step("set_collateral", sym="WBTC", weight_bp=500, discount_permille=500, cap="keep", enabled=True)
+    step("liquidate_collateral", index=5, sym="WBTC", max_kind="all", permille=1_000)
+    assert OUTCOMES[("collateral sale over the loan-to-value limit, positions open", "ok")], outcome_table()
+    step("set_collateral", sym="WBTC", weight_bp=8_500, discount_permille=500, cap="keep", enabled=True)
     step("list_collateral", weight_bp=7_000, discount_permille=500)
     step("list_market", sym="LINK", base_bp=500, penalty_permille=500, keeper_permille=500, cap_permille=500)
     for action, by in (
@@ -2885,6 +3358,11 @@ def test_every_rule_succeeds_in_a_scripted_walk(machine):
         "event BadDebt",
         "event CollateralLiquidation",
         "event CircuitBreakerTripped",
+        "event ProfitPending",
+        "claim paid at withdrawal",
+        "interest charged to the pool",
+        "collateral sale over the loan-to-value limit, positions open",
+        "honest withdrawal of a free balance (dry run)",
     )
     missing = [label for label in (*EVERY_FUNCTION, *paths) if OUTCOMES[(label, "ok")] == 0]
     assert not missing, f"never succeeded: {missing}\n{outcome_table()}"

@@ -28,6 +28,7 @@ from marginsim.bots import (
 )
 from marginsim.orders import trade_now
 from marginsim.protocol import DEFAULT_CONFIG, account_id, deploy_protocol
+from marginsim.risk import health_of
 
 WAD = 10**18
 USDC = 10**6
@@ -141,7 +142,7 @@ def crash(market, chain, accounts):
         fast, slow = bots["fast"].mirror_healths(data), bots["slow"].mirror_healths(data)  # each indexes first
         indexed = sorted(fast)
         lens = dict(zip(indexed, protocol.lens.healths(indexed), strict=False))
-        contract = {a: protocol.clearinghouse.health(a) for a in indexed}
+        contract = {a: health_of(protocol.clearinghouse, a) for a in indexed}
         run["mirror_checks"].append((fast, slow, lens, contract))
 
     # 1. the oracle bot publishes the first six rounds (to $1,850, -7.5%)

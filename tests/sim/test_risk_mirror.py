@@ -34,7 +34,7 @@ def test_margin__mirror_equals_contract_for_every_account(crash, chain):
     for account in crash.accounts.values():
         snapshot = risk.snapshot_account(ch, oracle, account, timestamp)
         assert risk.margin(snapshot) == tuple(ch.margin(account))
-        assert risk.health(*risk.margin(snapshot)[:2]) == ch.health(account)
+        assert risk.health(*risk.margin(snapshot)[:2]) == risk.health_of(ch, account)
 
 
 @pytest.mark.parametrize("size_units", [1, 999, 1_000, 2_500, 10_000])

@@ -39,16 +39,19 @@ it at the first oracle round dated at least the settlement delay later. The Clea
 refusals of a fill (pause, reduce-only, the price limit, the open-interest cap, initial margin)
 do not revert the execution: Orders cancels the order with that reason (its execution fee goes
 to the insurance fund), so they are not rows here (see the end;
-`tests/unit/orders/test_orders.py` checks each). Nor are the reasons Orders logs when it
-cancels an order (`orders: round passed`, `orders: position changed`, `orders: expired`): they
-are not revert messages. An order cannot be cancelled or replaced while it can still fill, and
-an account with an order open cannot withdraw.
+`tests/unit/orders/test_orders.py` checks each). Nor are the reasons Orders itself logs when it
+cancels an order (`orders: round passed`, `orders: position changed`, `orders: expired`, and
+`orders: debt ceiling`: an order adding risk to an account in debt while the debts are above
+the ceiling, checked by Orders before the fill since the ceiling moved out of the
+Clearinghouse; `tests/unit/clearinghouse/test_debt.py` checks it): they are not revert
+messages. An order cannot be cancelled or replaced while it can still fill, and an account
+with an order open cannot withdraw.
 
-Roles: *owner* deployed and owns the Clearinghouse, the OracleRouter and the Configurator
-(the LiquidationEngine and Orders have no owner: only the Configurator the Clearinghouse is
-connected to sets their parameters, only the engine may call the Clearinghouse's liquidation
-functions and only Orders its `fill_order`); *guardian* may pause; *attacker*, *keeper*,
-*trader*, *lp* and *victim* are ordinary accounts.
+Roles: *owner* deployed the Clearinghouse (only its deployer may connect it; it has no owner)
+and owns the OracleRouter and the Configurator (the LiquidationEngine and Orders have no owner:
+only the Configurator the Clearinghouse is connected to sets their parameters, only the engine
+may call the Clearinghouse's liquidation functions and only Orders its `fill_order`);
+*guardian* may pause; *attacker*, *keeper*, *trader*, *lp* and *victim* are ordinary accounts.
 Unknown ids are tried as `0`, `count + 1` and `2**256 - 1`; unknown addresses as the zero
 address, a real but unconfigured one, and `0xfff...f`.
 

@@ -613,9 +613,16 @@ def oracle_views(x: Ctx) -> tuple:
 
 
 def account_views(role: str, subaccount: int = 0):
+    """The account's settlement balance, its pending claim, collateral mask and ETH-PERP position.
+    A debt is read as written, with the index it was written at: the balance `settlement` reads
+    grows with interest every second, and a failed transaction still mines a block."""
+
     def views(x: Ctx) -> tuple:
         a = x.account(role, subaccount)
-        return (x.read(x.ch.settlement, a), x.read(x.ch.collateral_mask, a), x.read(x.ch.positions, a, ETH))
+        balance = x.read(x.ch.settlement, a)
+        if balance < 0:
+            balance = x.read(x.ch.debt_of, a)
+        return (balance, x.read(x.ch.pending, a), x.read(x.ch.collateral_mask, a), x.read(x.ch.positions, a, ETH))
 
     return views
 
@@ -636,11 +643,12 @@ def engine_views(x: Ctx) -> tuple:
         x.read(e.full_liquidation_health),
         x.read(e.dust_notional),
         x.read(e.underwater_tip_rate),
+        x.read(e.debt_liquidation_ltv),
     )
 
 
 def configurator_views(x: Ctx) -> tuple:
-    return (x.read(x.ch.markets, ETH), x.read(x.ch.collaterals, 1), *engine_views(x))
+    return (x.read(x.ch.markets, ETH), x.read(x.ch.collaterals, 1), x.read(x.ch.debt_terms), *engine_views(x))
 
 
 def connection_views(x: Ctx) -> tuple:
@@ -1193,16 +1201,6 @@ def clearinghouse_rows() -> list[Row]:
         ),
         R(
             "withdraw",
-            "half the collateral of an account without positions or debt, its oracle stale (all of it goes through)",
-            "trader",
-            withdraw(weth, WETH // 2, sub=1),
-            "oracle: stale answer",
-            setup=stale,
-            token="WETH",
-            views=account_views("trader", 1),
-        ),
-        R(
-            "withdraw",
             "collateral whose transfer returns False",
             "attacker",
             withdraw(lambda x: x.false_token, 100 * WETH),
@@ -1353,7 +1351,7 @@ def clearinghouse_rows() -> list[Row]:
             "health",
             "account with positions, oracle stale",
             None,
-            lambda x, who: x.ch.health(x.account("trader")),
+            lambda x, who: risk.health_of(x.ch, x.account("trader")),
             "oracle: stale answer",
             setup=stale,
         ),
@@ -1456,7 +1454,14 @@ def clearinghouse_rows() -> list[Row]:
         ),
         # governance
         R("connect", "not the deployer", "attacker", connect(), "clearinghouse: not deployer", views=connection_views),
-        R("connect", "not the deployer (the guardian)", "guardian", connect(), "clearinghouse: not deployer", views=connection_views),
+        R(
+            "connect",
+            "not the deployer (the guardian)",
+            "guardian",
+            connect(),
+            "clearinghouse: not deployer",
+            views=connection_views,
+        ),
         R(
             "connect",
             "not the deployer, before the deployer connects (a front-run wiring the caller in)",
@@ -1541,6 +1546,8 @@ def clearinghouse_rows() -> list[Row]:
     apply_calls = {
         "apply_collateral": lambda x, who: x.ch.apply_collateral(x.weth, WETH, WAD // 2, 1, WAD // 10, True, sender=who),
         "apply_market": lambda x, who: x.ch.apply_market(ETH, x.market_params(ETH), 0, sender=who),
+        # no interest, the least initial margin on a debt, a ceiling of 1e-18 of the pool
+        "apply_debt_terms": lambda x, who: x.ch.apply_debt_terms(0, 0, 1, 1, sender=who),
     }
     for function, call in apply_calls.items():
         rows += [
@@ -1904,6 +1911,7 @@ def engine_rows() -> list[Row]:
             x.read(e.full_liquidation_health),
             x.read(e.dust_notional),
             x.read(e.underwater_tip_rate),
+            x.read(e.debt_liquidation_ltv),
         )
 
     rows = [
@@ -2065,6 +2073,26 @@ def engine_rows() -> list[Row]:
             "liquidation: account healthy",
             views=account_views("trader", 1),
         ),
+        # a written-off token repays nothing: taken only from an account with no positions and
+        # negative equity, whatever its debt (tests/unit/clearinghouse/test_debt.py: over the limit too)
+        R(
+            "liquidate_collateral",
+            "written-off token (WETH), account with positions",
+            "keeper",
+            lambda x, who: x.engine.liquidate_collateral(x.account("trader"), x.weth, MAX_UINT, sender=who),
+            "liquidation: close positions first",
+            setup=weth_written_off,
+            views=trader0,
+        ),
+        R(
+            "liquidate_collateral",
+            "written-off token (WETH), account without positions or debt (equity 0)",
+            "keeper",
+            lambda x, who: x.engine.liquidate_collateral(x.account("trader", 1), x.weth, MAX_UINT, sender=who),
+            "liquidation: account healthy",
+            setup=weth_written_off,
+            views=account_views("trader", 1),
+        ),
         R(
             "liquidate_collateral",
             "empty account",
@@ -2105,6 +2133,8 @@ def engine_rows() -> list[Row]:
         "apply_liquidation_parameters": lambda e: lambda x, who: e(x).apply_liquidation_parameters(0, WAD, 0, sender=who),
         # a tip of 100% of the closed notional, far above the Configurator's 1% bound
         "apply_underwater_tip": lambda e: lambda x, who: e(x).apply_underwater_tip(WAD, sender=who),
+        # an LTV of 0: every account's collateral for sale the moment it owes anything
+        "apply_debt_liquidation_ltv": lambda e: lambda x, who: e(x).apply_debt_liquidation_ltv(0, sender=who),
     }
     for function, call in apply_calls.items():
         rows += [
@@ -2241,6 +2271,9 @@ def configurator_rows() -> list[Row]:
 
     def order_parameters(delay=60, expiry=86_400, fee=2 * USDC):
         return lambda x, who: x.cfg.set_order_parameters(delay, expiry, fee, sender=who)
+
+    def debt_parameters(rate_base=2 * 10**16, rate_slope=3 * 10**17, debt_imr=25 * 10**16, ceiling=WAD // 2, ltv=9 * 10**17):
+        return lambda x, who: x.cfg.set_debt_parameters(rate_base, rate_slope, debt_imr, ceiling, ltv, sender=who)
 
     order_views = order_parameter_views(lambda x: x.orders)
 
@@ -2504,6 +2537,81 @@ def configurator_rows() -> list[Row]:
             "configurator: bad execution fee",
             views=order_views,
         ),
+        R("set_debt_parameters", "not the owner", "attacker", debt_parameters(), NOT_OWNER),
+        R("set_debt_parameters", "not the owner (the guardian)", "guardian", debt_parameters(), NOT_OWNER),
+        R(
+            "set_debt_parameters",
+            "rate_base 100% + 1 wei",
+            "owner",
+            debt_parameters(rate_base=WAD + 1),
+            "configurator: bad debt rate",
+        ),
+        R(
+            "set_debt_parameters",
+            "rate_base 2**256 - 1",
+            "owner",
+            debt_parameters(rate_base=MAX_UINT),
+            "configurator: bad debt rate",
+        ),
+        R(
+            "set_debt_parameters",
+            "rate_slope 1,000% + 1 wei",
+            "owner",
+            debt_parameters(rate_slope=10 * WAD + 1),
+            "configurator: bad debt rate",
+        ),
+        R(
+            "set_debt_parameters",
+            "rate_slope 2**256 - 1",
+            "owner",
+            debt_parameters(rate_slope=MAX_UINT),
+            "configurator: bad debt rate",
+        ),
+        R("set_debt_parameters", "debt_imr 0", "owner", debt_parameters(debt_imr=0), "configurator: bad debt margin"),
+        R(
+            "set_debt_parameters",
+            "debt_imr 100% + 1 wei",
+            "owner",
+            debt_parameters(debt_imr=WAD + 1),
+            "configurator: bad debt margin",
+        ),
+        R("set_debt_parameters", "ceiling 0", "owner", debt_parameters(ceiling=0), "configurator: bad debt ceiling"),
+        R(
+            "set_debt_parameters",
+            "ceiling 100% + 1 wei",
+            "owner",
+            debt_parameters(ceiling=WAD + 1),
+            "configurator: bad debt ceiling",
+        ),
+        R("set_debt_parameters", "liquidation_ltv 0", "owner", debt_parameters(ltv=0), "configurator: bad loan to value"),
+        R(
+            "set_debt_parameters",
+            "liquidation_ltv 100% + 1 wei",
+            "owner",
+            debt_parameters(ltv=WAD + 1),
+            "configurator: bad loan to value",
+        ),
+        R(
+            "set_debt_parameters",
+            "liquidation_ltv 80% with debt_imr 25% (0.8 * 1.25 is not above 1: a withdrawal could leave the collateral for sale)",
+            "owner",
+            debt_parameters(ltv=8 * 10**17),
+            "configurator: bad loan to value",
+        ),
+        R(
+            "set_debt_parameters",
+            "liquidation_ltv 50% with debt_imr 100%",
+            "owner",
+            debt_parameters(debt_imr=WAD, ltv=WAD // 2),
+            "configurator: bad loan to value",
+        ),
+        R(
+            "set_debt_parameters",
+            "liquidation_ltv 100% - 1 wei with debt_imr 1 wei (rounded down, not above 1)",
+            "owner",
+            debt_parameters(debt_imr=1, ltv=WAD - 1),
+            "configurator: bad loan to value",
+        ),
         # the emergency controls: the Configurator's roles, applied through apply_emergency
         R(
             "set_guardian",
@@ -2561,7 +2669,7 @@ def configurator_rows() -> list[Row]:
             "attacker",
             lambda x, who: x.cfg.set_reduce_only(ETH, True, sender=who),
             "configurator: not guardian",
-            views=lambda x: (x.read(x.ch.reduce_only, ETH),),
+            views=lambda x: (x.read(x.cfg.reduce_only, ETH),),
         ),
         R(
             "set_reduce_only",
@@ -2570,7 +2678,7 @@ def configurator_rows() -> list[Row]:
             lambda x, who: x.cfg.set_reduce_only(ETH, False, sender=who),
             NOT_OWNER,
             setup=eth_reduce_only,
-            views=lambda x: (x.read(x.ch.reduce_only, ETH),),
+            views=lambda x: (x.read(x.cfg.reduce_only, ETH),),
         ),
         R(
             "set_reduce_only",
@@ -2579,7 +2687,7 @@ def configurator_rows() -> list[Row]:
             lambda x, who: x.cfg.set_reduce_only(ETH, False, sender=who),
             NOT_OWNER,
             setup=eth_reduce_only,
-            views=lambda x: (x.read(x.ch.reduce_only, ETH),),
+            views=lambda x: (x.read(x.cfg.reduce_only, ETH),),
         ),
         R("transfer_ownership", "not the owner", "attacker", lambda x, who: x.cfg.transfer_ownership(who, sender=who), NOT_OWNER),
         R(
@@ -2638,6 +2746,14 @@ def configurator_rows() -> list[Row]:
             lambda x, who: x.bare_cfg.set_order_parameters(60, 86_400, 2 * USDC, sender=who),
             "configurator: no orders",
             views=lambda x: (*unconnected_views(x), *order_parameter_views(lambda x: x.bare_orders)(x)),
+        ),
+        R(
+            "set_debt_parameters",
+            "clearinghouse not yet connected (it does not know this configurator)",
+            "owner",
+            lambda x, who: x.bare_cfg.set_debt_parameters(2 * 10**16, 3 * 10**17, 25 * 10**16, WAD // 2, 9 * 10**17, sender=who),
+            "clearinghouse: not configurator",
+            views=lambda x: (*unconnected_views(x), x.read(x.bare_ch.debt_terms), x.read(x.bare_engine.debt_liquidation_ltv)),
         ),
         R(
             "list_collateral",
@@ -3109,16 +3225,24 @@ UNREACHABLE = {
     "clearinghouse: reduce only": FILL_REFUSAL,
     "clearinghouse: price limit": FILL_REFUSAL,
     "clearinghouse: open interest cap": FILL_REFUSAL,
+    # (The debt ceiling is no longer a fill refusal: Orders.execute_order checks it before the fill
+    # and cancels the order with the reason "orders: debt ceiling", which is not a revert message;
+    # tests/unit/clearinghouse/test_debt.py checks it.)
     # commit_order refuses size 0 ("orders: zero size"), so no order of size 0 reaches a fill
     "clearinghouse: zero size": "Orders refuses a size-0 order at commit (orders: zero size), so no fill has size 0",
 }
 
 # assert ..., "msg" / _require(..., "msg") / raise "msg"; and Orders' _release(..., "msg"), whose
 # last argument is the assert message it reverts with while the order can still fill. (The
-# reasons Orders logs in OrderCancelled, "orders: round passed", "orders: position changed" and
-# "orders: expired", are not revert messages, and none of these forms matches them.)
+# reasons Orders logs in OrderCancelled, "orders: round passed", "orders: position changed",
+# "orders: expired" and "orders: debt ceiling", are not revert messages, and none of these forms
+# matches them.) A condition that spans lines is matched too: `_require(` at the end of a line
+# with the message alone on the line before the closing `)`, and an assert whose line ends with
+# `(` and whose `), "msg"` closes it (within eight lines either way).
 MESSAGE_PATTERN = re.compile(
     r'(?:\bassert\b[^\n#]*?,|_require\([^\n]*?,|\b_release\([^\n]*?,)\s*"([^"\n]+)"|\braise\s+"([^"\n]+)"'
+    r'|_require\([ \t]*\n(?:[^\n]*\n){0,8}?[ \t]*"([^"\n]+)",?[ \t]*\n[ \t]*\)'
+    r'|\bassert\b[^\n#]*\([ \t]*\n(?:[^\n]*\n){0,8}?[ \t]*\),[ \t]*"([^"\n]+)"'
 )
 
 
@@ -3127,7 +3251,7 @@ def contract_messages() -> dict[str, set[str]]:
     found: dict[str, set[str]] = {}
     for path in sorted((ROOT / "contracts").glob("*.vy")):
         for match in MESSAGE_PATTERN.finditer(path.read_text()):
-            found.setdefault(match.group(1) or match.group(2), set()).add(path.name)
+            found.setdefault(next(group for group in match.groups() if group), set()).add(path.name)
     return found
 
 

@@ -83,7 +83,8 @@ def test_cap__liquidating_a_winning_market__profit_repays_the_losing_one(
     profit is forfeited to the pool, the account's debt grows by it, and that debt is later bad
     debt paid by the insurance fund and then the LPs, while the same LPs pocketed the forfeit.
     The profit is owed by the account's own losing BTC position to the same pool; it should be
-    credited. A whole close fills at the skew-premium price, as a trade would (the Liquidation
+    credited (what the pool cannot pay now as the account's pending claim, counted in its
+    equity). A whole close fills at the skew-premium price, as a trade would (the Liquidation
     event's `price`): the profit is the one realised at that fill."""
     eth, btc = protocol.markets["ETH-PERP"], protocol.markets["BTC-PERP"]
     fund(trader, usdc, 10_000 * USDC)
@@ -94,7 +95,7 @@ def test_cap__liquidating_a_winning_market__profit_repays_the_losing_one(
     set_price("WETH", 2_300)
     for price in (27_000, 24_300, 22_500):
         set_price("WBTC", price)
-    assert ch.health(account) < 5 * 10**17  # below full-liquidation health: ETH closes whole
+    assert risk.health_of(ch, account) < 5 * 10**17  # below full-liquidation health: ETH closes whole
     assert ch.pool_balance() < 1_000 * USDC
 
     timestamp = chain.pending_timestamp + 1
@@ -103,13 +104,21 @@ def test_cap__liquidating_a_winning_market__profit_repays_the_losing_one(
     full_profit = _realised_tokens(ch, account, eth, 2_300 * WAD, premium=True, timestamp=timestamp)
     pos, st = ch.positions(account, eth), ch.market_state(eth)
     fill = risk.fill_price(2_300 * WAD, int(st.long_oi) - int(st.short_oi), -int(pos.size), int(ch.markets(eth).skew_scale))
-    before = ch.settlement(account)
+    before, pending_before, total_pending_before = ch.settlement(account), ch.pending(account), ch.total_pending()
     tx = engine.liquidate(account, eth, 2**256 - 1, sender=keeper)
     liq = next(e for e in tx.events if e.event_name == "Liquidation")
     assert int(liq.size_closed) == -int(pos.size) and int(liq.price) == fill != 2_300 * WAD
     # in full, to the token unit, not capped at the pool's ~$70 of fees
     assert liq.realised_pnl == full_profit
-    assert ch.settlement(account) == before + liq.realised_pnl - liq.penalty
+    # credited in full: what the pool's free tokens cover is paid into the balance, the rest is
+    # the account's pending claim (counted in its equity), paid as tokens come back
+    claim = next(e for e in tx.events if e.event_name == "ProfitPending")
+    assert claim.account == account and claim.market == eth and 0 < claim.amount < liq.realised_pnl
+    assert ch.pending(account) == pending_before + claim.amount
+    assert ch.total_pending() == total_pending_before + claim.amount
+    assert ch.settlement(account) == before + liq.realised_pnl - liq.penalty - claim.amount
+    # the claim is exactly what the pool could not pay: it keeps only the tokens of earlier claims
+    assert ch.pool_balance() - ch.total_debt() == total_pending_before
 
 
 def test_cap__lens_health_after_trade__matches_the_capped_close(protocol, ch, usdc, fund, trader, other_trader, set_price):

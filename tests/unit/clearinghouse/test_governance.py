@@ -128,7 +128,7 @@ def test_apply_emergency__not_configurator__reverts(protocol, deployer, guardian
             protocol.clearinghouse.apply_emergency(0, 1, sender=who)
         with ape.reverts("clearinghouse: not configurator"):
             protocol.clearinghouse.apply_emergency(1, 1, sender=who)
-    assert not protocol.clearinghouse.paused() and not protocol.clearinghouse.reduce_only(1)
+    assert not protocol.clearinghouse.paused() and not protocol.configurator.reduce_only(1)
 
 
 @pytest.mark.parametrize("caller", ["attacker", "deployer"], ids=["stranger", "deployer"])
@@ -608,13 +608,13 @@ def test_set_reduce_only__guardian_sets_owner_lifts(configurator, ch, deployer, 
     with ape.reverts("configurator: not guardian"):
         configurator.set_reduce_only(eth_market, True, sender=attacker)
     tx = configurator.set_reduce_only(eth_market, True, sender=guardian)
-    assert ch.reduce_only(eth_market)
+    assert configurator.reduce_only(eth_market)
     [event] = events(tx, "ReduceOnlySet")
     assert (event.market, event.reduce_only) == (eth_market, True)
     with ape.reverts(NOT_OWNER):
         configurator.set_reduce_only(eth_market, False, sender=guardian)
     configurator.set_reduce_only(eth_market, False, sender=deployer)
-    assert not ch.reduce_only(eth_market)
+    assert not configurator.reduce_only(eth_market)
 
 
 @pytest.mark.parametrize("market", [0, 3])

@@ -2,6 +2,7 @@ import ape
 
 from marginsim.orders import trade_now
 from marginsim.protocol import account_id
+from marginsim.risk import debt_now, health_of
 from tests.conftest import USDC, WAD
 
 
@@ -11,11 +12,11 @@ def liquidation_event(tx):
 
 def drop_until_liquidatable(ch, set_price, account, start=2_000, step=0.02, floor_health=None):
     price = start
-    while ch.health(account) >= WAD:
+    while health_of(ch, account) >= WAD:
         price = price * (1 - step)
         set_price("WETH", price)
     if floor_health is not None:
-        assert ch.health(account) > floor_health
+        assert health_of(ch, account) > floor_health
     return price
 
 
@@ -49,7 +50,7 @@ def test_liquidate__partial__closes_least_size_to_buffer(
 ):
     account = make_account(trader, collateral_usd=10_000, leverage=10)
     drop_until_liquidatable(ch, set_price, account, step=0.01)
-    health_before = ch.health(account)
+    health_before = health_of(ch, account)
     assert WAD // 2 <= health_before < WAD
     size_before = ch.positions(account, eth_market).size
     insurance_before = ch.insurance_balance()
@@ -60,8 +61,8 @@ def test_liquidate__partial__closes_least_size_to_buffer(
     size_after = ch.positions(account, eth_market).size
     assert 0 < size_after < size_before  # partial
     target = WAD + engine.liquidation_buffer()
-    assert ch.health(account) >= target
-    assert event.health_after == ch.health(account)
+    assert health_of(ch, account) >= target
+    assert event.health_after == health_of(ch, account)
     assert event.health_after > health_before
     # least size: one whole ETH less would not have reached the target buffer
     closed = size_before - size_after
@@ -84,7 +85,7 @@ def test_liquidate__partial__closes_least_size_to_buffer(
 def test_liquidate__deep_underwater_threshold__closes_everything(ch, make_account, trader, keeper, eth_market, set_price, engine):
     account = make_account(trader, collateral_usd=10_000, leverage=10)
     price = 2_000
-    while ch.health(account) >= engine.full_liquidation_health():
+    while health_of(ch, account) >= engine.full_liquidation_health():
         price *= 0.985
         set_price("WETH", price)
     tx = engine.liquidate(account, eth_market, 10**30, sender=keeper)
@@ -242,9 +243,13 @@ def test_liquidate__collateral_then_bad_debt(
 
     with ape.reverts("liquidation: zero amount"):
         engine.liquidate_collateral(account, weth, 0, sender=keeper)
-    debt = -ch.settlement(account)
-    fund(keeper, usdc, debt * 2)
+    written, index_at_write = ch.debt_of(account)
+    fund(keeper, usdc, -ch.settlement(account) * 2)
     tx = engine.liquidate_collateral(account, weth, 10**30, sender=keeper)
+    # the debt grew by interest until the sale; the sale left nothing owed, so the index stays
+    # at the value the sale accrued it to
+    assert ch.total_debt() == 0
+    debt = debt_now(written, ch.debt_index(), index_at_write)
     sale = next(ev for ev in tx.events if ev.event_name == "CollateralLiquidation")
     price = protocol.oracle.price(weth)
     discount = ch.collaterals(1).liquidation_discount
@@ -281,7 +286,7 @@ def test_liquidate__dust_position_in_second_market__does_not_block(
     trade_now(ch, eth_market, 20 * WAD, 0, 0, sender=trader)
     trade_now(ch, btc_market, WAD // 1_000, 0, 0, sender=trader)  # 0.001 BTC, $30
     price = 2_000
-    while ch.health(account) >= 4 * WAD // 10:
+    while health_of(ch, account) >= 4 * WAD // 10:
         price *= 0.99
         set_price("WETH", price)
     e, _, _ = ch.margin(account)
@@ -291,7 +296,7 @@ def test_liquidate__dust_position_in_second_market__does_not_block(
     # the penalty left equity for the position still open
     e_after, _, _ = ch.margin(account)
     assert e_after > 0
-    engine.liquidate(account, btc_market, 10**30, sender=keeper) if ch.health(account) < WAD else None
+    engine.liquidate(account, btc_market, 10**30, sender=keeper) if health_of(ch, account) < WAD else None
     assert usdc.balanceOf(ch) == ch.settlement_held()
 
 
@@ -312,9 +317,13 @@ def test_liquidate__no_settlement_tokens_on_hand__not_blocked_keeper_paid_what_e
     through, the penalty the account can only owe is lent by the pool (which holds the claim),
     and the keeper is paid what the insurance fund and the pool's free liquidity hold: nothing.
     No balance is ever credited that the tokens held do not cover."""
-    from marginsim.protocol import deploy_protocol
+    from dataclasses import replace
 
-    p = deploy_protocol(project, deployer)
+    from marginsim.protocol import DEFAULT_CONFIG, deploy_protocol
+
+    # with no pool the only debt is the opening fee, which the pool's balance now holds: the
+    # ceiling at 100% of that balance lets the trade through (0.5, the default, would refuse it)
+    p = deploy_protocol(project, deployer, replace(DEFAULT_CONFIG, debt_ceiling=1.0))
     ch, usdc, wbtc = p.clearinghouse, p.settlement, p.tokens["WBTC"]
     wbtc.mint(trader, 10**7, sender=trader)
     wbtc.approve(ch, 10**7, sender=trader)
@@ -322,7 +331,7 @@ def test_liquidate__no_settlement_tokens_on_hand__not_blocked_keeper_paid_what_e
     trade_now(ch, p.markets["ETH-PERP"], 15 * WAD, 0, 0, sender=trader)
     p.publish("WETH", 1_880 * 10**8, deployer)
     victim = account_id(trader)
-    assert ch.health(victim) < WAD and usdc.balanceOf(ch) == 0
+    assert health_of(ch, victim) < WAD and usdc.balanceOf(ch) == 0
     debt_before, pool_before = ch.total_debt(), ch.pool_balance()
 
     tx = p.liquidation_engine.liquidate(victim, p.markets["ETH-PERP"], 2**256 - 1, sender=keeper)

@@ -362,7 +362,9 @@ def test_trade__open_interest_cap_lowered_to_oi__reduce_allowed_increase_refused
     assert ch.positions(account, eth_market).size == 7 * WAD
 
 
-def test_trade__paused__opens_increases_and_flips_refused(configurator, ch, make_account, deployer, trader, other_trader, eth_market):
+def test_trade__paused__opens_increases_and_flips_refused(
+    configurator, ch, make_account, deployer, trader, other_trader, eth_market
+):
     make_account(trader, collateral_usd=10_000, leverage=2)  # long
     make_account(other_trader, collateral_usd=10_000)
     configurator.pause(sender=deployer)
@@ -391,8 +393,8 @@ def test_trade__unpaused__opens_again(configurator, ch, make_account, trade, dep
     assert ch.positions(account, eth_market).size == WAD
 
 
-def test_trade__reduce_only__increase_refused_reduce_allowed(configurator, 
-    ch, make_account, trade, deployer, trader, other_trader, eth_market, btc_market
+def test_trade__reduce_only__increase_refused_reduce_allowed(
+    configurator, ch, make_account, trade, deployer, trader, other_trader, eth_market, btc_market
 ):
     account = make_account(trader, collateral_usd=10_000, leverage=2)  # 10 long
     make_account(other_trader, collateral_usd=10_000)

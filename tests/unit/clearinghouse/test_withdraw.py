@@ -5,6 +5,7 @@ import pytest
 
 from marginsim.orders import trade_now
 from marginsim.protocol import account_id
+from marginsim.risk import SECONDS_PER_YEAR, ceil_div, mul_up
 from tests.conftest import USDC, WAD
 
 COLLATERALS = [("USDT", 6), ("WBTC", 8), ("WETH", 18)]
@@ -256,8 +257,17 @@ def test_max_withdraw__settlement_with_position__is_the_exact_limit(protocol, ch
     assert protocol.lens.max_withdraw(account, usdc) == 0
 
 
+def lens_interest_room(ch, debt):
+    """What `MarginLens.max_withdraw` keeps free for a debt of `debt` token units: its interest
+    over FUNDING_BUFFER_SECONDS (300) at the highest rate (rate_base + rate_slope), rounded up,
+    plus that interest's initial margin, WAD USD."""
+    rate_base, rate_slope, debt_imr, _ = ch.debt_terms()
+    growth = ceil_div(debt * USDC_TO_WAD * (rate_base + rate_slope) * 300, SECONDS_PER_YEAR * WAD)
+    return growth + mul_up(growth, debt_imr)
+
+
 def test_max_withdraw__collateral_with_position__is_the_exact_limit(
-    protocol, ch, deposit_collateral, hedge, trader, eth_market, collateral
+    protocol, ch, deposit_collateral, hedge, trader, eth_market, collateral, chain
 ):
     units = deposit_collateral(trader, collateral, {6: 20_000, 8: 1, 18: 10}[collateral.decimals()])
     account = account_id(trader, 0)
@@ -265,15 +275,26 @@ def test_max_withdraw__collateral_with_position__is_the_exact_limit(
     hedge(account, eth_market)
     max_units = protocol.lens.max_withdraw(account, collateral)
     assert 0 < max_units < units
-
     with ape.reverts("clearinghouse: insufficient margin"):
         ch.withdraw(collateral, max_units + units // 100, 0, sender=trader)
-    ch.withdraw(collateral, max_units, 0, sender=trader)
 
-    # what is left above initial margin is worth less than one more token unit
+    # the fee is the account's only settlement balance: a debt, growing by interest every
+    # second, for which the lens keeps room. Quoted and withdrawn in one block, that room is
+    # exactly what is left on top of the rounding
+    when = chain.pending_timestamp + 1
+    chain.pending_timestamp = when
+    max_units = protocol.lens.max_withdraw(account, collateral, block_id="pending")
+    debt = -ch.settlement(account, block_id="pending")
+    assert debt > 0
+    receipt = ch.withdraw(collateral, max_units, 0, sender=trader)
+    assert receipt.timestamp == when and -ch.settlement(account) == debt
+
+    # what is left above initial margin is the interest room and less than one more token unit
+    room = lens_interest_room(ch, debt)
+    assert room > 0
     col = ch.collaterals(ch.collateral_slot(collateral))
     one_unit = -(-protocol.oracle.price(collateral) * col.weight // WAD) // col.unit + 1  # WAD USD
-    assert 0 <= free_margin(ch, account) <= one_unit
+    assert room <= free_margin(ch, account) <= room + one_unit
     assert collateral.balanceOf(trader) == max_units
 
 

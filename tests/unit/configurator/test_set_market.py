@@ -31,7 +31,7 @@ def test_apply_market__not_configurator__reverts(protocol, deployer, eth_market,
 
 def test_connect__only_once(protocol, deployer, attacker):
     ch = protocol.clearinghouse
-    with ape.reverts("ownable: caller is not the owner"):
+    with ape.reverts("clearinghouse: not deployer"):
         ch.connect(attacker, attacker, attacker, attacker, sender=attacker)
     with ape.reverts("clearinghouse: already connected"):
         ch.connect(attacker, attacker, attacker, attacker, sender=deployer)

@@ -60,7 +60,7 @@ def _health_after(chain, engine, ch, account, market, max_size, keeper):
     snapshot = chain.snapshot()
     chain.pending_timestamp = timestamp
     tx = engine.liquidate(account, market, max_size, sender=keeper)
-    health = ch.health(account)
+    health = risk.health_of(ch, account)
     closed = -int(_event(tx).size_closed)
     chain.restore(snapshot)
     return closed, health
@@ -77,7 +77,7 @@ def _open_at_initial_margin(ch, protocol, lens, fund, owner, size_eth):
 
 def _drop_until(ch, set_price, account, health_below, step=0.005):
     price = 2_000.0
-    while ch.health(account) >= health_below:
+    while risk.health_of(ch, account) >= health_below:
         price *= 1 - step
         set_price("WETH", price)
 
@@ -92,7 +92,7 @@ def test_liquidate__least_size__one_tolerance_less_stays_below_target(
 ):
     account = _open_at_initial_margin(ch, protocol, protocol.lens, fund, trader, size_eth)
     _drop_until(ch, set_price, account, health_below * WAD)
-    health = ch.health(account)
+    health = risk.health_of(ch, account)
     params = _params(engine)
     assert params.full_liquidation_health <= health < WAD, "case must be a partial liquidation"
     s = _snapshot(chain, protocol, account, eth_market)
@@ -125,12 +125,12 @@ def test_liquidate__tier_boundary__closes_about_100_eth_not_630(
     remainder into tier 1 (4%), which already restores health above 1.1."""
     account = _open(ch, protocol, fund, trader, 2_100, 450_000)
     set_price("WETH", 1_872.14)
-    assert 880 * WAD // 1_000 < ch.health(account) < 900 * WAD // 1_000
+    assert 880 * WAD // 1_000 < risk.health_of(ch, account) < 900 * WAD // 1_000
     tx = engine.liquidate(account, eth_market, MAX, sender=keeper)
     closed = -int(_event(tx).size_closed)
     assert closed == 100 * WAD + 1  # the remainder, 1,999.999...9 ETH, is in tier 1
     assert ch.positions(account, eth_market).size == 2_000 * WAD - 1
-    assert ch.health(account) >= WAD + engine.liquidation_buffer()
+    assert risk.health_of(ch, account) >= WAD + engine.liquidation_buffer()
 
 
 def test_liquidate__mirror__close_penalty_and_reward_to_the_wei(
@@ -201,7 +201,7 @@ def test_liquidate__penalty_capped_band__closes_whole_position(
     position at once there."""
     account = _open_at_initial_margin(ch, protocol, protocol.lens, fund, trader, 50)
     _drop_until(ch, set_price, account, 650 * WAD // 1_000)
-    health = ch.health(account)
+    health = risk.health_of(ch, account)
     s = _snapshot(chain, protocol, account, eth_market)
     mmr = risk.snapshot_rate(s, abs(s.size))
     assert engine.full_liquidation_health() <= health and risk.mul_down(health, mmr) < s.penalty

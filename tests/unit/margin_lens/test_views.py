@@ -4,6 +4,7 @@ import ape
 import pytest
 
 from marginsim.orders import trade_now
+from marginsim.risk import health_of
 from tests.conftest import WAD
 
 TOKEN_UNIT_WAD = 10**12  # one settlement token unit in WAD
@@ -15,7 +16,7 @@ def test_account_summary__parts_add_up_to_the_margin(protocol, ch, make_account,
     summary = protocol.lens.account_summary(account)
     equity, maintenance, initial = ch.margin(account)
     assert (summary.equity, summary.maintenance, summary.initial) == (equity, maintenance, initial)
-    assert summary.health == ch.health(account)
+    assert summary.health == health_of(ch, account)
     assert summary.equity == summary.settlement * TOKEN_UNIT_WAD + summary.collateral_value + summary.unrealised_pnl
     assert summary.unrealised_pnl < 0  # a long after a fall
 
@@ -31,7 +32,7 @@ def test_health_after_trade__matches_the_trade(protocol, ch, make_account, trade
     # settlement delay (60 s) after the view: a minute more funding (under 20 units here)
     assert abs(e - equity) <= 20 * TOKEN_UNIT_WAD
     assert i == initial
-    assert abs(ch.health(account) - health) <= health // 10**8 + 1  # the minute's funding, again
+    assert abs(health_of(ch, account) - health) <= health // 10**8 + 1  # the minute's funding, again
 
 
 def test_health_after_trade__unknown_market__reverts(protocol, make_account, trader):
@@ -49,9 +50,9 @@ def test_liquidation_price__is_where_equity_meets_maintenance(
     assert (price < 2_000) if leverage > 0 else (price > 2_000)
     safe, unsafe = (price * 1.002, price * 0.998) if leverage > 0 else (price * 0.998, price * 1.002)
     set_price("WETH", safe)
-    assert ch.health(account) >= WAD
+    assert health_of(ch, account) >= WAD
     set_price("WETH", unsafe)
-    assert ch.health(account) < WAD
+    assert health_of(ch, account) < WAD
 
 
 def test_liquidation_price__collateral_in_the_same_asset_counts(protocol, ch, fund, trader, eth_market):
@@ -76,4 +77,4 @@ def test_liquidation_price__no_position__zero(protocol, make_account, trader, et
 def test_healths__batched_view_matches_single(protocol, ch, make_account, trader, other_trader):
     a = make_account(trader, collateral_usd=10_000, leverage=5)
     b = make_account(other_trader, collateral_usd=1_000)
-    assert list(protocol.lens.healths([a, b])) == [ch.health(a), 2**256 - 1]
+    assert list(protocol.lens.healths([a, b])) == [health_of(ch, a), 2**256 - 1]

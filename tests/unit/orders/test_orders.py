@@ -37,7 +37,9 @@ STARVED_GAS = 175_000
 
 
 @pytest.fixture(scope="module", autouse=True)
-def _module_fixtures_first(protocol, ch, configurator, usdc, seeded_pool, make_account, engine, deployer, trader, keeper, attacker, guardian):
+def _module_fixtures_first(
+    protocol, ch, configurator, usdc, seeded_pool, make_account, engine, deployer, trader, keeper, attacker, guardian
+):
     """Request the module- and session-scoped fixtures before any test, so ape's isolation
     snapshots them once."""
 
@@ -467,8 +469,8 @@ REFUSALS = {
 
 
 @pytest.mark.parametrize("case", list(REFUSALS))
-def test_execute__refused_fill__cancels_with_the_reason_and_forfeits_only_the_fee(configurator, 
-    protocol, orders, usdc, ch, make_account, account, trader, keeper, guardian, deployer, eth_market, chain, case
+def test_execute__refused_fill__cancels_with_the_reason_and_forfeits_only_the_fee(
+    configurator, protocol, orders, usdc, ch, make_account, account, trader, keeper, guardian, deployer, eth_market, chain, case
 ):
     size, limit_side, collateral, setup, reason = REFUSALS[case]
     acct, sub = account, 0
@@ -518,8 +520,8 @@ def test_execute__limit_equal_to_the_fill__fills(
     [(-4 * WAD, True), (-10 * WAD, True), (-15 * WAD, False), (1 * WAD, False)],
     ids=["reduce", "close", "flip", "increase"],  # a flip or an increase adds risk
 )
-def test_execute__reductions_fill_while_halted(configurator, 
-    protocol, orders, usdc, ch, account, trader, keeper, deployer, eth_market, chain, halt, delta, fills
+def test_execute__reductions_fill_while_halted(
+    configurator, protocol, orders, usdc, ch, account, trader, keeper, deployer, eth_market, chain, halt, delta, fills
 ):
     trade_now(ch, eth_market, 10 * WAD, 0, 0, sender=trader, keeper=keeper)
     assert ch.positions(account, eth_market).size == 10 * WAD
