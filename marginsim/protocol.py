@@ -237,6 +237,30 @@ def account_id(owner: Any, subaccount: int = 0) -> int:
     return (int(str(owner), 16) << 96) | subaccount
 
 
+def configure(configurator: Any, config: ProtocolConfig, **tx: Any) -> None:
+    """Set the protocol-wide parameters of `config` through a connected Configurator: orders,
+    liquidation, the underwater tip and the debt. `tx`: the backend's transaction arguments
+    (ape's `sender=`; none on titanoboa)."""
+    configurator.set_order_parameters(
+        config.settlement_delay,
+        config.order_expiry,
+        int(wad(config.execution_fee_usd) // 10 ** (18 - config.settlement_decimals)),
+        **tx,
+    )
+    configurator.set_liquidation_parameters(
+        wad(config.liquidation_buffer), wad(config.full_liquidation_health), wad(config.dust_notional_usd), **tx
+    )
+    configurator.set_underwater_tip(wad(config.underwater_tip_rate), **tx)
+    configurator.set_debt_parameters(
+        wad(config.debt_rate_base),
+        wad(config.debt_rate_slope),
+        wad(config.debt_imr),
+        wad(config.debt_ceiling),
+        wad(config.debt_liquidation_ltv),
+        **tx,
+    )
+
+
 def deploy_protocol(project: Any, deployer: Any, config: ProtocolConfig = DEFAULT_CONFIG) -> Protocol:
     """Deploy the oracle, the clearinghouse, its configurator, liquidation engine, orders, lens and pool,
     wire them, and list every collateral and market of `config`. Tokens and feeds the config
@@ -251,24 +275,7 @@ def deploy_protocol(project: Any, deployer: Any, config: ProtocolConfig = DEFAUL
     pool = deployer.deploy(project.LiquidityPool, clearinghouse, "marginsim LP", "msLP")
     orders = deployer.deploy(project.Orders, clearinghouse)
     clearinghouse.connect(pool, configurator, liquidation_engine, orders, sender=deployer)
-    configurator.set_order_parameters(
-        config.settlement_delay,
-        config.order_expiry,
-        int(wad(config.execution_fee_usd) // 10 ** (18 - config.settlement_decimals)),
-        sender=deployer,
-    )
-    configurator.set_liquidation_parameters(
-        wad(config.liquidation_buffer), wad(config.full_liquidation_health), wad(config.dust_notional_usd), sender=deployer
-    )
-    configurator.set_underwater_tip(wad(config.underwater_tip_rate), sender=deployer)
-    configurator.set_debt_parameters(
-        wad(config.debt_rate_base),
-        wad(config.debt_rate_slope),
-        wad(config.debt_imr),
-        wad(config.debt_ceiling),
-        wad(config.debt_liquidation_ltv),
-        sender=deployer,
-    )
+    configure(configurator, config, sender=deployer)
 
     protocol = Protocol(oracle, clearinghouse, configurator, lens, pool, settlement, liquidation_engine, orders, config=config)
     for token_config in config.collaterals:

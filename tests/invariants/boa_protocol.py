@@ -25,6 +25,7 @@ from marginsim.protocol import (
     Protocol,
     ProtocolConfig,
     account_id,
+    configure,
     wad,
 )
 
@@ -64,22 +65,7 @@ def deploy_protocol(env: boa.Env, deployer: Any, config: ProtocolConfig = DEFAUL
         pool = compiled("LiquidityPool").deploy(clearinghouse, "marginsim LP", "msLP")
         orders = compiled("Orders").deploy(clearinghouse)
         clearinghouse.connect(pool, configurator, engine, orders)
-        configurator.set_order_parameters(
-            config.settlement_delay,
-            config.order_expiry,
-            int(wad(config.execution_fee_usd) // 10 ** (18 - config.settlement_decimals)),
-        )
-        configurator.set_liquidation_parameters(
-            wad(config.liquidation_buffer), wad(config.full_liquidation_health), wad(config.dust_notional_usd)
-        )
-        configurator.set_underwater_tip(wad(config.underwater_tip_rate))
-        configurator.set_debt_parameters(
-            wad(config.debt_rate_base),
-            wad(config.debt_rate_slope),
-            wad(config.debt_imr),
-            wad(config.debt_ceiling),
-            wad(config.debt_liquidation_ltv),
-        )
+        configure(configurator, config)
 
         protocol = Protocol(oracle, clearinghouse, configurator, lens, pool, settlement, engine, orders, config=config)
         for token_config in config.collaterals:
