@@ -30,6 +30,10 @@ from .interfaces import ILiquidationEngine
 from .interfaces import IOracleRouter
 
 
+interface IReservePool:
+    def apply_reserve_factor(market: uint256, reserve_factor: uint256): nonpayable
+
+
 interface IOrders:
     def apply_order_parameters(settlement_delay: uint256, expiry: uint256, execution_fee: uint256): nonpayable
 
@@ -71,6 +75,11 @@ event OrderParametersSet:
     execution_fee: uint256
 
 
+event ReserveFactorSet:
+    market: indexed(uint256)
+    reserve_factor: uint256
+
+
 event DebtParametersSet:
     rate_base: uint256
     rate_slope: uint256
@@ -105,6 +114,7 @@ MAX_SETTLEMENT_DELAY: constant(uint256) = 3_600  # an hour between an order and 
 MIN_ORDER_EXPIRY: constant(uint256) = 60  # a minute
 MAX_ORDER_EXPIRY: constant(uint256) = 7 * 86_400  # a week
 MAX_EXECUTION_FEE: constant(uint256) = 1_000  # whole settlement tokens per order
+MAX_RESERVE_FACTOR: constant(uint256) = 100 * 10**18  # a side at most a hundred times what the pool is worth
 MAX_DEBT_RATE_BASE: constant(uint256) = 10**18  # 100% a year with nothing lent
 MAX_DEBT_RATE_SLOPE: constant(uint256) = 10 * 10**18  # +1,000% a year with the pool's balance all lent
 
@@ -337,6 +347,31 @@ def set_order_parameters(settlement_delay: uint256, expiry: uint256, execution_f
     assert orders != empty(address), "configurator: no orders"
     extcall IOrders(orders).apply_order_parameters(settlement_delay, expiry, execution_fee)
     log OrderParametersSet(settlement_delay=settlement_delay, expiry=expiry, execution_fee=execution_fee)
+
+
+@external
+def set_reserve_factor(market: uint256, reserve_factor: uint256):
+    """
+    @notice Set a market's open-interest reserve factor (GMX v2's reserve factor). Owner only.
+            The market's larger side needs capital of its USD value over the factor; summed
+            over every market, the need must stay within the pool's value: Orders cancels an
+            order that adds risk past it and LPs cannot withdraw past it (LiquidityPool). A side
+            that rises k-fold after opening at the limit of a market alone wins at most about
+            (k - 1) * reserve_factor of the pool, a short side at most reserve_factor of it: set
+            it from how far the market's price can run (a thin token: well below 1). Positions
+            already open stay; the bound applies to new risk and to withdrawals.
+    @param market A listed market id (`configurator: unknown market` otherwise).
+    @param reserve_factor WAD, in [0, 100]: "configurator: bad reserve factor" otherwise. Above
+           1 a side may outgrow the pool: for a market whose two sides hedge each other, where
+           the pool's exposure is the skew (still bounded by `oi_cap`). 0 turns the reserve off
+           for the market: its sides need no capital (the base-unit cap still holds).
+    """
+    ownable._check_owner()
+    assert market != 0 and market <= staticcall CLEARINGHOUSE.market_count(), "configurator: unknown market"
+    assert reserve_factor <= MAX_RESERVE_FACTOR, "configurator: bad reserve factor"
+    # a listed market means a connected Clearinghouse (apply_market needs its configurator), so the pool is set
+    extcall IReservePool(staticcall CLEARINGHOUSE.pool()).apply_reserve_factor(market, reserve_factor)
+    log ReserveFactorSet(market=market, reserve_factor=reserve_factor)
 
 
 @external

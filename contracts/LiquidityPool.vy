@@ -14,6 +14,13 @@
      decimals defends against the first-depositor inflation attack on top of that.
      Rounding: deposit/redeem round shares/assets down, mint/withdraw round them up, always in
      the pool's favour; the traders' side of the value rounds up (the pool's value down).
+     The open-interest reserve (GMX v2's reserve factor, validated on withdrawals too, here over
+     every market at once since they share this one pool): each market's larger side, in USD,
+     needs capital of its value over the market's reserve factor, and the needs summed over
+     every market must stay within the pool's value (`reserve`). Orders cancels an order that
+     adds risk past it; `maxWithdraw` and `maxRedeem` stop at it, and a withdrawal past it
+     reverts "pool: open interest reserve". After a pump has taken the sides past it (or
+     traders' unrealised profit has taken the value below it), LPs wait until it comes back.
      Valuing positions at their exit price matters: at the oracle price, a trader opening a large
      position would lift the share price by the premium it paid and an LP could redeem that
      premium before the trader closed and took it back (one-transaction drain).
@@ -56,6 +63,9 @@ asset: public(immutable(address))  # the settlement token
 CLEARINGHOUSE: public(immutable(IClearinghouse))  # holds the assets and the positions
 ORACLE: public(immutable(IOracleRouter))  # prices the positions
 SETTLEMENT_TO_WAD: immutable(uint256)  # 10 ** (18 - asset decimals)
+
+_reserve_factors: HashMap[uint256, uint256]  # market => WAD (0: never set, reads 1.0; RESERVE_OFF: off, reads 0)
+RESERVE_OFF: constant(uint256) = max_value(uint256)
 
 LOTS: constant(uint256) = 4  # deposits a holder can have in their cooldown at once
 MASK_192: constant(uint256) = 2**192 - 1  # a lot's shares
@@ -248,9 +258,10 @@ def maxWithdraw(owner: address) -> uint256:
     @notice The owner's shares out of cooldown, in assets; never more than the pool can pay now.
     @param owner The share holder.
     @return Settlement token units, rounded down; capped at the pool's realised balance less
-            every account's debt (what the Clearinghouse will pay out).
+            every account's debt (what the Clearinghouse will pay out) and at what keeps every
+            market within its open-interest reserve.
     """
-    return min(self._to_assets(self._free_shares(owner), False), self._liquidity())
+    return min(self._to_assets(self._free_shares(owner), False), min(self._liquidity(), self._reserve_headroom()))
 
 
 @view
@@ -273,7 +284,8 @@ def withdraw(assets: uint256, receiver: address, owner: address) -> uint256:
     @param receiver Who gets the tokens, paid directly by the Clearinghouse.
     @param owner Whose shares burn; a caller other than `owner` spends its allowance.
     @return Shares burned.
-    @custom:security Reverts "pool: cooldown" for shares still locked and "clearinghouse: pool
+    @custom:security Reverts "pool: cooldown" for shares still locked, "pool: open interest
+           reserve" past what keeps every market within its reserve, and "clearinghouse: pool
            liquidity" beyond the pool's realised balance less every account's debt: LPs never
            take the tokens that back traders' positive balances or the insurance fund.
     """
@@ -290,7 +302,7 @@ def maxRedeem(owner: address) -> uint256:
     @param owner The share holder.
     @return Shares, rounded down.
     """
-    return min(self._free_shares(owner), self._to_shares(self._liquidity(), False))
+    return min(self._free_shares(owner), self._to_shares(min(self._liquidity(), self._reserve_headroom()), False))
 
 
 @view
@@ -313,12 +325,54 @@ def redeem(shares: uint256, receiver: address, owner: address) -> uint256:
     @param receiver Who gets the tokens, paid directly by the Clearinghouse.
     @param owner Whose shares burn; a caller other than `owner` spends its allowance.
     @return Settlement token units paid.
-    @custom:security Reverts "pool: cooldown" for shares still locked and "clearinghouse: pool
+    @custom:security Reverts "pool: cooldown" for shares still locked, "pool: open interest
+           reserve" past what keeps every market within its reserve, and "clearinghouse: pool
            liquidity" beyond the pool's realised balance less every account's debt.
     """
     assets: uint256 = self._to_assets(shares, False)
     self._withdraw(receiver, owner, assets, shares)
     return assets
+
+
+@external
+def apply_reserve_factor(market: uint256, reserve_factor: uint256):
+    """
+    @notice Configurator only (which checks the bounds): set a market's open-interest reserve
+            factor.
+    @param market Market id.
+    @param reserve_factor WAD, in [0, 100]: the market's larger side needs capital of its USD
+           value over this factor; 0 turns the reserve off for the market (it needs none).
+    """
+    assert msg.sender == staticcall CLEARINGHOUSE.configurator(), "pool: not configurator"
+    self._reserve_factors[market] = reserve_factor if reserve_factor != 0 else RESERVE_OFF
+
+
+@view
+@external
+def reserve_factor(market: uint256) -> uint256:
+    """
+    @notice A market's open-interest reserve factor, WAD; 1.0 until the Configurator sets one,
+            0 when it turned the reserve off for the market.
+    @param market Market id.
+    @return WAD.
+    """
+    return self._reserve_factor(market)
+
+
+@view
+@external
+def reserve(market: uint256, larger_side: uint256) -> (int256, uint256):
+    """
+    @notice The open-interest reserve: the pool's value and the capital the markets' open
+            interest needs, both WAD USD. Either may be read as if `market`'s larger side were
+            `larger_side` base units (Orders asks this for the side a fill leaves); market 0
+            reads them as they are. New risk and withdrawals keep need <= value.
+    @param market A market id whose larger side is replaced, or 0 for none.
+    @param larger_side Base units.
+    @return (value, need): value as `totalAssets` counts it before flooring (signed: it may be
+            below zero); need = sum over markets of ceil(ceil(side * price / WAD) * WAD / factor).
+    """
+    return self._book(market, larger_side)
 
 
 @view
@@ -427,6 +481,31 @@ def _liquidity() -> uint256:
 
 
 @view
+def _reserve_factor(market: uint256) -> uint256:
+    factor: uint256 = self._reserve_factors[market]
+    if factor == 0:
+        return c.WAD
+    if factor == RESERVE_OFF:
+        return 0
+    return factor
+
+
+@view
+def _reserve_headroom() -> uint256:
+    """
+    @dev Settlement token units the pool's value can fall by with the need still covered:
+         floor((value - need) / SETTLEMENT_TO_WAD), 0 when the need is not below the value.
+    """
+    value: int256 = 0
+    need: uint256 = 0
+    value, need = self._book(0, 0)
+    room: int256 = value - convert(need, int256)
+    if room <= 0:
+        return 0
+    return convert(room, uint256) // SETTLEMENT_TO_WAD
+
+
+@view
 def _total_assets() -> uint256:
     value: int256 = self._signed_value()
     if value <= 0:
@@ -436,10 +515,20 @@ def _total_assets() -> uint256:
 
 @view
 def _signed_value() -> int256:
+    return self._book(0, 0)[0]
+
+
+@view
+def _book(market: uint256, larger_side: uint256) -> (int256, uint256):
     """
-    @dev WAD USD. Per market, traders' exit PnL = net * (P - F) - total_cost + P * net^2 / 2S:
+    @dev The pool's value and the open-interest reserve's need, WAD USD, in one pass over the
+         markets (each one's state, parameters and price read once).
+         Value: per market, traders' exit PnL = net * (P - F) - total_cost + P * net^2 / 2S:
          the last term is the premium the net skew collects when it closes (its average fill is
          P * (1 + net / 2S)). Rounded up, so the pool's value rounds down.
+         Need: for each market with open interest, its larger side's value ceil(side * P / WAD)
+         over its reserve factor, rounded up; summed. `market`'s larger side reads as
+         `larger_side` (0: none replaced).
     """
     # pending claims are realised profit the pool owes: a liability ahead of the LPs. Interest
     # the debts owe counts as it accrues, before it is charged (at a debtor's next write):
@@ -450,21 +539,31 @@ def _signed_value() -> int256:
         - convert(staticcall CLEARINGHOUSE.total_pending(), int256)
         + convert(max(accrued, staticcall CLEARINGHOUSE.total_debt()) - staticcall CLEARINGHOUSE.total_debt(), int256)
     ) * convert(SETTLEMENT_TO_WAD, int256)
+    need: uint256 = 0
     for m: uint256 in range(1, c.MAX_MARKETS):
         if m > staticcall CLEARINGHOUSE.market_count():
             break
         st: IClearinghouse.MarketState = staticcall CLEARINGHOUSE.market_state(m)
-        if st.long_oi == 0 and st.short_oi == 0 and st.total_cost == 0:
+        side: uint256 = max(st.long_oi, st.short_oi)
+        if m == market:
+            side = larger_side
+        idle: bool = st.long_oi == 0 and st.short_oi == 0 and st.total_cost == 0
+        if idle and side == 0:
             continue
         params: IClearinghouse.MarketParams = staticcall CLEARINGHOUSE.markets(m)
         price: uint256 = staticcall ORACLE.price(params.asset)
+        factor: uint256 = self._reserve_factor(m)
+        if side != 0 and factor != 0:
+            need += risk._ceil_div(risk._mul_up(side, price) * c.WAD, factor)
+        if idle:
+            continue
         index: int256 = risk._funding_index_now(st, params.max_funding_rate, params.skew_scale, price)
         net: int256 = convert(st.long_oi, int256) - convert(st.short_oi, int256)
         abs_net: uint256 = convert(abs(net), uint256)
         exit_premium: uint256 = risk._ceil_div(risk._mul_up(abs_net, price) * abs_net, 2 * params.skew_scale)
         traders: int256 = risk._signed_mul_ceil(net, convert(price, int256) - index) - st.total_cost
         value -= traders + convert(exit_premium, int256)
-    return value
+    return value, need
 
 
 @view
@@ -494,6 +593,7 @@ def _withdraw(receiver: address, owner: address, assets: uint256, shares: uint25
     if msg.sender != owner:
         erc20._spend_allowance(owner, msg.sender, shares)
     assert erc20.balanceOf[owner] >= shares, "pool: insufficient shares"
+    assert assets <= self._reserve_headroom(), "pool: open interest reserve"
     erc20._burn(owner, shares)
     extcall CLEARINGHOUSE.pool_withdraw(assets, receiver)
     log IERC4626.Withdraw(sender=msg.sender, receiver=receiver, owner=owner, assets=assets, shares=shares)

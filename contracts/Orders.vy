@@ -31,6 +31,12 @@
      - What is left: an owner who fills its own order chooses whether to fill while the
        order's round is the newest, for the fee, when no other keeper fills first. Every
        keeper is paid to fill at once.
+     - The open-interest reserve (GMX v2's reserve factor, pool-wide): an order that adds risk
+       is cancelled ("orders: open interest reserve") when, with its fill, the capital the
+       markets' larger sides need (`LiquidityPool.reserve`: each side's USD value over its
+       market's reserve factor, summed over every market) would exceed the pool's value. The
+       LiquidityPool keeps the same bound when LPs withdraw. So what open positions can win
+       against the pool is tied to the pool's size in USD, not only to the base-unit caps.
      One order per account and market. Parameters come from the Configurator.
 """
 
@@ -40,6 +46,11 @@ from .interfaces import IClearinghouse
 from .interfaces import IOracleRouter
 
 import vault
+
+
+interface IReservePool:
+    def reserve(market: uint256, larger_side: uint256) -> (int256, uint256): view
+    def reserve_factor(market: uint256) -> uint256: view
 
 
 struct Order:
@@ -79,6 +90,7 @@ event OrderCancelled:
 
 
 MASK_40: constant(uint256) = 2**40 - 1
+MAX_OPEN_INTEREST: constant(uint256) = 2**96 - 1  # the core's bound on a side ("clearinghouse: open interest too large")
 MASK_128: constant(uint256) = 2**128 - 1
 NO_ROUND: constant(uint256) = 0  # _round_state: no round at or after executable_at yet (or no price)
 FILLABLE: constant(uint256) = 1  # the first such round is the newest: the order can fill
@@ -184,6 +196,8 @@ def execute_order(account: uint256, market: uint256) -> bool:
             pass
         elif self._over_debt_ceiling(account, order):
             reason = "orders: debt ceiling"
+        elif self._over_reserve(market, order):
+            reason = "orders: open interest reserve"
         else:
             ok: bool = False
             data: Bytes[256] = b""
@@ -308,14 +322,44 @@ def _delete(account: uint256, market: uint256):
 
 
 @view
+def _adds_risk(order: Order) -> bool:
+    new: int256 = order.position + order.size_delta
+    return abs(new) > abs(order.position) or (new != 0 and order.position != 0 and (new > 0) != (order.position > 0))
+
+
+@view
+def _over_reserve(market: uint256, order: Order) -> bool:
+    """
+    @dev An order that adds risk and would take the capital the markets need past the pool's
+         value (`LiquidityPool.reserve`), with this market's larger side as the fill leaves it:
+         each side less the account's old exposure on it plus its new one.
+    """
+    if not self._adds_risk(order):
+        return False
+    new: int256 = order.position + order.size_delta
+    st: IClearinghouse.MarketState = staticcall CLEARINGHOUSE.market_state(market)
+    longs: uint256 = st.long_oi + convert(max(new, 0), uint256) - convert(max(order.position, 0), uint256)
+    shorts: uint256 = st.short_oi + convert(max(-new, 0), uint256) - convert(max(-order.position, 0), uint256)
+    larger: uint256 = max(longs, shorts)
+    if larger > MAX_OPEN_INTEREST:
+        return True  # past what any market may hold (the core refuses it too): no valuation needed
+    pool: IReservePool = IReservePool(staticcall CLEARINGHOUSE.pool())
+    if staticcall pool.reserve_factor(market) == 0:
+        return False  # governance turned this market's reserve off
+    value: int256 = 0
+    need: uint256 = 0
+    value, need = staticcall pool.reserve(market, larger)
+    return convert(need, int256) > value
+
+
+@view
 def _over_debt_ceiling(account: uint256, order: Order) -> bool:
     """
     @dev An order that adds risk to an account in debt, while the debts together are above the
          ceiling (`debt_terms`: a fraction of what the pool could lend, its balance less the
          claims it owes): the pool lends no more to it.
     """
-    new: int256 = order.position + order.size_delta
-    if abs(new) <= abs(order.position) and (new == 0 or order.position == 0 or (new > 0) == (order.position > 0)):
+    if not self._adds_risk(order):
         return False  # a pure reduction
     if staticcall CLEARINGHOUSE.settlement(account) >= 0:
         return False

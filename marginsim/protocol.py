@@ -75,6 +75,7 @@ class MarketConfig:
     skew_scale: float = 1_000_000
     max_funding_rate: float = 0.01
     oi_cap: float = 7_500
+    reserve_factor: float = 1.0  # either side at most this fraction of the pool's capital in USD (Orders)
 
     def params(self, asset: str) -> tuple:
         """The on-chain MarketParams tuple, in field order."""
@@ -261,6 +262,15 @@ def configure(configurator: Any, config: ProtocolConfig, **tx: Any) -> None:
     )
 
 
+def list_market(clearinghouse: Any, configurator: Any, market_config: MarketConfig, asset: Any, **tx: Any) -> int:
+    """List `market_config` on `asset` (its address) through a connected Configurator and set
+    its open-interest reserve; returns the market id. `tx` as for `configure`."""
+    configurator.list_market(market_config.params(asset), **tx)
+    market = int(clearinghouse.market_count())
+    configurator.set_reserve_factor(market, wad(market_config.reserve_factor), **tx)
+    return market
+
+
 def deploy_protocol(project: Any, deployer: Any, config: ProtocolConfig = DEFAULT_CONFIG) -> Protocol:
     """Deploy the oracle, the clearinghouse, its configurator, liquidation engine, orders, lens and pool,
     wire them, and list every collateral and market of `config`. Tokens and feeds the config
@@ -304,8 +314,9 @@ def deploy_protocol(project: Any, deployer: Any, config: ProtocolConfig = DEFAUL
 
     for market_config in config.markets:
         asset = protocol.tokens[market_config.underlying]
-        configurator.list_market(market_config.params(asset.address), sender=deployer)
-        protocol.markets[market_config.name] = clearinghouse.market_count()
+        protocol.markets[market_config.name] = list_market(
+            clearinghouse, configurator, market_config, asset.address, sender=deployer
+        )
     return protocol
 
 

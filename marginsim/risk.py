@@ -147,6 +147,51 @@ def fill_price(price: int, skew: int, size_delta: int, skew_scale: int) -> int:
     return price * numerator // (2 * skew_scale)
 
 
+def reserve_value(side_oi: int, price: int) -> int:
+    """A side of a market in USD for the open-interest reserve, WAD: side_oi * price / WAD rounded up."""
+    return mul_up(side_oi, price)
+
+
+def reserve_need(sides: list[tuple[int, int, int]]) -> int:
+    """LiquidityPool's reserve need, WAD: over (larger side, price, reserve_factor) per market,
+    the sum of ceil(reserve_value * WAD / factor); a side of 0, or a factor of 0 (the reserve
+    off), needs nothing."""
+    return sum(ceil_div(reserve_value(side, price) * WAD, factor) for side, price, factor in sides if side and factor)
+
+
+def larger_side_after(long_oi: int, short_oi: int, position: int, size_delta: int) -> int:
+    """Orders._over_reserve's larger side after a fill of `size_delta` on `position`: each side
+    less the account's old exposure on it plus its new one."""
+    new = position + size_delta
+    longs = long_oi + max(new, 0) - max(position, 0)
+    shorts = short_oi + max(-new, 0) - max(-position, 0)
+    return max(longs, shorts)
+
+
+def largest_reserved_side(value: int, need_others: int, factor: int, price: int) -> int:
+    """The largest side one market may have, base units, with the other markets needing
+    `need_others` (LiquidityPool.reserve(market, 0)) of the pool's `value`: the largest L with
+    need_others + ceil(reserve_value(L, price) * WAD / factor) <= value; -1 when none."""
+    room = value - need_others
+    if room < 0:
+        return -1
+    if factor == 0:
+        return 2**96 - 1  # the reserve off: only the core's bound on a side
+    return room * factor // WAD * WAD // price
+
+
+def over_reserve(need: int, value: int) -> bool:
+    """Orders' test for an order that adds risk (cancelled "orders: open interest reserve"):
+    the need with the fill's side, against the pool's signed value, both WAD."""
+    return need > value
+
+
+def reserve_headroom(value: int, need: int, settlement_to_wad: int) -> int:
+    """LiquidityPool._reserve_headroom, settlement units: floor((value - need) / settlement_to_wad),
+    0 when the need is not below the value."""
+    return (value - need) // settlement_to_wad if value > need else 0
+
+
 def funding_rate(long_oi: int, short_oi: int, max_funding_rate: int, skew_scale: int) -> int:
     rate = _tdiv((long_oi - short_oi) * max_funding_rate, skew_scale)
     return max(min(rate, max_funding_rate), -max_funding_rate)

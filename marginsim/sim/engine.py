@@ -268,9 +268,13 @@ def _open_traders(
         size = int(usable * leverage * WAD) * WAD // market_price
         _, imr = protocol.lens.market_rates(market_id, size)
         size = min(size, int(0.9 * usable * WAD / imr * WAD) * WAD // market_price)
-        # and within what is left of the open-interest cap on its side
+        # and within what is left of the open-interest cap on its side, in base units, and of the
+        # pool's open-interest reserve in USD (at today's price: the fill's round may differ a little)
         state, cap = ch.market_state(market_id), int(ch.markets(market_id).oi_cap)
-        room = cap - int(state.long_oi if long else state.short_oi)
+        value, need_others = (int(v) for v in protocol.pool.reserve(market_id, 0))
+        reserved = risk.largest_reserved_side(value, need_others, int(protocol.pool.reserve_factor(market_id)), market_price)
+        side = int(state.long_oi if long else state.short_oi)
+        room = min(cap, reserved) - side
         size = min(size, room * 99 // 100)
         if size > 0:
             book.commit(signer, market_id, size if long else -size)

@@ -77,6 +77,7 @@ MARKET_OVERRIDES = (
     "skew_scale",
     "max_funding_rate",
     "oi_cap",
+    "reserve_factor",
 )
 PROTOCOL_OVERRIDES = (
     "liquidation_buffer",

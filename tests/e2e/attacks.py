@@ -57,6 +57,16 @@ def list_collateral(
     return feed
 
 
+def reserve_out_of_the_way(protocol: Protocol, deployer: Any) -> None:
+    """Turn every market's open-interest reserve off (factor 0). The reviews' attacks were sized
+    against pools smaller than one side of them (7,500 ETH, $15M, against $200k to $10M), which
+    the reserve (issue 9, item 5) now refuses before they start (`test_loan_from_other_users.py`
+    shows it at the default); a replay that shows the fix it is about, or a test of a mechanism
+    the reserve would keep from arising (a pool run dry), turns it off first."""
+    for market in protocol.markets.values():
+        protocol.configurator.set_reserve_factor(market, 0, sender=deployer)
+
+
 def deploy_core(project: Any, deployer: Any, settlement: Any, config: ProtocolConfig = DEFAULT_CONFIG) -> Protocol:
     """The router, Clearinghouse, Configurator, LiquidationEngine, lens and pool around a
     settlement token the caller deployed (a quirky one), wired with `connect`, with `config`'s

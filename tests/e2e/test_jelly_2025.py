@@ -3,8 +3,10 @@ could absorb, had it liquidated into the HLP vault and pumped JELLY ~400%, leavi
 loss that only delisting the market stopped.
 
 What marginsim does about it: the pool is the counterparty to every trade from the start, and
-each market's open interest is capped per side in base units (`oi_cap`), so no position, or
-set of positions on one side, can grow past the cap; liquidations close at the oracle price
+each market's open interest is capped per side twice: in USD against the pool's capital (the
+open-interest reserve, issue 9 item 5: at the default factor of 1, no side larger than the
+pool) and in base units (`oi_cap`), so no position, or set of positions on one side, can grow
+past either; liquidations close at the oracle price
 against the same pool, so a liquidation hands the pool nothing beyond what the cap allowed.
 The pool's loss on one side is therefore at most
     cap * (P1 - P0) * (1 + cap / (2 skew_scale))
@@ -14,9 +16,12 @@ The bound is linear in the move: the cap bounds the loss per dollar of move, not
 (test_mango_2022.py shows what a move past pool / cap does).
 
 What the test proves, on a $0.50 token whose cap (2M units, $1M) is twice the pool's $500k:
-the attacker opens at the cap, a third account and the attacker's second account cannot add a
-single unit ("clearinghouse: open interest cap"), the price is pumped +40% in three rounds,
-and when the attacker closes, the pool's loss equals the realised profit less both fees,
+at the default reserve the attacker cannot open a position larger than the pool ("orders: open
+interest reserve"). With the reserve raised to 2.5 (a governance choice for a market whose
+sides hedge each other), so that the base-unit cap is what binds: the attacker opens at the
+cap, a third account and the attacker's second account cannot add a single unit
+("clearinghouse: open interest cap"), the price is pumped +40% in three rounds, and when the
+attacker closes, the pool's loss equals the realised profit less both fees,
 is within the bound, and is within 1% of it (the bound is what binds); the pool stays solvent.
 """
 
@@ -52,7 +57,9 @@ JELLY = TokenConfig(
     0.1,
     FeedConfig(0.5, min_price_usd=0.0001, max_price_usd=1_000, max_deviation=0.2, initial_sigma=0.8),
 )
-JELLY_PERP = MarketConfig("JELLY-PERP", "JELLY", tier_size=1_000_000, skew_scale=SKEW_SCALE_UNITS, oi_cap=CAP_UNITS)
+JELLY_PERP = MarketConfig(
+    "JELLY-PERP", "JELLY", tier_size=1_000_000, skew_scale=SKEW_SCALE_UNITS, oi_cap=CAP_UNITS, reserve_factor=2.5
+)
 
 
 @pytest.fixture(scope="module")
@@ -60,6 +67,18 @@ def market(project, deployer, lp):
     protocol = deploy_protocol(project, deployer, trimmed_config((JELLY,), (JELLY_PERP,)))
     fund_liquidity(protocol, lp, deployer, POOL_USD, 10_000)
     return protocol
+
+
+def test_jelly__at_the_default_reserve_a_position_larger_than_the_pool_is_refused(market, deployer, attacker):
+    protocol = market
+    ch, jelly = protocol.clearinghouse, protocol.markets["JELLY-PERP"]
+    protocol.configurator.set_reserve_factor(jelly, WAD, sender=deployer)
+    deposit(protocol, attacker, "USDC", 200_000 * USDC)
+    pool_units = POOL_USD * 10**8 // ENTRY_ANSWER  # the pool's capital in JELLY at entry
+    with ape.reverts("orders: open interest reserve"):
+        trade_now(ch, jelly, pool_units * WAD + WAD, 0, 0, sender=attacker)
+    trade_now(ch, jelly, pool_units * WAD, 0, 0, sender=attacker)  # as large as the pool: allowed
+    assert int(ch.market_state(jelly).long_oi) == pool_units * WAD
 
 
 def test_jelly__a_position_larger_than_the_pool_is_capped(market, attacker, trader):

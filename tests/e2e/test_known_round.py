@@ -27,6 +27,7 @@ import pytest
 
 from marginsim.orders import handles
 from marginsim.protocol import DEFAULT_CONFIG, account_id, deploy_protocol
+from tests.e2e.attacks import reserve_out_of_the_way
 from tests.e2e.incidents import USDC, WAD, deposit, fund_liquidity, move_clock_to
 
 SIZE = 7_500 * WAD  # the whole open-interest cap, as in the review
@@ -55,6 +56,7 @@ def attacker_value(protocol, account: int, who) -> int:
 def replay(project, chain, deployer, lp, attacker, keeper):
     protocol = deploy_protocol(project, deployer, DEFAULT_CONFIG)
     fund_liquidity(protocol, lp, deployer, 5_000_000, 20_000)
+    reserve_out_of_the_way(protocol, deployer)  # the review's 7,500 ETH is three times the pool
     orders, usdc, _ = handles(protocol.clearinghouse)
     eth = protocol.markets["ETH-PERP"]
     account = deposit(protocol, attacker, "USDC", 4_000_000 * USDC)

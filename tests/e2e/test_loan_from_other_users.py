@@ -28,8 +28,9 @@ import ape
 import pytest
 
 from marginsim import risk
-from marginsim.orders import trade_now
+from marginsim.orders import OrderRefused, trade_now
 from marginsim.protocol import DEFAULT_CONFIG, deploy_protocol
+from tests.e2e.attacks import reserve_out_of_the_way
 from tests.e2e.incidents import USDC, WAD, deposit, events, fund_liquidity, publish_usd
 
 SIZE = 7_500 * WAD
@@ -41,6 +42,9 @@ def positives_and_insurance(ch, accounts) -> int:
     return sum(max(int(ch.settlement(a)), 0) for a in accounts) + int(ch.insurance_balance())
 
 
+DEFAULT_RESERVE: dict[str, str | None] = {}  # what the replay's first order met at the default reserve
+
+
 @pytest.fixture(scope="module")
 def replay(project, deployer, lp, attacker, other_trader):
     protocol = deploy_protocol(project, deployer, DEFAULT_CONFIG)
@@ -49,6 +53,14 @@ def replay(project, deployer, lp, attacker, other_trader):
     honest = deposit(protocol, other_trader, "USDC", HONEST_USD * USDC)
     a = deposit(protocol, attacker, "WETH", 2_500 * WAD, subaccount=0)
     b = deposit(protocol, attacker, "USDC", 4_000_000 * USDC, subaccount=1)
+    # at the default reserve (each side at most the pool's $2M) the attack cannot even open:
+    # 7,500 ETH is $15M. Set aside, to replay what the loan's own terms do
+    try:
+        trade_now(ch, eth, -SIZE, 0, 0, sender=attacker)
+        refused = None
+    except OrderRefused as error:
+        refused = str(error)
+    reserve_out_of_the_way(protocol, deployer)
     trade_now(ch, eth, -SIZE, 0, 0, sender=attacker)
     open_b = trade_now(ch, eth, SIZE, 0, 1, sender=attacker)
     price = 2_000.0
@@ -59,7 +71,12 @@ def replay(project, deployer, lp, attacker, other_trader):
     assert int(equity) > int(maintenance)  # A is never liquidatable on its margin: its WETH gained too
     trade_now(ch, eth, SIZE, 0, 0, sender=attacker)  # A closes first: its loss becomes its debt
     close_b = trade_now(ch, eth, -SIZE, 0, 1, sender=attacker)
+    DEFAULT_RESERVE["refused"] = refused
     return protocol, {"honest": honest, "a": a, "b": b}, open_b, close_b
+
+
+def test_replay__at_the_default_reserve_the_attack_cannot_open(replay):
+    assert DEFAULT_RESERVE["refused"] == "orders: open interest reserve"
 
 
 def test_replay__profit_beyond_the_pools_liquidity_waits_as_a_pending_claim(replay):

@@ -87,6 +87,7 @@ import pytest
 
 from marginsim import risk
 from marginsim.orders import OrderRefused, trade_now
+from tests.e2e.attacks import reserve_out_of_the_way
 from tests.e2e.incidents import USDC, WAD, deposit, fund_liquidity, move_clock_to, publish_usd
 
 MAX_UINT = 2**256 - 1
@@ -100,6 +101,11 @@ MAX_INDEX = 2**104 - 1  # the debt index's ceiling (an account's top 104 bits)
 @pytest.fixture(scope="module", autouse=True)
 def _module_fixtures_first(protocol, deployer, lp, trader, other_trader, attacker, keeper):
     """Module fixtures first, so ape's isolation snapshots them once."""
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _reserve_aside(_module_fixtures_first, protocol, deployer):
+    reserve_out_of_the_way(protocol, deployer)  # the review's pairs of 7,500 ETH are larger than the pool
 
 
 def usd(x: int) -> str:

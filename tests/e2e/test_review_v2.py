@@ -13,6 +13,7 @@ import pytest
 from marginsim.orders import trade_now
 from marginsim.risk import health_of
 from tests.conftest import USDC, WAD
+from tests.e2e.attacks import reserve_out_of_the_way
 
 MAX = 2**256 - 1
 
@@ -171,6 +172,7 @@ def test_fill_price__round_trip_at_any_skew__never_gains(
     """With the fee at 0, buy-then-sell and sell-then-buy of awkward sizes lose or break even: the
     single rounding of the exact fill is always against the trader."""
     set_eth_params(protocol, deployer, fee=0, max_funding_rate=0)
+    reserve_out_of_the_way(protocol, deployer)  # a 7,000 ETH skew ($14M) is larger than the $10M pool
     if skew_units:
         make_account(other_trader, collateral_usd=3_000_000, leverage=skew_units * 2_000 / 3_000_000)
     account = make_account(trader, collateral_usd=100_000)

@@ -27,6 +27,7 @@ import pytest
 from marginsim.orders import trade_now
 from marginsim.protocol import DEFAULT_CONFIG, deploy_protocol
 from marginsim.risk import health_of
+from tests.e2e.attacks import reserve_out_of_the_way
 from tests.e2e.incidents import MAX_UINT, USDC, WAD, deposit, fund_liquidity, publish_usd
 
 SHORTS = 8
@@ -41,6 +42,7 @@ def wallet_usd(usdc, who) -> int:
 @pytest.fixture(scope="module")
 def attack(project, deployer, lp, attacker, keeper):
     protocol = deploy_protocol(project, deployer, DEFAULT_CONFIG)
+    reserve_out_of_the_way(protocol, deployer)  # the review's 7,500 ETH long is three times the pool
     ch, usdc, eth, engine = protocol.clearinghouse, protocol.settlement, protocol.markets["ETH-PERP"], protocol.liquidation_engine
     fund_liquidity(protocol, lp, deployer, 5_000_000, 20_000)
     second = keeper  # the owner's second address, its keeper

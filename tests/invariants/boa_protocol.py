@@ -26,6 +26,7 @@ from marginsim.protocol import (
     ProtocolConfig,
     account_id,
     configure,
+    list_market,
     wad,
 )
 
@@ -96,8 +97,7 @@ def deploy_protocol(env: boa.Env, deployer: Any, config: ProtocolConfig = DEFAUL
 
         for market_config in config.markets:
             asset = protocol.tokens[market_config.underlying]
-            configurator.list_market(market_config.params(asset.address))
-            protocol.markets[market_config.name] = clearinghouse.market_count()
+            protocol.markets[market_config.name] = list_market(clearinghouse, configurator, market_config, asset.address)
     return protocol
 
 
@@ -309,6 +309,7 @@ class Ledger:
     debt_index: int  # the index as last accrued, WAD (Clearinghouse.debt_state)
     debt_accrued_at: int  # and when
     debt_terms: tuple[int, int, int, int]  # (rate_base, rate_slope, debt_imr, ceiling), Clearinghouse.debt_terms
+    reserve_factors: dict[int, int]  # market -> its open-interest reserve factor, WAD (LiquidityPool.reserve_factor)
     markets: dict[int, risk.MarketParams]
     states: dict[int, risk.MarketState]
     flags: dict[int, int]  # market -> bit 0 reduce-only, bit 1 paused
@@ -331,6 +332,7 @@ class Ledger:
             collateral_mask=dict(self.collateral_mask),
             positions=dict(self.positions),
             balances=dict(self.balances),
+            reserve_factors=dict(self.reserve_factors),
             markets=dict(self.markets),
             states=dict(self.states),
             flags=dict(self.flags),
@@ -384,7 +386,7 @@ def storage_map(contract: Any, name: str) -> StorageVar:
     return found
 
 
-def read_ledger(clearinghouse: Any, engine: Any, configurator: Any) -> Ledger:
+def read_ledger(clearinghouse: Any, engine: Any, configurator: Any, pool: Any) -> Ledger:
     """The Clearinghouse's ledger and the LiquidationEngine's parameters, every value read through
     the contracts' own views (which decode their packing). Storage is read only for its keys:
     which accounts, positions, balances, markets and collateral slots were ever written, so the
@@ -452,6 +454,7 @@ def read_ledger(clearinghouse: Any, engine: Any, configurator: Any) -> Ledger:
         debt_index=debt_index,
         debt_accrued_at=debt_accrued_at,
         debt_terms=tuple(ch.debt_terms()),
+        reserve_factors={m: pool.reserve_factor(m) for m in markets},
         markets=markets,
         states=states,
         flags=flags,

@@ -20,8 +20,12 @@ initial margin (debt_imr). A realised profit the pool cannot pay out of what it 
 the account's pending claim (ProfitPending): equity as the balance is, paid into the balance at
 its next settlement withdrawal as far as the pool then holds tokens, and a liability of the
 pool ahead of its LPs. Orders cancels a risk-adding order of an account in debt while the debts
-are above the ceiling ("orders: debt ceiling"); a debt above debt_liquidation_ltv of what the
-account holds puts its collateral up for sale even with positions open.
+are above the ceiling ("orders: debt ceiling"), and any risk-adding order that would take the
+capital the markets' larger sides need (each one's USD value over its reserve factor, summed)
+past the pool's value ("orders: open interest reserve"); LP withdrawals past that reserve are
+refused ("pool: open interest reserve"); a debt
+above debt_liquidation_ltv of what the account holds puts its collateral up for sale even with
+positions open.
 
 Trades take two steps, as on chain (contracts/Orders.vy): the owner commits an order (escrowing
 the execution fee, and recording its position), the settlement delay passes, the market's latest
@@ -100,6 +104,8 @@ Invariants, checked after every step:
    free balance (all of it, with what the pool pays of its claim first): a dry run of Clearinghouse.withdraw, rewound, which must
    succeed, pay exactly that and leave the ledger the model predicts (unless a price of its
    collateral is refused: the margin check reads it).
+9. An LP withdrawal leaves every market's larger side within its open-interest reserve
+   (issue 9, item 5): LiquidityPool.reserve equals its risk mirror and need <= value.
 
 Profiles (environment variable MARGINSIM_FUZZ): unset or "ci": 2,000 steps, derandomized
 (reproducible); "long": 100,000 steps, random. MARGINSIM_FUZZ_STEPS=N overrides the number of
@@ -659,6 +665,34 @@ class Model:
         lendable = self.ledger.pool_balance - self.ledger.total_pending
         return self.ledger.total_debt * WAD > lendable * self.ledger.debt_terms[3]
 
+    def over_reserve(self, account: int, market: int, delta: int) -> bool:
+        """Orders._over_reserve (issue 9, item 5): an order that adds risk and would take the
+        capital the markets need (`reserve_need`, with this market's larger side as the fill
+        leaves it) past the pool's value is cancelled "orders: open interest reserve" before
+        the Clearinghouse sees it. `risk.over_reserve`, the Python mirror."""
+        size = self.ledger.positions.get((account, market), (0, 0))[0]
+        new = size + delta
+        if abs(new) <= abs(size) and (new == 0 or size == 0 or (new > 0) == (size > 0)):
+            return False  # a pure reduction
+        stt = self.ledger.states[market]
+        larger = risk.larger_side_after(stt.long_oi, stt.short_oi, size, delta)
+        if larger > 2**96 - 1:
+            return True  # past the core's bound on a side: no valuation
+        if self.ledger.reserve_factors[market] == 0:
+            return False  # the reserve off for this market
+        return risk.over_reserve(self.reserve_need(self.ledger, market, larger), self.pool_value(self.ledger))
+
+    def reserve_need(self, ledger: Ledger, market: int = 0, larger: int = 0) -> int:
+        """LiquidityPool._reserve_need, WAD: `risk.reserve_need` over every market with open
+        interest (prices read in market order), `market`'s larger side read as `larger`."""
+        sides = []
+        for m in sorted(ledger.markets):
+            stt = ledger.states[m]
+            side = larger if m == market else max(stt.long_oi, stt.short_oi)
+            if side:
+                sides.append((side, self.price(ledger.markets[m].asset), ledger.reserve_factors[m]))
+        return risk.reserve_need(sides)
+
     # -------------------------------------------------------------- LiquidationEngine
 
     def liquidation_snapshot(self, account: int, market: int) -> risk.LiquidationSnapshot:
@@ -944,6 +978,8 @@ class Model:
             return Outcome("erc20: insufficient allowance", self.ledger)
         if balance < shares:
             return Outcome("pool: insufficient shares", self.ledger)
+        if assets > risk.reserve_headroom(self.pool_value(self.ledger), self.reserve_need(self.ledger), SCALE):
+            return Outcome("pool: open interest reserve", self.ledger)
         liquidity = max(self.ledger.pool_balance - self.ledger.total_debt - self.ledger.total_pending, 0)
         if assets > liquidity:
             return Outcome("clearinghouse: pool liquidity", self.ledger)
@@ -1089,6 +1125,7 @@ class Model:
         after.markets[market] = params
         after.states[market] = risk.MarketState(0, 0, 0, 0, self.now)
         after.flags[market] = PAUSED if ledger.paused else 0
+        after.reserve_factors[market] = WAD  # listed without a reserve factor: the pool reads 1.0
         return Outcome(None, after)
 
     def set_liquidation_parameters(self, buffer: int, full: int, dust: int) -> Outcome:
@@ -1116,6 +1153,16 @@ class Model:
                 return Outcome("configurator: tip above maintenance", self.ledger)
         after = self.ledger.copy()
         after.underwater_tip_rate = rate
+        return Outcome(None, after)
+
+    def set_reserve_factor(self, market: int, factor: int) -> Outcome:
+        """Configurator.set_reserve_factor: the market, the bound, then Orders.apply_reserve_factor."""
+        if market not in self.ledger.markets:
+            return Outcome("configurator: unknown market", self.ledger)
+        if factor > 100 * WAD:
+            return Outcome("configurator: bad reserve factor", self.ledger)
+        after = self.ledger.copy()
+        after.reserve_factors[market] = factor  # 0: off, as the pool reads it back
         return Outcome(None, after)
 
     def set_debt_parameters(self, rate_base: int, rate_slope: int, debt_imr: int, ceiling: int, ltv: int) -> Outcome:
@@ -1203,6 +1250,7 @@ class ProtocolMachine(RuleBasedStateMachine):
         self.configurator = protocol.configurator
         self.engine = protocol.liquidation_engine
         self.orders = protocol.orders
+        self.lens = protocol.lens
         # the order parameters stay as deployed (no rule changes them)
         self.settlement_delay = self.orders.settlement_delay()
         self.order_expiry = self.orders.expiry()
@@ -1231,7 +1279,7 @@ class ProtocolMachine(RuleBasedStateMachine):
 
     def refresh(self, ledger: Ledger | None = None) -> None:
         self.now = self.env.evm.patch.timestamp
-        self.ledger = ledger if ledger is not None else read_ledger(self.ch, self.engine, self.configurator)
+        self.ledger = ledger if ledger is not None else read_ledger(self.ch, self.engine, self.configurator, self.pool)
         feeds = {self.addr[sym]: read_feed(self.oracle, self.feeds[sym], self.addr[sym]) for sym in COLLATERALS}
         self.oracle_view = oracle_view(feeds, self.oracle._storage.max_vol_rise_per_hour.get(), self.now)
         self.pool_ledger = self.read_pool()
@@ -1307,7 +1355,7 @@ class ProtocolMachine(RuleBasedStateMachine):
 
     def settle_step(self) -> None:
         """Between the calls of a multi-call rule: the ledger must already match, then re-read."""
-        actual = read_ledger(self.ch, self.engine, self.configurator)
+        actual = read_ledger(self.ch, self.engine, self.configurator, self.pool)
         differences = self.expected.copy().normalise().diff(actual)
         assert not differences, "ledger differs from the model:\n" + "\n".join(differences)
         self.refresh(actual)
@@ -1576,6 +1624,11 @@ class ProtocolMachine(RuleBasedStateMachine):
             reason = "orders: position changed"
         elif self.model.over_debt_ceiling(account, market, order.size_delta):
             reason = "orders: debt ceiling"
+        elif (over := self.reserve_verdict(account, market, order.size_delta)) is not None:
+            if over is True:
+                reason = "orders: open interest reserve"
+            else:
+                outcome = Outcome(over, self.ledger)  # the pool cannot be valued: the execution reverts, the order waits
         else:
             outcome = self.model.trade(account, market, order.size_delta, order.limit_price)
             reason = outcome.message
@@ -1625,6 +1678,14 @@ class ProtocolMachine(RuleBasedStateMachine):
                 f"{before[2]} to equity {after[0]} < initial {after[2]}"
             )
         return True
+
+    def reserve_verdict(self, account: int, market: int, delta: int) -> bool | str | None:
+        """Orders' reserve check as the model sees it: True (cancelled), None (passes), or the
+        price error the pool's valuation reverts with (any market with open interest)."""
+        try:
+            return True if self.model.over_reserve(account, market, delta) else None
+        except PriceError as error:
+            return error.message
 
     def do_trade(self, owner: Any, sub: int, account: int, market: int, delta: int, limit: str) -> bool:
         """One trade, in two steps: commit an order, let the settlement delay pass, fill it at
@@ -2081,6 +2142,15 @@ class ProtocolMachine(RuleBasedStateMachine):
 
     # -------------------------------------------------------------- liquidity pool
 
+    def check_reserves_after_withdrawal(self) -> None:
+        """Invariant 9 (issue 9, item 5): an LP withdrawal leaves the capital the markets need
+        within the pool's value, read from the contracts (LiquidityPool.reserve) and equal to
+        the model's."""
+        value, need = self.pool.reserve(0, 0)
+        ledger = read_ledger(self.ch, self.engine, self.configurator, self.pool)
+        assert (value, need) == (self.model.pool_value(ledger), self.model.reserve_need(ledger))
+        assert need <= value, f"an LP withdrawal left the reserve's need {need} above the pool's value {value}"
+
     def pool_value_unchanged_for_others(self, outcome: Outcome) -> None:
         """An LP deposit or withdrawal never lowers the value of anyone else's share:
         (assets + 1) / (supply + offset) does not fall (the pool rounds in its favour)."""
@@ -2155,6 +2225,7 @@ class ProtocolMachine(RuleBasedStateMachine):
         if ok:
             assert token_balance(self.tokens["USDC"], who) == wallet + outcome.info["assets"]
             self.pool_value_unchanged_for_others(outcome)
+            self.check_reserves_after_withdrawal()
 
     @rule(sender=st.integers(0, 1), permille=PERMILLE, via_allowance=st.booleans())
     def lp_transfer_shares(self, sender: int, permille: int, via_allowance: bool) -> None:
@@ -2195,11 +2266,13 @@ class ProtocolMachine(RuleBasedStateMachine):
     )
     def pool_runs_dry(self, index: int, keep_usd: int, move_bp: int, refill_usd: int) -> None:
         """(account or 6 for the most profitable position of all, dollars the pool keeps free,
-        basis points the price moves in the position's favour, dollars an LP brings back) A
-        trader realises a profit while the pool is short of tokens (issue 9, item 1): the LPs
-        withdraw what their free shares are worth, up to all the pool can pay but `keep_usd`,
-        the price of the account's most profitable position moves its way (a synced round),
-        the account closes it and the profit beyond what the pool holds free is its pending
+        basis points the price moves in the position's favour, in rounds of at most 15%, dollars
+        an LP brings back) A trader realises a profit while the pool is short of tokens (issue 9,
+        item 1): governance turns every market's open-interest reserve off (factor 0: the
+        reserve is what keeps a pool from running dry), the LPs withdraw what their free shares
+        are worth, up to all the pool can pay but `keep_usd`, the price of the account's most
+        profitable position moves its way (a synced round), the account closes it and the
+        profit beyond what the pool holds free is its pending
         claim (ProfitPending): equity as its balance is, but not paid in tokens the pool does
         not hold. Then an LP deposits `refill_usd` and the owner asks for its balance and the
         part of its claim the pool now holds tokens for (the claim paid at withdrawal, first
@@ -2221,15 +2294,21 @@ class ProtocolMachine(RuleBasedStateMachine):
             return
         _, index, market = best
         owner, sub, account = self.account(index)
+        # the open-interest reserve would keep the LPs in (a pool run dry is what it prevents):
+        # governance turns it off first
+        for choice in range(len(self.ledger.markets)):
+            self.set_reserve_factor(choice, 0, "owner")
+            self.settle_step()
         for lp in sorted(self.roles.lps, key=lambda h: -self.model.free_shares(self.pool_ledger, str(h))):
             liquidity = max(self.ledger.pool_balance - self.ledger.total_debt - self.ledger.total_pending, 0)
             try:
                 total_assets = self.model.total_assets(self.ledger)
+                headroom = risk.reserve_headroom(self.model.pool_value(self.ledger), self.model.reserve_need(self.ledger), SCALE)
             except PriceError:
                 return
             free = self.model.free_shares(self.pool_ledger, str(lp))
             worth = mul_div(free, total_assets + 1, self.pool_ledger.total_supply + POOL_OFFSET, False)
-            assets = min(liquidity - self.units("USDC", keep_usd), worth)
+            assets = min(liquidity - self.units("USDC", keep_usd), worth, headroom)
             if assets <= 0:
                 break
             outcome = self.model.pool_withdraw(self.pool_ledger, str(lp), assets, None)
@@ -2239,10 +2318,11 @@ class ProtocolMachine(RuleBasedStateMachine):
         size = self.ledger.positions.get((account, market), (0, 0))[0]
         if size == 0:
             return
-        if move_bp:
+        while move_bp > 0:  # in rounds of at most 15%, inside the feeds' breakers
+            step_bp, move_bp = min(move_bp, 1_500), move_bp - 1_500
             sym, _ = self.market_feed(market)
             answer = self.oracle_view.feeds[self.addr[sym]].answer
-            self.publish(sym, max(answer * (10_000 + (move_bp if size > 0 else -move_bp)) // 10_000, 1))
+            self.publish(sym, max(answer * (10_000 + (step_bp if size > 0 else -step_bp)) // 10_000, 1))
             self.sync(sym)
             self.settle_step()
         if not self.do_trade(owner, sub, account, market, -size, "none"):
@@ -2583,6 +2663,26 @@ class ProtocolMachine(RuleBasedStateMachine):
         )
 
     @rule(
+        market=MARKET_OR_UNKNOWN,
+        factor=st.sampled_from([WAD, WAD, 100 * WAD, WAD // 10, WAD // 100, WAD // 1_000, 1, 0, 100 * WAD + 1]),
+        by=st.sampled_from(["owner", "owner", "owner", "attacker"]),
+    )
+    def set_reserve_factor(self, market: int, factor: int, by: str) -> None:
+        """A market's open-interest reserve (issue 9, item 5): from the whole pool down to one
+        wei of it (every risk-adding order there cancelled, every LP withdrawal refused while
+        the market has open interest), or a bound broken, or an attacker calling."""
+        market = self.market_of(market)
+        outcome = self.model.set_reserve_factor(market, factor)
+        if by == "attacker":
+            outcome = Outcome("ownable: caller is not the owner", self.ledger)
+        who = self.owner["configurator"] if by == "owner" else self.roles.attacker
+        if self.call(
+            "Configurator.set_reserve_factor", self.configurator.set_reserve_factor, market, factor, sender=who, outcome=outcome
+        ):
+            (event,) = self.events("ReserveFactorSet")
+            assert (event.market, event.reserve_factor) == (market, factor)
+
+    @rule(
         rate_base=st.sampled_from([2 * 10**16, 0, 10**17, WAD, WAD + 1]),
         rate_slope=st.sampled_from([3 * 10**17, 0, 3 * WAD, 10 * WAD, 10 * WAD + 1]),
         debt_imr=st.sampled_from([25 * 10**16, 10**16, 5 * 10**17, WAD, 0, WAD + 1]),
@@ -2907,7 +3007,7 @@ class ProtocolMachine(RuleBasedStateMachine):
 
     @invariant()
     def protocol_invariants(self) -> None:
-        actual = read_ledger(self.ch, self.engine, self.configurator)
+        actual = read_ledger(self.ch, self.engine, self.configurator, self.pool)
         differences = self.expected.copy().normalise().diff(actual)
         assert not differences, "ledger differs from the model:\n" + "\n".join(differences)
         self.check_tokens(actual)
@@ -3074,7 +3174,8 @@ class ProtocolMachine(RuleBasedStateMachine):
                 got = attempt(self.ch.withdraw, usdc, amount, sub, sender=owner)
                 assert got is None, f"an honest withdrawal of {amount} by {account:#x}: the contract says {got!r}"
                 assert token_balance(usdc, owner) == wallet + amount
-                differences = outcome.ledger.copy().normalise().diff(read_ledger(self.ch, self.engine, self.configurator))
+                actual = read_ledger(self.ch, self.engine, self.configurator, self.pool)
+                differences = outcome.ledger.copy().normalise().diff(actual)
                 assert not differences, "honest withdrawal (dry run): ledger differs from the model:\n" + "\n".join(differences)
             record("honest withdrawal of a free balance (dry run)", None)
             if claim:
@@ -3113,6 +3214,7 @@ EVERY_FUNCTION = (
     "Configurator.set_liquidation_parameters",
     "Configurator.set_underwater_tip",
     "Configurator.set_debt_parameters",
+    "Configurator.set_reserve_factor",
     "OracleRouter.sync",
     "OracleRouter.clear_circuit_breaker",
     "OracleRouter.set_parameters",
@@ -3232,9 +3334,10 @@ def test_every_rule_succeeds_in_a_scripted_walk(machine):
     step("crash", sym="WETH", rounds=3, up=False)  # the 9x WETH-backed long goes underwater
     step("keeper_sweep")  # liquidations, collateral sales, bad debt
     step("heartbeat", which="all")
-    # the pool short of tokens: the LP takes out all it can, the most profitable position (the
-    # ETH short, after the crash) closes, and the profit the pool cannot pay is a pending claim;
-    # an LP deposit brings tokens back and the owner's withdrawal is paid its claim first
+    # the pool short of tokens: with the open-interest reserve off (which would keep it from
+    # running dry), the LP takes out all it can, the most profitable position (the ETH short,
+    # after the crash) closes, and the profit the pool cannot pay is a pending claim; an LP
+    # deposit brings tokens back and the owner's withdrawal is paid its claim first
     step("pool_runs_dry", index=6, keep_usd=0, move_bp=0, refill_usd=100_000)
     assert OUTCOMES[("event ProfitPending", "ok")] and OUTCOMES[("claim paid at withdrawal", "ok")], outcome_table()
     # that account (no positions left) deposits: an honest account, whose free balance the
@@ -3340,6 +3443,22 @@ def test_every_rule_succeeds_in_a_scripted_walk(machine):
     step("liquidate_collateral", index=5, sym="WBTC", max_kind="all", permille=1_000)
     assert OUTCOMES[("collateral sale over the loan-to-value limit, positions open", "ok")], outcome_table()
     step("set_collateral", sym="WBTC", weight_bp=8_500, discount_permille=500, cap="keep", enabled=True)
+    # the open-interest reserve (issue 9, item 5): each bound broken, an attacker refused, then
+    # one wei of the pool's capital: a risk-adding order is cancelled and an LP withdrawal
+    # refused while the market has open interest; then back to the whole pool
+    for market, factor, by in ((0, 100 * WAD + 1, "owner"), (-1, WAD, "owner"), (0, WAD, "attacker")):
+        step("set_reserve_factor", market=market, factor=factor, by=by)
+    assert OUTCOMES[("Configurator.set_reserve_factor", "configurator: bad reserve factor")] == 1, outcome_table()
+    assert OUTCOMES[("Configurator.set_reserve_factor", "configurator: unknown market")] == 1, outcome_table()
+    step("trade", order=(0, 0, "open", 1, 1_000, True, "none"))  # open interest, within the reserve
+    for market in (0, 1):
+        step("set_reserve_factor", market=market, factor=1, by="owner")
+    step("trade", order=(0, 0, "open", 1, 1_000, True, "none"))
+    assert OUTCOMES[("Orders.fill", "orders: open interest reserve")], outcome_table()
+    step("lp_withdraw", lp=0, permille=10, by_shares=False, caller="owner")
+    assert OUTCOMES[("LiquidityPool.withdraw", "pool: open interest reserve")], outcome_table()
+    for market in (0, 1):
+        step("set_reserve_factor", market=market, factor=WAD, by="owner")
     step("list_collateral", weight_bp=7_000, discount_permille=500)
     step("list_market", sym="LINK", base_bp=500, penalty_permille=500, keeper_permille=500, cap_permille=500)
     for action, by in (

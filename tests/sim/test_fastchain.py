@@ -16,6 +16,10 @@ def deployed(project, chain, accounts):
     usdc = protocol.settlement
     usdc.mint(trader, 10_000 * USDC, sender=trader)
     usdc.approve(protocol.clearinghouse, 2**256 - 1, sender=trader)
+    # a pool to trade against (the open-interest reserve refuses any side of an empty one)
+    usdc.mint(deployer, 1_000_000 * USDC, sender=deployer)
+    usdc.approve(protocol.pool, 1_000_000 * USDC, sender=deployer)
+    protocol.pool.deposit(1_000_000 * USDC, deployer, sender=deployer)
     return protocol, trader
 
 

@@ -511,12 +511,29 @@ def traders_at_a_loss(x: Ctx):
     publish("WETH", 1_700)(x)
 
 
-def insolvent_pool(x: Ctx):
-    """The LP takes all but 1,000 USDC out; the victim goes 400 ETH long; ETH +10%: the
-    traders' profit exceeds the pool, whose value is <= 0 with shares outstanding."""
-    x.pool.withdraw(x.pool.maxWithdraw(x.lp) - 1_000 * USDC, x.lp, x.lp, sender=x.lp)
+def reserve_nearly_full(x: Ctx):
+    """The victim goes 400 ETH long on 100,000 USDC, then governance sets ETH's reserve factor
+    to 10%: the long side ($800k) needs $8M of the pool's $10M value, so most of the LP's
+    shares may not leave."""
     open_long(x, "victim", 100_000, 400)
-    publish("WETH", 2_200)(x)
+    x.cfg.set_reserve_factor(ETH, WAD // 10, sender=x.owner)
+
+
+def reserve_aside(x: Ctx):
+    """Both markets' open-interest reserve off (factor 0): the pool's other checks come first for
+    the withdrawals that follow."""
+    for market in (ETH, BTC):
+        x.cfg.set_reserve_factor(market, 0, sender=x.owner)
+
+
+def insolvent_pool(x: Ctx):
+    """The victim goes 400 ETH long; with the reserve off the LP takes out all it can (all but
+    the fee); ETH +12%: the traders' profit exceeds the pool, whose value is <= 0 with shares
+    outstanding."""
+    open_long(x, "victim", 100_000, 400)
+    reserve_aside(x)
+    x.pool.withdraw(x.pool.maxWithdraw(x.lp), x.lp, x.lp, sender=x.lp)
+    publish("WETH", 2_240)(x)
 
 
 def pending_owner(contract: str):
@@ -676,6 +693,10 @@ def orders_views(role: str = "trader", subaccount: int = 0, orders: Callable[[Ct
         return (x.read(orders(x).order, a, ETH), x.read(x.ch.positions, a, ETH), *order_parameter_views(orders)(x))
 
     return views
+
+
+def reserve_views(x: Ctx) -> tuple:
+    return (x.read(x.pool.reserve_factor, ETH), x.read(x.pool.reserve_factor, BTC))
 
 
 def pool_views(x: Ctx) -> tuple:
@@ -2275,6 +2296,9 @@ def configurator_rows() -> list[Row]:
     def debt_parameters(rate_base=2 * 10**16, rate_slope=3 * 10**17, debt_imr=25 * 10**16, ceiling=WAD // 2, ltv=9 * 10**17):
         return lambda x, who: x.cfg.set_debt_parameters(rate_base, rate_slope, debt_imr, ceiling, ltv, sender=who)
 
+    def reserve_factor(market=ETH, factor=WAD // 2):
+        return lambda x, who: x.cfg.set_reserve_factor(market, factor, sender=who)
+
     order_views = order_parameter_views(lambda x: x.orders)
 
     rows = [
@@ -2536,6 +2560,27 @@ def configurator_rows() -> list[Row]:
             order_parameters(fee=MAX_UINT),
             "configurator: bad execution fee",
             views=order_views,
+        ),
+        R("set_reserve_factor", "not the owner", "attacker", reserve_factor(), NOT_OWNER, views=reserve_views),
+        R("set_reserve_factor", "not the owner (the guardian)", "guardian", reserve_factor(), NOT_OWNER, views=reserve_views),
+        R(
+            "set_reserve_factor",
+            "factor 100 + 1 wei",
+            "owner",
+            reserve_factor(factor=100 * WAD + 1),
+            "configurator: bad reserve factor",
+            views=reserve_views,
+        ),
+        *(
+            R(
+                "set_reserve_factor",
+                f"market {label}",
+                "owner",
+                lambda x, who, m=market: x.cfg.set_reserve_factor(m(x), WAD, sender=who),
+                "configurator: unknown market",
+                views=reserve_views,
+            )
+            for label, market in UNKNOWN_MARKETS
         ),
         R("set_debt_parameters", "not the owner", "attacker", debt_parameters(), NOT_OWNER),
         R("set_debt_parameters", "not the owner (the guardian)", "guardian", debt_parameters(), NOT_OWNER),
@@ -3054,6 +3099,22 @@ def pool_rows() -> list[Row]:
             "pool: insolvent",
             setup=insolvent_pool,
         ),
+        R(
+            "apply_reserve_factor",
+            "not the configurator",
+            "attacker",
+            lambda x, who: x.pool.apply_reserve_factor(ETH, 1, sender=who),
+            "pool: not configurator",
+            views=reserve_views,
+        ),
+        R(
+            "apply_reserve_factor",
+            "not the configurator (the owner)",
+            "owner",
+            lambda x, who: x.pool.apply_reserve_factor(ETH, 1, sender=who),
+            "pool: not configurator",
+            views=reserve_views,
+        ),
         R("withdraw", "assets 0", "lp", lambda x, who: x.pool.withdraw(0, who, who, sender=who), "pool: zero amount"),
         R(
             "withdraw",
@@ -3065,11 +3126,11 @@ def pool_rows() -> list[Row]:
         ),
         R(
             "withdraw",
-            "maxWithdraw + 1 USDC (more than the owner's shares)",
+            "what the owner's shares are worth + 1 USDC",
             "lp",
-            lambda x, who: x.pool.withdraw(x.pool.maxWithdraw(who) + USDC, who, who, sender=who),
+            lambda x, who: x.pool.withdraw(x.pool.previewRedeem(x.pool.balanceOf(who)) + USDC, who, who, sender=who),
             "pool: insufficient shares",
-            setup=traders_in_profit,
+            setup=then(reserve_aside, traders_in_profit),
         ),
         R(
             "withdraw",
@@ -3077,7 +3138,15 @@ def pool_rows() -> list[Row]:
             "lp",
             lambda x, who: x.pool.withdraw(x.pool.maxWithdraw(who) + 1, who, who, sender=who),
             "clearinghouse: pool liquidity",
-            setup=traders_at_a_loss,
+            setup=then(reserve_aside, traders_at_a_loss),
+        ),
+        R(
+            "withdraw",
+            "maxWithdraw + 1 USDC (past the open-interest reserve; funding accrues until the block)",
+            "lp",
+            lambda x, who: x.pool.withdraw(x.pool.maxWithdraw(who) + USDC, who, who, sender=who),
+            "pool: open interest reserve",
+            setup=reserve_nearly_full,
         ),
         R(
             "withdraw",
@@ -3108,14 +3177,23 @@ def pool_rows() -> list[Row]:
             "lp",
             lambda x, who: x.pool.redeem(lp_all(x) + 1, who, who, sender=who),
             "pool: insufficient shares",
+            setup=reserve_aside,
         ),
         R(
             "redeem",
-            "all shares, more than the pool's liquidity",
+            "shares worth $100,000 more than the pool's liquidity (within the reserve)",
+            "lp",
+            lambda x, who: x.pool.redeem(x.pool.convertToShares(x.pool.maxWithdraw(who) + 100_000 * USDC), who, who, sender=who),
+            "clearinghouse: pool liquidity",
+            setup=then(reserve_aside, traders_at_a_loss),
+        ),
+        R(
+            "redeem",
+            "all shares, past the open-interest reserve",
             "lp",
             lambda x, who: x.pool.redeem(lp_all(x), who, who, sender=who),
-            "clearinghouse: pool liquidity",
-            setup=traders_at_a_loss,
+            "pool: open interest reserve",
+            setup=reserve_nearly_full,
         ),
         R(
             "redeem",

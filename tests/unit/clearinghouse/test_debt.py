@@ -26,6 +26,7 @@ from marginsim import risk
 from marginsim.orders import fill_now, handles, trade_now
 from marginsim.protocol import account_id
 from tests.conftest import USDC, WAD
+from tests.e2e.attacks import reserve_out_of_the_way
 
 S2W = 10**12  # SETTLEMENT_TO_WAD of the 6-decimal settlement token
 YEAR = 31_536_000
@@ -61,7 +62,9 @@ def _module_fixtures_first(
     lp,
 ):
     """Request the module- and session-scoped fixtures before any test, so ape's isolation
-    snapshots them once instead of rebasing."""
+    snapshots them once instead of rebasing. The open-interest reserve is off: these tests
+    drain the pool to book claims, which the reserve exists to prevent."""
+    reserve_out_of_the_way(protocol, deployer)
 
 
 @pytest.fixture(scope="module")

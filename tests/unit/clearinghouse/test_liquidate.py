@@ -4,6 +4,7 @@ from marginsim.orders import trade_now
 from marginsim.protocol import account_id
 from marginsim.risk import debt_now, health_of
 from tests.conftest import USDC, WAD
+from tests.e2e.attacks import reserve_out_of_the_way
 
 
 def liquidation_event(tx):
@@ -324,6 +325,7 @@ def test_liquidate__no_settlement_tokens_on_hand__not_blocked_keeper_paid_what_e
     # with no pool the only debt is the opening fee, which the pool's balance now holds: the
     # ceiling at 100% of that balance lets the trade through (0.5, the default, would refuse it)
     p = deploy_protocol(project, deployer, replace(DEFAULT_CONFIG, debt_ceiling=1.0))
+    reserve_out_of_the_way(p, deployer)  # no pool at all: the reserve would refuse any position
     ch, usdc, wbtc = p.clearinghouse, p.settlement, p.tokens["WBTC"]
     wbtc.mint(trader, 10**7, sender=trader)
     wbtc.approve(ch, 10**7, sender=trader)

@@ -7,6 +7,7 @@ import pytest
 from marginsim.orders import trade_now
 from marginsim.protocol import DEFAULT_CONFIG, account_id, deploy_protocol
 from tests.conftest import USDC, WAD
+from tests.e2e.attacks import reserve_out_of_the_way
 
 USDC_TO_WAD = 10**12
 VIRTUAL_SHARES = 10**6  # 10 ** DECIMALS_OFFSET
@@ -27,6 +28,10 @@ def _module_fixtures_first(
 ):
     """Request the module- and session-scoped fixtures before any test, so ape's isolation
     snapshots them once instead of rebasing."""
+    # the pool's own mechanics, apart from the open-interest reserve (tests/unit/orders/test_reserve.py):
+    # some positions here are larger than the pools they trade against
+    reserve_out_of_the_way(empty, deployer)
+    reserve_out_of_the_way(protocol, deployer)
 
 
 @pytest.fixture(scope="module")
@@ -283,25 +288,22 @@ def test_inflation_attack__donation__victim_loses_nothing(empty, attacker, lp, t
     assert pool.previewRedeem(attacker_shares) <= 1  # the donation is simply lost
 
 
-def test_inflation_attack__real_value_through_fees__victim_loses_under_a_cent(empty, attacker, lp):
-    """Fees are real value, so they do lift the share price. The virtual shares make the
-    attacker own only half of what it adds on top of one token unit."""
+def test_inflation_attack__real_value_through_fees__no_trade_against_an_empty_pool(empty, attacker, lp):
+    """Fees are real value, so they would lift the share price: the attacker held one unit of
+    shares and paid ~$2,000 of fees through a 1,000 ETH round trip (the virtual shares kept the
+    victim's loss under a cent). With the open-interest reserve no position can open against a
+    pool worth one token unit: even at the largest factor (100), a side needs a hundredth of
+    its value in the pool, so the fees never arrive."""
     pool, ch = empty.pool, empty.clearinghouse
     attacker_shares = lp_deposit(empty, attacker, 1)
-    # the attacker pays ~$2,000 of fees into the pool through the clearinghouse
-    account = open_position(empty, attacker, 200_000, 1_000 * WAD)
-    trade_now(ch, empty.markets["ETH-PERP"], -1_000 * WAD, 0, 0, sender=attacker)
-    donated = pool.totalAssets() - 1
-    assert donated > 1_900 * USDC
-
-    victim_deposit = 1_000 * USDC
-    victim_shares = lp_deposit(empty, lp, victim_deposit)
-    assert victim_shares > 0
-    victim_back = pool.previewRedeem(victim_shares)
-    assert victim_deposit - victim_back < USDC // 100  # under a cent
-    attacker_back = pool.previewRedeem(attacker_shares)
-    assert attacker_back < donated  # the attacker cannot get the fees back
-    assert ch.settlement(account) + attacker_back < 200_000 * USDC + 1
+    assert pool.totalAssets() == 1
+    with ape.reverts("orders: open interest reserve"):
+        open_position(empty, attacker, 200_000, 1_000 * WAD)
+    with ape.reverts("orders: open interest reserve"):
+        trade_now(ch, empty.markets["ETH-PERP"], WAD // 1_000, 0, 0, sender=attacker)  # $2 of ETH
+    victim_shares = lp_deposit(empty, lp, 1_000 * USDC)
+    assert pool.previewRedeem(victim_shares) == 1_000 * USDC
+    assert pool.previewRedeem(attacker_shares) <= 1
 
 
 # ---------------------------------------------------------------- traders' PnL and liquidity
@@ -338,9 +340,10 @@ def test_withdraw__traders_in_profit__lp_cannot_take_the_deposit_back(
     with ape.reverts("pool: insufficient shares"):
         pool.withdraw(10_000_000 * USDC, lp, lp, sender=lp)
 
-    # the LP leaves with its share of the value; what stays covers the trader's profit
-    paid = event(pool.redeem(pool.balanceOf(lp), lp, lp, sender=lp), "Withdraw").assets
-    assert paid < 10_000_000 * USDC
+    # the LP leaves with its share of the value but what the open interest needs (the reserve at
+    # 100: a hundredth of the long's value); what stays covers the trader's profit
+    paid = event(pool.redeem(pool.maxRedeem(lp), lp, lp, sender=lp), "Withdraw").assets
+    assert 8_000_000 * USDC < paid < 10_000_000 * USDC - 500_000 * USDC
     trade_now(ch, eth_market, -ch.positions(account, eth_market).size, 0, 0, sender=trader)
     assert ch.pool_balance() >= 0
     ch.withdraw(protocol.settlement, ch.settlement(account), 0, sender=trader)
@@ -355,16 +358,16 @@ def test_withdraw__traders_at_a_loss__limited_to_realised_balance(ch, pool, make
     balance = ch.pool_balance()
     assert pool.convertToAssets(pool.balanceOf(lp)) > balance  # the value counts them
     assert pool.maxWithdraw(lp) == balance  # the liquidity does not
-    with ape.reverts("clearinghouse: pool liquidity"):
-        pool.redeem(pool.balanceOf(lp), lp, lp, sender=lp)
+    with ape.reverts("clearinghouse: pool liquidity"):  # within the reserve (at 100), past the balance
+        pool.redeem(pool.convertToShares(balance + 100_000 * USDC), lp, lp, sender=lp)
     pool.withdraw(balance, lp, lp, sender=lp)  # the realised part is available
     assert ch.pool_balance() == 0
 
 
 def test_deposit__insolvent_pool__reverts(empty, deployer, lp, trader, other_trader):
-    lp_deposit(empty, lp, 1_000 * USDC)
+    lp_deposit(empty, lp, 30_000 * USDC)  # a 100 ETH side needs $2,000 at the reserve's 100
     open_position(empty, trader, 100_000, 100 * WAD)
-    set_eth_price(empty, deployer, 2_200)  # the trader's ~$20k profit exceeds the pool
+    set_eth_price(empty, deployer, 2_390)  # the trader's ~$39k profit exceeds the pool
     assert empty.pool.totalAssets() == 0
     mint_and_approve(empty.settlement, other_trader, 1_000 * USDC, empty.pool)
     with ape.reverts("pool: insolvent"):

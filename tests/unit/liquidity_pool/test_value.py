@@ -1,9 +1,18 @@
 """The pool's value is what it would hold if every trader closed now, at their exit price."""
 
 import ape
+import pytest
 
 from marginsim.orders import trade_now
 from tests.conftest import USDC, WAD
+from tests.e2e.attacks import reserve_out_of_the_way
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _reserve_aside(protocol, deployer, seeded_pool):
+    """The valuation itself, apart from the open-interest reserve (which would refuse a $15M
+    side against the $10M pool first: tests/unit/orders/test_reserve.py)."""
+    reserve_out_of_the_way(protocol, deployer)
 
 
 def test_total_assets__large_open__does_not_lift_share_price(protocol, ch, fund, lp, attacker, eth_market, seeded_pool, usdc):
