@@ -288,13 +288,14 @@ def test_inflation_attack__donation__victim_loses_nothing(empty, attacker, lp, t
     assert pool.previewRedeem(attacker_shares) <= 1  # the donation is simply lost
 
 
-def test_inflation_attack__real_value_through_fees__no_trade_against_an_empty_pool(empty, attacker, lp):
+def test_inflation_attack__real_value_through_fees__no_trade_against_an_empty_pool(empty, deployer, attacker, lp):
     """Fees are real value, so they would lift the share price: the attacker held one unit of
     shares and paid ~$2,000 of fees through a 1,000 ETH round trip (the virtual shares kept the
     victim's loss under a cent). With the open-interest reserve no position can open against a
     pool worth one token unit: even at the largest factor (100), a side needs a hundredth of
     its value in the pool, so the fees never arrive."""
     pool, ch = empty.pool, empty.clearinghouse
+    empty.configurator.set_reserve_factor(empty.markets["ETH-PERP"], 100 * WAD, sender=deployer)  # on, at its largest
     attacker_shares = lp_deposit(empty, attacker, 1)
     assert pool.totalAssets() == 1
     with ape.reverts("orders: open interest reserve"):
