@@ -341,6 +341,8 @@ def _over_reserve(market: uint256, order: Order) -> bool:
     longs: uint256 = st.long_oi + convert(max(new, 0), uint256) - convert(max(order.position, 0), uint256)
     shorts: uint256 = st.short_oi + convert(max(-new, 0), uint256) - convert(max(-order.position, 0), uint256)
     larger: uint256 = max(longs, shorts)
+    if larger <= max(st.long_oi, st.short_oi):
+        return False  # the market's larger side does not grow: the need cannot rise, the value only gains the fee
     if larger > MAX_OPEN_INTEREST:
         return True  # past what any market may hold (the core refuses it too): no valuation needed
     pool: IReservePool = IReservePool(staticcall CLEARINGHOUSE.pool())

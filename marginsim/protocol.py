@@ -75,7 +75,7 @@ class MarketConfig:
     skew_scale: float = 1_000_000
     max_funding_rate: float = 0.01
     oi_cap: float = 7_500
-    reserve_factor: float = 1.0  # either side at most this fraction of the pool's capital in USD (Orders)
+    reserve_factor: float = 1.0  # the larger side needs its USD value / this of the pool's value, summed over markets; 0: off
 
     def params(self, asset: str) -> tuple:
         """The on-chain MarketParams tuple, in field order."""

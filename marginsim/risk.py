@@ -172,11 +172,11 @@ def largest_reserved_side(value: int, need_others: int, factor: int, price: int)
     """The largest side one market may have, base units, with the other markets needing
     `need_others` (LiquidityPool.reserve(market, 0)) of the pool's `value`: the largest L with
     need_others + ceil(reserve_value(L, price) * WAD / factor) <= value; -1 when none."""
+    if factor == 0:
+        return 2**96 - 1  # the reserve off: only the core's bound on a side
     room = value - need_others
     if room < 0:
         return -1
-    if factor == 0:
-        return 2**96 - 1  # the reserve off: only the core's bound on a side
     return room * factor // WAD * WAD // price
 
 

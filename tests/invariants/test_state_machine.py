@@ -676,6 +676,8 @@ class Model:
             return False  # a pure reduction
         stt = self.ledger.states[market]
         larger = risk.larger_side_after(stt.long_oi, stt.short_oi, size, delta)
+        if larger <= max(stt.long_oi, stt.short_oi):
+            return False  # the larger side does not grow
         if larger > 2**96 - 1:
             return True  # past the core's bound on a side: no valuation
         if self.ledger.reserve_factors[market] == 0:
