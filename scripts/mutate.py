@@ -60,8 +60,8 @@ MUTANTS = (
     Mutant(
         "oi-cap-off-by-one",
         "contracts/Clearinghouse.vy",
-        'assert st.long_oi <= params.oi_cap, "clearinghouse: open interest cap"',
-        'assert st.long_oi < params.oi_cap, "clearinghouse: open interest cap"',
+        'vault._require((st.long_oi if new_size > 0 else st.short_oi) <= params.oi_cap, "clearinghouse: open interest cap")',
+        'vault._require((st.long_oi if new_size > 0 else st.short_oi) < params.oi_cap, "clearinghouse: open interest cap")',
         "trade: a long may not reach the open-interest cap exactly",
         ("tests/unit/clearinghouse/test_trade.py",),
     ),
@@ -76,8 +76,8 @@ MUTANTS = (
     Mutant(
         "reserve-headroom-rounds-down",
         "contracts/LiquidityPool.vy",
-        "need += risk._ceil_div(risk._mul_up(side, price) * c.WAD, self._reserve_factor(m))",
-        "need += risk._mul_up(side, price) * c.WAD // self._reserve_factor(m)",
+        "need += risk._ceil_div(risk._mul_up(side, price) * c.WAD, factor)",
+        "need += risk._mul_up(side, price) * c.WAD // factor",
         "LiquidityPool: the capital a side needs rounds down",
         ("tests/unit/orders/test_reserve.py",),
     ),

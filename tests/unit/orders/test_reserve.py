@@ -135,7 +135,9 @@ def test_open__up_to_the_limit_fills__one_unit_more_is_cancelled(ch, protocol, m
     assert need == risk.reserve_need([(long_oi, price_of(protocol), FACTOR)]) <= value
 
 
-def test_reserve_view__equals_the_mirror_at_an_awkward_price(ch, protocol, make_account, eth_market, set_price, trader):
+def test_reserve_view__equals_the_mirror_at_an_awkward_price(
+    ch, protocol, configurator, make_account, eth_market, set_price, deployer, trader
+):
     """At a price and size whose product is not a whole number of wei of USD, the side's value
     rounds up, and so does the capital it needs, in the pool's view and in marginsim.risk."""
     set_price("WETH", 1_999.98765431)
@@ -149,6 +151,15 @@ def test_reserve_view__equals_the_mirror_at_an_awkward_price(ch, protocol, make_
     # as if the side were one ETH larger
     _, need = (int(v) for v in protocol.pool.reserve(eth_market, short_oi + WAD))
     assert need == risk.reserve_need([(short_oi + WAD, price, FACTOR)])
+    # at a factor that does not divide the value (3%), the need rounds up too
+    configurator.set_reserve_factor(eth_market, 3 * WAD // 100, sender=deployer)
+    _, need = (int(v) for v in protocol.pool.reserve(0, 0))
+    assert (
+        need
+        == risk.reserve_need([(short_oi, price, 3 * WAD // 100)])
+        == risk.ceil_div((short_oi * price // WAD + 1) * WAD, 3 * WAD // 100)
+    )
+    assert (short_oi * price // WAD + 1) * WAD % (3 * WAD // 100) != 0
 
 
 def test_two_markets_share_the_pool(ch, protocol, make_account, eth_market, btc_market, trader, other_trader):
