@@ -59,8 +59,9 @@ def largest_side(protocol, market: int, price: int) -> int:
     return risk.largest_reserved_side(value, need_others, int(protocol.pool.reserve_factor(market)), price)
 
 
-def reserve(protocol) -> tuple[int, int]:
-    value, need = protocol.pool.reserve(0, 0)
+def reserve(protocol, market: int = 0, side: int = 0) -> tuple[int, int]:
+    """LiquidityPool.reserve: (value, need), WAD; `market`'s larger side read as `side`."""
+    value, need = protocol.pool.reserve(market, side)
     return int(value), int(need)
 
 

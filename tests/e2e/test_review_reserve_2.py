@@ -44,29 +44,12 @@ from marginsim import risk
 from marginsim.orders import fill_now, trade_now
 from marginsim.protocol import MarketConfig, account_id
 from tests.e2e.incidents import USDC, WAD, deposit, fund_liquidity, publish_usd
-
-S2W = 10**12
-COOLDOWN = 900
-FEE = 2 * USDC  # Orders' execution fee
-POOL_USD = 2_000_000
+from tests.e2e.test_review_reserve import COOLDOWN, FEE, POOL_USD, S2W, price_of, reserve, usd
 
 
 @pytest.fixture(scope="module", autouse=True)
 def _module_fixtures_first(protocol, deployer, lp, trader, other_trader, attacker, keeper):
     """Module fixtures first, so ape's isolation snapshots them once."""
-
-
-def usd(x: int) -> str:
-    return f"{x / USDC:,.2f}"
-
-
-def price_of(protocol, market_name: str) -> int:
-    return int(protocol.oracle.price(protocol.market_asset(market_name)))
-
-
-def reserve(protocol, market: int = 0, side: int = 0) -> tuple[int, int]:
-    value, need = protocol.pool.reserve(market, side)
-    return int(value), int(need)
 
 
 def largest_side(protocol, market: int, price: int) -> int:
