@@ -354,12 +354,14 @@ def set_reserve_factor(market: uint256, reserve_factor: uint256):
     """
     @notice Set a market's open-interest reserve factor (GMX v2's reserve factor). Owner only.
             The market's larger side needs capital of its USD value over the factor; summed
-            over every market, the need must stay within the pool's value: Orders cancels an
-            order that adds risk past it and LPs cannot withdraw past it (LiquidityPool). A side
-            that rises k-fold after opening at the limit of a market alone wins at most about
-            (k - 1) * reserve_factor of the pool, a short side at most reserve_factor of it: set
-            it from how far the market's price can run (a thin token: well below 1). Positions
-            already open stay; the bound applies to new risk and to withdrawals.
+            over every market, the need must stay within the pool's value: Orders refuses an
+            order that adds risk past it at its commit and LPs cannot withdraw past it
+            (LiquidityPool). A side that rises k-fold after opening at the limit of a market alone
+            wins at most about (k - 1) * reserve_factor of the pool, a short side at most
+            reserve_factor of it: set it from how far the market's price can run (a thin token:
+            well below 1). Positions already open stay, and so do orders already placed (checked
+            at their commit): to cut ahead of a known risk, set the market reduce-only first
+            (placed risk-adding orders are then cancelled at their fill), cut, then lift it.
     @param market A listed market id (`configurator: unknown market` otherwise).
     @param reserve_factor WAD, in [0, 100]: "configurator: bad reserve factor" otherwise. Above
            1 a side may outgrow the pool: for a market whose two sides hedge each other, where

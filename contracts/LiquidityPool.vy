@@ -17,9 +17,10 @@
      The open-interest reserve (GMX v2's reserve factor, validated on withdrawals too, here over
      every market at once since they share this one pool): each market's larger side, in USD,
      needs capital of its value over the market's reserve factor, and the needs summed over
-     every market must stay within the pool's value (`reserve`). Orders cancels an order that
-     adds risk past it; `maxWithdraw` and `maxRedeem` stop at it, and a withdrawal past it
-     reverts "pool: open interest reserve". After a pump has taken the sides past it (or
+     every market must stay within the pool's value (`reserve`). A side counts what placed
+     orders hold on it from their commit (`held`). Orders refuses an order that adds risk past
+     it at commit; `maxWithdraw` and `maxRedeem` stop at it, and a withdrawal past it reverts
+     "pool: open interest reserve", so no LP flow after a commit decides whether it fills. After a pump has taken the sides past it (or
      traders' unrealised profit has taken the value below it), LPs wait until it comes back.
      Valuing positions at their exit price matters: at the oracle price, a trader opening a large
      position would lift the share price by the premium it paid and an LP could redeem that
@@ -66,6 +67,10 @@ SETTLEMENT_TO_WAD: immutable(uint256)  # 10 ** (18 - asset decimals)
 
 _reserve_factors: HashMap[uint256, uint256]  # market => WAD (0: never set, reads 1.0; RESERVE_OFF: off, reads 0)
 RESERVE_OFF: constant(uint256) = max_value(uint256)
+# market => base units that orders placed and not yet filled or cancelled would add to each side:
+# longs | shorts << 128. Orders holds them at commit, releases them when the order ends.
+_held: HashMap[uint256, uint256]
+MASK_128: constant(uint256) = 2**128 - 1
 
 LOTS: constant(uint256) = 4  # deposits a holder can have in their cooldown at once
 MASK_192: constant(uint256) = 2**192 - 1  # a lot's shares
@@ -347,6 +352,41 @@ def apply_reserve_factor(market: uint256, reserve_factor: uint256):
     self._reserve_factors[market] = reserve_factor if reserve_factor != 0 else RESERVE_OFF
 
 
+@external
+def apply_hold(market: uint256, longs: uint256, shorts: uint256, add: bool):
+    """
+    @notice Orders only: hold (`add`) or release open interest an order would add to each side
+            of `market` when it fills, so the reserve counts it from the order's commit: an LP
+            withdrawal cannot take the capital a placed order was checked against.
+    @param market Market id.
+    @param longs Base units the order adds to the long side.
+    @param shorts Base units the order adds to the short side.
+    @param add True at commit, False when the order is filled or cancelled.
+    """
+    assert msg.sender == staticcall CLEARINGHOUSE.orders(), "pool: not orders"
+    held: uint256 = self._held[market]
+    if add:
+        held = convert(convert((held & MASK_128) + longs, uint128), uint256) | (
+            convert(convert((held >> 128) + shorts, uint128), uint256) << 128
+        )
+    else:
+        held = ((held & MASK_128) - longs) | (((held >> 128) - shorts) << 128)
+    self._held[market] = held
+
+
+@view
+@external
+def held(market: uint256) -> (uint256, uint256):
+    """
+    @notice Open interest that placed orders would add to `market`'s sides when they fill,
+            counted by the reserve from their commit.
+    @param market Market id.
+    @return (longs, shorts), base units.
+    """
+    held: uint256 = self._held[market]
+    return held & MASK_128, held >> 128
+
+
 @view
 @external
 def reserve_factor(market: uint256) -> uint256:
@@ -527,8 +567,9 @@ def _book(market: uint256, larger_side: uint256) -> (int256, uint256):
          the last term is the premium the net skew collects when it closes (its average fill is
          P * (1 + net / 2S)). Rounded up, so the pool's value rounds down.
          Need: for each market with open interest, its larger side's value ceil(side * P / WAD)
-         over its reserve factor, rounded up; summed. `market`'s larger side reads as
-         `larger_side` (0: none replaced).
+         over its reserve factor, rounded up; summed. A side counts the open interest placed
+         orders hold on it (`held`). `market`'s larger side reads as `larger_side` (0: none
+         replaced).
     """
     # pending claims are realised profit the pool owes: a liability ahead of the LPs. Interest
     # the debts owe counts as it accrues, before it is charged (at a debtor's next write):
@@ -544,15 +585,16 @@ def _book(market: uint256, larger_side: uint256) -> (int256, uint256):
         if m > staticcall CLEARINGHOUSE.market_count():
             break
         st: IClearinghouse.MarketState = staticcall CLEARINGHOUSE.market_state(m)
-        side: uint256 = max(st.long_oi, st.short_oi)
+        held: uint256 = self._held[m]
+        side: uint256 = max(st.long_oi + (held & MASK_128), st.short_oi + (held >> 128))
         if m == market:
             side = larger_side
         idle: bool = st.long_oi == 0 and st.short_oi == 0 and st.total_cost == 0
-        if idle and side == 0:
-            continue
+        factor: uint256 = self._reserve_factor(m)
+        if idle and (side == 0 or factor == 0):
+            continue  # nothing to value and nothing needed: its price is not read
         params: IClearinghouse.MarketParams = staticcall CLEARINGHOUSE.markets(m)
         price: uint256 = staticcall ORACLE.price(params.asset)
-        factor: uint256 = self._reserve_factor(m)
         if side != 0 and factor != 0:
             need += risk._ceil_div(risk._mul_up(side, price) * c.WAD, factor)
         if idle:

@@ -32,11 +32,14 @@
        order's round is the newest, for the fee, when no other keeper fills first. Every
        keeper is paid to fill at once.
      - The open-interest reserve (GMX v2's reserve factor, pool-wide): an order that adds risk
-       is cancelled ("orders: open interest reserve") when, with its fill, the capital the
+       is refused at commit ("orders: open interest reserve") when, with it, the capital the
        markets' larger sides need (`LiquidityPool.reserve`: each side's USD value over its
-       market's reserve factor, summed over every market) would exceed the pool's value. The
-       LiquidityPool keeps the same bound when LPs withdraw. So what open positions can win
-       against the pool is tied to the pool's size in USD, not only to the base-unit caps.
+       market's reserve factor, summed over every market) would exceed the pool's value. From
+       its commit until it fills or is cancelled the order holds the open interest it adds in
+       the pool (`LiquidityPool.held`), which counts it in the need: LP withdrawals stop short
+       of it and the fill does not look at the reserve again, so no LP flow made once the
+       order's round is public decides whether it fills. What open positions can win against
+       the pool is tied to the pool's size in USD, not only to the base-unit caps.
      One order per account and market. Parameters come from the Configurator.
 """
 
@@ -51,6 +54,8 @@ import vault
 interface IReservePool:
     def reserve(market: uint256, larger_side: uint256) -> (int256, uint256): view
     def reserve_factor(market: uint256) -> uint256: view
+    def held(market: uint256) -> (uint256, uint256): view
+    def apply_hold(market: uint256, longs: uint256, shorts: uint256, add: bool): nonpayable
 
 
 struct Order:
@@ -134,7 +139,12 @@ def commit_order(market: uint256, size_delta: int256, limit_price: uint256, suba
             dated `settlement_delay` or more seconds from now, plus the skew premium, if the
             account then meets the trade's checks. Escrows `execution_fee` settlement tokens
             (approved to this contract) for the keeper who fills it.
-    @dev An account has at most one order per market. One that can no longer fill is replaced:
+    @dev Reverts "orders: debt ceiling" when the order adds risk to an account in debt while
+         the debts are above the ceiling, and "orders: open interest reserve" when it adds risk
+         that would take the markets' need past the pool's value (the price errors of any
+         market's feed the pool must read for it revert too); nothing is escrowed. Both read the
+         pool as it is at the commit, so no LP flow after the order's round decides its fill. An account has at most one order
+         per market. One that can no longer fill is replaced:
          if its round passed its fee goes to the insurance fund, if no round came by its
          expiry its fee is refunded to the caller, its owner.
     @param market Market id.
@@ -160,6 +170,8 @@ def commit_order(market: uint256, size_delta: int256, limit_price: uint256, suba
         vault._to_int128(size_delta) | (limit_price << 128),
         executable_at | (fee << 40) | (vault._to_int128(position) << 128),
     ]
+    assert not self._over_debt_ceiling(account, position, size_delta), "orders: debt ceiling"
+    self._hold(market, position, size_delta)
     if fee > refund:
         self._pull(fee - refund)
     elif refund > fee:
@@ -187,18 +199,12 @@ def execute_order(account: uint256, market: uint256) -> bool:
     """
     order: Order = self._load(account, market)
     assert order.executable_at != 0, "orders: no order"
-    self._delete(account, market)
+    self._delete(account, market, order)
     price: uint256 = staticcall ORACLE.round_price(self._assets[market], order.executable_at)
     reason: String[64] = "orders: round passed"
     if price != 0:
         reason = "orders: position changed"
-        if (staticcall CLEARINGHOUSE.positions(account, market)).size != order.position:
-            pass
-        elif self._over_debt_ceiling(account, order):
-            reason = "orders: debt ceiling"
-        elif self._over_reserve(market, order):
-            reason = "orders: open interest reserve"
-        else:
+        if (staticcall CLEARINGHOUSE.positions(account, market)).size == order.position:
             ok: bool = False
             data: Bytes[256] = b""
             ok, data = raw_call(
@@ -285,11 +291,11 @@ def _release(account: uint256, market: uint256, order: Order, asset: address, st
     """
     state: uint256 = self._round_state(asset, order.executable_at)
     if state == PASSED:
-        self._delete(account, market)
+        self._delete(account, market, order)
         self._forfeit(account, market, order, "orders: round passed")
         return 0
     assert state == NO_ROUND and block.timestamp >= order.executable_at + self.expiry, still_live
-    self._delete(account, market)
+    self._delete(account, market, order)
     log OrderCancelled(
         account=account,
         market=market,
@@ -316,52 +322,71 @@ def _forfeit(account: uint256, market: uint256, order: Order, reason: String[64]
         extcall CLEARINGHOUSE.fund_insurance(order.fee)
 
 
-def _delete(account: uint256, market: uint256):
+def _delete(account: uint256, market: uint256, order: Order):
+    """
+    @dev Remove an order (filled or cancelled) and release the open interest it held.
+    """
     self._orders[account][market] = [0, 0]
     self.open_orders[account] -= 1
+    longs: uint256 = 0
+    shorts: uint256 = 0
+    longs, shorts = self._growth(order.position, order.size_delta)
+    if longs != 0 or shorts != 0:
+        extcall IReservePool(staticcall CLEARINGHOUSE.pool()).apply_hold(market, longs, shorts, False)
 
 
-@view
-def _adds_risk(order: Order) -> bool:
-    new: int256 = order.position + order.size_delta
-    return abs(new) > abs(order.position) or (new != 0 and order.position != 0 and (new > 0) != (order.position > 0))
-
-
-@view
-def _over_reserve(market: uint256, order: Order) -> bool:
+def _hold(market: uint256, position: int256, size_delta: int256):
     """
-    @dev An order that adds risk and would take the capital the markets need past the pool's
-         value (`LiquidityPool.reserve`), with this market's larger side as the fill leaves it:
-         each side less the account's old exposure on it plus its new one.
+    @dev Hold in the pool the open interest an order adds to each side of its market, first
+         refusing it when the market's larger side (each side with what placed orders hold on
+         it) grows past what the pool's value covers (`LiquidityPool.reserve`), or past what
+         any market may hold (the core's bound on a side).
     """
-    if not self._adds_risk(order):
-        return False
-    new: int256 = order.position + order.size_delta
-    st: IClearinghouse.MarketState = staticcall CLEARINGHOUSE.market_state(market)
-    longs: uint256 = st.long_oi + convert(max(new, 0), uint256) - convert(max(order.position, 0), uint256)
-    shorts: uint256 = st.short_oi + convert(max(-new, 0), uint256) - convert(max(-order.position, 0), uint256)
-    larger: uint256 = max(longs, shorts)
-    if larger <= max(st.long_oi, st.short_oi):
-        return False  # the market's larger side does not grow: the need cannot rise, the value only gains the fee
-    if larger > MAX_OPEN_INTEREST:
-        return True  # past what any market may hold (the core refuses it too): no valuation needed
+    longs: uint256 = 0
+    shorts: uint256 = 0
+    longs, shorts = self._growth(position, size_delta)
+    if longs == 0 and shorts == 0:
+        return  # a pure reduction holds nothing
     pool: IReservePool = IReservePool(staticcall CLEARINGHOUSE.pool())
-    if staticcall pool.reserve_factor(market) == 0:
-        return False  # governance turned this market's reserve off
-    value: int256 = 0
-    need: uint256 = 0
-    value, need = staticcall pool.reserve(market, larger)
-    return convert(need, int256) > value
+    st: IClearinghouse.MarketState = staticcall CLEARINGHOUSE.market_state(market)
+    held_longs: uint256 = 0
+    held_shorts: uint256 = 0
+    held_longs, held_shorts = staticcall pool.held(market)
+    longs_after: uint256 = st.long_oi + held_longs + longs
+    shorts_after: uint256 = st.short_oi + held_shorts + shorts
+    larger: uint256 = max(longs_after, shorts_after)
+    # an order that does not grow the larger side cannot raise the need
+    if larger > max(longs_after - longs, shorts_after - shorts):
+        assert larger <= MAX_OPEN_INTEREST, "orders: open interest reserve"
+        if staticcall pool.reserve_factor(market) != 0:
+            value: int256 = 0
+            need: uint256 = 0
+            value, need = staticcall pool.reserve(market, larger)
+            assert convert(need, int256) <= value, "orders: open interest reserve"
+    extcall pool.apply_hold(market, longs, shorts, True)
+
+
+@pure
+def _growth(position: int256, size_delta: int256) -> (uint256, uint256):
+    """
+    @dev Base units an order adds to the long side and to the short side of its market when it
+         fills on `position` (a reduction adds nothing; a flip adds its new side).
+    """
+    new: int256 = position + size_delta
+    return convert(max(max(new, 0) - max(position, 0), 0), uint256), convert(max(max(-new, 0) - max(-position, 0), 0), uint256)
 
 
 @view
-def _over_debt_ceiling(account: uint256, order: Order) -> bool:
+def _over_debt_ceiling(account: uint256, position: int256, size_delta: int256) -> bool:
     """
     @dev An order that adds risk to an account in debt, while the debts together are above the
          ceiling (`debt_terms`: a fraction of what the pool could lend, its balance less the
          claims it owes): the pool lends no more to it.
     """
-    if not self._adds_risk(order):
+    longs: uint256 = 0
+    shorts: uint256 = 0
+    longs, shorts = self._growth(position, size_delta)
+    if longs == 0 and shorts == 0:
         return False  # a pure reduction
     if staticcall CLEARINGHOUSE.settlement(account) >= 0:
         return False

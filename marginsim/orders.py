@@ -85,29 +85,36 @@ def fill_now(ch: Any, account: int, market: int, *, keeper: Any) -> Any:
     return orders.execute_order(account, market, sender=keeper)
 
 
-def trade_now(
-    ch: Any, market: int, size_delta: int, limit_price: int = 0, subaccount: int = 0, *, sender: Any, keeper: Any = None
-) -> Any:
-    """Commit an order for `sender`'s subaccount and fill it at the current price; returns the
-    fill's receipt. The execution fee is minted to `sender` first (on a mock settlement token, so
-    its wallet ends where it started; a real token's comes out of the wallet); the keeper
-    (default: the last test account) is paid it.
-    Raises OrderRefused with the Clearinghouse's reason when the fill is refused (the order is
-    then cancelled on chain), as the one-step trade reverted with it; and the router's reason,
-    before anything is sent, when the market has no valid price now."""
-    from ape import accounts
-
-    orders, settlement, oracle = handles(ch)
-    # no trade at the current price when the router has none: it reverts with its reason, as the
-    # one-step trade did (re-dating the round below would otherwise hide a stale answer)
-    if 0 < market <= int(ch.market_count()):
-        oracle.price(ch.markets(market).asset)
+def place(ch: Any, market: int, size_delta: int, limit_price: int = 0, subaccount: int = 0, *, sender: Any) -> Any:
+    """Commit an order for `sender`'s subaccount, its execution fee minted to `sender` first (on a
+    mock settlement token, so its wallet ends where it started; a real token's comes out of the
+    wallet) and approved; returns the commit's receipt. An order that adds risk past the pool's
+    open-interest reserve reverts here ("orders: open interest reserve")."""
+    orders, settlement, _ = handles(ch)
     fee = int(orders.execution_fee())
     if fee:
         _fund_fee(settlement, sender, fee)
         if int(settlement.allowance(sender, orders)) < fee:  # a chain snapshot may have undone an approval
             settlement.approve(orders, 2**256 - 1, sender=sender)
-    orders.commit_order(market, size_delta, limit_price, subaccount, sender=sender)
+    return orders.commit_order(market, size_delta, limit_price, subaccount, sender=sender)
+
+
+def trade_now(
+    ch: Any, market: int, size_delta: int, limit_price: int = 0, subaccount: int = 0, *, sender: Any, keeper: Any = None
+) -> Any:
+    """Place an order for `sender`'s subaccount (`place`) and fill it at the current price;
+    returns the fill's receipt. The keeper (default: the last test account) is paid the fee.
+    Raises OrderRefused with the Clearinghouse's reason when the fill is refused (the order is
+    then cancelled on chain), as the one-step trade reverted with it; and the router's reason,
+    before anything is sent, when the market has no valid price now."""
+    from ape import accounts
+
+    orders, _, oracle = handles(ch)
+    # no trade at the current price when the router has none: it reverts with its reason, as the
+    # one-step trade did (re-dating the round below would otherwise hide a stale answer)
+    if 0 < market <= int(ch.market_count()):
+        oracle.price(ch.markets(market).asset)
+    place(ch, market, size_delta, limit_price, subaccount, sender=sender)
     owner = int(str(sender), 16)
     receipt = fill_now(ch, (owner << 96) | subaccount, market, keeper=keeper or accounts.test_accounts[-1])
     cancelled = receipt.events.filter(orders.OrderCancelled)

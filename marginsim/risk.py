@@ -159,13 +159,21 @@ def reserve_need(sides: list[tuple[int, int, int]]) -> int:
     return sum(ceil_div(reserve_value(side, price) * WAD, factor) for side, price, factor in sides if side and factor)
 
 
-def larger_side_after(long_oi: int, short_oi: int, position: int, size_delta: int) -> int:
-    """Orders._over_reserve's larger side after a fill of `size_delta` on `position`: each side
-    less the account's old exposure on it plus its new one."""
+def order_growth(position: int, size_delta: int) -> tuple[int, int]:
+    """Orders._growth: base units an order adds to its market's (long, short) side when it fills
+    on `position`; what it holds in the pool from its commit. A reduction adds nothing, a flip
+    its new side."""
     new = position + size_delta
-    longs = long_oi + max(new, 0) - max(position, 0)
-    shorts = short_oi + max(-new, 0) - max(-position, 0)
-    return max(longs, shorts)
+    return max(max(new, 0) - max(position, 0), 0), max(max(-new, 0) - max(-position, 0), 0)
+
+
+def larger_side_after(long_oi: int, short_oi: int, held: tuple[int, int], position: int, size_delta: int) -> tuple[int, int]:
+    """Orders._hold: the market's larger side, each side with what placed orders hold on it
+    (`LiquidityPool.held`), before and after this order's hold. The reserve is checked only when
+    the second is larger."""
+    longs, shorts = order_growth(position, size_delta)
+    before_longs, before_shorts = long_oi + held[0], short_oi + held[1]
+    return max(before_longs, before_shorts), max(before_longs + longs, before_shorts + shorts)
 
 
 def largest_reserved_side(value: int, need_others: int, factor: int, price: int) -> int:
@@ -181,8 +189,8 @@ def largest_reserved_side(value: int, need_others: int, factor: int, price: int)
 
 
 def over_reserve(need: int, value: int) -> bool:
-    """Orders' test for an order that adds risk (cancelled "orders: open interest reserve"):
-    the need with the fill's side, against the pool's signed value, both WAD."""
+    """Orders' test at commit for an order that grows its market's larger side (refused "orders:
+    open interest reserve"): the need with that side, against the pool's signed value, both WAD."""
     return need > value
 
 

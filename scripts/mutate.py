@@ -68,9 +68,17 @@ MUTANTS = (
     Mutant(
         "reserve-inclusive",
         "contracts/Orders.vy",
-        "return convert(need, int256) > value",
-        "return convert(need, int256) >= value",
+        'assert convert(need, int256) <= value, "orders: open interest reserve"',
+        'assert convert(need, int256) < value, "orders: open interest reserve"',
         "Orders: a side may not reach its open-interest reserve exactly",
+        ("tests/unit/orders/test_reserve.py",),
+    ),
+    Mutant(
+        "hold-never-released",
+        "contracts/Orders.vy",
+        "apply_hold(market, longs, shorts, False)",
+        "apply_hold(market, 0, 0, False)",
+        "Orders: an order that ends leaves its open interest held in the pool",
         ("tests/unit/orders/test_reserve.py",),
     ),
     Mutant(

@@ -273,7 +273,8 @@ def _open_traders(
         state, cap = ch.market_state(market_id), int(ch.markets(market_id).oi_cap)
         value, need_others = (int(v) for v in protocol.pool.reserve(market_id, 0))
         reserved = risk.largest_reserved_side(value, need_others, int(protocol.pool.reserve_factor(market_id)), market_price)
-        side = int(state.long_oi if long else state.short_oi)
+        held_longs, held_shorts = (int(v) for v in protocol.pool.held(market_id))  # orders placed, not yet filled
+        side = int(state.long_oi) + held_longs if long else int(state.short_oi) + held_shorts
         room = min(cap, reserved) - side
         size = min(size, room * 99 // 100)
         if size > 0:

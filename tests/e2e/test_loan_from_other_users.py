@@ -28,7 +28,7 @@ import ape
 import pytest
 
 from marginsim import risk
-from marginsim.orders import OrderRefused, trade_now
+from marginsim.orders import trade_now
 from marginsim.protocol import DEFAULT_CONFIG, deploy_protocol
 from tests.e2e.attacks import reserve_out_of_the_way
 from tests.e2e.incidents import USDC, WAD, deposit, events, fund_liquidity, publish_usd
@@ -58,8 +58,8 @@ def replay(project, deployer, lp, attacker, other_trader):
     try:
         trade_now(ch, eth, -SIZE, 0, 0, sender=attacker)
         refused = None
-    except OrderRefused as error:
-        refused = str(error)
+    except ape.exceptions.ContractLogicError as error:  # refused at the commit
+        refused = error.message
     reserve_out_of_the_way(protocol, deployer)
     trade_now(ch, eth, -SIZE, 0, 0, sender=attacker)
     open_b = trade_now(ch, eth, SIZE, 0, 1, sender=attacker)

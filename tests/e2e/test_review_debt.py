@@ -66,8 +66,10 @@ refuses risk-adding orders of any account in debt, and a self-hedged pair puts t
 it: $1,263,601.87 / $2,021,203.79 = 0.6252 > 0.5, at 20.76% a year ($718.53 a day). A
 collateral-only trader (10 WETH) still opens its first position (its settlement is 0 when
 Orders checks; the old core check, after the fill's fee, refused even that); its $1.12 fee
-makes it a debtor, and its next order is cancelled "orders: debt ceiling", the $2 fee to the
-insurance fund. Reductions and withdrawals are not affected.
+makes it a debtor, and its next order is refused at its commit "orders: debt ceiling" (before:
+cancelled at the fill, the $2 fee to the insurance fund; now the commit reverts, nothing is
+stored or escrowed, and an order committed before the ceiling was crossed still fills).
+Reductions and withdrawals are not affected.
 
 #9 (INFO), fixed. The index is stored in 104 bits per account. Before: at the Configurator's
 largest rate (1,100% a year) and full utilisation, in monthly steps the index passed 2**104
@@ -86,7 +88,7 @@ import ape
 import pytest
 
 from marginsim import risk
-from marginsim.orders import OrderRefused, trade_now
+from marginsim.orders import fill_now, place, trade_now
 from tests.e2e.attacks import reserve_out_of_the_way
 from tests.e2e.incidents import USDC, WAD, deposit, fund_liquidity, move_clock_to, publish_usd
 
@@ -578,10 +580,11 @@ def test_finding__a_self_hedged_pair_lifts_total_debt_over_the_ceiling(protocol,
     $1,263,601.87 against $2,021,203.79 the pool could lend (0.6252 > the 0.5 ceiling), at
     20.76% a year ($718.53 a day), while subaccount 1 holds the profit. A collateral-only
     trader (10 WETH) opens 1 ETH (its settlement is 0 when Orders checks); its $1.12 fee makes
-    it a debtor; its next 1 ETH is cancelled "orders: debt ceiling", its $2 fee to the
-    insurance fund. A reduction still fills, and a withdrawal goes through. Fix (not built): count against the ceiling only
-    the debt an order would add, or charge more than the interest for holding the pool's
-    lending above it."""
+    it a debtor; its next 1 ETH is refused at its commit "orders: debt ceiling" (a revert:
+    no order stored, its $2 fee stays in its wallet, the insurance fund gets nothing; before,
+    the order was cancelled at its fill and the fee forfeited). A reduction still fills, and a
+    withdrawal goes through. Fix (not built): count against the ceiling only the debt an order
+    would add, or charge more than the interest for holding the pool's lending above it."""
     ch, eth = protocol.clearinghouse, protocol.markets["ETH-PERP"]
     fund_liquidity(protocol, lp, deployer, 2_000_000, 0)
     deposit(protocol, attacker, "WETH", 2_500 * WAD, subaccount=0)
@@ -609,16 +612,67 @@ def test_finding__a_self_hedged_pair_lifts_total_debt_over_the_ceiling(protocol,
     trade_now(ch, eth, WAD, 0, 0, sender=other_trader)  # its first order: no debt yet, it fills
     print(f"#8 the victim after its first fill: {usd(int(ch.settlement(victim)))}")
     assert near(-int(ch.settlement(victim)), 1.12, 0.01)  # 1 ETH x $2,240 x 0.05%, and its interest
-    insurance = int(ch.insurance_balance())
-    with pytest.raises(OrderRefused, match="orders: debt ceiling"):
+    orders, usdc = protocol.orders, protocol.settlement
+    usdc.mint(other_trader, FEE, sender=other_trader)
+    usdc.approve(orders, FEE, sender=other_trader)
+    wallet, escrow, insurance = (int(usdc.balanceOf(other_trader)), int(usdc.balanceOf(orders)), int(ch.insurance_balance()))
+    with ape.reverts("orders: debt ceiling"):
+        orders.commit_order(eth, WAD, 0, 0, sender=other_trader)
+    order = orders.order(victim, eth)
+    assert (order.size_delta, order.limit_price, order.executable_at, order.fee, order.position) == (0, 0, 0, 0, 0)
+    assert int(orders.open_orders(victim)) == 0
+    assert (int(usdc.balanceOf(other_trader)), int(usdc.balanceOf(orders))) == (wallet, escrow)  # no fee escrowed
+    assert int(ch.insurance_balance()) == insurance  # nor forfeited
+    with ape.reverts("orders: debt ceiling"):  # the one-step trade alike: its commit reverts
         trade_now(ch, eth, WAD, 0, 0, sender=other_trader)
-    assert int(ch.insurance_balance()) == insurance + FEE
+    assert int(ch.insurance_balance()) == insurance
     assert int(ch.positions(victim, eth).size) == WAD
     trade_now(ch, eth, -WAD // 2, 0, 0, sender=other_trader)  # a reduction fills
     assert int(ch.positions(victim, eth).size) == WAD // 2
     weth = protocol.tokens["WETH"]
     ch.withdraw(weth, WAD, 0, sender=other_trader)  # and a withdrawal goes through
     assert int(weth.balanceOf(other_trader)) == WAD
+
+
+def test_finding__an_order_committed_within_the_ceiling_fills_after_the_pair_lifts_debt_over_it(
+    protocol, deployer, lp, attacker, other_trader
+):
+    """#8, the check at the commit. The same pair, but the victim (a debtor by its first fill's
+    fee) commits its next 1 ETH while the pair is still open and the debts are within the
+    ceiling; the attacker closes both legs before the order's round, lifting total debt over
+    the ceiling; the victim's order fills all the same (before: cancelled "orders: debt
+    ceiling" at the fill, its $2 fee to the insurance fund). Only its next order adding risk,
+    committed over the ceiling, is refused."""
+    ch, eth, orders = protocol.clearinghouse, protocol.markets["ETH-PERP"], protocol.orders
+    fund_liquidity(protocol, lp, deployer, 2_000_000, 0)
+    deposit(protocol, attacker, "WETH", 2_500 * WAD, subaccount=0)
+    deposit(protocol, attacker, "USDC", 4_000_000 * USDC, subaccount=1)
+    trade_now(ch, eth, -5_000 * WAD, 0, 0, sender=attacker)
+    trade_now(ch, eth, 5_000 * WAD, 0, 1, sender=attacker)
+    publish_usd(protocol, "WETH", 2_240, deployer)
+    victim = deposit(protocol, other_trader, "WETH", 10 * WAD)
+    trade_now(ch, eth, WAD, 0, 0, sender=other_trader)
+    assert int(ch.settlement(victim)) < 0  # a debtor
+    ceiling = int(ch.debt_terms()[3])
+    view = risk.read_debt_view(ch)
+    assert view.total_debt * WAD <= (view.pool_balance - view.total_pending) * ceiling  # within it
+    place(ch, eth, WAD, sender=other_trader)
+    assert int(orders.open_orders(victim)) == 1
+
+    trade_now(ch, eth, 5_000 * WAD, 0, 0, sender=attacker)  # the pair closes: over the ceiling
+    trade_now(ch, eth, -5_000 * WAD, 0, 1, sender=attacker)
+    view = risk.read_debt_view(ch)
+    print(f"\n#8 total_debt {usd(view.total_debt)} / lendable {usd(view.pool_balance - view.total_pending)} at the fill")
+    assert view.total_debt * WAD > (view.pool_balance - view.total_pending) * ceiling
+    insurance = int(ch.insurance_balance())
+    receipt = fill_now(ch, victim, eth, keeper=ape.accounts.test_accounts[-1])
+    assert not receipt.events.filter(orders.OrderCancelled)
+    assert len(receipt.events.filter(orders.OrderFilled)) == 1
+    assert int(ch.positions(victim, eth).size) == 2 * WAD
+    assert int(orders.open_orders(victim)) == 0 and int(ch.insurance_balance()) == insurance
+    with ape.reverts("orders: debt ceiling"):  # a new order adding risk, committed over it
+        trade_now(ch, eth, WAD, 0, 0, sender=other_trader)
+    assert int(ch.positions(victim, eth).size) == 2 * WAD
 
 
 # ---------------------------------------------------------------- #9 (fixed): the debt index's width

@@ -607,25 +607,30 @@ def test_refused_gas_games__no_gas_limit_refunds_a_passed_round_at_expiry(env, c
 # ---------------------------------------------------------------- refused: sizes at the packing's edges
 
 
-@pytest.mark.parametrize(
-    "size, reason",
-    [
-        (2**127 - 1, "orders: open interest reserve"),  # the reserve sees a side past 2**96 - 1 first
-        (-(2**127 - 1), "orders: open interest reserve"),
-        (7_500 * WAD + 1, "clearinghouse: open interest cap"),
-    ],
-)
-def test_refused_huge_sizes__cancel_with_a_reason_not_stuck(env, chain, deployer, trader, keeper, size, reason):
-    """The largest sizes the int128 packing takes are stored exactly and refused at the fill with
-    the core's reason (the order cancelled, its fee to the insurance fund), never a bare revert
-    that would keep the order pending."""
+@pytest.mark.parametrize("size", [2**127 - 1, -(2**127 - 1)])
+def test_refused_huge_sizes__at_the_commit(env, deployer, trader, size):
+    """The largest sizes the int128 packing takes would put a side past the core's bound
+    (2**96 - 1 base units): refused at the commit, nothing stored or escrowed."""
     p = env.protocol
+    acct = deposit(p, trader, "USDC", 100_000 * USDC, 0)
+    wallet_ready(env, trader)
+    with ape.reverts("orders: open interest reserve"):
+        env.orders.commit_order(env.eth, size, 0, 0, sender=trader)
+    assert tuple(env.orders.order(acct, env.eth)) == (0, 0, 0, 0, 0)
+
+
+def test_refused_huge_sizes__past_the_cap_cancel_with_a_reason_not_stuck(env, chain, deployer, trader, keeper):
+    """A size within the reserve but past the base-unit cap is refused at the fill with the
+    core's reason (the order cancelled, its fee to the insurance fund), never a bare revert that
+    would keep the order pending."""
+    p = env.protocol
+    size = 7_500 * WAD + 1
     acct = deposit(p, trader, "USDC", 100_000 * USDC, 0)
     wallet_ready(env, trader)
     at = commit(env, trader, env.eth, size)
     assert tuple(env.orders.order(acct, env.eth))[:2] == (size, 0)
     publish(env, deployer, chain, ETH, at + 5)
-    assert outcome(env, env.orders.execute_order(acct, env.eth, sender=keeper)) == reason
+    assert outcome(env, env.orders.execute_order(acct, env.eth, sender=keeper)) == "clearinghouse: open interest cap"
 
 
 # ---------------------------------------------------------------- refused: reentrancy through the settlement token

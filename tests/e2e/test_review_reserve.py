@@ -19,9 +19,10 @@ before the fill, so a flip that realised a profit took its side past the reserve
 review). The reserve is measured against the pool's value now, which already nets traders'
 unrealised PnL: realising a profit does not move it. Replayed: the flip fills within the reserve.
 
-Refused: an order committed before a factor cut is checked at its fill against the new factor;
-LP capital deposited to lift the limit cannot leave while the position it allowed stays; the
-reserve reaches the 15th market.
+Refused: LP capital deposited to lift the limit cannot leave while the position it allowed stays;
+the reserve reaches the 15th market. Changed since (the reserve is checked at the commit and a
+placed order holds its open interest): an order committed before a factor cut fills, and every
+risk-adding order after it is refused at its commit.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ import ape
 import pytest
 
 from marginsim import risk
-from marginsim.orders import fill_now, trade_now
+from marginsim.orders import fill_now, place, trade_now
 from marginsim.protocol import MarketConfig, account_id
 from tests.e2e.incidents import USDC, WAD, deposit, fund_liquidity, publish_usd
 
@@ -124,13 +125,13 @@ def test_finding__hedged_pair_locks_every_lp_and_both_sides_for_its_fees(protoco
     assert int(pool.maxWithdraw(lp)) <= 2 * USDC  # every LP held in (the last top-up's fee, ~$1)
     assert int(pool.maxRedeem(lp)) <= int(pool.convertToShares(2 * USDC))
 
-    # every risk-adding order on either side is cancelled; its fee goes to the insurance fund
+    # every risk-adding order on either side is refused at its commit (nothing escrowed)
     deposit(protocol, other_trader, "USDC", 100_000 * USDC)
     insurance = int(ch.insurance_balance())
     for size in (10 * WAD, -10 * WAD):  # $20k
         with ape.reverts("orders: open interest reserve"):
             trade_now(ch, eth, size, 0, 0, sender=other_trader)
-    assert int(ch.insurance_balance()) == insurance + 2 * FEE
+    assert int(ch.insurance_balance()) == insurance
     assert int(ch.positions(account_id(other_trader), eth).size) == 0
 
     # held for a week: no funding to speak of (the skew is ~0), no borrowing fee
@@ -184,21 +185,20 @@ def test_fixed__a_flip_realising_profit_stays_within_the_reserve(protocol, deplo
 # ---------------------------------------------------------------- refused
 
 
-def test_refused__order_committed_before_a_factor_cut_is_checked_at_its_fill(protocol, deployer, lp, trader, keeper):
+def test_order_committed_before_a_factor_cut_fills__what_follows_is_refused(protocol, deployer, lp, trader, keeper):
+    """The order was checked at its commit and holds its $200k: a cut to $100k does not cancel it
+    (no governance action decides a placed order's fill); the next risk-adding order is refused
+    at its commit."""
     ch, orders, cfg = protocol.clearinghouse, protocol.orders, protocol.configurator
     eth = protocol.markets["ETH-PERP"]
     fund_liquidity(protocol, lp, deployer, POOL_USD, 0)
     account = deposit(protocol, trader, "USDC", 100_000 * USDC)
-    protocol.settlement.mint(trader, FEE, sender=trader)
-    protocol.settlement.approve(orders, FEE, sender=trader)
-    orders.commit_order(eth, 100 * WAD, 0, 0, sender=trader)  # $200k: within 1.0 of $2M
+    place(ch, eth, 100 * WAD, sender=trader)  # $200k: within 1.0 of $2M
     cfg.set_reserve_factor(eth, WAD // 20, sender=deployer)  # $100k
-    insurance = int(ch.insurance_balance())
     receipt = fill_now(ch, account, eth, keeper=keeper)
-    cancelled = receipt.events.filter(orders.OrderCancelled)
-    assert len(cancelled) == 1 and cancelled[0].reason == "orders: open interest reserve"
-    assert int(ch.positions(account, eth).size) == 0
-    assert int(ch.insurance_balance()) == insurance + FEE
+    assert receipt.events.filter(orders.OrderFilled) and int(ch.positions(account, eth).size) == 100 * WAD
+    with ape.reverts("orders: open interest reserve"):
+        place(ch, eth, 1, subaccount=1, sender=trader)
 
 
 def test_refused__lp_capital_deposited_to_lift_the_limit_stays_behind_the_position(protocol, deployer, lp, attacker):

@@ -1,34 +1,45 @@
-"""Second attacker's review of the open-interest reserve (final version: pool-wide, value-based):
-Orders._over_reserve, LiquidityPool._book / reserve / _reserve_headroom, the RESERVE_OFF
-sentinel and marginsim.risk's mirror. Pools are $2M (`fund_liquidity`), ETH at $2,000, BTC at
-$30,000, default markets (factor 1). Run with `-s` to see the figures.
+"""Second attacker's review of the open-interest reserve (final version: pool-wide, value-based,
+checked at commit): Orders._hold, LiquidityPool.apply_hold / held / _book / reserve /
+_reserve_headroom, the RESERVE_OFF sentinel and marginsim.risk's mirror. Pools are $2M
+(`fund_liquidity`), ETH at $2,000, BTC at $30,000, default markets (factor 1). Run with `-s` to
+see the figures.
 
-#1 (medium), open: a halted (or stale) feed in ANY market with open interest makes every
-risk-adding fill in every other market revert with the router's reason (the pool prices every
-market in one pass). The order is not cancelled: it stays, its owner can neither replace it nor
-withdraw margin, and at its own market's next round it is cancelled "orders: round passed" with
-its fee forfeited. One wei of open interest (a griefer's, ~$0 of fees) keeps a market in the
-pass for good; no governance control removes it.
+#1 (medium), fixed at commit, residual documented: a halted (or stale) feed in ANY market with
+open interest made every risk-adding fill in every other market revert with the router's reason
+(the pool prices every market in one pass); the order stayed, blocked its owner's margin and was
+cancelled at its own market's next round with its fee forfeited. The reserve is now checked at
+commit only: such a commit reverts with the router's reason before anything is escrowed (no
+order stored, no fee taken), an order placed before the halt fills (a fill no longer values the
+pool), and reductions (and orders that do not grow their market's larger side) commit and fill.
+Residual, by design (the reserve fails closed): while a market with open interest has no valid
+price, risk-adding commits that grow a larger side in any market whose reserve is on revert
+protocol-wide, as LP withdrawals do (they price every market too). One wei of open interest
+(~$0 of fees) keeps a market in the pass; the governance lever is the market's reserve factor:
+set to 0, its opens commit without the pass.
 
-#2 (medium), open: an order's fate is decided after its round by LP flows, which are immediate.
-An order committed past the reserve waits unpaid (keepers earn nothing by cancelling it); once
-its round is public its owner deposits into the pool and fills it, or lets it lapse for the $2
-fee. An LP-trader can do the reverse (withdraw to cancel a fillable order). The trader holds a
-free option on the round: the property delayed orders exist for is lost.
+#2 (medium), fixed: an order's fate was decided after its round by LP flows, which are
+immediate: an order committed past the reserve waited, and once its round was public its owner
+deposited into the pool and filled it (or let it lapse for the $2 fee); an LP-trader could do the
+reverse (withdraw to cancel a fillable order). Now an order past the reserve is refused at its
+commit, before its round is known (a deposit before the commit lets it in, which reveals
+nothing), and the open interest a placed order adds is held in the pool from its commit: the
+need counts it, so no withdrawal after the round can take the capital it was checked against,
+and the fill does not check the reserve again.
 
 #3 (low-medium), fixed: while the pool was over its reserve, an order that grows the smaller side
 of a market (it leaves the need unchanged and cuts the pool's skew exposure) was cancelled too;
-Orders now skips the check when the market's larger side does not grow (as GMX checks only the
-side it increases).
+Orders now skips the check (at commit) when the market's larger side, held orders included,
+does not grow (as GMX checks only the side it increases).
 
-#4 (low), open: gas. Each market with open interest costs ~40k gas in the reserve pass of every
-risk-adding fill (about 27k of it `Clearinghouse.markets(m)`: 13 cold slots for 3 fields), and
-the pool makes two passes per LP withdrawal. A griefer's 1-wei positions in 14 markets ($0.000014
-of fees) took an ETH open from 289,699 to 843,259 gas and an LP withdrawal from 314,015 to
-999,535, for good (nobody can close them but their owner).
+#4 (low), open: gas. Each market with open interest costs gas in the reserve pass of every
+commit that grows a larger side (now paid by the trader at the commit, no longer by the keeper
+at the fill: `execute_order` makes no pass), and the pool makes two passes per LP withdrawal. A
+griefer's 1-wei positions in 14 markets ($0.000014 of fees) took an ETH open's commit from
+369,209 to 922,769 gas (~39.5k per market) and an LP withdrawal from 352,388 to 1,037,908, for
+good (nobody can close them but their owner); the fill stays at 145,245.
 
 #5 (low), fixed: marginsim.risk.largest_reserved_side returned -1 (no side) for a market whose
-reserve is off when the pool is over its reserve elsewhere, where Orders fills any size.
+reserve is off when the pool is over its reserve elsewhere, where Orders takes any size.
 
 Refused: a fill moves the pool's value by its fee only (no skew premium to harvest with a
 withdrawal in the same transaction); a fresh deposit that lets an order fill cannot be swapped
@@ -41,7 +52,7 @@ import ape
 import pytest
 
 from marginsim import risk
-from marginsim.orders import fill_now, trade_now
+from marginsim.orders import fill_now, place, trade_now
 from marginsim.protocol import MarketConfig, account_id
 from tests.e2e.incidents import USDC, WAD, deposit, fund_liquidity, publish_usd
 from tests.e2e.test_review_reserve import COOLDOWN, FEE, POOL_USD, S2W, price_of, reserve, usd
@@ -61,15 +72,6 @@ def fees_paid(receipt, ch) -> int:
     return sum(int(e.fee) for e in receipt.events.filter(ch.Trade))
 
 
-def commit(protocol, owner, market: int, size: int, subaccount: int = 0) -> int:
-    """Place an order (its fee minted and approved); returns the account id."""
-    usdc, orders = protocol.settlement, protocol.orders
-    usdc.mint(owner, FEE, sender=owner)
-    usdc.approve(orders, FEE, sender=owner)
-    orders.commit_order(market, size, 0, subaccount, sender=owner)
-    return account_id(owner, subaccount)
-
-
 def cancelled_reason(receipt, orders) -> str | None:
     cancelled = receipt.events.filter(orders.OrderCancelled)
     return cancelled[0].reason if cancelled else None
@@ -78,8 +80,8 @@ def cancelled_reason(receipt, orders) -> str | None:
 # ---------------------------------------------------------------- #1: a halted feed anywhere
 
 
-def test_finding__a_halted_feed_anywhere_stalls_every_risk_adding_fill_then_forfeits_it(
-    protocol, deployer, lp, trader, attacker, keeper
+def test_fixed__a_halted_feed_anywhere_refuses_risk_adding_commits_not_fills(
+    protocol, deployer, lp, trader, other_trader, attacker, keeper
 ):
     ch, orders, pool, cfg, usdc = (
         protocol.clearinghouse,
@@ -95,6 +97,10 @@ def test_finding__a_halted_feed_anywhere_stalls_every_risk_adding_fill_then_forf
     dust_fee = fees_paid(trade_now(ch, btc, 1, 0, 0, sender=attacker, keeper=attacker), ch)
     assert int(ch.market_state(btc).long_oi) == 1 and dust_fee == 1  # 0.000001 USDC
     account = deposit(protocol, trader, "USDC", 100_000 * USDC)
+    trade_now(ch, eth, 20 * WAD, 0, 0, sender=trader)
+    # an ETH open placed before the halt: checked (and held) at its commit
+    place(ch, eth, 10 * WAD, sender=trader)
+    assert tuple(int(v) for v in pool.held(eth)) == (10 * WAD, 0)
 
     # BTC prints +25% in one round: the router halts it (max_deviation 20%) for at least the
     # confirmation delay (an hour by default, up to a day) unless the owner clears it
@@ -102,122 +108,121 @@ def test_finding__a_halted_feed_anywhere_stalls_every_risk_adding_fill_then_forf
     with ape.reverts("oracle: circuit breaker"):
         protocol.oracle.price(protocol.market_asset("BTC-PERP"))
 
-    # control: with ETH's reserve off the ETH open fills (the trader holds no BTC; its margin
-    # check never reads BTC): the reserve's pass is the only reason the next one cannot
-    cfg.set_reserve_factor(eth, 0, sender=deployer)
-    trade_now(ch, eth, 10 * WAD, 0, 0, sender=trader)
-    cfg.set_reserve_factor(eth, WAD, sender=deployer)
+    # the order placed before the halt fills at its round: the fill does not value the pool
+    receipt = fill_now(ch, account, eth, keeper=keeper)
+    assert cancelled_reason(receipt, orders) is None and len(receipt.events.filter(orders.OrderFilled)) == 1
+    assert int(ch.positions(account, eth).size) == 30 * WAD
+    assert tuple(int(v) for v in pool.held(eth)) == (0, 0)
 
-    # with it on: the fill reverts with BTC's reason; the order is not cancelled, it stays
-    commit(protocol, trader, eth, 10 * WAD)
-    with ape.reverts("oracle: circuit breaker"):
-        fill_now(ch, account, eth, keeper=keeper)
-    assert int(orders.order(account, eth).executable_at) != 0
-    # meanwhile its owner can neither replace it nor take margin out
+    # a new ETH open is refused at its commit with BTC's reason: no order stored, no fee taken
     usdc.mint(trader, FEE, sender=trader)
     usdc.approve(orders, FEE, sender=trader)
-    with ape.reverts("orders: order pending"):
-        orders.commit_order(eth, 1 * WAD, 0, 0, sender=trader)
-    with ape.reverts("clearinghouse: order pending"):
-        ch.withdraw(usdc, USDC, 0, sender=trader)
-    # (LPs are stuck too, as before the reserve: every pool view prices BTC)
+    wallet, escrow, insurance = int(usdc.balanceOf(trader)), int(usdc.balanceOf(orders)), int(ch.insurance_balance())
+    with ape.reverts("oracle: circuit breaker"):
+        orders.commit_order(eth, 10 * WAD, 0, 0, sender=trader)
+    assert int(orders.order(account, eth).executable_at) == 0
+    assert int(usdc.balanceOf(trader)) == wallet and int(usdc.balanceOf(orders)) == escrow
+    assert int(ch.insurance_balance()) == insurance
+    # nothing pending: the trader's margin is free
+    ch.withdraw(usdc, USDC, 0, sender=trader)
+
+    # a reduction holds nothing and skips the pass: it commits and fills during the halt
+    place(ch, eth, -5 * WAD, sender=trader)
+    receipt = fill_now(ch, account, eth, keeper=keeper)
+    assert cancelled_reason(receipt, orders) is None
+    assert int(ch.positions(account, eth).size) == 25 * WAD
+    # so does an open that does not grow ETH's larger side (a short against the 25 ETH of longs)
+    other = deposit(protocol, other_trader, "USDC", 100_000 * USDC)
+    place(ch, eth, -10 * WAD, sender=other_trader)
+    fill_now(ch, other, eth, keeper=keeper)
+    assert int(ch.positions(other, eth).size) == -10 * WAD
+
+    # residual, by design (fails closed): an open that grows a larger side with the reserve on
+    # reverts protocol-wide, as LP withdrawals do (every pool view prices BTC)
+    with ape.reverts("oracle: circuit breaker"):
+        place(ch, eth, -20 * WAD, 1, sender=other_trader)  # shorts 10 -> 30: past the longs' 25
     with ape.reverts("oracle: circuit breaker"):
         pool.maxWithdraw(lp)
-
-    # ETH's next round: the order's round has passed, it is cancelled and its fee forfeited
-    insurance = int(ch.insurance_balance())
-    ape.chain.pending_timestamp += 60
-    publish_usd(protocol, "WETH", 2_000, deployer)
-    receipt = orders.execute_order(account, eth, sender=keeper)
-    assert cancelled_reason(receipt, orders) == "orders: round passed"
-    assert int(ch.insurance_balance()) == insurance + FEE
-    assert int(ch.positions(account, eth).size) == 10 * WAD  # only the control's open
+    # governance's lever: ETH's reserve off, ETH opens commit (and fill) without the pass
+    cfg.set_reserve_factor(eth, 0, sender=deployer)
+    trade_now(ch, eth, 10 * WAD, 0, 0, sender=trader)
+    assert int(ch.positions(account, eth).size) == 35 * WAD
+    assert int(orders.order(account, eth).executable_at) == 0
     print(
-        f"\n#1 griefer's cost: {dust_fee} token unit of fee, 1 wei of BTC; every ETH open reverts "
-        f"'oracle: circuit breaker' and forfeits ${usd(FEE)} at ETH's next round"
+        f"\n#1 griefer's cost: {dust_fee} token unit of fee, 1 wei of BTC; BTC halted: an ETH order "
+        f"placed before the halt filled (no pool pass at the fill); a new ETH open reverted "
+        f"'oracle: circuit breaker' at its commit (wallet ${usd(wallet)} and insurance ${usd(insurance)} "
+        f"unchanged, no order); a 5 ETH reduction and a 10 ETH short (smaller side) committed and filled; "
+        f"residual: a short growing the larger side and maxWithdraw revert; ETH factor 0: a 10 ETH open filled"
     )
 
 
-# ---------------------------------------------------------------- #2: LP flows decide after the round
+# ---------------------------------------------------------------- #2: LP flows after the round
 
 
-def _order_past_the_reserve(protocol, deployer, lp, attacker) -> tuple[int, int]:
-    """A $2M pool; the attacker's 1,100 ETH long ($2.2M) is committed past it, then its round
-    (at $2,000) is published. Returns (account, size)."""
-    ch, eth = protocol.clearinghouse, protocol.markets["ETH-PERP"]
-    fund_liquidity(protocol, lp, deployer, POOL_USD, 0)
-    deposit(protocol, attacker, "USDC", 1_000_000 * USDC)
-    size = 1_100 * WAD
-    account = commit(protocol, attacker, eth, size)
-    ape.chain.pending_timestamp += int(protocol.orders.settlement_delay())
-    publish_usd(protocol, "WETH", 2_000, deployer)  # the order's round: public from here on
-    value, need = reserve(protocol, eth, size)
-    assert need > value  # a keeper who executed now would only cancel it, unpaid
-    assert int(ch.market_state(eth).long_oi) == 0
-    return account, size
-
-
-def test_finding__round_public_then_a_deposit_fills_an_order_past_the_reserve(protocol, deployer, lp, attacker, keeper):
-    """The market runs on to $2,060 after the round: the attacker deposits just enough, fills
-    at the round's $2,000 and closes at the next round."""
+def test_fixed__an_order_past_the_reserve_is_refused_at_its_commit(protocol, deployer, lp, attacker, keeper):
+    """The attacker's 1,100 ETH long ($2.2M) against a $2M pool: refused at the commit, before
+    its round is known, so there is no order to fill with a deposit after the round. A deposit
+    made before the commit lets it in (the round is not yet known: no option)."""
     ch, orders, pool = protocol.clearinghouse, protocol.orders, protocol.pool
     eth = protocol.markets["ETH-PERP"]
-    account, size = _order_past_the_reserve(protocol, deployer, lp, attacker)
+    fund_liquidity(protocol, lp, deployer, POOL_USD, 0)
+    account = deposit(protocol, attacker, "USDC", 1_000_000 * USDC)
+    size = 1_100 * WAD
     value, need = reserve(protocol, eth, size)
+    assert need > value
+    with ape.reverts("orders: open interest reserve"):
+        place(ch, eth, size, sender=attacker)
+    assert int(orders.order(account, eth).executable_at) == 0
+    assert tuple(int(v) for v in pool.held(eth)) == (0, 0)
+
     top_up = (need - value) // S2W + 1_000 * USDC
-    fund_liquidity(protocol, attacker, deployer, top_up // USDC, 0)  # after the round, before the fill
-    receipt = orders.execute_order(account, eth, sender=attacker)
+    fund_liquidity(protocol, attacker, deployer, top_up // USDC, 0)  # before the commit
+    place(ch, eth, size, sender=attacker)
+    assert tuple(int(v) for v in pool.held(eth)) == (size, 0)
+    receipt = fill_now(ch, account, eth, keeper=keeper)
     assert cancelled_reason(receipt, orders) is None and int(ch.positions(account, eth).size) == size
-    fill = int(receipt.events.filter(ch.Trade)[0].fill_price)
-    publish_usd(protocol, "WETH", 2_060, deployer)
-    close = trade_now(ch, eth, -size, 0, 0, sender=attacker, keeper=attacker)
-    profit = int(close.events.filter(ch.Trade)[0].realised_pnl) - fees_paid(receipt, ch) - fees_paid(close, ch)
-    share = int(pool.balanceOf(attacker)) / int(pool.totalSupply())
     print(
-        f"\n#2 enabled after the round: top-up ${usd(top_up)} ({share:.1%} of the pool), fill at "
-        f"${fill / WAD:,.2f}, closed at $2,060: profit net of fees ${usd(profit)}, "
-        f"of which its own LP share pays ~${usd(int(profit * share))}"
+        f"\n#2a value ${value / WAD:,.2f} < need ${need / WAD:,.2f} with the 1,100 ETH long: refused "
+        f"'orders: open interest reserve' at its commit (no order, nothing held); after a "
+        f"${usd(top_up)} deposit before the commit it committed and filled"
     )
-    assert profit > 50_000 * USDC
-    assert profit * (1 - share) > 45_000 * USDC
 
 
-def test_finding__round_public_and_adverse_the_same_order_lapses_for_its_fee(protocol, deployer, lp, attacker, keeper):
-    """The market runs on to $1,940 instead: the attacker does nothing; a keeper's execution
-    cancels it for the reserve. Cost: the $2 execution fee."""
-    ch, orders = protocol.clearinghouse, protocol.orders
-    eth = protocol.markets["ETH-PERP"]
-    account, _ = _order_past_the_reserve(protocol, deployer, lp, attacker)
-    insurance = int(ch.insurance_balance())
-    equity = int(ch.margin(account)[0])
-    receipt = orders.execute_order(account, eth, sender=keeper)
-    assert cancelled_reason(receipt, orders) == "orders: open interest reserve"
-    assert int(ch.positions(account, eth).size) == 0
-    assert int(ch.insurance_balance()) == insurance + FEE
-    assert int(ch.margin(account)[0]) == equity  # the trading account lost nothing; the fee was escrowed
-    print(f"\n#2 adverse round: order cancelled 'orders: open interest reserve', attacker's cost ${usd(FEE)}")
-
-
-def test_finding__round_public_an_lp_trader_withdraws_to_cancel_a_fillable_order(protocol, deployer, lp, attacker, keeper):
-    """The reverse lever: the order fits; after its round the LP-trader withdraws enough to
-    make it cancel (racing keepers, or in the round's block)."""
-    orders, pool = protocol.orders, protocol.pool
+def test_fixed__an_lp_trader_cannot_withdraw_the_capital_a_placed_order_holds(protocol, deployer, lp, attacker, keeper):
+    """The reverse lever: the order fits; after its round the LP-trader tries to withdraw the
+    amount that cancelled it under the old rules. The hold counts in the need from the commit:
+    refused, and the order fills."""
+    ch, orders, pool = protocol.clearinghouse, protocol.orders, protocol.pool
     eth = protocol.markets["ETH-PERP"]
     fund_liquidity(protocol, lp, deployer, POOL_USD, 0)
     fund_liquidity(protocol, attacker, deployer, 300_000, 0)
     ape.chain.pending_timestamp += COOLDOWN + 1
-    deposit(protocol, attacker, "USDC", 1_000_000 * USDC)
+    account = deposit(protocol, attacker, "USDC", 1_000_000 * USDC)
     size = 1_100 * WAD  # $2.2M against $2.3M: fits
-    account = commit(protocol, attacker, eth, size)
+    free_before = int(pool.maxWithdraw(attacker))
+    place(ch, eth, size, sender=attacker)
+    assert tuple(int(v) for v in pool.held(eth)) == (size, 0)
     ape.chain.pending_timestamp += int(orders.settlement_delay())
-    publish_usd(protocol, "WETH", 2_000, deployer)
-    value, need = reserve(protocol, eth, size)
-    assert need <= value  # fillable by any keeper now
-    out = (value - need) // S2W + 1
-    pool.withdraw(out, attacker, attacker, sender=attacker)
+    publish_usd(protocol, "WETH", 2_000, deployer)  # the order's round: public from here on
+    value, need = reserve(protocol)  # the hold is counted
+    assert reserve(protocol, eth, size) == (value, need)  # as the old fill-time check read it
+    assert need <= value
+    out = (value - need) // S2W + 1  # cancelled the order under the old rules
+    most = int(pool.maxWithdraw(attacker))
+    assert most == (value - need) // S2W < out
+    with ape.reverts("pool: open interest reserve"):
+        pool.withdraw(out, attacker, attacker, sender=attacker)
+    pool.withdraw(most, attacker, attacker, sender=attacker)  # all it may take: short of the hold
     receipt = orders.execute_order(account, eth, sender=keeper)
-    assert cancelled_reason(receipt, orders) == "orders: open interest reserve"
-    print(f"\n#2 reverse: a ${usd(out)} withdrawal after the round cancelled a fillable $2.2M order")
+    assert len(receipt.events.filter(orders.OrderFilled)) == 1 and cancelled_reason(receipt, orders) is None
+    assert int(ch.positions(account, eth).size) == size
+    print(
+        f"\n#2b after the round: value ${value / WAD:,.2f}, need ${need / WAD:,.2f} (hold counted); "
+        f"maxWithdraw ${usd(free_before)} before the commit -> ${usd(most)}; a ${out / USDC:,.6f} withdrawal "
+        f"(old rules: cancels the order) reverted 'pool: open interest reserve'; ${usd(most)} withdrawn, "
+        f"then the $2.2M order filled"
+    )
 
 
 # ---------------------------------------------------------------- #3 and #5: the pool over its reserve
@@ -243,14 +248,15 @@ def test_fixed__over_the_reserve_an_order_on_the_smaller_side_fills(protocol, de
     assert need > value
     short = 20 * WAD
     # the short leaves ETH's larger side (the long) where it is: the need does not move
-    assert risk.larger_side_after(longs, 0, 0, -short) == longs
+    held = tuple(int(v) for v in protocol.pool.held(eth))
+    assert held == (0, 0) and risk.larger_side_after(longs, 0, held, 0, -short) == (longs, longs)
     deposit(protocol, other_trader, "USDC", 100_000 * USDC)
     trade_now(ch, eth, -short, 0, 0, sender=other_trader)
     assert int(ch.positions(account_id(other_trader), eth).size) == -short
     assert reserve(protocol)[1] == need  # and the need did not rise
     print(f"\n#3 pool value ${value / WAD:,.2f} < need ${need / WAD:,.2f}; a 20 ETH short fills (skew cut)")
-    with ape.reverts("orders: open interest reserve"):  # the long side still may not grow
-        trade_now(ch, eth, WAD, 0, 1, sender=other_trader)
+    with ape.reverts("orders: open interest reserve"):  # the long side still may not grow: refused at commit
+        place(ch, eth, WAD, 0, 1, sender=other_trader)
 
 
 def test_fixed__mirror_allows_any_side_where_the_reserve_is_off(protocol, deployer, lp, attacker, other_trader):
@@ -269,33 +275,42 @@ def test_fixed__mirror_allows_any_side_where_the_reserve_is_off(protocol, deploy
 # ---------------------------------------------------------------- #4: gas
 
 
-def test_finding__dust_open_interest_in_every_market_taxes_every_open(protocol, deployer, lp, trader, attacker):
+def test_finding__dust_open_interest_in_every_market_taxes_every_open(protocol, deployer, lp, trader, attacker, keeper):
+    """The reserve's pass is made at the commit now: measured on the commit's receipt (a trade
+    is commit + fill; the fill makes no pass)."""
     ch, pool, cfg = protocol.clearinghouse, protocol.pool, protocol.configurator
     eth = protocol.markets["ETH-PERP"]
     fund_liquidity(protocol, lp, deployer, POOL_USD, 0)
     weth = protocol.market_asset("ETH-PERP")
     while int(ch.market_count()) < 15:
         cfg.list_market(MarketConfig(f"ETH{int(ch.market_count())}-PERP", "WETH").params(weth.address), sender=deployer)
-    deposit(protocol, trader, "USDC", 100_000 * USDC)
-    trade_now(ch, eth, WAD, 0, 0, sender=trader)  # ETH's state written once
+    account = deposit(protocol, trader, "USDC", 100_000 * USDC)
+    trade_now(ch, eth, WAD, 0, 0, sender=trader, keeper=keeper)  # ETH's state and the keeper's balance written once
     ape.chain.pending_timestamp += COOLDOWN + 1
-    base_open = int(trade_now(ch, eth, WAD, 0, 0, sender=trader).gas_used)
+
+    def open_eth() -> tuple[int, int]:
+        """(commit gas, fill gas) of a 1 ETH open."""
+        commit_gas = int(place(ch, eth, WAD, sender=trader).gas_used)
+        return commit_gas, int(fill_now(ch, account, eth, keeper=keeper).gas_used)
+
+    base_commit, base_fill = open_eth()
     base_withdraw = int(pool.withdraw(USDC, lp, lp, sender=lp).gas_used)
 
     deposit(protocol, attacker, "USDC", 100 * USDC)
     cost = 0
     for m in range(2, 16):
         cost += fees_paid(trade_now(ch, m, 1, 0, 0, sender=attacker, keeper=attacker), ch)
-    taxed_open = int(trade_now(ch, eth, WAD, 0, 0, sender=trader).gas_used)
+    taxed_commit, taxed_fill = open_eth()
     taxed_withdraw = int(pool.withdraw(USDC, lp, lp, sender=lp).gas_used)
-    per_market = (taxed_open - base_open) // 14
+    per_market = (taxed_commit - base_commit) // 14
     print(
-        f"\n#4 griefer: 14 dust positions, fees {cost} token units (${cost / USDC:.6f}); an ETH open "
-        f"{base_open:,} -> {taxed_open:,} gas ({per_market:,} per market); an LP withdrawal "
-        f"{base_withdraw:,} -> {taxed_withdraw:,}"
+        f"\n#4 griefer: 14 dust positions, fees {cost} token units (${cost / USDC:.6f}); an ETH open's "
+        f"commit {base_commit:,} -> {taxed_commit:,} gas ({per_market:,} per market), its fill "
+        f"{base_fill:,} -> {taxed_fill:,}; an LP withdrawal {base_withdraw:,} -> {taxed_withdraw:,}"
     )
     assert cost == 14
-    assert taxed_open - base_open > 400_000
+    assert taxed_commit - base_commit > 400_000
+    assert abs(taxed_fill - base_fill) < 5_000  # the fill makes no pass
     assert taxed_withdraw - base_withdraw > 400_000
 
 

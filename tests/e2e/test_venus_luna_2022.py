@@ -38,7 +38,6 @@ from tests.e2e.incidents import (
     deposit,
     deposit_usd,
     fund_liquidity,
-    move_clock_to,
     publish_usd,
     size_for_notional,
     trimmed_config,
@@ -103,17 +102,6 @@ def freeze(protocol, chain, deployer, state: str) -> str:
 STATES = ("at the bound", "below the bound", "stale")
 
 
-def lapse(protocol, chain, deployer, account, market):
-    """A newer round of the market's feed passes the order waiting for `account`; anyone then
-    cancels it (its fee to the insurance fund), which lifts the withdrawal lock."""
-    move_clock_to(chain, chain.pending_timestamp + 1)
-    symbol = next(m.underlying for m in protocol.config.markets if protocol.markets[m.name] == market)
-    feed = protocol.feeds[symbol]
-    protocol.publish(symbol, int(feed.latestRoundData()[1]), deployer)
-    protocol.orders.cancel_order(account, market, sender=deployer)
-    assert int(protocol.orders.open_orders(account)) == 0
-
-
 @pytest.mark.parametrize("state", STATES)
 def test_venus_luna__price_reads_revert(luna, chain, deployer, state):
     protocol, _ = luna
@@ -148,12 +136,12 @@ def test_venus_luna__opening_increasing_and_withdrawing_against_luna_collateral_
     # the Venus move: more LUNA goes in (a deposit needs no price) ...
     token = protocol.tokens["LUNA"]
     account = deposit(protocol, attacker, "LUNA", 1_000_000 * 10**8)
-    # ... and none of it can be used: no open against it. The fill reverts with LUNA's message
-    # (the margin check reads LUNA, and the pool's open-interest reserve reads every market with
-    # open interest, LUNA-PERP's too), so the order waits; a newer round lets it lapse
+    # ... and none of it can be used: no open against it. The commit reverts with LUNA's message
+    # (the pool's open-interest reserve reads every market with open interest, LUNA-PERP's too;
+    # the fill's margin check would read LUNA), so no order is placed and nothing escrowed
     with ape.reverts(message):
         trade_now(ch, eth, 10**18, 0, 0, sender=attacker)  # open
-    lapse(protocol, chain, deployer, account, eth)
+    assert int(protocol.orders.open_orders(account)) == 0
     # it can only be taken back: an account with no position and no debt owes nothing, so its
     # withdrawal reads no price (a halted feed never locks a balance that backs nothing)
     assert ch.market_mask(account) == 0 and ch.settlement(account) == 0
@@ -163,7 +151,7 @@ def test_venus_luna__opening_increasing_and_withdrawing_against_luna_collateral_
     # an account already trading with LUNA in its collateral cannot add risk or take money out
     with ape.reverts(message):
         trade_now(ch, eth, 10**18, 0, 0, sender=other_trader)  # increase
-    lapse(protocol, chain, deployer, account_id(other_trader), eth)
+    assert int(protocol.orders.open_orders(account_id(other_trader))) == 0
     with ape.reverts(message):
         ch.withdraw(protocol.settlement, 1 * USDC, 0, sender=other_trader)
     with ape.reverts(message):

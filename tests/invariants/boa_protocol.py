@@ -310,6 +310,7 @@ class Ledger:
     debt_accrued_at: int  # and when
     debt_terms: tuple[int, int, int, int]  # (rate_base, rate_slope, debt_imr, ceiling), Clearinghouse.debt_terms
     reserve_factors: dict[int, int]  # market -> its open-interest reserve factor, WAD (LiquidityPool.reserve_factor)
+    held: dict[int, tuple[int, int]]  # market -> (longs, shorts) placed orders hold in the pool (LiquidityPool.held)
     markets: dict[int, risk.MarketParams]
     states: dict[int, risk.MarketState]
     flags: dict[int, int]  # market -> bit 0 reduce-only, bit 1 paused
@@ -333,6 +334,7 @@ class Ledger:
             positions=dict(self.positions),
             balances=dict(self.balances),
             reserve_factors=dict(self.reserve_factors),
+            held=dict(self.held),
             markets=dict(self.markets),
             states=dict(self.states),
             flags=dict(self.flags),
@@ -348,6 +350,7 @@ class Ledger:
         self.collateral_mask = {k: v for k, v in self.collateral_mask.items() if v}
         self.positions = {k: v for k, v in self.positions.items() if v != (0, 0)}
         self.balances = {k: v for k, v in self.balances.items() if v}
+        self.held = {k: v for k, v in self.held.items() if v != (0, 0)}
         return self
 
     def diff(self, other: Ledger) -> list[str]:
@@ -455,6 +458,7 @@ def read_ledger(clearinghouse: Any, engine: Any, configurator: Any, pool: Any) -
         debt_accrued_at=debt_accrued_at,
         debt_terms=tuple(ch.debt_terms()),
         reserve_factors={m: pool.reserve_factor(m) for m in markets},
+        held={m: held for m in markets if (held := tuple(pool.held(m))) != (0, 0)},
         markets=markets,
         states=states,
         flags=flags,

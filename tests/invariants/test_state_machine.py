@@ -19,11 +19,12 @@ terms), charges the interest to the pool, nets a claim against a new debt, and c
 initial margin (debt_imr). A realised profit the pool cannot pay out of what it holds free is
 the account's pending claim (ProfitPending): equity as the balance is, paid into the balance at
 its next settlement withdrawal as far as the pool then holds tokens, and a liability of the
-pool ahead of its LPs. Orders cancels a risk-adding order of an account in debt while the debts
-are above the ceiling ("orders: debt ceiling"), and any risk-adding order that would take the
-capital the markets' larger sides need (each one's USD value over its reserve factor, summed)
-past the pool's value ("orders: open interest reserve"); LP withdrawals past that reserve are
-refused ("pool: open interest reserve"); a debt
+pool ahead of its LPs. Orders refuses at commit a risk-adding order of an account in debt while
+the debts are above the ceiling ("orders: debt ceiling"), and any risk-adding order that would
+take the capital the markets' larger sides need (each one's USD value over its reserve factor,
+summed; a side counts what placed orders hold on it from their commit to their end) past the
+pool's value ("orders: open interest reserve"); LP withdrawals past that reserve are refused
+("pool: open interest reserve"); a debt
 above debt_liquidation_ltv of what the account holds puts its collateral up for sale even with
 positions open.
 
@@ -104,8 +105,10 @@ Invariants, checked after every step:
    free balance (all of it, with what the pool pays of its claim first): a dry run of Clearinghouse.withdraw, rewound, which must
    succeed, pay exactly that and leave the ledger the model predicts (unless a price of its
    collateral is refused: the margin check reads it).
-9. An LP withdrawal leaves every market's larger side within its open-interest reserve
-   (issue 9, item 5): LiquidityPool.reserve equals its risk mirror and need <= value.
+9. An LP withdrawal leaves every market's larger side, with the open interest placed orders
+   hold, within its open-interest reserve (issue 9, item 5): LiquidityPool.reserve equals its
+   risk mirror and need <= value. Every step: LiquidityPool.held equals the model's holds (the
+   ledger), so no order leaves a hold behind.
 
 Profiles (environment variable MARGINSIM_FUZZ): unset or "ci": 2,000 steps, derandomized
 (reproducible); "long": 100,000 steps, random. MARGINSIM_FUZZ_STEPS=N overrides the number of
@@ -655,7 +658,7 @@ class Model:
     def over_debt_ceiling(self, account: int, market: int, delta: int) -> bool:
         """Orders._over_debt_ceiling: an order that adds risk to an account in debt while the
         debts are above the ceiling's fraction of what the pool could lend (its balance less the
-        pending claims) is cancelled "orders: debt ceiling" before the Clearinghouse sees it."""
+        pending claims) is refused at its commit, "orders: debt ceiling"."""
         size = self.ledger.positions.get((account, market), (0, 0))[0]
         new = size + delta
         if abs(new) <= abs(size) and (new == 0 or size == 0 or (new > 0) == (size > 0)):
@@ -665,33 +668,46 @@ class Model:
         lendable = self.ledger.pool_balance - self.ledger.total_pending
         return self.ledger.total_debt * WAD > lendable * self.ledger.debt_terms[3]
 
-    def over_reserve(self, account: int, market: int, delta: int) -> bool:
-        """Orders._over_reserve (issue 9, item 5): an order that adds risk and would take the
-        capital the markets need (`reserve_need`, with this market's larger side as the fill
-        leaves it) past the pool's value is cancelled "orders: open interest reserve" before
-        the Clearinghouse sees it. `risk.over_reserve`, the Python mirror."""
-        size = self.ledger.positions.get((account, market), (0, 0))[0]
-        new = size + delta
-        if abs(new) <= abs(size) and (new == 0 or size == 0 or (new > 0) == (size > 0)):
-            return False  # a pure reduction
-        stt = self.ledger.states[market]
-        larger = risk.larger_side_after(stt.long_oi, stt.short_oi, size, delta)
-        if larger <= max(stt.long_oi, stt.short_oi):
-            return False  # the larger side does not grow
+    def commit_reserve(self, ledger: Ledger, account: int, market: int, delta: int) -> str | None:
+        """Orders._hold's refusal at commit (issue 9, item 5): an order that grows its market's
+        larger side (each side with what placed orders hold, `risk.larger_side_after`) past the
+        core's bound on a side, or, with the market's reserve on, so that the capital the markets
+        need (`reserve_need`, with that side) exceeds the pool's value: "orders: open interest
+        reserve" (`risk.over_reserve`, the Python mirror); the pool's valuation's price error
+        when a market it must price has none. None: the order is placed."""
+        size = ledger.positions.get((account, market), (0, 0))[0]
+        stt = ledger.states[market]
+        before, larger = risk.larger_side_after(stt.long_oi, stt.short_oi, ledger.held.get(market, (0, 0)), size, delta)
+        if larger <= before:
+            return None  # a reduction, or the larger side does not grow
         if larger > 2**96 - 1:
-            return True  # past the core's bound on a side: no valuation
-        if self.ledger.reserve_factors[market] == 0:
-            return False  # the reserve off for this market
-        return risk.over_reserve(self.reserve_need(self.ledger, market, larger), self.pool_value(self.ledger))
+            return "orders: open interest reserve"  # past the core's bound on a side: no valuation
+        if ledger.reserve_factors[market] == 0:
+            return None  # the reserve off for this market
+        try:
+            over = risk.over_reserve(self.reserve_need(ledger, market, larger), self.pool_value(ledger))
+        except PriceError as error:
+            return error.message
+        return "orders: open interest reserve" if over else None
+
+    @staticmethod
+    def hold(ledger: Ledger, market: int, position: int, delta: int, sign: int) -> None:
+        """LiquidityPool.apply_hold, in place: `sign` 1 at commit, -1 when the order ends."""
+        longs, shorts = risk.order_growth(position, delta)
+        if longs or shorts:
+            old = ledger.held.get(market, (0, 0))
+            ledger.held[market] = (old[0] + sign * longs, old[1] + sign * shorts)
 
     def reserve_need(self, ledger: Ledger, market: int = 0, larger: int = 0) -> int:
         """LiquidityPool._reserve_need, WAD: `risk.reserve_need` over every market with open
-        interest (prices read in market order), `market`'s larger side read as `larger`."""
+        interest or held open interest (prices read in market order), each side with what
+        placed orders hold on it, `market`'s larger side read as `larger`."""
         sides = []
         for m in sorted(ledger.markets):
             stt = ledger.states[m]
-            side = larger if m == market else max(stt.long_oi, stt.short_oi)
-            if side:
+            held = ledger.held.get(m, (0, 0))
+            side = larger if m == market else max(stt.long_oi + held[0], stt.short_oi + held[1])
+            if side and ledger.reserve_factors[m]:  # an idle market whose reserve is off is not priced
                 sides.append((side, self.price(ledger.markets[m].asset), ledger.reserve_factors[m]))
         return risk.reserve_need(sides)
 
@@ -1533,11 +1549,25 @@ class ProtocolMachine(RuleBasedStateMachine):
             verdict = self.dead(key)
             if verdict is None:
                 message = "orders: order pending"
+        outcome = Outcome(message, self.ledger)
+        if message is None:
+            # the Clearinghouse is not touched but for a replaced order's forfeited fee; the pool
+            # releases the replaced order's hold, then holds the new one unless the reserve refuses it
+            outcome = self.model.forfeit(waiting.fee) if verdict == PASSED else Outcome(None, self.ledger.copy())
+            if verdict is not None:
+                self.model.hold(outcome.ledger, market, waiting.position, waiting.size_delta, -1)
+            position = self.ledger.positions.get(key, (0, 0))[0]
+            refused = (
+                "orders: debt ceiling"
+                if self.model.over_debt_ceiling(account, market, delta)
+                else self.model.commit_reserve(outcome.ledger, account, market, delta)
+            )
+            if refused is not None:
+                outcome = Outcome(refused, self.ledger)
+            else:
+                self.model.hold(outcome.ledger, market, position, delta, 1)
         usdc = self.tokens["USDC"]
         wallet = token_balance(usdc, owner)
-        outcome = Outcome(message, self.ledger)  # the Clearinghouse is not touched...
-        if verdict == PASSED:
-            outcome = self.model.forfeit(waiting.fee)  # ...but for a replaced order's forfeited fee
         commit = self.orders.commit_order
         if not self.call("Orders.commit_order", commit, market, delta, limit_price, sub, sender=owner, outcome=outcome):
             return False
@@ -1558,8 +1588,8 @@ class ProtocolMachine(RuleBasedStateMachine):
         elif verdict == EXPIRED:
             replaced = [("orders: expired", waiting.fee, str(owner))]
         assert [(e.reason, e.fee, str(e.fee_to)) for e in self.events("OrderCancelled")] == replaced
-        position = self.ledger.positions.get(key, (0, 0))[0]
         self.pending[key] = Pending(owner, sub, delta, limit_price, now + self.settlement_delay, self.execution_fee, position)
+        self.settle_step()  # the hold (and a replaced order's fee) in the ledger before what follows reads it
         return True
 
     def cancel(self, key: tuple[int, int], by: Any) -> bool:
@@ -1576,10 +1606,9 @@ class ProtocolMachine(RuleBasedStateMachine):
             verdict = self.dead(key)
             if verdict is None:
                 outcome = Outcome("orders: not expired", self.ledger)
-            elif verdict == PASSED:
-                outcome = self.model.forfeit(order.fee)
             else:
-                outcome = Outcome(None, self.ledger)
+                outcome = self.model.forfeit(order.fee) if verdict == PASSED else Outcome(None, self.ledger.copy())
+                self.model.hold(outcome.ledger, market, order.position, order.size_delta, -1)
         usdc = self.tokens["USDC"]
         owner = order.owner if order is not None else by
         wallets = {str(owner): token_balance(usdc, owner), str(by): token_balance(usdc, by)}
@@ -1624,13 +1653,6 @@ class ProtocolMachine(RuleBasedStateMachine):
             reason = "orders: round passed"
         elif self.ledger.positions.get(key, (0, 0))[0] != order.position:
             reason = "orders: position changed"
-        elif self.model.over_debt_ceiling(account, market, order.size_delta):
-            reason = "orders: debt ceiling"
-        elif (over := self.reserve_verdict(account, market, order.size_delta)) is not None:
-            if over is True:
-                reason = "orders: open interest reserve"
-            else:
-                outcome = Outcome(over, self.ledger)  # the pool cannot be valued: the execution reverts, the order waits
         else:
             outcome = self.model.trade(account, market, order.size_delta, order.limit_price)
             reason = outcome.message
@@ -1638,6 +1660,11 @@ class ProtocolMachine(RuleBasedStateMachine):
             forfeited = self.model.forfeit(order.fee)
             forfeited.info.update(outcome.info)
             outcome = forfeited
+        if outcome.message is None:
+            # filled or cancelled: the order's hold is released first (the fill does not look at
+            # the reserve: it was checked at the commit)
+            outcome = replace(outcome, ledger=outcome.ledger.copy())
+            self.model.hold(outcome.ledger, market, order.position, order.size_delta, -1)
         usdc, keeper = self.tokens["USDC"], self.roles.keeper
         wallet = token_balance(usdc, keeper)
         if not self.call("Orders.execute_order", self.orders.execute_order, account, market, sender=keeper, outcome=outcome):
@@ -1680,14 +1707,6 @@ class ProtocolMachine(RuleBasedStateMachine):
                 f"{before[2]} to equity {after[0]} < initial {after[2]}"
             )
         return True
-
-    def reserve_verdict(self, account: int, market: int, delta: int) -> bool | str | None:
-        """Orders' reserve check as the model sees it: True (cancelled), None (passes), or the
-        price error the pool's valuation reverts with (any market with open interest)."""
-        try:
-            return True if self.model.over_reserve(account, market, delta) else None
-        except PriceError as error:
-            return error.message
 
     def do_trade(self, owner: Any, sub: int, account: int, market: int, delta: int, limit: str) -> bool:
         """One trade, in two steps: commit an order, let the settlement delay pass, fill it at
@@ -3423,7 +3442,7 @@ def test_every_rule_succeeds_in_a_scripted_walk(machine):
     assert OUTCOMES[("Configurator.set_debt_parameters", "ownable: caller is not the owner")] == 1, outcome_table()
     assert machine.ledger.settlement.get(machine.world.account_id(5), 0) < 0
     step("trade", order=(5, 1, "open", 1, 1_000, True, "none"))
-    assert OUTCOMES[("Orders.fill", "orders: debt ceiling")], outcome_table()
+    assert OUTCOMES[("Orders.commit_order", "orders: debt ceiling")], outcome_table()
     step("time_passes", seconds=30 * 86_400)
     step("heartbeat", which="all")
     step(
@@ -3446,7 +3465,7 @@ def test_every_rule_succeeds_in_a_scripted_walk(machine):
     assert OUTCOMES[("collateral sale over the loan-to-value limit, positions open", "ok")], outcome_table()
     step("set_collateral", sym="WBTC", weight_bp=8_500, discount_permille=500, cap="keep", enabled=True)
     # the open-interest reserve (issue 9, item 5): each bound broken, an attacker refused, then
-    # one wei of the pool's capital: a risk-adding order is cancelled and an LP withdrawal
+    # one wei of the pool's capital: a risk-adding order is refused at commit and an LP withdrawal
     # refused while the market has open interest; then back to the whole pool
     for market, factor, by in ((0, 100 * WAD + 1, "owner"), (-1, WAD, "owner"), (0, WAD, "attacker")):
         step("set_reserve_factor", market=market, factor=factor, by=by)
@@ -3456,7 +3475,7 @@ def test_every_rule_succeeds_in_a_scripted_walk(machine):
     for market in (0, 1):
         step("set_reserve_factor", market=market, factor=1, by="owner")
     step("trade", order=(0, 0, "open", 1, 1_000, True, "none"))
-    assert OUTCOMES[("Orders.fill", "orders: open interest reserve")], outcome_table()
+    assert OUTCOMES[("Orders.commit_order", "orders: open interest reserve")], outcome_table()
     step("lp_withdraw", lp=0, permille=10, by_shares=False, caller="owner")
     assert OUTCOMES[("LiquidityPool.withdraw", "pool: open interest reserve")], outcome_table()
     for market in (0, 1):

@@ -40,12 +40,11 @@ refusals of a fill (pause, reduce-only, the price limit, the open-interest cap, 
 do not revert the execution: Orders cancels the order with that reason (its execution fee goes
 to the insurance fund), so they are not rows here (see the end;
 `tests/unit/orders/test_orders.py` checks each). Nor are the reasons Orders itself logs when it
-cancels an order (`orders: round passed`, `orders: position changed`, `orders: expired`, and
-`orders: debt ceiling`: an order adding risk to an account in debt while the debts are above
-the ceiling, checked by Orders before the fill since the ceiling moved out of the
-Clearinghouse; `tests/unit/clearinghouse/test_debt.py` checks it): they are not revert
-messages. An order cannot be cancelled or replaced while it can still fill, and an account
-with an order open cannot withdraw.
+cancels an order (`orders: round passed`, `orders: position changed`, `orders: expired`): they
+are not revert messages. The debt ceiling and the open-interest reserve are checked at the
+commit, which reverts (`orders: debt ceiling`, `orders: open interest reserve`): rows below. An
+order cannot be cancelled or replaced while it can still fill, and an account with an order
+open cannot withdraw.
 
 Roles: *owner* deployed the Clearinghouse (only its deployer may connect it; it has no owner)
 and owns the OracleRouter and the Configurator (the LiquidationEngine and Orders have no owner:

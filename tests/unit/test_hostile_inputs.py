@@ -461,8 +461,10 @@ def sub1_order_pending(x: Ctx):
 
 def mini_eth_listed(x: Ctx):
     """ETH-PERP listed on the mini clearinghouse, the attacker's lying settlement token approved
-    to its Orders: an order there escrows its fee in that token."""
+    to its Orders: an order there escrows its fee in that token. Its open-interest reserve off:
+    the mini pool is empty, and an order must reach the fee's transfer."""
     x.mini_cfg.list_market(x.market_params(ETH), sender=x.owner)
+    x.mini_cfg.set_reserve_factor(x.mini_ch.market_count(), 0, sender=x.owner)
     x.mini_settlement.approve(x.mini_orders, MAX_UINT, sender=x.attacker)
 
 
@@ -502,6 +504,18 @@ def traders_in_profit(x: Ctx):
     """ETH +5%: the traders' unrealised profit lowers the pool's value below its liquidity, so
     the LP's maxWithdraw is bounded by its shares."""
     publish("WETH", 2_100)(x)
+
+
+def in_debt_over_the_ceiling(x: Ctx):
+    """Trader subaccount 1 (1 WETH, no USDC) opens 1 ETH long, ETH -5%, closes: its realised loss
+    is a debt; governance then sets the debt ceiling to its least (1e-18 of what the pool could
+    lend), so the debts are above it."""
+    trader = x.roles["trader"]
+    trade_now(x.ch, ETH, WAD, 0, 1, sender=trader)
+    publish("WETH", 1_900)(x)
+    trade_now(x.ch, ETH, -WAD, 0, 1, sender=trader)
+    assert x.ch.settlement(x.account("trader", 1)) < 0
+    x.cfg.set_debt_parameters(2 * 10**16, 3 * 10**17, 25 * 10**16, 1, 9 * 10**17, sender=x.owner)
 
 
 def traders_at_a_loss(x: Ctx):
@@ -697,6 +711,12 @@ def orders_views(role: str = "trader", subaccount: int = 0, orders: Callable[[Ct
 
 def reserve_views(x: Ctx) -> tuple:
     return (x.read(x.pool.reserve_factor, ETH), x.read(x.pool.reserve_factor, BTC))
+
+
+def held_views(x: Ctx) -> tuple:
+    """The trader's order and position in ETH-PERP, the order parameters, and the open interest
+    placed orders hold in the pool in both markets."""
+    return (*orders_views()(x), x.read(x.pool.held, ETH), x.read(x.pool.held, BTC))
 
 
 def pool_views(x: Ctx) -> tuple:
@@ -1737,6 +1757,42 @@ def orders_rows() -> list[Row]:
             setup=then(mini_eth_listed, mini_settlement_charges_a_fee),
             token="QS",
             views=mini,
+        ),
+        R(
+            "commit_order",
+            "adds risk to an account in debt while the debts are above the ceiling",
+            "trader",
+            commit(WAD, sub=1),
+            "orders: debt ceiling",
+            setup=in_debt_over_the_ceiling,
+            views=orders_views("trader", 1),
+        ),
+        R(
+            "commit_order",
+            "adds risk past the open-interest reserve (ETH at a 10% factor: 600 ETH long would need $12M of $10M)",
+            "trader",
+            commit(200 * WAD),
+            "orders: open interest reserve",
+            setup=reserve_nearly_full,
+            views=held_views,
+        ),
+        R(
+            "commit_order",
+            "a side past 2**96 - 1 base units (the core's bound on a side), the reserve off",
+            "trader",
+            commit(2**96),
+            "orders: open interest reserve",
+            setup=reserve_aside,
+            views=held_views,
+        ),
+        R(
+            "commit_order",
+            "adds risk while a market with open interest has a stale price (the pool cannot be valued)",
+            "trader",
+            commit(WAD),
+            "oracle: stale answer",
+            setup=stale,
+            views=held_views,
         ),
         # execute_order
         R("execute_order", "no order", "keeper", execute("attacker"), "orders: no order", views=attacker),
@@ -3115,6 +3171,22 @@ def pool_rows() -> list[Row]:
             "pool: not configurator",
             views=reserve_views,
         ),
+        R(
+            "apply_hold",
+            "not Orders",
+            "attacker",
+            lambda x, who: x.pool.apply_hold(ETH, 10**30, 0, True, sender=who),
+            "pool: not orders",
+            views=held_views,
+        ),
+        R(
+            "apply_hold",
+            "not Orders (the owner), a release",
+            "owner",
+            lambda x, who: x.pool.apply_hold(ETH, 0, 0, False, sender=who),
+            "pool: not orders",
+            views=held_views,
+        ),
         R("withdraw", "assets 0", "lp", lambda x, who: x.pool.withdraw(0, who, who, sender=who), "pool: zero amount"),
         R(
             "withdraw",
@@ -3303,17 +3375,16 @@ UNREACHABLE = {
     "clearinghouse: reduce only": FILL_REFUSAL,
     "clearinghouse: price limit": FILL_REFUSAL,
     "clearinghouse: open interest cap": FILL_REFUSAL,
-    # (The debt ceiling is no longer a fill refusal: Orders.execute_order checks it before the fill
-    # and cancels the order with the reason "orders: debt ceiling", which is not a revert message;
-    # tests/unit/clearinghouse/test_debt.py checks it.)
+    # (The debt ceiling is no longer a fill refusal: Orders.commit_order checks it and reverts
+    # "orders: debt ceiling", a row above.)
     # commit_order refuses size 0 ("orders: zero size"), so no order of size 0 reaches a fill
     "clearinghouse: zero size": "Orders refuses a size-0 order at commit (orders: zero size), so no fill has size 0",
 }
 
 # assert ..., "msg" / _require(..., "msg") / raise "msg"; and Orders' _release(..., "msg"), whose
 # last argument is the assert message it reverts with while the order can still fill. (The
-# reasons Orders logs in OrderCancelled, "orders: round passed", "orders: position changed",
-# "orders: expired" and "orders: debt ceiling", are not revert messages, and none of these forms
+# reasons Orders logs in OrderCancelled, "orders: round passed", "orders: position changed" and
+# "orders: expired", are not revert messages, and none of these forms
 # matches them.) A condition that spans lines is matched too: `_require(` at the end of a line
 # with the message alone on the line before the closing `)`, and an assert whose line ends with
 # `(` and whose `), "msg"` closes it (within eight lines either way).

@@ -6,7 +6,7 @@ saturating at 2**104 - 1), the LiquidityPool's value counting the interest accru
 charged (total_scaled_debt), pending profit claims (created beyond the pool's free liquidity,
 counted in equity, paid first come first served at a settlement withdrawal, netted against a
 new debt, kept out of the LPs' value), the initial margin a debt needs, the debt ceiling (now
-Orders' "orders: debt ceiling" cancellation), the collateral sale over the loan-to-value limit
+Orders' "orders: debt ceiling" refusal at the commit), the collateral sale over the loan-to-value limit
 (the debt against debt_liquidation_ltv of equity plus debt; a written-off token only under the
 no-positions-and-negative-equity rule), the keeper's pay split while claims are pending, and
 the Configurator's debt parameters.
@@ -23,7 +23,7 @@ import ape
 import pytest
 
 from marginsim import risk
-from marginsim.orders import fill_now, handles, trade_now
+from marginsim.orders import fill_now, handles, market_feed, redate, trade_now
 from marginsim.protocol import account_id
 from tests.conftest import USDC, WAD
 from tests.e2e.attacks import reserve_out_of_the_way
@@ -135,31 +135,39 @@ def no_trader_pnl(ch):
         assert (state.long_oi, state.short_oi, state.total_cost) == (0, 0, 0)
 
 
-def execute_order(ch, usdc, owner, market, size_delta, subaccount=0):
-    """Place `owner`'s order and have a keeper execute it at the next round, as trade_now does,
-    but return the execution's receipt whether it filled or Orders cancelled it."""
+def commit_order(ch, usdc, owner, market, size_delta, subaccount=0):
+    """Mint and approve `owner`'s execution fee and commit its order; returns the commit's receipt."""
     orders, _, _ = handles(ch)
     fee = int(orders.execution_fee())
     usdc.mint(owner, fee, sender=owner)
     usdc.approve(orders, fee, sender=owner)
-    orders.commit_order(market, size_delta, 0, subaccount, sender=owner)
+    return orders.commit_order(market, size_delta, 0, subaccount, sender=owner)
+
+
+def execute_order(ch, usdc, owner, market, size_delta, subaccount=0):
+    """Place `owner`'s order and have a keeper execute it at the next round, as trade_now does,
+    but return the execution's receipt whether it filled or Orders cancelled it."""
+    commit_order(ch, usdc, owner, market, size_delta, subaccount)
     return fill_now(ch, account_id(owner, subaccount), market, keeper=ape.accounts.test_accounts[-1])
 
 
-def assert_cancelled(ch, receipt, account, market, size_delta, reason, insurance_before):
-    """Orders cancelled the order with `reason`: nothing filled, its fee forfeited to the fund."""
-    fee = int(handles(ch)[0].execution_fee())
-    cancelled = event(receipt, "OrderCancelled")
-    assert (cancelled.account, cancelled.market, cancelled.size_delta, cancelled.fee, cancelled.fee_to, cancelled.reason) == (
-        account,
-        market,
-        size_delta,
-        fee,
-        ch.address,
-        reason,
-    )
-    assert not events(receipt, "Trade") and not events(receipt, "OrderFilled")
-    assert ch.insurance_balance() == insurance_before + fee
+def assert_refused_at_commit(ch, usdc, owner, market, size_delta, reason, subaccount=0, open_orders=0):
+    """Orders refuses `owner`'s order at its commit with `reason`: the commit reverts, so no order
+    is stored in `market` (the account keeps `open_orders` orders elsewhere) and no fee is
+    escrowed: the owner keeps it, Orders holds no more, the insurance fund gets nothing."""
+    orders, _, _ = handles(ch)
+    account = account_id(owner, subaccount)
+    fee = int(orders.execution_fee())
+    usdc.mint(owner, fee, sender=owner)
+    usdc.approve(orders, fee, sender=owner)
+    balances = (int(usdc.balanceOf(owner)), int(usdc.balanceOf(orders)), int(ch.insurance_balance()))
+    assert balances[0] >= fee
+    with ape.reverts(reason):
+        orders.commit_order(market, size_delta, 0, subaccount, sender=owner)
+    order = orders.order(account, market)
+    assert (order.size_delta, order.limit_price, order.executable_at, order.fee, order.position) == (0, 0, 0, 0, 0)
+    assert orders.open_orders(account) == open_orders
+    assert (int(usdc.balanceOf(owner)), int(usdc.balanceOf(orders)), int(ch.insurance_balance())) == balances
 
 
 def mine_at(chain, timestamp):
@@ -916,13 +924,14 @@ def test_debt_margin__risk_adding_fill_includes_the_debts_initial_margin(ch, cha
 
 
 @pytest.mark.parametrize("claims", [False, True], ids=["no claims", "claims pending"])
-@pytest.mark.parametrize("below", [False, True], ids=["ceiling at the limit: fills", "one wei lower: cancelled"])
+@pytest.mark.parametrize("below", [False, True], ids=["ceiling at the limit: fills", "one wei lower: refused at commit"])
 def test_debt_ceiling__at_the_limit_both_sides(
     ch, protocol, configurator, deployer, usdc, make_debtor, refilled_claims, keeper, eth_market, below, claims
 ):
-    """Orders cancels an order adding risk to a debtor when total_debt * 1e18 > (pool_balance -
-    total_pending) * ceiling, all as stored before the fill (the debt as last written, its
-    interest not yet charged); the fill's own fee does not count."""
+    """Orders refuses at its commit (a revert: nothing stored, no fee escrowed) an order adding
+    risk to a debtor when total_debt * 1e18 > (pool_balance - total_pending) * ceiling, all as
+    stored at the commit (the debt as last written, its interest not yet charged); the fill's
+    own fee does not count."""
     account, _ = refilled_claims() if claims else make_debtor(keeper)
     # rates 0 freeze the debt (the change accrues what is due first), so the fill's numbers are known
     configurator.set_debt_parameters(0, 0, *DEFAULT_TERMS[2:], DEFAULT_LTV, sender=deployer)
@@ -936,21 +945,21 @@ def test_debt_ceiling__at_the_limit_both_sides(
         assert total_debt * WAD <= pool * (ceiling - 1)  # on the whole balance one wei lower would pass
     configurator.set_debt_parameters(0, 0, DEFAULT_TERMS[2], ceiling - below, DEFAULT_LTV, sender=deployer)
     assert terms(ch)[3] == ceiling - below
-
-    params = ch.markets(eth_market)
-    state = ch.market_state(eth_market)
-    price = int(protocol.oracle.price(protocol.tokens["WETH"]))
-    fill = risk.fill_price(price, int(state.long_oi) - int(state.short_oi), WAD, int(params.skew_scale))
-    fee = risk.ceil_div(risk.mul_up(risk.mul_up(WAD, fill), int(params.fee)), S2W)
     insurance = int(ch.insurance_balance())
-    receipt = execute_order(ch, usdc, keeper, eth_market, WAD)
 
     if below:
-        assert_cancelled(ch, receipt, account, eth_market, WAD, "orders: debt ceiling", insurance)
+        assert_refused_at_commit(ch, usdc, keeper, eth_market, WAD, "orders: debt ceiling")
         assert ch.market_mask(account) == 0
         assert ch.settlement(account) == -owed
         assert (ch.total_debt(), ch.pool_balance(), ch.total_pending()) == (total_debt, pool, pending)
+        assert ch.insurance_balance() == insurance
     else:
+        params = ch.markets(eth_market)
+        state = ch.market_state(eth_market)
+        price = int(protocol.oracle.price(protocol.tokens["WETH"]))
+        fill = risk.fill_price(price, int(state.long_oi) - int(state.short_oi), WAD, int(params.skew_scale))
+        fee = risk.ceil_div(risk.mul_up(risk.mul_up(WAD, fill), int(params.fee)), S2W)
+        receipt = execute_order(ch, usdc, keeper, eth_market, WAD)
         trade = event(receipt, "Trade")
         assert (trade.account, trade.fill_price, trade.fee, trade.new_size) == (account, fill, fee, WAD)
         assert event(receipt, "OrderFilled").fill_price == fill
@@ -961,7 +970,7 @@ def test_debt_ceiling__at_the_limit_both_sides(
         assert ch.insurance_balance() == insurance
 
 
-def test_debt_ceiling__over__risk_cancelled_for_a_debtor__reductions_and_non_debtors_fill(
+def test_debt_ceiling__over__risk_refused_at_commit_for_a_debtor__reductions_and_non_debtors_fill(
     ch, usdc, configurator, deployer, make_debtor, make_account, fund, weth, trader, other_trader, keeper, eth_market
 ):
     account, _ = make_debtor(trader)
@@ -969,12 +978,12 @@ def test_debt_ceiling__over__risk_cancelled_for_a_debtor__reductions_and_non_deb
     configurator.set_debt_parameters(*DEFAULT_TERMS[:3], 1, DEFAULT_LTV, sender=deployer)  # 1e-18 of what the pool could lend
     assert ch.total_debt() * WAD > (ch.pool_balance() - ch.total_pending()) * 1
 
-    # the debtor adds risk: more, and a flip (which adds risk too)
+    # the debtor adds risk: more, and a flip (which adds risk too); trade_now's commit reverts alike
     for size in (WAD, -4 * WAD):
-        insurance = int(ch.insurance_balance())
-        receipt = execute_order(ch, usdc, trader, eth_market, size)
-        assert_cancelled(ch, receipt, account, eth_market, size, "orders: debt ceiling", insurance)
+        assert_refused_at_commit(ch, usdc, trader, eth_market, size, "orders: debt ceiling")
         assert ch.positions(account, eth_market).size == 2 * WAD
+    with ape.reverts("orders: debt ceiling"):
+        trade_now(ch, eth_market, WAD, 0, 0, sender=trader)
     # a reduction fills, and so does the close
     trade_now(ch, eth_market, -WAD, 0, 0, sender=trader)
     assert ch.positions(account, eth_market).size == WAD
@@ -987,8 +996,8 @@ def test_debt_ceiling__over__risk_cancelled_for_a_debtor__reductions_and_non_deb
     assert ch.positions(other, eth_market).size == 3 * WAD
     assert ch.settlement(other) > 0
 
-    # the status is read before the fill: an account with collateral only (balance 0) fills,
-    # though the fee leaves it in debt...
+    # the status is read at the commit: an account with collateral only (balance 0) commits and
+    # fills, though the fee leaves it in debt...
     keeper_account = account_id(keeper)
     fund(keeper, weth, WAD)
     ch.deposit(weth, WAD, 0, sender=keeper)
@@ -997,12 +1006,47 @@ def test_debt_ceiling__over__risk_cancelled_for_a_debtor__reductions_and_non_deb
     fee = int(event(receipt, "Trade").fee)
     assert ch.positions(keeper_account, eth_market).size == WAD
     assert debt_of(ch, keeper_account) == (fee, int(ch.debt_state()[0]))
-    # ...and, a debtor now, its next order adding risk is cancelled, its reduction fills
-    insurance = int(ch.insurance_balance())
-    receipt = execute_order(ch, usdc, keeper, eth_market, WAD)
-    assert_cancelled(ch, receipt, keeper_account, eth_market, WAD, "orders: debt ceiling", insurance)
+    # ...and, a debtor now, its next order adding risk is refused at its commit, its reduction fills
+    assert_refused_at_commit(ch, usdc, keeper, eth_market, WAD, "orders: debt ceiling")
     trade_now(ch, eth_market, -WAD // 2, 0, 0, sender=keeper)
     assert ch.positions(keeper_account, eth_market).size == WAD // 2
+
+
+def test_debt_ceiling__committed_within_it__fills_after_an_lp_withdrawal_at_its_round_crosses_it(
+    ch, chain, usdc, seeded_pool, lp, make_debtor, trader, eth_market, btc_market
+):
+    """The ceiling is checked at the commit, on the pool as it is then: a debtor's order
+    committed while the debts are within it still fills after its round is out and the LP has
+    withdrawn to leave the debts one unit over it (before: cancelled "orders: debt ceiling", its
+    fee to the fund, an option on a known round). A new order adding risk from the same account
+    is refused at its commit meanwhile, and a unit more would have left them at the ceiling."""
+    orders, _, _ = handles(ch)
+    account, _ = make_debtor(trader)
+    ceiling = terms(ch)[3]
+    total_debt, pending = int(ch.total_debt()), int(ch.total_pending())
+    assert ceiling == DEFAULT_TERMS[3] and pending == 0
+    assert total_debt * WAD <= (int(ch.pool_balance()) - pending) * ceiling  # within it: the commit passes
+    chain.pending_timestamp += COOLDOWN + 1  # the LP's shares are unlocked
+    commit_order(ch, usdc, trader, eth_market, WAD)
+    assert orders.order(account, eth_market).size_delta == WAD and orders.open_orders(account) == 1
+
+    # the order's round is out (its price known), then the LP leaves the most the debts are over the ceiling at
+    chain.pending_timestamp += int(orders.settlement_delay())
+    redate(market_feed(ch, eth_market))
+    lendable = risk.ceil_div(total_debt * WAD, ceiling) - 1
+    seeded_pool.withdraw(int(ch.pool_balance()) - pending - lendable, lp, lp, sender=lp)
+    assert (int(ch.total_debt()), int(ch.pool_balance()) - int(ch.total_pending())) == (total_debt, lendable)
+    assert total_debt * WAD > lendable * ceiling
+    assert total_debt * WAD <= (lendable + 1) * ceiling
+    assert_refused_at_commit(ch, usdc, trader, btc_market, WAD // 10, "orders: debt ceiling", open_orders=1)
+
+    insurance = int(ch.insurance_balance())
+    receipt = orders.execute_order(account, eth_market, sender=ape.accounts.test_accounts[-1])
+    assert event(receipt, "OrderFilled").account == account and not events(receipt, "OrderCancelled")
+    assert event(receipt, "Trade").new_size == WAD
+    assert ch.positions(account, eth_market).size == WAD
+    assert orders.open_orders(account) == 0
+    assert ch.insurance_balance() == insurance
 
 
 # ---------------------------------------------------------------- collateral sale over the LTV

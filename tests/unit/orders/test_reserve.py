@@ -1,9 +1,10 @@
 """The open-interest reserve (issue 9, item 5; GMX v2's reserve factor, pool-wide): each market's
 larger side needs capital of its USD value over the market's reserve factor, and the needs of
 every market together must stay within the LiquidityPool's value. An order that adds risk past
-it is cancelled, and an LP cannot withdraw past it. Checked at the limit to the wei against
-marginsim.risk's mirror, for opens, adds, flips, reductions and two markets, with the
-Configurator's bounds and the pool's `reserve` view."""
+it is refused at commit; from its commit to its end it holds the open interest it adds, so an
+LP cannot withdraw the capital it was checked against. Checked at the limit to the wei against
+marginsim.risk's mirror, for opens, adds, flips, reductions, two markets and placed orders, with
+the Configurator's bounds and the pool's `reserve` and `held` views."""
 
 from dataclasses import replace
 
@@ -11,7 +12,7 @@ import ape
 import pytest
 
 from marginsim import risk
-from marginsim.orders import trade_now
+from marginsim.orders import fill_now, place, trade_now
 from marginsim.protocol import MarketConfig, account_id, list_market
 from tests.conftest import WAD
 
@@ -187,16 +188,19 @@ def test_short_side_is_its_own(ch, protocol, make_account, eth_market, trader, o
 
 
 def test_flip__counts_the_side_it_leaves(ch, protocol, make_account, eth_market, trader, other_trader):
-    """A long flipping short leaves the long side and joins the short one; over the reserve on
-    the larger side after the fill: cancelled, the long kept."""
+    """A long flipping short joins the short side (it holds only the side it joins: the long it
+    leaves still counts until the fill); over the reserve on the larger side: refused at commit,
+    the long kept."""
     make_account(trader, 200_000)
     make_account(other_trader, 100_000)
     trade_now(ch, eth_market, 20 * WAD, sender=trader)
     trade_now(ch, eth_market, -(largest_side(protocol, eth_market) - 5 * WAD), sender=other_trader)
     st = ch.market_state(eth_market)
     room = largest_side(protocol, eth_market) - int(st.short_oi)
-    assert (
-        risk.larger_side_after(int(st.long_oi), int(st.short_oi), 20 * WAD, -(20 * WAD + room + 1)) == int(st.short_oi) + room + 1
+    assert risk.order_growth(20 * WAD, -(20 * WAD + room + 1)) == (0, room + 1)
+    assert risk.larger_side_after(int(st.long_oi), int(st.short_oi), (0, 0), 20 * WAD, -(20 * WAD + room + 1)) == (
+        int(st.short_oi),
+        int(st.short_oi) + room + 1,
     )
     with ape.reverts("orders: open interest reserve"):
         trade_now(ch, eth_market, -(20 * WAD + room + 1), sender=trader)
@@ -239,3 +243,103 @@ def test_pool_withdrawal__stops_at_the_reserve(ch, protocol, make_account, eth_m
     assert int(pool.maxWithdraw(lp)) == 0
     with ape.reverts("pool: open interest reserve"):
         pool.withdraw(1, lp, lp, sender=lp)
+
+
+# ---------------------------------------------------------------- holds: a placed order counts from its commit
+
+
+def held(protocol, market_id) -> tuple[int, int]:
+    return tuple(int(v) for v in protocol.pool.held(market_id))
+
+
+def test_hold__a_placed_order_counts_until_it_fills(ch, protocol, make_account, eth_market, trader, other_trader, keeper):
+    """The order at the limit holds its side: one more unit on that side is refused at its
+    commit, the other side may grow up to it (the larger side does not grow), and the fill turns
+    the hold into open interest, the need unchanged."""
+    make_account(trader, 100_000)
+    make_account(other_trader, 100_000)
+    side, price = largest_side(protocol, eth_market), price_of(protocol)
+    place(ch, eth_market, side, sender=trader)
+    assert held(protocol, eth_market) == (side, 0)
+    value, need = (int(v) for v in protocol.pool.reserve(0, 0))
+    assert need == risk.reserve_need([(side, price, FACTOR)]) <= value
+    assert largest_side(protocol, eth_market) == side  # the hold is the larger side now
+    with ape.reverts("orders: open interest reserve"):
+        place(ch, eth_market, 1, subaccount=1, sender=trader)
+    place(ch, eth_market, -side, sender=other_trader)
+    assert held(protocol, eth_market) == (side, side)
+    fill_now(ch, account_id(trader), eth_market, keeper=keeper)
+    protocol.orders.execute_order(account_id(other_trader), eth_market, sender=keeper)  # the same round
+    assert held(protocol, eth_market) == (0, 0)
+    st = ch.market_state(eth_market)
+    assert (int(st.long_oi), int(st.short_oi)) == (side, side)
+    assert int(protocol.pool.reserve(0, 0)[1]) == need
+
+
+def test_hold__an_lp_cannot_withdraw_what_a_placed_order_was_checked_against(
+    ch, protocol, make_account, eth_market, trader, lp, keeper, chain
+):
+    """The review's lever (#2): an order that fits at its commit, then its round public; an LP
+    who withdrew now would have had the keeper cancel it. The hold is counted: the withdrawal
+    stops short of it, and the order fills."""
+    pool = protocol.pool
+    chain.pending_timestamp += 901  # past the LP's cooldown
+    make_account(trader, 100_000)
+    side = largest_side(protocol, eth_market)
+    value, need = (int(v) for v in pool.reserve(0, 0))
+    assert int(pool.maxWithdraw(lp)) == risk.reserve_headroom(value, need, S2W) > 0
+    place(ch, eth_market, side - 5 * WAD, sender=trader)
+    value, need = (int(v) for v in pool.reserve(0, 0))
+    headroom = risk.reserve_headroom(value, need, S2W)
+    assert int(pool.maxWithdraw(lp)) == headroom
+    with ape.reverts("pool: open interest reserve"):
+        pool.withdraw(headroom + 1, lp, lp, sender=lp)
+    receipt = fill_now(ch, account_id(trader), eth_market, keeper=keeper)
+    assert receipt.events.filter(protocol.orders.OrderFilled)
+    assert int(ch.positions(account_id(trader), eth_market).size) == side - 5 * WAD
+
+
+@pytest.mark.parametrize("end", ["round passed", "refused at the fill", "replaced"])
+def test_hold__released_when_the_order_ends(ch, protocol, make_account, eth_market, trader, keeper, set_price, chain, end):
+    """Cancelled once its round has passed, refused by the Clearinghouse at its fill, or replaced
+    by a new order once it can no longer fill: the hold goes with it (the new order holds its
+    own)."""
+    make_account(trader, 100_000)
+    account = account_id(trader)
+    place(ch, eth_market, 30 * WAD, 1 if end == "refused at the fill" else 0, sender=trader)
+    assert held(protocol, eth_market) == (30 * WAD, 0)
+    if end == "refused at the fill":
+        receipt = fill_now(ch, account, eth_market, keeper=keeper)
+        assert receipt.events.filter(protocol.orders.OrderCancelled)[0].reason == "clearinghouse: price limit"
+        assert held(protocol, eth_market) == (0, 0)
+        return
+    chain.pending_timestamp += int(protocol.orders.settlement_delay())
+    set_price("WETH", 2_000)  # the order's round ...
+    set_price("WETH", 2_000)  # ... replaced by a newer one before anyone executed it
+    if end == "round passed":
+        protocol.orders.cancel_order(account, eth_market, sender=keeper)
+        assert held(protocol, eth_market) == (0, 0)
+    else:
+        place(ch, eth_market, -10 * WAD, sender=trader)
+        assert held(protocol, eth_market) == (0, 10 * WAD)
+
+
+def test_hold__a_flip_holds_the_side_it_joins(ch, protocol, make_account, eth_market, trader):
+    make_account(trader, 100_000)
+    trade_now(ch, eth_market, 20 * WAD, sender=trader)
+    place(ch, eth_market, -30 * WAD, sender=trader)
+    assert held(protocol, eth_market) == risk.order_growth(20 * WAD, -30 * WAD) == (0, 10 * WAD)
+    st = ch.market_state(eth_market)
+    assert (int(st.long_oi), int(st.short_oi)) == (20 * WAD, 0)  # the long it leaves counts until the fill
+
+
+def test_hold__a_reduction_holds_nothing(ch, protocol, make_account, eth_market, trader):
+    make_account(trader, 100_000)
+    trade_now(ch, eth_market, 20 * WAD, sender=trader)
+    place(ch, eth_market, -20 * WAD, sender=trader)
+    assert held(protocol, eth_market) == (0, 0)
+
+
+def test_apply_hold__not_orders__reverts(protocol, eth_market, deployer):
+    with ape.reverts("pool: not orders"):
+        protocol.pool.apply_hold(eth_market, 1, 0, True, sender=deployer)
