@@ -208,8 +208,9 @@ def deposit(assets: uint256, receiver: address) -> uint256:
            must mint at least one share.
     @param receiver Who gets the shares, locked for COOLDOWN (900 s).
     @return Shares minted.
-    @custom:security Reverts "pool: insolvent" while shares are out and the value is <= 0: a new
-           deposit would otherwise pay the old LPs' losses. The new shares are locked in a lot
+    @custom:security Reverts "pool: insolvent" while the value is below zero, or zero with
+           shares out: a new deposit would otherwise pay the old LPs' losses, or with no shares
+           out the traders' unrealised profit the pool owes. The new shares are locked in a lot
            of their own: shares the receiver already holds keep their unlock time. Reverts
            "pool: too many locked deposits" when someone else deposits to a receiver that
            already has LOTS (4) deposits in their cooldown.
@@ -248,8 +249,8 @@ def mint(shares: uint256, receiver: address) -> uint256:
     @param shares Shares to mint, > 0.
     @param receiver Who gets the shares, locked for COOLDOWN (900 s).
     @return Settlement token units pulled from the caller (approved to this pool).
-    @custom:security As `deposit`: reverts "pool: insolvent" while shares are out and the value
-           is <= 0; the new shares are locked in a lot of their own, as for `deposit`.
+    @custom:security As `deposit`: reverts "pool: insolvent" while the value is below zero, or
+           zero with shares out; the new shares are locked in a lot of their own, as for `deposit`.
     """
     assets: uint256 = self._to_assets(shares, True)
     self._deposit(receiver, assets, shares)
@@ -620,8 +621,10 @@ def _to_assets(shares: uint256, roundup: bool) -> uint256:
 
 def _deposit(receiver: address, assets: uint256, shares: uint256):
     assert assets > 0 and shares > 0, "pool: zero amount"
-    # an insolvent pool (value <= 0 with shares out) would hand a new LP's deposit to the old ones
-    assert erc20.totalSupply == 0 or self._signed_value() > 0, "pool: insolvent"
+    # an insolvent pool (value <= 0 with shares out) would hand a new LP's deposit to the old ones,
+    # and one below zero with none out to the traders it owes (found by the long fuzz profile)
+    value: int256 = self._signed_value()
+    assert value > 0 or (value == 0 and erc20.totalSupply == 0), "pool: insolvent"
     self._lock(receiver, shares)
     assert extcall IERC20(asset).transferFrom(msg.sender, self, assets, default_return_value=True), "pool: transfer failed"
     extcall CLEARINGHOUSE.pool_deposit(assets)

@@ -927,7 +927,8 @@ class Model:
                 assets = mul_div(shares, total_assets + 1, pool.total_supply + POOL_OFFSET, True)
             if assets == 0 or shares == 0:
                 return Outcome("pool: zero amount", self.ledger)
-            if pool.total_supply != 0 and self.pool_value(self.ledger) <= 0:
+            value = self.pool_value(self.ledger)
+            if value < 0 or (value == 0 and pool.total_supply != 0):
                 return Outcome("pool: insolvent", self.ledger)
         except PriceError as error:
             return Outcome(error.message, self.ledger)

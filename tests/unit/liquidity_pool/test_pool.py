@@ -375,6 +375,28 @@ def test_deposit__insolvent_pool__reverts(empty, deployer, lp, trader, other_tra
         empty.pool.deposit(1_000 * USDC, other_trader, sender=other_trader)
 
 
+def test_deposit__no_shares_out_and_the_value_below_zero__reverts(empty, deployer, lp, trader, other_trader):
+    """The long fuzz profile's finding: every LP gone (the reserve off, so they could leave), then
+    the traders' unrealised profit takes the value below zero; a deposit would have minted shares
+    worth nothing, its tokens owed to the traders."""
+    lp_deposit(empty, lp, 30_000 * USDC)
+    open_position(empty, trader, 100_000, 100 * WAD)
+    empty.configurator.set_reserve_factor(empty.markets["ETH-PERP"], 0, sender=deployer)
+    wait_cooldown()
+    set_eth_price(empty, deployer, 2_050)  # the trader's profit below the pool's balance: every share can leave
+    empty.pool.redeem(empty.pool.balanceOf(lp), lp, lp, sender=lp)
+    assert empty.pool.totalSupply() == 0
+    set_eth_price(empty, deployer, 2_390)
+    value, _ = (int(v) for v in empty.pool.reserve(0, 0))
+    assert value < 0
+    mint_and_approve(empty.settlement, other_trader, 100 * USDC, empty.pool)
+    with ape.reverts("pool: insolvent"):
+        empty.pool.deposit(100 * USDC, other_trader, sender=other_trader)
+    set_eth_price(empty, deployer, 2_000)  # back: the value is the fees, above zero, and it takes deposits
+    empty.pool.deposit(100 * USDC, other_trader, sender=other_trader)
+    assert empty.pool.convertToAssets(empty.pool.balanceOf(other_trader)) > 99 * USDC
+
+
 def test_redeem__within_cooldown__reverts(pool, usdc, other_trader):
     mint_and_approve(usdc, other_trader, 1_000 * USDC, pool)
     shares = event(pool.deposit(1_000 * USDC, other_trader, sender=other_trader), "Deposit").shares
