@@ -574,6 +574,18 @@ def test_refused__a_withdrawal_at_initial_margin_leaves_the_collateral_off_sale(
 # ---------------------------------------------------------------- #8: the debt ceiling used to grief
 
 
+def self_hedged_pair(protocol, deployer, lp, attacker) -> None:
+    """#8's pair on a $2M pool: 2,500 WETH short 5,000 ETH in subaccount 0, 4M USDC long 5,000
+    in subaccount 1, then ETH +12% ($2,240); both legs still open."""
+    ch, eth = protocol.clearinghouse, protocol.markets["ETH-PERP"]
+    fund_liquidity(protocol, lp, deployer, 2_000_000, 0)
+    deposit(protocol, attacker, "WETH", 2_500 * WAD, subaccount=0)
+    deposit(protocol, attacker, "USDC", 4_000_000 * USDC, subaccount=1)
+    trade_now(ch, eth, -5_000 * WAD, 0, 0, sender=attacker)
+    trade_now(ch, eth, 5_000 * WAD, 0, 1, sender=attacker)
+    publish_usd(protocol, "WETH", 2_240, deployer)
+
+
 def test_finding__a_self_hedged_pair_lifts_total_debt_over_the_ceiling(protocol, deployer, lp, attacker, other_trader):
     """FINDING (low), #8, open, documented. The attacker: subaccount 0 with 2,500 WETH short 5,000
     ETH, subaccount 1 with $4M long 5,000 ETH; ETH +12%; both close: subaccount 0 owes
@@ -586,12 +598,7 @@ def test_finding__a_self_hedged_pair_lifts_total_debt_over_the_ceiling(protocol,
     withdrawal goes through. Fix (not built): count against the ceiling only the debt an order
     would add, or charge more than the interest for holding the pool's lending above it."""
     ch, eth = protocol.clearinghouse, protocol.markets["ETH-PERP"]
-    fund_liquidity(protocol, lp, deployer, 2_000_000, 0)
-    deposit(protocol, attacker, "WETH", 2_500 * WAD, subaccount=0)
-    deposit(protocol, attacker, "USDC", 4_000_000 * USDC, subaccount=1)
-    trade_now(ch, eth, -5_000 * WAD, 0, 0, sender=attacker)
-    trade_now(ch, eth, 5_000 * WAD, 0, 1, sender=attacker)
-    publish_usd(protocol, "WETH", 2_240, deployer)
+    self_hedged_pair(protocol, deployer, lp, attacker)
     trade_now(ch, eth, 5_000 * WAD, 0, 0, sender=attacker)  # pure reductions: never refused
     trade_now(ch, eth, -5_000 * WAD, 0, 1, sender=attacker)
     view = risk.read_debt_view(ch)
@@ -644,12 +651,7 @@ def test_finding__an_order_committed_within_the_ceiling_fills_after_the_pair_lif
     ceiling" at the fill, its $2 fee to the insurance fund). Only its next order adding risk,
     committed over the ceiling, is refused."""
     ch, eth, orders = protocol.clearinghouse, protocol.markets["ETH-PERP"], protocol.orders
-    fund_liquidity(protocol, lp, deployer, 2_000_000, 0)
-    deposit(protocol, attacker, "WETH", 2_500 * WAD, subaccount=0)
-    deposit(protocol, attacker, "USDC", 4_000_000 * USDC, subaccount=1)
-    trade_now(ch, eth, -5_000 * WAD, 0, 0, sender=attacker)
-    trade_now(ch, eth, 5_000 * WAD, 0, 1, sender=attacker)
-    publish_usd(protocol, "WETH", 2_240, deployer)
+    self_hedged_pair(protocol, deployer, lp, attacker)
     victim = deposit(protocol, other_trader, "WETH", 10 * WAD)
     trade_now(ch, eth, WAD, 0, 0, sender=other_trader)
     assert int(ch.settlement(victim)) < 0  # a debtor
