@@ -115,7 +115,7 @@ def test_reserve_factor__unset__is_one(ch, configurator, pool, protocol, deploye
 # ---------------------------------------------------------------- Orders
 
 
-def test_open__up_to_the_limit_fills__one_unit_more_is_cancelled(ch, protocol, make_account, eth_market, trader, other_trader):
+def test_open__up_to_the_limit_fills__one_unit_more_is_refused(ch, protocol, make_account, eth_market, trader, other_trader):
     make_account(trader, 100_000)
     make_account(other_trader, 100_000)
     side = largest_side(protocol, eth_market)
