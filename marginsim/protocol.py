@@ -271,23 +271,32 @@ def list_market(clearinghouse: Any, configurator: Any, market_config: MarketConf
     return market
 
 
-def deploy_protocol(project: Any, deployer: Any, config: ProtocolConfig = DEFAULT_CONFIG) -> Protocol:
-    """Deploy the oracle, the clearinghouse, its configurator, liquidation engine, orders, lens and pool,
-    wire them, and list every collateral and market of `config`. Tokens and feeds the config
-    names by address are used as they are (any ERC-20, any Chainlink AggregatorV3); the others
-    are deployed as mocks, each mock token's `MOCK_SUPPLY` minted to `deployer`."""
-    settlement = _token(project, deployer, config.settlement_symbol, config.settlement_decimals, config.settlement_address)
+def deploy_contracts(
+    project: Any, deployer: Any, settlement: Any, decimals: int, config: ProtocolConfig = DEFAULT_CONFIG
+) -> Protocol:
+    """The router, Clearinghouse, Configurator, LiquidationEngine, lens, pool and Orders around
+    `settlement` (`decimals` decimals), wired with `connect`; no parameter set beyond the
+    contracts' defaults, no collateral or market. `deploy_protocol` configures and lists on it."""
     oracle = deployer.deploy(project.OracleRouter, wad(config.ewma_lambda), wad(config.max_vol_rise_per_hour))
-    clearinghouse = deployer.deploy(project.Clearinghouse, oracle, settlement, config.settlement_decimals)
+    clearinghouse = deployer.deploy(project.Clearinghouse, oracle, settlement, decimals)
     configurator = deployer.deploy(project.Configurator, clearinghouse)
     liquidation_engine = deployer.deploy(project.LiquidationEngine, clearinghouse)
     lens = deployer.deploy(project.MarginLens, clearinghouse)
     pool = deployer.deploy(project.LiquidityPool, clearinghouse, "marginsim LP", "msLP")
     orders = deployer.deploy(project.Orders, clearinghouse)
     clearinghouse.connect(pool, configurator, liquidation_engine, orders, sender=deployer)
-    configure(configurator, config, sender=deployer)
+    return Protocol(oracle, clearinghouse, configurator, lens, pool, settlement, liquidation_engine, orders, config=config)
 
-    protocol = Protocol(oracle, clearinghouse, configurator, lens, pool, settlement, liquidation_engine, orders, config=config)
+
+def deploy_protocol(project: Any, deployer: Any, config: ProtocolConfig = DEFAULT_CONFIG) -> Protocol:
+    """Deploy the oracle, the clearinghouse, its configurator, liquidation engine, orders, lens and pool,
+    wire them, and list every collateral and market of `config`. Tokens and feeds the config
+    names by address are used as they are (any ERC-20, any Chainlink AggregatorV3); the others
+    are deployed as mocks, each mock token's `MOCK_SUPPLY` minted to `deployer`."""
+    settlement = _token(project, deployer, config.settlement_symbol, config.settlement_decimals, config.settlement_address)
+    protocol = deploy_contracts(project, deployer, settlement, config.settlement_decimals, config)
+    oracle, clearinghouse, configurator = protocol.oracle, protocol.clearinghouse, protocol.configurator
+    configure(configurator, config, sender=deployer)
     for token_config in config.collaterals:
         feed_config = token_config.feed
         token = _token(project, deployer, token_config.symbol, token_config.decimals, token_config.address)

@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
-from marginsim.protocol import DEFAULT_CONFIG, Protocol, ProtocolConfig, wad
+from marginsim.protocol import DEFAULT_CONFIG, Protocol, ProtocolConfig, deploy_contracts, wad
 
 WAD = 10**18
 USDC = 10**6  # one whole settlement coin, in token units (6 decimals)
@@ -71,20 +71,13 @@ def deploy_core(project: Any, deployer: Any, settlement: Any, config: ProtocolCo
     """The router, Clearinghouse, Configurator, LiquidationEngine, lens and pool around a
     settlement token the caller deployed (a quirky one), wired with `connect`, with `config`'s
     liquidation parameters and no collateral or market: what the settlement-token cases need.
-    `deploy_protocol` always deploys its own."""
-    oracle = deployer.deploy(project.OracleRouter, wad(config.ewma_lambda), wad(config.max_vol_rise_per_hour))
-    clearinghouse = deployer.deploy(project.Clearinghouse, oracle, settlement, settlement.decimals())
-    configurator = deployer.deploy(project.Configurator, clearinghouse)
-    liquidation_engine = deployer.deploy(project.LiquidationEngine, clearinghouse)
-    lens = deployer.deploy(project.MarginLens, clearinghouse)
-    pool = deployer.deploy(project.LiquidityPool, clearinghouse, "marginsim LP", "msLP")
-    orders = deployer.deploy(project.Orders, clearinghouse)
-    clearinghouse.connect(pool, configurator, liquidation_engine, orders, sender=deployer)
+    `deploy_protocol` always deploys its own (and sets every parameter)."""
+    protocol = deploy_contracts(project, deployer, settlement, settlement.decimals(), config)
     # the Configurator applies these to the engine the Clearinghouse was connected to
-    configurator.set_liquidation_parameters(
+    protocol.configurator.set_liquidation_parameters(
         wad(config.liquidation_buffer), wad(config.full_liquidation_health), wad(config.dust_notional_usd), sender=deployer
     )
-    return Protocol(oracle, clearinghouse, configurator, lens, pool, settlement, liquidation_engine, orders, config=config)
+    return protocol
 
 
 # ---------------------------------------------------------------- books

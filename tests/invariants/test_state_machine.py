@@ -660,8 +660,7 @@ class Model:
         debts are above the ceiling's fraction of what the pool could lend (its balance less the
         pending claims) is refused at its commit, "orders: debt ceiling"."""
         size = self.ledger.positions.get((account, market), (0, 0))[0]
-        new = size + delta
-        if abs(new) <= abs(size) and (new == 0 or size == 0 or (new > 0) == (size > 0)):
+        if risk.order_growth(size, delta) == (0, 0):
             return False  # a pure reduction
         if self.settlement_of(self.ledger, account) >= 0:
             return False
