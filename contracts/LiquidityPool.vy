@@ -215,8 +215,12 @@ def deposit(assets: uint256, receiver: address) -> uint256:
            "pool: too many locked deposits" when someone else deposits to a receiver that
            already has LOTS (4) deposits in their cooldown.
     """
-    shares: uint256 = self._to_shares(assets, False)
-    self._deposit(receiver, assets, shares)
+    value: int256 = 0
+    total: uint256 = 0
+    headroom: uint256 = 0
+    value, total, headroom = self._valuation()
+    shares: uint256 = self._shares_for(assets, total, False)
+    self._deposit(receiver, assets, shares, value)
     return shares
 
 
@@ -252,8 +256,12 @@ def mint(shares: uint256, receiver: address) -> uint256:
     @custom:security As `deposit`: reverts "pool: insolvent" while the value is below zero, or
            zero with shares out; the new shares are locked in a lot of their own, as for `deposit`.
     """
-    assets: uint256 = self._to_assets(shares, True)
-    self._deposit(receiver, assets, shares)
+    value: int256 = 0
+    total: uint256 = 0
+    headroom: uint256 = 0
+    value, total, headroom = self._valuation()
+    assets: uint256 = self._assets_for(shares, total, True)
+    self._deposit(receiver, assets, shares, value)
     return assets
 
 
@@ -267,7 +275,11 @@ def maxWithdraw(owner: address) -> uint256:
             every account's debt (what the Clearinghouse will pay out) and at what keeps every
             market within its open-interest reserve.
     """
-    return min(self._to_assets(self._free_shares(owner), False), min(self._liquidity(), self._reserve_headroom()))
+    value: int256 = 0
+    total: uint256 = 0
+    headroom: uint256 = 0
+    value, total, headroom = self._valuation()
+    return min(self._assets_for(self._free_shares(owner), total, False), min(self._liquidity(), headroom))
 
 
 @view
@@ -295,8 +307,12 @@ def withdraw(assets: uint256, receiver: address, owner: address) -> uint256:
            liquidity" beyond the pool's realised balance less every account's debt: LPs never
            take the tokens that back traders' positive balances or the insurance fund.
     """
-    shares: uint256 = self._to_shares(assets, True)
-    self._withdraw(receiver, owner, assets, shares)
+    value: int256 = 0
+    total: uint256 = 0
+    headroom: uint256 = 0
+    value, total, headroom = self._valuation()
+    shares: uint256 = self._shares_for(assets, total, True)
+    self._withdraw(receiver, owner, assets, shares, headroom)
     return shares
 
 
@@ -308,7 +324,11 @@ def maxRedeem(owner: address) -> uint256:
     @param owner The share holder.
     @return Shares, rounded down.
     """
-    return min(self._free_shares(owner), self._to_shares(min(self._liquidity(), self._reserve_headroom()), False))
+    value: int256 = 0
+    total: uint256 = 0
+    headroom: uint256 = 0
+    value, total, headroom = self._valuation()
+    return min(self._free_shares(owner), self._shares_for(min(self._liquidity(), headroom), total, False))
 
 
 @view
@@ -335,8 +355,12 @@ def redeem(shares: uint256, receiver: address, owner: address) -> uint256:
            reserve" past what keeps every market within its reserve, and "clearinghouse: pool
            liquidity" beyond the pool's realised balance less every account's debt.
     """
-    assets: uint256 = self._to_assets(shares, False)
-    self._withdraw(receiver, owner, assets, shares)
+    value: int256 = 0
+    total: uint256 = 0
+    headroom: uint256 = 0
+    value, total, headroom = self._valuation()
+    assets: uint256 = self._assets_for(shares, total, False)
+    self._withdraw(receiver, owner, assets, shares, headroom)
     return assets
 
 
@@ -532,18 +556,25 @@ def _reserve_factor(market: uint256) -> uint256:
 
 
 @view
-def _reserve_headroom() -> uint256:
+def _valuation() -> (int256, uint256, uint256):
     """
-    @dev Settlement token units the pool's value can fall by with the need still covered:
-         floor((value - need) / SETTLEMENT_TO_WAD), 0 when the need is not below the value.
+    @dev One pass over the markets (`_book`) for a deposit, a withdrawal or their limits: the
+         signed value, WAD; total assets, floor(value / SETTLEMENT_TO_WAD) and 0 when the value
+         is not above zero; and the reserve's headroom, the settlement token units the value
+         can fall by with the need still covered: floor((value - need) / SETTLEMENT_TO_WAD), 0
+         when the need is not below the value.
     """
     value: int256 = 0
     need: uint256 = 0
     value, need = self._book(0, 0)
+    total: uint256 = 0
+    if value > 0:
+        total = convert(value, uint256) // SETTLEMENT_TO_WAD
     room: int256 = value - convert(need, int256)
-    if room <= 0:
-        return 0
-    return convert(room, uint256) // SETTLEMENT_TO_WAD
+    headroom: uint256 = 0
+    if room > 0:
+        headroom = convert(room, uint256) // SETTLEMENT_TO_WAD
+    return value, total, headroom
 
 
 @view
@@ -611,20 +642,29 @@ def _book(market: uint256, larger_side: uint256) -> (int256, uint256):
 
 @view
 def _to_shares(assets: uint256, roundup: bool) -> uint256:
-    return math._mul_div(assets, erc20.totalSupply + 10**DECIMALS_OFFSET, self._total_assets() + 1, roundup)
+    return self._shares_for(assets, self._total_assets(), roundup)
 
 
 @view
 def _to_assets(shares: uint256, roundup: bool) -> uint256:
-    return math._mul_div(shares, self._total_assets() + 1, erc20.totalSupply + 10**DECIMALS_OFFSET, roundup)
+    return self._assets_for(shares, self._total_assets(), roundup)
 
 
-def _deposit(receiver: address, assets: uint256, shares: uint256):
+@view
+def _shares_for(assets: uint256, total_assets: uint256, roundup: bool) -> uint256:
+    return math._mul_div(assets, erc20.totalSupply + 10**DECIMALS_OFFSET, total_assets + 1, roundup)
+
+
+@view
+def _assets_for(shares: uint256, total_assets: uint256, roundup: bool) -> uint256:
+    return math._mul_div(shares, total_assets + 1, erc20.totalSupply + 10**DECIMALS_OFFSET, roundup)
+
+
+def _deposit(receiver: address, assets: uint256, shares: uint256, pool_value: int256):
     assert assets > 0 and shares > 0, "pool: zero amount"
     # an insolvent pool (value <= 0 with shares out) would hand a new LP's deposit to the old ones,
     # and one below zero with none out to the traders it owes (found by the long fuzz profile)
-    value: int256 = self._signed_value()
-    assert value > 0 or (value == 0 and erc20.totalSupply == 0), "pool: insolvent"
+    assert pool_value > 0 or (pool_value == 0 and erc20.totalSupply == 0), "pool: insolvent"
     self._lock(receiver, shares)
     assert extcall IERC20(asset).transferFrom(msg.sender, self, assets, default_return_value=True), "pool: transfer failed"
     extcall CLEARINGHOUSE.pool_deposit(assets)
@@ -632,13 +672,13 @@ def _deposit(receiver: address, assets: uint256, shares: uint256):
     log IERC4626.Deposit(sender=msg.sender, owner=receiver, assets=assets, shares=shares)
 
 
-def _withdraw(receiver: address, owner: address, assets: uint256, shares: uint256):
+def _withdraw(receiver: address, owner: address, assets: uint256, shares: uint256, headroom: uint256):
     assert assets > 0 and shares > 0, "pool: zero amount"
     assert shares <= self._free_shares(owner) or shares > erc20.balanceOf[owner], "pool: cooldown"
     if msg.sender != owner:
         erc20._spend_allowance(owner, msg.sender, shares)
     assert erc20.balanceOf[owner] >= shares, "pool: insufficient shares"
-    assert assets <= self._reserve_headroom(), "pool: open interest reserve"
+    assert assets <= headroom, "pool: open interest reserve"
     erc20._burn(owner, shares)
     extcall CLEARINGHOUSE.pool_withdraw(assets, receiver)
     log IERC4626.Withdraw(sender=msg.sender, receiver=receiver, owner=owner, assets=assets, shares=shares)
