@@ -20,8 +20,9 @@
      every market must stay within the pool's value (`reserve`). A side counts what placed
      orders hold on it from their commit (`held`). Orders refuses an order that adds risk past
      it at commit; `maxWithdraw` and `maxRedeem` stop at it, and a withdrawal past it reverts
-     "pool: open interest reserve", so no LP flow after a commit decides whether it fills. After a pump has taken the sides past it (or
-     traders' unrealised profit has taken the value below it), LPs wait until it comes back.
+     "pool: open interest reserve", so no LP flow after a commit decides whether it fills.
+     After a pump has taken the sides past it (or traders' unrealised profit has taken the
+     value below it), LPs wait until it comes back.
      Valuing positions at their exit price matters: at the oracle price, a trader opening a large
      position would lift the share price by the premium it paid and an LP could redeem that
      premium before the trader closed and took it back (one-transaction drain).

@@ -143,8 +143,8 @@ def commit_order(market: uint256, size_delta: int256, limit_price: uint256, suba
          the debts are above the ceiling, and "orders: open interest reserve" when it adds risk
          that would take the markets' need past the pool's value (the price errors of any
          market's feed the pool must read for it revert too); nothing is escrowed. Both read the
-         pool as it is at the commit, so no LP flow after the order's round decides its fill. An account has at most one order
-         per market. One that can no longer fill is replaced:
+         pool as it is at the commit, so no LP flow after the order's round decides its fill.
+         An account has at most one order per market. One that can no longer fill is replaced:
          if its round passed its fee goes to the insurance fund, if no round came by its
          expiry its fee is refunded to the caller, its owner.
     @param market Market id.
@@ -170,8 +170,12 @@ def commit_order(market: uint256, size_delta: int256, limit_price: uint256, suba
         vault._to_int128(size_delta) | (limit_price << 128),
         executable_at | (fee << 40) | (vault._to_int128(position) << 128),
     ]
-    assert not self._over_debt_ceiling(account, position, size_delta), "orders: debt ceiling"
-    self._hold(market, position, size_delta)
+    longs: uint256 = 0
+    shorts: uint256 = 0
+    longs, shorts = self._growth(position, size_delta)
+    if longs != 0 or shorts != 0:  # it adds risk (a pure reduction is never refused and holds nothing)
+        assert not self._over_debt_ceiling(account), "orders: debt ceiling"
+        self._hold(market, longs, shorts)
     if fee > refund:
         self._pull(fee - refund)
     elif refund > fee:
@@ -335,18 +339,13 @@ def _delete(account: uint256, market: uint256, order: Order):
         extcall IReservePool(staticcall CLEARINGHOUSE.pool()).apply_hold(market, longs, shorts, False)
 
 
-def _hold(market: uint256, position: int256, size_delta: int256):
+def _hold(market: uint256, longs: uint256, shorts: uint256):
     """
-    @dev Hold in the pool the open interest an order adds to each side of its market, first
-         refusing it when the market's larger side (each side with what placed orders hold on
-         it) grows past what the pool's value covers (`LiquidityPool.reserve`), or past what
-         any market may hold (the core's bound on a side).
+    @dev Hold in the pool the open interest an order adds to each side of its market
+         (`_growth`, not both zero), first refusing it when the market's larger side (each side
+         with what placed orders hold on it) grows past what the pool's value covers
+         (`LiquidityPool.reserve`), or past what any market may hold (the core's bound on a side).
     """
-    longs: uint256 = 0
-    shorts: uint256 = 0
-    longs, shorts = self._growth(position, size_delta)
-    if longs == 0 and shorts == 0:
-        return  # a pure reduction holds nothing
     pool: IReservePool = IReservePool(staticcall CLEARINGHOUSE.pool())
     st: IClearinghouse.MarketState = staticcall CLEARINGHOUSE.market_state(market)
     held_longs: uint256 = 0
@@ -377,17 +376,12 @@ def _growth(position: int256, size_delta: int256) -> (uint256, uint256):
 
 
 @view
-def _over_debt_ceiling(account: uint256, position: int256, size_delta: int256) -> bool:
+def _over_debt_ceiling(account: uint256) -> bool:
     """
-    @dev An order that adds risk to an account in debt, while the debts together are above the
-         ceiling (`debt_terms`: a fraction of what the pool could lend, its balance less the
+    @dev For an order that adds risk: the account is in debt while the debts together are above
+         the ceiling (`debt_terms`: a fraction of what the pool could lend, its balance less the
          claims it owes): the pool lends no more to it.
     """
-    longs: uint256 = 0
-    shorts: uint256 = 0
-    longs, shorts = self._growth(position, size_delta)
-    if longs == 0 and shorts == 0:
-        return False  # a pure reduction
     if staticcall CLEARINGHOUSE.settlement(account) >= 0:
         return False
     lendable: int256 = staticcall CLEARINGHOUSE.pool_balance() - convert(staticcall CLEARINGHOUSE.total_pending(), int256)

@@ -48,6 +48,7 @@ from marginsim.orders import fill_now, place, trade_now
 from marginsim.protocol import account_id
 from tests.e2e.attacks import reserve_out_of_the_way
 from tests.e2e.incidents import USDC, WAD, deposit, fund_liquidity, publish_usd
+from tests.e2e.test_review_debt import self_hedged_pair
 from tests.e2e.test_review_reserve import COOLDOWN, FEE, POOL_USD, S2W, price_of, reserve, usd
 
 
@@ -191,12 +192,7 @@ def test_finding__credit_at_the_commit_debtor_at_the_fill_passes_the_ceiling(
     ETH long fills (before: cancelled "orders: debt ceiling"). A fresh ETH commit is refused."""
     ch, orders, eth, btc = (protocol.clearinghouse, protocol.orders, protocol.markets["ETH-PERP"], protocol.markets["BTC-PERP"])
     reserve_out_of_the_way(protocol, deployer)
-    fund_liquidity(protocol, lp, deployer, 2_000_000, 0)
-    deposit(protocol, attacker, "WETH", 2_500 * WAD, subaccount=0)
-    deposit(protocol, attacker, "USDC", 4_000_000 * USDC, subaccount=1)
-    trade_now(ch, eth, -5_000 * WAD, 0, 0, sender=attacker)
-    trade_now(ch, eth, 5_000 * WAD, 0, 1, sender=attacker)
-    publish_usd(protocol, "WETH", 2_240, deployer)
+    self_hedged_pair(protocol, deployer, lp, attacker)
     me = deposit(protocol, other_trader, "WETH", 10 * WAD)
     deposit(protocol, other_trader, "USDC", 100 * USDC)
     trade_now(ch, btc, WAD // 10, 0, 0, sender=other_trader)
