@@ -36,6 +36,7 @@ interface IReservePool:
 
 interface IOrders:
     def apply_order_parameters(settlement_delay: uint256, expiry: uint256, execution_fee: uint256): nonpayable
+    def apply_order_bond(rate: uint256): nonpayable
 
 
 import constants as c
@@ -73,6 +74,10 @@ event OrderParametersSet:
     settlement_delay: uint256
     expiry: uint256
     execution_fee: uint256
+
+
+event OrderBondSet:
+    rate: uint256
 
 
 event ReserveFactorSet:
@@ -114,6 +119,7 @@ MAX_SETTLEMENT_DELAY: constant(uint256) = 3_600  # an hour between an order and 
 MIN_ORDER_EXPIRY: constant(uint256) = 60  # a minute
 MAX_ORDER_EXPIRY: constant(uint256) = 7 * 86_400  # a week
 MAX_EXECUTION_FEE: constant(uint256) = 1_000  # whole settlement tokens per order
+MAX_ORDER_BOND: constant(uint256) = 10**16  # 1% of the notional an order adds
 MAX_RESERVE_FACTOR: constant(uint256) = 100 * 10**18  # a side at most a hundred times what the pool is worth
 MAX_DEBT_RATE_BASE: constant(uint256) = 10**18  # 100% a year with nothing lent
 MAX_DEBT_RATE_SLOPE: constant(uint256) = 10 * 10**18  # +1,000% a year with the pool's balance all lent
@@ -347,6 +353,23 @@ def set_order_parameters(settlement_delay: uint256, expiry: uint256, execution_f
     assert orders != empty(address), "configurator: no orders"
     extcall IOrders(orders).apply_order_parameters(settlement_delay, expiry, execution_fee)
     log OrderParametersSet(settlement_delay=settlement_delay, expiry=expiry, execution_fee=execution_fee)
+
+
+@external
+def set_order_bond(rate: uint256):
+    """
+    @notice Set the bond an order that adds risk escrows besides its fee (see Orders). Owner
+            only. Orders already placed keep theirs.
+    @param rate WAD share of the notional the order adds at the commit's price, at most 1%:
+           refunded to the owner at the fill, forfeited to the insurance fund with the fee when
+           the order cannot fill. 0 turns it off.
+    """
+    ownable._check_owner()
+    assert rate <= MAX_ORDER_BOND, "configurator: bad order bond"
+    orders: address = staticcall CLEARINGHOUSE.orders()
+    assert orders != empty(address), "configurator: no orders"
+    extcall IOrders(orders).apply_order_bond(rate)
+    log OrderBondSet(rate=rate)
 
 
 @external

@@ -97,36 +97,66 @@ def health_after_trade(account: uint256, market: uint256, size_delta: int256) ->
            up to 1 token unit below this one: a trade quoted at exactly initial margin may still
            revert "clearinghouse: insufficient margin".
     """
-    params: IClearinghouse.MarketParams = self._market(market)
+    return self._after_trades(account, [market], [size_delta])
+
+
+@view
+@external
+def health_after_trades(
+    account: uint256, markets: DynArray[uint256, c.MAX_MARKETS], size_deltas: DynArray[int256, c.MAX_MARKETS]
+) -> (uint256, int256, uint256):
+    """
+    @notice What several trades would leave together, each as `health_after_trade` computes it
+            (at the current price and premium, its fee paid): Orders checks a risk-adding order
+            at its commit with every other risk-adding order the account has open.
+    @param account The account id (owner << 96 | subaccount).
+    @param markets Listed market ids, each at most once.
+    @param size_deltas Base units to buy (> 0) or sell (< 0), one per market.
+    @return (health in WAD, equity in WAD USD, initial requirement in WAD USD), all afterwards.
+    """
+    return self._after_trades(account, markets, size_deltas)
+
+
+@view
+def _after_trades(
+    account: uint256, markets: DynArray[uint256, c.MAX_MARKETS], size_deltas: DynArray[int256, c.MAX_MARKETS]
+) -> (uint256, int256, uint256):
+    assert len(markets) == len(size_deltas), "lens: length mismatch"
     equity: int256 = 0
     maintenance: uint256 = 0
     initial: uint256 = 0
     equity, maintenance, initial = staticcall CLEARINGHOUSE.margin(account)
-    price: uint256 = staticcall ORACLE.price(params.asset)
-    st: IClearinghouse.MarketState = staticcall CLEARINGHOUSE.market_state(market)
-    index: int256 = risk._funding_index_now(st, params.max_funding_rate, params.skew_scale, price)
-    pos: IClearinghouse.Position = staticcall CLEARINGHOUSE.positions(account, market)
-    skew: int256 = convert(st.long_oi, int256) - convert(st.short_oi, int256)
-    fill: uint256 = risk._fill_price(price, skew, size_delta, params.skew_scale)
-    fee: uint256 = risk._ceil_div(
-        risk._mul_up(risk._mul_up(convert(abs(size_delta), uint256), fill), params.fee),
-        staticcall CLEARINGHOUSE.SETTLEMENT_TO_WAD(),
-    )
-    p_minus_i: int256 = convert(price, int256) - index
-    pnl_before: int256 = risk._signed_mul_floor(pos.size, p_minus_i) - pos.cost
-    new_size: int256 = pos.size + size_delta
-    new_cost: int256 = pos.cost + risk._signed_mul_ceil(size_delta, convert(fill, int256) - index)
-    pnl_after: int256 = risk._signed_mul_floor(new_size, p_minus_i) - new_cost
-    equity = equity - pnl_before + pnl_after - convert(fee * staticcall CLEARINGHOUSE.SETTLEMENT_TO_WAD(), int256)
-
-    m_before: uint256 = 0
-    i_before: uint256 = 0
-    m_before, i_before = self._requirements(params, convert(abs(pos.size), uint256), price)
-    m_after: uint256 = 0
-    i_after: uint256 = 0
-    m_after, i_after = self._requirements(params, convert(abs(new_size), uint256), price)
-    maintenance = maintenance - m_before + m_after
-    initial = initial - i_before + i_after
+    seen: uint256 = 0
+    for i: uint256 in range(len(markets), bound=c.MAX_MARKETS):
+        market: uint256 = markets[i]
+        params: IClearinghouse.MarketParams = self._market(market)
+        assert seen & (1 << market) == 0, "lens: market repeated"
+        seen |= 1 << market
+        size_delta: int256 = size_deltas[i]
+        price: uint256 = staticcall ORACLE.price(params.asset)
+        st: IClearinghouse.MarketState = staticcall CLEARINGHOUSE.market_state(market)
+        index: int256 = risk._funding_index_now(st, params.max_funding_rate, params.skew_scale, price)
+        pos: IClearinghouse.Position = staticcall CLEARINGHOUSE.positions(account, market)
+        skew: int256 = convert(st.long_oi, int256) - convert(st.short_oi, int256)
+        fill: uint256 = risk._fill_price(price, skew, size_delta, params.skew_scale)
+        fee: uint256 = risk._ceil_div(
+            risk._mul_up(risk._mul_up(convert(abs(size_delta), uint256), fill), params.fee),
+            staticcall CLEARINGHOUSE.SETTLEMENT_TO_WAD(),
+        )
+        p_minus_i: int256 = convert(price, int256) - index
+        pnl_before: int256 = risk._signed_mul_floor(pos.size, p_minus_i) - pos.cost
+        new_size: int256 = pos.size + size_delta
+        new_cost: int256 = pos.cost + risk._signed_mul_ceil(size_delta, convert(fill, int256) - index)
+        pnl_after: int256 = risk._signed_mul_floor(new_size, p_minus_i) - new_cost
+        equity = equity - pnl_before + pnl_after - convert(fee * staticcall CLEARINGHOUSE.SETTLEMENT_TO_WAD(), int256)
+        m_before: uint256 = 0
+        i_before: uint256 = 0
+        m_before, i_before = self._requirements(params, convert(abs(pos.size), uint256), price)
+        m_after: uint256 = 0
+        i_after: uint256 = 0
+        m_after, i_after = self._requirements(params, convert(abs(new_size), uint256), price)
+        maintenance = maintenance - m_before + m_after
+        initial = initial - i_before + i_after
     return risk._health(equity, maintenance), equity, initial
 
 

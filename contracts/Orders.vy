@@ -12,6 +12,12 @@
      its round forfeits them to the insurance fund (so waiting to cancel never pays a keeper
      more than filling, and a trader who makes its own fill fail pays for it); an order whose
      round never came is refunded to its owner at expiry.
+     - The bond: an order that adds risk also escrows `order_bond` (0.05% by default) of the
+       notional it adds, at the current price (of the pool capacity it holds, notional over the
+       reserve factor, where that factor is below 1 and the order grows the larger side). Its fill refunds it to the owner; it is forfeited
+       with the fee whenever the fee is. The open interest such an order holds in the pool
+       (below) is then priced by the notional: an order made never to fill (a limit it cannot
+       meet) pays the bond at each round it holds the pool's capacity, not only the fee.
      - The fill: `OracleRouter.round_price(asset, executable_at)` gives the price of the first
        round dated at or after `executable_at` while it is the newest round; the order is then
        filled by `Clearinghouse.fill_order` at that price plus the skew premium, exactly as a
@@ -48,7 +54,16 @@ from ethereum.ercs import IERC20
 from .interfaces import IClearinghouse
 from .interfaces import IOracleRouter
 
+import constants as c
+import risk
 import vault
+
+
+interface IMarginLens:
+    def CLEARINGHOUSE() -> address: view
+    def health_after_trades(
+        account: uint256, markets: DynArray[uint256, c.MAX_MARKETS], size_deltas: DynArray[int256, c.MAX_MARKETS]
+    ) -> (uint256, int256, uint256): view
 
 
 interface IReservePool:
@@ -73,6 +88,7 @@ event OrderCommitted:
     limit_price: uint256
     executable_at: uint256
     fee: uint256
+    bond: uint256
 
 
 event OrderFilled:
@@ -82,6 +98,7 @@ event OrderFilled:
     fill_price: uint256
     keeper: indexed(address)
     fee: uint256
+    bond: uint256  # refunded to the owner
 
 
 event OrderCancelled:
@@ -90,7 +107,8 @@ event OrderCancelled:
     size_delta: int256
     by: indexed(address)
     fee: uint256
-    fee_to: address  # the owner (refund), or the Clearinghouse (the insurance fund)
+    bond: uint256
+    fee_to: address  # the owner (refund), or the Clearinghouse (the insurance fund): the fee and the bond
     reason: String[64]
 
 
@@ -104,8 +122,10 @@ ERROR_SELECTOR: constant(bytes4) = 0x08c379a0  # Error(string): every reason the
 
 CLEARINGHOUSE: public(immutable(IClearinghouse))  # fills every order; trusts only this contract to
 ORACLE: public(immutable(IOracleRouter))  # the Clearinghouse's price source
+LENS: public(immutable(IMarginLens))  # the margin what-if an order is checked with at its commit
 SETTLEMENT: public(immutable(IERC20))  # the fee's token
 SETTLEMENT_UNIT: public(immutable(uint256))  # 10 ** settlement decimals
+SETTLEMENT_TO_WAD: immutable(uint256)  # 10 ** (18 - settlement decimals)
 
 # account => market => [size_delta (int128, two's complement) | limit_price << 128,
 #                       executable_at (40 bits) | fee << 40 (88 bits) | position at commit
@@ -116,20 +136,26 @@ _assets: HashMap[uint256, address]  # market => its oracle asset, read once from
 settlement_delay: public(uint256)  # seconds between a commit and the earliest round it fills at
 expiry: public(uint256)  # seconds after executable_at before anyone may cancel an unfilled order
 execution_fee: public(uint256)  # settlement token units a trader escrows per order, paid to its keeper
+order_bond: public(uint256)  # WAD share of the notional an order that adds risk escrows besides the fee
+bonds: public(HashMap[uint256, HashMap[uint256, uint256]])  # account => market => its order's bond, settlement units
 
 
 @deploy
-def __init__(clearinghouse: IClearinghouse):
+def __init__(clearinghouse: IClearinghouse, lens: IMarginLens):
+    assert staticcall lens.CLEARINGHOUSE() == clearinghouse.address, "orders: lens of another clearinghouse"
     CLEARINGHOUSE = clearinghouse
+    LENS = lens
     ORACLE = IOracleRouter(staticcall clearinghouse.ORACLE())
     SETTLEMENT = IERC20(staticcall clearinghouse.SETTLEMENT())
-    SETTLEMENT_UNIT = 10**18 // staticcall clearinghouse.SETTLEMENT_TO_WAD()
+    SETTLEMENT_TO_WAD = staticcall clearinghouse.SETTLEMENT_TO_WAD()
+    SETTLEMENT_UNIT = 10**18 // SETTLEMENT_TO_WAD
     # forfeited fees go to the insurance fund through the Clearinghouse's fund_insurance
     assert extcall SETTLEMENT.approve(clearinghouse.address, max_value(uint256), default_return_value=True)
-    # the Configurator's defaults, within its bounds: a minute, a day, 2 tokens ($2)
+    # the Configurator's defaults, within its bounds: a minute, a day, 2 tokens ($2), 0.05%
     self.settlement_delay = 60
     self.expiry = 86_400
     self.execution_fee = 2 * SETTLEMENT_UNIT
+    self.order_bond = 5 * 10**14
 
 
 @external
@@ -138,15 +164,17 @@ def commit_order(market: uint256, size_delta: int256, limit_price: uint256, suba
     @notice Place an order for one of the caller's accounts: it fills at the first oracle round
             dated `settlement_delay` or more seconds from now, plus the skew premium, if the
             account then meets the trade's checks. Escrows `execution_fee` settlement tokens
-            (approved to this contract) for the keeper who fills it.
+            (approved to this contract) for the keeper who fills it and, for an order that adds
+            risk, a bond of `order_bond` of the notional it adds at the current price: refunded
+            at the fill, forfeited with the fee when the order cannot fill.
     @dev Reverts "orders: debt ceiling" when the order adds risk to an account in debt while
          the debts are above the ceiling, and "orders: open interest reserve" when it adds risk
          that would take the markets' need past the pool's value (the price errors of any
          market's feed the pool must read for it revert too); nothing is escrowed. Both read the
          pool as it is at the commit, so no LP flow after the order's round decides its fill.
          An account has at most one order per market. One that can no longer fill is replaced:
-         if its round passed its fee goes to the insurance fund, if no round came by its
-         expiry its fee is refunded to the caller, its owner.
+         if its round passed its fee and bond go to the insurance fund, if no round came by
+         its expiry they are refunded to the caller, its owner.
     @param market Market id.
     @param size_delta Base units to buy (> 0) or sell (< 0).
     @param limit_price Worst acceptable fill, WAD (a buy fills at or below it, a sell at or
@@ -173,15 +201,26 @@ def commit_order(market: uint256, size_delta: int256, limit_price: uint256, suba
     longs: uint256 = 0
     shorts: uint256 = 0
     longs, shorts = self._growth(position, size_delta)
+    bond: uint256 = 0
     if longs != 0 or shorts != 0:  # it adds risk (a pure reduction is never refused and holds nothing)
         assert not self._over_debt_ceiling(account), "orders: debt ceiling"
-        self._hold(market, longs, shorts)
-    if fee > refund:
-        self._pull(fee - refund)
-    elif refund > fee:
-        self._push(msg.sender, refund - fee)
+        assert self._margin_for_orders(account, market, position, size_delta), "orders: insufficient margin"
+        bond = self._bond(asset, longs + shorts, self._hold(market, longs, shorts))
+        if bond != 0:
+            self.bonds[account][market] = bond
+    escrow: uint256 = fee + bond
+    if escrow > refund:
+        self._pull(escrow - refund)
+    elif refund > escrow:
+        self._push(msg.sender, refund - escrow)
     log OrderCommitted(
-        account=account, market=market, size_delta=size_delta, limit_price=limit_price, executable_at=executable_at, fee=fee
+        account=account,
+        market=market,
+        size_delta=size_delta,
+        limit_price=limit_price,
+        executable_at=executable_at,
+        fee=fee,
+        bond=bond,
     )
 
 
@@ -189,8 +228,9 @@ def commit_order(market: uint256, size_delta: int256, limit_price: uint256, suba
 def execute_order(account: uint256, market: uint256) -> bool:
     """
     @notice Permissionless: fill `account`'s order in `market` at the first oracle round dated
-            at or after its `executable_at` and take its escrowed fee, or cancel it when it
-            cannot fill (its fee then goes to the insurance fund).
+            at or after its `executable_at` and take its escrowed fee (its bond goes back to its
+            owner), or cancel it when it cannot fill (its fee and bond then go to the insurance
+            fund).
     @dev Reverts "orders: no order", or "oracle: no round yet" (and the router's other price
          errors) while there is no round to fill at; the order then stays. Cancels with
          "orders: round passed" once a newer round replaced the first, "orders: position
@@ -203,7 +243,7 @@ def execute_order(account: uint256, market: uint256) -> bool:
     """
     order: Order = self._load(account, market)
     assert order.executable_at != 0, "orders: no order"
-    self._delete(account, market, order)
+    bond: uint256 = self._delete(account, market, order)
     price: uint256 = staticcall ORACLE.round_price(self._assets[market], order.executable_at)
     reason: String[64] = "orders: round passed"
     if price != 0:
@@ -232,14 +272,16 @@ def execute_order(account: uint256, market: uint256) -> bool:
                     fill_price=abi_decode(data, uint256),
                     keeper=msg.sender,
                     fee=order.fee,
+                    bond=bond,
                 )
                 self._push(msg.sender, order.fee)
+                self._push(convert(account >> 96, address), bond)
                 return True
             # only a refusal with a reason cancels: no reason means out of gas (or worse)
             if len(data) < 68 or convert(slice(data, 0, 4), bytes4) != ERROR_SELECTOR:
                 raw_revert(data)
             reason = abi_decode(slice(data, 4, len(data) - 4), String[64])
-    self._forfeit(account, market, order, reason)
+    self._forfeit(account, market, order, bond, reason)
     return False
 
 
@@ -247,8 +289,8 @@ def execute_order(account: uint256, market: uint256) -> bool:
 def cancel_order(account: uint256, market: uint256):
     """
     @notice Anyone, for an order that can no longer fill: once its round has passed (its fee
-            goes to the insurance fund), or once `expiry` seconds have passed after its
-            `executable_at` with no round to fill at (its fee is refunded to its owner).
+            and bond go to the insurance fund), or once `expiry` seconds have passed after its
+            `executable_at` with no round to fill at (they are refunded to its owner).
     @param account The account id.
     @param market Market id.
     """
@@ -275,6 +317,17 @@ def apply_order_parameters(settlement_delay: uint256, expiry: uint256, execution
     self.execution_fee = execution_fee
 
 
+@external
+def apply_order_bond(rate: uint256):
+    """
+    @notice Configurator only (which checks the bound): set the bond an order that adds risk
+            escrows, a share of the notional it adds. Orders already placed keep theirs.
+    @param rate WAD, at most 1%.
+    """
+    assert msg.sender == staticcall CLEARINGHOUSE.configurator(), "orders: not configurator"
+    self.order_bond = rate
+
+
 @view
 @external
 def order(account: uint256, market: uint256) -> Order:
@@ -290,61 +343,88 @@ def order(account: uint256, market: uint256) -> Order:
 def _release(account: uint256, market: uint256, order: Order, asset: address, still_live: String[64]) -> uint256:
     """
     @dev Remove an order that can no longer fill, or revert `still_live`: a passed round
-         forfeits its fee (returns 0); no round by its expiry refunds it (returns the fee, which
-         the caller pays to the owner).
+         forfeits its fee and bond (returns 0); no round by its expiry refunds them (returns
+         their sum, which the caller pays to the owner).
     """
     state: uint256 = self._round_state(asset, order.executable_at)
+    bond: uint256 = 0
     if state == PASSED:
-        self._delete(account, market, order)
-        self._forfeit(account, market, order, "orders: round passed")
+        bond = self._delete(account, market, order)
+        self._forfeit(account, market, order, bond, "orders: round passed")
         return 0
     assert state == NO_ROUND and block.timestamp >= order.executable_at + self.expiry, still_live
-    self._delete(account, market, order)
+    bond = self._delete(account, market, order)
     log OrderCancelled(
         account=account,
         market=market,
         size_delta=order.size_delta,
         by=msg.sender,
         fee=order.fee,
+        bond=bond,
         fee_to=convert(account >> 96, address),
         reason="orders: expired",
     )
-    return order.fee
+    return order.fee + bond
 
 
-def _forfeit(account: uint256, market: uint256, order: Order, reason: String[64]):
+def _forfeit(account: uint256, market: uint256, order: Order, bond: uint256, reason: String[64]):
     log OrderCancelled(
         account=account,
         market=market,
         size_delta=order.size_delta,
         by=msg.sender,
         fee=order.fee,
+        bond=bond,
         fee_to=CLEARINGHOUSE.address,
         reason=reason,
     )
-    if order.fee > 0:
-        extcall CLEARINGHOUSE.fund_insurance(order.fee)
+    if order.fee + bond > 0:
+        extcall CLEARINGHOUSE.fund_insurance(order.fee + bond)
 
 
-def _delete(account: uint256, market: uint256, order: Order):
+def _delete(account: uint256, market: uint256, order: Order) -> uint256:
     """
-    @dev Remove an order (filled or cancelled) and release the open interest it held.
+    @dev Remove an order (filled or cancelled) and release the open interest it held; returns
+         its bond (cleared).
     """
     self._orders[account][market] = [0, 0]
+    bond: uint256 = self.bonds[account][market]
+    if bond != 0:
+        self.bonds[account][market] = 0
     self.open_orders[account] -= 1
     longs: uint256 = 0
     shorts: uint256 = 0
     longs, shorts = self._growth(order.position, order.size_delta)
     if longs != 0 or shorts != 0:
         extcall IReservePool(staticcall CLEARINGHOUSE.pool()).apply_hold(market, longs, shorts, False)
+    return bond
 
 
-def _hold(market: uint256, longs: uint256, shorts: uint256):
+@view
+def _bond(asset: address, growth: uint256, reserve_factor: uint256) -> uint256:
+    """
+    @dev The bond of an order that adds `growth` base units of open interest: `order_bond` of
+         its notional at the current price, divided by the market's reserve factor when the order
+         grows the larger side and that factor is below 1 (`reserve_factor`, 0 otherwise): the
+         pool's capacity it holds, never less than its notional. Rounded up at each step (as a
+         trade's fee is), in settlement token units; 0, and no price read, when the bond is off.
+    """
+    rate: uint256 = self.order_bond
+    if rate == 0:
+        return 0
+    bond: uint256 = risk._mul_up(risk._mul_up(growth, staticcall ORACLE.price(asset)), rate)
+    if reserve_factor != 0 and reserve_factor < c.WAD:
+        bond = risk._ceil_div(bond * c.WAD, reserve_factor)
+    return risk._ceil_div(bond, SETTLEMENT_TO_WAD)
+
+
+def _hold(market: uint256, longs: uint256, shorts: uint256) -> uint256:
     """
     @dev Hold in the pool the open interest an order adds to each side of its market
          (`_growth`, not both zero), first refusing it when the market's larger side (each side
          with what placed orders hold on it) grows past what the pool's value covers
          (`LiquidityPool.reserve`), or past what any market may hold (the core's bound on a side).
+         Returns the market's reserve factor when the order grows the larger side, else 0.
     """
     pool: IReservePool = IReservePool(staticcall CLEARINGHOUSE.pool())
     st: IClearinghouse.MarketState = staticcall CLEARINGHOUSE.market_state(market)
@@ -354,15 +434,18 @@ def _hold(market: uint256, longs: uint256, shorts: uint256):
     longs_after: uint256 = st.long_oi + held_longs + longs
     shorts_after: uint256 = st.short_oi + held_shorts + shorts
     larger: uint256 = max(longs_after, shorts_after)
+    factor: uint256 = 0
     # an order that does not grow the larger side cannot raise the need
     if larger > max(longs_after - longs, shorts_after - shorts):
         assert larger <= MAX_OPEN_INTEREST, "orders: open interest reserve"
-        if staticcall pool.reserve_factor(market) != 0:
+        factor = staticcall pool.reserve_factor(market)
+        if factor != 0:
             value: int256 = 0
             need: uint256 = 0
             value, need = staticcall pool.reserve(market, larger)
             assert convert(need, int256) <= value, "orders: open interest reserve"
     extcall pool.apply_hold(market, longs, shorts, True)
+    return factor
 
 
 @pure
@@ -373,6 +456,42 @@ def _growth(position: int256, size_delta: int256) -> (uint256, uint256):
     """
     new: int256 = position + size_delta
     return convert(max(max(new, 0) - max(position, 0), 0), uint256), convert(max(max(-new, 0) - max(-position, 0), 0), uint256)
+
+
+@view
+def _margin_for_orders(account: uint256, market: uint256, position: int256, size_delta: int256) -> bool:
+    """
+    @dev For an order that adds risk: the account meets initial margin with every order it has
+         open that makes a position larger (this one included) filled at the current prices and
+         premiums, their fees paid, and every order that makes one smaller left unfilled
+         (`MarginLens.health_after_trades`). A hold is backed by the margin its fill would need,
+         so capacity in the pool is not held for free, nor twice with one margin; a close or a
+         flip that may never fill is not credited. A flip to a size no larger than its position's
+         is in no list of its own, so it needs the account to meet initial margin as it stands
+         (with its other growing orders): its hold is backed by the margin of the position it
+         shrinks. An order is sized against the position it was placed on, as its hold is.
+    """
+    markets: DynArray[uint256, c.MAX_MARKETS] = []
+    deltas: DynArray[int256, c.MAX_MARKETS] = []
+    if abs(position + size_delta) > abs(position):
+        markets.append(market)
+        deltas.append(size_delta)
+    if self.open_orders[account] > 1:  # this one is counted: look for the others
+        count: uint256 = staticcall CLEARINGHOUSE.market_count()
+        for m: uint256 in range(1, c.MAX_MARKETS):
+            if m > count:
+                break
+            if m == market or self._orders[account][m][1] == 0:
+                continue
+            other: Order = self._load(account, m)
+            if abs(other.position + other.size_delta) > abs(other.position):
+                markets.append(m)
+                deltas.append(other.size_delta)
+    equity: int256 = 0
+    initial: uint256 = 0
+    health: uint256 = 0
+    health, equity, initial = staticcall LENS.health_after_trades(account, markets, deltas)
+    return equity >= convert(initial, int256)
 
 
 @view

@@ -85,17 +85,51 @@ def fill_now(ch: Any, account: int, market: int, *, keeper: Any) -> Any:
     return orders.execute_order(account, market, sender=keeper)
 
 
+def bond_of(ch: Any, market: int, size_delta: int, subaccount: int = 0, *, sender: Any) -> int:
+    """The bond `Orders.commit_order` would escrow for this order now, settlement token units
+    (`risk.order_bond` on the open interest it adds, at the market's current price, over the
+    market's reserve factor when the order grows its larger side): 0 for a reduction or with the
+    bond off."""
+    from marginsim import risk
+
+    orders, _, oracle = handles(ch)
+    rate = int(orders.order_bond())
+    account = (int(str(sender), 16) << 96) | subaccount
+    position = int(ch.positions(account, market).size)
+    growth = sum(risk.order_growth(position, size_delta))
+    if rate == 0 or growth == 0 or not 0 < market <= int(ch.market_count()):
+        return 0
+    price = int(oracle.price(ch.markets(market).asset))
+    pool, state = pool_of(ch), ch.market_state(market)
+    held = tuple(int(v) for v in pool.held(market))
+    before, after = risk.larger_side_after(int(state.long_oi), int(state.short_oi), held, position, size_delta)
+    factor = int(pool.reserve_factor(market)) if after > before else 0
+    return risk.order_bond(growth, price, rate, int(ch.SETTLEMENT_TO_WAD()), factor)
+
+
+def pool_of(ch: Any) -> Any:
+    """The LiquidityPool of the protocol around clearinghouse `ch`."""
+    from ape import project
+
+    return project.LiquidityPool.at(ch.pool())
+
+
 def place(ch: Any, market: int, size_delta: int, limit_price: int = 0, subaccount: int = 0, *, sender: Any) -> Any:
     """Commit an order for `sender`'s subaccount, its execution fee minted to `sender` first (on a
     mock settlement token, so its wallet ends where it started; a real token's comes out of the
-    wallet) and approved; returns the commit's receipt. An order that adds risk past the pool's
-    open-interest reserve reverts here ("orders: open interest reserve")."""
+    wallet) and approved with its bond (`bond_of`: what the wallet lacks of it is minted too; the
+    fill refunds the bond to the wallet); returns the commit's receipt. An order that adds risk
+    past the pool's open-interest reserve reverts here ("orders: open interest reserve")."""
     orders, settlement, _ = handles(ch)
     fee = int(orders.execution_fee())
+    bond = bond_of(ch, market, size_delta, subaccount, sender=sender) if size_delta else 0
+    if bond:
+        fee += max(0, bond - int(settlement.balanceOf(sender)))
     if fee:
         _fund_fee(settlement, sender, fee)
-        if int(settlement.allowance(sender, orders)) < fee:  # a chain snapshot may have undone an approval
-            settlement.approve(orders, 2**256 - 1, sender=sender)
+    # a chain snapshot may have undone an approval
+    if (fee or bond) and int(settlement.allowance(sender, orders)) < fee + bond:
+        settlement.approve(orders, 2**256 - 1, sender=sender)
     return orders.commit_order(market, size_delta, limit_price, subaccount, sender=sender)
 
 

@@ -130,6 +130,7 @@ class ProtocolConfig:
     settlement_delay: int = 60  # seconds between an order and the earliest oracle round it fills at
     order_expiry: int = 86_400  # seconds an unfilled order waits past its executable time before anyone may cancel it
     execution_fee_usd: float = 2  # settlement tokens a trader escrows per order for the keeper who fills it
+    order_bond: float = 0.0005  # of its notional an order that adds risk escrows too: refunded at its fill, forfeited if not
     debt_rate_base: float = 0.02  # yearly interest on a negative settlement balance with nothing lent
     debt_rate_slope: float = 0.30  # yearly interest added at full utilisation (total debt / the pool's balance)
     debt_imr: float = 0.25  # initial margin on a debt: owe at most 1 / 1.25 = 80% of the haircut collateral value
@@ -248,6 +249,7 @@ def configure(configurator: Any, config: ProtocolConfig, **tx: Any) -> None:
         int(wad(config.execution_fee_usd) // 10 ** (18 - config.settlement_decimals)),
         **tx,
     )
+    configurator.set_order_bond(wad(config.order_bond), **tx)
     configurator.set_liquidation_parameters(
         wad(config.liquidation_buffer), wad(config.full_liquidation_health), wad(config.dust_notional_usd), **tx
     )
@@ -283,7 +285,7 @@ def deploy_contracts(
     liquidation_engine = deployer.deploy(project.LiquidationEngine, clearinghouse)
     lens = deployer.deploy(project.MarginLens, clearinghouse)
     pool = deployer.deploy(project.LiquidityPool, clearinghouse, "marginsim LP", "msLP")
-    orders = deployer.deploy(project.Orders, clearinghouse)
+    orders = deployer.deploy(project.Orders, clearinghouse, lens)
     clearinghouse.connect(pool, configurator, liquidation_engine, orders, sender=deployer)
     return Protocol(oracle, clearinghouse, configurator, lens, pool, settlement, liquidation_engine, orders, config=config)
 

@@ -167,6 +167,18 @@ def order_growth(position: int, size_delta: int) -> tuple[int, int]:
     return max(max(new, 0) - max(position, 0), 0), max(max(-new, 0) - max(-position, 0), 0)
 
 
+def order_bond(growth: int, price: int, rate: int, settlement_to_wad: int, reserve_factor: int = 0) -> int:
+    """Orders._bond: what an order that adds `growth` base units (`order_growth`, summed) escrows
+    besides its fee, settlement token units: `rate` (WAD) of its notional at `price` (WAD),
+    b = ceil(ceil(growth * price / WAD) * rate / WAD); where the order grows its market's larger
+    side and the market's `reserve_factor` is in (0, WAD), b = ceil(b * WAD / reserve_factor) (the
+    pool capacity it holds); then ceil(b / settlement_to_wad)."""
+    bond = mul_up(mul_up(growth, price), rate)
+    if 0 < reserve_factor < WAD:
+        bond = ceil_div(bond * WAD, reserve_factor)
+    return ceil_div(bond, settlement_to_wad)
+
+
 def larger_side_after(long_oi: int, short_oi: int, held: tuple[int, int], position: int, size_delta: int) -> tuple[int, int]:
     """Orders._hold: the market's larger side, each side with what placed orders hold on it
     (`LiquidityPool.held`), before and after this order's hold. The reserve is checked only when
@@ -231,15 +243,51 @@ def margin(snapshot: AccountSnapshot) -> tuple[int, int, int]:
         view = snapshot.markets[market]
         index = funding_index_now(view, snapshot.timestamp)
         pnl += signed_mul_floor(size, view.price - index) - cost
-        mmr, imr = market_rates(view.params, abs(size), view.sigma, view.sigma_mm)
-        notional = mul_up(abs(size), view.price)
-        maintenance += mul_up(notional, mmr)
-        initial += mul_up(notional, imr)
+        m, i = requirements(view, abs(size))
+        maintenance += m
+        initial += i
     if snapshot.settlement < 0:
         # a debt is a loan from the pool: it needs initial margin of its own
         initial += mul_up(-snapshot.settlement * snapshot.settlement_to_wad, snapshot.debt_imr)
     equity = (snapshot.settlement + snapshot.pending) * snapshot.settlement_to_wad + collateral_value(snapshot) + pnl
     return equity, maintenance, initial
+
+
+def requirements(view: MarketView, abs_size: int) -> tuple[int, int]:
+    """(maintenance, initial) of a position of `abs_size` base units, WAD USD, as MarginLens._requirements
+    and each position of `margin`: notional = ceil(|size| * price / WAD), each rate applied rounding up."""
+    mmr, imr = market_rates(view.params, abs_size, view.sigma, view.sigma_mm)
+    notional = mul_up(abs_size, view.price)
+    return mul_up(notional, mmr), mul_up(notional, imr)
+
+
+def after_trade(
+    margin: tuple[int, int, int],
+    view: MarketView,
+    position: tuple[int, int],
+    size_delta: int,
+    settlement_to_wad: int,
+    timestamp: int,
+) -> tuple[int, int, int]:
+    """MarginLens.health_after_trades, one market: `margin` (equity, maintenance, initial) after
+    filling `size_delta` on `position` (size, cost) at the current price plus the skew premium
+    and paying the fee. The PnL of the position is swapped for the new one's at the funding index
+    to now, the fee (settlement units, rounded up) taken from equity, and the market's requirements
+    swapped for the new size's. Several trades apply one after another, each market once."""
+    equity, maintenance, initial = margin
+    params, st, price = view.params, view.state, view.price
+    index = funding_index_now(view, timestamp)
+    size, cost = position
+    fill = fill_price(price, st.long_oi - st.short_oi, size_delta, params.skew_scale)
+    fee = ceil_div(mul_up(mul_up(abs(size_delta), fill), params.fee), settlement_to_wad)
+    pnl_before = signed_mul_floor(size, price - index) - cost
+    new_size = size + size_delta
+    new_cost = cost + signed_mul_ceil(size_delta, fill - index)
+    pnl_after = signed_mul_floor(new_size, price - index) - new_cost
+    equity = equity - pnl_before + pnl_after - fee * settlement_to_wad
+    m_before, i_before = requirements(view, abs(size))
+    m_after, i_after = requirements(view, abs(new_size))
+    return equity, maintenance - m_before + m_after, initial - i_before + i_after
 
 
 def collateral_value(snapshot: AccountSnapshot) -> int:
@@ -344,6 +392,14 @@ def is_liquidatable(snapshot: AccountSnapshot) -> bool:
     return equity < maintenance
 
 
+def read_market_view(clearinghouse: Any, oracle: Any, market: int) -> MarketView:
+    """One market's parameters, state, price and volatilities, read from the chain."""
+    params = MarketParams(*[_plain(v) for v in clearinghouse.markets(market)])
+    state = MarketState(*[int(v) for v in clearinghouse.market_state(market)])
+    sigma, sigma_mm = oracle.volatilities(params.asset)
+    return MarketView(params, state, int(oracle.price(params.asset)), int(sigma), int(sigma_mm))
+
+
 def snapshot_account(clearinghouse: Any, oracle: Any, account: int, timestamp: int) -> AccountSnapshot:
     """Read everything `margin` needs for `account` from the chain (the only I/O here)."""
     market_mask = clearinghouse.market_mask(account)
@@ -354,10 +410,7 @@ def snapshot_account(clearinghouse: Any, oracle: Any, account: int, timestamp: i
             continue
         pos = clearinghouse.positions(account, market)
         positions[market] = (int(pos.size), int(pos.cost))
-        params = MarketParams(*[_plain(v) for v in clearinghouse.markets(market)])
-        state = MarketState(*[int(v) for v in clearinghouse.market_state(market)])
-        sigma, sigma_mm = oracle.volatilities(params.asset)
-        markets[market] = MarketView(params, state, int(oracle.price(params.asset)), int(sigma), int(sigma_mm))
+        markets[market] = read_market_view(clearinghouse, oracle, market)
     collateral_mask = clearinghouse.collateral_mask(account)
     collaterals: list[CollateralView] = []
     for slot in range(1, MAX_COLLATERALS):

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from marginsim.protocol import DEFAULT_CONFIG, Protocol, ProtocolConfig, account_id, deploy_protocol
-from marginsim.risk import health_of
+from marginsim.risk import health_of, order_bond
 
 WAD = 10**18
 MAX_UINT = 2**256 - 1
@@ -171,8 +171,11 @@ def run_story(
         ch.deposit(token, amount, 0, sender=signer)
         market_price = protocol.oracle.price(protocol.market_asset(plan.market))
         size = int(abs(plan.leverage) * plan.collateral_usd * WAD) * WAD // market_price
-        # a trade is an order: the execution fee escrowed, filled by the keeper at the next round
+        # a trade is an order: the execution fee and the bond escrowed, filled by the keeper at the
+        # next round (the bond then comes back)
         fee = int(protocol.orders.execution_fee())
+        factor = int(protocol.pool.reserve_factor(protocol.markets[plan.market]))  # the bond at most
+        fee += order_bond(size, market_price, int(protocol.orders.order_bond()), int(ch.SETTLEMENT_TO_WAD()), factor)
         if fee:
             protocol.fund(usdc, signer, fee, deployer)
             usdc.approve(protocol.orders, fee, sender=signer)

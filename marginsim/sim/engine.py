@@ -256,7 +256,6 @@ def _open_traders(
             unit = 10**protocol.config.settlement_decimals
             protocol.fund(protocol.settlement, signer, 3 * int(collateral_usd * TOPUP_SHARE * unit), funder)
             protocol.settlement.approve(ch, MAX_UINT, sender=signer)
-        protocol.fund(protocol.settlement, signer, ORDER_FEES_FUNDED * book.fee, funder)
         protocol.settlement.approve(protocol.orders, MAX_UINT, sender=signer)
         token.approve(ch, MAX_UINT, sender=signer)
         ch.deposit(token, amount, 0, sender=signer)
@@ -277,6 +276,11 @@ def _open_traders(
         side = int(state.long_oi) + held_longs if long else int(state.short_oi) + held_shorts
         room = min(cap, reserved) - side
         size = min(size, room * 99 // 100)
+        # its execution fees, and its open's bond (refunded at the fill: `risk.order_bond` on the
+        # size at today's price, at most over the market's reserve factor)
+        factor = int(protocol.pool.reserve_factor(market_id))
+        bond = risk.order_bond(max(size, 0), market_price, book.bond_rate, book.scale, factor)
+        protocol.fund(protocol.settlement, signer, ORDER_FEES_FUNDED * book.fee + bond, funder)
         if size > 0:
             book.commit(signer, market_id, size if long else -size)
         traders.append(
@@ -494,6 +498,8 @@ class _OrderBook:
     def __init__(self, protocol: Protocol):
         self.protocol = protocol
         self.fee = int(protocol.orders.execution_fee())
+        self.bond_rate = int(protocol.orders.order_bond())
+        self.scale = int(protocol.clearinghouse.SETTLEMENT_TO_WAD())
         self.unit = 10**protocol.config.settlement_decimals
         self.pending: list[tuple[int, int, int]] = []  # (account, market, executable_at)
         self.turn = 0

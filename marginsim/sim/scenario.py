@@ -89,6 +89,7 @@ PROTOCOL_OVERRIDES = (
     "settlement_delay",
     "order_expiry",
     "execution_fee_usd",
+    "order_bond",
     "debt_rate_base",
     "debt_rate_slope",
     "debt_imr",

@@ -197,13 +197,13 @@ def test_owner_actions__from_initial_margin__none_makes_the_account_liquidatable
     assert 0 <= equity - initial < TO_WAD  # at initial margin, to the unit
 
     refused = [
-        lambda: ch.withdraw(usdc, 1, 0, sender=attacker),
-        lambda: trade_now(ch, eth, WAD // 100, 0, 0, sender=attacker),  # increase
-        lambda: trade_now(ch, eth, -100 * WAD, 0, 0, sender=attacker),  # flip to a short
-        lambda: trade_now(ch, btc, WAD // 100, 0, 0, sender=attacker),  # a second market
+        ("clearinghouse", lambda: ch.withdraw(usdc, 1, 0, sender=attacker)),
+        ("orders", lambda: trade_now(ch, eth, WAD // 100, 0, 0, sender=attacker)),  # increase: refused at its commit
+        ("clearinghouse", lambda: trade_now(ch, eth, -100 * WAD, 0, 0, sender=attacker)),  # flip: at its fill
+        ("orders", lambda: trade_now(ch, btc, WAD // 100, 0, 0, sender=attacker)),  # a second market
     ]
-    for action in refused:
-        with ape.reverts("clearinghouse: insufficient margin"):
+    for contract, action in refused:
+        with ape.reverts(f"{contract}: insufficient margin"):
             action()
     # the one thing that lowers equity unchecked is a reduction's fee, and it raises health
     health = risk.health_of(ch, owned)

@@ -47,9 +47,11 @@ def filled(orders, receipt) -> bool:
 
 
 def attacker_value(protocol, account: int, who) -> int:
-    """What the attacker holds, settlement token units: its wallet plus its account's equity."""
+    """What the attacker holds, settlement token units: its wallet, its account's equity and the
+    bond its pending ETH order escrowed (refunded at the fill)."""
     equity = int(protocol.clearinghouse.margin(account)[0]) // 10**12
-    return int(protocol.settlement.balanceOf(who)) + equity
+    bond = int(protocol.orders.bonds(account, protocol.markets["ETH-PERP"]))
+    return int(protocol.settlement.balanceOf(who)) + equity + bond
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +62,7 @@ def replay(project, chain, deployer, lp, attacker, keeper):
     orders, usdc, _ = handles(protocol.clearinghouse)
     eth = protocol.markets["ETH-PERP"]
     account = deposit(protocol, attacker, "USDC", 4_000_000 * USDC)
-    usdc.mint(attacker, 1_000 * USDC, sender=attacker)  # execution fees
+    usdc.mint(attacker, 20_000 * USDC, sender=attacker)  # execution fees and a bond ($7,725 at most, back at each fill)
     usdc.approve(orders, 2**256 - 1, sender=attacker)
     price = int(protocol.feeds["WETH"].latestRoundData()[1])
     t = int(chain.pending_timestamp) + STEP
@@ -123,7 +125,7 @@ def test_known_round__the_order_cannot_fill_at_the_round_it_saw(project, chain, 
     orders, usdc, _ = handles(protocol.clearinghouse)
     eth = protocol.markets["ETH-PERP"]
     account = deposit(protocol, attacker, "USDC", 100_000 * USDC)
-    usdc.mint(attacker, 10 * USDC, sender=attacker)
+    usdc.mint(attacker, 20 * USDC, sender=attacker)  # the fee and the bond ($10)
     usdc.approve(orders, 2**256 - 1, sender=attacker)
     price = int(protocol.feeds["WETH"].latestRoundData()[1])
     t = int(chain.pending_timestamp) + 100
@@ -144,7 +146,8 @@ def test_known_round__the_order_cannot_fill_at_the_round_it_saw(project, chain, 
     cancelled = receipt.events.filter(orders.OrderCancelled)
     assert cancelled[0].reason == "orders: round passed"
     assert int(protocol.clearinghouse.positions(account, eth).size) == 0
-    # a keeper is paid for fills only: the lapsed order's fee goes to the insurance fund
+    # a keeper is paid for fills only: the lapsed order's fee and bond go to the insurance fund
     assert int(usdc.balanceOf(keeper)) == keeper_before
-    assert int(protocol.clearinghouse.insurance_balance()) - insurance_before == 2 * USDC
+    assert cancelled[0].bond == 10 * USDC  # 0.05% of 10 ETH at $2,000
+    assert int(protocol.clearinghouse.insurance_balance()) - insurance_before == 2 * USDC + 10 * USDC
     assert account == account_id(attacker)

@@ -7,7 +7,8 @@ must be flipped when it is fixed. Tests named `test_refused_*` are attacks that 
 failed, among them the findings since fixed (F2, F3, F4, F5, F7: the keeper paid for fills only,
 no withdrawal while an order is open, no cancel of a fillable order, "orders: position changed",
 a phase change counted as passed); each shows the exact revert message or cancellation reason,
-and where the fee went.
+and where the fee went. The order bond is off in this module but for F1 (these follow the
+execution fee's path; the bond follows it and has its own tests, tests/unit/orders/test_bond.py).
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ def env(project, deployer, lp):
     protocol = deploy_protocol(project, deployer, DEFAULT_CONFIG)
     fund_liquidity(protocol, lp, deployer, 5_000_000, 20_000)
     reserve_out_of_the_way(protocol, deployer)  # the review's 5,000-7,500 ETH orders are larger than the pool
+    protocol.configurator.set_order_bond(0, sender=deployer)  # F1 turns it back on
     return Env(
         protocol,
         protocol.orders,
@@ -128,16 +130,18 @@ def test_finding_owner_timed_fill__the_known_round_attack_comes_back(env, chain,
     yet), the owner waits until it sees the NEXT round R2 pending and then either fills at R just
     before R2 lands, or lets R2 land and the order lapses ("orders: round passed"). Since the
     fixes, the lapse costs the order's fee, which goes to the insurance fund (F2's fix), and the
-    owner cannot make the fill fail by withdrawing (F3's fix): the option now costs $2 a round.
+    owner cannot make the fill fail by withdrawing (F3's fix), and the lapsed leg forfeits its
+    bond too (0.05% of the notional, about $7,500 here): the option now costs $7,502 a round.
 
     Replayed on test_known_round's ten +-0.5% rounds with 7,500 ETH: a long order (subaccount 1)
     and a short order (subaccount 2) wait for R; when R2 shows pending, the owner fills the leg
     in R2's direction at R and lets the other lapse for its $2 fee. The exit fills at a later
     round the attacker does not know (both outcomes, from one snapshot). Expected gain per round:
-    +$60,095 to +$60,477 (0.5% of $15M less two 0.05% fees and the lapsed fee), +$601,967 over
-    the ten rounds (the original attack made +$601,462; test_known_round's replay shows about
-    -$15,000 a round when the order fills at the round after the one seen pending); the pool
-    loses what the attacker gains plus the $2 a round the insurance fund takes.
+    +$52,559 to +$52,939 (0.5% of $15M less two 0.05% fees, the lapsed fee and bond),
+    +$526,708 over the ten rounds (+$601,967 before the bond; the original attack made
+    +$601,462; test_known_round's replay shows about -$15,000 a round when the order fills at
+    the round after the one seen pending); the pool loses what the attacker gains plus what the
+    insurance fund takes.
 
     Fix (not built): price the fill at the first round at or after executable_at whenever it
     is executed (a keeper passes the round id; the router checks getRoundData(id).updatedAt >=
@@ -146,11 +150,13 @@ def test_finding_owner_timed_fill__the_known_round_attack_comes_back(env, chain,
     the order fills; or a keeper that fills every order within its round."""
     p = env.protocol
     orders, usdc, eth = env.orders, env.usdc, env.eth
+    p.configurator.set_order_bond(5 * 10**14, sender=deployer)  # the default bond, on
     legs = {+1: deposit(p, attacker, "USDC", 4_000_000 * USDC, 1), -1: deposit(p, attacker, "USDC", 4_000_000 * USDC, 2)}
-    wallet_ready(env, attacker, 1_000 * USDC)
+    wallet_ready(env, attacker, 200_000 * USDC)  # fees and bonds
 
     def value() -> int:
-        return int(usdc.balanceOf(attacker)) + sum(equity_tokens(env, a) for a in legs.values())
+        escrowed = sum(int(orders.bonds(a, eth)) for a in legs.values())
+        return int(usdc.balanceOf(attacker)) + sum(equity_tokens(env, a) for a in legs.values()) + escrowed
 
     price = int(p.feeds["WETH"].latestRoundData()[1])
     t = int(chain.pending_timestamp) + STEP
@@ -169,9 +175,11 @@ def test_finding_owner_timed_fill__the_known_round_attack_comes_back(env, chain,
         assert outcome(env, orders.execute_order(legs[move], eth, sender=attacker)) == "filled"
         publish(env, deployer, chain, nxt, t + STEP)  # R2 lands
         wallet, insurance = int(usdc.balanceOf(attacker)), int(env.ch.insurance_balance())
+        bond = int(orders.bonds(legs[-move], eth))
+        assert bond > 7_400 * USDC
         assert outcome(env, orders.execute_order(legs[-move], eth, sender=attacker)) == "orders: round passed"
-        assert int(usdc.balanceOf(attacker)) == wallet  # the unused leg's fee is not paid back
-        assert int(env.ch.insurance_balance()) == insurance + FEE  # it goes to the insurance fund
+        assert int(usdc.balanceOf(attacker)) == wallet  # the unused leg's fee and bond are not paid back
+        assert int(env.ch.insurance_balance()) == insurance + FEE + bond  # they go to the insurance fund
         orders.commit_order(eth, -move * SIZE, 0, 1 if move > 0 else 2, sender=attacker)  # out again
         gains = []
         for exit_move in (+1, -1):  # the exit's round: unknown to the attacker, both outcomes
@@ -192,9 +200,9 @@ def test_finding_owner_timed_fill__the_known_round_attack_comes_back(env, chain,
     print("F1 expected gain per round (USDC):", [round(e / USDC, 2) for e in expected], "total", round(sum(expected) / USDC, 2))
     print("F1 expected pool change per round (USDC):", [round(q / USDC, 2) for q in pool])
     for e, q in zip(expected, pool, strict=True):
-        assert 60_000 * USDC < e < 60_500 * USDC  # test_known_round: -$15,000 on the same rounds
+        assert 52_500 * USDC < e < 53_100 * USDC  # test_known_round: -$15,000 on the same rounds
         assert q < -55_000 * USDC  # out of the LPs
-    assert 601_900 * USDC < sum(expected) < 602_000 * USDC
+    assert 526_000 * USDC < sum(expected) < 528_000 * USDC
 
 
 # ---------------------------------------------------------------- F2 (fixed): waiting to cancel pays a keeper nothing
@@ -610,11 +618,12 @@ def test_refused_gas_games__no_gas_limit_refunds_a_passed_round_at_expiry(env, c
 @pytest.mark.parametrize("size", [2**127 - 1, -(2**127 - 1)])
 def test_refused_huge_sizes__at_the_commit(env, deployer, trader, size):
     """The largest sizes the int128 packing takes would put a side past the core's bound
-    (2**96 - 1 base units): refused at the commit, nothing stored or escrowed."""
+    (2**96 - 1 base units), and no margin backs them: refused at the commit (for the margin, the
+    first check), nothing stored or escrowed."""
     p = env.protocol
     acct = deposit(p, trader, "USDC", 100_000 * USDC, 0)
     wallet_ready(env, trader)
-    with ape.reverts("orders: open interest reserve"):
+    with ape.reverts("orders: insufficient margin"):
         env.orders.commit_order(env.eth, size, 0, 0, sender=trader)
     assert tuple(env.orders.order(acct, env.eth)) == (0, 0, 0, 0, 0)
 
@@ -625,7 +634,7 @@ def test_refused_huge_sizes__past_the_cap_cancel_with_a_reason_not_stuck(env, ch
     would keep the order pending."""
     p = env.protocol
     size = 7_500 * WAD + 1
-    acct = deposit(p, trader, "USDC", 100_000 * USDC, 0)
+    acct = deposit(p, trader, "USDC", 5_000_000 * USDC, 0)  # the margin of $15M of ETH
     wallet_ready(env, trader)
     at = commit(env, trader, env.eth, size)
     assert tuple(env.orders.order(acct, env.eth))[:2] == (size, 0)
@@ -640,8 +649,8 @@ def test_refused_reentrancy__a_hooked_settlement_token_cannot_reenter_orders(
     project, chain, deployer, lp, trader, other_trader, keeper
 ):
     """The settlement token (here ReentrantERC20, calling back on every transfer) re-enters
-    Orders from the fee's transfer to the keeper at the end of execute_order: execute_order,
-    commit_order and cancel_order all revert bare (Orders' lock). From inside a Clearinghouse
+    Orders from the fee's transfer to the keeper and the bond's to the owner at the end of
+    execute_order: execute_order, commit_order and cancel_order all revert bare (Orders' lock). From inside a Clearinghouse
     transfer (a withdrawal), execute_order of another trader's fillable order reaches fill_order,
     which reverts bare on the Clearinghouse's lock: Orders re-raises it instead of cancelling
     the order with a reason, so the order is still pending and fills once the hooks are off."""
@@ -666,10 +675,10 @@ def test_refused_reentrancy__a_hooked_settlement_token_cannot_reenter_orders(
     ]
     evil.set_calls(calls, True, False, sender=deployer)
 
-    receipt = orders.execute_order(mine, eth, sender=keeper)  # the fee's transfer calls back
+    receipt = orders.execute_order(mine, eth, sender=keeper)  # the fee's and the bond's transfers call back
     assert outcome(e, receipt) == "filled"
     tries = receipt.events.filter(evil.Reentry)
-    assert [(t.hook, t.success, bytes(t.returndata)) for t in tries] == [("transfer", False, b"")] * 3
+    assert [(t.hook, t.success, bytes(t.returndata)) for t in tries] == [("transfer", False, b"")] * 6
 
     receipt = e.ch.withdraw(evil, 1_000 * USDC, 0, sender=trader)  # the Clearinghouse's transfer calls back
     tries = receipt.events.filter(evil.Reentry)

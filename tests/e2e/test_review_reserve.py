@@ -197,6 +197,7 @@ def test_order_committed_before_a_factor_cut_fills__what_follows_is_refused(prot
     cfg.set_reserve_factor(eth, WAD // 20, sender=deployer)  # $100k
     receipt = fill_now(ch, account, eth, keeper=keeper)
     assert receipt.events.filter(orders.OrderFilled) and int(ch.positions(account, eth).size) == 100 * WAD
+    deposit(protocol, trader, "USDC", 1_000 * USDC, 1)  # the margin a base unit needs, and more
     with ape.reverts("orders: open interest reserve"):
         place(ch, eth, 1, subaccount=1, sender=trader)
 

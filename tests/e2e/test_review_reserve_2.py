@@ -255,6 +255,7 @@ def test_fixed__over_the_reserve_an_order_on_the_smaller_side_fills(protocol, de
     assert int(ch.positions(account_id(other_trader), eth).size) == -short
     assert reserve(protocol)[1] == need  # and the need did not rise
     print(f"\n#3 pool value ${value / WAD:,.2f} < need ${need / WAD:,.2f}; a 20 ETH short fills (skew cut)")
+    deposit(protocol, other_trader, "USDC", 10_000 * USDC, 1)  # subaccount 1's margin for 1 ETH
     with ape.reverts("orders: open interest reserve"):  # the long side still may not grow: refused at commit
         place(ch, eth, WAD, 0, 1, sender=other_trader)
 

@@ -95,7 +95,7 @@ def test_connect__front_run_and_configurator_before_connect__refused(project, pr
     cfg = deployer.deploy(project.Configurator, ch)
     engine = deployer.deploy(project.LiquidationEngine, ch)
     rogue_engine = attacker.deploy(project.LiquidationEngine, ch)
-    orders = deployer.deploy(project.Orders, ch)
+    orders = deployer.deploy(project.Orders, ch, deployer.deploy(project.MarginLens, ch))
     with ape.reverts():
         ch.connect(attacker, attacker, rogue_engine, attacker, sender=attacker)
     with ape.reverts("configurator: no liquidation engine"):

@@ -64,7 +64,7 @@ def deploy_protocol(env: boa.Env, deployer: Any, config: ProtocolConfig = DEFAUL
         engine = compiled("LiquidationEngine").deploy(clearinghouse)
         lens = compiled("MarginLens").deploy(clearinghouse)
         pool = compiled("LiquidityPool").deploy(clearinghouse, "marginsim LP", "msLP")
-        orders = compiled("Orders").deploy(clearinghouse)
+        orders = compiled("Orders").deploy(clearinghouse, lens)
         clearinghouse.connect(pool, configurator, engine, orders)
         configure(configurator, config)
 

@@ -278,6 +278,7 @@ class Pending:
     executable_at: int
     fee: int  # escrowed, settlement token units
     position: int  # the account's position size in the market at commit
+    bond: int = 0  # escrowed besides the fee by an order that adds risk (Orders.bonds)
 
     def words(self) -> list[int]:
         """Orders._orders' packing of this order: [size_delta (int128) | limit_price << 128,
@@ -386,24 +387,41 @@ class Model:
             return balance
         return -risk.debt_now(-balance, self.debt_index_now(ledger), ledger.debt_index_at[account])
 
-    def pool_value(self, ledger: Ledger) -> int:
-        """LiquidityPool._signed_value, WAD (raises PriceError as the pool's reads would)."""
+    def book(self, ledger: Ledger, market: int = 0, larger: int = 0) -> tuple[int, int]:
+        """LiquidityPool._book: the pool's signed value and the open-interest reserve's need, WAD,
+        in one pass over the markets in order, `market`'s larger side read as `larger`. A market
+        with no open interest is skipped unless its reserve is on and a side (its held orders,
+        or `larger`) is not zero: then its price is read for the need. So the prices are read,
+        and a PriceError raised, in the contract's order."""
         # the pending claims come first; the interest the debts owe counts as it accrues, before it
         # is charged: every debt with its interest (rounded down) less the debts as written
         accrued = ledger.total_scaled_debt * self.debt_index_now(ledger) // DEBT_SCALE
         value = (ledger.pool_balance - ledger.total_pending + max(accrued, ledger.total_debt) - ledger.total_debt) * SCALE
+        sides = []
         for m in sorted(ledger.markets):
             stt = ledger.states[m]
-            if stt.long_oi == 0 and stt.short_oi == 0 and stt.total_cost == 0:
+            held = ledger.held.get(m, (0, 0))
+            side = larger if m == market else max(stt.long_oi + held[0], stt.short_oi + held[1])
+            idle = stt.long_oi == 0 and stt.short_oi == 0 and stt.total_cost == 0
+            factor = ledger.reserve_factors[m]
+            if idle and (side == 0 or factor == 0):
                 continue
             params = ledger.markets[m]
             price = self.price(params.asset)
+            if side and factor:
+                sides.append((side, price, factor))
+            if idle:
+                continue
             index = self.index_now(ledger, m, price)
             net = stt.long_oi - stt.short_oi
             exit_premium = risk.ceil_div(risk.mul_up(abs(net), price) * abs(net), 2 * params.skew_scale)
             traders = risk.signed_mul_ceil(net, price - index) - stt.total_cost
             value -= traders + exit_premium
-        return value
+        return value, risk.reserve_need(sides)
+
+    def pool_value(self, ledger: Ledger) -> int:
+        """LiquidityPool._signed_value, WAD (raises PriceError as the pool's reads would)."""
+        return self.book(ledger)[0]
 
     def total_assets(self, ledger: Ledger) -> int:
         value = self.pool_value(ledger)
@@ -667,11 +685,32 @@ class Model:
         lendable = self.ledger.pool_balance - self.ledger.total_pending
         return self.ledger.total_debt * WAD > lendable * self.ledger.debt_terms[3]
 
+    def commit_margin(self, ledger: Ledger, account: int, orders: list[tuple[int, int]]) -> str | None:
+        """Orders._margin_for_orders at a commit that adds risk: `orders` (market, size_delta),
+        the account's open orders that make a position larger (the new one first if it does,
+        then the others in market order; empty for a flip to a smaller size with no other), all
+        filled at the current prices (`risk.after_trade` one after another on the account's
+        margin, MarginLens.health_after_trades): "orders: insufficient margin" when equity is then below
+        the initial requirement; the price error of a read, in the lens's order (the margin's,
+        then each order's market)."""
+        try:
+            after = self.margin(ledger, account)
+            for market, delta in orders:
+                params = ledger.markets[market]
+                sigma, sigma_mm = self.oracle.vols[params.asset]
+                view = risk.MarketView(params, ledger.states[market], self.price(params.asset), sigma, sigma_mm)
+                position = ledger.positions.get((account, market), (0, 0))
+                after = risk.after_trade(after, view, position, delta, SCALE, self.now)
+        except PriceError as error:
+            return error.message
+        equity, _, initial = after
+        return "orders: insufficient margin" if equity < initial else None
+
     def commit_reserve(self, ledger: Ledger, account: int, market: int, delta: int) -> str | None:
         """Orders._hold's refusal at commit (issue 9, item 5): an order that grows its market's
         larger side (each side with what placed orders hold, `risk.larger_side_after`) past the
         core's bound on a side, or, with the market's reserve on, so that the capital the markets
-        need (`reserve_need`, with that side) exceeds the pool's value: "orders: open interest
+        need (`book`, with that side) exceeds the pool's value: "orders: open interest
         reserve" (`risk.over_reserve`, the Python mirror); the pool's valuation's price error
         when a market it must price has none. None: the order is placed."""
         size = ledger.positions.get((account, market), (0, 0))[0]
@@ -684,10 +723,19 @@ class Model:
         if ledger.reserve_factors[market] == 0:
             return None  # the reserve off for this market
         try:
-            over = risk.over_reserve(self.reserve_need(ledger, market, larger), self.pool_value(ledger))
+            value, need = self.book(ledger, market, larger)
+            over = risk.over_reserve(need, value)
         except PriceError as error:
             return error.message
         return "orders: open interest reserve" if over else None
+
+    @staticmethod
+    def bond_factor(ledger: Ledger, market: int, position: int, delta: int) -> int:
+        """The reserve factor Orders._hold returns for the bond: the market's when the order grows
+        its larger side (with what placed orders hold, before this one), else 0."""
+        stt = ledger.states[market]
+        before, larger = risk.larger_side_after(stt.long_oi, stt.short_oi, ledger.held.get(market, (0, 0)), position, delta)
+        return ledger.reserve_factors[market] if larger > before else 0
 
     @staticmethod
     def hold(ledger: Ledger, market: int, position: int, delta: int, sign: int) -> None:
@@ -696,19 +744,6 @@ class Model:
         if longs or shorts:
             old = ledger.held.get(market, (0, 0))
             ledger.held[market] = (old[0] + sign * longs, old[1] + sign * shorts)
-
-    def reserve_need(self, ledger: Ledger, market: int = 0, larger: int = 0) -> int:
-        """LiquidityPool._reserve_need, WAD: `risk.reserve_need` over every market with open
-        interest or held open interest (prices read in market order), each side with what
-        placed orders hold on it, `market`'s larger side read as `larger`."""
-        sides = []
-        for m in sorted(ledger.markets):
-            stt = ledger.states[m]
-            held = ledger.held.get(m, (0, 0))
-            side = larger if m == market else max(stt.long_oi + held[0], stt.short_oi + held[1])
-            if side and ledger.reserve_factors[m]:  # an idle market whose reserve is off is not priced
-                sides.append((side, self.price(ledger.markets[m].asset), ledger.reserve_factors[m]))
-        return risk.reserve_need(sides)
 
     # -------------------------------------------------------------- LiquidationEngine
 
@@ -996,7 +1031,8 @@ class Model:
             return Outcome("erc20: insufficient allowance", self.ledger)
         if balance < shares:
             return Outcome("pool: insufficient shares", self.ledger)
-        if assets > risk.reserve_headroom(self.pool_value(self.ledger), self.reserve_need(self.ledger), SCALE):
+        value, need = self.book(self.ledger)
+        if assets > risk.reserve_headroom(value, need, SCALE):
             return Outcome("pool: open interest reserve", self.ledger)
         liquidity = max(self.ledger.pool_balance - self.ledger.total_debt - self.ledger.total_pending, 0)
         if assets > liquidity:
@@ -1273,6 +1309,7 @@ class ProtocolMachine(RuleBasedStateMachine):
         self.settlement_delay = self.orders.settlement_delay()
         self.order_expiry = self.orders.expiry()
         self.execution_fee = self.orders.execution_fee()
+        self.order_bond = self.orders.order_bond()
         self.pending: dict[tuple[int, int], Pending] = {}  # (account, market) -> the order Orders holds
         self.tokens = {"USDC": protocol.settlement, **protocol.tokens}
         self.feeds = protocol.feeds
@@ -1550,45 +1587,66 @@ class ProtocolMachine(RuleBasedStateMachine):
             if verdict is None:
                 message = "orders: order pending"
         outcome = Outcome(message, self.ledger)
+        bond = 0
         if message is None:
             # the Clearinghouse is not touched but for a replaced order's forfeited fee; the pool
             # releases the replaced order's hold, then holds the new one unless the reserve refuses it
-            outcome = self.model.forfeit(waiting.fee) if verdict == PASSED else Outcome(None, self.ledger.copy())
+            outcome = self.model.forfeit(waiting.fee + waiting.bond) if verdict == PASSED else Outcome(None, self.ledger.copy())
             if verdict is not None:
                 self.model.hold(outcome.ledger, market, waiting.position, waiting.size_delta, -1)
             position = self.ledger.positions.get(key, (0, 0))[0]
-            refused = (
-                "orders: debt ceiling"
-                if self.model.over_debt_ceiling(account, market, delta)
-                else self.model.commit_reserve(outcome.ledger, account, market, delta)
+            # what the margin is checked with: the orders that make a position larger, this one
+            # first, then the others in market order; a close or a flip to a smaller size is left out
+            # (a flip's own margin is then the account's as it stands)
+            growing = sorted(
+                (m, order.size_delta)
+                for (a, m), order in self.pending.items()
+                if a == account and m != market and abs(order.position + order.size_delta) > abs(order.position)
             )
+            if abs(position + delta) > abs(position):
+                growing.insert(0, (market, delta))
+            refused = None
+            if self.model.over_debt_ceiling(account, market, delta):
+                refused = "orders: debt ceiling"
+            elif risk.order_growth(position, delta) != (0, 0):
+                refused = self.model.commit_margin(outcome.ledger, account, growing)
+            if refused is None:
+                refused = self.model.commit_reserve(outcome.ledger, account, market, delta)
             if refused is not None:
                 outcome = Outcome(refused, self.ledger)
             else:
+                growth = sum(risk.order_growth(position, delta))
+                if growth:  # its bond, at the price the margin check read, over the reserve factor
+                    asset = self.ledger.markets[market].asset
+                    factor = self.model.bond_factor(outcome.ledger, market, position, delta)
+                    bond = risk.order_bond(growth, self.model.price(asset), self.order_bond, SCALE, factor)
                 self.model.hold(outcome.ledger, market, position, delta, 1)
         usdc = self.tokens["USDC"]
         wallet = token_balance(usdc, owner)
         commit = self.orders.commit_order
         if not self.call("Orders.commit_order", commit, market, delta, limit_price, sub, sender=owner, outcome=outcome):
             return False
-        refund = waiting.fee if verdict == EXPIRED else 0
-        assert token_balance(usdc, owner) == wallet - self.execution_fee + refund
+        refund = waiting.fee + waiting.bond if verdict == EXPIRED else 0
+        assert token_balance(usdc, owner) == wallet - self.execution_fee - bond + refund
         (event,) = self.events("OrderCommitted")
-        assert (event.size_delta, event.limit_price, event.executable_at, event.fee) == (
+        assert (event.size_delta, event.limit_price, event.executable_at, event.fee, event.bond) == (
             delta,
             limit_price,
             now + self.settlement_delay,
             self.execution_fee,
+            bond,
         )
         replaced = []
         if verdict is not None:
             record(f"Orders.commit_order replaced an order {verdict}", None)
         if verdict == PASSED:
-            replaced = [("orders: round passed", waiting.fee, str(self.ch.address))]
+            replaced = [("orders: round passed", waiting.fee, waiting.bond, str(self.ch.address))]
         elif verdict == EXPIRED:
-            replaced = [("orders: expired", waiting.fee, str(owner))]
-        assert [(e.reason, e.fee, str(e.fee_to)) for e in self.events("OrderCancelled")] == replaced
-        self.pending[key] = Pending(owner, sub, delta, limit_price, now + self.settlement_delay, self.execution_fee, position)
+            replaced = [("orders: expired", waiting.fee, waiting.bond, str(owner))]
+        assert [(e.reason, e.fee, e.bond, str(e.fee_to)) for e in self.events("OrderCancelled")] == replaced
+        self.pending[key] = Pending(
+            owner, sub, delta, limit_price, now + self.settlement_delay, self.execution_fee, position, bond
+        )
         self.settle_step()  # the hold (and a replaced order's fee) in the ledger before what follows reads it
         return True
 
@@ -1607,7 +1665,7 @@ class ProtocolMachine(RuleBasedStateMachine):
             if verdict is None:
                 outcome = Outcome("orders: not expired", self.ledger)
             else:
-                outcome = self.model.forfeit(order.fee) if verdict == PASSED else Outcome(None, self.ledger.copy())
+                outcome = self.model.forfeit(order.fee + order.bond) if verdict == PASSED else Outcome(None, self.ledger.copy())
                 self.model.hold(outcome.ledger, market, order.position, order.size_delta, -1)
         usdc = self.tokens["USDC"]
         owner = order.owner if order is not None else by
@@ -1617,13 +1675,13 @@ class ProtocolMachine(RuleBasedStateMachine):
         del self.pending[key]
         record(f"Orders.cancel_order {verdict}", None)
         (event,) = self.events("OrderCancelled")
-        assert (str(event.by), event.size_delta, event.fee) == (str(by), order.size_delta, order.fee)
+        assert (str(event.by), event.size_delta, event.fee, event.bond) == (str(by), order.size_delta, order.fee, order.bond)
         if verdict == PASSED:
             assert (event.reason, str(event.fee_to)) == ("orders: round passed", str(self.ch.address))
             refunded = 0
         else:
             assert (event.reason, str(event.fee_to)) == ("orders: expired", str(owner))
-            refunded = order.fee
+            refunded = order.fee + order.bond
         assert token_balance(usdc, owner) == wallets[str(owner)] + refunded, "the owner's fee was not refunded"
         if str(by) != str(owner):
             assert token_balance(usdc, by) == wallets[str(by)], "whoever cancels is not paid"
@@ -1657,7 +1715,7 @@ class ProtocolMachine(RuleBasedStateMachine):
             outcome = self.model.trade(account, market, order.size_delta, order.limit_price)
             reason = outcome.message
         if reason is not None:
-            forfeited = self.model.forfeit(order.fee)
+            forfeited = self.model.forfeit(order.fee + order.bond)
             forfeited.info.update(outcome.info)
             outcome = forfeited
         if outcome.message is None:
@@ -1666,7 +1724,7 @@ class ProtocolMachine(RuleBasedStateMachine):
             outcome = replace(outcome, ledger=outcome.ledger.copy())
             self.model.hold(outcome.ledger, market, order.position, order.size_delta, -1)
         usdc, keeper = self.tokens["USDC"], self.roles.keeper
-        wallet = token_balance(usdc, keeper)
+        wallet, owner_wallet = token_balance(usdc, keeper), token_balance(usdc, order.owner)
         if not self.call("Orders.execute_order", self.orders.execute_order, account, market, sender=keeper, outcome=outcome):
             return None
         del self.pending[key]
@@ -1676,21 +1734,30 @@ class ProtocolMachine(RuleBasedStateMachine):
             # a cancelled fill: the reason the old trade reverted with (or the order's own), the
             # keeper not paid, the fee to the insurance fund, nothing else moving
             assert token_balance(usdc, keeper) == wallet, "a keeper was paid for an order that did not fill"
+            assert token_balance(usdc, order.owner) == owner_wallet, "a bond came back for an order that did not fill"
             assert not filled and not self.events("Trade")
             (event,) = cancelled
-            assert (event.reason, event.fee, event.size_delta, str(event.fee_to)) == (
+            assert (event.reason, event.fee, event.bond, event.size_delta, str(event.fee_to)) == (
                 reason,
                 order.fee,
+                order.bond,
                 order.size_delta,
                 str(self.ch.address),
             )
+            forfeit = order.fee + order.bond
             deposits = [(str(e.source), e.amount) for e in self.events("InsuranceDeposit")]
-            assert deposits == ([(str(self.orders.address), order.fee)] if order.fee else [])
+            assert deposits == ([(str(self.orders.address), forfeit)] if forfeit else [])
             return False
         assert token_balance(usdc, keeper) == wallet + order.fee
+        assert token_balance(usdc, order.owner) == owner_wallet + order.bond, "the bond did not come back to the owner"
         assert not cancelled
         (event,) = filled
-        assert (event.fill_price, event.fee, event.size_delta) == (outcome.info["fill"], order.fee, order.size_delta)
+        assert (event.fill_price, event.fee, event.bond, event.size_delta) == (
+            outcome.info["fill"],
+            order.fee,
+            order.bond,
+            order.size_delta,
+        )
         self.check_profit_pending_event(outcome, account, market)
         self.check_bad_debt_event(outcome)
         after = self.model_after_margin(account)
@@ -2169,7 +2236,7 @@ class ProtocolMachine(RuleBasedStateMachine):
         the model's."""
         value, need = self.pool.reserve(0, 0)
         ledger = read_ledger(self.ch, self.engine, self.configurator, self.pool)
-        assert (value, need) == (self.model.pool_value(ledger), self.model.reserve_need(ledger))
+        assert (value, need) == self.model.book(ledger)
         assert need <= value, f"an LP withdrawal left the reserve's need {need} above the pool's value {value}"
 
     def pool_value_unchanged_for_others(self, outcome: Outcome) -> None:
@@ -2286,7 +2353,8 @@ class ProtocolMachine(RuleBasedStateMachine):
         refill_usd=st.sampled_from([0, 100, 1_000, 100_000]),
     )
     def pool_runs_dry(self, index: int, keep_usd: int, move_bp: int, refill_usd: int) -> None:
-        """(account or 6 for the most profitable position of all, dollars the pool keeps free,
+        """(account, or 6 for the most profitable position of all (also when the account has none),
+        dollars the pool keeps free,
         basis points the price moves in the position's favour, in rounds of at most 15%, dollars
         an LP brings back) A trader realises a profit while the pool is short of tokens (issue 9,
         item 1): governance turns every market's open-interest reserve off (factor 0: the
@@ -2299,7 +2367,11 @@ class ProtocolMachine(RuleBasedStateMachine):
         part of its claim the pool now holds tokens for (the claim paid at withdrawal, first
         come first served)."""
         best = None
-        for candidate in range(len(self.world.accounts)) if index == 6 else (index,):
+        # the account asked for; when it has no position to realise, the most profitable of all
+        candidates = [*range(len(self.world.accounts))] if index == 6 else [index]
+        if index != 6 and not any(holder == self.world.account_id(index) for holder, _ in self.ledger.positions):
+            candidates = [*range(len(self.world.accounts))]
+        for candidate in candidates:
             account = self.world.account_id(candidate)
             for (holder, market), (size, cost) in self.ledger.positions.items():
                 if holder != account or (holder, market) in self.pending:
@@ -2324,7 +2396,7 @@ class ProtocolMachine(RuleBasedStateMachine):
             liquidity = max(self.ledger.pool_balance - self.ledger.total_debt - self.ledger.total_pending, 0)
             try:
                 total_assets = self.model.total_assets(self.ledger)
-                headroom = risk.reserve_headroom(self.model.pool_value(self.ledger), self.model.reserve_need(self.ledger), SCALE)
+                headroom = risk.reserve_headroom(*self.model.book(self.ledger), SCALE)
             except PriceError:
                 return
             free = self.model.free_shares(self.pool_ledger, str(lp))
@@ -3074,7 +3146,7 @@ class ProtocolMachine(RuleBasedStateMachine):
         # Orders holds exactly the fees escrowed by the orders still waiting (a filled order's fee
         # went to its keeper, a cancelled one's to the insurance fund or back to its owner), and
         # exactly those orders, as committed; open_orders counts them (the withdrawal lock)
-        assert token_balance(usdc, self.orders) == sum(order.fee for order in self.pending.values())
+        assert token_balance(usdc, self.orders) == sum(order.fee + order.bond for order in self.pending.values())
         orders = storage_of(self.orders)
         for index in range(len(self.world.accounts)):
             account = self.world.account_id(index)
@@ -3086,6 +3158,7 @@ class ProtocolMachine(RuleBasedStateMachine):
                 order = self.pending.get((account, m))
                 words = orders.entry_words(("_orders",), account, m, count=2)
                 assert words == (order.words() if order else [0, 0]), f"order ({account:#x}, {m}): {words} != {order}"
+                assert orders.entry(("bonds",), account, m) == (order.bond if order else 0)
         for m, stt in ledger.states.items():
             sizes = [size for (_, market), (size, _) in ledger.positions.items() if market == m]
             assert stt.long_oi == sum(s for s in sizes if s > 0) and stt.short_oi == sum(-s for s in sizes if s < 0)
@@ -3471,15 +3544,18 @@ def test_every_rule_succeeds_in_a_scripted_walk(machine):
         step("set_reserve_factor", market=market, factor=factor, by=by)
     assert OUTCOMES[("Configurator.set_reserve_factor", "configurator: bad reserve factor")] == 1, outcome_table()
     assert OUTCOMES[("Configurator.set_reserve_factor", "configurator: unknown market")] == 1, outcome_table()
+    step("deposit", order=(0, "USDC", 50_000, 0))  # margin for both orders (account 0 was liquidated)
     step("trade", order=(0, 0, "open", 1, 1_000, True, "none"))  # open interest, within the reserve
     for market in (0, 1):
         step("set_reserve_factor", market=market, factor=1, by="owner")
-    step("trade", order=(0, 0, "open", 1, 1_000, True, "none"))
+    step("trade", order=(0, 0, "edge", 1, 900, True, "none"))  # within its margin, past the reserve
     assert OUTCOMES[("Orders.commit_order", "orders: open interest reserve")], outcome_table()
     step("lp_withdraw", lp=0, permille=10, by_shares=False, caller="owner")
     assert OUTCOMES[("LiquidityPool.withdraw", "pool: open interest reserve")], outcome_table()
     for market in (0, 1):
         step("set_reserve_factor", market=market, factor=WAD, by="owner")
+    step("trade", order=(0, 0, "open", 20, 1_000, True, "none"))  # past its margin: refused at commit
+    assert OUTCOMES[("Orders.commit_order", "orders: insufficient margin")], outcome_table()
     step("list_collateral", weight_bp=7_000, discount_permille=500)
     step("list_market", sym="LINK", base_bp=500, penalty_permille=500, keeper_permille=500, cap_permille=500)
     for action, by in (

@@ -27,7 +27,7 @@ import pytest
 from ape.exceptions import TransactionError
 
 from marginsim import risk
-from marginsim.orders import trade_now
+from marginsim.orders import bond_of, trade_now
 from marginsim.protocol import DEFAULT_CONFIG, account_id, deploy_protocol
 from tests.conftest import USDC, WAD
 from tests.unit.hostile_inputs_table import DOC_PATH, render
@@ -295,14 +295,14 @@ def ctx(project, chain, protocol, seeded_pool, deployer, guardian, trader, keepe
     mini_pool = deployer.deploy(project.LiquidityPool, mini_ch, "mini LP", "mLP")
     mini_cfg = deployer.deploy(project.Configurator, mini_ch)
     mini_engine = deployer.deploy(project.LiquidationEngine, mini_ch)
-    mini_orders = deployer.deploy(project.Orders, mini_ch)
+    mini_orders = deployer.deploy(project.Orders, mini_ch, deployer.deploy(project.MarginLens, mini_ch))
     mini_ch.connect(mini_pool, mini_cfg, mini_engine, mini_orders, sender=deployer)
     fund(mini_settlement, attacker, 1_000 * USDC, spender=mini_pool, approve=MAX_UINT)
     bare_ch = deployer.deploy(project.Clearinghouse, oracle, p.settlement, 6)
     bare_pool = deployer.deploy(project.LiquidityPool, bare_ch, "bare LP", "bLP")
     bare_cfg = deployer.deploy(project.Configurator, bare_ch)
     bare_engine = deployer.deploy(project.LiquidationEngine, bare_ch)
-    bare_orders = deployer.deploy(project.Orders, bare_ch)
+    bare_orders = deployer.deploy(project.Orders, bare_ch, deployer.deploy(project.MarginLens, bare_ch))
     empty = deploy_protocol(project, deployer, DEFAULT_CONFIG)
 
     contracts = [ch, p.liquidation_engine, p.orders, oracle, cfg, p.lens, p.pool, p.settlement]
@@ -453,8 +453,8 @@ def its_round_late_then_expired(x: Ctx):
 
 def sub1_order_pending(x: Ctx):
     """The trader commits an order to buy 1 ETH in ETH-PERP on subaccount 1 (1 WETH, no
-    positions, no debt), its execution fee minted to it and approved to Orders first."""
-    fee = int(x.orders.execution_fee())
+    positions, no debt), its execution fee and bond minted to it and approved to Orders first."""
+    fee = int(x.orders.execution_fee()) + bond_of(x.ch, ETH, WAD, 1, sender=x.trader)  # and its bond
     fund(x.usdc, x.trader, fee, spender=x.orders)
     x.orders.commit_order(ETH, WAD, 0, 1, sender=x.trader)
 
@@ -466,6 +466,9 @@ def mini_eth_listed(x: Ctx):
     x.mini_cfg.list_market(x.market_params(ETH), sender=x.owner)
     x.mini_cfg.set_reserve_factor(x.mini_ch.market_count(), 0, sender=x.owner)
     x.mini_settlement.approve(x.mini_orders, MAX_UINT, sender=x.attacker)
+    # the margin an order there needs ($500 for 1 ETH), deposited while the token still behaves
+    fund(x.mini_settlement, x.attacker, 500 * USDC, spender=x.mini_ch)
+    x.mini_ch.deposit(x.mini_settlement, 500 * USDC, 0, sender=x.attacker)
 
 
 def open_long(x: Ctx, role: str, collateral_usdc: int, size_eth: int):
@@ -531,6 +534,23 @@ def reserve_nearly_full(x: Ctx):
     shares may not leave."""
     open_long(x, "victim", 100_000, 400)
     x.cfg.set_reserve_factor(ETH, WAD // 10, sender=x.owner)
+
+
+def trader_not_approved_to_orders(x: Ctx):
+    """The trader holds an execution fee but its approval to Orders is withdrawn."""
+    fund(x.usdc, x.trader, int(x.orders.execution_fee()))
+    x.usdc.approve(x.orders, 0, sender=x.trader)
+
+
+def trader_wallet_emptied(x: Ctx):
+    """The trader sends its whole USDC wallet away (the bond its orders got back included)."""
+    x.usdc.transfer(x.keeper, x.usdc.balanceOf(x.trader), sender=x.trader)
+
+
+def trader_adds_margin(x: Ctx):
+    """The trader deposits 100,000 USDC more into subaccount 0: margin for 200 ETH more."""
+    fund(x.usdc, x.trader, 100_000 * USDC, spender=x.ch)
+    x.ch.deposit(x.usdc, 100_000 * USDC, 0, sender=x.trader)
 
 
 def reserve_aside(x: Ctx):
@@ -694,7 +714,7 @@ def bare_connection_views(x: Ctx) -> tuple:
 def order_parameter_views(orders: Callable[[Ctx], Any]):
     def views(x: Ctx) -> tuple:
         o = orders(x)
-        return (x.read(o.settlement_delay), x.read(o.expiry), x.read(o.execution_fee))
+        return (x.read(o.settlement_delay), x.read(o.expiry), x.read(o.execution_fee), x.read(o.order_bond))
 
     return views
 
@@ -1664,10 +1684,17 @@ def orders_rows() -> list[Row]:
     rows = [
         R(
             "__init__",
-            "clearinghouse without code (an EOA)",
+            "clearinghouse and lens without code (an EOA)",
             "owner",
-            lambda x, who: who.deploy(x.project.Orders, x.attacker),
+            lambda x, who: who.deploy(x.project.Orders, x.attacker, x.attacker),
             NO_REASON,
+        ),
+        R(
+            "__init__",
+            "a lens that reads another clearinghouse",
+            "owner",
+            lambda x, who: who.deploy(x.project.Orders, x.mini_ch, x.lens),
+            "orders: lens of another clearinghouse",
         ),
         # commit_order
         R("commit_order", "size 0", "trader", commit(0), "orders: zero size"),
@@ -1725,11 +1752,11 @@ def orders_rows() -> list[Row]:
         ),
         R(
             "commit_order",
-            "execution fee not approved to Orders",
-            "attacker",
-            commit(WAD),
+            "execution fee not approved to Orders (a reduction: no margin asked)",
+            "trader",
+            commit(-WAD),
             "erc20: insufficient allowance",
-            views=attacker,
+            setup=trader_not_approved_to_orders,
         ),
         R(
             "commit_order",
@@ -1737,6 +1764,7 @@ def orders_rows() -> list[Row]:
             "trader",
             commit(-WAD),
             "erc20: transfer amount exceeds balance",
+            setup=trader_wallet_emptied,
         ),
         R(
             "commit_order",
@@ -1773,16 +1801,33 @@ def orders_rows() -> list[Row]:
             "trader",
             commit(200 * WAD),
             "orders: open interest reserve",
-            setup=reserve_nearly_full,
+            setup=then(reserve_nearly_full, trader_adds_margin),
             views=held_views,
         ),
         R(
             "commit_order",
-            "a side past 2**96 - 1 base units (the core's bound on a side), the reserve off",
+            "adds risk past the account's initial margin (25 ETH long near it: 100 ETH more)",
+            "trader",
+            commit(100 * WAD),
+            "orders: insufficient margin",
+            views=held_views,
+        ),
+        R(
+            "commit_order",
+            "a side past 2**96 - 1 base units (the core's bound on a side), the reserve off: no margin backs it",
             "trader",
             commit(2**96),
-            "orders: open interest reserve",
+            "orders: insufficient margin",
             setup=reserve_aside,
+            views=held_views,
+        ),
+        R(
+            "commit_order",
+            "a flip to a smaller short below initial margin (ETH -10%)",
+            "trader",
+            commit(-40 * WAD),
+            "orders: insufficient margin",
+            setup=liquidatable,
             views=held_views,
         ),
         R(
@@ -1925,6 +1970,21 @@ def orders_rows() -> list[Row]:
             cancel(),
             "orders: not expired",
             setup=then(order_pending, its_round_late_then_expired),
+        ),
+        # apply_order_bond
+        R(
+            "apply_order_bond",
+            "not the configurator (the owner)",
+            "owner",
+            lambda x, who: x.orders.apply_order_bond(0, sender=who),
+            "orders: not configurator",
+        ),
+        R(
+            "apply_order_bond",
+            "not the configurator",
+            "attacker",
+            lambda x, who: x.orders.apply_order_bond(10**18, sender=who),
+            "orders: not configurator",
         ),
         # apply_order_parameters
         R("apply_order_parameters", "not the configurator", "attacker", apply(lambda x: x.orders), "orders: not configurator"),
@@ -2617,6 +2677,30 @@ def configurator_rows() -> list[Row]:
             "configurator: bad execution fee",
             views=order_views,
         ),
+        R(
+            "set_order_bond",
+            "not the owner",
+            "attacker",
+            lambda x, who: x.cfg.set_order_bond(0, sender=who),
+            NOT_OWNER,
+            views=order_views,
+        ),
+        R(
+            "set_order_bond",
+            "rate 1% + 1 wei",
+            "owner",
+            lambda x, who: x.cfg.set_order_bond(10**16 + 1, sender=who),
+            "configurator: bad order bond",
+            views=order_views,
+        ),
+        R(
+            "set_order_bond",
+            "rate 2**256 - 1",
+            "owner",
+            lambda x, who: x.cfg.set_order_bond(MAX_UINT, sender=who),
+            "configurator: bad order bond",
+            views=order_views,
+        ),
         R("set_reserve_factor", "not the owner", "attacker", reserve_factor(), NOT_OWNER, views=reserve_views),
         R("set_reserve_factor", "not the owner (the guardian)", "guardian", reserve_factor(), NOT_OWNER, views=reserve_views),
         R(
@@ -2849,6 +2933,14 @@ def configurator_rows() -> list[Row]:
             views=lambda x: (*unconnected_views(x), *order_parameter_views(lambda x: x.bare_orders)(x)),
         ),
         R(
+            "set_order_bond",
+            "clearinghouse not yet connected (no Orders to set it on)",
+            "owner",
+            lambda x, who: x.bare_cfg.set_order_bond(0, sender=who),
+            "configurator: no orders",
+            views=lambda x: (*unconnected_views(x), *order_parameter_views(lambda x: x.bare_orders)(x)),
+        ),
+        R(
             "set_debt_parameters",
             "clearinghouse not yet connected (it does not know this configurator)",
             "owner",
@@ -2981,6 +3073,31 @@ def lens_rows() -> list[Row]:
             "health_after_trade",
             "oracle stale",
             lambda x, who: x.lens.health_after_trade(trader(x), ETH, WAD),
+            "oracle: stale answer",
+            setup=stale,
+        ),
+        R(
+            "health_after_trades",
+            "two markets, one size",
+            lambda x, who: x.lens.health_after_trades(trader(x), [ETH, BTC], [WAD]),
+            "lens: length mismatch",
+        ),
+        R(
+            "health_after_trades",
+            "a market twice",
+            lambda x, who: x.lens.health_after_trades(trader(x), [ETH, BTC, ETH], [WAD, WAD, -WAD]),
+            "lens: market repeated",
+        ),
+        R(
+            "health_after_trades",
+            "an unknown market after a listed one",
+            lambda x, who: x.lens.health_after_trades(trader(x), [ETH, 3], [WAD, WAD]),
+            "lens: unknown market",
+        ),
+        R(
+            "health_after_trades",
+            "oracle stale",
+            lambda x, who: x.lens.health_after_trades(trader(x), [], []),
             "oracle: stale answer",
             setup=stale,
         ),

@@ -23,7 +23,7 @@ import ape
 import pytest
 
 from marginsim import risk
-from marginsim.orders import fill_now, handles, market_feed, redate, trade_now
+from marginsim.orders import bond_of, fill_now, handles, market_feed, redate, trade_now
 from marginsim.protocol import account_id
 from tests.conftest import USDC, WAD
 from tests.e2e.attacks import reserve_out_of_the_way
@@ -136,9 +136,10 @@ def no_trader_pnl(ch):
 
 
 def commit_order(ch, usdc, owner, market, size_delta, subaccount=0):
-    """Mint and approve `owner`'s execution fee and commit its order; returns the commit's receipt."""
+    """Mint and approve `owner`'s execution fee and its order's bond and commit the order; returns
+    the commit's receipt."""
     orders, _, _ = handles(ch)
-    fee = int(orders.execution_fee())
+    fee = int(orders.execution_fee()) + bond_of(ch, market, size_delta, subaccount, sender=owner)
     usdc.mint(owner, fee, sender=owner)
     usdc.approve(orders, fee, sender=owner)
     return orders.commit_order(market, size_delta, 0, subaccount, sender=owner)
@@ -906,7 +907,7 @@ def test_debt_margin__risk_adding_fill_includes_the_debts_initial_margin(ch, cha
     # without the debt's margin both would fill; with it, the larger one leaves equity short
     assert -debt_margin + 100 * WAD < free_after(refused) < -100 * WAD
     assert free_after(accepted) > 100 * WAD
-    with ape.reverts("clearinghouse: insufficient margin"):
+    with ape.reverts("orders: insufficient margin"):  # the lens's what-if, at the order's commit
         trade_now(ch, eth_market, refused, 0, 0, sender=trader)
     assert ch.market_mask(account) == 0
 

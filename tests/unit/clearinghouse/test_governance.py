@@ -640,7 +640,7 @@ def fresh_parts(project, fresh_clearinghouse, deployer):
         deployer.deploy(project.LiquidityPool, fresh_clearinghouse, "fresh LP", "fLP"),
         deployer.deploy(project.Configurator, fresh_clearinghouse),
         deployer.deploy(project.LiquidationEngine, fresh_clearinghouse),
-        deployer.deploy(project.Orders, fresh_clearinghouse),
+        deployer.deploy(project.Orders, fresh_clearinghouse, deployer.deploy(project.MarginLens, fresh_clearinghouse)),
     )
 
 

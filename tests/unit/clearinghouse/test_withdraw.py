@@ -188,20 +188,22 @@ def test_withdraw__below_initial_margin_with_position__reverts(ch, usdc, make_ac
     # leave $100 less than the initial requirement (but well within the balance)
     too_much = (equity - initial) // USDC_TO_WAD + 100 * USDC
     assert too_much < balance
+    wallet = usdc.balanceOf(trader)  # the open's bond, refunded at its fill
     with ape.reverts("clearinghouse: insufficient margin"):
         ch.withdraw(usdc, too_much, 0, sender=trader)
     assert ch.settlement(account) == balance
-    assert usdc.balanceOf(trader) == 0
+    assert usdc.balanceOf(trader) == wallet
 
 
 def test_withdraw__above_initial_margin_with_position__allowed(ch, usdc, make_account, trader):
     account = make_account(trader, collateral_usd=10_000, leverage=5)
     equity, _, initial = ch.margin(account)
     amount = (equity - initial) // USDC_TO_WAD - 100 * USDC  # keeps $100 above initial
+    wallet = usdc.balanceOf(trader)  # the open's bond, refunded at its fill
     ch.withdraw(usdc, amount, 0, sender=trader)
     equity, _, initial = ch.margin(account)
     assert equity >= initial
-    assert usdc.balanceOf(trader) == amount
+    assert usdc.balanceOf(trader) == wallet + amount
 
 
 def test_withdraw__collateral_backing_a_position__reverts(ch, deposit_collateral, trader, eth_market, collateral):
@@ -216,9 +218,10 @@ def test_withdraw__collateral_backing_a_position__reverts(ch, deposit_collateral
 def test_withdraw__while_paused__allowed(configurator, ch, usdc, make_account, trader, deployer):
     account = make_account(trader, collateral_usd=10_000, leverage=2)
     configurator.pause(sender=deployer)
+    wallet = usdc.balanceOf(trader)  # the open's bond, refunded at its fill
     ch.withdraw(usdc, 1_000 * USDC, 0, sender=trader)
     assert ch.paused()
-    assert usdc.balanceOf(trader) == 1_000 * USDC
+    assert usdc.balanceOf(trader) == wallet + 1_000 * USDC
     assert ch.margin(account)[0] >= ch.margin(account)[2]
 
 

@@ -78,7 +78,8 @@ def test_not_connected__set_market_and_list_collateral(protocol, unconnected, de
 def test_connected__the_same_calls_reach_the_engine(project, protocol, unconnected, deployer, attacker):
     ch, cfg, engine = unconnected
     pool = deployer.deploy(project.LiquidityPool, ch, "fresh LP", "fLP")
-    ch.connect(pool, cfg, engine, deployer.deploy(project.Orders, ch), sender=deployer)
+    orders = deployer.deploy(project.Orders, ch, deployer.deploy(project.MarginLens, ch))
+    ch.connect(pool, cfg, engine, orders, sender=deployer)
     cfg.set_liquidation_parameters(2 * 10**17, WAD, 0, sender=deployer)
     cfg.set_underwater_tip(10**15, sender=deployer)
     assert engine_parameters(engine) == (2 * 10**17, WAD, 0, 10**15)

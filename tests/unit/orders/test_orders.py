@@ -47,7 +47,10 @@ def _module_fixtures_first(
 
 
 @pytest.fixture(scope="module")
-def orders(protocol):
+def orders(protocol, deployer):
+    """Orders with its bond off: these tests follow the execution fee alone (the bond, which
+    moves with it, has its own tests in test_bond.py)."""
+    protocol.configurator.set_order_bond(0, sender=deployer)
     return protocol.orders
 
 
@@ -173,16 +176,16 @@ def test_commit__stores_the_order_escrows_the_fee_and_logs(orders, usdc, account
     [
         (-1, 0),
         (-1, 2**128 - 1),
-        (-(2**96 - 1), 2**128 - 1),
-        (2**95, 2**128 - 1),
+        (2**64, 2**128 - 1),
         (1, 1),
         (-(2**64), 5),
-        (-(2**96 - 1), 0),
+        (-(2**64), 0),
     ],
 )
 def test_commit__size_and_limit_round_trip_the_packing(protocol, orders, account, trader, deployer, eth_market, size, limit):
-    """Up to the core's bound on a side (2**96 - 1 base units: an order past it is refused at
-    commit, below); the reserve off so the pool's value does not refuse it first."""
+    """Sizes the account's margin backs (an order near the core's bound on a side, 2**96 - 1
+    base units, is refused for its margin first: tests/e2e/test_review_orders.py), the limit with
+    every bit set; the reserve off so the pool's value does not refuse it first."""
     protocol.configurator.set_reserve_factor(eth_market, 0, sender=deployer)
     receipt, executable_at = commit(orders, trader, eth_market, size, limit)
     assert tuple(orders.order(account, eth_market)) == (size, limit, executable_at, FEE, 0)
@@ -195,12 +198,12 @@ def test_commit__records_the_position_next_to_time_and_fee(
 ):
     """The position at commit shares the second word with executable_at (40 bits) and the fee
     (88 bits): a negative one (two's complement) leaves both intact, and so does the largest fee
-    next to it; the largest flip and the limit with every bit set round trip in the first word."""
+    next to it; a flip and the limit with every bit set round trip in the first word."""
     trade_now(ch, eth_market, position, 0, 0, sender=trader, keeper=keeper)
     assert ch.positions(account, eth_market).size == position
     protocol.configurator.set_order_parameters(DELAY, EXPIRY, 1_000 * USDC, sender=deployer)  # the largest fee
     protocol.configurator.set_reserve_factor(eth_market, 0, sender=deployer)
-    size = -(2**96 - 1) - position  # a flip to the core's bound on a side
+    size = -2 * position  # a same-size flip: the margin the account has backs it
     _, executable_at = commit(orders, trader, eth_market, size, 2**128 - 1)
     assert tuple(orders.order(account, eth_market)) == (size, 2**128 - 1, executable_at, 1_000 * USDC, position)
 
@@ -240,8 +243,11 @@ def test_commit__second_while_pending_with_no_round__reverts_until_expiry(orders
 
 @pytest.mark.parametrize("new_fee", [5 * USDC, USDC // 2, FEE, 0])
 def test_commit__no_round_by_expiry__replaces_and_refunds_the_old_fee_against_the_new(
-    protocol, orders, usdc, ch, account, trader, deployer, eth_market, chain, new_fee
+    protocol, orders, usdc, ch, account, trader, keeper, deployer, eth_market, chain, new_fee
 ):
+    # long 5 ETH: the new order is a reduction, which needs no price (a day without a round left
+    # the feed stale, and an order that adds risk would be refused with its reason)
+    trade_now(ch, eth_market, 5 * WAD, 0, 0, sender=trader, keeper=keeper)
     _, executable_at = commit(orders, trader, eth_market, 10 * WAD, 2_100 * WAD)
     protocol.configurator.set_order_parameters(DELAY, EXPIRY, new_fee, sender=deployer)
     move_clock_to(chain, executable_at + EXPIRY)  # exactly at expiry
@@ -251,7 +257,7 @@ def test_commit__no_round_by_expiry__replaces_and_refunds_the_old_fee_against_th
     assert usdc.balanceOf(trader) == wallet - (new_fee - FEE)
     assert usdc.balanceOf(orders) == escrow + (new_fee - FEE)
     assert ch.insurance_balance() == insurance
-    assert tuple(orders.order(account, eth_market)) == (-3 * WAD, 7, new_executable_at, new_fee, 0)
+    assert tuple(orders.order(account, eth_market)) == (-3 * WAD, 7, new_executable_at, new_fee, 5 * WAD)
     assert cancelled(orders, receipt) == (
         account,
         eth_market,
@@ -299,28 +305,29 @@ def test_commit__replacement_keeps_open_orders_and_the_new_order_settles(
     still cannot withdraw, and the new order fills and brings it to 0 (a count that dropped to 0
     at the replacement would let the owner withdraw and make the new order's removal underflow,
     leaving it impossible to execute or cancel)."""
-    # the reserve off: after a day without a round the pool could not value the market, and a
-    # commit that adds risk would revert with the feed's reason (see test_reserve)
-    protocol.configurator.set_reserve_factor(eth_market, 0, sender=deployer)
-    _, executable_at = commit(orders, trader, eth_market, 10 * WAD)
+    # long 10 ETH, and both orders reduce it: after a day without a round the feed is stale, and a
+    # commit that adds risk would revert with the feed's reason (the margin and the reserve read it)
+    trade_now(ch, eth_market, 10 * WAD, 0, 0, sender=trader, keeper=keeper)
+    _, executable_at = commit(orders, trader, eth_market, -10 * WAD)
     if old == "round passed":
         publish(protocol, deployer, chain, ETH, executable_at)
         publish(protocol, deployer, chain, ETH, executable_at + 5)
     else:
         move_clock_to(chain, executable_at + EXPIRY)
-    _, new_executable_at = commit(orders, trader, eth_market, 4 * WAD)
+    _, new_executable_at = commit(orders, trader, eth_market, -4 * WAD)
     assert orders.open_orders(account) == 1
     with ape.reverts("clearinghouse: order pending"):
         ch.withdraw(usdc, 1, 0, sender=trader)
     publish(protocol, deployer, chain, ETH, new_executable_at)
     assert orders.execute_order(account, eth_market, sender=keeper).events.filter(orders.OrderFilled)
-    assert ch.positions(account, eth_market).size == 4 * WAD
+    assert ch.positions(account, eth_market).size == 6 * WAD
     assert orders.open_orders(account) == 0
 
 
 def test_commit__markets_and_subaccounts_hold_separate_orders(
-    protocol, orders, usdc, ch, account, trader, keeper, deployer, eth_market, btc_market, chain
+    protocol, orders, usdc, ch, make_account, account, trader, keeper, deployer, eth_market, btc_market, chain
 ):
+    make_account(trader, 10_000, subaccount=1)  # the margin subaccount 1's order needs
     escrow = usdc.balanceOf(orders)
     _, eth_at = commit(orders, trader, eth_market, 1 * WAD, 0, subaccount=0)
     _, sub_at = commit(orders, trader, eth_market, -2 * WAD, 3, subaccount=1)
@@ -470,8 +477,10 @@ def test_execute__round_passed_with_a_zero_fee__cancels_without_funding(
 REFUSALS = {
     "buy above its limit": (10 * WAD, "below", None, None, "clearinghouse: price limit"),
     "sell below its limit": (-10 * WAD, "above", None, None, "clearinghouse: price limit"),
-    "insufficient margin": (100 * WAD, None, 1_000, None, "clearinghouse: insufficient margin"),
-    "one wei over the cap": ("cap", None, None, None, "clearinghouse: open interest cap"),
+    # checked at the commit too: the round comes 3% up, and the volatility it adds lifts the
+    # initial rate past what backed the order at its commit
+    "insufficient margin": (10 * WAD, None, 1_400, "jump", "clearinghouse: insufficient margin"),
+    "one wei over the cap": ("cap", None, 10_000_000, None, "clearinghouse: open interest cap"),
     "paused": (10 * WAD, None, None, "pause", "clearinghouse: paused"),
     "reduce only": (-10 * WAD, None, None, "reduce_only", "clearinghouse: reduce only"),
 }
@@ -501,7 +510,7 @@ def test_execute__refused_fill__cancels_with_the_reason_and_forfeits_only_the_fe
         configurator.pause(sender=guardian)
     elif setup == "reduce_only":
         configurator.set_reduce_only(eth_market, True, sender=guardian)
-    publish(protocol, deployer, chain, ETH, executable_at)
+    publish(protocol, deployer, chain, ETH * 103 // 100 if setup == "jump" else ETH, executable_at)
     before = book(ch, usdc, orders, acct, eth_market, trader, keeper)
 
     receipt = orders.execute_order(acct, eth_market, sender=keeper)
@@ -804,12 +813,12 @@ def test_cancel__no_order__reverts(orders, account, attacker, eth_market):
 
 
 def test_open_orders__counts_each_accounts_live_orders(
-    protocol, orders, usdc, ch, account, trader, keeper, attacker, deployer, eth_market, btc_market, chain
+    protocol, orders, usdc, ch, make_account, account, trader, keeper, attacker, deployer, eth_market, btc_market, chain
 ):
     """One per (account, market) committed; down by one for each order filled, cancelled at
     execute, cancelled by anyone; unchanged by an execute that finds no round yet or a refused
     cancel."""
-    sub1 = account_id(trader, 1)
+    sub1 = make_account(trader, 10_000, subaccount=1)
     _, eth_at = commit(orders, trader, eth_market, 1 * WAD)
     assert (orders.open_orders(account), orders.open_orders(sub1)) == (1, 0)
     _, btc_at = commit(orders, trader, btc_market, 1 * WAD)
@@ -986,8 +995,9 @@ def test_set_order_parameters__owner_only(configurator, protocol, orders, attack
 
 
 def test_set_order_parameters__a_placed_order_keeps_its_executable_at_and_fee(
-    protocol, orders, usdc, ch, account, trader, keeper, deployer, eth_market, chain
+    protocol, orders, usdc, ch, make_account, account, trader, keeper, deployer, eth_market, chain
 ):
+    make_account(trader, 10_000, subaccount=1)
     receipt, executable_at = commit(orders, trader, eth_market, 10 * WAD)
     assert executable_at == receipt.timestamp + DELAY
     protocol.configurator.set_order_parameters(3_600, EXPIRY, 7 * USDC, sender=deployer)

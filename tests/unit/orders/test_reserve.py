@@ -257,6 +257,7 @@ def test_hold__a_placed_order_counts_until_it_fills(ch, protocol, make_account, 
     commit, the other side may grow up to it (the larger side does not grow), and the fill turns
     the hold into open interest, the need unchanged."""
     make_account(trader, 100_000)
+    make_account(trader, 1_000, subaccount=1)
     make_account(other_trader, 100_000)
     side, price = largest_side(protocol, eth_market), price_of(protocol)
     place(ch, eth_market, side, sender=trader)
