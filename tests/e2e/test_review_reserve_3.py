@@ -4,25 +4,20 @@ _withdraw. Pools are $2M (`fund_liquidity`), ETH at $2,000, BTC at $30,000, defa
 (factor 1, feeds with a 1 h heartbeat, settlement delay 60 s, expiry a day, fee $2). Run with
 `-s` to see the figures.
 
-#1 (medium), open, documented in part: a hold costs $2 and no margin, and nothing bounds it by
-what can fill. An address with no deposit at all commits a 1,000 ETH long: it holds the whole
-$2M pool, so every LP's maxWithdraw is $0 and every open that grows a larger side, in every
-market, is refused "orders: open interest reserve". The README says the LP it blocks "can
-execute it at once after its round, at least settlement_delay after the commit"; in fact nobody
-can clear it before its market's next round (execute: "oracle: no round yet", cancel: "orders:
-not expired"), which a quiet feed publishes only at its heartbeat (an hour here, up to a week
-in the router), and after its round it stays until someone who is not paid clears it (keepers
-are paid only for fills; a refused one forfeits the fee to the insurance fund). The LP clears
-it for 91,906 gas; it is placed again in the next transaction for $2 more: $2 per round of the
-feed ($48 a day at one round an hour), or $2 in all while nobody clears it. Fix: check
-initial margin at the commit (`MarginLens.health_after_trade`), refuse risk-adding commits in paused / reduce-only markets
-and above `oi_cap`, and pay whoever clears a refused or passed order (the forfeited fee).
+#1 (medium), fixed in part: a hold cost $2 and no margin, and nothing bounded it by what can
+fill. An address with no deposit committed a 1,000 ETH long: it held the whole $2M pool, so
+every LP's maxWithdraw was $0 and every open that grows a larger side, in every market, was
+refused "orders: open interest reserve" until its market's next round, and after it until
+someone who is not paid cleared it (the LP, for 91,906 gas); placed again for $2 per round. Now
+an order that adds risk needs initial margin at its commit with every other risk-adding order
+of the account (`MarginLens.health_after_trades`, "orders: insufficient margin"), locked while
+the order is open (no withdrawal): holding the whole pool takes the margin of a $2M position,
+and that margin backs no hold in another market. Still open: whoever clears a refused or passed
+order is not paid.
 
-#1b (low-medium), open: where the reserve is off, `_hold` still bounds a side by the core's
-2**96 - 1 and counts holds in it. One no-margin order of 2**96 - 1 base units (7.9e10 ETH, ten
-million times `oi_cap`, $2) refuses every other long in the market "orders: open interest
-reserve" (a second one, $2 more, every short) until its market's next round. Fix: bound a hold
-by `oi_cap` (which the fill enforces anyway), or hold nothing where the factor is 0.
+#1b (low-medium), fixed: where the reserve is off, one no-margin order of 2**96 - 1 base units
+(7.9e10 ETH) refused every other long in the market until its next round (a second one, every
+short). Such an order now needs its margin: refused with $1M deposited.
 
 #2 (medium), fixed: `LiquidityPool._book` skipped an idle market only when nothing was held on
 it, and then read its price even with its factor 0 (it needs no capital). A 1-wei order in an
@@ -47,11 +42,12 @@ a cut never closes positions.) Governance's procedure, in the README: set the ma
 first (the fill checks that flag: placed risk-adding orders are cancelled), then cut, then lift
 it.
 
-Refused: no path to a uint128 overflow in apply_hold (each side is bounded by 2**96 - 1 and
-sizes by 2**127 - 1); apply_hold is Orders-only; a liquidation between commit and fill cancels
-"orders: position changed" and releases exactly the hold; a replaced order and an expired one
-release theirs; a flip holds only the side it joins and its fill releases it; two orders
-committed against the same state cannot together pass the reserve.
+Refused: no path to a uint128 overflow in apply_hold (each side is bounded by 2**96 - 1, sizes
+by 2**127 - 1, and an order near either needs margin past $1e9); apply_hold is Orders-only; a
+liquidation between commit and fill cancels "orders: position changed" and releases exactly the
+hold; a replaced order and an expired one release theirs; a flip holds only the side it joins
+and its fill releases it; two orders committed against the same state cannot together pass the
+reserve.
 """
 
 from __future__ import annotations
@@ -63,7 +59,7 @@ from marginsim import risk
 from marginsim.orders import fill_now, market_feed, place, redate, trade_now
 from marginsim.protocol import account_id
 from tests.e2e.incidents import USDC, WAD, deposit, fund_liquidity, publish_usd
-from tests.e2e.test_review_reserve import COOLDOWN, FEE, POOL_USD, S2W, price_of, reserve, usd
+from tests.e2e.test_review_reserve import COOLDOWN, POOL_USD, S2W, price_of, reserve, usd
 
 MAX_OI = 2**96 - 1  # Orders.MAX_OPEN_INTEREST
 
@@ -94,10 +90,8 @@ def filled(receipt, orders) -> bool:
 # ---------------------------------------------------------------- #1: a $2 hold with no margin
 
 
-def test_finding__a_no_margin_order_holds_the_whole_pool_until_someone_unpaid_clears_it(
-    protocol, deployer, lp, attacker, other_trader
-):
-    ch, orders, pool = protocol.clearinghouse, protocol.orders, protocol.pool
+def test_fixed__a_hold_on_the_whole_pool_takes_the_margin_of_a_position_as_large(protocol, deployer, lp, attacker, other_trader):
+    ch, lens, pool = protocol.clearinghouse, protocol.lens, protocol.pool
     eth, btc = protocol.markets["ETH-PERP"], protocol.markets["BTC-PERP"]
     fund_liquidity(protocol, lp, deployer, POOL_USD, 0)
     ape.chain.pending_timestamp += COOLDOWN + 1
@@ -106,67 +100,44 @@ def test_finding__a_no_margin_order_holds_the_whole_pool_until_someone_unpaid_cl
     assert free_before >= POOL_USD * USDC - 1
 
     account = account_id(attacker)
-    assert tuple(int(v) for v in ch.margin(account)) == (0, 0, 0)  # no deposit, nothing
+    assert tuple(int(v) for v in ch.margin(account)) == (0, 0, 0)  # no deposit
     size = largest_side(protocol, eth, price_of(protocol, "ETH-PERP"))
-    place(ch, eth, size, sender=attacker)  # $2 escrowed, no margin asked
-    assert held(protocol, eth) == (size, 0)
-    locked = int(pool.maxWithdraw(lp))
-    assert locked <= USDC
-    with ape.reverts("pool: open interest reserve"):
-        pool.withdraw(10 * USDC, lp, lp, sender=lp)
-    deposit(protocol, other_trader, "USDC", 100_000 * USDC)
-    with ape.reverts("orders: open interest reserve"):
-        place(ch, eth, WAD, sender=other_trader)  # an ETH long
-    with ape.reverts("orders: open interest reserve"):
-        place(ch, btc, WAD // 10, sender=other_trader)  # $3,000 of BTC: another market
+    with ape.reverts("orders: insufficient margin"):
+        place(ch, eth, size, sender=attacker)  # the old attack: $2, no margin
+    with ape.reverts("orders: insufficient margin"):
+        place(ch, eth, 1, sender=attacker)  # not even one base unit
+    assert held(protocol, eth) == (0, 0) and int(pool.maxWithdraw(lp)) == free_before
 
-    # before its round nobody can clear it; a quiet feed prints only at its heartbeat
-    with ape.reverts("oracle: no round yet"):
-        orders.execute_order(account, eth, sender=lp)
-    with ape.reverts("orders: not expired"):
-        orders.cancel_order(account, eth, sender=lp)
-    ape.chain.pending_timestamp += 3_500
-    publish_usd(protocol, "WETH", 2_000, deployer)  # its round: fillable (no keeper is paid to cancel it)
-    publish_usd(protocol, "WETH", 2_000, deployer)  # and passed: still held, nobody paid to clear it
-    assert held(protocol, eth) == (size, 0) and int(pool.maxWithdraw(lp)) <= USDC
-
-    # the LP clears it at its own gas; the fee goes to the insurance fund, not to the LP
-    receipt = orders.cancel_order(account, eth, sender=lp)
-    event = cancelled(receipt, orders)
-    assert event.reason == "orders: round passed" and event.fee_to == ch.address
-    assert held(protocol, eth) == (0, 0)
-    freed = int(pool.maxWithdraw(lp))
-    assert freed >= POOL_USD * USDC - 1
-    # and the attacker places it again at once, $2 more
+    # what the hold costs now: the initial margin of the position it would open, and its fee
+    _, equity, initial = (int(v) for v in lens.health_after_trade(account, eth, size))
+    margin_units = (initial - equity) // S2W + 1  # the deposit that makes E' >= I'
+    deposit(protocol, attacker, "USDC", margin_units)
     place(ch, eth, size, sender=attacker)
-    assert int(pool.maxWithdraw(lp)) <= USDC
+    assert held(protocol, eth) == (size, 0) and int(pool.maxWithdraw(lp)) <= USDC
+    with ape.reverts("clearinghouse: order pending"):  # locked while the order is open
+        ch.withdraw(protocol.settlement, USDC, 0, sender=attacker)
+    with ape.reverts("orders: insufficient margin"):  # the same margin does not hold a second market
+        place(ch, btc, WAD // 100, sender=attacker)
     print(
-        f"\n#1 a no-deposit account holds {size / WAD:,.2f} ETH (${size * 2_000 / WAD:,.0f}) for ${usd(FEE)}: "
-        f"LP maxWithdraw ${usd(free_before)} -> ${usd(locked)}, ETH and BTC opens refused; nobody can clear it "
-        f"before ETH's next round (heartbeat 1 h, up to a week); after it the LP clears it for "
-        f"{int(receipt.gas_used):,} gas (the $2 to the insurance fund), maxWithdraw ${usd(freed)}, and the attacker "
-        f"re-commits: ${usd(FEE)} per round of the feed (${usd(FEE * 24)} a day at one round an hour), "
-        f"${usd(FEE)} in all if nobody clears it"
+        f"\n#1 fixed in part: a {size / WAD:,.2f} ETH hold (${size * 2_000 / WAD:,.0f}, the whole pool) by a "
+        f"no-deposit account is refused; it now takes ${usd(margin_units)} of margin, locked until the order ends "
+        f"(no withdrawal), and that margin backs no hold in another market"
     )
 
 
-def test_finding__reserve_off_one_order_of_2_96_refuses_every_other_open_on_its_side(protocol, deployer, attacker, other_trader):
+def test_fixed__reserve_off_a_2_96_order_needs_its_margin(protocol, deployer, attacker, other_trader):
     ch, cfg = protocol.clearinghouse, protocol.configurator
     eth = protocol.markets["ETH-PERP"]
     cfg.set_reserve_factor(eth, 0, sender=deployer)  # the reserve off: only the base-unit cap is meant to hold
+    deposit(protocol, attacker, "USDC", 1_000_000 * USDC)
+    with ape.reverts("orders: insufficient margin"):
+        place(ch, eth, MAX_OI, 0, 0, sender=attacker)
+    with ape.reverts("orders: insufficient margin"):
+        place(ch, eth, -MAX_OI, 0, 0, sender=attacker)
+    assert held(protocol, eth) == (0, 0)
     deposit(protocol, other_trader, "USDC", 100_000 * USDC)
-    oi_cap = int(ch.markets(eth).oi_cap)
-    place(ch, eth, MAX_OI, 0, 0, sender=attacker)  # no margin, $2
-    place(ch, eth, -MAX_OI, 0, 1, sender=attacker)  # and the other side, $2 more
-    assert held(protocol, eth) == (MAX_OI, MAX_OI)
-    with ape.reverts("orders: open interest reserve"):
-        place(ch, eth, WAD, sender=other_trader)
-    with ape.reverts("orders: open interest reserve"):
-        place(ch, eth, -WAD, sender=other_trader)
-    print(
-        f"\n#1b reserve off: two no-margin orders of 2**96 - 1 ({MAX_OI / WAD:.3e} ETH, {MAX_OI // oi_cap:,}x oi_cap) "
-        f"for ${usd(2 * FEE)} refuse every 1 ETH long and short 'orders: open interest reserve' until ETH's next round"
-    )
+    place(ch, eth, WAD, sender=other_trader)
+    print(f"\n#1b fixed: an order of 2**96 - 1 ({MAX_OI / WAD:.3e} ETH) is refused for margin even with $1M deposited")
 
 
 # ---------------------------------------------------------------- #2: a hold drags a dead feed into the pool
@@ -180,7 +151,10 @@ def test_fixed__a_hold_on_an_idle_reserve_off_market_with_a_stale_feed_is_not_pr
     fund_liquidity(protocol, lp, deployer, POOL_USD, 0)
     deposit(protocol, other_trader, "USDC", 100_000 * USDC)
     cfg.set_reserve_factor(btc, 0, sender=deployer)  # BTC: the reserve off, no open interest
-    # BTC's feed stops (past its 1 h heartbeat); ETH keeps printing
+    deposit(protocol, attacker, "USDC", 1_000 * USDC)
+    place(ch, btc, 1, sender=attacker)  # one base unit; factor 0: no pass. Its commit read BTC's price
+    assert held(protocol, btc) == (1, 0)
+    # BTC's feed stops (past its 1 h heartbeat) with the order still placed; ETH keeps printing
     ape.chain.pending_timestamp += 3_600 + COOLDOWN
     publish_usd(protocol, "WETH", 2_000, deployer)
     with ape.reverts("oracle: stale answer"):
@@ -188,8 +162,6 @@ def test_fixed__a_hold_on_an_idle_reserve_off_market_with_a_stale_feed_is_not_pr
     free_before = int(pool.maxWithdraw(lp))
     assert free_before >= POOL_USD * USDC - 1
 
-    place(ch, btc, 1, sender=attacker)  # one base unit, no margin; factor 0: no pass, no price read
-    assert held(protocol, btc) == (1, 0)
     # the pool does not price an idle market that needs nothing, held or not
     assert int(pool.maxWithdraw(lp)) == free_before
     assert int(pool.totalAssets()) > 0
@@ -278,29 +250,21 @@ def test_finding__an_order_committed_before_a_factor_cut_fills_past_the_new_rese
 # ---------------------------------------------------------------- refused
 
 
-def test_refused__holds_cannot_overflow_their_128_bit_halves(protocol, deployer, attacker):
+def test_refused__holds_cannot_reach_the_core_bound_on_a_side(protocol, deployer, attacker):
+    """A hold of 2**96 - 1 base units (the core's bound on a side, which `_hold` still checks,
+    so the pool's 128-bit halves cannot overflow) needs margin far past a billion dollars (the
+    notional, and for a buy its fill's skew premium); so does 2**127 - 1 with the reserve on."""
     ch, cfg = protocol.clearinghouse, protocol.configurator
     eth, btc = protocol.markets["ETH-PERP"], protocol.markets["BTC-PERP"]
     cfg.set_reserve_factor(btc, 0, sender=deployer)
-    place(ch, btc, MAX_OI, 0, 0, sender=attacker)
-    with ape.reverts("orders: open interest reserve"):
-        place(ch, btc, 1, 0, 1, sender=attacker)
+    deposit(protocol, attacker, "USDC", 10**9 * USDC)  # $1e9
+    for market, size in ((btc, MAX_OI), (btc, -MAX_OI), (eth, 2**127 - 1)):
+        with ape.reverts("orders: insufficient margin"):
+            place(ch, market, size, sender=attacker)
     with ape.reverts("orders: size too large"):
-        place(ch, btc, 2**127, 0, 1, sender=attacker)
-    place(ch, btc, -MAX_OI, 0, 1, sender=attacker)  # the other side up to the larger one: no growth of it
-    with ape.reverts("orders: open interest reserve"):
-        place(ch, btc, -1, 0, 2, sender=attacker)
-    assert held(protocol, btc) == (MAX_OI, MAX_OI)
-    with ape.reverts("orders: open interest reserve"):
-        place(ch, eth, 2**127 - 1, 0, 0, sender=attacker)  # the reserve on: far past the pool
-    # released exactly at the round (refused for margin): no underflow
-    keeper = ape.accounts.test_accounts[-1]
-    reasons = []
-    for sub in (0, 1):
-        receipt = fill_now(ch, account_id(attacker, sub), btc, keeper=keeper)
-        reasons.append(cancelled(receipt, protocol.orders).reason)
-    assert held(protocol, btc) == (0, 0)
-    print(f"\nrefused: holds of 2**96 - 1 each side, more refused; their fills cancelled with {reasons}, holds released to 0")
+        place(ch, btc, 2**127, sender=attacker)
+    assert held(protocol, btc) == (0, 0) and held(protocol, eth) == (0, 0)
+    print("\nrefused: orders of 2**96 - 1 BTC and 2**127 - 1 ETH need margin past $1e9; no hold nears the bound")
 
 
 def test_refused__apply_hold_is_orders_only(protocol, attacker):
@@ -318,6 +282,7 @@ def test_refused__a_liquidation_between_commit_and_fill_releases_exactly_the_hol
     fund_liquidity(protocol, lp, deployer, POOL_USD, 0)
     account = deposit(protocol, trader, "USDC", 7_000 * USDC)
     trade_now(ch, eth, 50 * WAD, 0, 0, sender=trader, keeper=keeper)
+    deposit(protocol, trader, "USDC", 3_000 * USDC)  # the margin of the order below
     place(ch, eth, 10 * WAD, sender=trader)
     assert held(protocol, eth) == (10 * WAD, 0)
     publish_usd(protocol, "WETH", round(price_for_health(protocol, account, "ETH-PERP", 0.9), 2), deployer)
@@ -332,7 +297,7 @@ def test_refused__replaced_and_expired_orders_release_their_holds(protocol, depl
     ch, orders = protocol.clearinghouse, protocol.orders
     eth = protocol.markets["ETH-PERP"]
     fund_liquidity(protocol, lp, deployer, POOL_USD, 0)
-    account = account_id(attacker)
+    account = deposit(protocol, attacker, "USDC", 10_000 * USDC)
     place(ch, eth, 5 * WAD, sender=attacker)
     with ape.reverts("orders: order pending"):
         place(ch, eth, -3 * WAD, sender=attacker)  # still live: no replacement
@@ -369,6 +334,8 @@ def test_refused__two_orders_against_the_same_state_cannot_together_pass_the_res
     ape.chain.pending_timestamp += COOLDOWN + 1
     publish_usd(protocol, "WETH", 2_000, deployer)
     size = largest_side(protocol, eth, price_of(protocol, "ETH-PERP")) * 6 // 10
+    for sub in (0, 1):
+        deposit(protocol, attacker, "USDC", 1_000_000 * USDC, subaccount=sub)
     place(ch, eth, size, 0, 0, sender=attacker)
     with ape.reverts("orders: open interest reserve"):
         place(ch, eth, size, 0, 1, sender=attacker)
