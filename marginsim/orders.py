@@ -101,7 +101,12 @@ def bond_of(ch: Any, market: int, size_delta: int, subaccount: int = 0, *, sende
         return 0
     price = int(oracle.price(ch.markets(market).asset))
     pool, state = pool_of(ch), ch.market_state(market)
-    held = tuple(int(v) for v in pool.held(market))
+    held_longs, held_shorts = (int(v) for v in pool.held(market))
+    waiting = orders.order(account, market)
+    if int(waiting.executable_at):  # the order this one replaces releases its hold first
+        old_longs, old_shorts = risk.order_growth(int(waiting.position), int(waiting.size_delta))
+        held_longs, held_shorts = held_longs - old_longs, held_shorts - old_shorts
+    held = (held_longs, held_shorts)
     before, after = risk.larger_side_after(int(state.long_oi), int(state.short_oi), held, position, size_delta)
     factor = int(pool.reserve_factor(market)) if after > before else 0
     return risk.order_bond(growth, price, rate, int(ch.SETTLEMENT_TO_WAD()), factor)
