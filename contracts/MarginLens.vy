@@ -19,12 +19,14 @@ FUNDING_BUFFER_SECONDS: constant(uint256) = 300  # max_withdraw leaves room for 
 
 CLEARINGHOUSE: public(immutable(IClearinghouse))  # the protocol this lens reads
 ORACLE: public(immutable(IOracleRouter))  # its oracle
+SETTLEMENT_TO_WAD: immutable(uint256)  # its settlement token unit to WAD, read once
 
 
 @deploy
 def __init__(clearinghouse: IClearinghouse):
     CLEARINGHOUSE = clearinghouse
     ORACLE = IOracleRouter(staticcall clearinghouse.ORACLE())
+    SETTLEMENT_TO_WAD = staticcall clearinghouse.SETTLEMENT_TO_WAD()
 
 
 @view
@@ -44,7 +46,7 @@ def account_summary(account: uint256) -> IClearinghouse.AccountSummary:
     equity, maintenance, initial = staticcall CLEARINGHOUSE.margin(account)
     s: int256 = staticcall CLEARINGHOUSE.settlement(account)
     collateral: uint256 = staticcall CLEARINGHOUSE.collateral_value(account)
-    scale: int256 = convert(staticcall CLEARINGHOUSE.SETTLEMENT_TO_WAD(), int256)
+    scale: int256 = convert(SETTLEMENT_TO_WAD, int256)
     return IClearinghouse.AccountSummary(
         equity=equity,
         maintenance=maintenance,
@@ -141,14 +143,14 @@ def _after_trades(
         fill: uint256 = risk._fill_price(price, skew, size_delta, params.skew_scale)
         fee: uint256 = risk._ceil_div(
             risk._mul_up(risk._mul_up(convert(abs(size_delta), uint256), fill), params.fee),
-            staticcall CLEARINGHOUSE.SETTLEMENT_TO_WAD(),
+            SETTLEMENT_TO_WAD,
         )
         p_minus_i: int256 = convert(price, int256) - index
         pnl_before: int256 = risk._signed_mul_floor(pos.size, p_minus_i) - pos.cost
         new_size: int256 = pos.size + size_delta
         new_cost: int256 = pos.cost + risk._signed_mul_ceil(size_delta, convert(fill, int256) - index)
         pnl_after: int256 = risk._signed_mul_floor(new_size, p_minus_i) - new_cost
-        equity = equity - pnl_before + pnl_after - convert(fee * staticcall CLEARINGHOUSE.SETTLEMENT_TO_WAD(), int256)
+        equity = equity - pnl_before + pnl_after - convert(fee * SETTLEMENT_TO_WAD, int256)
         m_before: uint256 = 0
         i_before: uint256 = 0
         m_before, i_before = self._requirements(params, convert(abs(pos.size), uint256), price)
@@ -239,7 +241,7 @@ def max_withdraw(account: uint256, token: address) -> uint256:
         s: int256 = staticcall CLEARINGHOUSE.settlement(account)
         if s <= 0:
             return 0
-        return min(convert(s, uint256), convert(free, uint256) // staticcall CLEARINGHOUSE.SETTLEMENT_TO_WAD())
+        return min(convert(s, uint256), convert(free, uint256) // SETTLEMENT_TO_WAD)
     slot: uint256 = staticcall CLEARINGHOUSE.collateral_slot(token)
     assert slot != 0, "lens: unknown token"
     col: IClearinghouse.Collateral = staticcall CLEARINGHOUSE.collaterals(slot)
@@ -331,10 +333,7 @@ def _funding_buffer(account: uint256) -> uint256:
         ceiling: uint256 = 0
         rate_base, rate_slope, debt_imr, ceiling = staticcall CLEARINGHOUSE.debt_terms()
         growth: uint256 = risk._ceil_div(
-            convert(-balance, uint256)
-            * staticcall CLEARINGHOUSE.SETTLEMENT_TO_WAD()
-            * (rate_base + rate_slope)
-            * FUNDING_BUFFER_SECONDS,
+            convert(-balance, uint256) * SETTLEMENT_TO_WAD * (rate_base + rate_slope) * FUNDING_BUFFER_SECONDS,
             c.SECONDS_PER_YEAR * c.WAD,
         )
         total += growth + risk._mul_up(growth, debt_imr)

@@ -127,7 +127,7 @@ def place(ch: Any, market: int, size_delta: int, limit_price: int = 0, subaccoun
     past the pool's open-interest reserve reverts here ("orders: open interest reserve")."""
     orders, settlement, _ = handles(ch)
     fee = int(orders.execution_fee())
-    bond = bond_of(ch, market, size_delta, subaccount, sender=sender) if size_delta else 0
+    bond = bond_of(ch, market, size_delta, subaccount, sender=sender)
     if bond:
         fee += max(0, bond - int(settlement.balanceOf(sender)))
     if fee:
