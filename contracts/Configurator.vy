@@ -32,6 +32,7 @@ from .interfaces import IOracleRouter
 
 interface IReservePool:
     def apply_reserve_factor(market: uint256, reserve_factor: uint256): nonpayable
+    def held(market: uint256) -> (uint256, uint256): view
 
 
 interface IOrders:
@@ -258,8 +259,8 @@ def set_market(market: uint256, params: IClearinghouse.MarketParams):
            tip as the LiquidationEngine holds them now).
     @custom:security The new rates apply at once to every open position: raising a maintenance
            rate (base_mmr, tiers, vol_k, horizon) can make accounts liquidatable in the same
-           block. The new oi_cap must hold the open interest already on each side (else
-           "configurator: cap below open interest"): with |skew| <= oi_cap <= skew_scale every
+           block. The new oi_cap must hold the open interest already on each side, with what
+           placed orders hold on it (else "configurator: cap below open interest"): with |skew| <= oi_cap <= skew_scale every
            fill stays positive; a skew_scale lowered under the open interest would let a
            reduction fill at 0 out of the pool (review v2). Reduce-only winds a market down.
            Reverts while the
@@ -270,7 +271,14 @@ def set_market(market: uint256, params: IClearinghouse.MarketParams):
     assert market != 0 and market <= staticcall CLEARINGHOUSE.market_count(), "configurator: unknown market"
     assert params.asset == (staticcall CLEARINGHOUSE.markets(market)).asset, "configurator: asset fixed"
     st: IClearinghouse.MarketState = staticcall CLEARINGHOUSE.market_state(market)
-    assert st.long_oi <= params.oi_cap and st.short_oi <= params.oi_cap, "configurator: cap below open interest"
+    # with what placed orders hold on each side: no order Orders placed within the cap can then
+    # be refused at its fill for it
+    held_longs: uint256 = 0
+    held_shorts: uint256 = 0
+    held_longs, held_shorts = staticcall IReservePool(staticcall CLEARINGHOUSE.pool()).held(market)
+    assert st.long_oi + held_longs <= params.oi_cap and st.short_oi + held_shorts <= params.oi_cap, (
+        "configurator: cap below open interest"
+    )
     self._check_market(
         params, staticcall self._engine().liquidation_buffer(), staticcall self._engine().full_liquidation_health()
     )

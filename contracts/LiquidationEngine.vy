@@ -23,6 +23,11 @@ from .interfaces import IOracleRouter
 import constants as c
 import risk
 
+
+interface IOwned:
+    def owner() -> address: view
+
+
 implements: ILiquidationEngine
 
 NO_POSITIONS_HEALTH: constant(uint256) = max_value(uint256)  # health of an account without positions
@@ -116,7 +121,9 @@ def liquidate_collateral(account: uint256, token: address, max_amount: uint256) 
             collateral, unrealised PnL and pending claim), whatever its equity and its
             positions; otherwise, and always for a written-off token, of an account with no
             positions left and negative equity. Never a zero bid: the price is the oracle's. A
-            written-off token (weight 0) is taken for nothing, without reading its feed.
+            written-off token (weight 0) is taken for nothing, without reading its feed, and
+            sent to governance (the Configurator's owner), not to the caller, to dispose of
+            for the insurance fund once it is worth something again.
     @dev Sells at most what repays the debt, rounded up in units; the buyer's payment rounds
          up. When the account is left with no collateral and no positions, the rest of the debt
          is bad debt. A withdrawal or a fill that adds risk leaves a debt at most
@@ -149,6 +156,7 @@ def liquidate_collateral(account: uint256, token: address, max_amount: uint256) 
     assert amount > 0, "liquidation: no collateral"
 
     paid: uint256 = 0
+    receiver: address = msg.sender
     if col.weight != 0:
         price: uint256 = staticcall ORACLE.price(token)
         discounted: uint256 = price * (c.WAD - col.liquidation_discount) // c.WAD  # WAD per unit
@@ -156,11 +164,13 @@ def liquidate_collateral(account: uint256, token: address, max_amount: uint256) 
         amount = min(risk._ceil_div(debt * SETTLEMENT_TO_WAD * col.unit, discounted), amount)
         paid = risk._ceil_div(amount * discounted, col.unit * SETTLEMENT_TO_WAD)  # the buyer rounds up
         assert paid > 0, "liquidation: amount too small"
-    # else written off (weight 0): governance valued it at nothing and its feed is not read; the
-    # caller takes it for free, which clears the way for the rest of the debt to settle
-
-
-    extcall CLEARINGHOUSE.seize_collateral(account, slot, amount, paid, msg.sender)
+    else:
+        # written off (weight 0): governance valued it at nothing and its feed is not read. Taken
+        # for nothing, which clears the way for the rest of the debt to settle as bad debt, it
+        # goes to governance (the Configurator's owner), never to the caller: an owner taking
+        # its own token back for free would walk away from its debt with it
+        receiver = staticcall IOwned(staticcall CLEARINGHOUSE.configurator()).owner()
+    extcall CLEARINGHOUSE.seize_collateral(account, slot, amount, paid, receiver)
     log ILiquidationEngine.CollateralLiquidation(account=account, token=token, liquidator=msg.sender, amount=amount, paid=paid)
     return amount
 

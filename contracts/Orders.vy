@@ -23,7 +23,10 @@
        filled by `Clearinghouse.fill_order` at that price plus the skew premium, exactly as a
        trade was (fee, margin, caps, pause and reduce-only all checked there).
      - A fill the Clearinghouse refuses with a reason (price limit, margin, open-interest cap,
-       pause, or any price the margin check cannot read) cancels the order; so does a keeper
+       pause, or any price the margin check cannot read) cancels the order: a refusal by
+       governance's switches thrown after the commit (paused, reduce only; no order that adds
+       risk is placed under them) refunds its fee and bond to the owner, any other forfeits
+       them. So does a keeper
        who comes after a newer round has replaced the first one ("orders: round passed"), and
        a position that changed since the order (a liquidation in between: "orders: position
        changed", so a close never opens the other side). The order can never fill at a price
@@ -64,6 +67,10 @@ interface IMarginLens:
     def health_after_trades(
         account: uint256, markets: DynArray[uint256, c.MAX_MARKETS], size_deltas: DynArray[int256, c.MAX_MARKETS]
     ) -> (uint256, int256, uint256): view
+
+
+interface IEmergencyFlags:
+    def reduce_only(market: uint256) -> bool: view
 
 
 interface IReservePool:
@@ -113,7 +120,6 @@ event OrderCancelled:
 
 
 MASK_40: constant(uint256) = 2**40 - 1
-MAX_OPEN_INTEREST: constant(uint256) = 2**96 - 1  # the core's bound on a side ("clearinghouse: open interest too large")
 MASK_128: constant(uint256) = 2**128 - 1
 NO_ROUND: constant(uint256) = 0  # _round_state: no round at or after executable_at yet (or no price)
 FILLABLE: constant(uint256) = 1  # the first such round is the newest: the order can fill
@@ -167,11 +173,16 @@ def commit_order(market: uint256, size_delta: int256, limit_price: uint256, suba
             (approved to this contract) for the keeper who fills it and, for an order that adds
             risk, a bond of `order_bond` of the notional it adds at the current price: refunded
             at the fill, forfeited with the fee when the order cannot fill.
-    @dev Reverts "orders: debt ceiling" when the order adds risk to an account in debt while
-         the debts are above the ceiling, and "orders: open interest reserve" when it adds risk
-         that would take the markets' need past the pool's value (the price errors of any
-         market's feed the pool must read for it revert too); nothing is escrowed. Both read the
-         pool as it is at the commit, so no LP flow after the order's round decides its fill.
+    @dev An order that adds risk reverts, escrowing nothing: "orders: paused" / "orders:
+         reduce only" under those switches (its fill would be refused and refunded: a free hold
+         of the pool); "orders: debt ceiling" when the account is in debt while the debts are
+         above the ceiling; "orders: insufficient margin" below initial margin with its open
+         orders filled; "orders: open interest cap" when the side it grows, with every placed
+         order on it filled, would pass the market's `oi_cap` (so another's fill can never make
+         this one's fail on the cap); "orders: open interest reserve" when it would take the
+         markets' need past the pool's value (the price errors of any market's feed the pool
+         must read for it revert too). The checks that read the pool read it as it is at the
+         commit, so no LP flow after the order's round decides its fill.
          An account has at most one order per market. One that can no longer fill is replaced:
          if its round passed its fee and bond go to the insurance fund, if no round came by
          its expiry they are refunded to the caller, its owner.
@@ -203,6 +214,9 @@ def commit_order(market: uint256, size_delta: int256, limit_price: uint256, suba
     longs, shorts = self._growth(position, size_delta)
     bond: uint256 = 0
     if longs != 0 or shorts != 0:  # it adds risk (a pure reduction is never refused and holds nothing)
+        # governance's switches: a fill they refuse is refunded, so no order may be placed under them
+        assert not staticcall CLEARINGHOUSE.paused(), "orders: paused"
+        assert not staticcall IEmergencyFlags(staticcall CLEARINGHOUSE.configurator()).reduce_only(market), "orders: reduce only"
         assert not self._over_debt_ceiling(account), "orders: debt ceiling"
         assert self._margin_for_orders(account, market, position, size_delta), "orders: insufficient margin"
         bond = self._bond(asset, longs + shorts, self._hold(market, longs, shorts))
@@ -236,7 +250,10 @@ def execute_order(account: uint256, market: uint256) -> bool:
          "orders: round passed" once a newer round replaced the first, "orders: position
          changed" when the account's position moved since the order (a liquidation), or the
          Clearinghouse's reason when it refuses the fill; a refusal without a reason (out of
-         gas) reverts.
+         gas) reverts. The fee and bond are refunded to the owner when the reason is one of
+         governance's switches thrown after the commit ("clearinghouse: paused",
+         "clearinghouse: reduce only"), and forfeited otherwise. ("clearinghouse: open interest
+         cap" cannot come: the commit and the Configurator both count the placed orders.)
     @param account The account id (owner << 96 | subaccount).
     @param market Market id.
     @return True when filled, False when cancelled.
@@ -281,6 +298,11 @@ def execute_order(account: uint256, market: uint256) -> bool:
             if len(data) < 68 or convert(slice(data, 0, 4), bytes4) != ERROR_SELECTOR:
                 raw_revert(data)
             reason = abi_decode(slice(data, 4, len(data) - 4), String[64])
+            # refused by governance's switches, not by anything the owner did: refunded
+            h: bytes32 = keccak256(reason)
+            if h == keccak256("clearinghouse: paused") or h == keccak256("clearinghouse: reduce only"):
+                self._push(convert(account >> 96, address), self._refund(account, market, order, bond, reason))
+                return False
     self._forfeit(account, market, order, bond, reason)
     return False
 
@@ -347,13 +369,19 @@ def _release(account: uint256, market: uint256, order: Order, asset: address, st
          their sum, which the caller pays to the owner).
     """
     state: uint256 = self._round_state(asset, order.executable_at)
-    bond: uint256 = 0
+    bond: uint256 = self._delete(account, market, order)  # reverted with the call while it can still fill
     if state == PASSED:
-        bond = self._delete(account, market, order)
         self._forfeit(account, market, order, bond, "orders: round passed")
         return 0
     assert state == NO_ROUND and block.timestamp >= order.executable_at + self.expiry, still_live
-    bond = self._delete(account, market, order)
+    return self._refund(account, market, order, bond, "orders: expired")
+
+
+def _refund(account: uint256, market: uint256, order: Order, bond: uint256, reason: String[64]) -> uint256:
+    """
+    @dev Log the cancellation of an order (deleted) whose fee and bond go back to its owner;
+         returns their sum, which the caller pays.
+    """
     log OrderCancelled(
         account=account,
         market=market,
@@ -362,7 +390,7 @@ def _release(account: uint256, market: uint256, order: Order, asset: address, st
         fee=order.fee,
         bond=bond,
         fee_to=convert(account >> 96, address),
-        reason="orders: expired",
+        reason=reason,
     )
     return order.fee + bond
 
@@ -421,9 +449,9 @@ def _bond(asset: address, growth: uint256, reserve_factor: uint256) -> uint256:
 def _hold(market: uint256, longs: uint256, shorts: uint256) -> uint256:
     """
     @dev Hold in the pool the open interest an order adds to each side of its market
-         (`_growth`, not both zero), first refusing it when the market's larger side (each side
-         with what placed orders hold on it) grows past what the pool's value covers
-         (`LiquidityPool.reserve`), or past what any market may hold (the core's bound on a side).
+         (`_growth`, not both zero), first refusing it when the side it grows (with what placed
+         orders hold on it) would pass the market's `oi_cap`, then when the market's larger side
+         grows past what the pool's value covers (`LiquidityPool.reserve`).
          Returns the market's reserve factor when the order grows the larger side, else 0.
     """
     pool: IReservePool = IReservePool(staticcall CLEARINGHOUSE.pool())
@@ -433,11 +461,16 @@ def _hold(market: uint256, longs: uint256, shorts: uint256) -> uint256:
     held_longs, held_shorts = staticcall pool.held(market)
     longs_after: uint256 = st.long_oi + held_longs + longs
     shorts_after: uint256 = st.short_oi + held_shorts + shorts
+    # the side it grows (an order grows one side) stays within the cap with every placed order
+    # filled, so no later fill of another's order can push it past (the Configurator keeps a
+    # new cap above the open interest with the holds)
+    assert (longs_after if longs != 0 else shorts_after) <= (staticcall CLEARINGHOUSE.markets(market)).oi_cap, (
+        "orders: open interest cap"
+    )
     larger: uint256 = max(longs_after, shorts_after)
     factor: uint256 = 0
     # an order that does not grow the larger side cannot raise the need
     if larger > max(longs_after - longs, shorts_after - shorts):
-        assert larger <= MAX_OPEN_INTEREST, "orders: open interest reserve"
         factor = staticcall pool.reserve_factor(market)
         if factor != 0:
             value: int256 = 0

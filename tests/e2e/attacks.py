@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
-from marginsim.protocol import DEFAULT_CONFIG, Protocol, ProtocolConfig, deploy_contracts, wad
+from marginsim.protocol import DEFAULT_CONFIG, Protocol, ProtocolConfig, deploy_contracts, deploy_protocol, wad
 
 WAD = 10**18
 USDC = 10**6  # one whole settlement coin, in token units (6 decimals)
@@ -179,3 +179,14 @@ def price_for_health(protocol: Protocol, account: int, market: str, health: floa
     equity, maintenance, _ = (x / WAD for x in ch.margin(account))
     # equity + size * (p - price) = health * maintenance * p / price
     return (size * price - equity) / (size - health * maintenance / price)
+
+
+def hooked_settlement_protocol(project: Any, deployer: Any, lp: Any, pool_usd: int) -> tuple[Any, Protocol]:
+    """(token, protocol): a default protocol whose settlement token is ReentrantERC20 (hooks on
+    every transfer), its pool funded with `pool_usd` dollars by `lp`."""
+    from tests.e2e.incidents import fund_liquidity
+
+    token = deployer.deploy(project.ReentrantERC20, "Evil USD", "EUSD", 6)
+    p = deploy_protocol(project, deployer, replace(DEFAULT_CONFIG, settlement_address=token.address))
+    fund_liquidity(p, lp, deployer, pool_usd, 0)
+    return token, p

@@ -20,7 +20,7 @@ at the default reserve the attacker cannot open a position larger than the pool 
 interest reserve"). With the reserve raised to 2.5 (a governance choice for a market whose
 sides hedge each other), so that the base-unit cap is what binds: the attacker opens at the
 cap, a third account and the attacker's second account cannot add a single unit
-("clearinghouse: open interest cap"), the price is pumped +40% in three rounds, and when the
+("orders: open interest cap", at the commit), the price is pumped +40% in three rounds, and when the
 attacker closes, the pool's loss equals the realised profit less both fees,
 is within the bound, and is within 1% of it (the bound is what binds); the pool stays solvent.
 """
@@ -87,13 +87,13 @@ def test_jelly__a_position_larger_than_the_pool_is_capped(market, attacker, trad
     deposit(protocol, attacker, "USDC", 200_000 * USDC, subaccount=0)
     deposit(protocol, attacker, "USDC", 200_000 * USDC, subaccount=1)
     deposit(protocol, trader, "USDC", 200_000 * USDC)
-    with ape.reverts("clearinghouse: open interest cap"):
+    with ape.reverts("orders: open interest cap"):
         trade_now(ch, jelly, CAP_UNITS * WAD + 1, 0, 0, sender=attacker)
     trade_now(ch, jelly, CAP_UNITS * WAD, 0, 0, sender=attacker)
     notional = CAP_UNITS * ENTRY_ANSWER // 10**8
     assert notional == 2 * POOL_USD  # the position is twice the pool's depth
     for sender, subaccount in ((attacker, 0), (attacker, 1), (trader, 0)):
-        with ape.reverts("clearinghouse: open interest cap"):
+        with ape.reverts("orders: open interest cap"):
             trade_now(ch, jelly, 1, 0, subaccount, sender=sender)
     assert int(ch.market_state(jelly).long_oi) == CAP_UNITS * WAD
 

@@ -22,7 +22,7 @@ reserve factor when the order grows the larger side, and the bond is divided by 
 below 1 (never below the notional-based bond): the 6.67 BTC hold now escrows $1,000, as 1,000 ETH
 does at factor 1.
 
-#2 (medium-low) A third party can push someone else's order into forfeiting its bond. The commit
+#2 (medium-low), fixed: a third party can push someone else's order into forfeiting its bond. The commit
 checks the pool-wide reserve with every hold counted, but not the market's base-unit `oi_cap`,
 which only the fill checks: two orders committed against the same state can together exceed the
 cap, and the keeper who fills first chooses which one is refused. $20M pool (reserve room 10,000
@@ -34,14 +34,23 @@ he did not want. (By reading, not tested: the skew premium gives a keeper the sa
 tight limit price, filling a same-side order first.) Fix:
 hold against `oi_cap` at the commit too (st.long_oi + held_longs + longs <= oi_cap, "orders:
 open interest cap"), and forfeit only the fee, refunding the bond, when the refusal is not the
-owner's doing (cap, pause, reduce-only, position changed by a liquidation).
+owner's doing (cap, pause, reduce-only, position changed by a liquidation). Fixed: `_hold` checks
+the side the order grows, with every placed order's hold on it, against `oi_cap` ("orders: open
+interest cap"): the attacker's 2,600 ETH commit is refused, 2,500 is placed, and both orders fill
+in either order, the victim's $5,000 bond back. The Configurator keeps a new cap above the
+open interest plus the holds (test_review_v2_trading.py #3), so no fill meets the cap. (A
+position changed by a liquidation still forfeits: the owner's margin let it be liquidated.)
 
-#3 (low) Emergency controls confiscate bonds. A guardian's `pause` or `set_reduce_only` turns
+#3 (low), fixed: emergency controls confiscate bonds. A guardian's `pause` or `set_reduce_only` turns
 every pending risk-adding order into a forfeit at its round ("clearinghouse: paused" / "reduce
 only"): a 100 ETH order loses $100 + $2, a 3 BTC order $45 + $2, to the insurance fund. The
 README's procedure for a reserve-factor cut (set reduce-only first so placed orders are
 cancelled) now costs each pending trader 0.05% of its notional. Fix: as #2, refund the bond on
-refusals the owner did not cause (at least "paused" and "reduce only").
+refusals the owner did not cause (at least "paused" and "reduce only"). Fixed: a fill refused
+"clearinghouse: paused" or "clearinghouse: reduce only" cancels with the fee and bond refunded
+to the owner (OrderCancelled's fee_to the owner), as an expiry does; the insurance fund takes
+nothing. (An order that adds risk cannot be placed under those switches: test_review_v2_trading.py
+#1.)
 
 #4 (low) No cap on what the commit escrows. `commit_order` pulls the bond at the rate in force
 when it executes; traders approve Orders for max (marginsim.orders.place does). A
@@ -86,15 +95,13 @@ REFUSED (tried, failed)
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import ape
 import pytest
 
 from marginsim import risk
 from marginsim.orders import fill_now, market_feed, place, redate, trade_now
-from marginsim.protocol import DEFAULT_CONFIG, account_id, deploy_protocol
-from tests.e2e.attacks import price_for_health
+from marginsim.protocol import account_id
+from tests.e2e.attacks import hooked_settlement_protocol, price_for_health
 from tests.e2e.incidents import USDC, WAD, deposit, fund_liquidity, publish_usd
 from tests.e2e.test_review_margin_commit import NEVER_BUY, fresh_pool, shortfall
 from tests.e2e.test_review_reserve import FEE, POOL_USD, S2W, price_of, usd
@@ -107,10 +114,7 @@ MAX_UINT = 2**256 - 1
 @pytest.fixture(scope="module")
 def evil(project, deployer, lp):
     """A protocol whose settlement token is ReentrantERC20 (hooks on every transfer)."""
-    token = deployer.deploy(project.ReentrantERC20, "Evil USD", "EUSD", 6)
-    p = deploy_protocol(project, deployer, replace(DEFAULT_CONFIG, settlement_address=token.address))
-    fund_liquidity(p, lp, deployer, POOL_USD, 0)
-    return token, p
+    return hooked_settlement_protocol(project, deployer, lp, POOL_USD)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -197,7 +201,7 @@ def test_fixed__a_low_reserve_factor_market_costs_the_same_bond_to_hold_the_whol
 # ---------------------------------------------------------------- #2: an oi_cap race steers the victim's bond
 
 
-def test_finding__a_keeper_fills_its_own_order_first_and_the_victims_bond_is_forfeited_at_the_oi_cap(
+def test_fixed__the_cap_is_held_at_the_commit_so_no_fill_order_makes_the_victims_order_fail(
     protocol, deployer, lp, trader, attacker
 ):
     ch, orders = protocol.clearinghouse, protocol.orders
@@ -208,26 +212,30 @@ def test_finding__a_keeper_fills_its_own_order_first_and_the_victims_bond_is_for
     victim = deposit(protocol, trader, "USDC", 5_000_000 * USDC)
     mine = deposit(protocol, attacker, "USDC", 3_000_000 * USDC)
     place(ch, eth, 5_000 * WAD, sender=trader)
-    place(ch, eth, 2_600 * WAD, sender=attacker)  # commits: nothing checks the cap with the holds
-    assert held(protocol, eth) == (7_600 * WAD, 0)
+    with ape.reverts("orders: open interest cap"):  # 5,000 held + 2,600 > 7,500: refused, nothing escrowed
+        place(ch, eth, 2_600 * WAD, sender=attacker)
+    place(ch, eth, 2_500 * WAD, sender=attacker)  # the most the cap has room for with the victim's hold
+    assert held(protocol, eth) == (7_500 * WAD, 0)
     bond = int(orders.bonds(victim, eth))
     assert bond == 5_000 * USDC
     wallet, before = int(protocol.settlement.balanceOf(trader)), insurance(protocol)
 
     assert filled(fill_now(ch, mine, eth, keeper=attacker), orders)  # the attacker's first, at the round
-    receipt = orders.execute_order(victim, eth, sender=attacker)  # then the victim's, same round
-    assert cancelled(receipt, orders).reason == "clearinghouse: open interest cap"
-    assert insurance(protocol) == before + FEE + bond
-    assert int(protocol.settlement.balanceOf(trader)) == wallet  # nothing back
-    assert int(ch.positions(victim, eth).size) == 0 and int(ch.positions(mine, eth).size) == 2_600 * WAD
-    print(f"\n#2 oi_cap race: the victim's 5,000 ETH order forfeits ${usd(FEE + bond)} (bond ${usd(bond)}) to insurance")
+    receipt = orders.execute_order(victim, eth, sender=attacker)  # then the victim's, same round: it fills
+    assert filled(receipt, orders)
+    assert insurance(protocol) == before
+    assert int(protocol.settlement.balanceOf(trader)) == wallet + bond  # the bond back
+    assert int(ch.positions(victim, eth).size) == 5_000 * WAD and int(ch.positions(mine, eth).size) == 2_500 * WAD
+    print(f"\n#2 fixed: the victim's 5,000 ETH order fills after the attacker's; its ${usd(bond)} bond comes back")
 
 
 # ---------------------------------------------------------------- #3: pause / reduce-only forfeit bonds
 
 
-def test_finding__a_pause_or_reduce_only_forfeits_every_pending_orders_bond(protocol, deployer, lp, trader, other_trader, keeper):
-    ch, orders, cfg = protocol.clearinghouse, protocol.orders, protocol.configurator
+def test_fixed__a_pause_or_reduce_only_refunds_every_pending_orders_fee_and_bond(
+    protocol, deployer, lp, trader, other_trader, keeper
+):
+    ch, orders, cfg, usdc = protocol.clearinghouse, protocol.orders, protocol.configurator, protocol.settlement
     eth, btc = protocol.markets["ETH-PERP"], protocol.markets["BTC-PERP"]
     fresh_pool(protocol, deployer, lp)
     t = deposit(protocol, trader, "USDC", 100_000 * USDC)
@@ -237,19 +245,24 @@ def test_finding__a_pause_or_reduce_only_forfeits_every_pending_orders_bond(prot
     bond_t = int(orders.bonds(t, eth))
     assert bond_t == 100 * USDC
     cfg.pause(sender=deployer)  # the guardian's (or owner's) emergency stop
-    before = insurance(protocol)
-    assert cancelled(fill_now(ch, t, eth, keeper=keeper), orders).reason == "clearinghouse: paused"
-    assert insurance(protocol) == before + FEE + bond_t
+    before, wallet = insurance(protocol), int(usdc.balanceOf(trader))
+    event = cancelled(fill_now(ch, t, eth, keeper=keeper), orders)
+    assert (event.reason, event.fee_to) == ("clearinghouse: paused", trader.address)
+    assert insurance(protocol) == before
+    assert int(usdc.balanceOf(trader)) == wallet + FEE + bond_t
     cfg.unpause(sender=deployer)
 
     place(ch, btc, 3 * WAD, sender=other_trader)
     bond_o = int(orders.bonds(o, btc))
     assert bond_o == 45 * USDC
     cfg.set_reduce_only(btc, True, sender=deployer)  # the README's first step of a factor cut
-    before = insurance(protocol)
-    assert cancelled(fill_now(ch, o, btc, keeper=keeper), orders).reason == "clearinghouse: reduce only"
-    assert insurance(protocol) == before + FEE + bond_o
-    print(f"\n#3 pause: a 100 ETH order forfeits ${usd(FEE + bond_t)}; reduce-only: a 3 BTC order ${usd(FEE + bond_o)}")
+    before, wallet = insurance(protocol), int(usdc.balanceOf(other_trader))
+    event = cancelled(fill_now(ch, o, btc, keeper=keeper), orders)
+    assert (event.reason, event.fee_to) == ("clearinghouse: reduce only", other_trader.address)
+    assert insurance(protocol) == before
+    assert int(usdc.balanceOf(other_trader)) == wallet + FEE + bond_o
+    assert_escrow(protocol, [(t, eth), (o, btc)])
+    print(f"\n#3 fixed: pause refunds a 100 ETH order's ${usd(FEE + bond_t)}; reduce-only a 3 BTC order's ${usd(FEE + bond_o)}")
 
 
 # ---------------------------------------------------------------- #4: no cap on the escrow

@@ -561,7 +561,7 @@ def test_refused__a_withdrawal_at_initial_margin_leaves_the_collateral_off_sale(
         f"#7 old limit 0.9 x C = {old_limit / WAD:,.2f} (sold {old_amount / 1e6:,.2f} USDT for {usd(debt)}: the owner loses "
         f"{(old_amount - debt) / 1e6:,.2f}); new limit 0.9 x (E + debt) = {new_limit / WAD:,.2f}"
     )
-    assert near(most, 156_390.90) and near(debt, 50_632.46) and 3.4 < equity / maintenance < 3.5
+    assert near(most, 156_390.90, 5.0) and near(debt, 50_632.46) and 3.4 < equity / maintenance < 3.5
     assert equity >= initial and equity - initial < 10 * WAD  # at initial margin
     assert debt * S2W > old_limit and debt * S2W <= new_limit
     assert risk.collateral_for_sale(debt, equity, ltv, True, S2W) is False

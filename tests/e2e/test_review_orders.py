@@ -628,18 +628,19 @@ def test_refused_huge_sizes__at_the_commit(env, deployer, trader, size):
     assert tuple(env.orders.order(acct, env.eth)) == (0, 0, 0, 0, 0)
 
 
-def test_refused_huge_sizes__past_the_cap_cancel_with_a_reason_not_stuck(env, chain, deployer, trader, keeper):
-    """A size within the reserve but past the base-unit cap is refused at the fill with the
-    core's reason (the order cancelled, its fee to the insurance fund), never a bare revert that
-    would keep the order pending."""
+def test_refused_huge_sizes__past_the_cap_refused_at_the_commit(env, chain, deployer, trader, keeper):
+    """A size within the reserve but past the base-unit cap is refused at the commit with the
+    cap's reason (nothing stored or escrowed), so it can neither sit pending nor be cancelled at
+    its round into a forfeit."""
     p = env.protocol
     size = 7_500 * WAD + 1
     acct = deposit(p, trader, "USDC", 5_000_000 * USDC, 0)  # the margin of $15M of ETH
     wallet_ready(env, trader)
-    at = commit(env, trader, env.eth, size)
-    assert tuple(env.orders.order(acct, env.eth))[:2] == (size, 0)
-    publish(env, deployer, chain, ETH, at + 5)
-    assert outcome(env, env.orders.execute_order(acct, env.eth, sender=keeper)) == "clearinghouse: open interest cap"
+    wallet = int(p.settlement.balanceOf(trader))
+    with ape.reverts("orders: open interest cap"):
+        env.orders.commit_order(env.eth, size, 0, 0, sender=trader)
+    assert tuple(env.orders.order(acct, env.eth)) == (0, 0, 0, 0, 0)
+    assert int(p.settlement.balanceOf(trader)) == wallet
 
 
 # ---------------------------------------------------------------- refused: reentrancy through the settlement token

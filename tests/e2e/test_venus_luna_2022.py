@@ -187,13 +187,16 @@ def test_venus_luna__liquidation_waits_on_the_feed_until_the_write_off(luna, cha
     engine.liquidate(accounts["holder"], eth, MAX_UINT, sender=keeper)
     assert int(ch.positions(accounts["holder"], eth).size) == 0
     assert int(ch.settlement(accounts["holder"])) < 0  # the 10% drop took more than its USDC
-    # in debt with only written-off LUNA left: a keeper takes it for nothing, and the debt
-    # that it no longer backs settles as bad debt
+    # in debt with only written-off LUNA left: a keeper has it taken for nothing, to governance
+    # (the Configurator's owner), not to itself, and the debt it no longer backs settles as bad debt
     held = int(ch.balances(accounts["holder"], ch.collateral_slot(luna_token)))
     bad_debt = int(ch.total_bad_debt())
+    keeper_luna, governance_luna = int(luna_token.balanceOf(keeper)), int(luna_token.balanceOf(deployer))
     tx = engine.liquidate_collateral(accounts["holder"], luna_token, MAX_UINT, sender=keeper)
     sale = tx.events.filter(engine.CollateralLiquidation)[0]
     assert (int(sale.amount), int(sale.paid)) == (held, 0)
+    assert int(luna_token.balanceOf(keeper)) == keeper_luna
+    assert int(luna_token.balanceOf(deployer)) == governance_luna + held
     assert int(ch.collateral_mask(accounts["holder"])) == 0 and int(ch.settlement(accounts["holder"])) == 0
     assert int(ch.total_bad_debt()) > bad_debt
     # the idle holder can take its worthless LUNA home: it no longer counts in any margin check

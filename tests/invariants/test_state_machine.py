@@ -109,6 +109,10 @@ Invariants, checked after every step:
    hold, within its open-interest reserve (issue 9, item 5): LiquidityPool.reserve equals its
    risk mirror and need <= value. Every step: LiquidityPool.held equals the model's holds (the
    ledger), so no order leaves a hold behind.
+10. Each market's side, with the open interest placed orders hold on it, is within its oi_cap
+   after every step (the commit and the Configurator count the holds), so no fill is ever
+   refused "clearinghouse: open interest cap" and the pause and reduce-only refusals, the only
+   ones refunded, meet only orders placed before the switch.
 
 Profiles (environment variable MARGINSIM_FUZZ): unset or "ci": 2,000 steps, derandomized
 (reproducible); "long": 100,000 steps, random. MARGINSIM_FUZZ_STEPS=N overrides the number of
@@ -292,6 +296,9 @@ class Pending:
 # Orders._round_state: what OracleRouter.round_price says of an order's first round now
 NO_ROUND, FILLABLE, PASSED = "no round", "fillable", "passed"
 EXPIRED = "expired"  # no round, and expiry seconds past executable_at: refunded on cancel
+# fill refusals by governance's switches thrown after the commit, not by the owner: Orders
+# refunds the fee and bond
+GOVERNANCE_REFUSALS = ("clearinghouse: paused", "clearinghouse: reduce only")
 
 
 class Model:
@@ -707,19 +714,22 @@ class Model:
         return "orders: insufficient margin" if equity < initial else None
 
     def commit_reserve(self, ledger: Ledger, account: int, market: int, delta: int) -> str | None:
-        """Orders._hold's refusal at commit (issue 9, item 5): an order that grows its market's
-        larger side (each side with what placed orders hold, `risk.larger_side_after`) past the
+        """Orders._hold's refusals at commit: an order whose side, with what placed orders hold
+        on it, would pass the market's oi_cap, "orders: open interest cap"; (issue 9, item 5) an
+        order that grows its market's larger side (each side with what placed orders hold, `risk.larger_side_after`) past the
         core's bound on a side, or, with the market's reserve on, so that the capital the markets
         need (`book`, with that side) exceeds the pool's value: "orders: open interest
         reserve" (`risk.over_reserve`, the Python mirror); the pool's valuation's price error
         when a market it must price has none. None: the order is placed."""
         size = ledger.positions.get((account, market), (0, 0))[0]
         stt = ledger.states[market]
-        before, larger = risk.larger_side_after(stt.long_oi, stt.short_oi, ledger.held.get(market, (0, 0)), size, delta)
+        held = ledger.held.get(market, (0, 0))
+        longs, shorts = risk.order_growth(size, delta)
+        if (stt.long_oi + held[0] + longs if longs else stt.short_oi + held[1] + shorts) > ledger.markets[market].oi_cap:
+            return "orders: open interest cap"  # the side it grows, with every placed order filled
+        before, larger = risk.larger_side_after(stt.long_oi, stt.short_oi, held, size, delta)
         if larger <= before:
             return None  # a reduction, or the larger side does not grow
-        if larger > 2**96 - 1:
-            return "orders: open interest reserve"  # past the core's bound on a side: no valuation
         if ledger.reserve_factors[market] == 0:
             return None  # the reserve off for this market
         try:
@@ -1096,9 +1106,9 @@ class Model:
             return Outcome("configurator: unknown market", ledger)
         if params.asset != ledger.markets[market].asset:
             return Outcome("configurator: asset fixed", ledger)
-        open_interest = ledger.states[market]
-        if open_interest.long_oi > params.oi_cap or open_interest.short_oi > params.oi_cap:
-            return Outcome("configurator: cap below open interest", ledger)
+        open_interest, (held_longs, held_shorts) = ledger.states[market], ledger.held.get(market, (0, 0))
+        if open_interest.long_oi + held_longs > params.oi_cap or open_interest.short_oi + held_shorts > params.oi_cap:
+            return Outcome("configurator: cap below open interest", ledger)  # placed orders' holds counted
         message = self.market_params_error(params, ledger.buffer, ledger.full_liquidation_health)
         if message:
             return Outcome(message, ledger)
@@ -1606,7 +1616,12 @@ class ProtocolMachine(RuleBasedStateMachine):
             if abs(position + delta) > abs(position):
                 growing.insert(0, (market, delta))
             refused = None
-            if self.model.over_debt_ceiling(account, market, delta):
+            adds = risk.order_growth(position, delta) != (0, 0)
+            if adds and self.ledger.paused:  # governance's switches first: their fill refusal is refunded
+                refused = "orders: paused"
+            elif adds and self.ledger.flags[market] & REDUCE_ONLY:
+                refused = "orders: reduce only"
+            elif self.model.over_debt_ceiling(account, market, delta):
                 refused = "orders: debt ceiling"
             elif risk.order_growth(position, delta) != (0, 0):
                 refused = self.model.commit_margin(outcome.ledger, account, growing)
@@ -1714,7 +1729,10 @@ class ProtocolMachine(RuleBasedStateMachine):
         else:
             outcome = self.model.trade(account, market, order.size_delta, order.limit_price)
             reason = outcome.message
-        if reason is not None:
+        refunded = reason in GOVERNANCE_REFUSALS
+        if refunded:
+            outcome = Outcome(None, self.ledger, outcome.info)  # nothing moves but the refund
+        elif reason is not None:
             forfeited = self.model.forfeit(order.fee + order.bond)
             forfeited.info.update(outcome.info)
             outcome = forfeited
@@ -1733,8 +1751,10 @@ class ProtocolMachine(RuleBasedStateMachine):
         if reason is not None:
             # a cancelled fill: the reason the old trade reverted with (or the order's own), the
             # keeper not paid, the fee to the insurance fund, nothing else moving
+            # (a refusal by governance's switches refunds the fee and bond to the owner instead)
             assert token_balance(usdc, keeper) == wallet, "a keeper was paid for an order that did not fill"
-            assert token_balance(usdc, order.owner) == owner_wallet, "a bond came back for an order that did not fill"
+            back = order.fee + order.bond if refunded else 0
+            assert token_balance(usdc, order.owner) == owner_wallet + back, "the owner's refund is wrong"
             assert not filled and not self.events("Trade")
             (event,) = cancelled
             assert (event.reason, event.fee, event.bond, event.size_delta, str(event.fee_to)) == (
@@ -1742,9 +1762,9 @@ class ProtocolMachine(RuleBasedStateMachine):
                 order.fee,
                 order.bond,
                 order.size_delta,
-                str(self.ch.address),
+                str(order.owner if refunded else self.ch.address),
             )
-            forfeit = order.fee + order.bond
+            forfeit = 0 if refunded else order.fee + order.bond
             deposits = [(str(e.source), e.amount) for e in self.events("InsuranceDeposit")]
             assert deposits == ([(str(self.orders.address), forfeit)] if forfeit else [])
             return False
@@ -2103,7 +2123,11 @@ class ProtocolMachine(RuleBasedStateMachine):
         buyer = self.roles.collateral_buyer
         outcome = self.model.liquidate_collateral(account, self.addr[sym], max_amount)
         usdc, token = self.tokens["USDC"], self.tokens[sym]
-        paid_before, got_before = token_balance(usdc, buyer), token_balance(token, buyer)
+        slot = self.model.slot(self.addr[sym])
+        # a written-off token goes to governance (the Configurator's owner), not to the buyer
+        written_off = slot is not None and self.ledger.collaterals[slot].weight == 0
+        receiver = self.owner["configurator"] if written_off else buyer
+        paid_before, got_before = token_balance(usdc, buyer), token_balance(token, receiver)
         if not self.call(
             "LiquidationEngine.liquidate_collateral",
             self.engine.liquidate_collateral,
@@ -2117,8 +2141,10 @@ class ProtocolMachine(RuleBasedStateMachine):
         info = outcome.info
         assert (
             token_balance(usdc, buyer) == paid_before - info["paid"]
-            and token_balance(token, buyer) == got_before + info["amount"]
+            and token_balance(token, receiver) == got_before + info["amount"]
         )
+        if written_off:
+            record("written-off collateral taken to governance", None)
         self.check_bad_debt_event(outcome)
         if info["over_limit"]:
             record("collateral sale over the loan-to-value limit", None)
@@ -3163,6 +3189,13 @@ class ProtocolMachine(RuleBasedStateMachine):
             sizes = [size for (_, market), (size, _) in ledger.positions.items() if market == m]
             assert stt.long_oi == sum(s for s in sizes if s > 0) and stt.short_oi == sum(-s for s in sizes if s < 0)
             assert stt.total_cost == sum(cost for (_, market), (_, cost) in ledger.positions.items() if market == m)
+            # invariant 10: each side with what placed orders hold on it is within the cap, so no
+            # fill is refused "clearinghouse: open interest cap" (a refusal nobody's order caused)
+            held_longs, held_shorts = ledger.held.get(m, (0, 0))
+            cap = ledger.markets[m].oi_cap
+            assert stt.long_oi + held_longs <= cap and stt.short_oi + held_shorts <= cap, (
+                f"market {m}: open interest {stt.long_oi}/{stt.short_oi} + held {held_longs}/{held_shorts} > cap {cap}"
+            )
         for (account, m), (size, cost) in ledger.positions.items():
             assert size != 0 and ledger.market_mask.get(account, 0) >> m & 1, f"position {size, cost} without its mask bit"
         for account, mask in ledger.market_mask.items():
@@ -3438,6 +3471,21 @@ def test_every_rule_succeeds_in_a_scripted_walk(machine):
     # invariant's dry run withdraws
     step("deposit", order=(1, "USDC", 1_000, 0))
     assert OUTCOMES[("honest withdrawal of a free balance (dry run)", "ok")], outcome_table()
+    # governance's switches: an order placed before a pause meets it at its fill and is refunded
+    # (fee and bond back to the owner); while it lasts no order that adds risk commits
+    owner, sub, account = machine.account(1)
+    market = machine.market_of(0)
+    assert machine.commit(owner, sub, account, market, WAD // 100, 0), outcome_table()
+    machine.protocol_invariants()
+    step("emergency_controls", action="pause", by="owner", market=0, on=True)
+    assert not machine.commit(owner, sub, account, machine.market_of(1), WAD // 100, 0)
+    machine.protocol_invariants()
+    machine.env.time_travel(seconds=machine.settlement_delay)
+    assert machine.fill((account, market)) is False
+    machine.protocol_invariants()
+    step("emergency_controls", action="unpause", by="owner", market=0, on=True)
+    paths = (("Orders.commit_order", "orders: paused"), ("Orders.fill", "clearinghouse: paused"))
+    assert all(OUTCOMES[path] for path in paths), outcome_table()
     step("liquidated_before_fill", order=(6, 1, 1_000))
     step("backdated_round", sym="USDT", age=10)
     step("clear_circuit_breaker", sym="halted", by_owner=True)

@@ -27,7 +27,7 @@ import pytest
 from ape.exceptions import TransactionError
 
 from marginsim import risk
-from marginsim.orders import bond_of, trade_now
+from marginsim.orders import bond_of, place, trade_now
 from marginsim.protocol import DEFAULT_CONFIG, account_id, deploy_protocol
 from tests.conftest import USDC, WAD
 from tests.unit.hostile_inputs_table import DOC_PATH, render
@@ -534,6 +534,17 @@ def reserve_nearly_full(x: Ctx):
     shares may not leave."""
     open_long(x, "victim", 100_000, 400)
     x.cfg.set_reserve_factor(ETH, WAD // 10, sender=x.owner)
+
+
+def cap_held_by_a_placed_order(x: Ctx):
+    """Governance sets ETH's oi_cap to the long side's open interest plus 10 ETH, and the victim
+    (10,000 USDC) places a 10 ETH long order, not yet filled: with its hold the cap is full."""
+    st = x.ch.market_state(ETH)
+    x.cfg.set_market(ETH, x.market_params(ETH, oi_cap=int(st.long_oi) + 10 * WAD), sender=x.owner)
+    victim = x.roles["victim"]
+    fund(x.usdc, victim, 10_000 * USDC, spender=x.ch)
+    x.ch.deposit(x.usdc, 10_000 * USDC, 0, sender=victim)
+    place(x.ch, ETH, 10 * WAD, sender=victim)
 
 
 def trader_not_approved_to_orders(x: Ctx):
@@ -1802,6 +1813,24 @@ def orders_rows() -> list[Row]:
             commit(200 * WAD),
             "orders: open interest reserve",
             setup=then(reserve_nearly_full, trader_adds_margin),
+            views=held_views,
+        ),
+        R("commit_order", "adds risk while paused", "trader", commit(WAD), "orders: paused", setup=paused),
+        R(
+            "commit_order",
+            "adds risk in a reduce-only market",
+            "trader",
+            commit(WAD),
+            "orders: reduce only",
+            setup=eth_reduce_only,
+        ),
+        R(
+            "commit_order",
+            "adds risk past the market's oi_cap once placed orders are counted (the cap full with another's order)",
+            "trader",
+            commit(WAD),
+            "orders: open interest cap",
+            setup=then(cap_held_by_a_placed_order, trader_adds_margin),
             views=held_views,
         ),
         R(
@@ -3491,7 +3520,10 @@ UNREACHABLE = {
     # insufficient margin" are still reached by deposit and withdraw rows.)
     "clearinghouse: reduce only": FILL_REFUSAL,
     "clearinghouse: price limit": FILL_REFUSAL,
-    "clearinghouse: open interest cap": FILL_REFUSAL,
+    # fill_order's cap: Orders.commit_order holds against oi_cap with every placed order counted,
+    # and the Configurator keeps a new cap above each side's open interest plus those holds, so
+    # no fill can pass it (tests/e2e/test_review_v2_trading.py tries every path)
+    "clearinghouse: open interest cap": "open interest + placed orders' holds <= oi_cap at every commit and cap change",
     # (The debt ceiling is no longer a fill refusal: Orders.commit_order checks it and reverts
     # "orders: debt ceiling", a row above.)
     # commit_order refuses size 0 ("orders: zero size"), so no order of size 0 reaches a fill

@@ -291,7 +291,7 @@ def test_set_market__applied_values_drive_trading(ch, configurator, deployer, tr
     fund(trader, usdc, 10_000 * USDC)
     ch.deposit(usdc, 10_000 * USDC, 0, sender=trader)
     configurator.set_market(eth_market, market_params(ch, eth_market, oi_cap=3 * WAD, fee=WAD // 100), sender=deployer)
-    with ape.reverts("clearinghouse: open interest cap"):
+    with ape.reverts("orders: open interest cap"):
         trade_now(ch, eth_market, 3 * WAD + 1, 0, 0, sender=trader)
     tx = trade_now(ch, eth_market, 3 * WAD, 0, 0, sender=trader)
     [trade] = events(tx, "Trade")

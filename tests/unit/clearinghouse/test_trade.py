@@ -336,13 +336,13 @@ def test_trade__open_interest_cap__per_side(ch, make_account, trade, set_eth_mar
     make_account(other_trader, collateral_usd=10_000)
     make_account(attacker, collateral_usd=10_000)
     trade(trader, eth_market, 6 * WAD)
-    with ape.reverts("clearinghouse: open interest cap"):
+    with ape.reverts("orders: open interest cap"):
         trade_now(ch, eth_market, 4 * WAD + 1, 0, 0, sender=other_trader)
     trade(other_trader, eth_market, 4 * WAD)  # exactly at the cap
     assert ch.market_state(eth_market).long_oi == 10 * WAD
     # the short side has its own cap
     trade(attacker, eth_market, -10 * WAD)
-    with ape.reverts("clearinghouse: open interest cap"):
+    with ape.reverts("orders: open interest cap"):
         trade_now(ch, eth_market, -1, 0, 0, sender=attacker)
 
 
@@ -357,7 +357,7 @@ def test_trade__open_interest_cap_lowered_to_oi__reduce_allowed_increase_refused
     with ape.reverts("configurator: cap below open interest"):
         set_eth_market(oi_cap=5)
     set_eth_market(oi_cap=8)
-    with ape.reverts("clearinghouse: open interest cap"):
+    with ape.reverts("orders: open interest cap"):
         trade_now(ch, eth_market, 1, 0, 0, sender=trader)
     trade(trader, eth_market, -1 * WAD)  # a reduction
     assert ch.positions(account, eth_market).size == 7 * WAD
@@ -369,11 +369,11 @@ def test_trade__paused__opens_increases_and_flips_refused(
     make_account(trader, collateral_usd=10_000, leverage=2)  # long
     make_account(other_trader, collateral_usd=10_000)
     configurator.pause(sender=deployer)
-    with ape.reverts("clearinghouse: paused"):
+    with ape.reverts("orders: paused"):
         trade_now(ch, eth_market, WAD, 0, 0, sender=other_trader)  # open
-    with ape.reverts("clearinghouse: paused"):
+    with ape.reverts("orders: paused"):
         trade_now(ch, eth_market, WAD, 0, 0, sender=trader)  # increase
-    with ape.reverts("clearinghouse: paused"):
+    with ape.reverts("orders: paused"):
         trade_now(ch, eth_market, -20 * WAD, 0, 0, sender=trader)  # flip 10 long to 10 short
 
 
@@ -400,11 +400,11 @@ def test_trade__reduce_only__increase_refused_reduce_allowed(
     account = make_account(trader, collateral_usd=10_000, leverage=2)  # 10 long
     make_account(other_trader, collateral_usd=10_000)
     configurator.set_reduce_only(eth_market, True, sender=deployer)
-    with ape.reverts("clearinghouse: reduce only"):
+    with ape.reverts("orders: reduce only"):
         trade_now(ch, eth_market, -WAD, 0, 0, sender=other_trader)  # open
-    with ape.reverts("clearinghouse: reduce only"):
+    with ape.reverts("orders: reduce only"):
         trade_now(ch, eth_market, WAD, 0, 0, sender=trader)  # increase
-    with ape.reverts("clearinghouse: reduce only"):
+    with ape.reverts("orders: reduce only"):
         trade_now(ch, eth_market, -11 * WAD, 0, 0, sender=trader)  # flip
     trade(trader, eth_market, -3 * WAD)
     assert ch.positions(account, eth_market).size == 7 * WAD

@@ -480,9 +480,6 @@ REFUSALS = {
     # checked at the commit too: the round comes 3% up, and the volatility it adds lifts the
     # initial rate past what backed the order at its commit
     "insufficient margin": (10 * WAD, None, 1_400, "jump", "clearinghouse: insufficient margin"),
-    "one wei over the cap": ("cap", None, 10_000_000, None, "clearinghouse: open interest cap"),
-    "paused": (10 * WAD, None, None, "pause", "clearinghouse: paused"),
-    "reduce only": (-10 * WAD, None, None, "reduce_only", "clearinghouse: reduce only"),
 }
 
 
@@ -495,21 +492,12 @@ def test_execute__refused_fill__cancels_with_the_reason_and_forfeits_only_the_fe
     if collateral is not None:
         sub = 2
         acct = make_account(trader, collateral, subaccount=sub)
-    if size == "cap":
-        # the base-unit cap ($15M) is past the $10M pool's reserve: set the reserve aside to reach it
-        reserve_out_of_the_way(protocol, deployer)
-        size = ch.markets(eth_market).oi_cap - ch.market_state(eth_market).long_oi + 1
     price = ETH * FEED_TO_WAD  # the round comes at an unchanged price
     limit = 0
     if limit_side is not None:
         fill = expected_fill(ch, eth_market, price, size)
         limit = fill - 1 if limit_side == "below" else fill + 1
     _, executable_at = commit(orders, trader, eth_market, size, limit, sub)
-    configurator.set_guardian(guardian, sender=deployer)
-    if setup == "pause":
-        configurator.pause(sender=guardian)
-    elif setup == "reduce_only":
-        configurator.set_reduce_only(eth_market, True, sender=guardian)
     publish(protocol, deployer, chain, ETH * 103 // 100 if setup == "jump" else ETH, executable_at)
     before = book(ch, usdc, orders, acct, eth_market, trader, keeper)
 
@@ -520,6 +508,112 @@ def test_execute__refused_fill__cancels_with_the_reason_and_forfeits_only_the_fe
     assert cancelled(orders, receipt) == (acct, eth_market, size, keeper.address, FEE, ch.address, reason)
     assert book(ch, usdc, orders, acct, eth_market, trader, keeper) == forfeited(before)
     assert no_order(orders, acct, eth_market)
+
+
+# each case: (order size, what governance does between the commit and the round, the reason)
+GOVERNANCE_REFUSALS = {
+    "paused": (10 * WAD, "pause", "clearinghouse: paused"),
+    "reduce only": (-10 * WAD, "reduce_only", "clearinghouse: reduce only"),
+}
+
+
+@pytest.mark.parametrize("case", list(GOVERNANCE_REFUSALS))
+def test_execute__refused_by_governance__cancels_with_the_reason_and_refunds_the_fee(
+    configurator, protocol, orders, usdc, ch, account, trader, keeper, guardian, deployer, eth_market, chain, case
+):
+    """A refusal the owner did not cause (a switch governance threw after the commit) refunds the
+    order's fee to its owner, as an expiry does: nothing goes to the insurance fund or the keeper.
+    ("clearinghouse: open interest cap" cannot come: the commit and the Configurator count the
+    placed orders.)"""
+    size, setup, reason = GOVERNANCE_REFUSALS[case]
+    _, executable_at = commit(orders, trader, eth_market, size)
+    configurator.set_guardian(guardian, sender=deployer)
+    if setup == "pause":
+        configurator.pause(sender=guardian)
+    else:
+        configurator.set_reduce_only(eth_market, True, sender=guardian)
+    publish(protocol, deployer, chain, ETH, executable_at)
+    before = book(ch, usdc, orders, account, eth_market, trader, keeper)
+
+    receipt = orders.execute_order(account, eth_market, sender=keeper)
+
+    assert not receipt.events.filter(orders.OrderFilled)
+    assert not receipt.events.filter(ch.Trade)
+    assert not receipt.events.filter(ch.InsuranceDeposit)
+    assert cancelled(orders, receipt) == (account, eth_market, size, keeper.address, FEE, trader.address, reason)
+    assert book(ch, usdc, orders, account, eth_market, trader, keeper) == {
+        **before,
+        "wallet": before["wallet"] + FEE,
+        "escrow": before["escrow"] - FEE,
+        "open_orders": before["open_orders"] - 1,
+    }
+    assert no_order(orders, account, eth_market)
+
+
+@pytest.mark.parametrize("halt", ["pause", "reduce_only"])
+def test_commit__adding_risk_under_a_pause_or_reduce_only__reverts_a_reduction_commits(
+    configurator, orders, usdc, ch, account, trader, keeper, guardian, deployer, eth_market, halt
+):
+    """Governance's switches refuse an order that adds risk at its commit (a fill they refuse is
+    refunded, so an order placed under them would hold the pool for free); nothing is escrowed.
+    A reduction still commits."""
+    trade_now(ch, eth_market, 10 * WAD, 0, 0, sender=trader, keeper=keeper)
+    configurator.set_guardian(guardian, sender=deployer)
+    if halt == "pause":
+        configurator.pause(sender=guardian)
+    else:
+        configurator.set_reduce_only(eth_market, True, sender=guardian)
+    message = "orders: paused" if halt == "pause" else "orders: reduce only"
+    before = (usdc.balanceOf(trader), usdc.balanceOf(orders), orders.open_orders(account))
+    for size in (WAD, -25 * WAD):  # an increase, a flip
+        with ape.reverts(message):
+            orders.commit_order(eth_market, size, 0, 0, sender=trader)
+    assert (usdc.balanceOf(trader), usdc.balanceOf(orders), orders.open_orders(account)) == before
+    orders.commit_order(eth_market, -4 * WAD, 0, 0, sender=trader)
+    assert orders.order(account, eth_market).size_delta == -4 * WAD
+
+
+def test_set_market__a_cap_below_open_interest_plus_the_holds__reverts(
+    configurator, orders, ch, protocol, account, trader, keeper, deployer, eth_market
+):
+    """The Configurator keeps the cap above each side's open interest with what placed orders hold
+    on it, so no order placed within the cap is refused at its fill for it."""
+    trade_now(ch, eth_market, 10 * WAD, 0, 0, sender=trader, keeper=keeper)
+    commit(orders, trader, eth_market, 5 * WAD)
+    assert tuple(protocol.pool.held(eth_market)) == (5 * WAD, 0)
+    st = ch.market_state(eth_market)
+    params = tuple(ch.markets(eth_market))[:-1]
+    with ape.reverts("configurator: cap below open interest"):
+        configurator.set_market(eth_market, params + (st.long_oi + 5 * WAD - 1,), sender=deployer)
+    configurator.set_market(eth_market, params + (st.long_oi + 5 * WAD,), sender=deployer)
+    assert ch.markets(eth_market).oi_cap == st.long_oi + 5 * WAD
+
+
+@pytest.mark.parametrize("placed", ["none", "another's order"])
+def test_commit__past_the_open_interest_cap_with_placed_orders__reverts(
+    protocol, orders, usdc, ch, make_account, account, trader, attacker, keeper, deployer, eth_market, placed
+):
+    """The cap is checked at the commit on the side the order grows, counting what placed orders
+    hold there, so another's fill cannot make this order's fail on the cap: one wei past it
+    reverts "orders: open interest cap" and escrows nothing; at the cap the order is placed."""
+    # the base-unit cap ($15M) is past the $10M pool's reserve: set the reserve aside to reach it
+    reserve_out_of_the_way(protocol, deployer)
+    big = make_account(trader, 10_000_000, subaccount=2)
+    taken = 0
+    if placed != "none":
+        other = make_account(attacker, 10_000_000)
+        usdc.mint(attacker, 1_000 * USDC, sender=attacker)
+        usdc.approve(orders, 2**256 - 1, sender=attacker)
+        taken = 1_000 * WAD
+        orders.commit_order(eth_market, taken, 0, 0, sender=attacker)
+        assert protocol.pool.held(eth_market)[0] == taken and other
+    room = ch.markets(eth_market).oi_cap - ch.market_state(eth_market).long_oi - taken
+    before = (usdc.balanceOf(trader), usdc.balanceOf(orders), orders.open_orders(big))
+    with ape.reverts("orders: open interest cap"):
+        orders.commit_order(eth_market, room + 1, 0, 2, sender=trader)
+    assert (usdc.balanceOf(trader), usdc.balanceOf(orders), orders.open_orders(big)) == before
+    orders.commit_order(eth_market, room, 0, 2, sender=trader)
+    assert orders.order(big, eth_market).size_delta == room
 
 
 @pytest.mark.parametrize("size", [10 * WAD, -10 * WAD])
@@ -561,9 +655,9 @@ def test_execute__reductions_fill_while_halted(
         assert (usdc.balanceOf(keeper), ch.insurance_balance()) == (keeper_before + FEE, insurance_before)
     else:
         expected = "clearinghouse: paused" if halt == "pause" else "clearinghouse: reduce only"
-        assert cancelled(orders, receipt)[5:] == (ch.address, expected)
+        assert cancelled(orders, receipt)[5:] == (trader.address, expected)  # refunded: governance's doing
         assert ch.positions(account, eth_market).size == 10 * WAD
-        assert (usdc.balanceOf(keeper), ch.insurance_balance()) == (keeper_before, insurance_before + FEE)
+        assert (usdc.balanceOf(keeper), ch.insurance_balance()) == (keeper_before, insurance_before)
 
 
 def test_execute__no_order__reverts(orders, account, trader, keeper, eth_market, btc_market):
