@@ -281,7 +281,8 @@ def liquidation_close(
          included), never more than they and this contract hold.
     @param account The account id.
     @param market The market id.
-    @param size_delta Base units, of the sign that reduces the position.
+    @param size_delta Base units, of the sign that reduces the position; 0 realises the
+           position's PnL at `fill` without changing its size (`realise_loss`).
     @param price The oracle price the engine read, WAD: funding accrues and the unrealised PnL
            is marked at it.
     @param fill The price the close fills at, WAD: `price` for a partial close, the skew-premium

@@ -176,6 +176,38 @@ def liquidate_collateral(account: uint256, token: address, max_amount: uint256) 
 
 
 @external
+def realise_loss(account: uint256, market: uint256) -> uint256:
+    """
+    @notice Permissionless: realise the unrealised loss of `account`'s position in `market` at
+            the oracle price. The loss leaves the position (its cost basis is reset to the
+            price; size and open interest stay) for the account's settlement balance: where
+            the balance goes negative it is a debt to the pool, which bears the utilisation
+            rate's interest, counts against the debt ceiling and `debt_imr`, and puts the
+            collateral up for sale above `debt_liquidation_ltv`.
+    @dev Without it a loss kept open is an interest-free loan while the pool has already paid
+         its counterpart's profit in tokens (review_v2_solvency F1). Equity does not change
+         (the credit rounds down by less than one token unit, toward the pool), no penalty is
+         charged and nobody is paid: LPs, whose capital the loss holds, are the ones who call
+         it, or a keeper on their behalf.
+    @param account The account id (owner << 96 | subaccount).
+    @param market The market id.
+    @return The loss realised, settlement token units (> 0).
+    @custom:security Only a loss: a gain realised by a third party would be paid out of the
+           pool's free liquidity on the owner's behalf, so it reverts
+           `liquidation: no loss to realise` (as does a flat position or none). Funding accrues
+           to now first, at the same price, so the realised figure includes it.
+    """
+    price: uint256 = (staticcall CLEARINGHOUSE.liquidation_snapshot(account, market)).price
+    result: IClearinghouse.LiquidationResult = extcall CLEARINGHOUSE.liquidation_close(
+        account, market, 0, price, price, 0, 0, msg.sender
+    )
+    assert result.realised_pnl < 0, "liquidation: no loss to realise"
+    loss: uint256 = convert(-result.realised_pnl, uint256)
+    log ILiquidationEngine.LossRealised(account=account, market=market, caller=msg.sender, loss=loss, price=price)
+    return loss
+
+
+@external
 def apply_liquidation_parameters(buffer: uint256, full_liquidation_health: uint256, dust_notional: uint256):
     """
     @notice Configurator only: the liquidation buffer, deep-underwater health and dust notional,

@@ -201,7 +201,9 @@ def _apply_fill(
     """
     @dev Close first (average cost, realising PnL), then open what is left in the new direction.
          Cost removed on a close rounds up (less PnL now) and is exact across the position's life:
-         removed + remaining == original.
+         removed + remaining == original. `delta == 0` realises the position's PnL at `fill`:
+         the whole position is closed and reopened there, so its size and the open interest
+         stay and its cost is reset to the new basis.
     """
     p: IClearinghouse.Position = pos
     s: IClearinghouse.MarketState = st
@@ -211,7 +213,9 @@ def _apply_fill(
     realised: int256 = 0
 
     closing: int256 = 0  # part of delta that closes, in the sign of the position being closed
-    if old_size != 0 and (delta > 0) != (old_size > 0):
+    if delta == 0:
+        closing = old_size  # a realisation (LiquidationEngine.realise_loss): close it all, reopen it all at `fill`
+    elif old_size != 0 and (delta > 0) != (old_size > 0):
         closing = min(abs(delta), abs(old_size))
         if old_size < 0:
             closing = -closing

@@ -290,6 +290,19 @@ def after_trade(
     return equity, maintenance - m_before + m_after, initial - i_before + i_after
 
 
+def realisable_loss(snapshot: AccountSnapshot, market: int) -> int:
+    """LiquidationEngine.realise_loss: the settlement token units a realisation of the
+    account's position in `market` moves into its balance, 0 when it is not a loss (the call
+    reverts). The PnL is floor(size * (price - funding index now)) - cost in WAD, credited
+    rounded down to token units (toward the pool); the loss is minus that credit."""
+    if market not in snapshot.positions:
+        return 0
+    size, cost = snapshot.positions[market]
+    view = snapshot.markets[market]
+    pnl = signed_mul_floor(size, view.price - funding_index_now(view, snapshot.timestamp)) - cost
+    return max(-(pnl // snapshot.settlement_to_wad), 0)
+
+
 def collateral_value(snapshot: AccountSnapshot) -> int:
     """Clearinghouse.collateral_value: sum of amount * price // unit * weight // 1e18, WAD."""
     return sum(c.amount * c.price // c.unit * c.weight // WAD for c in snapshot.collaterals)

@@ -27,6 +27,9 @@ oracle price (a permissionless `settle_pnl(account, market)` that resets the cos
 loss becomes the interest-bearing debt of item 1), or pay a realised profit in tokens only out of
 free liquidity net of the traders' net unrealised loss (so B waits as a claim until A's loss is
 realised), or a borrowing fee on the pool capital open interest uses (GMX v2).
+Fixed: `LiquidationEngine.realise_loss(account, market)`, the first fix proposed. The LP realises
+A's loss ($1,536,000.52; equity unchanged), A owes $1,539,992.74 and a year later has paid
+$101,688.27 of interest, all to the LPs.
 
 F2 (high, when governance writes a token off), fixed: a write-off is a free default option for every
 debtor holding the token. After `write_off_collateral` an account with no positions and a debt
@@ -187,10 +190,14 @@ def lp_assets(protocol, who) -> int:
 # ---------------------------------------------------------------- F1: an unrealised loss is an interest-free loan
 
 
-def test_finding__an_unrealised_loss_is_an_interest_free_loan(protocol, deployer, lp, attacker, chain):
+def test_fixed__an_unrealised_loss_is_realised_by_anyone_and_pays_the_loans_interest(protocol, deployer, lp, attacker, chain):
     """F1. Issue 9 item 1 priced a realised loss as a loan; the same loss kept unrealised, with
-    the skew re-hedged by a third subaccount, pays neither interest nor funding."""
-    ch, eth, usdc, pool = protocol.clearinghouse, protocol.markets["ETH-PERP"], protocol.settlement, protocol.pool
+    the skew re-hedged by a third subaccount, paid neither interest nor funding (A's equity
+    moved -$80.40 in a year: the interest on its fee). Now anyone (here the LP whose capital it
+    holds) realises it with `LiquidationEngine.realise_loss`: equity unchanged to the token unit,
+    the loss becomes A's interest-bearing debt and the LPs earn the loan's interest."""
+    ch, eth, usdc = protocol.clearinghouse, protocol.markets["ETH-PERP"], protocol.settlement
+    engine = protocol.liquidation_engine
     fund_liquidity(protocol, lp, deployer, 10_000_000, 0)
     a = deposit(protocol, attacker, "WETH", 2_500 * WAD, subaccount=0)
     b = deposit(protocol, attacker, "USDC", 1_500_000 * USDC, subaccount=1)
@@ -201,52 +208,48 @@ def test_finding__an_unrealised_loss_is_an_interest_free_loan(protocol, deployer
     publish_usd(protocol, "WETH", 2_380, deployer)  # ETH +19%, inside the 20% breaker
     trade_now(ch, eth, -4_000 * WAD, 0, 1, sender=attacker)  # B takes its profit
     profit = int(ch.settlement(b))
-    print(f"\nF1 B's balance after its close {usd(profit)}, pending {usd(int(ch.pending(b)))}")
     assert int(ch.pending(b)) == 0
     ch.withdraw(usdc, profit, 1, sender=attacker)  # in tokens, out of the LPs' free liquidity
     trade_now(ch, eth, 4_000 * WAD, 0, 2, sender=attacker)  # C re-hedges A: skew 0, funding 0
     st = ch.market_state(eth)
     assert int(st.long_oi) == int(st.short_oi) == 4_000 * WAD  # no skew: no funding either way
-    e_a0 = int(ch.margin(a)[0])
     s_a0 = int(ch.settlement(a))
-    e_c0 = int(ch.margin(c)[0])
-    v0 = value(protocol)
-    lp0 = lp_assets(protocol, lp)
-    loss = int(ch.collateral_value(a)) + s_a0 * S2W - e_a0  # A's unrealised loss, WAD
-    print(
-        f"F1 B withdrew it; A holds an unrealised loss of {wusd(loss)} and owes only its fee {usd(-s_a0)}; "
-        f"total_debt {usd(int(ch.total_debt()))}; pool value {usd(v0)}, LP maxWithdraw {usd(int(pool.maxWithdraw(lp)))}"
-    )
+    loss = int(ch.collateral_value(a)) + s_a0 * S2W - int(ch.margin(a)[0])  # A's unrealised loss, WAD
     assert loss > 1_500_000 * WAD and near(-s_a0, 3_992.22, 0.05) and profit > 3_000_000 * USDC
 
-    advance(chain, YEAR)
-    publish_usd(protocol, "WETH", 2_380, deployer)
-    e_a1 = int(ch.margin(a)[0])
-    s_a1 = int(ch.settlement(a))
-    e_c1 = int(ch.margin(c)[0])
-    v1 = value(protocol)
-    lp1 = lp_assets(protocol, lp)
-    print(
-        f"F1 a year later: A settlement {usd(s_a1)} equity {wusd(e_a1)} (moved {wusd(e_a1 - e_a0)}); "
-        f"C equity moved {wusd(e_c1 - e_c0)}; pool value {usd(v1)} (+{usd(v1 - v0)}); LP +{usd(lp1 - lp0)}"
-    )
-    assert near((e_a0 - e_a1) // S2W, 80.40, 0.5)  # the interest on its $3,992 fee, nothing on the loss
-    assert e_c1 == e_c0  # and no funding
-    assert near(v1 - v0, 80.40, 0.5) and near(lp1 - lp0, 80.40, 0.5)
-
-    # the control: the same loss realised pays the loan's interest
-    trade_now(ch, eth, 4_000 * WAD, 0, 0, sender=attacker)  # A closes: its loss becomes its debt
-    trade_now(ch, eth, -4_000 * WAD, 0, 2, sender=attacker)  # C closes
+    # the LP realises it: the mirror predicts the figure, equity moves by less than a token unit
+    chain.pending_timestamp += 12
+    snapshot = risk.snapshot_account(ch, protocol.oracle, a, chain.pending_timestamp)
+    expected = risk.realisable_loss(snapshot, eth)
+    e_before = risk.margin(snapshot)[0]
+    tx = engine.realise_loss(a, eth, sender=lp)
+    [event] = tx.decode_logs(engine.LossRealised)
+    assert int(event.loss) == expected and int(event.caller == lp) and int(event.price) == 2_380 * WAD
+    # the fee's debt, its interest to the block (a few units on $3,992 over seconds) and the loss
+    assert 0 <= snapshot.settlement - expected - int(ch.settlement(a)) <= 10
+    # equity moves only by the credit's rounding (< 1 unit, toward the pool) and the fee debt's interest
+    assert 0 <= e_before - int(ch.margin(a)[0]) < 10 * S2W
+    assert int(ch.positions(a, eth).size) == -4_000 * WAD and int(ch.market_state(eth).short_oi) == 4_000 * WAD
     written = int(ch.debt_of(a)[0])
-    view = risk.read_debt_view(ch)
-    print(f"F1 control: A realises it: owes {usd(written)}, utilisation {view.total_debt / view.pool_balance:.4f}")
-    v2 = value(protocol)
+    e_a0, e_c0, v0, lp0 = int(ch.margin(a)[0]), int(ch.margin(c)[0]), value(protocol), lp_assets(protocol, lp)
+    print(f"\nF1 the LP realises A's loss {usd(expected)}: A owes {usd(written)}, equity unchanged")
+    assert written == -int(ch.settlement(a)) and near(written, 1_539_992.74, 1)
+    with ape.reverts("liquidation: no loss to realise"):
+        engine.realise_loss(a, eth, sender=lp)  # realised: nothing left to realise at this price
+    with ape.reverts("liquidation: no loss to realise"):
+        engine.realise_loss(b, eth, sender=lp)  # no position
+
     advance(chain, YEAR)
     publish_usd(protocol, "WETH", 2_380, deployer)
-    owed = -int(ch.settlement(a))
-    v3 = value(protocol)
-    print(f"F1 control a year later: A owes {usd(owed)} (+{usd(owed - written)}); pool value +{usd(v3 - v2)}")
-    assert near(owed - written, 104_451.40, 5) and near(v3 - v2, 104_451.19, 5)
+    e_a1, e_c1, v1, lp1 = int(ch.margin(a)[0]), int(ch.margin(c)[0]), value(protocol), lp_assets(protocol, lp)
+    print(
+        f"F1 a year later: A owes {usd(-int(ch.settlement(a)))}, its equity moved {wusd(e_a1 - e_a0)} "
+        f"(-$80.40 unrealised); C's {wusd(e_c1 - e_c0)}; pool value +{usd(v1 - v0)}; LP +{usd(lp1 - lp0)}"
+    )
+    interest = (e_a0 - e_a1) // S2W
+    assert interest > 100_000 * USDC  # the loan's interest, as the control below pays (was $80.40)
+    assert e_c1 == e_c0  # and still no funding
+    assert abs((v1 - v0) - interest) <= 1 * USDC and abs((lp1 - lp0) - interest) <= 1 * USDC
 
 
 # ---------------------------------------------------------------- F2: a write-off is a free default option

@@ -527,14 +527,16 @@ class Model:
 
     @staticmethod
     def apply_fill(position: tuple[int, int], stt: risk.MarketState, delta: int, fill: int):
-        """Clearinghouse._apply_fill: close first at average cost, then open the rest."""
+        """Clearinghouse._apply_fill: close first at average cost, then open the rest (delta 0: realise)."""
         size, cost = position
         old_size = size
         total_cost = stt.total_cost
         fill_minus_index = fill - stt.funding_index
         realised = 0
         closing = 0
-        if old_size != 0 and (delta > 0) != (old_size > 0):
+        if delta == 0:
+            closing = old_size  # a realisation: the whole position closed and reopened at `fill`
+        elif old_size != 0 and (delta > 0) != (old_size > 0):
             closing = min(abs(delta), abs(old_size))
             if old_size < 0:
                 closing = -closing
@@ -877,6 +879,30 @@ class Model:
         if position[0] != 0 and health_after < result.health_before:
             return Outcome("liquidation: health worsened", self.ledger, info)
         return Outcome(None, ledger.normalise(), info)
+
+    def realise_loss(self, account: int, market: int) -> Outcome:
+        """LiquidationEngine.realise_loss: the price read through the liquidation snapshot, then
+        Clearinghouse.liquidation_close with size 0, no penalty and no pay: the position closed
+        and reopened at the oracle price (size and open interest kept), its PnL into the balance;
+        reverted unless that is a loss."""
+        if market not in self.ledger.markets:
+            return Outcome("clearinghouse: unknown market", self.ledger)
+        try:
+            price = self.liquidation_snapshot(account, market).price
+        except PriceError as error:
+            return Outcome(error.message, self.ledger)
+        ledger = self.ledger.copy()
+        self.accrue(ledger, market, price)
+        before = ledger.positions.get((account, market), (0, 0))
+        position, stt, realised = self.apply_fill(before, ledger.states[market], 0, price)
+        credit = realised // SCALE
+        if credit >= 0:
+            return Outcome("liquidation: no loss to realise", self.ledger)
+        ledger.positions[(account, market)] = position
+        ledger.states[market] = stt
+        self.settle_fill(ledger, account, credit, 0, 0)
+        self.set_settlement(ledger, account, self.settlement_of(ledger, account))  # the penalty step, penalty 0
+        return Outcome(None, ledger.normalise(), {"loss": -credit, "price": price})
 
     def liquidate_collateral(self, account: int, token: str, max_amount: int) -> Outcome:
         """LiquidationEngine.liquidate_collateral then Clearinghouse.seize_collateral. For sale:
@@ -2119,6 +2145,35 @@ class ProtocolMachine(RuleBasedStateMachine):
         who = self.roles.keeper if liquidator == "keeper" else self.roles.second_addresses[self.roles.traders.index(owner)]
         self.do_liquidate(account, market, max_size, who)
 
+    @rule(order=st.tuples(TARGET, MARKET, LIQUIDATOR))
+    def realise_loss(self, order: tuple[int, int, str]) -> None:
+        """(account or 6 for the least healthy, market, the keeper or the owner's second
+        address): realise a position's loss into its balance. Equity moves by less than two
+        token units (the credit's rounding, toward the pool); size and open interest stay."""
+        index, choice, caller = order
+        market = self.market_of(choice)
+        if index == 6:
+            index = self.least_healthy(market)
+        owner, _, account = self.account(index)
+        who = self.roles.keeper if caller == "keeper" else self.roles.second_addresses[self.roles.traders.index(owner)]
+        outcome = self.model.realise_loss(account, market)
+        if not self.call(
+            "LiquidationEngine.realise_loss", self.engine.realise_loss, account, market, sender=who, outcome=outcome
+        ):
+            return
+        (event,) = self.events("LossRealised")
+        assert (event.account, event.market, str(event.caller), event.loss, event.price) == (
+            account,
+            market,
+            str(who),
+            outcome.info["loss"],
+            outcome.info["price"],
+        )
+        before = self.model.margin(self.ledger, account)[0]
+        after = self.model.margin(outcome.ledger, account)[0]
+        assert 0 <= before - after < 2 * SCALE, f"realise_loss moved equity by {before - after} wei"
+        assert outcome.ledger.positions[(account, market)][0] == self.ledger.positions[(account, market)][0]
+
     def do_liquidate_collateral(self, account: int, sym: str, max_amount: int) -> bool:
         buyer = self.roles.collateral_buyer
         outcome = self.model.liquidate_collateral(account, self.addr[sym], max_amount)
@@ -3322,6 +3377,7 @@ EVERY_FUNCTION = (
     "Orders.cancel_order",
     "LiquidationEngine.liquidate",
     "LiquidationEngine.liquidate_collateral",
+    "LiquidationEngine.realise_loss",
     "Clearinghouse.fund_insurance",
     "Configurator.pause",
     "Configurator.unpause",
@@ -3458,6 +3514,8 @@ def test_every_rule_succeeds_in_a_scripted_walk(machine):
         step("price_moves", move=("WETH", -100, True))
     assert risk.health(margin[0], margin[1]) >= machine.ledger.full_liquidation_health
     step("liquidate", order=(0, 0, "second_address", "all", 1_000))
+    step("realise_loss", order=(6, 0, "keeper"))  # the least healthy ETH position: at a loss
+    step("realise_loss", order=(6, 0, "second_address"))  # again: the funding accrued since, if a loss
     step("crash", sym="WETH", rounds=3, up=False)  # the 9x WETH-backed long goes underwater
     step("keeper_sweep")  # liquidations, collateral sales, bad debt
     step("heartbeat", which="all")

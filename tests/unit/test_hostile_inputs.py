@@ -2204,6 +2204,41 @@ def engine_rows() -> list[Row]:
             setup=then(liquidatable, publish("WETH", 2_300)),
             views=victim,
         ),
+        # realise_loss: a loss only, at a fresh oracle price, in a listed market
+        R(
+            "realise_loss",
+            "position in profit (ETH +5%)",
+            "attacker",
+            lambda x, who: x.engine.realise_loss(x.account("victim"), ETH, sender=who),
+            "liquidation: no loss to realise",
+            setup=traders_in_profit,
+            views=victim,
+        ),
+        R(
+            "realise_loss",
+            "account without a position in the market",
+            "attacker",
+            lambda x, who: x.engine.realise_loss(x.account("trader", 1), ETH, sender=who),
+            "liquidation: no loss to realise",
+            views=account_views("trader", 1),
+        ),
+        R(
+            "realise_loss",
+            "market 3 (not listed)",
+            "attacker",
+            lambda x, who: x.engine.realise_loss(x.account("victim"), 3, sender=who),
+            "clearinghouse: unknown market",
+            views=victim,
+        ),
+        R(
+            "realise_loss",
+            "position at a loss, oracle stale",
+            "attacker",
+            lambda x, who: x.engine.realise_loss(x.account("victim"), ETH, sender=who),
+            "oracle: stale answer",
+            setup=then(liquidatable, stale),
+            views=victim,
+        ),
         # liquidate_collateral
         R(
             "liquidate_collateral",
