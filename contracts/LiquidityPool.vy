@@ -274,12 +274,15 @@ def maxWithdraw(owner: address) -> uint256:
     @param owner The share holder.
     @return Settlement token units, rounded down; capped at the pool's realised balance less
             every account's debt (what the Clearinghouse will pay out) and at what keeps every
-            market within its open-interest reserve.
+            market within its open-interest reserve; 0 while a listed collateral has no valid
+            price (exits fail closed, see `withdraw`).
     """
     value: int256 = 0
     total: uint256 = 0
     headroom: uint256 = 0
     value, total, headroom = self._valuation()
+    if not self._collateral_priced():
+        return 0
     return min(self._assets_for(self._free_shares(owner), total, False), min(self._liquidity(), headroom))
 
 
@@ -306,7 +309,8 @@ def withdraw(assets: uint256, receiver: address, owner: address) -> uint256:
     @custom:security Reverts "pool: cooldown" for shares still locked, "pool: open interest
            reserve" past what keeps every market within its reserve, and "clearinghouse: pool
            liquidity" beyond the pool's realised balance less every account's debt: LPs never
-           take the tokens that back traders' positive balances or the insurance fund.
+           take the tokens that back traders' positive balances or the insurance fund. Reverts
+           "pool: collateral feed down" while a listed collateral has no valid price.
     """
     value: int256 = 0
     total: uint256 = 0
@@ -323,12 +327,14 @@ def maxRedeem(owner: address) -> uint256:
     """
     @notice The owner's shares out of cooldown; never more than the pool can pay out now.
     @param owner The share holder.
-    @return Shares, rounded down.
+    @return Shares, rounded down; 0 while a listed collateral has no valid price.
     """
     value: int256 = 0
     total: uint256 = 0
     headroom: uint256 = 0
     value, total, headroom = self._valuation()
+    if not self._collateral_priced():
+        return 0
     return min(self._free_shares(owner), self._shares_for(min(self._liquidity(), headroom), total, False))
 
 
@@ -354,7 +360,8 @@ def redeem(shares: uint256, receiver: address, owner: address) -> uint256:
     @return Settlement token units paid.
     @custom:security Reverts "pool: cooldown" for shares still locked, "pool: open interest
            reserve" past what keeps every market within its reserve, and "clearinghouse: pool
-           liquidity" beyond the pool's realised balance less every account's debt.
+           liquidity" beyond the pool's realised balance less every account's debt, and
+           "pool: collateral feed down" while a listed collateral has no valid price.
     """
     value: int256 = 0
     total: uint256 = 0
@@ -547,6 +554,37 @@ def _liquidity() -> uint256:
 
 
 @view
+def _collateral_priced() -> bool:
+    """
+    @dev Whether every listed collateral that still counts (weight > 0) has a valid price now.
+         LPs leave at a value that counts traders' unrealised losses in full; an account backed
+         by a collateral without a price cannot be liquidated, so the bad debt it may hide is
+         not in that value yet, and an LP who left meanwhile would leave it to the others
+         (review_v2_solvency F4 b). So LP exits fail closed, as they already do on a market's
+         feed, until the feed is back or governance writes the token off (weight 0: not read).
+         The router's `price` is called without reverting, so `maxWithdraw` can return 0.
+    """
+    for slot: uint256 in range(1, c.MAX_COLLATERALS):
+        if slot > staticcall CLEARINGHOUSE.collateral_count():
+            break
+        col: IClearinghouse.Collateral = staticcall CLEARINGHOUSE.collaterals(slot)
+        if col.weight == 0:
+            continue
+        ok: bool = False
+        response: Bytes[32] = b""
+        ok, response = raw_call(
+            ORACLE.address,
+            abi_encode(col.token, method_id=method_id("price(address)")),
+            max_outsize=32,
+            is_static_call=True,
+            revert_on_failure=False,
+        )
+        if not ok:
+            return False
+    return True
+
+
+@view
 def _reserve_factor(market: uint256) -> uint256:
     factor: uint256 = self._reserve_factors[market]
     if factor == 0:
@@ -674,6 +712,7 @@ def _deposit(receiver: address, assets: uint256, shares: uint256, pool_value: in
 
 
 def _withdraw(receiver: address, owner: address, assets: uint256, shares: uint256, headroom: uint256):
+    assert self._collateral_priced(), "pool: collateral feed down"
     assert assets > 0 and shares > 0, "pool: zero amount"
     assert shares <= self._free_shares(owner) or shares > erc20.balanceOf[owner], "pool: cooldown"
     if msg.sender != owner:

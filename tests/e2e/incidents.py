@@ -84,6 +84,14 @@ def publish_usd(protocol: Protocol, symbol: str, price_usd: float | str, publish
     return answer
 
 
+def refresh_feeds(protocol: Protocol, publisher: Any, skip: tuple[str, ...] = ()) -> None:
+    """A new round on every feed but `skip`'s at its current answer, as the oracle bot's
+    heartbeat: time can pass without any price going stale."""
+    for symbol, feed in protocol.feeds.items():
+        if symbol not in skip:
+            protocol.publish(symbol, int(feed.latestRoundData()[1]), publisher)
+
+
 def events(receipt: Any, name: str) -> list[Any]:
     """The decoded logs called `name` in one receipt."""
     return [log for log in receipt.events if log.event_name == name]

@@ -1045,6 +1045,16 @@ class Model:
         balance = pool.balances.get(holder, 0)
         return balance - min(self.locked_shares(pool, holder), balance)
 
+    def collateral_priced(self, ledger: Ledger) -> bool:
+        """LiquidityPool._collateral_priced: every listed collateral of weight > 0 has a price."""
+        for col in ledger.collaterals.values():
+            if col.weight:
+                try:
+                    self.price(col.token)
+                except PriceError:
+                    return False
+        return True
+
     def pool_withdraw(
         self, pool: PoolLedger, owner: str, assets: int | None, shares: int | None, allowance: int | None = None
     ) -> Outcome:
@@ -1054,6 +1064,8 @@ class Model:
             total_assets = self.total_assets(self.ledger)
         except PriceError as error:
             return Outcome(error.message, self.ledger)
+        if not self.collateral_priced(self.ledger):
+            return Outcome("pool: collateral feed down", self.ledger)
         if assets is not None:
             shares = mul_div(assets, pool.total_supply + POOL_OFFSET, total_assets + 1, True)
         else:

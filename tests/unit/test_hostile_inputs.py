@@ -399,6 +399,14 @@ def stale(x: Ctx):
     x.chain.mine()
 
 
+def usdt_stale(x: Ctx):
+    """Every feed stale, then the markets' (WETH, WBTC) publish again: only USDT, a collateral
+    and no market's asset, has no price."""
+    stale(x)
+    publish("WETH", 2_000)(x)
+    publish("WBTC", 30_000)(x)
+
+
 eth_breaker = publish("WETH", 2_600)  # +30%, beyond the 20% breaker, synced: the asset halts
 
 
@@ -3279,6 +3287,22 @@ def pool_rows() -> list[Row]:
             lambda x, who: x.pool.deposit(100 * USDC, who, sender=who),
             "oracle: stale answer",
             setup=stale,
+        ),
+        R(
+            "withdraw",
+            "a collateral's feed (USDT) stale, the markets' fresh",
+            "lp",
+            lambda x, who: x.pool.withdraw(100 * USDC, who, who, sender=who),
+            "pool: collateral feed down",
+            setup=usdt_stale,
+        ),
+        R(
+            "redeem",
+            "a collateral's feed (USDT) stale, the markets' fresh",
+            "lp",
+            lambda x, who: x.pool.redeem(10**9, who, who, sender=who),
+            "pool: collateral feed down",
+            setup=usdt_stale,
         ),
         R(
             "deposit",
