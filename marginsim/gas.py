@@ -102,6 +102,16 @@ def run(project: Any, chain: Any, signers: list[Any], config: ProtocolConfig = G
         measure(label, p.liquidation_engine.liquidate(account, eth, MAX_UINT, sender=keeper))
         chain.restore(snapshot)
 
+    # a loss realised into the balance (anyone may call it: no penalty, nobody paid), and an LP's
+    # exit with open interest in four markets and five collateral prices to check
+    snapshot = chain.snapshot()
+    chain.pending_timestamp += 901  # the LP's shares out of their cooldown
+    account = _leveraged_account(p, signers[4], names, unit)
+    _crash_until(p, deployer, account, lambda h: h < 2 * WAD)
+    measure("realise a loss", p.liquidation_engine.realise_loss(account, eth, sender=keeper))
+    measure("LP withdraw, positions open", p.pool.withdraw(1_000 * unit, lp, lp, sender=lp))
+    chain.restore(snapshot)
+
     snapshot = chain.snapshot()
     account = _leveraged_account(p, signers[4], ["ETH-PERP"], unit)
     _crash_until(p, deployer, account, lambda h: h == 0, step=0.05)

@@ -190,6 +190,8 @@ def attempts(scene: Scene, attacker: Any) -> list[Attempt]:
             engine,
             engine.liquidate_collateral.encode_input(scene.bankrupt, scene.evil, WAD),
         ),
+        # what the partial liquidation above left of the position, still at a loss, realised
+        Attempt("LiquidationEngine.realise_loss", engine, engine.realise_loss.encode_input(scene.liquidatable, eth)),
         # the engine's API into the Clearinghouse, called directly: a hostile caller is not the engine
         Attempt(
             "Clearinghouse.liquidation_close",
