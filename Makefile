@@ -47,9 +47,10 @@ demo: $(STAMP)
 story: $(STAMP)
 	PYTHONWARNINGS=ignore $(BIN)/ape run story
 
-## Every test, on the embedded local chain.
+## Every test, on the embedded local chain, in JOBS processes (pytest-xdist; JOBS=1 for one).
+JOBS ?= 2
 test: $(STAMP)
-	$(BIN)/ape test tests -q
+	$(BIN)/ape test tests -q -n $(JOBS)
 
 ## The invariant state machine's long profile: 100,000 steps (MARGINSIM_FUZZ_STEPS=N to change).
 fuzz-long: $(STAMP)
