@@ -94,6 +94,11 @@ commits and fills, and after the cooldown the deposit leaves ($600,258.02 back):
 0.6255 again and the biggest debtor holds 1,000 ETH more. Fix: refuse an LP withdrawal that
 takes total debt above the ceiling (as the reserve does), or measure the ceiling against
 capital out of its cooldown.
+Accepted: the ceiling gates new risk at the commit; realised losses (and realise_loss, F1's fix)
+take debts above it with no order at all. Measuring against capital out of its cooldown only
+makes the deposit wait, since such capital can leave at any moment; refusing LP withdrawals above
+the ceiling would lock every LP whenever losses are realised past it. Each debt stays bounded by
+debt_imr, interest rising with utilisation and the sale above debt_liquidation_ltv.
 
 F6 (medium-low) A partial liquidation lands a collateral-backed account over its loan limit, so
 a discounted sale of its collateral follows at once. The least close restores health 1.1, but
@@ -497,7 +502,7 @@ def _over_ceiling(ch) -> tuple[bool, int, int]:
     return view.total_debt * WAD > lendable * int(ch.debt_terms()[3]), view.total_debt, lendable
 
 
-def test_finding__an_lp_deposit_lifts_the_debt_ceiling_for_an_order_and_leaves(protocol, deployer, lp, attacker, buddy, chain):
+def test_accepted__an_lp_deposit_lifts_the_debt_ceiling_for_an_order_and_leaves(protocol, deployer, lp, attacker, buddy, chain):
     """F5 (low). One cooldown's LP deposit takes the debt ratio under the ceiling for one commit; it
     leaves afterwards and the ratio is back over it."""
     ch, eth, usdc, pool = protocol.clearinghouse, protocol.markets["ETH-PERP"], protocol.settlement, protocol.pool
