@@ -215,6 +215,11 @@ def run_simulation(
     all_accounts = sorted(set(keepers[0].accounts) | {tr.account for tr in traders})
     final = dict(zip(all_accounts, lens.healths(all_accounts), strict=False)) if all_accounts else {}
     result.still_liquidatable_at_end = sum(1 for h in final.values() if h < WAD)
+    # negative equity the books have not yet called bad debt: every account's, positions or not
+    # (a debt behind collateral nobody bought has no health to show it)
+    short = [equity for equity in (int(ch.margin(account)[0]) for account in all_accounts) if equity < 0]
+    result.underwater_at_end = len(short)
+    result.underwater_at_end_usd = -sum(short) / WAD
     result.steps = steps + 1
     result.transactions = chain.blocks.head.number - result.started_block
     result.wall_seconds = wallclock.perf_counter() - started

@@ -100,6 +100,8 @@ class RunSummary:
     over_liquidation_usd: float
     still_liquidatable_at_end: int
     keepers: tuple[KeeperSummary, ...]
+    underwater_at_end: int = 0
+    underwater_at_end_usd: float = 0.0
 
 
 def summarise(result: SimulationResult) -> RunSummary:
@@ -130,6 +132,8 @@ def summarise(result: SimulationResult) -> RunSummary:
         liquidation_delay_blocks=LiquidationDelay(p50=delays["p50"], p90=delays["p90"], max=delays["max"]),
         over_liquidation_usd=result.over_liquidation_usd,
         still_liquidatable_at_end=result.still_liquidatable_at_end,
+        underwater_at_end=result.underwater_at_end,
+        underwater_at_end_usd=result.underwater_at_end_usd,
         keepers=tuple(
             KeeperSummary(
                 name=k.name,
@@ -223,6 +227,11 @@ def _summary_rows(summary: RunSummary) -> list[tuple[str, str]]:
         ("liquidation delay (blocks)", f"p50 {delay.p50:g}, p90 {delay.p90:g}, max {delay.max:g}"),
         ("over-liquidation", format_usd(summary.over_liquidation_usd)),
         ("still liquidatable at end", f"{summary.still_liquidatable_at_end:,}"),
+        (
+            "underwater at end (not yet bad debt)",
+            f"{summary.underwater_at_end:,} account{'' if summary.underwater_at_end == 1 else 's'}, "
+            f"{format_usd(summary.underwater_at_end_usd)} of negative equity",
+        ),
     ]
 
 

@@ -99,6 +99,10 @@ class SimulationResult:
     bad_debt: list[BadDebtRecord] = field(default_factory=list)
     keepers: dict[str, KeeperStats] = field(default_factory=dict)
     still_liquidatable_at_end: int = 0
+    # accounts whose equity is below zero at the end: their shortfall is bad debt no liquidation
+    # has booked yet (a position too small to be worth closing, a debt behind unsold collateral)
+    underwater_at_end: int = 0
+    underwater_at_end_usd: float = 0.0  # the sum of those accounts' negative equity, USD
     peak_open_interest_usd: float = 0.0
     trader_topups: int = 0  # margin top-ups by traders whose health fell below their threshold
     trader_closes: int = 0  # positions closed by their owners below the close threshold

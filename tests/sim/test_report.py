@@ -112,6 +112,8 @@ def make_run(scenario: str = "eth-crash-30m", steps: int = 30) -> SimulationResu
         bad_debt=bad_debt,
         keepers=keepers,
         still_liquidatable_at_end=0,
+        underwater_at_end=3,
+        underwater_at_end_usd=3_707.25,
         peak_open_interest_usd=PEAK_OPEN_INTEREST_USD,
     )
 
@@ -243,6 +245,7 @@ def test_summary_dict__figures_of_the_run():
     assert summary["insurance_end_usd"] == pytest.approx(50_000.0 - 40.0 * 29)
     assert summary["transactions_per_second"] == pytest.approx(20.0)
     assert summary["oracle_rounds"] == 5
+    assert (summary["underwater_at_end"], summary["underwater_at_end_usd"]) == (3, 3_707.25)
 
 
 def test_summary_dict__zero_wall_time_and_no_series__stays_json_serialisable():
@@ -265,6 +268,9 @@ def test_summary_table__lists_each_keeper_and_the_bad_debt():
     assert "$1,234.50" in table
     assert "0.49% of peak OI" in table  # 1,234.5 / 250,000
     assert "p50 3, p90 6, max 6" in table
+    # accounts left below zero equity are shown beside the bad debt the books hold, not in it
+    [row] = [line for line in table.splitlines() if "underwater at end" in line]
+    assert "3 accounts, $3,707.25 of negative equity" in row
 
 
 # --- HTML report -------------------------------------------------------------------------

@@ -74,3 +74,16 @@ def test_simulation__same_seed_same_result(run, project, chain, accounts):
         (liq.time, liq.account, liq.notional_usd) for liq in run.liquidations
     ]
     assert again.total_bad_debt_usd == run.total_bad_debt_usd
+
+
+def test_simulation__underwater_at_end_counts_negative_equity_not_yet_bad_debt(run):
+    """Accounts below zero equity when the run ends are reported beside the bad debt the books
+    hold (issue 10: the bad-debt figure alone missed them): a count and their shortfall, USD,
+    each account's equity read from the chain. This seeded crash leaves one: $73.84 below zero,
+    still liquidatable, in no bad-debt record."""
+    print(
+        f"\nunderwater at end: {run.underwater_at_end} accounts, ${run.underwater_at_end_usd:,.2f}; "
+        f"still liquidatable {run.still_liquidatable_at_end}; bad debt ${run.total_bad_debt_usd:,.2f}"
+    )
+    assert run.underwater_at_end == 1 and run.underwater_at_end_usd == pytest.approx(73.84, abs=0.01)
+    assert run.still_liquidatable_at_end >= 1
