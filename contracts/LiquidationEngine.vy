@@ -137,16 +137,11 @@ def liquidate_collateral(account: uint256, token: address, max_amount: uint256) 
     assert max_amount > 0, "liquidation: zero amount"
     slot: uint256 = staticcall CLEARINGHOUSE.collateral_slot(token)
     assert slot != 0, "clearinghouse: unknown token"
-    debt: uint256 = convert(max(-(staticcall CLEARINGHOUSE.settlement(account)), 0), uint256)
+    debt: uint256 = 0
     equity: int256 = 0
-    maintenance: uint256 = 0
-    initial: uint256 = 0
-    equity, maintenance, initial = staticcall CLEARINGHOUSE.margin(account)
+    over_limit: bool = False
+    debt, equity, over_limit = self._loan(account)
     col: IClearinghouse.Collateral = staticcall CLEARINGHOUSE.collaterals(slot)
-    debt_wad: int256 = convert(debt * SETTLEMENT_TO_WAD, int256)
-    over_limit: bool = debt > 0 and debt_wad > risk._signed_mul_floor(
-        equity + debt_wad, convert(self.debt_liquidation_ltv, int256)
-    )
     if col.weight == 0 or not over_limit:
         # a loan within its limit, or a written-off token (its sale repays nothing): for sale
         # only once the positions are gone and equity is not
@@ -192,19 +187,40 @@ def realise_loss(account: uint256, market: uint256) -> uint256:
     @param account The account id (owner << 96 | subaccount).
     @param market The market id.
     @return The loss realised, settlement token units (> 0).
-    @custom:security Only a loss: a gain realised by a third party would be paid out of the
-           pool's free liquidity on the owner's behalf, so it reverts
-           `liquidation: no loss to realise` (as does a flat position or none). Funding accrues
-           to now first, at the same price, so the realised figure includes it.
+    @custom:security Only a loss of more than one token unit: a gain realised by a third party
+           would be paid out of the pool's free liquidity on the owner's behalf, and at a basis
+           just reset the credit's own rounding is a loss of one unit, so both revert
+           `liquidation: no loss to realise` (as does a flat position or none). A realisation
+           that would leave the debt over `debt_liquidation_ltv` reverts
+           `liquidation: realisation over the loan limit`: a third party cannot put a healthy
+           account's collateral up for sale. Funding accrues to now first, at the same price.
     """
     price: uint256 = (staticcall CLEARINGHOUSE.liquidation_snapshot(account, market)).price
     result: IClearinghouse.LiquidationResult = extcall CLEARINGHOUSE.liquidation_close(
         account, market, 0, price, price, 0, 0, msg.sender
     )
-    assert result.realised_pnl < 0, "liquidation: no loss to realise"
+    # more than the one unit the credit's own rounding takes at the reset basis (review v3 R3)
+    assert result.realised_pnl < -1, "liquidation: no loss to realise"
+    # a third party may price a loan, never put the account's collateral up for sale with it
+    # (review v3 R1): a loss that large stays under maintenance margin until its owner closes
+    assert not self._loan(account)[2], "liquidation: realisation over the loan limit"
     loss: uint256 = convert(-result.realised_pnl, uint256)
     log ILiquidationEngine.LossRealised(account=account, market=market, caller=msg.sender, loss=loss, price=price)
     return loss
+
+
+@view
+def _loan(account: uint256) -> (uint256, int256, bool):
+    """
+    @dev The account's debt (settlement token units, with its interest; 0 without one), its
+         equity (WAD) and whether the debt is over `debt_liquidation_ltv` of what the account
+         holds, its equity plus its debt: debt * S2W > floor((E + debt * S2W) * ltv / 1e18).
+    """
+    debt: uint256 = convert(max(-(staticcall CLEARINGHOUSE.settlement(account)), 0), uint256)
+    equity: int256 = (staticcall CLEARINGHOUSE.margin(account))[0]
+    debt_wad: int256 = convert(debt * SETTLEMENT_TO_WAD, int256)
+    over: bool = debt > 0 and debt_wad > risk._signed_mul_floor(equity + debt_wad, convert(self.debt_liquidation_ltv, int256))
+    return debt, equity, over
 
 
 @external

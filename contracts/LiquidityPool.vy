@@ -214,7 +214,8 @@ def deposit(assets: uint256, receiver: address) -> uint256:
            out the traders' unrealised profit the pool owes. The new shares are locked in a lot
            of their own: shares the receiver already holds keep their unlock time. Reverts
            "pool: too many locked deposits" when someone else deposits to a receiver that
-           already has LOTS (4) deposits in their cooldown.
+           already has LOTS (4) deposits in their cooldown, and "pool: collateral feed down"
+           while a held collateral has no valid price (see `withdraw`).
     """
     value: int256 = 0
     total: uint256 = 0
@@ -556,20 +557,23 @@ def _liquidity() -> uint256:
 @view
 def _collateral_priced() -> bool:
     """
-    @dev Whether every listed collateral that still counts (weight > 0) has a valid price now.
+    @dev Whether every listed collateral that still counts (weight > 0) and that some account
+         holds (total > 0) has a valid price now.
          LPs leave at a value that counts traders' unrealised losses in full; an account backed
          by a collateral without a price cannot be liquidated, so the bad debt it may hide is
          not in that value yet, and an LP who left meanwhile would leave it to the others
-         (review_v2_solvency F4 b). So LP exits fail closed, as they already do on a market's
-         feed, until the feed is back or governance writes the token off (weight 0: not read).
+         (review_v2_solvency F4 b). So LP exits and deposits fail closed, as they already do on
+         a market's feed, until the feed is back or governance writes the token off (weight 0:
+         not read): an exit would leave that bad debt to the others, a deposit would buy into
+         it at a value that does not show it (review v3 L2).
          The router's `price` is called without reverting, so `maxWithdraw` can return 0.
     """
     for slot: uint256 in range(1, c.MAX_COLLATERALS):
         if slot > staticcall CLEARINGHOUSE.collateral_count():
             break
         col: IClearinghouse.Collateral = staticcall CLEARINGHOUSE.collaterals(slot)
-        if col.weight == 0:
-            continue
+        if col.weight == 0 or col.total == 0:
+            continue  # written off, or held by nobody: no account hides anything behind it
         ok: bool = False
         response: Bytes[32] = b""
         ok, response = raw_call(
@@ -700,6 +704,7 @@ def _assets_for(shares: uint256, total_assets: uint256, roundup: bool) -> uint25
 
 
 def _deposit(receiver: address, assets: uint256, shares: uint256, pool_value: int256):
+    assert self._collateral_priced(), "pool: collateral feed down"
     assert assets > 0 and shares > 0, "pool: zero amount"
     # an insolvent pool (value <= 0 with shares out) would hand a new LP's deposit to the old ones,
     # and one below zero with none out to the traders it owes (found by the long fuzz profile)

@@ -292,15 +292,18 @@ def after_trade(
 
 def realisable_loss(snapshot: AccountSnapshot, market: int) -> int:
     """LiquidationEngine.realise_loss: the settlement token units a realisation of the
-    account's position in `market` moves into its balance, 0 when it is not a loss (the call
-    reverts). The PnL is floor(size * (price - funding index now)) - cost in WAD, credited
-    rounded down to token units (toward the pool); the loss is minus that credit."""
+    account's position in `market` moves into its balance, 0 when the call reverts "no loss to
+    realise" (a gain, nothing, or one unit: the reset basis's rounding). The PnL is
+    floor(size * (price - funding index now)) - cost in WAD, credited rounded down to token
+    units (toward the pool); the loss is minus that credit. (The call also reverts when the
+    debt would be over the loan limit afterwards; that is not checked here.)"""
     if market not in snapshot.positions:
         return 0
     size, cost = snapshot.positions[market]
     view = snapshot.markets[market]
     pnl = signed_mul_floor(size, view.price - funding_index_now(view, snapshot.timestamp)) - cost
-    return max(-(pnl // snapshot.settlement_to_wad), 0)
+    loss = -(pnl // snapshot.settlement_to_wad)
+    return loss if loss > 1 else 0
 
 
 def collateral_value(snapshot: AccountSnapshot) -> int:

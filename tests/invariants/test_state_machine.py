@@ -880,6 +880,14 @@ class Model:
             return Outcome("liquidation: health worsened", self.ledger, info)
         return Outcome(None, ledger.normalise(), info)
 
+    def loan(self, ledger: Ledger, account: int) -> tuple[int, int, bool]:
+        """LiquidationEngine._loan: the debt (token units, with interest), the equity (WAD) and
+        whether the debt is over debt_liquidation_ltv of the equity plus the debt."""
+        debt = max(-self.settlement_of(ledger, account), 0)
+        equity = self.margin(ledger, account)[0]
+        debt_wad = debt * SCALE
+        return debt, equity, debt > 0 and debt_wad > risk.signed_mul_floor(equity + debt_wad, ledger.debt_liquidation_ltv)
+
     def realise_loss(self, account: int, market: int) -> Outcome:
         """LiquidationEngine.realise_loss: the price read through the liquidation snapshot, then
         Clearinghouse.liquidation_close with size 0, no penalty and no pay: the position closed
@@ -896,12 +904,14 @@ class Model:
         before = ledger.positions.get((account, market), (0, 0))
         position, stt, realised = self.apply_fill(before, ledger.states[market], 0, price)
         credit = realised // SCALE
-        if credit >= 0:
+        if credit >= -1:  # a gain, nothing, or the one unit the reset basis's rounding takes
             return Outcome("liquidation: no loss to realise", self.ledger)
         ledger.positions[(account, market)] = position
         ledger.states[market] = stt
         self.settle_fill(ledger, account, credit, 0, 0)
         self.set_settlement(ledger, account, self.settlement_of(ledger, account))  # the penalty step, penalty 0
+        if self.loan(ledger, account)[2]:
+            return Outcome("liquidation: realisation over the loan limit", self.ledger)
         return Outcome(None, ledger.normalise(), {"loss": -credit, "price": price})
 
     def liquidate_collateral(self, account: int, token: str, max_amount: int) -> Outcome:
@@ -917,14 +927,11 @@ class Model:
         slot = self.slot(token)
         if slot is None:
             return Outcome("clearinghouse: unknown token", self.ledger)
-        debt = max(-self.settlement_of(self.ledger, account), 0)
         try:
-            equity, _, _ = self.margin(self.ledger, account)
+            debt, equity, over_limit = self.loan(self.ledger, account)
         except PriceError as error:
             return Outcome(error.message, self.ledger)
         col = self.ledger.collaterals[slot]
-        debt_wad = debt * SCALE
-        over_limit = debt > 0 and debt_wad > risk.signed_mul_floor(equity + debt_wad, self.ledger.debt_liquidation_ltv)
         has_positions = self.ledger.market_mask.get(account, 0) != 0
         if col.weight == 0 or not over_limit:
             if has_positions:
@@ -995,6 +1002,8 @@ class Model:
                 shares = mul_div(assets, pool.total_supply + POOL_OFFSET, total_assets + 1, False)
             else:
                 assets = mul_div(shares, total_assets + 1, pool.total_supply + POOL_OFFSET, True)
+            if not self.collateral_priced(self.ledger):
+                return Outcome("pool: collateral feed down", self.ledger)
             if assets == 0 or shares == 0:
                 return Outcome("pool: zero amount", self.ledger)
             value = self.pool_value(self.ledger)
@@ -1046,9 +1055,10 @@ class Model:
         return balance - min(self.locked_shares(pool, holder), balance)
 
     def collateral_priced(self, ledger: Ledger) -> bool:
-        """LiquidityPool._collateral_priced: every listed collateral of weight > 0 has a price."""
+        """LiquidityPool._collateral_priced: every listed collateral of weight > 0 that some
+        account holds (total > 0) has a price."""
         for col in ledger.collaterals.values():
-            if col.weight:
+            if col.weight and col.total:
                 try:
                     self.price(col.token)
                 except PriceError:
@@ -3526,8 +3536,12 @@ def test_every_rule_succeeds_in_a_scripted_walk(machine):
         step("price_moves", move=("WETH", -100, True))
     assert risk.health(margin[0], margin[1]) >= machine.ledger.full_liquidation_health
     step("liquidate", order=(0, 0, "second_address", "all", 1_000))
-    step("realise_loss", order=(6, 0, "keeper"))  # the least healthy ETH position: at a loss
-    step("realise_loss", order=(6, 0, "second_address"))  # again: the funding accrued since, if a loss
+    # every account's positions after ETH's drift: losses realised (those a realisation would
+    # put over the loan limit refused), gains and flat ones refused
+    for index in range(6):
+        for choice in range(2):
+            step("realise_loss", order=(index, choice, "keeper" if index % 2 else "second_address"))
+    assert OUTCOMES[("LiquidationEngine.realise_loss", "ok")], outcome_table()
     step("crash", sym="WETH", rounds=3, up=False)  # the 9x WETH-backed long goes underwater
     step("keeper_sweep")  # liquidations, collateral sales, bad debt
     step("heartbeat", which="all")

@@ -399,12 +399,12 @@ def stale(x: Ctx):
     x.chain.mine()
 
 
-def usdt_stale(x: Ctx):
-    """Every feed stale, then the markets' (WETH, WBTC) publish again: only USDT, a collateral
-    and no market's asset, has no price."""
+def wbtc_stale(x: Ctx):
+    """Every feed stale, then WETH's publishes again: WBTC, which the victim holds, has no price,
+    and BTC-PERP is idle, so only the LP's collateral check reads it (tokens nobody holds are
+    not read)."""
     stale(x)
     publish("WETH", 2_000)(x)
-    publish("WBTC", 30_000)(x)
 
 
 eth_breaker = publish("WETH", 2_600)  # +30%, beyond the 20% breaker, synced: the asset halts
@@ -2240,6 +2240,15 @@ def engine_rows() -> list[Row]:
         ),
         R(
             "realise_loss",
+            "a loss that would put the debt over the loan limit (ETH -15%, 0.1 WBTC behind it)",
+            "attacker",
+            lambda x, who: x.engine.realise_loss(x.account("victim"), ETH, sender=who),
+            "liquidation: realisation over the loan limit",
+            setup=publish("WETH", 1_700),
+            views=victim,
+        ),
+        R(
+            "realise_loss",
             "position at a loss, oracle stale",
             "attacker",
             lambda x, who: x.engine.realise_loss(x.account("victim"), ETH, sender=who),
@@ -3290,19 +3299,35 @@ def pool_rows() -> list[Row]:
         ),
         R(
             "withdraw",
-            "a collateral's feed (USDT) stale, the markets' fresh",
+            "a held collateral's feed (WBTC) stale, the markets' in use fresh",
             "lp",
             lambda x, who: x.pool.withdraw(100 * USDC, who, who, sender=who),
             "pool: collateral feed down",
-            setup=usdt_stale,
+            setup=wbtc_stale,
         ),
         R(
             "redeem",
-            "a collateral's feed (USDT) stale, the markets' fresh",
+            "a held collateral's feed (WBTC) stale, the markets' in use fresh",
             "lp",
             lambda x, who: x.pool.redeem(10**9, who, who, sender=who),
             "pool: collateral feed down",
-            setup=usdt_stale,
+            setup=wbtc_stale,
+        ),
+        R(
+            "deposit",
+            "a held collateral's feed (WBTC) stale, the markets' in use fresh",
+            "attacker",
+            lambda x, who: x.pool.deposit(100 * USDC, who, sender=who),
+            "pool: collateral feed down",
+            setup=wbtc_stale,
+        ),
+        R(
+            "mint",
+            "a held collateral's feed (WBTC) stale, the markets' in use fresh",
+            "attacker",
+            lambda x, who: x.pool.mint(10**12, who, sender=who),
+            "pool: collateral feed down",
+            setup=wbtc_stale,
         ),
         R(
             "deposit",
