@@ -86,13 +86,12 @@ REFUSED (tried, failed)
 
 from __future__ import annotations
 
-from typing import Any
-
 import ape
 import pytest
 
 from marginsim.orders import fill_now, place, trade_now
 from tests.e2e.incidents import USDC, WAD, deposit, fund_liquidity, publish_usd, refresh_feeds
+from tests.e2e.test_review_v2_solvency import advance, near, usd, wusd
 
 MAX_UINT = 2**256 - 1
 S2W = 10**12
@@ -107,23 +106,6 @@ def lp2(accounts):
 @pytest.fixture(scope="module", autouse=True)
 def _module_fixtures_first(protocol, deployer, lp, lp2, trader, other_trader, attacker, keeper):
     """Module fixtures first, so ape's isolation snapshots them once."""
-
-
-def usd(x: int) -> str:
-    return f"${x / USDC:,.2f}"
-
-
-def wusd(x: int) -> str:
-    return f"${x / WAD:,.2f}"
-
-
-def near(x: int, dollars: float, tolerance: float = 1.0) -> bool:
-    """`x` token units within `tolerance` dollars of `dollars`."""
-    return abs(x - round(dollars * USDC)) <= tolerance * USDC
-
-
-def advance(chain: Any, seconds: int) -> None:
-    chain.pending_timestamp = chain.pending_timestamp + seconds
 
 
 def net_worth(protocol, account: int) -> int:
@@ -291,6 +273,24 @@ def test_fixed__a_collateral_nobody_holds_does_not_hold_lp_exits(protocol, deplo
     assert int(pool.maxRedeem(lp)) == 0
     with ape.reverts("pool: collateral feed down"):
         pool.redeem(shares // 4, lp, lp, sender=lp)
+
+
+def test_fixed__a_written_off_token_still_held_does_not_hold_lp_exits(protocol, deployer, lp, attacker, chain):
+    """The other way out of L1: governance writes the token off (weight 0, valued at nothing
+    without its feed) while accounts still hold it; its dead feed no longer holds the exits."""
+    ch, pool, cfg = protocol.clearinghouse, protocol.pool, protocol.configurator
+    usdt = protocol.tokens["USDT"]
+    fund_liquidity(protocol, lp, deployer, 1_000_000, 0)
+    advance(chain, COOLDOWN + 1)
+    shares = int(pool.balanceOf(lp))
+    deposit(protocol, attacker, "USDT", 100 * 10**6)
+    publish_usd(protocol, "USDT", "0.45", deployer)  # below its bound: no price
+    assert int(pool.maxRedeem(lp)) == 0
+    cfg.write_off_collateral(usdt, sender=deployer)
+    assert int(ch.collaterals(int(ch.collateral_slot(usdt))).total) == 100 * 10**6  # still held
+    assert int(pool.maxRedeem(lp)) == shares
+    pool.redeem(shares, lp, lp, sender=lp)
+    assert int(pool.balanceOf(lp)) == 0
 
 
 # ---------------------------------------------------------------- L2: deposits stay open while exits are closed
