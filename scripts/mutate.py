@@ -268,7 +268,8 @@ MUTANTS = (
     Mutant(
         "pool-deposit-ignores-feeds",
         "contracts/LiquidityPool.vy",
-        '    assert self._collateral_priced(), "pool: collateral feed down"\n    assert assets > 0 and shares > 0, "pool: zero amount"\n    # an insolvent',
+        '    assert self._collateral_priced(), "pool: collateral feed down"\n'
+        '    assert assets > 0 and shares > 0, "pool: zero amount"\n    # an insolvent',
         '    assert assets > 0 and shares > 0, "pool: zero amount"\n    # an insolvent',
         "LiquidityPool._deposit: LP deposits go on while a held collateral has no price",
         ("tests/e2e/test_review_v3_realise.py",),
