@@ -90,7 +90,7 @@ import pytest
 from marginsim import risk
 from marginsim.orders import fill_now, place, trade_now
 from tests.e2e.attacks import reserve_out_of_the_way
-from tests.e2e.incidents import USDC, WAD, deposit, fund_liquidity, move_clock_to, publish_usd
+from tests.e2e.incidents import USDC, WAD, deposit, fund_liquidity, move_clock_to, publish_usd, refresh_feeds
 
 MAX_UINT = 2**256 - 1
 S2W = 10**12
@@ -209,6 +209,7 @@ def test_fixed__jit_lp_deposit_takes_no_interest_accrued_before_it(protocol, dep
     written = -int(ch.settlement(debtor))
     value_start, lp_start = int(pool.totalAssets()), int(pool.convertToAssets(pool.balanceOf(lp)))
     chain.mine(timestamp=chain.pending_timestamp + 180 * DAY)
+    refresh_feeds(protocol, deployer)  # the oracle bot's heartbeat: LP flows wait on a stale collateral feed
     accrued = -int(ch.settlement(debtor)) - written
     grown = int(pool.totalAssets()) - value_start
     print(f"\n#2 debt {usd(written)}; 180 days accrue {usd(accrued)}; the LP value grew {usd(grown)}")
@@ -252,6 +253,7 @@ def test_fixed__debtor_lp_round_trip_pays_its_interest(protocol, deployer, lp, t
     debtor = _debtor_1m(protocol, deployer, lp, trader)
     lp_start = int(pool.convertToAssets(pool.balanceOf(lp)))
     chain.mine(timestamp=chain.pending_timestamp + 180 * DAY)
+    refresh_feeds(protocol, deployer)  # the oracle bot's heartbeat: LP flows wait on a stale collateral feed
 
     jit = 30_000_000 * USDC
     usdc.mint(trader, jit + 2_000_000 * USDC, sender=trader)

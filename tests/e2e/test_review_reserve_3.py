@@ -58,7 +58,7 @@ import pytest
 from marginsim import risk
 from marginsim.orders import fill_now, market_feed, place, redate, trade_now
 from marginsim.protocol import account_id
-from tests.e2e.incidents import USDC, WAD, deposit, fund_liquidity, publish_usd
+from tests.e2e.incidents import USDC, WAD, deposit, fund_liquidity, publish_usd, refresh_feeds
 from tests.e2e.test_review_reserve import COOLDOWN, POOL_USD, S2W, price_of, reserve, usd
 
 MAX_OI = 2**96 - 1  # Orders.MAX_OPEN_INTEREST
@@ -189,6 +189,7 @@ def test_fixed__an_lp_withdrawal_after_the_round_no_longer_cancels_a_debtor_orde
     trade_now(ch, eth, 900 * WAD, 0, 0, sender=other_trader)
     ape.chain.pending_timestamp += 86_400
     publish_usd(protocol, "WETH", 1_800, deployer)
+    refresh_feeds(protocol, deployer)  # the oracle bot's heartbeat: LP flows wait on a stale collateral feed
     trade_now(ch, eth, -900 * WAD, 0, 0, sender=other_trader)
     # the attacker's trading account: WETH only; its first fill's fee makes it a debtor
     acct = deposit(protocol, attacker, "WETH", 300 * WAD, subaccount=1)

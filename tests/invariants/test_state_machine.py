@@ -2495,6 +2495,9 @@ class ProtocolMachine(RuleBasedStateMachine):
         for choice in range(len(self.ledger.markets)):
             self.set_reserve_factor(choice, 0, "owner")
             self.settle_step()
+        # the oracle bot's heartbeat first: LP flows wait while a held collateral has no price
+        self.heartbeat("all")
+        self.settle_step()
         for lp in sorted(self.roles.lps, key=lambda h: -self.model.free_shares(self.pool_ledger, str(h))):
             liquidity = max(self.ledger.pool_balance - self.ledger.total_debt - self.ledger.total_pending, 0)
             try:

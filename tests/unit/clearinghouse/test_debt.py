@@ -217,6 +217,14 @@ def make_debtor(ch, protocol, fund, usdt, set_price, btc_market):
     return make_debtor
 
 
+def usdt_round_dated(protocol, deployer, t):
+    """A USDT round (same answer) dated `t`, sent before the clock reaches it: the LP flow at `t`
+    finds the collateral the debtor holds priced (LP flows wait on a held collateral without a
+    price) without a transaction at `t` that would move the index's arithmetic."""
+    feed = protocol.feeds["USDT"]
+    feed.updateRoundData(int(feed.latest_round()) + 1, int(feed.latestRoundData()[1]), t, t, sender=deployer)
+
+
 def drain_pool(ch, pool, lp, chain, leave):
     """Past the LP's cooldown, the LP takes out all of the pool's free liquidity but `leave`."""
     chain.pending_timestamp += COOLDOWN + 1
@@ -339,7 +347,9 @@ def test_debt_index__no_debt_ever__stays_at_one(ch, chain, make_account, trader,
     assert ch.total_debt() == 0
 
 
-def test_debt_index__accrues_at_pool_withdraw_and_pool_deposit(ch, chain, usdc, fund, make_debtor, trader, seeded_pool, lp):
+def test_debt_index__accrues_at_pool_withdraw_and_pool_deposit(
+    ch, chain, usdc, fund, make_debtor, trader, seeded_pool, lp, protocol, deployer
+):
     account, tx = make_debtor(trader)
     written, written_at = debt_of(ch, account)
     i0, t0 = anchor(ch, chain, tx)
@@ -347,6 +357,7 @@ def test_debt_index__accrues_at_pool_withdraw_and_pool_deposit(ch, chain, usdc, 
     pool0 = int(ch.pool_balance())
 
     # day 1: the LP leaves twice the debt (utilisation 1/2); the first day accrues at the old pool
+    usdt_round_dated(protocol, deployer, t0 + DAY)
     at(chain, t0 + DAY)
     seeded_pool.withdraw(pool0 - 2 * written, lp, lp, sender=lp)
     i1 = risk.debt_index_now(i0, DAY, written, pool0, base, slope)
@@ -362,6 +373,7 @@ def test_debt_index__accrues_at_pool_withdraw_and_pool_deposit(ch, chain, usdc, 
 
     # day 3: the LP deposits 1M back; days 2 and 3 accrue at utilisation 1/2 first
     fund(lp, usdc, 1_000_000 * USDC, spender=seeded_pool)
+    usdt_round_dated(protocol, deployer, t0 + 3 * DAY)
     at(chain, t0 + 3 * DAY)
     seeded_pool.deposit(1_000_000 * USDC, lp, sender=lp)
     i3 = risk.debt_index_now(i1, 2 * DAY, written, 2 * written, base, slope)
@@ -779,7 +791,7 @@ def test_lp_value__total_assets_counts_the_interest_accrued_but_not_charged__exa
 
 
 def test_lp_value__deposit_just_before_a_debtors_write__gains_nothing_of_the_interest_before_it(
-    ch, chain, usdc, fund, make_debtor, trader, attacker, seeded_pool
+    ch, chain, usdc, fund, make_debtor, trader, attacker, seeded_pool, protocol, deployer
 ):
     """The interest a debt accrued was counted in the LPs' value only when charged (at the
     debtor's next write), so a large deposit just before that write took a share of interest
@@ -806,6 +818,7 @@ def test_lp_value__deposit_just_before_a_debtors_write__gains_nothing_of_the_int
     assert 60 * USDC < interest < 62 * USDC
     value = lp_value(pool, pending, debt, scaled, i1)
     shares = deposit * (supply + 10**6) // (value + 1)
+    usdt_round_dated(protocol, deployer, t1)
     at(chain, t1)
     seeded_pool.deposit(deposit, attacker, sender=attacker)
     assert seeded_pool.balanceOf(attacker) == shares
