@@ -177,8 +177,8 @@ def realise_loss(account: uint256, market: uint256) -> uint256:
             the oracle price. The loss leaves the position (its cost basis is reset to the
             price; size and open interest stay) for the account's settlement balance: where
             the balance goes negative it is a debt to the pool, which bears the utilisation
-            rate's interest, counts against the debt ceiling and `debt_imr`, and puts the
-            collateral up for sale above `debt_liquidation_ltv`.
+            rate's interest and counts against the debt ceiling and `debt_imr`; a realisation
+            never puts the collateral up for sale (see below).
     @dev Without it a loss kept open is an interest-free loan while the pool has already paid
          its counterpart's profit in tokens (review_v2_solvency F1). Equity does not change
          (the credit rounds down by less than one token unit, toward the pool), no penalty is

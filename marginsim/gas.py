@@ -103,7 +103,7 @@ def run(project: Any, chain: Any, signers: list[Any], config: ProtocolConfig = G
         chain.restore(snapshot)
 
     # a loss realised into the balance (anyone may call it: no penalty, nobody paid), and an LP's
-    # exit with open interest in four markets and five collateral prices to check
+    # exit with open interest in four markets and the prices of the collaterals accounts hold to check
     snapshot = chain.snapshot()
     chain.pending_timestamp += 901  # the LP's shares out of their cooldown
     account = _leveraged_account(p, signers[4], names, unit)

@@ -235,6 +235,12 @@ def funding_index_now(view: MarketView, timestamp: int) -> int:
     return st.funding_index + funding_step(rate, view.price, elapsed)
 
 
+def position_pnl(size: int, cost: int, price: int, index: int) -> int:
+    """A position's unrealised PnL at `price` and funding index `index`, WAD, as the contracts
+    mark it: signed_mul_floor(size, price - index) - cost."""
+    return signed_mul_floor(size, price - index) - cost
+
+
 def margin(snapshot: AccountSnapshot) -> tuple[int, int, int]:
     """(equity, maintenance, initial) in WAD USD, exactly as Clearinghouse.margin."""
     pnl = maintenance = initial = 0
@@ -242,7 +248,7 @@ def margin(snapshot: AccountSnapshot) -> tuple[int, int, int]:
         size, cost = snapshot.positions[market]
         view = snapshot.markets[market]
         index = funding_index_now(view, snapshot.timestamp)
-        pnl += signed_mul_floor(size, view.price - index) - cost
+        pnl += position_pnl(size, cost, view.price, index)
         m, i = requirements(view, abs(size))
         maintenance += m
         initial += i
@@ -280,10 +286,10 @@ def after_trade(
     size, cost = position
     fill = fill_price(price, st.long_oi - st.short_oi, size_delta, params.skew_scale)
     fee = ceil_div(mul_up(mul_up(abs(size_delta), fill), params.fee), settlement_to_wad)
-    pnl_before = signed_mul_floor(size, price - index) - cost
+    pnl_before = position_pnl(size, cost, price, index)
     new_size = size + size_delta
     new_cost = cost + signed_mul_ceil(size_delta, fill - index)
-    pnl_after = signed_mul_floor(new_size, price - index) - new_cost
+    pnl_after = position_pnl(new_size, new_cost, price, index)
     equity = equity - pnl_before + pnl_after - fee * settlement_to_wad
     m_before, i_before = requirements(view, abs(size))
     m_after, i_after = requirements(view, abs(new_size))
@@ -301,7 +307,7 @@ def realisable_loss(snapshot: AccountSnapshot, market: int) -> int:
         return 0
     size, cost = snapshot.positions[market]
     view = snapshot.markets[market]
-    pnl = signed_mul_floor(size, view.price - funding_index_now(view, snapshot.timestamp)) - cost
+    pnl = position_pnl(size, cost, view.price, funding_index_now(view, snapshot.timestamp))
     loss = -(pnl // snapshot.settlement_to_wad)
     return loss if loss > 1 else 0
 

@@ -213,11 +213,12 @@ def run_simulation(
             on_step(step, steps)
 
     all_accounts = sorted(set(keepers[0].accounts) | {tr.account for tr in traders})
-    final = dict(zip(all_accounts, lens.healths(all_accounts), strict=False)) if all_accounts else {}
-    result.still_liquidatable_at_end = sum(1 for h in final.values() if h < WAD)
-    # negative equity the books have not yet called bad debt: every account's, positions or not
-    # (a debt behind collateral nobody bought has no health to show it)
-    short = [equity for equity in (int(ch.margin(account)[0]) for account in all_accounts) if equity < 0]
+    # one margin read per account gives both end figures: health (as MarginLens.healths computes
+    # it) and the negative equity the books have not yet called bad debt, positions or not (a
+    # debt behind collateral nobody bought has no health to show it)
+    final = [(int(equity), int(maintenance)) for equity, maintenance, _ in (ch.margin(a) for a in all_accounts)]
+    result.still_liquidatable_at_end = sum(1 for equity, maintenance in final if risk.health(equity, maintenance) < WAD)
+    short = [equity for equity, _ in final if equity < 0]
     result.underwater_at_end = len(short)
     result.underwater_at_end_usd = -sum(short) / WAD
     result.steps = steps + 1
