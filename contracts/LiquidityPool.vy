@@ -220,7 +220,8 @@ def deposit(assets: uint256, receiver: address) -> uint256:
     value: int256 = 0
     total: uint256 = 0
     headroom: uint256 = 0
-    value, total, headroom = self._valuation()
+    priced: bool = False
+    value, total, headroom, priced = self._valuation(False)
     shares: uint256 = self._shares_for(assets, total, False)
     self._deposit(receiver, assets, shares, value)
     return shares
@@ -261,7 +262,8 @@ def mint(shares: uint256, receiver: address) -> uint256:
     value: int256 = 0
     total: uint256 = 0
     headroom: uint256 = 0
-    value, total, headroom = self._valuation()
+    priced: bool = False
+    value, total, headroom, priced = self._valuation(False)
     assets: uint256 = self._assets_for(shares, total, True)
     self._deposit(receiver, assets, shares, value)
     return assets
@@ -275,14 +277,17 @@ def maxWithdraw(owner: address) -> uint256:
     @param owner The share holder.
     @return Settlement token units, rounded down; capped at the pool's realised balance less
             every account's debt (what the Clearinghouse will pay out) and at what keeps every
-            market within its open-interest reserve; 0 while a listed collateral has no valid
-            price (exits fail closed, see `withdraw`).
+            market within its open-interest reserve; 0 while a listed collateral or a
+            market the valuation reads has no valid price (exits fail closed, see `withdraw`).
     """
     value: int256 = 0
     total: uint256 = 0
     headroom: uint256 = 0
-    value, total, headroom = self._valuation()
+    priced: bool = False
     if not self._collateral_priced():
+        return 0
+    value, total, headroom, priced = self._valuation(True)
+    if not priced:
         return 0
     return min(self._assets_for(self._free_shares(owner), total, False), min(self._liquidity(), headroom))
 
@@ -316,7 +321,8 @@ def withdraw(assets: uint256, receiver: address, owner: address) -> uint256:
     value: int256 = 0
     total: uint256 = 0
     headroom: uint256 = 0
-    value, total, headroom = self._valuation()
+    priced: bool = False
+    value, total, headroom, priced = self._valuation(False)
     shares: uint256 = self._shares_for(assets, total, True)
     self._withdraw(receiver, owner, assets, shares, headroom)
     return shares
@@ -328,13 +334,17 @@ def maxRedeem(owner: address) -> uint256:
     """
     @notice The owner's shares out of cooldown; never more than the pool can pay out now.
     @param owner The share holder.
-    @return Shares, rounded down; 0 while a listed collateral has no valid price.
+    @return Shares, rounded down; 0 while a listed collateral or a market the valuation reads
+            has no valid price.
     """
     value: int256 = 0
     total: uint256 = 0
     headroom: uint256 = 0
-    value, total, headroom = self._valuation()
+    priced: bool = False
     if not self._collateral_priced():
+        return 0
+    value, total, headroom, priced = self._valuation(True)
+    if not priced:
         return 0
     return min(self._free_shares(owner), self._shares_for(min(self._liquidity(), headroom), total, False))
 
@@ -367,7 +377,8 @@ def redeem(shares: uint256, receiver: address, owner: address) -> uint256:
     value: int256 = 0
     total: uint256 = 0
     headroom: uint256 = 0
-    value, total, headroom = self._valuation()
+    priced: bool = False
+    value, total, headroom, priced = self._valuation(False)
     assets: uint256 = self._assets_for(shares, total, False)
     self._withdraw(receiver, owner, assets, shares, headroom)
     return assets
@@ -446,7 +457,11 @@ def reserve(market: uint256, larger_side: uint256) -> (int256, uint256):
     @return (value, need): value as `totalAssets` counts it before flooring (signed: it may be
             below zero); need = sum over markets of ceil(ceil(side * price / WAD) * WAD / factor).
     """
-    return self._book(market, larger_side)
+    value: int256 = 0
+    need: uint256 = 0
+    priced: bool = False
+    value, need, priced = self._book(market, larger_side, False)
+    return value, need
 
 
 @view
@@ -574,18 +589,28 @@ def _collateral_priced() -> bool:
         col: IClearinghouse.Collateral = staticcall CLEARINGHOUSE.collaterals(slot)
         if col.weight == 0 or col.total == 0:
             continue  # written off, or held by nobody: no account hides anything behind it
-        ok: bool = False
-        response: Bytes[32] = b""
-        ok, response = raw_call(
-            ORACLE.address,
-            abi_encode(col.token, method_id=method_id("price(address)")),
-            max_outsize=32,
-            is_static_call=True,
-            revert_on_failure=False,
-        )
-        if not ok:
+        if not self._try_price(col.token)[0]:
             return False
     return True
+
+
+@view
+def _try_price(token: address) -> (bool, uint256):
+    """
+    @dev The router's `price(token)` without reverting: (False, 0) when it reverts.
+    """
+    ok: bool = False
+    response: Bytes[32] = b""
+    ok, response = raw_call(
+        ORACLE.address,
+        abi_encode(token, method_id=method_id("price(address)")),
+        max_outsize=32,
+        is_static_call=True,
+        revert_on_failure=False,
+    )
+    if not ok:
+        return False, 0
+    return True, convert(response, uint256)
 
 
 @view
@@ -599,17 +624,19 @@ def _reserve_factor(market: uint256) -> uint256:
 
 
 @view
-def _valuation() -> (int256, uint256, uint256):
+def _valuation(soft: bool) -> (int256, uint256, uint256, bool):
     """
     @dev One pass over the markets (`_book`) for a deposit, a withdrawal or their limits: the
          signed value, WAD; total assets, floor(value / SETTLEMENT_TO_WAD) and 0 when the value
          is not above zero; and the reserve's headroom, the settlement token units the value
          can fall by with the need still covered: floor((value - need) / SETTLEMENT_TO_WAD), 0
-         when the need is not below the value.
+         when the need is not below the value. `soft` (the max* views): a market without a
+         price stops the pass and returns priced = False instead of reverting.
     """
     value: int256 = 0
     need: uint256 = 0
-    value, need = self._book(0, 0)
+    priced: bool = False
+    value, need, priced = self._book(0, 0, soft)
     total: uint256 = 0
     if value > 0:
         total = convert(value, uint256) // SETTLEMENT_TO_WAD
@@ -617,7 +644,7 @@ def _valuation() -> (int256, uint256, uint256):
     headroom: uint256 = 0
     if room > 0:
         headroom = convert(room, uint256) // SETTLEMENT_TO_WAD
-    return value, total, headroom
+    return value, total, headroom, priced
 
 
 @view
@@ -630,11 +657,11 @@ def _total_assets() -> uint256:
 
 @view
 def _signed_value() -> int256:
-    return self._book(0, 0)[0]
+    return self._book(0, 0, False)[0]
 
 
 @view
-def _book(market: uint256, larger_side: uint256) -> (int256, uint256):
+def _book(market: uint256, larger_side: uint256, soft: bool) -> (int256, uint256, bool):
     """
     @dev The pool's value and the open-interest reserve's need, WAD USD, in one pass over the
          markets (each one's state, parameters and price read once).
@@ -644,7 +671,8 @@ def _book(market: uint256, larger_side: uint256) -> (int256, uint256):
          Need: for each market with open interest, its larger side's value ceil(side * P / WAD)
          over its reserve factor, rounded up; summed. A side counts the open interest placed
          orders hold on it (`held`). `market`'s larger side reads as `larger_side` (0: none
-         replaced).
+         replaced). A price that reverts reverts the pass, or with `soft` ends it with
+         priced = False.
     """
     # pending claims are realised profit the pool owes: a liability ahead of the LPs. Interest
     # the debts owe counts as it accrues, before it is charged (at a debtor's next write):
@@ -669,7 +697,14 @@ def _book(market: uint256, larger_side: uint256) -> (int256, uint256):
         if idle and (side == 0 or factor == 0):
             continue  # nothing to value and nothing needed: its price is not read
         params: IClearinghouse.MarketParams = staticcall CLEARINGHOUSE.markets(m)
-        price: uint256 = staticcall ORACLE.price(params.asset)
+        price: uint256 = 0
+        if soft:
+            ok: bool = False
+            ok, price = self._try_price(params.asset)
+            if not ok:
+                return value, need, False
+        else:
+            price = staticcall ORACLE.price(params.asset)
         if side != 0 and factor != 0:
             need += risk._ceil_div(risk._mul_up(side, price) * c.WAD, factor)
         if idle:
@@ -680,7 +715,7 @@ def _book(market: uint256, larger_side: uint256) -> (int256, uint256):
         exit_premium: uint256 = risk._ceil_div(risk._mul_up(abs_net, price) * abs_net, 2 * params.skew_scale)
         traders: int256 = risk._signed_mul_ceil(net, convert(price, int256) - index) - st.total_cost
         value -= traders + convert(exit_premium, int256)
-    return value, need
+    return value, need, True
 
 
 @view

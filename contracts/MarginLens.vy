@@ -99,7 +99,14 @@ def health_after_trade(account: uint256, market: uint256, size_delta: int256) ->
            up to 1 token unit below this one: a trade quoted at exactly initial margin may still
            revert "clearinghouse: insufficient margin".
     """
-    return self._after_trades(account, [market], [size_delta])
+    health: uint256 = 0
+    equity: int256 = 0
+    initial: uint256 = 0
+    owed: uint256 = 0
+    losing: uint256 = 0
+    seen: uint256 = 0
+    health, equity, initial, owed, losing, seen = self._after_trades(account, [market], [size_delta])
+    return health, equity, initial
 
 
 @view
@@ -109,25 +116,91 @@ def health_after_trades(
 ) -> (uint256, int256, uint256):
     """
     @notice What several trades would leave together, each as `health_after_trade` computes it
-            (at the current price and premium, its fee paid): Orders checks a risk-adding order
-            at its commit with every other risk-adding order the account has open.
+            (at the current price and premium, its fee paid). Orders checks a risk-adding order
+            at its commit with every other risk-adding order the account has open, through
+            `commit_margin`, which adds the margin of open losses taken as realised.
     @param account The account id (owner << 96 | subaccount).
     @param markets Listed market ids, each at most once.
     @param size_deltas Base units to buy (> 0) or sell (< 0), one per market.
     @return (health in WAD, equity in WAD USD, initial requirement in WAD USD), all afterwards.
     """
-    return self._after_trades(account, markets, size_deltas)
+    health: uint256 = 0
+    equity: int256 = 0
+    initial: uint256 = 0
+    owed: uint256 = 0
+    losing: uint256 = 0
+    seen: uint256 = 0
+    health, equity, initial, owed, losing, seen = self._after_trades(account, markets, size_deltas)
+    return health, equity, initial
+
+
+@view
+@external
+def commit_margin(
+    account: uint256, markets: DynArray[uint256, c.MAX_MARKETS], size_deltas: DynArray[int256, c.MAX_MARKETS]
+) -> (int256, uint256):
+    """
+    @notice Equity and initial requirement as Orders checks a risk-adding order at its commit:
+            `health_after_trades`' equity, and its initial requirement with every open loss
+            after the trades taken as realised. Anyone may realise a loss between the commit and
+            the fill (`LiquidationEngine.realise_loss`), which moves it into the settlement
+            balance as a debt that needs `debt_imr`; an order accepted here does not fail the
+            fill's margin check for that at the same prices.
+    @dev owed = the trades' fees + ceil(-pnl / SETTLEMENT_TO_WAD) for each market whose PnL
+         after the trades is negative, in settlement units; with b the settlement balance,
+         initial += mul_up(max(owed - b, 0) * S2W, debt_imr) - mul_up(max(-b, 0) * S2W, debt_imr)
+                    + S2W per losing market (a realisation's rounding takes less than one unit).
+    @param account The account id (owner << 96 | subaccount).
+    @param markets Listed market ids, each at most once.
+    @param size_deltas Base units to buy (> 0) or sell (< 0), one per market.
+    @return (equity in WAD USD, initial requirement in WAD USD), both afterwards.
+    """
+    health: uint256 = 0
+    equity: int256 = 0
+    initial: uint256 = 0
+    owed: uint256 = 0
+    losing: uint256 = 0
+    seen: uint256 = 0
+    health, equity, initial, owed, losing, seen = self._after_trades(account, markets, size_deltas)
+    rest: uint256 = (staticcall CLEARINGHOUSE.market_mask(account)) & ~seen
+    for m: uint256 in range(1, c.MAX_MARKETS):
+        if rest >> m == 0:
+            break
+        if rest & (1 << m) == 0:
+            continue
+        params: IClearinghouse.MarketParams = staticcall CLEARINGHOUSE.markets(m)
+        pos: IClearinghouse.Position = staticcall CLEARINGHOUSE.positions(account, m)
+        price: uint256 = staticcall ORACLE.price(params.asset)
+        st: IClearinghouse.MarketState = staticcall CLEARINGHOUSE.market_state(m)
+        index: int256 = risk._funding_index_now(st, params.max_funding_rate, params.skew_scale, price)
+        pnl: int256 = risk._signed_mul_floor(pos.size, convert(price, int256) - index) - pos.cost
+        if pnl < 0:
+            owed += risk._ceil_div(convert(-pnl, uint256), SETTLEMENT_TO_WAD)
+            losing += 1
+    balance: int256 = staticcall CLEARINGHOUSE.settlement(account)
+    debt_imr: uint256 = (staticcall CLEARINGHOUSE.debt_terms())[2]
+    debt_now: uint256 = convert(max(-balance, 0), uint256)
+    debt_after: uint256 = convert(max(convert(owed, int256) - balance, 0), uint256)
+    initial += risk._mul_up(debt_after * SETTLEMENT_TO_WAD, debt_imr) - risk._mul_up(debt_now * SETTLEMENT_TO_WAD, debt_imr)
+    return equity, initial + losing * SETTLEMENT_TO_WAD
 
 
 @view
 def _after_trades(
     account: uint256, markets: DynArray[uint256, c.MAX_MARKETS], size_deltas: DynArray[int256, c.MAX_MARKETS]
-) -> (uint256, int256, uint256):
+) -> (uint256, int256, uint256, uint256, uint256, uint256):
+    """
+    @dev (health, equity, initial) after the trades, and for `commit_margin`: the settlement
+         units the trades' fees and their markets' losses afterwards would take from the balance,
+         how many of those markets lose, and the traded markets' bitmask.
+    """
     assert len(markets) == len(size_deltas), "lens: length mismatch"
     equity: int256 = 0
     maintenance: uint256 = 0
     initial: uint256 = 0
     equity, maintenance, initial = staticcall CLEARINGHOUSE.margin(account)
+    owed: uint256 = 0
+    losing: uint256 = 0
     seen: uint256 = 0
     for i: uint256 in range(len(markets), bound=c.MAX_MARKETS):
         market: uint256 = markets[i]
@@ -151,6 +224,10 @@ def _after_trades(
         new_cost: int256 = pos.cost + risk._signed_mul_ceil(size_delta, convert(fill, int256) - index)
         pnl_after: int256 = risk._signed_mul_floor(new_size, p_minus_i) - new_cost
         equity = equity - pnl_before + pnl_after - convert(fee * SETTLEMENT_TO_WAD, int256)
+        owed += fee
+        if pnl_after < 0:
+            owed += risk._ceil_div(convert(-pnl_after, uint256), SETTLEMENT_TO_WAD)
+            losing += 1
         m_before: uint256 = 0
         i_before: uint256 = 0
         m_before, i_before = self._requirements(params, convert(abs(pos.size), uint256), price)
@@ -159,7 +236,7 @@ def _after_trades(
         m_after, i_after = self._requirements(params, convert(abs(new_size), uint256), price)
         maintenance = maintenance - m_before + m_after
         initial = initial - i_before + i_after
-    return risk._health(equity, maintenance), equity, initial
+    return risk._health(equity, maintenance), equity, initial, owed, losing, seen
 
 
 @view

@@ -64,9 +64,9 @@ import vault
 
 interface IMarginLens:
     def CLEARINGHOUSE() -> address: view
-    def health_after_trades(
+    def commit_margin(
         account: uint256, markets: DynArray[uint256, c.MAX_MARKETS], size_deltas: DynArray[int256, c.MAX_MARKETS]
-    ) -> (uint256, int256, uint256): view
+    ) -> (int256, uint256): view
 
 
 interface IEmergencyFlags:
@@ -497,7 +497,8 @@ def _margin_for_orders(account: uint256, market: uint256, position: int256, size
     @dev For an order that adds risk: the account meets initial margin with every order it has
          open that makes a position larger (this one included) filled at the current prices and
          premiums, their fees paid, and every order that makes one smaller left unfilled
-         (`MarginLens.health_after_trades`). A hold is backed by the margin its fill would need,
+         (`MarginLens.commit_margin`: `health_after_trades`, with the debt margin of every open
+         loss as if realised, since anyone may realise one before the fill). A hold is backed by the margin its fill would need,
          so capacity in the pool is not held for free, nor twice with one margin; a close or a
          flip that may never fill is not credited. A flip to a size no larger than its position's
          is in no list of its own, so it needs the account to meet initial margin as it stands
@@ -522,8 +523,7 @@ def _margin_for_orders(account: uint256, market: uint256, position: int256, size
                 deltas.append(other.size_delta)
     equity: int256 = 0
     initial: uint256 = 0
-    health: uint256 = 0
-    health, equity, initial = staticcall LENS.health_after_trades(account, markets, deltas)
+    equity, initial = staticcall LENS.commit_margin(account, markets, deltas)
     return equity >= convert(initial, int256)
 
 

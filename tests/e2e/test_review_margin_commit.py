@@ -72,14 +72,18 @@ def _module_fixtures_first(protocol, deployer, lp, trader, other_trader, attacke
 
 def after(protocol, account: int, orders: list[tuple[int, int]]) -> tuple[int, int]:
     """(equity, initial) after `orders`, WAD, as the commit's check computes them."""
-    _, equity, initial = protocol.lens.health_after_trades(account, [m for m, _ in orders], [d for _, d in orders])
+    equity, initial = protocol.lens.commit_margin(account, [m for m, _ in orders], [d for _, d in orders])
     return int(equity), int(initial)
 
 
-def shortfall(protocol, account: int, orders: list[tuple[int, int]]) -> int:
-    """Settlement token units the account must add for `orders` to pass the check (0 if none)."""
+def shortfall(protocol, account: int, orders: list[tuple[int, int]], surplus: bool = False) -> int:
+    """Settlement token units the account must add for `orders` to pass the check (0 if none;
+    with `surplus`, minus the whole units it could take out instead). Exact while the balance
+    covers the orders' fees and losses; short of that the debt margin (`debt_imr` on them) makes
+    it an upper bound."""
     equity, initial = after(protocol, account, orders)
-    return max(-(-(initial - equity) // S2W), 0)
+    need = -(-(initial - equity) // S2W)
+    return need if surplus else max(need, 0)
 
 
 def largest(protocol, account: int, market: int, others: list[tuple[int, int]] = ()) -> int:
@@ -112,8 +116,11 @@ def test_fixed_in_part__a_never_filling_order_forfeits_its_bond_each_round_its_m
     free_before = fresh_pool(protocol, deployer, lp)
     account = account_id(attacker)
     size = largest_side(protocol, eth, price_of(protocol, "ETH-PERP"))  # the whole pool
-    margin = shortfall(protocol, account, [(eth, size)])
+    margin = shortfall(protocol, account, [(eth, size)])  # with no balance the fee would be a debt ...
     deposit(protocol, attacker, "USDC", margin)
+    surplus = -shortfall(protocol, account, [(eth, size)], surplus=True)  # ... needing debt_imr: give it back
+    ch.withdraw(protocol.settlement, surplus, 0, sender=attacker)
+    margin -= surplus
     with ape.reverts("orders: insufficient margin"):
         place(ch, eth, size + WAD // 100, NEVER_BUY, sender=attacker)  # the check binds ...
     place(ch, eth, size, NEVER_BUY, sender=attacker)  # ... and a hold it can back commits

@@ -22,7 +22,7 @@ by a third party's call. Fix: a sale only of an account below its initial requir
 included) or a grace period after a realisation before a sale (or `realise_loss` refusing when
 the result is over the limit), and at most the least that brings the debt under the limit.
 
-R2 (low-medium) Realising between an order's commit and its fill cancels it and forfeits its fee
+R2 (low-medium, fixed) Realising between an order's commit and its fill cancels it and forfeits its fee
 and bond. The commit checks initial margin with the loss unrealised (no debt_imr); the fill
 checks it again, now with 25% of the realised loss added. Two identical 10-WBTC accounts long
 400 ETH, ETH -10% a day later; each commits the same +739.65 ETH (margin gaps $8,000.58 and
@@ -56,7 +56,7 @@ When the feed returns the liquidation and the sale book $31,043.28 of bad debt; 
 $2,000,000 is then worth $1,985,614.94 (-$14,385.06), its share of a bad debt already there.
 Fix: apply the same check to `deposit` and `mint` (fail closed both ways).
 
-L3 (low, ERC-4626) maxWithdraw/maxRedeem still revert, not return 0, when the dead collateral
+L3 (low, ERC-4626, fixed) maxWithdraw/maxRedeem still revert, not return 0, when the dead collateral
 feed is also a market's asset with open interest (WBTC with a BTC-PERP position): `_valuation`
 runs first and reverts "oracle: stale answer". Only a collateral without a market (USDT) gives 0.
 Fix: check `_collateral_priced` first, and value the markets without reverting in max*.
@@ -64,7 +64,10 @@ Fix: check `_collateral_priced` first, and value the markets without reverting i
 FIXED: R1, `realise_loss` reverts "liquidation: realisation over the loan limit" when the debt
 would be over `debt_liquidation_ltv` afterwards; R3, a realisation must move more than one token
 unit; L1, a collateral no account holds (total 0) is not read; L2, LP deposits and mints fail
-closed too. OPEN: R2 (documented in the README), L3 (as for a market's feed since v2).
+closed too; R2, the commit's margin check takes every open loss as realised
+(`MarginLens.commit_margin`), so a fill's check is no stricter than its commit's at the same
+prices; L3, max* check the collaterals first and read the markets' prices without reverting:
+0, not a revert, while any price the valuation needs is missing.
 
 REFUSED (tried, failed)
 
@@ -164,12 +167,13 @@ def test_fixed__a_third_party_cannot_realise_a_loss_into_a_sale_of_a_healthy_acc
 # ---------------------------------------------------------------- R2: realise between commit and fill
 
 
-def _largest_gap_below(lens, account: int, market: int, gap_wad: int) -> int:
-    """The base units of a buy that leave equity - initial closest above `gap_wad` (lens view)."""
+def _largest_gap_below(view, account: int, market: int, gap_wad: int) -> int:
+    """The base units of a buy, in 0.01 ETH, that leave equity - initial closest above `gap_wad`,
+    as `view(account, market, size) -> (equity, initial)` computes them."""
     lo, hi = 0, 5_000 * WAD
     while hi - lo > WAD // 100:
         mid = (lo + hi) // 2
-        _, equity, initial = lens.health_after_trades(account, [market], [mid])
+        equity, initial = view(account, market, mid)
         if int(equity) - int(initial) > gap_wad:
             lo = mid
         else:
@@ -177,11 +181,14 @@ def _largest_gap_below(lens, account: int, market: int, gap_wad: int) -> int:
     return lo // (WAD // 100) * (WAD // 100)
 
 
-def test_finding__a_realisation_between_commit_and_fill_cancels_the_order_and_forfeits_fee_and_bond(
+def test_fixed__a_realisation_between_commit_and_fill_no_longer_cancels_the_order(
     protocol, deployer, lp, attacker, other_trader, keeper, chain
 ):
-    """R2 (low-medium). The commit counted the loss without debt_imr; the realisation adds 25% of
-    it to the fill's initial requirement. The order is cancelled and its fee and bond forfeited."""
+    """R2 (low-medium), fixed. The commit counted the loss without debt_imr; a realisation before
+    the fill added 25% of it to the fill's initial requirement, and the order was cancelled with
+    its fee and bond forfeited. The commit now takes every open loss as realised
+    (`MarginLens.commit_margin`): the order that was cancelled is refused at its commit, and the
+    largest order the commit accepts fills after the griefer's realisation."""
     ch, eth, orders, lens = protocol.clearinghouse, protocol.markets["ETH-PERP"], protocol.orders, protocol.lens
     engine = protocol.liquidation_engine
     fund_liquidity(protocol, lp, deployer, 4_000_000, 0)
@@ -192,28 +199,32 @@ def test_finding__a_realisation_between_commit_and_fill_cancels_the_order_and_fo
     advance(chain, 86_400)  # a day later, so the -10% round does not blow the volatility up
     refresh_feeds(protocol, deployer, skip=("WETH",))
     publish_usd(protocol, "WETH", 1_800, deployer)
-    size = _largest_gap_below(lens, a, eth, 8_000 * WAD)
-    for sub, acct in ((0, a), (1, b)):
-        _, equity, initial = lens.health_after_trades(acct, [eth], [size])
-        print(f"\nR2 account {sub}: +{size / WAD:.2f} ETH leaves equity - initial = {wusd(int(equity) - int(initial))}")
+
+    def unrealised(account, market, size):
+        return lens.health_after_trade(account, market, size)[1:]
+
+    def committed(account, market, size):
+        return lens.commit_margin(account, [market], [size])
+
+    before = _largest_gap_below(unrealised, a, eth, 8_000 * WAD)  # the order that was cancelled
+    with ape.reverts("orders: insufficient margin"):
+        place(ch, eth, before, 0, 0, sender=other_trader)
+    # the twin bought second, at a higher premium: the smaller of the two; $100 for a block's funding
+    size = min(_largest_gap_below(committed, acct, eth, 100 * WAD) for acct in (a, b))
+    equity, initial = (int(v) for v in committed(a, eth, size))
+    print(f"\nR2 the commit refuses +{before / WAD:.2f} ETH; it accepts +{size / WAD:.2f} ETH (gap {wusd(equity - initial)})")
+    assert size < before
+    for sub in (0, 1):
         place(ch, eth, size, 0, sub, sender=other_trader)
     insurance0 = int(ch.insurance_balance())
     tx = engine.realise_loss(a, eth, sender=attacker)
     loss = int(tx.events.filter(engine.LossRealised)[0].loss)
-    receipt = fill_now(ch, a, eth, keeper=keeper)
-    [cancel] = receipt.events.filter(orders.OrderCancelled)
-    receipt_b = orders.execute_order(b, eth, sender=keeper)
-    filled_b = receipt_b.events.filter(orders.OrderFilled)
-    forfeited = int(ch.insurance_balance()) - insurance0
-    print(
-        f"R2 the griefer realises {usd(loss)} (debt_imr adds {usd(loss // 4)}): A's order cancelled "
-        f"'{cancel.reason}', fee {usd(int(cancel.fee))} + bond {usd(int(cancel.bond))} to the fund; twin filled: {bool(filled_b)}"
-    )
-    assert cancel.reason == "clearinghouse: insufficient margin" and cancel.fee_to == ch.address
-    assert forfeited == int(cancel.fee) + int(cancel.bond) and int(cancel.fee) == 2 * USDC and int(cancel.bond) > 0
-    assert filled_b and int(ch.positions(b, eth).size) == 400 * WAD + size  # the same order, not realised, fills
-    assert int(ch.positions(a, eth).size) == 400 * WAD
-    assert near(loss, 80_165.76, 1) and near(int(cancel.bond), 665.68, 0.05)
+    filled_a = fill_now(ch, a, eth, keeper=keeper).events.filter(orders.OrderFilled)
+    filled_b = orders.execute_order(b, eth, sender=keeper).events.filter(orders.OrderFilled)
+    print(f"R2 the griefer realises {usd(loss)}: both orders fill")
+    assert filled_a and filled_b and int(ch.insurance_balance()) == insurance0  # nothing forfeited
+    assert int(ch.positions(a, eth).size) == int(ch.positions(b, eth).size) == 400 * WAD + size
+    assert near(loss, 80_165.76, 1)
 
 
 # ---------------------------------------------------------------- R3: the guard passes on rounding
@@ -333,11 +344,11 @@ def test_fixed__no_lp_deposit_while_exits_are_closed_so_none_buys_into_hidden_ba
 # ---------------------------------------------------------------- L3: max* revert instead of 0
 
 
-def test_finding__max_withdraw_reverts_rather_than_zero_when_the_dead_collateral_is_a_market_asset(
+def test_fixed__max_withdraw_is_zero_not_a_revert_when_the_dead_collateral_is_a_market_asset(
     protocol, deployer, lp, trader, chain
 ):
-    """L3 (low). WBTC is collateral and BTC-PERP's asset: with BTC-PERP open interest the valuation
-    reads it first and max* revert; with none they return 0 as documented."""
+    """L3 (low), fixed. WBTC is collateral and BTC-PERP's asset: with BTC-PERP open interest the
+    valuation reads it; max* now return 0 there too (ERC-4626), and the flows still revert."""
     ch, btc, pool = protocol.clearinghouse, protocol.markets["BTC-PERP"], protocol.pool
     fund_liquidity(protocol, lp, deployer, 2_000_000, 0)
     deposit(protocol, trader, "WBTC", 10**8, subaccount=1)  # WBTC is held: its feed counts
@@ -350,10 +361,30 @@ def test_finding__max_withdraw_reverts_rather_than_zero_when_the_dead_collateral
     trade_now(ch, btc, WAD, 0, 0, sender=trader)
     advance(chain, 2 * 3_600)
     refresh_feeds(protocol, deployer, skip=("WBTC",))
+    assert int(pool.maxRedeem(lp)) == 0 and int(pool.maxWithdraw(lp)) == 0  # BTC-PERP open: 0 as well
     with ape.reverts("oracle: stale answer"):
-        pool.maxRedeem(lp)
+        pool.redeem(1, lp, lp, sender=lp)  # the flow values first, and reverts with the router
     with ape.reverts("oracle: stale answer"):
-        pool.maxWithdraw(lp)
+        pool.totalAssets()
+    publish_usd(protocol, "WBTC", 30_000, deployer)
+    assert int(pool.maxRedeem(lp)) > 0 and int(pool.maxWithdraw(lp)) > 0
+
+
+def test_fixed__max_withdraw_is_zero_when_only_a_market_feed_is_down(protocol, deployer, lp, trader, chain):
+    """L3, the same without any collateral involved: the ETH feed stale with ETH-PERP open; max*
+    were "oracle: stale answer" since v2 and are 0 now, while the flows revert as before."""
+    ch, eth, pool = protocol.clearinghouse, protocol.markets["ETH-PERP"], protocol.pool
+    fund_liquidity(protocol, lp, deployer, 2_000_000, 0)
+    deposit(protocol, trader, "USDC", 10_000 * USDC)
+    trade_now(ch, eth, WAD, 0, 0, sender=trader)
+    advance(chain, COOLDOWN + 1)
+    advance(chain, 2 * 3_600)
+    refresh_feeds(protocol, deployer, skip=("WETH",))
+    assert int(pool.maxRedeem(lp)) == 0 and int(pool.maxWithdraw(lp)) == 0
+    with ape.reverts("oracle: stale answer"):
+        pool.redeem(1, lp, lp, sender=lp)
+    refresh_feeds(protocol, deployer)
+    assert int(pool.maxRedeem(lp)) > 0
 
 
 # ---------------------------------------------------------------- refused

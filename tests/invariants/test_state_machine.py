@@ -331,11 +331,14 @@ class Model:
         return risk.funding_index_now(view, self.now)
 
     def margin(self, ledger: Ledger, account: int, known_market: int = 0, known_price: int = 0) -> tuple[int, int, int]:
-        """margining._margin, as `risk.margin` of the account's snapshot: the positions, the
-        balance as it reads now (a debt with its interest, which needs debt_imr of initial
-        margin) and the pending claim (equity, as the balance), the haircut collateral; raises
-        PriceError in the contract's read order (markets ascending, then collateral slots
-        ascending)."""
+        """margining._margin, as `risk.margin` of the account's snapshot."""
+        return risk.margin(self.snapshot(ledger, account, known_market, known_price))
+
+    def snapshot(self, ledger: Ledger, account: int, known_market: int = 0, known_price: int = 0) -> risk.AccountSnapshot:
+        """What margining._margin reads: the positions, the balance as it reads now (a debt with
+        its interest, which needs debt_imr of initial margin) and the pending claim (equity, as
+        the balance), the haircut collateral; raises PriceError in the contract's read order
+        (markets ascending, then collateral slots ascending)."""
         positions, views = {}, {}
         mask = ledger.market_mask.get(account, 0)
         for m in range(1, 16):
@@ -356,7 +359,7 @@ class Model:
             pending=ledger.pending.get(account, 0),
             debt_imr=ledger.debt_terms[2],
         )
-        return risk.margin(snapshot)
+        return snapshot
 
     def collateral_views(self, ledger: Ledger, account: int) -> list[risk.CollateralView]:
         views = []
@@ -698,21 +701,20 @@ class Model:
         """Orders._margin_for_orders at a commit that adds risk: `orders` (market, size_delta),
         the account's open orders that make a position larger (the new one first if it does,
         then the others in market order; empty for a flip to a smaller size with no other), all
-        filled at the current prices (`risk.after_trade` one after another on the account's
-        margin, MarginLens.health_after_trades): "orders: insufficient margin" when equity is then below
-        the initial requirement; the price error of a read, in the lens's order (the margin's,
-        then each order's market)."""
+        filled at the current prices, every open loss afterwards taken as realised
+        (`risk.commit_margin`, MarginLens.commit_margin): "orders: insufficient margin" when
+        equity is then below the initial requirement; the price error of a read, in the lens's
+        order (the margin's, then each order's market)."""
         try:
-            after = self.margin(ledger, account)
-            for market, delta in orders:
+            snapshot = self.snapshot(ledger, account)
+            views = {}
+            for market, _ in orders:
                 params = ledger.markets[market]
                 sigma, sigma_mm = self.oracle.vols[params.asset]
-                view = risk.MarketView(params, ledger.states[market], self.price(params.asset), sigma, sigma_mm)
-                position = ledger.positions.get((account, market), (0, 0))
-                after = risk.after_trade(after, view, position, delta, SCALE, self.now)
+                views[market] = risk.MarketView(params, ledger.states[market], self.price(params.asset), sigma, sigma_mm)
         except PriceError as error:
             return error.message
-        equity, _, initial = after
+        equity, initial = risk.commit_margin(snapshot, orders, views)
         return "orders: insufficient margin" if equity < initial else None
 
     def commit_reserve(self, ledger: Ledger, account: int, market: int, delta: int) -> str | None:

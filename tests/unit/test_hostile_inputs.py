@@ -3183,6 +3183,31 @@ def lens_rows() -> list[Row]:
             setup=stale,
         ),
         R(
+            "commit_margin",
+            "two markets, one size",
+            lambda x, who: x.lens.commit_margin(trader(x), [ETH, BTC], [WAD]),
+            "lens: length mismatch",
+        ),
+        R(
+            "commit_margin",
+            "a market twice",
+            lambda x, who: x.lens.commit_margin(trader(x), [BTC, BTC], [WAD, -WAD]),
+            "lens: market repeated",
+        ),
+        R(
+            "commit_margin",
+            "an unknown market",
+            lambda x, who: x.lens.commit_margin(trader(x), [3], [WAD]),
+            "lens: unknown market",
+        ),
+        R(
+            "commit_margin",
+            "no trades, oracle stale (the account's own market is read)",
+            lambda x, who: x.lens.commit_margin(trader(x), [], []),
+            "oracle: stale answer",
+            setup=stale,
+        ),
+        R(
             "max_withdraw",
             "account with positions, oracle stale",
             lambda x, who: x.lens.max_withdraw(trader(x), x.usdc),

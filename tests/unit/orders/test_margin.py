@@ -27,7 +27,7 @@ def _module_fixtures_first(protocol, ch, usdc, seeded_pool, make_account, trader
 
 def after(protocol, account: int, orders: list[tuple[int, int]]) -> tuple[int, int]:
     """(equity, initial) after `orders` as the lens computes them."""
-    _, equity, initial = protocol.lens.health_after_trades(account, [m for m, _ in orders], [d for _, d in orders])
+    equity, initial = protocol.lens.commit_margin(account, [m for m, _ in orders], [d for _, d in orders])
     return int(equity), int(initial)
 
 
@@ -206,3 +206,44 @@ def test_health_after_trades__bad_lists__revert(protocol, make_account, trader, 
         protocol.lens.health_after_trades(account, [eth_market, eth_market], [WAD, WAD])
     with ape.reverts("lens: unknown market"):
         protocol.lens.health_after_trades(account, [eth_market, 9], [WAD, WAD])
+
+
+def test_commit_margin__equals_the_python_mirror_to_the_wei(
+    protocol, ch, fund, make_account, trader, other_trader, eth_market, btc_market, set_price
+):
+    """`risk.commit_margin` gives the lens's equity and initial exactly, and its initial is
+    `health_after_trades`' plus the debt margin of every open loss taken as realised: a USDC
+    account whose losses stay within its balance (one unit per losing market, the realisation's
+    rounding), and a WETH-backed one in debt with a loss on ETH and a gain on BTC, traded or not."""
+    make_account(other_trader, 400_000, leverage=1)  # a skew: the premium is not zero
+    weth = protocol.tokens["WETH"]
+    rich = make_account(trader, 50_000, leverage=4)  # USDC, long 100 ETH
+    trade_now(ch, btc_market, -WAD, 0, 0, sender=trader)
+    fund(trader, weth, 100 * WAD)
+    ch.deposit(weth, 100 * WAD, 1, sender=trader)
+    debtor = account_id(trader, 1)
+    trade_now(ch, eth_market, 60 * WAD, 0, 1, sender=trader)
+    trade_now(ch, btc_market, -2 * WAD, 0, 1, sender=trader)
+    set_price("WETH", 1_900)
+    set_price("WBTC", 29_000)
+    trade_now(ch, eth_market, -20 * WAD, 0, 1, sender=trader)  # realises part of the loss: a debt
+    assert int(ch.settlement(debtor)) < 0
+    ape.chain.pending_timestamp += 1_800  # funding and interest accrue; the feeds stay fresh
+    set_price("WETH", 1_890)
+    ape.chain.mine()
+    timestamp = ape.chain.blocks.head.timestamp
+    for account, losing in ((rich, 1), (debtor, 1)):
+        snapshot = risk.snapshot_account(ch, protocol.oracle, account, timestamp)
+        for orders in ([(eth_market, 5 * WAD)], [(btc_market, WAD // 2), (eth_market, -13 * WAD)], [(btc_market, -3 * WAD)], []):
+            views = {m: risk.read_market_view(ch, protocol.oracle, m) for m, _ in orders}
+            expected = risk.commit_margin(snapshot, orders, views)
+            markets, deltas = [m for m, _ in orders], [d for _, d in orders]
+            equity, initial = (int(v) for v in protocol.lens.commit_margin(account, markets, deltas))
+            assert (equity, initial) == expected
+            _, plain_equity, plain_initial = protocol.lens.health_after_trades(account, markets, deltas)
+            assert equity == int(plain_equity)
+            extra = initial - int(plain_initial)
+            if account == rich:  # the balance covers the loss: only the rounding unit of each
+                assert extra == losing * S2W
+            else:  # in debt: a quarter of the loss and the fees on top
+                assert extra > 1_000 * WAD
