@@ -1,0 +1,1 @@
+"""Chain backends the protocol runs on: ape (any network) and revm in process (`revm`)."""

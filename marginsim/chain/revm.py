@@ -1,0 +1,383 @@
+"""The protocol's compiled bytecode on revm, in process (pyrevm), behind the handles ape gives.
+
+`RevmChain` is one EVM: accounts, a block clock, snapshots. `chain.project` offers each compiled
+contract as ape's `project` does (`project.Clearinghouse`, `.at(address)`), and
+`chain.accounts[i].deploy(container, *args)` deploys it, so `marginsim.protocol.deploy_protocol`
+runs on it unchanged. A contract handle's methods read (`handle.fn(*args)`) or send
+(`handle.fn(*args, sender=account)`) as ape's do: structs come back with named fields, addresses
+checksummed, several outputs as a tuple; a transaction returns a receipt with `gas_used` and its
+decoded `events` (`receipt.events.filter(handle.EventName)`); a revert raises `Revert` with the
+contract's message.
+
+The bytecode is the one ape compiled (`.build/__local__.json`), so the contracts are the same
+ones the embedded chain runs; only the EVM differs (revm, in Rust). Gas is charged at price 0:
+senders need no ether, and `gas_used` is revm's count of the same execution.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import namedtuple
+from dataclasses import dataclass, field
+from functools import cached_property, lru_cache
+from pathlib import Path
+from typing import Any
+
+from eth_abi import decode, encode
+from eth_utils import keccak, to_checksum_address
+from pyrevm import EVM, BlockEnv, Env
+
+BUILD = Path(__file__).resolve().parents[2] / ".build" / "__local__.json"
+TX_GAS = 30_000_000  # a block's worth: above any single protocol call
+GENESIS_TIMESTAMP = 1_700_000_000
+ERROR_SELECTOR = bytes.fromhex("08c379a0")  # Error(string)
+checksum = lru_cache(maxsize=65_536)(to_checksum_address)  # the same few addresses, over and over
+_REVERT = re.compile(r"Revert \{ gas_used: (\d+), output: 0x([0-9a-fA-F]*) \}")
+
+
+class Revert(Exception):
+    """A call or transaction reverted; `message` is the contract's reason ("" for none)."""
+
+    def __init__(self, message: str, gas_used: int = 0):
+        super().__init__(message)
+        self.message = message
+        self.gas_used = gas_used
+
+
+# ---------------------------------------------------------------- ABI
+
+
+def _canonical(param: dict[str, Any]) -> str:
+    """eth-abi's type string of an ABI parameter: tuples spelled out, arrays kept."""
+    kind = param["type"]
+    if kind.startswith("tuple"):
+        return "(" + ",".join(_canonical(c) for c in param["components"]) + ")" + kind[len("tuple") :]
+    return kind
+
+
+def _shape(param: dict[str, Any]) -> Any:
+    """A function from eth-abi's raw value to ape's shape (checksummed addresses, structs with
+    named fields), or None when the raw value is already right."""
+    kind = param["type"]
+    if kind == "address":
+        return checksum
+    if kind.endswith("[]"):
+        inner = _shape({**param, "type": kind[:-2]})
+        return (lambda values: [inner(v) for v in values]) if inner else list
+    if kind == "tuple":
+        components = param["components"]
+        struct = namedtuple("Struct", [c["name"] for c in components])  # type: ignore[misc]
+        shapes = [_shape(c) for c in components]
+        return lambda values: struct(*(f(v) if f else v for f, v in zip(shapes, values, strict=True)))
+    return None
+
+
+def _arg(value: Any) -> Any:
+    """An argument as eth-abi takes it: a handle or an account by its address."""
+    address = getattr(value, "address", None)
+    if address is not None:
+        return str(address)
+    if isinstance(value, (list, tuple)):
+        return [_arg(v) for v in value]
+    return value
+
+
+def _reason(output: bytes) -> str:
+    if output[:4] == ERROR_SELECTOR:
+        return decode(["string"], output[4:])[0]
+    return ""
+
+
+@dataclass(frozen=True)
+class EventType:
+    """`handle.EventName`: what `receipt.events.filter` takes."""
+
+    name: str
+    address: str
+
+
+@dataclass(frozen=True)
+class Event:
+    event_name: str
+    contract_address: str
+    args: dict[str, Any]
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self.__dict__["args"][name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    def __getitem__(self, name: str) -> Any:
+        return self.args[name]
+
+    @property
+    def event_arguments(self) -> dict[str, Any]:
+        """The decoded arguments by name (ape's `ContractLog.event_arguments`)."""
+        return self.args
+
+
+class Events(list):
+    def filter(self, event_type: EventType) -> list[Event]:
+        return [e for e in self if e.event_name == event_type.name and e.contract_address == event_type.address]
+
+
+class Receipt:
+    """A mined transaction: its gas, block, sender and events (decoded when first read)."""
+
+    def __init__(self, chain: RevmChain, gas_used: int, logs: list[Any], block_number: int, timestamp: int, sender: str):
+        self.chain = chain
+        self.gas_used = gas_used
+        self.logs = logs
+        self.block_number = block_number
+        self.timestamp = timestamp
+        self.sender = sender
+
+    @cached_property
+    def events(self) -> Events:
+        return Events(e for e in (self.chain.decode_log(log) for log in self.logs) if e is not None)
+
+
+class _Function:
+    def __init__(self, handle: Contract, abis: list[dict[str, Any]]):
+        self.handle = handle
+        self.name = abis[0]["name"]
+        self.by_arity: dict[int, tuple] = {}
+        for abi in abis:
+            types = [_canonical(i) for i in abi["inputs"]]
+            selector = keccak(text=f"{abi['name']}({','.join(types)})")[:4]
+            outputs = [_canonical(o) for o in abi["outputs"]]
+            shapes = [_shape(o) for o in abi["outputs"]]
+            view = abi["stateMutability"] in ("view", "pure")
+            self.by_arity[len(types)] = (selector, types, outputs, shapes, view)
+
+    def __call__(self, *args: Any, sender: Any = None) -> Any:
+        try:
+            selector, types, outputs, shapes, view = self.by_arity[len(args)]
+        except KeyError:
+            raise TypeError(f"{self.name}: no overload takes {len(args)} arguments") from None
+        calldata = selector + encode(types, [_arg(a) for a in args])
+        chain = self.handle.chain
+        if view or sender is None:
+            raw = chain.call(self.handle.address, calldata)
+            values = [f(v) if f else v for f, v in zip(shapes, decode(outputs, raw), strict=True)]
+            return values[0] if len(values) == 1 else tuple(values)
+        return chain.transact(str(getattr(sender, "address", sender)), self.handle.address, calldata)
+
+
+class Contract:
+    """A deployed contract's methods and event types."""
+
+    def __init__(self, chain: RevmChain, name: str, address: str):
+        self.chain = chain
+        self.contract_name = name
+        self.address = checksum(address)
+        abi = chain.artifacts[name][0]
+        grouped: dict[str, list[dict[str, Any]]] = {}
+        for entry in abi:
+            if entry["type"] == "function":
+                grouped.setdefault(entry["name"], []).append(entry)
+        self._functions = {name: _Function(self, entries) for name, entries in grouped.items()}
+        self._events = {e["name"] for e in abi if e["type"] == "event"}
+        chain.register(self)
+
+    def __getattr__(self, name: str) -> Any:
+        functions = self.__dict__.get("_functions", {})
+        if name in functions:
+            return functions[name]
+        if name in self.__dict__.get("_events", ()):
+            return EventType(name, self.__dict__["address"])
+        raise AttributeError(f"{self.__dict__.get('contract_name')} has no {name}")
+
+    def __str__(self) -> str:
+        return self.address
+
+    def __repr__(self) -> str:
+        return f"<{self.contract_name} {self.address}>"
+
+    def __eq__(self, other: object) -> bool:
+        return str(other).lower() == self.address.lower()
+
+    def __hash__(self) -> int:
+        return hash(self.address.lower())
+
+
+@dataclass(frozen=True)
+class Container:
+    """`project.Name`: deploy it with `account.deploy(container, *args)`, or take one `.at(address)`."""
+
+    chain: RevmChain
+    name: str
+
+    def at(self, address: str) -> Contract:
+        return Contract(self.chain, self.name, str(address))
+
+
+class Project:
+    def __init__(self, chain: RevmChain):
+        self._chain = chain
+
+    def __getattr__(self, name: str) -> Container:
+        if name.startswith("_") or name not in self._chain.artifacts:
+            raise AttributeError(f"project: no compiled contract {name}")
+        return Container(self._chain, name)
+
+
+@dataclass(frozen=True)
+class Account:
+    """A sender: an address the chain knows (no key: the EVM takes the caller as given)."""
+
+    chain: RevmChain
+    address: str
+
+    def deploy(self, container: Container, *args: Any) -> Contract:
+        return self.chain.deploy(container.name, args, self.address)
+
+    def __str__(self) -> str:
+        return self.address
+
+    def __eq__(self, other: object) -> bool:
+        return str(other).lower() == self.address.lower()
+
+    def __hash__(self) -> int:
+        return hash(self.address.lower())
+
+
+def load_artifacts(path: Path = BUILD) -> dict[str, tuple[list[dict[str, Any]], bytes]]:
+    """Each compiled contract's ABI and deployment bytecode, as ape wrote them."""
+    if not path.exists():
+        raise SystemExit(f"revm: no compiled contracts at {path} (run `ape compile` first)")
+    types = json.loads(path.read_text())["contractTypes"]
+    artifacts = {}
+    for name, contract_type in types.items():
+        code = (contract_type.get("deploymentBytecode") or {}).get("bytecode")
+        if code and code != "0x":
+            artifacts[name] = (contract_type["abi"], bytes.fromhex(code.removeprefix("0x")))
+    return artifacts
+
+
+@dataclass
+class RevmChain:
+    """One in-process EVM with ape's block clock: every transaction is mined in a block of its
+    own at `pending_timestamp`, which then moves to that time + 1 (as on ape's embedded chain);
+    a reverted transaction mines nothing; view calls run on the latest block, at its time."""
+
+    timestamp: int = GENESIS_TIMESTAMP  # the latest block's
+    block_number: int = 0
+    artifacts: dict[str, tuple[list[dict[str, Any]], bytes]] = field(default_factory=load_artifacts)
+    transactions: int = 0  # transactions mined (a reverted one is not)
+    calls: int = 0  # view calls made
+
+    def __post_init__(self) -> None:
+        self.pending_timestamp = self.timestamp + 1
+        self.evm = EVM(env=Env(block=BlockEnv(number=self.block_number, timestamp=self.timestamp)), spec_id="CANCUN")
+        self.project = Project(self)
+        self.accounts = [self.account(i) for i in range(10)]
+
+    def account(self, index: int) -> Account:
+        """The `index`-th sender: a fixed address per index (no key behind it)."""
+        return Account(self, to_checksum_address(keccak(text=f"marginsim account {index}")[-20:]))
+
+    # ------------------------------------------------------------ clock
+
+    def _next_block(self) -> tuple[int, int]:
+        """Open the next block at `pending_timestamp`; returns the latest block's (number, time) to undo it."""
+        latest = (self.block_number, self.timestamp)
+        self.block_number += 1
+        self.timestamp = max(self.pending_timestamp, self.timestamp + 1)
+        self.pending_timestamp = self.timestamp + 1
+        self.evm.set_block_env(BlockEnv(number=self.block_number, timestamp=self.timestamp))
+        return latest
+
+    def _undo_block(self, latest: tuple[int, int]) -> None:
+        pending = self.timestamp
+        self.block_number, self.timestamp = latest
+        self.pending_timestamp = pending
+        self.evm.set_block_env(BlockEnv(number=self.block_number, timestamp=self.timestamp))
+
+    def mine(self, timestamp: int | None = None) -> None:
+        """An empty block, at `timestamp` (not before the next second) or at `pending_timestamp`."""
+        if timestamp is not None:
+            self.pending_timestamp = timestamp
+        self._next_block()
+
+    def snapshot(self) -> tuple[Any, int, int, int]:
+        return self.evm.snapshot(), self.block_number, self.timestamp, self.pending_timestamp
+
+    def restore(self, snapshot: tuple[Any, int, int, int]) -> None:
+        checkpoint, self.block_number, self.timestamp, self.pending_timestamp = snapshot
+        self.evm.revert(checkpoint)
+        self.evm.set_block_env(BlockEnv(number=self.block_number, timestamp=self.timestamp))
+
+    # ------------------------------------------------------------ execution
+
+    def deploy(self, name: str, args: tuple, sender: str) -> Contract:
+        abi, code = self.artifacts[name]
+        constructor = next((e for e in abi if e["type"] == "constructor"), None)
+        if constructor is not None:
+            code += encode([_canonical(i) for i in constructor["inputs"]], [_arg(a) for a in args])
+        latest = self._next_block()
+        try:
+            address = self.evm.deploy(sender, code, 0, TX_GAS)
+        except RuntimeError as error:
+            self._undo_block(latest)
+            raise self._revert(error) from None
+        self.transactions += 1
+        return Contract(self, name, address)
+
+    def call(self, to: str, calldata: bytes) -> bytes:
+        self.calls += 1
+        try:
+            return bytes(self.evm.message_call(caller=self.accounts[0].address, to=to, calldata=calldata, is_static=True))
+        except RuntimeError as error:
+            raise self._revert(error) from None
+
+    def transact(self, sender: str, to: str, calldata: bytes) -> Receipt:
+        latest = self._next_block()
+        try:
+            self.evm.message_call(caller=sender, to=to, calldata=calldata, gas=TX_GAS, gas_price=0)
+        except RuntimeError as error:
+            self._undo_block(latest)
+            raise self._revert(error) from None
+        self.transactions += 1
+        result = self.evm.result
+        return Receipt(self, result.gas_used, result.logs, self.block_number, self.timestamp, sender)
+
+    @staticmethod
+    def _revert(error: RuntimeError) -> Revert:
+        text = str(error.args[0]) if error.args else str(error)
+        match = _REVERT.search(text)
+        if match is None:
+            return Revert(text)
+        return Revert(_reason(bytes.fromhex(match.group(2))), int(match.group(1)))
+
+    def decode_log(self, log: Any) -> Event | None:
+        """A revm log as an event of a contract this chain knows; None for another's."""
+        address = checksum(log.address)
+        topics, data = log.data
+        abi = self._event_abis().get((address, bytes(topics[0]) if topics else b""))
+        if abi is None:
+            return None
+        indexed = [i for i in abi["inputs"] if i["indexed"]]
+        plain = [i for i in abi["inputs"] if not i["indexed"]]
+        args: dict[str, Any] = {}
+        for param, topic in zip(indexed, topics[1:], strict=True):
+            value = decode([_canonical(param)], bytes(topic))[0]
+            shape = _shape(param)
+            args[param["name"]] = shape(value) if shape else value
+        for param, value in zip(plain, decode([_canonical(p) for p in plain], bytes(data)), strict=True):
+            shape = _shape(param)
+            args[param["name"]] = shape(value) if shape else value
+        return Event(abi["name"], address, args)
+
+    def _event_abis(self) -> dict[tuple[str, bytes], dict[str, Any]]:
+        return self.__dict__.setdefault("_events_by_topic", {})
+
+    def register(self, contract: Contract) -> None:
+        """Let the receipts decode `contract`'s events (every deployed or `at` handle registers)."""
+        events = self._event_abis()
+        for entry in self.artifacts[contract.contract_name][0]:
+            if entry["type"] == "event":
+                signature = f"{entry['name']}({','.join(_canonical(i) for i in entry['inputs'])})"
+                events[(contract.address, keccak(text=signature))] = entry
