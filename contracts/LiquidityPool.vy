@@ -181,12 +181,13 @@ def convertToAssets(shares: uint256) -> uint256:
 @external
 def maxDeposit(receiver: address) -> uint256:
     """
-    @notice No deposit limit: max_value(uint256).
+    @notice No deposit limit while deposits are open: max_value(uint256).
     @param receiver Ignored.
-    @return max_value(uint256), even when a deposit would revert ("pool: insolvent" with shares
-            out and a value <= 0).
+    @return max_value(uint256); 0 while a deposit would revert for the pool's state: a listed
+            collateral or a market the valuation reads has no valid price, or the pool is
+            insolvent (shares out and a value <= 0, or a value below zero).
     """
-    return max_value(uint256)
+    return self._max_deposit()
 
 
 @view
@@ -231,11 +232,11 @@ def deposit(assets: uint256, receiver: address) -> uint256:
 @external
 def maxMint(receiver: address) -> uint256:
     """
-    @notice No mint limit: max_value(uint256).
+    @notice No mint limit while deposits are open: max_value(uint256).
     @param receiver Ignored.
-    @return max_value(uint256), even when a mint would revert ("pool: insolvent").
+    @return As `maxDeposit`: max_value(uint256), or 0 while a mint would revert for the pool's state.
     """
-    return max_value(uint256)
+    return self._max_deposit()
 
 
 @view
@@ -592,6 +593,25 @@ def _collateral_priced() -> bool:
         if not self._try_price(col.token)[0]:
             return False
     return True
+
+
+@view
+def _max_deposit() -> uint256:
+    """
+    @dev max_value(uint256) unless `_deposit` would refuse any amount for the pool's state (the
+         collateral check, a valuation without a price, "pool: insolvent"): then 0, as ERC-4626
+         asks of a deposit disabled even for a while (review v4, C6).
+    """
+    if not self._collateral_priced():
+        return 0
+    value: int256 = 0
+    total: uint256 = 0
+    headroom: uint256 = 0
+    priced: bool = False
+    value, total, headroom, priced = self._valuation(True)
+    if not priced or not (value > 0 or (value == 0 and erc20.totalSupply == 0)):
+        return 0
+    return max_value(uint256)
 
 
 @view

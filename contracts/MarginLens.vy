@@ -146,10 +146,13 @@ def commit_margin(
             the fill (`LiquidationEngine.realise_loss`), which moves it into the settlement
             balance as a debt that needs `debt_imr`; an order accepted here does not fail the
             fill's margin check for that at the same prices.
-    @dev owed = the trades' fees + ceil(-pnl / SETTLEMENT_TO_WAD) for each market whose PnL
-         after the trades is negative, in settlement units; with b the settlement balance,
-         initial += mul_up(max(owed - b, 0) * S2W, debt_imr) - mul_up(max(-b, 0) * S2W, debt_imr)
-                    + S2W per losing market (a realisation's rounding takes less than one unit).
+    @dev In settlement units, owed = the trades' fees, + ceil(-pnl_before / S2W) for each traded
+         market losing before its trade, + ceil((pnl_before - pnl_after) / S2W) for each trade
+         that loses by itself (neither netted with a gain), + ceil(-pnl / S2W) for each other
+         market of the account that loses. With b the settlement balance and c the pending claim
+         (which pays a realised loss before any debt does), initial +=
+         mul_up(max(owed - b - c, 0) * S2W, debt_imr) - mul_up(max(-b, 0) * S2W, debt_imr)
+         + S2W per loss counted (a realisation's rounding takes less than one unit).
     @param account The account id (owner << 96 | subaccount).
     @param markets Listed market ids, each at most once.
     @param size_deltas Base units to buy (> 0) or sell (< 0), one per market.
@@ -178,9 +181,11 @@ def commit_margin(
             owed += risk._ceil_div(convert(-pnl, uint256), SETTLEMENT_TO_WAD)
             losing += 1
     balance: int256 = staticcall CLEARINGHOUSE.settlement(account)
+    claim: int256 = convert(staticcall CLEARINGHOUSE.pending(account), int256)
     debt_imr: uint256 = (staticcall CLEARINGHOUSE.debt_terms())[2]
     debt_now: uint256 = convert(max(-balance, 0), uint256)
-    debt_after: uint256 = convert(max(convert(owed, int256) - balance, 0), uint256)
+    # a pending claim pays a realised loss before it becomes a debt (review v4, C4)
+    debt_after: uint256 = convert(max(convert(owed, int256) - balance - claim, 0), uint256)
     initial += risk._mul_up(debt_after * SETTLEMENT_TO_WAD, debt_imr) - risk._mul_up(debt_now * SETTLEMENT_TO_WAD, debt_imr)
     return equity, initial + losing * SETTLEMENT_TO_WAD
 
@@ -191,8 +196,8 @@ def _after_trades(
 ) -> (uint256, int256, uint256, uint256, uint256, uint256):
     """
     @dev (health, equity, initial) after the trades, and for `commit_margin`: the settlement
-         units the trades' fees and their markets' losses afterwards would take from the balance,
-         how many of those markets lose, and the traded markets' bitmask.
+         units the trades' fees, their markets' open losses and the trades' own losses would
+         take from the balance, how many losses that counts, and the traded markets' bitmask.
     """
     assert len(markets) == len(size_deltas), "lens: length mismatch"
     equity: int256 = 0
@@ -224,9 +229,15 @@ def _after_trades(
         new_cost: int256 = pos.cost + risk._signed_mul_ceil(size_delta, convert(fill, int256) - index)
         pnl_after: int256 = risk._signed_mul_floor(new_size, p_minus_i) - new_cost
         equity = equity - pnl_before + pnl_after - convert(fee * SETTLEMENT_TO_WAD, int256)
+        # the open loss and the trade's own loss apart: a griefer may realise the first before the
+        # fill, and the fill realises a flip's closed part, while the trade's gain (a fill below
+        # the price) stays unrealised, so it nets neither (review v4, C1 and C2)
         owed += fee
-        if pnl_after < 0:
-            owed += risk._ceil_div(convert(-pnl_after, uint256), SETTLEMENT_TO_WAD)
+        if pnl_before < 0:
+            owed += risk._ceil_div(convert(-pnl_before, uint256), SETTLEMENT_TO_WAD)
+            losing += 1
+        if pnl_after < pnl_before:
+            owed += risk._ceil_div(convert(pnl_before - pnl_after, uint256), SETTLEMENT_TO_WAD)
             losing += 1
         m_before: uint256 = 0
         i_before: uint256 = 0

@@ -290,8 +290,9 @@ def _trade(
     size_delta: int,
     settlement_to_wad: int,
     timestamp: int,
-) -> tuple[tuple[int, int, int], int, int]:
-    """`after_trade`'s margin, the fee (settlement units) and the position's PnL afterwards (WAD)."""
+) -> tuple[tuple[int, int, int], int, int, int]:
+    """`after_trade`'s margin, the fee (settlement units) and the position's PnL before and
+    after the trade (WAD)."""
     equity, maintenance, initial = margin
     params, st, price = view.params, view.state, view.price
     index = funding_index_now(view, timestamp)
@@ -305,7 +306,7 @@ def _trade(
     equity = equity - pnl_before + pnl_after - fee * settlement_to_wad
     m_before, i_before = requirements(view, abs(size))
     m_after, i_after = requirements(view, abs(new_size))
-    return (equity, maintenance - m_before + m_after, initial - i_before + i_after), fee, pnl_after
+    return (equity, maintenance - m_before + m_after, initial - i_before + i_after), fee, pnl_before, pnl_after
 
 
 def commit_margin(
@@ -313,21 +314,24 @@ def commit_margin(
 ) -> tuple[int, int]:
     """MarginLens.commit_margin, Orders' check of a risk-adding order at its commit: (equity,
     initial) after `trades` (market, size_delta; each market once, in the given order, on
-    `margin(snapshot)` as `after_trade`), with every open loss afterwards taken as realised.
-    owed = the fees + ceil(-pnl / S2W) over each market whose PnL afterwards is negative (the
-    traded ones at their new size, the others as they are), settlement units; with b the
-    settlement balance, initial += mul_up(max(owed - b, 0) * S2W, debt_imr) - mul_up(max(-b, 0) *
-    S2W, debt_imr) + S2W per losing market. `views` adds markets the account has no position in."""
+    `margin(snapshot)` as `after_trade`), with every open loss taken as realised. In settlement
+    units, owed = the fees + ceil(-pnl_before / S2W) for each traded market losing before its
+    trade + ceil((pnl_before - pnl_after) / S2W) for each trade that loses by itself + ceil(-pnl /
+    S2W) for each other market that loses; with b the settlement balance and c the pending
+    claim, initial += mul_up(max(owed - b - c, 0) * S2W, debt_imr) - mul_up(max(-b, 0) * S2W,
+    debt_imr) + S2W per loss counted. `views` adds markets the account has no position in."""
     views = {**snapshot.markets, **(views or {})}
     s2w = snapshot.settlement_to_wad
     after = margin(snapshot)
     owed = losing = 0
     for market, delta in trades:
         position = snapshot.positions.get(market, (0, 0))
-        after, fee, pnl = _trade(after, views[market], position, delta, s2w, snapshot.timestamp)
+        after, fee, pnl_before, pnl_after = _trade(after, views[market], position, delta, s2w, snapshot.timestamp)
         owed += fee
-        if pnl < 0:
-            owed, losing = owed + ceil_div(-pnl, s2w), losing + 1
+        if pnl_before < 0:
+            owed, losing = owed + ceil_div(-pnl_before, s2w), losing + 1
+        if pnl_after < pnl_before:
+            owed, losing = owed + ceil_div(pnl_before - pnl_after, s2w), losing + 1
     traded = {market for market, _ in trades}
     for market in sorted(set(snapshot.positions) - traded):
         size, cost = snapshot.positions[market]
@@ -336,7 +340,7 @@ def commit_margin(
         if pnl < 0:
             owed, losing = owed + ceil_div(-pnl, s2w), losing + 1
     balance = snapshot.settlement
-    debt_now, debt_after = max(-balance, 0), max(owed - balance, 0)
+    debt_now, debt_after = max(-balance, 0), max(owed - balance - snapshot.pending, 0)
     extra = mul_up(debt_after * s2w, snapshot.debt_imr) - mul_up(debt_now * s2w, snapshot.debt_imr) + losing * s2w
     return after[0], after[2] + extra
 
