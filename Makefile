@@ -72,16 +72,16 @@ gas: $(STAMP)
 ## A crash scenario (default: Black Thursday 2020 replay); SCENARIO=..., SEED=..., OUT=...
 SCENARIO ?= scenarios/black-thursday-2020.toml
 simulate: $(STAMP)
-	PYTHONWARNINGS=ignore $(BIN)/ape run simulate --scenario $(SCENARIO) $(if $(SEED),--seed $(SEED)) $(if $(OUT),--out $(OUT))
+	PYTHONWARNINGS=ignore $(BIN)/ape run simulate --scenario $(SCENARIO) $(if $(SEED),--seed $(SEED)) $(if $(OUT),--out $(OUT)) $(if $(ENGINE),--engine $(ENGINE))
 
 ## Bad debt over seeds (p50, p95, max) of SCENARIO; SEEDS=1-20 by default.
 SEEDS ?= 1-20
 sweep: $(STAMP)
-	PYTHONWARNINGS=ignore $(BIN)/ape run sweep --scenario $(SCENARIO) --seeds $(SEEDS) $(if $(OUT),--out $(OUT))
+	PYTHONWARNINGS=ignore $(BIN)/ape run sweep --scenario $(SCENARIO) --seeds $(SEEDS) $(if $(OUT),--out $(OUT)) $(if $(ENGINE),--engine $(ENGINE)) $(if $(WORKERS),--workers $(WORKERS))
 
 ## Simulator benchmark (not a test): wall time, tx/s and a profile of SCENARIO.
 bench-sim: $(STAMP)
-	PYTHONWARNINGS=ignore $(BIN)/ape run bench_sim --scenario $(SCENARIO)
+	PYTHONWARNINGS=ignore $(BIN)/ape run bench_sim --scenario $(SCENARIO) $(if $(ENGINE),--engine $(ENGINE))
 
 ## Deploy with default markets; NETWORK=ethereum:local:node for a node such as anvil.
 NETWORK ?= ethereum:local:test

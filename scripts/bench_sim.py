@@ -1,5 +1,7 @@
 """Benchmark of the simulator (`make bench-sim`): wall time and transactions per second of a
-scenario, and where the time goes (cProfile, top functions by cumulative time)."""
+scenario on an engine (revm in process by default, or the connected ape network), and where the
+time goes (cProfile, top functions by cumulative time). On revm the transactions counted are
+the ones sent (not the empty blocks a clock move mines) and the view calls are counted apart."""
 
 import cProfile
 import io
@@ -11,6 +13,7 @@ from ape import accounts, chain, project
 from ape.cli import ConnectedProviderCommand
 from ape.logging import logger
 
+from marginsim.chain.revm import RevmChain
 from marginsim.sim.engine import run_simulation
 from marginsim.sim.scenario import load_scenario
 
@@ -18,17 +21,31 @@ from marginsim.sim.scenario import load_scenario
 @click.command(cls=ConnectedProviderCommand)
 @click.option("--scenario", "scenario_path", default="scenarios/black-thursday-2020.toml", show_default=True)
 @click.option("--top", default=25, show_default=True, help="profile rows to print")
-def cli(scenario_path, top):
+@click.option("--engine", type=click.Choice(["ape", "revm"]), default="revm", show_default=True)
+def cli(scenario_path, top, engine):
     logger.set_level("WARNING")
     scenario = load_scenario(Path(scenario_path))
     profiler = cProfile.Profile()
-    profiler.enable()
-    result = run_simulation(project, chain, list(accounts.test_accounts), scenario)
-    profiler.disable()
-    click.echo(f"scenario {scenario.name}: {result.steps} steps, {result.transactions} transactions")
+    if engine == "revm":
+        revm = RevmChain()
+        signers = revm.signers(2 + len(scenario.keepers) + scenario.traders.count)
+        profiler.enable()
+        result = run_simulation(revm.project, revm, signers, scenario, network="revm")
+        profiler.disable()
+        sent, calls = revm.transactions, revm.calls
+    else:
+        profiler.enable()
+        result = run_simulation(project, chain, list(accounts.test_accounts), scenario)
+        profiler.disable()
+        sent, calls = result.transactions, None  # blocks mined, clock moves included
+    click.echo(f"scenario {scenario.name} on {engine}: {result.steps} steps")
+    if calls is None:
+        click.echo(f"{sent} blocks mined (transactions and the empty blocks each clock move mines)")
+    else:
+        click.echo(f"{sent} transactions sent (deployment included), {calls} view calls")
     click.echo(
-        f"wall time {result.wall_seconds:.1f} s, {result.transactions / result.wall_seconds:.1f} tx/s, "
-        f"{result.wall_seconds / result.steps * 1000:.0f} ms per step"
+        f"wall time {result.wall_seconds:.2f} s, {sent / result.wall_seconds:,.1f} per second, "
+        f"{result.wall_seconds / result.steps * 1000:.1f} ms per step"
     )
     stream = io.StringIO()
     pstats.Stats(profiler, stream=stream).sort_stats("cumulative").print_stats(top)

@@ -3,6 +3,7 @@
 ape run simulate                                    # black-thursday-2020 on the embedded chain
 ape run simulate --scenario scenarios/flash-crash.toml --seed 2 --out out/flash
 ape run simulate --network ethereum:local:node      # against anvil (make anvil)
+ape run simulate --engine revm                      # the same contracts on revm, in process
 """
 
 import sys
@@ -13,6 +14,7 @@ from ape import accounts, chain, networks, project
 from ape.cli import ConnectedProviderCommand
 from ape.logging import logger
 
+from marginsim.chain.revm import RevmChain
 from marginsim.sim.engine import run_simulation
 from marginsim.sim.report import summary_table, write_outputs
 from marginsim.sim.scenario import ScenarioError, load_scenario
@@ -24,14 +26,26 @@ from marginsim.sim.scenario import ScenarioError, load_scenario
 )
 @click.option("--seed", type=int, default=None, help="overrides the scenario's seed")
 @click.option("--out", "out_dir", default=None, help="output folder (default out/<scenario name>)")
-def cli(scenario_path, seed, out_dir):
+@click.option(
+    "--engine",
+    type=click.Choice(["ape", "revm"]),
+    default="ape",
+    show_default=True,
+    help="ape: the connected network (--network); revm: the same contracts in process",
+)
+def cli(scenario_path, seed, out_dir, engine):
     logger.set_level("WARNING")
     try:
         scenario = load_scenario(Path(scenario_path))
     except ScenarioError as error:
         sys.exit(str(error))
-    network = f"{networks.provider.network.ecosystem.name}:{networks.provider.network.name}:{networks.provider.name}"
-    signers = list(accounts.test_accounts)
+    if engine == "revm":
+        revm = RevmChain()
+        network, sim_project, sim_chain = "revm", revm.project, revm
+        signers = revm.signers(2 + len(scenario.keepers) + scenario.traders.count)
+    else:
+        network = f"{networks.provider.network.ecosystem.name}:{networks.provider.network.name}:{networks.provider.name}"
+        sim_project, sim_chain, signers = project, chain, list(accounts.test_accounts)
     with click.progressbar(length=1, label=f"{scenario.name}", show_pos=True) as bar:
 
         def on_step(step, steps):
@@ -39,7 +53,7 @@ def cli(scenario_path, seed, out_dir):
             bar.update(1)
 
         try:
-            result = run_simulation(project, chain, signers, scenario, seed=seed, network=network, on_step=on_step)
+            result = run_simulation(sim_project, sim_chain, signers, scenario, seed=seed, network=network, on_step=on_step)
         except ValueError as error:
             sys.exit(str(error).splitlines()[0])
     out = Path(out_dir or f"out/{scenario.name}")

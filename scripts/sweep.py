@@ -1,11 +1,13 @@
 """Bad debt over seeds (`make sweep`): one scenario, many seeds, a fresh protocol for each.
 
-    ape run sweep                                            # black-thursday-2020, seeds 1-20
+    ape run sweep                                            # black-thursday-2020, seeds 1-20, on revm
     ape run sweep --scenario scenarios/flash-crash.toml --seeds 1-50 --out out/sweep-flash
+    ape run sweep --engine ape                               # on the connected network instead
 
 Prints one row per seed and the mean, p50, p95 (nearest rank) and maximum bad debt, and writes
-<out>/sweep.json. Each run is rolled back afterwards (a chain snapshot), so the chain does not
-grow with the number of seeds.
+<out>/sweep.json. On revm (the default) each seed runs on a chain of its own, `--workers`
+processes at once (one per core by default); on ape each run is rolled back afterwards (a chain
+snapshot), so the chain does not grow with the number of seeds.
 """
 
 import sys
@@ -17,14 +19,22 @@ from ape.cli import ConnectedProviderCommand
 from ape.logging import logger
 
 from marginsim.sim.scenario import ScenarioError, load_scenario
-from marginsim.sim.sweep import parse_seeds, run_sweep, summarise_sweep, sweep_table, write_sweep
+from marginsim.sim.sweep import parse_seeds, run_sweep, run_sweep_revm, summarise_sweep, sweep_table, write_sweep
 
 
 @click.command(cls=ConnectedProviderCommand)
 @click.option("--scenario", "scenario_path", default="scenarios/black-thursday-2020.toml", show_default=True)
 @click.option("--seeds", "seeds_text", default="1-20", show_default=True, help="e.g. 1-20 or 1,5,9")
 @click.option("--out", "out_dir", default=None, help="output folder (default out/sweep-<scenario name>)")
-def cli(scenario_path, seeds_text, out_dir):
+@click.option(
+    "--engine",
+    type=click.Choice(["ape", "revm"]),
+    default="revm",
+    show_default=True,
+    help="revm: the contracts in process, seeds in parallel; ape: the connected network, one seed after another",
+)
+@click.option("--workers", type=click.IntRange(1, 256), default=None, help="processes for revm (default: one per core)")
+def cli(scenario_path, seeds_text, out_dir, engine, workers):
     logger.set_level("WARNING")
     try:
         scenario = load_scenario(Path(scenario_path))
@@ -34,9 +44,12 @@ def cli(scenario_path, seeds_text, out_dir):
     network = f"{networks.provider.network.ecosystem.name}:{networks.provider.network.name}:{networks.provider.name}"
     with click.progressbar(length=len(seeds), label=f"{scenario.name} x {len(seeds)} seeds", show_pos=True) as bar:
         try:
-            runs = run_sweep(
-                project, chain, list(accounts.test_accounts), scenario, seeds, network, on_run=lambda _: bar.update(1)
-            )
+            if engine == "revm":
+                runs = run_sweep_revm(scenario, seeds, workers, on_run=lambda _: bar.update(1))
+            else:
+                runs = run_sweep(
+                    project, chain, list(accounts.test_accounts), scenario, seeds, network, on_run=lambda _: bar.update(1)
+                )
         except ValueError as error:
             sys.exit(str(error).splitlines()[0])
     summary = summarise_sweep(scenario.name, runs)

@@ -20,7 +20,7 @@ import json
 import re
 from collections import namedtuple
 from dataclasses import dataclass, field
-from functools import cached_property, lru_cache
+from functools import cache, cached_property, lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -90,11 +90,17 @@ def _reason(output: bytes) -> str:
 
 
 @dataclass(frozen=True)
+class EventSignature:
+    selector: str  # "Name(type,...)", as ape's event ABI spells it
+
+
+@dataclass(frozen=True)
 class EventType:
-    """`handle.EventName`: what `receipt.events.filter` takes."""
+    """`handle.EventName`: what `receipt.events.filter` takes; `abi.selector` its signature."""
 
     name: str
     address: str
+    abi: EventSignature
 
 
 @dataclass(frozen=True)
@@ -179,15 +185,20 @@ class Contract:
             if entry["type"] == "function":
                 grouped.setdefault(entry["name"], []).append(entry)
         self._functions = {name: _Function(self, entries) for name, entries in grouped.items()}
-        self._events = {e["name"] for e in abi if e["type"] == "event"}
+        self._events = {
+            e["name"]: EventSignature(f"{e['name']}({','.join(_canonical(i) for i in e['inputs'])})")
+            for e in abi
+            if e["type"] == "event"
+        }
         chain.register(self)
 
     def __getattr__(self, name: str) -> Any:
         functions = self.__dict__.get("_functions", {})
         if name in functions:
             return functions[name]
-        if name in self.__dict__.get("_events", ()):
-            return EventType(name, self.__dict__["address"])
+        events = self.__dict__.get("_events", {})
+        if name in events:
+            return EventType(name, self.__dict__["address"], events[name])
         raise AttributeError(f"{self.__dict__.get('contract_name')} has no {name}")
 
     def __str__(self) -> str:
@@ -244,6 +255,20 @@ class Account:
         return hash(self.address.lower())
 
 
+TEST_MNEMONIC = "test test test test test test test test test test test junk"  # ape's test accounts (ape-config.yaml)
+TEST_ACCOUNTS = 40
+
+
+@cache
+def _sender_address(index: int) -> str:
+    if index < TEST_ACCOUNTS:
+        from eth_account import Account as KeyedAccount
+
+        KeyedAccount.enable_unaudited_hdwallet_features()
+        return KeyedAccount.from_mnemonic(TEST_MNEMONIC, account_path=f"m/44'/60'/0'/0/{index}").address
+    return to_checksum_address(keccak(text=f"marginsim account {index}")[-20:])
+
+
 def load_artifacts(path: Path = BUILD) -> dict[str, tuple[list[dict[str, Any]], bytes]]:
     """Each compiled contract's ABI and deployment bytecode, as ape wrote them."""
     if not path.exists():
@@ -257,11 +282,24 @@ def load_artifacts(path: Path = BUILD) -> dict[str, tuple[list[dict[str, Any]], 
     return artifacts
 
 
+@dataclass(frozen=True)
+class _Head:
+    number: int
+    timestamp: int
+
+
+@dataclass(frozen=True)
+class _Blocks:
+    head: _Head
+
+
 @dataclass
 class RevmChain:
-    """One in-process EVM with ape's block clock: every transaction is mined in a block of its
-    own at `pending_timestamp`, which then moves to that time + 1 (as on ape's embedded chain);
-    a reverted transaction mines nothing; view calls run on the latest block, at its time."""
+    """One in-process EVM with the clock of ape's embedded chain: every transaction is mined in a
+    block of its own at `pending_timestamp`, which then moves to that time + 1; setting
+    `pending_timestamp` later mines an empty block a second before it (eth-tester's time
+    travel); a reverted transaction mines nothing; view calls run on the latest block, at its
+    time."""
 
     timestamp: int = GENESIS_TIMESTAMP  # the latest block's
     block_number: int = 0
@@ -270,43 +308,91 @@ class RevmChain:
     calls: int = 0  # view calls made
 
     def __post_init__(self) -> None:
-        self.pending_timestamp = self.timestamp + 1
+        self._pending = self.timestamp + 1
+        self.logs: list[tuple[int, Any]] = []  # (block, revm log) of every mined transaction, in order
         self.evm = EVM(env=Env(block=BlockEnv(number=self.block_number, timestamp=self.timestamp)), spec_id="CANCUN")
         self.project = Project(self)
         self.accounts = [self.account(i) for i in range(10)]
 
     def account(self, index: int) -> Account:
-        """The `index`-th sender: a fixed address per index (no key behind it)."""
-        return Account(self, to_checksum_address(keccak(text=f"marginsim account {index}")[-20:]))
+        """The `index`-th sender (no key behind it: the EVM takes the caller as given). The first
+        40 are the addresses of ape's test accounts (its test mnemonic), so a run with the same
+        senders gives the same figures on both chains (accounts are ordered by their ids); the
+        others are derived from their index."""
+        return Account(self, _sender_address(index))
+
+    def signers(self, count: int) -> list[Account]:
+        """`count` senders, as many as a run needs."""
+        return [self.account(i) for i in range(count)]
+
+    @property
+    def blocks(self) -> Any:
+        """`chain.blocks.head.number` / `.timestamp`, as ape's chain has them."""
+        head = _Head(self.block_number, self.timestamp)
+        return _Blocks(head)
+
+    def get_logs(self, addresses: list[str], from_block: int, to_block: int, topics: list[str]) -> list[dict[str, Any]]:
+        """The logs of `addresses` mined in [from_block, to_block] whose first topic is one of
+        `topics` (0x hex), as eth_getLogs returns them: address, topics (bytes), data, blockNumber."""
+        wanted = {a.lower() for a in addresses}
+        first = {bytes.fromhex(t.removeprefix("0x")) for t in topics}
+        found = []
+        for block, log in self.logs:
+            if block < from_block or block > to_block or log.address.lower() not in wanted:
+                continue
+            log_topics, data = log.data
+            if log_topics and bytes(log_topics[0]) in first:
+                found.append(
+                    {
+                        "address": checksum(log.address),
+                        "topics": [bytes(t) for t in log_topics],
+                        "data": bytes(data),
+                        "blockNumber": block,
+                    }
+                )
+        return found
 
     # ------------------------------------------------------------ clock
+
+    @property
+    def pending_timestamp(self) -> int:
+        """The next block's time."""
+        return self._pending
+
+    @pending_timestamp.setter
+    def pending_timestamp(self, value: int) -> None:
+        if value == self._pending:
+            return
+        if value <= self.timestamp:
+            raise ValueError(f"revm: timestamp {value} is not after the latest block's {self.timestamp}")
+        self._pending = value - 1
+        self._next_block()  # an empty block a second before, as eth-tester's time travel mines
 
     def _next_block(self) -> tuple[int, int]:
         """Open the next block at `pending_timestamp`; returns the latest block's (number, time) to undo it."""
         latest = (self.block_number, self.timestamp)
         self.block_number += 1
-        self.timestamp = max(self.pending_timestamp, self.timestamp + 1)
-        self.pending_timestamp = self.timestamp + 1
+        self.timestamp = self._pending
+        self._pending = self.timestamp + 1
         self.evm.set_block_env(BlockEnv(number=self.block_number, timestamp=self.timestamp))
         return latest
 
     def _undo_block(self, latest: tuple[int, int]) -> None:
         pending = self.timestamp
         self.block_number, self.timestamp = latest
-        self.pending_timestamp = pending
+        self._pending = pending
         self.evm.set_block_env(BlockEnv(number=self.block_number, timestamp=self.timestamp))
 
-    def mine(self, timestamp: int | None = None) -> None:
-        """An empty block, at `timestamp` (not before the next second) or at `pending_timestamp`."""
-        if timestamp is not None:
-            self.pending_timestamp = timestamp
+    def mine(self) -> None:
+        """An empty block at `pending_timestamp`."""
         self._next_block()
 
-    def snapshot(self) -> tuple[Any, int, int, int]:
-        return self.evm.snapshot(), self.block_number, self.timestamp, self.pending_timestamp
+    def snapshot(self) -> tuple[Any, int, int, int, int]:
+        return self.evm.snapshot(), self.block_number, self.timestamp, self._pending, len(self.logs)
 
-    def restore(self, snapshot: tuple[Any, int, int, int]) -> None:
-        checkpoint, self.block_number, self.timestamp, self.pending_timestamp = snapshot
+    def restore(self, snapshot: tuple[Any, int, int, int, int]) -> None:
+        checkpoint, self.block_number, self.timestamp, self._pending, logs = snapshot
+        del self.logs[logs:]
         self.evm.revert(checkpoint)
         self.evm.set_block_env(BlockEnv(number=self.block_number, timestamp=self.timestamp))
 
@@ -342,7 +428,9 @@ class RevmChain:
             raise self._revert(error) from None
         self.transactions += 1
         result = self.evm.result
-        return Receipt(self, result.gas_used, result.logs, self.block_number, self.timestamp, sender)
+        logs = result.logs
+        self.logs.extend((self.block_number, log) for log in logs)
+        return Receipt(self, result.gas_used, logs, self.block_number, self.timestamp, sender)
 
     @staticmethod
     def _revert(error: RuntimeError) -> Revert:

@@ -29,6 +29,7 @@ from ape.exceptions import ContractLogicError
 from eth_utils import keccak
 
 from marginsim import feeds, risk
+from marginsim.chain.revm import Revert
 from marginsim.protocol import (
     CLEARINGHOUSE_ACCOUNT_EVENTS,
     DEFAULT_CONFIG,
@@ -416,7 +417,7 @@ def _keepers_act(
                 continue
             try:
                 tx = engine.liquidate(candidate.account, candidate.market, MAX_UINT, sender=keeper.signer)
-            except (FastRevert, ContractLogicError):
+            except (FastRevert, ContractLogicError, Revert):
                 # e.g. the other keeper's close left no position in this market: a reverted call
                 stats.lost_races += 1
                 stats.gas_spent_usd += keeper.model.gas_cost_usd(REVERTED_CALL_GAS, gas_price, eth_price)
@@ -605,9 +606,13 @@ class _EventReader:
         head = self.chain.blocks.head.number
         if head < self.next_block:
             return set()
-        logs = self.chain.provider.web3.eth.get_logs(
-            {"address": self.addresses, "fromBlock": self.next_block, "toBlock": head, "topics": [list(self.topics)]}
-        )
+        get_logs = getattr(self.chain, "get_logs", None)  # revm keeps its logs; a node answers eth_getLogs
+        if get_logs is not None:
+            logs = get_logs(self.addresses, self.next_block, head, list(self.topics))
+        else:
+            logs = self.chain.provider.web3.eth.get_logs(
+                {"address": self.addresses, "fromBlock": self.next_block, "toBlock": head, "topics": [list(self.topics)]}
+            )
         self.next_block = head + 1
         touched: set[int] = set()
         for log in logs:

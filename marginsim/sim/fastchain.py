@@ -197,7 +197,7 @@ class FastContract:
 
 def embedded_tester(chain: Any) -> Any | None:
     """eth-tester behind ape's embedded chain, or None on any other provider."""
-    provider = chain.provider
+    provider = getattr(chain, "provider", None)  # none on revm, whose handles are already fast
     tester = getattr(provider, "tester", None)
     return getattr(tester, "ethereum_tester", None) if tester is not None else None
 

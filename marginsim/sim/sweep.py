@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -107,6 +109,39 @@ def run_sweep(
         runs.append(run)
         if on_run:
             on_run(run)
+    return runs
+
+
+def run_seed_on_revm(scenario: Any, seed: int) -> SeedRun:
+    """One seed on a fresh revm chain in this process (a process pool's unit of work)."""
+    from marginsim.chain.revm import RevmChain
+    from marginsim.sim.engine import run_simulation
+
+    chain = RevmChain()
+    signers = chain.signers(2 + len(scenario.keepers) + scenario.traders.count)
+    return SeedRun.of(run_simulation(chain.project, chain, signers, scenario, seed=seed, network="revm"))
+
+
+def run_sweep_revm(
+    scenario: Any, seeds: list[int], workers: int | None = None, on_run: Callable[[SeedRun], None] | None = None
+) -> list[SeedRun]:
+    """The seeds on revm, `workers` processes at once (default: one per core; 1 runs them here,
+    one after another), each seed on a chain of its own; the runs in seed order."""
+    workers = workers or os.cpu_count() or 1
+    if workers == 1:
+        runs = []
+        for seed in seeds:
+            runs.append(run_seed_on_revm(scenario, seed))
+            if on_run:
+                on_run(runs[-1])
+        return runs
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        futures = [pool.submit(run_seed_on_revm, scenario, seed) for seed in seeds]
+        runs = []
+        for future in futures:
+            runs.append(future.result())
+            if on_run:
+                on_run(runs[-1])
     return runs
 
 

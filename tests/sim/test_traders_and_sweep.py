@@ -104,3 +104,23 @@ def test_sweep__two_seeds_roll_back_and_summarise(reacting, project, chain, acco
     # seed 11 is the scenario's own seed: the sweep reproduces the single run
     assert runs[0].liquidations == len(single.liquidations)
     assert runs[0].bad_debt_usd == single.total_bad_debt_usd
+
+
+def test_sweep_on_revm__in_parallel_the_same_runs_as_on_the_embedded_chain(reacting, project, chain, accounts):
+    """The revm sweep (a chain per seed, two processes) gives each seed the run the embedded
+    chain gives it, figure for figure (the senders are ape's test accounts on both); only the
+    wall time differs. Seed 11 is the scenario's own: the single run on the embedded chain."""
+    from dataclasses import replace
+
+    from marginsim.sim.sweep import SeedRun, run_sweep_revm
+
+    scenario, single = reacting
+    parallel = run_sweep_revm(scenario, [11, 12], workers=2)
+    serial = run_sweep_revm(scenario, [11, 12], workers=1)
+
+    def same(runs):
+        return [replace(r, wall_seconds=0.0) for r in runs]
+
+    assert same(parallel) == same(serial)
+    assert same(parallel)[0] == replace(SeedRun.of(single), wall_seconds=0.0)
+    assert parallel[0] != parallel[1]
