@@ -33,9 +33,23 @@ class SeedRun:
     still_liquidatable_at_end: int
     insurance_end_usd: float
     wall_seconds: float
+    underwater_at_end_usd: float = 0.0  # negative equity of accounts still open at the end
+    pool_drawdown_usd: float = 0.0  # the pool value's largest fall from a running peak, over the steps
+    insurance_depletion_usd: float = 0.0  # the insurance fund's start less its lowest point, >= 0
+
+    @property
+    def shortfall_usd(self) -> float:
+        """Bad debt booked plus the negative equity still open at the end: what the day lost."""
+        return self.bad_debt_usd + self.underwater_at_end_usd
 
     @classmethod
     def of(cls, result: SimulationResult) -> SeedRun:
+        pools = [p.pool_value_usd for p in result.series]
+        insurance = [p.insurance_usd for p in result.series]
+        drawdown, peak = 0.0, -math.inf
+        for value in pools:
+            peak = max(peak, value)
+            drawdown = max(drawdown, peak - value)
         return cls(
             seed=result.seed,
             bad_debt_usd=result.total_bad_debt_usd,
@@ -43,8 +57,11 @@ class SeedRun:
             liquidations=len(result.liquidations),
             liquidated_notional_usd=result.liquidated_notional_usd,
             still_liquidatable_at_end=result.still_liquidatable_at_end,
-            insurance_end_usd=result.series[-1].insurance_usd if result.series else 0.0,
+            insurance_end_usd=insurance[-1] if insurance else 0.0,
             wall_seconds=result.wall_seconds,
+            underwater_at_end_usd=result.underwater_at_end_usd,
+            pool_drawdown_usd=drawdown,
+            insurance_depletion_usd=max(insurance[0] - min(insurance), 0.0) if insurance else 0.0,
         )
 
 
@@ -58,6 +75,51 @@ def nearest_rank(values: list[float], q: float) -> float:
     return ordered[max(math.ceil(q * len(ordered)), 1) - 1]
 
 
+BOOTSTRAP_RESAMPLES = 2_000
+BOOTSTRAP_SEED = 0  # the intervals are reproducible: the same runs give the same interval
+
+
+def _nearest_rank_along(q: float):
+    """The nearest-rank q-quantile as a vectorised statistic (over the last axis) for scipy's bootstrap."""
+
+    def statistic(sample: Any, axis: int = -1) -> Any:
+        import numpy as np
+
+        ordered = np.sort(sample, axis=axis)
+        return np.take(ordered, max(math.ceil(q * ordered.shape[axis]), 1) - 1, axis=axis)
+
+    return statistic
+
+
+@dataclass(frozen=True)
+class Quantile:
+    """A nearest-rank quantile over the runs and its bootstrap 95% interval (percentile method,
+    resampling the runs with replacement)."""
+
+    value: float
+    low: float
+    high: float
+
+    @classmethod
+    def of(cls, values: list[float], q: float = 0.95) -> Quantile:
+        value = nearest_rank(values, q)
+        if len(values) < 2 or min(values) == max(values):
+            return cls(value, value, value)
+        import numpy as np
+        from scipy.stats import bootstrap
+
+        interval = bootstrap(
+            (np.asarray(values, dtype=float),),
+            _nearest_rank_along(q),
+            n_resamples=BOOTSTRAP_RESAMPLES,
+            confidence_level=0.95,
+            method="percentile",
+            vectorized=True,
+            random_state=np.random.default_rng(BOOTSTRAP_SEED),
+        ).confidence_interval
+        return cls(value, float(interval.low), float(interval.high))
+
+
 @dataclass(frozen=True)
 class SweepSummary:
     scenario: str
@@ -69,10 +131,17 @@ class SweepSummary:
     share_of_peak_oi_p95: float
     runs_with_bad_debt: int
     runs_with_accounts_left: int
+    # p95 over the runs with a bootstrap 95% interval each
+    var95_shortfall: Quantile | None = None  # bad debt plus the negative equity left open at the end
+    lar95_liquidated: Quantile | None = None  # notional liquidated
+    pool_drawdown95: Quantile | None = None
+    insurance_depletion95: Quantile | None = None
+    shortfall_mean_usd: float = 0.0
 
 
 def summarise_sweep(scenario: str, runs: list[SeedRun]) -> SweepSummary:
     debts = [r.bad_debt_usd for r in runs]
+    shortfalls = [r.shortfall_usd for r in runs]
     return SweepSummary(
         scenario=scenario,
         seeds=[r.seed for r in runs],
@@ -83,6 +152,11 @@ def summarise_sweep(scenario: str, runs: list[SeedRun]) -> SweepSummary:
         share_of_peak_oi_p95=nearest_rank([r.bad_debt_share_of_peak_oi for r in runs], 0.95),
         runs_with_bad_debt=sum(1 for d in debts if d > 0),
         runs_with_accounts_left=sum(1 for r in runs if r.still_liquidatable_at_end > 0),
+        var95_shortfall=Quantile.of(shortfalls),
+        lar95_liquidated=Quantile.of([r.liquidated_notional_usd for r in runs]),
+        pool_drawdown95=Quantile.of([r.pool_drawdown_usd for r in runs]),
+        insurance_depletion95=Quantile.of([r.insurance_depletion_usd for r in runs]),
+        shortfall_mean_usd=sum(shortfalls) / len(shortfalls) if shortfalls else 0.0,
     )
 
 
@@ -159,6 +233,16 @@ def sweep_table(summary: SweepSummary, runs: list[SeedRun]) -> str:
         f"({summary.share_of_peak_oi_p95 * 100:.3f}% of peak OI), max ${summary.bad_debt_max_usd:,.2f}; "
         f"{summary.runs_with_bad_debt} runs with bad debt, {summary.runs_with_accounts_left} with accounts left liquidatable"
     )
+    lines.append("")
+    lines.append(f"{'p95 over the runs (bootstrap 95% interval)':<44} {'value $':>14} {'interval $':>29}")
+    for label, q in (
+        ("VaR95: bad debt + negative equity left open", summary.var95_shortfall),
+        ("LaR95: notional liquidated", summary.lar95_liquidated),
+        ("pool value's worst drawdown", summary.pool_drawdown95),
+        ("insurance fund depletion", summary.insurance_depletion95),
+    ):
+        if q is not None:
+            lines.append(f"{label:<44} {q.value:>14,.2f} {f'[{q.low:,.2f}, {q.high:,.2f}]':>29}")
     return "\n".join(lines)
 
 

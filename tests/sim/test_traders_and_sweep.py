@@ -124,3 +124,27 @@ def test_sweep_on_revm__in_parallel_the_same_runs_as_on_the_embedded_chain(react
     assert same(parallel) == same(serial)
     assert same(parallel)[0] == replace(SeedRun.of(single), wall_seconds=0.0)
     assert parallel[0] != parallel[1]
+
+
+def _seed_run(seed, bad_debt, underwater=0.0, liquidated=0.0):
+    from marginsim.sim.sweep import SeedRun
+
+    return SeedRun(seed, bad_debt, 0.0, 1, liquidated, 0, 0.0, 0.0, underwater_at_end_usd=underwater)
+
+
+def test_sweep__var95_counts_the_negative_equity_left_open_with_a_bootstrap_interval():
+    """VaR95 is the nearest-rank p95 of bad debt plus the negative equity still open at the end
+    (issue 10: a run reporting $0 of bad debt with an account at -$3,899 lost $3,899); its
+    interval comes from resampling the runs, holds the value and is the same on every call."""
+    from marginsim.sim.sweep import Quantile
+
+    runs = [_seed_run(s, float(s * 100), underwater=3_899.0 if s == 7 else 0.0, liquidated=float(s)) for s in range(1, 41)]
+    summary = summarise_sweep("x", runs)
+    shortfalls = sorted(r.shortfall_usd for r in runs)
+    assert summary.var95_shortfall.value == shortfalls[37] == 3_900.0  # the 38th of 40 (seed 7 moved to the top)
+    assert summary.var95_shortfall.low <= summary.var95_shortfall.value <= summary.var95_shortfall.high
+    assert summary.var95_shortfall.low in shortfalls and summary.var95_shortfall.high in shortfalls
+    assert summarise_sweep("x", runs).var95_shortfall == summary.var95_shortfall  # reproducible
+    assert summary.lar95_liquidated.value == 38.0
+    assert Quantile.of([5.0]) == Quantile(5.0, 5.0, 5.0) and Quantile.of([2.0, 2.0]) == Quantile(2.0, 2.0, 2.0)
+    assert "VaR95" in sweep_table(summary, runs)
