@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 export PATH := $(abspath $(BIN)):$(PATH)
 STAMP  := $(VENV)/.installed
 
-.PHONY: install lint format sizes demo story test fuzz-long mutate gas simulate sweep keeper oracle bench-sim deploy anvil compile clean
+.PHONY: install lint format sizes demo story test fuzz-long mutate gas simulate sweep keeper oracle bench-sim bench-scale deploy anvil compile clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -82,6 +82,11 @@ sweep: $(STAMP)
 ## Simulator benchmark (not a test): wall time, tx/s and a profile of SCENARIO.
 bench-sim: $(STAMP)
 	PYTHONWARNINGS=ignore $(BIN)/ape run bench_sim --scenario $(SCENARIO) $(if $(ENGINE),--engine $(ENGINE))
+
+## Scale benchmark (not a test): a day on revm with TRADERS=1000,3000,10000 traders, time per account-step.
+TRADERS ?= 1000,3000,10000
+bench-scale: $(STAMP)
+	PYTHONWARNINGS=ignore $(BIN)/ape run bench_scale --scenario $(SCENARIO) --traders $(TRADERS)
 
 ## Deploy with default markets; NETWORK=ethereum:local:node for a node such as anvil.
 NETWORK ?= ethereum:local:test

@@ -32,12 +32,11 @@ from eth_utils import keccak, to_checksum_address
 from marginsim import risk
 from marginsim.bots.common import CHAIN_ERRORS, BotConfigError, first_line, run_loop
 from marginsim.protocol import CLEARINGHOUSE_ACCOUNT_EVENTS, ENGINE_ACCOUNT_EVENTS, Protocol
-from marginsim.sim.agents import Candidate, Keeper, LiquidationModel
+from marginsim.sim.agents import Candidate, Keeper, LiquidationModel, onchain_healths
 from marginsim.sim.scenario import KeeperSpec
 
 WAD = 10**18
 MAX_UINT = 2**256 - 1
-HEALTHS_BATCH = 512  # MarginLens.MAX_BATCH
 
 
 @dataclass(frozen=True)
@@ -376,11 +375,7 @@ class KeeperBot:
 
     def _confirm(self, accounts: list[int]) -> dict[int, int]:
         """On-chain health of `accounts`, in batched MarginLens.healths calls."""
-        healths: dict[int, int] = {}
-        for start in range(0, len(accounts), HEALTHS_BATCH):
-            batch = accounts[start : start + HEALTHS_BATCH]
-            healths.update(zip(batch, (int(h) for h in self.protocol.lens.healths(batch)), strict=False))
-        return healths
+        return onchain_healths(self.protocol.lens, accounts)
 
     # ------------------------------------------------------------------ acting
     def execute(self, plan: Plan) -> None:

@@ -18,6 +18,16 @@ from marginsim.sim.scenario import KeeperSpec
 
 WAD = 10**18
 MAX_UINT = 2**256 - 1
+HEALTHS_BATCH = 512  # MarginLens.MAX_BATCH: the most accounts one healths() call takes
+
+
+def onchain_healths(lens: Any, accounts: list[int]) -> dict[int, int]:
+    """On-chain health of `accounts` (`MarginLens.healths`), in calls of at most 512 accounts."""
+    healths: dict[int, int] = {}
+    for start in range(0, len(accounts), HEALTHS_BATCH):
+        batch = accounts[start : start + HEALTHS_BATCH]
+        healths.update(zip(batch, (int(h) for h in lens.healths(batch)), strict=True))
+    return healths
 
 
 @dataclass

@@ -40,7 +40,7 @@ from marginsim.protocol import (
     deploy_protocol,
 )
 from marginsim.risk import health_of
-from marginsim.sim.agents import Keeper, TraderState
+from marginsim.sim.agents import Keeper, TraderState, onchain_healths
 from marginsim.sim.fastchain import FastRevert, fast
 from marginsim.sim.results import BadDebtRecord, KeeperStats, LiquidationRecord, OracleRound, SeriesPoint, SimulationResult
 from marginsim.sim.scenario import Scenario, gas_price_gwei, price_path
@@ -52,6 +52,10 @@ MARKET_UNDERLYING = {"ETH-PERP": "WETH", "BTC-PERP": "WBTC"}
 TOPUP_SHARE = 0.5  # a top-up adds this share of the first deposit, in settlement token, at most 3 times
 REVERTED_CALL_GAS = 45_000  # what a liquidate() that reverts after the margin check costs a loser
 KEEPER_WORKING_CAPITAL_USD = 10_000_000  # settlement tokens each keeper holds to buy collateral
+# a long opening (each transaction a block a second later) republishes every feed this often, as
+# an oracle's heartbeat would, and the keepers fill the opens each round prices: hundreds of
+# traders take more than a feed's hour-long heartbeat to open (none of this happens for 30)
+OPENING_HEARTBEAT_SECONDS = 1_800
 ORDER_FEES_FUNDED = 4  # execution fees each trader is funded for: its open, its close and spares
 HEALTH_CAP = 10.0  # health quantiles are capped here for plotting
 
@@ -140,11 +144,23 @@ def run_simulation(
 
     # ---------------------------------------------------------------- traders open
     book = _OrderBook(protocol)
-    traders = _open_traders(protocol, scenario, trader_signers, rng, deployer, book)
+    state = _LoopState(protocol, scenario, rounds, start_prices)
+    heartbeat_at = chain.pending_timestamp
+
+    def keep_feeds_alive() -> None:
+        nonlocal heartbeat_at
+        if chain.pending_timestamp - heartbeat_at < OPENING_HEARTBEAT_SECONDS:
+            return
+        heartbeat_at = chain.pending_timestamp
+        for symbol, feed in protocol.feeds.items():
+            protocol.publish(symbol, int(feed.latestRoundData()[1]), deployer)
+        for market in protocol.markets.values():
+            book.fill_due(market, keepers, result, gas_gwei(0), state)
+
+    traders = _open_traders(protocol, scenario, trader_signers, rng, deployer, book, keep_feeds_alive)
     # the opening orders fill at the first round of step 0, a settlement delay after they were placed
     chain_start = chain.pending_timestamp + int(protocol.orders.settlement_delay())
-    events = _EventReader(chain, ch, protocol.liquidation_engine)
-    state = _LoopState(protocol, scenario, rounds, start_prices)
+    events = _EventReader(chain, ch, protocol.liquidation_engine, result.started_block)
     liquidatable_since: dict[int, int] = {}
     bad_debt_total = 0.0
     static = _static_parameters(protocol)
@@ -183,7 +199,7 @@ def run_simulation(
                 liquidatable_since.pop(account, None)
         if verify_mirror:
             accounts = sorted(healths)
-            onchain = dict(zip(accounts, lens.healths(accounts), strict=False)) if accounts else {}
+            onchain = onchain_healths(lens, accounts)
             _verify_mirror(keepers[0], views, collateral, chain.blocks.head.timestamp, onchain)
 
         result.trader_topups, result.trader_closes = _traders_act(
@@ -238,11 +254,18 @@ def _move_clock(chain: Any, target: int) -> None:
 
 
 def _open_traders(
-    protocol: Protocol, scenario: Scenario, signers: list[Any], rng: np.random.Generator, funder: Any, book: _OrderBook
+    protocol: Protocol,
+    scenario: Scenario,
+    signers: list[Any],
+    rng: np.random.Generator,
+    funder: Any,
+    book: _OrderBook,
+    after_each: Callable[[], None] = lambda: None,
 ) -> list[TraderState]:
     """Draw, fund (from `funder`: the collateral, settlement token for its orders' execution
     fees, and for a trader who tops up a reserve for its three top-ups), deposit and place each
-    trader's opening order (filled at the first round of the run)."""
+    trader's opening order (filled at the first round of the run, or at a heartbeat of a long
+    opening: `after_each` runs after each trader)."""
     spec = scenario.traders
     ch, oracle = protocol.clearinghouse, protocol.oracle
     traders: list[TraderState] = []
@@ -290,6 +313,7 @@ def _open_traders(
         protocol.fund(protocol.settlement, signer, ORDER_FEES_FUNDED * book.fee + bond, funder)
         if size > 0:
             book.commit(signer, market_id, size if long else -size)
+        after_each()
         traders.append(
             TraderState(
                 f"trader-{i + 1}",
@@ -377,7 +401,8 @@ def _keepers_act(
             profitable.append((candidate, outcome.close))
         if not profitable:
             continue
-        confirmed = lens.healths([c.account for c, _ in profitable])
+        onchain = onchain_healths(lens, list(dict.fromkeys(c.account for c, _ in profitable)))
+        confirmed = [onchain[c.account] for c, _ in profitable]
         plan = []
         for (candidate, size), onchain_health in zip(profitable, confirmed, strict=False):
             if onchain_health >= WAD:
@@ -451,8 +476,7 @@ def _keepers_act(
                 )
             )
             # positions gone, debt left against collateral: buy the collateral at its discount
-            for receipt in protocol.sell_collateral(candidate.account, keeper.signer):
-                stats.gas_spent_usd += keeper.model.gas_cost_usd(int(receipt.gas_used), gas_price, eth_price)
+            _buy_collateral(keeper, protocol, candidate.account, stats, gas_price, eth_price)
             sold.add(candidate.account)
 
     # accounts whose collateral is for sale (a debt above the engine's loan-to-value limit, or no
@@ -491,9 +515,22 @@ def _sell_debt_collateral(
             written_off=written_off,
         ):
             continue
-        for receipt in protocol.sell_collateral(account, keeper.signer):
-            stats.gas_spent_usd += keeper.model.gas_cost_usd(int(receipt.gas_used), gas_price, eth_price)
+        _buy_collateral(keeper, protocol, account, stats, gas_price, eth_price)
         sold.add(account)
+
+
+def _buy_collateral(
+    keeper: Keeper, protocol: Protocol, account: int, stats: KeeperStats, gas_price: float, eth_price: float
+) -> None:
+    """The keeper buys what `account` has for sale (`Protocol.sell_collateral`). A sale it cannot
+    pay for (its working capital spent, in a large run) reverts and is counted as a reverted call."""
+    try:
+        receipts = protocol.sell_collateral(account, keeper.signer)
+    except (FastRevert, ContractLogicError, Revert):
+        stats.gas_spent_usd += keeper.model.gas_cost_usd(REVERTED_CALL_GAS, gas_price, eth_price)
+        return
+    for receipt in receipts:
+        stats.gas_spent_usd += keeper.model.gas_cost_usd(int(receipt.gas_used), gas_price, eth_price)
 
 
 class _OrderBook:
@@ -592,11 +629,12 @@ class _EventReader:
     """One eth_getLogs per step for the account events every keeper indexes: the Clearinghouse's
     and the LiquidationEngine's (`sources`), each event's first topic the account."""
 
-    def __init__(self, chain: Any, clearinghouse: Any, liquidation_engine: Any):
+    def __init__(self, chain: Any, clearinghouse: Any, liquidation_engine: Any, from_block: int):
         self.chain = chain
         sources = [(clearinghouse, CLEARINGHOUSE_ACCOUNT_EVENTS), (liquidation_engine, ENGINE_ACCOUNT_EVENTS)]
         self.addresses = [source.address for source, _ in sources]
-        self.next_block = chain.blocks.head.number - 10_000 if chain.blocks.head.number > 10_000 else 0
+        # every block since the run's deployment: a long opening spans more than any fixed window
+        self.next_block = from_block
         self.topics = {
             "0x" + keccak(text=getattr(source, name).abi.selector).hex(): name for source, names in sources for name in names
         }

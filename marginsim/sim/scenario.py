@@ -64,6 +64,7 @@ from typing import Any
 from marginsim import feeds
 
 FEED_KINDS = ("replay", "gbm", "jump", "garch", "shock")
+MAX_TRADERS = 100_000  # revm takes any number of senders; ape's test network funds 40 accounts
 GAS_PERCENTILES = ("mean", "p30", "p60", "p90", "max")
 MARKET_OVERRIDES = (
     "base_mmr",
@@ -428,7 +429,7 @@ def _parse_traders(check: _Checker, raw: Any, markets: set[str]) -> TraderSpec:
     )
     d = TraderSpec()
     return TraderSpec(
-        count=check.integer(raw, "count", default=d.count, low=0, high=500, where="traders.count"),
+        count=check.integer(raw, "count", default=d.count, low=0, high=MAX_TRADERS, where="traders.count"),
         markets=check.choices(raw, "markets", d.markets, markets, "traders.markets"),
         collateral=check.choices(raw, "collateral", d.collateral, {"USDC", "WETH", "WBTC", "USDT"}, "traders.collateral"),
         leverage=check.pair(raw, "leverage", d.leverage, 1.0, "traders.leverage"),
