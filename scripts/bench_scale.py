@@ -20,7 +20,6 @@ from marginsim.protocol import DEFAULT_CONFIG
 from marginsim.sim.engine import run_simulation
 from marginsim.sim.scenario import ScenarioError, load_scenario
 
-
 MAX_SKEW_SCALE = 3e8
 
 
