@@ -147,12 +147,14 @@ def commit_margin(
             balance as a debt that needs `debt_imr`; an order accepted here does not fail the
             fill's margin check for that at the same prices.
     @dev In settlement units, owed = the trades' fees, + ceil(-pnl_before / S2W) for each traded
-         market losing before its trade, + ceil((pnl_before - pnl_after) / S2W) for each trade
-         that loses by itself (neither netted with a gain), + ceil(-pnl / S2W) for each other
-         market of the account that loses. With b the settlement balance and c the pending claim
+         market losing before its trade, + ceil(-c / S2W) for each flip whose closed side's
+         premium c = signed_mul_floor(size, fill - price) is negative, + ceil(-pnl / S2W) for
+         each other market of the account that loses. With b the settlement balance and c the pending claim
          (which pays a realised loss before any debt does), initial +=
          mul_up(max(owed - b - c, 0) * S2W, debt_imr) - mul_up(max(-b, 0) * S2W, debt_imr)
-         + S2W per loss counted (a realisation's rounding takes less than one unit).
+         + g + mul_up(g, debt_imr), with g = ceil(max(owed - b - c, 0) * S2W * (rate_base +
+         rate_slope) * 300 / (SECONDS_PER_YEAR * WAD)) (the debt's interest over 300 s at the
+         highest rate), + S2W per loss counted (a realisation's rounding takes less than one unit).
     @param account The account id (owner << 96 | subaccount).
     @param markets Listed market ids, each at most once.
     @param size_deltas Base units to buy (> 0) or sell (< 0), one per market.
@@ -182,12 +184,21 @@ def commit_margin(
             losing += 1
     balance: int256 = staticcall CLEARINGHOUSE.settlement(account)
     claim: int256 = convert(staticcall CLEARINGHOUSE.pending(account), int256)
-    debt_imr: uint256 = (staticcall CLEARINGHOUSE.debt_terms())[2]
+    rate_base: uint256 = 0
+    rate_slope: uint256 = 0
+    debt_imr: uint256 = 0
+    ceiling: uint256 = 0
+    rate_base, rate_slope, debt_imr, ceiling = staticcall CLEARINGHOUSE.debt_terms()
     debt_now: uint256 = convert(max(-balance, 0), uint256)
     # a pending claim pays a realised loss before it becomes a debt (review v4, C4)
     debt_after: uint256 = convert(max(convert(owed, int256) - balance - claim, 0), uint256)
     initial += risk._mul_up(debt_after * SETTLEMENT_TO_WAD, debt_imr) - risk._mul_up(debt_now * SETTLEMENT_TO_WAD, debt_imr)
-    return equity, initial + losing * SETTLEMENT_TO_WAD
+    # and that debt's interest until the fill, at the highest rate for FUNDING_BUFFER_SECONDS, with
+    # its own margin: a realisation right after the commit does not tip an order at the limit
+    growth: uint256 = risk._ceil_div(
+        debt_after * SETTLEMENT_TO_WAD * (rate_base + rate_slope) * FUNDING_BUFFER_SECONDS, c.SECONDS_PER_YEAR * c.WAD
+    )
+    return equity, initial + growth + risk._mul_up(growth, debt_imr) + losing * SETTLEMENT_TO_WAD
 
 
 @view
@@ -196,8 +207,8 @@ def _after_trades(
 ) -> (uint256, int256, uint256, uint256, uint256, uint256):
     """
     @dev (health, equity, initial) after the trades, and for `commit_margin`: the settlement
-         units the trades' fees, their markets' open losses and the trades' own losses would
-         take from the balance, how many losses that counts, and the traded markets' bitmask.
+         units the trades' fees, their markets' open losses and the flips' closing premiums
+         would take from the balance, how many losses that counts, and the traded markets' bitmask.
     """
     assert len(markets) == len(size_deltas), "lens: length mismatch"
     equity: int256 = 0
@@ -229,16 +240,19 @@ def _after_trades(
         new_cost: int256 = pos.cost + risk._signed_mul_ceil(size_delta, convert(fill, int256) - index)
         pnl_after: int256 = risk._signed_mul_floor(new_size, p_minus_i) - new_cost
         equity = equity - pnl_before + pnl_after - convert(fee * SETTLEMENT_TO_WAD, int256)
-        # the open loss and the trade's own loss apart: a griefer may realise the first before the
-        # fill, and the fill realises a flip's closed part, while the trade's gain (a fill below
-        # the price) stays unrealised, so it nets neither (review v4, C1 and C2)
+        # what may be realised before the fill's margin check, never netted with a gain: the open
+        # loss (a griefer may realise it first, review v4 C1), and for a flip the premium its fill
+        # pays on the side it closes (the fill realises that side; the new side's premium stays
+        # unrealised, C2). A plain add realises nothing (review v5, V1).
         owed += fee
         if pnl_before < 0:
             owed += risk._ceil_div(convert(-pnl_before, uint256), SETTLEMENT_TO_WAD)
             losing += 1
-        if pnl_after < pnl_before:
-            owed += risk._ceil_div(convert(pnl_before - pnl_after, uint256), SETTLEMENT_TO_WAD)
-            losing += 1
+        if pos.size != 0 and (new_size > 0) != (pos.size > 0):
+            closing: int256 = risk._signed_mul_floor(pos.size, convert(fill, int256) - convert(price, int256))
+            if closing < 0:
+                owed += risk._ceil_div(convert(-closing, uint256), SETTLEMENT_TO_WAD)
+                losing += 1
         m_before: uint256 = 0
         i_before: uint256 = 0
         m_before, i_before = self._requirements(params, convert(abs(pos.size), uint256), price)

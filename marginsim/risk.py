@@ -13,6 +13,7 @@ from typing import Any
 
 WAD = 10**18
 SECONDS_PER_YEAR = 31_536_000
+COMMIT_INTEREST_SECONDS = 300  # MarginLens.FUNDING_BUFFER_SECONDS: a commit's debt interest until its fill
 MAX_DEBT_INDEX = 2**104 - 1  # an account stores the index its debt was written at in 104 bits
 SECONDS_PER_DAY = 86_400
 MAX_MARKETS = 16
@@ -310,28 +311,39 @@ def _trade(
 
 
 def commit_margin(
-    snapshot: AccountSnapshot, trades: list[tuple[int, int]], views: dict[int, MarketView] | None = None
+    snapshot: AccountSnapshot,
+    trades: list[tuple[int, int]],
+    views: dict[int, MarketView] | None = None,
+    debt_rate: int = 0,
 ) -> tuple[int, int]:
     """MarginLens.commit_margin, Orders' check of a risk-adding order at its commit: (equity,
     initial) after `trades` (market, size_delta; each market once, in the given order, on
     `margin(snapshot)` as `after_trade`), with every open loss taken as realised. In settlement
     units, owed = the fees + ceil(-pnl_before / S2W) for each traded market losing before its
-    trade + ceil((pnl_before - pnl_after) / S2W) for each trade that loses by itself + ceil(-pnl /
-    S2W) for each other market that loses; with b the settlement balance and c the pending
-    claim, initial += mul_up(max(owed - b - c, 0) * S2W, debt_imr) - mul_up(max(-b, 0) * S2W,
-    debt_imr) + S2W per loss counted. `views` adds markets the account has no position in."""
+    trade + ceil(-c / S2W) for each flip whose closed side's premium c = signed_mul_floor(size,
+    fill - price) is negative + ceil(-pnl / S2W) for each other market that loses; with b the settlement balance and c the pending
+    claim, d = max(owed - b - c, 0) and g = ceil(d * S2W * debt_rate * 300 / (SECONDS_PER_YEAR *
+    WAD)) (the debt's interest over MarginLens.FUNDING_BUFFER_SECONDS at the highest rate,
+    `debt_rate` = rate_base + rate_slope of Clearinghouse.debt_terms), initial += mul_up(d * S2W,
+    debt_imr) - mul_up(max(-b, 0) * S2W, debt_imr) + g + mul_up(g, debt_imr) + S2W per loss
+    counted. `views` adds markets the account has no position in."""
     views = {**snapshot.markets, **(views or {})}
     s2w = snapshot.settlement_to_wad
     after = margin(snapshot)
     owed = losing = 0
     for market, delta in trades:
         position = snapshot.positions.get(market, (0, 0))
-        after, fee, pnl_before, pnl_after = _trade(after, views[market], position, delta, s2w, snapshot.timestamp)
+        view = views[market]
+        after, fee, pnl_before, _ = _trade(after, view, position, delta, s2w, snapshot.timestamp)
         owed += fee
         if pnl_before < 0:
             owed, losing = owed + ceil_div(-pnl_before, s2w), losing + 1
-        if pnl_after < pnl_before:
-            owed, losing = owed + ceil_div(pnl_before - pnl_after, s2w), losing + 1
+        size = position[0]
+        if size != 0 and (size + delta > 0) != (size > 0):  # a flip: its fill realises the closed side
+            fill = fill_price(view.price, view.state.long_oi - view.state.short_oi, delta, view.params.skew_scale)
+            closing = signed_mul_floor(size, fill - view.price)
+            if closing < 0:
+                owed, losing = owed + ceil_div(-closing, s2w), losing + 1
     traded = {market for market, _ in trades}
     for market in sorted(set(snapshot.positions) - traded):
         size, cost = snapshot.positions[market]
@@ -341,8 +353,9 @@ def commit_margin(
             owed, losing = owed + ceil_div(-pnl, s2w), losing + 1
     balance = snapshot.settlement
     debt_now, debt_after = max(-balance, 0), max(owed - balance - snapshot.pending, 0)
-    extra = mul_up(debt_after * s2w, snapshot.debt_imr) - mul_up(debt_now * s2w, snapshot.debt_imr) + losing * s2w
-    return after[0], after[2] + extra
+    growth = ceil_div(debt_after * s2w * debt_rate * COMMIT_INTEREST_SECONDS, SECONDS_PER_YEAR * WAD)
+    extra = mul_up(debt_after * s2w, snapshot.debt_imr) - mul_up(debt_now * s2w, snapshot.debt_imr)
+    return after[0], after[2] + extra + growth + mul_up(growth, snapshot.debt_imr) + losing * s2w
 
 
 def realisable_loss(snapshot: AccountSnapshot, market: int) -> int:

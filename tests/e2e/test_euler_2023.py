@@ -199,7 +199,8 @@ def test_owner_actions__from_initial_margin__none_makes_the_account_liquidatable
     refused = [
         ("clearinghouse", lambda: ch.withdraw(usdc, 1, 0, sender=attacker)),
         ("orders", lambda: trade_now(ch, eth, WAD // 100, 0, 0, sender=attacker)),  # increase: refused at its commit
-        ("clearinghouse", lambda: trade_now(ch, eth, -100 * WAD, 0, 0, sender=attacker)),  # flip: at its fill
+        # flip: at its commit, which counts the open loss and the closing premium as realised
+        ("orders", lambda: trade_now(ch, eth, -100 * WAD, 0, 0, sender=attacker)),
         ("orders", lambda: trade_now(ch, btc, WAD // 100, 0, 0, sender=attacker)),  # a second market
     ]
     for contract, action in refused:

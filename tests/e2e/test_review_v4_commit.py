@@ -147,7 +147,8 @@ def mirror_matches(protocol, chain, account: int, orders: list[tuple[int, int]])
     snapshot = risk.snapshot_account(ch, oracle, account, chain.blocks.head.timestamp)
     views = {m: risk.read_market_view(ch, oracle, m) for m, _ in orders}
     equity, initial = lens.commit_margin(account, [m for m, _ in orders], [d for _, d in orders])
-    return risk.commit_margin(snapshot, orders, views) == (int(equity), int(initial))
+    rate_base, rate_slope, _, _ = (int(v) for v in ch.debt_terms())
+    return risk.commit_margin(snapshot, orders, views, rate_base + rate_slope) == (int(equity), int(initial))
 
 
 # ---------------------------------------------------------------- C1: a realisation splits the loss from the add's premium gain

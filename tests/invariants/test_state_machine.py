@@ -714,7 +714,7 @@ class Model:
                 views[market] = risk.MarketView(params, ledger.states[market], self.price(params.asset), sigma, sigma_mm)
         except PriceError as error:
             return error.message
-        equity, initial = risk.commit_margin(snapshot, orders, views)
+        equity, initial = risk.commit_margin(snapshot, orders, views, ledger.debt_terms[0] + ledger.debt_terms[1])
         return "orders: insufficient margin" if equity < initial else None
 
     def commit_reserve(self, ledger: Ledger, account: int, market: int, delta: int) -> str | None:

@@ -232,11 +232,12 @@ def test_commit_margin__equals_the_python_mirror_to_the_wei(
     set_price("WETH", 1_890)
     ape.chain.mine()
     timestamp = ape.chain.blocks.head.timestamp
+    debt_rate = sum(int(v) for v in ch.debt_terms()[:2])  # rate_base + rate_slope
     for account in (rich, debtor):
         snapshot = risk.snapshot_account(ch, protocol.oracle, account, timestamp)
         for orders in ([(eth_market, 5 * WAD)], [(btc_market, WAD // 2), (eth_market, -13 * WAD)], [(btc_market, -3 * WAD)], []):
             views = {m: risk.read_market_view(ch, protocol.oracle, m) for m, _ in orders}
-            expected = risk.commit_margin(snapshot, orders, views)
+            expected = risk.commit_margin(snapshot, orders, views, debt_rate)
             markets, deltas = [m for m, _ in orders], [d for _, d in orders]
             equity, initial = (int(v) for v in protocol.lens.commit_margin(account, markets, deltas))
             assert (equity, initial) == expected
