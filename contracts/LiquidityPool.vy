@@ -609,9 +609,17 @@ def _max_deposit() -> uint256:
     headroom: uint256 = 0
     priced: bool = False
     value, total, headroom, priced = self._valuation(True)
-    if not priced or not (value > 0 or (value == 0 and erc20.totalSupply == 0)):
+    if not priced or not self._solvent(value):
         return 0
     return max_value(uint256)
+
+
+@view
+def _solvent(pool_value: int256) -> bool:
+    """
+    @dev Whether a deposit may buy in at `pool_value` (WAD): above zero, or zero with no shares out.
+    """
+    return pool_value > 0 or (pool_value == 0 and erc20.totalSupply == 0)
 
 
 @view
@@ -763,7 +771,7 @@ def _deposit(receiver: address, assets: uint256, shares: uint256, pool_value: in
     assert assets > 0 and shares > 0, "pool: zero amount"
     # an insolvent pool (value <= 0 with shares out) would hand a new LP's deposit to the old ones,
     # and one below zero with none out to the traders it owes (found by the long fuzz profile)
-    assert pool_value > 0 or (pool_value == 0 and erc20.totalSupply == 0), "pool: insolvent"
+    assert self._solvent(pool_value), "pool: insolvent"
     self._lock(receiver, shares)
     assert extcall IERC20(asset).transferFrom(msg.sender, self, assets, default_return_value=True), "pool: transfer failed"
     extcall CLEARINGHOUSE.pool_deposit(assets)

@@ -193,12 +193,9 @@ def commit_margin(
     # a pending claim pays a realised loss before it becomes a debt (review v4, C4)
     debt_after: uint256 = convert(max(convert(owed, int256) - balance - claim, 0), uint256)
     initial += risk._mul_up(debt_after * SETTLEMENT_TO_WAD, debt_imr) - risk._mul_up(debt_now * SETTLEMENT_TO_WAD, debt_imr)
-    # and that debt's interest until the fill, at the highest rate for FUNDING_BUFFER_SECONDS, with
-    # its own margin: a realisation right after the commit does not tip an order at the limit
-    growth: uint256 = risk._ceil_div(
-        debt_after * SETTLEMENT_TO_WAD * (rate_base + rate_slope) * FUNDING_BUFFER_SECONDS, c.SECONDS_PER_YEAR * c.WAD
-    )
-    return equity, initial + growth + risk._mul_up(growth, debt_imr) + losing * SETTLEMENT_TO_WAD
+    # and that debt's interest until the fill, with its own margin: a realisation right after the
+    # commit does not tip an order at the limit
+    return equity, initial + self._interest_buffer(debt_after, rate_base + rate_slope, debt_imr) + losing * SETTLEMENT_TO_WAD
 
 
 @view
@@ -434,12 +431,19 @@ def _funding_buffer(account: uint256) -> uint256:
         debt_imr: uint256 = 0
         ceiling: uint256 = 0
         rate_base, rate_slope, debt_imr, ceiling = staticcall CLEARINGHOUSE.debt_terms()
-        growth: uint256 = risk._ceil_div(
-            convert(-balance, uint256) * SETTLEMENT_TO_WAD * (rate_base + rate_slope) * FUNDING_BUFFER_SECONDS,
-            c.SECONDS_PER_YEAR * c.WAD,
-        )
-        total += growth + risk._mul_up(growth, debt_imr)
+        total += self._interest_buffer(convert(-balance, uint256), rate_base + rate_slope, debt_imr)
     return total
+
+
+@view
+def _interest_buffer(debt: uint256, rate: uint256, debt_imr: uint256) -> uint256:
+    """
+    @dev A debt's interest over FUNDING_BUFFER_SECONDS at `rate` (per year, WAD), rounded up, and
+         that interest's initial margin, WAD USD: what it lowers equity and raises the debt's
+         initial requirement by together. `debt` in settlement token units.
+    """
+    growth: uint256 = risk._ceil_div(debt * SETTLEMENT_TO_WAD * rate * FUNDING_BUFFER_SECONDS, c.SECONDS_PER_YEAR * c.WAD)
+    return growth + risk._mul_up(growth, debt_imr)
 
 
 @view
