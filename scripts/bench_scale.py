@@ -15,9 +15,8 @@ from pathlib import Path
 
 import click
 
-from marginsim.chain.revm import RevmChain
 from marginsim.protocol import DEFAULT_CONFIG
-from marginsim.sim.engine import run_simulation
+from marginsim.sim.engine import run_on_revm
 from marginsim.sim.scenario import ScenarioError, load_scenario
 
 MAX_SKEW_SCALE = 3e8
@@ -59,10 +58,8 @@ def cli(scenario_path, counts):
     )
     for n in populations:
         run = scaled(scenario, n)
-        chain = RevmChain()
-        signers = chain.signers(2 + len(run.keepers) + n)
         started = time.perf_counter()
-        result = run_simulation(chain.project, chain, signers, run, network="revm")
+        result, chain = run_on_revm(run)
         wall = time.perf_counter() - started
         opened = max((p.open_accounts for p in result.series), default=0)
         click.echo(

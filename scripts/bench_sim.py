@@ -13,8 +13,7 @@ from ape import accounts, chain, project
 from ape.cli import ConnectedProviderCommand
 from ape.logging import logger
 
-from marginsim.chain.revm import RevmChain
-from marginsim.sim.engine import run_simulation
+from marginsim.sim.engine import run_on_revm, run_simulation
 from marginsim.sim.scenario import load_scenario
 
 
@@ -27,10 +26,8 @@ def cli(scenario_path, top, engine):
     scenario = load_scenario(Path(scenario_path))
     profiler = cProfile.Profile()
     if engine == "revm":
-        revm = RevmChain()
-        signers = revm.signers(2 + len(scenario.keepers) + scenario.traders.count)
         profiler.enable()
-        result = run_simulation(revm.project, revm, signers, scenario, network="revm")
+        result, revm = run_on_revm(scenario)
         profiler.disable()
         sent, calls = revm.transactions, revm.calls
     else:

@@ -14,8 +14,7 @@ from ape import accounts, chain, networks, project
 from ape.cli import ConnectedProviderCommand
 from ape.logging import logger
 
-from marginsim.chain.revm import RevmChain
-from marginsim.sim.engine import run_simulation
+from marginsim.sim.engine import run_on_revm, run_simulation
 from marginsim.sim.report import summary_table, write_outputs
 from marginsim.sim.scenario import ScenarioError, load_scenario
 
@@ -39,13 +38,7 @@ def cli(scenario_path, seed, out_dir, engine):
         scenario = load_scenario(Path(scenario_path))
     except ScenarioError as error:
         sys.exit(str(error))
-    if engine == "revm":
-        revm = RevmChain()
-        network, sim_project, sim_chain = "revm", revm.project, revm
-        signers = revm.signers(2 + len(scenario.keepers) + scenario.traders.count)
-    else:
-        network = f"{networks.provider.network.ecosystem.name}:{networks.provider.network.name}:{networks.provider.name}"
-        sim_project, sim_chain, signers = project, chain, list(accounts.test_accounts)
+    network = f"{networks.provider.network.ecosystem.name}:{networks.provider.network.name}:{networks.provider.name}"
     with click.progressbar(length=1, label=f"{scenario.name}", show_pos=True) as bar:
 
         def on_step(step, steps):
@@ -53,7 +46,11 @@ def cli(scenario_path, seed, out_dir, engine):
             bar.update(1)
 
         try:
-            result = run_simulation(sim_project, sim_chain, signers, scenario, seed=seed, network=network, on_step=on_step)
+            if engine == "revm":
+                result, _ = run_on_revm(scenario, seed, on_step)
+            else:
+                signers = list(accounts.test_accounts)
+                result = run_simulation(project, chain, signers, scenario, seed=seed, network=network, on_step=on_step)
         except ValueError as error:
             sys.exit(str(error).splitlines()[0])
     out = Path(out_dir or f"out/{scenario.name}")

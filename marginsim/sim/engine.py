@@ -29,7 +29,7 @@ from ape.exceptions import ContractLogicError
 from eth_utils import keccak
 
 from marginsim import feeds, risk
-from marginsim.chain.revm import Revert
+from marginsim.chain.revm import Revert, RevmChain
 from marginsim.protocol import (
     CLEARINGHOUSE_ACCOUNT_EVENTS,
     DEFAULT_CONFIG,
@@ -91,7 +91,7 @@ def run_simulation(
     started = wallclock.perf_counter()
     seed = scenario.seed if seed is None else seed
     rng = np.random.default_rng(seed)
-    needed = 2 + len(scenario.keepers) + scenario.traders.count
+    needed = signers_needed(scenario)
     if len(signers) < needed:
         raise ValueError(f"simulate: the scenario needs {needed} funded accounts, the network has {len(signers)}")
 
@@ -242,6 +242,21 @@ def run_simulation(
     result.transactions = chain.blocks.head.number - result.started_block
     result.wall_seconds = wallclock.perf_counter() - started
     return result
+
+
+def signers_needed(scenario: Scenario) -> int:
+    """Senders a run of `scenario` takes: the deployer, the LP, each keeper and each trader."""
+    return 2 + len(scenario.keepers) + scenario.traders.count
+
+
+def run_on_revm(
+    scenario: Scenario, seed: int | None = None, on_step: Callable[[int, int], None] | None = None
+) -> tuple[SimulationResult, RevmChain]:
+    """`run_simulation` on a fresh revm chain with the senders the scenario takes; the chain too,
+    for its transaction and view-call counts."""
+    chain = RevmChain()
+    signers = chain.signers(signers_needed(scenario))
+    return run_simulation(chain.project, chain, signers, scenario, seed=seed, network="revm", on_step=on_step), chain
 
 
 # -------------------------------------------------------------------- helpers

@@ -188,12 +188,9 @@ def run_sweep(
 
 def run_seed_on_revm(scenario: Any, seed: int) -> SeedRun:
     """One seed on a fresh revm chain in this process (a process pool's unit of work)."""
-    from marginsim.chain.revm import RevmChain
-    from marginsim.sim.engine import run_simulation
+    from marginsim.sim.engine import run_on_revm
 
-    chain = RevmChain()
-    signers = chain.signers(2 + len(scenario.keepers) + scenario.traders.count)
-    return SeedRun.of(run_simulation(chain.project, chain, signers, scenario, seed=seed, network="revm"))
+    return SeedRun.of(run_on_revm(scenario, seed)[0])
 
 
 def run_sweep_revm(
