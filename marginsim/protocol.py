@@ -136,6 +136,7 @@ class ProtocolConfig:
     debt_imr: float = 0.25  # initial margin on a debt: owe at most 1 / 1.25 = 80% of the haircut collateral value
     debt_ceiling: float = 0.5  # total debt, as a fraction of the pool's balance, above which a debtor may not add risk
     debt_liquidation_ltv: float = 0.9  # a debt above this fraction of the haircut collateral value puts it up for sale
+    oracle_confirmation_delay: int = 3_600  # seconds a new level beyond a feed's circuit breaker must hold to be accepted
 
 
 DEFAULT_CONFIG = ProtocolConfig()
@@ -299,6 +300,8 @@ def deploy_protocol(project: Any, deployer: Any, config: ProtocolConfig = DEFAUL
     protocol = deploy_contracts(project, deployer, settlement, config.settlement_decimals, config)
     oracle, clearinghouse, configurator = protocol.oracle, protocol.clearinghouse, protocol.configurator
     configure(configurator, config, sender=deployer)
+    if config.oracle_confirmation_delay != int(oracle.confirmation_delay()):  # the router's default needs no transaction
+        oracle.set_confirmation_delay(config.oracle_confirmation_delay, sender=deployer)
     for token_config in config.collaterals:
         feed_config = token_config.feed
         token = _token(project, deployer, token_config.symbol, token_config.decimals, token_config.address)

@@ -14,7 +14,7 @@ from ape import accounts, chain, networks, project
 from ape.cli import ConnectedProviderCommand
 from ape.logging import logger
 
-from marginsim.sim.engine import run_on_revm, run_simulation
+from marginsim.sim.engine import check_parameters, run_on_revm, run_simulation
 from marginsim.sim.report import summary_table, write_outputs
 from marginsim.sim.scenario import ScenarioError, load_scenario
 
@@ -36,6 +36,7 @@ def cli(scenario_path, seed, out_dir, engine):
     logger.set_level("WARNING")
     try:
         scenario = load_scenario(Path(scenario_path))
+        check_parameters(scenario)
     except ScenarioError as error:
         sys.exit(str(error))
     network = f"{networks.provider.network.ecosystem.name}:{networks.provider.network.name}:{networks.provider.name}"

@@ -18,6 +18,7 @@ from ape import accounts, chain, networks, project
 from ape.cli import ConnectedProviderCommand
 from ape.logging import logger
 
+from marginsim.sim.engine import check_parameters
 from marginsim.sim.scenario import ScenarioError, load_scenario
 from marginsim.sim.sweep import parse_seeds, run_sweep, run_sweep_revm, summarise_sweep, sweep_table, write_sweep
 
@@ -39,6 +40,7 @@ def cli(scenario_path, seeds_text, out_dir, engine, workers):
     try:
         scenario = load_scenario(Path(scenario_path))
         seeds = parse_seeds(seeds_text)
+        check_parameters(scenario)
     except (ScenarioError, ValueError) as error:
         sys.exit(str(error))
     network = f"{networks.provider.network.ecosystem.name}:{networks.provider.network.name}:{networks.provider.name}"

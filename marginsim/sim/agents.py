@@ -129,6 +129,13 @@ class Keeper:
         return mirror
 
     # ------------------------------------------------------------------ the mirror
+    def priced(self, account: int, market_views: dict[int, risk.MarketView], collateral: dict[int, Any]) -> bool:
+        """Whether every market and collateral of `account` has a price this step: while a
+        circuit breaker halts an asset, the contracts cannot value (or liquidate) an account
+        that holds it, and neither can the mirror."""
+        mirror = self.accounts[account]
+        return all(m in market_views for m in mirror.positions) and all(s in collateral for s in mirror.collateral)
+
     def snapshot(
         self,
         account: int,
@@ -167,6 +174,8 @@ class Keeper:
             if not mirror.positions:
                 self.first_liquidatable_block.pop(account, None)
                 continue
+            if not self.priced(account, market_views, collateral):
+                continue  # halted: nothing can be done until the price returns
             equity, maintenance, _ = risk.margin(self.snapshot(account, market_views, collateral, timestamp))
             if equity >= maintenance:
                 self.first_liquidatable_block.pop(account, None)

@@ -18,6 +18,7 @@ Simulated blocks are time / block_seconds: delays are counted in them, whatever 
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time as wallclock
 from collections.abc import Callable
@@ -43,7 +44,7 @@ from marginsim.risk import health_of
 from marginsim.sim.agents import Keeper, TraderState, onchain_healths
 from marginsim.sim.fastchain import FastRevert, fast
 from marginsim.sim.results import BadDebtRecord, KeeperStats, LiquidationRecord, OracleRound, SeriesPoint, SimulationResult
-from marginsim.sim.scenario import Scenario, gas_price_gwei, price_path
+from marginsim.sim.scenario import Scenario, ScenarioError, gas_price_gwei, price_path
 from marginsim.story import advance_time
 
 WAD = 10**18
@@ -57,6 +58,8 @@ KEEPER_WORKING_CAPITAL_USD = 10_000_000  # settlement tokens each keeper holds t
 # traders take more than a feed's hour-long heartbeat to open (none of this happens for 30)
 OPENING_HEARTBEAT_SECONDS = 1_800
 ORDER_FEES_FUNDED = 4  # execution fees each trader is funded for: its open, its close and spares
+# a call or transaction the contracts refused, on either engine
+REVERTS = (FastRevert, ContractLogicError, Revert)
 HEALTH_CAP = 10.0  # health quantiles are capped here for plotting
 
 
@@ -68,13 +71,27 @@ def protocol_config(scenario: Scenario, start_prices: dict[str, float]) -> Proto
     """The default protocol with the scenario's overrides and the paths' starting prices."""
     collaterals = []
     for token in DEFAULT_CONFIG.collaterals:
+        overrides = dict(scenario.collaterals.get(token.symbol, {}))
+        feed = replace(token.feed, **overrides.pop("feed", {}))
         market = next((m for m, u in MARKET_UNDERLYING.items() if u == token.symbol and m in start_prices), None)
         if market is not None:
-            token = replace(token, feed=replace(token.feed, price_usd=start_prices[market]))
-        collaterals.append(token)
+            feed = replace(feed, price_usd=start_prices[market])
+        collaterals.append(replace(token, feed=feed, **overrides))
     markets = tuple(replace(m, **scenario.markets.get(m.name, {})) for m in DEFAULT_CONFIG.markets)
     overrides = {k: v for k, v in scenario.protocol.items()}
     return replace(DEFAULT_CONFIG, collaterals=tuple(collaterals), markets=markets, **overrides)
+
+
+def check_parameters(scenario: Scenario) -> None:
+    """Deploy the scenario's protocol on a scratch revm chain (a third of a second): the
+    contracts' first refusal of its parameters becomes a one-line ScenarioError, before a run
+    deploys anything. The contracts hold the bounds; this asks them rather than copying them."""
+    start_prices = {spec.market: float(price_path(spec, scenario.seed).prices[0]) for spec in scenario.feeds}
+    chain = RevmChain()
+    try:
+        deploy_protocol(chain.project, chain.signers(1)[0], protocol_config(scenario, start_prices))
+    except Revert as error:
+        raise ScenarioError(f"scenario {scenario.source}: the contracts refuse its parameters: {error.message}") from None
 
 
 def run_simulation(
@@ -228,12 +245,21 @@ def run_simulation(
         result.peak_open_interest_usd = max(result.peak_open_interest_usd, result.series[-1].open_interest_usd)
         if on_step:
             on_step(step, steps)
+    result.censored_delays = [sim_block - since for since in liquidatable_since.values()]
 
     all_accounts = sorted(set(keepers[0].accounts) | {tr.account for tr in traders})
     # one margin read per account gives both end figures: health (as MarginLens.healths computes
     # it) and the negative equity the books have not yet called bad debt, positions or not (a
     # debt behind collateral nobody bought has no health to show it)
-    final = [(int(equity), int(maintenance)) for equity, maintenance, _ in (ch.margin(a) for a in all_accounts)]
+    final = []
+    for account in all_accounts:
+        try:
+            equity, maintenance, _ = ch.margin(account)
+        except REVERTS:
+            result.unpriced_at_end += 1  # an asset it holds is halted at the end: no figure to give
+            continue
+        final.append((int(equity), int(maintenance)))
+    result.accounts = len(all_accounts)
     result.still_liquidatable_at_end = sum(1 for equity, maintenance in final if risk.health(equity, maintenance) < WAD)
     short = [equity for equity, _ in final if equity < 0]
     result.underwater_at_end = len(short)
@@ -370,7 +396,10 @@ def _traders_act(
             market = protocol.markets[trader.market]
             size = int(ch.positions(trader.account, market).size)
             if size != 0:
-                book.commit(trader.signer, market, -size)
+                try:
+                    book.commit(trader.signer, market, -size)
+                except REVERTS:
+                    continue  # halted: the owner tries again next step
                 closes += 1
             trader.closed = True
     return topups, closes
@@ -457,7 +486,7 @@ def _keepers_act(
                 continue
             try:
                 tx = engine.liquidate(candidate.account, candidate.market, MAX_UINT, sender=keeper.signer)
-            except (FastRevert, ContractLogicError, Revert):
+            except REVERTS:
                 # e.g. the other keeper's close left no position in this market: a reverted call
                 stats.lost_races += 1
                 stats.gas_spent_usd += keeper.model.gas_cost_usd(REVERTED_CALL_GAS, gas_price, eth_price)
@@ -518,6 +547,8 @@ def _sell_debt_collateral(
     for account, mirror in list(keeper.accounts.items()):
         if account in sold or mirror.settlement >= 0 or not any(mirror.collateral.values()):
             continue
+        if not keeper.priced(account, views, collateral):
+            continue
         snapshot = keeper.snapshot(account, views, collateral, timestamp)
         equity, _, _ = risk.margin(snapshot)
         written_off = all(collateral[slot][1] == 0 for slot, amount in mirror.collateral.items() if amount)
@@ -541,7 +572,7 @@ def _buy_collateral(
     pay for (its working capital spent, in a large run) reverts and is counted as a reverted call."""
     try:
         receipts = protocol.sell_collateral(account, keeper.signer)
-    except (FastRevert, ContractLogicError, Revert):
+    except REVERTS:
         stats.gas_spent_usd += keeper.model.gas_cost_usd(REVERTED_CALL_GAS, gas_price, eth_price)
         return
     for receipt in receipts:
@@ -576,10 +607,13 @@ class _OrderBook:
         due = [o for o in self.pending if o[1] == market and o[2] <= round_time]
         eth_price = state.last_price.get("ETH-PERP", next(iter(state.last_price.values())))
         for order in due:
-            self.pending.remove(order)
             keeper = keepers[self.turn % len(keepers)]
+            try:
+                receipt = self.protocol.orders.execute_order(order[0], order[1], sender=keeper.signer)
+            except REVERTS:
+                continue  # the market's price is halted: a keeper's simulation says wait for a later round
+            self.pending.remove(order)
             self.turn += 1
-            receipt = self.protocol.orders.execute_order(order[0], order[1], sender=keeper.signer)
             stats = result.keepers[keeper.spec.name]
             if any(e.event_name == "OrderFilled" for e in receipt.events):  # cancelled: the fee went to insurance
                 stats.orders_filled += 1
@@ -607,12 +641,15 @@ def _fast_protocol(protocol: Protocol, chain: Any) -> Protocol:
 def _mirror_healths(
     keeper: Keeper, views: dict[int, risk.MarketView], collateral: dict[int, tuple[int, int, int]], timestamp: int
 ) -> dict[int, int]:
-    """Health (WAD; MAX_UINT without positions) of every account the keepers index."""
+    """Health (WAD; MAX_UINT without positions) of every account the keepers index, but those
+    holding an asset whose price is halted this step."""
     healths = {}
     for account, mirror in keeper.accounts.items():
         if not mirror.positions:
             healths[account] = MAX_UINT
             continue
+        if not keeper.priced(account, views, collateral):
+            continue  # an asset it holds is halted: its health is unknown, on chain too
         equity, maintenance, _ = risk.margin(keeper.snapshot(account, views, collateral, timestamp))
         healths[account] = risk.health(equity, maintenance)
     return healths
@@ -635,6 +672,8 @@ def _verify_mirror(
     onchain: dict[int, int],
 ) -> None:
     for account in keeper.accounts:
+        if not keeper.priced(account, views, collateral):
+            continue
         mirror = risk.health(*risk.margin(keeper.snapshot(account, views, collateral, timestamp))[:2])
         if account in onchain and mirror != onchain[account]:
             raise MirrorMismatch(f"account {account:#x}: mirror health {mirror} != contract {onchain[account]}")
@@ -712,11 +751,13 @@ class _LoopState:
         self.idle_refreshed_at = 0
         self.idle_prices: dict[str, int] = {}
         self.views: dict[int, risk.MarketView] = {}
+        self.pool_value_usd = 0.0
         ch = protocol.clearinghouse
         self.params = {
             mid: risk.MarketParams(*[v if isinstance(v, int) else str(v) for v in ch.markets(mid)])
             for mid in protocol.markets.values()
         }
+        self.market_assets = {p.asset for m, p in self.params.items() if _name_of(protocol, m) in rounds}
         self.collateral_static = {
             slot: (int(ch.collaterals(slot).unit), int(ch.collaterals(slot).weight), ch.collaterals(slot).token)
             for slot in range(1, int(ch.collateral_count()) + 1)
@@ -764,13 +805,18 @@ class _LoopState:
         for market, params in self.params.items():
             if _name_of(self.protocol, market) not in self.rounds:
                 continue  # no path drives it, so no trader holds it
+            try:
+                price = int(oracle.price(params.asset))
+            except REVERTS:
+                continue  # its circuit breaker halts it: no view, so no account holding it is valued
             st = ch.market_state(market)
-            price = int(oracle.price(params.asset))
             prices[params.asset] = price
             sigma, sigma_mm = oracle.volatilities(params.asset)
             views[market] = risk.MarketView(params, risk.MarketState(*[int(v) for v in st]), price, int(sigma), int(sigma_mm))
         collateral = {}
         for slot, (unit, weight, token) in self.collateral_static.items():
+            if str(token) in self.market_assets and str(token) not in prices:
+                continue  # halted with its market
             price = prices.get(str(token)) or self.idle_prices.get(str(token))
             if price is None:
                 price = self.idle_prices[str(token)] = int(oracle.price(token))
@@ -792,6 +838,9 @@ class _LoopState:
         for view in self.views.values():
             open_interest += (view.state.long_oi + view.state.short_oi) / WAD * view.price / WAD
         healths = [h for h in onchain.values() if h != MAX_UINT]
+        # a halted price stops the pool's valuation: the last one stands until it returns
+        with contextlib.suppress(*REVERTS):
+            self.pool_value_usd = int(pool.totalAssets()) / unit
         capped = sorted(min(h / WAD, HEALTH_CAP) for h in healths)
         quantiles = tuple(float(np.quantile(capped, q)) for q in (0.05, 0.25, 0.5, 0.75, 0.95)) if capped else (0.0,) * 5
         return SeriesPoint(
@@ -800,7 +849,7 @@ class _LoopState:
             market_price=market_price,
             oracle_price=oracle_price,
             insurance_usd=int(ch.insurance_balance()) / unit,
-            pool_value_usd=int(pool.totalAssets()) / unit,
+            pool_value_usd=self.pool_value_usd,
             open_interest_usd=open_interest,
             bad_debt_usd=bad_debt,
             liquidatable_accounts=sum(1 for h in healths if h < WAD),

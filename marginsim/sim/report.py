@@ -66,11 +66,13 @@ class KeeperSummary:
 
 @dataclass(frozen=True)
 class LiquidationDelay:
-    """Blocks from an account first being liquidatable to its liquidation."""
+    """Blocks from an account first being liquidatable to its liquidation; an account never
+    liquidated counts with its wait to the end of the run (`censored` of them)."""
 
     p50: float
     p90: float
     max: float
+    censored: int = 0
 
 
 @dataclass(frozen=True)
@@ -129,7 +131,7 @@ def summarise(result: SimulationResult) -> RunSummary:
         insurance_end_usd=last.insurance_usd if last else None,
         pool_value_start_usd=first.pool_value_usd if first else None,
         pool_value_end_usd=last.pool_value_usd if last else None,
-        liquidation_delay_blocks=LiquidationDelay(p50=delays["p50"], p90=delays["p90"], max=delays["max"]),
+        liquidation_delay_blocks=LiquidationDelay(**delays),
         over_liquidation_usd=result.over_liquidation_usd,
         still_liquidatable_at_end=result.still_liquidatable_at_end,
         underwater_at_end=result.underwater_at_end,
@@ -224,7 +226,11 @@ def _summary_rows(summary: RunSummary) -> list[tuple[str, str]]:
         ),
         ("insurance fund", _format_start_end(summary.insurance_start_usd, summary.insurance_end_usd)),
         ("pool value", _format_start_end(summary.pool_value_start_usd, summary.pool_value_end_usd)),
-        ("liquidation delay (blocks)", f"p50 {delay.p50:g}, p90 {delay.p90:g}, max {delay.max:g}"),
+        (
+            "liquidation delay (blocks)",
+            f"p50 {delay.p50:g}, p90 {delay.p90:g}, max {delay.max:g}"
+            + (f" ({delay.censored:,} never liquidated, counted to the end)" if delay.censored else ""),
+        ),
         ("over-liquidation", format_usd(summary.over_liquidation_usd)),
         ("still liquidatable at end", f"{summary.still_liquidatable_at_end:,}"),
         (

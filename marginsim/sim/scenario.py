@@ -52,16 +52,29 @@ Layout of a scenario file (every table but [feed.*] and [[keepers]] is optional)
     [market.ETH-PERP]            # overrides of marginsim.protocol.MarketConfig (checked on chain
     oi_cap = 100000              # by the Configurator when the market is listed)
     skew_scale = 20000000
+
+    [collateral.WETH]            # overrides of marginsim.protocol.TokenConfig: haircut, sale discount, cap
+    weight = 0.8
+    liquidation_discount = 0.06
+
+    [collateral.WETH.feed]       # the oracle router's guards on that feed (marginsim.protocol.FeedConfig)
+    max_deviation = 0.25         # the circuit breaker: a larger move between rounds halts the asset
+    heartbeat = 3600             # seconds after which a round is stale
+
+The [protocol], [market.*] and [collateral.*] values are checked by the contracts themselves:
+`engine.check_parameters` deploys the design on a scratch revm chain and turns the first refusal
+into a one-line ScenarioError (e.g. ``configurator: bad buffer``) before a run starts.
 """
 
 from __future__ import annotations
 
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from marginsim import feeds
+from marginsim.protocol import ProtocolConfig
 
 FEED_KINDS = ("replay", "gbm", "jump", "garch", "shock")
 MAX_TRADERS = 100_000  # revm takes any number of senders; ape's test network funds 40 accounts
@@ -96,7 +109,12 @@ PROTOCOL_OVERRIDES = (
     "debt_imr",
     "debt_ceiling",
     "debt_liquidation_ltv",
+    "oracle_confirmation_delay",
 )
+_INTEGER_FIELDS = {f.name: f.type == "int" for f in fields(ProtocolConfig)}
+COLLATERALS = ("WETH", "WBTC", "USDT")
+COLLATERAL_OVERRIDES = ("weight", "liquidation_discount", "cap")
+FEED_OVERRIDES = ("heartbeat", "min_price_usd", "max_price_usd", "max_deviation", "initial_sigma")
 
 
 class ScenarioError(ValueError):
@@ -159,8 +177,10 @@ class Scenario:
     keepers: tuple[KeeperSpec, ...]
     pool_usd: float = 5_000_000.0
     insurance_usd: float = 100_000.0
-    protocol: dict[str, float] = field(default_factory=dict)
+    protocol: dict[str, float | int] = field(default_factory=dict)
     markets: dict[str, dict[str, float]] = field(default_factory=dict)  # market -> MarketConfig overrides
+    # collateral symbol -> TokenConfig overrides; its "feed" entry, a dict of FeedConfig overrides
+    collaterals: dict[str, dict[str, Any]] = field(default_factory=dict)
     source: str = ""
 
 
@@ -192,6 +212,7 @@ def parse_scenario(raw: dict[str, Any], source: str = "<scenario>") -> Scenario:
         "keepers",
         "protocol",
         "market",
+        "collateral",
     }
     check.no_unknown("", raw, known)
     name = check.string(raw, "name")
@@ -214,10 +235,29 @@ def parse_scenario(raw: dict[str, Any], source: str = "<scenario>") -> Scenario:
     for market, table in markets_raw.items():
         check.no_unknown(f"market.{market}", table, set(MARKET_OVERRIDES))
         market_overrides[market] = {k: check.number(table, k, low=0, where=f"market.{market}.{k}") for k in table}
+    collaterals_raw = raw.get("collateral", {})
+    check.no_unknown("collateral", collaterals_raw, set(COLLATERALS))
+    collateral_overrides: dict[str, dict[str, Any]] = {}
+    for symbol, table in collaterals_raw.items():
+        where = f"collateral.{symbol}"
+        check.no_unknown(where, table, {*COLLATERAL_OVERRIDES, "feed"})
+        overrides: dict[str, Any] = {k: check.number(table, k, low=0, where=f"{where}.{k}") for k in table if k != "feed"}
+        if "cap" in overrides:
+            overrides["cap"] = check.integer(table, "cap", low=1, where=f"{where}.cap")
+        if "feed" in table:
+            feed = table["feed"]
+            check.no_unknown(f"{where}.feed", feed, set(FEED_OVERRIDES))
+            overrides["feed"] = {k: check.number(feed, k, low=0, where=f"{where}.feed.{k}") for k in feed}
+            if "heartbeat" in feed:
+                overrides["feed"]["heartbeat"] = check.integer(feed, "heartbeat", low=0, where=f"{where}.feed.heartbeat")
+        collateral_overrides[symbol] = overrides
     protocol = raw.get("protocol", {})
     check.no_unknown("protocol", protocol, set(PROTOCOL_OVERRIDES))
-    for key, _value in protocol.items():
-        check.number(protocol, key, low=0, where=f"protocol.{key}")
+    protocol_overrides = {
+        # whole seconds stay integers, as ProtocolConfig's fields take them
+        key: (check.integer if _INTEGER_FIELDS.get(key) else check.number)(protocol, key, low=0, where=f"protocol.{key}")
+        for key in protocol
+    }
     return Scenario(
         name=name,
         description=str(raw.get("description", "")),
@@ -231,8 +271,9 @@ def parse_scenario(raw: dict[str, Any], source: str = "<scenario>") -> Scenario:
         keepers=keepers,
         pool_usd=check.number(liquidity, "pool_usd", default=5_000_000.0, low=1, where="liquidity.pool_usd"),
         insurance_usd=check.number(liquidity, "insurance_usd", default=100_000.0, low=0, where="liquidity.insurance_usd"),
-        protocol={k: float(v) for k, v in protocol.items()},
+        protocol=protocol_overrides,
         markets=market_overrides,
+        collaterals=collateral_overrides,
         source=source,
     )
 

@@ -231,7 +231,7 @@ def test_summary_json__round_trips_with_bad_debt_total_and_share_of_peak_oi(tmp_
     assert loaded == summary_dict(run)
     assert loaded["bad_debt_usd"] == pytest.approx(BAD_DEBT_USD + 765.5)
     assert loaded["bad_debt_share_of_peak_oi"] == pytest.approx((BAD_DEBT_USD + 765.5) / PEAK_OPEN_INTEREST_USD)
-    assert loaded["liquidation_delay_blocks"] == {"p50": 3.0, "p90": 6.0, "max": 6.0}
+    assert loaded["liquidation_delay_blocks"] == {"p50": 3.0, "p90": 6.0, "max": 6.0, "censored": 0}
     assert [k["name"] for k in loaded["keepers"]] == ["keeper-fast", "keeper-slow"]
 
 
@@ -379,3 +379,13 @@ def test_nice_ticks__round_steps_inside_the_range():
     assert step == 200.0 and ticks == [0.0, 200.0, 400.0, 600.0, 800.0, 1_000.0]
     ticks, step = nice_ticks(1_183.0, 2_017.0)
     assert step == 200.0 and ticks[0] == 1_200.0 and ticks[-1] == 2_000.0
+
+
+def test_liquidation_delay__counts_accounts_never_liquidated_with_their_wait_to_the_end():
+    """An account left liquidatable at the end was dropped from the delay figures (issue 10): a
+    run whose keepers never came looked fast. It counts now, with the blocks it waited."""
+    run = make_run()
+    assert run.delay_quantiles() == {"p50": 3.0, "p90": 6.0, "max": 6.0, "censored": 0}
+    run.censored_delays = [400, 500]
+    assert run.delay_quantiles() == {"p50": 6.0, "p90": 500.0, "max": 500.0, "censored": 2}
+    assert "p50 6, p90 500, max 500 (2 never liquidated, counted to the end)" in summary_table(run)
