@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 export PATH := $(abspath $(BIN)):$(PATH)
 STAMP  := $(VENV)/.installed
 
-.PHONY: install lint format sizes demo story test fuzz-long mutate gas simulate sweep keeper oracle bench-sim bench-scale deploy anvil compile clean
+.PHONY: install lint format sizes demo story test fuzz-long mutate gas simulate sweep compare keeper oracle bench-sim bench-scale deploy anvil compile clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -78,6 +78,11 @@ simulate: $(STAMP)
 SEEDS ?= 1-20
 sweep: $(STAMP)
 	PYTHONWARNINGS=ignore $(BIN)/ape run sweep --scenario $(SCENARIO) --seeds $(SEEDS) $(if $(OUT),--out $(OUT)) $(if $(ENGINE),--engine $(ENGINE)) $(if $(WORKERS),--workers $(WORKERS))
+
+## Designs side by side: DESIGNS (overlay files) against SCENARIO on the same SEEDS, on revm.
+DESIGNS ?= designs/wide-buffer.toml designs/weth-haircut.toml designs/tight-breaker.toml
+compare: $(STAMP)
+	PYTHONWARNINGS=ignore $(BIN)/ape run compare $(DESIGNS) --scenario $(SCENARIO) --seeds $(SEEDS) $(if $(OUT),--out $(OUT)) $(if $(WORKERS),--workers $(WORKERS))
 
 ## Simulator benchmark (not a test): wall time, tx/s and a profile of SCENARIO.
 bench-sim: $(STAMP)

@@ -36,6 +36,14 @@ class SeedRun:
     underwater_at_end_usd: float = 0.0  # negative equity of accounts still open at the end
     pool_drawdown_usd: float = 0.0  # the pool value's largest fall from a running peak, over the steps
     insurance_depletion_usd: float = 0.0  # the insurance fund's start less its lowest point, >= 0
+    accounts: int = 0
+    liquidation_delay_p90_blocks: float = 0.0  # accounts never liquidated counted with their wait to the end
+    over_liquidation_usd: float = 0.0
+
+    @property
+    def left_liquidatable_share(self) -> float:
+        """Share of the run's accounts still liquidatable at its end."""
+        return self.still_liquidatable_at_end / self.accounts if self.accounts else 0.0
 
     @property
     def shortfall_usd(self) -> float:
@@ -62,6 +70,9 @@ class SeedRun:
             underwater_at_end_usd=result.underwater_at_end_usd,
             pool_drawdown_usd=drawdown,
             insurance_depletion_usd=max(insurance[0] - min(insurance), 0.0) if insurance else 0.0,
+            accounts=result.accounts,
+            liquidation_delay_p90_blocks=result.delay_quantiles()["p90"],
+            over_liquidation_usd=result.over_liquidation_usd,
         )
 
 
@@ -79,45 +90,69 @@ BOOTSTRAP_RESAMPLES = 2_000
 BOOTSTRAP_SEED = 0  # the intervals are reproducible: the same runs give the same interval
 
 
-def _nearest_rank_along(q: float):
-    """The nearest-rank q-quantile as a vectorised statistic (over the last axis) for scipy's bootstrap."""
+def _statistic_along(q: float | None):
+    """The nearest-rank q-quantile (q None: the mean) as a vectorised statistic over an axis,
+    for scipy's bootstrap."""
 
     def statistic(sample: Any, axis: int = -1) -> Any:
         import numpy as np
 
+        if q is None:
+            return np.mean(sample, axis=axis)
         ordered = np.sort(sample, axis=axis)
         return np.take(ordered, max(math.ceil(q * ordered.shape[axis]), 1) - 1, axis=axis)
 
     return statistic
 
 
+def _percentile_interval(samples: tuple[list[float], ...], statistic: Any) -> tuple[float, float]:
+    """scipy's bootstrap 95% percentile interval of `statistic` over `samples` (paired: the
+    runs of one seed are resampled together)."""
+    import numpy as np
+    from scipy.stats import bootstrap
+
+    interval = bootstrap(
+        tuple(np.asarray(s, dtype=float) for s in samples),
+        statistic,
+        n_resamples=BOOTSTRAP_RESAMPLES,
+        confidence_level=0.95,
+        method="percentile",
+        vectorized=True,
+        paired=len(samples) > 1,
+        random_state=np.random.default_rng(BOOTSTRAP_SEED),
+    ).confidence_interval
+    return float(interval.low), float(interval.high)
+
+
 @dataclass(frozen=True)
 class Quantile:
-    """A nearest-rank quantile over the runs and its bootstrap 95% interval (percentile method,
-    resampling the runs with replacement)."""
+    """A statistic over the runs (a nearest-rank quantile, or a mean) and its bootstrap 95%
+    interval (percentile method, resampling the runs with replacement)."""
 
     value: float
     low: float
     high: float
 
     @classmethod
-    def of(cls, values: list[float], q: float = 0.95) -> Quantile:
-        value = nearest_rank(values, q)
+    def of(cls, values: list[float], q: float | None = 0.95) -> Quantile:
+        """The nearest-rank q-quantile of `values` (q None: their mean) and its interval."""
+        value = nearest_rank(values, q) if q is not None else sum(values) / len(values)
         if len(values) < 2 or min(values) == max(values):
             return cls(value, value, value)
-        import numpy as np
-        from scipy.stats import bootstrap
+        return cls(value, *_percentile_interval((values,), _statistic_along(q)))
 
-        interval = bootstrap(
-            (np.asarray(values, dtype=float),),
-            _nearest_rank_along(q),
-            n_resamples=BOOTSTRAP_RESAMPLES,
-            confidence_level=0.95,
-            method="percentile",
-            vectorized=True,
-            random_state=np.random.default_rng(BOOTSTRAP_SEED),
-        ).confidence_interval
-        return cls(value, float(interval.low), float(interval.high))
+    @classmethod
+    def difference(cls, base: list[float], other: list[float], q: float | None = 0.95) -> Quantile:
+        """statistic(other) - statistic(base) over runs paired by seed (base[i] and other[i] are
+        the same seed), and its paired bootstrap interval: an interval that excludes 0 says the
+        designs differ beyond what the choice of seeds explains."""
+        if len(base) != len(other) or not base:
+            raise ValueError(f"sweep: a difference needs runs paired by seed, got {len(base)} and {len(other)}")
+        one = _statistic_along(q)
+        value = float(one(other) - one(base))
+        if len(base) < 2 or all(b == o for b, o in zip(base, other, strict=True)):
+            return cls(value, value, value)
+        return cls(value, *_percentile_interval((base, other), lambda b, o, axis=-1: one(o, axis) - one(b, axis)))
 
 
 @dataclass(frozen=True)
@@ -193,27 +228,33 @@ def run_seed_on_revm(scenario: Any, seed: int) -> SeedRun:
     return SeedRun.of(run_on_revm(scenario, seed)[0])
 
 
-def run_sweep_revm(
-    scenario: Any, seeds: list[int], workers: int | None = None, on_run: Callable[[SeedRun], None] | None = None
+def run_many_revm(
+    jobs: list[tuple[Any, int]], workers: int | None = None, on_run: Callable[[SeedRun], None] | None = None
 ) -> list[SeedRun]:
-    """The seeds on revm, `workers` processes at once (default: one per core; 1 runs them here,
-    one after another), each seed on a chain of its own; the runs in seed order."""
+    """(scenario, seed) jobs on revm, `workers` processes at once (default: one per core; 1 runs
+    them here, one after another), each on a chain of its own; the runs in the jobs' order."""
     workers = workers or os.cpu_count() or 1
+    runs: list[SeedRun] = []
     if workers == 1:
-        runs = []
-        for seed in seeds:
+        for scenario, seed in jobs:
             runs.append(run_seed_on_revm(scenario, seed))
             if on_run:
                 on_run(runs[-1])
         return runs
     with ProcessPoolExecutor(max_workers=workers) as pool:
-        futures = [pool.submit(run_seed_on_revm, scenario, seed) for seed in seeds]
-        runs = []
+        futures = [pool.submit(run_seed_on_revm, scenario, seed) for scenario, seed in jobs]
         for future in futures:
             runs.append(future.result())
             if on_run:
                 on_run(runs[-1])
     return runs
+
+
+def run_sweep_revm(
+    scenario: Any, seeds: list[int], workers: int | None = None, on_run: Callable[[SeedRun], None] | None = None
+) -> list[SeedRun]:
+    """The seeds of one scenario on revm (see `run_many_revm`); the runs in seed order."""
+    return run_many_revm([(scenario, seed) for seed in seeds], workers, on_run)
 
 
 def sweep_table(summary: SweepSummary, runs: list[SeedRun]) -> str:
