@@ -18,17 +18,9 @@ import boa
 from boa.contracts.vyper.vyper_contract import StorageVar
 from eth_utils import keccak
 
+from marginsim import protocol as protocol_module
 from marginsim import risk
-from marginsim.protocol import (
-    DEFAULT_CONFIG,
-    WAD,
-    Protocol,
-    ProtocolConfig,
-    account_id,
-    configure,
-    list_market,
-    wad,
-)
+from marginsim.protocol import DEFAULT_CONFIG, WAD, Protocol, ProtocolConfig, account_id, wad
 
 CONTRACTS = Path(__file__).resolve().parents[2] / "contracts"
 SOURCES = {
@@ -50,55 +42,33 @@ def compiled(name: str) -> Any:
     return boa.load_partial(str(SOURCES[name]))
 
 
+class _Project:
+    """`project.Name` as `marginsim.protocol.deploy_protocol` reads it: the compiled deployer."""
+
+    def __getattr__(self, name: str) -> Any:
+        return compiled(name)
+
+
+class _Deployer(str):
+    """The deployer's address (boa takes it as `sender=`), with the `deploy(factory, *args)` that
+    `marginsim.protocol.deploy_protocol` calls, deploying into `env` as the deployer."""
+
+    env: boa.Env
+
+    def __new__(cls, env: boa.Env, address: Any) -> _Deployer:
+        deployer = super().__new__(cls, str(address))
+        deployer.env = env
+        return deployer
+
+    def deploy(self, factory: Any, *args: Any) -> Any:
+        with boa.swap_env(self.env), self.env.prank(str(self)):
+            return factory.deploy(*args)
+
+
 def deploy_protocol(env: boa.Env, deployer: Any, config: ProtocolConfig = DEFAULT_CONFIG) -> Protocol:
-    """Deploy mocks, oracle, clearinghouse, configurator, liquidation engine, lens, pool and
-    orders into `env`, connect them, set the order parameters and list every collateral and
-    market of `config`, exactly as `marginsim.protocol.deploy_protocol` does."""
-    with boa.swap_env(env), env.prank(deployer):
-        settlement = compiled("MockERC20").deploy(
-            f"Mock {config.settlement_symbol}", config.settlement_symbol, config.settlement_decimals
-        )
-        oracle = compiled("OracleRouter").deploy(wad(config.ewma_lambda), wad(config.max_vol_rise_per_hour))
-        clearinghouse = compiled("Clearinghouse").deploy(oracle, settlement, config.settlement_decimals)
-        configurator = compiled("Configurator").deploy(clearinghouse)
-        engine = compiled("LiquidationEngine").deploy(clearinghouse)
-        lens = compiled("MarginLens").deploy(clearinghouse)
-        pool = compiled("LiquidityPool").deploy(clearinghouse, "marginsim LP", "msLP")
-        orders = compiled("Orders").deploy(clearinghouse, lens)
-        clearinghouse.connect(pool, configurator, engine, orders)
-        configure(configurator, config)
-
-        protocol = Protocol(oracle, clearinghouse, configurator, lens, pool, settlement, engine, orders, config=config)
-        for token_config in config.collaterals:
-            feed_config = token_config.feed
-            token = compiled("MockERC20").deploy(f"Mock {token_config.symbol}", token_config.symbol, token_config.decimals)
-            feed = compiled("MockAggregator").deploy(
-                feed_config.decimals,
-                f"{token_config.symbol} / USD",
-                int(wad(feed_config.price_usd) // 10 ** (18 - feed_config.decimals)),
-            )
-            oracle.set_feed(
-                token,
-                feed,
-                feed_config.heartbeat,
-                wad(feed_config.min_price_usd),
-                wad(feed_config.max_price_usd),
-                wad(feed_config.max_deviation),
-                wad(feed_config.initial_sigma),
-            )
-            configurator.list_collateral(
-                token,
-                wad(token_config.weight),
-                token_config.cap * 10**token_config.decimals,
-                wad(token_config.liquidation_discount),
-            )
-            protocol.tokens[token_config.symbol] = token
-            protocol.feeds[token_config.symbol] = feed
-
-        for market_config in config.markets:
-            asset = protocol.tokens[market_config.underlying]
-            protocol.markets[market_config.name] = list_market(clearinghouse, configurator, market_config, asset.address)
-    return protocol
+    """`marginsim.protocol.deploy_protocol` itself, into `env`: the one deployment, here behind
+    titanoboa's compiled contracts (each mock's supply minted to `deployer`, as there)."""
+    return protocol_module.deploy_protocol(_Project(), _Deployer(env, deployer), config)
 
 
 # ------------------------------------------------------------------ a seeded world
