@@ -275,7 +275,8 @@ def test_censored_delay__an_account_never_liquidated_counts_with_its_wait_to_the
 def _compare_cli():
     import importlib.util
 
-    spec = importlib.util.spec_from_file_location("marginsim_script_compare", Path(__file__).parents[2] / "scripts" / "compare.py")
+    path = Path(__file__).parents[2] / "scripts" / "compare.py"
+    spec = importlib.util.spec_from_file_location("marginsim_script_compare", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module.cli.callback
@@ -285,7 +286,8 @@ def test_compare_command__a_refused_design_stops_with_one_line_and_runs_nothing(
     bad = _write(tmp_path, "bad.toml", "[protocol]\nliquidation_buffer = 5\n")
     with pytest.raises(SystemExit) as stop:
         _compare_cli()((str(bad),), str(SHORT), "1-2", str(tmp_path / "out"), 1)
-    assert stop.value.code == "scenario short-crash.toml + bad.toml: the contracts refuse its parameters: configurator: bad buffer"
+    refusal = "scenario short-crash.toml + bad.toml: the contracts refuse its parameters: configurator: bad buffer"
+    assert stop.value.code == refusal
     with pytest.raises(SystemExit) as stop:
         _compare_cli()((str(bad),), str(SHORT), "2-1", str(tmp_path / "out"), 1)
     assert stop.value.code == "sweep: --seeds must look like 1-20 or 1,5,9, got '2-1'"
