@@ -155,6 +155,9 @@ def run_simulation(
         usdc.approve(ch, MAX_UINT, sender=signer)
 
     result = SimulationResult(scenario=scenario.name, seed=seed, network=network, started_block=chain.blocks.head.number)
+    replayed = [spec.market for spec in scenario.feeds if spec.kind == "replay"]
+    if replayed:
+        result.clock_start = path_start[replayed[0]]
     keepers = [Keeper(spec, signer, protocol) for spec, signer in zip(scenario.keepers, keeper_signers, strict=False)]
     for keeper in keepers:
         result.keepers[keeper.spec.name] = KeeperStats(keeper.spec.name)

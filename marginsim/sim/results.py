@@ -111,6 +111,9 @@ class SimulationResult:
     # accounts liquidatable at the last step that no liquidation closed: the blocks each had
     # waited by then (censored observations: its delay is at least this)
     censored_delays: list[int] = field(default_factory=list)
+    # a replay's UTC start (unix seconds, the first price bar's time): time t is clock_start + t;
+    # None on a synthetic path
+    clock_start: int | None = None
 
     # --- derived metrics -----------------------------------------------------------------
     @property
