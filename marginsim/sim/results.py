@@ -6,7 +6,8 @@ scenario start, blocks as chain block numbers relative to the first simulated bl
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -146,3 +147,43 @@ class SimulationResult:
             return float(delays[min(len(delays) - 1, int(p * (len(delays) - 1) + 0.5))])
 
         return {"p50": q(0.5), "p90": q(0.9), "max": float(delays[-1]), "censored": len(self.censored_delays)}
+
+    # --- for notebooks ---------------------------------------------------------------------
+    def to_frames(self) -> dict[str, Any]:
+        """The run as pandas DataFrames, one per record type, for a notebook:
+
+        - "series": one row per step; `price_<market>` and `oracle_<market>` columns, the health
+          quantiles as `health_p5` .. `health_p95`;
+        - "rounds", "liquidations", "bad_debt": one row per record, the record's fields as columns;
+        - "keepers": one row per keeper, with its profit.
+
+        Every frame has `time` (seconds from the start) but "keepers"; on a replay also
+        `time_utc` (timezone-aware datetimes)."""
+        import pandas as pd
+
+        series = []
+        for p in self.series:
+            row = {k: v for k, v in asdict(p).items() if k not in ("market_price", "oracle_price", "health_quantiles")}
+            row |= {f"price_{m}": v for m, v in p.market_price.items()}
+            row |= {f"oracle_{m}": v for m, v in p.oracle_price.items()}
+            row |= {f"health_{name}": v for name, v in zip(("p5", "p25", "p50", "p75", "p95"), p.health_quantiles, strict=True)}
+            series.append(row)
+        frames = {
+            "series": pd.DataFrame(series, columns=None if series else ["time"]),
+            "rounds": _frame(pd, OracleRound, self.rounds),
+            "liquidations": _frame(pd, LiquidationRecord, self.liquidations),
+            "bad_debt": _frame(pd, BadDebtRecord, self.bad_debt),
+        }
+        if self.clock_start is not None:
+            for frame in frames.values():
+                frame["time_utc"] = pd.to_datetime(self.clock_start + frame["time"], unit="s", utc=True)
+        keepers = [asdict(k) | {"profit_usd": k.profit_usd} for k in self.keepers.values()]
+        frames["keepers"] = pd.DataFrame(keepers, columns=None if keepers else ["name"])
+        return frames
+
+
+def _frame(pd: Any, record_type: type, records: list[Any]) -> Any:
+    """Records of one dataclass type as a DataFrame, its fields as columns even when empty."""
+    from dataclasses import fields
+
+    return pd.DataFrame([asdict(r) for r in records], columns=[f.name for f in fields(record_type)])
