@@ -3,9 +3,9 @@ oracle price of ETH falls 30% over two hours of 10-minute rounds (one of them an
 keeper liquidates every
 account that falls below maintenance margin. `make demo` prints it as a table.
 
-The keeper here finds accounts from the Clearinghouse's Trade events (never from the story's own
-list of traders), confirms each on-chain with `health`, and liquidates until none is left below
-maintenance.
+The keeper here is the simulator's and the bot's (`marginsim.keeper`), with no gas to pay: it
+finds accounts from the account events (never from the story's own list of traders), mirrors
+them, confirms on chain with `MarginLens.healths` and liquidates what is below maintenance.
 """
 
 from __future__ import annotations
@@ -14,8 +14,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from marginsim import risk
+from marginsim.keeper.executor import liquidate, onchain_healths
+from marginsim.keeper.indexer import AccountIndexer
+from marginsim.keeper.market import read_collaterals, read_market_params, read_markets
+from marginsim.keeper.mirror import Keeper
+from marginsim.keeper.planner import collateral_for_sale, plan_liquidations
 from marginsim.protocol import DEFAULT_CONFIG, Protocol, ProtocolConfig, account_id, deploy_protocol
 from marginsim.risk import health_of, order_bond
+from marginsim.sim.scenario import KeeperSpec
 
 WAD = 10**18
 MAX_UINT = 2**256 - 1
@@ -78,56 +85,62 @@ def usd(amount_wad: int) -> float:
 
 
 class EventIndexKeeper:
-    """The story's keeper: indexes accounts from Trade events and liquidates what is below
-    maintenance. (The simulator's competing, gas-aware keepers are built on the same idea.)"""
+    """The story's keeper: the one keeper package (`marginsim.keeper`) with no gas to pay, so
+    every account the mirror finds below maintenance is worth liquidating. Each round it indexes
+    the account events, plans from the mirror, confirms on chain, liquidates, then buys the
+    collateral the engine puts up for sale."""
 
-    def __init__(self, protocol: Protocol, sender: Any, funder: Any):
+    def __init__(self, protocol: Protocol, chain: Any, sender: Any, funder: Any, from_block: int = 0):
         self.protocol = protocol
         self.sender = sender
-        self.accounts: set[int] = set()
-        self._next_block = 0
+        self.keeper = Keeper(KeeperSpec("story"), sender, protocol)
+        self.indexer = AccountIndexer(chain, protocol.clearinghouse, protocol.liquidation_engine, from_block)
+        ch = protocol.clearinghouse
+        self.params = read_market_params(ch, list(protocol.markets.values()))
+        self.collaterals = read_collaterals(ch)
+        self.liquidation = risk.read_liquidation_params(protocol.liquidation_engine)
         # working capital to buy collateral of accounts left in debt
         settlement = protocol.settlement
         protocol.fund(settlement, sender, KEEPER_WORKING_CAPITAL_USD * 10 ** int(settlement.decimals()), funder)
-        settlement.approve(protocol.clearinghouse, MAX_UINT, sender=sender)
+        settlement.approve(ch, MAX_UINT, sender=sender)
 
-    def index(self, chain: Any) -> None:
-        head = chain.blocks.head.number
-        if head < self._next_block:
-            return
-        for log in self.protocol.clearinghouse.Trade.range(self._next_block, head + 1):
-            self.accounts.add(int(log.account))
-        self._next_block = head + 1
+    @property
+    def accounts(self) -> set[int]:
+        return set(self.keeper.accounts)
 
     def run(self, chain: Any) -> list[dict[str, Any]]:
-        self.index(chain)
-        ch = self.protocol.clearinghouse
+        self.keeper.observe(self.indexer.touched_accounts())
+        self.keeper.read_debt()
+        head = chain.blocks.head
+        views, collateral = read_markets(self.protocol, self.params, self.collaterals)
+        insurance = self.protocol.clearinghouse.insurance_balance
+        worth, _ = plan_liquidations(
+            self.keeper, views, collateral, head.timestamp, head.number, self.liquidation, lambda: int(insurance()), 0.0, 0.0
+        )
+        worth.sort(key=lambda p: p.candidate.account)
+        confirmed = onchain_healths(self.protocol.lens, [p.candidate.account for p in worth])
         done: list[dict[str, Any]] = []
-        for account in sorted(self.accounts):
-            mask = ch.market_mask(account)
-            if mask == 0 or health_of(ch, account) >= WAD:
+        for planned in worth:
+            account, market = planned.candidate.account, planned.candidate.market
+            if confirmed[account] >= WAD:
                 continue
-            for market in range(1, 16):
-                if not mask >> market & 1:
-                    continue
-                if health_of(ch, account) >= WAD:
-                    break
-                tx = self.protocol.liquidation_engine.liquidate(account, market, MAX_UINT, sender=self.sender)
-                for event in tx.events:
-                    if event.event_name == "Liquidation":
-                        done.append(
-                            {
-                                "account": account,
-                                "market": market,
-                                "size_closed": int(event.size_closed),
-                                "price": int(event.price),
-                                "penalty": int(event.penalty),
-                                "keeper_reward": int(event.keeper_reward),
-                                "health_before": int(event.health_before),
-                                "health_after": int(event.health_after),
-                            }
-                        )
-            # positions gone, debt left against collateral: buy the collateral at its discount
+            result = liquidate(self.protocol, self.sender, account, market)
+            done.append(
+                {
+                    "account": account,
+                    "market": market,
+                    "size_closed": result.size_closed,
+                    "price": result.price,
+                    "penalty": result.penalty,
+                    "keeper_reward": result.keeper_reward,
+                    "health_before": result.health_before,
+                    "health_after": result.health_after,
+                }
+            )
+        # positions gone, debt left against collateral: buy the collateral at its discount
+        self.keeper.observe(self.indexer.touched_accounts())
+        views, collateral = read_markets(self.protocol, self.params, self.collaterals)
+        for account in sorted(collateral_for_sale(self.keeper, views, collateral, chain.blocks.head.timestamp)):
             self.protocol.sell_collateral(account, self.sender)
         return done
 
@@ -191,7 +204,7 @@ def run_story(
     for plan in traders[: len(result.accounts)]:
         protocol.orders.execute_order(result.accounts[plan.name], protocol.markets[plan.market], sender=keeper_signer)
 
-    keeper = EventIndexKeeper(protocol, keeper_signer, deployer)
+    keeper = EventIndexKeeper(protocol, chain, keeper_signer, deployer)
     path = eth_path or DEFAULT_ETH_PATH
     rounds = len(path)
     btc_step = (1 - btc_drop) ** (1 / rounds)

@@ -6,16 +6,20 @@ Each iteration (`KeeperBot.step`) does, in order:
    they touched (`Keeper.observe`);
 2. read the markets from the chain: parameters, state, oracle price and volatilities, the
    collateral prices, the liquidation parameters and the insurance fund;
-3. mirror every indexed account's health off-chain exactly (`Keeper.candidates`, i.e.
-   `marginsim.risk`) and confirm those below maintenance with one `MarginLens.healths` call;
-4. size each confirmed liquidation as the contract will (`Keeper.plan`: `risk.liquidation_outcome`) and send it
-   when the expected reward (`LiquidationModel`) beats its gas at the current gas price and the
-   oracle's ETH price, plus `min_profit_usd`;
-5. buy the collateral of accounts left with no positions and debt (`Protocol.sell_collateral`).
+3. plan with the keeper package's planner, as the simulator's keepers do: mirror every indexed
+   account's health off-chain exactly (`marginsim.risk`), size each liquidation as the contract
+   will and keep those whose reward (`LiquidationModel`) beats their gas at the current gas
+   price and the oracle's ETH price, plus `min_profit_usd` (`keeper.planner.plan_liquidations`);
+4. confirm those with one batched `MarginLens.healths` call and send them;
+5. buy the collateral the engine puts up for sale (`keeper.planner.collateral_for_sale`: a debt
+   above the loan-to-value limit, or no positions left and negative equity).
+
+An asset whose price the router refuses (a circuit breaker's halt, a stale round) leaves its
+accounts alone until it returns, with one line when that starts and when it ends.
 
 A liquidation that reverts (another keeper's landed first, or the account recovered) is logged
-as a lost race and the bot moves on. Reads that fail (a stale oracle, a node hiccup) skip the
-iteration with one line. Every action is one log line naming the block, the account, the market,
+as a lost race and the bot moves on. Reads that fail (a node hiccup) skip the iteration with one
+line. Every action is one log line naming the block, the account, the market,
 the size, the reward and the gas.
 """
 
@@ -26,13 +30,18 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ape.exceptions import TransactionError
-from eth_utils import keccak, to_checksum_address
+from eth_utils import to_checksum_address
 
 from marginsim import risk
 from marginsim.bots.common import CHAIN_ERRORS, BotConfigError, first_line, run_loop
-from marginsim.protocol import CLEARINGHOUSE_ACCOUNT_EVENTS, ENGINE_ACCOUNT_EVENTS, Protocol
-from marginsim.sim.agents import Candidate, Keeper, LiquidationModel, onchain_healths
+from marginsim.keeper.errors import REVERTS
+from marginsim.keeper.executor import liquidate, onchain_healths
+from marginsim.keeper.indexer import AccountIndexer
+from marginsim.keeper.market import read_collaterals, read_market_params, read_markets
+from marginsim.keeper.mirror import Keeper
+from marginsim.keeper.model import LiquidationModel
+from marginsim.keeper.planner import PlannedLiquidation, collateral_for_sale, plan_liquidations
+from marginsim.protocol import Protocol
 from marginsim.sim.scenario import KeeperSpec
 
 WAD = 10**18
@@ -103,20 +112,12 @@ class MarketData:
 
     block: int
     timestamp: int
-    views: dict[int, risk.MarketView]  # market id -> view
-    collateral: dict[int, tuple[int, int, int]]  # slot -> (unit, weight, price)
+    views: dict[int, risk.MarketView]  # market id -> view; a market without a price is left out
+    collateral: dict[int, tuple[int, int, int]]  # slot -> (unit, weight, price); likewise
     eth_price_usd: float
     liquidation: risk.LiquidationParams
     insurance: int  # settlement token units
-
-
-@dataclass(frozen=True)
-class PlannedLiquidation:
-    candidate: Candidate
-    size: int  # base units the contract will close
-    full: bool
-    reward_usd: float  # expected keeper reward
-    gas_usd: float  # expected gas cost
+    missing: dict[str, str] = field(default_factory=dict)  # asset -> why the router gives no price
 
 
 @dataclass
@@ -128,34 +129,6 @@ class Plan:
     eth_price_usd: float
     liquidations: list[PlannedLiquidation] = field(default_factory=list)
     collateral_sales: list[int] = field(default_factory=list)  # accounts
-
-
-class AccountIndexer:
-    """Accounts touched by Clearinghouse and LiquidationEngine events since the last call, from
-    `from_block` on."""
-
-    def __init__(self, chain: Any, clearinghouse: Any, liquidation_engine: Any, from_block: int, block_range: int = 2_000):
-        self.chain = chain
-        self.addresses = [clearinghouse.address, liquidation_engine.address]
-        self.next_block = from_block
-        self.block_range = block_range
-        self.topics = [
-            "0x" + keccak(text=getattr(source, name).abi.selector).hex()
-            for source, names in ((clearinghouse, CLEARINGHOUSE_ACCOUNT_EVENTS), (liquidation_engine, ENGINE_ACCOUNT_EVENTS))
-            for name in names
-        ]
-
-    def touched_accounts(self, head: int) -> set[int]:
-        touched: set[int] = set()
-        eth = self.chain.provider.web3.eth
-        while self.next_block <= head:
-            last = min(head, self.next_block + self.block_range - 1)
-            logs = eth.get_logs(
-                {"address": self.addresses, "fromBlock": self.next_block, "toBlock": last, "topics": [self.topics]}
-            )
-            touched.update(int.from_bytes(bytes(log["topics"][1]), "big") for log in logs)
-            self.next_block = last + 1
-        return touched
 
 
 def find_deployment_block(chain: Any, address: str) -> int:
@@ -214,6 +187,8 @@ class KeeperBot:
         self.summary = KeeperSummary()
         self.market_names = {market_id: name for name, market_id in protocol.markets.items()}
         self._settlement_to_wad = int(protocol.clearinghouse.SETTLEMENT_TO_WAD())
+        self._eth_price_usd = 0.0  # the last ETH price read, for gas in USD while WETH is halted
+        self._missing: dict[str, str] = {}  # assets without a price at the last read
         self._approved = False
         self._governed: GovernedParameters | None = None
         self._governed_age = 0  # market_data reads since the governed parameters were read
@@ -261,9 +236,9 @@ class KeeperBot:
         """Reload every account the events up to block `head` touched. If a read fails, the
         same blocks are read again next time: no touched account is ever skipped."""
         start = self.indexer.next_block
+        touched = self.indexer.touched_accounts(head)  # on a failed read it rewinds itself
+        new = touched - self.keeper.accounts.keys()
         try:
-            touched = self.indexer.touched_accounts(head)
-            new = touched - self.keeper.accounts.keys()
             self.keeper.observe(touched)
         except CHAIN_ERRORS:
             self.indexer.next_block = start
@@ -278,14 +253,8 @@ class KeeperBot:
         if self._governed is None or self._governed_age >= self.config.parameter_refresh_iterations:
             ch = self.protocol.clearinghouse
             self._governed = GovernedParameters(
-                markets={
-                    market: risk.MarketParams(*[v if isinstance(v, int) else str(v) for v in ch.markets(market)])
-                    for market in self.market_names
-                },
-                collaterals={
-                    slot: (int(listed.unit), int(listed.weight), str(listed.token))
-                    for slot, listed in ((slot, ch.collaterals(slot)) for slot in range(1, int(ch.collateral_count()) + 1))
-                },
+                markets=read_market_params(ch, list(self.market_names)),
+                collaterals=read_collaterals(ch),
                 liquidation=risk.read_liquidation_params(self.protocol.liquidation_engine),
             )
             self._governed_age = 0
@@ -293,31 +262,25 @@ class KeeperBot:
         return self._governed
 
     def market_data(self, block: int, timestamp: int) -> MarketData:
-        """Every market's state, price and volatilities, and every collateral's price, now."""
-        ch, oracle = self.protocol.clearinghouse, self.protocol.oracle
+        """Every market's state, price and volatilities, and every collateral's price, now (an
+        asset the router gives no price for left out, with its reason)."""
         governed = self.governed()
-        prices: dict[str, int] = {}
-
-        def price_of(asset: str) -> int:
-            if asset not in prices:
-                prices[asset] = int(oracle.price(asset))
-            return prices[asset]
-
-        views: dict[int, risk.MarketView] = {}
-        for market, params in governed.markets.items():
-            state = risk.MarketState(*[int(v) for v in ch.market_state(market)])
-            sigma, sigma_mm = oracle.volatilities(params.asset)
-            views[market] = risk.MarketView(params, state, price_of(params.asset), int(sigma), int(sigma_mm))
-        collateral = {slot: (unit, weight, price_of(token)) for slot, (unit, weight, token) in governed.collaterals.items()}
+        missing: dict[str, str] = {}
+        views, collateral = read_markets(self.protocol, governed.markets, governed.collaterals, missing=missing)
+        weth = str(self.protocol.tokens["WETH"])
+        weth_slot = next((slot for slot, (_, _, token) in governed.collaterals.items() if token == weth), None)
+        if weth_slot in collateral:
+            self._eth_price_usd = collateral[weth_slot][2] / WAD
         self.keeper.read_debt()  # the debt index's inputs: debts grow without an account's event
         return MarketData(
             block=block,
             timestamp=timestamp,
             views=views,
             collateral=collateral,
-            eth_price_usd=price_of(str(self.protocol.tokens["WETH"])) / WAD,
+            eth_price_usd=self._eth_price_usd,
             liquidation=governed.liquidation,
-            insurance=int(ch.insurance_balance()),
+            insurance=int(self.protocol.clearinghouse.insurance_balance()),
+            missing=missing,
         )
 
     def gas_price_gwei(self) -> float:
@@ -327,7 +290,8 @@ class KeeperBot:
 
     def mirror_healths(self, data: MarketData | None = None) -> dict[int, int]:
         """Every indexed account's health as the mirror computes it, at the head block (after
-        indexing the events up to it, so accounts the bot itself just changed are current)."""
+        indexing the events up to it, so accounts the bot itself just changed are current); an
+        account holding an asset without a price has none and is left out."""
         head = self.chain.blocks.head
         self.index(head.number)
         if data is None:
@@ -335,43 +299,59 @@ class KeeperBot:
         return {
             account: risk.health(*risk.margin(self.keeper.snapshot(account, data.views, data.collateral, data.timestamp))[:2])
             for account in self.keeper.accounts
+            if self.keeper.priced(account, data.views, data.collateral)
         }
 
     def _plan(self, data: MarketData, gas_price: float) -> Plan:
         plan = Plan(data.block, gas_price, data.eth_price_usd)
-        model = self.keeper.model
-        found = self.keeper.candidates(data.views, data.collateral, data.timestamp, data.block)
-        confirmed = self._confirm([c.account for c in found])
-        for candidate in found:
-            name = self.market_names[candidate.market]
+        self._report_missing(data)
+        worth, not_worth = plan_liquidations(
+            self.keeper,
+            data.views,
+            data.collateral,
+            data.timestamp,
+            data.block,
+            data.liquidation,
+            lambda: data.insurance,
+            gas_price,
+            data.eth_price_usd,
+        )
+        for planned in not_worth:
+            self.summary.skipped_unprofitable += 1
+            candidate = planned.candidate
+            if candidate.account not in self._reported_unprofitable:
+                self._reported_unprofitable.add(candidate.account)
+                self.log(
+                    f"block {data.block}  {describe_account(candidate.account)} {self.market_names[candidate.market]} "
+                    f"health {candidate.mirror_health / WAD:.4f}: reward ${planned.reward_usd:,.2f} < gas "
+                    f"${planned.gas_usd:,.2f} + min profit ${self.config.min_profit_usd:,.2f}, skipped"
+                )
+        # priced first, then confirmed: one batched view for the ones worth a transaction
+        confirmed = self._confirm(list(dict.fromkeys(p.candidate.account for p in worth)))
+        for planned in worth:
+            candidate = planned.candidate
+            self._reported_unprofitable.discard(candidate.account)
             onchain = confirmed[candidate.account]
             if onchain >= WAD:
                 self.log(
-                    f"block {data.block}  {describe_account(candidate.account)} {name}: mirror health "
-                    f"{candidate.mirror_health / WAD:.4f}, chain {_health_text(onchain)}: not liquidatable, skipped"
+                    f"block {data.block}  {describe_account(candidate.account)} {self.market_names[candidate.market]}: "
+                    f"mirror health {candidate.mirror_health / WAD:.4f}, chain {_health_text(onchain)}: "
+                    "not liquidatable, skipped"
                 )
                 continue
-            view = data.views[candidate.market]
-            outcome = self.keeper.plan(candidate, view, data.liquidation, data.insurance)
-            size, full = outcome.close, outcome.whole
-            reward = model.reward_usd(outcome, self._settlement_to_wad)
-            cost = model.gas_cost_usd(model.gas_estimate, gas_price, data.eth_price_usd)
-            if reward < cost + self.config.min_profit_usd:
-                self.summary.skipped_unprofitable += 1
-                if candidate.account not in self._reported_unprofitable:
-                    self._reported_unprofitable.add(candidate.account)
-                    self.log(
-                        f"block {data.block}  {describe_account(candidate.account)} {name} health {onchain / WAD:.4f}: "
-                        f"reward ${reward:,.2f} < gas ${cost:,.2f} + min profit ${self.config.min_profit_usd:,.2f}, skipped"
-                    )
-                continue
-            self._reported_unprofitable.discard(candidate.account)
-            plan.liquidations.append(PlannedLiquidation(candidate, size, full, reward, cost))
-        # accounts with no positions left, a debt and collateral to sell against it
-        for account, mirror in self.keeper.accounts.items():
-            if not mirror.positions and mirror.settlement < 0 and any(mirror.collateral.values()):
-                plan.collateral_sales.append(account)
+            plan.liquidations.append(planned)
+        plan.collateral_sales = collateral_for_sale(self.keeper, data.views, data.collateral, data.timestamp)
         return plan
+
+    def _report_missing(self, data: MarketData) -> None:
+        """One line when an asset loses its price (its accounts wait) and one when it returns."""
+        names = {str(token): symbol for symbol, token in self.protocol.tokens.items()}
+        for asset, reason in data.missing.items():
+            if asset not in self._missing:
+                self.log(f"block {data.block}  no price for {names.get(asset, asset)} ({reason}): its accounts wait")
+        for asset in self._missing.keys() - data.missing.keys():
+            self.log(f"block {data.block}  {names.get(asset, asset)} is priced again")
+        self._missing = dict(data.missing)
 
     def _confirm(self, accounts: list[int]) -> dict[int, int]:
         """On-chain health of `accounts`, in batched MarginLens.healths calls."""
@@ -387,26 +367,23 @@ class KeeperBot:
             name = self.market_names[candidate.market]
             who = describe_account(candidate.account)
             try:
-                receipt = self.protocol.liquidation_engine.liquidate(
-                    candidate.account, candidate.market, MAX_UINT, sender=self.signer
-                )
-            except TransactionError as error:
+                done = liquidate(self.protocol, self.signer, candidate.account, candidate.market)
+            except REVERTS as error:
                 self.summary.lost_races += 1
                 self._count_gas(getattr(error, "txn", None), plan)
                 self.log(f"block {plan.block}  {who} {name}: liquidation reverted, lost the race: {first_line(error)}")
                 continue
-            event = next(e for e in receipt.events if e.event_name == "Liquidation")
-            reward = int(event.keeper_reward) * self._settlement_to_wad / WAD
+            receipt = done.receipt
+            reward = done.keeper_reward * self._settlement_to_wad / WAD
             gas_usd = self._count_gas(receipt, plan)
             self.summary.liquidations += 1
             self.summary.revenue_usd += reward
-            closed = abs(int(event.size_closed)) / WAD
-            after = int(event.health_after)
+            after = done.health_after
             kind = "full" if after == MAX_UINT or ch.positions(candidate.account, candidate.market).size == 0 else "partial"
             self.log(
-                f"block {receipt.block_number}  liquidated {who} {name} size {closed:,.4f} {name.split('-')[0]} ({kind}) "
-                f"at ${int(event.price) / WAD:,.2f}  health {int(event.health_before) / WAD:.4f} -> {_health_text(after)}  "
-                f"reward ${reward:,.2f}  gas {int(receipt.gas_used):,} (${gas_usd:,.2f})"
+                f"block {receipt.block_number}  liquidated {who} {name} size {abs(done.size_closed) / WAD:,.4f} "
+                f"{name.split('-')[0]} ({kind}) at ${done.price / WAD:,.2f}  health {done.health_before / WAD:.4f} -> "
+                f"{_health_text(after)}  reward ${reward:,.2f}  gas {done.gas_used:,} (${gas_usd:,.2f})"
             )
             if after == MAX_UINT and self._sell_collateral(candidate.account, plan):  # no positions left
                 sold.add(candidate.account)
@@ -431,7 +408,7 @@ class KeeperBot:
                     )
                 self._approved = True
             receipts = protocol.sell_collateral(account, self.signer)
-        except TransactionError as error:
+        except REVERTS as error:
             self.log(f"block {plan.block}  {who}: collateral purchase failed: {first_line(error)}")
             return False
         unit = 10**protocol.config.settlement_decimals

@@ -26,23 +26,25 @@ from dataclasses import replace
 from typing import Any
 
 import numpy as np
-from ape.exceptions import ContractLogicError
-from eth_utils import keccak
 
 from marginsim import feeds, risk
 from marginsim.chain.revm import Revert, RevmChain
+from marginsim.keeper.errors import REVERTS
+from marginsim.keeper.executor import liquidate, onchain_healths
+from marginsim.keeper.indexer import AccountIndexer
+from marginsim.keeper.market import read_collaterals, read_market_params, read_markets
+from marginsim.keeper.mirror import Keeper
+from marginsim.keeper.planner import collateral_for_sale, plan_liquidations
 from marginsim.protocol import (
-    CLEARINGHOUSE_ACCOUNT_EVENTS,
     DEFAULT_CONFIG,
-    ENGINE_ACCOUNT_EVENTS,
     Protocol,
     ProtocolConfig,
     account_id,
     deploy_protocol,
 )
 from marginsim.risk import health_of
-from marginsim.sim.agents import Keeper, TraderState, onchain_healths
-from marginsim.sim.fastchain import FastRevert, fast
+from marginsim.sim.agents import TraderState
+from marginsim.sim.fastchain import fast
 from marginsim.sim.results import BadDebtRecord, KeeperStats, LiquidationRecord, OracleRound, SeriesPoint, SimulationResult
 from marginsim.sim.scenario import Scenario, ScenarioError, gas_price_gwei, price_path
 from marginsim.story import advance_time
@@ -58,8 +60,6 @@ KEEPER_WORKING_CAPITAL_USD = 10_000_000  # settlement tokens each keeper holds t
 # traders take more than a feed's hour-long heartbeat to open (none of this happens for 30)
 OPENING_HEARTBEAT_SECONDS = 1_800
 ORDER_FEES_FUNDED = 4  # execution fees each trader is funded for: its open, its close and spares
-# a call or transaction the contracts refused, on either engine
-REVERTS = (FastRevert, ContractLogicError, Revert)
 HEALTH_CAP = 10.0  # health quantiles are capped here for plotting
 
 
@@ -180,7 +180,8 @@ def run_simulation(
     traders = _open_traders(protocol, scenario, trader_signers, rng, deployer, book, keep_feeds_alive)
     # the opening orders fill at the first round of step 0, a settlement delay after they were placed
     chain_start = chain.pending_timestamp + int(protocol.orders.settlement_delay())
-    events = _EventReader(chain, ch, protocol.liquidation_engine, result.started_block)
+    # every block since the run's deployment: a long opening spans more than any fixed window
+    events = AccountIndexer(chain, ch, protocol.liquidation_engine, result.started_block)
     liquidatable_since: dict[int, int] = {}
     bad_debt_total = 0.0
     static = _static_parameters(protocol)
@@ -241,7 +242,7 @@ def run_simulation(
             static,
         )
 
-        for record in events.bad_debt(unit, t, sim_block):
+        for record in _bad_debt_records(events.take_bad_debt_logs(), unit, t, sim_block):
             result.bad_debt.append(record)
             bad_debt_total += record.shortfall_usd
         result.series.append(state.series_point(t, sim_block, paths, bad_debt_total, healths))
@@ -423,36 +424,31 @@ def _keepers_act(
     liquidatable_since: dict[int, int],
     static: tuple[risk.LiquidationParams, int],
 ) -> None:
-    ch, lens, engine = protocol.clearinghouse, protocol.lens, protocol.liquidation_engine
+    ch, lens = protocol.clearinghouse, protocol.lens
     params, settlement_to_wad = static
-    plans: list[tuple[Keeper, list[tuple[Any, int, float]]]] = []
-    insurance: int | None = None
+    plans: list[tuple[Keeper, list[tuple[Any, int]]]] = []
+    insurance: list[int] = []  # read once a step, by the first keeper with a candidate
+
+    def read_insurance() -> int:
+        if not insurance:
+            insurance.append(int(ch.insurance_balance()))
+        return insurance[0]
+
     for keeper in keepers:
         stats = result.keepers[keeper.spec.name]
-        found = keeper.candidates(views, collateral, timestamp, sim_block)
-        if not found:
-            continue
-        if insurance is None:
-            insurance = int(ch.insurance_balance())
         # price each candidate off-chain first, as a keeper does to save its node calls; then
         # confirm the ones worth a transaction with one batched view
-        profitable = []
-        for candidate in found:
-            view = views[candidate.market]
-            outcome = keeper.plan(candidate, view, params, insurance)
-            reward = keeper.model.reward_usd(outcome, settlement_to_wad)
-            cost = keeper.model.gas_cost_usd(keeper.model.gas_estimate, gas_price, eth_price)
-            if reward < cost + keeper.spec.min_profit_usd:
-                stats.skipped_unprofitable += 1
-                continue
-            profitable.append((candidate, outcome.close))
-        if not profitable:
+        worth, not_worth = plan_liquidations(
+            keeper, views, collateral, timestamp, sim_block, params, read_insurance, gas_price, eth_price
+        )
+        stats.skipped_unprofitable += len(not_worth)
+        if not worth:
             continue
-        onchain = onchain_healths(lens, list(dict.fromkeys(c.account for c, _ in profitable)))
-        confirmed = [onchain[c.account] for c, _ in profitable]
+        onchain = onchain_healths(lens, list(dict.fromkeys(p.candidate.account for p in worth)))
         plan = []
-        for (candidate, size), onchain_health in zip(profitable, confirmed, strict=False):
-            if onchain_health >= WAD:
+        for planned in worth:
+            candidate = planned.candidate
+            if onchain[candidate.account] >= WAD:
                 continue
             view = views[candidate.market]
             least = risk.mul_up(
@@ -466,7 +462,7 @@ def _keepers_act(
                 ),
                 view.price,
             )
-            plan.append((candidate, least, size))
+            plan.append((candidate, least))
         if plan:
             plans.append((keeper, plan))
 
@@ -478,7 +474,7 @@ def _keepers_act(
         stats = result.keepers[keeper.spec.name]
         if keeper.spec.censored_at(t):
             continue  # its transactions do not land in this window
-        for candidate, least, _size in plan:
+        for candidate, least in plan:
             # the keepers confirmed against the same state: only an account another keeper has
             # already liquidated in this block can have changed since
             if candidate.account in landed and int(health_of(ch, candidate.account)) >= WAD:
@@ -488,20 +484,18 @@ def _keepers_act(
                 stats.gas_spent_usd += keeper.model.gas_cost_usd(REVERTED_CALL_GAS, gas_price, eth_price)
                 continue
             try:
-                tx = engine.liquidate(candidate.account, candidate.market, MAX_UINT, sender=keeper.signer)
+                done = liquidate(protocol, keeper.signer, candidate.account, candidate.market)
             except REVERTS:
                 # e.g. the other keeper's close left no position in this market: a reverted call
                 stats.lost_races += 1
                 stats.gas_spent_usd += keeper.model.gas_cost_usd(REVERTED_CALL_GAS, gas_price, eth_price)
                 continue
             landed.add(candidate.account)
-            gas_cost = keeper.model.gas_cost_usd(int(tx.gas_used), gas_price, eth_price)
-            event = next(e for e in tx.events if e.event_name == "Liquidation")
-            reward = int(event.keeper_reward) * settlement_to_wad / WAD
+            gas_cost = keeper.model.gas_cost_usd(done.gas_used, gas_price, eth_price)
+            reward = done.keeper_reward * settlement_to_wad / WAD
             stats.liquidations += 1
             stats.revenue_usd += reward
             stats.gas_spent_usd += gas_cost
-            notional = abs(int(event.size_closed)) * int(event.price) / WAD / WAD
             result.liquidations.append(
                 LiquidationRecord(
                     time=t,
@@ -509,17 +503,17 @@ def _keepers_act(
                     keeper=keeper.spec.name,
                     account=candidate.account,
                     market=_name_of(protocol, candidate.market),
-                    size_closed=int(event.size_closed) / WAD,
-                    notional_usd=notional,
-                    penalty_usd=int(event.penalty) * settlement_to_wad / WAD,
+                    size_closed=done.size_closed / WAD,
+                    notional_usd=abs(done.size_closed) * done.price / WAD / WAD,
+                    penalty_usd=done.penalty * settlement_to_wad / WAD,
                     keeper_reward_usd=reward,
-                    gas_used=int(tx.gas_used),
+                    gas_used=done.gas_used,
                     gas_cost_usd=gas_cost,
                     least_notional_usd=least / WAD,
                     delay_blocks=sim_block - liquidatable_since.get(candidate.account, sim_block),
-                    health_before=int(event.health_before) / WAD,
-                    health_after=math.inf if int(event.health_after) == MAX_UINT else int(event.health_after) / WAD,
-                    full_close=int(event.health_after) == MAX_UINT or ch.positions(candidate.account, candidate.market).size == 0,
+                    health_before=done.health_before / WAD,
+                    health_after=math.inf if done.health_after == MAX_UINT else done.health_after / WAD,
+                    full_close=done.health_after == MAX_UINT or ch.positions(candidate.account, candidate.market).size == 0,
                 )
             )
             # positions gone, debt left against collateral: buy the collateral at its discount
@@ -531,41 +525,9 @@ def _keepers_act(
     on_duty = [k for k in keepers if not k.spec.censored_at(t)]
     if on_duty:
         keeper = on_duty[0]
-        _sell_debt_collateral(
-            keeper, protocol, views, collateral, timestamp, sold, result.keepers[keeper.spec.name], gas_price, eth_price
-        )
-
-
-def _sell_debt_collateral(
-    keeper: Keeper,
-    protocol: Protocol,
-    views: dict[int, risk.MarketView],
-    collateral: dict[int, tuple[int, int, int]],
-    timestamp: int,
-    sold: set[int],
-    stats: KeeperStats,
-    gas_price: float,
-    eth_price: float,
-) -> None:
-    for account, mirror in list(keeper.accounts.items()):
-        if account in sold or mirror.settlement >= 0 or not any(mirror.collateral.values()):
-            continue
-        if not keeper.priced(account, views, collateral):
-            continue
-        snapshot = keeper.snapshot(account, views, collateral, timestamp)
-        equity, _, _ = risk.margin(snapshot)
-        written_off = all(collateral[slot][1] == 0 for slot, amount in mirror.collateral.items() if amount)
-        if not risk.collateral_for_sale(
-            -snapshot.settlement,
-            equity,
-            keeper.debt_liquidation_ltv,
-            bool(mirror.positions),
-            snapshot.settlement_to_wad,
-            written_off=written_off,
-        ):
-            continue
-        _buy_collateral(keeper, protocol, account, stats, gas_price, eth_price)
-        sold.add(account)
+        for account in collateral_for_sale(keeper, views, collateral, timestamp, sold):
+            _buy_collateral(keeper, protocol, account, result.keepers[keeper.spec.name], gas_price, eth_price)
+            sold.add(account)
 
 
 def _buy_collateral(
@@ -682,57 +644,15 @@ def _verify_mirror(
             raise MirrorMismatch(f"account {account:#x}: mirror health {mirror} != contract {onchain[account]}")
 
 
-class _EventReader:
-    """One eth_getLogs per step for the account events every keeper indexes: the Clearinghouse's
-    and the LiquidationEngine's (`sources`), each event's first topic the account."""
-
-    def __init__(self, chain: Any, clearinghouse: Any, liquidation_engine: Any, from_block: int):
-        self.chain = chain
-        sources = [(clearinghouse, CLEARINGHOUSE_ACCOUNT_EVENTS), (liquidation_engine, ENGINE_ACCOUNT_EVENTS)]
-        self.addresses = [source.address for source, _ in sources]
-        # every block since the run's deployment: a long opening spans more than any fixed window
-        self.next_block = from_block
-        self.topics = {
-            "0x" + keccak(text=getattr(source, name).abi.selector).hex(): name for source, names in sources for name in names
-        }
-        self._bad_debt_logs: list[Any] = []
-
-    def touched_accounts(self) -> set[int]:
-        head = self.chain.blocks.head.number
-        if head < self.next_block:
-            return set()
-        get_logs = getattr(self.chain, "get_logs", None)  # revm keeps its logs; a node answers eth_getLogs
-        if get_logs is not None:
-            logs = get_logs(self.addresses, self.next_block, head, list(self.topics))
-        else:
-            logs = self.chain.provider.web3.eth.get_logs(
-                {"address": self.addresses, "fromBlock": self.next_block, "toBlock": head, "topics": [list(self.topics)]}
-            )
-        self.next_block = head + 1
-        touched: set[int] = set()
-        for log in logs:
-            touched.add(int.from_bytes(bytes(log["topics"][1]), "big"))
-            if self.topics.get("0x" + bytes(log["topics"][0]).hex()) == "BadDebt":
-                self._bad_debt_logs.append(log)
-        return touched
-
-    def bad_debt(self, unit: int, t: float, sim_block: int) -> list[BadDebtRecord]:
-        records = []
-        for log in self._bad_debt_logs:
-            data = bytes(log["data"])
-            shortfall, insurance, socialised = (int.from_bytes(data[i : i + 32], "big") for i in (0, 32, 64))
-            records.append(
-                BadDebtRecord(
-                    t,
-                    sim_block,
-                    int.from_bytes(bytes(log["topics"][1]), "big"),
-                    shortfall / unit,
-                    insurance / unit,
-                    socialised / unit,
-                )
-            )
-        self._bad_debt_logs = []
-        return records
+def _bad_debt_records(logs: list[Any], unit: int, t: float, sim_block: int) -> list[BadDebtRecord]:
+    """`BadDebt(account, shortfall, insurance, socialised)` logs as records, in USD."""
+    records = []
+    for log in logs:
+        data = bytes(log["data"])
+        shortfall, insurance, socialised = (int.from_bytes(data[i : i + 32], "big") for i in (0, 32, 64))
+        account = int.from_bytes(bytes(log["topics"][1]), "big")
+        records.append(BadDebtRecord(t, sim_block, account, shortfall / unit, insurance / unit, socialised / unit))
+    return records
 
 
 class _LoopState:
@@ -756,15 +676,9 @@ class _LoopState:
         self.views: dict[int, risk.MarketView] = {}
         self.pool_value_usd = 0.0
         ch = protocol.clearinghouse
-        self.params = {
-            mid: risk.MarketParams(*[v if isinstance(v, int) else str(v) for v in ch.markets(mid)])
-            for mid in protocol.markets.values()
-        }
-        self.market_assets = {p.asset for m, p in self.params.items() if _name_of(protocol, m) in rounds}
-        self.collateral_static = {
-            slot: (int(ch.collaterals(slot).unit), int(ch.collaterals(slot).weight), ch.collaterals(slot).token)
-            for slot in range(1, int(ch.collateral_count()) + 1)
-        }
+        # the markets a path drives (no trader holds another) and the collaterals: fixed for a run
+        self.params = read_market_params(ch, [mid for name, mid in protocol.markets.items() if name in rounds])
+        self.collaterals = read_collaterals(ch)
 
     def publish_due(
         self, t: float, chain: Any, publisher: Any, result: SimulationResult, sim_block: int, on_round: Callable[[int], None]
@@ -802,30 +716,10 @@ class _LoopState:
             self.idle_prices[str(self.protocol.tokens[symbol])] = answer * 10 ** (18 - int(feed.decimals()))
 
     def market_views(self, timestamp: int) -> tuple[dict[int, risk.MarketView], dict[int, tuple[int, int, int]]]:
-        oracle, ch = self.protocol.oracle, self.protocol.clearinghouse
-        views: dict[int, risk.MarketView] = {}
-        prices: dict[str, int] = {}
-        for market, params in self.params.items():
-            if _name_of(self.protocol, market) not in self.rounds:
-                continue  # no path drives it, so no trader holds it
-            try:
-                price = int(oracle.price(params.asset))
-            except REVERTS:
-                continue  # its circuit breaker halts it: no view, so no account holding it is valued
-            st = ch.market_state(market)
-            prices[params.asset] = price
-            sigma, sigma_mm = oracle.volatilities(params.asset)
-            views[market] = risk.MarketView(params, risk.MarketState(*[int(v) for v in st]), price, int(sigma), int(sigma_mm))
-        collateral = {}
-        for slot, (unit, weight, token) in self.collateral_static.items():
-            if str(token) in self.market_assets and str(token) not in prices:
-                continue  # halted with its market
-            price = prices.get(str(token)) or self.idle_prices.get(str(token))
-            if price is None:
-                price = self.idle_prices[str(token)] = int(oracle.price(token))
-            collateral[slot] = (unit, weight, price)
-        self.views = views
-        return views, collateral
+        """The keepers' one read of the markets this step; the idle feeds' prices are the
+        answers this loop republished (`refresh_idle_feeds`)."""
+        self.views, collateral = read_markets(self.protocol, self.params, self.collaterals, self.idle_prices)
+        return self.views, collateral
 
     def series_point(
         self, t: float, sim_block: int, paths: dict[str, feeds.PricePath], bad_debt: float, onchain: dict[int, int]

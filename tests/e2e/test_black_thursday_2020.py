@@ -33,9 +33,9 @@ from typing import Any
 import pytest
 
 from marginsim import feeds, risk
+from marginsim.keeper.mirror import Keeper
 from marginsim.orders import trade_now
 from marginsim.protocol import FeedConfig, MarketConfig, TokenConfig, deploy_protocol
-from marginsim.sim.agents import Keeper
 from marginsim.sim.scenario import KeeperSpec
 from tests.e2e.incidents import (
     MAX_UINT,

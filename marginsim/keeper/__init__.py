@@ -1,0 +1,14 @@
+"""The one keeper: what the simulator's keepers, the keeper bot (`marginsim.bots.keeper`) and the
+crash story (`marginsim.story`) each run.
+
+- `indexer.AccountIndexer`: which accounts exist and which changed, from the account events;
+- `mirror.Keeper`: every indexed account mirrored off-chain with the contracts' own integer
+  arithmetic (`marginsim.risk`), the candidates below maintenance and how the contract will
+  size each liquidation;
+- `market.read_markets`: one read of the markets and prices the mirror needs (a halted price
+  leaves its market out);
+- `model.LiquidationModel`: whether a liquidation pays its gas;
+- `planner`: what to send (the liquidations that pay, the collateral for sale), a function of
+  the mirror and one read of the markets;
+- `executor`: confirming on chain in batches, liquidating, decoding what came back.
+"""

@@ -1,0 +1,85 @@
+"""What to send: which liquidations pay, and which accounts' collateral is for sale.
+
+Given the keeper's mirror and one read of the markets, the plan is a function of them: no chain
+read but the insurance fund's balance (read once, and only when there is a candidate). The
+keeper then confirms the planned accounts on chain with one batched view before sending
+(`executor.onchain_healths`): pricing first saves the node calls on accounts that would not pay.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from marginsim import risk
+from marginsim.keeper.mirror import Candidate, Keeper
+
+
+@dataclass(frozen=True)
+class PlannedLiquidation:
+    candidate: Candidate
+    outcome: risk.LiquidationOutcome  # what the contract will close and pay (`Keeper.plan`)
+    reward_usd: float  # the keeper's reward
+    gas_usd: float  # the call's expected gas cost
+
+
+def plan_liquidations(
+    keeper: Keeper,
+    views: dict[int, risk.MarketView],
+    collateral: dict[int, tuple[int, int, int]],
+    timestamp: int,
+    block: int,
+    params: risk.LiquidationParams,
+    read_insurance: Callable[[], int],
+    gas_price_gwei: float,
+    eth_price_usd: float,
+) -> tuple[list[PlannedLiquidation], list[PlannedLiquidation]]:
+    """(worth sending, not worth it): every account the mirror finds below maintenance whose
+    delay has passed (`Keeper.candidates`), sized as the contract will size it, its reward
+    against the gas of `model.gas_estimate` at this gas price plus the keeper's
+    `min_profit_usd`."""
+    found = keeper.candidates(views, collateral, timestamp, block)
+    if not found:
+        return [], []
+    insurance = read_insurance()
+    model, settlement_to_wad = keeper.model, keeper.settlement_to_wad
+    cost = model.gas_cost_usd(model.gas_estimate, gas_price_gwei, eth_price_usd)
+    worth: list[PlannedLiquidation] = []
+    not_worth: list[PlannedLiquidation] = []
+    for candidate in found:
+        outcome = keeper.plan(candidate, views[candidate.market], params, insurance)
+        planned = PlannedLiquidation(candidate, outcome, model.reward_usd(outcome, settlement_to_wad), cost)
+        (not_worth if planned.reward_usd < cost + keeper.spec.min_profit_usd else worth).append(planned)
+    return worth, not_worth
+
+
+def collateral_for_sale(
+    keeper: Keeper,
+    views: dict[int, risk.MarketView],
+    collateral: dict[int, tuple[int, int, int]],
+    timestamp: int,
+    exclude: set[int] | Any = frozenset(),
+) -> list[int]:
+    """Accounts whose collateral the engine puts up for sale now, by the mirror
+    (`risk.collateral_for_sale`: a debt above the loan-to-value limit, or no positions left and
+    negative equity), but those in `exclude` and those holding an asset without a price."""
+    accounts = []
+    for account, mirror in keeper.accounts.items():
+        if account in exclude or mirror.settlement >= 0 or not any(mirror.collateral.values()):
+            continue
+        if not keeper.priced(account, views, collateral):
+            continue
+        snapshot = keeper.snapshot(account, views, collateral, timestamp)
+        equity, _, _ = risk.margin(snapshot)
+        written_off = all(collateral[slot][1] == 0 for slot, amount in mirror.collateral.items() if amount)
+        if risk.collateral_for_sale(
+            -snapshot.settlement,
+            equity,
+            keeper.debt_liquidation_ltv,
+            bool(mirror.positions),
+            snapshot.settlement_to_wad,
+            written_off=written_off,
+        ):
+            accounts.append(account)
+    return accounts
