@@ -41,6 +41,6 @@ def main():
             result = run_simulation(project, chain, list(accounts.test_accounts), scenario, network=network, on_step=on_step)
         except ValueError as error:
             sys.exit(str(error).splitlines()[0])
-    paths = write_outputs(result, Path("out") / scenario.name)
+    paths = write_outputs(result, Path("out") / scenario.name, scenario)
     click.echo(summary_table(result))
     click.echo(f"report: {paths['report']} (opens offline)")

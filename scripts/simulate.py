@@ -55,6 +55,6 @@ def cli(scenario_path, seed, out_dir, engine):
         except ValueError as error:
             sys.exit(str(error).splitlines()[0])
     out = Path(out_dir or f"out/{scenario.name}")
-    paths = write_outputs(result, out)
+    paths = write_outputs(result, out, scenario)
     click.echo(summary_table(result))
     click.echo(f"report: {paths['report']}")

@@ -4,11 +4,20 @@ Reads a `SimulationResult` (marginsim.sim.results) and never changes it.
 
 - `summarise(result)` gathers the headline figures into a typed `RunSummary`;
   `summary_table` formats them for the terminal and `summary_dict` as JSON-ready data.
-- `write_outputs(result, out_dir)` writes summary.json, one CSV per record type and report.html.
-- report.html is one self-contained file that opens offline: inline CSS and inline SVG charts
-  drawn here (no scripts, fonts, images or links). The chart helper at the bottom of the file
-  draws lines, step lines, scatter points, filled areas, quantile bands and reference lines on a
-  time axis in minutes (runs up to three hours) or hours.
+- `write_outputs(result, out_dir, scenario)` writes summary.json, one CSV per record type and
+  report.html.
+- report.html (`report_html`) is one self-contained page that opens offline: inline CSS and
+  interactive plotly charts, plotly.js inlined once (no links, fonts, images or external
+  scripts). `report_figures` builds the charts as `plotly.graph_objects.Figure`s, one function
+  per chart: each market's price with the oracle's published rounds as a step line, the health
+  distribution with the number of open accounts, liquidatable accounts with the liquidations by
+  keeper, pool value and insurance fund, cumulative bad debt and open interest. On a replay
+  (`result.clock_start` set) the time axis is UTC clock time, otherwise minutes (runs up to three
+  hours) or hours since the start.
+- Given the `Scenario` the run came from, the report also says what was simulated (feeds,
+  traders, keepers with their delays and censorship windows, gas source, pool and insurance, every
+  protocol parameter the scenario overrides), charts the gas price the keepers paid (computed
+  from the scenario, the result does not record it) and shades the censorship windows.
 
 Units follow results.py: USD as float, time in seconds since the scenario start, blocks relative
 to the first simulated block. Account health is capped at `HEALTH_PLOT_CAP` for plotting only;
@@ -25,9 +34,14 @@ import math
 import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from marginsim.protocol import DEFAULT_CONFIG
 from marginsim.sim.results import (
     BadDebtRecord,
     LiquidationRecord,
@@ -35,6 +49,7 @@ from marginsim.sim.results import (
     SeriesPoint,
     SimulationResult,
 )
+from marginsim.sim.scenario import FeedSpec, GasSpec, Scenario, gas_price_gwei
 
 HEALTH_PLOT_CAP = 10.0  # health above this is drawn at the cap (healthy enough; inf when no debt)
 HEALTH_QUANTILE_NAMES = ("p5", "p25", "p50", "p75", "p95")  # order of SeriesPoint.health_quantiles
@@ -43,8 +58,7 @@ MINUTES_AXIS_LIMIT_SECONDS = 3 * 3_600  # runs up to three hours get a time axis
 # Okabe-Ito palette: distinguishable with the common forms of colour blindness.
 PALETTE = ("#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#000000", "#999999")
 LIQUIDATABLE_RED = "#C0392B"
-
-TraceStyle = Literal["line", "step", "scatter"]  # how a chart trace joins its points
+CENSORED_GREY = "#888888"  # the shading of a keeper's censorship window
 
 
 # ======================================================================================
@@ -290,8 +304,9 @@ def summary_table(result: SimulationResult) -> str:
 # ======================================================================================
 
 
-def write_outputs(result: SimulationResult, out_dir: Path) -> dict[str, Path]:
-    """Write every output of a run into `out_dir` (created if needed).
+def write_outputs(result: SimulationResult, out_dir: Path, scenario: Scenario | None = None) -> dict[str, Path]:
+    """Write every output of a run into `out_dir` (created if needed). `scenario`, the one the run
+    came from, adds what was simulated, the gas price and the censorship windows to report.html.
 
     Returns the paths by name: summary (summary.json), series, rounds, liquidations, bad_debt,
     keepers (the CSV files of the same names) and report (report.html).
@@ -318,7 +333,7 @@ def write_outputs(result: SimulationResult, out_dir: Path) -> dict[str, Path]:
         [f.name for f in dataclasses.fields(KeeperSummary)],
         [dataclasses.astuple(k) for k in keepers],
     )
-    paths["report"].write_text(report_html(result), encoding="utf-8")
+    paths["report"].write_text(report_html(result, scenario), encoding="utf-8")
     return paths
 
 
@@ -386,30 +401,45 @@ def _write_csv(path: Path, header: Sequence[str], rows: Iterable[Sequence[Any]])
 REPORT_CSS = """
 body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; color: #222;
        margin: 0; background: #fafafa; }
-main { max-width: 820px; margin: 0 auto; padding: 24px; }
+main { max-width: 1000px; margin: 0 auto; padding: 24px; }
 h1 { font-size: 1.5em; margin-bottom: 0.2em; }
 h2 { font-size: 1.15em; margin-top: 1.6em; border-bottom: 1px solid #ddd; padding-bottom: 4px; }
+h3 { font-size: 1em; margin: 1.2em 0 0.4em; }
 p.meta { color: #666; margin-top: 0; }
 table { border-collapse: collapse; font-size: 0.92em; }
-th, td { padding: 3px 10px; border-bottom: 1px solid #eee; text-align: left; }
+th, td { padding: 3px 10px; border-bottom: 1px solid #eee; text-align: left; vertical-align: top; }
 td.number, th.number { text-align: right; font-variant-numeric: tabular-nums; }
-table.summary th { font-weight: 500; color: #555; }
+table.summary th, table.setup th { font-weight: 500; color: #555; }
 figure { margin: 18px 0; background: #fff; border: 1px solid #e4e4e4; border-radius: 4px; }
-svg { display: block; max-width: 100%; height: auto; }
-svg text { font-family: system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; fill: #333; }
-svg .chart-title { font-size: 14px; font-weight: 600; }
-svg .tick-label, svg .legend-label { font-size: 11px; }
-svg .axis-title { font-size: 11px; fill: #666; }
-svg .no-data { font-size: 13px; fill: #999; }
 p.note { color: #666; font-size: 0.85em; }
 """
 
+FIGURE_HEIGHT = 400  # pixels
+PLOTLY_CONFIG = {"displaylogo": False, "responsive": True}
 
-def report_html(result: SimulationResult) -> str:
-    """The whole report as one self-contained HTML document."""
+
+def report_html(result: SimulationResult, scenario: Scenario | None = None) -> str:
+    """The whole report as one self-contained HTML document: plotly.js is inlined once, with the
+    first chart. Given the scenario, the page also says what was simulated, draws the gas price
+    and shades the keepers' censorship windows."""
     summary = summarise(result)
+    axis = time_axis_of(result)
     title = f"marginsim report: {summary.scenario}"
-    charts = "\n".join(f"<figure>{render_chart(spec)}</figure>" for spec in _report_charts(result))
+    charts = "\n".join(
+        "<figure>"
+        + figure.to_html(
+            full_html=False,
+            include_plotlyjs=index == 0,
+            div_id=chart_id,
+            default_height=f"{FIGURE_HEIGHT}px",
+            config=PLOTLY_CONFIG,
+        )
+        + "</figure>"
+        for index, (chart_id, figure) in enumerate(report_figures(result, scenario).items())
+    )
+    setup = _scenario_html(scenario, axis) if scenario is not None else ""
+    shaded = scenario is not None and any(k.censored for k in scenario.keepers)
+    clock = "UTC clock time (a replay)" if result.clock_start is not None else "time since the scenario start"
     return f"""<!DOCTYPE html>
 <html lang="en">
 <head>
@@ -422,14 +452,16 @@ def report_html(result: SimulationResult) -> str:
 <main>
 <h1>{_esc(title)}</h1>
 <p class="meta">seed {summary.seed} &middot; network {_esc(summary.network)} &middot; {summary.steps:,} steps</p>
+{setup}
 <h2>Summary</h2>
 {_summary_table_html(summary)}
-<h2>Keepers</h2>
+<h2>Keepers' results</h2>
 {_keeper_table_html(summary.keepers)}
 <h2>Charts</h2>
+<p class="note">Interactive: drag to zoom, double-click to reset, click a legend entry to hide it.
+Times are {_esc(clock)}. Account health is drawn capped at {HEALTH_PLOT_CAP:g} (accounts without debt
+have infinite health).{" Shaded: windows in which a keeper's transactions did not land." if shaded else ""}</p>
 {charts}
-<p class="note">Account health is drawn capped at {HEALTH_PLOT_CAP:g} (accounts without debt have infinite health).
-Times are measured from the scenario start.</p>
 </main>
 </body>
 </html>
@@ -445,45 +477,180 @@ def _summary_table_html(summary: RunSummary) -> str:
     return f'<table class="summary">\n{rows}\n</table>'
 
 
+def _table_html(
+    css_class: str, header: Sequence[str], rows: Iterable[Sequence[str]], numeric: Sequence[int] | None = None
+) -> str:
+    """A table with escaped cells; the `numeric` columns (default: all but the first) are right-aligned."""
+    numeric = range(1, len(header)) if numeric is None else numeric
+
+    def cells(row: Sequence[str], tag: str) -> str:
+        return "".join(
+            f'<{tag} class="number">{_esc(c)}</{tag}>' if i in numeric else f"<{tag}>{_esc(c)}</{tag}>" for i, c in enumerate(row)
+        )
+
+    body = "\n".join(f"<tr>{cells(row, 'td')}</tr>" for row in rows)
+    return f'<table class="{_esc(css_class)}">\n<tr>{cells(header, "th")}</tr>\n{body}\n</table>'
+
+
 def _keeper_table_html(keepers: Sequence[KeeperSummary]) -> str:
     if not keepers:
         return "<p>No keepers recorded.</p>"
-    header = "".join(f'<th class="number">{_esc(c)}</th>' if i else f"<th>{_esc(c)}</th>" for i, c in enumerate(KEEPER_COLUMNS))
-    body = "\n".join(
-        "<tr>"
-        + "".join(f'<td class="number">{_esc(c)}</td>' if i else f"<td>{_esc(c)}</td>" for i, c in enumerate(_keeper_cells(k)))
-        + "</tr>"
-        for k in keepers
+    return _table_html("keepers", KEEPER_COLUMNS, (_keeper_cells(k) for k in keepers))
+
+
+# --- what was simulated ------------------------------------------------------------------
+
+
+def _scenario_html(scenario: Scenario, axis: TimeAxis) -> str:
+    """The scenario behind the run: its setting, the keepers and the protocol parameters it changes."""
+    rows = "\n".join(f"<tr><th>{_esc(label)}</th><td>{_esc(value)}</td></tr>" for label, value in scenario_rows(scenario))
+    keepers = _table_html(
+        "keeper-setup",
+        ("keeper", "delay (blocks)", "min profit", "censored windows"),
+        (
+            (
+                k.name,
+                f"{k.delay_blocks:,}",
+                format_usd(k.min_profit_usd),
+                "; ".join(_format_window(start, end, axis) for start, end in k.censored) or "none",
+            )
+            for k in scenario.keepers
+        ),
+        numeric=(1, 2),
     )
-    return f'<table class="keepers">\n<tr>{header}</tr>\n{body}\n</table>'
+    overrides = override_rows(scenario)
+    if overrides:
+        parameters = _table_html(
+            "overrides",
+            ("parameter", "this scenario", "default"),
+            ((name, _format_parameter(value), _format_parameter(default)) for name, value, default in overrides),
+        )
+    else:
+        parameters = "<p>None: the default protocol (marginsim.protocol.DEFAULT_CONFIG).</p>"
+    description = f"<p>{_esc(scenario.description)}</p>" if scenario.description else ""
+    return f"""<h2>What was simulated</h2>
+{description}
+<table class="setup">
+{rows}
+</table>
+<h3>Keepers</h3>
+{keepers}
+<h3>Protocol parameters that differ from the defaults</h3>
+{parameters}"""
 
 
-# --- the six charts --------------------------------------------------------------------
+def scenario_rows(scenario: Scenario) -> list[tuple[str, str]]:
+    """(label, value) rows describing the scenario's setting: clock, feeds, traders, gas, liquidity."""
+    traders = scenario.traders
+    clock = f"steps of {scenario.step_seconds:,} s, blocks of {scenario.block_seconds:,} s"
+    if scenario.duration_seconds is not None:
+        clock += f", cut after {scenario.duration_seconds:,} s"
+    rows = [("scenario", f"{scenario.name} ({scenario.source})" if scenario.source else scenario.name), ("clock", clock)]
+    rows += [(f"price feed {feed.market}", _feed_text(feed)) for feed in scenario.feeds]
+    rows += [
+        (
+            "traders",
+            f"{traders.count:,} on {', '.join(traders.markets)}, collateral {', '.join(traders.collateral)}; "
+            f"leverage {traders.leverage[0]:g}x to {traders.leverage[1]:g}x; "
+            f"{format_usd(traders.collateral_usd[0])} to {format_usd(traders.collateral_usd[1])} of collateral each; "
+            f"{traders.long_share:.0%} long",
+        ),
+        (
+            "trader behaviour",
+            f"{traders.topup_share:.0%} top up their margin below health {traders.topup_below_health:g}, "
+            f"{traders.close_share:.0%} close below health {traders.close_below_health:g}, the rest hold",
+        ),
+        ("gas price", _gas_text(scenario.gas)),
+        ("liquidity", f"pool {format_usd(scenario.pool_usd)}, insurance fund {format_usd(scenario.insurance_usd)}"),
+    ]
+    return rows
+
+
+def _feed_text(feed: FeedSpec) -> str:
+    if feed.kind == "replay":
+        path = f"replay of {feed.params.get('file', '?')}"
+    else:
+        path = f"{feed.kind} ({', '.join(f'{k}={v}' for k, v in feed.params.items())})"
+    return (
+        f"{path}; oracle rounds on a {feed.deviation:.2%} deviation or a {feed.heartbeat:,} s heartbeat, "
+        f"published {feed.lag_seconds:,} s late"
+    )
+
+
+def _gas_text(gas: GasSpec) -> str:
+    if gas.constant_gwei is not None:
+        return f"constant {gas.constant_gwei:g} gwei"
+    return f"{gas.file}, its {gas.percentile} column"
+
+
+def _format_window(start: float, end: float, axis: TimeAxis) -> str:
+    return f"{start:,.0f}-{end:,.0f} s ({axis.describe(start)} to {axis.describe(end)})"
+
+
+def override_rows(scenario: Scenario) -> list[tuple[str, Any, Any]]:
+    """Every protocol parameter the scenario sets, as (name in the scenario file, its value, the
+    default of marginsim.protocol.DEFAULT_CONFIG or None when there is none)."""
+    rows: list[tuple[str, Any, Any]] = [
+        (f"protocol.{k}", v, getattr(DEFAULT_CONFIG, k, None)) for k, v in scenario.protocol.items()
+    ]
+    default_markets = {m.name: m for m in DEFAULT_CONFIG.markets}
+    for market, overrides in scenario.markets.items():
+        rows += [(f"market.{market}.{k}", v, getattr(default_markets.get(market), k, None)) for k, v in overrides.items()]
+    default_tokens = {t.symbol: t for t in DEFAULT_CONFIG.collaterals}
+    for symbol, overrides in scenario.collaterals.items():
+        token = default_tokens.get(symbol)
+        for key, value in overrides.items():
+            if key == "feed":
+                feed = token.feed if token else None
+                rows += [(f"collateral.{symbol}.feed.{k}", v, getattr(feed, k, None)) for k, v in value.items()]
+            else:
+                rows.append((f"collateral.{symbol}.{key}", value, getattr(token, key, None)))
+    return rows
+
+
+def _format_parameter(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    return f"{value:,}" if isinstance(value, int) else f"{value:g}" if isinstance(value, float) else str(value)
+
+
+# --- the time axis -------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
 class TimeAxis:
-    """The run's time span and the unit it is shown in."""
+    """The run's time span and how the charts show it: UTC clock time on a replay (`clock_start`
+    set), otherwise minutes (runs up to three hours) or hours since the start."""
 
     start_seconds: float
     end_seconds: float
-    unit_seconds: float  # 60 for minutes, 3,600 for hours
+    unit_seconds: float  # 60 for minutes, 3,600 for hours; unused on a clock axis
     unit_label: str  # "min" or "h"
+    clock_start: int | None = None  # unix seconds of time 0 on a replay
 
-    def to_unit(self, seconds: float) -> float:
+    def x(self, seconds: float) -> float | datetime:
+        """The chart's x value of a time in seconds since the start: a naive UTC datetime on a replay."""
+        if self.clock_start is not None:
+            return datetime.fromtimestamp(self.clock_start + seconds, tz=UTC).replace(tzinfo=None)
         return seconds / self.unit_seconds
 
-    @property
-    def domain(self) -> tuple[float, float]:
-        return self.to_unit(self.start_seconds), self.to_unit(self.end_seconds)
+    def xs(self, seconds: Iterable[float]) -> list[float | datetime]:
+        return [self.x(s) for s in seconds]
+
+    def describe(self, seconds: float) -> str:
+        """A time for text: `2020-03-12 10:00 UTC`, or `600 min`."""
+        x = self.x(seconds)
+        return x.strftime("%Y-%m-%d %H:%M UTC") if isinstance(x, datetime) else f"{x:,.4g} {self.unit_label}"
 
     @property
     def title(self) -> str:
-        return f"time since start ({self.unit_label})"
+        return "time (UTC)" if self.clock_start is not None else f"time since start ({self.unit_label})"
 
 
 def time_axis_of(result: SimulationResult) -> TimeAxis:
-    """Minutes for runs up to three hours, hours beyond."""
+    """The span of every recorded time; minutes for runs up to three hours, hours beyond."""
     times = (
         [p.time for p in result.series]
         + [r.time for r in result.rounds]
@@ -491,99 +658,143 @@ def time_axis_of(result: SimulationResult) -> TimeAxis:
         + [b.time for b in result.bad_debt]
     )
     start, end = (min(times), max(times)) if times else (0.0, 0.0)
-    if end - start <= MINUTES_AXIS_LIMIT_SECONDS:
-        return TimeAxis(start, end, 60.0, "min")
-    return TimeAxis(start, end, 3_600.0, "h")
+    unit_seconds, unit_label = (60.0, "min") if end - start <= MINUTES_AXIS_LIMIT_SECONDS else (3_600.0, "h")
+    return TimeAxis(start, end, unit_seconds, unit_label, result.clock_start)
 
 
-def _report_charts(result: SimulationResult) -> list[ChartSpec]:
+# --- the charts ----------------------------------------------------------------------------
+
+
+def report_figures(result: SimulationResult, scenario: Scenario | None = None) -> dict[str, go.Figure]:
+    """Every chart of the report by its element id, in page order: one price chart per market,
+    health, liquidatable accounts and liquidations, pool and insurance, bad debt, open interest,
+    and (given the scenario) the gas price, with the keepers' censorship windows shaded."""
     axis = time_axis_of(result)
-    return [
-        *_price_charts(result, axis),
-        _health_chart(result, axis),
-        _liquidations_chart(result, axis),
-        _insurance_chart(result, axis),
-        _bad_debt_chart(result, axis),
-        _open_interest_chart(result, axis),
-    ]
-
-
-def _price_charts(result: SimulationResult, axis: TimeAxis) -> list[ChartSpec]:
-    """One chart per market: the true price path and the rounds the oracle published."""
     markets = markets_of(result)
-    if not markets:
-        return [
-            ChartSpec(
-                chart_id="chart-price",
-                kind="price",
-                title="Market price",
-                y_title="USD",
-                x_domain=axis.domain,
-                x_title=axis.title,
-            )
-        ]
-    charts = []
-    for market in markets:
-        points = [p for p in result.series if market in p.market_price]
-        rounds = [r for r in result.rounds if r.market == market]
-        market_price = Trace(
-            label="market price",
-            xs=[axis.to_unit(p.time) for p in points],
-            ys=[p.market_price[market] for p in points],
-            colour=PALETTE[0],
+    figures = {f"chart-price-{_slug(m)}": price_figure(result, m, axis) for m in markets} or {
+        "chart-price": _empty(_time_figure("Market price", "USD", axis), "no data")
+    }
+    figures["chart-health"] = health_figure(result, axis)
+    figures["chart-liquidations"] = liquidations_figure(result, axis)
+    figures["chart-pool"] = pool_figure(result, axis)
+    figures["chart-bad-debt"] = bad_debt_figure(result, axis)
+    figures["chart-open-interest"] = open_interest_figure(result, axis)
+    if scenario is not None:
+        figures["chart-gas"] = gas_figure(result, scenario, axis)
+        for figure in figures.values():
+            shade_censorship(figure, scenario, axis)
+    return figures
+
+
+def _time_figure(title: str, y_title: str, axis: TimeAxis, secondary_y_title: str | None = None) -> go.Figure:
+    """An empty chart over time in the report's style; with `secondary_y_title`, a second y axis on the right."""
+    figure = make_subplots(specs=[[{"secondary_y": True}]]) if secondary_y_title else go.Figure()
+    figure.update_layout(
+        title={"text": _esc(title), "x": 0.01, "xanchor": "left", "y": 0.98, "yanchor": "top"},
+        template="plotly_white",
+        height=FIGURE_HEIGHT,
+        margin={"l": 70, "r": 70 if secondary_y_title else 30, "t": 80, "b": 50},
+        hovermode="x unified",
+        legend={"orientation": "h", "yanchor": "bottom", "y": 1.0, "xanchor": "right", "x": 1.0},
+    )
+    figure.update_xaxes(title_text=_esc(axis.title))
+    if secondary_y_title:
+        figure.update_yaxes(title_text=_esc(y_title), secondary_y=False)
+        figure.update_yaxes(title_text=_esc(secondary_y_title), secondary_y=True, showgrid=False, rangemode="tozero")
+    else:
+        figure.update_yaxes(title_text=_esc(y_title))
+    return figure
+
+
+def _empty(figure: go.Figure, message: str) -> go.Figure:
+    """`message` in the middle of a chart without data."""
+    figure.add_annotation(
+        text=_esc(message), xref="paper", yref="paper", x=0.5, y=0.5, showarrow=False, font={"size": 14, "color": "#999"}
+    )
+    return figure
+
+
+def price_figure(result: SimulationResult, market: str, axis: TimeAxis) -> go.Figure:
+    """The market's true price path as a line and the rounds the oracle published as a step line
+    (each price held until the next round, the last to the end), so the oracle's lag shows."""
+    figure = _time_figure(f"{market}: market price and oracle rounds", "USD", axis)
+    points = [p for p in result.series if market in p.market_price]
+    rounds = sorted((r for r in result.rounds if r.market == market), key=lambda r: r.time)
+    figure.add_scatter(
+        x=axis.xs(p.time for p in points),
+        y=[p.market_price[market] for p in points],
+        name="market price",
+        mode="lines",
+        line={"color": PALETTE[0], "width": 1.5},
+        hovertemplate="%{y:$,.2f}",
+    )
+    if rounds:
+        held_to = max(axis.end_seconds, rounds[-1].time)
+        figure.add_scatter(
+            x=axis.xs([r.time for r in rounds] + [held_to]),
+            y=[r.price for r in rounds] + [rounds[-1].price],
+            name="oracle (published rounds)",
+            mode="lines+markers",
+            line={"color": PALETTE[1], "width": 1.5, "shape": "hv"},
+            marker={"size": [4] * len(rounds) + [0]},  # no marker where the last round is only held
+            text=[f"{r.reason} round, block {r.block}" for r in rounds] + ["last round, held"],
+            hovertemplate="%{y:$,.2f} (%{text})",
         )
-        oracle_rounds = Trace(
-            label="oracle rounds",
-            xs=[axis.to_unit(r.time) for r in rounds],
-            ys=[r.price for r in rounds],
-            colour=PALETTE[1],
-            style="step",
-            markers=True,
-            point_titles=[f"{r.reason} round: {format_usd(r.price)} at block {r.block}" for r in rounds],
-        )
-        charts.append(
-            ChartSpec(
-                chart_id=f"chart-price-{_slug(market)}",
-                kind="price",
-                title=f"{market}: market price and oracle rounds",
-                y_title="USD",
-                x_domain=axis.domain,
-                x_title=axis.title,
-                traces=(market_price, oracle_rounds),
-            )
-        )
-    return charts
+    return figure if points or rounds else _empty(figure, "no data")
 
 
 def _plottable_health(value: float) -> float | None:
-    if math.isnan(value):
-        return None
-    return min(value, HEALTH_PLOT_CAP)
+    """A health value as drawn: capped at HEALTH_PLOT_CAP (inf without debt); None for nan."""
+    capped = min(value, HEALTH_PLOT_CAP)
+    return capped if math.isfinite(capped) else None
 
 
-def _health_chart(result: SimulationResult, axis: TimeAxis) -> ChartSpec:
-    """Quantile bands of open accounts' health; steps without open accounts are gaps."""
-    xs = [axis.to_unit(p.time) for p in result.series]
+def health_figure(result: SimulationResult, axis: TimeAxis) -> go.Figure:
+    """Quantile bands (p5-p95, p25-p75) and the median of open accounts' health, and the number of
+    open accounts on the right axis: the quantiles jump when accounts leave. Steps without open
+    accounts are gaps."""
+    figure = _time_figure(
+        "Account health distribution", f"health (capped at {HEALTH_PLOT_CAP:g})", axis, secondary_y_title="open accounts"
+    )
+    xs = axis.xs(p.time for p in result.series)
 
     def quantile(index: int) -> list[float | None]:
         return [_plottable_health(p.health_quantiles[index]) if p.open_accounts else None for p in result.series]
 
     p5, p25, p50, p75, p95 = (quantile(i) for i in range(len(HEALTH_QUANTILE_NAMES)))
-    return ChartSpec(
-        chart_id="chart-health",
-        kind="health",
-        title="Account health distribution",
-        y_title=f"health (capped at {HEALTH_PLOT_CAP:g})",
-        x_domain=axis.domain,
-        x_title=axis.title,
-        bands=(
-            Band("p5-p95", xs, p5, p95, PALETTE[0], 0.15),
-            Band("p25-p75", xs, p25, p75, PALETTE[0], 0.35),
-        ),
-        traces=(Trace("median", xs, p50, PALETTE[0]),),
-        reference_lines=(ReferenceLine(1.0, "health 1.0 (liquidatable below)", LIQUIDATABLE_RED),),
-        y_includes_zero=True,
+    for low, high, label, opacity in ((p5, p95, "p5-p95", 0.15), (p25, p75, "p25-p75", 0.35)):
+        # a band: its lower edge without a line, then the upper edge filled down to it
+        figure.add_scatter(x=xs, y=low, mode="lines", line={"width": 0}, showlegend=False, hoverinfo="skip", legendgroup=label)
+        figure.add_scatter(
+            x=xs,
+            y=high,
+            name=label,
+            mode="lines",
+            line={"width": 0},
+            fill="tonexty",
+            fillcolor=_rgba(PALETTE[0], opacity),
+            customdata=low,
+            hovertemplate=f"{label}: %{{customdata:.2f}}-%{{y:.2f}}<extra></extra>",
+            legendgroup=label,
+        )
+    figure.add_scatter(x=xs, y=p50, name="median", mode="lines", line={"color": PALETTE[0], "width": 2}, hovertemplate="%{y:.2f}")
+    figure.add_scatter(
+        x=xs,
+        y=[p.open_accounts for p in result.series],
+        name="open accounts",
+        mode="lines",
+        line={"color": "#777777", "width": 1.2, "dash": "dot", "shape": "hv"},
+        secondary_y=True,
     )
+    figure.add_hline(
+        y=1.0,
+        line={"color": LIQUIDATABLE_RED, "width": 1.2, "dash": "dash"},
+        annotation_text="1.0: liquidatable below",
+        annotation_position="bottom right",
+        secondary_y=False,
+    )
+    figure.update_yaxes(rangemode="tozero", secondary_y=False)
+    return figure if result.series else _empty(figure, "no data")
 
 
 def _keeper_names(result: SimulationResult) -> list[str]:
@@ -592,498 +803,147 @@ def _keeper_names(result: SimulationResult) -> list[str]:
     return list(names)
 
 
-def _liquidations_chart(result: SimulationResult, axis: TimeAxis) -> ChartSpec:
-    """Notional closed by each liquidation, one colour per keeper."""
-    traces = []
+def liquidations_figure(result: SimulationResult, axis: TimeAxis) -> go.Figure:
+    """The number of liquidatable accounts at each step, and each liquidation as a point of the
+    notional it closed (right axis), one colour per keeper."""
+    figure = _time_figure(
+        "Liquidatable accounts and liquidations by keeper", "liquidatable accounts", axis, "notional closed (USD)"
+    )
+    figure.add_scatter(
+        x=axis.xs(p.time for p in result.series),
+        y=[p.liquidatable_accounts for p in result.series],
+        name="liquidatable accounts",
+        mode="lines",
+        line={"color": LIQUIDATABLE_RED, "width": 1.5, "shape": "hv"},
+        fill="tozeroy",
+        fillcolor=_rgba(LIQUIDATABLE_RED, 0.12),
+    )
     for index, keeper in enumerate(_keeper_names(result)):
         mine = [liq for liq in result.liquidations if liq.keeper == keeper]
         if not mine:
             continue
-        traces.append(
-            Trace(
-                keeper,
-                [axis.to_unit(liq.time) for liq in mine],
-                [liq.notional_usd for liq in mine],
-                PALETTE[index % len(PALETTE)],
-                style="scatter",
-                point_titles=[
-                    f"{keeper}: {format_usd(liq.notional_usd)} of {liq.market}, account {liq.account}, block {liq.block}, "
-                    f"delay {liq.delay_blocks} blocks"
-                    for liq in mine
-                ],
-            )
+        figure.add_scatter(
+            x=axis.xs(liq.time for liq in mine),
+            y=[liq.notional_usd for liq in mine],
+            name=f"liquidated by {_esc(keeper)}",
+            mode="markers",
+            marker={"color": PALETTE[index % len(PALETTE)], "size": 8, "opacity": 0.85, "line": {"width": 0.5, "color": "#fff"}},
+            text=[
+                _esc(f"{liq.market}, account {liq.account}, block {liq.block}, delay {liq.delay_blocks} blocks") for liq in mine
+            ],
+            hovertemplate="%{y:$,.2f} (%{text})",
+            secondary_y=True,
         )
-    return ChartSpec(
-        chart_id="chart-liquidations",
-        kind="liquidations",
-        title="Liquidations: notional closed, by keeper",
-        y_title="USD",
-        x_domain=axis.domain,
-        x_title=axis.title,
-        traces=tuple(traces),
-        y_includes_zero=True,
-        empty_message="no liquidations",
+    figure.update_yaxes(rangemode="tozero", secondary_y=False)
+    return figure if result.liquidations else _empty(figure, "no liquidations")
+
+
+def pool_figure(result: SimulationResult, axis: TimeAxis) -> go.Figure:
+    """The pool's value (left axis) and the insurance fund (right axis): the fund is a small
+    fraction of the pool, on one axis it would be a flat line."""
+    figure = _time_figure("Pool value and insurance fund", "pool value (USD)", axis, "insurance fund (USD)")
+    xs = axis.xs(p.time for p in result.series)
+    figure.add_scatter(
+        x=xs,
+        y=[p.pool_value_usd for p in result.series],
+        name="pool value",
+        line={"color": PALETTE[0]},
+        hovertemplate="%{y:$,.2f}",
     )
+    figure.add_scatter(
+        x=xs,
+        y=[p.insurance_usd for p in result.series],
+        name="insurance fund",
+        line={"color": PALETTE[2]},
+        hovertemplate="%{y:$,.2f}",
+        secondary_y=True,
+    )
+    return figure if result.series else _empty(figure, "no data")
 
 
-def _series_chart(
+def _usd_figure(
     result: SimulationResult,
     axis: TimeAxis,
     value: Callable[[SeriesPoint], float],
-    *,
-    kind: str,
     title: str,
     label: str,
     colour: str,
-    style: TraceStyle = "line",
-    reference_lines: tuple[ReferenceLine, ...] = (),
-) -> ChartSpec:
-    """A filled chart of one series quantity that starts from zero."""
-    xs = [axis.to_unit(p.time) for p in result.series]
-    trace = Trace(label, xs, [value(p) for p in result.series], colour, style=style, fill=True)
-    return ChartSpec(
-        chart_id=f"chart-{kind}",
-        kind=kind,
-        title=title,
-        y_title="USD",
-        x_domain=axis.domain,
-        x_title=axis.title,
-        traces=(trace,),
-        reference_lines=reference_lines,
-        y_includes_zero=True,
+    *,
+    step: bool = False,
+) -> go.Figure:
+    """One USD quantity of the series, filled down to zero."""
+    figure = _time_figure(title, "USD", axis)
+    figure.add_scatter(
+        x=axis.xs(p.time for p in result.series),
+        y=[value(p) for p in result.series],
+        name=label,
+        mode="lines",
+        line={"color": colour, "shape": "hv" if step else "linear"},
+        fill="tozeroy",
+        fillcolor=_rgba(colour, 0.15),
+        hovertemplate="%{y:$,.2f}",
     )
+    figure.update_yaxes(rangemode="tozero")
+    return figure if result.series else _empty(figure, "no data")
 
 
-def _insurance_chart(result: SimulationResult, axis: TimeAxis) -> ChartSpec:
-    return _series_chart(
-        result,
-        axis,
-        lambda p: p.insurance_usd,
-        kind="insurance",
-        title="Insurance fund",
-        label="insurance fund",
-        colour=PALETTE[2],
-    )
+def bad_debt_figure(result: SimulationResult, axis: TimeAxis) -> go.Figure:
+    return _usd_figure(result, axis, lambda p: p.bad_debt_usd, "Cumulative bad debt", "bad debt", PALETTE[3], step=True)
 
 
-def _bad_debt_chart(result: SimulationResult, axis: TimeAxis) -> ChartSpec:
-    return _series_chart(
-        result,
-        axis,
-        lambda p: p.bad_debt_usd,
-        kind="bad-debt",
-        title="Cumulative bad debt",
-        label="bad debt",
-        colour=PALETTE[3],
-        style="step",
-    )
-
-
-def _open_interest_chart(result: SimulationResult, axis: TimeAxis) -> ChartSpec:
+def open_interest_figure(result: SimulationResult, axis: TimeAxis) -> go.Figure:
+    """Long plus short notional at oracle prices, with its peak (the bad-debt share's denominator)."""
+    figure = _usd_figure(result, axis, lambda p: p.open_interest_usd, "Open interest", "open interest", PALETTE[4])
     peak = result.peak_open_interest_usd
-    reference = (ReferenceLine(peak, f"peak {compact_number(peak)}", "#666666"),) if peak > 0 else ()
-    return _series_chart(
-        result,
-        axis,
-        lambda p: p.open_interest_usd,
-        kind="open-interest",
-        title="Open interest",
-        label="open interest",
-        colour=PALETTE[4],
-        reference_lines=reference,
+    if peak > 0:
+        figure.add_hline(
+            y=peak, line={"color": "#666666", "width": 1.2, "dash": "dash"}, annotation_text=f"peak {compact_number(peak)}"
+        )
+    return figure
+
+
+def gas_figure(result: SimulationResult, scenario: Scenario, axis: TimeAxis) -> go.Figure:
+    """The gas price the keepers paid at each step, from the scenario's gas source (the result
+    does not record it)."""
+    price_at = gas_price_gwei(scenario.gas)
+    figure = _time_figure(f"Gas price: {_gas_text(scenario.gas)}", "gwei", axis)
+    figure.add_scatter(
+        x=axis.xs(p.time for p in result.series),
+        y=[price_at(p.time) for p in result.series],
+        name="gas price",
+        mode="lines",
+        line={"color": PALETTE[5], "shape": "hv"},
+        hovertemplate="%{y:,.1f} gwei",
     )
+    figure.update_yaxes(rangemode="tozero")
+    return figure if result.series else _empty(figure, "no data")
+
+
+def shade_censorship(figure: go.Figure, scenario: Scenario, axis: TimeAxis) -> None:
+    """Shade each keeper's censorship windows (clipped to the run) on a chart over time."""
+    for keeper in scenario.keepers:
+        for start, end in keeper.censored:
+            start, end = max(start, axis.start_seconds), min(end, axis.end_seconds)
+            if start >= end:
+                continue
+            figure.add_vrect(
+                x0=axis.x(start),
+                x1=axis.x(end),
+                fillcolor=CENSORED_GREY,
+                opacity=0.12,
+                line_width=0,
+                layer="below",
+                annotation_text=_esc(f"{keeper.name} censored"),
+                annotation_position="top left",
+                annotation_font_size=10,
+            )
+
+
+def _rgba(colour: str, opacity: float) -> str:
+    """`#RRGGBB` with an opacity, for plotly fills."""
+    red, green, blue = (int(colour[i : i + 2], 16) for i in (1, 3, 5))
+    return f"rgba({red},{green},{blue},{opacity})"
 
 
 def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_-]+", "-", text).strip("-") or "market"
-
-
-# ======================================================================================
-# SVG charts
-# ======================================================================================
-
-CHART_WIDTH = 760
-CHART_HEIGHT = 300
-MARGIN_LEFT = 64
-MARGIN_RIGHT = 20
-MARGIN_BOTTOM = 46
-TITLE_HEIGHT = 30
-LEGEND_ROW_HEIGHT = 18
-CHAR_WIDTH = 6.5  # rough width of an 11px label character, for legend layout
-
-
-@dataclass(frozen=True)
-class Trace:
-    """A series of points. None in `ys` leaves a gap. A step line holds each value until the next
-    point and the last one to the end of the x axis."""
-
-    label: str
-    xs: Sequence[float]
-    ys: Sequence[float | None]
-    colour: str
-    style: TraceStyle = "line"
-    fill: bool = False  # fill down to zero
-    markers: bool = False  # a dot on every point (scatter always has them)
-    point_titles: Sequence[str] = ()  # hover text per point, drawn with the markers
-
-
-@dataclass(frozen=True)
-class Band:
-    """A filled range between two series, e.g. between two quantiles."""
-
-    label: str
-    xs: Sequence[float]
-    lows: Sequence[float | None]
-    highs: Sequence[float | None]
-    colour: str
-    opacity: float
-
-
-@dataclass(frozen=True)
-class ReferenceLine:
-    """A dashed horizontal line at a fixed value."""
-
-    value: float
-    label: str
-    colour: str
-
-
-@dataclass(frozen=True)
-class ChartSpec:
-    """Everything one chart draws. x values are in the units of `x_domain`."""
-
-    chart_id: str  # the svg's id, unique in the document
-    kind: str  # the svg's data-chart attribute
-    title: str
-    y_title: str
-    x_domain: tuple[float, float]
-    x_title: str
-    traces: tuple[Trace, ...] = ()
-    bands: tuple[Band, ...] = ()
-    reference_lines: tuple[ReferenceLine, ...] = ()
-    y_includes_zero: bool = False
-    empty_message: str = "no data"
-
-
-@dataclass(frozen=True)
-class PlotArea:
-    """Maps data values to pixel coordinates inside the axes."""
-
-    left: float
-    top: float
-    width: float
-    height: float
-    x_domain: tuple[float, float]
-    y_domain: tuple[float, float]
-
-    def x(self, value: float) -> float:
-        lo, hi = self.x_domain
-        return self.left + (value - lo) / (hi - lo) * self.width
-
-    def y(self, value: float) -> float:
-        lo, hi = self.y_domain
-        return self.top + self.height - (value - lo) / (hi - lo) * self.height
-
-    @property
-    def bottom(self) -> float:
-        return self.top + self.height
-
-    @property
-    def right(self) -> float:
-        return self.left + self.width
-
-
-def nice_ticks(lo: float, hi: float, target_count: int = 5) -> tuple[list[float], float]:
-    """Round tick values (steps of 1, 2, 2.5 or 5 times a power of ten) inside [lo, hi], and the step."""
-    raw_step = (hi - lo) / max(target_count, 1)
-    magnitude = 10 ** math.floor(math.log10(raw_step))
-    step = next(m * magnitude for m in (1, 2, 2.5, 5, 10) if raw_step <= m * magnitude * (1 + 1e-9))
-    ticks = []
-    index = math.ceil(lo / step - 1e-9)
-    while index * step <= hi + step * 1e-9:
-        tick = index * step
-        ticks.append(0.0 if abs(tick) < step * 1e-9 else tick)
-        index += 1
-    return ticks, step
-
-
-def tick_formatter(domain: tuple[float, float], step: float) -> Callable[[float], str]:
-    """Labels with a k/M/B suffix chosen by the axis' largest value and just enough decimals to
-    tell neighbouring ticks apart."""
-    magnitude = max(abs(domain[0]), abs(domain[1]))
-    scale, suffix = next(((s, x) for s, x in ((1e9, "B"), (1e6, "M"), (1e3, "k")) if magnitude >= s), (1.0, ""))
-    scaled_step = step / scale
-    decimals = next((d for d in range(7) if abs(round(scaled_step, d) - scaled_step) < scaled_step * 1e-6), 6)
-
-    def label(value: float) -> str:
-        text = f"{value / scale:.{decimals}f}"
-        if "." in text:
-            text = text.rstrip("0").rstrip(".")
-        if text in ("-0", ""):
-            text = "0"
-        return text + suffix if text != "0" else "0"
-
-    return label
-
-
-def _finite_values(values: Iterable[float | None]) -> list[float]:
-    return [v for v in values if v is not None and math.isfinite(v)]
-
-
-def _is_flat(lo: float, hi: float) -> bool:
-    return hi - lo <= 1e-12 * max(abs(lo), abs(hi), 1.0)
-
-
-def _padded(lo: float, hi: float) -> tuple[float, float]:
-    """A non-empty value interval around [lo, hi]: 10% either side of a single value."""
-    if not _is_flat(lo, hi):
-        return lo, hi
-    pad = abs(hi) * 0.1 or 1.0
-    return lo - pad, hi + pad
-
-
-def _x_domain(lo: float, hi: float) -> tuple[float, float]:
-    """A non-empty time interval: a run of one instant gets one unit after it."""
-    return (lo, lo + 1.0) if _is_flat(lo, hi) else (lo, hi)
-
-
-def _y_domain(spec: ChartSpec) -> tuple[list[float], float, tuple[float, float]]:
-    values = _finite_values(
-        [y for t in spec.traces for y in t.ys]
-        + [y for b in spec.bands for y in (*b.lows, *b.highs)]
-        + [r.value for r in spec.reference_lines]
-    )
-    if not values:
-        values = [0.0, 1.0]
-    lo, hi = min(values), max(values)
-    if spec.y_includes_zero:
-        lo, hi = min(lo, 0.0), max(hi, 0.0)
-    if spec.y_includes_zero and lo == hi == 0.0:
-        lo, hi = 0.0, 1.0  # an all-zero series sits on the floor of a unit axis
-    lo, hi = _padded(lo, hi)
-    _, step = nice_ticks(lo, hi)
-    lo, hi = math.floor(lo / step + 1e-9) * step, math.ceil(hi / step - 1e-9) * step
-    ticks, step = nice_ticks(lo, hi)
-    return ticks, step, (lo, hi)
-
-
-def _n(value: float) -> str:
-    """A pixel coordinate."""
-    return f"{value:.1f}"
-
-
-def _segments(xs: Sequence[float], ys: Sequence[float | None]) -> list[list[tuple[float, float]]]:
-    """Runs of consecutive plottable points; None and non-finite values split them."""
-    segments: list[list[tuple[float, float]]] = [[]]
-    for x, y in zip(xs, ys, strict=False):
-        if y is None or not math.isfinite(y) or not math.isfinite(x):
-            if segments[-1]:
-                segments.append([])
-            continue
-        segments[-1].append((x, y))
-    return [s for s in segments if s]
-
-
-def _legend_entries(spec: ChartSpec) -> list[tuple[str, str]]:
-    """(label, swatch svg at origin) for every drawn element."""
-    entries = [
-        (b.label, f'<rect x="0" y="-5" width="16" height="10" fill="{b.colour}" fill-opacity="{b.opacity}"/>') for b in spec.bands
-    ]
-    for t in spec.traces:
-        if t.style == "scatter":
-            swatch = f'<circle cx="8" cy="0" r="4" fill="{t.colour}"/>'
-        else:
-            swatch = f'<line x1="0" y1="0" x2="16" y2="0" stroke="{t.colour}" stroke-width="2"/>'
-        entries.append((t.label, swatch))
-    entries += [
-        (r.label, f'<line x1="0" y1="0" x2="16" y2="0" stroke="{r.colour}" stroke-width="1.5" stroke-dasharray="4 3"/>')
-        for r in spec.reference_lines
-    ]
-    return entries
-
-
-def _legend_svg(entries: list[tuple[str, str]], left: float, top: float, width: float) -> tuple[str, int]:
-    """The legend laid out in rows across the chart; returns the svg and the number of rows."""
-    if len(entries) < 2:
-        return "", 0
-    parts, x, row = [], 0.0, 0
-    for label, swatch in entries:
-        entry_width = 22 + CHAR_WIDTH * len(label) + 16
-        if x > 0 and x + entry_width > width:
-            x, row = 0.0, row + 1
-        y = top + row * LEGEND_ROW_HEIGHT + LEGEND_ROW_HEIGHT / 2
-        parts.append(
-            f'<g transform="translate({_n(left + x)},{_n(y)})">{swatch}'
-            f'<text class="legend-label" x="22" y="4">{_esc(label)}</text></g>'
-        )
-        x += entry_width
-    return '<g class="legend">' + "".join(parts) + "</g>", row + 1
-
-
-def _axes_svg(spec: ChartSpec, area: PlotArea, y_ticks: list[float], y_step: float) -> str:
-    parts = ['<g class="axes">']
-    y_label = tick_formatter(area.y_domain, y_step)
-    for tick in y_ticks:
-        y = area.y(tick)
-        parts.append(f'<line x1="{_n(area.left)}" y1="{_n(y)}" x2="{_n(area.right)}" y2="{_n(y)}" stroke="#eee"/>')
-        parts.append(
-            f'<text class="tick-label" x="{_n(area.left - 6)}" y="{_n(y + 4)}" text-anchor="end">{_esc(y_label(tick))}</text>'
-        )
-    x_ticks, x_step = nice_ticks(*area.x_domain, target_count=8)
-    x_label = tick_formatter(area.x_domain, x_step)
-    for tick in x_ticks:
-        x = area.x(tick)
-        parts.append(f'<line x1="{_n(x)}" y1="{_n(area.bottom)}" x2="{_n(x)}" y2="{_n(area.bottom + 5)}" stroke="#888"/>')
-        parts.append(
-            f'<text class="tick-label" x="{_n(x)}" y="{_n(area.bottom + 18)}" text-anchor="middle">{_esc(x_label(tick))}</text>'
-        )
-    parts.append(f'<path d="M{_n(area.left)},{_n(area.top)} V{_n(area.bottom)} H{_n(area.right)}" fill="none" stroke="#888"/>')
-    parts.append(
-        f'<text class="axis-title" x="{_n(area.left + area.width / 2)}" y="{_n(area.bottom + 36)}" '
-        f'text-anchor="middle">{_esc(spec.x_title)}</text>'
-    )
-    parts.append(
-        f'<text class="axis-title" transform="translate(14,{_n(area.top + area.height / 2)}) rotate(-90)" '
-        f'text-anchor="middle">{_esc(spec.y_title)}</text>'
-    )
-    parts.append("</g>")
-    return "".join(parts)
-
-
-def _line_path(points: list[tuple[float, float]], area: PlotArea, style: TraceStyle, extend_to: float) -> str:
-    """Path data through data points: straight segments, or steps that hold each value and the
-    last one up to `extend_to`."""
-    x0, y0 = points[0]
-    commands = [f"M{_n(area.x(x0))},{_n(area.y(y0))}"]
-    if style != "step":
-        commands += [f"L{_n(area.x(x))},{_n(area.y(y))}" for x, y in points[1:]]
-        return " ".join(commands)
-    held = y0
-    for x, y in points[1:]:
-        if y != held:  # a repeated value only lengthens the current step
-            commands.append(f"H{_n(area.x(x))} V{_n(area.y(y))}")
-            held = y
-    commands.append(f"H{_n(area.x(max(points[-1][0], extend_to)))}")
-    return " ".join(commands)
-
-
-def _baseline(area: PlotArea) -> float:
-    return area.y(min(max(0.0, area.y_domain[0]), area.y_domain[1]))
-
-
-def _trace_svg(trace: Trace, area: PlotArea) -> str:
-    segments = _segments(trace.xs, trace.ys)
-    parts = []
-    if trace.style != "scatter":
-        for index, segment in enumerate(segments):
-            extend_to = area.x_domain[1] if index == len(segments) - 1 else segment[-1][0]
-            path = _line_path(segment, area, trace.style, extend_to)
-            if trace.fill:
-                end_x = area.x(extend_to if trace.style == "step" else segment[-1][0])
-                parts.append(
-                    f'<path d="{path} L{_n(end_x)},{_n(_baseline(area))} L{_n(area.x(segment[0][0]))},'
-                    f'{_n(_baseline(area))} Z" fill="{trace.colour}" fill-opacity="0.15" stroke="none"/>'
-                )
-            parts.append(f'<path d="{path}" fill="none" stroke="{trace.colour}" stroke-width="1.8" stroke-linejoin="round"/>')
-            if len(segment) == 1 and trace.style == "line":
-                x, y = segment[0]
-                parts.append(f'<circle cx="{_n(area.x(x))}" cy="{_n(area.y(y))}" r="3" fill="{trace.colour}"/>')
-    if trace.style == "scatter" or trace.markers:
-        parts.append(_markers_svg(trace, area))
-    return f'<g class="trace" data-series="{_esc(trace.label)}">' + "".join(parts) + "</g>"
-
-
-def _markers_svg(trace: Trace, area: PlotArea) -> str:
-    radius = 3.5 if trace.style == "scatter" else 2.5
-    titles = list(trace.point_titles) or [""] * len(trace.xs)
-    parts = []
-    for x, y, title in zip(trace.xs, trace.ys, titles, strict=False):
-        if y is None or not math.isfinite(y) or not math.isfinite(x):
-            continue
-        hover = f"<title>{_esc(title)}</title>" if title else ""
-        parts.append(
-            f'<circle cx="{_n(area.x(x))}" cy="{_n(area.y(y))}" r="{radius}" fill="{trace.colour}" '
-            f'fill-opacity="0.85">{hover}</circle>'
-        )
-    return "".join(parts)
-
-
-def _band_svg(band: Band, area: PlotArea) -> str:
-    """The region between the lows and the highs, split where either is missing."""
-    runs: list[list[tuple[float, float, float]]] = [[]]
-    for x, lo, hi in zip(band.xs, band.lows, band.highs, strict=False):
-        if lo is None or hi is None or not (math.isfinite(lo) and math.isfinite(hi)):
-            if runs[-1]:
-                runs.append([])
-            continue
-        runs[-1].append((x, lo, hi))
-    parts = []
-    for run in (r for r in runs if r):
-        if len(run) == 1:
-            x, lo, hi = run[0]
-            parts.append(
-                f'<line x1="{_n(area.x(x))}" y1="{_n(area.y(lo))}" x2="{_n(area.x(x))}" y2="{_n(area.y(hi))}" '
-                f'stroke="{band.colour}" stroke-opacity="{band.opacity}" stroke-width="6"/>'
-            )
-            continue
-        upper = [f"{_n(area.x(x))},{_n(area.y(hi))}" for x, _, hi in run]
-        lower = [f"{_n(area.x(x))},{_n(area.y(lo))}" for x, lo, _ in reversed(run)]
-        outline = " L".join(upper + lower)
-        parts.append(f'<path d="M{outline} Z" fill="{band.colour}" fill-opacity="{band.opacity}" stroke="none"/>')
-    return f'<g class="band" data-series="{_esc(band.label)}">' + "".join(parts) + "</g>"
-
-
-def _reference_line_svg(line: ReferenceLine, area: PlotArea) -> str:
-    y = area.y(line.value)
-    return (
-        f'<line class="reference" x1="{_n(area.left)}" y1="{_n(y)}" x2="{_n(area.right)}" y2="{_n(y)}" '
-        f'stroke="{line.colour}" stroke-width="1.2" stroke-dasharray="5 4"/>'
-    )
-
-
-def _has_data(spec: ChartSpec) -> bool:
-    return any(_segments(t.xs, t.ys) for t in spec.traces) or any(
-        _finite_values(b.lows) and _finite_values(b.highs) for b in spec.bands
-    )
-
-
-def render_chart(spec: ChartSpec) -> str:
-    """An SVG chart with title, legend (when there are several series), axes and tick labels."""
-    legend, legend_rows = _legend_svg(_legend_entries(spec), MARGIN_LEFT, TITLE_HEIGHT, CHART_WIDTH - MARGIN_LEFT - MARGIN_RIGHT)
-    top = TITLE_HEIGHT + legend_rows * LEGEND_ROW_HEIGHT + 8
-    height = CHART_HEIGHT + legend_rows * LEGEND_ROW_HEIGHT
-    y_ticks, y_step, y_domain = _y_domain(spec)
-    area = PlotArea(
-        left=MARGIN_LEFT,
-        top=top,
-        width=CHART_WIDTH - MARGIN_LEFT - MARGIN_RIGHT,
-        height=height - top - MARGIN_BOTTOM,
-        x_domain=_x_domain(*spec.x_domain),
-        y_domain=y_domain,
-    )
-    clip_id = f"{spec.chart_id}-clip"
-    if _has_data(spec):
-        content = (
-            "".join(_band_svg(b, area) for b in spec.bands)
-            + "".join(_reference_line_svg(r, area) for r in spec.reference_lines)
-            + "".join(_trace_svg(t, area) for t in spec.traces)
-        )
-    else:
-        content = (
-            f'<text class="no-data" x="{_n(area.left + area.width / 2)}" y="{_n(area.top + area.height / 2)}" '
-            f'text-anchor="middle">{_esc(spec.empty_message)}</text>'
-        )
-    # Markers may sit on the edge of the plot; clip a few pixels outside it so they stay whole.
-    return (
-        f'<svg xmlns="http://www.w3.org/2000/svg" id="{_esc(spec.chart_id)}" data-chart="{_esc(spec.kind)}" '
-        f'viewBox="0 0 {CHART_WIDTH} {height}" width="{CHART_WIDTH}" height="{height}" role="img" '
-        f'aria-labelledby="{_esc(spec.chart_id)}-title">'
-        f'<title id="{_esc(spec.chart_id)}-title">{_esc(spec.title)}</title>'
-        f'<defs><clipPath id="{_esc(clip_id)}"><rect x="{_n(area.left - 5)}" y="{_n(area.top - 5)}" '
-        f'width="{_n(area.width + 10)}" height="{_n(area.height + 10)}"/></clipPath></defs>'
-        f'<text class="chart-title" x="{MARGIN_LEFT}" y="20">{_esc(spec.title)}</text>'
-        f"{legend}"
-        f"{_axes_svg(spec, area, y_ticks, y_step)}"
-        f'<g clip-path="url(#{_esc(clip_id)})">{content}</g>'
-        "</svg>"
-    )

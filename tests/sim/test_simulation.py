@@ -64,7 +64,7 @@ def test_simulation__series_and_bad_debt_add_up(run):
 
 def test_simulation__outputs_written(run, tmp_path):
     paths = write_outputs(run, tmp_path)
-    assert paths["report"].read_text().count("<svg") >= 6
+    assert paths["report"].read_text().count('class="plotly-graph-div"') >= 6
     assert len(paths["liquidations"].read_text().splitlines()) == len(run.liquidations) + 1
 
 
