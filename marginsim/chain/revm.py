@@ -18,21 +18,20 @@ from __future__ import annotations
 
 import json
 import re
-from collections import namedtuple
 from dataclasses import dataclass, field
-from functools import cache, cached_property, lru_cache
+from functools import cache, cached_property
 from pathlib import Path
 from typing import Any
 
-from eth_abi import decode, encode
+from eth_abi import encode
 from eth_utils import keccak, to_checksum_address
 from pyrevm import EVM, BlockEnv, Env
+
+from marginsim.chain.abi import Event, arg, canonical, checksum, decode_event, event_topic, overloads, reason, signature
 
 BUILD = Path(__file__).resolve().parents[2] / ".build" / "__local__.json"
 TX_GAS = 30_000_000  # a block's worth: above any single protocol call
 GENESIS_TIMESTAMP = 1_700_000_000
-ERROR_SELECTOR = bytes.fromhex("08c379a0")  # Error(string)
-checksum = lru_cache(maxsize=65_536)(to_checksum_address)  # the same few addresses, over and over
 _REVERT = re.compile(r"Revert \{ gas_used: (\d+), output: 0x([0-9a-fA-F]*) \}")
 
 
@@ -43,50 +42,6 @@ class Revert(Exception):
         super().__init__(message)
         self.message = message
         self.gas_used = gas_used
-
-
-# ---------------------------------------------------------------- ABI
-
-
-def _canonical(param: dict[str, Any]) -> str:
-    """eth-abi's type string of an ABI parameter: tuples spelled out, arrays kept."""
-    kind = param["type"]
-    if kind.startswith("tuple"):
-        return "(" + ",".join(_canonical(c) for c in param["components"]) + ")" + kind[len("tuple") :]
-    return kind
-
-
-def _shape(param: dict[str, Any]) -> Any:
-    """A function from eth-abi's raw value to ape's shape (checksummed addresses, structs with
-    named fields), or None when the raw value is already right."""
-    kind = param["type"]
-    if kind == "address":
-        return checksum
-    if kind.endswith("[]"):
-        inner = _shape({**param, "type": kind[:-2]})
-        return (lambda values: [inner(v) for v in values]) if inner else list
-    if kind == "tuple":
-        components = param["components"]
-        struct = namedtuple("Struct", [c["name"] for c in components])  # type: ignore[misc]
-        shapes = [_shape(c) for c in components]
-        return lambda values: struct(*(f(v) if f else v for f, v in zip(shapes, values, strict=True)))
-    return None
-
-
-def _arg(value: Any) -> Any:
-    """An argument as eth-abi takes it: a handle or an account by its address."""
-    address = getattr(value, "address", None)
-    if address is not None:
-        return str(address)
-    if isinstance(value, (list, tuple)):
-        return [_arg(v) for v in value]
-    return value
-
-
-def _reason(output: bytes) -> str:
-    if output[:4] == ERROR_SELECTOR:
-        return decode(["string"], output[4:])[0]
-    return ""
 
 
 @dataclass(frozen=True)
@@ -101,27 +56,6 @@ class EventType:
     name: str
     address: str
     abi: EventSignature
-
-
-@dataclass(frozen=True)
-class Event:
-    event_name: str
-    contract_address: str
-    args: dict[str, Any]
-
-    def __getattr__(self, name: str) -> Any:
-        try:
-            return self.__dict__["args"][name]
-        except KeyError:
-            raise AttributeError(name) from None
-
-    def __getitem__(self, name: str) -> Any:
-        return self.args[name]
-
-    @property
-    def event_arguments(self) -> dict[str, Any]:
-        """The decoded arguments by name (ape's `ContractLog.event_arguments`)."""
-        return self.args
 
 
 class Events(list):
@@ -149,26 +83,17 @@ class _Function:
     def __init__(self, handle: Contract, abis: list[dict[str, Any]]):
         self.handle = handle
         self.name = abis[0]["name"]
-        self.by_arity: dict[int, tuple] = {}
-        for abi in abis:
-            types = [_canonical(i) for i in abi["inputs"]]
-            selector = keccak(text=f"{abi['name']}({','.join(types)})")[:4]
-            outputs = [_canonical(o) for o in abi["outputs"]]
-            shapes = [_shape(o) for o in abi["outputs"]]
-            view = abi["stateMutability"] in ("view", "pure")
-            self.by_arity[len(types)] = (selector, types, outputs, shapes, view)
+        self.by_arity = overloads(abis)
 
     def __call__(self, *args: Any, sender: Any = None) -> Any:
         try:
-            selector, types, outputs, shapes, view = self.by_arity[len(args)]
+            overload = self.by_arity[len(args)]
         except KeyError:
             raise TypeError(f"{self.name}: no overload takes {len(args)} arguments") from None
-        calldata = selector + encode(types, [_arg(a) for a in args])
+        calldata = overload.calldata(args)
         chain = self.handle.chain
-        if view or sender is None:
-            raw = chain.call(self.handle.address, calldata)
-            values = [f(v) if f else v for f, v in zip(shapes, decode(outputs, raw), strict=True)]
-            return values[0] if len(values) == 1 else tuple(values)
+        if overload.view or sender is None:
+            return overload.result(chain.call(self.handle.address, calldata))
         return chain.transact(str(getattr(sender, "address", sender)), self.handle.address, calldata)
 
 
@@ -185,11 +110,7 @@ class Contract:
             if entry["type"] == "function":
                 grouped.setdefault(entry["name"], []).append(entry)
         self._functions = {name: _Function(self, entries) for name, entries in grouped.items()}
-        self._events = {
-            e["name"]: EventSignature(f"{e['name']}({','.join(_canonical(i) for i in e['inputs'])})")
-            for e in abi
-            if e["type"] == "event"
-        }
+        self._events = {e["name"]: EventSignature(signature(e)) for e in abi if e["type"] == "event"}
         chain.register(self)
 
     def __getattr__(self, name: str) -> Any:
@@ -402,7 +323,7 @@ class RevmChain:
         abi, code = self.artifacts[name]
         constructor = next((e for e in abi if e["type"] == "constructor"), None)
         if constructor is not None:
-            code += encode([_canonical(i) for i in constructor["inputs"]], [_arg(a) for a in args])
+            code += encode([canonical(i) for i in constructor["inputs"]], [arg(a) for a in args])
         latest = self._next_block()
         try:
             address = self.evm.deploy(sender, code, 0, TX_GAS)
@@ -438,26 +359,16 @@ class RevmChain:
         match = _REVERT.search(text)
         if match is None:
             return Revert(text)
-        return Revert(_reason(bytes.fromhex(match.group(2))), int(match.group(1)))
+        return Revert(reason(bytes.fromhex(match.group(2))), int(match.group(1)))
 
     def decode_log(self, log: Any) -> Event | None:
         """A revm log as an event of a contract this chain knows; None for another's."""
         address = checksum(log.address)
         topics, data = log.data
-        abi = self._event_abis().get((address, bytes(topics[0]) if topics else b""))
-        if abi is None:
+        entry = self._event_abis().get((address, bytes(topics[0]) if topics else b""))
+        if entry is None:
             return None
-        indexed = [i for i in abi["inputs"] if i["indexed"]]
-        plain = [i for i in abi["inputs"] if not i["indexed"]]
-        args: dict[str, Any] = {}
-        for param, topic in zip(indexed, topics[1:], strict=True):
-            value = decode([_canonical(param)], bytes(topic))[0]
-            shape = _shape(param)
-            args[param["name"]] = shape(value) if shape else value
-        for param, value in zip(plain, decode([_canonical(p) for p in plain], bytes(data)), strict=True):
-            shape = _shape(param)
-            args[param["name"]] = shape(value) if shape else value
-        return Event(abi["name"], address, args)
+        return decode_event(entry, address, [bytes(t) for t in topics], bytes(data))
 
     def _event_abis(self) -> dict[tuple[str, bytes], dict[str, Any]]:
         return self.__dict__.setdefault("_events_by_topic", {})
@@ -467,5 +378,4 @@ class RevmChain:
         events = self._event_abis()
         for entry in self.artifacts[contract.contract_name][0]:
             if entry["type"] == "event":
-                signature = f"{entry['name']}({','.join(_canonical(i) for i in entry['inputs'])})"
-                events[(contract.address, keccak(text=signature))] = entry
+                events[(contract.address, event_topic(entry))] = entry

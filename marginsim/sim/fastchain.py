@@ -7,6 +7,7 @@ simulator instead talks to the same eth-tester instance ape holds, with calldata
 results decoded by eth-abi from the contract's own ABI: the same chain, the same contracts and
 the same blocks, at roughly a tenth of the overhead.
 
+Calldata, results and logs go through `marginsim.chain.abi`, the encoding the revm chain uses too.
 `fast(contract)` returns a handle with the contract's methods (`handle.fn(*args)` for views,
 `handle.fn(*args, sender=account)` for transactions) when the connected provider is the embedded
 chain, and the ape contract itself on any other network, so callers never branch.
@@ -14,12 +15,10 @@ chain, and the ape contract itself on any other network, so callers never branch
 
 from __future__ import annotations
 
-from collections import namedtuple
 from dataclasses import dataclass
 from typing import Any
 
-from eth_abi import decode, encode
-from eth_utils import keccak, to_checksum_address
+from marginsim.chain.abi import ERROR_SELECTOR, Event, decode_event, event_topic, overloads, reason
 
 CALL_GAS = 30_000_000
 TX_GAS = 3_000_000  # above any single protocol call (a 4-market liquidation is ~275k)
@@ -35,85 +34,33 @@ class FastRevert(Exception):
 
 
 @dataclass(frozen=True)
-class FastEvent:
-    event_name: str
-    args: dict[str, Any]
-
-    def __getattr__(self, name: str) -> Any:
-        try:
-            return self.args[name]
-        except KeyError:
-            raise AttributeError(name) from None
-
-
-@dataclass(frozen=True)
 class FastReceipt:
     txn_hash: str
     gas_used: int
-    events: list[FastEvent]
-
-
-def _abi_type(param: Any) -> str:
-    return param.canonical_type
-
-
-def _converter(param: Any) -> Any:
-    """A function from eth-abi's raw value to the shape ape returns: checksummed addresses,
-    structs with named fields; None when the raw value is already right."""
-    if param.type == "address":
-        return to_checksum_address
-    if param.type == "address[]":
-        return lambda values: [to_checksum_address(v) for v in values]
-    components = getattr(param, "components", None)
-    if param.type == "tuple" and components:
-        struct = namedtuple("Struct", [c.name for c in components])  # type: ignore[misc]
-        inner = [_converter(c) for c in components]
-        return lambda values: struct(*(f(v) if f else v for f, v in zip(inner, values, strict=False)))
-    return None
-
-
-def _bytes(value: Any) -> bytes:
-    return bytes.fromhex(value[2:]) if isinstance(value, str) else bytes(value)
-
-
-def _encode_arg(value: Any) -> Any:
-    address = getattr(value, "address", None)
-    if address is not None:
-        return str(address)
-    return value
+    events: list[Event]
 
 
 class _Method:
-    def __init__(self, handle: FastContract, abi: Any):
+    def __init__(self, handle: FastContract, entries: list[dict[str, Any]]):
         self.handle = handle
-        self.abi = abi
-        self.selector = keccak(text=abi.selector)[:4]
-        self.input_types = [_abi_type(i) for i in abi.inputs]
-        self.output_types = [_abi_type(o) for o in abi.outputs]
-        self.converters = [_converter(o) for o in abi.outputs]
-        self.view = abi.stateMutability in ("view", "pure")
-
-    def _calldata(self, args: tuple) -> str:
-        return "0x" + (self.selector + encode(self.input_types, [_encode_arg(a) for a in args])).hex()
-
-    def _decode(self, raw: bytes) -> Any:
-        values = decode(self.output_types, raw)
-        converted = [f(v) if f else v for f, v in zip(self.converters, values, strict=False)]
-        if len(converted) == 1:
-            return converted[0]
-        return tuple(converted)
+        self.name = entries[0]["name"]
+        self.by_arity = overloads(entries)
 
     def __call__(self, *args: Any, sender: Any = None) -> Any:
+        try:
+            overload = self.by_arity[len(args)]
+        except KeyError:
+            raise TypeError(f"{self.name}: no overload takes {len(args)} arguments") from None
         tester = self.handle.tester
-        data = self._calldata(args)
-        if self.view or sender is None:
+        data = "0x" + overload.calldata(args).hex()
+        if overload.view or sender is None:
             try:
                 raw = tester.call(
                     {"from": self.handle.caller, "to": self.handle.address, "data": data, "gas": CALL_GAS}, "latest"
                 )
             except Exception as error:  # eth-tester raises TransactionFailed with the reason
                 raise FastRevert(_reason(error)) from None
-            return self._decode(bytes.fromhex(raw[2:]))
+            return overload.result(bytes.fromhex(raw[2:]))
         txn = {
             "from": str(getattr(sender, "address", sender)),
             "to": self.handle.address,
@@ -141,12 +88,14 @@ class _Method:
 
 def _reason(error: Exception) -> str:
     """The revert string eth-tester reports (`execution reverted: <reason>` or the bare reason)."""
-    text = str(error.args[0]) if error.args else str(error)
-    if isinstance(error.args[0] if error.args else None, (bytes, bytearray)):
-        raw = bytes(error.args[0])
-        if raw[:4] == bytes.fromhex("08c379a0"):
-            return decode(["string"], raw[4:])[0]
-    return text.removeprefix("execution reverted: ")
+    first = error.args[0] if error.args else None
+    if isinstance(first, (bytes, bytearray)) and bytes(first)[:4] == ERROR_SELECTOR:
+        return reason(bytes(first))
+    return (str(first) if error.args else str(error)).removeprefix("execution reverted: ")
+
+
+def _bytes(value: Any) -> bytes:
+    return bytes.fromhex(value[2:]) if isinstance(value, str) else bytes(value)
 
 
 class FastContract:
@@ -157,14 +106,13 @@ class FastContract:
         self.address = str(contract.address)
         self.tester = tester
         self.caller = caller
-        self._methods: dict[str, _Method] = {}
-        for abi in contract.contract_type.abi:
-            if getattr(abi, "type", None) == "function":
-                self._methods.setdefault(abi.name, _Method(self, abi))
-        self._events = {}
-        for abi in contract.contract_type.abi:
-            if getattr(abi, "type", None) == "event":
-                self._events[keccak(text=abi.selector)] = abi
+        entries = [entry.model_dump(mode="json", by_alias=True) for entry in contract.contract_type.abi]
+        functions: dict[str, list[dict[str, Any]]] = {}
+        for entry in entries:
+            if entry["type"] == "function":
+                functions.setdefault(entry["name"], []).append(entry)
+        self._methods = {name: _Method(self, overloaded) for name, overloaded in functions.items()}
+        self._events = {event_topic(entry): entry for entry in entries if entry["type"] == "event"}
 
     def __getattr__(self, name: str) -> Any:
         methods = self.__dict__.get("_methods", {})
@@ -175,23 +123,15 @@ class FastContract:
     def __str__(self) -> str:
         return self.address
 
-    def decode_logs(self, logs: list[dict[str, Any]]) -> list[FastEvent]:
+    def decode_logs(self, logs: list[dict[str, Any]]) -> list[Event]:
         events = []
         for log in logs:
             if log["address"].lower() != self.address.lower() or not log["topics"]:
                 continue
-            abi = self._events.get(_bytes(log["topics"][0]))
-            if abi is None:
-                continue
-            indexed = [i for i in abi.inputs if i.indexed]
-            plain = [i for i in abi.inputs if not i.indexed]
-            args = {}
-            for param, topic in zip(indexed, log["topics"][1:], strict=False):
-                value = decode([_abi_type(param)], _bytes(topic))[0]
-                args[param.name] = to_checksum_address(value) if param.type == "address" else value
-            for param, value in zip(plain, decode([_abi_type(p) for p in plain], _bytes(log["data"])), strict=False):
-                args[param.name] = to_checksum_address(value) if param.type == "address" else value
-            events.append(FastEvent(abi.name, args))
+            topics = [_bytes(t) for t in log["topics"]]
+            entry = self._events.get(topics[0])
+            if entry is not None:
+                events.append(decode_event(entry, self.address, topics, _bytes(log["data"])))
         return events
 
 
