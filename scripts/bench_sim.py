@@ -1,7 +1,8 @@
 """Benchmark of the simulator (`make bench-sim`): wall time and transactions per second of a
 scenario on an engine (revm in process by default, or the connected ape network), and where the
 time goes (cProfile, top functions by cumulative time). On revm the transactions counted are
-the ones sent (not the empty blocks a clock move mines) and the view calls are counted apart."""
+the ones sent, deployment included, and the view calls are counted apart; on ape the ones the
+run's loop sent (never the empty blocks a clock move mines)."""
 
 import cProfile
 import io
@@ -34,10 +35,10 @@ def cli(scenario_path, top, engine):
         profiler.enable()
         result = run_simulation(project, chain, list(accounts.test_accounts), scenario)
         profiler.disable()
-        sent, calls = result.transactions, None  # blocks mined, clock moves included
+        sent, calls = result.transactions, None
     click.echo(f"scenario {scenario.name} on {engine}: {result.steps} steps")
     if calls is None:
-        click.echo(f"{sent} blocks mined (transactions and the empty blocks each clock move mines)")
+        click.echo(f"{sent} transactions sent by the run (deployment and the clock's empty blocks excluded)")
     else:
         click.echo(f"{sent} transactions sent (deployment included), {calls} view calls")
     click.echo(

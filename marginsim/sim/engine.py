@@ -187,10 +187,11 @@ def run_simulation(
     static = _static_parameters(protocol)
 
     steps = duration // scenario.step_seconds
+    clock_blocks = 0  # empty blocks the clock's moves mined: not transactions
     for step in range(steps + 1):
         t = step * scenario.step_seconds
         sim_block = t // scenario.block_seconds
-        _move_clock(chain, chain_start + t)
+        clock_blocks += _move_clock(chain, chain_start + t)
         gas_price = gas_gwei(t)
         eth_price = state.publish_due(
             t,
@@ -269,7 +270,8 @@ def run_simulation(
     result.underwater_at_end = len(short)
     result.underwater_at_end_usd = -sum(short) / WAD
     result.steps = steps + 1
-    result.transactions = chain.blocks.head.number - result.started_block
+    # one block per transaction once the run starts, but the empty blocks the clock's moves mined
+    result.transactions = chain.blocks.head.number - result.started_block - clock_blocks
     result.wall_seconds = wallclock.perf_counter() - started
     return result
 
@@ -292,10 +294,15 @@ def run_on_revm(
 # -------------------------------------------------------------------- helpers
 
 
-def _move_clock(chain: Any, target: int) -> None:
+def _move_clock(chain: Any, target: int) -> int:
+    """Move the clock to `target`; returns the empty blocks that mined (one on the embedded
+    chain and on revm, none on a node that moves its clock without a block)."""
     now = chain.pending_timestamp
-    if target > now:
-        advance_time(chain, target - now)
+    if target <= now:
+        return 0
+    before = chain.blocks.head.number
+    advance_time(chain, target - now)
+    return chain.blocks.head.number - before
 
 
 def _open_traders(

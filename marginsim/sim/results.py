@@ -92,7 +92,7 @@ class SimulationResult:
     network: str
     started_block: int
     steps: int = 0
-    transactions: int = 0
+    transactions: int = 0  # sent by the run's loop (traders, keepers, the oracle), deployment and funding excluded
     wall_seconds: float = 0.0
     rounds: list[OracleRound] = field(default_factory=list)
     series: list[SeriesPoint] = field(default_factory=list)

@@ -47,6 +47,9 @@ def runs(project, chain, accounts):
     revm.pending_timestamp = start
     signers = [Account(revm, str(a.address)) for a in accounts]
     on_revm = run_simulation(revm.project, revm, signers, scenario, network="revm")
+    # before the run: the empty block `pending_timestamp = start` mined, then a block per deployment
+    # and funding transaction; the rest of revm's count was sent by the run
+    on_revm.sent_on_chain = revm.transactions - (on_revm.started_block - 1)
     return on_ape, on_revm
 
 
@@ -62,3 +65,11 @@ def test_short_crash__only_gas_differs_and_revm_counts_less(runs):
     revm_gas = sum(r.gas_used for r in on_revm.liquidations)
     print(f"\nliquidation gas: embedded chain {ape_gas:,}, revm {revm_gas:,} ({revm_gas / ape_gas:.0%})")
     assert 0 < revm_gas < ape_gas  # no intrinsic gas, slots warm after their first touch
+
+
+def test_short_crash__transactions_are_the_ones_sent_not_the_blocks_mined(runs):
+    """The run counted every block since its start, the empty block each clock move mines
+    included (709 of the demo's 2,142): it counts the transactions its loop sent now, the same
+    on both engines, and on revm equal to the transactions the chain executed."""
+    on_ape, on_revm = runs
+    assert on_ape.transactions == on_revm.transactions == on_revm.sent_on_chain > 0
