@@ -88,10 +88,11 @@ compare: $(STAMP)
 bench-sim: $(STAMP)
 	PYTHONWARNINGS=ignore $(BIN)/ape run bench_sim --scenario $(SCENARIO) $(if $(ENGINE),--engine $(ENGINE))
 
-## Scale benchmark (not a test): a day on revm with TRADERS=1000,3000,10000 traders, time per account-step.
+## Scale benchmark (not a test): a day on revm with TRADERS=1000,3000,10000 traders of SCALE_SCENARIO
+## (default: Black Thursday's crowd), time per account-step and the keepers' scan.
 TRADERS ?= 1000,3000,10000
 bench-scale: $(STAMP)
-	PYTHONWARNINGS=ignore $(BIN)/ape run bench_scale --scenario $(SCENARIO) --traders $(TRADERS)
+	PYTHONWARNINGS=ignore $(BIN)/ape run bench_scale --scenario $(or $(SCALE_SCENARIO),scenarios/black-thursday-crowd.toml) --traders $(TRADERS)
 
 ## Deploy with default markets; NETWORK=ethereum:local:node for a node such as anvil.
 NETWORK ?= ethereum:local:test

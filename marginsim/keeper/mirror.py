@@ -126,16 +126,21 @@ class Keeper:
         collateral: dict[int, tuple[int, int, int]],
         timestamp: int,
         sim_block: int,
+        margins: dict[int, tuple[int, int]] | None = None,
     ) -> list[Candidate]:
-        """Accounts the mirror says are below maintenance, whose delay has passed."""
+        """Accounts the mirror says are below maintenance, whose delay has passed. `margins`
+        (account -> (equity, maintenance)), when given, is this step's scan of the same mirror
+        already made (`scan_margins`): the simulator's keepers share one."""
+        if margins is None:
+            margins = self.scan_margins(market_views, collateral, timestamp)
         found: list[Candidate] = []
         for account, mirror in self.accounts.items():
             if not mirror.positions:
                 self.first_liquidatable_block.pop(account, None)
                 continue
-            if not self.priced(account, market_views, collateral):
+            if account not in margins:
                 continue  # halted: nothing can be done until the price returns
-            equity, maintenance, _ = risk.margin(self.snapshot(account, market_views, collateral, timestamp))
+            equity, maintenance = margins[account]
             if equity >= maintenance:
                 self.first_liquidatable_block.pop(account, None)
                 continue
@@ -149,6 +154,18 @@ class Keeper:
             )
             found.append(Candidate(account, market, equity, maintenance, risk.health(equity, maintenance)))
         return found
+
+    def scan_margins(
+        self, market_views: dict[int, risk.MarketView], collateral: dict[int, tuple[int, int, int]], timestamp: int
+    ) -> dict[int, tuple[int, int]]:
+        """(equity, maintenance) of every mirrored account holding positions whose assets all
+        have a price this step: one pass of `risk.margin` over the book."""
+        margins = {}
+        for account, mirror in self.accounts.items():
+            if mirror.positions and self.priced(account, market_views, collateral):
+                equity, maintenance, _ = risk.margin(self.snapshot(account, market_views, collateral, timestamp))
+                margins[account] = (equity, maintenance)
+        return margins
 
     def plan(
         self, candidate: Candidate, view: risk.MarketView, params: risk.LiquidationParams, insurance: int

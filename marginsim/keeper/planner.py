@@ -34,12 +34,13 @@ def plan_liquidations(
     read_insurance: Callable[[], int],
     gas_price_gwei: float,
     eth_price_usd: float,
+    margins: dict[int, tuple[int, int]] | None = None,
 ) -> tuple[list[PlannedLiquidation], list[PlannedLiquidation]]:
     """(worth sending, not worth it): every account the mirror finds below maintenance whose
     delay has passed (`Keeper.candidates`), sized as the contract will size it, its reward
     against the gas of `model.gas_estimate` at this gas price plus the keeper's
-    `min_profit_usd`."""
-    found = keeper.candidates(views, collateral, timestamp, block)
+    `min_profit_usd`. `margins`: this step's scan of the mirror, when already made."""
+    found = keeper.candidates(views, collateral, timestamp, block, margins)
     if not found:
         return [], []
     insurance = read_insurance()

@@ -213,7 +213,14 @@ def run_simulation(
             keeper.read_debt(debt)
         # health of every account from the exact off-chain mirror (one EVM margin() costs ~20 ms
         # here, the mirror ~0.1 ms); verify_mirror runs assert it equals the contract's each step
-        healths = _mirror_healths(keepers[0], views, collateral, chain_start + t)
+        # one scan a step: every keeper mirrors the same accounts (`loaded`), so the metrics and
+        # each keeper's candidates share it
+        scan_started = wallclock.perf_counter()
+        margins = keepers[0].scan_margins(views, collateral, chain_start + t)
+        scan_seconds = wallclock.perf_counter() - scan_started
+        if scan_seconds > result.scan_seconds_max:
+            result.scan_seconds_max, result.scan_accounts_max = scan_seconds, len(margins)
+        healths = _mirror_healths(keepers[0], margins)
         for account, h in healths.items():
             if h < WAD:
                 liquidatable_since.setdefault(account, sim_block)
@@ -241,6 +248,7 @@ def run_simulation(
             result,
             liquidatable_since,
             static,
+            margins,
         )
 
         for record in _bad_debt_records(events.take_bad_debt_logs(), unit, t, sim_block):
@@ -323,9 +331,9 @@ def _open_traders(
     traders: list[TraderState] = []
     for i, signer in enumerate(signers):
         market = spec.markets[int(rng.integers(len(spec.markets)))]
-        symbol = spec.collateral[int(rng.integers(len(spec.collateral)))]
-        collateral_usd = float(rng.uniform(*spec.collateral_usd))
-        leverage = float(rng.uniform(*spec.leverage))
+        symbol = spec.draw_collateral(rng)
+        collateral_usd = spec.draw_collateral_usd(rng)
+        leverage = spec.draw_leverage(rng)
         long = bool(rng.random() < spec.long_share)
         tops_up = bool(rng.random() < spec.topup_share)
         closes = (not tops_up) and bool(rng.random() < spec.close_share)
@@ -430,6 +438,7 @@ def _keepers_act(
     result: SimulationResult,
     liquidatable_since: dict[int, int],
     static: tuple[risk.LiquidationParams, int],
+    margins: dict[int, tuple[int, int]],
 ) -> None:
     ch, lens = protocol.clearinghouse, protocol.lens
     params, settlement_to_wad = static
@@ -446,7 +455,7 @@ def _keepers_act(
         # price each candidate off-chain first, as a keeper does to save its node calls; then
         # confirm the ones worth a transaction with one batched view
         worth, not_worth = plan_liquidations(
-            keeper, views, collateral, timestamp, sim_block, params, read_insurance, gas_price, eth_price
+            keeper, views, collateral, timestamp, sim_block, params, read_insurance, gas_price, eth_price, margins
         )
         stats.skipped_unprofitable += len(not_worth)
         if not worth:
@@ -610,20 +619,15 @@ def _fast_protocol(protocol: Protocol, chain: Any) -> Protocol:
     )
 
 
-def _mirror_healths(
-    keeper: Keeper, views: dict[int, risk.MarketView], collateral: dict[int, tuple[int, int, int]], timestamp: int
-) -> dict[int, int]:
-    """Health (WAD; MAX_UINT without positions) of every account the keepers index, but those
-    holding an asset whose price is halted this step."""
+def _mirror_healths(keeper: Keeper, margins: dict[int, tuple[int, int]]) -> dict[int, int]:
+    """Health (WAD; MAX_UINT without positions) of every account the keepers index, from this
+    step's scan (`Keeper.scan_margins`), but those holding an asset whose price is halted."""
     healths = {}
     for account, mirror in keeper.accounts.items():
         if not mirror.positions:
             healths[account] = MAX_UINT
-            continue
-        if not keeper.priced(account, views, collateral):
-            continue  # an asset it holds is halted: its health is unknown, on chain too
-        equity, maintenance, _ = risk.margin(keeper.snapshot(account, views, collateral, timestamp))
-        healths[account] = risk.health(equity, maintenance)
+        elif account in margins:
+            healths[account] = risk.health(*margins[account])
     return healths
 
 

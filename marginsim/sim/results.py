@@ -94,6 +94,10 @@ class SimulationResult:
     steps: int = 0
     transactions: int = 0  # sent by the run's loop (traders, keepers, the oracle), deployment and funding excluded
     wall_seconds: float = 0.0
+    # the step's one off-chain scan of every mirrored account (`Keeper.scan_margins`): its
+    # slowest, and the accounts with positions it then priced
+    scan_seconds_max: float = 0.0
+    scan_accounts_max: int = 0
     rounds: list[OracleRound] = field(default_factory=list)
     series: list[SeriesPoint] = field(default_factory=list)
     liquidations: list[LiquidationRecord] = field(default_factory=list)

@@ -29,7 +29,11 @@ Layout of a scenario file (every table but [feed.*] and [[keepers]] is optional)
     markets = ["ETH-PERP"]
     collateral = ["USDC", "WETH"]
     leverage = [2, 12]           # uniform between the two
+    leverage_distribution = "uniform"   # or "log-uniform": as many 2-4x as 6-12x traders
     collateral_usd = [2000, 50000]
+    size_distribution = "uniform"       # or "pareto": heavy-tailed between the bounds,
+    size_tail = 1.16                    # with this tail index (1.16: 20% of traders hold 80%)
+    collateral_mix = [0.7, 0.3]         # weights of `collateral` (default: equal)
     long_share = 0.8
     topup_share = 0.3            # share of traders who add margin when health < topup_below_health
     topup_below_health = 1.3
@@ -68,6 +72,7 @@ into a one-line ScenarioError (e.g. ``configurator: bad buffer``) before a run s
 
 from __future__ import annotations
 
+import math
 import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -138,6 +143,10 @@ class GasSpec:
     constant_gwei: float | None = None
 
 
+SIZE_DISTRIBUTIONS = ("uniform", "pareto")
+LEVERAGE_DISTRIBUTIONS = ("uniform", "log-uniform")
+
+
 @dataclass(frozen=True)
 class TraderSpec:
     count: int = 20
@@ -150,6 +159,35 @@ class TraderSpec:
     topup_below_health: float = 1.3
     close_share: float = 0.2
     close_below_health: float = 1.15
+    size_distribution: str = "uniform"
+    size_tail: float = 1.16
+    leverage_distribution: str = "uniform"
+    collateral_mix: tuple[float, ...] | None = None  # weights of `collateral`; None: equal
+
+    def draw_collateral(self, rng: Any) -> str:
+        """A trader's collateral token: one of `collateral`, by `collateral_mix`'s weights."""
+        if self.collateral_mix is None:
+            return self.collateral[int(rng.integers(len(self.collateral)))]
+        total = sum(self.collateral_mix)
+        return self.collateral[int(rng.choice(len(self.collateral), p=[w / total for w in self.collateral_mix]))]
+
+    def draw_collateral_usd(self, rng: Any) -> float:
+        """A trader's deposit in USD, between the bounds: uniform, or a Pareto law truncated to
+        them (inverse CDF: low * (1 - u * (1 - (low/high)**a)) ** (-1/a)), where most traders are
+        small and a few hold most of the money, as on a real venue."""
+        low, high = self.collateral_usd
+        if self.size_distribution == "uniform" or low == high:
+            return float(rng.uniform(low, high))
+        a = self.size_tail
+        return low * (1.0 - float(rng.random()) * (1.0 - (low / high) ** a)) ** (-1.0 / a)
+
+    def draw_leverage(self, rng: Any) -> float:
+        """A trader's leverage between the bounds: uniform, or log-uniform (as likely in 2-4x as
+        in 4-8x: low leverage is the common case, high leverage the tail)."""
+        low, high = self.leverage
+        if self.leverage_distribution == "uniform" or low == high:
+            return float(rng.uniform(low, high))
+        return math.exp(float(rng.uniform(math.log(low), math.log(high))))
 
 
 @dataclass(frozen=True)
@@ -374,6 +412,12 @@ class _Checker:
             self.fail(where, f"must be two numbers [low, high] with {low} <= low <= high, got {value!r}")
         return (float(value[0]), float(value[1]))
 
+    def one_of(self, table: dict, key: str, default: str, allowed: tuple[str, ...], where: str) -> str:
+        value = table.get(key, default)
+        if value not in allowed:
+            self.fail(f"{where}.{key}", f"must be one of {', '.join(allowed)}, got {value!r}")
+        return value
+
     def choices(self, table: dict, key: str, default: tuple, allowed: set[str], where: str) -> tuple[str, ...]:
         if key not in table:
             return default
@@ -466,13 +510,29 @@ def _parse_traders(check: _Checker, raw: Any, markets: set[str]) -> TraderSpec:
             "topup_below_health",
             "close_share",
             "close_below_health",
+            "size_distribution",
+            "size_tail",
+            "leverage_distribution",
+            "collateral_mix",
         },
     )
     d = TraderSpec()
+    collateral = check.choices(raw, "collateral", d.collateral, {"USDC", "WETH", "WBTC", "USDT"}, "traders.collateral")
+    mix = raw.get("collateral_mix")
+    if mix is not None and not (
+        isinstance(mix, list)
+        and len(mix) == len(collateral)
+        and all(isinstance(w, (int, float)) and not isinstance(w, bool) and w >= 0 for w in mix)
+        and sum(mix) > 0
+    ):
+        check.fail(
+            "traders.collateral_mix",
+            f"must be {len(collateral)} weights >= 0 (one per traders.collateral), not all 0, got {mix!r}",
+        )
     return TraderSpec(
         count=check.integer(raw, "count", default=d.count, low=0, high=MAX_TRADERS, where="traders.count"),
         markets=check.choices(raw, "markets", d.markets, markets, "traders.markets"),
-        collateral=check.choices(raw, "collateral", d.collateral, {"USDC", "WETH", "WBTC", "USDT"}, "traders.collateral"),
+        collateral=collateral,
         leverage=check.pair(raw, "leverage", d.leverage, 1.0, "traders.leverage"),
         collateral_usd=check.pair(raw, "collateral_usd", d.collateral_usd, 10.0, "traders.collateral_usd"),
         long_share=check.number(raw, "long_share", default=d.long_share, low=0, high=1, where="traders.long_share"),
@@ -484,6 +544,12 @@ def _parse_traders(check: _Checker, raw: Any, markets: set[str]) -> TraderSpec:
         close_below_health=check.number(
             raw, "close_below_health", default=d.close_below_health, low=1, where="traders.close_below_health"
         ),
+        size_distribution=check.one_of(raw, "size_distribution", d.size_distribution, SIZE_DISTRIBUTIONS, "traders"),
+        size_tail=check.number(raw, "size_tail", default=d.size_tail, low=0.1, high=10, where="traders.size_tail"),
+        leverage_distribution=check.one_of(
+            raw, "leverage_distribution", d.leverage_distribution, LEVERAGE_DISTRIBUTIONS, "traders"
+        ),
+        collateral_mix=None if mix is None else tuple(float(w) for w in mix),
     )
 
 

@@ -2,6 +2,7 @@
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from marginsim.sim.scenario import ScenarioError, load_scenario, parse_scenario
@@ -82,6 +83,25 @@ def test_minimal_scenario__defaults():
             {"feed": {"ETH-PERP": {"kind": "gbm", "mu": 0.0, "sigma": -0.1, "s0": 2000.0}}},
             "scenario <scenario>: feed.ETH-PERP: feeds: sigma must be >= 0, got -0.1",
         ),
+        (
+            {"traders__size_distribution": "lognormal"},
+            "scenario <scenario>: traders.size_distribution: must be one of uniform, pareto, got 'lognormal'",
+        ),
+        ({"traders__size_tail": 0}, "scenario <scenario>: traders.size_tail: must be in [0.1, 10], got 0"),
+        (
+            {"traders__leverage_distribution": "log"},
+            "scenario <scenario>: traders.leverage_distribution: must be one of uniform, log-uniform, got 'log'",
+        ),
+        (
+            {"traders__collateral": ["USDC", "WETH"], "traders__collateral_mix": [1]},
+            "scenario <scenario>: traders.collateral_mix: must be 2 weights >= 0 (one per traders.collateral), "
+            "not all 0, got [1]",
+        ),
+        (
+            {"traders__collateral_mix": [0]},
+            "scenario <scenario>: traders.collateral_mix: must be 1 weights >= 0 (one per traders.collateral), "
+            "not all 0, got [0]",
+        ),
         ({"protocol__liquidation_bufer": 0.1}, "scenario <scenario>: protocol.liquidation_bufer: unknown field"),
         ({"colour": "red"}, "scenario <scenario>: colour: unknown field"),
     ],
@@ -108,3 +128,43 @@ def test_market_overrides__validated():
     assert scenario.markets == {"ETH-PERP": {"oi_cap": 100_000.0, "skew_scale": 20_000_000.0}}
     with pytest.raises(ScenarioError, match=r"^scenario <scenario>: market.ETH-PERP.colour: unknown field"):
         parse_scenario(with_changes(market={"ETH-PERP": {"colour": 1}}))
+
+
+def test_trader_draws__uniform_by_default_and_unchanged():
+    """Without the new fields a trader is drawn as before (the same calls on the generator), so
+    every shipped scenario's figures stand."""
+    spec = parse_scenario(MINIMAL).traders
+    a, b = np.random.default_rng(7), np.random.default_rng(7)
+    for _ in range(50):
+        assert spec.draw_collateral(a) == spec.collateral[int(b.integers(len(spec.collateral)))]
+        assert spec.draw_collateral_usd(a) == float(b.uniform(*spec.collateral_usd))
+        assert spec.draw_leverage(a) == float(b.uniform(*spec.leverage))
+
+
+def test_trader_draws__pareto_sizes_log_uniform_leverage_and_a_mix():
+    """The crowd: sizes within their bounds with the top fifth holding about four fifths of the
+    money (tail 1.16, Pareto's 80/20), leverage log-uniform (as many traders below the bounds'
+    geometric mean as above it), and collateral in the mix's shares."""
+    spec = parse_scenario(
+        with_changes(
+            traders__collateral=["USDC", "WETH"],
+            traders__collateral_mix=[3, 1],
+            traders__collateral_usd=[200, 2_000_000],
+            traders__size_distribution="pareto",
+            traders__size_tail=1.16,
+            traders__leverage=[1.5, 24],
+            traders__leverage_distribution="log-uniform",
+        )
+    ).traders
+    rng = np.random.default_rng(1)
+    sizes = sorted(spec.draw_collateral_usd(rng) for _ in range(20_000))
+    assert sizes[0] >= 200 and sizes[-1] <= 2_000_000
+    top_fifth = sum(sizes[-4_000:]) / sum(sizes)
+    assert 0.7 < top_fifth < 0.9
+    assert 300 < sizes[10_000] < 400  # the median of the law: 200 * 2 ** (1 / 1.16) = 363
+    leverage = [spec.draw_leverage(rng) for _ in range(20_000)]
+    assert all(1.5 <= x <= 24 for x in leverage)
+    below = sum(x < 6 for x in leverage) / len(leverage)  # 6 = sqrt(1.5 * 24)
+    assert 0.48 < below < 0.52
+    usdc = sum(spec.draw_collateral(rng) == "USDC" for _ in range(20_000)) / 20_000
+    assert 0.73 < usdc < 0.77
