@@ -16,6 +16,8 @@ senders need no ether, and `gas_used` is revm's count of the same execution.
 
 from __future__ import annotations
 
+import bisect
+import itertools
 import json
 import re
 from dataclasses import dataclass, field
@@ -258,8 +260,13 @@ class RevmChain:
         wanted = {a.lower() for a in addresses}
         first = {bytes.fromhex(t.removeprefix("0x")) for t in topics}
         found = []
-        for block, log in self.logs:
-            if block < from_block or block > to_block or log.address.lower() not in wanted:
+        # the logs are in block order: start at the first of `from_block` (a step reads only its
+        # own blocks, so a day's run does not walk every earlier log each step)
+        start = bisect.bisect_left(self.logs, from_block, key=lambda entry: entry[0])
+        for block, log in itertools.islice(self.logs, start, None):
+            if block > to_block:
+                break
+            if log.address.lower() not in wanted:
                 continue
             log_topics, data = log.data
             if log_topics and bytes(log_topics[0]) in first:
@@ -316,6 +323,15 @@ class RevmChain:
         del self.logs[logs:]
         self.evm.revert(checkpoint)
         self.evm.set_block_env(BlockEnv(number=self.block_number, timestamp=self.timestamp))
+
+    def record(self) -> Recorder:
+        """From now on, keep every call this chain makes into revm (blocks, deployments,
+        transactions, view calls), in order, on the returned recorder's `tape` (and count the
+        reverts): `replay` runs them again on a fresh EVM with nothing else around them, the
+        engine's own speed on the same work."""
+        recorder = Recorder(self.evm)
+        self.evm = recorder
+        return recorder
 
     # ------------------------------------------------------------ execution
 
@@ -379,3 +395,69 @@ class RevmChain:
         for entry in self.artifacts[contract.contract_name][0]:
             if entry["type"] == "event":
                 events[(contract.address, event_topic(entry))] = entry
+
+
+class Recorder:
+    """An EVM that keeps the calls made into it (`RevmChain.record`)."""
+
+    def __init__(self, evm: EVM):
+        self.evm = evm
+        self.tape: list[tuple[Any, ...]] = []
+        self.reverts = 0
+
+    @property
+    def result(self) -> Any:
+        return self.evm.result
+
+    def set_block_env(self, block: BlockEnv) -> None:
+        self.tape.append(("block", block.number, block.timestamp))
+        self.evm.set_block_env(block)
+
+    def deploy(self, sender: str, code: bytes, value: int, gas: int) -> str:
+        self.tape.append(("deploy", sender, code))
+        try:
+            return self.evm.deploy(sender, code, value, gas)
+        except RuntimeError:
+            self.reverts += 1
+            raise
+
+    def message_call(self, caller: str, to: str, calldata: bytes, **options: Any) -> Any:
+        self.tape.append(("call" if options.get("is_static") else "transact", caller, to, calldata))
+        try:
+            return self.evm.message_call(caller=caller, to=to, calldata=calldata, **options)
+        except RuntimeError:
+            self.reverts += 1
+            raise
+
+    def snapshot(self) -> Any:
+        raise NotImplementedError("revm: a recorded chain cannot be rewound (its tape would not replay)")
+
+    revert = snapshot
+
+
+def replay(tape: list[tuple[Any, ...]]) -> tuple[float, int, int, int]:
+    """Run a recorded tape (`RevmChain.record`) on a fresh EVM, raw: the same blocks, calldata,
+    senders and timestamps, no ABI encoding, receipts or simulator around them. Returns (wall
+    seconds, transactions, view calls, reverts): the engine's own speed on a run's exact work."""
+    import time
+
+    evm = EVM(env=Env(block=BlockEnv(number=0, timestamp=GENESIS_TIMESTAMP)), spec_id="CANCUN")
+    transactions = calls = reverts = 0
+    started = time.perf_counter()
+    for op in tape:
+        kind = op[0]
+        try:
+            if kind == "call":
+                calls += 1
+                evm.message_call(caller=op[1], to=op[2], calldata=op[3], is_static=True)
+            elif kind == "transact":
+                transactions += 1
+                evm.message_call(caller=op[1], to=op[2], calldata=op[3], gas=TX_GAS, gas_price=0)
+            elif kind == "block":
+                evm.set_block_env(BlockEnv(number=op[1], timestamp=op[2]))
+            else:
+                transactions += 1
+                evm.deploy(op[1], op[2], 0, TX_GAS)
+        except RuntimeError:
+            reverts += 1
+    return time.perf_counter() - started, transactions, calls, reverts

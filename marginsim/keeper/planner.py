@@ -61,6 +61,7 @@ def collateral_for_sale(
     collateral: dict[int, tuple[int, int, int]],
     timestamp: int,
     exclude: set[int] | Any = frozenset(),
+    margins: dict[int, tuple[int, int]] | None = None,
 ) -> list[int]:
     """Accounts whose collateral the engine puts up for sale now, by the mirror
     (`risk.collateral_for_sale`: a debt above the loan-to-value limit, or no positions left and
@@ -72,7 +73,7 @@ def collateral_for_sale(
         if not keeper.priced(account, views, collateral):
             continue
         snapshot = keeper.snapshot(account, views, collateral, timestamp)
-        equity, _, _ = risk.margin(snapshot)
+        equity = margins[account][0] if margins and account in margins else risk.margin(snapshot)[0]
         written_off = all(collateral[slot][1] == 0 for slot, amount in mirror.collateral.items() if amount)
         if risk.collateral_for_sale(
             -snapshot.settlement,

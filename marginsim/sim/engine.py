@@ -60,6 +60,7 @@ KEEPER_WORKING_CAPITAL_USD = 10_000_000  # settlement tokens each keeper holds t
 # traders take more than a feed's hour-long heartbeat to open (none of this happens for 30)
 OPENING_HEARTBEAT_SECONDS = 1_800
 ORDER_FEES_FUNDED = 4  # execution fees each trader is funded for: its open, its close and spares
+HEALTH_QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)  # the series' health bands
 HEALTH_CAP = 10.0  # health quantiles are capped here for plotting
 
 
@@ -218,8 +219,9 @@ def run_simulation(
         scan_started = wallclock.perf_counter()
         margins = keepers[0].scan_margins(views, collateral, chain_start + t)
         scan_seconds = wallclock.perf_counter() - scan_started
-        if scan_seconds > result.scan_seconds_max:
-            result.scan_seconds_max, result.scan_accounts_max = scan_seconds, len(margins)
+        result.scan_seconds_total += scan_seconds
+        result.scan_seconds_max = max(result.scan_seconds_max, scan_seconds)
+        result.scan_accounts_max = max(result.scan_accounts_max, len(margins))
         healths = _mirror_healths(keepers[0], margins)
         for account, h in healths.items():
             if h < WAD:
@@ -541,7 +543,8 @@ def _keepers_act(
     on_duty = [k for k in keepers if not k.spec.censored_at(t)]
     if on_duty:
         keeper = on_duty[0]
-        for account in collateral_for_sale(keeper, views, collateral, timestamp, sold):
+        # the step's scan holds for every account not liquidated since (those are in `sold`)
+        for account in collateral_for_sale(keeper, views, collateral, timestamp, sold, margins):
             _buy_collateral(keeper, protocol, account, result.keepers[keeper.spec.name], gas_price, eth_price)
             sold.add(account)
 
@@ -750,7 +753,7 @@ class _LoopState:
         with contextlib.suppress(*REVERTS):
             self.pool_value_usd = int(pool.totalAssets()) / unit
         capped = sorted(min(h / WAD, HEALTH_CAP) for h in healths)
-        quantiles = tuple(float(np.quantile(capped, q)) for q in (0.05, 0.25, 0.5, 0.75, 0.95)) if capped else (0.0,) * 5
+        quantiles = tuple(float(q) for q in np.quantile(capped, HEALTH_QUANTILES)) if capped else (0.0,) * 5
         return SeriesPoint(
             time=t,
             block=sim_block,

@@ -95,8 +95,9 @@ class SimulationResult:
     transactions: int = 0  # sent by the run's loop (traders, keepers, the oracle), deployment and funding excluded
     wall_seconds: float = 0.0
     # the step's one off-chain scan of every mirrored account (`Keeper.scan_margins`): its
-    # slowest, and the accounts with positions it then priced
+    # slowest and its total over the steps, and the most accounts with positions it priced
     scan_seconds_max: float = 0.0
+    scan_seconds_total: float = 0.0
     scan_accounts_max: int = 0
     rounds: list[OracleRound] = field(default_factory=list)
     series: list[SeriesPoint] = field(default_factory=list)

@@ -10,7 +10,7 @@ import ape
 import pytest
 
 from marginsim import risk
-from marginsim.chain.revm import Revert, RevmChain
+from marginsim.chain.revm import Revert, RevmChain, replay
 from marginsim.protocol import DEFAULT_CONFIG, account_id, deploy_protocol
 
 WAD = 10**18
@@ -103,3 +103,22 @@ def test_the_same_transactions_at_the_same_times_give_the_same_figures_to_the_we
     assert on_ape["liquidation"]["penalty"] > 0  # the script does liquidate
     assert risk.health(*on_ape["before liquidation"][:2]) < WAD
     assert on_revm == on_ape
+
+
+def test_a_recorded_run_replays_raw_with_the_same_outcomes():
+    """`RevmChain.record` keeps every call into revm; `replay` runs them on a fresh EVM with the
+    same blocks and calldata and meets the same reverts: the engine's own time on a run's work
+    (what `make bench-sim` sets beside the simulator's)."""
+    chain = RevmChain()
+    recorder = chain.record()
+    deployer, trader = chain.accounts[0], chain.accounts[1]
+    protocol = deploy_protocol(chain.project, deployer, DEFAULT_CONFIG)
+    with pytest.raises(Revert):
+        protocol.clearinghouse.withdraw(protocol.settlement, 1, 0, sender=trader)  # nothing deposited
+    protocol.fund(protocol.settlement, trader, 5 * USDC, deployer)
+    assert int(protocol.settlement.balanceOf(trader)) == 5 * USDC
+    seconds, transactions, calls, reverts = replay(recorder.tape)
+    assert (transactions, reverts) == (chain.transactions + recorder.reverts, recorder.reverts) and recorder.reverts == 1
+    assert calls == chain.calls and seconds > 0
+    with pytest.raises(NotImplementedError, match="a recorded chain cannot be rewound"):
+        chain.snapshot()
