@@ -92,7 +92,7 @@ bench-sim: $(STAMP)
 ## (default: Black Thursday's crowd), time per account-step and the keepers' scan.
 TRADERS ?= 1000,3000,10000
 bench-scale: $(STAMP)
-	PYTHONWARNINGS=ignore $(BIN)/ape run bench_scale --scenario $(or $(SCALE_SCENARIO),scenarios/black-thursday-crowd.toml) --traders $(TRADERS)
+	PYTHONWARNINGS=ignore $(BIN)/ape run bench_scale --scenario $(or $(SCALE_SCENARIO),scenarios/black-thursday-crowd.toml) --traders $(TRADERS) $(if $(ENGINE),--engine $(ENGINE))
 
 ## Deploy with default markets; NETWORK=ethereum:local:node for a node such as anvil.
 NETWORK ?= ethereum:local:test

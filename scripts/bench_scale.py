@@ -7,6 +7,8 @@ shared by the metrics and every keeper): its mean over the steps and its slowest
 
     ape run bench_scale                                   # Black Thursday's crowd, 1,000, 3,000 and 10,000 traders
     ape run bench_scale --traders 500,2000 --scenario scenarios/may-2021.toml
+    ape run bench_scale --engine ape --traders 30            # the connected network (ape's test
+                                                              # network funds 40 accounts)
 """
 
 import sys
@@ -15,9 +17,12 @@ from dataclasses import replace
 from pathlib import Path
 
 import click
+from ape import accounts, chain, project
+from ape.cli import ConnectedProviderCommand
+from ape.logging import logger
 
 from marginsim.protocol import DEFAULT_CONFIG
-from marginsim.sim.engine import run_on_revm
+from marginsim.sim.engine import run_on_revm, run_simulation
 from marginsim.sim.scenario import ScenarioError, load_scenario
 
 MAX_SKEW_SCALE = 3e8
@@ -44,10 +49,18 @@ def scaled(scenario, traders: int):
     )
 
 
-@click.command()
+@click.command(cls=ConnectedProviderCommand)
 @click.option("--scenario", "scenario_path", default="scenarios/black-thursday-crowd.toml", show_default=True)
 @click.option("--traders", "counts", default="1000,3000,10000", show_default=True, help="comma-separated populations")
-def cli(scenario_path, counts):
+@click.option(
+    "--engine",
+    type=click.Choice(["ape", "revm"]),
+    default="revm",
+    show_default=True,
+    help="revm: in process, any number of traders; ape: the connected network, as many as it funds",
+)
+def cli(scenario_path, counts, engine):
+    logger.set_level("WARNING")
     try:
         scenario = load_scenario(Path(scenario_path))
         populations = [int(n) for n in counts.split(",")]
@@ -60,12 +73,20 @@ def cli(scenario_path, counts):
     for n in populations:
         run = scaled(scenario, n)
         started = time.perf_counter()
-        result, chain = run_on_revm(run)
+        if engine == "revm":
+            result, revm = run_on_revm(run)
+            sent, views = f"{revm.transactions:,}", f"{revm.calls:,}"
+        else:
+            try:
+                result = run_simulation(project, chain, list(accounts.test_accounts), run)
+            except ValueError as error:
+                sys.exit(str(error).splitlines()[0])
+            sent, views = f"{result.transactions:,}", "-"  # the run's own; ape does not count views
         wall = time.perf_counter() - started
         opened = max((p.open_accounts for p in result.series), default=0)
         click.echo(
-            f"{n:>8,} {opened:>7,} {wall:>7.1f} {wall / (n * result.steps) * 1e6:>13.2f} {chain.transactions:>8,} "
-            f"{chain.calls:>8,} {len(result.liquidations):>5} {result.total_bad_debt_usd:>12,.2f} "
+            f"{n:>8,} {opened:>7,} {wall:>7.1f} {wall / (n * result.steps) * 1e6:>13.2f} {sent:>8} "
+            f"{views:>8} {len(result.liquidations):>5} {result.total_bad_debt_usd:>12,.2f} "
             f"{result.still_liquidatable_at_end:>5} "
             f"{result.scan_seconds_total / result.steps * 1e3:>8.1f}/{result.scan_seconds_max * 1e3:<8.1f}"
         )
