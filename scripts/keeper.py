@@ -1,15 +1,20 @@
-"""Keeper bot: liquidate unhealthy accounts of a deployed protocol, as a long-running process.
+"""Keeper bot: liquidate unhealthy accounts of a deployed protocol and fill its due orders, as a
+long-running process.
 
     ape run keeper --network ethereum:local:node                       # anvil (make anvil), test account 1
     ape run keeper --network ethereum:local:node --poll 2 --max-iterations 30
     ape run keeper --network ethereum:sepolia:node --account mykeeper --min-profit 5 --from-block 5000000
+    ape run keeper --network ethereum:local:node --no-orders            # liquidate only
 
 Reads deployments/<ecosystem>-<network>-<provider>.json (or --deployment FILE), indexes accounts
 from the Clearinghouse's events since the deployment block (recorded in the file, found on the
 node, or --from-block), mirrors their health off-chain, confirms with MarginLens.healths, and
-liquidates when the reward beats the gas (at --gas-price-gwei, or the node's gas price). Each
-action is one line; Ctrl-C stops it with a one-line summary. The signer is an ape account alias
-(--account); on a local network it may be a test account index, test account 1 by default.
+liquidates when the reward beats the gas (at --gas-price-gwei, or the node's gas price). It
+indexes the pending orders from Orders' events too and fills each a round has made due when its
+execution fee beats a fill's gas; --no-orders leaves them to other keepers (with none filling,
+every trade lapses). Each action is one line; Ctrl-C stops it with a one-line summary. The
+signer is an ape account alias (--account); on a local network it may be a test account index,
+test account 1 by default.
 """
 
 import sys
@@ -37,12 +42,18 @@ from marginsim.bots import (
 )
 @click.option("--poll", "poll_seconds", type=float, default=12.0, show_default=True, help="seconds between iterations")
 @click.option(
-    "--min-profit", "min_profit_usd", type=float, default=0.0, show_default=True, help="USD a liquidation must beat its gas by"
+    "--min-profit",
+    "min_profit_usd",
+    type=float,
+    default=0.0,
+    show_default=True,
+    help="USD a liquidation or a fill must beat its gas by",
 )
 @click.option("--gas-price-gwei", type=float, default=None, help="gas price for the profit test (default: the node's)")
 @click.option("--max-iterations", type=int, default=None, help="stop after this many iterations (default: run until Ctrl-C)")
 @click.option("--from-block", type=int, default=None, help="index events from this block (default: the deployment block)")
-def cli(deployment, account_name, poll_seconds, min_profit_usd, gas_price_gwei, max_iterations, from_block):
+@click.option("--no-orders", is_flag=True, default=False, help="liquidate only: leave due orders to other keepers")
+def cli(deployment, account_name, poll_seconds, min_profit_usd, gas_price_gwei, max_iterations, from_block, no_orders):
     logger.set_level("WARNING")
     provider = networks.provider
     try:
@@ -50,7 +61,9 @@ def cli(deployment, account_name, poll_seconds, min_profit_usd, gas_price_gwei, 
             raise BotConfigError(f"keeper: --max-iterations must be >= 0, got {max_iterations}")
         if from_block is not None and from_block < 0:
             raise BotConfigError(f"keeper: --from-block must be >= 0, got {from_block}")
-        config = KeeperConfig(poll_seconds=poll_seconds, min_profit_usd=min_profit_usd, gas_price_gwei=gas_price_gwei)
+        config = KeeperConfig(
+            poll_seconds=poll_seconds, min_profit_usd=min_profit_usd, gas_price_gwei=gas_price_gwei, fill_orders=not no_orders
+        )
         protocol, recorded_block = load_deployment(project, chain, deployment_path(provider, deployment), "keeper")
         signer = choose_signer(accounts, provider.network, account_name, default_index=1, role="keeper")
         if from_block is None:

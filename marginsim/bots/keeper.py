@@ -12,15 +12,22 @@ Each iteration (`KeeperBot.step`) does, in order:
    price and the oracle's ETH price, plus `min_profit_usd` (`keeper.planner.plan_liquidations`);
 4. confirm those with one batched `MarginLens.healths` call and send them;
 5. buy the collateral the engine puts up for sale (`keeper.planner.collateral_for_sale`: a debt
-   above the loan-to-value limit, or no positions left and negative equity).
+   above the loan-to-value limit, or no positions left and negative equity);
+6. fill the orders a round has made due (`keeper.orders`: the pending orders from Orders' events,
+   `due_orders` at each market's latest round), each whose execution fee beats the gas of a fill
+   (`FILL_GAS`) plus `min_profit_usd`. An order whose round has passed is not sent: execute_order
+   would only cancel it, paying the keeper nothing (its owner, or anyone, may `cancel_order` it).
+   Without orders filled every trade lapses, so a keeper that only liquidates must say so
+   (`fill_orders=False`, `--no-orders`).
 
 An asset whose price the router refuses (a circuit breaker's halt, a stale round) leaves its
 accounts alone until it returns, with one line when that starts and when it ends.
 
 A liquidation that reverts (another keeper's landed first, or the account recovered) is logged
-as a lost race and the bot moves on. Reads that fail (a node hiccup) skip the iteration with one
-line. Every action is one log line naming the block, the account, the market,
-the size, the reward and the gas.
+as a lost race and the bot moves on; so is a fill that reverts "orders: no order" (another
+keeper filled or cancelled it first), and a fill the router refuses (no price) waits. Reads that
+fail (a node hiccup) skip the iteration with one line. Every action is one log line naming the
+block, the account, the market, the size, the reward (or fee) and the gas.
 """
 
 from __future__ import annotations
@@ -40,6 +47,7 @@ from marginsim.keeper.indexer import AccountIndexer
 from marginsim.keeper.market import read_collaterals, read_market_params, read_markets
 from marginsim.keeper.mirror import Keeper
 from marginsim.keeper.model import LiquidationModel
+from marginsim.keeper.orders import FILL_GAS, OrderIndexer, PendingOrder, due_orders, fill_order
 from marginsim.keeper.planner import PlannedLiquidation, collateral_for_sale, plan_liquidations
 from marginsim.protocol import Protocol
 from marginsim.sim.scenario import KeeperSpec
@@ -58,6 +66,7 @@ class KeeperConfig:
     gas_price_gwei: float | None = None  # None: the provider's gas price at each iteration
     log_block_range: int = 2_000  # blocks per eth_getLogs call (public nodes cap the range)
     parameter_refresh_iterations: int = 25  # governed parameters are re-read this often (~5 min)
+    fill_orders: bool = True  # fill due orders for their fee; False (--no-orders): liquidate only
 
     def __post_init__(self) -> None:
         if not self.poll_seconds >= 0:
@@ -80,9 +89,12 @@ class KeeperSummary:
     liquidations: int = 0
     collateral_sales: int = 0
     lost_races: int = 0
-    skipped_unprofitable: int = 0
+    skipped_unprofitable: int = 0  # liquidations and order fills not worth their gas, each iteration
     failed_iterations: int = 0
-    revenue_usd: float = 0.0  # keeper rewards received
+    orders_filled: int = 0
+    orders_cancelled: int = 0  # sent, and cancelled by Orders (refused at the fill): no fee earned
+    revenue_usd: float = 0.0  # keeper rewards and execution fees received
+    fee_revenue_usd: float = 0.0  # of which execution fees
     gas_used: int = 0  # by every transaction the keeper sent
     gas_usd: float = 0.0
     interrupted: bool = False
@@ -91,8 +103,10 @@ class KeeperSummary:
         how = "interrupted (Ctrl-C)" if self.interrupted else "stopped"
         return (
             f"keeper {how} after {self.iterations} iterations: {self.liquidations} liquidations, "
-            f"{self.collateral_sales} collateral sales, {self.lost_races} lost races, "
-            f"{self.skipped_unprofitable} skipped as unprofitable, revenue ${self.revenue_usd:,.2f}, "
+            f"{self.collateral_sales} collateral sales, {self.orders_filled} orders filled, "
+            f"{self.orders_cancelled} cancelled, {self.lost_races} lost races, "
+            f"{self.skipped_unprofitable} skipped as unprofitable, revenue ${self.revenue_usd:,.2f} "
+            f"(fees ${self.fee_revenue_usd:,.2f}), "
             f"gas {self.gas_used:,} (${self.gas_usd:,.2f}), net ${self.revenue_usd - self.gas_usd:,.2f}"
         )
 
@@ -120,6 +134,17 @@ class MarketData:
     missing: dict[str, str] = field(default_factory=dict)  # asset -> why the router gives no price
 
 
+@dataclass(frozen=True)
+class PlannedFill:
+    """A due order worth filling: its fee against the gas of a fill."""
+
+    account: int
+    market: int
+    order: PendingOrder
+    fee_usd: float
+    gas_usd: float  # FILL_GAS at the iteration's gas price
+
+
 @dataclass
 class Plan:
     """What one iteration decided to send, before sending it."""
@@ -129,6 +154,7 @@ class Plan:
     eth_price_usd: float
     liquidations: list[PlannedLiquidation] = field(default_factory=list)
     collateral_sales: list[int] = field(default_factory=list)  # accounts
+    fills: list[PlannedFill] = field(default_factory=list)
 
 
 def find_deployment_block(chain: Any, address: str) -> int:
@@ -193,6 +219,10 @@ class KeeperBot:
         self._governed: GovernedParameters | None = None
         self._governed_age = 0  # market_data reads since the governed parameters were read
         self._reported_unprofitable: set[int] = set()
+        self.orders = OrderIndexer(chain, protocol.orders, from_block, config.log_block_range) if config.fill_orders else None
+        # what was last said of each order not sent, (account, market, executable_at) -> why, so
+        # it is said once; an order whose round passed stays here and is not looked at again
+        self._order_notes: dict[tuple[int, int, int], str] = {}
 
     # ------------------------------------------------------------------ the loop
     def run(self, max_iterations: int | None = None, sleep: Callable[[float], None] = time.sleep) -> KeeperSummary:
@@ -201,6 +231,8 @@ class KeeperBot:
             f"keeper {self.signer.address} watching Clearinghouse {self.protocol.clearinghouse.address} "
             f"from block {self.indexer.next_block}, every {self.config.poll_seconds:g} s"
         )
+        if self.orders is None:
+            self.log("keeper: --no-orders: liquidating only; orders lapse unless another keeper fills them")
         iterations, interrupted = run_loop(self.step, sleep, max_iterations)
         self.summary.iterations = iterations
         self.summary.interrupted = interrupted
@@ -224,6 +256,8 @@ class KeeperBot:
         try:
             head = self.chain.blocks.head
             self.index(head.number)
+            if self.orders is not None:
+                self.orders.update(head.number)  # on a failed read it is left as it was
             data = self.market_data(head.number, head.timestamp)
             gas_price = self.gas_price_gwei()
             return self._plan(data, gas_price)
@@ -341,7 +375,61 @@ class KeeperBot:
                 continue
             plan.liquidations.append(planned)
         plan.collateral_sales = collateral_for_sale(self.keeper, data.views, data.collateral, data.timestamp)
+        if self.orders is not None:
+            try:
+                plan.fills = self._plan_fills(data, gas_price)
+            except CHAIN_ERRORS as error:  # a node hiccup: the liquidations planned above still go
+                self.summary.failed_iterations += 1
+                self.log(f"block {data.block}  order fills skipped: cannot read the chain: {first_line(error)}")
         return plan
+
+    def _plan_fills(self, data: MarketData, gas_price: float) -> list[PlannedFill]:
+        """The due orders worth a transaction: per market with orders waiting, its feed's latest
+        round time makes them due (`due_orders`); the router's `round_price`, the view
+        execute_order settles with, says whether that round is still the order's (0: it passed)
+        or has no price now; then the fee must beat a fill's gas plus `min_profit_usd`."""
+        pending = self.orders.pending
+        live = {(account, market, order.executable_at) for (account, market), order in pending.items()}
+        self._order_notes = {key: note for key, note in self._order_notes.items() if key in live}
+        gas_usd = self.keeper.model.gas_cost_usd(FILL_GAS, gas_price, data.eth_price_usd)
+        fills: list[PlannedFill] = []
+        for market in sorted({market for _, market in pending}):
+            name = self.market_names.get(market)
+            if name is None:
+                continue  # listed after this bot started: not in the deployment file
+            round_time = int(self.protocol.feed_of_market(name).latestRoundData()[3])
+            for account, order in due_orders(pending, market, round_time):
+                key = (account, market, order.executable_at)
+                if self._order_notes.get(key) == "passed":
+                    continue
+                what = f"block {data.block}  order of {describe_account(account)} {name} {_size_text(order.size_delta, name)}"
+                try:
+                    price = int(self.protocol.oracle.round_price(self.protocol.market_asset(name), order.executable_at))
+                except REVERTS as error:
+                    self._note_order(key, "waiting", f"{what}: no price to fill at ({first_line(error)}): waits")
+                    continue
+                if price == 0:
+                    self._note_order(key, "passed", f"{what}: its round passed, not sent (a cancel pays the keeper nothing)")
+                    continue
+                fee_usd = order.fee * self._settlement_to_wad / WAD
+                if fee_usd < gas_usd + self.config.min_profit_usd:
+                    self.summary.skipped_unprofitable += 1
+                    self._note_order(
+                        key,
+                        "unprofitable",
+                        f"{what}: fee ${fee_usd:,.2f} < gas ${gas_usd:,.2f} + min profit "
+                        f"${self.config.min_profit_usd:,.2f}, skipped",
+                    )
+                    continue
+                self._order_notes.pop(key, None)
+                fills.append(PlannedFill(account, market, order, fee_usd, gas_usd))
+        return fills
+
+    def _note_order(self, key: tuple[int, int, int], note: str, line: str) -> None:
+        """Log why an order is not sent, once for as long as the reason holds."""
+        if self._order_notes.get(key) != note:
+            self._order_notes[key] = note
+            self.log(line)
 
     def _report_missing(self, data: MarketData) -> None:
         """One line when an asset loses its price (its accounts wait) and one when it returns."""
@@ -390,6 +478,45 @@ class KeeperBot:
         for account in plan.collateral_sales:
             if account not in sold:
                 self._sell_collateral(account, plan)
+        for planned in plan.fills:
+            self._fill(planned, plan)
+
+    def _fill(self, planned: PlannedFill, plan: Plan) -> None:
+        """Send one due order's execute_order and log what came of it: a fill (the fee is ours),
+        a cancel (Orders refused it at its round: no fee), or a revert (another keeper came
+        first, or the price went away: logged, never raised)."""
+        name = self.market_names[planned.market]
+        who = describe_account(planned.account)
+        try:
+            done = fill_order(self.protocol, self.signer, planned.account, planned.market)
+        except REVERTS as error:
+            self._count_gas(getattr(error, "txn", None), plan)
+            reason = first_line(error)
+            if "orders: no order" in reason:
+                self.summary.lost_races += 1
+                self.log(f"block {plan.block}  {who} {name}: order fill reverted, lost the race: {reason}")
+            else:
+                self.log(f"block {plan.block}  {who} {name}: order fill reverted, waits: {reason}")
+            return
+        receipt = done.receipt
+        gas_usd = self._count_gas(receipt, plan)
+        size = _size_text(done.size_delta, name)
+        if done.filled:
+            fee_usd = done.fee * self._settlement_to_wad / WAD
+            self.summary.orders_filled += 1
+            self.summary.revenue_usd += fee_usd
+            self.summary.fee_revenue_usd += fee_usd
+            self.log(
+                f"block {receipt.block_number}  filled {who} {name} {size} at ${done.price / WAD:,.2f}  "
+                f"fee ${fee_usd:,.2f}  gas {done.gas_used:,} (${gas_usd:,.2f})"
+            )
+        else:
+            self.summary.orders_cancelled += 1
+            where = "refunded to its owner" if done.refunded else "to the insurance fund"
+            self.log(
+                f"block {receipt.block_number}  cancelled {who} {name} {size}: {done.reason}  "
+                f"fee ${planned.fee_usd:,.2f} {where}  gas {done.gas_used:,} (${gas_usd:,.2f})"
+            )
 
     def _sell_collateral(self, account: int, plan: Plan) -> bool:
         """Buy `account`'s collateral at the liquidation discount if it has no positions and a
@@ -448,3 +575,8 @@ class KeeperBot:
 
 def _health_text(health: int) -> str:
     return "no positions" if health == MAX_UINT else f"{health / WAD:.4f}"
+
+
+def _size_text(size_delta: int, market_name: str) -> str:
+    """An order's size in its base asset, signed: "+1.0000 ETH"."""
+    return f"{size_delta / WAD:+,.4f} {market_name.split('-')[0]}"

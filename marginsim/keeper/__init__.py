@@ -1,7 +1,10 @@
 """The one keeper: what the simulator's keepers, the keeper bot (`marginsim.bots.keeper`) and the
 crash story (`marginsim.story`) each run.
 
-- `indexer.AccountIndexer`: which accounts exist and which changed, from the account events;
+- `indexer.AccountIndexer`: which accounts exist and which changed, from the account events
+  (read forward in chunks by `indexer.LogReader`, which the order index shares);
+- `orders`: the orders waiting to be filled (`OrderIndexer`, from Orders' events), which a round
+  has made due (`due_orders`) and the fill (`fill_order`), paid the order's execution fee;
 - `mirror.Keeper`: every indexed account mirrored off-chain with the contracts' own integer
   arithmetic (`marginsim.risk`), the candidates below maintenance and how the contract will
   size each liquidation;

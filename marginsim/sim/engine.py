@@ -34,6 +34,7 @@ from marginsim.keeper.executor import liquidate, onchain_healths
 from marginsim.keeper.indexer import AccountIndexer
 from marginsim.keeper.market import read_collaterals, read_market_params, read_markets
 from marginsim.keeper.mirror import Keeper
+from marginsim.keeper.orders import PendingOrder, due_orders, fill_order
 from marginsim.keeper.planner import collateral_for_sale, plan_liquidations
 from marginsim.protocol import (
     DEFAULT_CONFIG,
@@ -564,10 +565,10 @@ def _buy_collateral(
 
 
 class _OrderBook:
-    """The traders' open orders, as the keepers index them from `OrderCommitted`: each is filled
-    (or cancelled as unfillable, its fee then going to the insurance fund) by the keepers in turn
-    right after a round of its market dated at or after its executable time; a keeper is paid the
-    execution fee for a fill."""
+    """The traders' open orders, kept as the keeper package keeps them (`keeper.orders`), here
+    from each commit's own receipt: each is filled (or cancelled as unfillable, its fee then going
+    to the insurance fund) by the keepers in turn right after a round of its market dated at or
+    after its executable time (`due_orders`, `fill_order`); a keeper is paid the order's fee."""
 
     def __init__(self, protocol: Protocol):
         self.protocol = protocol
@@ -575,34 +576,35 @@ class _OrderBook:
         self.bond_rate = int(protocol.orders.order_bond())
         self.scale = int(protocol.clearinghouse.SETTLEMENT_TO_WAD())
         self.unit = 10**protocol.config.settlement_decimals
-        self.pending: list[tuple[int, int, int]] = []  # (account, market, executable_at)
+        self.pending: dict[tuple[int, int], PendingOrder] = {}  # (account, market) -> order, in commit order
         self.turn = 0
 
     def commit(self, signer: Any, market: int, size_delta: int) -> None:
         receipt = self.protocol.orders.commit_order(market, size_delta, 0, 0, sender=signer)
-        executable_at = next(e for e in receipt.events if e.event_name == "OrderCommitted").executable_at
-        self.pending.append((account_id(signer), market, int(executable_at)))
+        event = next(e for e in receipt.events if e.event_name == "OrderCommitted")
+        key = (account_id(signer), market)
+        self.pending.pop(key, None)  # a new commit replaces the account's order in the market
+        self.pending[key] = PendingOrder(int(event.executable_at), int(event.fee), int(event.size_delta))
 
     def fill_due(self, market: int, keepers: list[Keeper], result: SimulationResult, gas_price: float, state: Any) -> None:
         if not self.pending or not keepers:
             return
         feed = self.protocol.feed_of_market(_name_of(self.protocol, market))
-        round_time = int(feed.latestRoundData()[3])
-        due = [o for o in self.pending if o[1] == market and o[2] <= round_time]
+        due = due_orders(self.pending, market, int(feed.latestRoundData()[3]))
         eth_price = state.last_price.get("ETH-PERP", next(iter(state.last_price.values())))
-        for order in due:
+        for account, _ in due:
             keeper = keepers[self.turn % len(keepers)]
             try:
-                receipt = self.protocol.orders.execute_order(order[0], order[1], sender=keeper.signer)
+                done = fill_order(self.protocol, keeper.signer, account, market)
             except REVERTS:
                 continue  # the market's price is halted: a keeper's simulation says wait for a later round
-            self.pending.remove(order)
+            del self.pending[(account, market)]
             self.turn += 1
             stats = result.keepers[keeper.spec.name]
-            if any(e.event_name == "OrderFilled" for e in receipt.events):  # cancelled: the fee went to insurance
+            if done.filled:  # cancelled: the fee went to insurance (or back to its owner)
                 stats.orders_filled += 1
-                stats.revenue_usd += self.fee / self.unit
-            stats.gas_spent_usd += keeper.model.gas_cost_usd(int(receipt.gas_used), gas_price, eth_price)
+                stats.revenue_usd += done.fee / self.unit
+            stats.gas_spent_usd += keeper.model.gas_cost_usd(done.gas_used, gas_price, eth_price)
 
 
 def _fast_protocol(protocol: Protocol, chain: Any) -> Protocol:
