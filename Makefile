@@ -74,15 +74,16 @@ SCENARIO ?= scenarios/black-thursday-2020.toml
 simulate: $(STAMP)
 	PYTHONWARNINGS=ignore $(BIN)/ape run simulate --scenario $(SCENARIO) $(if $(SEED),--seed $(SEED)) $(if $(OUT),--out $(OUT)) $(if $(ENGINE),--engine $(ENGINE))
 
-## Bad debt over seeds (p50, p95, max) of SCENARIO; SEEDS=1-20 by default.
+## Bad debt over seeds (p50, p95, max) of SCENARIO; SEEDS=1-20 by default. DASK=tcp://host:8786 runs
+## the seeds on that Dask cluster instead of local processes (pip install -e '.[cluster]').
 SEEDS ?= 1-20
 sweep: $(STAMP)
-	PYTHONWARNINGS=ignore $(BIN)/ape run sweep --scenario $(SCENARIO) --seeds $(SEEDS) $(if $(OUT),--out $(OUT)) $(if $(ENGINE),--engine $(ENGINE)) $(if $(WORKERS),--workers $(WORKERS))
+	PYTHONWARNINGS=ignore $(BIN)/ape run sweep --scenario $(SCENARIO) --seeds $(SEEDS) $(if $(OUT),--out $(OUT)) $(if $(ENGINE),--engine $(ENGINE)) $(if $(WORKERS),--workers $(WORKERS)) $(if $(DASK),--dask $(DASK))
 
-## Designs side by side: DESIGNS (overlay files) against SCENARIO on the same SEEDS, on revm.
+## Designs side by side: DESIGNS (overlay files) against SCENARIO on the same SEEDS, on revm (DASK= as for sweep).
 DESIGNS ?= designs/wide-buffer.toml designs/weth-haircut.toml designs/tight-breaker.toml
 compare: $(STAMP)
-	PYTHONWARNINGS=ignore $(BIN)/ape run compare $(DESIGNS) --scenario $(SCENARIO) --seeds $(SEEDS) $(if $(OUT),--out $(OUT)) $(if $(WORKERS),--workers $(WORKERS))
+	PYTHONWARNINGS=ignore $(BIN)/ape run compare $(DESIGNS) --scenario $(SCENARIO) --seeds $(SEEDS) $(if $(OUT),--out $(OUT)) $(if $(WORKERS),--workers $(WORKERS)) $(if $(DASK),--dask $(DASK))
 
 ## Simulator benchmark (not a test): wall time, tx/s and a profile of SCENARIO.
 bench-sim: $(STAMP)

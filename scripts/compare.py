@@ -3,12 +3,14 @@
     ape run compare designs/wide-buffer.toml                               # against black-thursday-2020, seeds 1-20
     ape run compare designs/wide-buffer.toml designs/weth-haircut.toml --seeds 1-100 --workers 2
     ape run compare --scenario scenarios/flash-crash.toml designs/tight-breaker.toml --out out/flash
+    ape run compare designs/wide-buffer.toml --seeds 1-500 --dask tcp://10.0.0.5:8786    # on a team's Dask cluster
 
 The scenario as written is the baseline; each design file overlays its [protocol], [market.*],
 [collateral.*] and [liquidity] tables (see marginsim/sim/compare.py). Every design runs on revm
-on every seed, in a process pool; the table prints each metric with its bootstrap 95% interval
-and each design's difference from the baseline, paired by seed. Writes <out>/compare.json and
-<out>/compare.html (one self-contained page with interactive charts).
+on every seed, in a process pool (or, with `--dask ADDRESS`, on that Dask cluster); the table
+prints each metric with its bootstrap 95% interval and each design's difference from the
+baseline, paired by seed. Writes <out>/compare.json and <out>/compare.html (one self-contained
+page with interactive charts).
 """
 
 import sys
@@ -21,7 +23,7 @@ from ape.logging import logger
 from marginsim.sim.compare import compare_runs, compare_table, load_designs, run_compare, write_compare
 from marginsim.sim.engine import check_parameters
 from marginsim.sim.scenario import ScenarioError
-from marginsim.sim.sweep import parse_seeds
+from marginsim.sim.sweep import check_cluster_options, parse_seeds
 
 
 @click.command(cls=ConnectedProviderCommand)
@@ -30,19 +32,27 @@ from marginsim.sim.sweep import parse_seeds
 @click.option("--seeds", "seeds_text", default="1-20", show_default=True, help="e.g. 1-20 or 1,5,9")
 @click.option("--out", "out_dir", default=None, help="output folder (default out/compare-<scenario name>)")
 @click.option("--workers", type=click.IntRange(1, 256), default=None, help="processes (default: one per core)")
-def cli(design_paths, scenario_path, seeds_text, out_dir, workers):
+@click.option(
+    "--dask",
+    "dask",
+    metavar="ADDRESS",
+    default=None,
+    help="run on the Dask cluster whose scheduler is at ADDRESS (e.g. tcp://10.0.0.5:8786) instead of local processes",
+)
+def cli(design_paths, scenario_path, seeds_text, out_dir, workers, dask=None):
     logger.set_level("WARNING")
     try:
         designs = load_designs(Path(scenario_path), [Path(p) for p in design_paths])
         seeds = parse_seeds(seeds_text)
         for design in designs:
             check_parameters(design.scenario)
+        check_cluster_options(workers, dask)
     except (ScenarioError, ValueError) as error:
         sys.exit(str(error).splitlines()[0])
     label = f"{designs[0].scenario.name}: {len(designs)} designs x {len(seeds)} seeds"
     with click.progressbar(length=len(designs) * len(seeds), label=label, show_pos=True) as bar:
         try:
-            runs = run_compare(designs, seeds, workers, on_run=lambda _: bar.update(1))
+            runs = run_compare(designs, seeds, workers, on_run=lambda _: bar.update(1), dask=dask)
         except ValueError as error:
             sys.exit(str(error).splitlines()[0])
     metrics = compare_runs(designs, runs)

@@ -3,11 +3,14 @@
     ape run sweep                                            # black-thursday-2020, seeds 1-20, on revm
     ape run sweep --scenario scenarios/flash-crash.toml --seeds 1-50 --out out/sweep-flash
     ape run sweep --engine ape                               # on the connected network instead
+    ape run sweep --seeds 1-500 --dask tcp://10.0.0.5:8786   # on a team's Dask cluster
 
 Prints one row per seed and the mean, p50, p95 (nearest rank) and maximum bad debt, and writes
 <out>/sweep.json. On revm (the default) each seed runs on a chain of its own, `--workers`
 processes at once (one per core by default); on ape each run is rolled back afterwards (a chain
-snapshot), so the chain does not grow with the number of seeds.
+snapshot), so the chain does not grow with the number of seeds. `--dask ADDRESS` runs the revm
+seeds on the Dask cluster whose scheduler is at ADDRESS instead of the local pool (the `cluster`
+extra; every worker needs this checkout installed and compiled).
 """
 
 import sys
@@ -20,7 +23,15 @@ from ape.logging import logger
 
 from marginsim.sim.engine import check_parameters
 from marginsim.sim.scenario import ScenarioError, load_scenario
-from marginsim.sim.sweep import parse_seeds, run_sweep, run_sweep_revm, summarise_sweep, sweep_table, write_sweep
+from marginsim.sim.sweep import (
+    check_cluster_options,
+    parse_seeds,
+    run_sweep,
+    run_sweep_revm,
+    summarise_sweep,
+    sweep_table,
+    write_sweep,
+)
 
 
 @click.command(cls=ConnectedProviderCommand)
@@ -35,19 +46,29 @@ from marginsim.sim.sweep import parse_seeds, run_sweep, run_sweep_revm, summaris
     help="revm: the contracts in process, seeds in parallel; ape: the connected network, one seed after another",
 )
 @click.option("--workers", type=click.IntRange(1, 256), default=None, help="processes for revm (default: one per core)")
-def cli(scenario_path, seeds_text, out_dir, engine, workers):
+@click.option(
+    "--dask",
+    "dask",
+    metavar="ADDRESS",
+    default=None,
+    help="run the revm seeds on the Dask cluster whose scheduler is at ADDRESS (e.g. tcp://10.0.0.5:8786)",
+)
+def cli(scenario_path, seeds_text, out_dir, engine, workers, dask=None):
     logger.set_level("WARNING")
     try:
         scenario = load_scenario(Path(scenario_path))
         seeds = parse_seeds(seeds_text)
         check_parameters(scenario)
+        check_cluster_options(workers, dask)
+        if dask is not None and engine != "revm":
+            raise ValueError("sweep: --dask runs the seeds on revm; it does not go with --engine ape")
     except (ScenarioError, ValueError) as error:
         sys.exit(str(error))
     network = f"{networks.provider.network.ecosystem.name}:{networks.provider.network.name}:{networks.provider.name}"
     with click.progressbar(length=len(seeds), label=f"{scenario.name} x {len(seeds)} seeds", show_pos=True) as bar:
         try:
             if engine == "revm":
-                runs = run_sweep_revm(scenario, seeds, workers, on_run=lambda _: bar.update(1))
+                runs = run_sweep_revm(scenario, seeds, workers, on_run=lambda _: bar.update(1), dask=dask)
             else:
                 runs = run_sweep(
                     project, chain, list(accounts.test_accounts), scenario, seeds, network, on_run=lambda _: bar.update(1)

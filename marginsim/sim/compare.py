@@ -148,11 +148,16 @@ def compare_runs(designs: list[Design], runs: dict[str, list[SeedRun]]) -> list[
 
 
 def run_compare(
-    designs: list[Design], seeds: list[int], workers: int | None = None, on_run: Callable[[SeedRun], None] | None = None
+    designs: list[Design],
+    seeds: list[int],
+    workers: int | None = None,
+    on_run: Callable[[SeedRun], None] | None = None,
+    dask: str | None = None,
 ) -> dict[str, list[SeedRun]]:
-    """Every design on every seed on revm, all in one process pool; the runs by design, in seed order."""
+    """Every design on every seed on revm, all in one process pool (or on the Dask cluster at `dask`);
+    the runs by design, in seed order."""
     jobs = [(d.scenario, seed) for d in designs for seed in seeds]
-    flat = run_many_revm(jobs, workers, on_run)
+    flat = run_many_revm(jobs, workers, on_run, dask)
     return {d.name: flat[i * len(seeds) : (i + 1) * len(seeds)] for i, d in enumerate(designs)}
 
 

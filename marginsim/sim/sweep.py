@@ -228,11 +228,81 @@ def run_seed_on_revm(scenario: Any, seed: int) -> SeedRun:
     return SeedRun.of(run_on_revm(scenario, seed)[0])
 
 
+CLUSTER_EXTRA = "pip install -e '.[cluster]'"
+CLUSTER_CONNECT_TIMEOUT_S = 5  # a scheduler that answers at all answers well within this; a wrong address fails fast
+
+
+class ClusterError(ValueError):
+    """Why the Dask cluster cannot take the jobs, in one line (the CLIs print it and stop)."""
+
+
+def check_cluster_options(workers: int | None, dask: str | None) -> None:
+    """`workers` sizes the local process pool; on a cluster its workers decide, so asking for both is a mistake."""
+    if dask is not None and workers is not None:
+        raise ClusterError("sweep: --workers sizes the local process pool; with --dask the cluster's workers run the seeds")
+
+
+def _dask_client(address: str) -> Any:
+    """A client of the Dask scheduler at `address` that has at least one worker; dask is imported here so the
+    package runs without it."""
+    try:
+        import distributed
+    except ImportError:
+        raise ClusterError(f"sweep: --dask needs dask's distributed library: {CLUSTER_EXTRA}") from None
+    from distributed.comm.addressing import parse_address
+    from distributed.comm.registry import get_backend
+
+    try:  # before any Client: one built on a bad address blocks for 10 s at exit and prints a traceback
+        get_backend(parse_address(address)[0])
+    except ValueError as error:  # e.g. an unknown scheme
+        raise ClusterError(f"sweep: --dask {address}: {error}") from None
+    try:
+        client = distributed.Client(address, timeout=CLUSTER_CONNECT_TIMEOUT_S, set_as_default=False)
+    except OSError:  # refused, unknown host or no handshake in time (TimeoutError is an OSError)
+        raise ClusterError(
+            f"sweep: cannot reach a Dask scheduler at {address} (--dask) within {CLUSTER_CONNECT_TIMEOUT_S} s"
+        ) from None
+    try:
+        client.wait_for_workers(1, timeout=CLUSTER_CONNECT_TIMEOUT_S)
+    except TimeoutError:
+        client.close()
+        raise ClusterError(f"sweep: the Dask scheduler at {address} has no workers (--dask)") from None
+    return client
+
+
+def _run_on_dask(jobs: list[tuple[Any, int]], address: str, on_run: Callable[[SeedRun], None] | None) -> list[SeedRun]:
+    """The jobs as tasks of the Dask scheduler at `address`, one `run_seed_on_revm` each (every worker needs this
+    checkout installed and compiled); `on_run` as each finishes, the runs in the jobs' order."""
+    client = _dask_client(address)
+    from distributed import as_completed  # imports: _dask_client has said so in one line if it does not
+
+    try:
+        # pure=False: a task per job even if two jobs were equal, and no hashing of the scenario for a key
+        futures = [client.submit(run_seed_on_revm, scenario, seed, pure=False) for scenario, seed in jobs]
+        position = {future.key: i for i, future in enumerate(futures)}
+        runs: dict[int, SeedRun] = {}
+        for future in as_completed(futures, loop=client.loop):
+            runs[position[future.key]] = run = future.result()
+            if on_run:
+                on_run(run)
+        return [runs[i] for i in range(len(jobs))]
+    finally:
+        client.close()  # releases the futures: the scheduler drops whatever is left after an error
+
+
 def run_many_revm(
-    jobs: list[tuple[Any, int]], workers: int | None = None, on_run: Callable[[SeedRun], None] | None = None
+    jobs: list[tuple[Any, int]],
+    workers: int | None = None,
+    on_run: Callable[[SeedRun], None] | None = None,
+    dask: str | None = None,
 ) -> list[SeedRun]:
     """(scenario, seed) jobs on revm, `workers` processes at once (default: one per core; 1 runs
-    them here, one after another), each on a chain of its own; the runs in the jobs' order."""
+    them here, one after another), each on a chain of its own; the runs in the jobs' order.
+    With `dask` (a scheduler's address, e.g. tcp://10.0.0.5:8786) they run on that Dask cluster
+    instead, for sweeps that outgrow one machine; the figures are the same, seed for seed."""
+    check_cluster_options(workers, dask)
+    if dask is not None:
+        return _run_on_dask(jobs, dask, on_run)
     workers = workers or os.cpu_count() or 1
     runs: list[SeedRun] = []
     if workers == 1:
@@ -251,10 +321,14 @@ def run_many_revm(
 
 
 def run_sweep_revm(
-    scenario: Any, seeds: list[int], workers: int | None = None, on_run: Callable[[SeedRun], None] | None = None
+    scenario: Any,
+    seeds: list[int],
+    workers: int | None = None,
+    on_run: Callable[[SeedRun], None] | None = None,
+    dask: str | None = None,
 ) -> list[SeedRun]:
-    """The seeds of one scenario on revm (see `run_many_revm`); the runs in seed order."""
-    return run_many_revm([(scenario, seed) for seed in seeds], workers, on_run)
+    """The seeds of one scenario on revm (see `run_many_revm`), on a Dask cluster with `dask`; the runs in seed order."""
+    return run_many_revm([(scenario, seed) for seed in seeds], workers, on_run, dask)
 
 
 def sweep_table(summary: SweepSummary, runs: list[SeedRun]) -> str:
