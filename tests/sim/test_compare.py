@@ -300,3 +300,22 @@ def test_compare_command__prints_the_table_and_writes_both_files(tmp_path, capsy
     printed = capsys.readouterr().out
     assert "short-crash: 2 designs x 1 seeds" in printed and "VaR95" in printed and "wide" in printed
     assert (tmp_path / "out" / "compare.json").exists() and (tmp_path / "out" / "compare.html").exists()
+
+
+def test_compare_command__on_the_embedded_chain_the_figures_of_revm(tmp_path, capsys):
+    """`--engine ape` runs each design on the connected network (here the embedded chain), one
+    run after another, each rolled back: the same figures as on revm but gas."""
+    wide = _write(tmp_path, "wide.toml", "[protocol]\nliquidation_buffer = 0.3\n")
+    _compare_cli()((str(wide),), str(SHORT), "5", str(tmp_path / "ape"), None, None, "ape")
+    _compare_cli()((str(wide),), str(SHORT), "5", str(tmp_path / "revm"), 1)
+    on_ape, on_revm = (json.loads((tmp_path / engine / "compare.json").read_text()) for engine in ("ape", "revm"))
+    assert "short-crash: 2 designs x 1 seeds" in capsys.readouterr().out
+    for name in ("baseline", "wide"):
+        [a], [r] = on_ape["runs"][name], on_revm["runs"][name]
+        same = ("liquidations", "bad_debt_usd", "liquidated_notional_usd", "insurance_end_usd", "still_liquidatable_at_end")
+        assert {k: a[k] for k in same} == {k: r[k] for k in same}
+        assert a["liquidations"] > 0
+    with pytest.raises(SystemExit) as stop:
+        _compare_cli()((str(wide),), str(SHORT), "5", str(tmp_path / "x"), 2, None, "ape")
+    refusal = "compare: --engine ape runs one at a time on the connected network; --workers and --dask are for revm"
+    assert stop.value.code == refusal
