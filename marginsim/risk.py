@@ -7,7 +7,8 @@ Every rounding direction matches contracts/risk.vy and contracts/Clearinghouse.v
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from functools import lru_cache
 from math import isqrt
 from typing import Any
 
@@ -116,6 +117,7 @@ class AccountSnapshot:
     debt_imr: int = 0  # initial margin on a debt (Clearinghouse.debt_terms), WAD
 
 
+@lru_cache(maxsize=256)  # a market's two parameters: the same few pairs, for every account every step
 def vol_unit(vol_k: int, liquidation_horizon: int) -> int:
     """vol_k * sqrt(horizon / year), WAD, rounded up, as risk._vol_unit."""
     return mul_up(vol_k, isqrt(liquidation_horizon * WAD * WAD // SECONDS_PER_YEAR))
@@ -234,6 +236,16 @@ def funding_index_now(view: MarketView, timestamp: int) -> int:
         return st.funding_index
     rate = funding_rate(st.long_oi, st.short_oi, p.max_funding_rate, p.skew_scale)
     return st.funding_index + funding_step(rate, view.price, elapsed)
+
+
+def accrued(view: MarketView, timestamp: int) -> MarketView:
+    """`view` with its funding accrued to `timestamp`, as the core's accrual writes it: every
+    margin at that time then reads the same index without recomputing it (a scan of many
+    accounts accrues each market once)."""
+    if view.state.last_funding_time == timestamp:
+        return view
+    state = replace(view.state, funding_index=funding_index_now(view, timestamp), last_funding_time=timestamp)
+    return replace(view, state=state)
 
 
 def position_pnl(size: int, cost: int, price: int, index: int) -> int:

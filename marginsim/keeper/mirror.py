@@ -161,9 +161,10 @@ class Keeper:
         """(equity, maintenance) of every mirrored account holding positions whose assets all
         have a price this step: one pass of `risk.margin` over the book."""
         margins = {}
+        views = {m: risk.accrued(v, timestamp) for m, v in market_views.items()}  # each market's funding once
         for account, mirror in self.accounts.items():
-            if mirror.positions and self.priced(account, market_views, collateral):
-                equity, maintenance, _ = risk.margin(self.snapshot(account, market_views, collateral, timestamp))
+            if mirror.positions and self.priced(account, views, collateral):
+                equity, maintenance, _ = risk.margin(self.snapshot(account, views, collateral, timestamp))
                 margins[account] = (equity, maintenance)
         return margins
 

@@ -55,3 +55,45 @@ def test_fill_price__mirror_equals_lens(crash, delta):
     price = oracle.price(params.asset)
     expected = risk.fill_price(price, st.long_oi - st.short_oi, delta, params.skew_scale)
     assert expected == lens.fill_price(market, delta)
+
+
+def test_accrued__a_scan_with_each_market_accrued_once_gives_every_margin_unchanged():
+    """`risk.accrued` moves a market's funding to a time as the core's accrual writes it: the
+    keepers' scan accrues each market once a step and every account's margin is the same to the
+    wei as with the funding computed per position (both skews, elapsed 0 and a day)."""
+    import dataclasses
+    import random
+
+    rng = random.Random(11)
+    params = risk.MarketParams(
+        asset="0x" + "00" * 20,
+        base_mmr=3 * 10**16,
+        tier_size=1_000 * 10**18,
+        tier_mmr=10**16,
+        vol_k=3 * 10**18,
+        liquidation_horizon=3600,
+        imr_multiplier=2 * 10**18,
+        fee=5 * 10**14,
+        penalty=2 * 10**16,
+        keeper_share=5 * 10**17,
+        skew_scale=10**6 * 10**18,
+        max_funding_rate=10**16,
+        oi_cap=7_500 * 10**18,
+    )
+    for _ in range(200):
+        long_oi, short_oi = rng.randrange(10**24), rng.randrange(10**24)
+        state = risk.MarketState(long_oi, short_oi, rng.randrange(-(10**27), 10**27), rng.randrange(-(10**22), 10**22), 1_000)
+        view = risk.MarketView(params, state, rng.randrange(10**20, 10**22), rng.randrange(10**18), rng.randrange(10**18))
+        timestamp = 1_000 + rng.choice([0, 1, 86_400, rng.randrange(10**6)])
+        size = rng.randrange(-(10**22), 10**22)
+        snapshot = risk.AccountSnapshot(
+            settlement=rng.randrange(-(10**10), 10**11),
+            settlement_to_wad=10**12,
+            positions={1: (size, rng.randrange(-(10**27), 10**27))},
+            markets={1: view},
+            collaterals=[],
+            timestamp=timestamp,
+        )
+        accrued = risk.accrued(view, timestamp)
+        assert accrued.state.last_funding_time == timestamp
+        assert risk.margin(snapshot) == risk.margin(dataclasses.replace(snapshot, markets={1: accrued}))
