@@ -15,12 +15,18 @@ A design file is a TOML overlay holding only the scenario's parameter tables::
     max_deviation = 0.3
     [liquidity]                              # the pool and the insurance fund the run starts with
     insurance_usd = 200000
+    [traders]                                # the population's behaviour and distributions
+    topup_share = 0.5
+    [[keepers]]                              # the keeper population: replaces the scenario's list
+    name = "lone-fast"
 
 Each table is merged into the scenario's, key by key (a key the design names replaces the
-scenario's), and the result is checked as a scenario and by the contracts themselves
-(`engine.check_parameters`) before anything runs. The scenario as written is the baseline, and
-every design runs on the same seeds: on a replay the seed draws the trader population, so
-seed i of each design faces the same traders and the same prices, and each metric's difference
+scenario's; `[[keepers]]`, a list, replaces the scenario's keepers whole), and the result is
+checked as a scenario and by the contracts themselves (`engine.check_parameters`) before
+anything runs. The scenario as written is the baseline, and every design runs on the same
+seeds: on a replay the seed draws the trader population, so seed i of each design faces the
+same traders (drawn from the design's own distributions when it changes them) and the same
+prices, and each metric's difference
 from the baseline carries a paired bootstrap 95% interval (the runs of one seed resampled
 together). An interval that excludes zero says the designs differ by more than the choice of
 seeds explains.
@@ -38,7 +44,7 @@ from typing import Any
 from marginsim.sim.scenario import Scenario, ScenarioError, parse_scenario
 from marginsim.sim.sweep import Quantile, SeedRun, run_many_revm
 
-DESIGN_TABLES = ("protocol", "market", "collateral", "liquidity")
+DESIGN_TABLES = ("protocol", "market", "collateral", "liquidity", "traders", "keepers")
 
 
 @dataclass(frozen=True)
@@ -83,7 +89,10 @@ def load_designs(scenario_path: Path, design_paths: list[Path]) -> list[Design]:
             )
         tables = {k: v for k, v in overlay.items() if k in DESIGN_TABLES}
         for key, table in tables.items():
-            if not isinstance(table, dict):
+            if key == "keepers":
+                if not isinstance(table, list) or not all(isinstance(k, dict) for k in table):
+                    raise ScenarioError(f"design {path.name}: keepers: must be [[keepers]] tables")
+            elif not isinstance(table, dict):
                 raise ScenarioError(f"design {path.name}: {key}: must be a table")
         name = overlay.get("name", path.stem)
         if not isinstance(name, str) or not name:

@@ -105,7 +105,10 @@ def test_designs__the_contracts_refusal_is_one_line_before_any_run(tmp_path, ove
 @pytest.mark.parametrize(
     ("overlay", "message"),
     [
-        ("[traders]\ncount = 3\n", "design bad.toml: traders: unknown field (a design sets name, description and the tables"),
+        ("[oracle]\ndelay = 3\n", "design bad.toml: oracle: unknown field (a design sets name, description and the tables"),
+        ("keepers = 3\n", "design bad.toml: keepers: must be [[keepers]] tables"),
+        ("[traders]\nleverage = [0, 5]\n", "scenario short-crash.toml + bad.toml: traders.leverage: must be two numbers"),
+        ("[[keepers]]\ndelay_blocks = 1\n", "scenario short-crash.toml + bad.toml: keepers[0].name: must be a non-empty string"),
         ("protocol = 3\n", "design bad.toml: protocol: must be a table"),
         ('name = ""\n', "design bad.toml: name: must be a non-empty string, got ''"),
         ("[collateral.DOGE]\nweight = 0.5\n", "scenario short-crash.toml + bad.toml: collateral.DOGE: unknown field"),
@@ -134,6 +137,22 @@ def test_designs__a_bad_file_fails_with_one_line_naming_the_field(tmp_path, over
     with pytest.raises(ScenarioError) as error:
         load_designs(SHORT, [design])
     assert str(error.value).startswith(message) and "\n" not in str(error.value)
+
+
+def test_designs__overlay_the_traders_key_by_key_and_replace_the_keepers(tmp_path):
+    """A design may change who trades and who liquidates: `[traders]` merges key by key,
+    `[[keepers]]` replaces the scenario's keepers whole (a compare of keeper populations)."""
+    design = _write(
+        tmp_path,
+        "crowd.toml",
+        '[traders]\ntopup_share = 0.9\nsize_distribution = "pareto"\n[[keepers]]\nname = "lone"\ndelay_blocks = 3\n',
+    )
+    base, crowd = load_designs(SHORT, [design])
+    traders = crowd.scenario.traders
+    assert (traders.topup_share, traders.size_distribution) == (0.9, "pareto")
+    assert traders.count == base.scenario.traders.count and traders.leverage == base.scenario.traders.leverage
+    assert [(k.name, k.delay_blocks) for k in crowd.scenario.keepers] == [("lone", 3)]
+    assert len(base.scenario.keepers) > 1
 
 
 def test_designs__need_at_least_one_unique_name_and_existing_files(tmp_path):
