@@ -17,7 +17,9 @@ WAD = 10**18
 # The events that change an account, by the contract that emits them; each one's first topic is
 # the account id, so a keeper indexes accounts from them.
 CLEARINGHOUSE_ACCOUNT_EVENTS = ("Trade", "Deposit", "Withdraw", "BadDebt")
-ENGINE_ACCOUNT_EVENTS = ("Liquidation", "CollateralLiquidation")
+# every event that changes an account names it first: a keeper that missed LossRealised kept a
+# realised loss as open (no debt, no interest) and overstated the account's health
+ENGINE_ACCOUNT_EVENTS = ("Liquidation", "CollateralLiquidation", "LossRealised")
 
 
 def wad(x: float | int | str) -> int:

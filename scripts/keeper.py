@@ -5,6 +5,7 @@ long-running process.
     ape run keeper --network ethereum:local:node --poll 2 --max-iterations 30
     ape run keeper --network ethereum:sepolia:node --account mykeeper --min-profit 5 --from-block 5000000
     ape run keeper --network ethereum:local:node --no-orders            # liquidate only
+    ape run keeper --network ethereum:local:node --realise-above 50000  # and price large open losses
 
 Reads deployments/<ecosystem>-<network>-<provider>.json (or --deployment FILE), indexes accounts
 from the Clearinghouse's events since the deployment block (recorded in the file, found on the
@@ -53,7 +54,24 @@ from marginsim.bots import (
 @click.option("--max-iterations", type=int, default=None, help="stop after this many iterations (default: run until Ctrl-C)")
 @click.option("--from-block", type=int, default=None, help="index events from this block (default: the deployment block)")
 @click.option("--no-orders", is_flag=True, default=False, help="liquidate only: leave due orders to other keepers")
-def cli(deployment, account_name, poll_seconds, min_profit_usd, gas_price_gwei, max_iterations, from_block, no_orders):
+@click.option(
+    "--realise-above",
+    "realise_above_usd",
+    type=float,
+    default=None,
+    help="realise open losses of at least this many USD into debts that bear interest (unpaid: for the LPs)",
+)
+def cli(
+    deployment,
+    account_name,
+    poll_seconds,
+    min_profit_usd,
+    gas_price_gwei,
+    max_iterations,
+    from_block,
+    no_orders,
+    realise_above_usd,
+):
     logger.set_level("WARNING")
     provider = networks.provider
     try:
@@ -62,7 +80,11 @@ def cli(deployment, account_name, poll_seconds, min_profit_usd, gas_price_gwei, 
         if from_block is not None and from_block < 0:
             raise BotConfigError(f"keeper: --from-block must be >= 0, got {from_block}")
         config = KeeperConfig(
-            poll_seconds=poll_seconds, min_profit_usd=min_profit_usd, gas_price_gwei=gas_price_gwei, fill_orders=not no_orders
+            poll_seconds=poll_seconds,
+            min_profit_usd=min_profit_usd,
+            gas_price_gwei=gas_price_gwei,
+            fill_orders=not no_orders,
+            realise_above_usd=realise_above_usd,
         )
         protocol, recorded_block = load_deployment(project, chain, deployment_path(provider, deployment), "keeper")
         signer = choose_signer(accounts, provider.network, account_name, default_index=1, role="keeper")

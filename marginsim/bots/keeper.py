@@ -42,13 +42,19 @@ from eth_utils import to_checksum_address
 from marginsim import risk
 from marginsim.bots.common import CHAIN_ERRORS, BotConfigError, first_line, run_loop
 from marginsim.keeper.errors import REVERTS
-from marginsim.keeper.executor import liquidate, onchain_healths
+from marginsim.keeper.executor import liquidate, onchain_healths, realise
 from marginsim.keeper.indexer import AccountIndexer
 from marginsim.keeper.market import read_collaterals, read_market_params, read_markets
 from marginsim.keeper.mirror import Keeper
 from marginsim.keeper.model import LiquidationModel
 from marginsim.keeper.orders import FILL_GAS, OrderIndexer, PendingOrder, due_orders, fill_order
-from marginsim.keeper.planner import PlannedLiquidation, collateral_for_sale, plan_liquidations
+from marginsim.keeper.planner import (
+    PlannedLiquidation,
+    PlannedRealisation,
+    collateral_for_sale,
+    losses_to_realise,
+    plan_liquidations,
+)
 from marginsim.protocol import Protocol
 from marginsim.sim.scenario import KeeperSpec
 
@@ -67,6 +73,7 @@ class KeeperConfig:
     log_block_range: int = 2_000  # blocks per eth_getLogs call (public nodes cap the range)
     parameter_refresh_iterations: int = 25  # governed parameters are re-read this often (~5 min)
     fill_orders: bool = True  # fill due orders for their fee; False (--no-orders): liquidate only
+    realise_above_usd: float | None = None  # realise open losses this large into debts (--realise-above); None: never
 
     def __post_init__(self) -> None:
         if not self.poll_seconds >= 0:
@@ -79,6 +86,8 @@ class KeeperConfig:
             raise BotConfigError(f"keeper: parameter_refresh_iterations must be >= 1, got {self.parameter_refresh_iterations}")
         if self.log_block_range < 1:
             raise BotConfigError(f"keeper: log_block_range must be >= 1, got {self.log_block_range}")
+        if self.realise_above_usd is not None and not self.realise_above_usd >= 1:
+            raise BotConfigError(f"keeper: --realise-above must be >= 1 USD, got {self.realise_above_usd}")
 
 
 @dataclass
@@ -93,6 +102,7 @@ class KeeperSummary:
     failed_iterations: int = 0
     orders_filled: int = 0
     orders_cancelled: int = 0  # sent, and cancelled by Orders (refused at the fill): no fee earned
+    losses_realised: int = 0  # open losses realised into debts (--realise-above): unpaid, for the LPs
     revenue_usd: float = 0.0  # keeper rewards and execution fees received
     fee_revenue_usd: float = 0.0  # of which execution fees
     gas_used: int = 0  # by every transaction the keeper sent
@@ -105,7 +115,8 @@ class KeeperSummary:
             f"keeper {how} after {self.iterations} iterations: {self.liquidations} liquidations, "
             f"{self.collateral_sales} collateral sales, {self.orders_filled} orders filled, "
             f"{self.orders_cancelled} cancelled, {self.lost_races} lost races, "
-            f"{self.skipped_unprofitable} skipped as unprofitable, revenue ${self.revenue_usd:,.2f} "
+            f"{self.skipped_unprofitable} skipped as unprofitable, {self.losses_realised} losses realised, "
+            f"revenue ${self.revenue_usd:,.2f} "
             f"(fees ${self.fee_revenue_usd:,.2f}), "
             f"gas {self.gas_used:,} (${self.gas_usd:,.2f}), net ${self.revenue_usd - self.gas_usd:,.2f}"
         )
@@ -155,6 +166,7 @@ class Plan:
     liquidations: list[PlannedLiquidation] = field(default_factory=list)
     collateral_sales: list[int] = field(default_factory=list)  # accounts
     fills: list[PlannedFill] = field(default_factory=list)
+    realisations: list[PlannedRealisation] = field(default_factory=list)
 
 
 def find_deployment_block(chain: Any, address: str) -> int:
@@ -375,6 +387,10 @@ class KeeperBot:
                 continue
             plan.liquidations.append(planned)
         plan.collateral_sales = collateral_for_sale(self.keeper, data.views, data.collateral, data.timestamp)
+        if self.config.realise_above_usd is not None:
+            plan.realisations = losses_to_realise(
+                self.keeper, data.views, data.collateral, data.timestamp, self.config.realise_above_usd
+            )
         if self.orders is not None:
             try:
                 plan.fills = self._plan_fills(data, gas_price)
@@ -478,8 +494,31 @@ class KeeperBot:
         for account in plan.collateral_sales:
             if account not in sold:
                 self._sell_collateral(account, plan)
+        liquidated = {p.candidate.account for p in plan.liquidations} | sold
+        for realisation in plan.realisations:
+            if realisation.account not in liquidated:  # changed since the plan: next iteration
+                self._realise(realisation, plan)
         for planned in plan.fills:
             self._fill(planned, plan)
+
+    def _realise(self, planned: PlannedRealisation, plan: Plan) -> None:
+        """Realise one open loss into the account's balance, where a debt bears interest for the
+        LPs (`LiquidationEngine.realise_loss`, unpaid); a revert is logged, never raised."""
+        name = self.market_names[planned.market]
+        who = describe_account(planned.account)
+        try:
+            done = realise(self.protocol, self.signer, planned.account, planned.market)
+        except REVERTS as error:
+            self._count_gas(getattr(error, "txn", None), plan)
+            self.log(f"block {plan.block}  {who} {name}: realisation reverted: {first_line(error)}")
+            return
+        gas_usd = self._count_gas(done.receipt, plan)
+        self.summary.losses_realised += 1
+        unit = self._settlement_to_wad / WAD
+        self.log(
+            f"block {done.receipt.block_number}  realised {who} {name} loss ${done.loss * unit:,.2f} into its balance "
+            f"(debt ${planned.debt_after * unit:,.2f})  gas {done.gas_used:,} (${gas_usd:,.2f})"
+        )
 
     def _fill(self, planned: PlannedFill, plan: Plan) -> None:
         """Send one due order's execute_order and log what came of it: a fill (the fee is ours),

@@ -1,4 +1,4 @@
-"""Sending: confirming on chain, liquidating, buying collateral; what came back, decoded."""
+"""Sending: confirming on chain, liquidating, realising a loss; what came back, decoded."""
 
 from __future__ import annotations
 
@@ -50,3 +50,23 @@ def liquidate(protocol: Any, signer: Any, account: int, market: int) -> Liquidat
         int(event.health_before),
         int(event.health_after),
     )
+
+
+@dataclass(frozen=True)
+class Realised:
+    """A realisation that landed: its receipt and the loss its `LossRealised` event reports."""
+
+    receipt: Any
+    loss: int  # settlement token units moved from the position into the balance
+
+    @property
+    def gas_used(self) -> int:
+        return int(self.receipt.gas_used)
+
+
+def realise(protocol: Any, signer: Any, account: int, market: int) -> Realised:
+    """`LiquidationEngine.realise_loss(account, market)` from `signer`; raises the chain's revert
+    (`errors.REVERTS`) when refused (no loss left to realise, or over the loan limit)."""
+    receipt = protocol.liquidation_engine.realise_loss(account, market, sender=signer)
+    event = next(e for e in receipt.events if e.event_name == "LossRealised")
+    return Realised(receipt, int(event.loss))

@@ -85,3 +85,45 @@ def collateral_for_sale(
         ):
             accounts.append(account)
     return accounts
+
+
+@dataclass(frozen=True)
+class PlannedRealisation:
+    account: int
+    market: int
+    loss: int  # settlement token units the realisation moves into the balance (`risk.realisable_loss`)
+    debt_after: int  # settlement token units the account then owes the pool (before its pending claim)
+
+
+def losses_to_realise(
+    keeper: Keeper,
+    views: dict[int, risk.MarketView],
+    collateral: dict[int, tuple[int, int, int]],
+    timestamp: int,
+    min_loss_usd: float,
+    margins: dict[int, tuple[int, int]] | None = None,
+) -> list[PlannedRealisation]:
+    """Open losses worth realising now (`LiquidationEngine.realise_loss`): an unrealised loss is
+    an interest-free loan from the pool until someone realises it into the balance, where a debt
+    bears the utilisation rate's interest for the LPs. For each account, its largest realisable
+    loss of at least `min_loss_usd` (one a step: the next one's debt depends on this one), but
+    where the debt would then be over the loan limit (the call reverts: a third party may not put
+    collateral up for sale; the mirror counts one token unit less equity, so a borderline account
+    is skipped rather than reverted). Largest first."""
+    s2w = keeper.settlement_to_wad
+    ltv = keeper.debt_liquidation_ltv
+    planned: list[PlannedRealisation] = []
+    for account, mirror in keeper.accounts.items():
+        if not mirror.positions or not keeper.priced(account, views, collateral):
+            continue
+        snapshot = keeper.snapshot(account, views, collateral, timestamp)
+        market, loss = max(((m, risk.realisable_loss(snapshot, m)) for m in mirror.positions), key=lambda ml: ml[1])
+        if loss == 0 or loss * s2w < min_loss_usd * risk.WAD:
+            continue
+        equity = margins[account][0] if margins and account in margins else risk.margin(snapshot)[0]
+        debt_after = max(loss - snapshot.settlement, 0)
+        if risk.collateral_for_sale(debt_after, equity - s2w, ltv, True, s2w):
+            continue  # "liquidation: realisation over the loan limit"
+        planned.append(PlannedRealisation(account, market, loss, debt_after))
+    planned.sort(key=lambda p: -p.loss)
+    return planned

@@ -30,12 +30,12 @@ import numpy as np
 from marginsim import feeds, risk
 from marginsim.chain.revm import Revert, RevmChain
 from marginsim.keeper.errors import REVERTS
-from marginsim.keeper.executor import liquidate, onchain_healths
+from marginsim.keeper.executor import liquidate, onchain_healths, realise
 from marginsim.keeper.indexer import AccountIndexer
 from marginsim.keeper.market import read_collaterals, read_market_params, read_markets
 from marginsim.keeper.mirror import Keeper
 from marginsim.keeper.orders import PendingOrder, due_orders, fill_order
-from marginsim.keeper.planner import collateral_for_sale, plan_liquidations
+from marginsim.keeper.planner import collateral_for_sale, losses_to_realise, plan_liquidations
 from marginsim.protocol import (
     DEFAULT_CONFIG,
     Protocol,
@@ -548,6 +548,20 @@ def _keepers_act(
         for account in collateral_for_sale(keeper, views, collateral, timestamp, sold, margins):
             _buy_collateral(keeper, protocol, account, result.keepers[keeper.spec.name], gas_price, eth_price)
             sold.add(account)
+    # open losses into debts that bear interest, by the first keeper on duty that does it (unpaid)
+    realiser = next((k for k in on_duty if k.spec.realise_above_usd is not None), None)
+    if realiser is not None:
+        stats = result.keepers[realiser.spec.name]
+        for planned in losses_to_realise(realiser, views, collateral, timestamp, realiser.spec.realise_above_usd, margins):
+            if planned.account in sold:
+                continue  # liquidated or sold this step: its mirror is stale until the next
+            try:
+                done = realise(protocol, realiser.signer, planned.account, planned.market)
+            except REVERTS:
+                stats.gas_spent_usd += realiser.model.gas_cost_usd(REVERTED_CALL_GAS, gas_price, eth_price)
+                continue
+            stats.losses_realised += 1
+            stats.gas_spent_usd += realiser.model.gas_cost_usd(done.gas_used, gas_price, eth_price)
 
 
 def _buy_collateral(

@@ -76,6 +76,7 @@ class KeeperSummary:
     profit_usd: float
     lost_races: int
     skipped_unprofitable: int
+    losses_realised: int = 0
 
 
 @dataclass(frozen=True)
@@ -160,6 +161,7 @@ def summarise(result: SimulationResult) -> RunSummary:
                 profit_usd=k.profit_usd,
                 lost_races=k.lost_races,
                 skipped_unprofitable=k.skipped_unprofitable,
+                losses_realised=k.losses_realised,
             )
             for k in result.keepers.values()
         ),
@@ -267,17 +269,23 @@ KEEPER_COLUMNS = (
 )
 
 
-def _keeper_cells(keeper: KeeperSummary) -> tuple[str, ...]:
-    return (
-        keeper.name,
-        f"{keeper.liquidations:,}",
-        f"{keeper.orders_filled:,}",
-        format_usd(keeper.revenue_usd),
-        format_usd(keeper.gas_spent_usd),
-        format_usd(keeper.profit_usd),
-        f"{keeper.lost_races:,}",
-        f"{keeper.skipped_unprofitable:,}",
-    )
+def _keeper_rows(keepers: Sequence[KeeperSummary]) -> list[tuple[str, ...]]:
+    """The keepers' table, its header first; a "losses realised" column when any keeper realised one."""
+    realising = any(k.losses_realised for k in keepers)
+    rows = [KEEPER_COLUMNS + (("losses realised",) if realising else ())]
+    for k in keepers:
+        cells = (
+            k.name,
+            f"{k.liquidations:,}",
+            f"{k.orders_filled:,}",
+            format_usd(k.revenue_usd),
+            format_usd(k.gas_spent_usd),
+            format_usd(k.profit_usd),
+            f"{k.lost_races:,}",
+            f"{k.skipped_unprofitable:,}",
+        )
+        rows.append(cells + ((f"{k.losses_realised:,}",) if realising else ()))
+    return rows
 
 
 def summary_table(result: SimulationResult) -> str:
@@ -290,8 +298,8 @@ def summary_table(result: SimulationResult) -> str:
     if not summary.keepers:
         lines.append("Keepers: none recorded")
         return "\n".join(lines)
-    cells = [KEEPER_COLUMNS] + [_keeper_cells(k) for k in summary.keepers]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(KEEPER_COLUMNS))]
+    cells = _keeper_rows(summary.keepers)
+    widths = [max(len(row[i]) for row in cells) for i in range(len(cells[0]))]
     for row in cells:
         name, *figures = row
         aligned = [name.ljust(widths[0])] + [cell.rjust(w) for cell, w in zip(figures, widths[1:], strict=False)]
@@ -495,7 +503,8 @@ def _table_html(
 def _keeper_table_html(keepers: Sequence[KeeperSummary]) -> str:
     if not keepers:
         return "<p>No keepers recorded.</p>"
-    return _table_html("keepers", KEEPER_COLUMNS, (_keeper_cells(k) for k in keepers))
+    header, *rows = _keeper_rows(keepers)
+    return _table_html("keepers", header, rows)
 
 
 # --- what was simulated ------------------------------------------------------------------
@@ -506,13 +515,14 @@ def _scenario_html(scenario: Scenario, axis: TimeAxis) -> str:
     rows = "\n".join(f"<tr><th>{_esc(label)}</th><td>{_esc(value)}</td></tr>" for label, value in scenario_rows(scenario))
     keepers = _table_html(
         "keeper-setup",
-        ("keeper", "delay (blocks)", "min profit", "censored windows"),
+        ("keeper", "delay (blocks)", "min profit", "censored windows", "realises losses above"),
         (
             (
                 k.name,
                 f"{k.delay_blocks:,}",
                 format_usd(k.min_profit_usd),
                 "; ".join(_format_window(start, end, axis) for start, end in k.censored) or "none",
+                "never" if k.realise_above_usd is None else format_usd(k.realise_above_usd),
             )
             for k in scenario.keepers
         ),

@@ -79,6 +79,7 @@ class KeeperStats:
     lost_races: int = 0  # liquidate() calls that reverted because someone got there first
     skipped_unprofitable: int = 0  # candidates left alone because gas would cost more than the reward
     orders_filled: int = 0  # traders' orders it filled, each paid the execution fee
+    losses_realised: int = 0  # open losses it realised into debts (unpaid: on the LPs' behalf)
 
     @property
     def profit_usd(self) -> float:

@@ -48,6 +48,7 @@ Layout of a scenario file (every table but [feed.*] and [[keepers]] is optional)
     name = "fast"
     delay_blocks = 0             # reacts this many blocks after an account becomes liquidatable
     min_profit_usd = 0           # liquidates only when the reward beats gas by this much
+    realise_above_usd = 50000    # optional: realises any open loss this large into a debt (LiquidationEngine.realise_loss)
     censored = [[3600, 7200]]    # windows (seconds from start) when its transactions do not land
 
     [protocol]                   # overrides of marginsim.protocol.ProtocolConfig scalars
@@ -196,6 +197,7 @@ class KeeperSpec:
     delay_blocks: int = 0
     min_profit_usd: float = 0.0
     censored: tuple[tuple[float, float], ...] = ()
+    realise_above_usd: float | None = None  # realises open losses of at least this (None: never)
 
     def censored_at(self, time: float) -> bool:
         return any(start <= time < end for start, end in self.censored)
@@ -555,7 +557,7 @@ def _parse_traders(check: _Checker, raw: Any, markets: set[str]) -> TraderSpec:
 
 def _parse_keeper(check: _Checker, index: int, raw: Any) -> KeeperSpec:
     where = f"keepers[{index}]"
-    check.no_unknown(where, raw, {"name", "delay_blocks", "min_profit_usd", "censored"})
+    check.no_unknown(where, raw, {"name", "delay_blocks", "min_profit_usd", "censored", "realise_above_usd"})
     censored = raw.get("censored", [])
     ok = isinstance(censored, list) and all(
         isinstance(w, list) and len(w) == 2 and all(isinstance(x, (int, float)) for x in w) and 0 <= w[0] < w[1] for w in censored
@@ -567,4 +569,5 @@ def _parse_keeper(check: _Checker, index: int, raw: Any) -> KeeperSpec:
         delay_blocks=check.integer(raw, "delay_blocks", default=0, low=0, high=100_000, where=f"{where}.delay_blocks"),
         min_profit_usd=check.number(raw, "min_profit_usd", default=0.0, low=0, where=f"{where}.min_profit_usd"),
         censored=tuple((float(a), float(b)) for a, b in censored),
+        realise_above_usd=check.number(raw, "realise_above_usd", default=None, low=1, where=f"{where}.realise_above_usd"),
     )

@@ -199,7 +199,7 @@ def test_record_csvs__one_row_per_record(tmp_path):
     keepers = read_csv(paths["keepers"])
     assert keepers[0] == [
         "name", "liquidations", "orders_filled", "revenue_usd", "gas_spent_usd", "profit_usd", "lost_races",
-        "skipped_unprofitable",
+        "skipped_unprofitable", "losses_realised",
     ]  # fmt: skip
     assert float(dict(zip(keepers[0], keepers[1], strict=False))["profit_usd"]) == pytest.approx(500.0 - 12.6)
 
