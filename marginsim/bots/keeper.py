@@ -60,6 +60,7 @@ from marginsim.sim.scenario import KeeperSpec
 
 WAD = 10**18
 MAX_UINT = 2**256 - 1
+REALISATIONS_PER_ITERATION = 5  # unpaid: the largest losses first, the rest at the next iterations
 
 
 @dataclass(frozen=True)
@@ -268,8 +269,6 @@ class KeeperBot:
         try:
             head = self.chain.blocks.head
             self.index(head.number)
-            if self.orders is not None:
-                self.orders.update(head.number)  # on a failed read it is left as it was
             data = self.market_data(head.number, head.timestamp)
             gas_price = self.gas_price_gwei()
             return self._plan(data, gas_price)
@@ -283,6 +282,7 @@ class KeeperBot:
         same blocks are read again next time: no touched account is ever skipped."""
         start = self.indexer.next_block
         touched = self.indexer.touched_accounts(head)  # on a failed read it rewinds itself
+        self.indexer.take_bad_debt_logs()  # the simulator books them; the bot logs bad debt from its own sales
         new = touched - self.keeper.accounts.keys()
         try:
             self.keeper.observe(touched)
@@ -393,6 +393,7 @@ class KeeperBot:
             )
         if self.orders is not None:
             try:
+                self.orders.update(data.block)  # on a failed read it is left as it was
                 plan.fills = self._plan_fills(data, gas_price)
             except CHAIN_ERRORS as error:  # a node hiccup: the liquidations planned above still go
                 self.summary.failed_iterations += 1
@@ -419,16 +420,8 @@ class KeeperBot:
                 if self._order_notes.get(key) == "passed":
                     continue
                 what = f"block {data.block}  order of {describe_account(account)} {name} {_size_text(order.size_delta, name)}"
-                try:
-                    price = int(self.protocol.oracle.round_price(self.protocol.market_asset(name), order.executable_at))
-                except REVERTS as error:
-                    self._note_order(key, "waiting", f"{what}: no price to fill at ({first_line(error)}): waits")
-                    continue
-                if price == 0:
-                    self._note_order(key, "passed", f"{what}: its round passed, not sent (a cancel pays the keeper nothing)")
-                    continue
                 fee_usd = order.fee * self._settlement_to_wad / WAD
-                if fee_usd < gas_usd + self.config.min_profit_usd:
+                if fee_usd < gas_usd + self.config.min_profit_usd:  # first: it needs no node call
                     self.summary.skipped_unprofitable += 1
                     self._note_order(
                         key,
@@ -437,7 +430,16 @@ class KeeperBot:
                         f"${self.config.min_profit_usd:,.2f}, skipped",
                     )
                     continue
-                self._order_notes.pop(key, None)
+                try:
+                    price = int(self.protocol.oracle.round_price(self.protocol.market_asset(name), order.executable_at))
+                except REVERTS as error:
+                    self._note_order(key, "waiting", f"{what}: no price to fill at ({first_line(error)}): waits")
+                    continue
+                if price == 0:
+                    self._note_order(key, "passed", f"{what}: its round passed, not sent (a cancel pays the keeper nothing)")
+                    continue
+                if self._order_notes.get(key) != "refused":  # said once: the dry run says it again
+                    self._order_notes.pop(key, None)
                 fills.append(PlannedFill(account, market, order, fee_usd, gas_usd))
         return fills
 
@@ -494,12 +496,13 @@ class KeeperBot:
         for account in plan.collateral_sales:
             if account not in sold:
                 self._sell_collateral(account, plan)
-        liquidated = {p.candidate.account for p in plan.liquidations} | sold
-        for realisation in plan.realisations:
-            if realisation.account not in liquidated:  # changed since the plan: next iteration
-                self._realise(realisation, plan)
+        # paid fills before unpaid realisations: an order whose round passes while we wait is lost
         for planned in plan.fills:
             self._fill(planned, plan)
+        liquidated = {p.candidate.account for p in plan.liquidations} | sold
+        for realisation in plan.realisations[:REALISATIONS_PER_ITERATION]:
+            if realisation.account not in liquidated:  # changed since the plan: next iteration
+                self._realise(realisation, plan)
 
     def _realise(self, planned: PlannedRealisation, plan: Plan) -> None:
         """Realise one open loss into the account's balance, where a debt bears interest for the
@@ -526,7 +529,14 @@ class KeeperBot:
         first, or the price went away: logged, never raised)."""
         name = self.market_names[planned.market]
         who = describe_account(planned.account)
+        key = (planned.account, planned.market, planned.order.executable_at)
         try:
+            # a dry run at the head: a round that landed since the plan, a limit the fill price
+            # misses or a margin gone would make it a cancel, which pays the keeper nothing
+            if not self.protocol.orders.execute_order.call(planned.account, planned.market, sender=self.signer):
+                line = f"block {plan.block}  {who} {name}: its fill would be refused now, not sent (no fee in a cancel)"
+                self._note_order(key, "refused", line)
+                return
             done = fill_order(self.protocol, self.signer, planned.account, planned.market)
         except REVERTS as error:
             self._count_gas(getattr(error, "txn", None), plan)

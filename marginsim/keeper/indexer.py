@@ -29,14 +29,27 @@ class LogReader:
         }
 
     def read(self, head: int | None = None) -> list[Any]:
-        """The logs of blocks [next_block, head] (head: the chain's head), in chain order."""
+        """The logs of blocks [next_block, head] (head: the chain's head), in chain order. A
+        range the node refuses (too many results for its cap, or a hiccup) is halved and tried
+        again, down to one block, and the range grows back after each success: a window
+        flooded with events cannot stop the reader for good (only a single block the node
+        refuses raises)."""
         head = self.chain.blocks.head.number if head is None else head
         logs: list[Any] = []
         first = self.next_block
+        span = self.block_range
         while first <= head:
-            last = min(head, first + self.block_range - 1)
-            logs.extend(self._logs(first, last))
+            last = min(head, first + span - 1)
+            try:
+                chunk = self._logs(first, last)
+            except Exception:
+                if last == first:
+                    raise
+                span = (last - first + 1) // 2
+                continue
+            logs.extend(chunk)
             first = last + 1
+            span = min(self.block_range, span * 2)
         self.next_block = max(self.next_block, first)
         return logs
 

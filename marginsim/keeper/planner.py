@@ -87,6 +87,9 @@ def collateral_for_sale(
     return accounts
 
 
+LANDING_SLACK = 10_000  # a realisation is planned with its debt and its equity 1/10,000 of the debt worse
+
+
 @dataclass(frozen=True)
 class PlannedRealisation:
     account: int
@@ -122,7 +125,11 @@ def losses_to_realise(
             continue
         equity = margins[account][0] if margins and account in margins else risk.margin(snapshot)[0]
         debt_after = max(loss - snapshot.settlement, 0)
-        if risk.collateral_for_sale(debt_after, equity - s2w, ltv, True, s2w):
+        # as it will be when the call lands: a unit of rounding, and a margin of 0.01% of the
+        # debt for the interest and funding of the blocks until then (a year's interest at 500%
+        # accrues 0.01% in ten minutes)
+        slack = s2w + debt_after * s2w // LANDING_SLACK
+        if risk.collateral_for_sale(debt_after + debt_after // LANDING_SLACK, equity - slack, ltv, True, s2w):
             continue  # "liquidation: realisation over the loan limit"
         planned.append(PlannedRealisation(account, market, loss, debt_after))
     planned.sort(key=lambda p: -p.loss)

@@ -95,9 +95,22 @@ def test_order_indexer__chunks_and_a_failed_read_leave_the_same_index(market, ch
         return type(chunked)._logs(chunked, first, last)
 
     chunked._logs = failing
+    # a refused range is halved and read again (a window flooded past a node's result cap, the
+    # review's finding 1): the same index as one whole read
+    assert chunked.update() == whole and (reads[4][1] - reads[4][0], reads[5][1] - reads[5][0]) == (2, 0)
+    # a single block the node refuses raises, and the index stays as it was
+    single = OrderIndexer(chain, protocol.orders, market["block_before"], block_range=3)
+
+    def refuse_one(first, last):
+        if first <= executable_at_block <= last:
+            raise OSError("connection reset")
+        return type(single)._logs(single, first, last)
+
+    executable_at_block = chain.blocks.head.number
+    single._logs = refuse_one
     with pytest.raises(OSError):
-        chunked.update()
-    assert chunked.next_block == market["block_before"] and chunked.pending == {}
+        single.update()
+    assert single.next_block == market["block_before"] and single.pending == {}
     assert chunked.update() == whole and chunked.next_block == chain.blocks.head.number + 1
     assert all(last - first < 3 for first, last in reads)
 
@@ -136,25 +149,24 @@ def test_keeper_bot__fills_a_due_order_at_its_round_and_earns_the_fee(market, ch
     assert "revenue $2.00 (fees $2.00)" in keeper.summary.line()
 
 
-def test_keeper_bot__order_refused_at_its_round__cancelled_and_logged(market, chain, accounts, trader):  # noqa: F811
-    """A buy whose limit the round's price is above: the Clearinghouse refuses the fill and
-    Orders cancels it, its fee to the insurance fund. The keeper cannot tell before sending
-    (the refusal is the whole fill's), so it pays the gas and earns nothing."""
+def test_keeper_bot__order_its_fill_would_refuse__not_sent_said_once(market, chain, accounts, trader):  # noqa: F811
+    """A buy whose limit the round's price is above: the Clearinghouse would refuse the fill and
+    Orders cancel it, its fee to the insurance fund, the keeper's gas for nothing. A dry run of
+    execute_order at the head says so before sending (the review's finding 5: a limit order
+    placed to make keepers pay for cancels), once; the order waits for its round to pass."""
     protocol, log = market["protocol"], []
     keeper = bot(market, chain, accounts[2], log=log)
     executable_at = commit(market, trader, WAD, limit_price=1_000 * WAD)
     publish_round(market, chain, accounts, executable_at)
-    insurance = int(protocol.clearinghouse.insurance_balance())
+    insurance, head = int(protocol.clearinghouse.insurance_balance()), chain.blocks.head.number
     keeper.step()
-    assert keeper.summary.orders_cancelled == 1 and keeper.summary.orders_filled == 0 and keeper.summary.revenue_usd == 0
-    assert int(protocol.clearinghouse.insurance_balance()) > insurance  # fee and bond forfeited
-    [event] = protocol.orders.OrderCancelled.range(chain.blocks.head.number, chain.blocks.head.number + 1)
-    gas = int(chain.provider.get_receipt(event.transaction_hash).gas_used)
-    assert gas < FILL_GAS
-    assert log[-1] == (
-        f"block {event.block_number}  cancelled {describe_account(account_id(trader))} ETH-PERP +1.0000 ETH: "
-        f"clearinghouse: price limit  fee $2.00 to the insurance fund  gas {gas:,} (${gas * 1e-9 * ETH_PRICE:,.2f})"
-    )
+    keeper.step()
+    summary = keeper.summary
+    assert (summary.orders_cancelled, summary.orders_filled, summary.revenue_usd, summary.gas_used) == (0, 0, 0, 0)
+    assert int(protocol.clearinghouse.insurance_balance()) == insurance and chain.blocks.head.number == head
+    refused = [line for line in log if "would be refused" in line]
+    who = describe_account(account_id(trader))
+    assert refused == [f"block {head}  {who} ETH-PERP: its fill would be refused now, not sent (no fee in a cancel)"]
 
 
 def test_keeper_bot__round_passed__not_sent_said_once(market, chain, accounts, trader):  # noqa: F811
@@ -195,8 +207,8 @@ def test_keeper_bots__race_for_the_same_order__loser_logs_and_moves_on(market, c
     assert event.keeper == accounts[2].address
     fast, slow = bots["fast"].summary, bots["slow"].summary
     assert (fast.orders_filled, fast.lost_races) == (1, 0) and (slow.orders_filled, slow.lost_races) == (0, 1)
-    # the embedded chain mines the reverted call (no gas estimate first): its gas is counted
-    assert slow.revenue_usd == 0 and 0 < slow.gas_used < 50_000
+    # the dry run before the send sees the order gone: the loser sends nothing, spends no gas
+    assert slow.revenue_usd == 0 and slow.gas_used == 0
     assert logs["slow"][-1] == (
         f"block {plans[1].block}  {describe_account(account_id(trader))} ETH-PERP: "
         "order fill reverted, lost the race: orders: no order"
