@@ -20,6 +20,7 @@ import bisect
 import itertools
 import json
 import re
+import time
 from dataclasses import dataclass, field
 from functools import cache, cached_property
 from pathlib import Path
@@ -404,6 +405,7 @@ class Recorder:
         self.evm = evm
         self.tape: list[tuple[Any, ...]] = []
         self.reverts = 0
+        self._checkpoints: list[Any] = []
 
     @property
     def result(self) -> Any:
@@ -429,20 +431,25 @@ class Recorder:
             self.reverts += 1
             raise
 
-    def snapshot(self) -> Any:
-        raise NotImplementedError("revm: a recorded chain cannot be rewound (its tape would not replay)")
+    def snapshot(self) -> int:
+        """A checkpoint, kept on the tape by its index among the run's checkpoints, so `replay`
+        takes the same one where the run reverts to it."""
+        self._checkpoints.append(self.evm.snapshot())
+        self.tape.append(("snapshot",))
+        return len(self._checkpoints) - 1
 
-    revert = snapshot
+    def revert(self, checkpoint: int) -> None:
+        self.tape.append(("revert", checkpoint))
+        self.evm.revert(self._checkpoints[checkpoint])
 
 
 def replay(tape: list[tuple[Any, ...]]) -> tuple[float, int, int, int]:
     """Run a recorded tape (`RevmChain.record`) on a fresh EVM, raw: the same blocks, calldata,
     senders and timestamps, no ABI encoding, receipts or simulator around them. Returns (wall
     seconds, transactions, view calls, reverts): the engine's own speed on a run's exact work."""
-    import time
-
     evm = EVM(env=Env(block=BlockEnv(number=0, timestamp=GENESIS_TIMESTAMP)), spec_id="CANCUN")
     transactions = calls = reverts = 0
+    checkpoints: list[Any] = []
     started = time.perf_counter()
     for op in tape:
         kind = op[0]
@@ -455,6 +462,10 @@ def replay(tape: list[tuple[Any, ...]]) -> tuple[float, int, int, int]:
                 evm.message_call(caller=op[1], to=op[2], calldata=op[3], gas=TX_GAS, gas_price=0)
             elif kind == "block":
                 evm.set_block_env(BlockEnv(number=op[1], timestamp=op[2]))
+            elif kind == "snapshot":
+                checkpoints.append(evm.snapshot())
+            elif kind == "revert":
+                evm.revert(checkpoints[op[1]])
             else:
                 transactions += 1
                 evm.deploy(op[1], op[2], 0, TX_GAS)

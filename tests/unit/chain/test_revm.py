@@ -117,8 +117,13 @@ def test_a_recorded_run_replays_raw_with_the_same_outcomes():
         protocol.clearinghouse.withdraw(protocol.settlement, 1, 0, sender=trader)  # nothing deposited
     protocol.fund(protocol.settlement, trader, 5 * USDC, deployer)
     assert int(protocol.settlement.balanceOf(trader)) == 5 * USDC
+    # a rewind is on the tape too: the replay reverts to the same checkpoint, so the transfer
+    # of 6 USDC that fails after it (only 5 left) fails there as well
+    checkpoint = chain.snapshot()
+    protocol.fund(protocol.settlement, trader, 5 * USDC, deployer)
+    chain.restore(checkpoint)
+    with pytest.raises(Revert):
+        protocol.settlement.transfer(deployer, 6 * USDC, sender=trader)
     seconds, transactions, calls, reverts = replay(recorder.tape)
-    assert (transactions, reverts) == (chain.transactions + recorder.reverts, recorder.reverts) and recorder.reverts == 1
+    assert (transactions, reverts) == (chain.transactions + recorder.reverts, recorder.reverts) and recorder.reverts == 2
     assert calls == chain.calls and seconds > 0
-    with pytest.raises(NotImplementedError, match="a recorded chain cannot be rewound"):
-        chain.snapshot()
