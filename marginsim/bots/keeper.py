@@ -351,6 +351,8 @@ class KeeperBot:
     def _plan(self, data: MarketData, gas_price: float) -> Plan:
         plan = Plan(data.block, gas_price, data.eth_price_usd)
         self._report_missing(data)
+        # one pass of the mirror for the liquidations, the collateral sales and the realisations
+        margins = self.keeper.scan_margins(data.views, data.collateral, data.timestamp)
         worth, not_worth = plan_liquidations(
             self.keeper,
             data.views,
@@ -361,6 +363,7 @@ class KeeperBot:
             lambda: data.insurance,
             gas_price,
             data.eth_price_usd,
+            margins,
         )
         for planned in not_worth:
             self.summary.skipped_unprofitable += 1
@@ -386,10 +389,10 @@ class KeeperBot:
                 )
                 continue
             plan.liquidations.append(planned)
-        plan.collateral_sales = collateral_for_sale(self.keeper, data.views, data.collateral, data.timestamp)
+        plan.collateral_sales = collateral_for_sale(self.keeper, data.views, data.collateral, data.timestamp, margins=margins)
         if self.config.realise_above_usd is not None:
             plan.realisations = losses_to_realise(
-                self.keeper, data.views, data.collateral, data.timestamp, self.config.realise_above_usd
+                self.keeper, data.views, data.collateral, data.timestamp, self.config.realise_above_usd, margins
             )
         if self.orders is not None:
             try:

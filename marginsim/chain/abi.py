@@ -133,30 +133,20 @@ def _word_encoder(kind: str) -> Callable[[Any], bytes] | None:
     return None
 
 
-def _flat(kind: str) -> list[str] | None:
-    """The word types of a static type, in their encoded order; None for a dynamic one."""
+def _words(kind: str) -> list[str] | None:
+    """The word types of a word or of a struct of words, in their encoded order; None for
+    anything else (dynamic types, arrays, structs holding structs): those go through eth-abi."""
     if kind.startswith("(") and kind.endswith(")"):
-        words: list[str] = []
-        depth, start = 0, 1
-        for i, ch in enumerate(kind[1:-1], 1):
-            if ch == "(":
-                depth += 1
-            elif ch == ")":
-                depth -= 1
-            elif ch == "," and depth == 0:
-                inner = _flat(kind[start:i])
-                if inner is None:
-                    return None
-                words += inner
-                start = i + 1
-        inner = _flat(kind[start:-1]) if start < len(kind) - 1 else []
-        return None if inner is None else words + inner
-    return [kind] if _word_decoder(kind) is not None else None
+        inner = kind[1:-1]
+        words = inner.split(",") if inner and "(" not in inner else None
+    else:
+        words = [kind]
+    return words if words is not None and all(_word_decoder(k) is not None for k in words) else None
 
 
 def _static_decoder(outputs: list[str]) -> Callable[[bytes], list[Any]] | None:
-    """Decode outputs that are words or static structs of words by slicing, as eth-abi would."""
-    groups = [_flat(o) for o in outputs]
+    """Decode outputs that are words or structs of words by slicing, as eth-abi would."""
+    groups = [_words(o) for o in outputs]
     if any(g is None for g in groups):
         return None
     decoders = [[_word_decoder(k) for k in g] for g in groups]  # type: ignore[union-attr]
@@ -174,8 +164,7 @@ def _static_decoder(outputs: list[str]) -> Callable[[bytes], list[Any]] | None:
             values.append(tuple(parts) if output.startswith("(") else parts[0])
         return values
 
-    nested = any(o.startswith("(") and o.count("(") > 1 for o in outputs)
-    return None if nested else decode_words
+    return decode_words
 
 
 def _static_encoder(inputs: list[str]) -> Callable[[list[Any]], bytes] | None:

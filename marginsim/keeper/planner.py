@@ -111,8 +111,8 @@ def losses_to_realise(
     bears the utilisation rate's interest for the LPs. For each account, its largest realisable
     loss of at least `min_loss_usd` (one a step: the next one's debt depends on this one), but
     where the debt would then be over the loan limit (the call reverts: a third party may not put
-    collateral up for sale; the mirror counts one token unit less equity, so a borderline account
-    is skipped rather than reverted). Largest first."""
+    collateral up for sale; the check allows for the blocks until the call lands, `LANDING_SLACK`,
+    so a borderline account is skipped rather than reverted). Largest first."""
     s2w = keeper.settlement_to_wad
     ltv = keeper.debt_liquidation_ltv
     planned: list[PlannedRealisation] = []
