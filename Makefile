@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 export PATH := $(abspath $(BIN)):$(PATH)
 STAMP  := $(VENV)/.installed
 
-.PHONY: install lint format sizes demo story test fuzz-long mutate gas simulate sweep compare keeper oracle bench-sim bench-scale deploy anvil compile clean
+.PHONY: install lint format sizes demo story test test-slow fuzz-long mutate gas simulate sweep compare keeper oracle bench-sim bench-scale deploy anvil compile clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -47,10 +47,14 @@ demo: $(STAMP)
 story: $(STAMP)
 	PYTHONWARNINGS=ignore $(BIN)/ape run story
 
-## Every test, on the embedded local chain, in JOBS processes (pytest-xdist; JOBS=1 for one).
+## Every test but the slow ones, on the embedded local chain, in JOBS processes (pytest-xdist; JOBS=1 for one).
 JOBS ?= 2
 test: $(STAMP)
-	$(BIN)/ape test tests -q -n $(JOBS)
+	$(BIN)/ape test tests -q -n $(JOBS) -m "not slow"
+
+## The slow tests: the invariant fuzzer's CI profile, the Dask cluster runs, compare on the embedded chain.
+test-slow: $(STAMP)
+	$(BIN)/ape test tests -q -n $(JOBS) -m slow
 
 ## The invariant state machine's long profile: 100,000 steps (MARGINSIM_FUZZ_STEPS=N to change).
 fuzz-long: $(STAMP)

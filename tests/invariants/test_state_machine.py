@@ -3458,6 +3458,7 @@ def outcome_table() -> str:
     return "\n".join(lines)
 
 
+@pytest.mark.slow
 def test_protocol_invariants_hold_under_fuzzing():
     name, steps, derandomize = fuzz_profile()
     OUTCOMES.clear()

@@ -60,6 +60,7 @@ def _script(name: str):
 # ---------------------------------------------------------------- the same figures as here
 
 
+@pytest.mark.slow
 def test_cluster__every_seed_gives_the_figures_it_gives_here_in_seed_order(cluster, short):
     finished = []
     remote = run_sweep_revm(short, [3, 1, 2], on_run=finished.append, dask=cluster.scheduler_address)
@@ -70,6 +71,7 @@ def test_cluster__every_seed_gives_the_figures_it_gives_here_in_seed_order(clust
     assert len({r.liquidated_notional_usd for r in remote}) == 3  # the seeds draw different traders
 
 
+@pytest.mark.slow
 def test_cluster__compare_keeps_the_runs_by_design_and_seed(cluster, tmp_path):
     design = tmp_path / "wide.toml"
     design.write_text('name = "wide"\n[protocol]\nliquidation_buffer = 0.3\n')
@@ -119,6 +121,7 @@ def test_cluster__workers_and_dask_together_are_refused(short):
 # ---------------------------------------------------------------- the commands
 
 
+@pytest.mark.slow
 def test_sweep_command__runs_on_the_cluster_and_writes_the_figures_of_a_local_run(cluster, short, tmp_path):
     out = tmp_path / "out"
     args = ["--scenario", str(SHORT), "--seeds", "6-7", "--out", str(out), "--dask", cluster.scheduler_address]
@@ -145,6 +148,7 @@ def test_sweep_command__refusals_are_one_line_and_run_nothing(tmp_path):
     assert not out.exists()
 
 
+@pytest.mark.slow
 def test_compare_command__takes_the_cluster_and_refuses_it_with_workers(cluster, tmp_path, capsys):
     compare_cli = _script("compare").cli.callback
     design = tmp_path / "wide.toml"

@@ -321,6 +321,7 @@ def test_compare_command__prints_the_table_and_writes_both_files(tmp_path, capsy
     assert (tmp_path / "out" / "compare.json").exists() and (tmp_path / "out" / "compare.html").exists()
 
 
+@pytest.mark.slow
 def test_compare_command__on_the_embedded_chain_the_figures_of_revm(tmp_path, capsys):
     """`--engine ape` runs each design on the connected network (here the embedded chain), one
     run after another, each rolled back: the same figures as on revm but gas."""
