@@ -90,6 +90,63 @@ struct Lot:
     unlocks_at: uint256  # when they become free to redeem or transfer
 
 
+# Requests (issue 9, item 2). While traders hold positions (or debt, or placed orders) the pool's
+# value moves with every oracle round, so an LP who sees a round pending could leave just ahead of
+# one that costs the pool, or come in just ahead of one that pays it, at a value the round is
+# about to change. By request, the value is recorded at the request, a keeper executes it
+# `settlement_delay` (Orders') later or after, and the LP gets the worse of the two values for
+# them, so a round they saw coming is always counted against them. The instant paths stay open in
+# this version; closing them while traders hold positions is the step that makes requests the
+# only way (issue 9, item 2, the LP half).
+REQUEST_WINDOW: public(constant(uint256)) = 900  # seconds after executable_at a request may execute; then it lapses
+
+
+struct Request:
+    receiver: address  # who gets the shares (deposit) or the tokens (redemption)
+    deposit: bool  # a deposit request (else a redemption)
+    executable_at: uint256  # the earliest time a keeper may execute it (0: no request)
+    assets: uint256  # deposit: tokens escrowed; redemption: what the shares were worth at the request
+    shares: uint256  # deposit: shares the tokens were worth at the request; redemption: shares escrowed
+    fee: uint256  # escrowed execution fee, settlement token units: the executing keeper's pay
+
+
+requests: public(HashMap[address, Request])  # controller (a deposit's payer, a redemption's owner) => its request
+
+
+interface IOrderParameters:
+    def settlement_delay() -> uint256: view
+    def execution_fee() -> uint256: view
+
+
+event RequestPlaced:
+    controller: indexed(address)
+    receiver: indexed(address)
+    deposit: bool
+    assets: uint256
+    shares: uint256
+    executable_at: uint256
+    fee: uint256
+
+
+event RequestExecuted:
+    controller: indexed(address)
+    receiver: indexed(address)
+    deposit: bool
+    assets: uint256  # tokens deposited, or paid out
+    shares: uint256  # shares minted, or burned
+    fee: uint256  # paid to the keeper
+    keeper: address
+
+
+event RequestLapsed:
+    controller: indexed(address)
+    deposit: bool
+    assets: uint256  # tokens returned (deposit)
+    shares: uint256  # shares returned (redemption)
+    fee: uint256  # returned to the controller
+    keeper: address
+
+
 @deploy
 def __init__(clearinghouse: IClearinghouse, name_: String[25], symbol_: String[5]):
     ownable.__init__()
@@ -281,16 +338,7 @@ def maxWithdraw(owner: address) -> uint256:
             market within its open-interest reserve; 0 while a listed collateral or a
             market the valuation reads has no valid price (exits fail closed, see `withdraw`).
     """
-    value: int256 = 0
-    total: uint256 = 0
-    headroom: uint256 = 0
-    priced: bool = False
-    if not self._collateral_priced():
-        return 0
-    value, total, headroom, priced = self._valuation(True)
-    if not priced:
-        return 0
-    return min(self._assets_for(self._free_shares(owner), total, False), min(self._liquidity(), headroom))
+    return self._exit_limit(owner)[0]
 
 
 @view
@@ -338,16 +386,7 @@ def maxRedeem(owner: address) -> uint256:
     @return Shares, rounded down; 0 while a listed collateral or a market the valuation reads
             has no valid price.
     """
-    value: int256 = 0
-    total: uint256 = 0
-    headroom: uint256 = 0
-    priced: bool = False
-    if not self._collateral_priced():
-        return 0
-    value, total, headroom, priced = self._valuation(True)
-    if not priced:
-        return 0
-    return min(self._free_shares(owner), self._shares_for(min(self._liquidity(), headroom), total, False))
+    return self._exit_limit(owner)[1]
 
 
 @view
@@ -383,6 +422,140 @@ def redeem(shares: uint256, receiver: address, owner: address) -> uint256:
     assets: uint256 = self._assets_for(shares, total, False)
     self._withdraw(receiver, owner, assets, shares, headroom)
     return assets
+
+
+@external
+def request_deposit(assets: uint256, receiver: address):
+    """
+    @notice Ask to deposit `assets` settlement tokens for shares to `receiver`; a keeper
+            executes it from `settlement_delay` (Orders') seconds on, for `execution_fee`
+            (Orders').
+    @dev Escrows `assets + execution_fee` from the caller in this pool; irrevocable. Records the
+         shares `assets` are worth now, rounded down; the execution mints the smaller of those
+         and what they are worth then.
+    @param assets Settlement token units, > 0; must be worth at least one share now.
+    @param receiver Who gets the shares, locked for COOLDOWN (900 s) from the execution.
+    @custom:security One request per controller (here the caller): "pool: request pending"
+           otherwise. The checks of `deposit` ("pool: collateral feed down", "pool: zero
+           amount", "pool: insolvent") apply now and again at the execution.
+    """
+    assert self.requests[msg.sender].executable_at == 0, "pool: request pending"
+    value: int256 = 0
+    total: uint256 = 0
+    headroom: uint256 = 0
+    priced: bool = False
+    value, total, headroom, priced = self._valuation(False)
+    shares: uint256 = self._shares_for(assets, total, False)
+    self._admit(assets, shares, value)
+    self._place(msg.sender, receiver, True, assets, shares)
+
+
+@external
+def request_redeem(shares: uint256, receiver: address, owner: address):
+    """
+    @notice Ask to redeem `owner`'s `shares` for settlement tokens to `receiver`; a keeper
+            executes it from `settlement_delay` (Orders') seconds on, for `execution_fee`
+            (Orders', paid by the caller).
+    @dev Escrows the shares (in this pool) and the fee; irrevocable. Records what the shares are
+         worth now, rounded down; the execution pays the smaller of that and what they are worth then.
+    @param shares Shares, > 0, out of their cooldown; a caller other than `owner` spends its allowance.
+    @param receiver Who gets the tokens, paid by the Clearinghouse at the execution.
+    @param owner Whose shares; the request's controller.
+    @custom:security One request per controller: "pool: request pending" otherwise. Reverts as
+           `redeem` does for the owner's side, in its order ("pool: collateral feed down", "pool:
+           zero amount" for shares worth no token unit now, "pool: cooldown", an allowance
+           short, "pool: insufficient shares"); the pool's liquidity and reserve are checked at
+           the execution.
+    """
+    assert self.requests[owner].executable_at == 0, "pool: request pending"
+    value: int256 = 0
+    total: uint256 = 0
+    headroom: uint256 = 0
+    priced: bool = False
+    value, total, headroom, priced = self._valuation(False)
+    assets: uint256 = self._assets_for(shares, total, False)
+    self._release(owner, assets, shares)
+    erc20._transfer(owner, self, shares)
+    self._place(owner, receiver, False, assets, shares)
+
+
+@external
+def execute_request(controller: address):
+    """
+    @notice Anyone: execute `controller`'s request in [executable_at, executable_at +
+            REQUEST_WINDOW] and take its escrowed fee. A deposit mints min(shares at the
+            request, shares the tokens are worth now); a redemption pays min(assets at the
+            request, assets the shares are worth now), both rounded down.
+    @dev Any round between the request and the execution is counted against the LP: a value that
+         rose is capped at the request's, one that fell is taken as it is now.
+    @param controller The request's controller (a deposit's payer, a redemption's owner).
+    @custom:security "pool: no request", "pool: request not due" before executable_at, "pool:
+           request lapsed" after the window. A deposit rechecks `deposit`'s conditions and the
+           receiver's lots ("pool: too many locked deposits" when someone else pays); a
+           redemption "pool: collateral feed down", "pool: zero amount" (worth no unit now),
+           "pool: open interest reserve" and "clearinghouse: pool liquidity". A request that
+           cannot execute waits, then lapses.
+    """
+    request: Request = self.requests[controller]
+    assert request.executable_at != 0, "pool: no request"
+    assert block.timestamp >= request.executable_at, "pool: request not due"
+    assert block.timestamp <= request.executable_at + REQUEST_WINDOW, "pool: request lapsed"
+    self.requests[controller] = empty(Request)
+    value: int256 = 0
+    total: uint256 = 0
+    headroom: uint256 = 0
+    priced: bool = False
+    value, total, headroom, priced = self._valuation(False)
+    assets: uint256 = request.assets
+    shares: uint256 = request.shares
+    if request.deposit:
+        shares = min(shares, self._shares_for(assets, total, False))
+        self._admit(assets, shares, value)
+        self._lock(request.receiver, shares, controller)
+        self._issue(request.receiver, assets, shares)
+    else:
+        assets = min(assets, self._assets_for(shares, total, False))
+        assert self._collateral_priced(), "pool: collateral feed down"
+        assert assets > 0, "pool: zero amount"
+        self._pay_out(request.receiver, controller, self, assets, shares, headroom)
+    self._push(msg.sender, request.fee)
+    log RequestExecuted(
+        controller=controller,
+        receiver=request.receiver,
+        deposit=request.deposit,
+        assets=assets,
+        shares=shares,
+        fee=request.fee,
+        keeper=msg.sender,
+    )
+
+
+@external
+def lapse_request(controller: address):
+    """
+    @notice Anyone, once `controller`'s request's window has passed unexecuted: give its escrow
+            and its fee back to the controller (the tokens of a deposit to its payer, the shares
+            of a redemption to its owner).
+    @dev The fee goes back, not to the caller: a keeper paid for a lapse would earn the fee for
+         less gas by letting a request lapse than by executing it.
+    @param controller The request's controller.
+    @custom:security "pool: no request", "pool: request live" until executable_at + REQUEST_WINDOW has passed.
+    """
+    request: Request = self.requests[controller]
+    assert request.executable_at != 0, "pool: no request"
+    assert block.timestamp > request.executable_at + REQUEST_WINDOW, "pool: request live"
+    self.requests[controller] = empty(Request)
+    if request.deposit:
+        self._push(controller, request.assets + request.fee)
+        log RequestLapsed(
+            controller=controller, deposit=True, assets=request.assets, shares=0, fee=request.fee, keeper=msg.sender
+        )
+    else:
+        erc20._transfer(self, controller, request.shares)
+        self._push(controller, request.fee)
+        log RequestLapsed(
+            controller=controller, deposit=False, assets=0, shares=request.shares, fee=request.fee, keeper=msg.sender
+        )
 
 
 @external
@@ -525,13 +698,13 @@ def _locked(holder: address) -> uint256:
     return locked
 
 
-def _lock(receiver: address, shares: uint256):
+def _lock(receiver: address, shares: uint256, depositor: address):
     """
     @dev Lock `shares` until now + COOLDOWN in a lot of their own: shares minted in the same block
          join that block's lot, otherwise the first free lot (empty or past its unlock time)
          takes them. With all LOTS in their cooldown, the holder's own deposit joins its latest
-         lot (restarting that lot's cooldown: the holder's choice), and a deposit from anyone
-         else is refused, so no third party can extend a lock.
+         lot (restarting that lot's cooldown: the holder's choice), and a deposit paid by anyone
+         else (`depositor`) is refused, so no third party can extend a lock.
     """
     until: uint256 = block.timestamp + COOLDOWN
     lots: uint256[LOTS] = self._lots[receiver]
@@ -551,7 +724,7 @@ def _lock(receiver: address, shares: uint256):
             latest_at = t
     amount: uint256 = shares
     if free == LOTS:
-        assert msg.sender == receiver, "pool: too many locked deposits"
+        assert depositor == receiver, "pool: too many locked deposits"
         free = latest
         amount += lots[latest] & MASK_192
     self._lots[receiver][free] = amount | (until << 192)
@@ -593,6 +766,27 @@ def _collateral_priced() -> bool:
         if not self._try_price(col.token)[0]:
             return False
     return True
+
+
+@view
+def _exit_limit(owner: address) -> (uint256, uint256):
+    """
+    @dev (maxWithdraw, maxRedeem): the owner's free shares, capped at the pool's liquidity and the
+         reserve's headroom, in assets and in shares; (0, 0) while a
+         listed collateral or a market the valuation reads has no valid price.
+    """
+    value: int256 = 0
+    total: uint256 = 0
+    headroom: uint256 = 0
+    priced: bool = False
+    if not self._collateral_priced():
+        return 0, 0
+    value, total, headroom, priced = self._valuation(True)
+    if not priced:
+        return 0, 0
+    cap: uint256 = min(self._liquidity(), headroom)
+    free: uint256 = self._free_shares(owner)
+    return min(self._assets_for(free, total, False), cap), min(free, self._shares_for(cap, total, False))
 
 
 @view
@@ -767,26 +961,94 @@ def _assets_for(shares: uint256, total_assets: uint256, roundup: bool) -> uint25
 
 
 def _deposit(receiver: address, assets: uint256, shares: uint256, pool_value: int256):
+    self._admit(assets, shares, pool_value)
+    self._lock(receiver, shares, msg.sender)
+    assert extcall IERC20(asset).transferFrom(msg.sender, self, assets, default_return_value=True), "pool: transfer failed"
+    self._issue(receiver, assets, shares)
+
+
+def _admit(assets: uint256, shares: uint256, pool_value: int256):
+    """
+    @dev The checks a deposit passes, direct or requested (at the request and at its execution).
+    """
     assert self._collateral_priced(), "pool: collateral feed down"
     assert assets > 0 and shares > 0, "pool: zero amount"
     # an insolvent pool (value <= 0 with shares out) would hand a new LP's deposit to the old ones,
     # and one below zero with none out to the traders it owes (found by the long fuzz profile)
     assert self._solvent(pool_value), "pool: insolvent"
-    self._lock(receiver, shares)
-    assert extcall IERC20(asset).transferFrom(msg.sender, self, assets, default_return_value=True), "pool: transfer failed"
+
+
+def _issue(receiver: address, assets: uint256, shares: uint256):
+    """
+    @dev Move `assets` the pool holds to the Clearinghouse and mint `shares` to `receiver`.
+    """
     extcall CLEARINGHOUSE.pool_deposit(assets)
     erc20._mint(receiver, shares)
     log IERC4626.Deposit(sender=msg.sender, owner=receiver, assets=assets, shares=shares)
 
 
 def _withdraw(receiver: address, owner: address, assets: uint256, shares: uint256, headroom: uint256):
+    self._release(owner, assets, shares)
+    self._pay_out(receiver, owner, owner, assets, shares, headroom)
+
+
+def _release(owner: address, assets: uint256, shares: uint256):
+    """
+    @dev The owner's side of a redemption, direct or requested: a priced book, a non-zero
+         amount, shares free (out of their cooldown) that the caller may spend.
+    """
     assert self._collateral_priced(), "pool: collateral feed down"
     assert assets > 0 and shares > 0, "pool: zero amount"
     assert shares <= self._free_shares(owner) or shares > erc20.balanceOf[owner], "pool: cooldown"
     if msg.sender != owner:
         erc20._spend_allowance(owner, msg.sender, shares)
     assert erc20.balanceOf[owner] >= shares, "pool: insufficient shares"
+
+
+def _pay_out(receiver: address, owner: address, holder: address, assets: uint256, shares: uint256, headroom: uint256):
+    """
+    @dev Burn `shares` from `holder` (the owner, or this pool for an escrow) and have the
+         Clearinghouse pay `assets` to `receiver`, within the reserve's headroom.
+    """
     assert assets <= headroom, "pool: open interest reserve"
-    erc20._burn(owner, shares)
+    erc20._burn(holder, shares)
     extcall CLEARINGHOUSE.pool_withdraw(assets, receiver)
     log IERC4626.Withdraw(sender=msg.sender, receiver=receiver, owner=owner, assets=assets, shares=shares)
+
+
+def _pull(amount: uint256):
+    """
+    @dev Take `amount` settlement tokens from the caller into this pool (escrow), exactly.
+    """
+    if amount == 0:
+        return
+    before: uint256 = staticcall IERC20(asset).balanceOf(self)
+    assert extcall IERC20(asset).transferFrom(msg.sender, self, amount, default_return_value=True), "pool: transfer failed"
+    assert staticcall IERC20(asset).balanceOf(self) == before + amount, "pool: fee on transfer"
+
+
+def _push(receiver: address, amount: uint256):
+    if amount > 0:
+        assert extcall IERC20(asset).transfer(receiver, amount, default_return_value=True), "pool: transfer failed"
+
+
+def _place(controller: address, receiver: address, deposit: bool, assets: uint256, shares: uint256):
+    """
+    @dev Record `controller`'s request and escrow its fee (and a deposit's tokens) from the caller.
+    """
+    orders: IOrderParameters = IOrderParameters(staticcall CLEARINGHOUSE.orders())
+    fee: uint256 = staticcall orders.execution_fee()
+    executable_at: uint256 = block.timestamp + staticcall orders.settlement_delay()
+    self._pull(fee + (assets if deposit else 0))
+    self.requests[controller] = Request(
+        receiver=receiver, deposit=deposit, executable_at=executable_at, assets=assets, shares=shares, fee=fee
+    )
+    log RequestPlaced(
+        controller=controller,
+        receiver=receiver,
+        deposit=deposit,
+        assets=assets,
+        shares=shares,
+        executable_at=executable_at,
+        fee=fee,
+    )

@@ -110,6 +110,13 @@ def run(project: Any, chain: Any, signers: list[Any], config: ProtocolConfig = G
     _crash_until(p, deployer, account, lambda h: h < 2 * WAD)
     measure("realise a loss", p.liquidation_engine.realise_loss(account, eth, sender=keeper))
     measure("LP withdraw, positions open", p.pool.withdraw(1_000 * unit, lp, lp, sender=lp))
+    # the same by request: the LP escrows the shares and a keeper executes it a settlement delay
+    # later (the execution is the row with the valuation and the payment)
+    usdc.mint(lp, int(p.orders.execution_fee()), sender=lp)
+    shares = int(p.pool.previewWithdraw(1_000 * unit))
+    measure("LP redemption request, positions open", p.pool.request_redeem(shares, lp, lp, sender=lp))
+    chain.pending_timestamp = int(p.pool.requests(lp).executable_at)
+    measure("LP redemption executed, positions open", p.pool.execute_request(lp, sender=keeper))
     chain.restore(snapshot)
 
     snapshot = chain.snapshot()

@@ -38,6 +38,7 @@ MAX_ADDRESS = "0xFFfFfFffFFfffFFfFFfFFFFFffFFFffffFfFFFfF"  # the address analog
 MAX_UINT = 2**256 - 1
 HEARTBEAT = 3_600  # every feed of the test protocol
 COOLDOWN = 900  # LiquidityPool
+REQUEST_WINDOW = 900  # LiquidityPool: seconds after executable_at a request may execute; then it lapses
 ETH, BTC = 1, 2  # market ids; market_count is 2, so 3 is "count + 1"
 WETH = 10**18
 WBTC = 10**8
@@ -655,6 +656,82 @@ def mint_to(symbol: str, role: str, amount: int):
 def attacker_shares_approved_to_keeper(x: Ctx):
     lp_cooldown(x)
     x.pool.approve(x.keeper, MAX_UINT, sender=x.attacker)
+
+
+def deposit_requested(receiver: Callable[[Ctx], Any] = lambda x: x.attacker, assets: int = 100 * USDC):
+    """The attacker asks the pool to deposit `assets` (100 USDC) for `receiver` (itself): the
+    tokens and the 2 USDC execution fee wait in the pool's escrow for a keeper (its 1,000 USDC are
+    approved to the pool)."""
+
+    def setup(x: Ctx):
+        x.pool.request_deposit(assets, receiver(x), sender=x.attacker)
+
+    return setup
+
+
+def redemption_requested(
+    shares: Callable[[Ctx], int] = lambda x: x.pool.balanceOf(x.lp), receiver: Callable[[Ctx], Any] = lambda x: x.lp
+):
+    """The LP asks the pool to redeem `shares` (all of its) for `receiver` (itself), the execution
+    fee minted to it and approved to the pool first: the shares and the fee wait in the pool's
+    escrow for a keeper."""
+
+    def setup(x: Ctx):
+        fund(x.usdc, x.lp, int(x.orders.execution_fee()), spender=x.pool)
+        x.pool.request_redeem(shares(x), receiver(x), x.lp, sender=x.lp)
+
+    return setup
+
+
+def lp_deposit_requested(x: Ctx):
+    """The LP asks the pool to deposit 100 USDC for itself, the tokens and the execution fee
+    minted to it and approved to the pool first."""
+    fund(x.usdc, x.lp, 100 * USDC + int(x.orders.execution_fee()), spender=x.pool)
+    x.pool.request_deposit(100 * USDC, x.lp, sender=x.lp)
+
+
+def request_at(role: str, offset: int):
+    """The next block is `offset` seconds from `role`'s request's executable_at."""
+
+    def setup(x: Ctx):
+        x.chain.pending_timestamp = int(x.pool.requests(x.roles[role]).executable_at) + offset
+
+    return setup
+
+
+def request_due(role: str):
+    """`role`'s request may execute in the next block: its executable_at has come (the clock is
+    moved on to it if the setup has not already passed it), its window not yet over."""
+
+    def setup(x: Ctx):
+        executable_at = int(x.pool.requests(x.roles[role]).executable_at)
+        x.chain.pending_timestamp = max(int(x.chain.pending_timestamp), executable_at)
+        assert int(x.chain.pending_timestamp) <= executable_at + REQUEST_WINDOW
+
+    return setup
+
+
+def request_executed(role: str):
+    """A keeper executes `role`'s request as soon as it is due."""
+
+    def setup(x: Ctx):
+        request_due(role)(x)
+        x.pool.execute_request(x.roles[role], sender=x.keeper)
+
+    return setup
+
+
+def request_lapsed(role: str):
+    """`role`'s request's window passes unexecuted and a keeper lapses it (its escrow goes back)."""
+
+    def setup(x: Ctx):
+        request_at(role, REQUEST_WINDOW + 1)(x)
+        x.pool.lapse_request(x.roles[role], sender=x.keeper)
+
+    return setup
+
+
+wbtc_halted = publish("WBTC", 39_000)  # +30%, beyond the 20% breaker, synced: WBTC, which the victim holds, has no price
 
 
 # ---------------------------------------------------------------- the table
@@ -3273,6 +3350,24 @@ def pool_rows() -> list[Row]:
     def attacker_locked(x):
         return x.pool.balanceOf(x.attacker)
 
+    def request_views(*roles):
+        """The requests of `roles` (their controllers), with the pool's supply and balance."""
+
+        def views(x: Ctx) -> tuple:
+            return (*(x.read(x.pool.requests, x.roles[role]) for role in roles), *pool_views(x))
+
+        return views
+
+    def mini_views(x):
+        return (x.read(x.mini_pool.requests, x.attacker), x.read(x.mini_pool.totalSupply), x.read(x.mini_ch.pool_balance))
+
+    def worth_one_unit(x):
+        """Shares worth 1 micro-USDC now (a hundred share units, 1e-4 micro-USDC, above the least)."""
+        return x.pool.previewWithdraw(1) + 100
+
+    attacker_requests = request_views("attacker")
+    lp_requests = request_views("lp")
+
     rows = [
         R(
             "__init__",
@@ -3535,6 +3630,331 @@ def pool_rows() -> list[Row]:
             "lp",
             lambda x, who: x.pool.redeem(10**12, ZERO, who, sender=who),
             "erc20: transfer to the zero address",
+        ),
+        # requests: request_deposit / request_redeem place, execute_request / lapse_request end them
+        R(
+            "request_deposit",
+            "the caller's deposit request still pending",
+            "attacker",
+            lambda x, who: x.pool.request_deposit(100 * USDC, who, sender=who),
+            "pool: request pending",
+            setup=deposit_requested(),
+            views=attacker_requests,
+        ),
+        R(
+            "request_deposit",
+            "the caller's redemption request still pending",
+            "lp",
+            lambda x, who: x.pool.request_deposit(100 * USDC, who, sender=who),
+            "pool: request pending",
+            setup=redemption_requested(lambda x: 10**12),
+            views=lp_requests,
+        ),
+        R(
+            "request_deposit",
+            "assets 0",
+            "attacker",
+            lambda x, who: x.pool.request_deposit(0, who, sender=who),
+            "pool: zero amount",
+            views=attacker_requests,
+        ),
+        R(
+            "request_deposit",
+            "a held collateral's feed (WBTC) stale, the markets' in use fresh",
+            "attacker",
+            lambda x, who: x.pool.request_deposit(100 * USDC, who, sender=who),
+            "pool: collateral feed down",
+            setup=wbtc_stale,
+            views=attacker_requests,
+        ),
+        R(
+            "request_deposit",
+            "pool insolvent (traders' profit exceeds it)",
+            "attacker",
+            lambda x, who: x.pool.request_deposit(100 * USDC, who, sender=who),
+            "pool: insolvent",
+            setup=insolvent_pool,
+            views=attacker_requests,
+        ),
+        R(
+            "request_deposit",
+            "open positions, oracle stale",
+            "attacker",
+            lambda x, who: x.pool.request_deposit(100 * USDC, who, sender=who),
+            "oracle: stale answer",
+            setup=stale,
+            views=attacker_requests,
+        ),
+        R(
+            "request_deposit",
+            "nothing approved to the pool",
+            "keeper",
+            lambda x, who: x.pool.request_deposit(1 * USDC, who, sender=who),
+            "erc20: insufficient allowance",
+            views=request_views("keeper"),
+        ),
+        R(
+            "request_deposit",
+            "assets within the balance, assets + execution fee above it",
+            "attacker",
+            lambda x, who: x.pool.request_deposit(999 * USDC, who, sender=who),
+            "erc20: transfer amount exceeds balance",
+            views=attacker_requests,
+        ),
+        R(
+            "request_deposit",
+            "asset's transferFrom returns False",
+            "attacker",
+            lambda x, who: x.mini_pool.request_deposit(100 * USDC, who, sender=who),
+            "pool: transfer failed",
+            setup=mini_settlement_lies,
+            token="QS",
+            views=mini_views,
+        ),
+        R(
+            "request_deposit",
+            "asset charges a fee on transfer",
+            "attacker",
+            lambda x, who: x.mini_pool.request_deposit(100 * USDC, who, sender=who),
+            "pool: fee on transfer",
+            setup=mini_settlement_charges_a_fee,
+            token="QS",
+            views=mini_views,
+        ),
+        R(
+            "request_redeem",
+            "the owner's redemption request still pending",
+            "lp",
+            lambda x, who: x.pool.request_redeem(10**12, who, who, sender=who),
+            "pool: request pending",
+            setup=redemption_requested(lambda x: 10**12),
+            views=lp_requests,
+        ),
+        R(
+            "request_redeem",
+            "the owner's deposit request still pending, sent by a third party with allowance",
+            "keeper",
+            lambda x, who: x.pool.request_redeem(10**12, who, x.lp, sender=who),
+            "pool: request pending",
+            setup=then(lp_deposit_requested, lambda x: x.pool.approve(x.keeper, MAX_UINT, sender=x.lp)),
+            views=lp_requests,
+        ),
+        R(
+            "request_redeem",
+            "shares 0",
+            "lp",
+            lambda x, who: x.pool.request_redeem(0, who, who, sender=who),
+            "pool: zero amount",
+            views=lp_requests,
+        ),
+        R(
+            "request_redeem",
+            "1 share unit (worth no token unit)",
+            "lp",
+            lambda x, who: x.pool.request_redeem(1, who, who, sender=who),
+            "pool: zero amount",
+            views=lp_requests,
+        ),
+        R(
+            "request_redeem",
+            "a held collateral's feed (WBTC) stale, the markets' in use fresh",
+            "lp",
+            lambda x, who: x.pool.request_redeem(10**12, who, who, sender=who),
+            "pool: collateral feed down",
+            setup=wbtc_stale,
+            views=lp_requests,
+        ),
+        R(
+            "request_redeem",
+            "shares still in their cooldown",
+            "attacker",
+            lambda x, who: x.pool.request_redeem(attacker_locked(x), who, who, sender=who),
+            "pool: cooldown",
+            setup=lp_cooldown,
+            views=attacker_requests,
+        ),
+        R(
+            "request_redeem",
+            "someone else's shares without allowance",
+            "attacker",
+            lambda x, who: x.pool.request_redeem(10**12, who, x.lp, sender=who),
+            "erc20: insufficient allowance",
+            views=lp_requests,
+        ),
+        R(
+            "request_redeem",
+            "balance + 1",
+            "lp",
+            lambda x, who: x.pool.request_redeem(lp_all(x) + 1, who, who, sender=who),
+            "pool: insufficient shares",
+            views=lp_requests,
+        ),
+        R(
+            "request_redeem",
+            "execution fee not approved to the pool",
+            "lp",
+            lambda x, who: x.pool.request_redeem(10**12, who, who, sender=who),
+            "erc20: insufficient allowance",
+            setup=mint_to("USDC", "lp", 10 * USDC),
+            views=lp_requests,
+        ),
+        R(
+            "execute_request",
+            "a controller without a request",
+            "keeper",
+            lambda x, who: x.pool.execute_request(x.attacker, sender=who),
+            "pool: no request",
+            views=attacker_requests,
+        ),
+        R(
+            "execute_request",
+            "controller zero address",
+            "keeper",
+            lambda x, who: x.pool.execute_request(ZERO, sender=who),
+            "pool: no request",
+        ),
+        R(
+            "execute_request",
+            "a request already executed",
+            "keeper",
+            lambda x, who: x.pool.execute_request(x.attacker, sender=who),
+            "pool: no request",
+            setup=then(deposit_requested(), request_executed("attacker")),
+            views=attacker_requests,
+        ),
+        R(
+            "execute_request",
+            "one second before executable_at",
+            "keeper",
+            lambda x, who: x.pool.execute_request(x.attacker, sender=who),
+            "pool: request not due",
+            setup=then(deposit_requested(), request_at("attacker", -1)),
+            views=attacker_requests,
+        ),
+        R(
+            "execute_request",
+            "one second after its window (executable_at + 900)",
+            "keeper",
+            lambda x, who: x.pool.execute_request(x.lp, sender=who),
+            "pool: request lapsed",
+            setup=then(redemption_requested(), request_at("lp", REQUEST_WINDOW + 1)),
+            views=lp_requests,
+        ),
+        R(
+            "execute_request",
+            "deposit: the pool insolvent since the request",
+            "keeper",
+            lambda x, who: x.pool.execute_request(x.attacker, sender=who),
+            "pool: insolvent",
+            setup=then(deposit_requested(), insolvent_pool, request_due("attacker")),
+            views=attacker_requests,
+        ),
+        R(
+            "execute_request",
+            "deposit: a held collateral's feed (WBTC) halted since the request",
+            "keeper",
+            lambda x, who: x.pool.execute_request(x.attacker, sender=who),
+            "pool: collateral feed down",
+            setup=then(deposit_requested(), wbtc_halted, request_due("attacker")),
+            views=attacker_requests,
+        ),
+        R(
+            "execute_request",
+            "deposit paid by the attacker to an LP that has four lots in their cooldown since",
+            "keeper",
+            lambda x, who: x.pool.execute_request(x.attacker, sender=who),
+            "pool: too many locked deposits",
+            setup=then(deposit_requested(lambda x: x.lp, assets=1), lp_four_gift_lots, request_due("attacker")),
+            views=request_views("attacker", "lp"),
+        ),
+        R(
+            "execute_request",
+            "deposit requested for the zero address",
+            "keeper",
+            lambda x, who: x.pool.execute_request(x.attacker, sender=who),
+            "erc20: mint to the zero address",
+            setup=then(deposit_requested(lambda x: ZERO), request_due("attacker")),
+            views=attacker_requests,
+        ),
+        R(
+            "execute_request",
+            "redemption: a held collateral's feed (WBTC) halted since the request",
+            "keeper",
+            lambda x, who: x.pool.execute_request(x.lp, sender=who),
+            "pool: collateral feed down",
+            setup=then(redemption_requested(lambda x: 10**12), wbtc_halted, request_due("lp")),
+            views=lp_requests,
+        ),
+        R(
+            "execute_request",
+            "redemption: shares worth 1 micro-USDC at the request, none once traders are in profit",
+            "keeper",
+            lambda x, who: x.pool.execute_request(x.lp, sender=who),
+            "pool: zero amount",
+            setup=then(redemption_requested(worth_one_unit), traders_in_profit, request_due("lp")),
+            views=lp_requests,
+        ),
+        R(
+            "execute_request",
+            "redemption: all the LP's shares, past the open-interest reserve",
+            "keeper",
+            lambda x, who: x.pool.execute_request(x.lp, sender=who),
+            "pool: open interest reserve",
+            setup=then(reserve_nearly_full, redemption_requested(), request_due("lp")),
+            views=lp_requests,
+        ),
+        R(
+            "execute_request",
+            "redemption: all the LP's shares, more than the pool's liquidity (reserve off)",
+            "keeper",
+            lambda x, who: x.pool.execute_request(x.lp, sender=who),
+            "clearinghouse: pool liquidity",
+            setup=then(reserve_aside, traders_at_a_loss, redemption_requested(), request_due("lp")),
+            views=lp_requests,
+        ),
+        R(
+            "execute_request",
+            "redemption requested for the zero address",
+            "keeper",
+            lambda x, who: x.pool.execute_request(x.lp, sender=who),
+            "erc20: transfer to the zero address",
+            setup=then(redemption_requested(lambda x: 10**12, lambda x: ZERO), request_due("lp")),
+            views=lp_requests,
+        ),
+        R(
+            "lapse_request",
+            "a controller without a request",
+            "keeper",
+            lambda x, who: x.pool.lapse_request(x.attacker, sender=who),
+            "pool: no request",
+            views=attacker_requests,
+        ),
+        R(
+            "lapse_request",
+            "a request already lapsed",
+            "keeper",
+            lambda x, who: x.pool.lapse_request(x.attacker, sender=who),
+            "pool: no request",
+            setup=then(deposit_requested(), request_lapsed("attacker")),
+            views=attacker_requests,
+        ),
+        R(
+            "lapse_request",
+            "a request not yet due",
+            "keeper",
+            lambda x, who: x.pool.lapse_request(x.attacker, sender=who),
+            "pool: request live",
+            setup=deposit_requested(),
+            views=attacker_requests,
+        ),
+        R(
+            "lapse_request",
+            "the last second of its window (executable_at + 900), by its controller",
+            "lp",
+            lambda x, who: x.pool.lapse_request(who, sender=who),
+            "pool: request live",
+            setup=then(redemption_requested(), request_at("lp", REQUEST_WINDOW)),
+            views=lp_requests,
         ),
         R(
             "transfer",

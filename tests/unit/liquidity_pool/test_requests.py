@@ -1,0 +1,242 @@
+"""LiquidityPool requests: a deposit or a redemption a keeper executes `settlement_delay` later,
+at the worse of the two values for the LP (issue 9, item 2, the LP half; the attack replayed in
+tests/e2e/test_known_round_lp.py)."""
+
+import ape
+import pytest
+
+from tests.conftest import USDC
+
+COOLDOWN = 900
+WINDOW = 900  # REQUEST_WINDOW
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _module_fixtures_first(
+    protocol,
+    ch,
+    seeded_pool,
+    make_account,
+    set_price,
+    deployer,
+    trader,
+    lp,
+    attacker,
+    other_trader,
+    keeper,
+    pool,
+    usdc,
+    fee,
+    delay,
+):
+    """Module fixtures once, the seed's cooldown passed; a trader holds a 100 ETH long, so the
+    book is open and the pool's value moves with the ETH price."""
+    ape.chain.pending_timestamp += COOLDOWN
+    make_account(trader, collateral_usd=100_000, leverage=2)
+
+
+@pytest.fixture(scope="module")
+def pool(protocol):
+    return protocol.pool
+
+
+@pytest.fixture(scope="module")
+def usdc(protocol):
+    return protocol.settlement
+
+
+@pytest.fixture(scope="module")
+def fee(protocol):
+    return int(protocol.orders.execution_fee())
+
+
+@pytest.fixture(scope="module")
+def delay(protocol):
+    return int(protocol.orders.settlement_delay())
+
+
+def mint_to(usdc, who, amount, pool):
+    usdc.mint(who, amount, sender=who)
+    usdc.approve(pool, 2**256 - 1, sender=who)
+
+
+def last(receipt, name):
+    [found] = [e for e in receipt.events if e.event_name == name]
+    return found
+
+
+# ---------------------------------------------------------------- redemption requests
+
+
+def test_request_redeem__escrows_the_shares_and_the_fee_and_records_the_value(pool, usdc, lp, fee, delay):
+    mint_to(usdc, lp, fee, pool)
+    shares = 10**15
+    worth = pool.convertToAssets(shares)
+    supply, balance, wallet = pool.totalSupply(), pool.balanceOf(lp), usdc.balanceOf(lp)
+    receipt = pool.request_redeem(shares, lp, lp, sender=lp)
+    placed = last(receipt, "RequestPlaced")
+    now = ape.chain.blocks.head.timestamp
+    assert (placed.controller, placed.receiver, placed.deposit) == (lp.address, lp.address, False)
+    assert (placed.assets, placed.shares, placed.executable_at, placed.fee) == (worth, shares, now + delay, fee)
+    request = pool.requests(lp)
+    assert (request.assets, request.shares, request.executable_at, request.fee) == (worth, shares, now + delay, fee)
+    assert pool.balanceOf(lp) == balance - shares and pool.balanceOf(pool) == shares
+    assert pool.totalSupply() == supply  # escrowed, not burned
+    assert usdc.balanceOf(lp) == wallet - fee and usdc.balanceOf(pool) == fee
+
+
+def test_request_redeem__one_request_per_controller(pool, usdc, lp, fee):
+    mint_to(usdc, lp, 2 * fee, pool)
+    pool.request_redeem(10**15, lp, lp, sender=lp)
+    with ape.reverts("pool: request pending"):
+        pool.request_redeem(10**15, lp, lp, sender=lp)
+    with ape.reverts("pool: request pending"):
+        pool.request_deposit(1_000 * USDC, lp, sender=lp)
+
+
+def test_request_redeem__refusals(pool, usdc, lp, attacker, fee):
+    mint_to(usdc, attacker, 1_000 * USDC, pool)
+    with ape.reverts("pool: insufficient shares"):
+        pool.request_redeem(10**15, attacker, attacker, sender=attacker)
+    with ape.reverts("pool: zero amount"):
+        pool.request_redeem(0, lp, lp, sender=lp)
+    with ape.reverts("erc20: insufficient allowance"):
+        pool.request_redeem(10**15, attacker, lp, sender=attacker)
+    # shares a requested deposit minted are in their cooldown
+    pool.request_deposit(1_000 * USDC - fee, attacker, sender=attacker)
+    ape.chain.pending_timestamp += 60
+    pool.execute_request(attacker, sender=lp)
+    with ape.reverts("pool: cooldown"):
+        pool.request_redeem(pool.balanceOf(attacker), attacker, attacker, sender=attacker)
+
+
+def test_request_redeem__by_an_approved_spender__the_owner_controls_it(pool, usdc, lp, attacker, keeper, fee):
+    pool.approve(attacker, 10**15, sender=lp)
+    mint_to(usdc, attacker, fee, pool)
+    pool.request_redeem(10**15, attacker, lp, sender=attacker)
+    assert pool.allowance(lp, attacker) == 0
+    assert pool.requests(lp).receiver == attacker.address
+    ape.chain.pending_timestamp += 60
+    before = usdc.balanceOf(attacker)
+    pool.execute_request(lp, sender=keeper)
+    assert usdc.balanceOf(attacker) > before
+
+
+def test_execute_request__timing(pool, usdc, lp, keeper, fee, delay):
+    with ape.reverts("pool: no request"):
+        pool.execute_request(lp, sender=keeper)
+    mint_to(usdc, lp, fee, pool)
+    pool.request_redeem(10**15, lp, lp, sender=lp)
+    executable_at = pool.requests(lp).executable_at
+    ape.chain.pending_timestamp = executable_at - 1
+    with ape.reverts("pool: request not due"):
+        pool.execute_request(lp, sender=keeper)
+    with ape.reverts("pool: request live"):
+        pool.lapse_request(lp, sender=keeper)
+    ape.chain.pending_timestamp = executable_at + WINDOW + 1
+    with ape.reverts("pool: request lapsed"):
+        pool.execute_request(lp, sender=keeper)
+
+
+@pytest.mark.parametrize("new_price", [2_100, 1_900])
+def test_execute_redeem__pays_the_smaller_of_the_two_values(pool, usdc, lp, keeper, set_price, fee, new_price):
+    mint_to(usdc, lp, fee, pool)
+    shares = 10**18
+    pool.request_redeem(shares, lp, lp, sender=lp)
+    at_request = pool.requests(lp).assets
+    set_price("WETH", new_price)  # the long's profit costs the pool (2,100) or its loss pays it (1,900)
+    ape.chain.pending_timestamp = pool.requests(lp).executable_at
+    worth_now = pool.convertToAssets(shares)  # at the round; the execution adds a few seconds of funding
+    supply, wallet, keeper_wallet = pool.totalSupply(), usdc.balanceOf(lp), usdc.balanceOf(keeper)
+    receipt = pool.execute_request(lp, sender=keeper)
+    paid = usdc.balanceOf(lp) - wallet
+    executed = last(receipt, "RequestExecuted")
+    withdrawn = last(receipt, "Withdraw")
+    if new_price > 2_000:  # the value fell: paid what the shares are worth now
+        assert worth_now < at_request - 500 * USDC
+        assert abs(paid - worth_now) <= 10 * USDC
+    else:  # it rose: paid what they were worth at the request, the rise stays with the pool
+        assert worth_now > at_request + 500 * USDC
+        assert paid == at_request
+    assert (executed.assets, executed.shares, executed.fee, executed.keeper) == (paid, shares, fee, keeper.address)
+    assert (withdrawn.owner, withdrawn.receiver, withdrawn.assets, withdrawn.shares) == (lp.address, lp.address, paid, shares)
+    assert pool.totalSupply() == supply - shares and pool.balanceOf(pool) == 0
+    assert usdc.balanceOf(keeper) == keeper_wallet + fee and usdc.balanceOf(pool) == 0
+    assert pool.requests(lp).executable_at == 0
+
+
+def test_lapse_request__returns_the_escrow_and_the_fee_to_the_owner(pool, usdc, lp, keeper, fee):
+    mint_to(usdc, lp, fee, pool)
+    balance, wallet = pool.balanceOf(lp), usdc.balanceOf(lp)
+    pool.request_redeem(10**15, lp, lp, sender=lp)
+    ape.chain.pending_timestamp = pool.requests(lp).executable_at + WINDOW + 1
+    keeper_wallet = usdc.balanceOf(keeper)
+    receipt = pool.lapse_request(lp, sender=keeper)
+    lapsed = last(receipt, "RequestLapsed")
+    assert (lapsed.controller, lapsed.deposit, lapsed.assets, lapsed.shares, lapsed.fee, lapsed.keeper) == (
+        lp.address,
+        False,
+        0,
+        10**15,
+        fee,
+        keeper.address,
+    )
+    assert pool.balanceOf(lp) == balance and pool.balanceOf(pool) == 0
+    # the fee goes back: a keeper paid for lapses would let requests lapse rather than execute them
+    assert usdc.balanceOf(lp) == wallet and usdc.balanceOf(keeper) == keeper_wallet
+    with ape.reverts("pool: no request"):
+        pool.lapse_request(lp, sender=keeper)
+
+
+# ---------------------------------------------------------------- deposit requests
+
+
+def test_request_deposit__refusals(pool, usdc, attacker):
+    mint_to(usdc, attacker, 10 * USDC, pool)
+    with ape.reverts("pool: zero amount"):
+        pool.request_deposit(0, attacker, sender=attacker)
+
+
+@pytest.mark.parametrize("new_price", [2_100, 1_900])
+def test_execute_deposit__mints_the_smaller_of_the_two_share_counts(pool, usdc, attacker, keeper, set_price, fee, new_price):
+    assets = 100_000 * USDC
+    mint_to(usdc, attacker, assets + fee, pool)
+    pool.request_deposit(assets, attacker, sender=attacker)
+    assert usdc.balanceOf(pool) == assets + fee and usdc.balanceOf(attacker) == 0
+    at_request = pool.requests(attacker).shares
+    assert at_request == pool.previewDeposit(assets)
+    set_price("WETH", new_price)
+    ape.chain.pending_timestamp = pool.requests(attacker).executable_at
+    worth_now = pool.previewDeposit(assets)
+    receipt = pool.execute_request(attacker, sender=keeper)
+    minted = last(receipt, "RequestExecuted").shares
+    if new_price < 2_000:  # the pool gained: a share costs more now, and fewer are minted
+        assert worth_now < at_request * 9_999 // 10_000
+        assert abs(minted - worth_now) <= worth_now // 100_000
+    else:
+        assert worth_now > at_request * 10_001 // 10_000
+        assert minted == at_request
+    assert pool.balanceOf(attacker) == minted == pool.locked_shares(attacker)
+    assert usdc.balanceOf(pool) == 0 and usdc.balanceOf(keeper) >= fee
+
+
+def test_execute_deposit__a_third_party_cannot_extend_a_full_set_of_lots(pool, usdc, attacker, lp, keeper):
+    mint_to(usdc, lp, 10_000 * USDC, pool)
+    mint_to(usdc, attacker, 10_000 * USDC, pool)
+    for _ in range(4):  # the LP's own deposits fill its four lots
+        pool.deposit(1_000 * USDC, lp, sender=lp)
+        ape.chain.pending_timestamp += 1
+    pool.request_deposit(1 * USDC, lp, sender=attacker)
+    ape.chain.pending_timestamp = pool.requests(attacker).executable_at
+    with ape.reverts("pool: too many locked deposits"):
+        pool.execute_request(attacker, sender=keeper)
+
+
+def test_lapse_deposit__returns_the_tokens_to_the_payer(pool, usdc, attacker, lp, keeper, fee):
+    mint_to(usdc, attacker, 1_000 * USDC + fee, pool)
+    pool.request_deposit(1_000 * USDC, lp, sender=attacker)
+    ape.chain.pending_timestamp = pool.requests(attacker).executable_at + WINDOW + 1
+    wallet = usdc.balanceOf(attacker)
+    pool.lapse_request(attacker, sender=lp)  # anyone may lapse it: the tokens and the fee go back to the payer
+    assert usdc.balanceOf(attacker) == wallet + 1_000 * USDC + fee
+    assert usdc.balanceOf(pool) == 0
