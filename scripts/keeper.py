@@ -1,10 +1,10 @@
-"""Keeper bot: liquidate unhealthy accounts of a deployed protocol and fill its due orders, as a
-long-running process.
+"""Keeper bot: liquidate unhealthy accounts of a deployed protocol, fill its due orders and execute
+its LPs' due deposit and redemption requests, as a long-running process.
 
     ape run keeper --network ethereum:local:node                       # anvil (make anvil), test account 1
     ape run keeper --network ethereum:local:node --poll 2 --max-iterations 30
     ape run keeper --network ethereum:sepolia:node --account mykeeper --min-profit 5 --from-block 5000000
-    ape run keeper --network ethereum:local:node --no-orders            # liquidate only
+    ape run keeper --network ethereum:local:node --no-orders            # liquidate only (no orders, no LP requests)
     ape run keeper --network ethereum:local:node --realise-above 50000  # and price large open losses
 
 Reads deployments/<ecosystem>-<network>-<provider>.json (or --deployment FILE), indexes accounts
@@ -12,10 +12,13 @@ from the Clearinghouse's events since the deployment block (recorded in the file
 node, or --from-block), mirrors their health off-chain, confirms with MarginLens.healths, and
 liquidates when the reward beats the gas (at --gas-price-gwei, or the node's gas price). It
 indexes the pending orders from Orders' events too and fills each a round has made due when its
-execution fee beats a fill's gas; --no-orders leaves them to other keepers (with none filling,
-every trade lapses). Each action is one line; Ctrl-C stops it with a one-line summary. The
-signer is an ape account alias (--account); on a local network it may be a test account index,
-test account 1 by default.
+execution fee beats a fill's gas, and likewise the LPs' requests from the pool's events: each in
+its window whose fee beats an execution's gas is executed. One past its window is left alone:
+lapse_request pays its caller nothing (the escrow and the fee go back to the LP, who may send it
+itself). --no-orders leaves both to other keepers (with none filling, every trade and every LP
+request lapses). Each action is one line; Ctrl-C stops it with a one-line summary. The signer is
+an ape account alias (--account); on a local network it may be a test account index, test
+account 1 by default.
 """
 
 import sys
@@ -48,12 +51,14 @@ from marginsim.bots import (
     type=float,
     default=0.0,
     show_default=True,
-    help="USD a liquidation or a fill must beat its gas by",
+    help="USD a liquidation, a fill or an LP request must beat its gas by",
 )
 @click.option("--gas-price-gwei", type=float, default=None, help="gas price for the profit test (default: the node's)")
 @click.option("--max-iterations", type=int, default=None, help="stop after this many iterations (default: run until Ctrl-C)")
 @click.option("--from-block", type=int, default=None, help="index events from this block (default: the deployment block)")
-@click.option("--no-orders", is_flag=True, default=False, help="liquidate only: leave due orders to other keepers")
+@click.option(
+    "--no-orders", is_flag=True, default=False, help="liquidate only: leave due orders and LP requests to other keepers"
+)
 @click.option(
     "--realise-above",
     "realise_above_usd",

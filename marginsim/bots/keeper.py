@@ -18,16 +18,26 @@ Each iteration (`KeeperBot.step`) does, in order:
    (`FILL_GAS`) plus `min_profit_usd`. An order whose round has passed is not sent: execute_order
    would only cancel it, paying the keeper nothing (its owner, or anyone, may `cancel_order` it).
    Without orders filled every trade lapses, so a keeper that only liquidates must say so
-   (`fill_orders=False`, `--no-orders`).
+   (`fill_orders=False`, `--no-orders`);
+7. after the fills, execute the LP requests the time has made due (`keeper.requests`: the
+   pending requests from the pool's events, `due_requests` at the head block's time): each in
+   its window whose fee beats the gas of an execution (`REQUEST_GAS`) plus `min_profit_usd`,
+   after a dry run (a revert mined would cost the gas). A request past its window is left
+   alone: `lapse_request` pays its caller nothing (the escrow and the fee go back to the LP), so
+   it waits on chain for its LP to lapse it. `--no-orders` leaves the requests too: with no
+   keeper executing them, LPs cannot come or go while the book is open.
 
 An asset whose price the router refuses (a circuit breaker's halt, a stale round) leaves its
 accounts alone until it returns, with one line when that starts and when it ends.
 
 A liquidation that reverts (another keeper's landed first, or the account recovered) is logged
 as a lost race and the bot moves on; so is a fill that reverts "orders: no order" (another
-keeper filled or cancelled it first), and a fill the router refuses (no price) waits. Reads that
-fail (a node hiccup) skip the iteration with one line. Every action is one log line naming the
-block, the account, the market, the size, the reward (or fee) and the gas.
+keeper filled or cancelled it first), and a fill the router refuses (no price) waits; likewise a
+request execution that reverts "pool: no request" (another keeper came first) is a lost race,
+and one the pool refuses now (its reserve, its liquidity, a feed down) waits, said once.
+Reads that fail (a node hiccup) skip the iteration with one line. Every action is one log line
+naming the block, the account (or the LP), the market, the size (or the amounts), the reward
+(or fee) and the gas.
 """
 
 from __future__ import annotations
@@ -55,6 +65,8 @@ from marginsim.keeper.planner import (
     losses_to_realise,
     plan_liquidations,
 )
+from marginsim.keeper.requests import REQUEST_GAS, PendingRequest, RequestIndexer, due_requests
+from marginsim.keeper.requests import execute as execute_request
 from marginsim.protocol import Protocol
 from marginsim.sim.scenario import KeeperSpec
 
@@ -69,11 +81,12 @@ class KeeperConfig:
 
     name: str = "keeper"
     poll_seconds: float = 12.0  # between iterations: about one block
-    min_profit_usd: float = 0.0  # a liquidation must beat its gas by this much
+    min_profit_usd: float = 0.0  # a liquidation, an order fill or an LP request must beat its gas by this much
     gas_price_gwei: float | None = None  # None: the provider's gas price at each iteration
     log_block_range: int = 2_000  # blocks per eth_getLogs call (public nodes cap the range)
     parameter_refresh_iterations: int = 25  # governed parameters are re-read this often (~5 min)
-    fill_orders: bool = True  # fill due orders for their fee; False (--no-orders): liquidate only
+    # fill due orders and execute due LP requests, each for its fee; False (--no-orders): liquidate only
+    fill_orders: bool = True
     realise_above_usd: float | None = None  # realise open losses this large into debts (--realise-above); None: never
 
     def __post_init__(self) -> None:
@@ -99,13 +112,14 @@ class KeeperSummary:
     liquidations: int = 0
     collateral_sales: int = 0
     lost_races: int = 0
-    skipped_unprofitable: int = 0  # liquidations and order fills not worth their gas, each iteration
+    skipped_unprofitable: int = 0  # liquidations, order fills and LP requests not worth their gas, each iteration
     failed_iterations: int = 0
     orders_filled: int = 0
     orders_cancelled: int = 0  # sent, and cancelled by Orders (refused at the fill): no fee earned
+    requests_executed: int = 0  # LP deposit and redemption requests executed, each for its fee
     losses_realised: int = 0  # open losses realised into debts (--realise-above): unpaid, for the LPs
     revenue_usd: float = 0.0  # keeper rewards and execution fees received
-    fee_revenue_usd: float = 0.0  # of which execution fees
+    fee_revenue_usd: float = 0.0  # of which execution fees (orders' and LP requests')
     gas_used: int = 0  # by every transaction the keeper sent
     gas_usd: float = 0.0
     interrupted: bool = False
@@ -116,6 +130,7 @@ class KeeperSummary:
             f"keeper {how} after {self.iterations} iterations: {self.liquidations} liquidations, "
             f"{self.collateral_sales} collateral sales, {self.orders_filled} orders filled, "
             f"{self.orders_cancelled} cancelled, {self.lost_races} lost races, "
+            f"{self.requests_executed} LP requests executed, "
             f"{self.skipped_unprofitable} skipped as unprofitable, {self.losses_realised} losses realised, "
             f"revenue ${self.revenue_usd:,.2f} "
             f"(fees ${self.fee_revenue_usd:,.2f}), "
@@ -157,6 +172,16 @@ class PlannedFill:
     gas_usd: float  # FILL_GAS at the iteration's gas price
 
 
+@dataclass(frozen=True)
+class PlannedRequest:
+    """A due LP request worth executing: its fee against the gas of an execution."""
+
+    controller: str  # the LP: a deposit's payer, a redemption's owner
+    request: PendingRequest
+    fee_usd: float
+    gas_usd: float  # REQUEST_GAS at the iteration's gas price
+
+
 @dataclass
 class Plan:
     """What one iteration decided to send, before sending it."""
@@ -167,6 +192,7 @@ class Plan:
     liquidations: list[PlannedLiquidation] = field(default_factory=list)
     collateral_sales: list[int] = field(default_factory=list)  # accounts
     fills: list[PlannedFill] = field(default_factory=list)
+    requests: list[PlannedRequest] = field(default_factory=list)  # in the order they were placed
     realisations: list[PlannedRealisation] = field(default_factory=list)
 
 
@@ -236,6 +262,10 @@ class KeeperBot:
         # what was last said of each order not sent, (account, market, executable_at) -> why, so
         # it is said once; an order whose round passed stays here and is not looked at again
         self._order_notes: dict[tuple[int, int, int], str] = {}
+        self.requests = RequestIndexer(chain, protocol.pool, from_block, config.log_block_range) if config.fill_orders else None
+        # likewise for LP requests not sent or refused, (controller, executable_at) -> why, while due
+        self._request_notes: dict[tuple[str, int], str] = {}
+        self._share_unit: tuple[int, str] | None = None  # the pool's 10 ** decimals and symbol, read once
 
     # ------------------------------------------------------------------ the loop
     def run(self, max_iterations: int | None = None, sleep: Callable[[float], None] = time.sleep) -> KeeperSummary:
@@ -246,6 +276,7 @@ class KeeperBot:
         )
         if self.orders is None:
             self.log("keeper: --no-orders: liquidating only; orders lapse unless another keeper fills them")
+            self.log("keeper: --no-orders: LP requests too: they lapse unless another keeper executes them")
         iterations, interrupted = run_loop(self.step, sleep, max_iterations)
         self.summary.iterations = iterations
         self.summary.interrupted = interrupted
@@ -401,6 +432,13 @@ class KeeperBot:
             except CHAIN_ERRORS as error:  # a node hiccup: the liquidations planned above still go
                 self.summary.failed_iterations += 1
                 self.log(f"block {data.block}  order fills skipped: cannot read the chain: {first_line(error)}")
+        if self.requests is not None:
+            try:
+                self.requests.update(data.block)  # on a failed read it is left as it was
+                plan.requests = self._plan_requests(data, gas_price)
+            except CHAIN_ERRORS as error:  # a node hiccup: what was planned above still goes
+                self.summary.failed_iterations += 1
+                self.log(f"block {data.block}  LP requests skipped: cannot read the chain: {first_line(error)}")
         return plan
 
     def _plan_fills(self, data: MarketData, gas_price: float) -> list[PlannedFill]:
@@ -445,6 +483,41 @@ class KeeperBot:
                     self._order_notes.pop(key, None)
                 fills.append(PlannedFill(account, market, order, fee_usd, gas_usd))
         return fills
+
+    def _plan_requests(self, data: MarketData, gas_price: float) -> list[PlannedRequest]:
+        """The due LP requests worth executing (`due_requests` at the head block's time), each
+        whose fee beats the gas of an execution (`REQUEST_GAS`) plus `min_profit_usd`. Those not
+        due yet wait; those past their window are dropped (with what was said of them): they are
+        their LPs' to lapse, for no pay."""
+        due = due_requests(self.requests.pending, data.timestamp)
+        live = {(controller, request.executable_at) for controller, request in due}
+        self._request_notes = {key: note for key, note in self._request_notes.items() if key in live}
+        gas_usd = self.keeper.model.gas_cost_usd(REQUEST_GAS, gas_price, data.eth_price_usd)
+        planned: list[PlannedRequest] = []
+        for controller, request in due:
+            key = (controller, request.executable_at)
+            fee_usd = request.fee * self._settlement_to_wad / WAD
+            if fee_usd < gas_usd + self.config.min_profit_usd:
+                self.summary.skipped_unprofitable += 1
+                self._note_request(
+                    key,
+                    "unprofitable",
+                    f"block {data.block}  {_request_text(controller, request.deposit)}: execution fee ${fee_usd:,.2f} "
+                    f"< gas ${gas_usd:,.2f} + min profit ${self.config.min_profit_usd:,.2f}, skipped",
+                )
+                continue
+            if self._request_notes.get(key) == "unprofitable":  # said again if it turns so again
+                self._request_notes.pop(key)
+            planned.append(PlannedRequest(controller, request, fee_usd, gas_usd))
+        if planned and self._share_unit is None:
+            self._share_unit = (10 ** int(self.protocol.pool.decimals()), str(self.protocol.pool.symbol()))
+        return planned
+
+    def _note_request(self, key: tuple[str, int], note: str, line: str) -> None:
+        """Log why an LP request is not sent (or waits), once for as long as the reason holds."""
+        if self._request_notes.get(key) != note:
+            self._request_notes[key] = note
+            self.log(line)
 
     def _note_order(self, key: tuple[int, int, int], note: str, line: str) -> None:
         """Log why an order is not sent, once for as long as the reason holds."""
@@ -502,6 +575,8 @@ class KeeperBot:
         # paid fills before unpaid realisations: an order whose round passes while we wait is lost
         for planned in plan.fills:
             self._fill(planned, plan)
+        for planned in plan.requests:  # paid too: a request whose window passes pays no keeper
+            self._execute_request(planned, plan)
         liquidated = {p.candidate.account for p in plan.liquidations} | sold
         for realisation in plan.realisations[:REALISATIONS_PER_ITERATION]:
             if realisation.account not in liquidated:  # changed since the plan: next iteration
@@ -570,6 +645,54 @@ class KeeperBot:
                 f"fee ${planned.fee_usd:,.2f} {where}  gas {done.gas_used:,} (${gas_usd:,.2f})"
             )
 
+    def _execute_request(self, planned: PlannedRequest, plan: Plan) -> None:
+        """Send one due LP request's execute_request and log what came of it; a revert is logged,
+        never raised: "pool: no request" is a lost race (another keeper executed it first, or its
+        LP lapsed it), anything else (the pool cannot pay or admit it now, or its window just
+        ended) waits, said once per reason."""
+        request, what = planned.request, _request_text(planned.controller, planned.request.deposit)
+        try:
+            # a dry run at the head first: a revert mined costs the keeper its gas (a request the
+            # pool cannot pay now would cost it again at every iteration), one called costs nothing
+            self.protocol.pool.execute_request.call(planned.controller, sender=self.signer)
+            done = execute_request(self.protocol, self.signer, planned.controller)
+        except REVERTS as error:
+            self._count_gas(getattr(error, "txn", None), plan)
+            reason = first_line(error)
+            if "pool: no request" in reason:
+                self.summary.lost_races += 1
+                self.log(f"block {plan.block}  {what}: execution reverted, lost the race: {reason}")
+            else:  # its window just ended ("pool: request lapsed"): no longer due, left to its LP
+                how = "its window ended, left to its LP" if "pool: request lapsed" in reason else "waits"
+                line = f"block {plan.block}  {what}: execution reverted, {how}: {reason}"
+                self._note_request((planned.controller, request.executable_at), reason, line)
+            return
+        receipt = done.receipt
+        gas_usd = self._count_gas(receipt, plan)
+        fee_usd = done.fee * self._settlement_to_wad / WAD
+        self.summary.requests_executed += 1
+        self.summary.revenue_usd += fee_usd
+        self.summary.fee_revenue_usd += fee_usd
+        if done.deposit:
+            moved = f"{self._usd_text(done.assets)} for {self._shares_text(done.shares)}"
+        else:
+            moved = f"{self._shares_text(done.shares)} for {self._usd_text(done.assets)}"
+        self.log(
+            f"block {receipt.block_number}  executed the {'deposit' if done.deposit else 'redemption'} request of "
+            f"{planned.controller}: {moved} to {done.receiver}  fee ${fee_usd:,.2f}  gas {done.gas_used:,} (${gas_usd:,.2f})"
+        )
+
+    def _usd_text(self, amount: int) -> str:
+        """Settlement token units as dollars: "$1,000.00"."""
+        return f"${amount * self._settlement_to_wad / WAD:,.2f}"
+
+    def _shares_text(self, shares: int) -> str:
+        """Pool shares in whole shares with the pool's symbol: "999.000000 msLP"."""
+        if self._share_unit is None:
+            self._share_unit = (10 ** int(self.protocol.pool.decimals()), str(self.protocol.pool.symbol()))
+        unit, symbol = self._share_unit
+        return f"{shares / unit:,.6f} {symbol}"
+
     def _sell_collateral(self, account: int, plan: Plan) -> bool:
         """Buy `account`'s collateral at the liquidation discount if it has no positions and a
         debt (Protocol.sell_collateral checks that on chain); True when something was bought."""
@@ -627,6 +750,11 @@ class KeeperBot:
 
 def _health_text(health: int) -> str:
     return "no positions" if health == MAX_UINT else f"{health / WAD:.4f}"
+
+
+def _request_text(controller: str, deposit: bool) -> str:
+    """An LP request, for the log: "deposit request of 0xAb..."."""
+    return f"{'deposit' if deposit else 'redemption'} request of {controller}"
 
 
 def _size_text(size_delta: int, market_name: str) -> str:
