@@ -14,6 +14,9 @@ from marginsim.orders import place
 from marginsim.protocol import account_id
 from tests.sim.test_bots import market, script  # noqa: F401  (market: the module fixture, reused)
 
+# the keeper bot filling orders against the embedded chain: `make test-slow` (see the README's Tests)
+pytestmark = pytest.mark.slow
+
 WAD = 10**18
 USDC = 10**6
 ETH_PRICE = 2_000  # the deployment's WETH price; the traders' trades leave it there

@@ -20,6 +20,9 @@ from marginsim.sim.engine import run_simulation, signers_needed
 from marginsim.sim.report import summary_table
 from marginsim.sim.scenario import load_scenario
 
+# the keeper bot realising losses against the embedded chain: `make test-slow` (see the README's Tests)
+pytestmark = pytest.mark.slow
+
 WAD = 10**18
 USDC = 10**6
 MAX_UINT = 2**256 - 1

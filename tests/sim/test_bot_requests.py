@@ -21,6 +21,9 @@ from marginsim.keeper.requests import (
 from tests.sim.test_bot_orders import bot, publish_round
 from tests.sim.test_bots import market  # noqa: F401  (market: the module fixture, reused)
 
+# the keeper bot executing LP requests against the embedded chain: `make test-slow` (see the README's Tests)
+pytestmark = pytest.mark.slow
+
 USDC = 10**6
 SHARE = 10**12  # one pool share: the settlement token's 6 decimals + the pool's 6
 FEE = 2 * USDC  # Orders' execution fee in the deployment: a request escrows it too

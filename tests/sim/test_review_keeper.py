@@ -29,6 +29,9 @@ from marginsim.protocol import account_id
 from tests.sim.test_bot_orders import bot, commit, publish_round, trader  # noqa: F401  (trader: a fixture)
 from tests.sim.test_bots import market  # noqa: F401  (the module fixture, reused)
 
+# the keeper bot review replays against the embedded chain: `make test-slow` (see the README's Tests)
+pytestmark = pytest.mark.slow
+
 WAD = 10**18
 USDC = 10**6
 MAX_UINT = 2**256 - 1

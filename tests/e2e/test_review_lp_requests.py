@@ -1,0 +1,719 @@
+"""Attacker's review of the LP requests (contracts/LiquidityPool.vy: `request_deposit`,
+`request_redeem`, `execute_request`, `lapse_request`; issue 9, item 2, the LP half).
+
+Each finding is replayed with numbers. A test marked `xfail(strict=True)` asserts the SAFE
+behaviour and fails on this version: it shows a vulnerability, and turns into an XPASS (to be
+unmarked) once it is fixed. The other tests show an attack that fails, with the exact revert
+or the exact amounts.
+
+Findings (severity; see each test for the numbers):
+  M1  A capped request leaves a windfall in the pool (a redemption whose shares rose, a deposit
+      whose shares fell), and it goes to whoever holds shares when the request executes: a
+      just-in-time depositor who then executes the request takes most of it from the LPs who
+      were there at the request.                                            (D1, D2)
+  M2  The execution's value is read whenever the executor chooses in a 900 s window, and a
+      lapse refunds the fee: an LP with a standing request exits ahead of a costly round it sees
+      pending, or lets it lapse for free; another LP executes someone's request at the worst
+      round of the window. Only prompt keepers close it, and the $2 fee does not pay the
+      290,000 gas of an execution above ~3.4 gwei at $2,000 ETH.           (T1, T3, T1-facts)
+  L1  A spender with any allowance occupies the owner's one request slot ("pool: request
+      pending"), over and over, for a unit of allowance a round.           (G1)
+  L2  A spender pays a redemption request's fee, a lapse refunds it to the owner.    (G2)
+  L3  Four dust deposits to a receiver make a deposit request paid by anyone else unexecutable
+      for its whole window ("pool: too many locked deposits").            (G3)
+  I1  Requested executions log ERC-4626 `Deposit(sender=keeper)` and `Withdraw(owner=...)` for
+      shares the owner no longer held (they left at the request).         (I1)
+Attacks that fail: the escrowed shares cannot be moved, redeemed or requested by anyone (S1);
+no request moves locked shares or a victim's lot timers (S2); the escrowed tokens are never
+counted or drawn by another path, each fee is paid once (S3); a fee-on-transfer settlement
+coin cannot draw on other LPs' escrow (S4); a re-entrant settlement coin finds every pool path
+locked during an execution (S5); tiny requests and zero-value executions revert, then lapse
+whole (S6); a request does not get past the open-interest reserve an instant exit meets (S7);
+odd receivers (zero, the pool) hurt only whoever chose them (S8).
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import ape
+import pytest
+from ape.exceptions import ContractLogicError
+from eth_abi import decode
+
+from marginsim.orders import trade_now
+from marginsim.protocol import deploy_protocol, wad
+from tests.e2e.attacks import deploy_core, quiet_config, reserve_out_of_the_way
+from tests.e2e.incidents import USDC, WAD, deposit, move_clock_to
+
+COOLDOWN = 900
+WINDOW = 900  # LiquidityPool.REQUEST_WINDOW
+LONG = 7_500 * WAD  # the trader's long, $15M at $2,000: the pool is short of it
+ALICE_USD, WHALE_USD, MALLORY_USD = 1_000_000, 4_000_000, 2_000_000
+LOCK = b""  # Vyper's nonreentrancy check reverts with no data
+
+
+def eth(protocol, deployer, price_usd: float) -> None:
+    """One WETH round at `price_usd` (the feed's 8 decimals), synced into the router."""
+    protocol.publish("WETH", int(round(price_usd * 10**8)), deployer)
+
+
+def fund(usdc, who, amount, spender) -> None:
+    if amount:
+        usdc.mint(who, amount, sender=who)
+    usdc.approve(spender, 2**256 - 1, sender=who)
+
+
+def executed(receipt):
+    [found] = [e for e in receipt.events if e.event_name == "RequestExecuted"]
+    return found
+
+
+def reason(data: bytes) -> str:
+    """The string of an `Error(string)` revert; '' for anything else (a bare revert)."""
+    data = bytes(data)
+    if data[:4] != bytes.fromhex("08c379a0"):
+        return ""
+    return decode(["string"], data[4:])[0]
+
+
+@pytest.fixture(scope="module")
+def whale(accounts):
+    return accounts[7]
+
+
+@pytest.fixture(scope="module")
+def jit(accounts):
+    """A fresh address with no shares: the just-in-time depositor."""
+    return accounts[6]
+
+
+@pytest.fixture(scope="module")
+def router(accounts):
+    """A contract-like payer: pays requests for others (a zap, a vault, an operator)."""
+    return accounts[8]
+
+
+@pytest.fixture(scope="module")
+def world(project, chain, deployer, lp, whale, attacker, trader, jit, router, keeper):
+    """A $7M pool (Alice `lp` $1M, a whale $4M, Mallory `attacker` $2M), all out of their
+    cooldown, against a 7,500 ETH long ($15M): a 1% ETH move is $150,000 of pool value (2.1%).
+    Funding off, so the value moves only with the rounds a test publishes; the reserve off (the
+    long is twice the pool) except where a test turns it on."""
+    protocol = deploy_protocol(project, deployer, quiet_config())
+    pool, usdc = protocol.pool, protocol.settlement
+    for who, usd in ((lp, ALICE_USD), (whale, WHALE_USD), (attacker, MALLORY_USD)):
+        fund(usdc, who, usd * USDC, pool)
+        pool.deposit(usd * USDC, who, sender=who)
+    for who in (jit, router, keeper):
+        fund(usdc, who, 0, pool)
+    reserve_out_of_the_way(protocol, deployer)
+    deposit(protocol, trader, "USDC", 5_000_000 * USDC)
+    trade_now(protocol.clearinghouse, protocol.markets["ETH-PERP"], LONG, sender=trader)
+    move_clock_to(chain, chain.pending_timestamp + COOLDOWN)
+    return protocol
+
+
+@pytest.fixture(scope="module")
+def fee(world):
+    return int(world.orders.execution_fee())  # 2 USDC
+
+
+@pytest.fixture(autouse=True)
+def fresh_round(world, deployer):
+    """Each test starts on a fresh $2,000 round (the clock moves on between tests)."""
+    eth(world, deployer, 2_000)
+
+
+# ============================================================ M1: the windfall goes to a JIT LP
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="M1 (medium): a capped redemption's windfall is shared with a just-in-time depositor",
+)
+def test_D1_jit_deposit_takes_the_windfall_of_a_capped_redemption(world, chain, deployer, lp, whale, attacker, jit, fee):
+    """The whale asks to redeem its 4e18 shares: $4,004,301.79 recorded. A round then pays the
+    pool (ETH -1%, the long loses $150,000): the shares are worth $4,090,337.50 at the
+    execution, the whale is paid the $4,004,301.79 and the $86,035.71 windfall stays in the pool,
+    meant for Alice and Mallory (the LPs when it was requested). A fresh address deposits
+    $5,000,000 through the (still open) instant path at the price that counts the escrowed
+    shares at full value, and executes the whale's request itself in the same block (anyone may,
+    and it earns the fee): its shares are worth $5,053,320.74 at once, +$53,320.74 of the
+    windfall; Alice gets $10,905 of it instead of $28,679 (Mallory likewise $21,810 instead of
+    $57,357). With requests only (the next step) a deposit request placed beside the whale's
+    does the same whenever the value rose in between. The windfall is deterministic (read on
+    chain before acting); the JIT capital then sits out a 900 s cooldown exposed to the book,
+    which the attacker can hedge as a trader.
+    Fix: take the cap out of the pool at the execution (pay min(...) and move the excess, here
+    $86,035.71, to the insurance fund, or to the LPs of record by a per-request index), or price
+    every conversion with the pending escrow at its capped value: value' = value -
+    min(escrowed assets at their requests, escrowed shares at today's price), supply' = supply -
+    escrowed shares."""
+    pool, usdc = world.pool, world.settlement
+    fund(usdc, whale, fee, pool)
+    shares = int(pool.balanceOf(whale))
+    pool.request_redeem(shares, whale, whale, sender=whale)
+    recorded = int(pool.requests(whale).assets)
+    eth(world, deployer, 1_980)  # the long loses $150,000
+    move_clock_to(chain, int(pool.requests(whale).executable_at))
+    windfall = int(pool.convertToAssets(shares)) - recorded
+    assert windfall > 80_000 * USDC  # $86,035.71 the capped redemption leaves behind
+    stake = 5_000_000 * USDC
+    fund(usdc, jit, stake, pool)
+    pool.deposit(stake, jit, sender=jit)
+    paid = executed(pool.execute_request(whale, sender=jit)).assets
+    assert paid == recorded
+    gain = int(pool.convertToAssets(pool.balanceOf(jit))) - stake
+    # SAFE: a depositor who came after the request takes none of its windfall (rounding only)
+    assert gain <= 2, f"the JIT depositor took {gain / USDC:,.2f} USDC of the {windfall / USDC:,.2f} windfall"
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="M1 (medium): a capped deposit's surplus is shared with a just-in-time depositor",
+)
+def test_D2_jit_deposit_takes_the_surplus_of_a_capped_deposit(world, chain, deployer, router, jit, fee):
+    """The mirror: `router` asks to deposit $4,000,000; a round then costs the pool (ETH +1%, the
+    long gains $150,000). It is minted the 3.9957e18 shares of the request, where its tokens buy
+    4.0834e18 now: an $85,943.29 surplus stays in the pool for the LPs of the request's time. A
+    fresh address deposits $5,000,000 instantly at the lower price and executes the request:
+    +$27,247.21 at once, that much less for Alice, the whale and Mallory.
+    Fix: as D1 (the surplus, tokens the depositor paid beyond what its shares are worth now, to
+    the insurance fund, or to the LPs of record)."""
+    pool, usdc = world.pool, world.settlement
+    assets = 4_000_000 * USDC
+    fund(usdc, router, assets + fee, pool)
+    pool.request_deposit(assets, router, sender=router)
+    eth(world, deployer, 2_020)  # the long gains $150,000
+    move_clock_to(chain, int(pool.requests(router).executable_at))
+    stake = 5_000_000 * USDC
+    fund(usdc, jit, stake, pool)
+    pool.deposit(stake, jit, sender=jit)
+    minted = executed(pool.execute_request(router, sender=jit)).shares
+    surplus = assets - int(pool.convertToAssets(minted))
+    assert surplus > 40_000 * USDC  # what the cap left in the pool, after the JIT's share of it
+    gain = int(pool.convertToAssets(pool.balanceOf(jit))) - stake
+    # SAFE: the depositor who came after the request takes none of its surplus (rounding only)
+    assert gain <= 2, f"the JIT depositor took {gain / USDC:,.2f} USDC of the capped deposit's surplus"
+
+
+# ============================================================ M2: the executor picks the moment
+
+
+def test_T1_facts__a_standing_request_costs_nothing_to_keep_or_to_drop(world, chain, attacker, keeper, fee):
+    """What M2 rests on, as the contract states it: the controller may execute its own request
+    (and is paid its own fee), any time in [executable_at, executable_at + 900]; unexecuted, it
+    lapses and the fee comes back in full. A 2 USDC fee against REQUEST_GAS = 290,000: a keeper
+    skips it above 2 / (290,000 * $2,000 * 1e-9) = 3.4 gwei (marginsim/bots/keeper.py
+    `_plan_requests`), and then nobody but the LP decides when, or whether, it executes."""
+    pool, usdc = world.pool, world.settlement
+    fund(usdc, attacker, fee, pool)
+    shares, wallet = int(pool.balanceOf(attacker)), int(usdc.balanceOf(attacker))
+    pool.request_redeem(shares, attacker, attacker, sender=attacker)
+    executable_at = int(pool.requests(attacker).executable_at)
+    move_clock_to(chain, executable_at + WINDOW + 1)
+    pool.lapse_request(attacker, sender=keeper)
+    assert int(pool.balanceOf(attacker)) == shares  # the standing option cost nothing but gas ...
+    assert int(usdc.balanceOf(attacker)) == wallet  # ... the fee came back whole
+    fund(usdc, attacker, 0, pool)
+    pool.request_redeem(shares, attacker, attacker, sender=attacker)  # ... and is renewed at once
+    move_clock_to(chain, int(pool.requests(attacker).executable_at) + WINDOW - 1)  # 899 s after it was due
+    receipt = pool.execute_request(attacker, sender=attacker)
+    assert executed(receipt).keeper == attacker.address and executed(receipt).fee == fee
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="M2 (medium): a standing request lets its LP exit ahead of a round seen pending in the window",
+)
+def test_T1_standing_request_exits_ahead_of_a_round_seen_in_the_window(world, chain, deployer, attacker, fee):
+    """Mallory keeps a standing request for her 2e18 shares ($2,002,150.89 recorded) and no
+    keeper executes it at once (the fee does not pay the gas; T1_facts). 360 s after the request
+    she sees a round pending that costs the pool (ETH +0.5%: the long gains $75,000) and executes
+    her own request just before it lands: paid the $2,002,150.89 of the request, where her
+    shares are worth $1,980,641.96 once the round is in. +$21,508.93 taken from Alice and the
+    whale, what the request was meant to stop (test_known_round_lp.py); had no round come she
+    would have let it lapse for nothing and asked again.
+    Fix: value the execution at the first oracle round dated at or after executable_at (Orders'
+    `round_price`), refusing it once a newer round replaced that one; a request not executed at
+    its round lapses with the fee (and a bond on the amount, like Orders' order bond) forfeited,
+    not refunded; and an execution fee that pays REQUEST_GAS, so keepers execute at once."""
+    pool, usdc = world.pool, world.settlement
+    fund(usdc, attacker, fee, pool)
+    shares = int(pool.balanceOf(attacker))
+    pool.request_redeem(shares, attacker, attacker, sender=attacker)
+    recorded = int(pool.requests(attacker).assets)
+    move_clock_to(chain, int(pool.requests(attacker).executable_at) + 300)
+    # what the shares are worth once the pending round is in, had she not left
+    snapshot = chain.snapshot()
+    eth(world, deployer, 2_010)
+    worth_after = int(pool.convertToAssets(shares))
+    chain.restore(snapshot)
+    assert recorded - worth_after > 20_000 * USDC  # the round is worth $21,508.93 to her
+    paid = None
+    with contextlib.suppress(ContractLogicError):  # ahead of the round she saw pending (a fixed pool makes her wait)
+        paid = executed(pool.execute_request(attacker, sender=attacker)).assets
+    eth(world, deployer, 2_010)
+    if paid is None:
+        paid = executed(pool.execute_request(attacker, sender=attacker)).assets
+    # SAFE: a round seen pending while the request waits is counted against the LP
+    assert paid <= worth_after + 2, f"paid {paid / USDC:,.2f}, worth {worth_after / USDC:,.2f} after the round"
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="M2 (medium): any executor reads a request's value at the worst round of its window",
+)
+def test_T3_an_lp_executes_another_lps_request_at_the_worst_round(world, chain, deployer, whale, attacker, fee):
+    """The whale's request ($4,004,301.79 recorded) is due; a heartbeat round at executable_at +
+    10 leaves the price at $2,000 (what a prompt keeper, or a round-pinned execution, pays:
+    $4,004,301.79). At +300 a round takes ETH to $2,020 (the long gains $150,000) and Mallory, an
+    LP, executes the whale's request right then: paid $3,918,266.07, -$86,035.71; ETH is back at
+    $2,000 at +400 and Mallory's own shares are worth +$57,357.14 (Alice +$28,678.57). The whale
+    can only protect itself by executing its own request at once.
+    Fix: as T1 (the value of the first round at or after executable_at)."""
+    pool, usdc = world.pool, world.settlement
+    fund(usdc, whale, fee, pool)
+    shares = int(pool.balanceOf(whale))
+    pool.request_redeem(shares, whale, whale, sender=whale)
+    recorded = int(pool.requests(whale).assets)
+    executable_at = int(pool.requests(whale).executable_at)
+    move_clock_to(chain, executable_at + 10)
+    eth(world, deployer, 2_000)  # the first round after executable_at: nothing moved
+    mallory_before = int(pool.convertToAssets(pool.balanceOf(attacker)))
+    move_clock_to(chain, executable_at + 300)
+    eth(world, deployer, 2_020)
+    try:
+        paid = executed(pool.execute_request(whale, sender=attacker)).assets
+    except ContractLogicError:
+        return  # a fixed pool refuses an execution at a round after the request's own
+    move_clock_to(chain, executable_at + 400)
+    eth(world, deployer, 2_000)
+    mallory_gain = int(pool.convertToAssets(pool.balanceOf(attacker))) - mallory_before
+    # SAFE: the executor does not choose the round: the whale gets the first round's value
+    assert paid >= recorded - 2, (
+        f"paid {paid / USDC:,.2f} of {recorded / USDC:,.2f}; the executing LP's shares "
+        f"{mallory_gain / USDC:+,.2f} once the price came back"
+    )
+
+
+# ============================================================ L1-L3: spenders and receivers
+
+
+@pytest.mark.xfail(strict=True, reason="L1 (low): a spender's request takes the owner's one request slot")
+def test_G1_a_spender_keeps_the_owner_out_of_requests(world, chain, lp, router, fee):
+    """Alice approved `router` for 10 USDC of shares (a zap's allowance). The router asks to
+    redeem 998,926 shares of hers (worth 1 unit, $0.000001) to itself: Alice's own request
+    reverts "pool: request pending" for the next 60 to 960 s. The router executes its own
+    request when it is due (its fee comes back to it) and asks again in the next block: three
+    rounds, three refusals, for 2,996,778 shares of allowance (3 units) and no fee; 10 USDC of
+    allowance lasts 10,010,752 rounds (19 years at one a minute). While the instant paths stay open Alice can still
+    leave that way; once requests are the only way, she cannot until she revokes.
+    Fix: key a request by (controller, owner) or let a spender's request be the spender's
+    (ERC-7540's controller separate from owner, with an operator approval to act for it), or
+    allow one request per owner per payer."""
+    pool, usdc = world.pool, world.settlement
+    alice_shares = int(pool.balanceOf(lp))
+    pool.approve(router, 10 * USDC * 10**6, sender=lp)
+    fund(usdc, router, 3 * fee, pool)
+    fund(usdc, lp, fee, pool)
+    dust = int(pool.previewWithdraw(1))  # shares worth one unit, rounded up
+    refused = []
+    wallet = int(usdc.balanceOf(router))
+    for _ in range(3):
+        pool.request_redeem(dust, router, lp, sender=router)
+        try:
+            pool.request_redeem(alice_shares // 2, lp, lp, sender=lp)
+            break  # a fixed pool: Alice has her own request
+        except ContractLogicError as error:
+            refused.append(error.message)
+        move_clock_to(chain, int(pool.requests(lp).executable_at))
+        pool.execute_request(lp, sender=router)
+    spent = 10 * USDC * 10**6 - int(pool.allowance(lp, router))
+    net = int(usdc.balanceOf(router)) - wallet  # its fees came back to it as the executor, plus Alice's dust
+    assert net >= 0 and spent <= 3 * dust
+    # SAFE: the owner can still ask to leave while a spender's request is pending
+    assert refused == [], f"Alice refused {len(refused)} times ({refused[0]!r}) for {spent} shares of allowance"
+
+
+@pytest.mark.xfail(strict=True, reason="L2 (low): a spender's fee is refunded to the owner at a lapse")
+def test_G2_a_spenders_fee_goes_to_the_owner_at_a_lapse(world, chain, lp, router, keeper, fee):
+    """`router` places a redemption request for Alice's shares and pays its 2 USDC fee; nobody
+    executes it and it lapses: the shares go back to Alice (right) and so does the fee (the
+    router's money): router -2 USDC, Alice +2 USDC. Small, but an integration that pays its
+    users' fees bleeds one per lapse, and a user can make its own request lapse on purpose.
+    Fix: record the payer in the Request and refund the fee (and a deposit's tokens) to it."""
+    pool, usdc = world.pool, world.settlement
+    shares = 10**15
+    pool.approve(router, shares, sender=lp)
+    fund(usdc, router, fee, pool)
+    router_wallet, alice_wallet = int(usdc.balanceOf(router)), int(usdc.balanceOf(lp))
+    pool.request_redeem(shares, router, lp, sender=router)
+    move_clock_to(chain, int(pool.requests(lp).executable_at) + WINDOW + 1)
+    pool.lapse_request(lp, sender=keeper)
+    assert int(usdc.balanceOf(lp)) - alice_wallet in (0, fee)
+    # SAFE: the fee goes back to whoever paid it
+    assert int(usdc.balanceOf(router)) == router_wallet, (
+        f"router {int(usdc.balanceOf(router)) - router_wallet:+}, Alice {int(usdc.balanceOf(lp)) - alice_wallet:+}"
+    )
+
+
+@pytest.mark.xfail(strict=True, reason="L3 (low): dust lots make a third party's deposit request unexecutable")
+def test_G3_dust_lots_block_a_deposit_request_paid_by_someone_else(world, chain, lp, router, attacker, keeper, fee):
+    """`router` asks to deposit $100,000 for Alice. Mallory deposits 1 unit ($0.000001) to Alice
+    in each of four blocks: Alice's four lots are in their cooldown, and the router's request
+    reverts "pool: too many locked deposits" when it is due. As each dust lot unlocks (900 s
+    after it), one more unit renews it in that block, so the request is refused all 7 times a
+    keeper tries in its window (to 960 s after the request), for 8 units ($0.000008); then it
+    lapses, the router's $100,000
+    tied up for 16 minutes, the keeper's dry runs for nothing. The instant path has the same
+    refusal, but a request gives the griefer a minute to act without racing anyone.
+    Fix: take the receiver's lot at the request (a request holds one of the receiver's LOTS
+    until it executes or lapses), or pay a requested deposit's shares into a lot of the
+    receiver's latest unlock time without extending it, or a minimum deposit to a third party."""
+    pool, usdc = world.pool, world.settlement
+    fund(usdc, router, 100_000 * USDC + fee, pool)
+    fund(usdc, attacker, 10, pool)
+    pool.request_deposit(100_000 * USDC, lp, sender=router)
+    executable_at = int(pool.requests(router).executable_at)
+    attempts, done = [], False
+
+    def dust() -> None:
+        with contextlib.suppress(ContractLogicError):  # a fixed pool may keep a lot for the request
+            pool.deposit(1, lp, sender=attacker)
+
+    def keeper_tries() -> None:
+        nonlocal done
+        if done:
+            return
+        try:
+            pool.execute_request(router, sender=keeper)
+            done = True
+        except ContractLogicError as error:
+            attempts.append(error.message)
+
+    for k in (56, 42, 28, 14):  # one unit a block, after the request and before it is due
+        move_clock_to(chain, executable_at - k)
+        dust()
+    unlocks = sorted(int(lot.unlocks_at) for lot in pool.locked_lots(lp))
+    for at in (executable_at, executable_at + 600):
+        move_clock_to(chain, at)
+        keeper_tries()
+    for at in unlocks:  # each dust lot renewed in the block it unlocks in, ahead of the keeper
+        move_clock_to(chain, at)
+        dust()
+        keeper_tries()
+    move_clock_to(chain, executable_at + WINDOW)
+    keeper_tries()
+    # SAFE: a deposit request paid by someone else still executes in its window
+    assert attempts == [], f"refused {len(attempts)} times in its window: {attempts[0]!r}"
+
+
+# ============================================================ I1: events
+
+
+def test_I1_requested_executions_log_the_keeper_as_the_erc4626_sender(world, chain, lp, router, keeper, fee):
+    """Informational: a requested deposit logs `Deposit(sender=<keeper>, owner=<receiver>)`,
+    though the router paid; a requested redemption logs `Withdraw(sender=<keeper>, owner=<LP>)`
+    for shares that left the LP at the request (`Transfer(LP -> pool)`) and burn from the pool
+    (`Transfer(pool -> 0)`): an indexer that reads ERC-4626 events for who paid, or that debits
+    `Withdraw.shares` from the owner, misreads them. RequestExecuted carries the controller."""
+    pool, usdc = world.pool, world.settlement
+    fund(usdc, router, 1_000 * USDC + 2 * fee, pool)
+    pool.request_deposit(1_000 * USDC, lp, sender=router)
+    move_clock_to(chain, int(pool.requests(router).executable_at))
+    receipt = pool.execute_request(router, sender=keeper)
+    [dep] = [e for e in receipt.events if e.event_name == "Deposit"]
+    assert (dep.sender, dep.owner) == (keeper.address, lp.address)
+    fund(usdc, lp, fee, pool)
+    placed = pool.request_redeem(10**15, lp, lp, sender=lp)
+    assert [
+        (e.sender, e.receiver) for e in placed.events if e.event_name == "Transfer" and e.contract_address == pool.address
+    ] == [(lp.address, pool.address)]
+    move_clock_to(chain, int(pool.requests(lp).executable_at))
+    receipt = pool.execute_request(lp, sender=keeper)
+    [wd] = [e for e in receipt.events if e.event_name == "Withdraw"]
+    burns = [(e.sender, e.receiver) for e in receipt.events if e.event_name == "Transfer" and e.contract_address == pool.address]
+    assert (wd.sender, wd.owner, wd.shares) == (keeper.address, lp.address, 10**15)
+    assert burns == [(pool.address, "0x0000000000000000000000000000000000000000")]
+
+
+# ============================================================ S1-S7: attacks that fail
+
+
+def test_S1_escrowed_shares_cannot_be_moved_redeemed_or_requested(world, chain, whale, attacker, jit, keeper, fee):
+    """The whale's 4e18 shares sit in the pool (balanceOf(pool)), free of any lot. Nobody can
+    move them: the pool never approves anyone, so transferFrom, redeem, withdraw and a request
+    with the pool as owner all stop at the allowance; maxRedeem(pool) quotes them but nothing
+    can spend it. A donation of shares to the pool sticks there and changes no request: the
+    lapse returns exactly the whale's 4e18, the donation stays."""
+    pool, usdc = world.pool, world.settlement
+    fund(usdc, whale, fee, pool)
+    escrow = int(pool.balanceOf(whale))
+    pool.request_redeem(escrow, whale, whale, sender=whale)
+    assert int(pool.balanceOf(pool)) == escrow and int(pool.locked_shares(pool)) == 0
+    assert int(pool.maxRedeem(pool)) > 0 and int(pool.allowance(pool, attacker)) == 0
+    with ape.reverts("erc20: insufficient allowance"):
+        pool.transferFrom(pool, attacker, escrow, sender=attacker)
+    with ape.reverts("erc20: insufficient allowance"):
+        pool.redeem(escrow, attacker, pool, sender=attacker)
+    with ape.reverts("erc20: insufficient allowance"):
+        pool.withdraw(1_000 * USDC, attacker, pool, sender=attacker)
+    fund(usdc, attacker, fee, pool)
+    with ape.reverts("erc20: insufficient allowance"):
+        pool.request_redeem(escrow, attacker, pool, sender=attacker)
+    pool.transfer(pool, 10**15, sender=attacker)  # a donation of shares: stuck, counted nowhere
+    move_clock_to(chain, int(pool.requests(whale).executable_at) + WINDOW + 1)
+    pool.lapse_request(whale, sender=keeper)
+    assert int(pool.balanceOf(whale)) == escrow and int(pool.balanceOf(pool)) == 10**15
+
+
+def test_S2_no_request_moves_locked_shares_or_a_victims_lot_timers(world, chain, lp, jit, router, attacker, keeper, fee):
+    """Shares in their cooldown cannot be requested, by their owner or a spender ("pool:
+    cooldown"); a deposit request executed to a victim puts its shares in a lot of their own
+    (the victim's unlock times do not move), and once the victim's four lots are in their
+    cooldown, one paid by someone else reverts "pool: too many locked deposits"."""
+    pool, usdc = world.pool, world.settlement
+    fund(usdc, jit, 10_000 * USDC + fee, pool)
+    pool.deposit(5_000 * USDC, jit, sender=jit)
+    locked = int(pool.balanceOf(jit))
+    with ape.reverts("pool: cooldown"):
+        pool.request_redeem(locked, jit, jit, sender=jit)
+    pool.approve(router, locked, sender=jit)
+    fund(usdc, router, 2 * fee, pool)
+    with ape.reverts("pool: cooldown"):
+        pool.request_redeem(locked, router, jit, sender=router)
+    before = [(int(lot.shares), int(lot.unlocks_at)) for lot in pool.locked_lots(jit)]
+    fund(usdc, attacker, 1_000 * USDC + fee, pool)
+    pool.request_deposit(1_000 * USDC, jit, sender=attacker)
+    move_clock_to(chain, int(pool.requests(attacker).executable_at))
+    pool.execute_request(attacker, sender=keeper)
+    after = [(int(lot.shares), int(lot.unlocks_at)) for lot in pool.locked_lots(jit)]
+    assert after[0] == before[0] and len(after) == 2  # the victim's lot unchanged, a new one beside it
+    for _ in range(2):  # fill the victim's lots with its own deposits
+        chain.pending_timestamp += 1
+        pool.deposit(1_000 * USDC, jit, sender=jit)
+    fund(usdc, attacker, 1_000 * USDC + fee, pool)
+    pool.request_deposit(1_000 * USDC, jit, sender=attacker)
+    full = [(int(lot.shares), int(lot.unlocks_at)) for lot in pool.locked_lots(jit)]
+    move_clock_to(chain, int(pool.requests(attacker).executable_at))
+    with ape.reverts("pool: too many locked deposits"):
+        pool.execute_request(attacker, sender=keeper)
+    assert [(int(lot.shares), int(lot.unlocks_at)) for lot in pool.locked_lots(jit)] == full
+
+
+def test_S3_escrowed_tokens_are_counted_nowhere_drawn_by_nothing_else_and_paid_once(
+    world, chain, lp, whale, router, jit, keeper, fee
+):
+    """With a $100,000 deposit request and a redemption request pending and 1,000 USDC donated
+    to the pool: the pool holds 100,000 + 2 + 2 + 1,000 USDC, its value (totalAssets) counts none
+    of it, an instant deposit and redemption leave it alone, each execution pays its keeper the
+    fee once ("pool: no request" after), and what is left is the donation, counted nowhere."""
+    pool, usdc = world.pool, world.settlement
+    value = int(pool.totalAssets())
+    fund(usdc, router, 100_000 * USDC + fee, pool)
+    pool.request_deposit(100_000 * USDC, router, sender=router)
+    fund(usdc, whale, fee, pool)
+    pool.request_redeem(10**18, whale, whale, sender=whale)
+    fund(usdc, jit, 1_000 * USDC + 50_000 * USDC, pool)
+    usdc.transfer(pool, 1_000 * USDC, sender=jit)
+    assert int(usdc.balanceOf(pool)) == 101_000 * USDC + 2 * fee
+    assert int(pool.totalAssets()) == value
+    pool.deposit(50_000 * USDC, jit, sender=jit)
+    pool.redeem(10**17, lp, lp, sender=lp)
+    assert int(usdc.balanceOf(pool)) == 101_000 * USDC + 2 * fee
+    move_clock_to(chain, int(pool.requests(whale).executable_at))
+    keeper_wallet = int(usdc.balanceOf(keeper))
+    pool.execute_request(router, sender=keeper)
+    pool.execute_request(whale, sender=keeper)
+    for who in (router, whale):
+        with ape.reverts("pool: no request"):
+            pool.execute_request(who, sender=keeper)
+    move_clock_to(chain, chain.pending_timestamp + WINDOW + 1)
+    with ape.reverts("pool: no request"):
+        pool.lapse_request(router, sender=keeper)
+    assert int(usdc.balanceOf(keeper)) == keeper_wallet + 2 * fee
+    assert int(usdc.balanceOf(pool)) == 1_000 * USDC and int(pool.balanceOf(pool)) == 0
+
+
+@pytest.fixture(scope="module")
+def fot(project, deployer):
+    """A core protocol whose settlement coin can take a fee on transfer (off for now)."""
+    coin = deployer.deploy(project.FeeOnTransferERC20, "Fee USD", "fUSD", 6, 0)
+    return coin, deploy_core(project, deployer, coin)
+
+
+def test_S4_fee_on_transfer_coin_cannot_draw_on_the_escrow(fot, chain, deployer, lp, attacker, keeper):
+    """Alice's deposit request escrows 1,000 + 2 fUSD; then the coin's 1% fee is switched on.
+    An instant deposit now delivers 990 to the pool, which could send the Clearinghouse the
+    1,000 it asks for out of Alice's escrow, but the Clearinghouse checks what it received:
+    "clearinghouse: fee on transfer" (deposit and mint alike); a new request is refused by the
+    pool's own check ("pool: fee on transfer"). Alice's request cannot execute (the same
+    refusal) and lapses: the pool sends her 1,002 fUSD, the token keeps its 1% (10.02), and the
+    pool ends with nothing. Nobody's escrow paid for anyone else."""
+    coin, core = fot
+    pool = core.pool
+    fee = int(core.orders.execution_fee())
+    fund(coin, lp, 1_000 * USDC + fee, pool)
+    pool.request_deposit(1_000 * USDC, lp, sender=lp)
+    coin.set_fee(100, sender=deployer)
+    fund(coin, attacker, 2_000 * USDC, pool)
+    with ape.reverts("clearinghouse: fee on transfer"):
+        pool.deposit(1_000 * USDC, attacker, sender=attacker)
+    with ape.reverts("clearinghouse: fee on transfer"):
+        pool.mint(1_000 * USDC * 10**6, attacker, sender=attacker)
+    with ape.reverts("pool: fee on transfer"):
+        pool.request_deposit(1_000 * USDC, attacker, sender=attacker)
+    assert int(coin.balanceOf(pool)) == 1_000 * USDC + fee
+    move_clock_to(chain, int(pool.requests(lp).executable_at))
+    with ape.reverts("clearinghouse: fee on transfer"):
+        pool.execute_request(lp, sender=keeper)
+    move_clock_to(chain, int(pool.requests(lp).executable_at) + WINDOW + 1)
+    wallet = int(coin.balanceOf(lp))
+    pool.lapse_request(lp, sender=keeper)
+    escrow = 1_000 * USDC + fee
+    assert int(coin.balanceOf(lp)) - wallet == escrow - escrow * 100 // 10_000  # 991.98 of 1,002
+    assert int(coin.balanceOf(pool)) == 0 and int(pool.totalSupply()) == 0
+
+
+@pytest.fixture(scope="module")
+def hooked(project, deployer):
+    """A core protocol whose settlement coin calls back into the protocol on every transfer."""
+    coin = deployer.deploy(project.ReentrantERC20, "Evil USD", "EUSD", 6)
+    return coin, deploy_core(project, deployer, coin)
+
+
+def test_S5_reentrant_coin_finds_every_pool_path_locked_during_an_execution(hooked, chain, deployer, lp, whale, keeper):
+    """Alice and the whale each have a redemption request pending (the whale's shares in
+    escrow). During the execution of Alice's, on the Clearinghouse's payment and on the keeper's
+    fee, the coin tries: executing Alice's again (a second fee), lapsing the whale's, redeeming
+    and transferring the whale's escrowed shares out of the pool, a request with the pool as
+    owner, and reading totalAssets mid-call. Every attempt hits the lock (a bare revert); the
+    same list replayed with no lock held shows what stops each then: "pool: no request",
+    "pool: request live", and the allowance the pool never gives."""
+    coin, core = hooked
+    pool = core.pool
+    fee = int(core.orders.execution_fee())
+    for who in (lp, whale):
+        fund(coin, who, 10_000 * USDC + fee, pool)
+        pool.deposit(10_000 * USDC, who, sender=who)
+    move_clock_to(chain, chain.pending_timestamp + COOLDOWN)
+    for who in (lp, whale):
+        pool.request_redeem(int(pool.balanceOf(who)) // 2, who, who, sender=who)
+    escrow = int(pool.requests(whale).shares)
+    attempts = [
+        ("execute again", pool.execute_request.encode_input(lp), False),
+        ("lapse other", pool.lapse_request.encode_input(whale), False),
+        ("redeem escrow", pool.redeem.encode_input(escrow, coin, pool), False),
+        ("transferFrom escrow", pool.transferFrom.encode_input(pool, coin, escrow), False),
+        ("request as pool", pool.request_redeem.encode_input(escrow, coin, pool), False),
+        ("totalAssets", pool.totalAssets.encode_input(), True),
+    ]
+    coin.set_calls([(pool.address, data, static) for _, data, static in attempts], True, False, sender=deployer)
+    move_clock_to(chain, int(pool.requests(lp).executable_at))
+    receipt = pool.execute_request(lp, sender=keeper)
+    inside = [e for e in receipt.events if e.event_name == "Reentry"]
+    assert len(inside) == 2 * len(attempts)  # the Clearinghouse's payment and the keeper's fee
+    assert all((e.success, bytes(e.returndata)) == (False, LOCK) for e in inside)
+    assert int(coin.balanceOf(keeper)) == fee and int(pool.balanceOf(pool)) == escrow
+    outside = [e for e in coin.replay(sender=deployer).events if e.event_name == "Reentry"]
+    assert [(e.success, reason(e.returndata)) for e in outside[:5]] == [
+        (False, "pool: no request"),
+        (False, "pool: request live"),
+        (False, "erc20: insufficient allowance"),
+        (False, "erc20: insufficient allowance"),
+        (False, "erc20: insufficient allowance"),
+    ]
+    assert outside[5].success and int(pool.balanceOf(pool)) == escrow
+
+
+def test_S6_tiny_requests_and_zero_value_executions_revert_then_lapse_whole(world, chain, deployer, whale, keeper, fee):
+    """One share is worth no unit: "pool: zero amount" at the request. The fewest shares worth
+    one unit (998,926) can be requested; a round that costs the pool (ETH +0.5%) makes them
+    worth 0 at the execution, which reverts "pool: zero amount" (never a burn for nothing) and
+    the request lapses with its shares and fee whole. A 1-unit deposit request mints at most
+    the shares of the request (a min of two floors)."""
+    pool, usdc = world.pool, world.settlement
+    fund(usdc, whale, 2 * fee + 1, pool)
+    with ape.reverts("pool: zero amount"):
+        pool.request_redeem(1, whale, whale, sender=whale)
+    dust = int(pool.previewWithdraw(1))
+    assert int(pool.convertToAssets(dust)) == 1 and int(pool.convertToAssets(dust - 1)) == 0
+    balance, wallet = int(pool.balanceOf(whale)), int(usdc.balanceOf(whale))
+    pool.request_redeem(dust, whale, whale, sender=whale)
+    eth(world, deployer, 2_010)
+    move_clock_to(chain, int(pool.requests(whale).executable_at))
+    assert int(pool.convertToAssets(dust)) == 0
+    with ape.reverts("pool: zero amount"):
+        pool.execute_request(whale, sender=keeper)
+    move_clock_to(chain, int(pool.requests(whale).executable_at) + WINDOW + 1)
+    pool.lapse_request(whale, sender=keeper)
+    assert (int(pool.balanceOf(whale)), int(usdc.balanceOf(whale))) == (balance, wallet)
+    pool.request_deposit(1, whale, sender=whale)
+    recorded = int(pool.requests(whale).shares)
+    move_clock_to(chain, int(pool.requests(whale).executable_at))
+    minted = executed(pool.execute_request(whale, sender=keeper)).shares
+    assert 0 < minted <= recorded and int(pool.convertToAssets(minted)) <= 1
+
+
+def test_S7_a_request_does_not_get_past_the_open_interest_reserve(world, chain, deployer, attacker, keeper, fee):
+    """With the ETH reserve factor set so the pool's headroom is $100,000, Mallory's instant
+    exit of her $2M reverts "pool: open interest reserve"; a request for it is accepted (by
+    design) but its execution reverts the same, and it lapses with the shares and fee back.
+    A $50,000 request, within the headroom, executes."""
+    pool, usdc = world.pool, world.settlement
+    market = world.markets["ETH-PERP"]
+    value, _ = (int(v) for v in pool.reserve(0, 0))
+    side = int(world.clearinghouse.market_state(market).long_oi) * 2_000  # WAD USD at $2,000
+    world.configurator.set_reserve_factor(market, side * WAD // (value - wad(100_000)), sender=deployer)
+    assert int(pool.maxWithdraw(attacker)) <= 100_000 * USDC
+    shares = int(pool.balanceOf(attacker))
+    with ape.reverts("pool: open interest reserve"):
+        pool.redeem(shares, attacker, attacker, sender=attacker)
+    fund(usdc, attacker, 2 * fee, pool)
+    wallet = int(usdc.balanceOf(attacker))
+    pool.request_redeem(shares, attacker, attacker, sender=attacker)
+    move_clock_to(chain, int(pool.requests(attacker).executable_at))
+    with ape.reverts("pool: open interest reserve"):
+        pool.execute_request(attacker, sender=keeper)
+    move_clock_to(chain, int(pool.requests(attacker).executable_at) + WINDOW + 1)
+    pool.lapse_request(attacker, sender=keeper)
+    assert (int(pool.balanceOf(attacker)), int(usdc.balanceOf(attacker))) == (shares, wallet)
+    small = int(pool.previewWithdraw(50_000 * USDC))
+    pool.request_redeem(small, attacker, attacker, sender=attacker)
+    move_clock_to(chain, int(pool.requests(attacker).executable_at))
+    assert executed(pool.execute_request(attacker, sender=keeper)).assets <= 50_000 * USDC
+
+
+def test_S8_odd_receivers_hurt_only_the_one_who_chose_them(world, chain, whale, router, keeper, fee):
+    """Receiver choices: a deposit request to the zero address cannot execute ("erc20: mint to
+    the zero address") and lapses whole; one to the pool itself mints shares nobody can ever
+    move (a gift to the other LPs), kept apart from the escrow: a redemption request beside it
+    lapses with exactly its own shares. A redemption paid to the pool leaves the tokens in the
+    pool's balance, counted nowhere (the pool's value does not include them)."""
+    pool, usdc = world.pool, world.settlement
+    fund(usdc, router, 2_000 * USDC + 3 * fee, pool)
+    pool.request_deposit(1_000 * USDC, "0x0000000000000000000000000000000000000000", sender=router)
+    move_clock_to(chain, int(pool.requests(router).executable_at))
+    with ape.reverts("erc20: mint to the zero address"):
+        pool.execute_request(router, sender=keeper)
+    move_clock_to(chain, int(pool.requests(router).executable_at) + WINDOW + 1)
+    wallet = int(usdc.balanceOf(router))
+    pool.lapse_request(router, sender=keeper)
+    assert int(usdc.balanceOf(router)) == wallet + 1_000 * USDC + fee
+    pool.request_deposit(1_000 * USDC, pool, sender=router)
+    fund(usdc, whale, fee, pool)
+    pool.request_redeem(10**18, whale, whale, sender=whale)
+    move_clock_to(chain, int(pool.requests(whale).executable_at))
+    gift = executed(pool.execute_request(router, sender=keeper)).shares
+    assert int(pool.balanceOf(pool)) == 10**18 + gift
+    move_clock_to(chain, int(pool.requests(whale).executable_at) + WINDOW + 1)
+    whale_shares = int(pool.balanceOf(whale))
+    pool.lapse_request(whale, sender=keeper)
+    assert int(pool.balanceOf(whale)) == whale_shares + 10**18 and int(pool.balanceOf(pool)) == gift
+    value = int(pool.totalAssets())
+    pool.request_redeem(10**17, pool, whale, sender=whale)
+    move_clock_to(chain, int(pool.requests(whale).executable_at))
+    paid = executed(pool.execute_request(whale, sender=keeper)).assets
+    assert int(usdc.balanceOf(pool)) == paid and int(pool.totalAssets()) == value - paid
