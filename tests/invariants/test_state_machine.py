@@ -41,6 +41,17 @@ that market, and its owner's withdrawals are refused ("clearinghouse: order pend
 Orders are cancelled (cancel_order, or replaced by a commit) only once they can no longer fill:
 their round passed (forfeited to the insurance fund) or they expired with no round (refunded).
 
+LPs come and go at once (deposit, mint, withdraw, redeem) or by request (issue 9, item 2):
+request_deposit escrows the tokens and the execution fee in the pool, request_redeem the shares
+and the fee, each recording what they are worth then; from settlement_delay later, for
+REQUEST_WINDOW seconds, a keeper executes it at the worse of that and what they are worth at the
+execution (and takes the fee), and after the window anyone lapses it (the escrow and the fee
+back to its controller). A pool that gates its instant paths (an `instant()` view in its ABI:
+`Model.gated`) opens them only while the book is idle: no account in debt and no market with
+open interest, an entry cost or an order placed; otherwise they revert "pool: book open, request
+instead" (after the valuation's price reads) and its max* views read 0. The seeded book is
+open; `book_goes_idle` closes it.
+
 Invariants, checked after every step:
 
 1. Tokens held == internal balances, to the wei. settlement.balanceOf(clearinghouse) ==
@@ -108,11 +119,19 @@ Invariants, checked after every step:
 9. An LP withdrawal leaves every market's larger side, with the open interest placed orders
    hold, within its open-interest reserve (issue 9, item 5): LiquidityPool.reserve equals its
    risk mirror and need <= value. Every step: LiquidityPool.held equals the model's holds (the
-   ledger), so no order leaves a hold behind.
+   ledger), so no order leaves a hold behind; maxDeposit, maxMint, maxWithdraw and maxRedeem
+   are the model's (a gated pool: 0 while the book is open, and `instant()` is the model's idle
+   book).
 10. Each market's side, with the open interest placed orders hold on it, is within its oi_cap
    after every step (the commit and the Configurator count the holds), so no fill is ever
    refused "clearinghouse: open interest cap" and the pause and reduce-only refusals, the only
    ones refunded, meet only orders placed before the switch.
+11. The pool holds exactly the escrow of the LP requests waiting (issue 9, item 2), which equal
+   the model's (read from storage, every step): settlement tokens == the sum over deposit
+   requests of assets + fee, plus the sum over redemption requests of their fee (plus what was
+   donated to it); its own shares == the sum of the shares the redemption requests escrow. An
+   execution never mints more shares than its request recorded (a deposit) and never pays more
+   than it recorded (a redemption): it pays the worse of the two values, exactly the model's.
 
 Profiles (environment variable MARGINSIM_FUZZ): unset or "ci": 2,000 steps, derandomized
 (reproducible); "long": 100,000 steps, random. MARGINSIM_FUZZ_STEPS=N overrides the number of
@@ -130,11 +149,13 @@ from dataclasses import astuple, dataclass, field, replace
 from typing import Any
 
 import pytest
+from eth_utils import to_checksum_address
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     RuleBasedStateMachine,
     invariant,
+    precondition,
     rule,
     run_state_machine_as_test,
 )
@@ -163,6 +184,8 @@ DEBT_SCALE = 10**36  # vault.SCALE: total_scaled_debt's precision
 REDUCE_ONLY, PAUSED = 1, 2
 POOL_OFFSET = 10**6  # LiquidityPool's virtual shares (DECIMALS_OFFSET = 6)
 COOLDOWN = 900
+REQUEST_WINDOW = 900  # LiquidityPool: seconds after executable_at a request may execute; then it lapses
+BOOK_OPEN = "pool: book open, request instead"
 LOTS = 4  # LiquidityPool: deposits a holder can have in their cooldown at once
 
 # ------------------------------------------------------------------ profiles
@@ -250,16 +273,32 @@ def oracle_view(feeds: dict[str, FeedState], max_vol_rise_per_hour: int, now: in
     return OracleView(prices, errors, vols, raw, dict(feeds))
 
 
+@dataclass(frozen=True)
+class PoolRequest:
+    """A request LiquidityPool.requests holds for its controller (a deposit's payer, a
+    redemption's owner): a keeper executes it from executable_at to executable_at +
+    REQUEST_WINDOW, after that anyone lapses it."""
+
+    receiver: str  # who gets the shares (deposit) or the tokens (redemption)
+    deposit: bool
+    executable_at: int
+    assets: int  # deposit: tokens escrowed; redemption: what the shares were worth at the request
+    shares: int  # deposit: shares the tokens were worth at the request; redemption: shares escrowed
+    fee: int  # escrowed execution fee, the executing (or lapsing) keeper's pay
+
+
 @dataclass
 class PoolLedger:
-    """The LiquidityPool's own books for the LP addresses (share balances and cooldowns)."""
+    """The LiquidityPool's own books for the LP addresses (share balances and cooldowns), the
+    shares it holds itself (escrowed by redemption requests) and the LPs' requests."""
 
     total_supply: int
-    balances: dict[str, int]
+    balances: dict[str, int]  # the LPs' and the pool's own
     lots: dict[str, list[int]]  # holder => LOTS words: shares | unlocks_at << 192
+    requests: dict[str, PoolRequest] = field(default_factory=dict)  # controller => its request
 
     def copy(self) -> PoolLedger:
-        return PoolLedger(self.total_supply, dict(self.balances), {h: list(w) for h, w in self.lots.items()})
+        return PoolLedger(self.total_supply, dict(self.balances), {h: list(w) for h, w in self.lots.items()}, dict(self.requests))
 
 
 @dataclass
@@ -308,10 +347,11 @@ class Model:
     and every write it makes. The liquidation rule itself is not copied here: it is
     `marginsim.risk.liquidation_outcome`, the one Python copy the keepers use too."""
 
-    def __init__(self, ledger: Ledger, oracle: OracleView, now: int):
+    def __init__(self, ledger: Ledger, oracle: OracleView, now: int, gated: bool = True):
         self.ledger = ledger
         self.oracle = oracle
         self.now = now
+        self.gated = gated  # the pool's instant paths only while the book is idle (LiquidityPool.instant)
 
     # -------------------------------------------------------------- reads
 
@@ -994,32 +1034,95 @@ class Model:
 
     # -------------------------------------------------------------- LiquidityPool
 
+    @staticmethod
+    def idle(ledger: Ledger) -> bool:
+        """LiquidityPool._quiet (its `instant()` view): no account in debt, and no listed market
+        with open interest, an entry cost or placed orders holding a side. Then no price moves
+        the pool's value, and LPs come and go at once; otherwise only by request."""
+        if ledger.total_debt != 0:
+            return False
+        if any(held != (0, 0) for held in ledger.held.values()):
+            return False
+        return all(s.long_oi == 0 and s.short_oi == 0 and s.total_cost == 0 for s in ledger.states.values())
+
+    def admit(self, pool: PoolLedger, assets: int, shares: int) -> str | None:
+        """LiquidityPool._admit, a deposit's checks (instant, at its request and at its execution),
+        in order; the valuation has already been read (it raised any PriceError)."""
+        if not self.collateral_priced(self.ledger):
+            return "pool: collateral feed down"
+        if assets == 0 or shares == 0:
+            return "pool: zero amount"
+        value = self.pool_value(self.ledger)
+        if value < 0 or (value == 0 and pool.total_supply != 0):
+            return "pool: insolvent"
+        return None
+
+    def release(self, pool: PoolLedger, owner: str, assets: int, shares: int, allowance: int | None) -> str | None:
+        """LiquidityPool._release, the owner's side of a redemption (instant or requested), in
+        order: the collateral feeds, a zero amount (either side), the cooldown (only when the
+        balance would cover it), the caller's allowance (`allowance` None: the owner calls), the
+        balance."""
+        if not self.collateral_priced(self.ledger):
+            return "pool: collateral feed down"
+        if assets == 0 or shares == 0:
+            return "pool: zero amount"
+        balance = pool.balances.get(owner, 0)
+        if not (shares <= self.free_shares(pool, owner) or shares > balance):
+            return "pool: cooldown"
+        if allowance is not None and allowance < shares:
+            return "erc20: insufficient allowance"
+        if balance < shares:
+            return "pool: insufficient shares"
+        return None
+
+    def pay_out(self, value: int, need: int, assets: int) -> tuple[str | None, Ledger]:
+        """LiquidityPool._pay_out then Clearinghouse.pool_withdraw, with the valuation read at the
+        call: the reserve's headroom, the pool's liquidity; the refusal, or the ledger after (the
+        index accrued, the pool's balance and the tokens held less `assets`)."""
+        if assets > risk.reserve_headroom(value, need, SCALE):
+            return "pool: open interest reserve", self.ledger
+        liquidity = max(self.ledger.pool_balance - self.ledger.total_debt - self.ledger.total_pending, 0)
+        if assets > liquidity:
+            return "clearinghouse: pool liquidity", self.ledger
+        if self.ledger.settlement_held < assets:
+            return "clearinghouse: insufficient liquidity", self.ledger
+        ledger = self.ledger.copy()
+        self.accrue_debt(ledger)  # the pool's balance sets the debt rate: the interest so far at the old one
+        ledger.pool_balance -= assets
+        ledger.settlement_held -= assets
+        return None, ledger
+
+    def issue(self, assets: int) -> Ledger:
+        """LiquidityPool._issue's Clearinghouse.pool_deposit: the index accrued, then `assets` in."""
+        ledger = self.ledger.copy()
+        self.accrue_debt(ledger)
+        ledger.pool_balance += assets
+        ledger.settlement_held += assets
+        return ledger
+
     def pool_deposit(
         self, pool: PoolLedger, receiver: str, assets: int | None, shares: int | None, sender: str | None = None
     ) -> Outcome:
-        """deposit(assets) when `assets` is given, else mint(shares), by `sender` (None: the receiver)."""
+        """deposit(assets) when `assets` is given, else mint(shares), by `sender` (None: the
+        receiver): the valuation (its price errors), then (a gated pool) "pool: book open,
+        request instead" unless the book is idle, then `admit`'s checks and the receiver's lots."""
         try:
             total_assets = self.total_assets(self.ledger)
             if assets is not None:
                 shares = mul_div(assets, pool.total_supply + POOL_OFFSET, total_assets + 1, False)
             else:
                 assets = mul_div(shares, total_assets + 1, pool.total_supply + POOL_OFFSET, True)
-            if not self.collateral_priced(self.ledger):
-                return Outcome("pool: collateral feed down", self.ledger)
-            if assets == 0 or shares == 0:
-                return Outcome("pool: zero amount", self.ledger)
-            value = self.pool_value(self.ledger)
-            if value < 0 or (value == 0 and pool.total_supply != 0):
-                return Outcome("pool: insolvent", self.ledger)
+            if self.gated and not self.idle(self.ledger):
+                return Outcome(BOOK_OPEN, self.ledger)
+            message = self.admit(pool, assets, shares)
         except PriceError as error:
             return Outcome(error.message, self.ledger)
-        ledger = self.ledger.copy()
-        self.accrue_debt(ledger)
-        ledger.pool_balance += assets
-        ledger.settlement_held += assets
+        if message is not None:
+            return Outcome(message, self.ledger)
         lots = self.lock(pool.lots.get(receiver, [0] * LOTS), receiver, sender or receiver, shares)
         if isinstance(lots, str):
             return Outcome(lots, self.ledger)
+        ledger = self.issue(assets)
         after = pool.copy()
         after.total_supply += shares
         after.balances[receiver] = after.balances.get(receiver, 0) + shares
@@ -1071,46 +1174,187 @@ class Model:
         self, pool: PoolLedger, owner: str, assets: int | None, shares: int | None, allowance: int | None = None
     ) -> Outcome:
         """withdraw(assets) when `assets` is given, else redeem(shares); the owner calls, or
-        someone with `allowance` shares of it (None: the owner)."""
+        someone with `allowance` shares of it (None: the owner). The valuation (its price
+        errors), (a gated pool) "pool: book open, request instead" unless the book is idle, the
+        owner's side (`release`), then `pay_out`."""
         try:
-            total_assets = self.total_assets(self.ledger)
+            value, need = self.book(self.ledger)
         except PriceError as error:
             return Outcome(error.message, self.ledger)
-        if not self.collateral_priced(self.ledger):
-            return Outcome("pool: collateral feed down", self.ledger)
+        total_assets = value // SCALE if value > 0 else 0
         if assets is not None:
             shares = mul_div(assets, pool.total_supply + POOL_OFFSET, total_assets + 1, True)
         else:
             assets = mul_div(shares, total_assets + 1, pool.total_supply + POOL_OFFSET, False)
-        if assets == 0 or shares == 0:
-            return Outcome("pool: zero amount", self.ledger)
-        balance = pool.balances.get(owner, 0)
-        if not (shares <= self.free_shares(pool, owner) or shares > balance):
-            return Outcome("pool: cooldown", self.ledger)
-        if allowance is not None and allowance < shares:
-            return Outcome("erc20: insufficient allowance", self.ledger)
-        if balance < shares:
-            return Outcome("pool: insufficient shares", self.ledger)
-        value, need = self.book(self.ledger)
-        if assets > risk.reserve_headroom(value, need, SCALE):
-            return Outcome("pool: open interest reserve", self.ledger)
-        liquidity = max(self.ledger.pool_balance - self.ledger.total_debt - self.ledger.total_pending, 0)
-        if assets > liquidity:
-            return Outcome("clearinghouse: pool liquidity", self.ledger)
-        if self.ledger.settlement_held < assets:
-            return Outcome("clearinghouse: insufficient liquidity", self.ledger)
-        ledger = self.ledger.copy()
-        self.accrue_debt(ledger)  # the pool's balance sets the debt rate: the interest so far at the old one
-        ledger.pool_balance -= assets
-        ledger.settlement_held -= assets
+        if self.gated and not self.idle(self.ledger):
+            return Outcome(BOOK_OPEN, self.ledger)
+        message = self.release(pool, owner, assets, shares, allowance)
+        if message is None:
+            message, ledger = self.pay_out(value, need, assets)
+        if message is not None:
+            return Outcome(message, self.ledger)
         after = pool.copy()
         after.total_supply -= shares
-        after.balances[owner] = balance - shares
+        after.balances[owner] -= shares
         return Outcome(
             None,
             ledger,
             {"flow": -assets, "assets": assets, "shares": shares, "pool": after, "total_assets": total_assets},
         )
+
+    def exit_limit(self, pool: PoolLedger, owner: str) -> tuple[int, int]:
+        """LiquidityPool._exit_limit (maxWithdraw, maxRedeem; a gated pool's while the book is
+        idle): the owner's free shares, capped at the pool's liquidity and the
+        reserve's headroom, in assets and in shares; (0, 0) while a held collateral or a market
+        the valuation reads has no price."""
+        if not self.collateral_priced(self.ledger):
+            return 0, 0
+        try:
+            value, need = self.book(self.ledger)
+        except PriceError:
+            return 0, 0
+        total_assets = value // SCALE if value > 0 else 0
+        liquidity = max(self.ledger.pool_balance - self.ledger.total_debt - self.ledger.total_pending, 0)
+        cap = min(liquidity, risk.reserve_headroom(value, need, SCALE))
+        free = self.free_shares(pool, owner)
+        supply = pool.total_supply + POOL_OFFSET
+        return min(mul_div(free, total_assets + 1, supply, False), cap), min(free, mul_div(cap, supply, total_assets + 1, False))
+
+    def max_deposit(self, pool: PoolLedger) -> int:
+        """LiquidityPool._max_deposit (maxDeposit, maxMint): MAX_UINT, or 0 while a deposit would be
+        refused for the pool's state (a gated pool's book open, a collateral or a market without
+        a price, "pool: insolvent")."""
+        if (self.gated and not self.idle(self.ledger)) or not self.collateral_priced(self.ledger):
+            return 0
+        try:
+            value = self.pool_value(self.ledger)
+        except PriceError:
+            return 0
+        return MAX_UINT if value > 0 or (value == 0 and pool.total_supply == 0) else 0
+
+    def pool_request_deposit(self, pool: PoolLedger, payer: str, receiver: str, assets: int, fee: int, delay: int) -> Outcome:
+        """request_deposit(assets, receiver) by `payer`, its controller: "pool: request pending",
+        the valuation (its price errors), the shares the assets are worth now (rounded down, as
+        previewDeposit), `admit`'s checks; then `assets + fee` move from the payer into the pool
+        (escrow) and the request waits `delay` (Orders' settlement_delay). Open or idle book."""
+        if payer in pool.requests:
+            return Outcome("pool: request pending", self.ledger)
+        try:
+            total_assets = self.total_assets(self.ledger)
+            shares = mul_div(assets, pool.total_supply + POOL_OFFSET, total_assets + 1, False)
+            message = self.admit(pool, assets, shares)
+        except PriceError as error:
+            return Outcome(error.message, self.ledger)
+        if message is not None:
+            return Outcome(message, self.ledger)
+        after = pool.copy()
+        after.requests[payer] = PoolRequest(receiver, True, self.now + delay, assets, shares, fee)
+        return Outcome(None, self.ledger, {"flow": 0, "pool": after, "request": after.requests[payer]})
+
+    def pool_request_redeem(
+        self, pool: PoolLedger, owner: str, receiver: str, shares: int, allowance: int | None, fee: int, delay: int, escrow: str
+    ) -> Outcome:
+        """request_redeem(shares, receiver, owner), the owner its controller, by the owner or a
+        caller with `allowance`: "pool: request pending", the valuation (its price errors), what
+        the shares are worth now (rounded down, as previewRedeem), `release`'s checks; then the
+        shares move from the owner to the pool (`escrow`, its address: the supply unchanged),
+        the fee from the caller, and the request waits `delay`."""
+        if owner in pool.requests:
+            return Outcome("pool: request pending", self.ledger)
+        try:
+            total_assets = self.total_assets(self.ledger)
+        except PriceError as error:
+            return Outcome(error.message, self.ledger)
+        assets = mul_div(shares, total_assets + 1, pool.total_supply + POOL_OFFSET, False)
+        message = self.release(pool, owner, assets, shares, allowance)
+        if message is not None:
+            return Outcome(message, self.ledger)
+        after = pool.copy()
+        after.balances[owner] -= shares
+        after.balances[escrow] = after.balances.get(escrow, 0) + shares
+        after.requests[owner] = PoolRequest(receiver, False, self.now + delay, assets, shares, fee)
+        return Outcome(None, self.ledger, {"flow": 0, "pool": after, "request": after.requests[owner]})
+
+    def pool_execute(self, pool: PoolLedger, controller: str, escrow: str) -> Outcome:
+        """execute_request(controller), by anyone: "pool: no request", "pool: request not due",
+        "pool: request lapsed"; the valuation now (its price errors). A deposit mints the
+        smaller of the shares recorded at the request and what the tokens are worth now, after
+        `admit`'s checks and the receiver's lots (its payer the depositor), the escrowed tokens
+        to the Clearinghouse; a redemption pays the smaller of the value recorded and what the
+        escrowed shares are worth now (the collateral feeds, a zero amount, then `pay_out`'s
+        checks), burning them from the pool. Then the fee goes to the caller. Any refusal
+        leaves the request as it was."""
+        request = pool.requests.get(controller)
+        if request is None:
+            return Outcome("pool: no request", self.ledger)
+        if self.now < request.executable_at:
+            return Outcome("pool: request not due", self.ledger)
+        if self.now > request.executable_at + REQUEST_WINDOW:
+            return Outcome("pool: request lapsed", self.ledger)
+        try:
+            value, need = self.book(self.ledger)
+        except PriceError as error:
+            return Outcome(error.message, self.ledger)
+        total_assets = value // SCALE if value > 0 else 0
+        after = pool.copy()
+        del after.requests[controller]
+        assets, shares = request.assets, request.shares
+        if request.deposit:
+            now_worth = mul_div(assets, pool.total_supply + POOL_OFFSET, total_assets + 1, False)
+            shares = min(shares, now_worth)
+            message = self.admit(pool, assets, shares)
+            lots = None
+            if message is None:
+                lots = self.lock(pool.lots.get(request.receiver, [0] * LOTS), request.receiver, controller, shares)
+                if isinstance(lots, str):
+                    message = lots
+            if message is not None:
+                return Outcome(message, self.ledger)
+            ledger = self.issue(assets)
+            after.total_supply += shares
+            after.balances[request.receiver] = after.balances.get(request.receiver, 0) + shares
+            after.lots[request.receiver] = lots
+            flow = assets
+        else:
+            now_worth = mul_div(shares, total_assets + 1, pool.total_supply + POOL_OFFSET, False)
+            assets = min(assets, now_worth)
+            if not self.collateral_priced(self.ledger):
+                return Outcome("pool: collateral feed down", self.ledger)
+            if assets == 0:
+                return Outcome("pool: zero amount", self.ledger)
+            message, ledger = self.pay_out(value, need, assets)
+            if message is not None:
+                return Outcome(message, self.ledger)
+            after.total_supply -= shares
+            after.balances[escrow] -= shares
+            flow = -assets
+        info = {
+            "flow": flow,
+            "assets": assets,
+            "shares": shares,
+            "pool": after,
+            "total_assets": total_assets,
+            "request": request,
+            "now_worth": now_worth,  # shares (deposit) or assets (redemption) at the value now
+        }
+        return Outcome(None, ledger, info)
+
+    def pool_lapse(self, pool: PoolLedger, controller: str, escrow: str) -> Outcome:
+        """lapse_request(controller), by anyone: "pool: no request", "pool: request live" until
+        executable_at + REQUEST_WINDOW has passed; then the escrow back to the controller (a
+        deposit's tokens, a redemption's shares) with the fee (not to the caller: a keeper paid
+        for a lapse would let requests lapse rather than execute them)."""
+        request = pool.requests.get(controller)
+        if request is None:
+            return Outcome("pool: no request", self.ledger)
+        if self.now <= request.executable_at + REQUEST_WINDOW:
+            return Outcome("pool: request live", self.ledger)
+        after = pool.copy()
+        del after.requests[controller]
+        if not request.deposit:
+            after.balances[escrow] -= request.shares
+            after.balances[controller] = after.balances.get(controller, 0) + request.shares
+        return Outcome(None, self.ledger, {"flow": 0, "pool": after, "request": request})
 
     # -------------------------------------------------------------- Configurator
 
@@ -1370,6 +1614,8 @@ class ProtocolMachine(RuleBasedStateMachine):
         self.order_expiry = self.orders.expiry()
         self.execution_fee = self.orders.execution_fee()
         self.order_bond = self.orders.order_bond()
+        self.escrow = str(self.pool.address)  # the pool holds the shares of redemption requests itself
+        self.gated = hasattr(self.pool, "instant")  # a pool whose instant paths wait for an idle book
         self.pending: dict[tuple[int, int], Pending] = {}  # (account, market) -> the order Orders holds
         self.tokens = {"USDC": protocol.settlement, **protocol.tokens}
         self.feeds = protocol.feeds
@@ -1383,6 +1629,7 @@ class ProtocolMachine(RuleBasedStateMachine):
         self.rotation = 0
         self.sweeps = 0
         self.started = False
+        self.steps_taken = 0  # rules run in this example
         self.refresh()
         self.expected = self.ledger
         self.expected_pool = self.pool_ledger
@@ -1398,15 +1645,23 @@ class ProtocolMachine(RuleBasedStateMachine):
         feeds = {self.addr[sym]: read_feed(self.oracle, self.feeds[sym], self.addr[sym]) for sym in COLLATERALS}
         self.oracle_view = oracle_view(feeds, self.oracle._storage.max_vol_rise_per_hour.get(), self.now)
         self.pool_ledger = self.read_pool()
-        self.model = Model(self.ledger, self.oracle_view, self.now)
+        self.model = Model(self.ledger, self.oracle_view, self.now, self.gated)
 
     def read_pool(self) -> PoolLedger:
         holders = [str(a) for a in self.roles.lps]
         storage = storage_of(self.pool)
+        requests = {}
+        for h in holders:
+            # struct Request: receiver, deposit, executable_at, assets, shares, fee (an empty one: none)
+            receiver, deposit, executable_at, assets, shares, fee = storage.entry_words(("requests",), h, count=6)
+            if executable_at:
+                address = to_checksum_address(receiver.to_bytes(20, "big"))
+                requests[h] = PoolRequest(address, bool(deposit), executable_at, assets, shares, fee)
         return PoolLedger(
             total_supply=storage.var("erc20", "totalSupply"),
-            balances={h: storage.entry(("erc20", "balanceOf"), h) for h in holders},
+            balances={h: storage.entry(("erc20", "balanceOf"), h) for h in [*holders, self.escrow]},
             lots={h: storage.entry_words(("_lots",), h, count=LOTS) for h in holders},
+            requests=requests,
         )
 
     def account(self, index: int) -> tuple[Any, int, int]:
@@ -1474,6 +1729,7 @@ class ProtocolMachine(RuleBasedStateMachine):
         differences = self.expected.copy().normalise().diff(actual)
         assert not differences, "ledger differs from the model:\n" + "\n".join(differences)
         self.refresh(actual)
+        assert self.pool_ledger == self.expected_pool, f"pool ledger {self.pool_ledger} != model {self.expected_pool}"
         self.expected = actual
         self.expected_pool = self.pool_ledger
 
@@ -2354,6 +2610,8 @@ class ProtocolMachine(RuleBasedStateMachine):
 
     @rule(lp=st.integers(0, 1), usd=USD_AMOUNT)
     def lp_deposit(self, lp: int, usd: int) -> None:
+        """An instant deposit (a gated pool's while the book is open: "pool: book open, request
+        instead")."""
         who = self.roles.lps[lp]
         amount = self.units("USDC", usd)
         outcome = self.model.pool_deposit(self.pool_ledger, str(who), amount, None)
@@ -2392,7 +2650,8 @@ class ProtocolMachine(RuleBasedStateMachine):
     )
     def lp_withdraw(self, lp: int, permille: int, by_shares: bool, caller: str) -> None:
         """withdraw(assets) or redeem(shares) of an LP's shares, by the LP, by the other LP with
-        an allowance of the LP's whole balance, or by the other LP without one."""
+        an allowance of the LP's whole balance, or by the other LP without one (a gated pool's
+        while the book is open: "pool: book open, request instead", see `lp_request_redeem`)."""
         owner = self.roles.lps[lp]
         who = owner if caller == "owner" else self.roles.lps[1 - lp]
         balance = self.pool_ledger.balances.get(str(owner), 0)
@@ -2451,6 +2710,293 @@ class ProtocolMachine(RuleBasedStateMachine):
             after.balances[str(target)] = after.balances.get(str(target), 0) + amount
             self.expected_pool = after
 
+    # LP requests (issue 9, item 2): in a gated pool, while the book is open (positions, entry
+    # costs, placed orders or debt), the only way in and out. The controller of a request is an LP.
+
+    def first_with_request(self, lp: int) -> int:
+        """`lp`, or for 2 the first LP with a request waiting (0 when none has one)."""
+        if lp < 2:
+            return lp
+        return next((i for i, h in enumerate(self.roles.lps) if str(h) in self.pool_ledger.requests), 0)
+
+    def check_request_placed(self, controller: str, outcome: Outcome) -> None:
+        """The request the model placed is the contract's (its `requests` view) and its event's."""
+        request = outcome.info["request"]
+        view = tuple(self.pool.requests(controller))
+        assert (str(view[0]), *view[1:]) == astuple(request), f"requests({controller}) {view} != model {request}"
+        (event,) = self.events("RequestPlaced")
+        assert (
+            str(event.controller),
+            str(event.receiver),
+            event.deposit,
+            event.assets,
+            event.shares,
+            event.executable_at,
+            event.fee,
+        ) == (controller, request.receiver, request.deposit, request.assets, request.shares, request.executable_at, request.fee)
+
+    def request_deposit(self, payer: Any, assets: int, receiver: Any) -> bool:
+        """LiquidityPool.request_deposit by `payer` (its controller): on success `assets` and the
+        execution fee leave its wallet for the pool's escrow."""
+        usdc = self.tokens["USDC"]
+        outcome = self.model.pool_request_deposit(
+            self.pool_ledger, str(payer), str(receiver), assets, self.execution_fee, self.settlement_delay
+        )
+        wallet = token_balance(usdc, payer)
+        request = self.pool.request_deposit
+        if not self.call("LiquidityPool.request_deposit", request, assets, receiver, sender=payer, outcome=outcome):
+            return False
+        assert token_balance(usdc, payer) == wallet - assets - self.execution_fee
+        self.check_request_placed(str(payer), outcome)
+        return True
+
+    def request_redeem(self, owner: Any, shares: int, caller: Any, allowance: int | None) -> bool:
+        """LiquidityPool.request_redeem of `owner`'s shares (its controller) by `caller` (with
+        `allowance`, None when the owner calls), paid to the caller: on success the shares move
+        to the pool's escrow and the execution fee leaves the caller's wallet."""
+        usdc = self.tokens["USDC"]
+        outcome = self.model.pool_request_redeem(
+            self.pool_ledger,
+            str(owner),
+            str(caller),
+            shares,
+            allowance,
+            self.execution_fee,
+            self.settlement_delay,
+            self.escrow,
+        )
+        wallet = token_balance(usdc, caller)
+        request = self.pool.request_redeem
+        if not self.call("LiquidityPool.request_redeem", request, shares, caller, owner, sender=caller, outcome=outcome):
+            return False
+        assert token_balance(usdc, caller) == wallet - self.execution_fee
+        self.check_request_placed(str(owner), outcome)
+        return True
+
+    def execute_request(self, controller: Any) -> bool:
+        """LiquidityPool.execute_request by the keeper. On success the keeper is paid the fee; a
+        deposit mints its shares to the receiver, a redemption pays its tokens to the receiver,
+        never more than recorded at the request (invariant 11), exactly the model's amounts."""
+        usdc, keeper = self.tokens["USDC"], self.roles.keeper
+        request = self.pool_ledger.requests.get(str(controller))
+        outcome = self.model.pool_execute(self.pool_ledger, str(controller), self.escrow)
+        receiver = request.receiver if request else str(controller)
+        wallets = (token_balance(usdc, keeper), token_balance(usdc, receiver))
+        execute = self.pool.execute_request
+        if not self.call("LiquidityPool.execute_request", execute, controller, sender=keeper, outcome=outcome):
+            return False
+        info = outcome.info
+        kind = "deposit" if request.deposit else "redemption"
+        # invariant 11: never more shares than the tokens were worth at the request (a deposit:
+        # its tokens come out of the escrow), never more tokens than the shares were (a redemption)
+        if request.deposit:
+            assert info["shares"] <= request.shares
+            assert token_balance(usdc, receiver) == wallets[1]
+        else:
+            assert info["assets"] <= request.assets
+            assert token_balance(usdc, receiver) == wallets[1] + info["assets"]
+        assert token_balance(usdc, keeper) == wallets[0] + request.fee
+        (event,) = self.events("RequestExecuted")
+        assert (
+            str(event.controller),
+            str(event.receiver),
+            event.deposit,
+            event.assets,
+            event.shares,
+            event.fee,
+            str(event.keeper),
+        ) == (str(controller), receiver, request.deposit, info["assets"], info["shares"], request.fee, str(keeper))
+        recorded = request.shares if request.deposit else request.assets
+        record(
+            f"LiquidityPool.execute_request {kind} "
+            + ("at the value recorded (the worse)" if info["now_worth"] > recorded else "at the value now (the worse)"),
+            None,
+        )
+        self.pool_value_unchanged_for_others(outcome)
+        if not request.deposit:
+            self.check_reserves_after_withdrawal()
+        return True
+
+    def lapse_request(self, controller: Any, by: Any) -> bool:
+        """LiquidityPool.lapse_request by `by` (anyone): on success the escrow goes back to the
+        controller (a deposit's tokens; a redemption's shares, in the pool ledger) with the fee;
+        `by` is not paid."""
+        usdc = self.tokens["USDC"]
+        outcome = self.model.pool_lapse(self.pool_ledger, str(controller), self.escrow)
+        wallets = (token_balance(usdc, controller), token_balance(usdc, by))
+        if not self.call("LiquidityPool.lapse_request", self.pool.lapse_request, controller, sender=by, outcome=outcome):
+            return False
+        request = outcome.info["request"]
+        assert token_balance(usdc, controller) == wallets[0] + (request.assets if request.deposit else 0) + request.fee
+        if str(by) != str(controller):
+            assert token_balance(usdc, by) == wallets[1], "whoever lapses a request is not paid"
+        (event,) = self.events("RequestLapsed")
+        returned = (request.assets, 0) if request.deposit else (0, request.shares)
+        assert (str(event.controller), event.deposit, event.assets, event.shares, event.fee, str(event.keeper)) == (
+            str(controller),
+            request.deposit,
+            *returned,
+            request.fee,
+            str(by),
+        )
+        record(f"LiquidityPool.lapse_request {'deposit' if request.deposit else 'redemption'}", None)
+        return True
+
+    def clear_request(self, controller: Any) -> None:
+        """Whatever `controller`'s request: executed as soon as it is due, or lapsed when it
+        cannot execute (its window passed, or the execution was refused), so a new one can be
+        placed."""
+        request = self.pool_ledger.requests.get(str(controller))
+        if request is None:
+            return
+        if self.now <= request.executable_at + REQUEST_WINDOW:
+            self.env.time_travel(seconds=max(request.executable_at - self.now, 0))
+            self.refresh(self.ledger)
+            executed = self.execute_request(controller)
+            self.settle_step()
+            if executed:
+                return
+        self.env.time_travel(seconds=max(request.executable_at + REQUEST_WINDOW + 1 - self.now, 0))
+        self.refresh(self.ledger)
+        assert self.lapse_request(controller, self.roles.keeper)
+        self.settle_step()
+
+    @rule(lp=st.integers(0, 1), usd=USD_AMOUNT, to_other=st.booleans())
+    def lp_request_deposit(self, lp: int, usd: int, to_other: bool) -> None:
+        """(LP, dollars, shares to the other LP) request_deposit."""
+        who = self.roles.lps[lp]
+        self.request_deposit(who, self.units("USDC", usd), self.roles.lps[1 - lp] if to_other else who)
+
+    @rule(lp=st.integers(0, 1), permille=PERMILLE, caller=st.sampled_from(["owner", "owner", "approved", "stranger"]))
+    def lp_request_redeem(self, lp: int, permille: int, caller: str) -> None:
+        """(LP, permille of its free shares (above 1,000: more than are free), caller)
+        request_redeem by the LP, by the other LP with an allowance of exactly the shares, or by
+        the other LP without one; the tokens are for the caller."""
+        owner = self.roles.lps[lp]
+        who = owner if caller == "owner" else self.roles.lps[1 - lp]
+        shares = self.model.free_shares(self.pool_ledger, str(owner)) * permille // 1_000
+        allowance = None
+        if caller != "owner":
+            allowance = shares if caller == "approved" else 0
+            self.pool.approve(who, allowance, sender=owner)
+            record("LiquidityPool.approve", None)
+        self.request_redeem(owner, shares, who, allowance)
+
+    @rule(
+        order=st.tuples(
+            st.integers(0, 2),
+            st.sampled_from(["due", "due", "due", "early", "end", "late"]),
+            st.sampled_from([0, 0, -300, 300, -1_500]),
+            st.sampled_from(["redeem", "deposit"]),
+        )
+    )
+    def lp_execute_request(self, order: tuple[int, str, int, str]) -> None:
+        """(LP, or 2 for the first with a request; when: at executable_at (or as soon as the clock
+        is past it), as it is (early when just placed), at the window's last second, one second
+        after it; basis points ETH moves (a synced round) before the execution; the request the
+        LP places first when it has none: 10% of its free shares, or $10,000) The keeper
+        executes it: the LP gets the worse of the values at the request and now."""
+        lp, timing, move_bp, kind = order
+        controller = self.roles.lps[self.first_with_request(lp)]
+        if str(controller) not in self.pool_ledger.requests:
+            if kind == "redeem":
+                free = self.model.free_shares(self.pool_ledger, str(controller))
+                placed = self.request_redeem(controller, free // 10, controller, None)
+            else:
+                placed = self.request_deposit(controller, self.units("USDC", 10_000), controller)
+            if not placed:
+                return
+            self.settle_step()
+        request = self.pool_ledger.requests[str(controller)]
+        target = {
+            "due": request.executable_at,
+            "early": self.now,
+            "end": request.executable_at + REQUEST_WINDOW,
+            "late": request.executable_at + REQUEST_WINDOW + 1,
+        }[timing]
+        self.env.time_travel(seconds=max(target - self.now, 0))
+        self.refresh(self.ledger)
+        if move_bp:
+            answer = self.oracle_view.feeds[self.addr["WETH"]].answer
+            self.publish("WETH", max(answer * (10_000 + move_bp) // 10_000, 1))
+            self.sync("WETH")
+            self.refresh(self.ledger)
+        self.execute_request(controller)
+
+    @rule(lp=st.integers(0, 2), scenario=st.sampled_from(["lapse", "lapse", "early", "as_is"]), by_keeper=st.booleans())
+    def lp_lapse_request(self, lp: int, scenario: str, by_keeper: bool) -> None:
+        """(LP, or 2 for the first with a request; after the window / at once / as it is (a
+        request of $1,000 placed first when the LP has none but "as_is"), by the keeper or a
+        stranger) lapse_request: the escrow and the fee back to the LP, nothing to whoever lapsed it."""
+        controller = self.roles.lps[self.first_with_request(lp)]
+        if scenario != "as_is" and str(controller) not in self.pool_ledger.requests:
+            if not self.request_deposit(controller, self.units("USDC", 1_000), controller):
+                return
+            self.settle_step()
+        request = self.pool_ledger.requests.get(str(controller))
+        if request is not None and scenario == "lapse":
+            self.env.time_travel(seconds=max(request.executable_at + REQUEST_WINDOW + 1 - self.now, 0))
+            self.refresh(self.ledger)
+        self.lapse_request(controller, self.roles.keeper if by_keeper else self.roles.attacker)
+
+    # late in an example only: it closes every position, so the rest of the example starts over
+    # from an empty book instead of the crashes and liquidations the other rules build up
+    @precondition(lambda self: self.steps_taken >= STEPS_PER_EXAMPLE - 10)
+    @rule(
+        order=st.tuples(
+            st.sampled_from(["nothing", "nothing", "order", "debt"]),
+            st.integers(0, 1),
+            USD_AMOUNT,
+            PERMILLE,
+            st.booleans(),
+        )
+    )
+    def book_goes_idle(self, order: tuple[str, int, int, int, bool]) -> None:
+        """(what stays open: nothing, an order placed or a debt; the LP who deposits and mints,
+        dollars, permille of the first LP's shares it takes out, by shares) The traders leave:
+        the oracle bot's heartbeat (a halted feed's breaker cleared by its owner), every order
+        waiting filled, every position closed and every debt repaid by a deposit. Then no price
+        moves the pool's value (a gated pool's `instant()`) and the LPs come and go at once:
+        deposit, mint, withdraw or redeem. With an order placed (its hold) or a debt left, the
+        book is still open and a gated pool refuses them "pool: book open, request instead"."""
+        leave, lp, usd, permille, by_shares = order
+        self.heartbeat("all")
+        self.settle_step()
+        for sym in COLLATERALS:
+            if self.oracle_view.feeds[self.addr[sym]].halted:
+                self.clear_circuit_breaker(sym, True)
+                self.settle_step()
+        for key in sorted(self.pending):
+            self.env.time_travel(seconds=max(self.pending[key].executable_at - self.now, 0))
+            self.refresh(self.ledger)
+            self.fill(key)
+            self.settle_step()
+        ids = [self.world.account_id(i) for i in range(len(self.world.accounts))]
+        for account, market in sorted(self.ledger.positions):
+            size = self.ledger.positions.get((account, market), (0, 0))[0]
+            if size:
+                owner, sub, _ = self.account(ids.index(account))
+                self.do_trade(owner, sub, account, market, -size, "none")
+                self.settle_step()
+        debtors = [account for account, balance in sorted(self.ledger.settlement.items()) if balance < 0]
+        usdc = self.tokens["USDC"]
+        for account in debtors[1:] if leave == "debt" else debtors:
+            owner, sub, _ = self.account(ids.index(account))
+            amount = -self.model.settlement_of(self.ledger, account)  # the debt with its interest to now
+            outcome = self.model.deposit(account, self.addr["USDC"], amount, self.addr["USDC"])
+            self.call("Clearinghouse.deposit", self.ch.deposit, usdc, amount, sub, sender=owner, outcome=outcome)
+            self.settle_step()
+        if leave == "order":
+            owner, sub, account = self.account(0)
+            market = self.market_of(0)
+            self.commit(owner, sub, account, market, self.trade_delta(account, market, "open", 1, 1_000, True), 0)
+        record("book_goes_idle", None if self.model.idle(self.ledger) else "still open")
+        self.lp_deposit(lp=lp, usd=usd)
+        self.settle_step()
+        self.lp_mint(lp=lp, usd=usd)
+        self.settle_step()
+        self.lp_withdraw(lp=0, permille=permille, by_shares=by_shares, caller="owner")
+
     @rule(
         index=TARGET,
         keep_usd=st.sampled_from([0, 0, 100, 1_000]),
@@ -2463,12 +3009,13 @@ class ProtocolMachine(RuleBasedStateMachine):
         basis points the price moves in the position's favour, in rounds of at most 15%, dollars
         an LP brings back) A trader realises a profit while the pool is short of tokens (issue 9,
         item 1): governance turns every market's open-interest reserve off (factor 0: the
-        reserve is what keeps a pool from running dry), the LPs withdraw what their free shares
-        are worth, up to all the pool can pay but `keep_usd`, the price of the account's most
-        profitable position moves its way (a synced round), the account closes it and the
-        profit beyond what the pool holds free is its pending
-        claim (ProfitPending): equity as its balance is, but not paid in tokens the pool does
-        not hold. Then an LP deposits `refill_usd` and the owner asks for its balance and the
+        reserve is what keeps a pool from running dry), the LPs redeem (by request, executed
+        when due: the book is open) what their free shares are worth, up to all the pool can pay
+        but `keep_usd`, the price of the account's most profitable position moves its way (a
+        synced round), the account closes it and the profit beyond what the pool holds free is
+        its pending claim (ProfitPending): equity as its balance is, but not paid in tokens the
+        pool does not hold. Then an LP deposits `refill_usd` (by request, executed when due)
+        and the owner asks for its balance and the
         part of its claim the pool now holds tokens for (the claim paid at withdrawal, first
         come first served)."""
         best = None
@@ -2500,7 +3047,10 @@ class ProtocolMachine(RuleBasedStateMachine):
         # the oracle bot's heartbeat first: LP flows wait while a held collateral has no price
         self.heartbeat("all")
         self.settle_step()
+        # the book is open (the position): the LPs leave by request, the keeper executing each
+        # one when it is due (a request already waiting is executed or lapsed first)
         for lp in sorted(self.roles.lps, key=lambda h: -self.model.free_shares(self.pool_ledger, str(h))):
+            self.clear_request(lp)
             liquidity = max(self.ledger.pool_balance - self.ledger.total_debt - self.ledger.total_pending, 0)
             try:
                 total_assets = self.model.total_assets(self.ledger)
@@ -2512,10 +3062,12 @@ class ProtocolMachine(RuleBasedStateMachine):
             assets = min(liquidity - self.units("USDC", keep_usd), worth, headroom)
             if assets <= 0:
                 break
-            outcome = self.model.pool_withdraw(self.pool_ledger, str(lp), assets, None)
-            if self.call("LiquidityPool.withdraw", self.pool.withdraw, assets, lp, lp, sender=lp, outcome=outcome):
-                self.pool_value_unchanged_for_others(outcome)
+            # the shares worth at most `assets` now (the execution pays at most that)
+            shares = mul_div(assets, self.pool_ledger.total_supply + POOL_OFFSET, total_assets + 1, False)
+            placed = self.request_redeem(lp, shares, lp, None)
             self.settle_step()
+            if placed:
+                self.clear_request(lp)
         size = self.ledger.positions.get((account, market), (0, 0))[0]
         if size == 0:
             return
@@ -2529,9 +3081,13 @@ class ProtocolMachine(RuleBasedStateMachine):
         if not self.do_trade(owner, sub, account, market, -size, "none"):
             return
         self.settle_step()
-        if refill_usd:
-            self.lp_deposit(lp=1, usd=refill_usd)
+        if refill_usd:  # by request too, executed when due
+            lp = self.roles.lps[1]
+            self.clear_request(lp)
+            placed = self.request_deposit(lp, self.units("USDC", refill_usd), lp)
             self.settle_step()
+            if placed:
+                self.clear_request(lp)
         payable = max(min(self.ledger.pending.get(account, 0), self.ledger.pool_balance - self.ledger.total_debt), 0)
         amount = self.ledger.settlement.get(account, 0) + payable
         if amount > 0:
@@ -3215,6 +3771,7 @@ class ProtocolMachine(RuleBasedStateMachine):
         self.refresh(actual)
         pool_actual = self.pool_ledger
         assert pool_actual == self.expected_pool, f"pool ledger {pool_actual} != model {self.expected_pool}"
+        self.check_requests(pool_actual)
         self.check_value(actual)
         self.check_views(actual)
         self.check_free_withdrawals(actual)
@@ -3222,6 +3779,7 @@ class ProtocolMachine(RuleBasedStateMachine):
         self.expected_pool = pool_actual
         if self.started:
             STEPS["run"] += 1
+            self.steps_taken += 1
         self.started = True
 
     def check_tokens(self, ledger: Ledger) -> None:
@@ -3249,7 +3807,7 @@ class ProtocolMachine(RuleBasedStateMachine):
         for sym in COLLATERALS:
             if self.model.slot(self.addr[sym]) is None:
                 assert token_balance(self.tokens[sym], self.ch) == self.donated_ch[sym]
-        for sym in TOKENS:
+        for sym in COLLATERALS:  # the pool's settlement tokens: `check_requests`
             assert token_balance(self.tokens[sym], self.pool) == self.donated_pool[sym]
         # Orders holds exactly the fees escrowed by the orders still waiting (a filled order's fee
         # went to its keeper, a cancelled one's to the insurance fund or back to its owner), and
@@ -3289,7 +3847,18 @@ class ProtocolMachine(RuleBasedStateMachine):
         for account, s in ledger.settlement.items():
             hidden = s < 0 and not ledger.market_mask.get(account) and not ledger.collateral_mask.get(account)
             assert not hidden, f"account {account:#x} has debt {s} with nothing left: bad debt not booked"
-        assert self.pool.totalSupply() == sum(token_balance(self.pool, h) for h in self.roles.lps)
+        assert self.pool.totalSupply() == sum(token_balance(self.pool, h) for h in [*self.roles.lps, self.pool])
+
+    def check_requests(self, pool: PoolLedger) -> None:
+        """Invariant 11: the pool holds exactly the escrow of the requests waiting (their pool
+        ledger read from storage, equal to the model's): settlement tokens, each deposit
+        request's tokens and fee and each redemption request's fee (and what was donated to it);
+        shares of its own, each redemption request's shares."""
+        escrow = sum(r.assets + r.fee if r.deposit else r.fee for r in pool.requests.values())
+        held = token_balance(self.tokens["USDC"], self.pool)
+        assert held == escrow + self.donated_pool["USDC"], f"pool holds {held}, its escrow is {escrow}"
+        escrowed = sum(r.shares for r in pool.requests.values() if not r.deposit)
+        assert pool.balances[self.escrow] == escrowed, f"pool holds {pool.balances[self.escrow]} shares, escrowed {escrowed}"
 
     def check_value(self, ledger: Ledger) -> None:
         """Invariant 6: accounts + pool + insurance == settlement tokens held, within the bound."""
@@ -3320,6 +3889,10 @@ class ProtocolMachine(RuleBasedStateMachine):
         withdrawals also read their account's margin at once, for invariant 2."""
         count = len(self.world.accounts)
         assert self.ch.debt_index() == self.model.debt_index_now(ledger), "debt_index view != model"
+        instant = True
+        if self.gated:
+            instant = self.pool.instant()
+            assert instant == self.model.idle(ledger), f"instant() is {instant}, the model's idle book {self.model.idle(ledger)}"
         self.rotation = (self.rotation + 1) % (4 * count + 4)
         if self.rotation % 2:
             return  # every other step: half the cost, each item still checked every 28 steps
@@ -3347,6 +3920,13 @@ class ProtocolMachine(RuleBasedStateMachine):
                 assert message == error.message
             else:
                 assert self.pool.totalAssets() == expected_assets
+            # the LPs' limits, the ERC-4626 max* views (a gated pool's read 0 while the book is open)
+            pool = self.pool_ledger
+            for lp in self.roles.lps:
+                exit_limit = self.model.exit_limit(pool, str(lp))
+                deposit = self.model.max_deposit(pool)
+                limits = (self.pool.maxDeposit(lp), self.pool.maxMint(lp), self.pool.maxWithdraw(lp), self.pool.maxRedeem(lp))
+                assert limits == (deposit, deposit, *(exit_limit if instant else (0, 0))), f"max* of {lp}: {limits}"
         else:
             for asset in self.oracle_view.feeds:
                 price, message = attempt_view(self.oracle.price, asset)
@@ -3417,6 +3997,10 @@ EVERY_FUNCTION = (
     "LiquidityPool.transfer",
     "LiquidityPool.transferFrom",
     "LiquidityPool.approve",
+    "LiquidityPool.request_deposit",
+    "LiquidityPool.request_redeem",
+    "LiquidityPool.execute_request",
+    "LiquidityPool.lapse_request",
     "Configurator.list_collateral",
     "Configurator.list_market",
     "Configurator.set_market",
@@ -3443,7 +4027,8 @@ CORE_FUNCTIONS = (
     "Orders.commit_order",
     "Orders.fill",
     "LiquidationEngine.liquidate",
-    "LiquidityPool.deposit",
+    "LiquidityPool.deposit",  # while the book is idle (`book_goes_idle`)
+    "LiquidityPool.execute_request",
     "OracleRouter.sync",
     "Configurator.set_market",
 )
@@ -3506,8 +4091,19 @@ def test_every_rule_succeeds_in_a_scripted_walk(machine):
     step("order_round_passed", index=5, market=1, leverage=2, is_long=True, new_phase=False)
     step("order_round_passed", index=4, market=0, leverage=2, is_long=False, new_phase=True)
     step("fund_insurance", usd=1_000)
+    # the book is open (the seeded positions): a gated pool's LPs come and go by request only
     step("lp_deposit", lp=1, usd=10_000)
     step("lp_mint", lp=1, usd=10_000)
+    opened = BOOK_OPEN if machine.gated else "ok"
+    assert OUTCOMES[("LiquidityPool.deposit", opened)] and OUTCOMES[("LiquidityPool.mint", opened)], outcome_table()
+    step("lp_request_deposit", lp=1, usd=10_000, to_other=False)
+    step("lp_request_deposit", lp=1, usd=10_000, to_other=False)  # "pool: request pending"
+    step("lp_execute_request", order=(1, "early", 0, "deposit"))  # "pool: request not due"
+    step("lp_execute_request", order=(1, "due", 0, "deposit"))
+    step("lp_request_deposit", lp=0, usd=10_000, to_other=True)  # paid by LP 0, the shares LP 1's
+    step("lp_execute_request", order=(0, "end", 300, "deposit"))  # at the window's last second, ETH 3% up
+    for message in ("pool: request pending", "pool: request not due"):
+        assert OUTCOMES[("LiquidityPool.request_deposit" if "pending" in message else "LiquidityPool.execute_request", message)]
     step("time_passes", seconds=901)
     # an order that can still fill stays: its owner's withdrawals wait; then it expires with no
     # round (refunded), and another's round passes (forfeited)
@@ -3521,8 +4117,26 @@ def test_every_rule_succeeds_in_a_scripted_walk(machine):
     step("cancel_order", order=(3, 1, "owner", "passed"))
     step("cancel_order", order=(3, 1, "owner", "as_is"))  # "orders: no order"
     step("heartbeat", which="all")
-    step("lp_withdraw", lp=1, permille=100, by_shares=True, caller="owner")
+    step("lp_withdraw", lp=1, permille=100, by_shares=True, caller="owner")  # a gated pool: "pool: book open, ..."
     step("lp_withdraw", lp=1, permille=100, by_shares=False, caller="approved")
+    assert OUTCOMES[("LiquidityPool.redeem", opened)] and OUTCOMES[("LiquidityPool.withdraw", opened)], outcome_table()
+    step("lp_request_redeem", lp=1, permille=100, caller="stranger")  # "erc20: insufficient allowance"
+    step("lp_request_redeem", lp=1, permille=1_100, caller="owner")  # "pool: insufficient shares"
+    step("lp_request_redeem", lp=1, permille=100, caller="approved")  # the tokens for LP 0, its fee paid
+    step("lp_execute_request", order=(1, "late", 0, "redeem"))  # "pool: request lapsed"
+    step("lp_lapse_request", lp=1, scenario="as_is", by_keeper=False)  # by a stranger: the shares and fee back
+    step("lp_lapse_request", lp=1, scenario="early", by_keeper=True)  # a deposit request: "pool: request live"
+    step("lp_lapse_request", lp=1, scenario="lapse", by_keeper=True)  # its tokens and fee back
+    step("heartbeat", which="all")
+    step("lp_execute_request", order=(1, "due", -300, "redeem"))  # ETH down 3%: the traders' loss, the pool's gain
+    step("lp_execute_request", order=(1, "due", 300, "redeem"))
+    for label, message in (
+        ("LiquidityPool.request_redeem", "erc20: insufficient allowance"),
+        ("LiquidityPool.request_redeem", "pool: insufficient shares"),
+        ("LiquidityPool.execute_request", "pool: request lapsed"),
+        ("LiquidityPool.lapse_request", "pool: request live"),
+    ):
+        assert OUTCOMES[(label, message)], outcome_table()
     step("lp_transfer_shares", sender=1, permille=100, via_allowance=False)
     step("lp_transfer_shares", sender=1, permille=100, via_allowance=True)
     step("donate", recipient="clearinghouse", sym="WETH", usd=100)
@@ -3681,14 +4295,33 @@ def test_every_rule_succeeds_in_a_scripted_walk(machine):
         step("set_reserve_factor", market=market, factor=1, by="owner")
     step("trade", order=(0, 0, "edge", 1, 900, True, "none"))  # within its margin, past the reserve
     assert OUTCOMES[("Orders.commit_order", "orders: open interest reserve")], outcome_table()
+    # an LP's withdrawal past the reserve is refused (a gated pool's first: the book is open); by
+    # request, refused at its execution, and the request waits: executed once the reserve is back
     step("lp_withdraw", lp=0, permille=10, by_shares=False, caller="owner")
-    assert OUTCOMES[("LiquidityPool.withdraw", "pool: open interest reserve")], outcome_table()
+    assert OUTCOMES[("LiquidityPool.withdraw", BOOK_OPEN if machine.gated else "pool: open interest reserve")]
+    step("lp_request_redeem", lp=0, permille=10, caller="owner")
+    step("lp_execute_request", order=(0, "due", 0, "redeem"))
+    assert OUTCOMES[("LiquidityPool.execute_request", "pool: open interest reserve")], outcome_table()
+    assert str(machine.roles.lps[0]) in machine.pool_ledger.requests
     for market in (0, 1):
         step("set_reserve_factor", market=market, factor=WAD, by="owner")
+    executed = OUTCOMES[("LiquidityPool.execute_request", "ok")]
+    step("lp_execute_request", order=(0, "due", 0, "redeem"))
+    assert OUTCOMES[("LiquidityPool.execute_request", "ok")] == executed + 1, outcome_table()
     step("trade", order=(0, 0, "open", 20, 1_000, True, "none"))  # past its margin: refused at commit
     assert OUTCOMES[("Orders.commit_order", "orders: insufficient margin")], outcome_table()
     step("list_collateral", weight_bp=7_000, discount_permille=500)
     step("list_market", sym="LINK", base_bp=500, penalty_permille=500, keeper_permille=500, cap_permille=500)
+    # the traders leave, but for a debt, then an order placed: the book stays open; then all of
+    # it: the book is idle and the LPs come and go at once (requests still work)
+    step("book_goes_idle", order=("debt", 1, 10_000, 100, True))
+    step("book_goes_idle", order=("order", 1, 10_000, 100, True))
+    assert OUTCOMES[("book_goes_idle", "still open")], outcome_table()
+    step("book_goes_idle", order=("nothing", 1, 10_000, 100, True))
+    assert OUTCOMES[("book_goes_idle", "ok")] and (not machine.gated or machine.pool.instant()), outcome_table()
+    step("lp_withdraw", lp=0, permille=100, by_shares=False, caller="approved")
+    step("lp_request_redeem", lp=0, permille=100, caller="owner")
+    step("lp_execute_request", order=(0, "due", 0, "redeem"))
     for action, by in (
         ("pause", "guardian"),
         ("reduce_only", "guardian"),
@@ -3710,6 +4343,13 @@ def test_every_rule_succeeds_in_a_scripted_walk(machine):
         "interest charged to the pool",
         "collateral sale over the loan-to-value limit, positions open",
         "honest withdrawal of a free balance (dry run)",
+        # the worse of the two values, each way: the request's, or the execution's
+        "LiquidityPool.execute_request deposit at the value recorded (the worse)",
+        "LiquidityPool.execute_request deposit at the value now (the worse)",
+        "LiquidityPool.execute_request redemption at the value recorded (the worse)",
+        "LiquidityPool.execute_request redemption at the value now (the worse)",
+        "LiquidityPool.lapse_request deposit",
+        "LiquidityPool.lapse_request redemption",
     )
     missing = [label for label in (*EVERY_FUNCTION, *paths) if OUTCOMES[(label, "ok")] == 0]
     assert not missing, f"never succeeded: {missing}\n{outcome_table()}"
