@@ -1,6 +1,6 @@
 """The keeper bot executes LP requests: driven in-process on the embedded chain (test_bots.py's
-deployment: a $2M pool and five traders with open ETH-PERP positions, so the pool is not
-instant and LPs come and go by request). An LP asks to redeem and another to deposit; the bot
+deployment: a $2M pool and five traders with open ETH-PERP positions, so the pool's value
+moves with every round). An LP asks to redeem and another to deposit; the bot
 leaves both alone until they are due, executes them in their window for their fees, leaves a
 request past its window to its LP (a lapse pays its caller nothing: the escrow and the fee go
 back to the LP), loses a race without raising, waits on a request the pool cannot pay now (said
@@ -39,7 +39,7 @@ def lps(market, chain, accounts):  # noqa: F811
     to the pool; a fresh WETH round after the wait."""
     protocol = market["protocol"]
     pool, usdc = protocol.pool, protocol.settlement
-    assert not pool.instant()  # the traders' positions: LPs come and go by request
+    assert int(protocol.clearinghouse.market_state(protocol.markets["ETH-PERP"]).long_oi) > 0  # the traders' positions
     publish_round(market, chain, accounts, chain.pending_timestamp + 900)  # the seed's cooldown passed
     lp, depositor = accounts[1], accounts[11]
     usdc.mint(lp, 10 * USDC, sender=lp)
