@@ -25,7 +25,7 @@ Each iteration (`KeeperBot.step`) does, in order:
    after a dry run (a revert mined would cost the gas). A request past its window is left
    alone: `lapse_request` pays its caller nothing (the escrow and the fee go back to the LP), so
    it waits on chain for its LP to lapse it. `--no-orders` leaves the requests too: with no
-   keeper executing them, LPs cannot come or go while the book is open.
+   keeper executing them, they lapse unless their LPs execute them.
 
 An asset whose price the router refuses (a circuit breaker's halt, a stale round) leaves its
 accounts alone until it returns, with one line when that starts and when it ends.

@@ -2,7 +2,8 @@
 the call.
 
 While traders hold positions (or debts, or placed orders) the pool's value moves with every
-oracle round, so LPs come and go by request (contracts/LiquidityPool.vy): `request_deposit` or
+oracle round, so LPs may come and go by request (contracts/LiquidityPool.vy; the instant paths
+are still open in this version): `request_deposit` or
 `request_redeem` escrows the tokens or the shares and an execution fee (Orders'), and anyone may
 `execute_request(controller)` from its `executable_at` (Orders' settlement delay after the
 request) to `REQUEST_WINDOW` seconds later, paid the fee. After that window the request only
