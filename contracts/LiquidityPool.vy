@@ -111,6 +111,7 @@ struct Request:
 
 
 requests: public(HashMap[address, Request])  # controller (a deposit's payer, a redemption's owner) => its request
+open_requests: public(uint256)  # requests placed and neither executed nor lapsed: the instant paths wait for none
 
 
 interface IOrderParameters:
@@ -275,6 +276,7 @@ def deposit(assets: uint256, receiver: address) -> uint256:
            already has LOTS (4) deposits in their cooldown, and "pool: collateral feed down"
            while a held collateral has no valid price (see `withdraw`).
     """
+    self._only_instant()
     value: int256 = 0
     total: uint256 = 0
     headroom: uint256 = 0
@@ -317,6 +319,7 @@ def mint(shares: uint256, receiver: address) -> uint256:
     @custom:security As `deposit`: reverts "pool: insolvent" while the value is below zero, or
            zero with shares out; the new shares are locked in a lot of their own, as for `deposit`.
     """
+    self._only_instant()
     value: int256 = 0
     total: uint256 = 0
     headroom: uint256 = 0
@@ -337,6 +340,20 @@ def maxWithdraw(owner: address) -> uint256:
             every account's debt (what the Clearinghouse will pay out) and at what keeps every
             market within its open-interest reserve; 0 while a listed collateral or a
             market the valuation reads has no valid price (exits fail closed, see `withdraw`).
+    """
+    if not self._quiet():
+        return 0
+    return self._exit_limit(owner)[0]
+
+
+@view
+@external
+def withdrawable(owner: address) -> uint256:
+    """
+    @notice `maxWithdraw` whether or not the book is idle: what a redemption of the owner's free
+            shares could be paid now (a request's execution pays at most this, at its own time).
+    @param owner The share holder.
+    @return Settlement token units, rounded down; 0 without a valid price.
     """
     return self._exit_limit(owner)[0]
 
@@ -367,6 +384,7 @@ def withdraw(assets: uint256, receiver: address, owner: address) -> uint256:
            take the tokens that back traders' positive balances or the insurance fund. Reverts
            "pool: collateral feed down" while a listed collateral has no valid price.
     """
+    self._only_instant()
     value: int256 = 0
     total: uint256 = 0
     headroom: uint256 = 0
@@ -385,6 +403,20 @@ def maxRedeem(owner: address) -> uint256:
     @param owner The share holder.
     @return Shares, rounded down; 0 while a listed collateral or a market the valuation reads
             has no valid price.
+    """
+    if not self._quiet():
+        return 0
+    return self._exit_limit(owner)[1]
+
+
+@view
+@external
+def redeemable(owner: address) -> uint256:
+    """
+    @notice `maxRedeem` whether or not the book is idle: the owner's free shares the pool could
+            pay out now.
+    @param owner The share holder.
+    @return Shares, rounded down; 0 without a valid price.
     """
     return self._exit_limit(owner)[1]
 
@@ -414,6 +446,7 @@ def redeem(shares: uint256, receiver: address, owner: address) -> uint256:
            liquidity" beyond the pool's realised balance less every account's debt, and
            "pool: collateral feed down" while a listed collateral has no valid price.
     """
+    self._only_instant()
     value: int256 = 0
     total: uint256 = 0
     headroom: uint256 = 0
@@ -501,6 +534,7 @@ def execute_request(controller: address):
     assert block.timestamp >= request.executable_at, "pool: request not due"
     assert block.timestamp <= request.executable_at + REQUEST_WINDOW, "pool: request lapsed"
     self.requests[controller] = empty(Request)
+    self.open_requests -= 1
     value: int256 = 0
     total: uint256 = 0
     headroom: uint256 = 0
@@ -545,6 +579,7 @@ def lapse_request(controller: address):
     assert request.executable_at != 0, "pool: no request"
     assert block.timestamp > request.executable_at + REQUEST_WINDOW, "pool: request live"
     self.requests[controller] = empty(Request)
+    self.open_requests -= 1
     if request.deposit:
         self._push(controller, request.assets + request.fee)
         log RequestLapsed(
@@ -636,6 +671,19 @@ def reserve(market: uint256, larger_side: uint256) -> (int256, uint256):
     priced: bool = False
     value, need, priced = self._book(market, larger_side, False)
     return value, need
+
+
+@view
+@external
+def instant() -> bool:
+    """
+    @notice Whether `deposit`, `mint`, `withdraw` and `redeem` work now: no market has open
+            interest, an entry cost or placed orders, so no price moves the pool's value and no
+            oracle round can be traded ahead of, and no LP request is pending. Otherwise LPs come and go by
+            request (`request_deposit`, `request_redeem`) and the max* views read 0.
+    @return True while the book is idle.
+    """
+    return self._quiet()
 
 
 @view
@@ -796,7 +844,7 @@ def _max_deposit() -> uint256:
          collateral check, a valuation without a price, "pool: insolvent"): then 0, as ERC-4626
          asks of a deposit disabled even for a while (review v4, C6).
     """
-    if not self._collateral_priced():
+    if not self._quiet() or not self._collateral_priced():
         return 0
     value: int256 = 0
     total: uint256 = 0
@@ -806,6 +854,36 @@ def _max_deposit() -> uint256:
     if not priced or not self._solvent(value):
         return 0
     return max_value(uint256)
+
+
+@view
+def _quiet() -> bool:
+    """
+    @dev Whether the pool's value depends on no price: no listed market with open interest, an
+         entry cost or placed orders holding a side (`held`). Debts count at their face with the
+         interest accrued to the second, which no oracle round moves. And no request pending: a
+         request capped at its value leaves the difference in the pool at its execution, which an
+         instant deposit just before it would share in at no risk (review of the gate, F1).
+    """
+    if self.open_requests != 0:
+        return False
+    for m: uint256 in range(1, c.MAX_MARKETS):
+        if m > staticcall CLEARINGHOUSE.market_count():
+            break
+        st: IClearinghouse.MarketState = staticcall CLEARINGHOUSE.market_state(m)
+        if st.long_oi != 0 or st.short_oi != 0 or st.total_cost != 0 or self._held[m] != 0:
+            return False
+    return True
+
+
+@view
+def _only_instant():
+    """
+    @dev The instant paths (`deposit`, `mint`, `withdraw`, `redeem`) only while the book is idle
+         (`_quiet`), checked first: otherwise an LP who sees an oracle round pending could buy in
+         before a rise or leave before a fall at the value before it (issue 9, the known round).
+    """
+    assert self._quiet(), "pool: book open, request instead"
 
 
 @view
@@ -1043,6 +1121,7 @@ def _place(controller: address, receiver: address, deposit: bool, assets: uint25
     self.requests[controller] = Request(
         receiver=receiver, deposit=deposit, executable_at=executable_at, assets=assets, shares=shares, fee=fee
     )
+    self.open_requests += 1
     log RequestPlaced(
         controller=controller,
         receiver=receiver,

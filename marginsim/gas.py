@@ -103,15 +103,15 @@ def run(project: Any, chain: Any, signers: list[Any], config: ProtocolConfig = G
         chain.restore(snapshot)
 
     # a loss realised into the balance (anyone may call it: no penalty, nobody paid), and an LP's
-    # exit with open interest in four markets and the prices of the collaterals accounts hold to check
+    # exit with open interest in four markets and the prices of the collaterals accounts hold to
+    # check: by request (the instant paths are shut while the book is open), the LP escrowing the
+    # shares and a keeper executing it a settlement delay later (the execution is the row with
+    # the valuation and the payment)
     snapshot = chain.snapshot()
     chain.pending_timestamp += 901  # the LP's shares out of their cooldown
     account = _leveraged_account(p, signers[4], names, unit)
     _crash_until(p, deployer, account, lambda h: h < 2 * WAD)
     measure("realise a loss", p.liquidation_engine.realise_loss(account, eth, sender=keeper))
-    measure("LP withdraw, positions open", p.pool.withdraw(1_000 * unit, lp, lp, sender=lp))
-    # the same by request: the LP escrows the shares and a keeper executes it a settlement delay
-    # later (the execution is the row with the valuation and the payment)
     usdc.mint(lp, int(p.orders.execution_fee()), sender=lp)
     shares = int(p.pool.previewWithdraw(1_000 * unit))
     measure("LP redemption request, positions open", p.pool.request_redeem(shares, lp, lp, sender=lp))

@@ -160,3 +160,65 @@ def trade_now(
     if cancelled:
         raise OrderRefused(cancelled[0].reason, txn=receipt.transaction)
     return receipt
+
+
+def _request_and_execute(pool: Any, request: Any, controller: Any, sender: Any, extra: int, keeper: Any) -> Any:
+    """Fund and approve the request's fee (and `extra` tokens) from `sender`, place it
+    (`request()`), move the clock to its executable time and execute it from `keeper` (default:
+    the last test account). A revert anywhere rewinds the chain to before the request, as the
+    one-step call reverted, and raises it."""
+    from ape import accounts, chain, project
+
+    ch = project.Clearinghouse.at(pool.CLEARINGHOUSE())
+    orders, settlement, _ = handles(ch)
+    fee = int(orders.execution_fee())
+    snapshot = chain.snapshot()
+    try:
+        if fee:
+            _fund_fee(settlement, sender, fee)
+        # a chain snapshot may have undone an approval
+        if int(settlement.allowance(sender, pool)) < fee + extra:
+            settlement.approve(pool, 2**256 - 1, sender=sender)
+        request()
+        executable_at = int(pool.requests(controller).executable_at)
+        if chain.pending_timestamp < executable_at:
+            chain.pending_timestamp = executable_at
+        return pool.execute_request(controller, sender=keeper or accounts.test_accounts[-1])
+    except ContractLogicError:
+        chain.restore(snapshot)
+        raise
+
+
+def deposit_now(pool: Any, assets: int, receiver: Any, *, sender: Any, keeper: Any = None) -> Any:
+    """Deposit `assets` from `sender` for shares to `receiver`: at once while the pool is
+    `instant` (its book idle), else by `request_deposit` executed at its executable time
+    (`_request_and_execute`), which mints the smaller of the shares at the request and at the
+    execution. Returns the receipt that minted the shares."""
+    if pool.instant():
+        return pool.deposit(assets, receiver, sender=sender)
+    return _request_and_execute(
+        pool, lambda: pool.request_deposit(assets, receiver, sender=sender), sender, sender, assets, keeper
+    )
+
+
+def redeem_now(pool: Any, shares: int, receiver: Any, owner: Any, *, sender: Any, keeper: Any = None) -> Any:
+    """Redeem `owner`'s `shares` to `receiver`: at once while the pool is `instant`, else by
+    `request_redeem` (its fee from `sender`) executed at its executable time, which pays the
+    smaller of what the shares are worth at the request and at the execution. Returns the
+    receipt that paid the tokens."""
+    if pool.instant():
+        return pool.redeem(shares, receiver, owner, sender=sender)
+    return _request_and_execute(
+        pool, lambda: pool.request_redeem(shares, receiver, owner, sender=sender), owner, sender, 0, keeper
+    )
+
+
+def withdraw_now(pool: Any, assets: int, receiver: Any, owner: Any, *, sender: Any, keeper: Any = None) -> Any:
+    """`withdraw(assets)` while the pool is `instant`: exactly `assets`. Else `redeem_now` of the
+    shares `previewWithdraw(assets)` would burn now (rounded up): the request pays what they are
+    worth (the worse of its block and the execution's), about `assets` but not exactly (more while
+    the value drifts up, less while it drifts down): read the paid amount from the receipt's
+    `Withdraw` event."""
+    if pool.instant():
+        return pool.withdraw(assets, receiver, owner, sender=sender)
+    return redeem_now(pool, int(pool.previewWithdraw(assets)), receiver, owner, sender=sender, keeper=keeper)

@@ -1,10 +1,10 @@
 """LP requests a keeper executes: the pending ones (from the pool's events), which are due, and
 the call.
 
-While traders hold positions (or debts, or placed orders) the pool's value moves with every
-oracle round, so LPs may come and go by request (contracts/LiquidityPool.vy; the instant paths
-are still open in this version): `request_deposit` or
-`request_redeem` escrows the tokens or the shares and an execution fee (Orders'), and anyone may
+While traders hold positions (or placed orders) the pool's value moves with every oracle round,
+so LPs come and go by request only (contracts/LiquidityPool.vy: its instant paths revert "pool:
+book open, request instead"): `request_deposit` or `request_redeem` escrows the tokens or the
+shares and an execution fee (Orders'), and anyone may
 `execute_request(controller)` from its `executable_at` (Orders' settlement delay after the
 request) to `REQUEST_WINDOW` seconds later, paid the fee. After that window the request only
 waits, pending on chain, for `lapse_request(controller)`, which anyone may send but which pays

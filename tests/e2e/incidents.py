@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from marginsim.orders import deposit_now
 from marginsim.protocol import (
     FeedConfig,
     MarketConfig,
@@ -35,12 +36,13 @@ def trimmed_config(collaterals: tuple[TokenConfig, ...], markets: tuple[MarketCo
 
 
 def fund_liquidity(protocol: Protocol, lp: Any, funder: Any, pool_usd: int, insurance_usd: int) -> None:
-    """An LP deposit of `pool_usd` into the pool and `insurance_usd` into the insurance fund."""
+    """An LP deposit of `pool_usd` into the pool (by request while the book is open:
+    `deposit_now`) and `insurance_usd` into the insurance fund."""
     usdc, ch = protocol.settlement, protocol.clearinghouse
     if pool_usd:
         usdc.mint(lp, pool_usd * USDC, sender=lp)
         usdc.approve(protocol.pool, pool_usd * USDC, sender=lp)
-        protocol.pool.deposit(pool_usd * USDC, lp, sender=lp)
+        deposit_now(protocol.pool, pool_usd * USDC, lp, sender=lp)
     if insurance_usd:
         usdc.mint(funder, insurance_usd * USDC, sender=funder)
         usdc.approve(ch, insurance_usd * USDC, sender=funder)

@@ -27,7 +27,7 @@ import ape
 import pytest
 
 from marginsim import risk
-from marginsim.orders import fill_now, trade_now
+from marginsim.orders import deposit_now, fill_now, trade_now
 from marginsim.protocol import DEFAULT_CONFIG, account_id, deploy_protocol, wad
 from tests.e2e.attacks import USDC, WAD, books, event, events
 
@@ -44,7 +44,7 @@ def protocol(project, deployer, lp, other_trader):
     ch, usdc, pool = protocol.clearinghouse, protocol.settlement, protocol.pool
     usdc.mint(lp, 2_000_000 * USDC, sender=lp)
     usdc.approve(pool, 2_000_000 * USDC, sender=lp)
-    pool.deposit(2_000_000 * USDC, lp, sender=lp)
+    deposit_now(pool, 2_000_000 * USDC, lp, sender=lp)
     # an honest short already open, so the market has skew and funding
     usdc.mint(other_trader, 50_000 * USDC, sender=other_trader)
     usdc.approve(ch, 50_000 * USDC, sender=other_trader)

@@ -40,7 +40,7 @@ import ape
 import pytest
 
 from marginsim import risk
-from marginsim.orders import trade_now
+from marginsim.orders import deposit_now, trade_now
 from marginsim.protocol import account_id, deploy_protocol
 from tests.e2e.attacks import (
     MAX_SIZE,
@@ -71,7 +71,7 @@ def protocol(project, deployer, lp, guardian):
     ch, usdc, pool = protocol.clearinghouse, protocol.settlement, protocol.pool
     usdc.mint(lp, 2_000_000 * USDC, sender=lp)
     usdc.approve(pool, 2_000_000 * USDC, sender=lp)
-    pool.deposit(2_000_000 * USDC, lp, sender=lp)
+    deposit_now(pool, 2_000_000 * USDC, lp, sender=lp)
     usdc.mint(guardian, INSURANCE_USDC * USDC, sender=guardian)
     usdc.approve(ch, INSURANCE_USDC * USDC, sender=guardian)
     ch.fund_insurance(INSURANCE_USDC * USDC, sender=guardian)

@@ -7,14 +7,15 @@ or at the feed's own source) redeemed just before a round that costs the pool, a
 before it, and deposited again just before one that pays it, at the value before that: the
 round's move on its share, with no price risk, taken from the other LPs.
 
-What this version adds: LPs may come and go by request (contracts/LiquidityPool.vy). The value
+What this version does: while traders hold positions the instant paths (deposit, mint, withdraw,
+redeem) revert "pool: book open, request instead", and LPs come and go by request
+(contracts/LiquidityPool.vy). The value
 is recorded at the request, a keeper executes it `settlement_delay` (60 s) later or after, and
 the LP gets the worse of the two values: a redemption pays min(assets at the request, assets at
 the execution), a deposit mints min(shares at the request, shares at the execution). The round
 the LP saw pending lands within seconds, before the request can execute, so it is always counted
-against them. The instant paths are still open (closing them while traders hold positions is
-the next step), so this test shows what the instant path would have made next to what the
-request made.
+against them. This test shows what the instant path would have made next to what the request
+made, and that the instant path is refused.
 
 Replayed here on the same ten rounds as the traders' half (tests/e2e/test_known_round.py), the
 attacker holding a third of the pool and acting on every round it can (its shares are free to
@@ -125,3 +126,14 @@ def test_known_round_lp__over_the_ten_rounds_the_attack_loses_its_fees(replay):
     assert instant > 100_000 * USDC  # what the rounds were worth to the old instant path
     assert requested - fee * len(results) < 0  # the attacker pays a keeper for each request and gains nothing
     assert int(protocol.pool.balanceOf(protocol.pool)) == 0  # no escrowed share left behind
+
+
+def test_known_round_lp__the_instant_path_is_refused_while_the_long_is_open(replay, lp, attacker):
+    _, protocol, _ = replay
+    pool = protocol.pool
+    assert not pool.instant() and int(pool.maxRedeem(lp)) == 0 and int(pool.maxDeposit(attacker)) == 0
+    assert int(pool.redeemable(lp)) > 0  # what a request could be paid now
+    with ape.reverts("pool: book open, request instead"):
+        pool.redeem(int(pool.redeemable(lp)), lp, lp, sender=lp)
+    with ape.reverts("pool: book open, request instead"):
+        pool.deposit(1_000 * USDC, attacker, sender=attacker)

@@ -92,7 +92,7 @@ def test_replay__profit_beyond_the_pools_liquidity_waits_as_a_pending_claim(repl
     # every token the pool held is lent out (its balance is all debt now), the claim is owed on
     # top: nothing is free for LPs, and no other user's token paid B
     assert int(ch.pool_balance()) == int(ch.total_debt())
-    assert int(protocol.pool.maxWithdraw(protocol.pool.address)) == 0
+    assert int(protocol.pool.withdrawable(protocol.pool.address)) == 0
     # the claim is real: it counts in B's equity as a balance would
     assert int(ch.margin(accounts["b"])[0]) == (int(ch.settlement(accounts["b"])) + pending) * 10**12
     print(f"\nA owes {-int(ch.settlement(accounts['a'])) / USDC:,.2f}; B's claim {pending / USDC:,.2f}")

@@ -9,6 +9,7 @@ time; a third party can add lots (at most four at once), never move an existing 
 import ape
 import pytest
 
+from marginsim.orders import deposit_now, redeem_now
 from tests.conftest import USDC
 from tests.e2e.incidents import refresh_feeds
 
@@ -21,7 +22,7 @@ def victim_deposit(protocol, fund, seeded_pool, other_trader):
     """The victim deposits $1M into a pool already seeded with $10M (past its own cooldown)."""
     ape.chain.pending_timestamp += COOLDOWN + 1
     fund(other_trader, protocol.settlement, MILLION, spender=seeded_pool)
-    tx = seeded_pool.deposit(MILLION, other_trader, sender=other_trader)
+    tx = deposit_now(seeded_pool, MILLION, other_trader, sender=other_trader)
     return tx.timestamp, seeded_pool.balanceOf(other_trader)
 
 
@@ -32,7 +33,7 @@ def gift_three_lots(protocol, fund, pool, receiver, giver, deposited_at, spare):
     fund(giver, protocol.settlement, 3 + spare, spender=pool)
     for i in range(3):
         ape.chain.pending_timestamp = deposited_at + 60 * (i + 1)
-        pool.deposit(1, receiver, sender=giver)
+        deposit_now(pool, 1, receiver, sender=giver)
 
 
 def test_dust_every_14_minutes__victim_redeems_its_million_after_its_own_cooldown(
@@ -48,19 +49,19 @@ def test_dust_every_14_minutes__victim_redeems_its_million_after_its_own_cooldow
     for i in range(8):
         ape.chain.pending_timestamp = deposited_at + 14 * 60 * (i + 1)
         refresh_feeds(protocol, deployer)  # LP exits wait while a collateral has no price
-        tx = pool.deposit(1, other_trader, sender=attacker)
+        tx = deposit_now(pool, 1, other_trader, sender=attacker)
         dust_shares += tx.events[-1].shares
         now = tx.timestamp
         if now >= deposited_at + COOLDOWN:
             # the victim's million is out of its cooldown whatever the attacker does
             assert pool.locked_shares(other_trader) <= dust_shares
-            assert pool.maxRedeem(other_trader) >= victim_shares
+            assert pool.redeemable(other_trader) >= victim_shares
         assert pool.unlocks_at(other_trader) == now + COOLDOWN  # the dust's own lot, no more
     # two hours later: the locked amount is the dust only (worth micro-USDC), never the million
     locked = pool.locked_shares(other_trader)
     assert 0 < locked <= dust_shares
     assert pool.convertToAssets(locked) <= 8
-    tx = pool.redeem(victim_shares, other_trader, other_trader, sender=other_trader)
+    tx = redeem_now(pool, victim_shares, other_trader, other_trader, sender=other_trader)
     assert tx.events[-1].assets >= MILLION - 1  # the whole deposit out, less rounding in the pool's favour
 
 
@@ -72,7 +73,7 @@ def test_third_party_deposit__never_moves_an_existing_lot(protocol, fund, seeded
     assert [tuple(lot) for lot in pool.locked_lots(other_trader)] == [(victim_shares, deposited_at + COOLDOWN)]
     fund(attacker, protocol.settlement, 1, spender=pool)
     ape.chain.pending_timestamp = deposited_at + 600
-    gift = pool.deposit(1, other_trader, sender=attacker)
+    gift = deposit_now(pool, 1, other_trader, sender=attacker)
     lots = [tuple(lot) for lot in pool.locked_lots(other_trader)]
     assert lots == [(victim_shares, deposited_at + COOLDOWN), (gift.events[-1].shares, gift.timestamp + COOLDOWN)]
     ape.chain.pending_timestamp = deposited_at + COOLDOWN
@@ -87,10 +88,10 @@ def test_own_deposit_with_four_lots__joins_the_latest_lot(protocol, fund, seeded
     deposited_at, victim_shares = victim_deposit
     gift_three_lots(protocol, fund, pool, other_trader, attacker, deposited_at, spare=0)
     with ape.reverts("pool: too many locked deposits"):
-        pool.deposit(1, other_trader, sender=attacker)
+        deposit_now(pool, 1, other_trader, sender=attacker)
     before = [tuple(lot) for lot in pool.locked_lots(other_trader)]
     fund(other_trader, protocol.settlement, 10 * USDC, spender=pool)
-    tx = pool.deposit(10 * USDC, other_trader, sender=other_trader)
+    tx = deposit_now(pool, 10 * USDC, other_trader, sender=other_trader)
     after = [tuple(lot) for lot in pool.locked_lots(other_trader)]
     assert after[:3] == before[:3]  # the million's lot and the first two gifts keep their times
     assert after[3] == (before[3][0] + tx.events[-1].shares, tx.timestamp + COOLDOWN)
@@ -107,9 +108,9 @@ def test_a_lot_is_free_from_its_unlock_second__a_gift_then_reuses_it(
     gift_three_lots(protocol, fund, pool, other_trader, attacker, deposited_at, spare=1)
     ape.chain.pending_timestamp = deposited_at + COOLDOWN - 1
     with ape.reverts("pool: too many locked deposits"):
-        pool.deposit(1, other_trader, sender=attacker)
+        deposit_now(pool, 1, other_trader, sender=attacker)
     ape.chain.pending_timestamp = deposited_at + COOLDOWN
-    gift = pool.deposit(1, other_trader, sender=attacker)
+    gift = deposit_now(pool, 1, other_trader, sender=attacker)
     lots = [tuple(lot) for lot in pool.locked_lots(other_trader)]
     assert lots[0] == (gift.events[-1].shares, gift.timestamp + COOLDOWN)  # the victim's old slot
-    assert pool.maxRedeem(other_trader) >= victim_shares
+    assert pool.redeemable(other_trader) >= victim_shares

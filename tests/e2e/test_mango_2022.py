@@ -31,7 +31,7 @@ import ape
 import pytest
 
 from marginsim import risk
-from marginsim.orders import trade_now
+from marginsim.orders import redeem_now, trade_now, withdraw_now
 from marginsim.protocol import FeedConfig, MarketConfig, TokenConfig, deploy_protocol, wad
 from marginsim.risk import health_of
 from tests.e2e.incidents import (
@@ -174,9 +174,9 @@ def test_mango__unrealised_profit_cannot_be_withdrawn_past_initial_margin(opened
     assert need > 10 * value
     with ape.reverts("orders: open interest reserve"):
         trade_now(ch, market, 1, 0, 0, sender=attacker)
-    assert int(protocol.pool.maxWithdraw(lp)) == 0
+    assert int(protocol.pool.withdrawable(lp)) == 0
     with ape.reverts("pool: open interest reserve"):
-        protocol.pool.withdraw(1, lp, lp, sender=lp)
+        withdraw_now(protocol.pool, 1, lp, lp, sender=lp)
 
 
 def test_mango__price_returns__protocol_is_solvent(opened, chain, deployer, keeper, attacker, other_trader):
@@ -254,8 +254,8 @@ def test_mango__profit_taken_at_the_top__the_pool_stays_solvent(opened, chain, d
     # the market is flat again: the LP takes its whole remaining value
     assert int(ch.market_state(market).long_oi) == int(ch.market_state(market).short_oi) == 0
     move_clock_to(chain, chain.pending_timestamp + 901)
-    assets = int(pool.maxWithdraw(lp))
+    assets = int(pool.withdrawable(lp))
     assert assets == int(pool.previewRedeem(pool.balanceOf(lp)))
     wallet = int(usdc.balanceOf(lp))
-    pool.redeem(pool.balanceOf(lp), lp, lp, sender=lp)
+    redeem_now(pool, pool.balanceOf(lp), lp, lp, sender=lp)
     assert int(usdc.balanceOf(lp)) - wallet == assets > 0

@@ -47,13 +47,14 @@ import ape
 import pytest
 from eth_abi import decode
 
-from marginsim.orders import fill_now, trade_now
+from marginsim.orders import deposit_now, fill_now, trade_now
 from marginsim.protocol import DEFAULT_CONFIG, account_id, deploy_protocol
 from marginsim.risk import health_of
 from tests.e2e.attacks import MAX_SIZE, USDC, WAD, books, list_collateral, publish
 
 EVIL_PRICE = 100  # USD per whole hostile token
 COOLDOWN = 900  # LiquidityPool: seconds before freshly minted shares may leave
+BOOK_OPEN = "pool: book open, request instead"  # the pool's instant paths while positions are open
 LOCK = b""  # Vyper's nonreentrancy check is a bare `assert`: it reverts with no data
 
 
@@ -80,19 +81,20 @@ def scene(project, chain, accounts, deployer, attacker, trader, other_trader, ke
 
     usdc.mint(lp, 1_000_000 * USDC, sender=lp)
     usdc.approve(pool, 1_000_000 * USDC, sender=lp)
-    pool.deposit(1_000_000 * USDC, lp, sender=lp)
+    deposit_now(pool, 1_000_000 * USDC, lp, sender=lp)
 
     # the hostile token holds protocol positions of its own: USDC margin, a long and LP shares
     usdc.mint(evil, 200_000 * USDC, sender=attacker)
     evil.execute(usdc, usdc.approve.encode_input(ch, 2**256 - 1), sender=attacker)
     evil.execute(usdc, usdc.approve.encode_input(pool, 2**256 - 1), sender=attacker)
     evil.execute(ch, ch.deposit.encode_input(usdc, 100_000 * USDC, 0), sender=attacker)
+    # its LP shares, bought while the book is idle (the pool's instant paths are shut after)
+    evil.execute(pool, pool.deposit.encode_input(10_000 * USDC, evil), sender=attacker)
     # its long: an order committed from its own address and filled at the next round
     orders = protocol.orders
     evil.execute(usdc, usdc.approve.encode_input(orders, 2**256 - 1), sender=attacker)
     evil.execute(orders, orders.commit_order.encode_input(eth, WAD, 0, 0), sender=attacker)
     fill_now(ch, account_id(evil), eth, keeper=keeper)
-    evil.execute(pool, pool.deposit.encode_input(10_000 * USDC, evil), sender=attacker)
 
     # the attacker's wallet holds hostile collateral in the Clearinghouse
     evil.mint(attacker, 1_000 * WAD, sender=attacker)
@@ -212,10 +214,10 @@ def attempts(scene: Scene, attacker: Any) -> list[Attempt]:
         Attempt(
             "Clearinghouse.pool_withdraw", ch, ch.pool_withdraw.encode_input(USDC, scene.evil), unlocked="clearinghouse: not pool"
         ),
-        Attempt("LiquidityPool.deposit", pool, pool.deposit.encode_input(USDC, scene.evil)),
-        Attempt("LiquidityPool.mint", pool, pool.mint.encode_input(10**6, scene.evil)),
-        Attempt("LiquidityPool.withdraw", pool, pool.withdraw.encode_input(USDC, scene.evil, scene.evil)),
-        Attempt("LiquidityPool.redeem", pool, pool.redeem.encode_input(10**6, scene.evil, scene.evil)),
+        Attempt("LiquidityPool.deposit", pool, pool.deposit.encode_input(USDC, scene.evil), unlocked=BOOK_OPEN),
+        Attempt("LiquidityPool.mint", pool, pool.mint.encode_input(10**6, scene.evil), unlocked=BOOK_OPEN),
+        Attempt("LiquidityPool.withdraw", pool, pool.withdraw.encode_input(USDC, scene.evil, scene.evil), unlocked=BOOK_OPEN),
+        Attempt("LiquidityPool.redeem", pool, pool.redeem.encode_input(10**6, scene.evil, scene.evil), unlocked=BOOK_OPEN),
         # governance: locked too (the core has no owner; its emergency controls are the
         # Configurator's, reaching it through apply_emergency)
         Attempt(

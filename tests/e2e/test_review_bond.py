@@ -182,7 +182,7 @@ def test_fixed__a_low_reserve_factor_market_costs_the_same_bond_to_hold_the_whol
     assert abs(bond_btc - bond_eth) <= USDC  # the same bond for the same capacity
     assert margin_btc * 9 < margin_eth  # the margin is still the position's
     assert held(protocol, btc) == (size_btc, 0)
-    assert int(pool.maxWithdraw(lp)) <= USDC  # every LP held in
+    assert int(pool.withdrawable(lp)) <= USDC  # every LP held in
     deposit(protocol, other_trader, "USDC", 100_000 * USDC)
     with ape.reverts("orders: open interest reserve"):
         place(ch, eth, WAD, sender=other_trader)  # and every open that grows a larger side refused

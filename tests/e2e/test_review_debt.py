@@ -88,7 +88,7 @@ import ape
 import pytest
 
 from marginsim import risk
-from marginsim.orders import fill_now, place, trade_now
+from marginsim.orders import deposit_now, fill_now, place, redeem_now, trade_now, withdraw_now
 from tests.e2e.attacks import reserve_out_of_the_way
 from tests.e2e.incidents import USDC, WAD, deposit, fund_liquidity, move_clock_to, publish_usd, refresh_feeds
 
@@ -221,7 +221,7 @@ def test_fixed__jit_lp_deposit_takes_no_interest_accrued_before_it(protocol, dep
     usdc.approve(pool, jit, sender=attacker)
     uncharged, value_in = _uncharged(ch), int(pool.totalAssets())
     old_gain = uncharged * jit // (value_in - uncharged + jit)  # its share of the step, old valuation
-    pool.deposit(jit, attacker, sender=attacker)
+    deposit_now(pool, jit, attacker, sender=attacker)
     shares = int(pool.balanceOf(attacker))
     owed_in = -int(ch.settlement(debtor))
     usdc.mint(trader, 1, sender=trader)
@@ -229,7 +229,7 @@ def test_fixed__jit_lp_deposit_takes_no_interest_accrued_before_it(protocol, dep
     ch.deposit(usdc, 1, 0, sender=trader)  # the debtor's write charges the 180 days
     chain.pending_timestamp = chain.pending_timestamp + COOLDOWN + 1
     wallet = int(usdc.balanceOf(attacker))
-    pool.redeem(shares, attacker, attacker, sender=attacker)
+    redeem_now(pool, shares, attacker, attacker, sender=attacker)
     gain = int(usdc.balanceOf(attacker)) - wallet - jit
     window = -int(ch.settlement(debtor)) + 1 - owed_in  # interest accrued while it was in
     fair = window * jit // (value_in + jit)
@@ -261,13 +261,13 @@ def test_fixed__debtor_lp_round_trip_pays_its_interest(protocol, deployer, lp, t
     usdc.approve(ch, MAX_UINT, sender=trader)
     wallet_start = int(usdc.balanceOf(trader))
     uncharged, value_in = _uncharged(ch), int(pool.totalAssets())
-    pool.deposit(jit, trader, sender=trader)
+    deposit_now(pool, jit, trader, sender=trader)
     owed = -int(ch.settlement(debtor))
     written = int(ch.debt_of(debtor)[0])
     ch.deposit(usdc, owed + 1_000 * USDC, 0, sender=trader)  # repays the debt with its interest
     interest = owed - written
     chain.pending_timestamp = chain.pending_timestamp + COOLDOWN + 1
-    pool.redeem(int(pool.balanceOf(trader)), trader, trader, sender=trader)
+    redeem_now(pool, int(pool.balanceOf(trader)), trader, trader, sender=trader)
     publish_usd(protocol, "WETH", 1_800, deployer)  # the feed is stale after 180 days
     ch.withdraw(usdc, int(ch.settlement(debtor)), 0, sender=trader)
     net_paid = wallet_start - int(usdc.balanceOf(trader)) - written
@@ -704,7 +704,7 @@ def test_fixed__the_debt_index_saturates_at_104_bits(protocol, deployer, lp, tra
     trade_now(ch, btc, -WAD, 0, 0, sender=trader)
     chain.pending_timestamp = chain.pending_timestamp + COOLDOWN + 1
     free = int(ch.pool_balance()) - int(ch.total_debt()) - int(ch.total_pending())
-    pool.withdraw(free, lp, lp, sender=lp)  # utilisation 1
+    withdraw_now(pool, free, lp, lp, sender=lp)  # utilisation 1
     usdc.mint(trader, 10**6, sender=trader)
     usdc.approve(ch, MAX_UINT, sender=trader)
     first = -int(ch.settlement(debtor))

@@ -41,7 +41,7 @@ import pytest
 from ape.exceptions import ContractLogicError
 from eth_abi import decode
 
-from marginsim.orders import trade_now
+from marginsim.orders import deposit_now, redeem_now, trade_now
 from marginsim.protocol import deploy_protocol, wad
 from tests.e2e.attacks import deploy_core, quiet_config, reserve_out_of_the_way
 from tests.e2e.incidents import USDC, WAD, deposit, move_clock_to
@@ -50,6 +50,7 @@ COOLDOWN = 900
 WINDOW = 900  # LiquidityPool.REQUEST_WINDOW
 LONG = 7_500 * WAD  # the trader's long, $15M at $2,000: the pool is short of it
 ALICE_USD, WHALE_USD, MALLORY_USD = 1_000_000, 4_000_000, 2_000_000
+BOOK_OPEN = "pool: book open, request instead"  # LiquidityPool's instant paths while the book is open
 LOCK = b""  # Vyper's nonreentrancy check reverts with no data
 
 
@@ -136,14 +137,13 @@ def test_D1_jit_deposit_takes_the_windfall_of_a_capped_redemption(world, chain, 
     """The whale asks to redeem its 4e18 shares: $4,004,301.79 recorded. A round then pays the
     pool (ETH -1%, the long loses $150,000): the shares are worth $4,090,337.50 at the
     execution, the whale is paid the $4,004,301.79 and the $86,035.71 windfall stays in the pool,
-    meant for Alice and Mallory (the LPs when it was requested). A fresh address deposits
-    $5,000,000 through the (still open) instant path at the price that counts the escrowed
-    shares at full value, and executes the whale's request itself in the same block (anyone may,
-    and it earns the fee): its shares are worth $5,053,320.74 at once, +$53,320.74 of the
-    windfall; Alice gets $10,905 of it instead of $28,679 (Mallory likewise $21,810 instead of
-    $57,357). With requests only (the next step) a deposit request placed beside the whale's
-    does the same whenever the value rose in between. The windfall is deterministic (read on
-    chain before acting); the JIT capital then sits out a 900 s cooldown exposed to the book,
+    meant for Alice and Mallory (the LPs when it was requested). A fresh address asks to
+    deposit $5,000,000 after the round, at the price that counts the escrowed shares at full
+    value; when its request is due (the whale's too) it executes its own first, then the
+    whale's (anyone may, and it earns the fee): its shares are worth about $53,000 more than it
+    paid at once, the windfall shared with it (measured $53,320.74 through the instant path this
+    replaced). The windfall is deterministic (read on chain before acting); the JIT capital
+    then sits out a 900 s cooldown exposed to the book,
     which the attacker can hedge as a trader.
     Fix: take the cap out of the pool at the execution (pay min(...) and move the excess, here
     $86,035.71, to the insurance fund, or to the LPs of record by a per-request index), or price
@@ -156,12 +156,13 @@ def test_D1_jit_deposit_takes_the_windfall_of_a_capped_redemption(world, chain, 
     pool.request_redeem(shares, whale, whale, sender=whale)
     recorded = int(pool.requests(whale).assets)
     eth(world, deployer, 1_980)  # the long loses $150,000
-    move_clock_to(chain, int(pool.requests(whale).executable_at))
+    stake = 5_000_000 * USDC
+    fund(usdc, jit, stake + fee, pool)
+    pool.request_deposit(stake, jit, sender=jit)  # after the round: at the value that counts it
+    move_clock_to(chain, int(pool.requests(jit).executable_at))
     windfall = int(pool.convertToAssets(shares)) - recorded
     assert windfall > 80_000 * USDC  # $86,035.71 the capped redemption leaves behind
-    stake = 5_000_000 * USDC
-    fund(usdc, jit, stake, pool)
-    pool.deposit(stake, jit, sender=jit)
+    pool.execute_request(jit, sender=jit)  # its own first, at the value that counts the escrow in full
     paid = executed(pool.execute_request(whale, sender=jit)).assets
     assert paid == recorded
     gain = int(pool.convertToAssets(pool.balanceOf(jit))) - stake
@@ -177,7 +178,8 @@ def test_D2_jit_deposit_takes_the_surplus_of_a_capped_deposit(world, chain, depl
     """The mirror: `router` asks to deposit $4,000,000; a round then costs the pool (ETH +1%, the
     long gains $150,000). It is minted the 3.9957e18 shares of the request, where its tokens buy
     4.0834e18 now: an $85,943.29 surplus stays in the pool for the LPs of the request's time. A
-    fresh address deposits $5,000,000 instantly at the lower price and executes the request:
+    fresh address that asked to deposit $5,000,000 after the round (at the lower price)
+    executes its own first, then the router's:
     +$27,247.21 at once, that much less for Alice, the whale and Mallory.
     Fix: as D1 (the surplus, tokens the depositor paid beyond what its shares are worth now, to
     the insurance fund, or to the LPs of record)."""
@@ -186,10 +188,11 @@ def test_D2_jit_deposit_takes_the_surplus_of_a_capped_deposit(world, chain, depl
     fund(usdc, router, assets + fee, pool)
     pool.request_deposit(assets, router, sender=router)
     eth(world, deployer, 2_020)  # the long gains $150,000
-    move_clock_to(chain, int(pool.requests(router).executable_at))
     stake = 5_000_000 * USDC
-    fund(usdc, jit, stake, pool)
-    pool.deposit(stake, jit, sender=jit)
+    fund(usdc, jit, stake + fee, pool)
+    pool.request_deposit(stake, jit, sender=jit)  # after the round: at its lower price
+    move_clock_to(chain, int(pool.requests(jit).executable_at))
+    pool.execute_request(jit, sender=jit)  # its own first, at the lower price of now
     minted = executed(pool.execute_request(router, sender=jit)).shares
     surplus = assets - int(pool.convertToAssets(minted))
     assert surplus > 40_000 * USDC  # what the cap left in the pool, after the JIT's share of it
@@ -360,28 +363,49 @@ def test_G2_a_spenders_fee_goes_to_the_owner_at_a_lapse(world, chain, lp, router
 
 
 @pytest.mark.xfail(strict=True, reason="L3 (low): dust lots make a third party's deposit request unexecutable")
-def test_G3_dust_lots_block_a_deposit_request_paid_by_someone_else(world, chain, lp, router, attacker, keeper, fee):
-    """`router` asks to deposit $100,000 for Alice. Mallory deposits 1 unit ($0.000001) to Alice
-    in each of four blocks: Alice's four lots are in their cooldown, and the router's request
-    reverts "pool: too many locked deposits" when it is due. As each dust lot unlocks (900 s
-    after it), one more unit renews it in that block, so the request is refused all 7 times a
-    keeper tries in its window (to 960 s after the request), for 8 units ($0.000008); then it
-    lapses, the router's $100,000
-    tied up for 16 minutes, the keeper's dry runs for nothing. The instant path has the same
-    refusal, but a request gives the griefer a minute to act without racing anyone.
+def test_G3_dust_lots_block_a_deposit_request_paid_by_someone_else(world, chain, accounts, lp, router, keeper, fee):
+    """`router` asks to deposit $100,000 for Alice. Mallory, from four addresses, asks to
+    deposit 1 unit ($0.000001) to Alice from each and executes each when due, the last 14 s
+    before the router's is due: Alice's four lots are in their cooldown, and the router's
+    request reverts "pool: too many locked deposits" when it is due. As each dust lot unlocks
+    (900 s after it), the same address renews it in that block with a request placed a
+    settlement delay before, so the request is refused all 7 times a keeper tries in its window,
+    for 8 units ($0.000008) and 8 fees she pays herself; then it lapses, the router's $100,000
+    tied up for 16 minutes, the keeper's dry runs for nothing. The instant path (while the book
+    is idle) has the same refusal.
     Fix: take the receiver's lot at the request (a request holds one of the receiver's LOTS
     until it executes or lapses), or pay a requested deposit's shares into a lot of the
     receiver's latest unlock time without extending it, or a minimum deposit to a third party."""
     pool, usdc = world.pool, world.settlement
+    delay = int(world.orders.settlement_delay())
+    sybils = [accounts[i] for i in (10, 11, 12, 13)]
+    for who in sybils:
+        fund(usdc, who, 10 * (fee + 1), pool)
     fund(usdc, router, 100_000 * USDC + fee, pool)
-    fund(usdc, attacker, 10, pool)
-    pool.request_deposit(100_000 * USDC, lp, sender=router)
-    executable_at = int(pool.requests(router).executable_at)
-    attempts, done = [], False
+    start = chain.pending_timestamp
+    executable_at = start + 4 * 14 + 2 * delay  # the router asks so the last dust lands 14 s before
+    placed = {}
 
-    def dust() -> None:
+    def dust_request(who, at: int) -> None:
+        """`who` asks for 1 unit to Alice so that it is due at `at`."""
+        move_clock_to(chain, at - delay)
+        pool.request_deposit(1, lp, sender=who)
+        placed[who] = at
+
+    def dust_due(who) -> None:
+        move_clock_to(chain, placed[who])
         with contextlib.suppress(ContractLogicError):  # a fixed pool may keep a lot for the request
-            pool.deposit(1, lp, sender=attacker)
+            pool.execute_request(who, sender=who)
+
+    dust_times = [executable_at - k for k in (56, 42, 28, 14)]  # after the router asks, before it is due
+    for who, at in zip(sybils, dust_times, strict=True):
+        dust_request(who, at)
+    move_clock_to(chain, executable_at - delay)
+    pool.request_deposit(100_000 * USDC, lp, sender=router)
+    assert int(pool.requests(router).executable_at) == executable_at
+    for who in sybils:
+        dust_due(who)
+    attempts, done = [], False
 
     def keeper_tries() -> None:
         nonlocal done
@@ -393,16 +417,14 @@ def test_G3_dust_lots_block_a_deposit_request_paid_by_someone_else(world, chain,
         except ContractLogicError as error:
             attempts.append(error.message)
 
-    for k in (56, 42, 28, 14):  # one unit a block, after the request and before it is due
-        move_clock_to(chain, executable_at - k)
-        dust()
     unlocks = sorted(int(lot.unlocks_at) for lot in pool.locked_lots(lp))
     for at in (executable_at, executable_at + 600):
         move_clock_to(chain, at)
         keeper_tries()
-    for at in unlocks:  # each dust lot renewed in the block it unlocks in, ahead of the keeper
-        move_clock_to(chain, at)
-        dust()
+    for who, at in zip(sybils, unlocks, strict=True):  # each lot renewed in the block it unlocks in
+        dust_request(who, at)
+    for who in sybils:
+        dust_due(who)
         keeper_tries()
     move_clock_to(chain, executable_at + WINDOW)
     keeper_tries()
@@ -444,21 +466,22 @@ def test_I1_requested_executions_log_the_keeper_as_the_erc4626_sender(world, cha
 
 def test_S1_escrowed_shares_cannot_be_moved_redeemed_or_requested(world, chain, whale, attacker, jit, keeper, fee):
     """The whale's 4e18 shares sit in the pool (balanceOf(pool)), free of any lot. Nobody can
-    move them: the pool never approves anyone, so transferFrom, redeem, withdraw and a request
-    with the pool as owner all stop at the allowance; maxRedeem(pool) quotes them but nothing
-    can spend it. A donation of shares to the pool sticks there and changes no request: the
+    move them: the pool never approves anyone, so transferFrom and a request with the pool as
+    owner stop at the allowance (and redeem and withdraw, which the open book refuses first,
+    at the same `_release` check once it is idle); redeemable(pool) quotes them but nothing can
+    spend it. A donation of shares to the pool sticks there and changes no request: the
     lapse returns exactly the whale's 4e18, the donation stays."""
     pool, usdc = world.pool, world.settlement
     fund(usdc, whale, fee, pool)
     escrow = int(pool.balanceOf(whale))
     pool.request_redeem(escrow, whale, whale, sender=whale)
     assert int(pool.balanceOf(pool)) == escrow and int(pool.locked_shares(pool)) == 0
-    assert int(pool.maxRedeem(pool)) > 0 and int(pool.allowance(pool, attacker)) == 0
+    assert int(pool.redeemable(pool)) > 0 and int(pool.allowance(pool, attacker)) == 0
     with ape.reverts("erc20: insufficient allowance"):
         pool.transferFrom(pool, attacker, escrow, sender=attacker)
-    with ape.reverts("erc20: insufficient allowance"):
+    with ape.reverts(BOOK_OPEN):
         pool.redeem(escrow, attacker, pool, sender=attacker)
-    with ape.reverts("erc20: insufficient allowance"):
+    with ape.reverts(BOOK_OPEN):
         pool.withdraw(1_000 * USDC, attacker, pool, sender=attacker)
     fund(usdc, attacker, fee, pool)
     with ape.reverts("erc20: insufficient allowance"):
@@ -476,7 +499,7 @@ def test_S2_no_request_moves_locked_shares_or_a_victims_lot_timers(world, chain,
     cooldown, one paid by someone else reverts "pool: too many locked deposits"."""
     pool, usdc = world.pool, world.settlement
     fund(usdc, jit, 10_000 * USDC + fee, pool)
-    pool.deposit(5_000 * USDC, jit, sender=jit)
+    deposit_now(pool, 5_000 * USDC, jit, sender=jit)
     locked = int(pool.balanceOf(jit))
     with ape.reverts("pool: cooldown"):
         pool.request_redeem(locked, jit, jit, sender=jit)
@@ -493,7 +516,7 @@ def test_S2_no_request_moves_locked_shares_or_a_victims_lot_timers(world, chain,
     assert after[0] == before[0] and len(after) == 2  # the victim's lot unchanged, a new one beside it
     for _ in range(2):  # fill the victim's lots with its own deposits
         chain.pending_timestamp += 1
-        pool.deposit(1_000 * USDC, jit, sender=jit)
+        deposit_now(pool, 1_000 * USDC, jit, sender=jit)
     fund(usdc, attacker, 1_000 * USDC + fee, pool)
     pool.request_deposit(1_000 * USDC, jit, sender=attacker)
     full = [(int(lot.shares), int(lot.unlocks_at)) for lot in pool.locked_lots(jit)]
@@ -508,7 +531,7 @@ def test_S3_escrowed_tokens_are_counted_nowhere_drawn_by_nothing_else_and_paid_o
 ):
     """With a $100,000 deposit request and a redemption request pending and 1,000 USDC donated
     to the pool: the pool holds 100,000 + 2 + 2 + 1,000 USDC, its value (totalAssets) counts none
-    of it, an instant deposit and redemption leave it alone, each execution pays its keeper the
+    of it, a deposit and a redemption executed meanwhile leave it alone, each execution pays its keeper the
     fee once ("pool: no request" after), and what is left is the donation, counted nowhere."""
     pool, usdc = world.pool, world.settlement
     value = int(pool.totalAssets())
@@ -520,8 +543,8 @@ def test_S3_escrowed_tokens_are_counted_nowhere_drawn_by_nothing_else_and_paid_o
     usdc.transfer(pool, 1_000 * USDC, sender=jit)
     assert int(usdc.balanceOf(pool)) == 101_000 * USDC + 2 * fee
     assert int(pool.totalAssets()) == value
-    pool.deposit(50_000 * USDC, jit, sender=jit)
-    pool.redeem(10**17, lp, lp, sender=lp)
+    deposit_now(pool, 50_000 * USDC, jit, sender=jit)
+    redeem_now(pool, 10**17, lp, lp, sender=lp)
     assert int(usdc.balanceOf(pool)) == 101_000 * USDC + 2 * fee
     move_clock_to(chain, int(pool.requests(whale).executable_at))
     keeper_wallet = int(usdc.balanceOf(keeper))
@@ -546,10 +569,11 @@ def fot(project, deployer):
 
 def test_S4_fee_on_transfer_coin_cannot_draw_on_the_escrow(fot, chain, deployer, lp, attacker, keeper):
     """Alice's deposit request escrows 1,000 + 2 fUSD; then the coin's 1% fee is switched on.
-    An instant deposit now delivers 990 to the pool, which could send the Clearinghouse the
-    1,000 it asks for out of Alice's escrow, but the Clearinghouse checks what it received:
-    "clearinghouse: fee on transfer" (deposit and mint alike); a new request is refused by the
-    pool's own check ("pool: fee on transfer"). Alice's request cannot execute (the same
+    An instant deposit would deliver 990 to the pool, which could send the Clearinghouse the
+    1,000 it asks for out of Alice's escrow; the Clearinghouse checks what it received
+    ("clearinghouse: fee on transfer"), and while a request is pending the instant paths are
+    shut anyway ("pool: book open, request instead", deposit and mint alike); a new request is
+    refused by the pool's own check ("pool: fee on transfer"). Alice's request cannot execute (the same
     refusal) and lapses: the pool sends her 1,002 fUSD, the token keeps its 1% (10.02), and the
     pool ends with nothing. Nobody's escrow paid for anyone else."""
     coin, core = fot
@@ -559,9 +583,9 @@ def test_S4_fee_on_transfer_coin_cannot_draw_on_the_escrow(fot, chain, deployer,
     pool.request_deposit(1_000 * USDC, lp, sender=lp)
     coin.set_fee(100, sender=deployer)
     fund(coin, attacker, 2_000 * USDC, pool)
-    with ape.reverts("clearinghouse: fee on transfer"):
+    with ape.reverts(BOOK_OPEN):  # a request is pending: the instant paths are shut
         pool.deposit(1_000 * USDC, attacker, sender=attacker)
-    with ape.reverts("clearinghouse: fee on transfer"):
+    with ape.reverts(BOOK_OPEN):
         pool.mint(1_000 * USDC * 10**6, attacker, sender=attacker)
     with ape.reverts("pool: fee on transfer"):
         pool.request_deposit(1_000 * USDC, attacker, sender=attacker)
@@ -591,7 +615,8 @@ def test_S5_reentrant_coin_finds_every_pool_path_locked_during_an_execution(hook
     and transferring the whale's escrowed shares out of the pool, a request with the pool as
     owner, and reading totalAssets mid-call. Every attempt hits the lock (a bare revert); the
     same list replayed with no lock held shows what stops each then: "pool: no request",
-    "pool: request live", and the allowance the pool never gives."""
+    "pool: request live", the instant redeem shut while a request is pending, and the allowance
+    the pool never gives."""
     coin, core = hooked
     pool = core.pool
     fee = int(core.orders.execution_fee())
@@ -621,7 +646,7 @@ def test_S5_reentrant_coin_finds_every_pool_path_locked_during_an_execution(hook
     assert [(e.success, reason(e.returndata)) for e in outside[:5]] == [
         (False, "pool: no request"),
         (False, "pool: request live"),
-        (False, "erc20: insufficient allowance"),
+        (False, BOOK_OPEN),  # the whale's request still pending shuts the instant redeem
         (False, "erc20: insufficient allowance"),
         (False, "erc20: insufficient allowance"),
     ]
@@ -659,17 +684,18 @@ def test_S6_tiny_requests_and_zero_value_executions_revert_then_lapse_whole(worl
 
 def test_S7_a_request_does_not_get_past_the_open_interest_reserve(world, chain, deployer, attacker, keeper, fee):
     """With the ETH reserve factor set so the pool's headroom is $100,000, Mallory's instant
-    exit of her $2M reverts "pool: open interest reserve"; a request for it is accepted (by
-    design) but its execution reverts the same, and it lapses with the shares and fee back.
+    exit of her $2M would revert "pool: open interest reserve" (`withdrawable` reads at most
+    $100,000; the open book refuses the instant path first); a request for it is accepted (by
+    design) but its execution reverts so, and it lapses with the shares and fee back.
     A $50,000 request, within the headroom, executes."""
     pool, usdc = world.pool, world.settlement
     market = world.markets["ETH-PERP"]
     value, _ = (int(v) for v in pool.reserve(0, 0))
     side = int(world.clearinghouse.market_state(market).long_oi) * 2_000  # WAD USD at $2,000
     world.configurator.set_reserve_factor(market, side * WAD // (value - wad(100_000)), sender=deployer)
-    assert int(pool.maxWithdraw(attacker)) <= 100_000 * USDC
+    assert int(pool.withdrawable(attacker)) <= 100_000 * USDC and int(pool.maxWithdraw(attacker)) == 0
     shares = int(pool.balanceOf(attacker))
-    with ape.reverts("pool: open interest reserve"):
+    with ape.reverts(BOOK_OPEN):
         pool.redeem(shares, attacker, attacker, sender=attacker)
     fund(usdc, attacker, 2 * fee, pool)
     wallet = int(usdc.balanceOf(attacker))

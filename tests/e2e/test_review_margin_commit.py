@@ -102,7 +102,7 @@ def fresh_pool(protocol, deployer, lp) -> int:
     ape.chain.pending_timestamp += COOLDOWN + 1
     publish_usd(protocol, "WETH", 2_000, deployer)
     publish_usd(protocol, "WBTC", 30_000, deployer)
-    return int(protocol.pool.maxWithdraw(lp))
+    return int(protocol.pool.withdrawable(lp))
 
 
 # ---------------------------------------------------------------- #1: margin parked, not at risk
@@ -125,7 +125,7 @@ def test_fixed_in_part__a_never_filling_order_forfeits_its_bond_each_round_its_m
         place(ch, eth, size + WAD // 100, NEVER_BUY, sender=attacker)  # the check binds ...
     place(ch, eth, size, NEVER_BUY, sender=attacker)  # ... and a hold it can back commits
     assert held(protocol, eth) == (size, 0)
-    assert int(pool.maxWithdraw(lp)) <= USDC
+    assert int(pool.withdrawable(lp)) <= USDC
     deposit(protocol, other_trader, "USDC", 100_000 * USDC)
     with ape.reverts("orders: open interest reserve"):
         place(ch, btc, WAD // 10, sender=other_trader)
@@ -142,7 +142,7 @@ def test_fixed_in_part__a_never_filling_order_forfeits_its_bond_each_round_its_m
     assert int(ch.insurance_balance()) == insurance + FEE + bond
     assert int(ch.settlement(account)) == margin and held(protocol, eth) == (0, 0)
     place(ch, eth, size, NEVER_BUY, sender=attacker)  # again, for the next round: another bond
-    assert int(pool.maxWithdraw(lp)) <= USDC
+    assert int(pool.withdrawable(lp)) <= USDC
     fill_now(ch, account, eth, keeper=attacker)
     assert int(ch.insurance_balance()) == insurance + 2 * (FEE + bond)
     ch.withdraw(protocol.settlement, margin, 0, sender=attacker)  # and out, in full

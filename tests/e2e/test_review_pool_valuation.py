@@ -44,10 +44,10 @@ from __future__ import annotations
 import ape
 import pytest
 
-from marginsim.orders import fill_now, place, trade_now
+from marginsim.orders import deposit_now, fill_now, place, redeem_now, trade_now, withdraw_now
 from marginsim.protocol import account_id
 from tests.e2e.attacks import reserve_out_of_the_way
-from tests.e2e.incidents import USDC, WAD, deposit, fund_liquidity, publish_usd
+from tests.e2e.incidents import USDC, WAD, deposit, fund_liquidity, move_clock_to, publish_usd
 from tests.e2e.test_review_debt import self_hedged_pair
 from tests.e2e.test_review_reserve import COOLDOWN, FEE, POOL_USD, S2W, price_of, reserve, usd
 
@@ -69,7 +69,8 @@ def test_refused__one_valuation_gives_the_two_pass_previews(
     protocol, deployer, lp, trader, other_trader, attacker, keeper, chain
 ):
     """0406053 is behaviour-identical: every flow matches its preview (`_to_shares` / `_to_assets`,
-    the old path) and maxWithdraw the old formula, with a long in profit and a short at a loss
+    the old path; with the book open a deposit or redemption request records it and executes at
+    it, mint and withdraw are refused) and withdrawable the old formula, with a long in profit and a short at a loss
     open (balanced, so funding leaves the value unchanged between the preview's block and the
     flow's; a one-sided book moves it by funding every second)."""
     ch, pool, eth = protocol.clearinghouse, protocol.pool, protocol.markets["ETH-PERP"]
@@ -81,41 +82,48 @@ def test_refused__one_valuation_gives_the_two_pass_previews(
     publish_usd(protocol, "WETH", 2_150, deployer)  # the long up $60k, the short down as much; the need ~$860k
     chain.pending_timestamp = chain.pending_timestamp + COOLDOWN + 1
 
+    # with the book open the flows are requests: each records what its preview said in its block
+    # (the instant paths' one-pass valuation, the same `_valuation`), and executes at it
     mint_approve(protocol, other_trader, 10_000 * USDC)
     expect = int(pool.previewDeposit(1_234_567_891))
     before = int(pool.balanceOf(other_trader))
-    pool.deposit(1_234_567_891, other_trader, sender=other_trader)
+    pool.request_deposit(1_234_567_891, other_trader, sender=other_trader)
+    assert int(pool.requests(other_trader).shares) == expect
+    move_clock_to(chain, int(pool.requests(other_trader).executable_at))
+    pool.execute_request(other_trader, sender=keeper)
     got_dep = int(pool.balanceOf(other_trader)) - before
     assert got_dep == expect
     expect_assets = int(pool.previewMint(777_777_777_777))
-    wallet = int(protocol.settlement.balanceOf(other_trader))
-    pool.mint(777_777_777_777, other_trader, sender=other_trader)
-    assert wallet - int(protocol.settlement.balanceOf(other_trader)) == expect_assets
+    with ape.reverts("pool: book open, request instead"):
+        pool.mint(777_777_777_777, other_trader, sender=other_trader)
 
     pool.approve(attacker, 2**256 - 1, sender=lp)  # a third party spends an allowance first
     expect_shares = int(pool.previewWithdraw(3_333_333_333))
-    shares = int(pool.balanceOf(lp))
-    pool.withdraw(3_333_333_333, attacker, lp, sender=attacker)
-    assert shares - int(pool.balanceOf(lp)) == expect_shares
+    with ape.reverts("pool: book open, request instead"):
+        pool.withdraw(3_333_333_333, attacker, lp, sender=attacker)
     expect_out = int(pool.previewRedeem(999_999_999_999))
+    mint_approve(protocol, attacker, int(protocol.orders.execution_fee()))
+    pool.request_redeem(999_999_999_999, attacker, lp, sender=attacker)
+    assert int(pool.requests(lp).assets) == expect_out
+    move_clock_to(chain, int(pool.requests(lp).executable_at))
     wallet = int(protocol.settlement.balanceOf(attacker))
-    pool.redeem(999_999_999_999, attacker, lp, sender=attacker)
+    pool.execute_request(lp, sender=keeper)
     assert int(protocol.settlement.balanceOf(attacker)) - wallet == expect_out
 
     value, need = reserve(protocol)
     liquidity = int(ch.pool_balance()) - int(ch.total_debt()) - int(ch.total_pending())
     old = min(int(pool.convertToAssets(pool.balanceOf(lp))), liquidity, (value - need) // S2W)
-    max_w = int(pool.maxWithdraw(lp))
+    max_w = int(pool.withdrawable(lp))
     print(
         f"\n(2) deposit {got_dep} shares, mint cost {usd(expect_assets)}, withdraw burnt {expect_shares}, "
         f"redeem paid {usd(expect_out)}; maxWithdraw {usd(max_w)} = old {usd(old)} (value {usd(value // S2W)}, "
         f"need {usd(need // S2W)}, ETH {price_of(protocol, 'ETH-PERP') / WAD:,.0f})"
     )
     assert max_w == old == (value - need) // S2W  # the reserve binds
-    assert int(pool.maxRedeem(lp)) == min(int(pool.balanceOf(lp)), int(pool.convertToShares(old)))
+    assert int(pool.redeemable(lp)) == min(int(pool.balanceOf(lp)), int(pool.convertToShares(old)))
     with ape.reverts("pool: open interest reserve"):
-        pool.withdraw(max_w + 1, lp, lp, sender=lp)
-    pool.withdraw(max_w, lp, lp, sender=lp)
+        withdraw_now(pool, max_w + 1, lp, lp, sender=lp)
+    withdraw_now(pool, max_w, lp, lp, sender=lp)
 
 
 # ---------------------------------------------------------------- (1) the insolvency rule
@@ -131,7 +139,7 @@ def test_refused__an_empty_pool_cannot_be_taken_below_zero_before_the_genesis_de
         with ape.reverts("orders: open interest reserve"):
             place(ch, eth, size, sender=attacker)
     mint_approve(protocol, lp, 1_000 * USDC)
-    pool.deposit(1_000 * USDC, lp, sender=lp)
+    deposit_now(pool, 1_000 * USDC, lp, sender=lp)
     print(f"\n(1) genesis deposit $1,000 at value 0: {int(pool.balanceOf(lp)):,} shares")
     assert int(pool.balanceOf(lp)) == 1_000 * USDC * 10**6
 
@@ -150,14 +158,14 @@ def test_finding__an_insolvent_pool_with_no_shares_out_cannot_be_recapitalised(
     trade_now(ch, eth, 100 * WAD, 0, 0, sender=trader)
     chain.pending_timestamp = chain.pending_timestamp + COOLDOWN + 1
     publish_usd(protocol, "WETH", 2_050, deployer)
-    pool.redeem(pool.balanceOf(lp), lp, lp, sender=lp)
+    redeem_now(pool, pool.balanceOf(lp), lp, lp, sender=lp)
     assert int(pool.totalSupply()) == 0
     publish_usd(protocol, "WETH", 2_390, deployer)
     value_open = reserve(protocol)[0]
     assert value_open < 0
     mint_approve(protocol, other_trader, 1_000_000 * USDC)
     with ape.reverts("pool: insolvent"):
-        pool.deposit(1_000_000 * USDC, other_trader, sender=other_trader)
+        deposit_now(pool, 1_000_000 * USDC, other_trader, sender=other_trader)
 
     trade_now(ch, eth, -100 * WAD, 0, 0, sender=trader)  # closes: no open interest anywhere
     assert int(ch.market_state(eth).long_oi) == 0
@@ -170,7 +178,7 @@ def test_finding__an_insolvent_pool_with_no_shares_out_cannot_be_recapitalised(
     )
     assert value_flat < 0 and pending > 0
     with ape.reverts("pool: insolvent"):
-        pool.deposit(1_000_000 * USDC, other_trader, sender=other_trader)
+        deposit_now(pool, 1_000_000 * USDC, other_trader, sender=other_trader)
     with ape.reverts("pool: insolvent"):
         pool.mint(10**12, other_trader, sender=other_trader)
     deposit(protocol, attacker, "USDC", 100_000 * USDC)

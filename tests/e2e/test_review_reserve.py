@@ -31,7 +31,7 @@ import ape
 import pytest
 
 from marginsim import risk
-from marginsim.orders import fill_now, place, trade_now
+from marginsim.orders import fill_now, place, redeem_now, trade_now, withdraw_now
 from marginsim.protocol import MarketConfig, account_id
 from tests.e2e.incidents import USDC, WAD, deposit, fund_liquidity, publish_usd
 
@@ -104,7 +104,7 @@ def test_finding__hedged_pair_locks_every_lp_and_both_sides_for_its_fees(protoco
     fund_liquidity(protocol, lp, deployer, POOL_USD, 0)
     ape.chain.pending_timestamp += COOLDOWN + 1
     publish_usd(protocol, "WETH", 2_000, deployer)
-    assert int(pool.maxWithdraw(lp)) >= POOL_USD * USDC - 1  # all of it, before the pair
+    assert int(pool.withdrawable(lp)) >= POOL_USD * USDC - 1  # all of it, before the pair
     long = deposit(protocol, attacker, "USDC", 1_000_000 * USDC, subaccount=0)
     short = deposit(protocol, attacker, "USDC", 1_000_000 * USDC, subaccount=1)
     price = price_of(protocol, "ETH-PERP")
@@ -118,12 +118,12 @@ def test_finding__hedged_pair_locks_every_lp_and_both_sides_for_its_fees(protoco
     skew = int(st.long_oi) - int(st.short_oi)
     print(
         f"\n#2 pair: long {int(st.long_oi) / WAD:,.4f} ETH, short {int(st.short_oi) / WAD:,.4f} ETH "
-        f"(skew {skew / WAD:,.4f}); fees paid ${usd(cost)}; LP maxWithdraw ${usd(int(pool.maxWithdraw(lp)))}"
+        f"(skew {skew / WAD:,.4f}); fees paid ${usd(cost)}; LP maxWithdraw ${usd(int(pool.withdrawable(lp)))}"
     )
     assert abs(skew) < 2 * WAD
     assert cost < POOL_USD * USDC // 900  # ~0.1% of the pool, once
-    assert int(pool.maxWithdraw(lp)) <= 2 * USDC  # every LP held in (the last top-up's fee, ~$1)
-    assert int(pool.maxRedeem(lp)) <= int(pool.convertToShares(2 * USDC))
+    assert int(pool.withdrawable(lp)) <= 2 * USDC  # every LP held in (the last top-up's fee, ~$1)
+    assert int(pool.redeemable(lp)) <= int(pool.convertToShares(2 * USDC))
 
     # every risk-adding order on either side is refused at its commit (nothing escrowed)
     deposit(protocol, other_trader, "USDC", 100_000 * USDC)
@@ -142,12 +142,12 @@ def test_finding__hedged_pair_locks_every_lp_and_both_sides_for_its_fees(protoco
     rate = int(lens.funding_rate(eth))
     print(
         f"#2 a week later: funding rate {rate / WAD:.2e}/day, the pair's equity moved "
-        f"${(equity_after - equity_before) / WAD:,.2f}; LP maxWithdraw ${usd(int(pool.maxWithdraw(lp)))}"
+        f"${(equity_after - equity_before) / WAD:,.2f}; LP maxWithdraw ${usd(int(pool.withdrawable(lp)))}"
     )
     assert abs(equity_after - equity_before) < 50 * WAD
-    assert int(pool.maxWithdraw(lp)) <= 2 * USDC
+    assert int(pool.withdrawable(lp)) <= 2 * USDC
     with ape.reverts("pool: open interest reserve"):
-        pool.withdraw(10 * USDC, lp, lp, sender=lp)
+        withdraw_now(pool, 10 * USDC, lp, lp, sender=lp)
 
 
 # ---------------------------------------------------------------- #3: a flip is measured against the value
@@ -217,11 +217,11 @@ def test_refused__lp_capital_deposited_to_lift_the_limit_stays_behind_the_positi
     ape.chain.pending_timestamp += COOLDOWN + 1
     publish_usd(protocol, "WETH", 2_000, deployer)
     # about the fee its own open paid the pool (0.05%) may leave, with the funding since
-    out_attacker, out_lp = int(pool.maxWithdraw(attacker)), int(pool.maxWithdraw(lp))
+    out_attacker, out_lp = int(pool.withdrawable(attacker)), int(pool.withdrawable(lp))
     print(f"\nrefused: fee ${usd(fee)}; maxWithdraw attacker ${usd(out_attacker)}, lp ${usd(out_lp)}")
     assert out_attacker <= 2 * fee and out_lp <= 2 * fee
     with ape.reverts("pool: open interest reserve"):
-        pool.redeem(int(pool.balanceOf(attacker)), attacker, attacker, sender=attacker)
+        redeem_now(pool, int(pool.balanceOf(attacker)), attacker, attacker, sender=attacker)
 
 
 def test_refused__the_fifteenth_market_counts(protocol, deployer, lp, attacker):
@@ -243,6 +243,6 @@ def test_refused__the_fifteenth_market_counts(protocol, deployer, lp, attacker):
     value, need = reserve(protocol)
     assert need == risk.reserve_need([(5 * WAD, price_of(protocol, "ETH-PERP"), WAD // 100)])
     headroom = risk.reserve_headroom(value, need, S2W)
-    assert int(pool.maxWithdraw(lp)) == headroom < 1_100_000 * USDC
+    assert int(pool.withdrawable(lp)) == headroom < 1_100_000 * USDC
     with ape.reverts("pool: open interest reserve"):
-        pool.withdraw(headroom + 1, lp, lp, sender=lp)
+        withdraw_now(pool, headroom + 1, lp, lp, sender=lp)

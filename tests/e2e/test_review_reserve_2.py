@@ -52,7 +52,7 @@ import ape
 import pytest
 
 from marginsim import risk
-from marginsim.orders import fill_now, place, trade_now
+from marginsim.orders import fill_now, place, redeem_now, trade_now, withdraw_now
 from marginsim.protocol import MarketConfig, account_id
 from tests.e2e.incidents import USDC, WAD, deposit, fund_liquidity, publish_usd
 from tests.e2e.test_review_reserve import COOLDOWN, FEE, POOL_USD, S2W, price_of, reserve, usd
@@ -141,7 +141,7 @@ def test_fixed__a_halted_feed_anywhere_refuses_risk_adding_commits_not_fills(
     # reverts protocol-wide, as LP withdrawals do (every pool view prices BTC)
     with ape.reverts("oracle: circuit breaker"):
         place(ch, eth, -20 * WAD, 1, sender=other_trader)  # shorts 10 -> 30: past the longs' 25
-    assert int(pool.maxWithdraw(lp)) == 0  # reads 0 rather than reverting (review v3, L3)
+    assert int(pool.withdrawable(lp)) == 0  # reads 0 rather than reverting (review v3, L3)
     # governance's lever: ETH's reserve off, ETH opens commit (and fill) without the pass
     cfg.set_reserve_factor(eth, 0, sender=deployer)
     trade_now(ch, eth, 10 * WAD, 0, 0, sender=trader)
@@ -199,7 +199,7 @@ def test_fixed__an_lp_trader_cannot_withdraw_the_capital_a_placed_order_holds(pr
     ape.chain.pending_timestamp += COOLDOWN + 1
     account = deposit(protocol, attacker, "USDC", 1_000_000 * USDC)
     size = 1_100 * WAD  # $2.2M against $2.3M: fits
-    free_before = int(pool.maxWithdraw(attacker))
+    free_before = int(pool.withdrawable(attacker))
     place(ch, eth, size, sender=attacker)
     assert tuple(int(v) for v in pool.held(eth)) == (size, 0)
     ape.chain.pending_timestamp += int(orders.settlement_delay())
@@ -208,11 +208,11 @@ def test_fixed__an_lp_trader_cannot_withdraw_the_capital_a_placed_order_holds(pr
     assert reserve(protocol, eth, size) == (value, need)  # as the old fill-time check read it
     assert need <= value
     out = (value - need) // S2W + 1  # cancelled the order under the old rules
-    most = int(pool.maxWithdraw(attacker))
+    most = int(pool.withdrawable(attacker))
     assert most == (value - need) // S2W < out
     with ape.reverts("pool: open interest reserve"):
-        pool.withdraw(out, attacker, attacker, sender=attacker)
-    pool.withdraw(most, attacker, attacker, sender=attacker)  # all it may take: short of the hold
+        withdraw_now(pool, out, attacker, attacker, sender=attacker)
+    withdraw_now(pool, most, attacker, attacker, sender=attacker)  # all it may take: short of the hold
     receipt = orders.execute_order(account, eth, sender=keeper)
     assert len(receipt.events.filter(orders.OrderFilled)) == 1 and cancelled_reason(receipt, orders) is None
     assert int(ch.positions(account, eth).size) == size
@@ -294,14 +294,14 @@ def test_finding__dust_open_interest_in_every_market_taxes_every_open(protocol, 
         return commit_gas, int(fill_now(ch, account, eth, keeper=keeper).gas_used)
 
     base_commit, base_fill = open_eth()
-    base_withdraw = int(pool.withdraw(USDC, lp, lp, sender=lp).gas_used)
+    base_withdraw = int(withdraw_now(pool, USDC, lp, lp, sender=lp).gas_used)
 
     deposit(protocol, attacker, "USDC", 100 * USDC)
     cost = 0
     for m in range(2, 16):
         cost += fees_paid(trade_now(ch, m, 1, 0, 0, sender=attacker, keeper=attacker), ch)
     taxed_commit, taxed_fill = open_eth()
-    taxed_withdraw = int(pool.withdraw(USDC, lp, lp, sender=lp).gas_used)
+    taxed_withdraw = int(withdraw_now(pool, USDC, lp, lp, sender=lp).gas_used)
     per_market = (taxed_commit - base_commit) // 14
     print(
         f"\n#4 griefer: 14 dust positions, fees {cost} token units (${cost / USDC:.6f}); an ETH open's "
@@ -346,9 +346,9 @@ def test_refused__a_fresh_deposit_that_lets_an_order_fill_cannot_be_swapped_for_
     deposit(protocol, attacker, "USDC", 1_000_000 * USDC)
     fund_liquidity(protocol, attacker, deployer, 300_000, 0)
     trade_now(ch, eth, 1_250 * WAD, 0, 0, sender=attacker)  # $2.5M of the $2.6M
-    assert int(pool.maxRedeem(attacker)) < free // 2
+    assert int(pool.redeemable(attacker)) < free // 2
     with ape.reverts("pool: open interest reserve"):
-        pool.redeem(free, attacker, attacker, sender=attacker)
+        redeem_now(pool, free, attacker, attacker, sender=attacker)
 
 
 def test_refused__reserve_off_and_back_on_round_trips(protocol, deployer):

@@ -56,7 +56,7 @@ import ape
 import pytest
 
 from marginsim import risk
-from marginsim.orders import fill_now, market_feed, place, redate, trade_now
+from marginsim.orders import fill_now, market_feed, place, redate, trade_now, withdraw_now
 from marginsim.protocol import account_id
 from tests.e2e.incidents import USDC, WAD, deposit, fund_liquidity, publish_usd, refresh_feeds
 from tests.e2e.test_review_reserve import COOLDOWN, POOL_USD, S2W, price_of, reserve, usd
@@ -96,7 +96,7 @@ def test_fixed__a_hold_on_the_whole_pool_takes_the_margin_of_a_position_as_large
     fund_liquidity(protocol, lp, deployer, POOL_USD, 0)
     ape.chain.pending_timestamp += COOLDOWN + 1
     publish_usd(protocol, "WETH", 2_000, deployer)
-    free_before = int(pool.maxWithdraw(lp))
+    free_before = int(pool.withdrawable(lp))
     assert free_before >= POOL_USD * USDC - 1
 
     account = account_id(attacker)
@@ -106,14 +106,14 @@ def test_fixed__a_hold_on_the_whole_pool_takes_the_margin_of_a_position_as_large
         place(ch, eth, size, sender=attacker)  # the old attack: $2, no margin
     with ape.reverts("orders: insufficient margin"):
         place(ch, eth, 1, sender=attacker)  # not even one base unit
-    assert held(protocol, eth) == (0, 0) and int(pool.maxWithdraw(lp)) == free_before
+    assert held(protocol, eth) == (0, 0) and int(pool.withdrawable(lp)) == free_before
 
     # what the hold costs now: the initial margin of the position it would open, and its fee
     _, equity, initial = (int(v) for v in lens.health_after_trade(account, eth, size))
     margin_units = (initial - equity) // S2W + 1  # the deposit that makes E' >= I'
     deposit(protocol, attacker, "USDC", margin_units)
     place(ch, eth, size, sender=attacker)
-    assert held(protocol, eth) == (size, 0) and int(pool.maxWithdraw(lp)) <= USDC
+    assert held(protocol, eth) == (size, 0) and int(pool.withdrawable(lp)) <= USDC
     with ape.reverts("clearinghouse: order pending"):  # locked while the order is open
         ch.withdraw(protocol.settlement, USDC, 0, sender=attacker)
     with ape.reverts("orders: insufficient margin"):  # the same margin does not hold a second market
@@ -159,13 +159,13 @@ def test_fixed__a_hold_on_an_idle_reserve_off_market_with_a_stale_feed_is_not_pr
     publish_usd(protocol, "WETH", 2_000, deployer)
     with ape.reverts("oracle: stale answer"):
         protocol.oracle.price(protocol.market_asset("BTC-PERP"))
-    free_before = int(pool.maxWithdraw(lp))
+    free_before = int(pool.withdrawable(lp))
     assert free_before >= POOL_USD * USDC - 1
 
     # the pool does not price an idle market that needs nothing, held or not
-    assert int(pool.maxWithdraw(lp)) == free_before
+    assert int(pool.withdrawable(lp)) == free_before
     assert int(pool.totalAssets()) > 0
-    pool.withdraw(USDC, lp, lp, sender=lp)
+    withdraw_now(pool, USDC, lp, lp, sender=lp)
     fund_liquidity(protocol, other_trader, deployer, 1_000, 0)
     place(ch, eth, WAD, sender=other_trader)  # an ETH open's reserve pass
     print(
@@ -207,8 +207,8 @@ def test_fixed__an_lp_withdrawal_after_the_round_no_longer_cancels_a_debtor_orde
     assert debt * WAD <= lendable * ceiling
 
     out = lendable - debt * WAD // ceiling + 1_000 * USDC  # past the ceiling
-    assert out <= int(pool.maxWithdraw(attacker))
-    pool.withdraw(out, attacker, attacker, sender=attacker)
+    assert out <= int(pool.withdrawable(attacker))
+    withdraw_now(pool, out, attacker, attacker, sender=attacker)
     lendable_after = int(ch.pool_balance()) - int(ch.total_pending())
     assert debt * WAD > lendable_after * ceiling  # the debts are above the ceiling now ...
     receipt = orders.execute_order(acct, eth, sender=attacker)
@@ -240,7 +240,7 @@ def test_finding__an_order_committed_before_a_factor_cut_fills_past_the_new_rese
     assert int(ch.positions(account, eth).size) == size
     value, need = reserve(protocol)
     assert need > 19 * value
-    assert int(pool.maxWithdraw(lp)) == 0  # every LP held in until the side shrinks
+    assert int(pool.withdrawable(lp)) == 0  # every LP held in until the side shrinks
     print(
         f"\n#4 a {size / WAD:,.2f} ETH long committed under factor 1, the factor cut to 0.05, then filled: need "
         f"${need / WAD:,.0f} against a value of ${value / WAD:,.0f} ({need / value:.1f}x); the old fill-time check "
@@ -342,4 +342,4 @@ def test_refused__two_orders_against_the_same_state_cannot_together_pass_the_res
         place(ch, eth, size, 0, 1, sender=attacker)
     assert held(protocol, eth) == (size, 0)
     value, need = reserve(protocol)
-    assert need <= value and int(pool.maxWithdraw(lp)) == (value - need) // S2W
+    assert need <= value and int(pool.withdrawable(lp)) == (value - need) // S2W

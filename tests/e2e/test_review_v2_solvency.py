@@ -139,7 +139,7 @@ import ape
 import pytest
 
 from marginsim import risk
-from marginsim.orders import fill_now, place, trade_now
+from marginsim.orders import deposit_now, fill_now, place, redeem_now, trade_now, withdraw_now
 from marginsim.protocol import account_id
 from tests.e2e.attacks import reserve_out_of_the_way
 from tests.e2e.incidents import USDC, WAD, deposit, fund_liquidity, publish_usd, refresh_feeds
@@ -370,7 +370,7 @@ def test_finding__a_jit_lp_takes_the_pools_share_of_an_owed_penalty(protocol, de
     usdc.mint(attacker, jit, sender=attacker)
     usdc.approve(pool, jit, sender=attacker)
     lp0 = lp_assets(protocol, lp)
-    pool.deposit(jit, attacker, sender=attacker)
+    deposit_now(pool, jit, attacker, sender=attacker)
     shares = int(pool.balanceOf(attacker))
     v0 = value(protocol)
     wallet = int(usdc.balanceOf(attacker))
@@ -385,11 +385,13 @@ def test_finding__a_jit_lp_takes_the_pools_share_of_an_owed_penalty(protocol, de
     )
     advance(chain, COOLDOWN + 1)
     wallet = int(usdc.balanceOf(attacker))
-    pool.redeem(shares, attacker, attacker, sender=attacker)
+    redeem_now(pool, shares, attacker, attacker, sender=attacker)
     gain = int(usdc.balanceOf(attacker)) - wallet - jit
     lp_gain = lp_assets(protocol, lp) - lp0
     print(f"F3 JIT LP gain {usd(gain)}; honest LP gain {usd(lp_gain)} (alone it would have had the whole {usd(v1 - v0)})")
-    assert near(int(liq.penalty), 16_189.09, 0.01) and near(reward, 8_094.54, 0.01)
+    # the JIT's deposit is a request now, executed a settlement delay before the liquidation: a
+    # minute's funding moves the figures by a cent
+    assert near(int(liq.penalty), 16_189.10, 0.01) and near(reward, 8_094.55, 0.01)
     assert near(v1 - v0, 8_648.33, 0.05)  # the pool's half of the owed penalty + the exit premium the close released
     assert near(gain, 7_739.67, 0.5) and near(lp_gain, 908.75, 0.5)
     assert gain > 8 * lp_gain
@@ -420,10 +422,10 @@ def test_finding__an_lp_leaves_ahead_of_bad_debt_the_pool_values_at_face(
     v0 = value(protocol)
     insurance = int(ch.insurance_balance())
     print(f"\nF4 victim equity {wusd(e)} (maintenance {wusd(m)}); pool value {usd(v0)}; insurance {usd(insurance)}")
-    shares = int(pool.maxRedeem(lp2))
+    shares = int(pool.redeemable(lp2))
     assert shares == int(pool.balanceOf(lp2))
     wallet = int(usdc.balanceOf(lp2))
-    pool.redeem(shares, lp2, lp2, sender=lp2)
+    redeem_now(pool, shares, lp2, lp2, sender=lp2)
     out = int(usdc.balanceOf(lp2)) - wallet
     lp_before = lp_assets(protocol, lp)
     tx = engine.liquidate(victim, eth, MAX_UINT, sender=keeper)
@@ -468,11 +470,11 @@ def test_fixed__lp_exits_wait_while_a_collateral_feed_is_down_so_the_bad_debt_it
     advance(chain, 3 * 3_600)  # hours later, still halted (every other feed publishes)
     refresh_feeds(protocol, deployer, skip=("WBTC",))
     shares = int(pool.balanceOf(lp2))
-    assert int(pool.maxRedeem(lp2)) == 0 and int(pool.maxWithdraw(lp2)) == 0
+    assert int(pool.redeemable(lp2)) == 0 and int(pool.withdrawable(lp2)) == 0
     with ape.reverts("pool: collateral feed down"):
-        pool.redeem(shares, lp2, lp2, sender=lp2)
+        redeem_now(pool, shares, lp2, lp2, sender=lp2)
     with ape.reverts("pool: collateral feed down"):
-        pool.withdraw(1 * USDC, lp2, lp2, sender=lp2)
+        withdraw_now(pool, 1 * USDC, lp2, lp2, sender=lp2)
     # governance's way out, in one batch (a Safe multisend) so no exit runs between: the
     # write-off, the liquidation and the take of the written-off balance
     cfg.write_off_collateral(wbtc, sender=deployer)
@@ -481,7 +483,7 @@ def test_fixed__lp_exits_wait_while_a_collateral_feed_is_down_so_the_bad_debt_it
     bad = tx.events.filter(ch.BadDebt)[0]
     wallet = int(usdc.balanceOf(lp2))
     lp_before = lp_assets(protocol, lp)
-    pool.redeem(shares, lp2, lp2, sender=lp2)  # exits open again: the token no longer counts
+    redeem_now(pool, shares, lp2, lp2, sender=lp2)  # exits open again: the token no longer counts
     out = int(usdc.balanceOf(lp2)) - wallet
     print(
         f"\nF4b during the halt LP exits wait; after the write-off: bad debt {usd(int(bad.shortfall))} "
@@ -521,7 +523,7 @@ def test_accepted__an_lp_deposit_lifts_the_debt_ceiling_for_an_order_and_leaves(
     x = 600_000 * USDC
     usdc.mint(buddy, x, sender=buddy)
     usdc.approve(pool, x, sender=buddy)
-    pool.deposit(x, buddy, sender=buddy)
+    deposit_now(pool, x, buddy, sender=buddy)
     over, total, lendable = _over_ceiling(ch)
     print(f"F5 after a {usd(x)} LP deposit: {total / lendable:.4f}")
     assert not over
@@ -530,7 +532,7 @@ def test_accepted__an_lp_deposit_lifts_the_debt_ceiling_for_an_order_and_leaves(
     advance(chain, COOLDOWN + 1)
     publish_usd(protocol, "WETH", 2_240, deployer)
     wallet = int(usdc.balanceOf(buddy))
-    pool.redeem(int(pool.balanceOf(buddy)), buddy, buddy, sender=buddy)
+    redeem_now(pool, int(pool.balanceOf(buddy)), buddy, buddy, sender=buddy)
     back = int(usdc.balanceOf(buddy)) - wallet
     over, total, lendable = _over_ceiling(ch)
     print(

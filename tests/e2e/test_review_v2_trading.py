@@ -97,7 +97,7 @@ from dataclasses import replace
 import ape
 import pytest
 
-from marginsim.orders import bond_of, fill_now, market_feed, place, redate, trade_now
+from marginsim.orders import bond_of, fill_now, market_feed, place, redate, trade_now, withdraw_now
 from marginsim.protocol import account_id
 from tests.e2e.attacks import hooked_settlement_protocol, price_for_health
 from tests.e2e.incidents import USDC, WAD, deposit, fund_liquidity, publish_usd
@@ -218,7 +218,7 @@ def test_fixed__no_risk_adding_order_commits_in_a_reduce_only_market(protocol, d
         orders.commit_order(btc, size, NEVER_BUY, 0, sender=attacker)
     assert wallet(protocol, attacker) == w and held(protocol, btc) == (0, 0)
     assert int(orders.open_orders(account)) == 0
-    assert int(pool.maxWithdraw(lp)) == lp_free  # nobody held in
+    assert int(pool.withdrawable(lp)) == lp_free  # nobody held in
     # the same hold in the live market forfeits fee + bond every round
     cfg.set_reduce_only(btc, False, sender=deployer)
     ins0 = insurance(protocol)
@@ -237,7 +237,7 @@ def test_fixed__no_risk_adding_order_commits_while_paused_so_no_lp_is_held_in(pr
     eth = protocol.markets["ETH-PERP"]
     fund_liquidity(protocol, attacker, deployer, 500_000, 0)  # the attacker is an LP too
     fresh_pool(protocol, deployer, lp)  # the victim's $2M; both past the cooldown
-    victim_lp = int(pool.maxWithdraw(lp))
+    victim_lp = int(pool.withdrawable(lp))
     account = account_id(attacker)
     deposit(protocol, attacker, "USDC", 10_000 * USDC)
     trade_now(ch, eth, 5 * WAD, 0, 0, sender=attacker)  # a position it may still reduce while paused
@@ -249,7 +249,7 @@ def test_fixed__no_risk_adding_order_commits_while_paused_so_no_lp_is_held_in(pr
         orders.commit_order(eth, size, 0, 0, sender=attacker)
     commit(protocol, attacker, eth, -2 * WAD)  # a reduction still commits while paused
     assert held(protocol, eth) == (0, 0)
-    pool.withdraw(victim_lp, lp, lp, sender=lp)  # the victim is out first
+    withdraw_now(pool, victim_lp, lp, lp, sender=lp)  # the victim is out first
     print(f"\n#1b fixed: paused, a {size / WAD:,.2f} ETH hold is refused; the victim LP withdrew ${usd(victim_lp)}")
 
 

@@ -101,7 +101,7 @@ import ape
 import pytest
 
 from marginsim import risk
-from marginsim.orders import fill_now, place, trade_now
+from marginsim.orders import deposit_now, fill_now, place, redeem_now, trade_now, withdraw_now
 from marginsim.protocol import MarketConfig
 from tests.e2e.incidents import USDC, WAD, deposit, fund_liquidity, publish_usd, refresh_feeds
 from tests.e2e.test_review_v2_solvency import advance, usd, wusd
@@ -399,7 +399,9 @@ def test_finding__a_same_size_flips_fee_is_in_no_commit_check_so_the_keepers_fil
 
 def test_fixed__max_deposit_and_max_mint_are_zero_while_deposits_fail_closed(protocol, deployer, lp, lp2, trader, chain):
     """C6 (low, ERC-4626), fixed. maxDeposit/maxMint read 2**256 - 1 while deposit and mint
-    reverted for a missing price; they now read 0 then, as maxWithdraw/maxRedeem do."""
+    reverted for a missing price; they now read 0 then, as maxWithdraw/maxRedeem do (and 0
+    while the book is open, when the instant paths are shut; a deposit request reverts for the
+    price as the instant deposit did)."""
     ch, eth, pool, usdc = protocol.clearinghouse, protocol.markets["ETH-PERP"], protocol.pool, protocol.settlement
     fund_liquidity(protocol, lp, deployer, 2_000_000, 0)
     deposit(protocol, trader, "WBTC", 10**8, subaccount=1)  # WBTC is held: its feed counts
@@ -411,19 +413,27 @@ def test_fixed__max_deposit_and_max_mint_are_zero_while_deposits_fail_closed(pro
     for skip, reason in ((("WBTC",), "pool: collateral feed down"), (("WETH",), "oracle: stale answer")):
         refresh_feeds(protocol, deployer, skip=skip)
         print(
-            f"\nC6 {skip[0]} feed stale: maxWithdraw {int(pool.maxWithdraw(lp))}, maxRedeem {int(pool.maxRedeem(lp))}, "
+            f"\nC6 {skip[0]} feed stale: maxWithdraw {int(pool.withdrawable(lp))}, maxRedeem {int(pool.redeemable(lp))}, "
             f"maxDeposit {int(pool.maxDeposit(lp2)):#x}, maxMint {int(pool.maxMint(lp2)):#x}; deposit reverts '{reason}'"
         )
-        assert int(pool.maxWithdraw(lp)) == int(pool.maxRedeem(lp)) == 0
+        assert int(pool.withdrawable(lp)) == int(pool.redeemable(lp)) == 0
         assert int(pool.maxDeposit(lp2)) == int(pool.maxMint(lp2)) == 0
         with ape.reverts(reason):
-            pool.deposit(1_000 * USDC, lp2, sender=lp2)
-        with ape.reverts(reason):
+            deposit_now(pool, 1_000 * USDC, lp2, sender=lp2)
+        with ape.reverts("pool: book open, request instead"):
             pool.mint(10**12, lp2, sender=lp2)
         advance(chain, 2 * 3_600)
     refresh_feeds(protocol, deployer)
+    assert int(pool.maxDeposit(lp2)) == int(pool.maxMint(lp2)) == 0  # the book is open: by request only
+    deposit_now(pool, 1_000 * USDC, lp2, sender=lp2)
+    # the long closed, the book idle: the views open, and shut again for a held collateral's feed
+    trade_now(ch, eth, -WAD, 0, 0, sender=trader)
     assert int(pool.maxDeposit(lp2)) == int(pool.maxMint(lp2)) == MAX_UINT
-    pool.deposit(1_000 * USDC, lp2, sender=lp2)
+    advance(chain, 2 * 3_600)
+    refresh_feeds(protocol, deployer, skip=("WBTC",))
+    assert int(pool.maxDeposit(lp2)) == int(pool.maxMint(lp2)) == 0
+    with ape.reverts("pool: collateral feed down"):
+        pool.deposit(1_000 * USDC, lp2, sender=lp2)
 
 
 # ---------------------------------------------------------------- refused: the pool's soft valuation
@@ -434,8 +444,8 @@ def test_refused__max_withdraw_and_redeem_equal_the_flows_limits_to_the_unit(
 ):
     """The soft pass (`_try_price`) values the pool exactly as the flows' hard pass: max* equal
     min(assets of the free shares, liquidity, headroom) recomputed from `reserve(0, 0)` and the
-    Clearinghouse; withdraw(maxWithdraw) and redeem(maxRedeem) go through and one unit more
-    reverts; locked shares read 0. `reserve` and deposits are unchanged (the hard pass)."""
+    Clearinghouse; with the book open (withdrawable, redeemable) an exit of them by request goes
+    through and $1 more reverts; locked shares read 0. `reserve` and deposits are unchanged (the hard pass)."""
     ch, eth, btc, pool, usdc = (
         protocol.clearinghouse,
         protocol.markets["ETH-PERP"],
@@ -455,10 +465,10 @@ def test_refused__max_withdraw_and_redeem_equal_the_flows_limits_to_the_unit(
     engine.realise_loss(loser, eth, sender=lp)  # a debt: liquidity is the balance less it
     usdc.mint(lp2, 10_000 * USDC, sender=lp2)
     usdc.approve(pool, MAX_UINT, sender=lp2)
-    pool.deposit(10_000 * USDC, lp2, sender=lp2)
-    assert int(pool.maxRedeem(lp2)) == 0 and int(pool.maxWithdraw(lp2)) == 0
+    deposit_now(pool, 10_000 * USDC, lp2, sender=lp2)
+    assert int(pool.redeemable(lp2)) == 0 and int(pool.withdrawable(lp2)) == 0
     with ape.reverts("pool: cooldown"):
-        pool.redeem(10**12, lp2, lp2, sender=lp2)
+        redeem_now(pool, 10**12, lp2, lp2, sender=lp2)
 
     def expected(owner):
         value, need = (int(v) for v in pool.reserve(0, 0))
@@ -473,20 +483,22 @@ def test_refused__max_withdraw_and_redeem_equal_the_flows_limits_to_the_unit(
 
     max_w, max_r, liquidity, headroom = expected(lp)
     print(f"\nrefused: liquidity {usd(liquidity)}, headroom {usd(headroom)}: maxWithdraw {usd(max_w)}, maxRedeem {max_r}")
-    assert (int(pool.maxWithdraw(lp)), int(pool.maxRedeem(lp))) == (max_w, max_r)
+    assert (int(pool.withdrawable(lp)), int(pool.redeemable(lp))) == (max_w, max_r)
     assert max_w == headroom < liquidity
-    slack = 10_000  # $0.01: funding and interest move the value by a few units a second
+    # funding and interest move the value by a few units a second, and an exit is a request
+    # executed a settlement delay (60 s) after the limit was read
+    slack = 1_000_000  # $1
     snap = chain.snapshot()
-    pool.withdraw(max_w, lp, lp, sender=lp)
-    assert int(pool.maxWithdraw(lp)) < slack
+    withdraw_now(pool, max_w, lp, lp, sender=lp)
+    assert int(pool.withdrawable(lp)) < slack
     with ape.reverts("pool: open interest reserve"):
-        pool.withdraw(slack, lp, lp, sender=lp)
+        withdraw_now(pool, slack, lp, lp, sender=lp)
     chain.restore(snap)
     with ape.reverts("pool: open interest reserve"):
-        pool.withdraw(max_w + slack, lp, lp, sender=lp)
-    receipt = pool.redeem(max_r, lp, lp, sender=lp)
+        withdraw_now(pool, max_w + slack, lp, lp, sender=lp)
+    receipt = redeem_now(pool, max_r, lp, lp, sender=lp)
     assert abs(headroom - int(receipt.events.filter(pool.Withdraw)[0].assets)) < slack
-    assert int(pool.maxWithdraw(lp)) < slack
+    assert int(pool.withdrawable(lp)) < slack
 
 
 # ---------------------------------------------------------------- refused: other markets' realisations; the scan's gas

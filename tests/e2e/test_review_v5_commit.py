@@ -57,7 +57,7 @@ from __future__ import annotations
 import ape
 import pytest
 
-from marginsim.orders import fill_now, place, trade_now
+from marginsim.orders import deposit_now, fill_now, place, trade_now, withdraw_now
 from tests.e2e.incidents import USDC, WAD, deposit, fund_liquidity, publish_usd, refresh_feeds
 from tests.e2e.test_review_v2_solvency import advance, usd, wusd
 from tests.e2e.test_review_v4_commit import gap, largest, mirror_matches
@@ -174,9 +174,9 @@ def test_refused__no_third_party_can_shrink_the_pending_claim_the_commit_nets_be
         ch.withdraw(usdc, 1, 0, sender=other_trader)  # the owner cannot take its claim out either
     usdc.mint(lp2, 1_000_000 * USDC, sender=lp2)
     usdc.approve(pool, MAX_UINT, sender=lp2)
-    pool.deposit(1_000_000 * USDC, lp2, sender=lp2)  # the pool liquid again: claims stay pending
+    deposit_now(pool, 1_000_000 * USDC, lp2, sender=lp2)  # the pool liquid again: claims stay pending
     ch.withdraw(usdc, 1, 0, sender=attacker)  # another claim paid first come first served
-    pool.withdraw(10_000 * USDC, lp, lp, sender=lp)
+    withdraw_now(pool, 10_000 * USDC, lp, lp, sender=lp)
     claim1 = int(ch.pending(w))
     loss = int(engine.realise_loss(w, btc, sender=attacker).events.filter(engine.LossRealised)[0].loss)
     claim2 = int(ch.pending(w))
@@ -197,20 +197,26 @@ def test_refused__max_deposit_and_max_mint_read_zero_exactly_when_a_deposit_reve
     protocol, deployer, lp, lp2, trader, chain
 ):
     """A stale feed the valuation does not read (no open interest, no hold, no collateral held):
-    max and the deposit passes; one it reads: 0 and the deposit reverts."""
+    a deposit passes; one it reads: it reverts. With the book open deposits are requests (max* 0);
+    once the book is idle no market's price is read at all: max, and the instant deposit passes
+    with every market feed stale."""
     ch, eth, pool, usdc = protocol.clearinghouse, protocol.markets["ETH-PERP"], protocol.pool, protocol.settlement
     fund_liquidity(protocol, lp, deployer, 2_000_000, 0)
     deposit(protocol, trader, "USDC", 10_000 * USDC)
     trade_now(ch, eth, WAD, 0, 0, sender=trader)
-    usdc.mint(lp2, 2_000 * USDC, sender=lp2)
+    usdc.mint(lp2, 3_000 * USDC, sender=lp2)
     usdc.approve(pool, MAX_UINT, sender=lp2)
     advance(chain, 2 * 3_600)
     refresh_feeds(protocol, deployer, skip=("WBTC",))  # BTC: no open interest, WBTC held by nobody
-    assert int(pool.maxDeposit(lp2)) == int(pool.maxMint(lp2)) == MAX_UINT
-    pool.deposit(1_000 * USDC, lp2, sender=lp2)
+    assert int(pool.maxDeposit(lp2)) == int(pool.maxMint(lp2)) == 0  # the book is open: by request
+    deposit_now(pool, 1_000 * USDC, lp2, sender=lp2)
     advance(chain, 2 * 3_600)
     refresh_feeds(protocol, deployer, skip=("WETH",))  # ETH: open interest
-    assert int(pool.maxDeposit(lp2)) == int(pool.maxMint(lp2)) == 0
     with ape.reverts("oracle: stale answer"):
-        pool.deposit(1_000 * USDC, lp2, sender=lp2)
+        deposit_now(pool, 1_000 * USDC, lp2, sender=lp2)
+    refresh_feeds(protocol, deployer)
+    trade_now(ch, eth, -WAD, 0, 0, sender=trader)  # the book idle
+    advance(chain, 2 * 3_600)  # every feed stale
+    assert int(pool.maxDeposit(lp2)) == int(pool.maxMint(lp2)) == MAX_UINT
+    pool.deposit(1_000 * USDC, lp2, sender=lp2)
     print("\nrefused: maxDeposit/maxMint max with an unread stale feed (deposit passes), 0 with a read one (reverts)")

@@ -28,7 +28,7 @@ import ape
 import pytest
 
 from marginsim import risk
-from marginsim.orders import trade_now
+from marginsim.orders import deposit_now, redeem_now, trade_now
 from marginsim.protocol import account_id, deploy_protocol
 from tests.e2e.attacks import (
     MAX_SIZE,
@@ -68,7 +68,7 @@ def funded(token, who, amount, spender):
 def protocol(project, deployer, lp):
     protocol = deploy_protocol(project, deployer, quiet_config())
     funded(protocol.settlement, lp, 1_000_000 * USDC, protocol.pool)
-    protocol.pool.deposit(1_000_000 * USDC, lp, sender=lp)
+    deposit_now(protocol.pool, 1_000_000 * USDC, lp, sender=lp)
     return protocol
 
 
@@ -175,12 +175,12 @@ def test_fee_on_transfer_settlement__pool_deposit__refused_behind_the_pool(fot_c
     pool, ch, coin = fot_core.pool, fot_core.clearinghouse, fot_core.settlement
     funded(coin, lp, 1_000 * USDC, pool)
     with ape.reverts("erc20: burn amount exceeds balance"):  # the token's words: the fee does not fit
-        pool.deposit(1_000 * USDC, lp, sender=lp)
+        deposit_now(pool, 1_000 * USDC, lp, sender=lp)
 
     coin.mint(attacker, 20 * USDC, sender=attacker)
     coin.transfer(pool, 20 * USDC, sender=attacker)  # the pool now holds 19.8 of its own
     with ape.reverts("clearinghouse: fee on transfer"):
-        pool.deposit(1_000 * USDC, lp, sender=lp)
+        deposit_now(pool, 1_000 * USDC, lp, sender=lp)
     with ape.reverts("clearinghouse: fee on transfer"):
         pool.mint(1_000 * USDC * 10**6, lp, sender=lp)
 
@@ -195,12 +195,12 @@ def test_fee_on_transfer_settlement__fee_switched_on_later__books_stay_exact(cha
     funded(coin, trader, 1_000 * USDC, ch)
     ch.deposit(coin, 1_000 * USDC, 0, sender=trader)
     funded(coin, lp, 1_000 * USDC, pool)
-    shares = event(pool.deposit(1_000 * USDC, lp, sender=lp), "Deposit").shares
+    shares = event(deposit_now(pool, 1_000 * USDC, lp, sender=lp), "Deposit").shares
     chain.pending_timestamp += COOLDOWN
     coin.set_fee(FEE_BPS, sender=deployer)
 
     ch.withdraw(coin, 500 * USDC, 0, sender=trader)
-    assets = event(pool.redeem(shares, lp, lp, sender=lp), "Withdraw").assets
+    assets = event(redeem_now(pool, shares, lp, lp, sender=lp), "Withdraw").assets
 
     assert assets == 1_000 * USDC  # the pool paid the LP's whole claim ...
     assert coin.balanceOf(lp) == assets * 99 // 100  # ... and the token took 1% on the way
@@ -456,9 +456,9 @@ def test_no_return_value_settlement__deposit_withdraw_and_pool__work(project, de
     ch.withdraw(coin, 400 * USDC, 0, sender=trader)
     coin.mint(lp, 1_000 * USDC, sender=lp)
     coin.approve(pool, 1_000 * USDC, sender=lp)
-    shares = event(pool.deposit(1_000 * USDC, lp, sender=lp), "Deposit").shares
+    shares = event(deposit_now(pool, 1_000 * USDC, lp, sender=lp), "Deposit").shares
     chain.pending_timestamp += COOLDOWN
-    pool.redeem(shares // 2, lp, lp, sender=lp)
+    redeem_now(pool, shares // 2, lp, lp, sender=lp)
 
     assert ch.settlement(account_id(trader)) == 600 * USDC
     assert coin.balanceOf(trader) == 400 * USDC
@@ -479,7 +479,7 @@ def test_false_returning_settlement__clearinghouse_and_pool__refused(project, de
     with ape.reverts("clearinghouse: transfer failed"):
         ch.fund_insurance(1_000 * USDC, sender=trader)
     with ape.reverts("pool: transfer failed"):
-        pool.deposit(1_000 * USDC, lp, sender=lp)
+        deposit_now(pool, 1_000 * USDC, lp, sender=lp)
 
     assert (ch.settlement_held(), ch.insurance_balance(), pool.totalSupply()) == (0, 0, 0)
     assert (coin.balanceOf(trader), coin.balanceOf(lp)) == (1_000 * USDC, 1_000 * USDC)

@@ -47,9 +47,9 @@ and the fee, each recording what they are worth then; from settlement_delay late
 REQUEST_WINDOW seconds, a keeper executes it at the worse of that and what they are worth at the
 execution (and takes the fee), and after the window anyone lapses it (the escrow and the fee
 back to its controller). A pool that gates its instant paths (an `instant()` view in its ABI:
-`Model.gated`) opens them only while the book is idle: no account in debt and no market with
-open interest, an entry cost or an order placed; otherwise they revert "pool: book open, request
-instead" (after the valuation's price reads) and its max* views read 0. The seeded book is
+`Model.gated`) opens them only while the book is idle: no market with open interest, an entry
+cost or an order placed (a debt does not keep it open: no price moves what it counts); otherwise
+they revert "pool: book open, request instead" (checked first) and its max* views read 0. The seeded book is
 open; `book_goes_idle` closes it.
 
 Invariants, checked after every step:
@@ -129,7 +129,8 @@ Invariants, checked after every step:
 11. The pool holds exactly the escrow of the LP requests waiting (issue 9, item 2), which equal
    the model's (read from storage, every step): settlement tokens == the sum over deposit
    requests of assets + fee, plus the sum over redemption requests of their fee (plus what was
-   donated to it); its own shares == the sum of the shares the redemption requests escrow. An
+   donated to it); its own shares == the sum of the shares the redemption requests escrow
+   (and a gated pool's `open_requests` == their count). An
    execution never mints more shares than its request recorded (a deposit) and never pays more
    than it recorded (a redemption): it pays the worse of the two values, exactly the model's.
 
@@ -1035,11 +1036,12 @@ class Model:
     # -------------------------------------------------------------- LiquidityPool
 
     @staticmethod
-    def idle(ledger: Ledger) -> bool:
-        """LiquidityPool._quiet (its `instant()` view): no account in debt, and no listed market
-        with open interest, an entry cost or placed orders holding a side. Then no price moves
-        the pool's value, and LPs come and go at once; otherwise only by request."""
-        if ledger.total_debt != 0:
+    def idle(ledger: Ledger, pool: PoolLedger) -> bool:
+        """LiquidityPool._quiet (its `instant()` view): no LP request pending, and no listed
+        market with open interest, an entry cost or placed orders holding a side (debts count at
+        face plus accrued interest, which no price moves). Then no price moves the pool's value,
+        and LPs come and go at once; otherwise only by request."""
+        if pool.requests:
             return False
         if any(held != (0, 0) for held in ledger.held.values()):
             return False
@@ -1104,16 +1106,16 @@ class Model:
         self, pool: PoolLedger, receiver: str, assets: int | None, shares: int | None, sender: str | None = None
     ) -> Outcome:
         """deposit(assets) when `assets` is given, else mint(shares), by `sender` (None: the
-        receiver): the valuation (its price errors), then (a gated pool) "pool: book open,
-        request instead" unless the book is idle, then `admit`'s checks and the receiver's lots."""
+        receiver): (a gated pool) "pool: book open, request instead" unless the book is idle,
+        checked first; the valuation (its price errors), then `admit`'s checks and the receiver's lots."""
+        if self.gated and not self.idle(self.ledger, pool):
+            return Outcome(BOOK_OPEN, self.ledger)
         try:
             total_assets = self.total_assets(self.ledger)
             if assets is not None:
                 shares = mul_div(assets, pool.total_supply + POOL_OFFSET, total_assets + 1, False)
             else:
                 assets = mul_div(shares, total_assets + 1, pool.total_supply + POOL_OFFSET, True)
-            if self.gated and not self.idle(self.ledger):
-                return Outcome(BOOK_OPEN, self.ledger)
             message = self.admit(pool, assets, shares)
         except PriceError as error:
             return Outcome(error.message, self.ledger)
@@ -1174,9 +1176,11 @@ class Model:
         self, pool: PoolLedger, owner: str, assets: int | None, shares: int | None, allowance: int | None = None
     ) -> Outcome:
         """withdraw(assets) when `assets` is given, else redeem(shares); the owner calls, or
-        someone with `allowance` shares of it (None: the owner). The valuation (its price
-        errors), (a gated pool) "pool: book open, request instead" unless the book is idle, the
-        owner's side (`release`), then `pay_out`."""
+        someone with `allowance` shares of it (None: the owner). (A gated pool) "pool: book
+        open, request instead" unless the book is idle, checked first; the valuation (its price
+        errors), the owner's side (`release`), then `pay_out`."""
+        if self.gated and not self.idle(self.ledger, pool):
+            return Outcome(BOOK_OPEN, self.ledger)
         try:
             value, need = self.book(self.ledger)
         except PriceError as error:
@@ -1186,8 +1190,6 @@ class Model:
             shares = mul_div(assets, pool.total_supply + POOL_OFFSET, total_assets + 1, True)
         else:
             assets = mul_div(shares, total_assets + 1, pool.total_supply + POOL_OFFSET, False)
-        if self.gated and not self.idle(self.ledger):
-            return Outcome(BOOK_OPEN, self.ledger)
         message = self.release(pool, owner, assets, shares, allowance)
         if message is None:
             message, ledger = self.pay_out(value, need, assets)
@@ -1224,7 +1226,7 @@ class Model:
         """LiquidityPool._max_deposit (maxDeposit, maxMint): MAX_UINT, or 0 while a deposit would be
         refused for the pool's state (a gated pool's book open, a collateral or a market without
         a price, "pool: insolvent")."""
-        if (self.gated and not self.idle(self.ledger)) or not self.collateral_priced(self.ledger):
+        if (self.gated and not self.idle(self.ledger, pool)) or not self.collateral_priced(self.ledger):
             return 0
         try:
             value = self.pool_value(self.ledger)
@@ -2953,13 +2955,20 @@ class ProtocolMachine(RuleBasedStateMachine):
     )
     def book_goes_idle(self, order: tuple[str, int, int, int, bool]) -> None:
         """(what stays open: nothing, an order placed or a debt; the LP who deposits and mints,
-        dollars, permille of the first LP's shares it takes out, by shares) The traders leave:
-        the oracle bot's heartbeat (a halted feed's breaker cleared by its owner), every order
-        waiting filled, every position closed and every debt repaid by a deposit. Then no price
-        moves the pool's value (a gated pool's `instant()`) and the LPs come and go at once:
-        deposit, mint, withdraw or redeem. With an order placed (its hold) or a debt left, the
-        book is still open and a gated pool refuses them "pool: book open, request instead"."""
+        dollars, permille of the first LP's shares it takes out, by shares) Every LP request
+        lapses (past its window), and the traders leave: the oracle bot's heartbeat (a halted
+        feed's breaker cleared by its owner), every order waiting filled, every position closed
+        and every debt repaid by a deposit. Then no price moves the pool's value (a gated pool's
+        `instant()`) and the LPs come and go at once: deposit, mint, withdraw or redeem. With an
+        order placed (its hold) the book is still open and a gated pool refuses them "pool: book
+        open, request instead"; a debt left does not keep it open (the pool counts it at face plus
+        accrued interest, which no price moves)."""
         leave, lp, usd, permille, by_shares = order
+        lps = [str(a) for a in self.roles.lps]
+        for controller in sorted(self.pool_ledger.requests):  # every LP request lapses first
+            if controller in lps:
+                self.lp_lapse_request(lp=lps.index(controller), scenario="lapse", by_keeper=True)
+                self.settle_step()
         self.heartbeat("all")
         self.settle_step()
         for sym in COLLATERALS:
@@ -2990,7 +2999,7 @@ class ProtocolMachine(RuleBasedStateMachine):
             owner, sub, account = self.account(0)
             market = self.market_of(0)
             self.commit(owner, sub, account, market, self.trade_delta(account, market, "open", 1, 1_000, True), 0)
-        record("book_goes_idle", None if self.model.idle(self.ledger) else "still open")
+        record("book_goes_idle", None if self.model.idle(self.ledger, self.pool_ledger) else "still open")
         self.lp_deposit(lp=lp, usd=usd)
         self.settle_step()
         self.lp_mint(lp=lp, usd=usd)
@@ -3859,6 +3868,8 @@ class ProtocolMachine(RuleBasedStateMachine):
         assert held == escrow + self.donated_pool["USDC"], f"pool holds {held}, its escrow is {escrow}"
         escrowed = sum(r.shares for r in pool.requests.values() if not r.deposit)
         assert pool.balances[self.escrow] == escrowed, f"pool holds {pool.balances[self.escrow]} shares, escrowed {escrowed}"
+        if self.gated:  # the count the instant paths wait on
+            assert self.pool.open_requests() == len(pool.requests), f"open_requests {self.pool.open_requests()}"
 
     def check_value(self, ledger: Ledger) -> None:
         """Invariant 6: accounts + pool + insurance == settlement tokens held, within the bound."""
@@ -3892,7 +3903,8 @@ class ProtocolMachine(RuleBasedStateMachine):
         instant = True
         if self.gated:
             instant = self.pool.instant()
-            assert instant == self.model.idle(ledger), f"instant() is {instant}, the model's idle book {self.model.idle(ledger)}"
+            idle = self.model.idle(ledger, self.pool_ledger)
+            assert instant == idle, f"instant() is {instant}, the model's idle book {idle}"
         self.rotation = (self.rotation + 1) % (4 * count + 4)
         if self.rotation % 2:
             return  # every other step: half the cost, each item still checked every 28 steps
@@ -3920,13 +3932,17 @@ class ProtocolMachine(RuleBasedStateMachine):
                 assert message == error.message
             else:
                 assert self.pool.totalAssets() == expected_assets
-            # the LPs' limits, the ERC-4626 max* views (a gated pool's read 0 while the book is open)
+            # the LPs' limits, the ERC-4626 max* views (a gated pool's read 0 while the book is open,
+            # its withdrawable and redeemable never)
             pool = self.pool_ledger
             for lp in self.roles.lps:
                 exit_limit = self.model.exit_limit(pool, str(lp))
                 deposit = self.model.max_deposit(pool)
                 limits = (self.pool.maxDeposit(lp), self.pool.maxMint(lp), self.pool.maxWithdraw(lp), self.pool.maxRedeem(lp))
                 assert limits == (deposit, deposit, *(exit_limit if instant else (0, 0))), f"max* of {lp}: {limits}"
+                if self.gated:  # what a redemption could be paid now, book open or idle
+                    exits = (self.pool.withdrawable(lp), self.pool.redeemable(lp))
+                    assert exits == exit_limit, f"withdrawable, redeemable of {lp}: {exits}"
         else:
             for asset in self.oracle_view.feeds:
                 price, message = attempt_view(self.oracle.price, asset)
@@ -4312,9 +4328,10 @@ def test_every_rule_succeeds_in_a_scripted_walk(machine):
     assert OUTCOMES[("Orders.commit_order", "orders: insufficient margin")], outcome_table()
     step("list_collateral", weight_bp=7_000, discount_permille=500)
     step("list_market", sym="LINK", base_bp=500, penalty_permille=500, keeper_permille=500, cap_permille=500)
-    # the traders leave, but for a debt, then an order placed: the book stays open; then all of
-    # it: the book is idle and the LPs come and go at once (requests still work)
+    # the traders leave, but for a debt (the book is idle: a debt moves with no price), then an
+    # order placed (it stays open); then all of it: the LPs come and go at once (requests still work)
     step("book_goes_idle", order=("debt", 1, 10_000, 100, True))
+    assert not machine.gated or machine.pool.instant(), outcome_table()
     step("book_goes_idle", order=("order", 1, 10_000, 100, True))
     assert OUTCOMES[("book_goes_idle", "still open")], outcome_table()
     step("book_goes_idle", order=("nothing", 1, 10_000, 100, True))

@@ -27,7 +27,7 @@ import pytest
 from ape.exceptions import TransactionError
 
 from marginsim import risk
-from marginsim.orders import bond_of, place, trade_now
+from marginsim.orders import bond_of, deposit_now, place, trade_now, withdraw_now
 from marginsim.protocol import DEFAULT_CONFIG, account_id, deploy_protocol
 from tests.conftest import USDC, WAD
 from tests.unit.hostile_inputs_table import DOC_PATH, render
@@ -38,6 +38,7 @@ MAX_ADDRESS = "0xFFfFfFffFFfffFFfFFfFFFFFffFFFffffFfFFFfF"  # the address analog
 MAX_UINT = 2**256 - 1
 HEARTBEAT = 3_600  # every feed of the test protocol
 COOLDOWN = 900  # LiquidityPool
+BOOK_OPEN = "pool: book open, request instead"  # LiquidityPool: the instant paths while the book is open
 REQUEST_WINDOW = 900  # LiquidityPool: seconds after executable_at a request may execute; then it lapses
 ETH, BTC = 1, 2  # market ids; market_count is 2, so 3 is "count + 1"
 WETH = 10**18
@@ -500,16 +501,28 @@ def underwater(x: Ctx):
 
 
 def lp_cooldown(x: Ctx):
-    """The attacker deposits 100 USDC into the pool: the minted shares are locked 15 minutes."""
-    x.pool.deposit(100 * USDC, x.attacker, sender=x.attacker)
+    """The attacker deposits 100 USDC into the pool (at once while the book is idle, else by a
+    request executed a settlement delay later): the minted shares are locked 15 minutes."""
+    deposit_now(x.pool, 100 * USDC, x.attacker, sender=x.attacker)
 
 
 def lp_four_gift_lots(x: Ctx):
-    """The attacker deposits 1 micro-USDC to the LP in four blocks: the LP now has four lots in
-    their cooldown, the most a third party may fill."""
+    """The keeper deposits 1 micro-USDC to the LP in four blocks (at once while the book is
+    idle, else by request): the LP now has four lots in their cooldown, the most a third party
+    may fill."""
+    x.usdc.approve(x.pool, MAX_UINT, sender=x.keeper)
     for _ in range(4):
         x.chain.pending_timestamp += 1
-        x.pool.deposit(1, x.lp, sender=x.attacker)
+        deposit_now(x.pool, 1, x.lp, sender=x.keeper)
+
+
+def book_idle(x: Ctx):
+    """The trader and the victim close their ETH-PERP positions at $2,000: no market has open
+    interest, an entry cost or an order placed, so the pool's instant paths (deposit, mint,
+    withdraw, redeem) are open (`instant()`)."""
+    trade_now(x.ch, ETH, -25 * WAD, 0, 0, sender=x.trader)
+    trade_now(x.ch, ETH, -50 * WAD, 0, 0, sender=x.roles["victim"])
+    assert x.pool.instant()
 
 
 def traders_in_profit(x: Ctx):
@@ -581,12 +594,13 @@ def reserve_aside(x: Ctx):
 
 
 def insolvent_pool(x: Ctx):
-    """The victim goes 400 ETH long; with the reserve off the LP takes out all it can (all but
-    the fee); ETH +12%: the traders' profit exceeds the pool, whose value is <= 0 with shares
+    """The victim goes 400 ETH long; with the reserve off the LP takes out all it can but $10 (by
+    request); ETH +12%: the traders' profit exceeds the pool, whose value is <= 0 with shares
     outstanding."""
     open_long(x, "victim", 100_000, 400)
     reserve_aside(x)
-    x.pool.withdraw(x.pool.maxWithdraw(x.lp), x.lp, x.lp, sender=x.lp)
+    # by request (the book is open), $10 short of it: the value drifts in the minute it waits
+    withdraw_now(x.pool, x.pool.withdrawable(x.lp) - 10 * USDC, x.lp, x.lp, sender=x.lp)
     publish("WETH", 2_240)(x)
 
 
@@ -3379,75 +3393,85 @@ def pool_rows() -> list[Row]:
             token="QS",
             views=lambda x: (x.read(x.mini_ch.pool),),
         ),
-        R("deposit", "assets 0", "attacker", lambda x, who: x.pool.deposit(0, who, sender=who), "pool: zero amount"),
         R(
             "deposit",
-            "above allowance",
+            "assets 0, the book idle",
+            "attacker",
+            lambda x, who: x.pool.deposit(0, who, sender=who),
+            "pool: zero amount",
+            setup=book_idle,
+        ),
+        R(
+            "deposit",
+            "above allowance, the book idle",
             "keeper",
             lambda x, who: x.pool.deposit(1 * USDC, who, sender=who),
             "erc20: insufficient allowance",
+            setup=book_idle,
         ),
         R(
             "deposit",
-            "above balance",
+            "above balance, the book idle",
             "attacker",
             lambda x, who: x.pool.deposit(1_001 * USDC, who, sender=who),
             "erc20: transfer amount exceeds balance",
+            setup=book_idle,
         ),
         R(
             "deposit",
-            "receiver zero address",
+            "receiver zero address, the book idle",
             "attacker",
             lambda x, who: x.pool.deposit(100 * USDC, ZERO, sender=who),
             "erc20: mint to the zero address",
+            setup=book_idle,
         ),
         R(
             "deposit",
-            "pool insolvent (traders' profit exceeds it)",
+            "pool insolvent (traders' profit exceeds it): the book open, refused first",
             "attacker",
             lambda x, who: x.pool.deposit(100 * USDC, who, sender=who),
-            "pool: insolvent",
+            BOOK_OPEN,
             setup=insolvent_pool,
         ),
         R(
             "deposit",
-            "open positions, oracle stale",
+            "open positions, oracle stale: the book open, refused first",
             "attacker",
             lambda x, who: x.pool.deposit(100 * USDC, who, sender=who),
-            "oracle: stale answer",
+            BOOK_OPEN,
             setup=stale,
         ),
         R(
             "withdraw",
-            "a held collateral's feed (WBTC) stale, the markets' in use fresh",
+            "a held collateral's feed (WBTC) stale, the markets' in use fresh, the book idle",
             "lp",
             lambda x, who: x.pool.withdraw(100 * USDC, who, who, sender=who),
             "pool: collateral feed down",
-            setup=wbtc_stale,
+            setup=then(book_idle, wbtc_stale),
         ),
         R(
             "redeem",
-            "a held collateral's feed (WBTC) stale, the markets' in use fresh",
+            "a held collateral's feed (WBTC) stale, the markets' in use fresh, the book idle",
             "lp",
             lambda x, who: x.pool.redeem(10**9, who, who, sender=who),
             "pool: collateral feed down",
-            setup=wbtc_stale,
+            setup=then(book_idle, wbtc_stale),
         ),
         R(
             "deposit",
-            "a held collateral's feed (WBTC) stale, the markets' in use fresh",
+            "a held collateral's feed (WBTC) stale, the markets' in use fresh, the book idle",
             "attacker",
             lambda x, who: x.pool.deposit(100 * USDC, who, sender=who),
             "pool: collateral feed down",
-            setup=wbtc_stale,
+            setup=then(book_idle, wbtc_stale),
         ),
         R(
             "mint",
-            "a held collateral's feed (WBTC) stale, the markets' in use fresh",
+            "a held collateral's feed (WBTC) stale, the markets' in use fresh, the book idle",
             "attacker",
             lambda x, who: x.pool.mint(10**12, who, sender=who),
             "pool: collateral feed down",
-            setup=wbtc_stale,
+            setup=then(book_idle, wbtc_stale),
         ),
         R(
             "deposit",
@@ -3461,48 +3485,58 @@ def pool_rows() -> list[Row]:
         ),
         R(
             "deposit",
-            "to an LP with four lots in their cooldown",
+            "to an LP with four lots in their cooldown, the book idle",
             "attacker",
             lambda x, who: x.pool.deposit(1, x.lp, sender=who),
             "pool: too many locked deposits",
-            setup=lp_four_gift_lots,
+            setup=then(book_idle, lp_four_gift_lots),
         ),
-        R("mint", "shares 0", "attacker", lambda x, who: x.pool.mint(0, who, sender=who), "pool: zero amount"),
         R(
             "mint",
-            "above allowance",
+            "shares 0, the book idle",
+            "attacker",
+            lambda x, who: x.pool.mint(0, who, sender=who),
+            "pool: zero amount",
+            setup=book_idle,
+        ),
+        R(
+            "mint",
+            "above allowance, the book idle",
             "keeper",
             lambda x, who: x.pool.mint(10**12, who, sender=who),
             "erc20: insufficient allowance",
+            setup=book_idle,
         ),
         R(
             "mint",
-            "above balance",
+            "above balance, the book idle",
             "attacker",
             lambda x, who: x.pool.mint(x.pool.previewDeposit(1_001 * USDC), who, sender=who),
             "erc20: transfer amount exceeds balance",
+            setup=book_idle,
         ),
         R(
             "mint",
-            "to an LP with four lots in their cooldown",
+            "to an LP with four lots in their cooldown, the book idle",
             "attacker",
             lambda x, who: x.pool.mint(10**6, x.lp, sender=who),
             "pool: too many locked deposits",
-            setup=lp_four_gift_lots,
+            setup=then(book_idle, lp_four_gift_lots),
         ),
         R(
             "mint",
-            "receiver zero address",
+            "receiver zero address, the book idle",
             "attacker",
             lambda x, who: x.pool.mint(10**12, ZERO, sender=who),
             "erc20: mint to the zero address",
+            setup=book_idle,
         ),
         R(
             "mint",
-            "pool insolvent",
+            "pool insolvent: the book open, refused first",
             "attacker",
             lambda x, who: x.pool.mint(10**12, who, sender=who),
-            "pool: insolvent",
+            BOOK_OPEN,
             setup=insolvent_pool,
         ),
         R(
@@ -3537,99 +3571,149 @@ def pool_rows() -> list[Row]:
             "pool: not orders",
             views=held_views,
         ),
-        R("withdraw", "assets 0", "lp", lambda x, who: x.pool.withdraw(0, who, who, sender=who), "pool: zero amount"),
         R(
             "withdraw",
-            "shares still in their cooldown",
+            "assets 0, the book idle",
+            "lp",
+            lambda x, who: x.pool.withdraw(0, who, who, sender=who),
+            "pool: zero amount",
+            setup=book_idle,
+        ),
+        R(
+            "withdraw",
+            "shares still in their cooldown, the book idle",
             "attacker",
             lambda x, who: x.pool.withdraw(50 * USDC, who, who, sender=who),
             "pool: cooldown",
-            setup=lp_cooldown,
+            setup=then(book_idle, lp_cooldown),
         ),
         R(
             "withdraw",
-            "what the owner's shares are worth + 1 USDC",
+            "what the owner's shares are worth + 1 USDC, the book idle",
             "lp",
             lambda x, who: x.pool.withdraw(x.pool.previewRedeem(x.pool.balanceOf(who)) + USDC, who, who, sender=who),
             "pool: insufficient shares",
-            setup=then(reserve_aside, traders_in_profit),
+            setup=then(book_idle, reserve_aside),
         ),
         R(
             "withdraw",
-            "maxWithdraw + 1 (more than the pool's liquidity)",
+            "withdrawable + 1 (more than the pool's liquidity): the book open, refused first",
             "lp",
-            lambda x, who: x.pool.withdraw(x.pool.maxWithdraw(who) + 1, who, who, sender=who),
-            "clearinghouse: pool liquidity",
+            lambda x, who: x.pool.withdraw(x.pool.withdrawable(who) + 1, who, who, sender=who),
+            BOOK_OPEN,
             setup=then(reserve_aside, traders_at_a_loss),
         ),
         R(
             "withdraw",
-            "maxWithdraw + 1 USDC (past the open-interest reserve; funding accrues until the block)",
+            "withdrawable + 1 USDC (past the open-interest reserve): the book open, refused first",
             "lp",
-            lambda x, who: x.pool.withdraw(x.pool.maxWithdraw(who) + USDC, who, who, sender=who),
-            "pool: open interest reserve",
+            lambda x, who: x.pool.withdraw(x.pool.withdrawable(who) + USDC, who, who, sender=who),
+            BOOK_OPEN,
             setup=reserve_nearly_full,
         ),
         R(
             "withdraw",
-            "someone else's shares without allowance",
+            "someone else's shares without allowance, the book idle",
             "attacker",
             lambda x, who: x.pool.withdraw(100 * USDC, who, x.lp, sender=who),
             "erc20: insufficient allowance",
+            setup=book_idle,
         ),
         R(
             "withdraw",
-            "receiver zero address",
+            "receiver zero address, the book idle",
             "lp",
             lambda x, who: x.pool.withdraw(100 * USDC, ZERO, who, sender=who),
             "erc20: transfer to the zero address",
+            setup=book_idle,
         ),
-        R("redeem", "shares 0", "lp", lambda x, who: x.pool.redeem(0, who, who, sender=who), "pool: zero amount"),
         R(
             "redeem",
-            "shares still in their cooldown",
+            "shares 0, the book idle",
+            "lp",
+            lambda x, who: x.pool.redeem(0, who, who, sender=who),
+            "pool: zero amount",
+            setup=book_idle,
+        ),
+        R(
+            "redeem",
+            "shares still in their cooldown, the book idle",
             "attacker",
             lambda x, who: x.pool.redeem(attacker_locked(x), who, who, sender=who),
             "pool: cooldown",
-            setup=lp_cooldown,
+            setup=then(book_idle, lp_cooldown),
         ),
         R(
             "redeem",
-            "balance + 1",
+            "balance + 1, the book idle",
             "lp",
             lambda x, who: x.pool.redeem(lp_all(x) + 1, who, who, sender=who),
             "pool: insufficient shares",
-            setup=reserve_aside,
+            setup=then(book_idle, reserve_aside),
         ),
         R(
             "redeem",
-            "shares worth $100,000 more than the pool's liquidity (within the reserve)",
+            "shares worth $100,000 more than the pool's liquidity (within the reserve): the book open, refused first",
             "lp",
-            lambda x, who: x.pool.redeem(x.pool.convertToShares(x.pool.maxWithdraw(who) + 100_000 * USDC), who, who, sender=who),
-            "clearinghouse: pool liquidity",
+            lambda x, who: x.pool.redeem(x.pool.convertToShares(x.pool.withdrawable(who) + 100_000 * USDC), who, who, sender=who),
+            BOOK_OPEN,
             setup=then(reserve_aside, traders_at_a_loss),
         ),
         R(
             "redeem",
-            "all shares, past the open-interest reserve",
+            "all shares, past the open-interest reserve: the book open, refused first",
             "lp",
             lambda x, who: x.pool.redeem(lp_all(x), who, who, sender=who),
-            "pool: open interest reserve",
+            BOOK_OPEN,
             setup=reserve_nearly_full,
         ),
         R(
             "redeem",
-            "someone else's shares without allowance",
+            "someone else's shares without allowance, the book idle",
             "attacker",
             lambda x, who: x.pool.redeem(10**12, who, x.lp, sender=who),
             "erc20: insufficient allowance",
+            setup=book_idle,
         ),
         R(
             "redeem",
-            "receiver zero address",
+            "receiver zero address, the book idle",
             "lp",
             lambda x, who: x.pool.redeem(10**12, ZERO, who, sender=who),
             "erc20: transfer to the zero address",
+            setup=book_idle,
+        ),
+        R(
+            "deposit",
+            "no positions, an order placed (it holds open interest): the book open",
+            "attacker",
+            lambda x, who: x.pool.deposit(100 * USDC, who, sender=who),
+            BOOK_OPEN,
+            setup=then(book_idle, sub1_order_pending),
+        ),
+        R(
+            "mint",
+            "no positions, an order placed: the book open",
+            "attacker",
+            lambda x, who: x.pool.mint(10**12, who, sender=who),
+            BOOK_OPEN,
+            setup=then(book_idle, sub1_order_pending),
+        ),
+        R(
+            "withdraw",
+            "no positions, an order placed: the book open",
+            "lp",
+            lambda x, who: x.pool.withdraw(100 * USDC, who, who, sender=who),
+            BOOK_OPEN,
+            setup=then(book_idle, sub1_order_pending),
+        ),
+        R(
+            "redeem",
+            "no positions, an order placed: the book open",
+            "lp",
+            lambda x, who: x.pool.redeem(10**12, who, who, sender=who),
+            BOOK_OPEN,
+            setup=then(book_idle, sub1_order_pending),
         ),
         # requests: request_deposit / request_redeem place, execute_request / lapse_request end them
         R(

@@ -10,7 +10,7 @@ the circuit breaker is tripped cannot shorten the confirmation delay."""
 import pytest
 
 from marginsim import risk
-from marginsim.orders import trade_now
+from marginsim.orders import deposit_now, redeem_now, trade_now
 from marginsim.protocol import account_id
 from tests.conftest import USDC, WAD
 from tests.e2e.attacks import reserve_out_of_the_way
@@ -60,7 +60,7 @@ def test_cap__lp_withdraws_before_winner_closes__winner_still_paid(
     pool's mark-to-market value (what LPs redeem at) covered the profit all along."""
     pool, eth = protocol.pool, protocol.markets["ETH-PERP"]
     fund(lp, usdc, POOL_USD * USDC, spender=pool)
-    pool.deposit(POOL_USD * USDC, lp, sender=lp)
+    deposit_now(pool, POOL_USD * USDC, lp, sender=lp)
     for who, size in ((trader, SIZE), (other_trader, -SIZE)):
         fund(who, usdc, 5_000 * USDC)
         ch.deposit(usdc, 5_000 * USDC, 0, sender=who)
@@ -73,7 +73,7 @@ def test_cap__lp_withdraws_before_winner_closes__winner_still_paid(
     assert full_profit > 1_900 * USDC
 
     shares = pool.balanceOf(lp)
-    pool.redeem(shares * 95 // 100, lp, lp, sender=lp)
+    redeem_now(pool, shares * 95 // 100, lp, lp, sender=lp)
     redeemed = usdc.balanceOf(lp)
 
     tx = trade_now(ch, eth, -SIZE, 0, 0, sender=trader)

@@ -23,7 +23,7 @@ import ape
 import pytest
 
 from marginsim import risk
-from marginsim.orders import bond_of, fill_now, handles, market_feed, redate, trade_now
+from marginsim.orders import bond_of, fill_now, handles, market_feed, redate, trade_now, withdraw_now
 from marginsim.protocol import account_id
 from tests.conftest import USDC, WAD
 from tests.e2e.attacks import reserve_out_of_the_way
@@ -226,10 +226,11 @@ def usdt_round_dated(protocol, deployer, t):
 
 
 def drain_pool(ch, pool, lp, chain, leave):
-    """Past the LP's cooldown, the LP takes out all of the pool's free liquidity but `leave`."""
+    """Past the LP's cooldown, the LP takes out all of the pool's free liquidity but `leave` (by
+    request while a position is open: `withdraw_now`)."""
     chain.pending_timestamp += COOLDOWN + 1
     amount = int(ch.pool_balance()) - int(ch.total_debt()) - int(ch.total_pending()) - leave
-    tx = pool.withdraw(amount, lp, lp, sender=lp)
+    tx = withdraw_now(pool, amount, lp, lp, sender=lp)
     assert int(ch.pool_balance()) - int(ch.total_debt()) - int(ch.total_pending()) == leave
     return tx
 
@@ -1031,9 +1032,9 @@ def test_debt_ceiling__committed_within_it__fills_after_an_lp_withdrawal_at_its_
 ):
     """The ceiling is checked at the commit, on the pool as it is then: a debtor's order
     committed while the debts are within it still fills after its round is out and the LP has
-    withdrawn to leave the debts one unit over it (before: cancelled "orders: debt ceiling", its
-    fee to the fund, an option on a known round). A new order adding risk from the same account
-    is refused at its commit meanwhile, and a unit more would have left them at the ceiling."""
+    withdrawn (by request) to leave the debts over it (before: cancelled "orders: debt ceiling",
+    its fee to the fund, an option on a known round). A new order adding risk from the same
+    account is refused at its commit meanwhile."""
     orders, _, _ = handles(ch)
     account, _ = make_debtor(trader)
     ceiling = terms(ch)[3]
@@ -1044,14 +1045,14 @@ def test_debt_ceiling__committed_within_it__fills_after_an_lp_withdrawal_at_its_
     commit_order(ch, usdc, trader, eth_market, WAD)
     assert orders.order(account, eth_market).size_delta == WAD and orders.open_orders(account) == 1
 
-    # the order's round is out (its price known), then the LP leaves the most the debts are over the ceiling at
-    chain.pending_timestamp += int(orders.settlement_delay())
-    redate(market_feed(ch, eth_market))
+    # the LP leaves (by request: the order's hold keeps the book open) to put the debts over the
+    # ceiling by $1, executed a settlement delay later; then the order's round is out
     lendable = risk.ceil_div(total_debt * WAD, ceiling) - 1
-    seeded_pool.withdraw(int(ch.pool_balance()) - pending - lendable, lp, lp, sender=lp)
-    assert (int(ch.total_debt()), int(ch.pool_balance()) - int(ch.total_pending())) == (total_debt, lendable)
-    assert total_debt * WAD > lendable * ceiling
-    assert total_debt * WAD <= (lendable + 1) * ceiling
+    withdraw_now(seeded_pool, int(ch.pool_balance()) - pending - lendable + USDC, lp, lp, sender=lp)
+    left = int(ch.pool_balance()) - int(ch.total_pending())
+    assert int(ch.total_debt()) == total_debt and left <= lendable - USDC + 1
+    assert total_debt * WAD > left * ceiling
+    redate(market_feed(ch, eth_market))
     assert_refused_at_commit(ch, usdc, trader, btc_market, WAD // 10, "orders: debt ceiling", open_orders=1)
 
     insurance = int(ch.insurance_balance())

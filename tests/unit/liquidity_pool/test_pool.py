@@ -4,7 +4,7 @@ first-depositor inflation attack, and how traders' PnL moves the pool's value an
 import ape
 import pytest
 
-from marginsim.orders import trade_now
+from marginsim.orders import deposit_now, redeem_now, trade_now, withdraw_now
 from marginsim.protocol import DEFAULT_CONFIG, account_id, deploy_protocol
 from tests.conftest import USDC, WAD
 from tests.e2e.attacks import reserve_out_of_the_way
@@ -67,7 +67,7 @@ def lp_deposit(protocol, who, amount):
     """Mint `amount` settlement units to `who` and deposit them into `protocol`'s pool; returns
     the shares minted, once their cooldown has passed."""
     mint_and_approve(protocol.settlement, who, amount, protocol.pool)
-    shares = event(protocol.pool.deposit(amount, who, sender=who), "Deposit").shares
+    shares = event(deposit_now(protocol.pool, amount, who, sender=who), "Deposit").shares
     wait_cooldown()
     return shares
 
@@ -106,7 +106,7 @@ def test_deposit__first_deposit__shares_and_custody(empty, lp):
     mint_and_approve(usdc, lp, 1_000 * USDC, pool)
     assert pool.previewDeposit(1_000 * USDC) == 1_000 * USDC * VIRTUAL_SHARES
 
-    tx = pool.deposit(1_000 * USDC, lp, sender=lp)
+    tx = deposit_now(pool, 1_000 * USDC, lp, sender=lp)
 
     deposit = event(tx, "Deposit")
     assert (deposit.sender, deposit.owner, deposit.assets, deposit.shares) == (lp.address, lp.address, 1_000 * USDC, 10**15)
@@ -120,7 +120,7 @@ def test_deposit__first_deposit__shares_and_custody(empty, lp):
 def test_deposit_then_redeem__round_trip_returns_the_deposit(empty, lp):
     pool, usdc = empty.pool, empty.settlement
     shares = lp_deposit(empty, lp, 1_000 * USDC + 1)
-    tx = pool.redeem(shares, lp, lp, sender=lp)
+    tx = redeem_now(pool, shares, lp, lp, sender=lp)
     withdraw = event(tx, "Withdraw")
     assert (withdraw.receiver, withdraw.owner, withdraw.assets, withdraw.shares) == (
         lp.address,
@@ -144,7 +144,7 @@ def test_mint_then_withdraw__round_trip(empty, lp):
     assert pool.balanceOf(lp) == shares
 
     burned = pool.previewWithdraw(cost)
-    tx = pool.withdraw(cost, lp, lp, sender=lp)
+    tx = withdraw_now(pool, cost, lp, lp, sender=lp)
     assert event(tx, "Withdraw").shares == burned == shares
     assert pool.balanceOf(lp) == 0
     assert usdc.balanceOf(lp) == cost
@@ -152,25 +152,25 @@ def test_mint_then_withdraw__round_trip(empty, lp):
 
 def test_redeem__on_behalf__needs_allowance(pool, usdc, lp, attacker):
     with ape.reverts("erc20: insufficient allowance"):
-        pool.redeem(10**12, attacker, lp, sender=attacker)
+        redeem_now(pool, 10**12, attacker, lp, sender=attacker)
     pool.approve(attacker, 10**12, sender=lp)
-    tx = pool.redeem(10**12, attacker, lp, sender=attacker)
+    tx = redeem_now(pool, 10**12, attacker, lp, sender=attacker)
     assert pool.allowance(lp, attacker) == 0
     assert usdc.balanceOf(attacker) == event(tx, "Withdraw").assets == 10**6
 
 
 def test_redeem__more_than_balance__reverts(pool, lp):
     with ape.reverts("pool: insufficient shares"):
-        pool.redeem(pool.balanceOf(lp) + 1, lp, lp, sender=lp)
+        redeem_now(pool, pool.balanceOf(lp) + 1, lp, lp, sender=lp)
 
 
 @pytest.mark.parametrize("entry", ["deposit", "mint", "withdraw", "redeem"])
 def test_zero_amount__reverts(pool, lp, entry):
     call = {
-        "deposit": lambda: pool.deposit(0, lp, sender=lp),
+        "deposit": lambda: deposit_now(pool, 0, lp, sender=lp),
         "mint": lambda: pool.mint(0, lp, sender=lp),
-        "withdraw": lambda: pool.withdraw(0, lp, lp, sender=lp),
-        "redeem": lambda: pool.redeem(0, lp, lp, sender=lp),
+        "withdraw": lambda: withdraw_now(pool, 0, lp, lp, sender=lp),
+        "redeem": lambda: redeem_now(pool, 0, lp, lp, sender=lp),
     }[entry]
     with ape.reverts("pool: zero amount"):
         call()
@@ -235,7 +235,7 @@ def test_rounding__mint_then_redeem__never_returns_more(pool, usdc, other_trader
 def test_rounding__withdraw_burns_at_least_what_deposit_minted(pool, usdc, other_trader, fees_paid, amount):
     minted = lp_deposit_seeded(pool, usdc, other_trader, 2 * amount)
     preview = pool.previewWithdraw(amount)
-    burned = event(pool.withdraw(amount, other_trader, other_trader, sender=other_trader), "Withdraw").shares
+    burned = event(withdraw_now(pool, amount, other_trader, other_trader, sender=other_trader), "Withdraw").shares
     assert burned == preview
     assert 2 * burned >= minted  # half the assets cost at least half the shares
 
@@ -245,14 +245,14 @@ def redeem_all(pool, who, shares):
     to nothing, which the pool refuses (the unit stays with the pool)."""
     if pool.previewRedeem(shares) == 0:
         with ape.reverts("pool: zero amount"):
-            pool.redeem(shares, who, who, sender=who)
+            redeem_now(pool, shares, who, who, sender=who)
         return 0
-    return event(pool.redeem(shares, who, who, sender=who), "Withdraw").assets
+    return event(redeem_now(pool, shares, who, who, sender=who), "Withdraw").assets
 
 
 def lp_deposit_seeded(pool, usdc, who, amount):
     mint_and_approve(usdc, who, amount, pool)
-    shares = event(pool.deposit(amount, who, sender=who), "Deposit").shares
+    shares = event(deposit_now(pool, amount, who, sender=who), "Deposit").shares
     wait_cooldown()
     return shares
 
@@ -283,7 +283,7 @@ def test_inflation_attack__donation__victim_loses_nothing(empty, attacker, lp, t
     victim_shares = lp_deposit(empty, lp, 1_000 * USDC)
 
     assert victim_shares == 1_000 * USDC * attacker_shares  # the same price the attacker paid
-    victim_back = event(pool.redeem(victim_shares, lp, lp, sender=lp), "Withdraw").assets
+    victim_back = event(redeem_now(pool, victim_shares, lp, lp, sender=lp), "Withdraw").assets
     assert victim_back == 1_000 * USDC
     assert pool.previewRedeem(attacker_shares) <= 1  # the donation is simply lost
 
@@ -337,13 +337,13 @@ def test_withdraw__traders_in_profit__lp_cannot_take_the_deposit_back(
 ):
     account = make_account(trader, collateral_usd=1_000_000, leverage=5)  # 2,500 ETH long
     set_price("WETH", 2_300)
-    assert pool.maxWithdraw(lp) < 10_000_000 * USDC - 500_000 * USDC
+    assert pool.withdrawable(lp) < 10_000_000 * USDC - 500_000 * USDC
     with ape.reverts("pool: insufficient shares"):
-        pool.withdraw(10_000_000 * USDC, lp, lp, sender=lp)
+        withdraw_now(pool, 10_000_000 * USDC, lp, lp, sender=lp)
 
     # the LP leaves with its share of the value but what the open interest needs (the reserve at
     # 100: a hundredth of the long's value); what stays covers the trader's profit
-    paid = event(pool.redeem(pool.maxRedeem(lp), lp, lp, sender=lp), "Withdraw").assets
+    paid = event(redeem_now(pool, pool.redeemable(lp), lp, lp, sender=lp), "Withdraw").assets
     assert 8_000_000 * USDC < paid < 10_000_000 * USDC - 500_000 * USDC
     trade_now(ch, eth_market, -ch.positions(account, eth_market).size, 0, 0, sender=trader)
     assert ch.pool_balance() >= 0
@@ -358,11 +358,13 @@ def test_withdraw__traders_at_a_loss__limited_to_realised_balance(ch, pool, make
     set_price("WETH", 1_700)  # the trader is down ~$1.5M
     balance = ch.pool_balance()
     assert pool.convertToAssets(pool.balanceOf(lp)) > balance  # the value counts them
-    assert pool.maxWithdraw(lp) == balance  # the liquidity does not
+    assert pool.withdrawable(lp) == balance  # the liquidity does not
     with ape.reverts("clearinghouse: pool liquidity"):  # within the reserve (at 100), past the balance
-        pool.redeem(pool.convertToShares(balance + 100_000 * USDC), lp, lp, sender=lp)
-    pool.withdraw(balance, lp, lp, sender=lp)  # the realised part is available
-    assert ch.pool_balance() == 0
+        redeem_now(pool, pool.convertToShares(balance + 100_000 * USDC), lp, lp, sender=lp)
+    # the realised part is available: by request (the book is open), all but $1 of it (the long
+    # pays the pool funding in the minute the request waits, which the request's value counts)
+    paid = event(withdraw_now(pool, balance - USDC, lp, lp, sender=lp), "Withdraw").assets
+    assert balance - USDC <= paid < balance and ch.pool_balance() == balance - paid
 
 
 def test_deposit__insolvent_pool__reverts(empty, deployer, lp, trader, other_trader):
@@ -372,7 +374,7 @@ def test_deposit__insolvent_pool__reverts(empty, deployer, lp, trader, other_tra
     assert empty.pool.totalAssets() == 0
     mint_and_approve(empty.settlement, other_trader, 1_000 * USDC, empty.pool)
     with ape.reverts("pool: insolvent"):
-        empty.pool.deposit(1_000 * USDC, other_trader, sender=other_trader)
+        deposit_now(empty.pool, 1_000 * USDC, other_trader, sender=other_trader)
 
 
 def test_deposit__no_shares_out_and_the_value_below_zero__reverts(empty, deployer, lp, trader, other_trader):
@@ -384,34 +386,34 @@ def test_deposit__no_shares_out_and_the_value_below_zero__reverts(empty, deploye
     empty.configurator.set_reserve_factor(empty.markets["ETH-PERP"], 0, sender=deployer)
     wait_cooldown()
     set_eth_price(empty, deployer, 2_050)  # the trader's profit below the pool's balance: every share can leave
-    empty.pool.redeem(empty.pool.balanceOf(lp), lp, lp, sender=lp)
+    redeem_now(empty.pool, empty.pool.balanceOf(lp), lp, lp, sender=lp)
     assert empty.pool.totalSupply() == 0
     set_eth_price(empty, deployer, 2_390)
     value, _ = (int(v) for v in empty.pool.reserve(0, 0))
     assert value < 0
     mint_and_approve(empty.settlement, other_trader, 100 * USDC, empty.pool)
     with ape.reverts("pool: insolvent"):
-        empty.pool.deposit(100 * USDC, other_trader, sender=other_trader)
+        deposit_now(empty.pool, 100 * USDC, other_trader, sender=other_trader)
     set_eth_price(empty, deployer, 2_000)  # back: the value is the fees, above zero, and it takes deposits
-    empty.pool.deposit(100 * USDC, other_trader, sender=other_trader)
+    deposit_now(empty.pool, 100 * USDC, other_trader, sender=other_trader)
     assert empty.pool.convertToAssets(empty.pool.balanceOf(other_trader)) > 99 * USDC
 
 
 def test_redeem__within_cooldown__reverts(pool, usdc, other_trader):
     mint_and_approve(usdc, other_trader, 1_000 * USDC, pool)
-    shares = event(pool.deposit(1_000 * USDC, other_trader, sender=other_trader), "Deposit").shares
-    assert pool.maxRedeem(other_trader) == 0 and pool.maxWithdraw(other_trader) == 0
+    shares = event(deposit_now(pool, 1_000 * USDC, other_trader, sender=other_trader), "Deposit").shares
+    assert pool.redeemable(other_trader) == 0 and pool.withdrawable(other_trader) == 0
     with ape.reverts("pool: cooldown"):
-        pool.redeem(shares, other_trader, other_trader, sender=other_trader)
+        redeem_now(pool, shares, other_trader, other_trader, sender=other_trader)
     wait_cooldown()
-    assert pool.maxRedeem(other_trader) == shares
-    pool.redeem(shares, other_trader, other_trader, sender=other_trader)
+    assert pool.redeemable(other_trader) == shares
+    redeem_now(pool, shares, other_trader, other_trader, sender=other_trader)
 
 
 def test_transfer__locked_shares_cannot_move(pool, usdc, other_trader, attacker):
     """A just-in-time LP cannot dodge the cooldown by moving its new shares to another address."""
     mint_and_approve(usdc, attacker, 1_000 * USDC, pool)
-    shares = event(pool.deposit(1_000 * USDC, attacker, sender=attacker), "Deposit").shares
+    shares = event(deposit_now(pool, 1_000 * USDC, attacker, sender=attacker), "Deposit").shares
     with ape.reverts("pool: cooldown"):
         pool.transfer(other_trader, shares, sender=attacker)
     pool.approve(other_trader, shares, sender=attacker)
@@ -425,10 +427,10 @@ def test_transfer__locked_shares_cannot_move(pool, usdc, other_trader, attacker)
 def test_deposit__to_someone_else__locks_only_the_new_shares(pool, usdc, lp, attacker):
     """Griefing: a 1-unit deposit to an LP must not freeze the LP's existing shares."""
     held = pool.balanceOf(lp)
-    assert pool.maxRedeem(lp) == held
+    assert pool.redeemable(lp) == held
     mint_and_approve(usdc, attacker, 1, pool)
-    gift = event(pool.deposit(1, lp, sender=attacker), "Deposit").shares
+    gift = event(deposit_now(pool, 1, lp, sender=attacker), "Deposit").shares
     assert pool.locked_shares(lp) == gift
-    assert pool.maxRedeem(lp) == held  # everything it had before is still free
-    pool.redeem(held, lp, lp, sender=lp)
+    assert pool.redeemable(lp) == held  # everything it had before is still free
+    redeem_now(pool, held, lp, lp, sender=lp)
     assert pool.balanceOf(lp) == gift

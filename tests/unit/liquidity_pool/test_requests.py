@@ -5,7 +5,9 @@ tests/e2e/test_known_round_lp.py)."""
 import ape
 import pytest
 
-from tests.conftest import USDC
+from marginsim.orders import deposit_now, place, trade_now
+from marginsim.protocol import account_id
+from tests.conftest import USDC, WAD
 
 COOLDOWN = 900
 WINDOW = 900  # REQUEST_WINDOW
@@ -223,8 +225,8 @@ def test_execute_deposit__mints_the_smaller_of_the_two_share_counts(pool, usdc, 
 def test_execute_deposit__a_third_party_cannot_extend_a_full_set_of_lots(pool, usdc, attacker, lp, keeper):
     mint_to(usdc, lp, 10_000 * USDC, pool)
     mint_to(usdc, attacker, 10_000 * USDC, pool)
-    for _ in range(4):  # the LP's own deposits fill its four lots
-        pool.deposit(1_000 * USDC, lp, sender=lp)
+    for _ in range(4):  # the LP's own deposits (by request: the book is open) fill its four lots
+        deposit_now(pool, 1_000 * USDC, lp, sender=lp)
         ape.chain.pending_timestamp += 1
     pool.request_deposit(1 * USDC, lp, sender=attacker)
     ape.chain.pending_timestamp = pool.requests(attacker).executable_at
@@ -240,3 +242,51 @@ def test_lapse_deposit__returns_the_tokens_to_the_payer(pool, usdc, attacker, lp
     pool.lapse_request(attacker, sender=lp)  # anyone may lapse it: the tokens and the fee go back to the payer
     assert usdc.balanceOf(attacker) == wallet + 1_000 * USDC + fee
     assert usdc.balanceOf(pool) == 0
+
+
+# ---------------------------------------------------------------- the instant paths, only while the book is idle
+
+BOOK_OPEN = "pool: book open, request instead"
+
+
+def test_instant_paths__refused_first_while_the_book_is_open(pool, usdc, lp, attacker):
+    """With the trader's long open: deposit, mint, withdraw and redeem revert before anything
+    else (even for amounts that would fail their own checks), the ERC-4626 max* views read 0,
+    and withdrawable / redeemable quote what a request could be paid now."""
+    mint_to(usdc, attacker, 1_000 * USDC, pool)
+    assert not pool.instant()
+    state = (pool.totalSupply(), pool.balanceOf(lp), usdc.balanceOf(attacker), usdc.balanceOf(pool))
+    with ape.reverts(BOOK_OPEN):
+        pool.deposit(1_000 * USDC, attacker, sender=attacker)
+    with ape.reverts(BOOK_OPEN):
+        pool.mint(10**12, attacker, sender=attacker)
+    with ape.reverts(BOOK_OPEN):
+        pool.withdraw(0, lp, lp, sender=lp)  # zero amount: the gate is first
+    with ape.reverts(BOOK_OPEN):
+        pool.redeem(pool.balanceOf(lp) + 1, lp, lp, sender=lp)
+    assert (pool.totalSupply(), pool.balanceOf(lp), usdc.balanceOf(attacker), usdc.balanceOf(pool)) == state
+    assert (pool.maxDeposit(lp), pool.maxMint(lp), pool.maxWithdraw(lp), pool.maxRedeem(lp)) == (0, 0, 0, 0)
+    shares = pool.redeemable(lp)
+    assert 0 < shares <= pool.balanceOf(lp)
+    # the LP's free shares within the liquidity, in assets (a floor of shares, then of assets)
+    assert pool.convertToAssets(shares) <= pool.withdrawable(lp) <= pool.convertToAssets(shares) + 1
+
+
+def test_instant__opens_when_every_position_closes__and_a_placed_order_shuts_it(protocol, ch, pool, usdc, trader, attacker, lp):
+    """Closing the long leaves the book idle (no open interest, no entry cost, no hold): the
+    instant paths work and the max* views equal withdrawable / redeemable. A placed order (its
+    hold) shuts them again until it fills or is cancelled."""
+    market = protocol.markets["ETH-PERP"]
+    size = int(ch.positions(account_id(trader), market).size)
+    trade_now(ch, market, -size, sender=trader)
+    assert pool.instant()
+    assert (pool.maxWithdraw(lp), pool.maxRedeem(lp)) == (pool.withdrawable(lp), pool.redeemable(lp))
+    assert pool.maxDeposit(lp) == 2**256 - 1
+    mint_to(usdc, attacker, 1_000 * USDC, pool)
+    minted = pool.previewDeposit(1_000 * USDC)
+    pool.deposit(1_000 * USDC, attacker, sender=attacker)
+    assert pool.balanceOf(attacker) == minted  # no price in the value: the preview holds
+    place(ch, market, WAD, sender=trader)
+    assert not pool.instant() and pool.maxRedeem(lp) == 0
+    with ape.reverts(BOOK_OPEN):
+        pool.redeem(10**12, lp, lp, sender=lp)

@@ -3,7 +3,7 @@
 import ape
 import pytest
 
-from marginsim.orders import trade_now
+from marginsim.orders import deposit_now, redeem_now, trade_now
 from tests.conftest import USDC, WAD
 from tests.e2e.attacks import reserve_out_of_the_way
 
@@ -32,14 +32,14 @@ def test_total_assets__one_transaction_drain__loses_money(protocol, ch, fund, lp
     pool = protocol.pool
     fund(attacker, usdc, 97_000_000 * USDC)
     usdc.approve(pool, 90_000_000 * USDC, sender=attacker)
-    pool.deposit(90_000_000 * USDC, attacker, sender=attacker)
+    deposit_now(pool, 90_000_000 * USDC, attacker, sender=attacker)
     shares = pool.balanceOf(attacker)
     with ape.reverts("pool: cooldown"):  # the first line of defence: no same-block exit at all
-        pool.redeem(shares, attacker, attacker, sender=attacker)
+        redeem_now(pool, shares, attacker, attacker, sender=attacker)
     ape.chain.pending_timestamp += 900  # and even after it, the position is valued at exit prices
     ch.deposit(usdc, 7_000_000 * USDC, 0, sender=attacker)
     trade_now(ch, eth_market, 7_500 * WAD, 0, 0, sender=attacker)
-    pool.redeem(shares, attacker, attacker, sender=attacker)
+    redeem_now(pool, shares, attacker, attacker, sender=attacker)
     trade_now(ch, eth_market, -7_500 * WAD, 0, 0, sender=attacker)
     ch.withdraw(usdc, ch.settlement(int(str(attacker), 16) << 96), 0, sender=attacker)
     assert usdc.balanceOf(attacker) < 97_000_000 * USDC

@@ -12,7 +12,7 @@ import ape
 import pytest
 
 from marginsim import risk
-from marginsim.orders import fill_now, place, trade_now
+from marginsim.orders import fill_now, place, trade_now, withdraw_now
 from marginsim.protocol import MarketConfig, account_id, list_market
 from tests.conftest import WAD
 
@@ -233,16 +233,16 @@ def test_pool_withdrawal__stops_at_the_reserve(ch, protocol, make_account, eth_m
     assert need == risk.reserve_need([(int(ch.market_state(eth_market).long_oi), price_of(protocol), FACTOR)])
     headroom = risk.reserve_headroom(value, need, S2W)
     assert headroom == (value - need) // S2W and (value - need) % S2W != 0
-    assert int(pool.maxWithdraw(lp)) == headroom
-    assert int(pool.maxRedeem(lp)) == int(pool.convertToShares(headroom))
+    assert int(pool.withdrawable(lp)) == headroom
+    assert int(pool.redeemable(lp)) == int(pool.convertToShares(headroom))
     with ape.reverts("pool: open interest reserve"):
-        pool.withdraw(headroom + 1, lp, lp, sender=lp)
-    pool.withdraw(headroom, lp, lp, sender=lp)
+        withdraw_now(pool, headroom + 1, lp, lp, sender=lp)
+    withdraw_now(pool, headroom, lp, lp, sender=lp)
     value, need = (int(v) for v in pool.reserve(0, 0))
     assert 0 <= value - need < S2W  # at the bound: one more token unit would cross it
-    assert int(pool.maxWithdraw(lp)) == 0
+    assert int(pool.withdrawable(lp)) == 0
     with ape.reverts("pool: open interest reserve"):
-        pool.withdraw(1, lp, lp, sender=lp)
+        withdraw_now(pool, 1, lp, lp, sender=lp)
 
 
 # ---------------------------------------------------------------- holds: a placed order counts from its commit
@@ -288,13 +288,13 @@ def test_hold__an_lp_cannot_withdraw_what_a_placed_order_was_checked_against(
     make_account(trader, 100_000)
     side = largest_side(protocol, eth_market)
     value, need = (int(v) for v in pool.reserve(0, 0))
-    assert int(pool.maxWithdraw(lp)) == risk.reserve_headroom(value, need, S2W) > 0
+    assert int(pool.withdrawable(lp)) == risk.reserve_headroom(value, need, S2W) > 0
     place(ch, eth_market, side - 5 * WAD, sender=trader)
     value, need = (int(v) for v in pool.reserve(0, 0))
     headroom = risk.reserve_headroom(value, need, S2W)
-    assert int(pool.maxWithdraw(lp)) == headroom
+    assert int(pool.withdrawable(lp)) == headroom
     with ape.reverts("pool: open interest reserve"):
-        pool.withdraw(headroom + 1, lp, lp, sender=lp)
+        withdraw_now(pool, headroom + 1, lp, lp, sender=lp)
     receipt = fill_now(ch, account_id(trader), eth_market, keeper=keeper)
     assert receipt.events.filter(protocol.orders.OrderFilled)
     assert int(ch.positions(account_id(trader), eth_market).size) == side - 5 * WAD
