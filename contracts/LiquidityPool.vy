@@ -486,20 +486,23 @@ def request_deposit(assets: uint256, receiver: address):
 @external
 def request_redeem(shares: uint256, receiver: address, owner: address):
     """
-    @notice Ask to redeem `owner`'s `shares` for settlement tokens to `receiver`; a keeper
+    @notice Ask to redeem the caller's `shares` for settlement tokens to `receiver`; a keeper
             executes it from `settlement_delay` (Orders') seconds on, for `execution_fee`
             (Orders', paid by the caller).
     @dev Escrows the shares (in this pool) and the fee; irrevocable. Records what the shares are
          worth now, rounded down; the execution pays the smaller of that and what they are worth then.
-    @param shares Shares, > 0, out of their cooldown; a caller other than `owner` spends its allowance.
+    @param shares Shares, > 0, out of their cooldown.
     @param receiver Who gets the tokens, paid by the Clearinghouse at the execution.
-    @param owner Whose shares; the request's controller.
-    @custom:security One request per controller: "pool: request pending" otherwise. Reverts as
+    @param owner Whose shares: the caller only (an ERC-7540 operator is not supported; a zap
+           takes the shares with `transferFrom` first and asks as their owner). The controller.
+    @custom:security "pool: not owner" for any other caller: a spender's request would take the
+           owner's one request slot, and a lapse would refund its fee to the owner (review L1,
+           L2). One request per controller: "pool: request pending" otherwise. Reverts as
            `redeem` does for the owner's side, in its order ("pool: collateral feed down", "pool:
-           zero amount" for shares worth no token unit now, "pool: cooldown", an allowance
-           short, "pool: insufficient shares"); the pool's liquidity and reserve are checked at
-           the execution.
+           zero amount" for shares worth no token unit now, "pool: cooldown", "pool:
+           insufficient shares"); the pool's liquidity and reserve are checked at the execution.
     """
+    assert msg.sender == owner, "pool: not owner"
     assert self.requests[owner].executable_at == 0, "pool: request pending"
     value: int256 = 0
     total: uint256 = 0

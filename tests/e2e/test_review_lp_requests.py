@@ -16,9 +16,11 @@ Findings (severity; see each test for the numbers):
       pending, or lets it lapse for free; another LP executes someone's request at the worst
       round of the window. Only prompt keepers close it, and the $2 fee does not pay the
       290,000 gas of an execution above ~3.4 gwei at $2,000 ETH.           (T1, T3, T1-facts)
-  L1  A spender with any allowance occupies the owner's one request slot ("pool: request
-      pending"), over and over, for a unit of allowance a round.           (G1)
-  L2  A spender pays a redemption request's fee, a lapse refunds it to the owner.    (G2)
+  L1  A spender with any allowance occupied the owner's one request slot ("pool: request
+      pending"), over and over, for a unit of allowance a round. Fixed: only the owner asks
+      ("pool: not owner").                                                  (G1)
+  L2  A spender paid a redemption request's fee, a lapse refunded it to the owner. Fixed by
+      the same rule: the payer is the controller.                          (G2)
   L3  Four dust deposits to a receiver make a deposit request paid by anyone else unexecutable
       for its whole window ("pool: too many locked deposits").            (G3)
   I1  Requested executions log ERC-4626 `Deposit(sender=keeper)` and `Withdraw(owner=...)` for
@@ -304,62 +306,45 @@ def test_T3_an_lp_executes_another_lps_request_at_the_worst_round(world, chain, 
 # ============================================================ L1-L3: spenders and receivers
 
 
-@pytest.mark.xfail(strict=True, reason="L1 (low): a spender's request takes the owner's one request slot")
-def test_G1_a_spender_keeps_the_owner_out_of_requests(world, chain, lp, router, fee):
-    """Alice approved `router` for 10 USDC of shares (a zap's allowance). The router asks to
-    redeem 998,926 shares of hers (worth 1 unit, $0.000001) to itself: Alice's own request
-    reverts "pool: request pending" for the next 60 to 960 s. The router executes its own
-    request when it is due (its fee comes back to it) and asks again in the next block: three
-    rounds, three refusals, for 2,996,778 shares of allowance (3 units) and no fee; 10 USDC of
-    allowance lasts 10,010,752 rounds (19 years at one a minute). While the instant paths stay open Alice can still
-    leave that way; once requests are the only way, she cannot until she revokes.
-    Fix: key a request by (controller, owner) or let a spender's request be the spender's
-    (ERC-7540's controller separate from owner, with an operator approval to act for it), or
-    allow one request per owner per payer."""
+def test_G1_fixed__a_spender_cannot_take_the_owners_request_slot(world, chain, lp, router, fee):
+    """L1 (low), fixed. Alice approved `router` for 10 USDC of shares (a zap's allowance). The
+    router asked to redeem 998,926 shares of hers (worth 1 unit) to itself, keyed by Alice: her
+    own request reverted "pool: request pending" for the next 60 to 960 s, round after round
+    (three rounds for 3 units of allowance and no fee; 10 USDC of allowance lasted 19 years at
+    one a minute), and once requests are the only way out she could not leave until she
+    revoked. Now only the owner asks ("pool: not owner", the allowance untouched) and Alice's
+    request goes through."""
     pool, usdc = world.pool, world.settlement
     alice_shares = int(pool.balanceOf(lp))
     pool.approve(router, 10 * USDC * 10**6, sender=lp)
     fund(usdc, router, 3 * fee, pool)
     fund(usdc, lp, fee, pool)
     dust = int(pool.previewWithdraw(1))  # shares worth one unit, rounded up
-    refused = []
-    wallet = int(usdc.balanceOf(router))
-    for _ in range(3):
+    with ape.reverts("pool: not owner"):
         pool.request_redeem(dust, router, lp, sender=router)
-        try:
-            pool.request_redeem(alice_shares // 2, lp, lp, sender=lp)
-            break  # a fixed pool: Alice has her own request
-        except ContractLogicError as error:
-            refused.append(error.message)
-        move_clock_to(chain, int(pool.requests(lp).executable_at))
-        pool.execute_request(lp, sender=router)
-    spent = 10 * USDC * 10**6 - int(pool.allowance(lp, router))
-    net = int(usdc.balanceOf(router)) - wallet  # its fees came back to it as the executor, plus Alice's dust
-    assert net >= 0 and spent <= 3 * dust
-    # SAFE: the owner can still ask to leave while a spender's request is pending
-    assert refused == [], f"Alice refused {len(refused)} times ({refused[0]!r}) for {spent} shares of allowance"
+    assert int(pool.allowance(lp, router)) == 10 * USDC * 10**6
+    pool.request_redeem(alice_shares // 2, lp, lp, sender=lp)
+    assert int(pool.requests(lp).shares) == alice_shares // 2
 
 
-@pytest.mark.xfail(strict=True, reason="L2 (low): a spender's fee is refunded to the owner at a lapse")
-def test_G2_a_spenders_fee_goes_to_the_owner_at_a_lapse(world, chain, lp, router, keeper, fee):
-    """`router` places a redemption request for Alice's shares and pays its 2 USDC fee; nobody
-    executes it and it lapses: the shares go back to Alice (right) and so does the fee (the
-    router's money): router -2 USDC, Alice +2 USDC. Small, but an integration that pays its
-    users' fees bleeds one per lapse, and a user can make its own request lapse on purpose.
-    Fix: record the payer in the Request and refund the fee (and a deposit's tokens) to it."""
+def test_G2_fixed__a_lapse_refunds_the_fee_to_whoever_paid_it(world, chain, lp, router, keeper, fee):
+    """L2 (low), fixed. `router` placed a redemption request for Alice's shares and paid its 2 USDC
+    fee; nobody executed it and it lapsed: the shares went back to Alice (right) and so did the
+    fee (the router's money). Now only the owner places its redemption request, so the payer of
+    the fee is the controller a lapse refunds: Alice pays 2 USDC and gets exactly them back."""
     pool, usdc = world.pool, world.settlement
     shares = 10**15
     pool.approve(router, shares, sender=lp)
     fund(usdc, router, fee, pool)
-    router_wallet, alice_wallet = int(usdc.balanceOf(router)), int(usdc.balanceOf(lp))
-    pool.request_redeem(shares, router, lp, sender=router)
+    with ape.reverts("pool: not owner"):
+        pool.request_redeem(shares, router, lp, sender=router)
+    fund(usdc, lp, fee, pool)
+    alice_wallet, alice_shares = int(usdc.balanceOf(lp)), int(pool.balanceOf(lp))
+    pool.request_redeem(shares, router, lp, sender=lp)
+    assert int(usdc.balanceOf(lp)) == alice_wallet - fee
     move_clock_to(chain, int(pool.requests(lp).executable_at) + WINDOW + 1)
     pool.lapse_request(lp, sender=keeper)
-    assert int(usdc.balanceOf(lp)) - alice_wallet in (0, fee)
-    # SAFE: the fee goes back to whoever paid it
-    assert int(usdc.balanceOf(router)) == router_wallet, (
-        f"router {int(usdc.balanceOf(router)) - router_wallet:+}, Alice {int(usdc.balanceOf(lp)) - alice_wallet:+}"
-    )
+    assert (int(usdc.balanceOf(lp)), int(pool.balanceOf(lp))) == (alice_wallet, alice_shares)
 
 
 @pytest.mark.xfail(strict=True, reason="L3 (low): dust lots make a third party's deposit request unexecutable")
@@ -466,8 +451,8 @@ def test_I1_requested_executions_log_the_keeper_as_the_erc4626_sender(world, cha
 
 def test_S1_escrowed_shares_cannot_be_moved_redeemed_or_requested(world, chain, whale, attacker, jit, keeper, fee):
     """The whale's 4e18 shares sit in the pool (balanceOf(pool)), free of any lot. Nobody can
-    move them: the pool never approves anyone, so transferFrom and a request with the pool as
-    owner stop at the allowance (and redeem and withdraw, which the open book refuses first,
+    move them: the pool never approves anyone, so transferFrom stops at the allowance, a request
+    with the pool as owner at "pool: not owner" (and redeem and withdraw, which the open book refuses first,
     at the same `_release` check once it is idle); redeemable(pool) quotes them but nothing can
     spend it. A donation of shares to the pool sticks there and changes no request: the
     lapse returns exactly the whale's 4e18, the donation stays."""
@@ -484,7 +469,7 @@ def test_S1_escrowed_shares_cannot_be_moved_redeemed_or_requested(world, chain, 
     with ape.reverts(BOOK_OPEN):
         pool.withdraw(1_000 * USDC, attacker, pool, sender=attacker)
     fund(usdc, attacker, fee, pool)
-    with ape.reverts("erc20: insufficient allowance"):
+    with ape.reverts("pool: not owner"):
         pool.request_redeem(escrow, attacker, pool, sender=attacker)
     pool.transfer(pool, 10**15, sender=attacker)  # a donation of shares: stuck, counted nowhere
     move_clock_to(chain, int(pool.requests(whale).executable_at) + WINDOW + 1)
@@ -493,8 +478,8 @@ def test_S1_escrowed_shares_cannot_be_moved_redeemed_or_requested(world, chain, 
 
 
 def test_S2_no_request_moves_locked_shares_or_a_victims_lot_timers(world, chain, lp, jit, router, attacker, keeper, fee):
-    """Shares in their cooldown cannot be requested, by their owner or a spender ("pool:
-    cooldown"); a deposit request executed to a victim puts its shares in a lot of their own
+    """Shares in their cooldown cannot be requested by their owner ("pool: cooldown"), nor by a
+    spender ("pool: not owner", first); a deposit request executed to a victim puts its shares in a lot of their own
     (the victim's unlock times do not move), and once the victim's four lots are in their
     cooldown, one paid by someone else reverts "pool: too many locked deposits"."""
     pool, usdc = world.pool, world.settlement
@@ -505,7 +490,7 @@ def test_S2_no_request_moves_locked_shares_or_a_victims_lot_timers(world, chain,
         pool.request_redeem(locked, jit, jit, sender=jit)
     pool.approve(router, locked, sender=jit)
     fund(usdc, router, 2 * fee, pool)
-    with ape.reverts("pool: cooldown"):
+    with ape.reverts("pool: not owner"):  # a spender never asks for the owner
         pool.request_redeem(locked, router, jit, sender=router)
     before = [(int(lot.shares), int(lot.unlocks_at)) for lot in pool.locked_lots(jit)]
     fund(usdc, attacker, 1_000 * USDC + fee, pool)
@@ -615,8 +600,8 @@ def test_S5_reentrant_coin_finds_every_pool_path_locked_during_an_execution(hook
     and transferring the whale's escrowed shares out of the pool, a request with the pool as
     owner, and reading totalAssets mid-call. Every attempt hits the lock (a bare revert); the
     same list replayed with no lock held shows what stops each then: "pool: no request",
-    "pool: request live", the instant redeem shut while a request is pending, and the allowance
-    the pool never gives."""
+    "pool: request live", the instant redeem shut while a request is pending, the allowance the
+    pool never gives, and "pool: not owner"."""
     coin, core = hooked
     pool = core.pool
     fee = int(core.orders.execution_fee())
@@ -648,7 +633,7 @@ def test_S5_reentrant_coin_finds_every_pool_path_locked_during_an_execution(hook
         (False, "pool: request live"),
         (False, BOOK_OPEN),  # the whale's request still pending shuts the instant redeem
         (False, "erc20: insufficient allowance"),
-        (False, "erc20: insufficient allowance"),
+        (False, "pool: not owner"),
     ]
     assert outside[5].success and int(pool.balanceOf(pool)) == escrow
 

@@ -102,8 +102,8 @@ def test_refused__one_valuation_gives_the_two_pass_previews(
     with ape.reverts("pool: book open, request instead"):
         pool.withdraw(3_333_333_333, attacker, lp, sender=attacker)
     expect_out = int(pool.previewRedeem(999_999_999_999))
-    mint_approve(protocol, attacker, int(protocol.orders.execution_fee()))
-    pool.request_redeem(999_999_999_999, attacker, lp, sender=attacker)
+    mint_approve(protocol, lp, int(protocol.orders.execution_fee()))
+    pool.request_redeem(999_999_999_999, attacker, lp, sender=lp)  # the owner asks, paid to `attacker`
     assert int(pool.requests(lp).assets) == expect_out
     move_clock_to(chain, int(pool.requests(lp).executable_at))
     wallet = int(protocol.settlement.balanceOf(attacker))

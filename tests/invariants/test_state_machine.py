@@ -1256,11 +1256,14 @@ class Model:
     def pool_request_redeem(
         self, pool: PoolLedger, owner: str, receiver: str, shares: int, allowance: int | None, fee: int, delay: int, escrow: str
     ) -> Outcome:
-        """request_redeem(shares, receiver, owner), the owner its controller, by the owner or a
-        caller with `allowance`: "pool: request pending", the valuation (its price errors), what
+        """request_redeem(shares, receiver, owner), the owner its controller, by the owner (else
+        "pool: not owner", whatever the caller's `allowance`): "pool: request pending", the
+        valuation (its price errors), what
         the shares are worth now (rounded down, as previewRedeem), `release`'s checks; then the
         shares move from the owner to the pool (`escrow`, its address: the supply unchanged),
         the fee from the caller, and the request waits `delay`."""
+        if allowance is not None:  # a caller other than the owner
+            return Outcome("pool: not owner", self.ledger)
         if owner in pool.requests:
             return Outcome("pool: request pending", self.ledger)
         try:
@@ -2872,8 +2875,8 @@ class ProtocolMachine(RuleBasedStateMachine):
     @rule(lp=st.integers(0, 1), permille=PERMILLE, caller=st.sampled_from(["owner", "owner", "approved", "stranger"]))
     def lp_request_redeem(self, lp: int, permille: int, caller: str) -> None:
         """(LP, permille of its free shares (above 1,000: more than are free), caller)
-        request_redeem by the LP, by the other LP with an allowance of exactly the shares, or by
-        the other LP without one; the tokens are for the caller."""
+        request_redeem by the LP, or by the other LP with an allowance of exactly the shares or
+        without one (refused "pool: not owner": only the owner asks); the tokens are for the caller."""
         owner = self.roles.lps[lp]
         who = owner if caller == "owner" else self.roles.lps[1 - lp]
         shares = self.model.free_shares(self.pool_ledger, str(owner)) * permille // 1_000
@@ -4136,10 +4139,10 @@ def test_every_rule_succeeds_in_a_scripted_walk(machine):
     step("lp_withdraw", lp=1, permille=100, by_shares=True, caller="owner")  # a gated pool: "pool: book open, ..."
     step("lp_withdraw", lp=1, permille=100, by_shares=False, caller="approved")
     assert OUTCOMES[("LiquidityPool.redeem", opened)] and OUTCOMES[("LiquidityPool.withdraw", opened)], outcome_table()
-    step("lp_request_redeem", lp=1, permille=100, caller="stranger")  # "erc20: insufficient allowance"
+    step("lp_request_redeem", lp=1, permille=100, caller="stranger")  # "pool: not owner"
     step("lp_request_redeem", lp=1, permille=1_100, caller="owner")  # "pool: insufficient shares"
-    step("lp_request_redeem", lp=1, permille=100, caller="approved")  # the tokens for LP 0, its fee paid
-    step("lp_execute_request", order=(1, "late", 0, "redeem"))  # "pool: request lapsed"
+    step("lp_request_redeem", lp=1, permille=100, caller="approved")  # "pool: not owner", allowance or not
+    step("lp_execute_request", order=(1, "late", 0, "redeem"))  # placed by the owner first: "pool: request lapsed"
     step("lp_lapse_request", lp=1, scenario="as_is", by_keeper=False)  # by a stranger: the shares and fee back
     step("lp_lapse_request", lp=1, scenario="early", by_keeper=True)  # a deposit request: "pool: request live"
     step("lp_lapse_request", lp=1, scenario="lapse", by_keeper=True)  # its tokens and fee back
@@ -4147,7 +4150,7 @@ def test_every_rule_succeeds_in_a_scripted_walk(machine):
     step("lp_execute_request", order=(1, "due", -300, "redeem"))  # ETH down 3%: the traders' loss, the pool's gain
     step("lp_execute_request", order=(1, "due", 300, "redeem"))
     for label, message in (
-        ("LiquidityPool.request_redeem", "erc20: insufficient allowance"),
+        ("LiquidityPool.request_redeem", "pool: not owner"),
         ("LiquidityPool.request_redeem", "pool: insufficient shares"),
         ("LiquidityPool.execute_request", "pool: request lapsed"),
         ("LiquidityPool.lapse_request", "pool: request live"),

@@ -3816,10 +3816,10 @@ def pool_rows() -> list[Row]:
         ),
         R(
             "request_redeem",
-            "the owner's deposit request still pending, sent by a third party with allowance",
+            "someone else's shares, with allowance (the owner's deposit request pending)",
             "keeper",
             lambda x, who: x.pool.request_redeem(10**12, who, x.lp, sender=who),
-            "pool: request pending",
+            "pool: not owner",
             setup=then(lp_deposit_requested, lambda x: x.pool.approve(x.keeper, MAX_UINT, sender=x.lp)),
             views=lp_requests,
         ),
@@ -3862,7 +3862,7 @@ def pool_rows() -> list[Row]:
             "someone else's shares without allowance",
             "attacker",
             lambda x, who: x.pool.request_redeem(10**12, who, x.lp, sender=who),
-            "erc20: insufficient allowance",
+            "pool: not owner",
             views=lp_requests,
         ),
         R(

@@ -102,7 +102,7 @@ def test_request_redeem__refusals(pool, usdc, lp, attacker, fee):
         pool.request_redeem(10**15, attacker, attacker, sender=attacker)
     with ape.reverts("pool: zero amount"):
         pool.request_redeem(0, lp, lp, sender=lp)
-    with ape.reverts("erc20: insufficient allowance"):
+    with ape.reverts("pool: not owner"):
         pool.request_redeem(10**15, attacker, lp, sender=attacker)
     # shares a requested deposit minted are in their cooldown
     pool.request_deposit(1_000 * USDC - fee, attacker, sender=attacker)
@@ -112,15 +112,21 @@ def test_request_redeem__refusals(pool, usdc, lp, attacker, fee):
         pool.request_redeem(pool.balanceOf(attacker), attacker, attacker, sender=attacker)
 
 
-def test_request_redeem__by_an_approved_spender__the_owner_controls_it(pool, usdc, lp, attacker, keeper, fee):
+def test_request_redeem__only_the_owner_asks__a_spender_takes_the_shares_first(pool, usdc, lp, attacker, keeper, fee):
+    """An approved spender cannot ask for the owner ("pool: not owner", the allowance untouched):
+    its request would take the owner's one request slot and a lapse would refund its fee to the
+    owner. A zap moves the shares to itself (`transferFrom`) and asks as their owner."""
     pool.approve(attacker, 10**15, sender=lp)
     mint_to(usdc, attacker, fee, pool)
-    pool.request_redeem(10**15, attacker, lp, sender=attacker)
-    assert pool.allowance(lp, attacker) == 0
-    assert pool.requests(lp).receiver == attacker.address
+    with ape.reverts("pool: not owner"):
+        pool.request_redeem(10**15, attacker, lp, sender=attacker)
+    assert pool.allowance(lp, attacker) == 10**15 and pool.requests(lp).executable_at == 0
+    pool.transferFrom(lp, attacker, 10**15, sender=attacker)
+    pool.request_redeem(10**15, attacker, attacker, sender=attacker)
+    assert pool.requests(attacker).receiver == attacker.address
     ape.chain.pending_timestamp += 60
     before = usdc.balanceOf(attacker)
-    pool.execute_request(lp, sender=keeper)
+    pool.execute_request(attacker, sender=keeper)
     assert usdc.balanceOf(attacker) > before
 
 
