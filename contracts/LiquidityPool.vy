@@ -682,8 +682,8 @@ def instant() -> bool:
     """
     @notice Whether `deposit`, `mint`, `withdraw` and `redeem` work now: no market has open
             interest, an entry cost or placed orders, so no price moves the pool's value and no
-            oracle round can be traded ahead of, and no LP request is pending. Otherwise LPs come and go by
-            request (`request_deposit`, `request_redeem`) and the max* views read 0.
+            oracle round can be traded ahead of, and no LP request is pending. Otherwise LPs
+            come and go by request (`request_deposit`, `request_redeem`) and the max* views read 0.
     @return True while the book is idle.
     """
     return self._quiet()

@@ -202,10 +202,11 @@ def deposit_now(pool: Any, assets: int, receiver: Any, *, sender: Any, keeper: A
 
 
 def redeem_now(pool: Any, shares: int, receiver: Any, owner: Any, *, sender: Any, keeper: Any = None) -> Any:
-    """Redeem `owner`'s `shares` to `receiver`: at once while the pool is `instant`, else by
-    `request_redeem` (its fee from `sender`) executed at its executable time, which pays the
-    smaller of what the shares are worth at the request and at the execution. Returns the
-    receipt that paid the tokens."""
+    """Redeem `owner`'s `shares` to `receiver`: at once while the pool is `instant` (a `sender`
+    other than `owner` spends its allowance), else by `request_redeem` (only the owner may ask:
+    "pool: not owner" for any other `sender`; its fee from the owner) executed at its executable
+    time, which pays the smaller of what the shares are worth at the request and at the
+    execution. Returns the receipt that paid the tokens."""
     if pool.instant():
         return pool.redeem(shares, receiver, owner, sender=sender)
     return _request_and_execute(
