@@ -80,7 +80,10 @@ def fill_now(ch: Any, account: int, market: int, *, keeper: Any) -> Any:
     from ape import chain
 
     orders, _, _ = handles(ch)
-    chain.pending_timestamp = chain.pending_timestamp + int(orders.settlement_delay())
+    # the order's own time, not "now + delay": after a chain.restore the pending block's time can
+    # lag the last mined block's, and a round dated before executable_at is not yet its round
+    executable_at = int(orders.order(account, market).executable_at)
+    chain.pending_timestamp = max(chain.pending_timestamp + int(orders.settlement_delay()), executable_at)
     redate(market_feed(ch, market))
     return orders.execute_order(account, market, sender=keeper)
 
