@@ -52,6 +52,8 @@ from tests.e2e.incidents import (
     trimmed_config,
 )
 
+pytestmark = pytest.mark.slow  # the replay takes about 90 s: make test-slow (README "Tests")
+
 PRICE_FILE = "eth_usd_10min_2020-03-12.csv"
 GAS_FILE = "gas_price_10min_2020-03-12.csv"
 DEVIATION = 0.02  # Chainlink deviation threshold of the replayed feed

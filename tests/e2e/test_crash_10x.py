@@ -1,8 +1,12 @@
 """Traders at 10x leverage see ETH fall 30% (with a gap); a keeper that finds them from events
 liquidates them; afterwards every token the contracts hold equals the internal balances."""
 
+import pytest
+
 from marginsim.risk import health_of
 from marginsim.story import TraderPlan, run_story, token_accounting
+
+pytestmark = pytest.mark.slow  # about 40 s: make test-slow (README "Tests")
 
 WAD = 10**18
 

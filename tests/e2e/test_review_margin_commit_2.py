@@ -67,6 +67,8 @@ from tests.e2e.test_review_margin_commit import NEVER_BUY, NEVER_SELL, after, fr
 from tests.e2e.test_review_reserve import S2W, price_of, reserve, usd
 from tests.e2e.test_review_reserve_3 import cancelled, filled, held
 
+pytestmark = pytest.mark.slow  # its setup takes about 40 s: make test-slow (README "Tests")
+
 
 @pytest.fixture(scope="module", autouse=True)
 def _module_fixtures_first(protocol, deployer, lp, trader, other_trader, attacker, keeper):

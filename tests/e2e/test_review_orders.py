@@ -546,6 +546,7 @@ def _sweep(env, chain, account, market, keeper, gases):
     return seen, reverted
 
 
+@pytest.mark.slow  # each tries every gas limit: 20-35 s
 def test_refused_gas_games__no_gas_limit_cancels_a_fillable_order(env, chain, deployer, trader, keeper):
     """A keeper who wants an order cancelled rather than filled starves the fill of gas: at every
     limit from 60,000 to 300,000 (step 2,000; step 200 around the edge near 205,000) the call
@@ -562,6 +563,7 @@ def test_refused_gas_games__no_gas_limit_cancels_a_fillable_order(env, chain, de
     assert reverted > 90  # the starved band was swept (the edge is near 205,000 with the reserve off)
 
 
+@pytest.mark.slow  # each tries every gas limit: 20-35 s
 def test_refused_gas_games__no_gas_limit_fills_a_passed_round(env, chain, deployer, trader, keeper):
     """The other way: starving the router's getRoundData(id - 1) read (raw_call, failure counted
     as "no previous round") to fill an order whose round has passed. With the MockAggregator's
@@ -582,6 +584,7 @@ def test_refused_gas_games__no_gas_limit_fills_a_passed_round(env, chain, deploy
     assert reverted > 100  # the edge is near 93,000
 
 
+@pytest.mark.slow  # each tries every gas limit: 20-35 s
 def test_refused_gas_games__no_gas_limit_refunds_a_passed_round_at_expiry(env, chain, deployer, trader, attacker):
     """cancel_order reads the round through a raw_call and takes any failure for "no round
     yet", which after expiry refunds the fee to the owner instead of forfeiting it. The owner

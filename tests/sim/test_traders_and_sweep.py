@@ -106,6 +106,7 @@ def test_sweep__two_seeds_roll_back_and_summarise(reacting, project, chain, acco
     assert runs[0].bad_debt_usd == single.total_bad_debt_usd
 
 
+@pytest.mark.slow  # two processes, each with its own revm chain: about 30 s
 def test_sweep_on_revm__in_parallel_the_same_runs_as_on_the_embedded_chain(reacting, project, chain, accounts):
     """The revm sweep (a chain per seed, two processes) gives each seed the run the embedded
     chain gives it, figure for figure (the senders are ape's test accounts on both); only the
