@@ -134,9 +134,10 @@ event RequestExecuted:
     receiver: indexed(address)
     deposit: bool
     assets: uint256  # tokens deposited, or paid out
-    shares: uint256  # shares minted, or burned
+    shares: uint256  # shares minted to the receiver, or burned
     fee: uint256  # paid to the keeper
     keeper: address
+    kept: uint256  # shares: the cap's excess, minted (deposit) or moved from the escrow (redemption) to the Clearinghouse, for good
 
 
 event RequestLapsed:
@@ -523,14 +524,20 @@ def execute_request(controller: address):
             request, shares the tokens are worth now); a redemption pays min(assets at the
             request, assets the shares are worth now), both rounded down.
     @dev Any round between the request and the execution is counted against the LP: a value that
-         rose is capped at the request's, one that fell is taken as it is now.
+         rose is capped at the request's, one that fell is taken as it is now. The cap's excess
+         stays in the pool as shares nobody can redeem (`kept`, held by the Clearinghouse, which
+         never moves them): a deposit mints the shares its tokens are worth now, those beyond the
+         request's to the Clearinghouse; a redemption burns the shares its pay is worth now
+         (rounded up) and moves the rest of the escrow there. So the share price is unchanged by
+         the execution and no LP holding shares then, one who came in after the request
+         included, takes the excess (review M1).
     @param controller The request's controller (a deposit's payer, a redemption's owner).
     @custom:security "pool: no request", "pool: request not due" before executable_at, "pool:
            request lapsed" after the window. A deposit rechecks `deposit`'s conditions and the
            receiver's lots ("pool: too many locked deposits" when someone else pays); a
            redemption "pool: collateral feed down", "pool: zero amount" (worth no unit now),
-           "pool: open interest reserve" and "clearinghouse: pool liquidity". A request that
-           cannot execute waits, then lapses.
+           "pool: open interest reserve" and "clearinghouse: pool liquidity" (on the pay). A
+           request that cannot execute waits, then lapses.
     """
     request: Request = self.requests[controller]
     assert request.executable_at != 0, "pool: no request"
@@ -545,15 +552,31 @@ def execute_request(controller: address):
     value, total, headroom, priced = self._valuation(False)
     assets: uint256 = request.assets
     shares: uint256 = request.shares
+    # the cap's excess (the shares a deposit's tokens are worth now beyond those it is minted, the
+    # escrowed shares beyond those its pay is worth now) stays in the pool for good as shares the
+    # Clearinghouse holds and never moves: the share price is what it was, so no LP who holds
+    # shares at the execution (one who came in after the request included) takes it (review M1),
+    # nobody is paid by an executor's choice of moment, and no liquidity is needed for it
+    excess: uint256 = 0
     if request.deposit:
-        shares = min(shares, self._shares_for(assets, total, False))
+        worth: uint256 = self._shares_for(assets, total, False)
+        excess = worth - min(shares, worth)
+        shares = worth - excess
         self._admit(assets, shares, value)
         self._lock(request.receiver, shares, controller)
         self._issue(request.receiver, assets, shares)
+        if excess > 0:
+            erc20._mint(CLEARINGHOUSE.address, excess)
     else:
-        assets = min(assets, self._assets_for(shares, total, False))
+        worth: uint256 = self._assets_for(shares, total, False)
+        if assets < worth:
+            excess = shares - self._shares_for(assets, total, True)
+        assets = min(assets, worth)
         assert self._collateral_priced(), "pool: collateral feed down"
         assert assets > 0, "pool: zero amount"
+        if excess > 0:
+            erc20._transfer(self, CLEARINGHOUSE.address, excess)
+        shares -= excess
         self._pay_out(request.receiver, controller, self, assets, shares, headroom)
     self._push(msg.sender, request.fee)
     log RequestExecuted(
@@ -564,6 +587,7 @@ def execute_request(controller: address):
         shares=shares,
         fee=request.fee,
         keeper=msg.sender,
+        kept=excess,
     )
 
 
@@ -864,9 +888,10 @@ def _quiet() -> bool:
     """
     @dev Whether the pool's value depends on no price: no listed market with open interest, an
          entry cost or placed orders holding a side (`held`). Debts count at their face with the
-         interest accrued to the second, which no oracle round moves. And no request pending: a
-         request capped at its value leaves the difference in the pool at its execution, which an
-         instant deposit just before it would share in at no risk (review of the gate, F1).
+         interest accrued to the second, which no oracle round moves. And no request pending
+         (review of the gate, F1: before a capped request's excess was kept apart, an instant
+         deposit just before its execution shared in it at no risk; kept so that instant flows
+         and requests never interleave).
     """
     if self.open_requests != 0:
         return False

@@ -39,7 +39,12 @@ REQUEST_WINDOW = 900  # LiquidityPool.REQUEST_WINDOW: seconds after executable_a
 # beside other requests; each further market with open interest adds its price read to the
 # pool's valuation. (Far above an order fill's FILL_GAS, for the same fee: Orders' execution_fee.)
 # Those were measured before RequestExecuted logged the fee, which adds about 200 (a new holder's
-# deposit 280,917 since): still under the estimate.
+# deposit 280,917 since): still under the estimate. A capped execution (the value moved in the
+# LP's favour since the request) also writes the shares the Clearinghouse keeps: 7,351 more for a
+# deposit, 8,215 for a redemption (24,451 and 25,315 for the pool's first kept shares, a one-off),
+# so a capped deposit to a new holder is at the estimate (290,135, measured by
+# tests/e2e/test_review_m1_excess.py's I1); a keeper that skips one at the margin leaves it to the
+# next, or to its LP.
 REQUEST_GAS = 290_000
 
 

@@ -7,10 +7,12 @@ A test marked `xfail(strict=True)` asserts the SAFE outcome and fails on this ve
 finding); the others replay an attack that fails, with its numbers.
 
 Findings:
-  M1+ (medium) An idle book turns the requests' M1 windfall into a riskless grab: once the last
-      position closes, a capped redemption request still waiting keeps its windfall in the
-      pool; a just-in-time LP deposits through the now-open instant path, executes the request
-      and redeems 900 s later at a value no price moves: $78,275 of $90,294.        (F1)
+  M1+ (medium, fixed) An idle book turned the requests' M1 windfall into a riskless grab: once
+      the last position closed, a capped redemption request still waiting kept its windfall in
+      the pool; a just-in-time LP deposited through the then-open instant path, executed the
+      request and redeemed 900 s later at a value no price moves: $78,275 of $90,294. A
+      pending request keeps the instant paths shut, and the windfall now stays in the pool as
+      shares the Clearinghouse keeps (the requests' M1 fix).                                       (F1)
   L   (low, documented) Only debts open: an LP who sees a collateral round pending leaves at
       face ahead of the bad debt it books: $1,357 of a $4,749 bad debt with prompt keepers (the
       least case); more per round a keeper lags.                                    (F4)
@@ -121,8 +123,9 @@ def test_F1_fixed__a_pending_request_keeps_the_instant_paths_shut(world, chain, 
     hers) and redeemed at once 900 s later: +$78,275.49, with no price exposure at any point,
     taken from the LPs of the request's time. Now a pending request keeps `instant()` false
     (`open_requests`): the instant deposit is refused, and once the whale's request is executed
-    the windfall is the LPs' of record (Alice's share of it measured) and the paths reopen.
-    With a deposit request instead, the grab is M1 (test_review_lp_requests.py D1)."""
+    the paths reopen. Since the requests' M1 fix the windfall stays in the pool as shares the
+    Clearinghouse keeps for good (Alice's shares are worth what they were before the execution),
+    so there is nothing left to grab by either path (test_review_lp_requests.py D1 for the deposit request)."""
     pool, usdc, ch = world.pool, world.settlement, world.clearinghouse
     market = world.markets["ETH-PERP"]
     trade_now(ch, market, LONG, sender=trader)
@@ -140,13 +143,14 @@ def test_F1_fixed__a_pending_request_keeps_the_instant_paths_shut(world, chain, 
     fund(usdc, jit, stake, pool)
     with ape.reverts("pool: book open, request instead"):
         pool.deposit(stake, jit, sender=jit)
-    alice = int(pool.convertToAssets(pool.balanceOf(lp)))
-    assert executed(pool.execute_request(whale, sender=jit)).assets == recorded
+    alice, held = int(pool.convertToAssets(pool.balanceOf(lp))), int(pool.balanceOf(ch))
+    event = executed(pool.execute_request(whale, sender=jit))
+    assert event.assets == recorded and event.shares + event.kept == shares
     assert pool.instant() and int(pool.open_requests()) == 0
-    # the windfall went to the LPs of the request's time: Alice's share of it, to rounding
-    supply_left = int(pool.totalSupply())
-    expected = windfall * int(pool.balanceOf(lp)) // supply_left
-    assert abs(int(pool.convertToAssets(pool.balanceOf(lp))) - alice - expected) <= USDC
+    # the windfall stayed as shares the Clearinghouse keeps; Alice's are worth what they were (rounding)
+    assert int(pool.balanceOf(ch)) == held + event.kept
+    assert abs(int(pool.convertToAssets(event.kept)) - windfall) <= 2
+    assert 0 <= int(pool.convertToAssets(pool.balanceOf(lp))) - alice <= 1
 
 
 def test_F3_withdraw_now_pays_about_what_was_asked_on_the_request_path(world, chain, deployer, trader, lp):

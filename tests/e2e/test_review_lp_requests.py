@@ -7,10 +7,11 @@ unmarked) once it is fixed. The other tests show an attack that fails, with the 
 or the exact amounts.
 
 Findings (severity; see each test for the numbers):
-  M1  A capped request leaves a windfall in the pool (a redemption whose shares rose, a deposit
-      whose shares fell), and it goes to whoever holds shares when the request executes: a
-      just-in-time depositor who then executes the request takes most of it from the LPs who
-      were there at the request.                                            (D1, D2)
+  M1  A capped request left a windfall in the pool (a redemption whose shares rose, a deposit
+      whose shares fell), and it went to whoever held shares when the request executed: a
+      just-in-time depositor who then executed the request took most of it from the LPs who
+      were there at the request. Fixed: the excess stays in the pool as shares the Clearinghouse keeps at the
+      execution, the share price unmoved by it.                             (D1, D2)
   M2  The execution's value is read whenever the executor chooses in a 900 s window, and a
       lapse refunds the fee: an LP with a standing request exits ahead of a costly round it sees
       pending, or lets it lapse for free; another LP executes someone's request at the worst
@@ -37,6 +38,7 @@ odd receivers (zero, the pool) hurt only whoever chose them (S8).
 from __future__ import annotations
 
 import contextlib
+from dataclasses import replace
 
 import ape
 import pytest
@@ -97,13 +99,14 @@ def router(accounts):
     return accounts[8]
 
 
-@pytest.fixture(scope="module")
-def world(project, chain, deployer, lp, whale, attacker, trader, jit, router, keeper):
-    """A $7M pool (Alice `lp` $1M, a whale $4M, Mallory `attacker` $2M), all out of their
-    cooldown, against a 7,500 ETH long ($15M): a 1% ETH move is $150,000 of pool value (2.1%).
-    Funding off, so the value moves only with the rounds a test publishes; the reserve off (the
-    long is twice the pool) except where a test turns it on."""
-    protocol = deploy_protocol(project, deployer, quiet_config())
+def build_world(project, chain, deployer, lp, whale, attacker, trader, jit, router, keeper, settlement=None):
+    """test_review_lp_requests.py's world: a $7M pool (Alice `lp` $1M, the whale $4M, Mallory
+    `attacker` $2M), all out of their cooldown, against a 7,500 ETH long ($15M); funding off,
+    reserve off. `settlement`: an existing coin (a quirky one) as the settlement token."""
+    config = quiet_config()
+    if settlement is not None:
+        config = replace(config, settlement_address=settlement.address)
+    protocol = deploy_protocol(project, deployer, config)
     pool, usdc = protocol.pool, protocol.settlement
     for who, usd in ((lp, ALICE_USD), (whale, WHALE_USD), (attacker, MALLORY_USD)):
         fund(usdc, who, usd * USDC, pool)
@@ -115,6 +118,15 @@ def world(project, chain, deployer, lp, whale, attacker, trader, jit, router, ke
     trade_now(protocol.clearinghouse, protocol.markets["ETH-PERP"], LONG, sender=trader)
     move_clock_to(chain, chain.pending_timestamp + COOLDOWN)
     return protocol
+
+
+@pytest.fixture(scope="module")
+def world(project, chain, deployer, lp, whale, attacker, trader, jit, router, keeper):
+    """A $7M pool (Alice `lp` $1M, a whale $4M, Mallory `attacker` $2M), all out of their
+    cooldown, against a 7,500 ETH long ($15M): a 1% ETH move is $150,000 of pool value (2.1%).
+    Funding off, so the value moves only with the rounds a test publishes; the reserve off (the
+    long is twice the pool) except where a test turns it on."""
+    return build_world(project, chain, deployer, lp, whale, attacker, trader, jit, router, keeper)
 
 
 @pytest.fixture(scope="module")
@@ -131,28 +143,20 @@ def fresh_round(world, deployer):
 # ============================================================ M1: the windfall goes to a JIT LP
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="M1 (medium): a capped redemption's windfall is shared with a just-in-time depositor",
-)
-def test_D1_jit_deposit_takes_the_windfall_of_a_capped_redemption(world, chain, deployer, lp, whale, attacker, jit, fee):
-    """The whale asks to redeem its 4e18 shares: $4,004,301.79 recorded. A round then pays the
-    pool (ETH -1%, the long loses $150,000): the shares are worth $4,090,337.50 at the
-    execution, the whale is paid the $4,004,301.79 and the $86,035.71 windfall stays in the pool,
-    meant for Alice and Mallory (the LPs when it was requested). A fresh address asks to
+def test_D1_jit_deposit_takes_none_of_the_windfall_of_a_capped_redemption(world, chain, deployer, lp, whale, attacker, jit, fee):
+    """M1, fixed. The whale asks to redeem its 4e18 shares: $4,004,301.79 recorded. A round then
+    pays the pool (ETH -1%, the long loses $150,000): the shares are worth $4,090,337.50 at the
+    execution, the whale is paid the $4,004,301.79 of the request. A fresh address asks to
     deposit $5,000,000 after the round, at the price that counts the escrowed shares at full
     value; when its request is due (the whale's too) it executes its own first, then the
-    whale's (anyone may, and it earns the fee): its shares are worth about $53,000 more than it
-    paid at once, the windfall shared with it (measured $53,320.74 through the instant path this
-    replaced). The windfall is deterministic (read on chain before acting); the JIT capital
-    then sits out a 900 s cooldown exposed to the book,
-    which the attacker can hedge as a trader.
-    Fix: take the cap out of the pool at the execution (pay min(...) and move the excess, here
-    $86,035.71, to the insurance fund, or to the LPs of record by a per-request index), or price
-    every conversion with the pending escrow at its capped value: value' = value -
-    min(escrowed assets at their requests, escrowed shares at today's price), supply' = supply -
-    escrowed shares."""
+    whale's (anyone may, and it earns the fee). Before the fix the $86,035.71 windfall stayed in
+    the pool and the JIT depositor's shares were worth $53,320.74 more than it paid at once.
+    Now the execution gives the windfall to the Clearinghouse as shares it keeps for good (`kept` in
+    RequestExecuted: the escrowed shares beyond those the whale's pay is worth): the share price
+    is the same before and after it, so the JIT depositor gains nothing and Alice and Mallory,
+    the LPs of record, lose nothing to it either."""
     pool, usdc = world.pool, world.settlement
+    vault = pool.CLEARINGHOUSE()  # keeps a capped request's excess as shares, for good
     fund(usdc, whale, fee, pool)
     shares = int(pool.balanceOf(whale))
     pool.request_redeem(shares, whale, whale, sender=whale)
@@ -163,43 +167,53 @@ def test_D1_jit_deposit_takes_the_windfall_of_a_capped_redemption(world, chain, 
     pool.request_deposit(stake, jit, sender=jit)  # after the round: at the value that counts it
     move_clock_to(chain, int(pool.requests(jit).executable_at))
     windfall = int(pool.convertToAssets(shares)) - recorded
-    assert windfall > 80_000 * USDC  # $86,035.71 the capped redemption leaves behind
+    assert windfall > 80_000 * USDC  # $86,035.71 the capped redemption leaves over
     pool.execute_request(jit, sender=jit)  # its own first, at the value that counts the escrow in full
-    paid = executed(pool.execute_request(whale, sender=jit)).assets
-    assert paid == recorded
+    worth = int(pool.convertToAssets(shares))  # the escrow's value just before the whale's execution
+    others = {who: int(pool.convertToAssets(pool.balanceOf(who))) for who in (lp, attacker, jit)}
+    held = int(pool.balanceOf(vault))
+    event = executed(pool.execute_request(whale, sender=jit))
+    assert event.assets == recorded
+    assert event.shares + event.kept == shares  # burned, and the rest of the escrow kept by the Clearinghouse
+    assert int(pool.balanceOf(vault)) == held + event.kept
+    assert abs(int(pool.convertToAssets(event.kept)) - (worth - recorded)) <= 2  # the windfall, as shares
+    for who, before in others.items():  # nobody's shares moved in value by the execution (rounding only)
+        assert 0 <= int(pool.convertToAssets(pool.balanceOf(who))) - before <= 2, who
     gain = int(pool.convertToAssets(pool.balanceOf(jit))) - stake
-    # SAFE: a depositor who came after the request takes none of its windfall (rounding only)
     assert gain <= 2, f"the JIT depositor took {gain / USDC:,.2f} USDC of the {windfall / USDC:,.2f} windfall"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="M1 (medium): a capped deposit's surplus is shared with a just-in-time depositor",
-)
-def test_D2_jit_deposit_takes_the_surplus_of_a_capped_deposit(world, chain, deployer, router, jit, fee):
-    """The mirror: `router` asks to deposit $4,000,000; a round then costs the pool (ETH +1%, the
-    long gains $150,000). It is minted the 3.9957e18 shares of the request, where its tokens buy
-    4.0834e18 now: an $85,943.29 surplus stays in the pool for the LPs of the request's time. A
-    fresh address that asked to deposit $5,000,000 after the round (at the lower price)
-    executes its own first, then the router's:
-    +$27,247.21 at once, that much less for Alice, the whale and Mallory.
-    Fix: as D1 (the surplus, tokens the depositor paid beyond what its shares are worth now, to
-    the insurance fund, or to the LPs of record)."""
+def test_D2_jit_deposit_takes_none_of_the_surplus_of_a_capped_deposit(world, chain, deployer, lp, whale, router, jit, fee):
+    """M1, fixed, the mirror: `router` asks to deposit $4,000,000; a round then costs the pool
+    (ETH +1%, the long gains $150,000). It is minted the 3.9957e18 shares of the request, where
+    its tokens buy 4.0834e18 now: before the fix the $85,943.29 surplus stayed in the pool, and
+    a fresh address that asked to deposit $5,000,000 after the round (at the lower price) and
+    executed its own request first, then the router's, was up $27,247.21 at once. Now the
+    execution mints the shares the tokens are worth now, those beyond the request's to the
+    Clearinghouse, kept for good (`kept`): the pool keeps every token and the share price is where it was."""
     pool, usdc = world.pool, world.settlement
+    vault = pool.CLEARINGHOUSE()  # keeps a capped request's excess as shares, for good
     assets = 4_000_000 * USDC
     fund(usdc, router, assets + fee, pool)
     pool.request_deposit(assets, router, sender=router)
+    recorded = int(pool.requests(router).shares)
     eth(world, deployer, 2_020)  # the long gains $150,000
     stake = 5_000_000 * USDC
     fund(usdc, jit, stake + fee, pool)
     pool.request_deposit(stake, jit, sender=jit)  # after the round: at its lower price
     move_clock_to(chain, int(pool.requests(jit).executable_at))
     pool.execute_request(jit, sender=jit)  # its own first, at the lower price of now
-    minted = executed(pool.execute_request(router, sender=jit)).shares
-    surplus = assets - int(pool.convertToAssets(minted))
-    assert surplus > 40_000 * USDC  # what the cap left in the pool, after the JIT's share of it
+    worth = int(pool.convertToShares(assets))
+    assert worth > recorded  # capped: the tokens buy more shares now
+    others = {who: int(pool.convertToAssets(pool.balanceOf(who))) for who in (lp, whale, jit)}
+    held = int(pool.balanceOf(vault))
+    event = executed(pool.execute_request(router, sender=jit))
+    assert (event.assets, event.shares, event.kept) == (assets, recorded, worth - recorded)
+    assert int(pool.convertToAssets(event.kept)) > 80_000 * USDC  # the surplus, as shares
+    assert int(pool.balanceOf(vault)) == held + event.kept
+    for who, before in others.items():
+        assert 0 <= int(pool.convertToAssets(pool.balanceOf(who))) - before <= 2, who
     gain = int(pool.convertToAssets(pool.balanceOf(jit))) - stake
-    # SAFE: the depositor who came after the request takes none of its surplus (rounding only)
     assert gain <= 2, f"the JIT depositor took {gain / USDC:,.2f} USDC of the capped deposit's surplus"
 
 

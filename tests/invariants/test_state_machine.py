@@ -133,6 +133,9 @@ Invariants, checked after every step:
    (and a gated pool's `open_requests` == their count). An
    execution never mints more shares than its request recorded (a deposit) and never pays more
    than it recorded (a redemption): it pays the worse of the two values, exactly the model's.
+   A capped execution (the value moved in the LP's favour since the request) keeps the excess
+   in the pool as shares the Clearinghouse holds (`kept`, exactly the model's) and leaves the
+   share price where it was, to the rounding in the pool's favour (review M1).
 
 Profiles (environment variable MARGINSIM_FUZZ): unset or "ci": 2,000 steps, derandomized
 (reproducible); "long": 100,000 steps, random. MARGINSIM_FUZZ_STEPS=N overrides the number of
@@ -1280,7 +1283,7 @@ class Model:
         after.requests[owner] = PoolRequest(receiver, False, self.now + delay, assets, shares, fee)
         return Outcome(None, self.ledger, {"flow": 0, "pool": after, "request": after.requests[owner]})
 
-    def pool_execute(self, pool: PoolLedger, controller: str, escrow: str) -> Outcome:
+    def pool_execute(self, pool: PoolLedger, controller: str, escrow: str, kept_by: str) -> Outcome:
         """execute_request(controller), by anyone: "pool: no request", "pool: request not due",
         "pool: request lapsed"; the valuation now (its price errors). A deposit mints the
         smaller of the shares recorded at the request and what the tokens are worth now, after
@@ -1304,9 +1307,11 @@ class Model:
         after = pool.copy()
         del after.requests[controller]
         assets, shares = request.assets, request.shares
+        excess = 0  # the cap's excess, shares kept by the Clearinghouse: the share price left as it was (review M1)
         if request.deposit:
             now_worth = mul_div(assets, pool.total_supply + POOL_OFFSET, total_assets + 1, False)
-            shares = min(shares, now_worth)
+            excess = now_worth - min(shares, now_worth)
+            shares = now_worth - excess
             message = self.admit(pool, assets, shares)
             lots = None
             if message is None:
@@ -1316,12 +1321,15 @@ class Model:
             if message is not None:
                 return Outcome(message, self.ledger)
             ledger = self.issue(assets)
-            after.total_supply += shares
+            after.total_supply += shares + excess
             after.balances[request.receiver] = after.balances.get(request.receiver, 0) + shares
+            after.balances[kept_by] = after.balances.get(kept_by, 0) + excess
             after.lots[request.receiver] = lots
             flow = assets
         else:
             now_worth = mul_div(shares, total_assets + 1, pool.total_supply + POOL_OFFSET, False)
+            if assets < now_worth:
+                excess = shares - mul_div(assets, pool.total_supply + POOL_OFFSET, total_assets + 1, True)
             assets = min(assets, now_worth)
             if not self.collateral_priced(self.ledger):
                 return Outcome("pool: collateral feed down", self.ledger)
@@ -1330,8 +1338,10 @@ class Model:
             message, ledger = self.pay_out(value, need, assets)
             if message is not None:
                 return Outcome(message, self.ledger)
-            after.total_supply -= shares
             after.balances[escrow] -= shares
+            after.balances[kept_by] = after.balances.get(kept_by, 0) + excess
+            shares -= excess
+            after.total_supply -= shares
             flow = -assets
         info = {
             "flow": flow,
@@ -1341,6 +1351,7 @@ class Model:
             "total_assets": total_assets,
             "request": request,
             "now_worth": now_worth,  # shares (deposit) or assets (redemption) at the value now
+            "excess": excess,  # the cap's excess, shares the Clearinghouse keeps for good
         }
         return Outcome(None, ledger, info)
 
@@ -1620,6 +1631,7 @@ class ProtocolMachine(RuleBasedStateMachine):
         self.execution_fee = self.orders.execution_fee()
         self.order_bond = self.orders.order_bond()
         self.escrow = str(self.pool.address)  # the pool holds the shares of redemption requests itself
+        self.kept_by = str(self.pool.CLEARINGHOUSE())  # holds a capped request's excess, as shares, for good
         self.gated = hasattr(self.pool, "instant")  # a pool whose instant paths wait for an idle book
         self.pending: dict[tuple[int, int], Pending] = {}  # (account, market) -> the order Orders holds
         self.tokens = {"USDC": protocol.settlement, **protocol.tokens}
@@ -1664,7 +1676,7 @@ class ProtocolMachine(RuleBasedStateMachine):
                 requests[h] = PoolRequest(address, bool(deposit), executable_at, assets, shares, fee)
         return PoolLedger(
             total_supply=storage.var("erc20", "totalSupply"),
-            balances={h: storage.entry(("erc20", "balanceOf"), h) for h in [*holders, self.escrow]},
+            balances={h: storage.entry(("erc20", "balanceOf"), h) for h in [*holders, self.escrow, self.kept_by]},
             lots={h: storage.entry_words(("_lots",), h, count=LOTS) for h in holders},
             requests=requests,
         )
@@ -2784,7 +2796,7 @@ class ProtocolMachine(RuleBasedStateMachine):
         never more than recorded at the request (invariant 11), exactly the model's amounts."""
         usdc, keeper = self.tokens["USDC"], self.roles.keeper
         request = self.pool_ledger.requests.get(str(controller))
-        outcome = self.model.pool_execute(self.pool_ledger, str(controller), self.escrow)
+        outcome = self.model.pool_execute(self.pool_ledger, str(controller), self.escrow, self.kept_by)
         receiver = request.receiver if request else str(controller)
         wallets = (token_balance(usdc, keeper), token_balance(usdc, receiver))
         execute = self.pool.execute_request
@@ -2810,7 +2822,17 @@ class ProtocolMachine(RuleBasedStateMachine):
             event.shares,
             event.fee,
             str(event.keeper),
-        ) == (str(controller), receiver, request.deposit, info["assets"], info["shares"], request.fee, str(keeper))
+            event.kept,
+        ) == (
+            str(controller),
+            receiver,
+            request.deposit,
+            info["assets"],
+            info["shares"],
+            request.fee,
+            str(keeper),
+            info["excess"],
+        )
         recorded = request.shares if request.deposit else request.assets
         record(
             f"LiquidityPool.execute_request {kind} "
@@ -2818,6 +2840,14 @@ class ProtocolMachine(RuleBasedStateMachine):
             None,
         )
         self.pool_value_unchanged_for_others(outcome)
+        if info["now_worth"] > recorded:
+            # capped: the Clearinghouse keeps the excess as shares, so the share price is where it was
+            # (up to the rounding in the pool's favour) and nobody holding shares at the execution
+            # (a just-in-time LP included) takes any of it (review M1)
+            before_assets, before_supply = info["total_assets"], self.pool_ledger.total_supply
+            after_assets, after_supply = self.model.total_assets(self.expected), info["pool"].total_supply
+            # (the pool rounds each side by at most a share: a share's worth is the bound)
+            assert after_assets * (before_supply + POOL_OFFSET) < (before_assets + 1) * (after_supply + POOL_OFFSET + 1)
         if not request.deposit:
             self.check_reserves_after_withdrawal()
         return True
@@ -3859,7 +3889,9 @@ class ProtocolMachine(RuleBasedStateMachine):
         for account, s in ledger.settlement.items():
             hidden = s < 0 and not ledger.market_mask.get(account) and not ledger.collateral_mask.get(account)
             assert not hidden, f"account {account:#x} has debt {s} with nothing left: bad debt not booked"
-        assert self.pool.totalSupply() == sum(token_balance(self.pool, h) for h in [*self.roles.lps, self.pool])
+        # the LPs, the escrow and the shares the Clearinghouse keeps (capped requests' excess)
+        holders = [*self.roles.lps, self.pool, self.ch]
+        assert self.pool.totalSupply() == sum(token_balance(self.pool, h) for h in holders)
 
     def check_requests(self, pool: PoolLedger) -> None:
         """Invariant 11: the pool holds exactly the escrow of the requests waiting (their pool
@@ -4316,16 +4348,17 @@ def test_every_rule_succeeds_in_a_scripted_walk(machine):
     assert OUTCOMES[("Orders.commit_order", "orders: open interest reserve")], outcome_table()
     # an LP's withdrawal past the reserve is refused (a gated pool's first: the book is open); by
     # request, refused at its execution, and the request waits: executed once the reserve is back
-    step("lp_withdraw", lp=0, permille=10, by_shares=False, caller="owner")
+    # (LP 1: pool_runs_dry left it the refill's shares, while LP 0 may have redeemed all of its own)
+    step("lp_withdraw", lp=1, permille=10, by_shares=False, caller="owner")
     assert OUTCOMES[("LiquidityPool.withdraw", BOOK_OPEN if machine.gated else "pool: open interest reserve")]
-    step("lp_request_redeem", lp=0, permille=10, caller="owner")
-    step("lp_execute_request", order=(0, "due", 0, "redeem"))
+    step("lp_request_redeem", lp=1, permille=10, caller="owner")
+    step("lp_execute_request", order=(1, "due", 0, "redeem"))
     assert OUTCOMES[("LiquidityPool.execute_request", "pool: open interest reserve")], outcome_table()
-    assert str(machine.roles.lps[0]) in machine.pool_ledger.requests
+    assert str(machine.roles.lps[1]) in machine.pool_ledger.requests
     for market in (0, 1):
         step("set_reserve_factor", market=market, factor=WAD, by="owner")
     executed = OUTCOMES[("LiquidityPool.execute_request", "ok")]
-    step("lp_execute_request", order=(0, "due", 0, "redeem"))
+    step("lp_execute_request", order=(1, "due", 0, "redeem"))
     assert OUTCOMES[("LiquidityPool.execute_request", "ok")] == executed + 1, outcome_table()
     step("trade", order=(0, 0, "open", 20, 1_000, True, "none"))  # past its margin: refused at commit
     assert OUTCOMES[("Orders.commit_order", "orders: insufficient margin")], outcome_table()
@@ -4339,9 +4372,10 @@ def test_every_rule_succeeds_in_a_scripted_walk(machine):
     assert OUTCOMES[("book_goes_idle", "still open")], outcome_table()
     step("book_goes_idle", order=("nothing", 1, 10_000, 100, True))
     assert OUTCOMES[("book_goes_idle", "ok")] and (not machine.gated or machine.pool.instant()), outcome_table()
-    step("lp_withdraw", lp=0, permille=100, by_shares=False, caller="approved")
-    step("lp_request_redeem", lp=0, permille=100, caller="owner")
-    step("lp_execute_request", order=(0, "due", 0, "redeem"))
+    step("lp_withdraw", lp=1, permille=100, by_shares=False, caller="approved")
+    step("lp_withdraw", lp=1, permille=100, by_shares=True, caller="owner")
+    step("lp_request_redeem", lp=1, permille=100, caller="owner")
+    step("lp_execute_request", order=(1, "due", 0, "redeem"))
     for action, by in (
         ("pause", "guardian"),
         ("reduce_only", "guardian"),

@@ -156,19 +156,27 @@ def test_execute_redeem__pays_the_smaller_of_the_two_values(pool, usdc, lp, keep
     ape.chain.pending_timestamp = pool.requests(lp).executable_at
     worth_now = pool.convertToAssets(shares)  # at the round; the execution adds a few seconds of funding
     supply, wallet, keeper_wallet = pool.totalSupply(), usdc.balanceOf(lp), usdc.balanceOf(keeper)
+    vault = pool.CLEARINGHOUSE()  # keeps a capped request's excess as shares, for good
+    held = pool.balanceOf(vault)
     receipt = pool.execute_request(lp, sender=keeper)
     paid = usdc.balanceOf(lp) - wallet
     executed = last(receipt, "RequestExecuted")
     withdrawn = last(receipt, "Withdraw")
-    if new_price > 2_000:  # the value fell: paid what the shares are worth now
+    burned = shares - executed.kept
+    if new_price > 2_000:  # the value fell: paid what the shares are worth now, every share burned, none kept
         assert worth_now < at_request - 500 * USDC
         assert abs(paid - worth_now) <= 10 * USDC
-    else:  # it rose: paid what they were worth at the request, the rise stays with the pool
+        assert executed.kept == 0 and pool.balanceOf(vault) == held
+    else:  # it rose: paid what they were worth at the request, the rest of the escrow kept by the Clearinghouse
         assert worth_now > at_request + 500 * USDC
         assert paid == at_request
-    assert (executed.assets, executed.shares, executed.fee, executed.keeper) == (paid, shares, fee, keeper.address)
-    assert (withdrawn.owner, withdrawn.receiver, withdrawn.assets, withdrawn.shares) == (lp.address, lp.address, paid, shares)
-    assert pool.totalSupply() == supply - shares and pool.balanceOf(pool) == 0
+        assert 0 < executed.kept < shares and pool.balanceOf(vault) == held + executed.kept
+        assert burned == pool.previewWithdraw(paid)  # the shares the pay is worth now, rounded up
+        # the kept shares are the rise (funding since the round moves it a little)
+        assert abs(pool.convertToAssets(executed.kept) - (worth_now - at_request)) <= 10 * USDC
+    assert (executed.assets, executed.shares, executed.fee, executed.keeper) == (paid, burned, fee, keeper.address)
+    assert (withdrawn.owner, withdrawn.receiver, withdrawn.assets, withdrawn.shares) == (lp.address, lp.address, paid, burned)
+    assert pool.totalSupply() == supply - burned and pool.balanceOf(pool) == 0
     assert usdc.balanceOf(keeper) == keeper_wallet + fee and usdc.balanceOf(pool) == 0
     assert pool.requests(lp).executable_at == 0
 
@@ -216,14 +224,22 @@ def test_execute_deposit__mints_the_smaller_of_the_two_share_counts(pool, usdc, 
     set_price("WETH", new_price)
     ape.chain.pending_timestamp = pool.requests(attacker).executable_at
     worth_now = pool.previewDeposit(assets)
+    vault = pool.CLEARINGHOUSE()  # keeps a capped request's excess as shares, for good
+    held = pool.balanceOf(vault)
     receipt = pool.execute_request(attacker, sender=keeper)
-    minted = last(receipt, "RequestExecuted").shares
+    executed = last(receipt, "RequestExecuted")
+    minted = executed.shares
     if new_price < 2_000:  # the pool gained: a share costs more now, and fewer are minted
         assert worth_now < at_request * 9_999 // 10_000
         assert abs(minted - worth_now) <= worth_now // 100_000
-    else:
+        assert executed.kept == 0 and pool.balanceOf(vault) == held
+    else:  # a share costs less now: the shares of the request, those beyond them kept by the Clearinghouse
         assert worth_now > at_request * 10_001 // 10_000
         assert minted == at_request
+        # together the shares the tokens are worth at the execution (funding moves it a little)
+        assert abs(minted + executed.kept - worth_now) <= worth_now // 100_000
+        assert pool.balanceOf(vault) == held + executed.kept
+        assert (last(receipt, "Deposit").assets, executed.assets) == (assets, assets)
     assert pool.balanceOf(attacker) == minted == pool.locked_shares(attacker)
     assert usdc.balanceOf(pool) == 0 and usdc.balanceOf(keeper) >= fee
 
